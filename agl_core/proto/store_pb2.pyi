@@ -1,0 +1,448 @@
+import datetime
+
+from agl_core.proto import resources_pb2 as _resources_pb2
+from agl_core.proto import trace_pb2 as _trace_pb2
+from agl_core.proto import types_pb2 as _types_pb2
+from google.protobuf import duration_pb2 as _duration_pb2
+from google.protobuf import struct_pb2 as _struct_pb2
+from google.protobuf import timestamp_pb2 as _timestamp_pb2
+from google.protobuf.internal import containers as _containers
+from google.protobuf import descriptor as _descriptor
+from google.protobuf import message as _message
+from collections.abc import Iterable as _Iterable, Mapping as _Mapping
+from typing import ClassVar as _ClassVar, Optional as _Optional, Union as _Union
+
+DESCRIPTOR: _descriptor.FileDescriptor
+
+class RolloutSpec(_message.Message):
+    __slots__ = ("rollout_id", "input", "mode", "resources_id", "config", "metadata")
+    ROLLOUT_ID_FIELD_NUMBER: _ClassVar[int]
+    INPUT_FIELD_NUMBER: _ClassVar[int]
+    MODE_FIELD_NUMBER: _ClassVar[int]
+    RESOURCES_ID_FIELD_NUMBER: _ClassVar[int]
+    CONFIG_FIELD_NUMBER: _ClassVar[int]
+    METADATA_FIELD_NUMBER: _ClassVar[int]
+    rollout_id: str
+    input: _struct_pb2.Value
+    mode: _types_pb2.RolloutMode
+    resources_id: str
+    config: _types_pb2.RolloutConfig
+    metadata: _struct_pb2.Struct
+    def __init__(self, rollout_id: _Optional[str] = ..., input: _Optional[_Union[_struct_pb2.Value, _Mapping]] = ..., mode: _Optional[_Union[_types_pb2.RolloutMode, str]] = ..., resources_id: _Optional[str] = ..., config: _Optional[_Union[_types_pb2.RolloutConfig, _Mapping]] = ..., metadata: _Optional[_Union[_struct_pb2.Struct, _Mapping]] = ...) -> None: ...
+
+class StartRolloutRequest(_message.Message):
+    __slots__ = ("rollout", "worker_id")
+    ROLLOUT_FIELD_NUMBER: _ClassVar[int]
+    WORKER_ID_FIELD_NUMBER: _ClassVar[int]
+    rollout: RolloutSpec
+    worker_id: str
+    def __init__(self, rollout: _Optional[_Union[RolloutSpec, _Mapping]] = ..., worker_id: _Optional[str] = ...) -> None: ...
+
+class StartRolloutResponse(_message.Message):
+    __slots__ = ("rollout",)
+    ROLLOUT_FIELD_NUMBER: _ClassVar[int]
+    rollout: _types_pb2.Rollout
+    def __init__(self, rollout: _Optional[_Union[_types_pb2.Rollout, _Mapping]] = ...) -> None: ...
+
+class EnqueueRolloutsRequest(_message.Message):
+    __slots__ = ("rollouts",)
+    ROLLOUTS_FIELD_NUMBER: _ClassVar[int]
+    rollouts: _containers.RepeatedCompositeFieldContainer[RolloutSpec]
+    def __init__(self, rollouts: _Optional[_Iterable[_Union[RolloutSpec, _Mapping]]] = ...) -> None: ...
+
+class EnqueueRolloutsResponse(_message.Message):
+    __slots__ = ("rollouts", "errors")
+    ROLLOUTS_FIELD_NUMBER: _ClassVar[int]
+    ERRORS_FIELD_NUMBER: _ClassVar[int]
+    rollouts: _containers.RepeatedCompositeFieldContainer[_types_pb2.Rollout]
+    errors: _containers.RepeatedCompositeFieldContainer[_types_pb2.ItemError]
+    def __init__(self, rollouts: _Optional[_Iterable[_Union[_types_pb2.Rollout, _Mapping]]] = ..., errors: _Optional[_Iterable[_Union[_types_pb2.ItemError, _Mapping]]] = ...) -> None: ...
+
+class DequeueRolloutRequest(_message.Message):
+    __slots__ = ("worker_id", "limit", "wait")
+    WORKER_ID_FIELD_NUMBER: _ClassVar[int]
+    LIMIT_FIELD_NUMBER: _ClassVar[int]
+    WAIT_FIELD_NUMBER: _ClassVar[int]
+    worker_id: str
+    limit: int
+    wait: _duration_pb2.Duration
+    def __init__(self, worker_id: _Optional[str] = ..., limit: _Optional[int] = ..., wait: _Optional[_Union[datetime.timedelta, _duration_pb2.Duration, _Mapping]] = ...) -> None: ...
+
+class DequeueRolloutResponse(_message.Message):
+    __slots__ = ("rollouts",)
+    ROLLOUTS_FIELD_NUMBER: _ClassVar[int]
+    rollouts: _containers.RepeatedCompositeFieldContainer[_types_pb2.Rollout]
+    def __init__(self, rollouts: _Optional[_Iterable[_Union[_types_pb2.Rollout, _Mapping]]] = ...) -> None: ...
+
+class StartAttemptRequest(_message.Message):
+    __slots__ = ("rollout_id", "worker_id")
+    ROLLOUT_ID_FIELD_NUMBER: _ClassVar[int]
+    WORKER_ID_FIELD_NUMBER: _ClassVar[int]
+    rollout_id: str
+    worker_id: str
+    def __init__(self, rollout_id: _Optional[str] = ..., worker_id: _Optional[str] = ...) -> None: ...
+
+class StartAttemptResponse(_message.Message):
+    __slots__ = ("rollout",)
+    ROLLOUT_FIELD_NUMBER: _ClassVar[int]
+    rollout: _types_pb2.Rollout
+    def __init__(self, rollout: _Optional[_Union[_types_pb2.Rollout, _Mapping]] = ...) -> None: ...
+
+class GetRolloutRequest(_message.Message):
+    __slots__ = ("rollout_id",)
+    ROLLOUT_ID_FIELD_NUMBER: _ClassVar[int]
+    rollout_id: str
+    def __init__(self, rollout_id: _Optional[str] = ...) -> None: ...
+
+class GetRolloutResponse(_message.Message):
+    __slots__ = ("rollout",)
+    ROLLOUT_FIELD_NUMBER: _ClassVar[int]
+    rollout: _types_pb2.Rollout
+    def __init__(self, rollout: _Optional[_Union[_types_pb2.Rollout, _Mapping]] = ...) -> None: ...
+
+class QueryRolloutsRequest(_message.Message):
+    __slots__ = ("status_in", "rollout_id_in", "rollout_id_contains", "mode", "sort_by", "order", "limit", "offset")
+    STATUS_IN_FIELD_NUMBER: _ClassVar[int]
+    ROLLOUT_ID_IN_FIELD_NUMBER: _ClassVar[int]
+    ROLLOUT_ID_CONTAINS_FIELD_NUMBER: _ClassVar[int]
+    MODE_FIELD_NUMBER: _ClassVar[int]
+    SORT_BY_FIELD_NUMBER: _ClassVar[int]
+    ORDER_FIELD_NUMBER: _ClassVar[int]
+    LIMIT_FIELD_NUMBER: _ClassVar[int]
+    OFFSET_FIELD_NUMBER: _ClassVar[int]
+    status_in: _containers.RepeatedScalarFieldContainer[_types_pb2.RolloutStatus]
+    rollout_id_in: _containers.RepeatedScalarFieldContainer[str]
+    rollout_id_contains: str
+    mode: _types_pb2.RolloutMode
+    sort_by: str
+    order: _types_pb2.SortOrder
+    limit: int
+    offset: int
+    def __init__(self, status_in: _Optional[_Iterable[_Union[_types_pb2.RolloutStatus, str]]] = ..., rollout_id_in: _Optional[_Iterable[str]] = ..., rollout_id_contains: _Optional[str] = ..., mode: _Optional[_Union[_types_pb2.RolloutMode, str]] = ..., sort_by: _Optional[str] = ..., order: _Optional[_Union[_types_pb2.SortOrder, str]] = ..., limit: _Optional[int] = ..., offset: _Optional[int] = ...) -> None: ...
+
+class QueryRolloutsResponse(_message.Message):
+    __slots__ = ("rollouts", "total")
+    ROLLOUTS_FIELD_NUMBER: _ClassVar[int]
+    TOTAL_FIELD_NUMBER: _ClassVar[int]
+    rollouts: _containers.RepeatedCompositeFieldContainer[_types_pb2.Rollout]
+    total: int
+    def __init__(self, rollouts: _Optional[_Iterable[_Union[_types_pb2.Rollout, _Mapping]]] = ..., total: _Optional[int] = ...) -> None: ...
+
+class QueryAttemptsRequest(_message.Message):
+    __slots__ = ("rollout_id", "order", "limit", "offset")
+    ROLLOUT_ID_FIELD_NUMBER: _ClassVar[int]
+    ORDER_FIELD_NUMBER: _ClassVar[int]
+    LIMIT_FIELD_NUMBER: _ClassVar[int]
+    OFFSET_FIELD_NUMBER: _ClassVar[int]
+    rollout_id: str
+    order: _types_pb2.SortOrder
+    limit: int
+    offset: int
+    def __init__(self, rollout_id: _Optional[str] = ..., order: _Optional[_Union[_types_pb2.SortOrder, str]] = ..., limit: _Optional[int] = ..., offset: _Optional[int] = ...) -> None: ...
+
+class QueryAttemptsResponse(_message.Message):
+    __slots__ = ("attempts", "total")
+    ATTEMPTS_FIELD_NUMBER: _ClassVar[int]
+    TOTAL_FIELD_NUMBER: _ClassVar[int]
+    attempts: _containers.RepeatedCompositeFieldContainer[_types_pb2.Attempt]
+    total: int
+    def __init__(self, attempts: _Optional[_Iterable[_Union[_types_pb2.Attempt, _Mapping]]] = ..., total: _Optional[int] = ...) -> None: ...
+
+class UpdateRolloutRequest(_message.Message):
+    __slots__ = ("rollout_id", "status", "input", "mode", "resources_id", "config", "metadata")
+    ROLLOUT_ID_FIELD_NUMBER: _ClassVar[int]
+    STATUS_FIELD_NUMBER: _ClassVar[int]
+    INPUT_FIELD_NUMBER: _ClassVar[int]
+    MODE_FIELD_NUMBER: _ClassVar[int]
+    RESOURCES_ID_FIELD_NUMBER: _ClassVar[int]
+    CONFIG_FIELD_NUMBER: _ClassVar[int]
+    METADATA_FIELD_NUMBER: _ClassVar[int]
+    rollout_id: str
+    status: _types_pb2.RolloutStatus
+    input: _struct_pb2.Value
+    mode: _types_pb2.RolloutMode
+    resources_id: str
+    config: _types_pb2.RolloutConfig
+    metadata: _struct_pb2.Struct
+    def __init__(self, rollout_id: _Optional[str] = ..., status: _Optional[_Union[_types_pb2.RolloutStatus, str]] = ..., input: _Optional[_Union[_struct_pb2.Value, _Mapping]] = ..., mode: _Optional[_Union[_types_pb2.RolloutMode, str]] = ..., resources_id: _Optional[str] = ..., config: _Optional[_Union[_types_pb2.RolloutConfig, _Mapping]] = ..., metadata: _Optional[_Union[_struct_pb2.Struct, _Mapping]] = ...) -> None: ...
+
+class UpdateRolloutResponse(_message.Message):
+    __slots__ = ("rollout",)
+    ROLLOUT_FIELD_NUMBER: _ClassVar[int]
+    rollout: _types_pb2.Rollout
+    def __init__(self, rollout: _Optional[_Union[_types_pb2.Rollout, _Mapping]] = ...) -> None: ...
+
+class UpdateAttemptRequest(_message.Message):
+    __slots__ = ("rollout_id", "attempt_id", "status", "worker_id", "last_heartbeat_time", "metadata")
+    ROLLOUT_ID_FIELD_NUMBER: _ClassVar[int]
+    ATTEMPT_ID_FIELD_NUMBER: _ClassVar[int]
+    STATUS_FIELD_NUMBER: _ClassVar[int]
+    WORKER_ID_FIELD_NUMBER: _ClassVar[int]
+    LAST_HEARTBEAT_TIME_FIELD_NUMBER: _ClassVar[int]
+    METADATA_FIELD_NUMBER: _ClassVar[int]
+    rollout_id: str
+    attempt_id: str
+    status: _types_pb2.AttemptStatus
+    worker_id: str
+    last_heartbeat_time: _timestamp_pb2.Timestamp
+    metadata: _struct_pb2.Struct
+    def __init__(self, rollout_id: _Optional[str] = ..., attempt_id: _Optional[str] = ..., status: _Optional[_Union[_types_pb2.AttemptStatus, str]] = ..., worker_id: _Optional[str] = ..., last_heartbeat_time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., metadata: _Optional[_Union[_struct_pb2.Struct, _Mapping]] = ...) -> None: ...
+
+class UpdateAttemptResponse(_message.Message):
+    __slots__ = ("attempt",)
+    ATTEMPT_FIELD_NUMBER: _ClassVar[int]
+    attempt: _types_pb2.Attempt
+    def __init__(self, attempt: _Optional[_Union[_types_pb2.Attempt, _Mapping]] = ...) -> None: ...
+
+class AddResourcesRequest(_message.Message):
+    __slots__ = ("resources", "resources_id")
+    class ResourcesEntry(_message.Message):
+        __slots__ = ("key", "value")
+        KEY_FIELD_NUMBER: _ClassVar[int]
+        VALUE_FIELD_NUMBER: _ClassVar[int]
+        key: str
+        value: _resources_pb2.Resource
+        def __init__(self, key: _Optional[str] = ..., value: _Optional[_Union[_resources_pb2.Resource, _Mapping]] = ...) -> None: ...
+    RESOURCES_FIELD_NUMBER: _ClassVar[int]
+    RESOURCES_ID_FIELD_NUMBER: _ClassVar[int]
+    resources: _containers.MessageMap[str, _resources_pb2.Resource]
+    resources_id: str
+    def __init__(self, resources: _Optional[_Mapping[str, _resources_pb2.Resource]] = ..., resources_id: _Optional[str] = ...) -> None: ...
+
+class AddResourcesResponse(_message.Message):
+    __slots__ = ("resources",)
+    RESOURCES_FIELD_NUMBER: _ClassVar[int]
+    resources: _resources_pb2.ResourcesUpdate
+    def __init__(self, resources: _Optional[_Union[_resources_pb2.ResourcesUpdate, _Mapping]] = ...) -> None: ...
+
+class UpdateResourcesRequest(_message.Message):
+    __slots__ = ("resources_id", "resources")
+    class ResourcesEntry(_message.Message):
+        __slots__ = ("key", "value")
+        KEY_FIELD_NUMBER: _ClassVar[int]
+        VALUE_FIELD_NUMBER: _ClassVar[int]
+        key: str
+        value: _resources_pb2.Resource
+        def __init__(self, key: _Optional[str] = ..., value: _Optional[_Union[_resources_pb2.Resource, _Mapping]] = ...) -> None: ...
+    RESOURCES_ID_FIELD_NUMBER: _ClassVar[int]
+    RESOURCES_FIELD_NUMBER: _ClassVar[int]
+    resources_id: str
+    resources: _containers.MessageMap[str, _resources_pb2.Resource]
+    def __init__(self, resources_id: _Optional[str] = ..., resources: _Optional[_Mapping[str, _resources_pb2.Resource]] = ...) -> None: ...
+
+class UpdateResourcesResponse(_message.Message):
+    __slots__ = ("resources",)
+    RESOURCES_FIELD_NUMBER: _ClassVar[int]
+    resources: _resources_pb2.ResourcesUpdate
+    def __init__(self, resources: _Optional[_Union[_resources_pb2.ResourcesUpdate, _Mapping]] = ...) -> None: ...
+
+class GetResourcesRequest(_message.Message):
+    __slots__ = ("resources_id",)
+    RESOURCES_ID_FIELD_NUMBER: _ClassVar[int]
+    resources_id: str
+    def __init__(self, resources_id: _Optional[str] = ...) -> None: ...
+
+class GetResourcesResponse(_message.Message):
+    __slots__ = ("resources",)
+    RESOURCES_FIELD_NUMBER: _ClassVar[int]
+    resources: _resources_pb2.ResourcesUpdate
+    def __init__(self, resources: _Optional[_Union[_resources_pb2.ResourcesUpdate, _Mapping]] = ...) -> None: ...
+
+class QueryResourcesRequest(_message.Message):
+    __slots__ = ("resources_id_in", "sort_by", "order", "limit", "offset")
+    RESOURCES_ID_IN_FIELD_NUMBER: _ClassVar[int]
+    SORT_BY_FIELD_NUMBER: _ClassVar[int]
+    ORDER_FIELD_NUMBER: _ClassVar[int]
+    LIMIT_FIELD_NUMBER: _ClassVar[int]
+    OFFSET_FIELD_NUMBER: _ClassVar[int]
+    resources_id_in: _containers.RepeatedScalarFieldContainer[str]
+    sort_by: str
+    order: _types_pb2.SortOrder
+    limit: int
+    offset: int
+    def __init__(self, resources_id_in: _Optional[_Iterable[str]] = ..., sort_by: _Optional[str] = ..., order: _Optional[_Union[_types_pb2.SortOrder, str]] = ..., limit: _Optional[int] = ..., offset: _Optional[int] = ...) -> None: ...
+
+class QueryResourcesResponse(_message.Message):
+    __slots__ = ("resources", "total")
+    RESOURCES_FIELD_NUMBER: _ClassVar[int]
+    TOTAL_FIELD_NUMBER: _ClassVar[int]
+    resources: _containers.RepeatedCompositeFieldContainer[_resources_pb2.ResourcesUpdate]
+    total: int
+    def __init__(self, resources: _Optional[_Iterable[_Union[_resources_pb2.ResourcesUpdate, _Mapping]]] = ..., total: _Optional[int] = ...) -> None: ...
+
+class IngestSpansRequest(_message.Message):
+    __slots__ = ("batch_id", "spans")
+    BATCH_ID_FIELD_NUMBER: _ClassVar[int]
+    SPANS_FIELD_NUMBER: _ClassVar[int]
+    batch_id: int
+    spans: _containers.RepeatedCompositeFieldContainer[_trace_pb2.Span]
+    def __init__(self, batch_id: _Optional[int] = ..., spans: _Optional[_Iterable[_Union[_trace_pb2.Span, _Mapping]]] = ...) -> None: ...
+
+class IngestSpansResponse(_message.Message):
+    __slots__ = ("batch_id", "accepted", "duplicate_indices", "rejected")
+    BATCH_ID_FIELD_NUMBER: _ClassVar[int]
+    ACCEPTED_FIELD_NUMBER: _ClassVar[int]
+    DUPLICATE_INDICES_FIELD_NUMBER: _ClassVar[int]
+    REJECTED_FIELD_NUMBER: _ClassVar[int]
+    batch_id: int
+    accepted: int
+    duplicate_indices: _containers.RepeatedScalarFieldContainer[int]
+    rejected: _containers.RepeatedCompositeFieldContainer[_types_pb2.ItemError]
+    def __init__(self, batch_id: _Optional[int] = ..., accepted: _Optional[int] = ..., duplicate_indices: _Optional[_Iterable[int]] = ..., rejected: _Optional[_Iterable[_Union[_types_pb2.ItemError, _Mapping]]] = ...) -> None: ...
+
+class QuerySpansRequest(_message.Message):
+    __slots__ = ("rollout_id", "attempt_id", "after_sequence_id", "limit")
+    ROLLOUT_ID_FIELD_NUMBER: _ClassVar[int]
+    ATTEMPT_ID_FIELD_NUMBER: _ClassVar[int]
+    AFTER_SEQUENCE_ID_FIELD_NUMBER: _ClassVar[int]
+    LIMIT_FIELD_NUMBER: _ClassVar[int]
+    rollout_id: str
+    attempt_id: str
+    after_sequence_id: int
+    limit: int
+    def __init__(self, rollout_id: _Optional[str] = ..., attempt_id: _Optional[str] = ..., after_sequence_id: _Optional[int] = ..., limit: _Optional[int] = ...) -> None: ...
+
+class QuerySpansResponse(_message.Message):
+    __slots__ = ("spans",)
+    SPANS_FIELD_NUMBER: _ClassVar[int]
+    spans: _containers.RepeatedCompositeFieldContainer[_trace_pb2.Span]
+    def __init__(self, spans: _Optional[_Iterable[_Union[_trace_pb2.Span, _Mapping]]] = ...) -> None: ...
+
+class NextSequenceIdsRequest(_message.Message):
+    __slots__ = ("rollout_id", "count")
+    ROLLOUT_ID_FIELD_NUMBER: _ClassVar[int]
+    COUNT_FIELD_NUMBER: _ClassVar[int]
+    rollout_id: str
+    count: int
+    def __init__(self, rollout_id: _Optional[str] = ..., count: _Optional[int] = ...) -> None: ...
+
+class NextSequenceIdsResponse(_message.Message):
+    __slots__ = ("first", "count")
+    FIRST_FIELD_NUMBER: _ClassVar[int]
+    COUNT_FIELD_NUMBER: _ClassVar[int]
+    first: int
+    count: int
+    def __init__(self, first: _Optional[int] = ..., count: _Optional[int] = ...) -> None: ...
+
+class WaitForRolloutsRequest(_message.Message):
+    __slots__ = ("rollout_ids", "timeout")
+    ROLLOUT_IDS_FIELD_NUMBER: _ClassVar[int]
+    TIMEOUT_FIELD_NUMBER: _ClassVar[int]
+    rollout_ids: _containers.RepeatedScalarFieldContainer[str]
+    timeout: _duration_pb2.Duration
+    def __init__(self, rollout_ids: _Optional[_Iterable[str]] = ..., timeout: _Optional[_Union[datetime.timedelta, _duration_pb2.Duration, _Mapping]] = ...) -> None: ...
+
+class WaitForRolloutsResponse(_message.Message):
+    __slots__ = ("rollouts", "pending_rollout_ids")
+    ROLLOUTS_FIELD_NUMBER: _ClassVar[int]
+    PENDING_ROLLOUT_IDS_FIELD_NUMBER: _ClassVar[int]
+    rollouts: _containers.RepeatedCompositeFieldContainer[_types_pb2.Rollout]
+    pending_rollout_ids: _containers.RepeatedScalarFieldContainer[str]
+    def __init__(self, rollouts: _Optional[_Iterable[_Union[_types_pb2.Rollout, _Mapping]]] = ..., pending_rollout_ids: _Optional[_Iterable[str]] = ...) -> None: ...
+
+class WatchRolloutsRequest(_message.Message):
+    __slots__ = ("rollout_ids", "status_in", "after_event_id")
+    ROLLOUT_IDS_FIELD_NUMBER: _ClassVar[int]
+    STATUS_IN_FIELD_NUMBER: _ClassVar[int]
+    AFTER_EVENT_ID_FIELD_NUMBER: _ClassVar[int]
+    rollout_ids: _containers.RepeatedScalarFieldContainer[str]
+    status_in: _containers.RepeatedScalarFieldContainer[_types_pb2.RolloutStatus]
+    after_event_id: int
+    def __init__(self, rollout_ids: _Optional[_Iterable[str]] = ..., status_in: _Optional[_Iterable[_Union[_types_pb2.RolloutStatus, str]]] = ..., after_event_id: _Optional[int] = ...) -> None: ...
+
+class WatchRolloutsResponse(_message.Message):
+    __slots__ = ("events", "last_event_id")
+    EVENTS_FIELD_NUMBER: _ClassVar[int]
+    LAST_EVENT_ID_FIELD_NUMBER: _ClassVar[int]
+    events: _containers.RepeatedCompositeFieldContainer[_types_pb2.RolloutEvent]
+    last_event_id: int
+    def __init__(self, events: _Optional[_Iterable[_Union[_types_pb2.RolloutEvent, _Mapping]]] = ..., last_event_id: _Optional[int] = ...) -> None: ...
+
+class QueryWorkersRequest(_message.Message):
+    __slots__ = ("status_in", "worker_id_in", "sort_by", "order", "limit", "offset")
+    STATUS_IN_FIELD_NUMBER: _ClassVar[int]
+    WORKER_ID_IN_FIELD_NUMBER: _ClassVar[int]
+    SORT_BY_FIELD_NUMBER: _ClassVar[int]
+    ORDER_FIELD_NUMBER: _ClassVar[int]
+    LIMIT_FIELD_NUMBER: _ClassVar[int]
+    OFFSET_FIELD_NUMBER: _ClassVar[int]
+    status_in: _containers.RepeatedScalarFieldContainer[_types_pb2.WorkerStatus]
+    worker_id_in: _containers.RepeatedScalarFieldContainer[str]
+    sort_by: str
+    order: _types_pb2.SortOrder
+    limit: int
+    offset: int
+    def __init__(self, status_in: _Optional[_Iterable[_Union[_types_pb2.WorkerStatus, str]]] = ..., worker_id_in: _Optional[_Iterable[str]] = ..., sort_by: _Optional[str] = ..., order: _Optional[_Union[_types_pb2.SortOrder, str]] = ..., limit: _Optional[int] = ..., offset: _Optional[int] = ...) -> None: ...
+
+class QueryWorkersResponse(_message.Message):
+    __slots__ = ("workers", "total")
+    WORKERS_FIELD_NUMBER: _ClassVar[int]
+    TOTAL_FIELD_NUMBER: _ClassVar[int]
+    workers: _containers.RepeatedCompositeFieldContainer[_types_pb2.Worker]
+    total: int
+    def __init__(self, workers: _Optional[_Iterable[_Union[_types_pb2.Worker, _Mapping]]] = ..., total: _Optional[int] = ...) -> None: ...
+
+class GetWorkerRequest(_message.Message):
+    __slots__ = ("worker_id",)
+    WORKER_ID_FIELD_NUMBER: _ClassVar[int]
+    worker_id: str
+    def __init__(self, worker_id: _Optional[str] = ...) -> None: ...
+
+class GetWorkerResponse(_message.Message):
+    __slots__ = ("worker",)
+    WORKER_FIELD_NUMBER: _ClassVar[int]
+    worker: _types_pb2.Worker
+    def __init__(self, worker: _Optional[_Union[_types_pb2.Worker, _Mapping]] = ...) -> None: ...
+
+class UpdateWorkerRequest(_message.Message):
+    __slots__ = ("worker_id", "heartbeat_stats")
+    WORKER_ID_FIELD_NUMBER: _ClassVar[int]
+    HEARTBEAT_STATS_FIELD_NUMBER: _ClassVar[int]
+    worker_id: str
+    heartbeat_stats: _struct_pb2.Struct
+    def __init__(self, worker_id: _Optional[str] = ..., heartbeat_stats: _Optional[_Union[_struct_pb2.Struct, _Mapping]] = ...) -> None: ...
+
+class UpdateWorkerResponse(_message.Message):
+    __slots__ = ("worker",)
+    WORKER_FIELD_NUMBER: _ClassVar[int]
+    worker: _types_pb2.Worker
+    def __init__(self, worker: _Optional[_Union[_types_pb2.Worker, _Mapping]] = ...) -> None: ...
+
+class GetStatsRequest(_message.Message):
+    __slots__ = ()
+    def __init__(self) -> None: ...
+
+class GetStatsResponse(_message.Message):
+    __slots__ = ("rollouts_by_status", "rollouts", "attempts", "spans", "resources", "workers", "queue_length", "data_bytes", "map_size_bytes", "last_event_id", "start_time", "backend")
+    class RolloutsByStatusEntry(_message.Message):
+        __slots__ = ("key", "value")
+        KEY_FIELD_NUMBER: _ClassVar[int]
+        VALUE_FIELD_NUMBER: _ClassVar[int]
+        key: str
+        value: int
+        def __init__(self, key: _Optional[str] = ..., value: _Optional[int] = ...) -> None: ...
+    ROLLOUTS_BY_STATUS_FIELD_NUMBER: _ClassVar[int]
+    ROLLOUTS_FIELD_NUMBER: _ClassVar[int]
+    ATTEMPTS_FIELD_NUMBER: _ClassVar[int]
+    SPANS_FIELD_NUMBER: _ClassVar[int]
+    RESOURCES_FIELD_NUMBER: _ClassVar[int]
+    WORKERS_FIELD_NUMBER: _ClassVar[int]
+    QUEUE_LENGTH_FIELD_NUMBER: _ClassVar[int]
+    DATA_BYTES_FIELD_NUMBER: _ClassVar[int]
+    MAP_SIZE_BYTES_FIELD_NUMBER: _ClassVar[int]
+    LAST_EVENT_ID_FIELD_NUMBER: _ClassVar[int]
+    START_TIME_FIELD_NUMBER: _ClassVar[int]
+    BACKEND_FIELD_NUMBER: _ClassVar[int]
+    rollouts_by_status: _containers.ScalarMap[str, int]
+    rollouts: int
+    attempts: int
+    spans: int
+    resources: int
+    workers: int
+    queue_length: int
+    data_bytes: int
+    map_size_bytes: int
+    last_event_id: int
+    start_time: _timestamp_pb2.Timestamp
+    backend: str
+    def __init__(self, rollouts_by_status: _Optional[_Mapping[str, int]] = ..., rollouts: _Optional[int] = ..., attempts: _Optional[int] = ..., spans: _Optional[int] = ..., resources: _Optional[int] = ..., workers: _Optional[int] = ..., queue_length: _Optional[int] = ..., data_bytes: _Optional[int] = ..., map_size_bytes: _Optional[int] = ..., last_event_id: _Optional[int] = ..., start_time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., backend: _Optional[str] = ...) -> None: ...

@@ -1,0 +1,60 @@
+"""Names of the spans and span attributes agl writes and reads (its semantic conventions).
+
+Every producer (the OpenAI instrumentation, the emitters, the LLM proxy, agents in Go or
+TypeScript) and every consumer (the adapters, the algorithms) uses these names, so they are
+defined once. LLM calls follow the OpenTelemetry GenAI conventions where those exist
+(``gen_ai.*``) and add what training needs under ``agl.*`` (token ids, raw request/response).
+Attributes whose value is a structure (messages, choices, objects) hold it as a JSON string.
+"""
+
+from __future__ import annotations
+
+# --- rollout coordinates (resource or span attributes; how OTLP spans find their rollout) --------
+ROLLOUT_ID = "agl.rollout_id"
+ATTEMPT_ID = "agl.attempt_id"
+SEQUENCE_ID = "agl.sequence_id"
+
+# --- LLM calls -----------------------------------------------------------------------------------
+# Span name: "chat {model}" (OpenTelemetry GenAI); identify LLM call spans by GEN_AI_OPERATION.
+GEN_AI_OPERATION = "gen_ai.operation.name"  # "chat" or "text_completion"
+GEN_AI_SYSTEM = "gen_ai.system"  # "openai", "vllm", ...
+GEN_AI_REQUEST_MODEL = "gen_ai.request.model"
+GEN_AI_RESPONSE_MODEL = "gen_ai.response.model"
+GEN_AI_RESPONSE_ID = "gen_ai.response.id"
+GEN_AI_FINISH_REASONS = "gen_ai.response.finish_reasons"  # string array
+GEN_AI_INPUT_TOKENS = "gen_ai.usage.input_tokens"
+GEN_AI_OUTPUT_TOKENS = "gen_ai.usage.output_tokens"
+GEN_AI_REQUEST_TEMPERATURE = "gen_ai.request.temperature"
+GEN_AI_REQUEST_MAX_TOKENS = "gen_ai.request.max_tokens"
+
+LLM_REQUEST = "agl.llm.request"  # JSON: the request body (messages or prompt, sampling parameters)
+LLM_RESPONSE = "agl.llm.response"  # JSON: the response body (choices, usage), streaming reassembled
+LLM_PROMPT_TOKEN_IDS = "agl.llm.prompt_token_ids"  # int array
+LLM_RESPONSE_TOKEN_IDS = "agl.llm.response_token_ids"  # int array (first choice)
+LLM_STREAM = "agl.llm.stream"  # bool
+LLM_ENDPOINT = "agl.llm.endpoint"  # base URL the call went to
+LLM_PROXY_BACKEND = "agl.llm.proxy.backend"  # set by the LLM proxy: which backend served it
+
+# --- emitted events ------------------------------------------------------------------------------
+SPAN_REWARD = "agl.reward"
+REWARD_VALUE = "agl.reward.value"  # double: the primary reward
+REWARD_NAME = "agl.reward.name"  # name of the primary reward ("reward" unless told)
+REWARD_VALUES = "agl.reward.values"  # kvlist: every named reward, the primary included
+
+SPAN_MESSAGE = "agl.message"
+MESSAGE_BODY = "agl.message.body"
+
+SPAN_OBJECT = "agl.object"
+OBJECT_JSON = "agl.object.json"
+OBJECT_TYPE = "agl.object.type"
+
+SPAN_EXCEPTION = "agl.exception"
+EXCEPTION_TYPE = "exception.type"  # OpenTelemetry's exception conventions
+EXCEPTION_MESSAGE = "exception.message"
+EXCEPTION_STACKTRACE = "exception.stacktrace"
+
+# --- structure -----------------------------------------------------------------------------------
+SPAN_ROLLOUT = "agl.rollout"  # the root span a runner opens around one attempt
+OPERATION = "agl.operation"  # "agent", "tool", ... on spans agents open themselves
+AGENT_NAME = "agl.agent.name"
+TOOL_NAME = "agl.tool.name"

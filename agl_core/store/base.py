@@ -1,0 +1,485 @@
+"""The store API that algorithms, runners and scripts use: :class:`LightningStore`.
+
+It is one class over any :class:`~agl_core.store.backend.StoreBackend`: ``LmdbStore(path)``
+runs the store in-process on LMDB, ``GrpcStore("host:port")`` talks to agl-server. Both behave
+the same, down to the exceptions (:mod:`agl_core.errors`).
+"""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator, Iterable, Mapping, Sequence
+from typing import Any, Final
+
+from google.protobuf import duration_pb2
+
+from agl_core.errors import BatchError, NotFoundError, error_for_code
+from agl_core.proto import store_pb2 as s
+from agl_core.proto import trace_pb2
+from agl_core.store.backend import StoreBackend
+from agl_core.types import convert
+from agl_core.types.core import (
+    Attempt,
+    AttemptStatus,
+    IngestResult,
+    Page,
+    Rollout,
+    RolloutConfig,
+    RolloutEvent,
+    RolloutMode,
+    RolloutSpec,
+    RolloutStatus,
+    Worker,
+    WorkerStatus,
+)
+from agl_core.types.resources import Resource, ResourcesUpdate
+from agl_core.types.values import to_struct, to_value
+
+
+class _Unset:
+    """Marks an argument that was not given (``None`` may be a meaningful value)."""
+
+    _instance: _Unset | None = None
+
+    def __new__(cls) -> _Unset:
+        if cls._instance is None:
+            cls._instance = super().__new__(cls)
+        return cls._instance
+
+    def __repr__(self) -> str:
+        return "UNSET"
+
+    def __bool__(self) -> bool:
+        return False
+
+
+UNSET: Final = _Unset()
+
+
+def _duration(seconds: float) -> duration_pb2.Duration:
+    duration = duration_pb2.Duration()
+    duration.FromNanoseconds(int(seconds * 1e9))
+    return duration
+
+
+def _page_args(limit: int | None, offset: int) -> tuple[int, int]:
+    return (limit or 0), offset
+
+
+def _order(order: str) -> int:
+    from agl_core.proto import types_pb2
+
+    if order not in ("asc", "desc"):
+        raise ValueError(f"order must be 'asc' or 'desc', not {order!r}")
+    return types_pb2.SORT_ORDER_DESC if order == "desc" else types_pb2.SORT_ORDER_ASC
+
+
+class LightningStore:
+    """The store: rollouts, attempts, spans, resources and workers.
+
+    Every method is a coroutine (or an async iterator) and must run on one event loop; use
+    :class:`~agl_core.store.sync.SyncStore` from synchronous code.
+    """
+
+    def __init__(self, backend: StoreBackend) -> None:
+        self.backend = backend
+
+    async def __aenter__(self) -> LightningStore:
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        await self.close()
+
+    async def close(self) -> None:
+        await self.backend.close()
+
+    # --- rollouts ----------------------------------------------------------------------------------
+
+    @staticmethod
+    def _spec(
+        input: Any,
+        mode: RolloutMode | str | None,
+        resources_id: str | None,
+        config: RolloutConfig | Mapping[str, Any] | None,
+        metadata: Mapping[str, Any] | None,
+        rollout_id: str | None,
+    ) -> s.RolloutSpec:
+        spec = s.RolloutSpec()
+        convert.spec_to_pb(
+            RolloutSpec(
+                input=input,
+                mode=mode,
+                resources_id=resources_id,
+                config=RolloutConfig(**config) if isinstance(config, Mapping) else config,
+                metadata=dict(metadata) if metadata else None,
+                rollout_id=rollout_id,
+            ),
+            spec,
+        )
+        return spec
+
+    async def start_rollout(
+        self,
+        input: Any,
+        *,
+        mode: RolloutMode | str | None = None,
+        resources_id: str | None = None,
+        config: RolloutConfig | Mapping[str, Any] | None = None,
+        metadata: Mapping[str, Any] | None = None,
+        rollout_id: str | None = None,
+        worker_id: str | None = None,
+    ) -> Rollout:
+        """Create a rollout and its first attempt at once, bypassing the queue."""
+        request = s.StartRolloutRequest(
+            rollout=self._spec(input, mode, resources_id, config, metadata, rollout_id), worker_id=worker_id or ""
+        )
+        return convert.rollout_from_pb((await self.backend.start_rollout(request)).rollout)
+
+    async def enqueue_rollout(
+        self,
+        input: Any,
+        *,
+        mode: RolloutMode | str | None = None,
+        resources_id: str | None = None,
+        config: RolloutConfig | Mapping[str, Any] | None = None,
+        metadata: Mapping[str, Any] | None = None,
+        rollout_id: str | None = None,
+    ) -> Rollout:
+        """Put a rollout at the back of the queue (status ``queuing``)."""
+        rollouts = await self.enqueue_rollouts(
+            [RolloutSpec(input=input, mode=mode, resources_id=resources_id, config=config,
+                         metadata=dict(metadata) if metadata else None, rollout_id=rollout_id)]
+        )
+        return rollouts[0]
+
+    async def enqueue_rollouts(self, specs: Iterable[RolloutSpec | Mapping[str, Any]]) -> list[Rollout]:
+        """Enqueue many rollouts in one call.
+
+        :raises BatchError: if some items failed; the others are enqueued and listed in
+            ``error.results`` (``None`` for a failed item).
+        """
+        request = s.EnqueueRolloutsRequest()
+        for spec in specs:
+            convert.spec_to_pb(spec, request.rollouts.add())
+        response = await self.backend.enqueue_rollouts(request)
+        failed = {e.index for e in response.errors}
+        results: list[Rollout | None] = [
+            None if i in failed else convert.rollout_from_pb(pb) for i, pb in enumerate(response.rollouts)
+        ]
+        if response.errors:
+            raise BatchError(results, [(e.index, error_for_code(e.code, e.message)) for e in response.errors])
+        return results  # type: ignore[return-value]
+
+    async def dequeue_rollout(self, *, worker_id: str | None = None, wait: float | None = None) -> Rollout | None:
+        """Claim the oldest queued rollout, creating its next attempt.
+
+        :param wait: seconds to wait for work when the queue is empty (a long poll); ``None`` or 0
+            returns at once.
+        :returns: the rollout with its new attempt, or ``None`` if no work came in time.
+        """
+        rollouts = await self.dequeue_rollouts(limit=1, worker_id=worker_id, wait=wait)
+        return rollouts[0] if rollouts else None
+
+    async def dequeue_rollouts(
+        self, *, limit: int = 1, worker_id: str | None = None, wait: float | None = None
+    ) -> list[Rollout]:
+        request = s.DequeueRolloutRequest(worker_id=worker_id or "", limit=limit)
+        if wait:
+            request.wait.CopyFrom(_duration(wait))
+        response = await self.backend.dequeue_rollout(request)
+        return [convert.rollout_from_pb(pb) for pb in response.rollouts]
+
+    async def start_attempt(self, rollout_id: str, *, worker_id: str | None = None) -> Rollout:
+        """Create a new attempt for a rollout by hand (a manual retry)."""
+        request = s.StartAttemptRequest(rollout_id=rollout_id, worker_id=worker_id or "")
+        return convert.rollout_from_pb((await self.backend.start_attempt(request)).rollout)
+
+    async def get_rollout(self, rollout_id: str) -> Rollout | None:
+        """The rollout with its latest attempt, or ``None`` if there is no such rollout."""
+        try:
+            response = await self.backend.get_rollout(s.GetRolloutRequest(rollout_id=rollout_id))
+        except NotFoundError:
+            return None
+        return convert.rollout_from_pb(response.rollout)
+
+    async def query_rollouts(
+        self,
+        *,
+        status_in: Iterable[RolloutStatus | str] | None = None,
+        rollout_id_in: Iterable[str] | None = None,
+        rollout_id_contains: str | None = None,
+        mode: RolloutMode | str | None = None,
+        sort_by: str | None = None,
+        order: str = "asc",
+        limit: int | None = None,
+        offset: int = 0,
+    ) -> Page[Rollout]:
+        """Rollouts matching every given filter, one page at a time (``limit`` at most 1000).
+
+        ``sort_by`` is ``start_time`` (default), ``end_time``, ``rollout_id`` or ``status``.
+        """
+        limit_, offset_ = _page_args(limit, offset)
+        request = s.QueryRolloutsRequest(
+            status_in=[convert.rollout_status_to_pb(st) for st in status_in or ()],
+            rollout_id_in=list(rollout_id_in or ()),
+            rollout_id_contains=rollout_id_contains or "",
+            mode=convert.mode_to_pb(mode),
+            sort_by=sort_by or "",
+            order=_order(order),
+            limit=limit_,
+            offset=offset_,
+        )
+        response = await self.backend.query_rollouts(request)
+        items = [convert.rollout_from_pb(pb) for pb in response.rollouts]
+        return Page(items, response.total, limit_, offset_)
+
+    async def query_attempts(
+        self, rollout_id: str, *, order: str = "asc", limit: int | None = None, offset: int = 0
+    ) -> Page[Attempt]:
+        """The attempts of a rollout by sequence id."""
+        limit_, offset_ = _page_args(limit, offset)
+        request = s.QueryAttemptsRequest(rollout_id=rollout_id, order=_order(order), limit=limit_, offset=offset_)
+        response = await self.backend.query_attempts(request)
+        return Page([convert.attempt_from_pb(pb) for pb in response.attempts], response.total, limit_, offset_)
+
+    async def get_latest_attempt(self, rollout_id: str) -> Attempt | None:
+        rollout = await self.get_rollout(rollout_id)
+        return rollout.attempt if rollout is not None else None
+
+    async def update_rollout(
+        self,
+        rollout_id: str,
+        *,
+        status: RolloutStatus | str | _Unset = UNSET,
+        input: Any = UNSET,
+        mode: RolloutMode | str | None | _Unset = UNSET,
+        resources_id: str | None | _Unset = UNSET,
+        config: RolloutConfig | Mapping[str, Any] | _Unset = UNSET,
+        metadata: Mapping[str, Any] | None | _Unset = UNSET,
+    ) -> Rollout:
+        """Change the given fields of a rollout. Setting ``status`` applies the lifecycle rules:
+        ``queuing``/``requeuing`` put it back in the queue, a terminal status is final."""
+        request = s.UpdateRolloutRequest(rollout_id=rollout_id)
+        if not isinstance(status, _Unset):
+            request.status = convert.rollout_status_to_pb(status)
+        if not isinstance(input, _Unset):
+            request.input.CopyFrom(to_value(input, "input"))
+        if not isinstance(mode, _Unset):
+            request.mode = convert.mode_to_pb(mode)
+        if not isinstance(resources_id, _Unset):
+            request.resources_id = resources_id or ""
+        if not isinstance(config, _Unset):
+            convert.config_to_pb(config, request.config)
+            request.config.max_attempts = request.config.max_attempts or 1
+        if not isinstance(metadata, _Unset):
+            request.metadata.CopyFrom(to_struct(metadata))
+        return convert.rollout_from_pb((await self.backend.update_rollout(request)).rollout)
+
+    async def update_attempt(
+        self,
+        rollout_id: str,
+        attempt_id: str,
+        *,
+        status: AttemptStatus | str | _Unset = UNSET,
+        worker_id: str | _Unset = UNSET,
+        last_heartbeat_time: float | _Unset = UNSET,
+        metadata: Mapping[str, Any] | None | _Unset = UNSET,
+    ) -> Attempt:
+        """Change the given fields of an attempt (``attempt_id`` may be ``"latest"``). A status
+        change of the latest attempt propagates to the rollout (retries included)."""
+        request = s.UpdateAttemptRequest(rollout_id=rollout_id, attempt_id=attempt_id)
+        if not isinstance(status, _Unset):
+            request.status = convert.attempt_status_to_pb(status)
+        if not isinstance(worker_id, _Unset):
+            request.worker_id = worker_id
+        if not isinstance(last_heartbeat_time, _Unset):
+            convert.set_ts(request.last_heartbeat_time, last_heartbeat_time)
+        if not isinstance(metadata, _Unset):
+            request.metadata.CopyFrom(to_struct(metadata))
+        return convert.attempt_from_pb((await self.backend.update_attempt(request)).attempt)
+
+    # --- resources ---------------------------------------------------------------------------------
+
+    async def add_resources(
+        self, resources: Mapping[str, Resource | Mapping[str, Any]], *, resources_id: str | None = None
+    ) -> ResourcesUpdate:
+        """Store a new resources set and make it the latest."""
+        request = s.AddResourcesRequest(resources_id=resources_id or "")
+        convert.resources_to_pb(resources, request.resources)
+        return convert.resources_update_from_pb((await self.backend.add_resources(request)).resources)
+
+    async def update_resources(
+        self, resources_id: str, resources: Mapping[str, Resource | Mapping[str, Any]]
+    ) -> ResourcesUpdate:
+        """Replace the resources of set ``resources_id`` (creating it if new), bump its version and
+        make it the latest."""
+        request = s.UpdateResourcesRequest(resources_id=resources_id)
+        convert.resources_to_pb(resources, request.resources)
+        return convert.resources_update_from_pb((await self.backend.update_resources(request)).resources)
+
+    async def get_resources(self, resources_id: str) -> ResourcesUpdate | None:
+        if not resources_id:
+            raise ValueError("resources_id is required; use get_latest_resources() for the latest set")
+        return await self._get_resources(resources_id)
+
+    async def get_latest_resources(self) -> ResourcesUpdate | None:
+        return await self._get_resources("")
+
+    async def _get_resources(self, resources_id: str) -> ResourcesUpdate | None:
+        try:
+            response = await self.backend.get_resources(s.GetResourcesRequest(resources_id=resources_id))
+        except NotFoundError:
+            return None
+        return convert.resources_update_from_pb(response.resources)
+
+    async def query_resources(
+        self,
+        *,
+        resources_id_in: Iterable[str] | None = None,
+        sort_by: str | None = None,
+        order: str = "asc",
+        limit: int | None = None,
+        offset: int = 0,
+    ) -> Page[ResourcesUpdate]:
+        limit_, offset_ = _page_args(limit, offset)
+        request = s.QueryResourcesRequest(
+            resources_id_in=list(resources_id_in or ()),
+            sort_by=sort_by or "",
+            order=_order(order),
+            limit=limit_,
+            offset=offset_,
+        )
+        response = await self.backend.query_resources(request)
+        return Page(
+            [convert.resources_update_from_pb(pb) for pb in response.resources], response.total, limit_, offset_
+        )
+
+    # --- spans -------------------------------------------------------------------------------------
+
+    async def add_spans(self, spans: Sequence[trace_pb2.Span]) -> IngestResult:
+        """Store spans (each with its rollout and attempt ids); returns once they are durable.
+
+        A span whose id was already stored for its attempt is counted as a duplicate and ignored,
+        so resending is safe. Spans that cannot be placed are reported in ``rejected``.
+        """
+        response = await self.backend.ingest_spans(spans)
+        return IngestResult(
+            accepted=response.accepted,
+            duplicates=len(response.duplicate_indices),
+            rejected=[(e.index, error_for_code(e.code, e.message)) for e in response.rejected],
+        )
+
+    async def add_span(self, span: trace_pb2.Span) -> IngestResult:
+        """Store one span; raises if it was rejected."""
+        result = await self.add_spans([span])
+        if result.rejected:
+            raise result.rejected[0][1]
+        return result
+
+    async def iter_spans(
+        self, rollout_id: str, attempt_id: str | None = None, *, after_sequence_id: int = 0, limit: int | None = None
+    ) -> AsyncIterator[trace_pb2.Span]:
+        """Stream the spans of a rollout (``attempt_id``: an id, ``"latest"``, or ``None`` for all)
+        in sequence order."""
+        request = s.QuerySpansRequest(
+            rollout_id=rollout_id, attempt_id=attempt_id or "", after_sequence_id=after_sequence_id, limit=limit or 0
+        )
+        async for chunk in self.backend.query_spans(request):
+            for span in chunk.spans:
+                yield span
+
+    async def query_spans(
+        self, rollout_id: str, attempt_id: str | None = None, *, after_sequence_id: int = 0, limit: int | None = None
+    ) -> list[trace_pb2.Span]:
+        """The spans of a rollout as a list (see :meth:`iter_spans`)."""
+        return [
+            span
+            async for span in self.iter_spans(rollout_id, attempt_id, after_sequence_id=after_sequence_id, limit=limit)
+        ]
+
+    async def next_sequence_ids(self, rollout_id: str, count: int = 1) -> range:
+        """Reserve ``count`` span sequence ids of a rollout."""
+        response = await self.backend.next_sequence_ids(s.NextSequenceIdsRequest(rollout_id=rollout_id, count=count))
+        return range(response.first, response.first + response.count)
+
+    async def get_next_span_sequence_id(self, rollout_id: str, attempt_id: str | None = None) -> int:
+        """One sequence id (the original API's name)."""
+        return (await self.next_sequence_ids(rollout_id, 1)).start
+
+    # --- waiting -----------------------------------------------------------------------------------
+
+    async def wait_for_rollouts(self, rollout_ids: Sequence[str], *, timeout: float | None = None) -> list[Rollout]:
+        """Wait until all the rollouts are terminal or ``timeout`` passes; returns the terminal ones."""
+        request = s.WaitForRolloutsRequest(rollout_ids=list(rollout_ids))
+        if timeout is not None:
+            request.timeout.CopyFrom(_duration(max(0.0, timeout)))
+        response = await self.backend.wait_for_rollouts(request)
+        return [convert.rollout_from_pb(pb) for pb in response.rollouts]
+
+    async def watch_rollouts(
+        self,
+        *,
+        rollout_ids: Iterable[str] | None = None,
+        status_in: Iterable[RolloutStatus | str] | None = None,
+        after_event_id: int | None = None,
+    ) -> AsyncIterator[RolloutEvent]:
+        """Status changes as they happen. ``after_event_id`` resumes after an event seen before
+        (0: from the first event); ``None`` starts with the changes after the call."""
+        request = s.WatchRolloutsRequest(
+            rollout_ids=list(rollout_ids or ()),
+            status_in=[convert.rollout_status_to_pb(st) for st in status_in or ()],
+        )
+        if after_event_id is not None:
+            request.after_event_id = after_event_id
+        async for response in self.backend.watch_rollouts(request):
+            for event in response.events:
+                yield convert.event_from_pb(event)
+
+    # --- workers -----------------------------------------------------------------------------------
+
+    async def query_workers(
+        self,
+        *,
+        status_in: Iterable[WorkerStatus | str] | None = None,
+        worker_id_in: Iterable[str] | None = None,
+        sort_by: str | None = None,
+        order: str = "asc",
+        limit: int | None = None,
+        offset: int = 0,
+    ) -> Page[Worker]:
+        limit_, offset_ = _page_args(limit, offset)
+        request = s.QueryWorkersRequest(
+            status_in=[convert.worker_status_to_pb(st) for st in status_in or ()],
+            worker_id_in=list(worker_id_in or ()),
+            sort_by=sort_by or "",
+            order=_order(order),
+            limit=limit_,
+            offset=offset_,
+        )
+        response = await self.backend.query_workers(request)
+        return Page([convert.worker_from_pb(pb) for pb in response.workers], response.total, limit_, offset_)
+
+    async def get_worker(self, worker_id: str) -> Worker | None:
+        try:
+            response = await self.backend.get_worker(s.GetWorkerRequest(worker_id=worker_id))
+        except NotFoundError:
+            return None
+        return convert.worker_from_pb(response.worker)
+
+    async def update_worker(self, worker_id: str, *, heartbeat_stats: Mapping[str, Any] | None = None) -> Worker:
+        """Record a heartbeat of a worker."""
+        request = s.UpdateWorkerRequest(worker_id=worker_id)
+        if heartbeat_stats is not None:
+            request.heartbeat_stats.CopyFrom(to_struct(heartbeat_stats, "heartbeat_stats"))
+        return convert.worker_from_pb((await self.backend.update_worker(request)).worker)
+
+    async def stats(self) -> dict[str, Any]:
+        """Counts and sizes of what the store holds, as plain Python values."""
+        response = await self.backend.get_stats(s.GetStatsRequest())
+        stats: dict[str, Any] = {
+            field.name: getattr(response, field.name)
+            for field in response.DESCRIPTOR.fields
+            if field.name not in ("rollouts_by_status", "start_time")
+        }
+        stats["rollouts_by_status"] = dict(response.rollouts_by_status)
+        stats["start_time"] = convert.ts_to_float(response.start_time)
+        return stats

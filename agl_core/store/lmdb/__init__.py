@@ -1,0 +1,32 @@
+"""The embedded store on LMDB: ``LmdbStore(path)`` needs no server."""
+
+from __future__ import annotations
+
+import os
+
+from agl_core.store.base import LightningStore
+from agl_core.store.lmdb.backend import DEFAULT_MAP_SIZE, LmdbBackend, default_data_dir
+
+
+class LmdbStore(LightningStore):
+    """A :class:`LightningStore` on an LMDB environment in ``path`` (default ``$AGL_DATA_DIR`` or
+    ``./.agl-data``).
+
+    :param map_size: initial map size in bytes; the map doubles when full.
+    :param sync: fsync every commit (default). Without it a commit survives a crash of the process
+        but not of the machine.
+    """
+
+    backend: LmdbBackend
+
+    def __init__(
+        self, path: str | os.PathLike[str] | None = None, *, map_size: int = DEFAULT_MAP_SIZE, sync: bool = True
+    ) -> None:
+        super().__init__(LmdbBackend(path, map_size=map_size, sync=sync))
+
+    @property
+    def path(self) -> str:
+        return self.backend.path
+
+
+__all__ = ["LmdbBackend", "LmdbStore", "default_data_dir"]

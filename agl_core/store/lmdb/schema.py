@@ -1,0 +1,149 @@
+"""The on-disk layout of the LMDB store: every named sub-database and key format, in one place.
+
+Integers in keys are big-endian so byte order is numeric order and a prefix scan with
+``cursor.set_range`` answers the range queries. Each rollout gets an internal number (its
+creation order), so keys of attempts and spans are fixed-width and sort by creation.
+
+=================  ====================================  ===========================================
+sub-database        key                                   value
+=================  ====================================  ===========================================
+meta                name                                  counters and pointers (see ``MetaKey``)
+rollouts            rollout_id                            ROLLOUT_HEADER + Rollout (no input/attempt)
+rollout_inputs      rollout_id                            google.protobuf.Value of the input
+rollout_nums        num                                   rollout_id
+status_index        status (1 byte) + num                 b""
+queue               queue sequence                        rollout_id
+attempts            num + attempt sequence (4 bytes)      Attempt
+attempt_ids         attempt_id                            num + attempt sequence
+spans               num + attempt seq + span seq + id     Span
+span_ids            num + attempt seq + span id           span sequence (dedupe index)
+span_seqs           num                                   last span sequence id issued
+resources           resources_id                          ResourcesUpdate
+resources_order     creation number                       resources_id
+workers             worker_id                             Worker
+events              event_id                              RolloutEvent (rollout without its input)
+=================  ====================================  ===========================================
+"""
+
+from __future__ import annotations
+
+import os
+import struct
+from dataclasses import dataclass
+
+import lmdb
+
+SCHEMA_VERSION = 1
+
+DATABASES = (
+    "meta",
+    "rollouts",
+    "rollout_inputs",
+    "rollout_nums",
+    "status_index",
+    "queue",
+    "attempts",
+    "attempt_ids",
+    "spans",
+    "span_ids",
+    "span_seqs",
+    "resources",
+    "resources_order",
+    "workers",
+    "events",
+)
+
+U64 = struct.Struct(">Q")
+U32 = struct.Struct(">I")
+ATTEMPT_KEY = struct.Struct(">QI")
+STATUS_KEY = struct.Struct(">BQ")
+SPAN_PREFIX = struct.Struct(">QIQ")
+# num, queue sequence (0: not in the queue), number of attempts.
+ROLLOUT_HEADER = struct.Struct(">QQI")
+
+
+class MetaKey:
+    SCHEMA_VERSION = b"schema_version"
+    NEXT_ROLLOUT_NUM = b"next_rollout_num"
+    NEXT_QUEUE_SEQ = b"next_queue_seq"
+    LAST_EVENT_ID = b"last_event_id"
+    NEXT_RESOURCES_NUM = b"next_resources_num"
+    LATEST_RESOURCES = b"latest_resources_id"
+
+
+@dataclass
+class Databases:
+    """Handles of the named sub-databases of one environment."""
+
+    meta: lmdb._Database
+    rollouts: lmdb._Database
+    rollout_inputs: lmdb._Database
+    rollout_nums: lmdb._Database
+    status_index: lmdb._Database
+    queue: lmdb._Database
+    attempts: lmdb._Database
+    attempt_ids: lmdb._Database
+    spans: lmdb._Database
+    span_ids: lmdb._Database
+    span_seqs: lmdb._Database
+    resources: lmdb._Database
+    resources_order: lmdb._Database
+    workers: lmdb._Database
+    events: lmdb._Database
+
+
+def open_environment(path: str, *, map_size: int, sync: bool) -> tuple[lmdb.Environment, Databases]:
+    """Open (creating if needed) the environment under ``path`` and all its sub-databases."""
+    os.makedirs(path, exist_ok=True)
+    env = lmdb.open(
+        path,
+        map_size=map_size,
+        max_dbs=len(DATABASES) + 1,
+        # Durable commits by default. Without sync a commit still survives a kill -9 of the process
+        # (the pages are in the OS page cache), but not a crash of the machine.
+        sync=sync,
+        metasync=sync,
+        # Reads happen on the event loop thread and writes on the writer thread, so transactions
+        # must not be tied to threads (py-lmdb passes MDB_NOTLS whenever lock is on).
+        lock=True,
+        max_readers=1024,
+        readahead=False,
+    )
+    with env.begin(write=True) as txn:
+        handles = {name: env.open_db(name.encode(), txn=txn, create=True) for name in DATABASES}
+        meta = handles["meta"]
+        stored = txn.get(MetaKey.SCHEMA_VERSION, db=meta)
+        if stored is None:
+            txn.put(MetaKey.SCHEMA_VERSION, U32.pack(SCHEMA_VERSION), db=meta)
+        elif U32.unpack(stored)[0] != SCHEMA_VERSION:
+            env.close()
+            raise RuntimeError(
+                f"the data directory {path!r} holds store schema version {U32.unpack(stored)[0]}, but this "
+                f"agl reads version {SCHEMA_VERSION}; use a matching agl release or a new data directory"
+            )
+    return env, Databases(**handles)
+
+
+def attempt_key(num: int, seq: int) -> bytes:
+    return ATTEMPT_KEY.pack(num, seq)
+
+
+def span_key(num: int, attempt_seq: int, span_seq: int, span_id: bytes) -> bytes:
+    return SPAN_PREFIX.pack(num, attempt_seq, span_seq) + span_id
+
+
+def span_id_key(num: int, attempt_seq: int, span_id: bytes) -> bytes:
+    return ATTEMPT_KEY.pack(num, attempt_seq) + span_id
+
+
+def next_counter(txn: lmdb.Transaction, db: lmdb._Database, key: bytes, count: int = 1) -> int:
+    """Reserve ``count`` numbers from a counter in ``db``; returns the first (counters start at 1)."""
+    raw = txn.get(key, db=db)
+    last = U64.unpack(raw)[0] if raw else 0
+    txn.put(key, U64.pack(last + count), db=db)
+    return last + 1
+
+
+def read_counter(txn: lmdb.Transaction, db: lmdb._Database, key: bytes) -> int:
+    raw = txn.get(key, db=db)
+    return U64.unpack(raw)[0] if raw else 0

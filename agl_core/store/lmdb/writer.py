@@ -1,0 +1,196 @@
+"""The single writer of an LMDB environment, with group commit.
+
+LMDB allows one write transaction at a time. Every change to the store is an *operation*: a
+function of a write transaction. Operations from all callers (every stream, every RPC) queue up
+here; one thread takes everything queued, runs it in one transaction, commits once (one fsync
+for the whole group) and only then resolves the callers' futures. An operation runs in a nested
+transaction of its own, so one that fails leaves no partial writes and does not disturb the rest
+of its group.
+
+When the map is full the group is aborted, the map is doubled on the event loop thread (where
+no read transaction can be open at that moment, since reads never span an ``await``) and the
+group runs again.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import threading
+from collections import deque
+from collections.abc import Callable
+from typing import Any, Generic, TypeVar
+
+import lmdb
+
+from agl_core.errors import AglError, InternalError, ResourceExhaustedError
+
+logger = logging.getLogger(__name__)
+
+E = TypeVar("E")
+Op = Callable[[lmdb.Transaction, Any], Any]
+
+MAX_GROUP = 4096
+MAX_MAP_SIZE = 1 << 40
+
+
+class Writer(Generic[E]):
+    """Runs write operations on one thread in groups.
+
+    :param effects_factory: makes the per-operation object an operation records its side effects
+        in (events to publish, waiters to wake); those of successful operations are handed to
+        ``on_commit`` on the event loop after the commit, before any caller resumes.
+    """
+
+    def __init__(
+        self,
+        env: lmdb.Environment,
+        loop: asyncio.AbstractEventLoop,
+        effects_factory: Callable[[], E],
+        on_commit: Callable[[list[E]], None],
+        name: str = "agl-lmdb-writer",
+    ) -> None:
+        self._env = env
+        self._loop = loop
+        self._effects_factory = effects_factory
+        self._on_commit = on_commit
+        self._pending: deque[tuple[Op, asyncio.Future[Any]]] = deque()
+        self._cond = threading.Condition()
+        self._closing = False
+        self._thread = threading.Thread(target=self._run, name=name, daemon=True)
+        self.groups = 0
+        self.ops = 0
+        self._thread.start()
+
+    def submit(self, op: Op) -> asyncio.Future[Any]:
+        """Queue ``op``; the future resolves with its result once the group it ran in is durable.
+
+        Must be called on the event loop thread.
+        """
+        future = self._loop.create_future()
+        with self._cond:
+            if self._closing:
+                raise ResourceExhaustedError("the store is closing; no more writes are accepted")
+            self._pending.append((op, future))
+            self._cond.notify()
+        return future
+
+    def close(self) -> None:
+        """Run what is queued, then stop the thread."""
+        with self._cond:
+            self._closing = True
+            self._cond.notify()
+        self._thread.join()
+
+    # --- writer thread -----------------------------------------------------------------------------
+
+    def _run(self) -> None:
+        while True:
+            with self._cond:
+                while not self._pending and not self._closing:
+                    self._cond.wait()
+                if not self._pending:
+                    return
+                count = min(len(self._pending), MAX_GROUP)
+                group = [self._pending.popleft() for _ in range(count)]
+            self._run_group(group)
+
+    def _run_group(self, group: list[tuple[Op, asyncio.Future[Any]]]) -> None:
+        while True:
+            try:
+                outcomes, effects = self._execute(group)
+                break
+            except lmdb.MapFullError:
+                if not self._grow_map():
+                    error = ResourceExhaustedError(
+                        f"the store's data file reached its largest map size ({MAX_MAP_SIZE} bytes); free disk "
+                        "space or move the data directory"
+                    )
+                    outcomes, effects = [(False, error)] * len(group), []
+                    break
+            except Exception as exc:  # the commit itself failed (disk full, I/O error)
+                logger.exception("LMDB commit failed")
+                error = InternalError(f"the store could not commit a write: {exc}; check the data directory's disk")
+                outcomes, effects = [(False, error)] * len(group), []
+                break
+        self.groups += 1
+        self.ops += len(group)
+        try:
+            self._loop.call_soon_threadsafe(self._deliver, group, outcomes, effects)
+        except RuntimeError:
+            pass  # the loop is closed: nobody is waiting any more
+
+    def _execute(self, group: list[tuple[Op, asyncio.Future[Any]]]) -> tuple[list[tuple[bool, Any]], list[E]]:
+        outcomes: list[tuple[bool, Any]] = []
+        effects: list[E] = []
+        with self._env.begin(write=True) as txn:
+            for op, future in group:
+                if future.cancelled():
+                    # The caller gave up before the write started; nothing to do. A caller that gives up
+                    # after this point still gets its write applied (as with any RPC past the wire).
+                    outcomes.append((False, None))
+                    continue
+                op_effects = self._effects_factory()
+                try:
+                    with self._env.begin(write=True, parent=txn) as child:
+                        result = op(child, op_effects)
+                except lmdb.MapFullError:
+                    raise
+                except AglError as exc:
+                    outcomes.append((False, exc))
+                    continue
+                except Exception as exc:
+                    logger.exception("store operation failed")
+                    outcomes.append((False, InternalError(f"store operation failed: {type(exc).__name__}: {exc}")))
+                    continue
+                outcomes.append((True, result))
+                effects.append(op_effects)
+        return outcomes, effects
+
+    def _grow_map(self) -> bool:
+        size = self._env.info()["map_size"]
+        if size >= MAX_MAP_SIZE:
+            return False
+        new_size = min(size * 2, MAX_MAP_SIZE)
+        done = threading.Event()
+        failure: list[BaseException] = []
+
+        def grow() -> None:
+            try:
+                self._env.set_mapsize(new_size)
+            except BaseException as exc:  # pragma: no cover - reported to the writer thread
+                failure.append(exc)
+            finally:
+                done.set()
+
+        try:
+            self._loop.call_soon_threadsafe(grow)
+        except RuntimeError:
+            self._env.set_mapsize(new_size)  # the loop is gone, so no reader is either
+            return True
+        done.wait()
+        if failure:
+            logger.error("could not grow the LMDB map to %d bytes: %s", new_size, failure[0])
+            return False
+        logger.info("grew the LMDB map from %d to %d bytes", size, new_size)
+        return True
+
+    # --- event loop thread -------------------------------------------------------------------------
+
+    def _deliver(
+        self, group: list[tuple[Op, asyncio.Future[Any]]], outcomes: list[tuple[bool, Any]], effects: list[E]
+    ) -> None:
+        if effects:
+            try:
+                self._on_commit(effects)
+            except Exception:
+                logger.exception("publishing the effects of a commit failed")
+        for (_, future), (ok, value) in zip(group, outcomes, strict=True):
+            if future.done():
+                continue
+            if ok:
+                future.set_result(value)
+            elif value is not None:
+                future.set_exception(value)
+            else:
+                future.cancel()

@@ -1,0 +1,57 @@
+"""Types shared by every part of agl."""
+
+from agl_core.types.core import (
+    Attempt,
+    AttemptedRollout,
+    AttemptStatus,
+    IngestResult,
+    Page,
+    Rollout,
+    RolloutConfig,
+    RolloutEvent,
+    RolloutMode,
+    RolloutSpec,
+    RolloutStatus,
+    Worker,
+    WorkerStatus,
+)
+from agl_core.types.resources import (
+    LLM,
+    CustomResource,
+    NamedResources,
+    PromptTemplate,
+    PromptTemplateEngine,
+    ProxyLLM,
+    Resource,
+    ResourcesUpdate,
+)
+from agl_core.types.spans import Span, SpanKind, SpanStatusCode, new_span, span_attributes
+
+__all__ = [
+    "LLM",
+    "Attempt",
+    "AttemptStatus",
+    "AttemptedRollout",
+    "CustomResource",
+    "IngestResult",
+    "NamedResources",
+    "Page",
+    "PromptTemplate",
+    "PromptTemplateEngine",
+    "ProxyLLM",
+    "Resource",
+    "ResourcesUpdate",
+    "Rollout",
+    "RolloutConfig",
+    "RolloutEvent",
+    "RolloutMode",
+    "RolloutSpec",
+    "RolloutStatus",
+    "Span",
+    "SpanKind",
+    "SpanStatusCode",
+    "Worker",
+    "WorkerStatus",
+    "new_span",
+    "span_attributes",
+]

@@ -1,0 +1,121 @@
+"""Assembling and running agl-server: store service, health, reflection, auth, TLS, shutdown."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import signal
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+
+import grpc
+from grpc_health.v1 import health, health_pb2, health_pb2_grpc
+from grpc_reflection.v1alpha import reflection
+
+from agl_core.store.backend import StoreBackend
+from agl_server.auth import TokenAuthInterceptor
+from agl_server.servicer import SERVICE_NAME, StoreServicer
+
+logger = logging.getLogger("agl_server")
+
+DEFAULT_PORT = 4747
+
+
+@dataclass
+class ServerConfig:
+    """Settings of one agl-server.
+
+    :param max_message_bytes: the largest request accepted; larger ones get RESOURCE_EXHAUSTED.
+    :param grace: seconds in-flight calls get to finish on shutdown.
+    """
+
+    host: str = "127.0.0.1"
+    port: int = DEFAULT_PORT
+    token: str | None = None
+    tls_cert: bytes | None = None
+    tls_key: bytes | None = None
+    max_message_bytes: int = 16 * 1024 * 1024
+    grace: float = 5.0
+    extra_services: Sequence[object] = field(default_factory=tuple)
+
+
+class AglServer:
+    """One agl-server over a backend: ``await start()``, then ``await stop()``."""
+
+    def __init__(self, backend: StoreBackend, config: ServerConfig) -> None:
+        self.backend = backend
+        self.config = config
+        self.servicer = StoreServicer(backend)
+        self.health = health.aio.HealthServicer()
+        self.port: int | None = None
+        interceptors = [TokenAuthInterceptor(config.token)] if config.token else []
+        self.server = grpc.aio.server(
+            interceptors=interceptors,
+            options=[
+                ("grpc.max_receive_message_length", config.max_message_bytes),
+                ("grpc.max_send_message_length", 64 * 1024 * 1024),
+                ("grpc.keepalive_time_ms", 30_000),
+                ("grpc.keepalive_timeout_ms", 10_000),
+                ("grpc.http2.min_recv_ping_interval_without_data_ms", 10_000),
+                ("grpc.keepalive_permit_without_calls", 1),
+                ("grpc.so_reuseport", 0),
+            ],
+        )
+        self._stopped = asyncio.Event()
+        self._closed = asyncio.Event()
+
+    async def start(self) -> int:
+        """Bind, start serving and return the bound port (useful with port 0)."""
+        await self.health.set("", health_pb2.HealthCheckResponse.NOT_SERVING)
+        await self.health.set(SERVICE_NAME, health_pb2.HealthCheckResponse.NOT_SERVING)
+        self.servicer.register(self.server)
+        health_pb2_grpc.add_HealthServicer_to_server(self.health, self.server)
+        names = [SERVICE_NAME, health_pb2.DESCRIPTOR.services_by_name["Health"].full_name, reflection.SERVICE_NAME]
+        for extra in self.config.extra_services:
+            register = getattr(extra, "register")
+            names.extend(register(self.server) or ())
+        reflection.enable_server_reflection(names, self.server)
+        address = f"{self.config.host}:{self.config.port}"
+        if self.config.tls_cert and self.config.tls_key:
+            credentials = grpc.ssl_server_credentials([(self.config.tls_key, self.config.tls_cert)])
+            self.port = self.server.add_secure_port(address, credentials)
+        else:
+            self.port = self.server.add_insecure_port(address)
+        if not self.port:
+            raise OSError(f"agl-server could not bind {address}; is the port in use?")
+        await self.server.start()
+        start = getattr(self.backend, "start", None)
+        if start is not None:
+            await start()
+        # Serving only once the store is open and the port is bound.
+        await self.health.set("", health_pb2.HealthCheckResponse.SERVING)
+        await self.health.set(SERVICE_NAME, health_pb2.HealthCheckResponse.SERVING)
+        return self.port
+
+    async def stop(self) -> None:
+        """NOT_SERVING, end long calls, let the rest finish within the grace period, close the store."""
+        if self._stopped.is_set():
+            return
+        self._stopped.set()
+        logger.info("agl-server shutting down", extra={"grace_s": self.config.grace})
+        await self.health.enter_graceful_shutdown()
+        self.servicer.shutting_down.set()
+        try:
+            await self.server.stop(self.config.grace)
+            await self.backend.close()
+        finally:
+            self._closed.set()
+        logger.info("agl-server stopped")
+
+    async def wait_closed(self) -> None:
+        """Return once :meth:`stop` has finished (the store closed, every write committed)."""
+        await self._closed.wait()
+
+    def install_signal_handlers(self, loop: asyncio.AbstractEventLoop) -> None:
+        """SIGTERM/SIGINT stop the server gracefully; a second signal is not needed to finish."""
+        for sig in (signal.SIGTERM, signal.SIGINT):
+            loop.add_signal_handler(sig, lambda s=sig: self._on_signal(s))
+
+    def _on_signal(self, sig: signal.Signals) -> None:
+        logger.info("received %s", sig.name)
+        asyncio.ensure_future(self.stop())

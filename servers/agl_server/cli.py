@@ -1,0 +1,148 @@
+"""``agl-server``: the store daemon on its embedded LMDB store."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import logging
+import os
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+
+from agl_core.plugins import AglPluginManager, PluginError, get_plugin_manager
+from agl_core.store.backend import StoreBackend
+from agl_core.store.lmdb.backend import DEFAULT_MAP_SIZE, default_data_dir
+from agl_server.app import DEFAULT_PORT, AglServer, ServerConfig
+from agl_server.logs import setup_logging
+
+logger = logging.getLogger("agl_server")
+
+
+def _env(name: str, default: str) -> str:
+    return os.environ.get(name, default)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="agl-server",
+        description="The agl store and runner service: gRPC on one port, data in an embedded LMDB store.",
+    )
+    parser.add_argument("--host", default=_env("AGL_SERVER_HOST", "127.0.0.1"),
+                        help="interface to bind (env AGL_SERVER_HOST; default 127.0.0.1, 0.0.0.0 for all)")
+    parser.add_argument("--port", type=int, default=int(_env("AGL_SERVER_PORT", str(DEFAULT_PORT))),
+                        help=f"port (env AGL_SERVER_PORT; default {DEFAULT_PORT}; 0 picks a free one)")
+    parser.add_argument("--data-dir", default=default_data_dir(),
+                        help="LMDB data directory (env AGL_DATA_DIR; default ./.agl-data)")
+    parser.add_argument("--durability", choices=("sync", "nosync"), default=_env("AGL_DURABILITY", "sync"),
+                        help="sync: fsync every commit (default); nosync: survive a crash of the process but not "
+                        "of the machine (env AGL_DURABILITY)")
+    parser.add_argument("--map-size", type=int, default=DEFAULT_MAP_SIZE,
+                        help="initial LMDB map size in bytes; it doubles when full")
+    parser.add_argument("--store", default=_env("AGL_STORE", "lmdb"),
+                        help="store backend, by plugin name (env AGL_STORE; default lmdb)")
+    parser.add_argument("--store-option", action="append", default=[], metavar="KEY=VALUE",
+                        help="an option for a plugin store backend (repeatable)")
+    parser.add_argument("--token", default=os.environ.get("AGL_TOKEN"),
+                        help="require 'authorization: Bearer <token>' on every call but health checks (env AGL_TOKEN)")
+    parser.add_argument("--token-file", type=Path, help="read the token from this file")
+    parser.add_argument("--tls-cert", type=Path, help="PEM certificate chain; serve TLS with --tls-key")
+    parser.add_argument("--tls-key", type=Path, help="PEM private key")
+    parser.add_argument("--max-message-mb", type=float, default=16.0,
+                        help="largest request in MiB; larger ones get RESOURCE_EXHAUSTED (default 16)")
+    parser.add_argument("--grace", type=float, default=5.0, help="seconds calls get to finish on shutdown")
+    parser.add_argument("--log-format", choices=("text", "json"), default=_env("AGL_LOG_FORMAT", "text"))
+    parser.add_argument("--log-level", default=_env("AGL_LOG_LEVEL", "info"))
+    parser.add_argument("--ready-file", type=Path,
+                        help="once serving, write {\"port\", \"pid\", \"address\"} as JSON to this file")
+    return parser
+
+
+def config_from_args(args: argparse.Namespace) -> ServerConfig:
+    token = args.token
+    if args.token_file:
+        token = args.token_file.read_text().strip()
+    if bool(args.tls_cert) != bool(args.tls_key):
+        raise SystemExit("agl-server: --tls-cert and --tls-key go together")
+    return ServerConfig(
+        host=args.host,
+        port=args.port,
+        token=token or None,
+        tls_cert=args.tls_cert.read_bytes() if args.tls_cert else None,
+        tls_key=args.tls_key.read_bytes() if args.tls_key else None,
+        max_message_bytes=int(args.max_message_mb * 1024 * 1024),
+        grace=args.grace,
+    )
+
+
+def open_backend(args: argparse.Namespace, pm: AglPluginManager) -> StoreBackend:
+    provider = pm.lookup("store_backends", args.store)
+    options: dict[str, object] = {}
+    if args.store == "lmdb":
+        options = {"map_size": args.map_size, "sync": args.durability == "sync"}
+    for item in args.store_option:
+        key, sep, value = item.partition("=")
+        if not sep:
+            raise SystemExit(f"agl-server: --store-option {item!r} is not KEY=VALUE")
+        options[key] = value
+    return provider.factory(args.data_dir, **options)  # type: ignore[no-any-return]
+
+
+def extra_services(pm: AglPluginManager, backend: StoreBackend) -> list[object]:
+    """Services plugins add to the server; a plugin that fails is reported and left out."""
+    services: list[object] = []
+    for impl in pm.hook.agl_server_services.get_hookimpls():
+        try:
+            services.extend(impl.function(backend=backend) or ())
+        except Exception as exc:
+            logger.error("plugin %r failed to provide its agl-server services: %s", impl.plugin_name, exc)
+    return services
+
+
+async def serve(args: argparse.Namespace) -> None:
+    config = config_from_args(args)
+    pm = get_plugin_manager()
+    for failure in pm.failures:
+        logger.error("%s; agl-server runs without it", failure)
+    try:
+        backend = open_backend(args, pm)
+    except PluginError as exc:
+        raise SystemExit(f"agl-server: {exc}") from None
+    config.extra_services = extra_services(pm, backend)
+    server = AglServer(backend, config)
+    port = await server.start()
+    server.install_signal_handlers(asyncio.get_running_loop())
+    address = f"{config.host}:{port}"
+    logger.info(
+        "agl-server listening on %s", address,
+        extra={"data_dir": os.path.abspath(args.data_dir), "durability": args.durability,
+               "tls": bool(config.tls_cert), "auth": bool(config.token)},
+    )
+    if args.ready_file:
+        tmp = args.ready_file.with_suffix(".tmp")
+        tmp.write_text(json.dumps({"port": port, "pid": os.getpid(), "address": address}))
+        tmp.replace(args.ready_file)  # atomic: readers never see half a file
+    await server.wait_closed()
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    setup_logging(args.log_format, args.log_level)
+    try:
+        import uvloop
+
+        runner = asyncio.Runner(loop_factory=uvloop.new_event_loop)
+    except ImportError:  # uvloop is not available on this platform
+        runner = asyncio.Runner()
+    try:
+        with runner:
+            runner.run(serve(args))
+    except OSError as exc:
+        print(f"agl-server: {exc}", file=sys.stderr)
+        return 1
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

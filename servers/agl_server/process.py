@@ -1,0 +1,126 @@
+"""Running agl-server as a child process: for examples, tests and the client-server strategy.
+
+``ServerProcess(data_dir).start()`` launches ``python -m agl_server`` on a free port, waits until
+it serves (it writes a ready file once the store is open and the port bound) and knows its
+address. ``stop()`` sends SIGTERM and escalates to SIGKILL; ``kill()`` is a crash on purpose.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+
+
+class ServerStartError(RuntimeError):
+    pass
+
+
+class ServerProcess:
+    """An agl-server child process.
+
+    :param data_dir: the LMDB data directory.
+    :param port: 0 picks a free port (the default).
+    :param args: further ``agl-server`` arguments (``--durability nosync``, ``--token ...``).
+    :param log_path: where its log goes (default: a file next to the ready file).
+    """
+
+    def __init__(
+        self,
+        data_dir: str | os.PathLike[str],
+        *,
+        host: str = "127.0.0.1",
+        port: int = 0,
+        args: Sequence[str] = (),
+        env: Mapping[str, str] | None = None,
+        log_path: str | os.PathLike[str] | None = None,
+        python: str = sys.executable,
+    ) -> None:
+        self.data_dir = Path(data_dir)
+        self.host = host
+        self.port = port
+        self.args = list(args)
+        self.env = dict(env) if env is not None else None
+        self._scratch = Path(tempfile.mkdtemp(prefix="agl-server-"))
+        self.log_path = Path(log_path) if log_path else self._scratch / "server.log"
+        self.python = python
+        self.process: subprocess.Popen[bytes] | None = None
+        self.bound_port: int | None = None
+
+    @property
+    def address(self) -> str:
+        if self.bound_port is None:
+            raise RuntimeError("the server is not started")
+        return f"{self.host}:{self.bound_port}"
+
+    def start(self, timeout: float = 30.0) -> ServerProcess:
+        ready = self._scratch / "ready.json"
+        ready.unlink(missing_ok=True)
+        command = [
+            self.python, "-m", "agl_server",
+            "--host", self.host,
+            "--port", str(self.port if self.bound_port is None else self.bound_port),
+            "--data-dir", str(self.data_dir),
+            "--ready-file", str(ready),
+            *self.args,
+        ]
+        env = dict(os.environ if self.env is None else self.env)
+        log = open(self.log_path, "ab")  # noqa: SIM115 - the child keeps writing to it
+        try:
+            self.process = subprocess.Popen(command, stdout=log, stderr=subprocess.STDOUT, env=env)
+        finally:
+            log.close()
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if ready.exists():
+                self.bound_port = int(json.loads(ready.read_text())["port"])
+                return self
+            if self.process.poll() is not None:
+                raise ServerStartError(
+                    f"agl-server exited with code {self.process.returncode} before serving:\n{self.log_tail()}"
+                )
+            time.sleep(0.02)
+        self.kill()
+        raise ServerStartError(f"agl-server did not serve within {timeout:.0f}s:\n{self.log_tail()}")
+
+    def restart(self, timeout: float = 30.0) -> ServerProcess:
+        """Start again on the same port and data directory (after ``stop`` or ``kill``)."""
+        return self.start(timeout)
+
+    def stop(self, timeout: float = 15.0) -> int | None:
+        """SIGTERM, then SIGKILL if it has not exited within ``timeout``. Returns the exit code."""
+        if self.process is None or self.process.poll() is not None:
+            return self.process.returncode if self.process else None
+        self.process.send_signal(signal.SIGTERM)
+        try:
+            return self.process.wait(timeout)
+        except subprocess.TimeoutExpired:
+            self.process.kill()
+            return self.process.wait()
+
+    def kill(self) -> None:
+        """SIGKILL: a crash, with no chance to flush anything."""
+        if self.process is not None and self.process.poll() is None:
+            self.process.kill()
+            self.process.wait()
+
+    def alive(self) -> bool:
+        return self.process is not None and self.process.poll() is None
+
+    def log_tail(self, lines: int = 40) -> str:
+        try:
+            return "\n".join(self.log_path.read_text(errors="replace").splitlines()[-lines:])
+        except FileNotFoundError:
+            return "(no log)"
+
+    def __enter__(self) -> ServerProcess:
+        return self.start() if self.process is None else self
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()

@@ -1,0 +1,247 @@
+"""``LightningStoreService`` over any store backend.
+
+Each RPC hands its request to the backend method of the same name and maps agl errors to their
+gRPC status. Long calls (long polls, watch and ingest streams) also end promptly when the
+server shuts down, with UNAVAILABLE so clients reconnect and resume instead of hanging until
+the grace period runs out.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import re
+from collections.abc import AsyncIterator, Awaitable, Callable
+from typing import Any
+
+import grpc
+from google.protobuf import message_factory
+
+from agl_core.errors import AglError
+from agl_core.proto import store_pb2 as s
+from agl_core.store.backend import StoreBackend
+
+logger = logging.getLogger("agl_server")
+
+SERVICE_NAME = "agl.v1.LightningStoreService"
+SERVICE = s.DESCRIPTOR.services_by_name["LightningStoreService"]
+# Batches of one ingest stream being written at once; past this the server stops reading the
+# stream and HTTP/2 flow control holds the client back.
+MAX_INFLIGHT_BATCHES = 32
+# A long poll ends this long before the caller's deadline, so the answer arrives in time.
+_DEADLINE_MARGIN = 0.25
+
+
+def _snake(name: str) -> str:
+    return re.sub(r"(?<!^)(?=[A-Z])", "_", name).lower()
+
+
+def _serialize(message: Any) -> bytes:
+    # Responses built from stored bytes (span chunks) pass through untouched.
+    return message if isinstance(message, bytes) else message.SerializeToString()
+
+
+def _varint(value: int) -> bytes:
+    out = bytearray()
+    while value > 0x7F:
+        out.append((value & 0x7F) | 0x80)
+        value >>= 7
+    out.append(value)
+    return bytes(out)
+
+
+def _spans_response_bytes(chunk: list[bytes]) -> bytes:
+    """QuerySpansResponse{spans: chunk} serialized, without parsing the stored spans."""
+    return b"".join(b"\x0a" + _varint(len(raw)) + raw for raw in chunk)
+
+
+async def _abort(context: grpc.aio.ServicerContext, error: Exception, method: str) -> None:
+    if isinstance(error, AglError):
+        await context.abort(error.code, error.message)
+    logger.exception("%s failed", method)
+    await context.abort(grpc.StatusCode.INTERNAL, f"{method} failed inside agl-server: {type(error).__name__}: {error}")
+
+
+class StoreServicer:
+    """Serves one backend. ``shutting_down`` is set by the server before it stops."""
+
+    def __init__(self, backend: StoreBackend) -> None:
+        self.backend = backend
+        self.shutting_down = asyncio.Event()
+
+    # --- registration ------------------------------------------------------------------------------
+
+    def method_handlers(self) -> dict[str, grpc.RpcMethodHandler]:
+        handlers: dict[str, grpc.RpcMethodHandler] = {}
+        for method in SERVICE.methods:
+            request_class = message_factory.GetMessageClass(method.input_type)
+            custom = getattr(self, method.name, None)
+            if method.client_streaming and method.server_streaming:
+                handler = grpc.stream_stream_rpc_method_handler(
+                    custom, request_deserializer=request_class.FromString, response_serializer=_serialize
+                )
+            elif method.server_streaming:
+                handler = grpc.unary_stream_rpc_method_handler(
+                    custom, request_deserializer=request_class.FromString, response_serializer=_serialize
+                )
+            else:
+                fn = custom or self._unary(method.name, getattr(self.backend, _snake(method.name)))
+                handler = grpc.unary_unary_rpc_method_handler(
+                    fn, request_deserializer=request_class.FromString, response_serializer=_serialize
+                )
+            handlers[method.name] = handler
+        return handlers
+
+    def register(self, server: grpc.aio.Server) -> None:
+        handlers = self.method_handlers()
+        server.add_generic_rpc_handlers((grpc.method_handlers_generic_handler(SERVICE_NAME, handlers),))
+        with contextlib.suppress(AttributeError):  # registered methods skip the generic lookup (grpc >= 1.62)
+            server.add_registered_method_handlers(SERVICE_NAME, handlers)
+
+    @staticmethod
+    def _unary(name: str, method: Callable[[Any], Awaitable[Any]]) -> Callable[[Any, Any], Awaitable[Any]]:
+        async def handle(request: Any, context: grpc.aio.ServicerContext) -> Any:
+            try:
+                return await method(request)
+            except Exception as exc:
+                await _abort(context, exc, name)
+
+        handle.__name__ = name
+        return handle
+
+    # --- long polls --------------------------------------------------------------------------------
+
+    def _cap(self, context: grpc.aio.ServicerContext, seconds: float | None) -> float | None:
+        remaining = context.time_remaining()
+        if remaining is None:
+            return seconds
+        remaining = max(0.0, remaining - _DEADLINE_MARGIN)
+        return remaining if seconds is None else min(seconds, remaining)
+
+    async def _until_shutdown(self, coro: Awaitable[Any]) -> tuple[bool, Any]:
+        """Run ``coro``; return (True, result), or (False, None) if the server began shutting down."""
+        task = asyncio.ensure_future(coro)
+        stop = asyncio.ensure_future(self.shutting_down.wait())
+        try:
+            await asyncio.wait((task, stop), return_when=asyncio.FIRST_COMPLETED)
+        finally:
+            stop.cancel()
+        if task.done():
+            return True, task.result()
+        task.cancel()
+        with contextlib.suppress(asyncio.CancelledError, Exception):
+            await task
+        return False, None
+
+    async def DequeueRollout(self, request: s.DequeueRolloutRequest, context: grpc.aio.ServicerContext) -> Any:
+        try:
+            wait = request.wait.ToNanoseconds() / 1e9 if request.HasField("wait") else 0.0
+            capped = self._cap(context, wait)
+            if capped is not None and capped < wait:
+                request.wait.FromNanoseconds(int(capped * 1e9))
+            finished, response = await self._until_shutdown(self.backend.dequeue_rollout(request))
+            # A poll cut short by shutdown answers "no work"; the worker polls the next server.
+            return response if finished else s.DequeueRolloutResponse()
+        except Exception as exc:
+            await _abort(context, exc, "DequeueRollout")
+
+    async def WaitForRollouts(self, request: s.WaitForRolloutsRequest, context: grpc.aio.ServicerContext) -> Any:
+        try:
+            timeout = request.timeout.ToNanoseconds() / 1e9 if request.HasField("timeout") else None
+            capped = self._cap(context, timeout)
+            if capped is not None:
+                request.timeout.FromNanoseconds(int(capped * 1e9))
+            finished, response = await self._until_shutdown(self.backend.wait_for_rollouts(request))
+        except Exception as exc:
+            await _abort(context, exc, "WaitForRollouts")
+        if not finished:
+            await context.abort(grpc.StatusCode.UNAVAILABLE, "agl-server is shutting down; call again to keep waiting")
+        return response
+
+    # --- streams -----------------------------------------------------------------------------------
+
+    async def IngestSpans(
+        self, requests: AsyncIterator[s.IngestSpansRequest], context: grpc.aio.ServicerContext
+    ) -> AsyncIterator[s.IngestSpansResponse]:
+        """Batches are written concurrently (so they share group commits) and acked in order."""
+        inflight: asyncio.Queue[asyncio.Future[s.IngestSpansResponse] | None] = asyncio.Queue(MAX_INFLIGHT_BATCHES)
+
+        async def ingest(request: s.IngestSpansRequest) -> s.IngestSpansResponse:
+            response = await self.backend.ingest_spans(request.spans)
+            response.batch_id = request.batch_id
+            return response
+
+        async def read() -> None:
+            try:
+                async for request in requests:
+                    if self.shutting_down.is_set():
+                        break
+                    await inflight.put(asyncio.ensure_future(ingest(request)))
+            finally:
+                await inflight.put(None)
+
+        reader = asyncio.ensure_future(read())
+        pending: list[asyncio.Future[Any]] = []
+        try:
+            while True:
+                getter = asyncio.ensure_future(inflight.get())
+                pending = [getter]
+                future = await getter
+                if future is None:
+                    break
+                pending = [future]
+                yield await future
+            await reader  # surfaces a read error (a malformed or oversized message)
+        except AglError as exc:
+            await context.abort(exc.code, exc.message)
+        except (asyncio.CancelledError, grpc.aio.AbortError):
+            raise
+        except Exception as exc:
+            await _abort(context, exc, "IngestSpans")
+        finally:
+            reader.cancel()
+            for future in pending:
+                future.cancel()
+        if self.shutting_down.is_set():
+            await context.abort(
+                grpc.StatusCode.UNAVAILABLE, "agl-server is shutting down; resend unacknowledged batches elsewhere"
+            )
+
+    async def QuerySpans(self, request: s.QuerySpansRequest, context: grpc.aio.ServicerContext) -> AsyncIterator[Any]:
+        try:
+            raw = getattr(self.backend, "query_span_bytes", None)
+            if raw is not None:
+                async for chunk in raw(request):
+                    yield _spans_response_bytes(chunk)
+            else:
+                async for response in self.backend.query_spans(request):
+                    yield response
+        except Exception as exc:
+            await _abort(context, exc, "QuerySpans")
+
+    async def WatchRollouts(
+        self, request: s.WatchRolloutsRequest, context: grpc.aio.ServicerContext
+    ) -> AsyncIterator[s.WatchRolloutsResponse]:
+        last = None
+        try:
+            stream = self.backend.watch_rollouts(request).__aiter__()
+            while True:
+                finished, response = await self._until_shutdown(_next(stream))
+                if not finished or response is None:
+                    break
+                last = response.last_event_id
+                yield response
+        except Exception as exc:
+            await _abort(context, exc, "WatchRollouts")
+        await context.abort(
+            grpc.StatusCode.UNAVAILABLE,
+            f"agl-server is shutting down; reconnect and resume after event {last}",
+        )
+
+
+async def _next(stream: AsyncIterator[Any]) -> Any:
+    try:
+        return await stream.__anext__()
+    except StopAsyncIteration:
+        return None
