@@ -6,10 +6,10 @@ from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 
 import pytest
+from agl_server.process import ServerProcess
 
 from agl_core.client import GrpcStore
 from agl_core.store import LightningStore, LmdbStore
-from agl_server.process import ServerProcess
 
 
 @pytest.fixture
