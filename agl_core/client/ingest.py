@@ -23,6 +23,7 @@ import grpc
 from agl_core.errors import AglError, ResourceExhaustedError, UnavailableError, code_number
 from agl_core.proto import store_pb2 as s
 from agl_core.proto import trace_pb2
+from agl_core.store.wire import varint as _varint
 
 logger = logging.getLogger(__name__)
 
@@ -34,15 +35,6 @@ _RETRYABLE = {
     grpc.StatusCode.INTERNAL,
     grpc.StatusCode.DEADLINE_EXCEEDED,
 }
-
-
-def _varint(value: int) -> bytes:
-    out = bytearray()
-    while value > 0x7F:
-        out.append((value & 0x7F) | 0x80)
-        value >>= 7
-    out.append(value)
-    return bytes(out)
 
 
 @dataclass

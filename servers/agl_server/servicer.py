@@ -20,7 +20,9 @@ from google.protobuf import message_factory
 
 from agl_core.errors import AglError, InvalidArgumentError
 from agl_core.proto import store_pb2 as s
+from agl_core.proto import trace_pb2
 from agl_core.store.backend import StoreBackend
+from agl_core.store.wire import IngestSpansRequestView, repeated_message_field
 
 logger = logging.getLogger("agl_server")
 
@@ -66,18 +68,9 @@ def _serialize(message: Any) -> bytes:
     return message if isinstance(message, bytes) else message.SerializeToString()
 
 
-def _varint(value: int) -> bytes:
-    out = bytearray()
-    while value > 0x7F:
-        out.append((value & 0x7F) | 0x80)
-        value >>= 7
-    out.append(value)
-    return bytes(out)
-
-
 def _spans_response_bytes(chunk: list[bytes]) -> bytes:
     """QuerySpansResponse{spans: chunk} serialized, without parsing the stored spans."""
-    return b"".join(b"\x0a" + _varint(len(raw)) + raw for raw in chunk)
+    return repeated_message_field(1, chunk)
 
 
 async def _abort(context: grpc.aio.ServicerContext, error: Exception, method: str) -> None:
@@ -99,7 +92,11 @@ class StoreServicer:
     def method_handlers(self) -> dict[str, grpc.RpcMethodHandler]:
         handlers: dict[str, grpc.RpcMethodHandler] = {}
         for method in SERVICE.methods:
-            deserialize = _deserializer(message_factory.GetMessageClass(method.input_type))
+            request_class = message_factory.GetMessageClass(method.input_type)
+            if method.name == "IngestSpans":
+                # Spans stay serialized: the backend stores them as received (agl_core.store.wire).
+                request_class = IngestSpansRequestView
+            deserialize = _deserializer(request_class)
             custom = getattr(self, method.name, None)
             if method.client_streaming and method.server_streaming:
                 handler = grpc.stream_stream_rpc_method_handler(
@@ -195,8 +192,13 @@ class StoreServicer:
         """Batches are written concurrently (so they share group commits) and acked in order."""
         inflight: asyncio.Queue[asyncio.Future[s.IngestSpansResponse] | None] = asyncio.Queue(MAX_INFLIGHT_BATCHES)
 
-        async def ingest(request: s.IngestSpansRequest) -> s.IngestSpansResponse:
-            response = await self.backend.ingest_spans(request.spans)
+        raw_ingest = getattr(self.backend, "ingest_span_bytes", None)
+
+        async def ingest(request: Any) -> s.IngestSpansResponse:
+            if raw_ingest is not None:
+                response = await raw_ingest(request.spans)
+            else:  # a backend without the byte path gets parsed spans
+                response = await self.backend.ingest_spans(_parse_spans(request.spans))
             response.batch_id = request.batch_id
             return response
 
@@ -268,6 +270,16 @@ class StoreServicer:
             grpc.StatusCode.UNAVAILABLE,
             f"agl-server is shutting down; reconnect and resume after event {last}",
         )
+
+
+def _parse_spans(raws: Any) -> list[trace_pb2.Span]:
+    spans = []
+    for i, raw in enumerate(raws):
+        try:
+            spans.append(trace_pb2.Span.FromString(raw))
+        except Exception as exc:
+            raise InvalidArgumentError(f"spans[{i}] could not be decoded as agl.v1.Span ({exc})") from None
+    return spans
 
 
 def _checked(handler: Callable[[Any, Any], Awaitable[Any]]) -> Callable[[Any, Any], Awaitable[Any]]:

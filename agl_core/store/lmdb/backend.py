@@ -16,7 +16,7 @@ import heapq
 import logging
 import os
 import time
-from collections.abc import AsyncIterator, Callable, Iterable
+from collections.abc import AsyncIterator, Callable, Iterable, Sequence
 from typing import Any
 
 import lmdb
@@ -42,12 +42,13 @@ from agl_core.store.lmdb.schema import (
     next_counter,
     open_environment,
     read_counter,
-    span_id_key,
     span_key,
 )
+from agl_core.store.lmdb.span_ids import SpanIdCache
 from agl_core.store.lmdb.watchdog import Watchdog
 from agl_core.store.lmdb.writer import Writer
 from agl_core.store.rules import rollout_status_name
+from agl_core.store.wire import SpanHeader, with_sequence_id
 from agl_core.types.values import check_value
 
 logger = logging.getLogger(__name__)
@@ -88,6 +89,8 @@ class LmdbBackend:
         self._events_changed = asyncio.Event()
         self._terminal_waiters: dict[str, set[asyncio.Future[None]]] = {}
         self._listeners: list[Listener] = []
+        # Written only by the writer thread; cleared by it whenever a write is rolled back.
+        self._span_ids = SpanIdCache()
         self._closed = False
         self.start_time = time.time()
 
@@ -113,7 +116,7 @@ class LmdbBackend:
         # so no waiter from an earlier loop lingers.
         self._queue_changed = asyncio.Event()
         self._events_changed = asyncio.Event()
-        self._writer = Writer(self.env, loop, Effects, self._on_commit)
+        self._writer = Writer(self.env, loop, Effects, self._on_commit, on_abort=self._span_ids.clear)
         self._watchdog = Watchdog(loop, self._expire)
         self._rearm_watchdog()
         return self._writer
@@ -610,17 +613,31 @@ class LmdbBackend:
 
     # --- spans -------------------------------------------------------------------------------------
 
-    async def ingest_spans(self, spans: list[trace_pb2.Span]) -> s.IngestSpansResponse:
+    async def ingest_spans(self, spans: Sequence[trace_pb2.Span]) -> s.IngestSpansResponse:
         """Store a batch of spans; answers once they are durable. Never raises for a bad span:
         each one that cannot be placed is reported in ``rejected``."""
+        return await self.ingest_span_bytes([span.SerializeToString() for span in spans])
+
+    async def ingest_span_bytes(self, raws: Sequence[bytes]) -> s.IngestSpansResponse:
+        """:meth:`ingest_spans` for serialized spans: each is stored as received (see ``wire``)."""
         response = s.IngestSpansResponse()
-        valid: list[tuple[int, trace_pb2.Span]] = []
-        for i, span in enumerate(spans):
+        valid: list[tuple[int, Any, bytes]] = []
+        parse = SpanHeader.FromString
+        well_formed = validation.span_ids_well_formed
+        for i, raw in enumerate(raws):
             try:
-                validation.check_span(span, f"spans[{i}]")
-                valid.append((i, span))
-            except InvalidArgumentError as exc:
-                response.rejected.add(index=i, code=3, message=str(exc))
+                header = parse(raw)
+            except Exception as exc:
+                message = f"spans[{i}] could not be decoded as agl.v1.Span ({exc})"
+                response.rejected.add(index=i, code=3, message=message)
+                continue
+            if not well_formed(header):
+                try:
+                    validation.check_span(header, f"spans[{i}]")
+                except InvalidArgumentError as exc:
+                    response.rejected.add(index=i, code=3, message=str(exc))
+                    continue
+            valid.append((i, header, raw))
         if valid:
             accepted, duplicates, rejected = await self._write(lambda tx: self._ingest_op(tx, valid))
             response.accepted = accepted
@@ -631,26 +648,26 @@ class LmdbBackend:
         return response
 
     def _ingest_op(
-        self, tx: Tx, spans: list[tuple[int, trace_pb2.Span]]
+        self, tx: Tx, spans: list[tuple[int, Any, bytes]]
     ) -> tuple[int, list[int], list[tuple[int, int, str]]]:
         dbs = self.dbs
         txn = tx.txn
-        accepted = 0
+        accepted = added = 0
         duplicates: list[int] = []
         rejected: list[tuple[int, int, str]] = []
         targets: dict[tuple[str, str], tuple[RolloutRecord, t.Attempt] | str] = {}
         counters: dict[int, int] = {}
         touched: dict[tuple[str, str], tuple[RolloutRecord, t.Attempt]] = {}
-        for i, span in spans:
-            coords = (span.rollout_id, span.attempt_id)
+        for i, header, raw in spans:
+            coords = (header.rollout_id, header.attempt_id)
             target = targets.get(coords)
             if target is None:
-                record = tx.find_rollout(span.rollout_id)
+                record = tx.find_rollout(header.rollout_id)
                 if record is None:
-                    target = f"rollout {span.rollout_id!r} not found"
+                    target = f"rollout {header.rollout_id!r} not found"
                 else:
                     try:
-                        target = (record, tx.find_attempt(record, span.attempt_id))
+                        target = (record, tx.find_attempt(record, header.attempt_id))
                     except NotFoundError as exc:
                         target = str(exc)
                 targets[coords] = target
@@ -659,21 +676,28 @@ class LmdbBackend:
                 continue
             record, attempt = target
             num, seq = record.num, attempt.sequence_id
-            if not txn.put(span_id_key(num, seq, span.span_id), b"", db=dbs.span_ids, overwrite=False):
+            span_id = header.span_id
+            known = self._span_ids.ids(txn, dbs.spans, num, seq)
+            if span_id in known:
                 duplicates.append(i)
                 continue
+            known.add(span_id)
+            added += 1
             last = counters.get(num)
             if last is None:
                 last = read_counter(txn, dbs.span_seqs, U64.pack(num))
-            if span.sequence_id == 0:
+            sequence_id = header.sequence_id
+            if sequence_id == 0:
                 last += 1
-                span.sequence_id = last
-            elif span.sequence_id > last:
-                last = span.sequence_id
+                sequence_id = last
+                raw = with_sequence_id(raw, sequence_id)
+            elif sequence_id > last:
+                last = sequence_id
             counters[num] = last
-            txn.put(span_key(num, seq, span.sequence_id, span.span_id), span.SerializeToString(), db=dbs.spans)
+            txn.put(span_key(num, seq, sequence_id, span_id), raw, db=dbs.spans)
             touched[coords] = target
             accepted += 1
+        self._span_ids.added(added)
         for num, last in counters.items():
             txn.put(U64.pack(num), U64.pack(last), db=dbs.span_seqs)
         for record, attempt in touched.values():

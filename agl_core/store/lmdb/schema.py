@@ -15,8 +15,8 @@ status_index        status (1 byte) + num                 b""
 queue               queue sequence                        rollout_id
 attempts            num + attempt sequence (4 bytes)      Attempt
 attempt_ids         attempt_id                            num + attempt sequence
-spans               num + attempt seq + span seq + id     Span
-span_ids            num + attempt seq + span id           span sequence (dedupe index)
+spans               num + attempt seq + span seq + id     Span, as received (span ids read back from
+                                                          the keys dedupe resent spans: span_ids.py)
 span_seqs           num                                   last span sequence id issued
 resources           resources_id                          ResourcesUpdate
 resources_order     creation number                       resources_id
@@ -45,7 +45,6 @@ DATABASES = (
     "attempts",
     "attempt_ids",
     "spans",
-    "span_ids",
     "span_seqs",
     "resources",
     "resources_order",
@@ -84,7 +83,6 @@ class Databases:
     attempts: lmdb._Database
     attempt_ids: lmdb._Database
     spans: lmdb._Database
-    span_ids: lmdb._Database
     span_seqs: lmdb._Database
     resources: lmdb._Database
     resources_order: lmdb._Database
@@ -130,10 +128,6 @@ def attempt_key(num: int, seq: int) -> bytes:
 
 def span_key(num: int, attempt_seq: int, span_seq: int, span_id: bytes) -> bytes:
     return SPAN_PREFIX.pack(num, attempt_seq, span_seq) + span_id
-
-
-def span_id_key(num: int, attempt_seq: int, span_id: bytes) -> bytes:
-    return ATTEMPT_KEY.pack(num, attempt_seq) + span_id
 
 
 def next_counter(txn: lmdb.Transaction, db: lmdb._Database, key: bytes, count: int = 1) -> int:

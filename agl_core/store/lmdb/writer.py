@@ -49,11 +49,15 @@ class Writer(Generic[E]):
         effects_factory: Callable[[], E],
         on_commit: Callable[[list[E]], None],
         name: str = "agl-lmdb-writer",
+        on_abort: Callable[[], None] = lambda: None,
     ) -> None:
+        """:param on_abort: called on the writer thread whenever writes are rolled back (an operation
+        failed, or a whole group), so caches of what is on disk can be dropped."""
         self._env = env
         self._loop = loop
         self._effects_factory = effects_factory
         self._on_commit = on_commit
+        self._on_abort = on_abort
         self._pending: deque[tuple[Op, asyncio.Future[Any]]] = deque()
         self._cond = threading.Condition()
         self._closing = False
@@ -101,6 +105,7 @@ class Writer(Generic[E]):
                 outcomes, effects = self._execute(group)
                 break
             except lmdb.MapFullError:
+                self._on_abort()
                 if not self._grow_map():
                     error = ResourceExhaustedError(
                         f"the store's data file reached its largest map size ({MAX_MAP_SIZE} bytes); free disk "
@@ -109,6 +114,7 @@ class Writer(Generic[E]):
                     outcomes, effects = [(False, error)] * len(group), []
                     break
             except Exception as exc:  # the commit itself failed (disk full, I/O error)
+                self._on_abort()
                 logger.exception("LMDB commit failed")
                 error = InternalError(f"the store could not commit a write: {exc}; check the data directory's disk")
                 outcomes, effects = [(False, error)] * len(group), []
@@ -137,9 +143,11 @@ class Writer(Generic[E]):
                 except lmdb.MapFullError:
                     raise
                 except AglError as exc:
+                    self._on_abort()
                     outcomes.append((False, exc))
                     continue
                 except Exception as exc:
+                    self._on_abort()
                     logger.exception("store operation failed")
                     outcomes.append((False, InternalError(f"store operation failed: {type(exc).__name__}: {exc}")))
                     continue

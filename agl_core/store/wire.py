@@ -1,0 +1,68 @@
+"""Wire-level views of agl.v1 messages for the span hot path.
+
+Spans are stored exactly as they arrive. Instead of parsing a whole ``IngestSpansRequest`` and
+serializing every span again, the server reads the request through a wire-compatible view whose
+``spans`` field is ``repeated bytes`` (a length-delimited field has the same encoding whether it
+holds a message or bytes), and parses each span only far enough to place it (:class:`SpanHeader`:
+ids and sequence id). A sequence id the store assigns is appended to the stored bytes as one more
+field 62: protobuf parsers take the last value of a repeated scalar field.
+
+The views are built from descriptors at import time, so no extra .proto file drifts from the API.
+"""
+
+from __future__ import annotations
+
+from google.protobuf import descriptor_pb2, descriptor_pool, message_factory
+
+_BYTES = descriptor_pb2.FieldDescriptorProto.TYPE_BYTES
+_STRING = descriptor_pb2.FieldDescriptorProto.TYPE_STRING
+_INT64 = descriptor_pb2.FieldDescriptorProto.TYPE_INT64
+_OPTIONAL = descriptor_pb2.FieldDescriptorProto.LABEL_OPTIONAL
+_REPEATED = descriptor_pb2.FieldDescriptorProto.LABEL_REPEATED
+
+
+def _build() -> tuple[type, type]:
+    file = descriptor_pb2.FileDescriptorProto(name="agl/v1/internal_wire.proto", package="agl.v1.wire", syntax="proto3")
+    request = file.message_type.add(name="IngestSpansRequestView")
+    request.field.add(name="batch_id", number=1, type=_INT64, label=_OPTIONAL)
+    request.field.add(name="spans", number=2, type=_BYTES, label=_REPEATED)
+    header = file.message_type.add(name="SpanHeader")
+    for name, number, kind in (
+        ("trace_id", 1, _BYTES),
+        ("span_id", 2, _BYTES),
+        ("rollout_id", 60, _STRING),
+        ("attempt_id", 61, _STRING),
+        ("sequence_id", 62, _INT64),
+    ):
+        header.field.add(name=name, number=number, type=kind, label=_OPTIONAL)
+    pool = descriptor_pool.DescriptorPool()
+    pool.Add(file)
+    return (
+        message_factory.GetMessageClass(pool.FindMessageTypeByName("agl.v1.wire.IngestSpansRequestView")),
+        message_factory.GetMessageClass(pool.FindMessageTypeByName("agl.v1.wire.SpanHeader")),
+    )
+
+
+IngestSpansRequestView, SpanHeader = _build()
+
+_SEQUENCE_TAG = bytes([(62 << 3) & 0x7F | 0x80, (62 << 3) >> 7])  # field 62, varint
+
+
+def varint(value: int) -> bytes:
+    out = bytearray()
+    while value > 0x7F:
+        out.append((value & 0x7F) | 0x80)
+        value >>= 7
+    out.append(value)
+    return bytes(out)
+
+
+def with_sequence_id(raw_span: bytes, sequence_id: int) -> bytes:
+    """``raw_span`` with its ``sequence_id`` set to ``sequence_id`` (appended, last value wins)."""
+    return raw_span + _SEQUENCE_TAG + varint(sequence_id)
+
+
+def repeated_message_field(field_number: int, payloads: list[bytes]) -> bytes:
+    """Serialize ``repeated <message> field = field_number`` from already-serialized messages."""
+    tag = varint(field_number << 3 | 2)
+    return b"".join(tag + varint(len(p)) + p for p in payloads)

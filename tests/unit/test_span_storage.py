@@ -1,0 +1,70 @@
+"""Spans are stored as received: sequence ids appended, unknown fields kept, resends ignored even
+after the writer's id cache was evicted or the store reopened."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from agl_core import LmdbStore, new_span
+from agl_core.proto import trace_pb2
+from agl_core.store.lmdb.span_ids import SpanIdCache
+from agl_core.store.wire import SpanHeader, with_sequence_id
+
+
+def test_appended_sequence_id_wins() -> None:
+    span = new_span("x", rollout_id="r", attempt_id="a")
+    raw = with_sequence_id(span.SerializeToString(), 300)
+    assert trace_pb2.Span.FromString(raw).sequence_id == 300
+    assert SpanHeader.FromString(raw).sequence_id == 300
+    assert trace_pb2.Span.FromString(with_sequence_id(raw, 5)).sequence_id == 5
+
+
+async def test_unknown_fields_survive_storage(tmp_path: Path) -> None:
+    store = LmdbStore(tmp_path / "s")
+    try:
+        rollout = await store.start_rollout("x")
+        span = new_span("future", rollout_id=rollout.rollout_id, attempt_id=rollout.attempt.attempt_id)  # type: ignore[union-attr]
+        raw = span.SerializeToString() + b"\xa8\x06\x2a"  # field 101 = 42: a field from a newer client
+        result = await store.backend.ingest_span_bytes([raw, b"\xff\xff not a span"])
+        assert result.accepted == 1
+        assert [e.index for e in result.rejected] == [1] and "could not be decoded" in result.rejected[0].message
+        (stored,) = await store.query_spans(rollout.rollout_id)
+        assert stored.sequence_id == 1
+        assert b"\xa8\x06\x2a" in stored.SerializeToString()  # kept as an unknown field
+    finally:
+        await store.close()
+
+
+async def test_duplicates_are_found_after_eviction_and_reopen(tmp_path: Path) -> None:
+    path = tmp_path / "s"
+    store = LmdbStore(path)
+    rollouts = [await store.start_rollout(i) for i in range(5)]
+    spans = [
+        new_span(f"s{i}", rollout_id=r.rollout_id, attempt_id=r.attempt.attempt_id)  # type: ignore[union-attr]
+        for r in rollouts
+        for i in range(30)
+    ]
+    store.backend._span_ids = SpanIdCache(budget=40)  # far smaller than the ids written: forces eviction
+    assert (await store.add_spans(spans)).accepted == 150
+    again = await store.add_spans(spans)
+    assert (again.accepted, again.duplicates) == (0, 150)
+    assert store.backend._span_ids.rebuilds > 5
+    await store.close()
+
+    reopened = LmdbStore(path)
+    try:
+        resent = await reopened.add_spans(spans[::7])
+        assert resent.accepted == 0 and resent.duplicates == len(spans[::7])
+        counts = [len(await reopened.query_spans(r.rollout_id)) for r in rollouts]
+        assert counts == [30] * 5
+    finally:
+        await reopened.close()
+
+
+def test_cache_budget_is_respected() -> None:
+    cache = SpanIdCache(budget=10)
+    cache._sets[(1, 1)] = set(range(8))  # type: ignore[arg-type]
+    cache._size = 8
+    cache._sets[(2, 1)] = set(range(6))  # type: ignore[arg-type]
+    cache.added(6)
+    assert list(cache._sets) == [(2, 1)] and cache._size == 6
