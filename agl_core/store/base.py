@@ -12,7 +12,7 @@ from typing import Any, Final
 
 from google.protobuf import duration_pb2
 
-from agl_core.errors import BatchError, NotFoundError, error_for_code
+from agl_core.errors import AglError, BatchError, NotFoundError, error_for_code
 from agl_core.proto import store_pb2 as s
 from agl_core.proto import trace_pb2
 from agl_core.store.backend import StoreBackend
@@ -79,6 +79,9 @@ class LightningStore:
     Every method is a coroutine (or an async iterator) and must run on one event loop; use
     :class:`~agl_core.store.sync.SyncStore` from synchronous code.
     """
+
+    #: Rollouts per EnqueueRollouts request when a large batch is split.
+    ENQUEUE_CHUNK = 1000
 
     def __init__(self, backend: StoreBackend) -> None:
         self.backend = backend
@@ -160,21 +163,35 @@ class LightningStore:
         return rollouts[0]
 
     async def enqueue_rollouts(self, specs: Iterable[RolloutSpec | Mapping[str, Any]]) -> list[Rollout]:
-        """Enqueue many rollouts in one call.
+        """Enqueue many rollouts, in this order. Large batches go out in chunks of
+        :attr:`ENQUEUE_CHUNK`, so a whole dataset is one call here without becoming one oversized
+        message.
 
         :raises BatchError: if some items failed; the others are enqueued and listed in
             ``error.results`` (``None`` for a failed item).
         """
-        request = s.EnqueueRolloutsRequest()
+        requests: list[s.EnqueueRolloutsRequest] = []
         for spec in specs:
-            convert.spec_to_pb(spec, request.rollouts.add())
-        response = await self.backend.enqueue_rollouts(request)
-        failed = {e.index for e in response.errors}
-        results: list[Rollout | None] = [
-            None if i in failed else convert.rollout_from_pb(pb) for i, pb in enumerate(response.rollouts)
-        ]
-        if response.errors:
-            raise BatchError(results, [(e.index, error_for_code(e.code, e.message)) for e in response.errors])
+            if not requests or len(requests[-1].rollouts) >= self.ENQUEUE_CHUNK:
+                requests.append(s.EnqueueRolloutsRequest())
+            convert.spec_to_pb(spec, requests[-1].rollouts.add())
+        if not requests:
+            return []
+        # Chunks go one after another so the queue keeps the order of ``specs``.
+        responses = [await self.backend.enqueue_rollouts(request) for request in requests]
+        results: list[Rollout | None] = []
+        errors: list[tuple[int, AglError]] = []
+        for response in responses:
+            failed = {e.index: e for e in response.errors}
+            base = len(results)
+            for i, pb in enumerate(response.rollouts):
+                if i in failed:
+                    results.append(None)
+                    errors.append((base + i, error_for_code(failed[i].code, failed[i].message)))
+                else:
+                    results.append(convert.rollout_from_pb(pb))
+        if errors:
+            raise BatchError(results, errors)
         return results  # type: ignore[return-value]
 
     async def dequeue_rollout(self, *, worker_id: str | None = None, wait: float | None = None) -> Rollout | None:

@@ -27,14 +27,20 @@ ACTIVE_ATTEMPT = frozenset({t.ATTEMPT_STATUS_PREPARING, t.ATTEMPT_STATUS_RUNNING
 # Rollout statuses a heartbeat of the latest attempt turns into RUNNING.
 REVIVABLE_ROLLOUT = frozenset({t.ROLLOUT_STATUS_PREPARING, t.ROLLOUT_STATUS_QUEUING, t.ROLLOUT_STATUS_REQUEUING})
 _RETRYABLE = frozenset({t.ATTEMPT_STATUS_FAILED, t.ATTEMPT_STATUS_TIMEOUT, t.ATTEMPT_STATUS_UNRESPONSIVE})
+# Valid values of each enum, as sets: protobuf's EnumTypeWrapper.values() builds a new list per call.
+ROLLOUT_STATUSES = frozenset(RS.values()) - {t.ROLLOUT_STATUS_UNSPECIFIED}
+ATTEMPT_STATUSES = frozenset(AS.values()) - {t.ATTEMPT_STATUS_UNSPECIFIED}
+ROLLOUT_MODES = frozenset(t.RolloutMode.values())
+WORKER_STATUSES = frozenset(t.WorkerStatus.values()) - {t.WORKER_STATUS_UNSPECIFIED}
+SORT_ORDERS = frozenset(t.SortOrder.values())
 
 
 def rollout_status_name(status: int) -> str:
-    return RS.Name(status).removeprefix("ROLLOUT_STATUS_").lower() if status in RS.values() else str(status)
+    return RS.Name(status).removeprefix("ROLLOUT_STATUS_").lower() if status in ROLLOUT_STATUSES else str(status)
 
 
 def attempt_status_name(status: int) -> str:
-    return AS.Name(status).removeprefix("ATTEMPT_STATUS_").lower() if status in AS.values() else str(status)
+    return AS.Name(status).removeprefix("ATTEMPT_STATUS_").lower() if status in ATTEMPT_STATUSES else str(status)
 
 
 def max_attempts(config: t.RolloutConfig) -> int:
@@ -58,7 +64,7 @@ def rollout_status_for_attempt(attempt_status: int, attempt_sequence: int, confi
 
 def check_rollout_transition(rollout_id: str, old: int, new: int) -> None:
     """Raise unless a client may move a rollout from ``old`` to ``new`` with UpdateRollout."""
-    if new not in RS.values() or new == t.ROLLOUT_STATUS_UNSPECIFIED:
+    if new not in ROLLOUT_STATUSES:
         raise InvalidArgumentError(
             f"status {new} is not a rollout status; use queuing, preparing, running, failed, succeeded, "
             "cancelled or requeuing"
@@ -73,7 +79,7 @@ def check_rollout_transition(rollout_id: str, old: int, new: int) -> None:
 
 def check_attempt_transition(rollout_id: str, attempt_id: str, old: int, new: int) -> None:
     """Raise unless an attempt may move from ``old`` to ``new``."""
-    if new not in AS.values() or new == t.ATTEMPT_STATUS_UNSPECIFIED:
+    if new not in ATTEMPT_STATUSES:
         raise InvalidArgumentError(
             f"status {new} is not an attempt status; use preparing, running, failed, succeeded, unresponsive or timeout"
         )

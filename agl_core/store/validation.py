@@ -13,6 +13,7 @@ from agl_core.proto import resources_pb2, store_pb2, trace_pb2
 from agl_core.store import rules
 from agl_core.types.values import check_struct, check_value
 
+_ENGINES = frozenset(resources_pb2.PromptTemplateEngine.values())
 MAX_ID_LENGTH = 256
 MAX_SPAN_ID_BYTES = 16
 # A page larger than this would risk the 4 MiB default message limit of clients.
@@ -36,7 +37,7 @@ def check_spec(spec: store_pb2.RolloutSpec, where: str) -> None:
     if not spec.HasField("input"):
         raise InvalidArgumentError(f"{where}.input is required; send a null Value for a task without input")
     check_value(spec.input, f"{where}.input")
-    if spec.mode not in (0, 1, 2, 3):
+    if spec.mode not in rules.ROLLOUT_MODES:
         raise InvalidArgumentError(f"{where}.mode {spec.mode} is not a RolloutMode; use train, val or test")
     optional_id(spec.resources_id, f"{where}.resources_id")
     rules.check_config(spec.config, f"{where}.config")
@@ -62,7 +63,7 @@ def check_resources(resources: Any, where: str = "resources") -> None:
         elif kind == "prompt_template":
             if not resource.prompt_template.template:
                 raise InvalidArgumentError(f"{label}.template is empty")
-            if resource.prompt_template.engine not in resources_pb2.PromptTemplateEngine.values():
+            if resource.prompt_template.engine not in _ENGINES:
                 raise InvalidArgumentError(f"{label}.engine {resource.prompt_template.engine} is unknown")
         elif kind == "custom":
             if not resource.custom.type:
@@ -108,11 +109,9 @@ def page(limit: int, offset: int) -> tuple[int, int]:
 
 
 def descending(order: int) -> bool:
-    from agl_core.proto import types_pb2
-
-    if order not in types_pb2.SortOrder.values():
+    if order not in rules.SORT_ORDERS:
         raise InvalidArgumentError(f"order {order} is not a SortOrder; use asc or desc")
-    return order == types_pb2.SORT_ORDER_DESC
+    return order == rules.t.SORT_ORDER_DESC
 
 
 def sort_field(value: str, allowed: tuple[str, ...]) -> str:

@@ -8,10 +8,24 @@ from agl_core.plugins import hookimpl
 from agl_core.store.lmdb import LmdbBackend
 
 
-def open_lmdb(path: str, *, map_size: int | None = None, sync: bool = True, **unknown: Any) -> LmdbBackend:
+def open_lmdb(
+    path: str,
+    *,
+    map_size: int | None = None,
+    sync: bool = True,
+    resident_budget: int | None = None,
+    **unknown: Any,
+) -> LmdbBackend:
     if unknown:
-        raise TypeError(f"the lmdb store takes the options map_size and sync, not {', '.join(sorted(unknown))}")
-    return LmdbBackend(path, sync=sync, **({"map_size": int(map_size)} if map_size else {}))
+        raise TypeError(
+            f"the lmdb store takes the options map_size, sync and resident_budget, not {', '.join(sorted(unknown))}"
+        )
+    options: dict[str, Any] = {"sync": sync}
+    if map_size:
+        options["map_size"] = int(map_size)
+    if resident_budget is not None:
+        options["resident_budget"] = int(resident_budget)
+    return LmdbBackend(path, **options)
 
 
 @hookimpl

@@ -480,3 +480,14 @@ async def test_workers_follow_their_attempts(store: LightningStore) -> None:
     page = await store.query_workers(status_in=["idle"])
     assert "busy-one" in {w.worker_id for w in page}
     assert await store.get_worker("never-seen") is None
+
+
+async def test_large_batches_are_split_and_keep_their_order(store: LightningStore) -> None:
+    store.ENQUEUE_CHUNK = 7  # type: ignore[misc]
+    with pytest.raises(BatchError) as info:
+        await store.enqueue_rollouts(
+            [{"input": i, "config": RolloutConfig(max_attempts=-1) if i in (3, 15) else None} for i in range(20)]
+        )
+    assert [i for i, _ in info.value.errors] == [3, 15]
+    claimed = [r.input for r in await store.dequeue_rollouts(limit=50)]
+    assert claimed == [i for i in range(20) if i not in (3, 15)]

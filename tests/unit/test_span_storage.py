@@ -68,3 +68,32 @@ def test_cache_budget_is_respected() -> None:
     cache._sets[(2, 1)] = set(range(6))  # type: ignore[arg-type]
     cache.added(6)
     assert list(cache._sets) == [(2, 1)] and cache._size == 6
+
+
+async def test_mapped_pages_are_released_over_budget(tmp_path: Path) -> None:
+    import sys
+
+    import pytest
+
+    from agl_core.store.lmdb.resident import file_backed_rss
+
+    if not sys.platform.startswith("linux"):
+        pytest.skip("releasing mapped pages is implemented for Linux")
+    store = LmdbStore(tmp_path / "s", resident_budget=4 << 20)
+    try:
+        rollout = await store.start_rollout("x")
+        attempt_id = rollout.attempt.attempt_id  # type: ignore[union-attr]
+        for _ in range(8):
+            spans = [
+                new_span("big", rollout_id=rollout.rollout_id, attempt_id=attempt_id, attributes={"p": "q" * 3000})
+                for _ in range(1000)
+            ]
+            await store.add_spans(spans)
+        assert len(await store.query_spans(rollout.rollout_id)) == 8000  # reads map ~24 MiB of pages
+        before = file_backed_rss()
+        assert store.backend.resident.maybe_trim()
+        after = file_backed_rss()
+        assert after < before - (16 << 20), (before, after)
+        assert len(await store.query_spans(rollout.rollout_id)) == 8000  # and the data is all still there
+    finally:
+        await store.close()

@@ -5,7 +5,7 @@ from __future__ import annotations
 import os
 
 from agl_core.store.base import LightningStore
-from agl_core.store.lmdb.backend import DEFAULT_MAP_SIZE, LmdbBackend, default_data_dir
+from agl_core.store.lmdb.backend import DEFAULT_MAP_SIZE, DEFAULT_RESIDENT_BUDGET, LmdbBackend, default_data_dir
 
 
 class LmdbStore(LightningStore):
@@ -15,14 +15,20 @@ class LmdbStore(LightningStore):
     :param map_size: initial map size in bytes; the map doubles when full.
     :param sync: fsync every commit (default). Without it a commit survives a crash of the process
         but not of the machine.
+    :param resident_budget: bytes of the data file kept mapped before they are released.
     """
 
     backend: LmdbBackend
 
     def __init__(
-        self, path: str | os.PathLike[str] | None = None, *, map_size: int = DEFAULT_MAP_SIZE, sync: bool = True
+        self,
+        path: str | os.PathLike[str] | None = None,
+        *,
+        map_size: int = DEFAULT_MAP_SIZE,
+        sync: bool = True,
+        resident_budget: int = DEFAULT_RESIDENT_BUDGET,
     ) -> None:
-        super().__init__(LmdbBackend(path, map_size=map_size, sync=sync))
+        super().__init__(LmdbBackend(path, map_size=map_size, sync=sync, resident_budget=resident_budget))
 
     @property
     def path(self) -> str:

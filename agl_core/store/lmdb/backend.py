@@ -35,6 +35,7 @@ from agl_core.proto import trace_pb2
 from agl_core.proto import types_pb2 as t
 from agl_core.store import rules, validation
 from agl_core.store.lmdb.records import Effects, RolloutRecord, Tx, attempt_deadline, expired_status, new_id
+from agl_core.store.lmdb.resident import ResidentTrimmer
 from agl_core.store.lmdb.schema import (
     STATUS_KEY,
     U64,
@@ -54,6 +55,8 @@ from agl_core.types.values import check_value
 logger = logging.getLogger(__name__)
 
 DEFAULT_MAP_SIZE = 1 << 30
+DEFAULT_RESIDENT_BUDGET = 256 << 20
+RESIDENT_CHECK_SECONDS = 1.0
 SPANS_PER_CHUNK = 256
 SPAN_BYTES_PER_CHUNK = 1 << 20
 EVENTS_PER_CHUNK = 256
@@ -72,16 +75,24 @@ class LmdbBackend:
     :param map_size: initial LMDB map size in bytes; the map doubles whenever it fills up.
     :param sync: fsync every commit (the default). ``False`` keeps data across a crash of the
         process but not of the machine.
+    :param resident_budget: bytes of the data file the process may keep mapped before it releases
+        them (see ``resident.py``); 0 never releases.
     """
 
     name = "lmdb"
 
     def __init__(
-        self, path: str | os.PathLike[str] | None = None, *, map_size: int = DEFAULT_MAP_SIZE, sync: bool = True
+        self,
+        path: str | os.PathLike[str] | None = None,
+        *,
+        map_size: int = DEFAULT_MAP_SIZE,
+        sync: bool = True,
+        resident_budget: int = DEFAULT_RESIDENT_BUDGET,
     ):
         self.path = os.fspath(path) if path is not None else default_data_dir()
         self.env, self.dbs = open_environment(self.path, map_size=map_size, sync=sync)
         self.sync = sync
+        self.resident = ResidentTrimmer(os.path.join(self.path, "data.mdb"), resident_budget)
         self._loop: asyncio.AbstractEventLoop | None = None
         self._writer: Writer[Effects] | None = None
         self._watchdog: Watchdog | None = None
@@ -119,7 +130,15 @@ class LmdbBackend:
         self._writer = Writer(self.env, loop, Effects, self._on_commit, on_abort=self._span_ids.clear)
         self._watchdog = Watchdog(loop, self._expire)
         self._rearm_watchdog()
+        if self.resident.active:
+            loop.call_later(RESIDENT_CHECK_SECONDS, self._trim_resident)
         return self._writer
+
+    def _trim_resident(self) -> None:
+        if self._closed or self._loop is None:
+            return
+        self.resident.maybe_trim()
+        self._loop.call_later(RESIDENT_CHECK_SECONDS, self._trim_resident)
 
     async def start(self) -> None:
         """Bind to the running loop and start the writer and watchdog (done lazily otherwise)."""
@@ -152,7 +171,10 @@ class LmdbBackend:
         writer = self._ensure_started()
 
         def run(txn: lmdb.Transaction, effects: Effects) -> Any:
-            return op(Tx(txn, self.dbs, effects, time.time_ns()))
+            tx = Tx(txn, self.dbs, effects, time.time_ns())
+            result = op(tx)
+            tx.flush()
+            return result
 
         return writer.submit(run)
 
@@ -410,7 +432,7 @@ class LmdbBackend:
         desc = validation.descending(request.order)
         statuses = set(request.status_in)
         for status in statuses:
-            if status not in t.RolloutStatus.values() or status == 0:
+            if status not in rules.ROLLOUT_STATUSES:
                 raise InvalidArgumentError(f"status_in contains {status}, which is not a rollout status")
         with self._begin() as txn:
             tx = Tx(txn, self.dbs)
@@ -464,9 +486,9 @@ class LmdbBackend:
             check_value(request.input, "input")
         if request.HasField("config"):
             rules.check_config(request.config)
-        if request.HasField("mode") and request.mode not in t.RolloutMode.values():
+        if request.HasField("mode") and request.mode not in rules.ROLLOUT_MODES:
             raise InvalidArgumentError(f"mode {request.mode} is not a RolloutMode")
-        if request.HasField("status") and (request.status not in t.RolloutStatus.values() or request.status == 0):
+        if request.HasField("status") and request.status not in rules.ROLLOUT_STATUSES:
             raise InvalidArgumentError(f"status {request.status} is not a rollout status")
 
         def op(tx: Tx) -> t.Rollout:
@@ -496,7 +518,7 @@ class LmdbBackend:
     async def update_attempt(self, request: s.UpdateAttemptRequest) -> s.UpdateAttemptResponse:
         rollout_id = validation.require_id(request.rollout_id, "rollout_id")
         attempt_id = validation.require_id(request.attempt_id, "attempt_id")
-        if request.HasField("status") and (request.status not in t.AttemptStatus.values() or request.status == 0):
+        if request.HasField("status") and request.status not in rules.ATTEMPT_STATUSES:
             raise InvalidArgumentError(
                 f"status {request.status} is not an attempt status; use preparing, running, failed, succeeded, "
                 "unresponsive or timeout"
@@ -543,7 +565,7 @@ class LmdbBackend:
             update.update_time.FromNanoseconds(tx.now_ns)
             for name, resource in request.resources.items():
                 update.resources[name].CopyFrom(resource)
-            number = next_counter(tx.txn, self.dbs.meta, MetaKey.NEXT_RESOURCES_NUM)
+            number = tx.next_meta(MetaKey.NEXT_RESOURCES_NUM)
             tx.txn.put(U64.pack(number), resources_id.encode(), db=self.dbs.resources_order)
             self._put_resources(tx, update)
             return update
@@ -561,7 +583,7 @@ class LmdbBackend:
                 # published to from the first step on.
                 update = r.ResourcesUpdate(resources_id=resources_id, version=1)
                 update.create_time.FromNanoseconds(tx.now_ns)
-                number = next_counter(tx.txn, self.dbs.meta, MetaKey.NEXT_RESOURCES_NUM)
+                number = tx.next_meta(MetaKey.NEXT_RESOURCES_NUM)
                 tx.txn.put(U64.pack(number), resources_id.encode(), db=self.dbs.resources_order)
             else:
                 update = r.ResourcesUpdate.FromString(raw)
@@ -917,8 +939,7 @@ class LmdbBackend:
             }
             by_status = {
                 rollout_status_name(status): sum(1 for _ in _status_nums(txn, self.dbs, status))
-                for status in t.RolloutStatus.values()
-                if status
+                for status in sorted(rules.ROLLOUT_STATUSES)
             }
             last_event = read_counter(txn, self.dbs.meta, MetaKey.LAST_EVENT_ID)
         info = self.env.info()

@@ -22,7 +22,6 @@ from agl_core.store.lmdb.schema import (
     Databases,
     MetaKey,
     attempt_key,
-    next_counter,
 )
 
 
@@ -56,6 +55,24 @@ class Tx:
         self.effects = effects
         self.now_ns = now_ns
         self.now = now_ns / 1e9
+        # Counters of the meta database, read once per operation and written back by flush().
+        self._counters: dict[bytes, int] = {}
+
+    def next_meta(self, key: bytes) -> int:
+        """The next value of a meta counter (counters start at 1)."""
+        value = self._counters.get(key)
+        if value is None:
+            raw = self.txn.get(key, db=self.dbs.meta)
+            value = U64.unpack(raw)[0] if raw else 0
+        value += 1
+        self._counters[key] = value
+        return value
+
+    def flush(self) -> None:
+        """Write back what the operation cached; the writer wrapper calls it after every operation."""
+        for key, value in self._counters.items():
+            self.txn.put(key, U64.pack(value), db=self.dbs.meta)
+        self._counters.clear()
 
     # --- rollouts ----------------------------------------------------------------------------------
 
@@ -86,7 +103,7 @@ class Tx:
         The caller appends the creation event once the rollout is complete (with its first attempt
         when it starts at once), so the event log holds the rollout as clients first saw it.
         """
-        num = next_counter(self.txn, self.dbs.meta, MetaKey.NEXT_ROLLOUT_NUM)
+        num = self.next_meta(MetaKey.NEXT_ROLLOUT_NUM)
         record = RolloutRecord(num, 0, 0, pb)
         key = pb.rollout_id.encode()
         self.txn.put(key, input_bytes, db=self.dbs.rollout_inputs)
@@ -112,7 +129,7 @@ class Tx:
         return out
 
     def _push_queue(self, record: RolloutRecord) -> None:
-        record.queue_seq = next_counter(self.txn, self.dbs.meta, MetaKey.NEXT_QUEUE_SEQ)
+        record.queue_seq = self.next_meta(MetaKey.NEXT_QUEUE_SEQ)
         self.txn.put(U64.pack(record.queue_seq), record.pb.rollout_id.encode(), db=self.dbs.queue)
         if self.effects is not None:
             self.effects.enqueued += 1
@@ -141,7 +158,7 @@ class Tx:
     def append_event(self, record: RolloutRecord, old: int, new: int, latest: t.Attempt | None) -> None:
         if self.effects is None:
             raise RuntimeError("append_event needs a write transaction")
-        event_id = next_counter(self.txn, self.dbs.meta, MetaKey.LAST_EVENT_ID)
+        event_id = self.next_meta(MetaKey.LAST_EVENT_ID)
         event = t.RolloutEvent(event_id=event_id, rollout_id=record.pb.rollout_id, old_status=old, new_status=new)
         event.time.FromNanoseconds(self.now_ns)
         event.rollout.CopyFrom(record.pb)

@@ -1,0 +1,433 @@
+#!/usr/bin/env python3
+"""Store benchmark: agl-server (LMDB, synced commits) against this machine's own limits.
+
+Measures, in one run:
+- the limits: raw LMDB puts (100 x 1 KB per synced transaction, keys shaped like span keys) and raw
+  gRPC client streaming of the same payload (no parsing, no storage);
+- enqueue (single and batched), dequeue (1 and 8 clients);
+- acknowledged, durable span ingestion of ~1 KB LLM-call spans over one client stream and over
+  8 concurrent streams (8 processes), with each figure as a fraction of the limits;
+- ack latency p50/p99 with 1 and 8 closed-loop writers;
+- the full rollout lifecycle (enqueue, dequeue, 10 spans, succeed, query spans) with 1 and 8
+  worker processes;
+- server memory (RSS and private) as 1M spans accumulate.
+
+Prints a table and saves bench/results/store_bench.json. ``--quick`` shrinks every size (smoke test).
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import multiprocessing as mp
+import os
+import struct
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+import grpc
+import lmdb
+import psutil
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from agl_server.process import ServerProcess
+from common import ROOT, Report, llm_call_span, percentile
+
+from agl_core.client import GrpcStore
+
+# --- limits ---------------------------------------------------------------------------------------
+
+
+def raw_lmdb_puts(directory: str, total: int, payload: bytes) -> float:
+    env = lmdb.open(os.path.join(directory, "raw-lmdb"), map_size=1 << 34)
+    key = struct.Struct(">QIQ")
+    written = 0
+    started = time.perf_counter()
+    while written < total:
+        with env.begin(write=True) as txn:  # synced commit, like agl-server's default
+            for _ in range(100):
+                txn.put(key.pack(written // 1000, 1, written) + b"spanid00", payload)
+                written += 1
+    elapsed = time.perf_counter() - started
+    env.close()
+    return written / elapsed
+
+
+async def raw_grpc_stream(address: str, payload: bytes, per_message: int, messages: int, window: int = 16) -> float:
+    """Spans/s through a bare bidi stream with ``per_message`` spans per message, ``window`` in flight."""
+    message = b"".join([payload] * per_message)
+    async with grpc.aio.insecure_channel(address, options=[("grpc.max_send_message_length", 64 << 20)]) as channel:
+        stream = channel.stream_stream("/bench.Raw/Stream", request_serializer=None, response_deserializer=None)
+        call = stream()
+        started = time.perf_counter()
+        sent = received = 0
+        while received < messages:
+            while sent < messages and sent - received < window:
+                await call.write(message)
+                sent += 1
+            await call.read()
+            received += 1
+        elapsed = time.perf_counter() - started
+        await call.done_writing()
+    return messages * per_message / elapsed
+
+
+async def raw_unary_rate(address: str, calls: int, concurrency: int) -> float:
+    """Unary round trips/s to a handler that does nothing: the ceiling of any store call."""
+    async with grpc.aio.insecure_channel(address) as channel:
+        echo = channel.unary_unary("/bench.Raw/Echo", request_serializer=None, response_deserializer=None)
+        await echo(b"warm-up")
+        semaphore = asyncio.Semaphore(concurrency)
+
+        async def one() -> None:
+            async with semaphore:
+                await echo(b"x" * 100)
+
+        started = time.perf_counter()
+        await asyncio.gather(*(one() for _ in range(calls)))
+        return calls / (time.perf_counter() - started)
+
+
+def raw_commit_latency(directory: str, payload: bytes, commits: int) -> list[float]:
+    """Latency of one synced LMDB commit of 10 spans: the floor under an acknowledgement."""
+    env = lmdb.open(os.path.join(directory, "raw-commit"), map_size=1 << 30)
+    key = struct.Struct(">QIQ")
+    latencies = []
+    for c in range(commits):
+        started = time.perf_counter()
+        with env.begin(write=True) as txn:
+            for i in range(10):
+                txn.put(key.pack(1, 1, c * 10 + i) + b"spanid00", payload)
+        latencies.append(time.perf_counter() - started)
+    env.close()
+    return latencies
+
+
+def start_raw_server(directory: str) -> tuple[subprocess.Popen[bytes], str]:
+    port_file = os.path.join(directory, "raw-port")
+    process = subprocess.Popen([sys.executable, str(ROOT / "bench" / "raw_grpc_server.py"), port_file])
+    deadline = time.monotonic() + 30
+    while not os.path.exists(port_file):
+        if time.monotonic() > deadline or process.poll() is not None:
+            raise RuntimeError("the raw gRPC server did not start")
+        time.sleep(0.02)
+    return process, f"127.0.0.1:{Path(port_file).read_text()}"
+
+
+# --- store workloads -------------------------------------------------------------------------------
+
+
+async def enqueue_single(store: GrpcStore, count: int, concurrency: int) -> float:
+    semaphore = asyncio.Semaphore(concurrency)
+
+    async def one(i: int) -> None:
+        async with semaphore:
+            await store.enqueue_rollout({"i": i})
+
+    started = time.perf_counter()
+    await asyncio.gather(*(one(i) for i in range(count)))
+    return count / (time.perf_counter() - started)
+
+
+async def enqueue_batched(store: GrpcStore, batches: int, size: int) -> float:
+    started = time.perf_counter()
+    for b in range(batches):
+        await store.enqueue_rollouts([{"input": {"b": b, "i": i}} for i in range(size)])
+    return batches * size / (time.perf_counter() - started)
+
+
+async def dequeue_all(address: str, clients: int, expected: int) -> float:
+    stores = [GrpcStore(address) for _ in range(clients)]
+    claimed = 0
+
+    async def drain(store: GrpcStore, worker: int) -> None:
+        nonlocal claimed
+        while await store.dequeue_rollout(worker_id=f"d{worker}") is not None:
+            claimed += 1
+
+    started = time.perf_counter()
+    await asyncio.gather(*(drain(s, i) for i, s in enumerate(stores)))
+    elapsed = time.perf_counter() - started
+    for store in stores:
+        await store.close()
+    assert claimed == expected, (claimed, expected)
+    return claimed / elapsed
+
+
+async def targets(store: GrpcStore, count: int) -> list[tuple[str, str]]:
+    out = []
+    for i in range(count):
+        rollout = await store.start_rollout({"target": i})
+        out.append((rollout.rollout_id, rollout.attempt.attempt_id))  # type: ignore[union-attr]
+    return out
+
+
+async def ingest(store: GrpcStore, coords: list[tuple[str, str]], total: int, batch: int, inflight: int) -> float:
+    """Acked spans/s: ``total`` spans in add_spans calls of ``batch``, ``inflight`` calls at once."""
+    pool = [llm_call_span(r, a, i) for i, (r, a) in enumerate(coords * (batch // len(coords) + 1))][:batch]
+    semaphore = asyncio.Semaphore(inflight)
+    accepted = 0
+
+    async def send() -> None:
+        nonlocal accepted
+        async with semaphore:
+            for span in pool:
+                span.span_id = os.urandom(8)  # fresh ids; the payload is serialized on submit
+            result = await store.add_spans(pool)
+            accepted += result.accepted
+
+    started = time.perf_counter()
+    await asyncio.gather(*(send() for _ in range(total // batch)))
+    elapsed = time.perf_counter() - started
+    assert accepted == total // batch * batch, accepted
+    return accepted / elapsed
+
+
+async def ack_latency(address: str, coords: list[tuple[str, str]], writers: int, rounds: int) -> list[float]:
+    stores = [GrpcStore(address) for _ in range(writers)]
+    latencies: list[float] = []
+
+    async def writer(store: GrpcStore, w: int) -> None:
+        rollout_id, attempt_id = coords[w % len(coords)]
+        spans = [llm_call_span(rollout_id, attempt_id, i) for i in range(10)]
+        await store.add_spans(spans[:1])  # open the stream first
+        for _ in range(rounds):
+            for span in spans:
+                span.span_id = os.urandom(8)
+            started = time.perf_counter()
+            await store.add_spans(spans)
+            latencies.append(time.perf_counter() - started)
+
+    await asyncio.gather(*(writer(s, w) for w, s in enumerate(stores)))
+    for store in stores:
+        await store.close()
+    return latencies
+
+
+# --- multi-process workers -------------------------------------------------------------------------
+
+
+def _ingest_process(address: str, coords: list[tuple[str, str]], total: int, start: Any, out: Any) -> None:
+    async def run() -> None:
+        async with GrpcStore(address) as store:
+            await store.wait_ready()
+            start.wait()
+            begun = time.time()
+            rate = await ingest(store, coords, total, 256, 8)
+            out.put((begun, time.time(), rate))
+
+    asyncio.run(run())
+
+
+def _lifecycle_process(address: str, worker: str, count: int, start: Any, out: Any) -> None:
+    async def run() -> None:
+        async with GrpcStore(address) as store:
+            await store.wait_ready()
+            template = [llm_call_span("r", "a", i) for i in range(10)]
+            start.wait()
+            begun = time.time()
+            done = 0
+            for i in range(count):
+                await store.enqueue_rollout({"worker": worker, "i": i})
+                rollout = await store.dequeue_rollout(worker_id=worker, wait=5)
+                assert rollout is not None and rollout.attempt is not None
+                for span in template:
+                    span.rollout_id, span.attempt_id, span.span_id = (
+                        rollout.rollout_id,
+                        rollout.attempt.attempt_id,
+                        os.urandom(8),
+                    )
+                await store.add_spans(template)
+                await store.update_attempt(rollout.rollout_id, rollout.attempt.attempt_id, status="succeeded")
+                spans = await store.query_spans(rollout.rollout_id)
+                assert len(spans) == 10
+                done += 1
+            out.put((begun, time.time(), done))
+
+    asyncio.run(run())
+
+
+def run_processes(target: Any, args_list: list[tuple[Any, ...]]) -> list[Any]:
+    context = mp.get_context("spawn")
+    start = context.Event()
+    out = context.Queue()
+    processes = [context.Process(target=target, args=(*args, start, out)) for args in args_list]
+    for process in processes:
+        process.start()
+    time.sleep(1.0)  # let the workers connect; the measured window starts at the shared start event
+    start.set()
+    results = [out.get(timeout=600) for _ in processes]
+    for process in processes:
+        process.join(60)
+    return results
+
+
+def aggregate_rate(results: list[tuple[float, float, float]], amount_of: Any) -> float:
+    begun = min(r[0] for r in results)
+    ended = max(r[1] for r in results)
+    return sum(amount_of(r) for r in results) / (ended - begun)
+
+
+# --- memory ----------------------------------------------------------------------------------------
+
+
+def server_memory(pid: int) -> tuple[float, float]:
+    info = psutil.Process(pid).memory_full_info()
+    return info.rss / 2**20, info.uss / 2**20
+
+
+# --- main ------------------------------------------------------------------------------------------
+
+
+async def main_async(args: argparse.Namespace, report: Report, workdir: str) -> None:
+    quick = args.quick
+    payload = llm_call_span("ro-0123456789abcdef", "at-0123456789abcdef").SerializeToString()
+    report.context["span_bytes"] = len(payload)
+    print(f"span payload: {len(payload)} bytes", flush=True)
+
+    print("limits", flush=True)
+    lmdb_rate = raw_lmdb_puts(workdir, 20_000 if quick else 200_000, payload)
+    report.add("raw LMDB puts (100 x 1 KB per synced txn)", lmdb_rate, "puts/s")
+    raw_server, raw_address = start_raw_server(workdir)
+    try:
+        raw_1 = await raw_grpc_stream(raw_address, payload, 1, 2_000 if quick else 20_000)
+        raw_64 = await raw_grpc_stream(raw_address, payload, 64, 200 if quick else 2_000)
+        raw_256 = await raw_grpc_stream(raw_address, payload, 256, 100 if quick else 1_000)
+        raw_unary_1 = await raw_unary_rate(raw_address, 500 if quick else 3_000, 1)
+        raw_unary_32 = await raw_unary_rate(raw_address, 1_000 if quick else 6_000, 32)
+    finally:
+        raw_server.terminate()
+        raw_server.wait()
+    report.add("raw gRPC client stream, 1 span/msg", raw_1, "spans/s")
+    report.add("raw gRPC client stream, 64 spans/msg", raw_64, "spans/s")
+    report.add("raw gRPC client stream, 256 spans/msg", raw_256, "spans/s")
+    report.add("raw gRPC unary round trips, 1 in flight", raw_unary_1, "calls/s")
+    report.add("raw gRPC unary round trips, 32 in flight", raw_unary_32, "calls/s")
+    commits = raw_commit_latency(workdir, payload, 200 if quick else 1_000)
+    report.add("raw synced LMDB commit of 10 spans, p50", percentile(commits, 50) * 1e3, "ms")
+    report.add("raw synced LMDB commit of 10 spans, p99", percentile(commits, 99) * 1e3, "ms")
+
+    server = ServerProcess(os.path.join(workdir, "data"), log_path=os.path.join(workdir, "server.log")).start()
+    report.context["server"] = "agl-server, LMDB, --durability sync"
+    try:
+        async with GrpcStore(server.address) as store:
+            await store.wait_ready()
+            print("rollouts", flush=True)
+            n = 500 if quick else 3_000
+            report.add("enqueue, 1 per call, 1 in flight", await enqueue_single(store, n, 1), "rollouts/s")
+            report.add("enqueue, 1 per call, 32 in flight", await enqueue_single(store, n, 32), "rollouts/s")
+            batched = await enqueue_batched(store, 20 if quick else 200, 100)
+            report.add("enqueue, 100 per call", batched, "rollouts/s", target=">= 20,000", met=batched >= 20_000)
+            queued = 2 * n + (20 if quick else 200) * 100
+            half = queued // 2
+            # Dequeue half with one client, the rest with eight.
+            one = GrpcStore(server.address)
+            started = time.perf_counter()
+            for _ in range(half):
+                assert await one.dequeue_rollout(worker_id="solo") is not None
+            report.add("dequeue, 1 client", half / (time.perf_counter() - started), "rollouts/s")
+            await one.close()
+            report.add("dequeue, 8 clients", await dequeue_all(server.address, 8, queued - half), "rollouts/s")
+
+            print("span ingestion", flush=True)
+            coords = await targets(store, 64)
+            spans_total = 40_000 if quick else 300_000
+            one_stream = await ingest(store, coords, spans_total, 64, 64)
+            report.add(
+                "ingest, 1 client stream (acked, durable)",
+                one_stream,
+                "spans/s",
+                target=">= 50,000",
+                met=one_stream >= 50_000,
+            )
+            fraction = one_stream / lmdb_rate
+            report.add("  as a fraction of raw LMDB puts", fraction, "x", target=">= 0.45", met=fraction >= 0.45)
+            report.add("  as a fraction of raw gRPC stream (64/msg)", one_stream / raw_64, "x")
+
+        results = run_processes(_ingest_process, [(server.address, coords, spans_total // 8) for _ in range(8)])
+        eight = aggregate_rate(results, lambda r: spans_total // 8 // 256 * 256)
+        report.add("ingest, 8 client streams (8 processes)", eight, "spans/s")
+        report.add("  as a fraction of raw LMDB puts", eight / lmdb_rate, "x")
+
+        print("ack latency", flush=True)
+        rounds = 200 if quick else 1_500
+        for writers, target in ((1, 2.0), (8, 5.0)):
+            latencies = await ack_latency(server.address, coords, writers, rounds // writers if writers > 1 else rounds)
+            p50, p99 = percentile(latencies, 50) * 1e3, percentile(latencies, 99) * 1e3
+            report.add(f"ack latency p50, {writers} writer(s), 10 spans/batch", p50, "ms")
+            report.add(
+                f"ack latency p99, {writers} writer(s), 10 spans/batch",
+                p99,
+                "ms",
+                target=f"<= {target:g} ms",
+                met=p99 <= target,
+            )
+
+        print("rollout lifecycle", flush=True)
+        per_worker = 100 if quick else 600
+        for workers, target in ((1, None), (8, 1_000)):
+            count = per_worker if workers == 1 else per_worker * 2 // workers
+            results = run_processes(
+                _lifecycle_process, [(server.address, f"life-{workers}-{w}", count) for w in range(workers)]
+            )
+            rate = aggregate_rate(results, lambda r: r[2])
+            report.add(
+                f"rollout lifecycle, {workers} worker process(es)",
+                rate,
+                "rollouts/s",
+                target=f">= {target:,}" if target else "",
+                met=(rate >= target) if target else None,
+            )
+
+        print("memory as spans accumulate", flush=True)
+        assert server.process is not None
+        pid = server.process.pid
+        total = 20_000 if quick else args.rss_spans
+        step = total // 4
+        async with GrpcStore(server.address) as store:
+            rss0, _ = server_memory(pid)
+            stored_before = (await store.stats())["spans"]
+            report.add(f"server RSS with {stored_before:,} spans stored", rss0, "MiB")
+            for k in range(1, 5):
+                await ingest(store, coords, step, 256, 16)
+                rss, uss = server_memory(pid)
+                stored = (await store.stats())["spans"]
+                report.add(
+                    f"server RSS with {stored:,} spans stored",
+                    rss,
+                    "MiB",
+                    target="< 500 MiB" if k == 4 else "",
+                    met=(rss < 500) if k == 4 else None,
+                    note=f"private {uss:.0f} MiB",
+                )
+            stats = await store.stats()
+            report.context["data_bytes_final"] = stats["data_bytes"]
+            report.add("data file in use after the run", stats["data_bytes"] / 2**20, "MiB")
+    finally:
+        server.stop()
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--quick", action="store_true", help="small sizes: a smoke test of the benchmark itself")
+    parser.add_argument("--rss-spans", type=int, default=1_000_000, help="spans to accumulate for the memory check")
+    parser.add_argument("--out", default="store_bench", help="result file name under bench/results")
+    parser.add_argument("--workdir", help="where data goes (default: a temp dir on the same disk as /tmp)")
+    args = parser.parse_args()
+    report = Report("agl store benchmark" + (" (quick)" if args.quick else ""))
+    with tempfile.TemporaryDirectory(dir=args.workdir) as workdir:
+        report.context["workdir_fs"] = workdir
+        asyncio.run(main_async(args, report, workdir))
+    print()
+    print(report.table())
+    path = report.save(args.out)
+    print(f"\nsaved {path.relative_to(ROOT)}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
