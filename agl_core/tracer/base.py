@@ -18,16 +18,16 @@ from agl_core.proto.trace_pb2 import Span
 class Tracer(ABC):
     """Base class of tracers (built-in ones are plugins: see ``agl_tracers``)."""
 
-    def init(self, **kwargs: Any) -> None:
+    def init(self, **kwargs: Any) -> None:  # noqa: B027 - optional hook
         """Set up process-wide state (an OpenTelemetry tracer provider, instrumentation)."""
 
-    def teardown(self) -> None:
+    def teardown(self) -> None:  # noqa: B027 - optional hook
         """Undo :meth:`init`."""
 
-    def init_worker(self, worker_id: str, **kwargs: Any) -> None:
+    def init_worker(self, worker_id: str, **kwargs: Any) -> None:  # noqa: B027 - optional hook
         """Set up per-worker state; called in the thread or process of the worker."""
 
-    def teardown_worker(self, worker_id: str) -> None:
+    def teardown_worker(self, worker_id: str) -> None:  # noqa: B027 - optional hook
         """Undo :meth:`init_worker`."""
 
     @abstractmethod
