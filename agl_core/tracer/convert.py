@@ -61,11 +61,10 @@ def _scope_pb(scope: InstrumentationScope) -> trace_pb2.InstrumentationScope:
 
 
 def _flags(context: SpanContext, parent: SpanContext | None) -> int:
-    flags = int(context.trace_flags) & 0xFF
-    if parent is not None:
-        flags |= _HAS_IS_REMOTE | (_IS_REMOTE if parent.is_remote else 0)
-    else:
-        flags |= _HAS_IS_REMOTE
+    """W3C trace flags of ``context``, and whether ``parent`` (for a link: the linked span) is remote."""
+    flags = (int(context.trace_flags) & 0xFF) | _HAS_IS_REMOTE
+    if parent is not None and parent.is_remote:
+        flags |= _IS_REMOTE
     return flags
 
 
@@ -103,7 +102,7 @@ def to_span(span: ReadableSpan, rollout_id: str = "", attempt_id: str = "") -> t
         pb_link = message.links.add(
             trace_id=link.context.trace_id.to_bytes(16, "big"),
             span_id=link.context.span_id.to_bytes(8, "big"),
-            flags=int(link.context.trace_flags) & 0xFF,
+            flags=_flags(link.context, link.context),
         )
         if link.context.trace_state:
             pb_link.trace_state = link.context.trace_state.to_header()
@@ -112,6 +111,7 @@ def to_span(span: ReadableSpan, rollout_id: str = "", attempt_id: str = "") -> t
     if span.dropped_links:
         message.dropped_links_count = span.dropped_links
     status = span.status
+    message.status.SetInParent()  # present even when unset, as OTLP encoders write it
     if status.status_code is not StatusCode.UNSET:
         message.status.code = _STATUS[status.status_code]
         if status.description:

@@ -224,6 +224,7 @@ class SpanSink:
         self._inflight: set[asyncio.Task[None]] = set()
         self.batches = 0
         self.waits = 0  # times a producer waited for room (back-pressure engaged)
+        self.peak_queued = 0  # the most spans ever queued or in flight at once
 
     def _on_loop(self) -> bool:
         try:
@@ -257,6 +258,8 @@ class SpanSink:
                         self._cond.wait(1.0)
             self._items.append((span, collector))
             self._queued += 1
+            if self._queued > self.peak_queued:
+                self.peak_queued = self._queued
             wake = not self._wake_pending
             self._wake_pending = True
         if wake:

@@ -4,8 +4,10 @@ Any OpenTelemetry SDK exporting with its OTLP gRPC exporter to agl-server lands 
 store. Each span is placed in a rollout and attempt by the attributes ``agl.rollout_id`` and
 ``agl.attempt_id``, looked up on the span first, then on its instrumentation scope, then on its
 resource (the most specific wins: a process serving many rollouts sets them per span, a process
-per rollout sets them once on its resource). Without an attempt id the span goes to the
-rollout's latest attempt at the time of the export. Spans are written through the store
+per rollout sets them once on its resource). The pair moves together: a level that sets a rollout
+id takes the attempt id of that level (or of a more specific one), never one from a level above,
+which belonged to another rollout. Without an attempt id the span goes to the rollout's latest
+attempt at the time of the export. Spans are written through the store
 backend's ``ingest_spans``, so the Export answers only once they are durable.
 
 Spans that cannot be placed (no rollout id, an unknown rollout or attempt, malformed ids) are
@@ -93,19 +95,25 @@ def _request_class() -> type[Any]:
 ExportRequest = _request_class()
 
 
-def _coordinates(attributes: Iterable[trace_pb2.KeyValue], found: dict[str, str]) -> dict[str, str]:
-    """``found`` updated with the string values of agl.rollout_id / agl.attempt_id in ``attributes``."""
-    result = found
+def _coordinates(attributes: Iterable[trace_pb2.KeyValue], inherited: dict[str, str]) -> dict[str, str]:
+    """The rollout coordinates at one level (resource, scope, span), given those of the level above.
+
+    A level that names a rollout starts afresh: an attempt id inherited from above belonged to
+    the rollout named there, not to this one.
+    """
+    found: dict[str, str] | None = None
     for kv in attributes:
-        if (
-            kv.key in _COORDINATES
-            and kv.value.WhichOneof("value") == "string_value"
-            and kv.value.string_value
-        ):
-            if result is found:
-                result = dict(found)
-            result[kv.key] = kv.value.string_value
-    return result
+        if kv.key not in _COORDINATES:
+            continue
+        if kv.value.WhichOneof("value") == "string_value" and kv.value.string_value:
+            if found is None:
+                found = {}
+            found[kv.key] = kv.value.string_value
+    if found is None:
+        return inherited
+    if semconv.ROLLOUT_ID in found:
+        return found
+    return {**inherited, **found}
 
 
 class OtlpTraceService:
