@@ -10,6 +10,8 @@ Attributes whose value is a structure (messages, choices, objects) hold it as a 
 from __future__ import annotations
 
 # --- rollout coordinates (resource or span attributes; how OTLP spans find their rollout) --------
+# agl-server's OTLP receiver reads them from the span, else its scope, else its resource; the
+# level that names the rollout also supplies the attempt (missing: the rollout's latest attempt).
 ROLLOUT_ID = "agl.rollout_id"
 ATTEMPT_ID = "agl.attempt_id"
 SEQUENCE_ID = "agl.sequence_id"
