@@ -31,12 +31,18 @@ from pathlib import Path
 from typing import Any
 
 import grpc
+from agl_server.process import ServerProcess
 from opentelemetry.exporter.otlp.proto.common.trace_encoder import encode_spans
 from opentelemetry.exporter.otlp.proto.grpc.trace_exporter import OTLPSpanExporter
 from opentelemetry.proto.collector.trace.v1 import trace_service_pb2, trace_service_pb2_grpc
 from opentelemetry.sdk.resources import Resource
 from opentelemetry.sdk.trace import TracerProvider
-from opentelemetry.sdk.trace.export import BatchSpanProcessor, SimpleSpanProcessor, SpanExporter, SpanExportResult
+from opentelemetry.sdk.trace.export import (
+    BatchSpanProcessor,
+    SimpleSpanProcessor,
+    SpanExporter,
+    SpanExportResult,
+)
 
 from agl_core import semconv
 from agl_core.client import GrpcStore
@@ -44,26 +50,10 @@ from agl_core.proto import trace_pb2
 from agl_core.store import SyncStore
 from agl_core.tracer import OtelTracer
 from agl_core.tracer.convert import to_span
-from agl_server.process import ServerProcess
 
 RESULTS = Path(__file__).parent / "results" / "tracing_bench.json"
 ATTRIBUTES: dict[str, Any] = {f"payload.{i}": "x" * 90 for i in range(10)}
 ATTRIBUTES.update({"step": 0, "score": 0.5, "ok": True})
-
-
-def _span_bytes() -> int:
-    provider = TracerProvider()
-    kept: list[Any] = []
-
-    class Keep(SpanExporter):
-        def export(self, spans: Any) -> SpanExportResult:
-            kept.extend(spans)
-            return SpanExportResult.SUCCESS
-
-    provider.add_span_processor(SimpleSpanProcessor(Keep()))
-    with provider.get_tracer("bench").start_as_current_span("step", attributes=ATTRIBUTES):
-        pass
-    return len(to_span(kept[0], "ro-bench", "at-bench").SerializeToString())
 
 
 # --- part 1: the agent side ---------------------------------------------------------------------
@@ -78,23 +68,42 @@ def make_spans(otel_tracer: Any, count: int) -> float:
     return time.perf_counter() - start
 
 
-def agent_side(address: str, count: int, repeats: int) -> dict[str, Any]:
+def record_spans(count: int, resource: Resource | None = None) -> list[Any]:
+    """``count`` finished SDK spans with the bench payload."""
+    kept: list[Any] = []
+
+    class Keep(SpanExporter):
+        def export(self, spans: Any) -> SpanExportResult:
+            kept.extend(spans)
+            return SpanExportResult.SUCCESS
+
+    provider = TracerProvider(resource=resource)
+    provider.add_span_processor(SimpleSpanProcessor(Keep()))
+    make_spans(provider.get_tracer("bench"), count)
+    return kept
+
+
+def _span_bytes() -> int:
+    return len(to_span(record_spans(1)[0], "ro-bench", "at-bench").SerializeToString())
+
+
+def agent_side(store: SyncStore, count: int, repeats: int) -> dict[str, Any]:
+    """Runs in an agent thread; ``store`` reaches the GrpcStore living on the main event loop."""
     plain = TracerProvider().get_tracer("bench")  # the SDK with no processor at all
     tracer = OtelTracer(instrument_openai=False, keep_spans=False)
     tracer.init()
     agl = tracer._provider.get_tracer("bench")  # type: ignore[union-attr]
     baseline, producing, total = [], [], []
-    with SyncStore(GrpcStore(address)) as store:
-        for _ in range(repeats):
-            baseline.append(make_spans(plain, count))
-            rollout = store.start_rollout({"bench": "agent-side"})
-            began = time.perf_counter()
-            with tracer.trace_context_sync(
-                store=store, rollout_id=rollout.rollout_id, attempt_id=rollout.attempt.attempt_id
-            ) as trace_:
-                producing.append(make_spans(agl, count))
-            total.append(time.perf_counter() - began)
-            assert trace_.stats.delivered == count + 1, trace_.stats
+    for _ in range(repeats):
+        baseline.append(make_spans(plain, count))
+        rollout = store.start_rollout({"bench": "agent-side"})
+        began = time.perf_counter()
+        with tracer.trace_context_sync(
+            store=store, rollout_id=rollout.rollout_id, attempt_id=rollout.attempt.attempt_id
+        ) as trace_:
+            producing.append(make_spans(agl, count))
+        total.append(time.perf_counter() - began)
+        assert trace_.stats.delivered == count + 1, trace_.stats
     tracer.teardown()
     per = lambda xs: statistics.median(xs) / count * 1e6  # noqa: E731
     return {
@@ -108,16 +117,7 @@ def agent_side(address: str, count: int, repeats: int) -> dict[str, Any]:
 
 
 def conversion(count: int) -> dict[str, Any]:
-    kept: list[Any] = []
-
-    class Keep(SpanExporter):
-        def export(self, spans: Any) -> SpanExportResult:
-            kept.extend(spans)
-            return SpanExportResult.SUCCESS
-
-    provider = TracerProvider()
-    provider.add_span_processor(SimpleSpanProcessor(Keep()))
-    make_spans(provider.get_tracer("bench"), count)
+    kept = record_spans(count)
     start = time.perf_counter()
     for span in kept:
         to_span(span, "ro", "at")
@@ -134,42 +134,31 @@ def conversion(count: int) -> dict[str, Any]:
                 span.scope.MergeFromString(scope)
                 span.rollout_id, span.attempt_id = "ro", "at"
     encoder = time.perf_counter() - start
-    return {"direct_us_per_span": direct / count * 1e6, "otlp_encoder_reparse_us_per_span": encoder / count * 1e6}
+    return {
+        "direct_us_per_span": direct / count * 1e6,
+        "otlp_encoder_reparse_us_per_span": encoder / count * 1e6,
+    }
 
 
 # --- part 2: the server side --------------------------------------------------------------------
 
 
 def payload_spans(rollout_id: str, attempt_id: str, count: int) -> list[trace_pb2.Span]:
-    kept: list[Any] = []
-
-    class Keep(SpanExporter):
-        def export(self, spans: Any) -> SpanExportResult:
-            kept.extend(spans)
-            return SpanExportResult.SUCCESS
-
-    provider = TracerProvider(resource=Resource.create({"service.name": "bench"}))
-    provider.add_span_processor(SimpleSpanProcessor(Keep()))
-    make_spans(provider.get_tracer("bench"), count)
+    kept = record_spans(count, Resource.create({"service.name": "bench"}))
     return [to_span(span, rollout_id, attempt_id) for span in kept]
 
 
-async def native(address: str, spans: list[trace_pb2.Span], batch: int, inflight: int) -> float:
-    store = GrpcStore(address)
-    try:
-        await store.wait_ready()
-        gate = asyncio.Semaphore(inflight)
+async def native(store: GrpcStore, spans: list[trace_pb2.Span], batch: int, inflight: int) -> float:
+    gate = asyncio.Semaphore(inflight)
 
-        async def send(chunk: list[trace_pb2.Span]) -> None:
-            async with gate:
-                result = await store.add_spans(chunk)
-                assert result.accepted == len(chunk), result
+    async def send(chunk: list[trace_pb2.Span]) -> None:
+        async with gate:
+            result = await store.add_spans(chunk)
+            assert result.accepted == len(chunk), result
 
-        start = time.perf_counter()
-        await asyncio.gather(*(send(spans[i : i + batch]) for i in range(0, len(spans), batch)))
-        return time.perf_counter() - start
-    finally:
-        await store.close()
+    start = time.perf_counter()
+    await asyncio.gather(*(send(spans[i : i + batch]) for i in range(0, len(spans), batch)))
+    return time.perf_counter() - start
 
 
 def otlp_requests(spans: list[trace_pb2.Span], rollout_id: str, batch: int) -> list[Any]:
@@ -195,7 +184,9 @@ def otlp_requests(spans: list[trace_pb2.Span], rollout_id: str, batch: int) -> l
 
 
 async def otlp(address: str, requests: list[Any], inflight: int) -> float:
-    async with grpc.aio.insecure_channel(address, options=[("grpc.max_send_message_length", 64 << 20)]) as channel:
+    async with grpc.aio.insecure_channel(
+        address, options=[("grpc.max_send_message_length", 64 << 20)]
+    ) as channel:
         stub = trace_service_pb2_grpc.TraceServiceStub(channel)
         await channel.channel_ready()
         gate = asyncio.Semaphore(inflight)
@@ -211,7 +202,9 @@ async def otlp(address: str, requests: list[Any], inflight: int) -> float:
 
 
 def stock_exporter(address: str, rollout_id: str, count: int) -> float:
-    provider = TracerProvider(resource=Resource.create({"service.name": "bench", semconv.ROLLOUT_ID: rollout_id}))
+    provider = TracerProvider(
+        resource=Resource.create({"service.name": "bench", semconv.ROLLOUT_ID: rollout_id})
+    )
     processor = BatchSpanProcessor(
         OTLPSpanExporter(endpoint=address, insecure=True), max_queue_size=count + 1, max_export_batch_size=512
     )
@@ -224,22 +217,22 @@ def stock_exporter(address: str, rollout_id: str, count: int) -> float:
     return elapsed
 
 
-def server_side(server: ServerProcess, count: int, repeats: int, batch: int, inflight: int) -> dict[str, Any]:
+async def server_side(
+    store: GrpcStore, count: int, repeats: int, batch: int, inflight: int
+) -> dict[str, Any]:
     rates: dict[str, list[float]] = {"native_stream": [], "otlp_receiver": [], "stock_otlp_exporter": []}
-    with SyncStore(GrpcStore(server.address)) as store:
-        for _ in range(repeats):
-            rollout = store.start_rollout({"bench": "native"})
-            spans = payload_spans(rollout.rollout_id, rollout.attempt.attempt_id, count)
-            rates["native_stream"].append(count / asyncio.run(native(server.address, spans, batch, inflight)))
-            rollout = store.start_rollout({"bench": "otlp"})
-            requests = otlp_requests(spans, rollout.rollout_id, batch)
-            rates["otlp_receiver"].append(count / asyncio.run(otlp(server.address, requests, inflight)))
-            rollout = store.start_rollout({"bench": "stock"})
-            stock_count = max(1000, count // 4)  # the SDK's own span making dominates; fewer spans suffice
-            rates["stock_otlp_exporter"].append(stock_count / stock_exporter(server.address, rollout.rollout_id,
-                                                                             stock_count))
-            assert len(store.query_spans(rollout.rollout_id)) == stock_count
-        stored = store.stats()["spans"]
+    for _ in range(repeats):
+        rollout = await store.start_rollout({"bench": "native"})
+        spans = payload_spans(rollout.rollout_id, rollout.attempt.attempt_id, count)  # type: ignore[union-attr]
+        rates["native_stream"].append(count / await native(store, spans, batch, inflight))
+        rollout = await store.start_rollout({"bench": "otlp"})
+        requests = otlp_requests(spans, rollout.rollout_id, batch)
+        rates["otlp_receiver"].append(count / await otlp(store.address, requests, inflight))
+        rollout = await store.start_rollout({"bench": "stock"})
+        stock_count = max(1000, count // 4)  # the SDK's own span making dominates; fewer spans suffice
+        seconds = await asyncio.to_thread(stock_exporter, store.address, rollout.rollout_id, stock_count)
+        rates["stock_otlp_exporter"].append(stock_count / seconds)
+        assert len(await store.query_spans(rollout.rollout_id)) == stock_count
     return {
         "spans_per_run": count,
         "repeats": repeats,
@@ -247,8 +240,20 @@ def server_side(server: ServerProcess, count: int, repeats: int, batch: int, inf
         "inflight": inflight,
         "spans_per_second": {name: statistics.median(values) for name, values in rates.items()},
         "all_runs": rates,
-        "spans_stored": stored,
+        "spans_stored": (await store.stats())["spans"],
     }
+
+
+async def measure(address: str, spans: int, repeats: int) -> tuple[dict[str, Any], dict[str, Any]]:
+    """Everything on one event loop (grpc.aio dislikes channels outliving their loops)."""
+    store = GrpcStore(address)
+    try:
+        await store.wait_ready()
+        agent = await asyncio.to_thread(agent_side, SyncStore(store), spans, repeats)
+        ingest = await server_side(store, spans, repeats, batch=512, inflight=8)
+    finally:
+        await store.close()
+    return agent, ingest
 
 
 def main() -> None:
@@ -261,13 +266,16 @@ def main() -> None:
     with tempfile.TemporaryDirectory() as data_dir:
         server = ServerProcess(Path(data_dir) / "data", args=["--durability", args.durability]).start()
         try:
-            agent = agent_side(server.address, args.spans, args.repeats)
+            agent, ingest = asyncio.run(measure(server.address, args.spans, args.repeats))
             convert = conversion(min(args.spans, 5000))
-            ingest = server_side(server, args.spans, args.repeats, batch=512, inflight=8)
         finally:
             server.stop()
     results = {
-        "machine": {"python": sys.version.split()[0], "platform": platform.platform(), "cpus": os.cpu_count()},
+        "machine": {
+            "python": sys.version.split()[0],
+            "platform": platform.platform(),
+            "cpus": os.cpu_count(),
+        },
         "span_bytes": span_bytes,
         "durability": args.durability,
         "agent_side": agent,
@@ -277,22 +285,35 @@ def main() -> None:
     RESULTS.parent.mkdir(parents=True, exist_ok=True)
     RESULTS.write_text(json.dumps(results, indent=2) + "\n")
 
-    print(f"tracing bench: {args.spans} spans x {args.repeats} runs, {span_bytes}-byte spans, "
-          f"agl-server durability={args.durability}, {os.cpu_count()} CPUs\n")
-    print("agent side (one thread, median)                     µs/span")
-    print(f"  OTel SDK, no processor                            {agent['sdk_without_processor_us_per_span']:8.1f}")
-    print(f"  agl tracer, producing spans                       {agent['agl_producing_us_per_span']:8.1f}")
-    print(f"  agl tracer, until all acknowledged by agl-server  {agent['agl_until_acknowledged_us_per_span']:8.1f}")
-    print(f"  agl overhead (producing - no processor)           {agent['agl_overhead_us_per_span']:8.1f}")
-    print("\nconversion of a finished span to agl.v1.Span         µs/span")
-    print(f"  direct (what the tracer does)                     {convert['direct_us_per_span']:8.1f}")
-    print(f"  OTLP encoder + re-parse                           {convert['otlp_encoder_reparse_us_per_span']:8.1f}")
     rates = ingest["spans_per_second"]
-    print("\ningestion into agl-server (median)                   spans/s")
-    print(f"  native stream (GrpcStore.add_spans)               {rates['native_stream']:8.0f}")
-    print(f"  OTLP receiver (TraceService/Export)               {rates['otlp_receiver']:8.0f}")
-    print(f"  stock OTel SDK + OTLP exporter, end to end        {rates['stock_otlp_exporter']:8.0f}")
-    print(f"\nresults saved to {RESULTS.relative_to(Path.cwd()) if RESULTS.is_relative_to(Path.cwd()) else RESULTS}")
+    rows = [
+        ("agent side (one thread, median)", "µs/span", None),
+        ("  OTel SDK, no processor", agent["sdk_without_processor_us_per_span"], ".1f"),
+        ("  agl tracer, producing spans", agent["agl_producing_us_per_span"], ".1f"),
+        (
+            "  agl tracer, until all acknowledged by agl-server",
+            agent["agl_until_acknowledged_us_per_span"],
+            ".1f",
+        ),
+        ("  agl overhead (producing - no processor)", agent["agl_overhead_us_per_span"], ".1f"),
+        ("conversion of a finished span to agl.v1.Span", "µs/span", None),
+        ("  direct (what the tracer does)", convert["direct_us_per_span"], ".1f"),
+        ("  OTLP encoder + re-parse", convert["otlp_encoder_reparse_us_per_span"], ".1f"),
+        ("ingestion into agl-server (median)", "spans/s", None),
+        ("  native stream (GrpcStore.add_spans)", rates["native_stream"], ".0f"),
+        ("  OTLP receiver (TraceService/Export)", rates["otlp_receiver"], ".0f"),
+        ("  stock OTel SDK + OTLP exporter, end to end", rates["stock_otlp_exporter"], ".0f"),
+    ]
+    print(
+        f"tracing bench: {args.spans} spans x {args.repeats} runs, {span_bytes}-byte spans, "
+        f"agl-server durability={args.durability}, {os.cpu_count()} CPUs"
+    )
+    for label, value, fmt in rows:
+        if fmt is None:
+            print(f"\n{label:<52}{value:>10}")
+        else:
+            print(f"{label:<52}{value:>10{fmt}}")
+    print(f"\nresults saved to {RESULTS}")
 
 
 if __name__ == "__main__":

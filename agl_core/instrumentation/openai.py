@@ -213,13 +213,35 @@ def _async_wrapper(original: Callable[..., Any], operation: str) -> Callable[...
 # --- streams -----------------------------------------------------------------------------------------
 
 
-class _TracedStream:
-    """A ``Stream`` that records its chunks; the span ends when the stream is exhausted or closed."""
+class _StreamRecorder:
+    """What the sync and async stream wrappers share: the call, the chunks so far, delegation."""
 
     def __init__(self, stream: Any, call: _Call) -> None:
         self._stream = stream
         self._call = call
         self._acc = StreamAccumulator(call.operation)
+
+    def _failed(self, exc: BaseException) -> None:
+        if not isinstance(exc, GeneratorExit):  # GeneratorExit: closed early, recorded by close()
+            self._call.fail(exc)
+
+    def _done(self) -> None:
+        self._call.succeed(self._acc.response())  # a stream closed early keeps what arrived
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._stream, name)
+
+    def __del__(self) -> None:
+        call = self.__dict__.get("_call")
+        if call is not None and not call._ended:
+            self._done()
+
+
+class _TracedStream(_StreamRecorder):
+    """A ``Stream`` that records its chunks; the span ends when the stream is exhausted or closed."""
+
+    def __init__(self, stream: Any, call: _Call) -> None:
+        super().__init__(stream, call)
         self._iterator = self._record()
 
     def _record(self) -> Any:
@@ -228,10 +250,9 @@ class _TracedStream:
                 self._acc.add(chunk)
                 yield chunk
         except BaseException as exc:
-            if not isinstance(exc, GeneratorExit):
-                self._call.fail(exc)
+            self._failed(exc)
             raise
-        self._call.succeed(self._acc.response())
+        self._done()
 
     def __iter__(self) -> Any:
         return self._iterator
@@ -247,24 +268,14 @@ class _TracedStream:
 
     def close(self) -> None:
         self._stream.close()
-        self._call.succeed(self._acc.response())  # a stream closed early keeps what arrived
-
-    def __getattr__(self, name: str) -> Any:
-        return getattr(self._stream, name)
-
-    def __del__(self) -> None:
-        call = self.__dict__.get("_call")
-        if call is not None and not call._ended:
-            call.succeed(self._acc.response())
+        self._done()
 
 
-class _TracedAsyncStream:
+class _TracedAsyncStream(_StreamRecorder):
     """An ``AsyncStream`` that records its chunks; the span ends when it is exhausted or closed."""
 
     def __init__(self, stream: Any, call: _Call) -> None:
-        self._stream = stream
-        self._call = call
-        self._acc = StreamAccumulator(call.operation)
+        super().__init__(stream, call)
         self._iterator = self._record()
 
     async def _record(self) -> Any:
@@ -273,10 +284,9 @@ class _TracedAsyncStream:
                 self._acc.add(chunk)
                 yield chunk
         except BaseException as exc:
-            if not isinstance(exc, GeneratorExit):
-                self._call.fail(exc)
+            self._failed(exc)
             raise
-        self._call.succeed(self._acc.response())
+        self._done()
 
     def __aiter__(self) -> Any:
         return self._iterator
@@ -292,15 +302,7 @@ class _TracedAsyncStream:
 
     async def close(self) -> None:
         await self._stream.close()
-        self._call.succeed(self._acc.response())
-
-    def __getattr__(self, name: str) -> Any:
-        return getattr(self._stream, name)
-
-    def __del__(self) -> None:
-        call = self.__dict__.get("_call")
-        if call is not None and not call._ended:
-            call.succeed(self._acc.response())
+        self._done()
 
 
 __all__ = ["instrument_openai", "is_instrumented", "uninstrument_openai"]
