@@ -23,8 +23,11 @@ $(VENV)/.installed: pyproject.toml
 	$(PY) -m pip install --quiet -e '.[dev]'
 	touch $@
 
+# `npm install` (with the committed lock) rather than `npm ci`: the registry reachable here serves only
+# the linux builds of buf's optional per-platform packages, so the lock cannot list the others and
+# `npm ci` would reject it as out of sync.
 node_modules/.installed: package.json package-lock.json
-	npm ci --no-audit --no-fund --loglevel=error
+	npm install --no-audit --no-fund --loglevel=error
 	touch $@
 
 setup: $(VENV)/.installed node_modules/.installed
@@ -47,6 +50,7 @@ proto-baseline: setup
 
 lint: setup
 	$(VENV)/bin/ruff check .
+	$(VENV)/bin/ruff format --check .
 
 test-python: setup
 	$(VENV)/bin/pytest $(PYTEST_ARGS)

@@ -11,9 +11,10 @@ import asyncio
 import random
 import tempfile
 
+from agl_server.process import ServerProcess
+
 from agl_core import RolloutStatus, new_span
 from agl_core.client import GrpcStore
-from agl_server.process import ServerProcess
 
 TASKS = 40
 WORKERS = 4
@@ -26,12 +27,22 @@ async def worker(store: GrpcStore, name: str) -> int:
         answer = a + b if random.random() > 0.1 else a - b  # a slightly unreliable "agent"
         attempt = rollout.attempt
         assert attempt is not None
-        await store.add_spans([
-            new_span("think", rollout_id=rollout.rollout_id, attempt_id=attempt.attempt_id,
-                     attributes={"question": f"{a}+{b}", "answer": answer}),
-            new_span("agl.reward", rollout_id=rollout.rollout_id, attempt_id=attempt.attempt_id,
-                     attributes={"agl.reward.value": float(answer == a + b)}),
-        ])
+        await store.add_spans(
+            [
+                new_span(
+                    "think",
+                    rollout_id=rollout.rollout_id,
+                    attempt_id=attempt.attempt_id,
+                    attributes={"question": f"{a}+{b}", "answer": answer},
+                ),
+                new_span(
+                    "agl.reward",
+                    rollout_id=rollout.rollout_id,
+                    attempt_id=attempt.attempt_id,
+                    attributes={"agl.reward.value": float(answer == a + b)},
+                ),
+            ]
+        )
         await store.update_attempt(rollout.rollout_id, attempt.attempt_id, status="succeeded")
         done += 1
     return done
@@ -42,8 +53,10 @@ async def main() -> None:
         print(f"agl-server is serving on {server.address} (data in {data_dir})")
         async with GrpcStore(server.address) as store:
             rollouts = await store.enqueue_rollouts(
-                [{"input": {"a": random.randint(1, 99), "b": random.randint(1, 99)}, "mode": "train"}
-                 for _ in range(TASKS)]
+                [
+                    {"input": {"a": random.randint(1, 99), "b": random.randint(1, 99)}, "mode": "train"}
+                    for _ in range(TASKS)
+                ]
             )
             ids = [r.rollout_id for r in rollouts]
             print(f"enqueued {len(ids)} tasks; {WORKERS} workers start")
@@ -72,8 +85,10 @@ async def main() -> None:
             for i, count in enumerate(counts):
                 print(f"{'worker-' + str(i):<10} {count:>8}")
             succeeded = sum(r.status == RolloutStatus.SUCCEEDED for r in finished)
-            print(f"\nsucceeded {succeeded}/{TASKS}, mean reward {sum(rewards) / len(rewards):.2f}, "
-                  f"{stats['spans']} spans stored")
+            print(
+                f"\nsucceeded {succeeded}/{TASKS}, mean reward {sum(rewards) / len(rewards):.2f}, "
+                f"{stats['spans']} spans stored"
+            )
 
 
 if __name__ == "__main__":

@@ -223,7 +223,9 @@ class GrpcBackend:
                 failures += 1
                 if failures > 30:
                     raise map_rpc_error(exc, self.config.address) from None
-                logger.info("watch stream to %s broke (%s); resuming after event %s", self.config.address, exc.code(), last)
+                logger.info(
+                    "watch stream to %s broke (%s); resuming after event %s", self.config.address, exc.code(), last
+                )
                 await asyncio.sleep(min(0.1 * 2**failures, 2.0))
             finally:
                 call.cancel()

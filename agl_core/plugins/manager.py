@@ -81,8 +81,12 @@ class AglPluginManager(pluggy.PluginManager):
             except Exception as exc:
                 logger.error("agl plugin %r failed in agl_%s: %s", plugin_name, kind, exc)
                 self.failures.append(
-                    PluginFailure(plugin_name, self.distribution_of(impl.plugin), f"agl_{kind} raised {exc!r}",
-                                  traceback.format_exc())
+                    PluginFailure(
+                        plugin_name,
+                        self.distribution_of(impl.plugin),
+                        f"agl_{kind} raised {exc!r}",
+                        traceback.format_exc(),
+                    )
                 )
                 continue
             for name, factory in (result or {}).items():
@@ -141,8 +145,9 @@ def get_plugin_manager(
                 plugin = entry_point.load()
                 pm.register(plugin, name=entry_point.name)
             except Exception as exc:
-                failure = PluginFailure(entry_point.name, distribution, f"{type(exc).__name__}: {exc}",
-                                        traceback.format_exc())
+                failure = PluginFailure(
+                    entry_point.name, distribution, f"{type(exc).__name__}: {exc}", traceback.format_exc()
+                )
                 pm.failures.append(failure)
                 logger.error("%s", failure)
                 continue

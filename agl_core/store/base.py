@@ -146,8 +146,16 @@ class LightningStore:
     ) -> Rollout:
         """Put a rollout at the back of the queue (status ``queuing``)."""
         rollouts = await self.enqueue_rollouts(
-            [RolloutSpec(input=input, mode=mode, resources_id=resources_id, config=config,
-                         metadata=dict(metadata) if metadata else None, rollout_id=rollout_id)]
+            [
+                RolloutSpec(
+                    input=input,
+                    mode=mode,
+                    resources_id=resources_id,
+                    config=config,
+                    metadata=dict(metadata) if metadata else None,
+                    rollout_id=rollout_id,
+                )
+            ]
         )
         return rollouts[0]
 
@@ -251,10 +259,10 @@ class LightningStore:
         *,
         status: RolloutStatus | str | _Unset = UNSET,
         input: Any = UNSET,
-        mode: RolloutMode | str | None | _Unset = UNSET,
-        resources_id: str | None | _Unset = UNSET,
+        mode: RolloutMode | str | _Unset | None = UNSET,
+        resources_id: str | _Unset | None = UNSET,
         config: RolloutConfig | Mapping[str, Any] | _Unset = UNSET,
-        metadata: Mapping[str, Any] | None | _Unset = UNSET,
+        metadata: Mapping[str, Any] | _Unset | None = UNSET,
     ) -> Rollout:
         """Change the given fields of a rollout. Setting ``status`` applies the lifecycle rules:
         ``queuing``/``requeuing`` put it back in the queue, a terminal status is final."""
@@ -282,7 +290,7 @@ class LightningStore:
         status: AttemptStatus | str | _Unset = UNSET,
         worker_id: str | _Unset = UNSET,
         last_heartbeat_time: float | _Unset = UNSET,
-        metadata: Mapping[str, Any] | None | _Unset = UNSET,
+        metadata: Mapping[str, Any] | _Unset | None = UNSET,
     ) -> Attempt:
         """Change the given fields of an attempt (``attempt_id`` may be ``"latest"``). A status
         change of the latest attempt propagates to the rollout (retries included)."""
@@ -415,24 +423,30 @@ class LightningStore:
         response = await self.backend.wait_for_rollouts(request)
         return [convert.rollout_from_pb(pb) for pb in response.rollouts]
 
-    async def watch_rollouts(
+    def watch_rollouts(
         self,
         *,
         rollout_ids: Iterable[str] | None = None,
         status_in: Iterable[RolloutStatus | str] | None = None,
         after_event_id: int | None = None,
-    ) -> AsyncIterator[RolloutEvent]:
-        """Status changes as they happen. ``after_event_id`` resumes after an event seen before
-        (0: from the first event); ``None`` starts with the changes after the call."""
+    ) -> RolloutWatch:
+        """Status changes as they happen, as an async iterator of :class:`RolloutEvent`.
+
+        ``after_event_id`` resumes after an event seen before (0: from the first event); ``None``
+        starts with the changes after the subscription. Use it as an async context manager to be
+        sure the subscription is in place before acting::
+
+            async with store.watch_rollouts(rollout_ids=ids) as watch:
+                await store.update_rollout(ids[0], status="cancelled")
+                async for event in watch: ...
+        """
         request = s.WatchRolloutsRequest(
             rollout_ids=list(rollout_ids or ()),
             status_in=[convert.rollout_status_to_pb(st) for st in status_in or ()],
         )
         if after_event_id is not None:
             request.after_event_id = after_event_id
-        async for response in self.backend.watch_rollouts(request):
-            for event in response.events:
-                yield convert.event_from_pb(event)
+        return RolloutWatch(self.backend.watch_rollouts(request))
 
     # --- workers -----------------------------------------------------------------------------------
 
@@ -483,3 +497,46 @@ class LightningStore:
         stats["rollouts_by_status"] = dict(response.rollouts_by_status)
         stats["start_time"] = convert.ts_to_float(response.start_time)
         return stats
+
+
+class RolloutWatch:
+    """A subscription to rollout status changes (see :meth:`LightningStore.watch_rollouts`).
+
+    :ivar last_event_id: the event log position reached so far; resume after it.
+    """
+
+    def __init__(self, responses: AsyncIterator[s.WatchRolloutsResponse]) -> None:
+        self._responses = responses
+        self._buffer: list[RolloutEvent] = []
+        self.last_event_id: int | None = None
+
+    async def _pull(self) -> bool:
+        try:
+            response = await anext(self._responses)
+        except StopAsyncIteration:
+            return False
+        self.last_event_id = response.last_event_id
+        self._buffer.extend(convert.event_from_pb(event) for event in response.events)
+        return True
+
+    async def __aenter__(self) -> RolloutWatch:
+        # The first response confirms the subscription (it carries no events).
+        await self._pull()
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        await self.aclose()
+
+    def __aiter__(self) -> RolloutWatch:
+        return self
+
+    async def __anext__(self) -> RolloutEvent:
+        while not self._buffer:
+            if not await self._pull():
+                raise StopAsyncIteration
+        return self._buffer.pop(0)
+
+    async def aclose(self) -> None:
+        aclose = getattr(self._responses, "aclose", None)
+        if aclose is not None:
+            await aclose()

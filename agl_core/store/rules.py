@@ -25,9 +25,7 @@ TERMINAL_ATTEMPT = frozenset({t.ATTEMPT_STATUS_FAILED, t.ATTEMPT_STATUS_SUCCEEDE
 # Attempts the watchdog guards: once UNRESPONSIVE the rollout has already been requeued or failed.
 ACTIVE_ATTEMPT = frozenset({t.ATTEMPT_STATUS_PREPARING, t.ATTEMPT_STATUS_RUNNING})
 # Rollout statuses a heartbeat of the latest attempt turns into RUNNING.
-REVIVABLE_ROLLOUT = frozenset(
-    {t.ROLLOUT_STATUS_PREPARING, t.ROLLOUT_STATUS_QUEUING, t.ROLLOUT_STATUS_REQUEUING}
-)
+REVIVABLE_ROLLOUT = frozenset({t.ROLLOUT_STATUS_PREPARING, t.ROLLOUT_STATUS_QUEUING, t.ROLLOUT_STATUS_REQUEUING})
 _RETRYABLE = frozenset({t.ATTEMPT_STATUS_FAILED, t.ATTEMPT_STATUS_TIMEOUT, t.ATTEMPT_STATUS_UNRESPONSIVE})
 
 
@@ -77,8 +75,7 @@ def check_attempt_transition(rollout_id: str, attempt_id: str, old: int, new: in
     """Raise unless an attempt may move from ``old`` to ``new``."""
     if new not in AS.values() or new == t.ATTEMPT_STATUS_UNSPECIFIED:
         raise InvalidArgumentError(
-            f"status {new} is not an attempt status; use preparing, running, failed, succeeded, "
-            "unresponsive or timeout"
+            f"status {new} is not an attempt status; use preparing, running, failed, succeeded, unresponsive or timeout"
         )
     if old in TERMINAL_ATTEMPT and new != old:
         raise FailedPreconditionError(

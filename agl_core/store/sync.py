@@ -101,6 +101,12 @@ class SyncStore:
             def call(*args: Any, **kwargs: Any) -> Any:
                 return self._iterate(attr(*args, **kwargs))
 
+        elif callable(attr):
+
+            def call(*args: Any, **kwargs: Any) -> Any:
+                result = attr(*args, **kwargs)
+                return self._iterate(result) if hasattr(result, "__anext__") else result
+
         else:
             return attr
         call.__name__ = name
@@ -173,6 +179,12 @@ class ThreadSafeStore:
 
             def call(*args: Any, **kwargs: Any) -> Any:  # type: ignore[misc]
                 return self._iterate(attr(*args, **kwargs))
+
+        elif callable(attr):
+
+            def call(*args: Any, **kwargs: Any) -> Any:  # type: ignore[misc]
+                result = attr(*args, **kwargs)
+                return self._iterate(result) if hasattr(result, "__anext__") else result
 
         else:
             return attr

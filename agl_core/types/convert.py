@@ -92,9 +92,7 @@ def opt_ts(message: Any, name: str) -> float | None:
 
 
 def set_ts(ts: timestamp_pb2.Timestamp, seconds: float) -> None:
-    whole = int(seconds // 1)
-    ts.seconds = whole
-    ts.nanos = int(round((seconds - whole) * 1e9)) % 1_000_000_000
+    ts.FromNanoseconds(round(seconds * 1e9))
 
 
 # --- rollouts and attempts -------------------------------------------------------------------------
@@ -250,9 +248,7 @@ def resource_from_pb(pb: resources_pb2.Resource) -> Resource:
             sampling_parameters=from_struct(llm.sampling_parameters),
         )
     if kind == "prompt_template":
-        return PromptTemplate(
-            template=pb.prompt_template.template, engine=ENGINE_FROM_PB[pb.prompt_template.engine]
-        )
+        return PromptTemplate(template=pb.prompt_template.template, engine=ENGINE_FROM_PB[pb.prompt_template.engine])
     if kind == "custom":
         return CustomResource(type=pb.custom.type, value=from_value(pb.custom.value))
     raise InvalidArgumentError("a resource has no kind set; set llm, proxy_llm, prompt_template or custom")

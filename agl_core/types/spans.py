@@ -14,7 +14,7 @@ from typing import Any
 from agl_core.proto.trace_pb2 import Span, SpanKind, SpanStatusCode
 from agl_core.types.values import attributes_dict, set_attributes
 
-__all__ = ["Span", "SpanKind", "SpanStatusCode", "new_span", "span_attributes", "random_span_id", "random_trace_id"]
+__all__ = ["Span", "SpanKind", "SpanStatusCode", "new_span", "random_span_id", "random_trace_id", "span_attributes"]
 
 
 def random_trace_id() -> bytes:

@@ -17,7 +17,9 @@ from google.protobuf import struct_pb2
 from agl_core.errors import InvalidArgumentError
 from agl_core.proto import trace_pb2
 
-MAX_DEPTH = 64
+# Each JSON level is two protobuf message levels (Value, then Struct/ListValue), and protobuf refuses
+# messages nested deeper than 100; 32 JSON levels stay clear of that with room for the envelope.
+MAX_DEPTH = 32
 # Doubles represent every integer up to 2**53 exactly; beyond that an int would change value.
 _MAX_EXACT_INT = 2**53
 

@@ -63,6 +63,7 @@ class AglServer:
         )
         self._stopped = asyncio.Event()
         self._closed = asyncio.Event()
+        self._stop_task: asyncio.Task[None] | None = None
 
     async def start(self) -> int:
         """Bind, start serving and return the bound port (useful with port 0)."""
@@ -72,17 +73,23 @@ class AglServer:
         health_pb2_grpc.add_HealthServicer_to_server(self.health, self.server)
         names = [SERVICE_NAME, health_pb2.DESCRIPTOR.services_by_name["Health"].full_name, reflection.SERVICE_NAME]
         for extra in self.config.extra_services:
-            register = getattr(extra, "register")
+            register = extra.register
             names.extend(register(self.server) or ())
         reflection.enable_server_reflection(names, self.server)
         address = f"{self.config.host}:{self.config.port}"
-        if self.config.tls_cert and self.config.tls_key:
-            credentials = grpc.ssl_server_credentials([(self.config.tls_key, self.config.tls_cert)])
-            self.port = self.server.add_secure_port(address, credentials)
-        else:
-            self.port = self.server.add_insecure_port(address)
+        try:
+            if self.config.tls_cert and self.config.tls_key:
+                credentials = grpc.ssl_server_credentials([(self.config.tls_key, self.config.tls_cert)])
+                self.port = self.server.add_secure_port(address, credentials)
+            else:
+                self.port = self.server.add_insecure_port(address)
+        except RuntimeError:  # grpc reports a failed bind this way
+            self.port = 0
         if not self.port:
-            raise OSError(f"agl-server could not bind {address}; is the port in use?")
+            raise OSError(
+                f"could not bind {address}: the port is in use or the address is not local; choose another "
+                "with --port (0 picks a free one)"
+            )
         await self.server.start()
         start = getattr(self.backend, "start", None)
         if start is not None:
@@ -118,4 +125,5 @@ class AglServer:
 
     def _on_signal(self, sig: signal.Signals) -> None:
         logger.info("received %s", sig.name)
-        asyncio.ensure_future(self.stop())
+        if self._stop_task is None:
+            self._stop_task = asyncio.ensure_future(self.stop())

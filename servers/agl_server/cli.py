@@ -29,33 +29,60 @@ def build_parser() -> argparse.ArgumentParser:
         prog="agl-server",
         description="The agl store and runner service: gRPC on one port, data in an embedded LMDB store.",
     )
-    parser.add_argument("--host", default=_env("AGL_SERVER_HOST", "127.0.0.1"),
-                        help="interface to bind (env AGL_SERVER_HOST; default 127.0.0.1, 0.0.0.0 for all)")
-    parser.add_argument("--port", type=int, default=int(_env("AGL_SERVER_PORT", str(DEFAULT_PORT))),
-                        help=f"port (env AGL_SERVER_PORT; default {DEFAULT_PORT}; 0 picks a free one)")
-    parser.add_argument("--data-dir", default=default_data_dir(),
-                        help="LMDB data directory (env AGL_DATA_DIR; default ./.agl-data)")
-    parser.add_argument("--durability", choices=("sync", "nosync"), default=_env("AGL_DURABILITY", "sync"),
-                        help="sync: fsync every commit (default); nosync: survive a crash of the process but not "
-                        "of the machine (env AGL_DURABILITY)")
-    parser.add_argument("--map-size", type=int, default=DEFAULT_MAP_SIZE,
-                        help="initial LMDB map size in bytes; it doubles when full")
-    parser.add_argument("--store", default=_env("AGL_STORE", "lmdb"),
-                        help="store backend, by plugin name (env AGL_STORE; default lmdb)")
-    parser.add_argument("--store-option", action="append", default=[], metavar="KEY=VALUE",
-                        help="an option for a plugin store backend (repeatable)")
-    parser.add_argument("--token", default=os.environ.get("AGL_TOKEN"),
-                        help="require 'authorization: Bearer <token>' on every call but health checks (env AGL_TOKEN)")
+    parser.add_argument(
+        "--host",
+        default=_env("AGL_SERVER_HOST", "127.0.0.1"),
+        help="interface to bind (env AGL_SERVER_HOST; default 127.0.0.1, 0.0.0.0 for all)",
+    )
+    parser.add_argument(
+        "--port",
+        type=int,
+        default=int(_env("AGL_SERVER_PORT", str(DEFAULT_PORT))),
+        help=f"port (env AGL_SERVER_PORT; default {DEFAULT_PORT}; 0 picks a free one)",
+    )
+    parser.add_argument(
+        "--data-dir", default=default_data_dir(), help="LMDB data directory (env AGL_DATA_DIR; default ./.agl-data)"
+    )
+    parser.add_argument(
+        "--durability",
+        choices=("sync", "nosync"),
+        default=_env("AGL_DURABILITY", "sync"),
+        help="sync: fsync every commit (default); nosync: survive a crash of the process but not "
+        "of the machine (env AGL_DURABILITY)",
+    )
+    parser.add_argument(
+        "--map-size", type=int, default=DEFAULT_MAP_SIZE, help="initial LMDB map size in bytes; it doubles when full"
+    )
+    parser.add_argument(
+        "--store", default=_env("AGL_STORE", "lmdb"), help="store backend, by plugin name (env AGL_STORE; default lmdb)"
+    )
+    parser.add_argument(
+        "--store-option",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help="an option for a plugin store backend (repeatable)",
+    )
+    parser.add_argument(
+        "--token",
+        default=os.environ.get("AGL_TOKEN"),
+        help="require 'authorization: Bearer <token>' on every call but health checks (env AGL_TOKEN)",
+    )
     parser.add_argument("--token-file", type=Path, help="read the token from this file")
     parser.add_argument("--tls-cert", type=Path, help="PEM certificate chain; serve TLS with --tls-key")
     parser.add_argument("--tls-key", type=Path, help="PEM private key")
-    parser.add_argument("--max-message-mb", type=float, default=16.0,
-                        help="largest request in MiB; larger ones get RESOURCE_EXHAUSTED (default 16)")
+    parser.add_argument(
+        "--max-message-mb",
+        type=float,
+        default=16.0,
+        help="largest request in MiB; larger ones get RESOURCE_EXHAUSTED (default 16)",
+    )
     parser.add_argument("--grace", type=float, default=5.0, help="seconds calls get to finish on shutdown")
     parser.add_argument("--log-format", choices=("text", "json"), default=_env("AGL_LOG_FORMAT", "text"))
     parser.add_argument("--log-level", default=_env("AGL_LOG_LEVEL", "info"))
-    parser.add_argument("--ready-file", type=Path,
-                        help="once serving, write {\"port\", \"pid\", \"address\"} as JSON to this file")
+    parser.add_argument(
+        "--ready-file", type=Path, help='once serving, write {"port", "pid", "address"} as JSON to this file'
+    )
     return parser
 
 
@@ -115,9 +142,14 @@ async def serve(args: argparse.Namespace) -> None:
     server.install_signal_handlers(asyncio.get_running_loop())
     address = f"{config.host}:{port}"
     logger.info(
-        "agl-server listening on %s", address,
-        extra={"data_dir": os.path.abspath(args.data_dir), "durability": args.durability,
-               "tls": bool(config.tls_cert), "auth": bool(config.token)},
+        "agl-server listening on %s",
+        address,
+        extra={
+            "data_dir": args.data_dir,
+            "durability": args.durability,
+            "tls": bool(config.tls_cert),
+            "auth": bool(config.token),
+        },
     )
     if args.ready_file:
         tmp = args.ready_file.with_suffix(".tmp")
@@ -128,6 +160,7 @@ async def serve(args: argparse.Namespace) -> None:
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
+    args.data_dir = os.path.abspath(args.data_dir)
     setup_logging(args.log_format, args.log_level)
     try:
         import uvloop

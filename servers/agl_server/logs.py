@@ -35,7 +35,9 @@ class TextFormatter(logging.Formatter):
         super().__init__("%(asctime)s %(levelname)-7s %(name)s: %(message)s%(fields)s")
 
     def format(self, record: logging.LogRecord) -> str:
-        extras = {k: v for k, v in vars(record).items() if k not in _STANDARD and not k.startswith("_") and k != "fields"}
+        extras = {
+            k: v for k, v in vars(record).items() if k not in _STANDARD and not k.startswith("_") and k != "fields"
+        }
         record.fields = "".join(f" {k}={v}" for k, v in extras.items())
         return super().format(record)
 

@@ -63,15 +63,21 @@ class ServerProcess:
         ready = self._scratch / "ready.json"
         ready.unlink(missing_ok=True)
         command = [
-            self.python, "-m", "agl_server",
-            "--host", self.host,
-            "--port", str(self.port if self.bound_port is None else self.bound_port),
-            "--data-dir", str(self.data_dir),
-            "--ready-file", str(ready),
+            self.python,
+            "-m",
+            "agl_server",
+            "--host",
+            self.host,
+            "--port",
+            str(self.port if self.bound_port is None else self.bound_port),
+            "--data-dir",
+            str(self.data_dir),
+            "--ready-file",
+            str(ready),
             *self.args,
         ]
         env = dict(os.environ if self.env is None else self.env)
-        log = open(self.log_path, "ab")  # noqa: SIM115 - the child keeps writing to it
+        log = open(self.log_path, "ab")
         try:
             self.process = subprocess.Popen(command, stdout=log, stderr=subprocess.STDOUT, env=env)
         finally:

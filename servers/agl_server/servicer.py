@@ -18,7 +18,7 @@ from typing import Any
 import grpc
 from google.protobuf import message_factory
 
-from agl_core.errors import AglError
+from agl_core.errors import AglError, InvalidArgumentError
 from agl_core.proto import store_pb2 as s
 from agl_core.store.backend import StoreBackend
 
@@ -35,6 +35,30 @@ _DEADLINE_MARGIN = 0.25
 
 def _snake(name: str) -> str:
     return re.sub(r"(?<!^)(?=[A-Z])", "_", name).lower()
+
+
+class MalformedRequest:
+    """Stands in for a request that could not be decoded, so the handler can answer precisely."""
+
+    def __init__(self, message_type: str, error: Exception) -> None:
+        self.message_type = message_type
+        self.error = error
+
+    def describe(self) -> str:
+        return (
+            f"the request could not be decoded as {self.message_type} ({self.error}); check that the client "
+            "was generated from the same agl.v1 protos and that messages nest at most 100 levels"
+        )
+
+
+def _deserializer(message_class: Any) -> Callable[[bytes], Any]:
+    def deserialize(raw: bytes) -> Any:
+        try:
+            return message_class.FromString(raw)
+        except Exception as exc:  # DecodeError, or upb's depth limit
+            return MalformedRequest(message_class.DESCRIPTOR.full_name, exc)
+
+    return deserialize
 
 
 def _serialize(message: Any) -> bytes:
@@ -75,20 +99,22 @@ class StoreServicer:
     def method_handlers(self) -> dict[str, grpc.RpcMethodHandler]:
         handlers: dict[str, grpc.RpcMethodHandler] = {}
         for method in SERVICE.methods:
-            request_class = message_factory.GetMessageClass(method.input_type)
+            deserialize = _deserializer(message_factory.GetMessageClass(method.input_type))
             custom = getattr(self, method.name, None)
             if method.client_streaming and method.server_streaming:
                 handler = grpc.stream_stream_rpc_method_handler(
-                    custom, request_deserializer=request_class.FromString, response_serializer=_serialize
+                    custom, request_deserializer=deserialize, response_serializer=_serialize
                 )
             elif method.server_streaming:
                 handler = grpc.unary_stream_rpc_method_handler(
-                    custom, request_deserializer=request_class.FromString, response_serializer=_serialize
+                    _checked_stream(custom), request_deserializer=deserialize, response_serializer=_serialize
                 )
             else:
-                fn = custom or self._unary(method.name, getattr(self.backend, _snake(method.name)))
+                fn = (
+                    _checked(custom) if custom else self._unary(method.name, getattr(self.backend, _snake(method.name)))
+                )
                 handler = grpc.unary_unary_rpc_method_handler(
-                    fn, request_deserializer=request_class.FromString, response_serializer=_serialize
+                    fn, request_deserializer=deserialize, response_serializer=_serialize
                 )
             handlers[method.name] = handler
         return handlers
@@ -102,6 +128,8 @@ class StoreServicer:
     @staticmethod
     def _unary(name: str, method: Callable[[Any], Awaitable[Any]]) -> Callable[[Any, Any], Awaitable[Any]]:
         async def handle(request: Any, context: grpc.aio.ServicerContext) -> Any:
+            if isinstance(request, MalformedRequest):
+                await context.abort(grpc.StatusCode.INVALID_ARGUMENT, request.describe())
             try:
                 return await method(request)
             except Exception as exc:
@@ -177,6 +205,8 @@ class StoreServicer:
                 async for request in requests:
                     if self.shutting_down.is_set():
                         break
+                    if isinstance(request, MalformedRequest):
+                        raise InvalidArgumentError(request.describe())
                     await inflight.put(asyncio.ensure_future(ingest(request)))
             finally:
                 await inflight.put(None)
@@ -238,6 +268,25 @@ class StoreServicer:
             grpc.StatusCode.UNAVAILABLE,
             f"agl-server is shutting down; reconnect and resume after event {last}",
         )
+
+
+def _checked(handler: Callable[[Any, Any], Awaitable[Any]]) -> Callable[[Any, Any], Awaitable[Any]]:
+    async def handle(request: Any, context: grpc.aio.ServicerContext) -> Any:
+        if isinstance(request, MalformedRequest):
+            await context.abort(grpc.StatusCode.INVALID_ARGUMENT, request.describe())
+        return await handler(request, context)
+
+    return handle
+
+
+def _checked_stream(handler: Callable[[Any, Any], AsyncIterator[Any]]) -> Callable[[Any, Any], AsyncIterator[Any]]:
+    async def handle(request: Any, context: grpc.aio.ServicerContext) -> AsyncIterator[Any]:
+        if isinstance(request, MalformedRequest):
+            await context.abort(grpc.StatusCode.INVALID_ARGUMENT, request.describe())
+        async for response in handler(request, context):
+            yield response
+
+    return handle
 
 
 async def _next(stream: AsyncIterator[Any]) -> Any:

@@ -14,8 +14,13 @@ def test_json_values_round_trip_with_ints_kept_as_ints() -> None:
 
 @pytest.mark.parametrize(
     ("bad", "where"),
-    [({"x": math.nan}, "$.x"), ({"y": [1, math.inf]}, "$.y[1]"), ({1: "a"}, "key 1"), ({"z": object()}, "$.z"),
-     ({"big": 2**60}, "$.big")],
+    [
+        ({"x": math.nan}, "$.x"),
+        ({"y": [1, math.inf]}, "$.y[1]"),
+        ({1: "a"}, "key 1"),
+        ({"z": object()}, "$.z"),
+        ({"big": 2**60}, "$.big"),
+    ],
 )
 def test_values_json_cannot_hold_are_refused_with_their_place(bad: object, where: str) -> None:
     with pytest.raises(InvalidArgumentError) as info:

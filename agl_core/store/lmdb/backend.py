@@ -75,7 +75,9 @@ class LmdbBackend:
 
     name = "lmdb"
 
-    def __init__(self, path: str | os.PathLike[str] | None = None, *, map_size: int = DEFAULT_MAP_SIZE, sync: bool = True):
+    def __init__(
+        self, path: str | os.PathLike[str] | None = None, *, map_size: int = DEFAULT_MAP_SIZE, sync: bool = True
+    ):
         self.path = os.fspath(path) if path is not None else default_data_dir()
         self.env, self.dbs = open_environment(self.path, map_size=map_size, sync=sync)
         self.sync = sync
@@ -469,7 +471,9 @@ class LmdbBackend:
             if request.HasField("status"):
                 rules.check_rollout_transition(rollout_id, record.pb.status, request.status)
             if request.HasField("input"):
-                tx.txn.put(rollout_id.encode(), request.input.SerializeToString(deterministic=True), db=self.dbs.rollout_inputs)
+                tx.txn.put(
+                    rollout_id.encode(), request.input.SerializeToString(deterministic=True), db=self.dbs.rollout_inputs
+                )
             if request.HasField("mode"):
                 record.pb.mode = request.mode
             if request.HasField("resources_id"):
@@ -693,7 +697,9 @@ class LmdbBackend:
             tx = Tx(txn, self.dbs)
             record = tx.rollout(rollout_id)
             if request.attempt_id:
-                prefix = U64.pack(record.num) + tx.find_attempt(record, request.attempt_id).sequence_id.to_bytes(4, "big")
+                prefix = U64.pack(record.num) + tx.find_attempt(record, request.attempt_id).sequence_id.to_bytes(
+                    4, "big"
+                )
             else:
                 prefix = U64.pack(record.num)
         after = request.after_sequence_id
@@ -717,8 +723,10 @@ class LmdbBackend:
                     value = cursor.value()
                     chunk.append(value)
                     size += len(value)
-                    if len(chunk) >= SPANS_PER_CHUNK or size >= SPAN_BYTES_PER_CHUNK or (
-                        remaining is not None and len(chunk) >= remaining
+                    if (
+                        len(chunk) >= SPANS_PER_CHUNK
+                        or size >= SPAN_BYTES_PER_CHUNK
+                        or (remaining is not None and len(chunk) >= remaining)
                     ):
                         break
                     found = cursor.next()
@@ -879,7 +887,10 @@ class LmdbBackend:
 
     async def get_stats(self, request: s.GetStatsRequest) -> s.GetStatsResponse:
         with self._begin() as txn:
-            entries = {name: txn.stat(getattr(self.dbs, name))["entries"] for name in ("rollouts", "attempts", "spans", "resources", "workers")}
+            entries = {
+                name: txn.stat(getattr(self.dbs, name))["entries"]
+                for name in ("rollouts", "attempts", "spans", "resources", "workers")
+            }
             by_status = {
                 rollout_status_name(status): sum(1 for _ in _status_nums(txn, self.dbs, status))
                 for status in t.RolloutStatus.values()
