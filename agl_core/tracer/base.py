@@ -18,16 +18,16 @@ from agl_core.proto.trace_pb2 import Span
 class Tracer(ABC):
     """Base class of tracers (built-in ones are plugins: see ``agl_tracers``)."""
 
-    def init(self, **kwargs: Any) -> None:  # noqa: B027 - optional hook
+    def init(self, **kwargs: Any) -> None:
         """Set up process-wide state (an OpenTelemetry tracer provider, instrumentation)."""
 
-    def teardown(self) -> None:  # noqa: B027 - optional hook
+    def teardown(self) -> None:
         """Undo :meth:`init`."""
 
-    def init_worker(self, worker_id: str, **kwargs: Any) -> None:  # noqa: B027 - optional hook
+    def init_worker(self, worker_id: str, **kwargs: Any) -> None:
         """Set up per-worker state; called in the thread or process of the worker."""
 
-    def teardown_worker(self, worker_id: str) -> None:  # noqa: B027 - optional hook
+    def teardown_worker(self, worker_id: str) -> None:
         """Undo :meth:`init_worker`."""
 
     @abstractmethod
