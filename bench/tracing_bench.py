@@ -184,9 +184,7 @@ def otlp_requests(spans: list[trace_pb2.Span], rollout_id: str, batch: int) -> l
 
 
 async def otlp(address: str, requests: list[Any], inflight: int) -> float:
-    async with grpc.aio.insecure_channel(
-        address, options=[("grpc.max_send_message_length", 64 << 20)]
-    ) as channel:
+    async with grpc.aio.insecure_channel(address, options=[("grpc.max_send_message_length", 64 << 20)]) as channel:
         stub = trace_service_pb2_grpc.TraceServiceStub(channel)
         await channel.channel_ready()
         gate = asyncio.Semaphore(inflight)
@@ -202,9 +200,7 @@ async def otlp(address: str, requests: list[Any], inflight: int) -> float:
 
 
 def stock_exporter(address: str, rollout_id: str, count: int) -> float:
-    provider = TracerProvider(
-        resource=Resource.create({"service.name": "bench", semconv.ROLLOUT_ID: rollout_id})
-    )
+    provider = TracerProvider(resource=Resource.create({"service.name": "bench", semconv.ROLLOUT_ID: rollout_id}))
     processor = BatchSpanProcessor(
         OTLPSpanExporter(endpoint=address, insecure=True), max_queue_size=count + 1, max_export_batch_size=512
     )
@@ -217,9 +213,7 @@ def stock_exporter(address: str, rollout_id: str, count: int) -> float:
     return elapsed
 
 
-async def server_side(
-    store: GrpcStore, count: int, repeats: int, batch: int, inflight: int
-) -> dict[str, Any]:
+async def server_side(store: GrpcStore, count: int, repeats: int, batch: int, inflight: int) -> dict[str, Any]:
     rates: dict[str, list[float]] = {"native_stream": [], "otlp_receiver": [], "stock_otlp_exporter": []}
     for _ in range(repeats):
         rollout = await store.start_rollout({"bench": "native"})

@@ -87,9 +87,7 @@ class TraceToMessages(TraceAdapter[list[OpenAIMessages]]):
                 continue
             messages = [m for m in (_message(raw) for raw in prompt) if m is not None]
             record: OpenAIMessages = {"messages": [*messages, reply]}
-            tools = [
-                t for t in (_tool(raw) for raw in request.get("tools") or request.get("functions") or ()) if t
-            ]
+            tools = [t for t in (_tool(raw) for raw in request.get("tools") or request.get("functions") or ()) if t]
             if tools:
                 record["tools"] = tools
             if isinstance(request.get("parallel_tool_calls"), bool):

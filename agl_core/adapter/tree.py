@@ -55,9 +55,7 @@ class SpanNode:
         """The span's attributes as a dict (converted once, on first use)."""
         if self._attributes is None:
             self._attributes = (
-                {kv.key: from_any_value(kv.value) for kv in self.span.attributes}
-                if self.span is not None
-                else {}
+                {kv.key: from_any_value(kv.value) for kv in self.span.attributes} if self.span is not None else {}
             )
         return self._attributes
 
@@ -162,9 +160,7 @@ class TraceTree:
         skew = self.clock_skew_ns
         for attempt_root in self._attempt_roots():
             attempt = attempt_root.attempt_id
-            hosts = [
-                n for n in attempt_root.walk() if n is not attempt_root and (n.synthetic or n.agent_name())
-            ]
+            hosts = [n for n in attempt_root.walk() if n is not attempt_root and (n.synthetic or n.agent_name())]
             floating = [n for n in self.root.children if n.attempt_id == attempt and n is not attempt_root]
             floating += [c for c in attempt_root.children if not c.synthetic and c.agent_name() is None]
             for node in sorted(floating, key=lambda n: n.end - n.start):
@@ -185,9 +181,7 @@ class TraceTree:
         return list(best.values())
 
     @staticmethod
-    def _tightest_host(
-        attempt_root: SpanNode, hosts: list[SpanNode], node: SpanNode, skew: int
-    ) -> SpanNode | None:
+    def _tightest_host(attempt_root: SpanNode, hosts: list[SpanNode], node: SpanNode, skew: int) -> SpanNode | None:
         best: SpanNode | None = None
         for candidate in hosts:
             if candidate is node or not candidate.encloses(node, skew):

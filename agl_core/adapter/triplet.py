@@ -245,11 +245,7 @@ class TracerTraceToTriplet(TraceAdapter[list[Triplet]]):
 
     def match_rewards(self, tree: TraceTree, calls: Sequence[SpanNode]) -> dict[int, float]:
         """Reward per call (keyed by ``id(node)``) under this adapter's policy."""
-        rewards = [
-            n
-            for n in tree.spans_in_time_order()
-            if n.span is not None and get_reward_value(n.span) is not None
-        ]
+        rewards = [n for n in tree.spans_in_time_order() if n.span is not None and get_reward_value(n.span) is not None]
         assigned: dict[int, float] = {}
         by_response = {n.attributes.get(semconv.GEN_AI_RESPONSE_ID): n for n in calls}
         unlinked = []

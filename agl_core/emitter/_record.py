@@ -14,9 +14,7 @@ from agl_core.types.values import from_any_value
 SpanLike = Span | ReadableSpan
 
 
-def record_span(
-    name: str, attributes: Mapping[str, Any], *, what: str, error: BaseException | None = None
-) -> Any:
+def record_span(name: str, attributes: Mapping[str, Any], *, what: str, error: BaseException | None = None) -> Any:
     """Start and end a span named ``name`` under the current span of the current trace context.
 
     :raises NoTraceContextError: outside every trace context (``what`` names the caller).

@@ -41,14 +41,10 @@ def _jsonable(obj: Any) -> Any:
         return sorted(obj, key=repr)
     if isinstance(obj, bytes):
         return obj.decode("utf-8", "replace")
-    raise TypeError(
-        f"a {type(obj).__name__} cannot be written as JSON; convert it to dicts, lists and numbers first"
-    )
+    raise TypeError(f"a {type(obj).__name__} cannot be written as JSON; convert it to dicts, lists and numbers first")
 
 
-def emit_object(
-    obj: Any, *, type_name: str | None = None, attributes: Mapping[str, Any] | None = None
-) -> Any:
+def emit_object(obj: Any, *, type_name: str | None = None, attributes: Mapping[str, Any] | None = None) -> Any:
     """Record a structured object (anything JSON can hold, dataclasses and pydantic models included).
 
     :param type_name: what to record as its type (default: the qualified name of its class).

@@ -121,9 +121,7 @@ class _Call:
 
     def scope(self) -> Any:
         """Make the span current while the client sends the request (so HTTP spans nest under it)."""
-        return trace.use_span(
-            self.span, end_on_exit=False, record_exception=False, set_status_on_exception=False
-        )
+        return trace.use_span(self.span, end_on_exit=False, record_exception=False, set_status_on_exception=False)
 
     def succeed(self, response: Any) -> None:
         if self._ended:

@@ -43,9 +43,7 @@ def unregister(collector: TraceCollector) -> None:
         del _active_by_trace[collector.trace_id]
 
 
-def collector_for(
-    context: Context | None = None, parent: trace.SpanContext | None = None
-) -> TraceCollector | None:
+def collector_for(context: Context | None = None, parent: trace.SpanContext | None = None) -> TraceCollector | None:
     """The trace context a span started in ``context`` with ``parent`` belongs to, if any."""
     collector = otel_context.get_value(COLLECTOR_KEY, context)
     if collector is not None:

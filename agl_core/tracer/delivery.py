@@ -240,9 +240,7 @@ class SpanSink:
         on_loop = self._on_loop()
         with self._cond:
             if self._closed:
-                raise UnavailableError(
-                    "the tracer's span sink is closed; spans can no longer reach the store"
-                )
+                raise UnavailableError("the tracer's span sink is closed; spans can no longer reach the store")
             if self._queued >= self.max_queued_spans:
                 if on_loop:
                     if self._queued >= self.hard_limit:
@@ -349,9 +347,7 @@ class SpanSink:
         while self._items or self._inflight or (self._task is not None and not self._task.done()):
             if self._items:
                 self._wake()
-            await asyncio.gather(
-                *self._inflight, *([self._task] if self._task else []), return_exceptions=True
-            )
+            await asyncio.gather(*self._inflight, *([self._task] if self._task else []), return_exceptions=True)
 
 
 __all__ = ["DeliveryStats", "SpanSink", "TraceCollector"]

@@ -85,9 +85,7 @@ def _request_class() -> type[Any]:
             ("schema_url", 3, text, one, ""),
         ],
     )
-    message(
-        "ExportTraceServiceRequest", [("resource_spans", 1, msg, many, ".agl.internal.otlp.ResourceSpans")]
-    )
+    message("ExportTraceServiceRequest", [("resource_spans", 1, msg, many, ".agl.internal.otlp.ResourceSpans")])
     pool.Add(file)
     return message_factory.GetMessageClass(pool.FindMessageTypeByName(full_name))
 
@@ -162,10 +160,7 @@ class OtlpTraceService:
                     rollout_id = coordinates.get(semconv.ROLLOUT_ID)
                     if not rollout_id:
                         rejected += 1
-                        reason = (
-                            f"spans without {semconv.ROLLOUT_ID} (set it as a resource, scope or span "
-                            "attribute)"
-                        )
+                        reason = f"spans without {semconv.ROLLOUT_ID} (set it as a resource, scope or span attribute)"
                         reasons[reason] = reasons.get(reason, 0) + 1
                         continue
                     attempt_id = coordinates.get(semconv.ATTEMPT_ID)

@@ -149,9 +149,7 @@ class OpenAIServer:
         return f"http://{self._httpd.server_address[0]}:{self.port}/v1"
 
     def start(self) -> OpenAIServer:
-        self._thread = threading.Thread(
-            target=self._httpd.serve_forever, name="openai-test-server", daemon=True
-        )
+        self._thread = threading.Thread(target=self._httpd.serve_forever, name="openai-test-server", daemon=True)
         self._thread.start()
         return self
 
@@ -233,9 +231,7 @@ class OpenAIServer:
             return True
         return self.token_id_mode == "on_request" and bool(body.get("return_token_ids"))
 
-    def complete(
-        self, body: dict[str, Any], chat: bool
-    ) -> tuple[dict[str, Any], list[dict[str, Any]], list[int]]:
+    def complete(self, body: dict[str, Any], chat: bool) -> tuple[dict[str, Any], list[dict[str, Any]], list[int]]:
         """(response head, replies, prompt ids) for a request."""
         if chat:
             prompt_ids = prompt_token_ids(body["messages"])
@@ -270,11 +266,7 @@ class OpenAIServer:
             if body.get("logprobs"):
                 values = [logprob(i) for i in range(len(reply["token_ids"]))]
                 choice["logprobs"] = (
-                    {
-                        "content": [
-                            {"token": f"t{i}", "logprob": v, "top_logprobs": []} for i, v in enumerate(values)
-                        ]
-                    }
+                    {"content": [{"token": f"t{i}", "logprob": v, "top_logprobs": []} for i, v in enumerate(values)]}
                     if chat
                     else {"token_logprobs": values, "tokens": [], "text_offset": []}
                 )
@@ -312,9 +304,7 @@ class OpenAIServer:
             pieces = reply["pieces"]
             id_list = reply["token_ids"]
             step = self.chunk_tokens
-            groups = [
-                (pieces[i : i + step], id_list[i : i + step], i) for i in range(0, max(len(pieces), 1), step)
-            ]
+            groups = [(pieces[i : i + step], id_list[i : i + step], i) for i in range(0, max(len(pieces), 1), step)]
             # Tool-call and EOS ids that have no visible text go with the last chunk.
             if len(id_list) > len(pieces) and groups:
                 last_text, _, start = groups[-1]

@@ -22,9 +22,7 @@ class Trace:
         self.spans: list[Span] = []
         self._next = 1
 
-    def span(
-        self, name: str, start: float, end: float, parent: Span | bytes | None = None, **attributes: Any
-    ) -> Span:
+    def span(self, name: str, start: float, end: float, parent: Span | bytes | None = None, **attributes: Any) -> Span:
         span_id = self._next.to_bytes(8, "big")
         self._next += 1
         parent_id = parent.span_id if isinstance(parent, Span) else (parent or b"")
@@ -61,9 +59,7 @@ class Trace:
             ),
             semconv.LLM_RESPONSE: json.dumps(
                 {
-                    "choices": [
-                        {"message": {"role": "assistant", "content": f"a{n}"}, "finish_reason": "stop"}
-                    ],
+                    "choices": [{"message": {"role": "assistant", "content": f"a{n}"}, "finish_reason": "stop"}],
                     "usage": {"prompt_tokens": 2, "completion_tokens": 1},
                 }
             ),
@@ -71,13 +67,9 @@ class Trace:
         }
         if response_id:
             attributes[semconv.GEN_AI_RESPONSE_ID] = response_id
-        return self.span(
-            "chat m", start, end, parent, **{k.replace(".", "__"): v for k, v in attributes.items()}
-        )
+        return self.span("chat m", start, end, parent, **{k.replace(".", "__"): v for k, v in attributes.items()})
 
-    def reward(
-        self, at: float, value: float, parent: Span | None = None, response_id: str | None = None
-    ) -> Span:
+    def reward(self, at: float, value: float, parent: Span | None = None, response_id: str | None = None) -> Span:
         attributes: dict[str, Any] = {semconv.REWARD_VALUE: value}
         if response_id:
             attributes[semconv.REWARD_RESPONSE_ID] = response_id
@@ -176,9 +168,7 @@ def test_repair_moves_floating_llm_calls_under_their_agent() -> None:
     trace.llm(20, 30, root, 1)  # lost its context: attached to the root instead of the agent
     trace.llm(60, 70, root, 2)  # after the agent: stays where it is
     assert prompts(TracerTraceToTriplet(agent_match="planner").adapt(trace.spans)) == [1]
-    assert (
-        prompts(TracerTraceToTriplet(agent_match="planner", repair_hierarchy=False).adapt(trace.spans)) == []
-    )
+    assert prompts(TracerTraceToTriplet(agent_match="planner", repair_hierarchy=False).adapt(trace.spans)) == []
     tree = TraceTree(trace.spans)
     planner = next(n for n in tree.walk() if n.span is agent)
     assert [c.name for c in planner.children] == ["chat m"]
@@ -232,9 +222,7 @@ def test_name_matching_and_skipping_calls_without_token_ids() -> None:
     trace.span("openai.chat.completion", 20, 25, root)
     by_name = TracerTraceToTriplet(llm_call_match=r"openai\.chat").adapt(trace.spans)
     assert [t.prompt.token_ids for t in by_name] == [[7, 8], []]
-    kept = TracerTraceToTriplet(llm_call_match=r"openai\.chat", skip_without_token_ids=True).adapt(
-        trace.spans
-    )
+    kept = TracerTraceToTriplet(llm_call_match=r"openai\.chat", skip_without_token_ids=True).adapt(trace.spans)
     assert [t.response.token_ids for t in kept] == [[9]]
 
 

@@ -157,9 +157,7 @@ def test_readers_accept_rewards_from_other_languages() -> None:
     )
     assert get_rewards(span) == {"win": 1.0, "cost": -2.0}
     assert get_reward_value(span) == 1.0
-    bare = new_span(
-        semconv.SPAN_REWARD, rollout_id="ro", attempt_id="at", attributes={semconv.REWARD_VALUE: 2}
-    )
+    bare = new_span(semconv.SPAN_REWARD, rollout_id="ro", attempt_id="at", attributes={semconv.REWARD_VALUE: 2})
     assert get_reward_value(bare) == 2.0 and get_rewards(bare) == {"reward": 2.0}
     not_reward = new_span("other", rollout_id="ro", attempt_id="at", attributes={semconv.REWARD_VALUE: 5.0})
     assert get_reward_value(not_reward) is None and find_final_reward([not_reward]) is None

@@ -67,9 +67,7 @@ def test_chat_completion_records_request_response_usage_and_token_ids(
     )
 
 
-def test_streamed_chat_keeps_token_ids_and_tool_calls(
-    tracer: OtelTracer, openai_server: OpenAIServer
-) -> None:
+def test_streamed_chat_keeps_token_ids_and_tool_calls(tracer: OtelTracer, openai_server: OpenAIServer) -> None:
     openai_server.script(
         {"content": "let me look that up", "tool_calls": [{"name": "search", "arguments": '{"q":"2+2"}'}]}
     )
@@ -101,16 +99,12 @@ def test_streamed_chat_keeps_token_ids_and_tool_calls(
 async def test_async_calls_plain_and_streamed(tracer: OtelTracer, openai_server: OpenAIServer) -> None:
     client = openai.AsyncOpenAI(base_url=openai_server.base_url, api_key="test")
     async with tracer.trace_context() as trace_:
-        plain = await client.chat.completions.create(
-            model=openai_server.model, messages=MESSAGES, extra_body=IDS
-        )
+        plain = await client.chat.completions.create(model=openai_server.model, messages=MESSAGES, extra_body=IDS)
         stream = await client.chat.completions.create(
             model=openai_server.model, messages=MESSAGES, stream=True, extra_body=IDS, logprobs=True
         )
         pieces = [chunk.choices[0].delta.content or "" async for chunk in stream if chunk.choices]
-        text = await client.completions.create(
-            model=openai_server.model, prompt="count to three", extra_body=IDS
-        )
+        text = await client.completions.create(model=openai_server.model, prompt="count to three", extra_body=IDS)
     assert "".join(pieces) == plain.choices[0].message.content == "echo: what is two plus two"
     spans = llm_spans(trace_.spans)
     assert [a[semconv.GEN_AI_OPERATION] for a in spans] == ["chat", "chat", "text_completion"]
@@ -131,18 +125,14 @@ def test_streamed_text_completion_and_stream_helper(tracer: OtelTracer, openai_s
             )
             if c.choices
         )
-        with client.chat.completions.stream(
-            model=openai_server.model, messages=MESSAGES, extra_body=IDS
-        ) as stream:
+        with client.chat.completions.stream(model=openai_server.model, messages=MESSAGES, extra_body=IDS) as stream:
             final = stream.get_final_completion()
     completion, helper = llm_spans(trace_.spans)
     assert text == "echo: a b c d e"
     assert completion[semconv.LLM_PROMPT_TOKEN_IDS] == [1, *openai_server.token_ids("a b c d e")]
     assert completion[semconv.LLM_RESPONSE_TOKEN_IDS] == openai_server.response_token_ids(text)
     assert helper[semconv.GEN_AI_RESPONSE_ID] == final.id
-    assert helper[semconv.LLM_RESPONSE_TOKEN_IDS] == openai_server.response_token_ids(
-        final.choices[0].message.content
-    )
+    assert helper[semconv.LLM_RESPONSE_TOKEN_IDS] == openai_server.response_token_ids(final.choices[0].message.content)
 
 
 def test_stream_closed_early_still_ends_its_span(tracer: OtelTracer, openai_server: OpenAIServer) -> None:
@@ -158,9 +148,7 @@ def test_stream_closed_early_still_ends_its_span(tracer: OtelTracer, openai_serv
     assert attributes[semconv.LLM_RESPONSE_TOKEN_IDS] == openai_server.token_ids("one two ")
 
 
-def test_failed_call_is_an_error_span_and_still_raises(
-    tracer: OtelTracer, openai_server: OpenAIServer
-) -> None:
+def test_failed_call_is_an_error_span_and_still_raises(tracer: OtelTracer, openai_server: OpenAIServer) -> None:
     client = openai.OpenAI(base_url=openai_server.base_url, api_key="test", max_retries=0)
     openai_server.fail_next(500, "the model fell over")
     with tracer.trace_context_sync() as trace_:
@@ -199,9 +187,7 @@ def test_request_token_ids_option_asks_the_server(openai_server: OpenAIServer) -
     assert openai_server.requests[0]["return_token_ids"] is True
     assert "return_token_ids" not in openai_server.requests[1]
     [attributes] = llm_spans(trace_.spans)
-    assert attributes[semconv.LLM_RESPONSE_TOKEN_IDS] == openai_server.response_token_ids(
-        "echo: what is two plus two"
-    )
+    assert attributes[semconv.LLM_RESPONSE_TOKEN_IDS] == openai_server.response_token_ids("echo: what is two plus two")
 
 
 def test_no_trace_context_no_span_and_uninstrument_restores(openai_server: OpenAIServer) -> None:
@@ -223,9 +209,7 @@ def test_no_trace_context_no_span_and_uninstrument_restores(openai_server: OpenA
     assert chat_resources.Completions.__dict__["create"] is original
 
 
-def test_messages_given_as_an_iterator_reach_the_server(
-    tracer: OtelTracer, openai_server: OpenAIServer
-) -> None:
+def test_messages_given_as_an_iterator_reach_the_server(tracer: OtelTracer, openai_server: OpenAIServer) -> None:
     client = openai.OpenAI(base_url=openai_server.base_url, api_key="test")
     with tracer.trace_context_sync() as trace_:
         client.chat.completions.create(model=openai_server.model, messages=iter(MESSAGES))

@@ -26,9 +26,7 @@ from agl_core.types import span_attributes
 def exporting_provider(address: str, resource: dict[str, str], **exporter: object) -> TracerProvider:
     """A stock SDK pipeline: TracerProvider -> SimpleSpanProcessor -> OTLPSpanExporter (gRPC)."""
     provider = TracerProvider(resource=Resource.create({"service.name": "external-agent", **resource}))
-    provider.add_span_processor(
-        SimpleSpanProcessor(OTLPSpanExporter(endpoint=address, insecure=True, **exporter))
-    )
+    provider.add_span_processor(SimpleSpanProcessor(OTLPSpanExporter(endpoint=address, insecure=True, **exporter)))
     return provider
 
 

@@ -99,9 +99,7 @@ def test_sync_context_with_an_unbound_store_gets_a_private_loop(tracer: OtelTrac
 
 
 def test_back_pressure_bounds_the_queue(server: ServerProcess) -> None:
-    tracer = OtelTracer(
-        instrument_openai=False, max_queued_spans=32, max_batch_spans=8, max_inflight_batches=2
-    )
+    tracer = OtelTracer(instrument_openai=False, max_queued_spans=32, max_batch_spans=8, max_inflight_batches=2)
     tracer.init()
     try:
         with SyncStore(GrpcStore(server.address)) as store:
@@ -131,9 +129,7 @@ async def test_rejected_spans_make_the_context_raise(tracer: OtelTracer, store: 
     assert await store.query_spans(rollout.rollout_id) == []
 
 
-async def test_unreachable_store_fails_the_context_instead_of_hanging(
-    tracer: OtelTracer, data_dir: Path
-) -> None:
+async def test_unreachable_store_fails_the_context_instead_of_hanging(tracer: OtelTracer, data_dir: Path) -> None:
     process = ServerProcess(data_dir).start()
     store = GrpcStore(process.address, reconnect_deadline=0.5)
     rollout = await store.start_rollout({"task": 6})
