@@ -225,6 +225,8 @@ class SpanSink:
         self.batches = 0
         self.waits = 0  # times a producer waited for room (back-pressure engaged)
         self.peak_queued = 0  # the most spans ever queued or in flight at once
+        self.dropped = 0
+        self._dropping = False
 
     def _on_loop(self) -> bool:
         try:
@@ -244,11 +246,15 @@ class SpanSink:
             if self._queued >= self.max_queued_spans:
                 if on_loop:
                     if self._queued >= self.hard_limit:
-                        logger.error(
-                            "span queue of %s past its hard limit (%d); dropping a span",
-                            self.store,
-                            self.hard_limit,
-                        )
+                        self.dropped += 1
+                        if not self._dropping:  # once per overflow, not once per span
+                            self._dropping = True
+                            logger.error(
+                                "spans end on the event loop of %s faster than it takes them and the queue is past "
+                                "its hard limit (%d): dropping spans until it drains",
+                                type(self.store).__name__,
+                                self.hard_limit,
+                            )
                         return False
                 else:
                     self.waits += 1
@@ -337,6 +343,8 @@ class SpanSink:
     def _release(self, count: int) -> None:
         with self._cond:
             self._queued -= count
+            if self._queued < self.max_queued_spans:
+                self._dropping = False
             self._cond.notify_all()
 
     async def aclose(self) -> None:

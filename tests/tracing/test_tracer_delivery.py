@@ -239,3 +239,25 @@ def test_builtin_plugins_are_registered() -> None:
     assert pm.lookup("tracers", "otel").distribution.startswith("agl ")
     adapters = pm.provided("adapters")
     assert {"triplet", "messages"} <= set(adapters)
+
+
+async def test_spans_ended_on_the_stores_loop_without_yielding_are_bounded(data_dir: Path) -> None:
+    # An async agent on the store's own loop cannot be made to wait inside span.end(); past the hard
+    # limit (8 x max_queued_spans) spans are dropped, counted, and the context says so on exit.
+    tracer = OtelTracer(instrument_openai=False, max_queued_spans=4)
+    tracer.init()
+    store = LmdbStore(data_dir)
+    try:
+        rollout = await store.start_rollout({"task": 8})
+        attempt_id = rollout.attempt.attempt_id  # type: ignore[union-attr]
+        with pytest.raises(UnavailableError, match=r"69 of 101 spans .* were dropped.*await between spans"):
+            async with tracer.trace_context(store=store, rollout_id=rollout.rollout_id, attempt_id=attempt_id) as t:
+                for _ in range(100):  # never yields to the loop
+                    with agent_tracer.start_as_current_span("busy"):
+                        pass
+        # 32 queued before the hard limit; the other 68 and the root span (ended at exit) dropped.
+        assert t.stats.dropped == 69 and t.stats.delivered == 32
+        assert len(await store.query_spans(rollout.rollout_id)) == 32
+    finally:
+        tracer.teardown()
+        await store.close()
