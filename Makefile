@@ -62,3 +62,4 @@ demo: setup
 
 bench: setup
 	$(PY) bench/store_bench.py
+	$(PY) bench/tracing_bench.py

@@ -7,6 +7,7 @@ from pathlib import Path
 
 import pytest
 from agl_server.process import ServerProcess
+from support.openai_server import OpenAIServer
 
 from agl_core.client import GrpcStore
 from agl_core.store import LightningStore, LmdbStore
@@ -45,3 +46,10 @@ async def store(request: pytest.FixtureRequest, data_dir: Path) -> AsyncIterator
         finally:
             await client.close()
             process.stop()
+
+
+@pytest.fixture
+def openai_server() -> Iterator[OpenAIServer]:
+    """A deterministic OpenAI-compatible server returning token ids (see tests/support/openai_server.py)."""
+    with OpenAIServer() as llm:
+        yield llm

@@ -116,6 +116,11 @@ class SyncStore:
     def __dir__(self) -> list[str]:
         return sorted(set(super().__dir__()) | {n for n in dir(self.store) if not n.startswith("_")})
 
+    @property
+    def loop(self) -> asyncio.AbstractEventLoop:
+        """The event loop the store's calls run on."""
+        return self._loop
+
     def close(self) -> None:
         """Close the store, then stop the private loop thread (if this SyncStore made one)."""
         if self._own is not None and self._own.thread.is_alive():
@@ -140,6 +145,11 @@ class ThreadSafeStore:
     def __init__(self, store: LightningStore, loop: asyncio.AbstractEventLoop | None = None) -> None:
         self.store = store
         self._loop = loop or _store_loop(store) or asyncio.get_running_loop()
+
+    @property
+    def loop(self) -> asyncio.AbstractEventLoop:
+        """The event loop the store's calls run on."""
+        return self._loop
 
     async def _call(self, coro: Coroutine[Any, Any, Any]) -> Any:
         if asyncio.get_running_loop() is self._loop:

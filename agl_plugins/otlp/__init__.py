@@ -1,0 +1,18 @@
+"""The OTLP/gRPC trace receiver of agl-server, as a plugin (``agl_server_services``).
+
+agl-server serves OpenTelemetry's ``TraceService/Export`` on its own port, so any OpenTelemetry
+SDK can export spans into rollouts; see :mod:`agl_plugins.otlp.receiver` for how spans are placed.
+Block it with ``AGL_DISABLE_PLUGINS=otlp``.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from agl_core.plugins import hookimpl
+from agl_plugins.otlp.receiver import OtlpTraceService
+
+
+@hookimpl
+def agl_server_services(*, backend: Any) -> list[Any]:
+    return [OtlpTraceService(backend)]
