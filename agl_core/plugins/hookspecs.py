@@ -7,7 +7,10 @@ A plugin is a module (or object) with functions named like the specs below, each
     my_plugin = "my_package.agl_plugin"
 
 Provider hooks return what the plugin contributes as ``{registry name: factory}``; a factory is a
-class or a callable returning an instance. Every hook takes keyword arguments only.
+class or a callable returning an instance. pluggy always calls hooks with keyword arguments, and an
+implementation may take any subset of a spec's parameters. Declare them as ordinary parameters:
+pluggy does not see keyword-only ones (after ``*``), and an implementation that uses them fails to
+load with an unknown-argument error.
 """
 
 from __future__ import annotations
@@ -56,7 +59,7 @@ def agl_store_backends() -> dict[str, Any]:
 
 
 @hookspec
-def agl_server_services(*, backend: Any) -> list[Any]:
+def agl_server_services(backend: Any) -> list[Any]:
     """Extra gRPC services agl-server runs on its port next to the store service.
 
     Return objects with a ``register(server: grpc.aio.Server) -> list[str]`` method that adds

@@ -14,5 +14,5 @@ from agl_plugins.otlp.receiver import OtlpTraceService
 
 
 @hookimpl
-def agl_server_services(*, backend: Any) -> list[Any]:
+def agl_server_services(backend: Any) -> list[Any]:
     return [OtlpTraceService(backend)]
