@@ -35,6 +35,21 @@ class _LoopThread:
         ready.wait()
 
     def stop(self) -> None:
+        """Cancel what is still running on the loop and wait for it, then stop (as asyncio.run does),
+        so no library task (a gRPC call's status watcher, say) is destroyed while pending."""
+
+        async def drain() -> None:
+            current = asyncio.current_task()
+            pending = [task for task in asyncio.all_tasks() if task is not current]
+            for task in pending:
+                task.cancel()
+            await asyncio.gather(*pending, return_exceptions=True)
+            await self.loop.shutdown_asyncgens()
+
+        try:
+            asyncio.run_coroutine_threadsafe(drain(), self.loop).result(timeout=10)
+        except Exception:  # a task that ignores cancellation must not hang close()
+            pass
         self.loop.call_soon_threadsafe(self.loop.stop)
         self.thread.join()
 
