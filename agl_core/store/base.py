@@ -171,10 +171,12 @@ class LightningStore:
             ``error.results`` (``None`` for a failed item).
         """
         requests: list[s.EnqueueRolloutsRequest] = []
+        inputs: list[Any] = []  # the responses do not echo inputs back; the caller's objects are reused
         for spec in specs:
             if not requests or len(requests[-1].rollouts) >= self.ENQUEUE_CHUNK:
                 requests.append(s.EnqueueRolloutsRequest())
             convert.spec_to_pb(spec, requests[-1].rollouts.add())
+            inputs.append(spec["input"] if isinstance(spec, Mapping) else spec.input)
         if not requests:
             return []
         # Chunks go one after another so the queue keeps the order of ``specs``.
@@ -189,7 +191,9 @@ class LightningStore:
                     results.append(None)
                     errors.append((base + i, error_for_code(failed[i].code, failed[i].message)))
                 else:
-                    results.append(convert.rollout_from_pb(pb))
+                    rollout = convert.rollout_from_pb(pb)
+                    rollout.input = inputs[base + i]
+                    results.append(rollout)
         if errors:
             raise BatchError(results, errors)
         return results  # type: ignore[return-value]

@@ -254,7 +254,9 @@ class LmdbBackend:
 
     # --- rollouts ----------------------------------------------------------------------------------
 
-    def _create_rollout(self, tx: Tx, spec: s.RolloutSpec, start: bool, worker_id: str) -> t.Rollout:
+    def _create_rollout(
+        self, tx: Tx, spec: s.RolloutSpec, start: bool, worker_id: str, echo_input: bool = True
+    ) -> t.Rollout:
         input_bytes = spec.input.SerializeToString(deterministic=True)
         if spec.rollout_id:
             existing = tx.find_rollout(spec.rollout_id)
@@ -264,7 +266,7 @@ class LmdbBackend:
                         f"rollout {spec.rollout_id!r} already exists with a different input; choose another "
                         "rollout_id or leave it empty"
                     )
-                return tx.full_rollout(existing)  # a retried request: answer as the first time
+                return tx.full_rollout(existing, with_input=echo_input)  # a retry: answer as the first time
             rollout_id = spec.rollout_id
         else:
             rollout_id = new_id("ro")
@@ -285,7 +287,8 @@ class LmdbBackend:
         tx.append_event(record, t.ROLLOUT_STATUS_UNSPECIFIED, pb.status, attempt)
         full = t.Rollout()
         full.CopyFrom(record.pb)
-        full.input.CopyFrom(spec.input)
+        if echo_input:
+            full.input.CopyFrom(spec.input)
         if attempt is not None:
             full.attempt.CopyFrom(attempt)
         return full
@@ -312,7 +315,7 @@ class LmdbBackend:
             out: list[tuple[int, t.Rollout | AglError]] = []
             for i, spec in valid:
                 try:
-                    out.append((i, self._create_rollout(tx, spec, False, "")))
+                    out.append((i, self._create_rollout(tx, spec, False, "", echo_input=False)))
                 except AlreadyExistsError as exc:
                     out.append((i, exc))
             return out
