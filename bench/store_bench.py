@@ -34,10 +34,10 @@ import lmdb
 import psutil
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from agl_server.process import ServerProcess
 from common import ROOT, Report, llm_call_span, percentile
 
 from agl_core.client import GrpcStore
+from agl_server.process import ServerProcess
 
 # --- limits ---------------------------------------------------------------------------------------
 

@@ -31,7 +31,6 @@ from pathlib import Path
 from typing import Any
 
 import grpc
-from agl_server.process import ServerProcess
 from opentelemetry.exporter.otlp.proto.common.trace_encoder import encode_spans
 from opentelemetry.exporter.otlp.proto.grpc.trace_exporter import OTLPSpanExporter
 from opentelemetry.proto.collector.trace.v1 import trace_service_pb2, trace_service_pb2_grpc
@@ -50,6 +49,7 @@ from agl_core.proto import trace_pb2
 from agl_core.store import SyncStore
 from agl_core.tracer import OtelTracer
 from agl_core.tracer.convert import to_span
+from agl_server.process import ServerProcess
 
 RESULTS = Path(__file__).parent / "results" / "tracing_bench.json"
 ATTRIBUTES: dict[str, Any] = {f"payload.{i}": "x" * 90 for i in range(10)}

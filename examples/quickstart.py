@@ -11,10 +11,9 @@ import asyncio
 import random
 import tempfile
 
-from agl_server.process import ServerProcess
-
 from agl_core import RolloutStatus, new_span
 from agl_core.client import GrpcStore
+from agl_server.process import ServerProcess
 
 TASKS = 40
 WORKERS = 4

@@ -6,11 +6,11 @@ from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 
 import pytest
-from agl_server.process import ServerProcess
 from support.openai_server import OpenAIServer
 
 from agl_core.client import GrpcStore
 from agl_core.store import LightningStore, LmdbStore
+from agl_server.process import ServerProcess
 
 
 @pytest.fixture

@@ -9,7 +9,6 @@ from collections.abc import AsyncIterator
 
 import grpc
 import pytest
-from agl_server.process import ServerProcess
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 
 from agl_core import new_span
@@ -17,6 +16,7 @@ from agl_core.client import GrpcStore
 from agl_core.proto import store_pb2 as s
 from agl_core.proto import store_pb2_grpc, trace_pb2
 from agl_core.proto import types_pb2 as t
+from agl_server.process import ServerProcess
 
 Code = grpc.StatusCode
 

@@ -7,11 +7,10 @@ import asyncio
 import collections
 import random
 
-from agl_server.process import ServerProcess
-
 from agl_core import FailedPreconditionError, LightningStore, RolloutConfig, new_span
 from agl_core.client import GrpcStore
 from agl_core.types import RolloutStatus
+from agl_server.process import ServerProcess
 
 
 async def _drain_queue(store: LightningStore, worker_id: str, claimed: list[tuple[str, int]]) -> None:

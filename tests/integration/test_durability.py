@@ -9,11 +9,11 @@ import os
 from pathlib import Path
 
 import pytest
-from agl_server.process import ServerProcess
 
 from agl_core import LmdbStore, RolloutConfig, new_span
 from agl_core.client import GrpcStore
 from agl_core.types import AttemptStatus, RolloutStatus
+from agl_server.process import ServerProcess
 
 
 @pytest.mark.parametrize("durability", ["sync", "nosync"])

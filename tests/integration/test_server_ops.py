@@ -13,13 +13,13 @@ from pathlib import Path
 
 import grpc
 import pytest
-from agl_server.process import ServerProcess, ServerStartError
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection_pb2, reflection_pb2_grpc
 
 from agl_core import UnauthenticatedError, UnavailableError
 from agl_core.client import GrpcStore
 from agl_core.types import RolloutStatus
+from agl_server.process import ServerProcess, ServerStartError
 
 
 def _free_port() -> int:

@@ -8,7 +8,6 @@ from pathlib import Path
 
 import grpc
 import pytest
-from agl_server.process import ServerProcess
 from opentelemetry.exporter.otlp.proto.grpc.trace_exporter import OTLPSpanExporter
 from opentelemetry.proto.collector.trace.v1 import trace_service_pb2, trace_service_pb2_grpc
 from opentelemetry.proto.common.v1 import common_pb2
@@ -21,6 +20,7 @@ from agl_core import semconv
 from agl_core.client import GrpcStore
 from agl_core.store import SyncStore
 from agl_core.types import span_attributes
+from agl_server.process import ServerProcess
 
 
 def exporting_provider(address: str, resource: dict[str, str], **exporter: object) -> TracerProvider:

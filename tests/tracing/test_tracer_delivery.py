@@ -7,7 +7,6 @@ import threading
 from pathlib import Path
 
 import pytest
-from agl_server.process import ServerProcess
 from opentelemetry import context as otel_context
 from opentelemetry import trace
 from opentelemetry.exporter.otlp.proto.common.trace_encoder import encode_spans
@@ -26,6 +25,7 @@ from agl_core.store import LightningStore, LmdbStore, SyncStore
 from agl_core.tracer import OtelTracer, bind_context
 from agl_core.tracer.convert import to_span
 from agl_core.types import span_attributes
+from agl_server.process import ServerProcess
 
 agent_tracer = trace.get_tracer("test-agent")
 

@@ -7,7 +7,6 @@ import asyncio
 import threading
 
 import openai
-from agl_server.process import ServerProcess
 from support.openai_server import OpenAIServer
 
 from agl_core.adapter import TracerTraceToTriplet, TraceToMessages
@@ -15,6 +14,7 @@ from agl_core.client import GrpcStore
 from agl_core.emitter import emit_reward
 from agl_core.store import SyncStore
 from agl_core.tracer import OtelTracer
+from agl_server.process import ServerProcess
 
 TOKEN_IDS = {"return_token_ids": True}
 

@@ -62,6 +62,10 @@ SPAN_BYTES_PER_CHUNK = 1 << 20
 EVENTS_PER_CHUNK = 256
 
 Listener = Callable[[list[Effects]], None]
+_WRONG_LOOP = (
+    "this LmdbStore is bound to the event loop it was first used on; from other threads or event loops use "
+    "agl_core.SyncStore(store) (blocking calls) or agl_core.ThreadSafeStore(store) (coroutines)"
+)
 
 
 def default_data_dir() -> str:
@@ -117,10 +121,7 @@ class LmdbBackend:
         loop = asyncio.get_running_loop()
         if self._writer is not None:
             if loop is not self._loop:
-                raise RuntimeError(
-                    "this LmdbStore is bound to the event loop it was first used on; from other threads or loops "
-                    "use agl_core.store.SyncStore or store.threadsafe()"
-                )
+                raise RuntimeError(_WRONG_LOOP)
             return self._writer
         self._loop = loop
         # Events made before the loop existed are rebound to it lazily by asyncio; replace them anyway
@@ -183,6 +184,13 @@ class LmdbBackend:
         suspension, which is what lets the writer grow the map from the loop thread."""
         if self._closed:
             raise FailedPreconditionError(f"the store at {self.path!r} is closed")
+        if self._loop is not None:
+            try:
+                running = asyncio.get_running_loop()
+            except RuntimeError:
+                running = None
+            if running is not self._loop:
+                raise RuntimeError(_WRONG_LOOP)
         return self.env.begin()
 
     def _on_commit(self, effects: list[Effects]) -> None:
