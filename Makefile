@@ -81,18 +81,23 @@ test-python: setup
 	$(VENV)/bin/pytest $(PYTEST_ARGS)
 
 # The Go and TS suites start real agl-server processes from .venv, so they need the Python setup.
+# -count=1: Go's test cache cannot see changes to the Python server the tests run against.
 test-go: setup setup-go
-	cd clients/go && $(GO) vet ./... && $(GO) test ./...
+	cd clients/go && $(GO) vet ./... && $(GO) test -count=1 ./...
 
 test-ts: setup setup-ts
 	cd $(TS) && npm test
 
 # Rewrites the per-language encodings of the interop vectors (clients/interop/vectors) after a
-# change of the vectors or the protos; each suite checks its own encodings are current.
+# change of the vectors or the protos, then cross-checks them; each suite checks its own
+# encodings are current.
 interop-vectors: setup setup-go setup-ts
 	AGL_UPDATE_VECTORS=1 $(VENV)/bin/pytest -q tests/interop/test_vectors.py
 	cd clients/go && AGL_UPDATE_VECTORS=1 $(GO) test -count=1 ./interop/
 	cd $(TS) && npm run build && AGL_UPDATE_VECTORS=1 node --test dist/test/interop.test.js
+	$(VENV)/bin/pytest -q tests/interop/test_vectors.py
+	cd clients/go && $(GO) test -count=1 ./interop/
+	cd $(TS) && node --test dist/test/interop.test.js
 
 test: check-generated lint test-python test-go test-ts
 

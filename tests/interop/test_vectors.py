@@ -8,7 +8,8 @@ compares it with the description value for value, and, for ``byte_exact`` vector
 languages wrote the same bytes. So every message is encoded by each language and decoded by
 the others.
 
-``AGL_UPDATE_VECTORS=1`` rewrites the Python encodings (``make interop-vectors`` does all three).
+``AGL_UPDATE_VECTORS=1`` only rewrites the Python encodings; ``make interop-vectors`` rewrites all
+three and then runs the checks.
 """
 
 from __future__ import annotations
@@ -41,6 +42,7 @@ def _parse(path: Path) -> tuple[dict[str, Any], Message]:
     return vector, json_format.ParseDict(vector["message"], cls())
 
 
+@pytest.mark.skipif(UPDATE, reason="rewriting the encodings")
 def test_there_are_vectors_for_every_language() -> None:
     names = {p.stem for p in _vectors()}
     assert len(names) >= 10
@@ -54,9 +56,10 @@ def test_vector(path: Path) -> None:
     vector, message = _parse(path)
     ours = message.SerializeToString(deterministic=True)
     mine = VECTORS / "encoded" / "python" / f"{path.stem}.binpb"
-    if UPDATE:
+    if UPDATE:  # write only; the other languages' encodings may not be rewritten yet
         mine.parent.mkdir(parents=True, exist_ok=True)
         mine.write_bytes(ours)
+        return
     assert mine.read_bytes() == ours, f"{mine} is stale; run `make interop-vectors`"
 
     # The JSON description survives a round trip through Python's JSON writer and parser.

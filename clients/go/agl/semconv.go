@@ -1,7 +1,8 @@
 package agl
 
-// Names of the spans and attributes agl writes and reads (its semantic conventions), the same as
-// agl_core/semconv.py; a test in tests/interop checks that the two agree.
+// Names of the spans and attributes agl writes and reads (its semantic conventions), as in
+// agl_core/semconv.py; a test in tests/interop checks that every name here has the same value
+// there.
 const (
 	// Rollout coordinates (resource or span attributes; how OTLP spans find their rollout).
 	AttrRolloutID  = "agl.rollout_id"
@@ -26,12 +27,25 @@ const (
 	AttrLLMStream               = "agl.llm.stream"
 	AttrLLMEndpoint             = "agl.llm.endpoint"
 	AttrLLMProxyBackend         = "agl.llm.proxy.backend"
+	AttrLLMResponseLogprobs     = "agl.llm.response_logprobs"
+	AttrLLMError                = "agl.llm.error"
+	// Values of AttrGenAIOperation that mark a span as an LLM call.
+	GenAIOperationChat           = "chat"
+	GenAIOperationTextCompletion = "text_completion"
+	AttrGenAIAgentName           = "gen_ai.agent.name"
+	AttrGenAIToolName            = "gen_ai.tool.name"
+	AttrGenAIToolCallID          = "gen_ai.tool.call.id"
 
 	// Emitted events.
-	SpanReward       = "agl.reward"
-	AttrRewardValue  = "agl.reward.value"  // double: the primary reward
-	AttrRewardName   = "agl.reward.name"   // name of the primary reward ("reward" unless told)
-	AttrRewardValues = "agl.reward.values" // kvlist: every named reward, the primary included
+	SpanReward      = "agl.reward"
+	AttrRewardValue = "agl.reward.value" // double: the primary reward
+	AttrRewardName  = "agl.reward.name"  // name of the primary reward ("reward" unless told)
+	// Every named reward, the primary included, is a double attribute AttrRewardValuesPrefix+name;
+	// readers also accept one kvlist attribute AttrRewardValues.
+	AttrRewardValues       = "agl.reward.values"
+	AttrRewardValuesPrefix = "agl.reward.values."
+	// Optional: the gen_ai.response.id of the LLM call the reward is for.
+	AttrRewardResponseID = "agl.reward.response_id"
 
 	SpanMessage     = "agl.message"
 	AttrMessageBody = "agl.message.body"
@@ -48,6 +62,10 @@ const (
 	// Structure.
 	SpanRollout   = "agl.rollout" // the root span a runner opens around one attempt
 	AttrOperation = "agl.operation"
-	AttrAgentName = "agl.agent.name"
-	AttrToolName  = "agl.tool.name"
+	// Values of AttrOperation.
+	OperationAgent  = "agent"
+	OperationTool   = "tool"
+	OperationReward = "reward" // the span computes a reward (LLM calls inside it are judges)
+	AttrAgentName   = "agl.agent.name"
+	AttrToolName    = "agl.tool.name"
 )

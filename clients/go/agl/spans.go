@@ -3,6 +3,7 @@ package agl
 import (
 	"crypto/rand"
 	"fmt"
+	"slices"
 	"time"
 
 	aglv1 "github.com/agl-dev/agl/clients/go/gen/agl/v1"
@@ -40,26 +41,29 @@ func NewSpan(name string, attrs ...*aglv1.KeyValue) *aglv1.Span {
 	}
 }
 
-// RewardSpan builds the span that records a reward: an "agl.reward" span whose
-// "agl.reward.value" attribute is value.
+// RewardSpan builds the span that records a reward, as agl_core's emit_reward does: an
+// "agl.reward" span whose "agl.reward.value" is value, named "reward".
 func RewardSpan(value float64) *aglv1.Span {
-	return NewSpan(SpanReward, Attr(AttrRewardValue, value))
+	span, _ := NamedRewardSpan("reward", map[string]float64{"reward": value})
+	return span
 }
 
 // NamedRewardSpan records several named rewards, primary being the one training optimises: its
-// value goes to "agl.reward.value" and its name to "agl.reward.name", and every reward goes to the
-// "agl.reward.values" kvlist. primary MUST be one of the names.
+// value goes to "agl.reward.value" and its name to "agl.reward.name", and every reward to a
+// double attribute "agl.reward.values.<name>". primary MUST be one of the names.
 func NamedRewardSpan(primary string, rewards map[string]float64) (*aglv1.Span, error) {
-	if _, ok := rewards[primary]; !ok {
+	value, ok := rewards[primary]
+	if !ok {
 		return nil, fmt.Errorf("agl: the primary reward %q is not among the rewards given", primary)
 	}
-	values := make(map[string]any, len(rewards))
-	for name, value := range rewards {
-		values[name] = value
+	names := make([]string, 0, len(rewards))
+	for name := range rewards {
+		names = append(names, name)
 	}
-	return NewSpan(SpanReward,
-		Attr(AttrRewardValue, rewards[primary]),
-		Attr(AttrRewardName, primary),
-		Attr(AttrRewardValues, values),
-	), nil
+	slices.Sort(names)
+	attrs := []*aglv1.KeyValue{Attr(AttrRewardValue, value), Attr(AttrRewardName, primary)}
+	for _, name := range names {
+		attrs = append(attrs, Attr(AttrRewardValuesPrefix+name, rewards[name]))
+	}
+	return NewSpan(SpanReward, attrs...), nil
 }

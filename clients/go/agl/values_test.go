@@ -46,7 +46,8 @@ func TestAnyValueRoundTrip(t *testing.T) {
 
 func TestRewardSpans(t *testing.T) {
 	span := agl.RewardSpan(1)
-	if span.GetName() != agl.SpanReward || agl.AttributeMap(span.GetAttributes())[agl.AttrRewardValue] != 1.0 {
+	want := map[string]any{agl.AttrRewardValue: 1.0, agl.AttrRewardName: "reward", agl.AttrRewardValuesPrefix + "reward": 1.0}
+	if span.GetName() != agl.SpanReward || !reflect.DeepEqual(agl.AttributeMap(span.GetAttributes()), want) {
 		t.Fatalf("reward span: %v", span)
 	}
 	if _, ok := span.GetAttributes()[0].GetValue().GetValue().(*aglv1.AnyValue_DoubleValue); !ok {
@@ -56,9 +57,9 @@ func TestRewardSpans(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	attrs := agl.AttributeMap(named.GetAttributes())
-	if attrs[agl.AttrRewardValue] != 0.5 || attrs[agl.AttrRewardName] != "acc" ||
-		!reflect.DeepEqual(attrs[agl.AttrRewardValues], map[string]any{"acc": 0.5, "len": -1.0}) {
+	want = map[string]any{agl.AttrRewardValue: 0.5, agl.AttrRewardName: "acc",
+		agl.AttrRewardValuesPrefix + "acc": 0.5, agl.AttrRewardValuesPrefix + "len": -1.0}
+	if attrs := agl.AttributeMap(named.GetAttributes()); !reflect.DeepEqual(attrs, want) {
 		t.Fatalf("named rewards: %v", attrs)
 	}
 	if _, err := agl.NamedRewardSpan("missing", map[string]float64{"acc": 1}); err == nil {

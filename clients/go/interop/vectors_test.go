@@ -70,10 +70,11 @@ func TestVectors(t *testing.T) {
 				t.Fatal(err)
 			}
 			mine := filepath.Join(dir, "encoded", "go", name+".binpb")
-			if os.Getenv("AGL_UPDATE_VECTORS") == "1" {
+			if os.Getenv("AGL_UPDATE_VECTORS") == "1" { // write only; the others may not be rewritten yet
 				if err := os.WriteFile(mine, ours, 0o644); err != nil {
 					t.Fatal(err)
 				}
+				return
 			}
 			if stored, err := os.ReadFile(mine); err != nil || !bytes.Equal(stored, ours) {
 				t.Fatalf("%s is stale or missing (%v); run `make interop-vectors`", mine, err)

@@ -115,12 +115,12 @@ export function calcAgent(promptResource = "") {
     }
     const prompt = formatPrompt(await task.promptTemplate(promptResource), input);
 
-    const root = task.startSpan("calc-agent", [attr(semconv.OPERATION, "agent"), attr(semconv.AGENT_NAME, "calc-agent")]);
+    const root = task.startSpan("calc-agent", [attr(semconv.OPERATION, semconv.OPERATION_AGENT), attr(semconv.AGENT_NAME, "calc-agent")]);
     const message = newSpan(semconv.SPAN_MESSAGE, [attr(semconv.MESSAGE_BODY, prompt)]);
     message.parentSpanId = root.spanId;
     await task.emit(message);
 
-    const tool = task.startSpan("calculator", [attr(semconv.OPERATION, "tool"), attr(semconv.TOOL_NAME, "calculator")]);
+    const tool = task.startSpan("calculator", [attr(semconv.OPERATION, semconv.OPERATION_TOOL), attr(semconv.TOOL_NAME, "calculator")]);
     tool.parentSpanId = root.spanId;
     const expression = extractExpression(input.question);
     const value = evaluate(expression);

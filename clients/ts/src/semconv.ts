@@ -1,6 +1,7 @@
 /**
- * Names of the spans and attributes agl writes and reads (its semantic conventions), the same as
- * agl_core/semconv.py; a test in tests/interop checks that the two agree.
+ * Names of the spans and attributes agl writes and reads (its semantic conventions), as in
+ * agl_core/semconv.py; a test in tests/interop checks that every name here has the same value
+ * there.
  */
 
 // Rollout coordinates (resource or span attributes; how OTLP spans find their rollout).
@@ -26,6 +27,14 @@ export const LLM_RESPONSE_TOKEN_IDS = "agl.llm.response_token_ids";
 export const LLM_STREAM = "agl.llm.stream";
 export const LLM_ENDPOINT = "agl.llm.endpoint";
 export const LLM_PROXY_BACKEND = "agl.llm.proxy.backend";
+export const LLM_RESPONSE_LOGPROBS = "agl.llm.response_logprobs";
+export const LLM_ERROR = "agl.llm.error";
+/** Values of GEN_AI_OPERATION that mark a span as an LLM call. */
+export const GEN_AI_OPERATION_CHAT = "chat";
+export const GEN_AI_OPERATION_TEXT_COMPLETION = "text_completion";
+export const GEN_AI_AGENT_NAME = "gen_ai.agent.name";
+export const GEN_AI_TOOL_NAME = "gen_ai.tool.name";
+export const GEN_AI_TOOL_CALL_ID = "gen_ai.tool.call.id";
 
 // Emitted events.
 export const SPAN_REWARD = "agl.reward";
@@ -33,8 +42,14 @@ export const SPAN_REWARD = "agl.reward";
 export const REWARD_VALUE = "agl.reward.value";
 /** Name of the primary reward ("reward" unless told). */
 export const REWARD_NAME = "agl.reward.name";
-/** kvlist: every named reward, the primary included. */
+/**
+ * Every named reward, the primary included, is a double attribute REWARD_VALUES_PREFIX + name;
+ * readers also accept one kvlist attribute REWARD_VALUES.
+ */
 export const REWARD_VALUES = "agl.reward.values";
+export const REWARD_VALUES_PREFIX = "agl.reward.values.";
+/** Optional: the gen_ai.response.id of the LLM call the reward is for. */
+export const REWARD_RESPONSE_ID = "agl.reward.response_id";
 
 export const SPAN_MESSAGE = "agl.message";
 export const MESSAGE_BODY = "agl.message.body";
@@ -52,5 +67,9 @@ export const EXCEPTION_STACKTRACE = "exception.stacktrace";
 /** The root span a runner opens around one attempt. */
 export const SPAN_ROLLOUT = "agl.rollout";
 export const OPERATION = "agl.operation";
+/** Values of OPERATION. */
+export const OPERATION_AGENT = "agent";
+export const OPERATION_TOOL = "tool";
+export const OPERATION_REWARD = "reward";
 export const AGENT_NAME = "agl.agent.name";
 export const TOOL_NAME = "agl.tool.name";

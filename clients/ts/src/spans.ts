@@ -46,26 +46,28 @@ export function newSpan(name: string, attributes: KeyValue[] = []): Span {
   });
 }
 
-/** The span that records a reward: "agl.reward" with the double "agl.reward.value". */
+/**
+ * The span that records a reward, as agl_core's emit_reward does: "agl.reward" with the double
+ * "agl.reward.value", named "reward".
+ */
 export function rewardSpan(value: number): Span {
-  return newSpan(semconv.SPAN_REWARD, [attr(semconv.REWARD_VALUE, double(value))]);
+  return namedRewardSpan("reward", { reward: value });
 }
 
 /**
  * Several named rewards; `primary` (one of the names) is the one training optimises: its value
- * goes to "agl.reward.value", its name to "agl.reward.name", and all of them to the
- * "agl.reward.values" kvlist.
+ * goes to "agl.reward.value", its name to "agl.reward.name", and every reward to a double
+ * attribute "agl.reward.values.<name>".
  */
 export function namedRewardSpan(primary: string, rewards: Readonly<Record<string, number>>): Span {
   const value = rewards[primary];
   if (value === undefined) {
     throw new Error(`agl: the primary reward "${primary}" is not among the rewards given`);
   }
-  const values = Object.fromEntries(Object.entries(rewards).map(([k, v]) => [k, double(v)]));
   return newSpan(semconv.SPAN_REWARD, [
     attr(semconv.REWARD_VALUE, double(value)),
     attr(semconv.REWARD_NAME, primary),
-    attr(semconv.REWARD_VALUES, values),
+    ...Object.entries(rewards).map(([name, v]) => attr(semconv.REWARD_VALUES_PREFIX + name, double(v))),
   ]);
 }
 

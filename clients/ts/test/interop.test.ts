@@ -54,7 +54,7 @@ describe("interop vectors", () => {
     .map((f) => f.slice(0, -".json".length))
     .sort();
 
-  it("has an encoding of every vector for every language", () => {
+  it("has an encoding of every vector for every language", { skip: update }, () => {
     assert.ok(names.length >= 10, `only ${names.length} vectors`);
     for (const language of languages) {
       for (const name of names) {
@@ -72,7 +72,8 @@ describe("interop vectors", () => {
       const ours = toBinary(schema, message);
       const mine = join(dir, "encoded", "ts", `${name}.binpb`);
       if (update) {
-        writeFileSync(mine, ours);
+        writeFileSync(mine, ours); // write only; the other languages' encodings may not be rewritten yet
+        return;
       }
       assert.deepEqual(new Uint8Array(readFileSync(mine)), ours, `${mine} is stale; run \`make interop-vectors\``);
 

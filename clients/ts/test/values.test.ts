@@ -60,12 +60,19 @@ describe("attribute values", () => {
     const reward = rewardSpan(1);
     assert.equal(reward.name, semconv.SPAN_REWARD);
     assert.equal(reward.attributes[0]?.value?.value.case, "doubleValue");
+    assert.deepEqual(attributeMap(reward.attributes), {
+      [semconv.REWARD_VALUE]: 1,
+      [semconv.REWARD_NAME]: "reward",
+      [`${semconv.REWARD_VALUES_PREFIX}reward`]: 1,
+    });
     const named = namedRewardSpan("acc", { acc: 0.5, len: -1 });
     assert.deepEqual(attributeMap(named.attributes), {
       [semconv.REWARD_VALUE]: 0.5,
       [semconv.REWARD_NAME]: "acc",
-      [semconv.REWARD_VALUES]: { acc: 0.5, len: -1 },
+      [`${semconv.REWARD_VALUES_PREFIX}acc`]: 0.5,
+      [`${semconv.REWARD_VALUES_PREFIX}len`]: -1,
     });
+    assert.ok(named.attributes.every((kv) => kv.key === semconv.REWARD_NAME || kv.value?.value.case === "doubleValue"));
     assert.throws(() => namedRewardSpan("missing", { acc: 1 }), /not among the rewards/);
   });
 

@@ -51,14 +51,14 @@ func (a *agent) handle(ctx context.Context, task *agl.Task) error {
 		return err
 	}
 
-	root := task.StartSpan("calc-agent", agl.Attr(agl.AttrOperation, "agent"), agl.Attr(agl.AttrAgentName, "calc-agent"))
+	root := task.StartSpan("calc-agent", agl.Attr(agl.AttrOperation, agl.OperationAgent), agl.Attr(agl.AttrAgentName, "calc-agent"))
 	message := agl.NewSpan(agl.SpanMessage, agl.Attr(agl.AttrMessageBody, prompt))
 	message.ParentSpanId = root.SpanId
 	if err := task.Emit(ctx, message); err != nil {
 		return err
 	}
 
-	tool := task.StartSpan("calculator", agl.Attr(agl.AttrOperation, "tool"), agl.Attr(agl.AttrToolName, "calculator"))
+	tool := task.StartSpan("calculator", agl.Attr(agl.AttrOperation, agl.OperationTool), agl.Attr(agl.AttrToolName, "calculator"))
 	tool.ParentSpanId = root.SpanId
 	expression, err := extractExpression(in.Question)
 	if err != nil {
