@@ -49,6 +49,14 @@ def _jsonable(value: Any) -> Any:
     return value
 
 
+def _describe(span: Any) -> dict[str, Any]:
+    return {
+        "name": span.name,
+        "sequence_id": span.sequence_id,
+        "attributes": _jsonable(span_attributes(span)),
+    }
+
+
 def _same(expected: Any, actual: Any) -> bool:
     """Whether an attribute value matches its expectation, type included (an int attribute does
     not match an expected double). JSON cannot tell 42.0 from 42, so an integral double is
@@ -81,10 +89,7 @@ async def verify(address: str, token: str | None, rollout_id: str, expect: dict[
         "rollout_id": rollout_id,
         "status": str(rollout.status),
         "attempt_status": str(attempt.status),
-        "spans": [
-            {"name": s.name, "sequence_id": s.sequence_id, "attributes": _jsonable(span_attributes(s))}
-            for s in spans
-        ],
+        "spans": [_describe(s) for s in spans],
     }
     print(json.dumps(summary, indent=1, default=str))
 
@@ -144,9 +149,8 @@ async def verify(address: str, token: str | None, rollout_id: str, expect: dict[
             )
 
     if "reward" in expect:
-        rewards = [
-            span_attributes(s).get(semconv.REWARD_VALUE) for s in spans if s.name == semconv.SPAN_REWARD
-        ]
+        reward_spans = [s for s in spans if s.name == semconv.SPAN_REWARD]
+        rewards = [span_attributes(s).get(semconv.REWARD_VALUE) for s in reward_spans]
         if not rewards:
             problems.append("no reward span")
         elif not isinstance(rewards[-1], float) or rewards[-1] != float(expect["reward"]):

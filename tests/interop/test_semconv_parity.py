@@ -13,9 +13,24 @@ from agl_core import semconv
 
 ROOT = Path(__file__).resolve().parents[2]
 # What the Go and TS runner layers write themselves; these must be there.
-CORE = {"ROLLOUT_ID", "ATTEMPT_ID", "SPAN_REWARD", "REWARD_VALUE", "REWARD_NAME", "REWARD_VALUES_PREFIX",
-        "SPAN_MESSAGE", "MESSAGE_BODY", "SPAN_EXCEPTION", "EXCEPTION_TYPE", "EXCEPTION_MESSAGE",
-        "EXCEPTION_STACKTRACE", "SPAN_ROLLOUT", "OPERATION", "AGENT_NAME", "TOOL_NAME"}
+CORE = {
+    "ROLLOUT_ID",
+    "ATTEMPT_ID",
+    "SPAN_REWARD",
+    "REWARD_VALUE",
+    "REWARD_NAME",
+    "REWARD_VALUES_PREFIX",
+    "SPAN_MESSAGE",
+    "MESSAGE_BODY",
+    "SPAN_EXCEPTION",
+    "EXCEPTION_TYPE",
+    "EXCEPTION_MESSAGE",
+    "EXCEPTION_STACKTRACE",
+    "SPAN_ROLLOUT",
+    "OPERATION",
+    "AGENT_NAME",
+    "TOOL_NAME",
+}
 
 
 def _python() -> dict[str, str]:

@@ -3,11 +3,11 @@ import { spawn } from "node:child_process";
 import { once } from "node:events";
 import { dirname, join } from "node:path";
 import { fileURLToPath } from "node:url";
-import { after, before, describe, it } from "node:test";
+import { describe, it } from "node:test";
 
 import { evaluate, extractExpression, grade, respond } from "../examples/calc-agent.js";
-import { connect, jsonValue, semconv, type AglClient } from "../src/index.js";
-import { type Expect, TestServer, verifyRollout } from "./support/server.js";
+import { jsonValue, semconv } from "../src/index.js";
+import { type Expect, serverForSuite, verifyRollout } from "./support/server.js";
 
 describe("calc-agent logic", () => {
   it("solves and grades", () => {
@@ -41,20 +41,11 @@ function prompt(template: string) {
 // the latest prompt template, reports its spans and rewards (checked from Python) and stops
 // cleanly on SIGTERM.
 describe("calc-agent against a real agl-server", () => {
-  let server: TestServer;
-  let client: AglClient;
-  before(async () => {
-    server = await TestServer.start();
-    client = connect({ address: server.address });
-  });
-  after(async () => {
-    await client.close();
-    await server.dispose();
-  });
+  const suite = serverForSuite();
 
   it("serves rollouts, follows the prompt and stops on SIGTERM", async () => {
     const script = join(dirname(fileURLToPath(import.meta.url)), "..", "examples", "calc-agent.js");
-    const agent = spawn(process.execPath, [script, "--server", server.address, "--wait-ms", "2000", "--worker-id", "calc-ts"], {
+    const agent = spawn(process.execPath, [script, "--server", suite.server.address, "--wait-ms", "2000", "--worker-id", "calc-ts"], {
       stdio: ["ignore", "pipe", "pipe"],
     });
     let logs = "";
@@ -63,14 +54,14 @@ describe("calc-agent against a real agl-server", () => {
     const exited = once(agent, "exit");
     try {
       const terse = "Reply with only the number. {question}";
-      await client.addResources("terse", prompt(terse));
-      await client.enqueueRollouts([
+      await suite.client.addResources("terse", prompt(terse));
+      await suite.client.enqueueRollouts([
         { rolloutId: "ro-right", input: jsonValue({ question: "What is 6 * 7?", answer: 42 }) },
         { rolloutId: "ro-wrong", input: jsonValue({ question: "What is 6 * 7?", answer: 41 }) },
         { rolloutId: "ro-broken", input: jsonValue({ prompt: "no question here" }) },
       ]);
       const wait = async (...ids: string[]) => {
-        const { pending } = await client.waitForRollouts(ids, 30_000);
+        const { pending } = await suite.client.waitForRollouts(ids, 30_000);
         assert.deepEqual(pending, [], logs);
       };
       await wait("ro-right", "ro-wrong", "ro-broken");
@@ -103,9 +94,9 @@ describe("calc-agent against a real agl-server", () => {
           { name: semconv.SPAN_REWARD, parent: semconv.SPAN_ROLLOUT },
         ],
       });
-      await verifyRollout(server.address, "ro-right", agentSpans("42", 1, terse));
-      await verifyRollout(server.address, "ro-wrong", agentSpans("42", 0, terse));
-      await verifyRollout(server.address, "ro-broken", {
+      await verifyRollout(suite.server.address, "ro-right", agentSpans("42", 1, terse));
+      await verifyRollout(suite.server.address, "ro-wrong", agentSpans("42", 0, terse));
+      await verifyRollout(suite.server.address, "ro-broken", {
         status: "failed",
         span_count: 2,
         spans: [
@@ -122,10 +113,10 @@ describe("calc-agent against a real agl-server", () => {
 
       // A new prompt template becomes the latest resources; the next rollout runs with it.
       const verbose = "Please answer: {question}";
-      await client.addResources("verbose", prompt(verbose));
-      await client.enqueueRollouts([{ rolloutId: "ro-verbose", input: jsonValue({ question: "What is 6 * 7?", answer: 42 }) }]);
+      await suite.client.addResources("verbose", prompt(verbose));
+      await suite.client.enqueueRollouts([{ rolloutId: "ro-verbose", input: jsonValue({ question: "What is 6 * 7?", answer: 42 }) }]);
       await wait("ro-verbose");
-      await verifyRollout(server.address, "ro-verbose", agentSpans("The answer is 42.", 0.5, verbose));
+      await verifyRollout(suite.server.address, "ro-verbose", agentSpans("The answer is 42.", 0.5, verbose));
 
       agent.kill("SIGTERM");
       const [code] = await exited;

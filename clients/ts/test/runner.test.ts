@@ -1,26 +1,17 @@
 import assert from "node:assert/strict";
-import { after, before, describe, it } from "node:test";
+import { describe, it } from "node:test";
 
-import { AttemptStatus, connect, DequeueSource, jsonValue, RolloutStatus, Runner, semconv, type AglClient } from "../src/index.js";
-import { TestServer, verifyRollout } from "./support/server.js";
+import { AttemptStatus, DequeueSource, jsonValue, RolloutStatus, Runner, semconv } from "../src/index.js";
+import { serverForSuite, verifyRollout } from "./support/server.js";
 
 // A runner finishes each attempt by what its handler did (resolved, threw), keeps serving after
 // failures and resolves once its signal aborts.
 describe("Runner against a real agl-server", () => {
-  let server: TestServer;
-  let client: AglClient;
-  before(async () => {
-    server = await TestServer.start();
-    client = connect({ address: server.address });
-  });
-  after(async () => {
-    await client.close();
-    await server.dispose();
-  });
+  const suite = serverForSuite();
 
   it("finishes attempts by the handler's outcome", async () => {
-    await client.enqueueRollouts(["ro-ok", "ro-error", "ro-finish"].map((id) => ({ rolloutId: id, input: jsonValue(id) })));
-    const runner = new Runner(client, new DequeueSource(client, "runner", 1000), {
+    await suite.client.enqueueRollouts(["ro-ok", "ro-error", "ro-finish"].map((id) => ({ rolloutId: id, input: jsonValue(id) })));
+    const runner = new Runner(suite.client, new DequeueSource(suite.client, "runner", 1000), {
       concurrency: 2,
       logger: { info: () => undefined, warn: () => undefined },
     });
@@ -36,7 +27,7 @@ describe("Runner against a real agl-server", () => {
       await task.emitReward(1);
     }, stop.signal);
 
-    const { rollouts, pending } = await client.waitForRollouts(["ro-ok", "ro-error", "ro-finish"], 30_000);
+    const { rollouts, pending } = await suite.client.waitForRollouts(["ro-ok", "ro-error", "ro-finish"], 30_000);
     assert.deepEqual(pending, []);
     const statuses = Object.fromEntries(rollouts.map((r) => [r.rolloutId, r.status]));
     assert.deepEqual(statuses, {
@@ -48,9 +39,9 @@ describe("Runner against a real agl-server", () => {
     await served;
     assert.deepEqual(runner.stats(), { succeeded: 1, failed: 2 });
 
-    const finished = await client.getRollout("ro-finish");
+    const finished = await suite.client.getRollout("ro-finish");
     assert.equal(finished.attempt?.metadata?.error, "gave up politely");
-    await verifyRollout(server.address, "ro-error", {
+    await verifyRollout(suite.server.address, "ro-error", {
       status: "failed",
       span_count: 2,
       spans: [

@@ -9,8 +9,10 @@ import { existsSync, mkdtempSync, openSync, closeSync, readFileSync, rmSync, unl
 import { tmpdir } from "node:os";
 import { dirname, join, resolve } from "node:path";
 import { fileURLToPath } from "node:url";
+import { after, before } from "node:test";
 import { promisify } from "node:util";
 
+import { type AglClient, connect } from "../../src/client.js";
 import { sleep } from "../../src/util.js";
 
 /** The repository root: the directory above holding pyproject.toml and protos/agl/v1. */
@@ -170,4 +172,21 @@ export async function verifyRollout(address: string, rolloutId: string, expect: 
     const e = error as { stdout?: string; stderr?: string };
     throw new Error(`the Python check of rollout ${rolloutId} failed:\n${e.stdout ?? ""}${e.stderr ?? error}`);
   }
+}
+
+/**
+ * A real agl-server and a client of it for the tests of one `describe` block: started before
+ * them, stopped after them. Read `server` and `client` inside the tests.
+ */
+export function serverForSuite(...args: string[]): { readonly server: TestServer; readonly client: AglClient } {
+  const state = {} as { server: TestServer; client: AglClient };
+  before(async () => {
+    state.server = await TestServer.start(...args);
+    state.client = connect({ address: state.server.address });
+  });
+  after(async () => {
+    await state.client.close();
+    await state.server.dispose();
+  });
+  return state;
 }
