@@ -18,7 +18,7 @@ GO_TOOLS := .tools/bin
 TS := clients/ts
 
 .PHONY: help setup demo test check-generated generate lint test-python proto-baseline bench \
-	tools-go setup-go setup-ts test-go test-ts interop-vectors
+	tools-go setup-go setup-ts test-go test-ts interop-vectors bench-clients
 
 help:
 	@echo "make demo   - start agl-server on its embedded LMDB store and run the quick-start example"
@@ -103,6 +103,10 @@ test: check-generated lint test-python test-go test-ts
 
 demo: setup
 	$(PY) examples/quickstart.py
+
+# Span streaming through the Python, Go and TypeScript clients, same server, same run.
+bench-clients: setup setup-go setup-ts
+	$(PY) bench/clients_bench.py
 
 bench: setup
 	$(PY) bench/store_bench.py

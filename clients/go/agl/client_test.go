@@ -345,6 +345,22 @@ func TestErrorsCarryStatusAndAdvice(t *testing.T) {
 		t.Fatalf("orphan span: %+v, %v", ack, err)
 	}
 
+	// A span over the size limit is rejected at once (RESOURCE_EXHAUSTED); the rest of the call goes.
+	small := newClient(t, server.Address, agl.WithSpanStreamOptions(agl.WithMaxSpanBytes(2000)))
+	claimed, err := small.DequeueRollout(ctx, "w", time.Second)
+	if err != nil || claimed.GetRolloutId() != "ro-ok" {
+		t.Fatalf("dequeue ro-ok: %v, %v", claimed, err)
+	}
+	okSpan, bigSpan := agl.NewSpan("ok"), agl.NewSpan("big", agl.Attr("payload", strings.Repeat("x", 5000)))
+	for _, s := range []*aglv1.Span{okSpan, bigSpan} {
+		s.TraceId, s.RolloutId, s.AttemptId = agl.NewTraceID(), "ro-ok", claimed.GetAttempt().GetAttemptId()
+	}
+	ack, err = small.Spans().Send(ctx, okSpan, bigSpan)
+	if err != nil || ack.Accepted != 1 || len(ack.Rejected) != 1 || ack.Rejected[0].GetIndex() != 1 ||
+		codes.Code(ack.Rejected[0].GetCode()) != codes.ResourceExhausted {
+		t.Fatalf("oversized span: %+v, %v", ack, err)
+	}
+
 	server.Stop()
 	down := newClient(t, server.Address, agl.WithRetries(2), agl.WithTimeout(2*time.Second))
 	_, err = down.GetResources(ctx, "")

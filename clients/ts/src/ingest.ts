@@ -8,7 +8,7 @@ import {
   type IngestSpansResponse,
   type LightningStoreService,
 } from "./gen/agl/v1/store_pb.js";
-import { type Span, SpanSchema } from "./gen/agl/v1/trace_pb.js";
+import { type AnyValue, type KeyValue, type Span, SpanSchema } from "./gen/agl/v1/trace_pb.js";
 import { type ItemError, ItemErrorSchema } from "./gen/agl/v1/types_pb.js";
 import { abortion, deferred, sleep } from "./util.js";
 
@@ -138,7 +138,13 @@ export class SpanStream {
     };
     const items: QueuedSpan[] = [];
     spans.forEach((span, index) => {
-      const size = toBinary(SpanSchema, span).length;
+      // Serialising every span just to size it would double the cost of sending it (protobuf-es
+      // serialises in JavaScript): an estimate sizes batches, and only spans that may be too
+      // large are measured exactly.
+      let size = estimateSize(span);
+      if (size > this.o.maxSpanBytes / 2) {
+        size = toBinary(SpanSchema, span).length;
+      }
       if (size > this.o.maxSpanBytes) {
         pending.ack.rejected.push(
           create(ItemErrorSchema, {
@@ -437,4 +443,47 @@ function fail(pending: Pending, error: Error): void {
 /** The ack's rejected spans as an error, or undefined when none was rejected. */
 export function ackError(ack: Ack): ItemErrors | undefined {
   return ack.rejected.length > 0 ? new ItemErrors("ingest spans", ack.rejected) : undefined;
+}
+
+/** Roughly the encoded size of a span (within a few bytes per field), without encoding it. */
+export function estimateSize(span: Span): number {
+  let size = 64 + utf8(span.name) + span.traceId.length + span.spanId.length + span.parentSpanId.length;
+  size += utf8(span.rolloutId) + utf8(span.attemptId) + utf8(span.traceState);
+  size += attributesSize(span.attributes);
+  for (const event of span.events) {
+    size += 16 + utf8(event.name) + attributesSize(event.attributes);
+  }
+  for (const link of span.links) {
+    size += 16 + link.traceId.length + link.spanId.length + utf8(link.traceState) + attributesSize(link.attributes);
+  }
+  size += attributesSize(span.resource?.attributes ?? []) + attributesSize(span.scope?.attributes ?? []);
+  return size + utf8(span.status?.message ?? "") + utf8(span.scope?.name ?? "") + utf8(span.scope?.version ?? "");
+}
+
+function attributesSize(kvs: readonly KeyValue[]): number {
+  let size = 0;
+  for (const kv of kvs) {
+    size += 6 + utf8(kv.key) + anyValueSize(kv.value);
+  }
+  return size;
+}
+
+function anyValueSize(value: AnyValue | undefined): number {
+  const v = value?.value;
+  switch (v?.case) {
+    case "stringValue":
+      return 4 + utf8(v.value);
+    case "bytesValue":
+      return 4 + v.value.length;
+    case "arrayValue":
+      return 4 + v.value.values.reduce((sum, item) => sum + 2 + anyValueSize(item), 0);
+    case "kvlistValue":
+      return 4 + attributesSize(v.value.values);
+    default:
+      return 11; // a varint, double or bool with its tags
+  }
+}
+
+function utf8(text: string): number {
+  return Buffer.byteLength(text, "utf8");
 }

@@ -193,6 +193,20 @@ describe("AglClient against a real agl-server", () => {
     assert.equal(ack.accepted, 0);
     assert.equal(ack.rejected.length, 1);
     assert.equal(ack.rejected[0]?.index, 0);
+
+    // A span over the size limit is rejected at once (RESOURCE_EXHAUSTED); the rest of the call goes.
+    const small = pool.make({ address: server.address, spanStream: { maxSpanBytes: 2000 } });
+    const claimed = await small.dequeueRollout("w-small", 1000);
+    assert.equal(claimed?.rolloutId, "ro-ok");
+    const [ok, big] = [newSpan("ok"), newSpan("big", [attr("payload", "x".repeat(5000))])];
+    for (const span of [ok!, big!]) {
+      span.traceId = newTraceId();
+      span.rolloutId = "ro-ok";
+      span.attemptId = claimed?.attempt?.attemptId ?? "";
+    }
+    const sized = await small.spans.send([ok!, big!]);
+    assert.equal(sized.accepted, 1);
+    assert.deepEqual(sized.rejected.map((e) => [e.index, e.code]), [[1, Code.ResourceExhausted]]);
   });
 });
 

@@ -1,7 +1,7 @@
 import assert from "node:assert/strict";
 import { describe, it } from "node:test";
 
-import { create } from "@bufbuild/protobuf";
+import { create, toBinary } from "@bufbuild/protobuf";
 
 import {
   anyValue,
@@ -13,12 +13,15 @@ import {
   int,
   jsonValue,
   namedRewardSpan,
+  newSpan,
   PromptTemplateEngine,
   PromptTemplateSchema,
   rewardSpan,
   semconv,
+  SpanSchema,
   valueJson,
 } from "../src/index.js";
+import { estimateSize } from "../src/ingest.js";
 
 describe("attribute values", () => {
   it("round-trips every kind", () => {
@@ -110,5 +113,25 @@ describe("formatPrompt", () => {
       assert.throws(() => formatPrompt(template(text), vars), error, text);
     }
     assert.throws(() => formatPrompt(template("x", PromptTemplateEngine.JINJA), vars), /JINJA/);
+  });
+});
+
+describe("span size estimate", () => {
+  it("is close to the encoded size", () => {
+    const spans = [
+      newSpan("small"),
+      newSpan("payload", [attr("payload", "x".repeat(100_000)), attr("i", 1)]),
+      newSpan("unicode", [attr("s", "世界✓".repeat(1000)), attr("bytes", new Uint8Array(5000))]),
+      newSpan("nested", [attr("deep", { a: [1, 2.5, [true, "x"], { b: new Uint8Array(10) }], c: null })]),
+      rewardSpan(0.5),
+    ];
+    for (const span of spans) {
+      span.traceId = new Uint8Array(16).fill(1);
+      span.rolloutId = "ro-123";
+      span.attemptId = "at-456";
+      const actual = toBinary(SpanSchema, span).length;
+      const estimate = estimateSize(span);
+      assert.ok(Math.abs(estimate - actual) <= actual * 0.1 + 96, `${span.name}: estimate ${estimate}, actual ${actual}`);
+    }
   });
 });
