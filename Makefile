@@ -9,12 +9,20 @@ VENV := .venv
 PY := $(VENV)/bin/python
 BUF := node_modules/.bin/buf
 PYTEST_ARGS ?=
+GO ?= go
+# Go code generators, pinned (protoc-gen-go at the protobuf runtime version clients/go/go.mod uses)
+# and installed from the Go module proxy into .tools/bin, where buf.gen.yaml looks for them.
+PROTOC_GEN_GO := google.golang.org/protobuf/cmd/protoc-gen-go@v1.36.12
+PROTOC_GEN_GO_GRPC := google.golang.org/grpc/cmd/protoc-gen-go-grpc@v1.6.2
+GO_TOOLS := .tools/bin
+TS := clients/ts
 
-.PHONY: help setup demo test check-generated generate lint test-python proto-baseline bench
+.PHONY: help setup demo test check-generated generate lint test-python proto-baseline bench \
+	tools-go setup-go setup-ts test-go test-ts interop-vectors bench-clients
 
 help:
 	@echo "make demo   - start agl-server on its embedded LMDB store and run the quick-start example"
-	@echo "make test   - run every check and test (codegen, lint, Python)"
+	@echo "make test   - run every check and test (codegen, lint, Python, Go and TypeScript clients)"
 	@echo "make bench  - run the benchmarks (tables printed, results saved under bench/results)"
 
 $(VENV)/.installed: pyproject.toml
@@ -23,27 +31,47 @@ $(VENV)/.installed: pyproject.toml
 	$(PY) -m pip install --quiet -e '.[dev]'
 	touch $@
 
-# `npm install` (with the committed lock) rather than `npm ci`: the registry reachable here serves only
-# the linux builds of buf's optional per-platform packages, so the lock cannot list the others and
-# `npm ci` would reject it as out of sync.
+# The lock lists buf's per-platform packages for every platform (the registry reachable here serves
+# only the linux ones, so `npm install` here would drop the others and break `npm ci` elsewhere).
 node_modules/.installed: package.json package-lock.json
-	npm install --no-audit --no-fund --loglevel=error
+	npm ci --no-audit --no-fund --loglevel=error
 	touch $@
 
 setup: $(VENV)/.installed node_modules/.installed
 
-generate: setup
+$(GO_TOOLS)/.installed: Makefile
+	GOBIN=$(abspath $(GO_TOOLS)) $(GO) install $(PROTOC_GEN_GO)
+	GOBIN=$(abspath $(GO_TOOLS)) $(GO) install $(PROTOC_GEN_GO_GRPC)
+	touch $@
+
+tools-go: $(GO_TOOLS)/.installed
+
+$(GO_TOOLS)/.go-mod: clients/go/go.mod clients/go/go.sum
+	cd clients/go && $(GO) mod download
+	mkdir -p $(GO_TOOLS) && touch $@
+
+setup-go: $(GO_TOOLS)/.go-mod
+
+$(TS)/node_modules/.installed: $(TS)/package.json $(TS)/package-lock.json
+	cd $(TS) && npm ci --no-audit --no-fund --loglevel=error
+	touch $@
+
+setup-ts: $(TS)/node_modules/.installed
+
+generate: setup tools-go setup-ts
 	$(PY) scripts/gen_protos.py
 	$(BUF) format -w
+	$(BUF) generate
 
 # Generated code must match protos/, protos must lint and be formatted, and the API must not break
 # against the committed baseline image (regenerate it with `make proto-baseline` only for an
 # intended break).
-check-generated: setup
+check-generated: setup tools-go setup-ts
 	$(PY) scripts/gen_protos.py --check
 	$(BUF) lint
 	$(BUF) format --diff --exit-code
 	$(BUF) breaking --against protos/api-baseline.binpb
+	scripts/check_buf_generated.sh
 
 proto-baseline: setup
 	$(BUF) build --exclude-source-info -o protos/api-baseline.binpb
@@ -55,10 +83,33 @@ lint: setup
 test-python: setup
 	$(VENV)/bin/pytest $(PYTEST_ARGS)
 
-test: check-generated lint test-python
+# The Go and TS suites start real agl-server processes from .venv, so they need the Python setup.
+# -count=1: Go's test cache cannot see changes to the Python server the tests run against.
+test-go: setup setup-go
+	cd clients/go && $(GO) vet ./... && $(GO) test -count=1 ./...
+
+test-ts: setup setup-ts
+	cd $(TS) && npm test
+
+# Rewrites the per-language encodings of the interop vectors (clients/interop/vectors) after a
+# change of the vectors or the protos, then cross-checks them; each suite checks its own
+# encodings are current.
+interop-vectors: setup setup-go setup-ts
+	AGL_UPDATE_VECTORS=1 $(VENV)/bin/pytest -q tests/interop/test_vectors.py
+	cd clients/go && AGL_UPDATE_VECTORS=1 $(GO) test -count=1 ./interop/
+	cd $(TS) && npm run build && AGL_UPDATE_VECTORS=1 node --test dist/test/interop.test.js
+	$(VENV)/bin/pytest -q tests/interop/test_vectors.py
+	cd clients/go && $(GO) test -count=1 ./interop/
+	cd $(TS) && node --test dist/test/interop.test.js
+
+test: check-generated lint test-python test-go test-ts
 
 demo: setup
 	$(PY) examples/quickstart.py
+
+# Span streaming through the Python, Go and TypeScript clients, same server, same run.
+bench-clients: setup setup-go setup-ts
+	$(PY) bench/clients_bench.py
 
 bench: setup
 	$(PY) bench/store_bench.py

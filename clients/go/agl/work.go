@@ -1,0 +1,95 @@
+package agl
+
+import (
+	"context"
+	"log/slog"
+	"time"
+
+	"google.golang.org/grpc/status"
+	"google.golang.org/protobuf/types/known/structpb"
+
+	aglv1 "github.com/agl-dev/agl/clients/go/gen/agl/v1"
+)
+
+// Assignment is an attempt handed to this worker.
+type Assignment struct {
+	// Rollout is the task, with the new attempt in Rollout.Attempt.
+	Rollout *aglv1.Rollout
+	// Resources is the resources set to run with when the source resolved it; nil lets the task
+	// fetch it when asked ([Task.Resources]).
+	Resources *aglv1.ResourcesUpdate
+}
+
+// A WorkSource hands attempts to a worker and takes their status reports. [DequeueSource] long
+// polls DequeueRollout; a source on agl's runner Work stream fits the same interface, so a
+// [Runner] works with either.
+type WorkSource interface {
+	// Next blocks until an attempt is assigned or ctx ends (then it returns ctx's error).
+	Next(ctx context.Context) (*Assignment, error)
+	// Report records the status of an attempt this source assigned: RUNNING when it starts,
+	// SUCCEEDED or FAILED when it ends. metadata, when not nil, replaces the attempt's metadata.
+	Report(ctx context.Context, rolloutID, attemptID string, status aglv1.AttemptStatus, metadata *structpb.Struct) error
+	// WorkerID is the worker's id as the server knows it.
+	WorkerID() string
+}
+
+// DequeueSource takes work with DequeueRollout long polls. It rides out a server that goes
+// away (restarts, upgrades): polls that fail with UNAVAILABLE are retried with backoff until ctx
+// ends.
+type DequeueSource struct {
+	client   *Client
+	workerID string
+	wait     time.Duration
+	logger   *slog.Logger
+}
+
+// NewDequeueSource takes work for workerID, waiting up to wait per poll (10s is a good value:
+// the poll returns the moment work arrives, so the wait only bounds how long a stop request or a
+// dead connection goes unnoticed).
+func NewDequeueSource(client *Client, workerID string, wait time.Duration) *DequeueSource {
+	return &DequeueSource{client: client, workerID: workerID, wait: wait, logger: slog.Default()}
+}
+
+// WorkerID is the id the source dequeues for.
+func (d *DequeueSource) WorkerID() string { return d.workerID }
+
+// Next long-polls until a rollout is claimed for this worker.
+func (d *DequeueSource) Next(ctx context.Context) (*Assignment, error) {
+	backoff := 100 * time.Millisecond
+	for {
+		rollout, err := d.client.DequeueRollout(ctx, d.workerID, d.wait)
+		if ctx.Err() != nil {
+			return nil, ctx.Err()
+		}
+		if err != nil {
+			if !retryable(status.Code(err)) {
+				return nil, err
+			}
+			d.logger.Warn("agl: dequeue failed; retrying", "error", err, "in", backoff)
+			select {
+			case <-time.After(backoff):
+			case <-ctx.Done():
+				return nil, ctx.Err()
+			}
+			backoff = min(backoff*2, 5*time.Second)
+			continue
+		}
+		backoff = 100 * time.Millisecond
+		if rollout != nil {
+			return &Assignment{Rollout: rollout}, nil
+		}
+	}
+}
+
+// Report sets the attempt's status with UpdateAttempt.
+func (d *DequeueSource) Report(
+	ctx context.Context, rolloutID, attemptID string, status aglv1.AttemptStatus, metadata *structpb.Struct,
+) error {
+	_, err := d.client.store.UpdateAttempt(ctx, &aglv1.UpdateAttemptRequest{
+		RolloutId: rolloutID, AttemptId: attemptID, Status: &status, Metadata: metadata,
+	})
+	if err != nil {
+		return d.client.wrap(err, "set attempt %q of rollout %q to %s", attemptID, rolloutID, statusName(status))
+	}
+	return nil
+}

@@ -1,0 +1,275 @@
+import type { JsonObject, MessageInitShape } from "@bufbuild/protobuf";
+import { durationFromMs } from "@bufbuild/protobuf/wkt";
+import { Code, ConnectError, createClient, type Client, type Interceptor } from "@connectrpc/connect";
+import { createGrpcTransport, Http2SessionManager } from "@connectrpc/connect-node";
+
+import { AglError, ItemErrors } from "./errors.js";
+import type { ResourceSchema, ResourcesUpdate } from "./gen/agl/v1/resources_pb.js";
+import { LightningStoreService, type RolloutSpecSchema } from "./gen/agl/v1/store_pb.js";
+import type { Span } from "./gen/agl/v1/trace_pb.js";
+import { AttemptStatus, type Attempt, type Rollout } from "./gen/agl/v1/types_pb.js";
+import { SpanStream, type SpanStreamOptions } from "./ingest.js";
+import { sleep } from "./util.js";
+
+/** Where agl-server listens unless told otherwise. */
+export const DEFAULT_ADDRESS = "127.0.0.1:4747";
+const MAX_MESSAGE_BYTES = 64 * 1024 * 1024;
+
+/** How to reach agl-server. */
+export interface ClientOptions {
+  /** `host:port`; default `$AGL_SERVER_ADDRESS` or 127.0.0.1:4747. */
+  address?: string;
+  /** Sent as `authorization: Bearer <token>`; default `$AGL_TOKEN`. */
+  token?: string;
+  /** Use TLS: `true` trusts the system roots, `{ ca }` a private CA (PEM). */
+  tls?: boolean | { ca: string | Buffer };
+  /** Deadline of a call that sets none, in ms (default 30,000). Long polls get theirs on top. */
+  timeoutMs?: number;
+  /**
+   * Times in all a call that fails with UNAVAILABLE is tried (default 5), with exponential
+   * backoff from 100ms to 2s, within the call's deadline.
+   */
+  retries?: number;
+  /** Further Connect interceptors (logging, metrics, ...). */
+  interceptors?: Interceptor[];
+  /** Tuning of the client's span stream. */
+  spanStream?: SpanStreamOptions;
+}
+
+/** Per-call options of the wrapped methods. */
+export interface CallOptions {
+  signal?: AbortSignal;
+  timeoutMs?: number;
+}
+
+/** A rollout to enqueue (the generated RolloutSpec's init shape: plain objects work). */
+export type RolloutSpecInit = MessageInitShape<typeof RolloutSpecSchema>;
+
+/**
+ * A client of one agl-server; make one per process and share it. Connects on first use; calls
+ * made while the server is unreachable are retried (see `retries`) before they fail with
+ * UNAVAILABLE. `store` is the generated Connect client, for calls this class does not wrap.
+ */
+export class AglClient {
+  readonly address: string;
+  readonly store: Client<typeof LightningStoreService>;
+  private readonly options: ClientOptions;
+  private readonly sessions: Http2SessionManager;
+  private readonly timeoutMs: number;
+  private spanStream: SpanStream | undefined;
+
+  constructor(options: ClientOptions = {}) {
+    this.options = options;
+    this.address = options.address || process.env.AGL_SERVER_ADDRESS || DEFAULT_ADDRESS;
+    this.timeoutMs = options.timeoutMs ?? 30_000;
+    const token = options.token ?? process.env.AGL_TOKEN ?? "";
+    const retries = options.retries ?? 5;
+    if (retries < 1) {
+      throw new RangeError(`agl: retries=${retries}: a call is tried at least once`);
+    }
+    const baseUrl = `${options.tls ? "https" : "http"}://${this.address}`;
+    const nodeOptions = typeof options.tls === "object" ? { ca: options.tls.ca } : {};
+    // Pings notice a dead server on an idle stream (a long poll, the span stream).
+    this.sessions = new Http2SessionManager(baseUrl, { pingIntervalMs: 30_000, pingTimeoutMs: 10_000 }, nodeOptions);
+    const interceptors: Interceptor[] = [...(options.interceptors ?? []), retryUnavailable(retries)];
+    if (token) {
+      interceptors.push(bearer(token));
+    }
+    const transport = createGrpcTransport({
+      baseUrl,
+      sessionManager: this.sessions,
+      interceptors,
+      defaultTimeoutMs: this.timeoutMs,
+      readMaxBytes: MAX_MESSAGE_BYTES,
+      writeMaxBytes: MAX_MESSAGE_BYTES,
+    });
+    this.store = createClient(LightningStoreService, transport);
+  }
+
+  /** The client's span stream, opened on first use and shared by all its users. */
+  get spans(): SpanStream {
+    this.spanStream ??= new SpanStream(this, this.options.spanStream);
+    return this.spanStream;
+  }
+
+  /**
+   * Flushes the span stream (at most `timeoutMs`, default 10s) and closes the connection. Spans
+   * still unacknowledged then fail for whoever waits on them.
+   */
+  async close(timeoutMs = 10_000): Promise<void> {
+    try {
+      await this.spanStream?.close(timeoutMs);
+    } finally {
+      this.sessions.abort();
+    }
+  }
+
+  /** Wraps a failed call's error with what was being done. */
+  wrap(error: unknown, op: string): AglError {
+    return error instanceof AglError ? error : new AglError(op, this.address, error);
+  }
+
+  private async call<T>(op: string, fn: () => Promise<T>): Promise<T> {
+    try {
+      return await fn();
+    } catch (error) {
+      throw this.wrap(error, op);
+    }
+  }
+
+  /**
+   * Adds rollouts to the queue. Items succeed or fail on their own: when some fail, an
+   * {@link ItemErrors} is thrown whose `results` hold the rollouts that were created.
+   */
+  async enqueueRollouts(specs: RolloutSpecInit[], options?: CallOptions): Promise<Rollout[]> {
+    const response = await this.call(`enqueue ${specs.length} rollouts`, () =>
+      this.store.enqueueRollouts({ rollouts: specs }, options),
+    );
+    if (response.errors.length > 0) {
+      const results = response.rollouts.map((r) => (r.rolloutId ? r : undefined));
+      throw new ItemErrors("enqueue rollouts", response.errors, results);
+    }
+    return response.rollouts;
+  }
+
+  /**
+   * Claims the oldest queued rollout for `workerId`, with a new attempt (`rollout.attempt`).
+   * When the queue is empty it waits up to `waitMs` for work (a long poll) and returns undefined
+   * if none came.
+   */
+  async dequeueRollout(workerId: string, waitMs = 0, options: CallOptions = {}): Promise<Rollout | undefined> {
+    const response = await this.call(`dequeue a rollout for worker "${workerId}"`, () =>
+      this.store.dequeueRollout(
+        { workerId, limit: 1, wait: waitMs > 0 ? durationFromMs(waitMs) : undefined },
+        // The server answers just before the deadline, so the poll gets its wait on top.
+        { signal: options.signal, timeoutMs: options.timeoutMs ?? waitMs + this.timeoutMs },
+      ),
+    );
+    return response.rollouts[0];
+  }
+
+  /** The rollout with its latest attempt. */
+  async getRollout(rolloutId: string, options?: CallOptions): Promise<Rollout> {
+    const response = await this.call(`get rollout "${rolloutId}"`, () =>
+      this.store.getRollout({ rolloutId }, options),
+    );
+    return required(response.rollout, "GetRollout");
+  }
+
+  /**
+   * Sets an attempt's status ("latest" names the rollout's latest attempt). Send the attempt's
+   * spans first (`Task.finish` does both).
+   */
+  async updateAttempt(
+    rolloutId: string,
+    attemptId: string,
+    status: AttemptStatus,
+    options: CallOptions & { metadata?: JsonObject } = {},
+  ): Promise<Attempt> {
+    const op = `set attempt "${attemptId}" of rollout "${rolloutId}" to ${statusName(status)}`;
+    const response = await this.call(op, () =>
+      this.store.updateAttempt(
+        { rolloutId, attemptId, status, metadata: options.metadata },
+        { signal: options.signal, timeoutMs: options.timeoutMs },
+      ),
+    );
+    return required(response.attempt, "UpdateAttempt");
+  }
+
+  /** Stores a new resources set and makes it the latest; an empty id lets the server pick one. */
+  async addResources(
+    resourcesId: string,
+    resources: { [name: string]: MessageInitShape<typeof ResourceSchema> },
+    options?: CallOptions,
+  ): Promise<ResourcesUpdate> {
+    const response = await this.call(`add resources "${resourcesId}"`, () =>
+      this.store.addResources({ resourcesId, resources }, options),
+    );
+    return required(response.resources, "AddResources");
+  }
+
+  /** A resources set; an empty id returns the latest one. */
+  async getResources(resourcesId = "", options?: CallOptions): Promise<ResourcesUpdate> {
+    const op = resourcesId ? `get resources "${resourcesId}"` : "get the latest resources";
+    const response = await this.call(op, () => this.store.getResources({ resourcesId }, options));
+    return required(response.resources, "GetResources");
+  }
+
+  /**
+   * Waits until all the rollouts are terminal or `timeoutMs` passes; returns the terminal ones
+   * (in request order) and the ids still pending.
+   */
+  async waitForRollouts(
+    rolloutIds: string[],
+    timeoutMs: number,
+    options: CallOptions = {},
+  ): Promise<{ rollouts: Rollout[]; pending: string[] }> {
+    const response = await this.call(`wait for ${rolloutIds.length} rollouts`, () =>
+      this.store.waitForRollouts(
+        { rolloutIds, timeout: durationFromMs(timeoutMs) },
+        { signal: options.signal, timeoutMs: options.timeoutMs ?? timeoutMs + this.timeoutMs },
+      ),
+    );
+    return { rollouts: response.rollouts, pending: response.pendingRolloutIds };
+  }
+
+  /** The stored spans of a rollout in sequence order; `attemptId` an id, "latest", or "" for all. */
+  async querySpans(rolloutId: string, attemptId = "", options?: CallOptions): Promise<Span[]> {
+    return this.call(`query the spans of rollout "${rolloutId}"`, async () => {
+      const spans: Span[] = [];
+      for await (const chunk of this.store.querySpans({ rolloutId, attemptId }, options)) {
+        spans.push(...chunk.spans);
+      }
+      return spans;
+    });
+  }
+}
+
+/** A client for the agl-server at `options.address` (see {@link ClientOptions}). */
+export function connect(options: ClientOptions = {}): AglClient {
+  return new AglClient(options);
+}
+
+function required<T>(value: T | undefined, method: string): T {
+  if (value === undefined) {
+    throw new ConnectError(`agl-server answered ${method} without a result`, Code.Internal);
+  }
+  return value;
+}
+
+/** "succeeded" for AttemptStatus.SUCCEEDED. */
+export function statusName(status: AttemptStatus): string {
+  return (AttemptStatus[status] ?? String(status)).toLowerCase();
+}
+
+function bearer(token: string): Interceptor {
+  return (next) => (req) => {
+    req.header.set("authorization", `Bearer ${token}`);
+    return next(req);
+  };
+}
+
+/**
+ * Retries unary calls that fail with UNAVAILABLE (server down, restarting, overloaded) within
+ * their deadline. Calls that create things are safe to retry: rollouts with client-chosen ids
+ * and spans with their ids are deduplicated by the server.
+ */
+function retryUnavailable(attempts: number): Interceptor {
+  return (next) => async (req) => {
+    if (req.stream) {
+      return next(req);
+    }
+    let backoff = 100;
+    for (let attempt = 1; ; attempt++) {
+      try {
+        return await next(req);
+      } catch (error) {
+        if (ConnectError.from(error).code !== Code.Unavailable || attempt >= attempts || req.signal.aborted) {
+          throw error;
+        }
+      }
+      await sleep(backoff * (0.5 + Math.random() / 2), req.signal);
+      backoff = Math.min(backoff * 2, 2000);
+    }
+  };
+}

@@ -1,0 +1,489 @@
+import { create, toBinary } from "@bufbuild/protobuf";
+import { Code, ConnectError, type Client } from "@connectrpc/connect";
+
+import { AglError, ItemErrors } from "./errors.js";
+import {
+  IngestSpansRequestSchema,
+  type IngestSpansRequest,
+  type IngestSpansResponse,
+  type LightningStoreService,
+} from "./gen/agl/v1/store_pb.js";
+import { type AnyValue, type KeyValue, type Span, SpanSchema } from "./gen/agl/v1/trace_pb.js";
+import { type ItemError, ItemErrorSchema } from "./gen/agl/v1/types_pb.js";
+import { abortion, deferred, sleep } from "./util.js";
+
+/** Tuning of a {@link SpanStream}. */
+export interface SpanStreamOptions {
+  /** Spans per batch (one IngestSpans message) at most; default 1024. */
+  batchSpans?: number;
+  /** Bytes per batch at most (one larger span still goes alone); default 1 MiB. */
+  batchBytes?: number;
+  /** Batches awaiting their ack at once; default 16. */
+  inflightBatches?: number;
+  /** Spans queued or unacknowledged at most; past it `enqueue` waits for acks. Default 100,000. */
+  queueLimit?: number;
+  /** A single span larger than this is rejected at once with RESOURCE_EXHAUSTED; default 16 MiB. */
+  maxSpanBytes?: number;
+  /** How long to keep reconnecting without any ack before failing the spans held; default 60s. */
+  reconnectTimeoutMs?: number;
+}
+
+/** The outcome of one `enqueue`/`send`; indices refer to the spans of that call. */
+export interface Ack {
+  /** Spans stored by this call. */
+  accepted: number;
+  /** Spans already stored (a resend after a reconnect, or an id sent twice): the first copy stays. */
+  duplicates: number[];
+  /** Spans that could not be stored (unknown rollout or attempt, missing ids, too large). */
+  rejected: ItemError[];
+}
+
+/** Spans handed to the stream; `acked` settles once all of them are acknowledged or failed. */
+export interface PendingAck {
+  readonly acked: Promise<Ack>;
+}
+
+/** Counters of a SpanStream, for monitoring and tests. */
+export interface SpanStreamStats {
+  batchesAcked: number;
+  reconnects: number;
+  /** Spans queued or awaiting their ack. */
+  queued: number;
+  /** Batches sent and awaiting their ack. */
+  inflight: number;
+}
+
+/** The parts of a client a SpanStream uses. */
+export interface SpanStreamClient {
+  readonly address: string;
+  readonly store: Client<typeof LightningStoreService>;
+}
+
+interface Pending {
+  ack: Ack;
+  outstanding: number;
+  finished: boolean;
+  resolve(ack: Ack): void;
+  reject(error: Error): void;
+}
+
+interface QueuedSpan {
+  pending: Pending;
+  index: number;
+  span: Span;
+  size: number;
+}
+
+interface Batch {
+  id: bigint;
+  items: QueuedSpan[];
+}
+
+const RETRYABLE = new Set([Code.Unavailable, Code.Unknown, Code.Internal, Code.DeadlineExceeded, Code.Aborted]);
+
+/**
+ * Sends spans to agl-server on one long-lived IngestSpans stream: spans from all callers are
+ * packed into batches, several batches are in flight at once, and the server acknowledges each
+ * once its spans are durable. When the stream breaks, the unacknowledged batches go again on a new
+ * stream (the server ignores span ids it already has) until the reconnect timeout passes without
+ * progress. Memory is bounded by the queue limit.
+ *
+ * A span handed to the stream belongs to it: do not change it afterwards.
+ */
+export class SpanStream {
+  private readonly o: Required<SpanStreamOptions>;
+  private queue: QueuedSpan[] = [];
+  private resend: Batch[] = [];
+  private readonly inflight = new Map<bigint, Batch>();
+  private queued = 0;
+  private nextId = 0n;
+  private closed = false;
+  private running: Promise<void> | undefined;
+  private readonly stop = new AbortController();
+  private changed = deferred<void>();
+  private readonly counters = { batchesAcked: 0, reconnects: 0 };
+
+  constructor(
+    private readonly client: SpanStreamClient,
+    options: SpanStreamOptions = {},
+  ) {
+    this.o = {
+      batchSpans: Math.max(1, options.batchSpans ?? 1024),
+      batchBytes: options.batchBytes ?? 1 << 20,
+      inflightBatches: Math.max(1, options.inflightBatches ?? 16),
+      queueLimit: Math.max(1, options.queueLimit ?? 100_000),
+      maxSpanBytes: options.maxSpanBytes ?? 16 << 20,
+      reconnectTimeoutMs: options.reconnectTimeoutMs ?? 60_000,
+    };
+  }
+
+  /** Sends spans and resolves once they are acknowledged. */
+  async send(spans: Span[], options: { signal?: AbortSignal } = {}): Promise<Ack> {
+    return (await this.enqueue(spans, options)).acked;
+  }
+
+  /**
+   * Hands spans to the stream; resolves once they are queued (at once, or when the queue is full,
+   * once there is room). `acked` says when they are acknowledged.
+   */
+  async enqueue(spans: Span[], options: { signal?: AbortSignal } = {}): Promise<PendingAck> {
+    const { promise, resolve, reject } = deferred<Ack>();
+    promise.catch(() => undefined); // a failure is for whoever awaits `acked`, not a crash
+    const pending: Pending = {
+      ack: { accepted: 0, duplicates: [], rejected: [] },
+      outstanding: 0,
+      finished: false,
+      resolve,
+      reject,
+    };
+    const items: QueuedSpan[] = [];
+    spans.forEach((span, index) => {
+      // Serialising every span just to size it would double the cost of sending it (protobuf-es
+      // serialises in JavaScript): an estimate sizes batches, and only spans that may be too
+      // large are measured exactly.
+      let size = estimateSize(span);
+      if (size > this.o.maxSpanBytes / 2) {
+        size = toBinary(SpanSchema, span).length;
+      }
+      if (size > this.o.maxSpanBytes) {
+        pending.ack.rejected.push(
+          create(ItemErrorSchema, {
+            index,
+            code: Code.ResourceExhausted,
+            message:
+              `spans[${index}] ("${span.name}") is ${size} bytes, over the ${this.o.maxSpanBytes}-byte ` +
+              "limit of one message; trim its attributes",
+          }),
+        );
+      } else {
+        items.push({ pending, index, span, size });
+      }
+    });
+    if (items.length === 0) {
+      pending.finished = true;
+      resolve(pending.ack);
+      return { acked: promise };
+    }
+    pending.outstanding = items.length;
+    await this.waitFor(
+      () => this.closed || this.queued === 0 || this.queued + items.length <= this.o.queueLimit,
+      options.signal,
+    );
+    if (this.closed) {
+      throw new AglError("send spans", this.client.address, new ConnectError("the span stream is closed", Code.Unavailable));
+    }
+    this.queue.push(...items);
+    this.queued += items.length;
+    this.running ??= this.run().finally(() => {
+      this.running = undefined;
+      this.notify();
+    });
+    this.notify();
+    return { acked: promise };
+  }
+
+  /** Resolves once every span enqueued so far is acknowledged or has failed. */
+  async flush(options: { signal?: AbortSignal } = {}): Promise<void> {
+    await this.waitFor(() => !this.hasWork(), options.signal);
+  }
+
+  /**
+   * Flushes (for at most `timeoutMs`), ends the stream and fails whatever is still
+   * unacknowledged. Later calls fail with UNAVAILABLE.
+   */
+  async close(timeoutMs = 10_000): Promise<void> {
+    const signal = AbortSignal.timeout(timeoutMs);
+    let flushError: unknown;
+    try {
+      await this.flush({ signal });
+    } catch (error) {
+      flushError = error;
+    }
+    this.closed = true;
+    this.notify();
+    if (this.running) {
+      const onAbort = () => this.stop.abort();
+      signal.addEventListener("abort", onAbort, { once: true });
+      if (signal.aborted) {
+        onAbort();
+      }
+      await this.running;
+      signal.removeEventListener("abort", onAbort);
+    }
+    this.failAll(new ConnectError("the span stream was closed before these spans were acknowledged", Code.Unavailable));
+    if (flushError !== undefined) {
+      throw new Error(`agl: closing the span stream: ${this.queued} spans were not acknowledged in ${timeoutMs}ms`, {
+        cause: flushError,
+      });
+    }
+  }
+
+  /** The stream's counters. */
+  stats(): SpanStreamStats {
+    return { ...this.counters, queued: this.queued, inflight: this.inflight.size };
+  }
+
+  // --- the stream ------------------------------------------------------------------------------
+
+  private async run(): Promise<void> {
+    let failingSince = 0;
+    let backoff = 50;
+    for (;;) {
+      try {
+        await this.waitFor(() => this.closed || this.hasWork(), this.stop.signal);
+      } catch {
+        return; // stopped
+      }
+      if (this.closed && !this.hasWork()) {
+        return;
+      }
+      const ackedBefore = this.counters.batchesAcked;
+      const error = await this.session();
+      if (error === undefined || this.stop.signal.aborted) {
+        return;
+      }
+      const broken = [...this.inflight.values()];
+      this.inflight.clear();
+      if (RETRYABLE.has(error.code)) {
+        const now = Date.now();
+        if (failingSince === 0 || this.counters.batchesAcked > ackedBefore) {
+          failingSince = now;
+          backoff = 50;
+        }
+        if (now - failingSince > this.o.reconnectTimeoutMs) {
+          const failure = new AglError(`deliver spans for ${this.o.reconnectTimeoutMs}ms`, this.client.address, error);
+          for (const batch of [...broken, ...this.resend]) {
+            this.failBatch(batch, failure);
+          }
+          this.resend = [];
+          this.failQueue(failure);
+          failingSince = 0;
+        } else {
+          // Oldest first, so acks keep coming in roughly the order spans were handed over.
+          this.resend = [...broken, ...this.resend].sort((a, b) => (a.id < b.id ? -1 : a.id > b.id ? 1 : 0));
+          this.counters.reconnects++;
+        }
+      } else {
+        const failure = new AglError("send spans", this.client.address, error);
+        for (const batch of broken) {
+          this.failBatch(batch, failure);
+        }
+      }
+      this.notify();
+      await sleep(backoff, this.stop.signal);
+      backoff = Math.min(backoff * 2, 2000);
+    }
+  }
+
+  /**
+   * Runs one IngestSpans stream until it breaks (returning the error) or, once the stream is
+   * closed and everything acknowledged, ends it cleanly (returning undefined).
+   */
+  private async session(): Promise<ConnectError | undefined> {
+    const call = new AbortController();
+    const onStop = () => call.abort();
+    this.stop.signal.addEventListener("abort", onStop, { once: true });
+    try {
+      // No deadline: the stream lives as long as the client.
+      const responses = this.client.store.ingestSpans(this.requests(call.signal), { signal: call.signal, timeoutMs: 0 });
+      for await (const response of responses) {
+        this.acknowledge(response);
+      }
+      if (this.closed && !this.hasWork()) {
+        return undefined;
+      }
+      return new ConnectError("agl-server ended the span stream", Code.Unavailable);
+    } catch (error) {
+      return ConnectError.from(error);
+    } finally {
+      this.stop.signal.removeEventListener("abort", onStop);
+      call.abort();
+    }
+  }
+
+  /** The requests of one stream: batches while there is room in flight; ends once closed and idle. */
+  private async *requests(signal: AbortSignal): AsyncGenerator<IngestSpansRequest> {
+    for (;;) {
+      try {
+        await this.waitFor(
+          () => (this.hasSendable() && this.inflight.size < this.o.inflightBatches) || (this.closed && !this.hasWork()),
+          signal,
+        );
+      } catch {
+        return;
+      }
+      if (!this.hasSendable()) {
+        return; // closed and idle: end our side; the server then ends its side
+      }
+      const batch = this.nextBatch();
+      this.inflight.set(batch.id, batch);
+      yield create(IngestSpansRequestSchema, { batchId: batch.id, spans: batch.items.map((item) => item.span) });
+    }
+  }
+
+  private acknowledge(response: IngestSpansResponse): void {
+    const batch = this.inflight.get(response.batchId);
+    if (batch === undefined) {
+      return; // an ack of a batch given up on
+    }
+    this.inflight.delete(response.batchId);
+    const duplicates = new Set(response.duplicateIndices);
+    const rejected = new Map(response.rejected.map((e) => [e.index, e]));
+    batch.items.forEach((item, position) => {
+      const p = item.pending;
+      const error = rejected.get(position);
+      if (duplicates.has(position)) {
+        p.ack.duplicates.push(item.index);
+      } else if (error !== undefined) {
+        p.ack.rejected.push(create(ItemErrorSchema, { index: item.index, code: error.code, message: error.message }));
+      } else {
+        p.ack.accepted++;
+      }
+      if (--p.outstanding === 0 && !p.finished) {
+        p.finished = true;
+        p.ack.duplicates.sort((a, b) => a - b);
+        p.ack.rejected.sort((a, b) => a.index - b.index);
+        p.resolve(p.ack);
+      }
+    });
+    this.queued -= batch.items.length;
+    this.counters.batchesAcked++;
+    this.notify();
+  }
+
+  // --- bookkeeping ------------------------------------------------------------------------------
+
+  private notify(): void {
+    this.changed.resolve();
+    this.changed = deferred<void>();
+  }
+
+  /** Resolves once `cond` holds; rejects when `signal` aborts first. */
+  private async waitFor(cond: () => boolean, signal?: AbortSignal): Promise<void> {
+    if (cond()) {
+      return;
+    }
+    if (signal === undefined) {
+      while (!cond()) {
+        await this.changed.promise;
+      }
+      return;
+    }
+    const aborted = abortion(signal);
+    try {
+      while (!cond()) {
+        await Promise.race([this.changed.promise, aborted.promise]);
+      }
+    } finally {
+      aborted.detach();
+    }
+  }
+
+  private hasSendable(): boolean {
+    return this.resend.length > 0 || this.queue.length > 0;
+  }
+
+  private hasWork(): boolean {
+    return this.hasSendable() || this.inflight.size > 0;
+  }
+
+  private nextBatch(): Batch {
+    const resent = this.resend.shift();
+    if (resent !== undefined) {
+      return resent;
+    }
+    this.nextId++;
+    let bytes = 0;
+    let n = 0;
+    while (n < this.queue.length && n < this.o.batchSpans) {
+      const item = this.queue[n]!;
+      if (n > 0 && bytes + item.size > this.o.batchBytes) {
+        break;
+      }
+      bytes += item.size;
+      n++;
+    }
+    return { id: this.nextId, items: this.queue.splice(0, n) };
+  }
+
+  private failBatch(batch: Batch, error: Error): void {
+    for (const item of batch.items) {
+      fail(item.pending, error);
+    }
+    this.queued -= batch.items.length;
+  }
+
+  private failQueue(error: Error): void {
+    for (const item of this.queue) {
+      fail(item.pending, error);
+    }
+    this.queued -= this.queue.length;
+    this.queue = [];
+  }
+
+  private failAll(error: ConnectError): void {
+    const failure = new AglError("send spans", this.client.address, error);
+    for (const batch of [...this.inflight.values(), ...this.resend]) {
+      this.failBatch(batch, failure);
+    }
+    this.inflight.clear();
+    this.resend = [];
+    this.failQueue(failure);
+    this.notify();
+  }
+}
+
+function fail(pending: Pending, error: Error): void {
+  if (!pending.finished) {
+    pending.finished = true;
+    pending.reject(error);
+  }
+}
+
+/** The ack's rejected spans as an error, or undefined when none was rejected. */
+export function ackError(ack: Ack): ItemErrors | undefined {
+  return ack.rejected.length > 0 ? new ItemErrors("ingest spans", ack.rejected) : undefined;
+}
+
+/** Roughly the encoded size of a span (within a few bytes per field), without encoding it. */
+export function estimateSize(span: Span): number {
+  let size = 64 + utf8(span.name) + span.traceId.length + span.spanId.length + span.parentSpanId.length;
+  size += utf8(span.rolloutId) + utf8(span.attemptId) + utf8(span.traceState);
+  size += attributesSize(span.attributes);
+  for (const event of span.events) {
+    size += 16 + utf8(event.name) + attributesSize(event.attributes);
+  }
+  for (const link of span.links) {
+    size += 16 + link.traceId.length + link.spanId.length + utf8(link.traceState) + attributesSize(link.attributes);
+  }
+  size += attributesSize(span.resource?.attributes ?? []) + attributesSize(span.scope?.attributes ?? []);
+  return size + utf8(span.status?.message ?? "") + utf8(span.scope?.name ?? "") + utf8(span.scope?.version ?? "");
+}
+
+function attributesSize(kvs: readonly KeyValue[]): number {
+  let size = 0;
+  for (const kv of kvs) {
+    size += 6 + utf8(kv.key) + anyValueSize(kv.value);
+  }
+  return size;
+}
+
+function anyValueSize(value: AnyValue | undefined): number {
+  const v = value?.value;
+  switch (v?.case) {
+    case "stringValue":
+      return 4 + utf8(v.value);
+    case "bytesValue":
+      return 4 + v.value.length;
+    case "arrayValue":
+      return 4 + v.value.values.reduce((sum, item) => sum + 2 + anyValueSize(item), 0);
+    case "kvlistValue":
+      return 4 + attributesSize(v.value.values);
+    default:
+      return 11; // a varint, double or bool with its tags
+  }
+}
+
+function utf8(text: string): number {
+  return Buffer.byteLength(text, "utf8");
+}

@@ -1,0 +1,82 @@
+import type { JsonObject } from "@bufbuild/protobuf";
+import { Code, ConnectError } from "@connectrpc/connect";
+
+import type { AglClient } from "./client.js";
+import type { ResourcesUpdate } from "./gen/agl/v1/resources_pb.js";
+import type { AttemptStatus, Rollout } from "./gen/agl/v1/types_pb.js";
+import { sleep } from "./util.js";
+
+/** An attempt handed to this worker. */
+export interface Assignment {
+  /** The task, with the new attempt in `rollout.attempt`. */
+  rollout: Rollout;
+  /** The resources to run with when the source resolved them; else the task fetches them. */
+  resources?: ResourcesUpdate;
+}
+
+/**
+ * Hands attempts to a worker and takes their status reports. {@link DequeueSource} long-polls
+ * DequeueRollout; a source on agl's runner Work stream fits the same interface, so a `Runner`
+ * works with either.
+ */
+export interface WorkSource {
+  /** The worker's id as the server knows it. */
+  readonly workerId: string;
+  /** Resolves with the next attempt; rejects with the signal's reason once `signal` aborts. */
+  next(signal: AbortSignal): Promise<Assignment>;
+  /**
+   * Records the status of an attempt this source assigned: RUNNING when it starts, SUCCEEDED or
+   * FAILED when it ends. `metadata`, when given, replaces the attempt's metadata.
+   */
+  report(rolloutId: string, attemptId: string, status: AttemptStatus, metadata?: JsonObject): Promise<void>;
+}
+
+const TRANSIENT = new Set([Code.Unavailable, Code.Unknown, Code.Internal, Code.DeadlineExceeded, Code.Aborted]);
+
+/**
+ * Takes work with DequeueRollout long polls, riding out a server that goes away (restarts,
+ * upgrades): polls that fail with a transient status are retried with backoff until the signal
+ * aborts.
+ */
+export class DequeueSource implements WorkSource {
+  /**
+   * @param client the client to poll with.
+   * @param workerId the worker's id.
+   * @param waitMs the long-poll wait of one poll (10s is a good value: the poll returns the
+   *   moment work arrives, so the wait only bounds how long a dead connection goes unnoticed).
+   */
+  constructor(
+    private readonly client: AglClient,
+    readonly workerId: string,
+    private readonly waitMs = 10_000,
+    private readonly onRetry: (error: unknown) => void = (error) => console.warn(`${error}; retrying`),
+  ) {}
+
+  async next(signal: AbortSignal): Promise<Assignment> {
+    let backoff = 100;
+    for (;;) {
+      signal.throwIfAborted();
+      let rollout: Rollout | undefined;
+      try {
+        rollout = await this.client.dequeueRollout(this.workerId, this.waitMs, { signal });
+      } catch (error) {
+        signal.throwIfAborted();
+        if (!TRANSIENT.has(ConnectError.from(error).code)) {
+          throw error;
+        }
+        this.onRetry(error);
+        await sleep(backoff, signal);
+        backoff = Math.min(backoff * 2, 5000);
+        continue;
+      }
+      backoff = 100;
+      if (rollout !== undefined) {
+        return { rollout };
+      }
+    }
+  }
+
+  async report(rolloutId: string, attemptId: string, status: AttemptStatus, metadata?: JsonObject): Promise<void> {
+    await this.client.updateAttempt(rolloutId, attemptId, status, { metadata });
+  }
+}
