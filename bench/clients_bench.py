@@ -25,11 +25,10 @@ import tempfile
 import time
 from pathlib import Path
 
-from agl_server.process import ServerProcess
-
 from agl_core import new_span
 from agl_core.client import GrpcStore
 from agl_core.types.spans import random_trace_id
+from agl_server.process import ServerProcess
 
 ROOT = Path(__file__).resolve().parent.parent
 RESULTS = ROOT / "bench" / "results" / "clients.json"
