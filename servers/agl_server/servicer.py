@@ -166,8 +166,13 @@ class StoreServicer:
             if capped is not None and capped < wait:
                 request.wait.FromNanoseconds(int(capped * 1e9))
             finished, response = await self._until_shutdown(self.backend.dequeue_rollout(request))
-            # A poll cut short by shutdown answers "no work"; the worker polls the next server.
-            return response if finished else s.DequeueRolloutResponse()
+            if not finished:
+                # A poll cut short by shutdown answers "no work"; the worker polls the next server.
+                return s.DequeueRolloutResponse()
+            release = getattr(self.backend, "release_claims", None)
+            if context.cancelled() and response.rollouts and release is not None:
+                await release(response.rollouts)  # the caller is gone; the answer would be lost
+            return response
         except Exception as exc:
             await _abort(context, exc, "DequeueRollout")
 

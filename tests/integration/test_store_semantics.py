@@ -491,3 +491,43 @@ async def test_large_batches_are_split_and_keep_their_order(store: LightningStor
     assert [i for i, _ in info.value.errors] == [3, 15]
     claimed = [r.input for r in await store.dequeue_rollouts(limit=50)]
     assert claimed == [i for i in range(20) if i not in (3, 15)]
+
+
+async def test_a_claim_whose_caller_left_goes_back_to_the_queue(data_dir) -> None:  # type: ignore[no-untyped-def]
+    """A worker that gives up on its long poll while its claim is being committed must not leave
+    the rollout stuck in PREPARING with an attempt nobody runs."""
+    import threading
+
+    from agl_core import LmdbStore
+
+    store = LmdbStore(data_dir)
+    try:
+        rollout = await store.enqueue_rollout("orphan?")
+        backend = store.backend
+        started, gate = threading.Event(), threading.Event()
+
+        def hold(tx: object) -> None:  # holds the writer, so the claim queues behind it
+            started.set()
+            gate.wait(10)
+
+        blocker = backend._write(hold)
+        await asyncio.to_thread(started.wait, 10)
+        poll = asyncio.create_task(store.dequeue_rollout(worker_id="quitter", wait=5))
+        # The writer has no event for "an operation is queued"; check its queue under a deadline.
+        async with asyncio.timeout(BOUND):
+            while not backend._writer._pending:  # type: ignore[union-attr]  # noqa: ASYNC110
+                await asyncio.sleep(0.01)
+        poll.cancel()
+        gate.set()
+        await blocker
+        with pytest.raises(asyncio.CancelledError):
+            await poll
+        again = await store.dequeue_rollout(worker_id="stayer", wait=BOUND)
+        assert again is not None and again.rollout_id == rollout.rollout_id
+        assert again.attempt is not None and again.attempt.sequence_id == 1
+        attempts = await store.query_attempts(rollout.rollout_id)
+        assert attempts.total == 1 and attempts[0].worker_id == "stayer"
+        quitter = await store.get_worker("quitter")
+        assert quitter is not None and quitter.status == WorkerStatus.IDLE
+    finally:
+        await store.close()

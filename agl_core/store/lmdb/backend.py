@@ -40,6 +40,7 @@ from agl_core.store.lmdb.schema import (
     STATUS_KEY,
     U64,
     MetaKey,
+    attempt_key,
     next_counter,
     open_environment,
     read_counter,
@@ -357,7 +358,14 @@ class LmdbBackend:
         while True:
             changed = self._queue_changed  # taken before looking, so a commit in between still wakes us
             if self._queue_entries() > 0:
-                rollouts = await self._write(lambda tx: self._dequeue_op(tx, worker_id, limit))
+                claim = self._write(lambda tx: self._dequeue_op(tx, worker_id, limit))
+                try:
+                    rollouts = await asyncio.shield(claim)
+                except asyncio.CancelledError:
+                    # The caller left while its claim was being committed: nobody will run those
+                    # attempts, so hand the rollouts back to the queue once the claim lands.
+                    claim.add_done_callback(self._release_abandoned)
+                    raise
                 if rollouts:
                     return s.DequeueRolloutResponse(rollouts=rollouts)
             if worker_id and not marked_idle:
@@ -393,6 +401,53 @@ class LmdbBackend:
             tx.new_attempt(record, worker_id, dequeued=True)
             claimed.append(tx.full_rollout(record))
         return claimed
+
+    def _release_abandoned(self, claim: asyncio.Future[list[t.Rollout]]) -> None:
+        if claim.cancelled() or claim.exception() is not None or not claim.result():
+            return
+        self._write(lambda tx: self._release_op(tx, claim.result())).add_done_callback(_log_failure("release"))
+
+    async def release_claims(self, rollouts: Sequence[t.Rollout]) -> None:
+        """Undo claims whose answer never reached a worker (agl-server calls this when the caller of
+        DequeueRollout went away): each attempt that is still untouched (PREPARING, no heartbeat) is
+        dropped and its rollout goes back to the queue, so it is not stuck waiting for a worker that
+        does not know it holds it."""
+        if rollouts:
+            await self._write(lambda tx: self._release_op(tx, list(rollouts)))
+
+    def _release_op(self, tx: Tx, rollouts: list[t.Rollout]) -> int:
+        released = 0
+        for claimed in rollouts:
+            record = tx.find_rollout(claimed.rollout_id)
+            latest = tx.latest_attempt(record) if record is not None else None
+            if (
+                record is None
+                or latest is None
+                or latest.attempt_id != claimed.attempt.attempt_id
+                or latest.status != t.ATTEMPT_STATUS_PREPARING
+                or latest.HasField("last_heartbeat_time")
+                or record.pb.status != t.ROLLOUT_STATUS_PREPARING
+            ):
+                continue  # someone acted on it after all; leave it alone
+            tx.txn.delete(attempt_key(record.num, latest.sequence_id), db=self.dbs.attempts)
+            tx.txn.delete(latest.attempt_id.encode(), db=self.dbs.attempt_ids)
+            record.attempts -= 1
+            tx.put_rollout(record)
+            # Back to where it was: a first attempt waits as QUEUING, a retry as REQUEUING.
+            tx.set_rollout_status(
+                record, t.ROLLOUT_STATUS_REQUEUING if record.attempts else t.ROLLOUT_STATUS_QUEUING, None
+            )
+            if latest.worker_id:
+                worker = tx.find_worker(latest.worker_id)
+                if worker is not None and worker.current_attempt_id == latest.attempt_id:
+                    worker.status = t.WORKER_STATUS_IDLE
+                    worker.current_rollout_id = worker.current_attempt_id = ""
+                    worker.last_idle_time.FromNanoseconds(tx.now_ns)
+                    tx.put_worker(worker)
+            released += 1
+        if released:
+            logger.info("released %d claimed rollouts whose worker went away before receiving them", released)
+        return released
 
     def _is_idle(self, worker_id: str) -> bool:
         with self._begin() as txn:
