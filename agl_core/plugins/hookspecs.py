@@ -8,13 +8,22 @@ A plugin is a module (or object) with functions named like the specs below, each
 
 Provider hooks return what the plugin contributes as ``{registry name: factory}``; a factory is a
 class or a callable returning an instance. Every hook takes keyword arguments only.
+
+Lifecycle hooks (``agl_on_*``) observe the attempts a runner runs; agl calls each implementation
+itself with the keyword arguments it declares (see :func:`agl_core.plugins.lifecycle.notify`).
 """
 
 from __future__ import annotations
 
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import pluggy
+
+if TYPE_CHECKING:
+    from agl_core.tracer.base import Tracer
+    from agl_core.types.core import AttemptStatus, Rollout
+    from agl_core.types.resources import NamedResources
+    from agl_core.types.spans import Span
 
 hookspec = pluggy.HookspecMarker("agl")
 
@@ -43,7 +52,8 @@ def agl_tracers() -> dict[str, Any]:
 
 @hookspec
 def agl_execution_strategies() -> dict[str, Any]:
-    """Execution strategies (how algorithm and runners are laid out in threads/processes/machines), by name."""
+    """Execution strategies (how algorithm and runners are laid out in threads, processes and
+    machines), by name."""
 
 
 @hookspec
@@ -63,4 +73,68 @@ def agl_server_services(*, backend: Any) -> list[Any]:
     their handlers to the server and returns the full service names (for reflection).
 
     :param backend: the store backend the server serves.
+    """
+
+
+# --- lifecycle -----------------------------------------------------------------------------------
+#
+# agl calls these in the runner's process, on its event loop, around every attempt it runs. An
+# implementation takes any subset of the keyword arguments, may be a coroutine function, and must
+# not block (hand slow work to a thread). An exception is logged with the plugin's name and
+# ignored: a broken observer never fails an attempt.
+
+
+@hookspec
+def agl_on_rollout_start(*, rollout: Rollout, resources: NamedResources, worker_id: str) -> None:
+    """An attempt is about to run.
+
+    :param rollout: the rollout, with the attempt in ``rollout.attempt``.
+    :param resources: the resources it runs with, by name.
+    :param worker_id: the runner's worker id.
+    """
+
+
+@hookspec
+def agl_on_trace_start(*, rollout: Rollout, tracer: Tracer, worker_id: str) -> None:
+    """The tracer has opened the attempt's trace context; the agent starts next.
+
+    :param rollout: the rollout, with its attempt.
+    :param tracer: the runner's tracer.
+    :param worker_id: the runner's worker id.
+    """
+
+
+@hookspec
+def agl_on_trace_end(
+    *, rollout: Rollout, tracer: Tracer, worker_id: str, error: BaseException | None
+) -> None:
+    """The agent has returned (or raised); the trace context is about to close.
+
+    :param rollout: the rollout, with its attempt.
+    :param tracer: the runner's tracer.
+    :param worker_id: the runner's worker id.
+    :param error: what the agent raised, or ``None``.
+    """
+
+
+@hookspec
+def agl_on_rollout_end(
+    *,
+    rollout: Rollout,
+    status: AttemptStatus,
+    spans: list[Span],
+    reward: float | None,
+    error: BaseException | None,
+    worker_id: str,
+) -> None:
+    """An attempt has finished and its final status is in the store.
+
+    :param rollout: the rollout, with its attempt (as it was when the attempt started).
+    :param status: ``succeeded`` or ``failed``.
+    :param spans: the spans the runner knows the attempt produced (the tracer's, the returned ones,
+        the reward or exception span it wrote); spans sent to the store by other routes are not
+        included.
+    :param reward: the final reward among those spans, if any.
+    :param error: what failed the attempt, or ``None``.
+    :param worker_id: the runner's worker id.
     """
