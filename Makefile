@@ -58,3 +58,4 @@ demo: setup
 
 bench: setup
 	$(PY) bench/store_bench.py
+	$(PY) bench/runner_bench.py

@@ -143,15 +143,14 @@ class Runner:
             resources=assignment.resources,
             worker_id=self.worker_id,
         )
-        started = await self.source.report(rollout_id, attempt_id, AttemptStatus.RUNNING)
-        if started.error is not None:
-            logger.info(
-                "attempt %s of rollout %s: running not recorded: %s", attempt_id, rollout_id, started.error
-            )
+        # `running` is on its way before the agent starts, but the agent does not wait for the
+        # store to record it; the final report waits for it, so the two reach the store in order.
+        started = await self.source.report_soon(rollout_id, attempt_id, AttemptStatus.RUNNING)
         status, error, spans = AttemptStatus.SUCCEEDED, None, []
         try:
             spans = await self._traced(assignment)
         except asyncio.CancelledError:
+            started.cancel()
             raise
         except Exception as exc:
             status, error = AttemptStatus.FAILED, exc
@@ -165,6 +164,11 @@ class Runner:
                 spans.append(failure)
             except Exception as store_error:
                 logger.error("could not store the exception of attempt %s: %s", attempt_id, store_error)
+        running = await started
+        if running.error is not None:
+            logger.info(
+                "attempt %s of rollout %s: running not recorded: %s", attempt_id, rollout_id, running.error
+            )
         reward = final_reward(spans)
         metadata: dict[str, Any] = {}
         if reward is not None:

@@ -7,6 +7,7 @@ store (the embedded LMDB store, or agl-server's DequeueRollout long poll).
 
 from __future__ import annotations
 
+import asyncio
 import os
 import socket
 import sys
@@ -103,6 +104,16 @@ class WorkSource(ABC):
         Returns once the store has the report; an error is returned, not raised (the runner
         cannot undo an attempt the store no longer accepts, e.g. one that timed out).
         """
+
+    async def report_soon(
+        self, rollout_id: str, attempt_id: str, status: AttemptStatus | str
+    ) -> asyncio.Future[ReportOutcome]:
+        """Hand a report over and return without waiting for the store to record it; the future
+        resolves once it has. By default this waits for the recording; a source that can send
+        without waiting (the Work stream) returns as soon as the report is on its way."""
+        future: asyncio.Future[ReportOutcome] = asyncio.get_running_loop().create_future()
+        future.set_result(await self.report(rollout_id, attempt_id, status))
+        return future
 
     @abstractmethod
     async def drain(self) -> None:

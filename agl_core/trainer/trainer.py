@@ -13,7 +13,7 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections.abc import Mapping, Sequence
-from typing import Any
+from typing import Any, Literal
 
 from agl_core.adapter.base import Adapter
 from agl_core.algorithm.base import Algorithm
@@ -54,7 +54,9 @@ class Trainer:
         config of its own (a RolloutConfig or its fields as a dict; default
         :func:`default_rollout_config`).
     :param max_rollouts: each runner stops after this many attempts.
-    :param progress: show progress (rollouts done and failed, reward so far) on stderr.
+    :param progress: show progress (rollouts done and failed, reward so far) on stderr: ``True``
+        keeps one live line on a terminal and prints periodic lines elsewhere; ``"lines"`` always
+        prints lines (e.g. when the algorithm prints too); ``False`` shows nothing.
     :param progress_interval: seconds between progress lines when stderr is not a terminal.
     """
 
@@ -72,7 +74,7 @@ class Trainer:
         hooks: Hook | Sequence[Hook] | None = None,
         rollout_config: RolloutConfig | Mapping[str, Any] | None = None,
         max_rollouts: int | None = None,
-        progress: bool = True,
+        progress: bool | Literal["live", "lines"] = True,
         progress_interval: float = 5.0,
         plugin_manager: AglPluginManager | None = None,
     ) -> None:
@@ -161,7 +163,14 @@ class Trainer:
     ) -> AlgorithmBundle:
         async def run(store: Any) -> Any:
             algorithm.set_store(with_rollout_defaults(store, self.rollout_config))
-            progress = Progress(store, interval=self.progress_interval) if self.progress else None
+            progress = None
+            if self.progress:
+                live = (
+                    {"live": True, "lines": False}.get(self.progress)
+                    if isinstance(self.progress, str)
+                    else None
+                )
+                progress = Progress(store, interval=self.progress_interval, live=live)
             if progress is not None:
                 await progress.start()
             try:

@@ -92,6 +92,7 @@ class AglServer:
         start = getattr(self.backend, "start", None)
         if start is not None:
             await start()
+        self.runner_servicer.start()
         # Serving only once the store is open and the port is bound.
         await self.health.set("", health_pb2.HealthCheckResponse.SERVING)
         await self.health.set(SERVICE_NAME, health_pb2.HealthCheckResponse.SERVING)

@@ -19,6 +19,7 @@ from runtime_agents import EchoAgent, block_the_loop, hang_first_attempt, hang_f
 
 from agl_core.algorithm import Algorithm, algo, run_rollouts
 from agl_core.client import GrpcStore
+from agl_core.litagent import prompt_rollout
 from agl_core.plugins import PluginError
 from agl_core.runner import Hook
 from agl_core.store import LmdbStore
@@ -306,3 +307,17 @@ def test_progress_reports_done_failed_and_reward(tmp_path: Path) -> None:
 
     output = asyncio.run(scenario())
     assert output.splitlines()[-1].startswith("agl: finished train 2/2 done (1 ok, 1 failed), reward 0.800")
+
+
+def test_initial_resources_reach_the_agent(tmp_path: Path) -> None:
+    @prompt_rollout
+    def answer(task: Any, prompt_template: PromptTemplate) -> float:
+        return 1.0 if prompt_template.format(x=task) == f"value {task}" else 0.0
+
+    trainer = Trainer(
+        strategy=SharedMemoryStrategy(data_dir=tmp_path / "r"),
+        initial_resources={"prompt": PromptTemplate(template="value {x}")},
+        progress=False,
+    )
+    result = trainer.fit(answer, [1, 2])
+    assert result.train.mean_reward == 1.0

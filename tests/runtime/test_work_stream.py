@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import asyncio
+import os
 from collections.abc import AsyncIterator
+from pathlib import Path
 
 import grpc
 import pytest
@@ -305,3 +307,45 @@ async def test_reconnect_replaces_the_old_stream_and_keeps_listed_attempts(
     assert (await client.get_rollout(kept.rollout_id)).status == RolloutStatus.SUCCEEDED
     assert [a.status for a in await client.query_attempts(kept.rollout_id)] == [AttemptStatus.SUCCEEDED]
     assert (await client.get_worker("same")).status != WorkerStatus.UNKNOWN  # the new stream owns the record
+
+
+async def test_after_a_restart_workers_that_do_not_come_back_lose_their_attempts(data_dir: Path) -> None:
+    env = {**os.environ, "AGL_RUNNER_RECONNECT_GRACE": "0.5"}
+    server = ServerProcess(data_dir, env=env, log_path=data_dir.parent / "server.log").start()
+    store = GrpcStore(server.address)
+    opened: list[RawWorker] = []
+    try:
+        orphaned = await store.enqueue_rollout("orphaned", config=RETRY_UNRESPONSIVE)
+        worker = new_worker(server, opened)
+        await worker.hello(worker_id="gone", capacity=1)
+        await worker.assignment()
+        server.kill()  # the server dies with the stream open; the worker never comes back
+        await worker.close()
+        server.restart()
+        await wait_status(store, orphaned.rollout_id, RolloutStatus.REQUEUING)
+        assert [a.status for a in await store.query_attempts(orphaned.rollout_id)] == [
+            AttemptStatus.UNRESPONSIVE
+        ]
+        record = await store.get_worker("gone")
+        assert record.status == WorkerStatus.UNKNOWN and record.heartbeat_stats["connected"] is False
+        assert "did not reconnect after the restart (gone)" in server.log_tail(50)
+    finally:
+        await store.close()
+        server.stop()
+
+
+async def test_runner_service_is_in_health_and_reflection(server: ServerProcess) -> None:
+    from grpc_health.v1 import health_pb2, health_pb2_grpc
+    from grpc_reflection.v1alpha import reflection_pb2, reflection_pb2_grpc
+
+    async with grpc.aio.insecure_channel(server.address) as channel:
+        health = await health_pb2_grpc.HealthStub(channel).Check(
+            health_pb2.HealthCheckRequest(service="agl.v1.RunnerService")
+        )
+        assert health.status == health_pb2.HealthCheckResponse.SERVING
+        call = reflection_pb2_grpc.ServerReflectionStub(channel).ServerReflectionInfo()
+        await call.write(reflection_pb2.ServerReflectionRequest(list_services=""))
+        response = await call.read()
+        await call.done_writing()
+        names = {service.name for service in response.list_services_response.service}
+        assert {"agl.v1.RunnerService", "agl.v1.LightningStoreService"} <= names

@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import os
 import uuid
 from collections.abc import AsyncIterator
 from typing import Any
@@ -18,12 +19,16 @@ from agl_core.runner.queue_signal import QueueSignal, backend_follow
 from agl_core.store import validation
 from agl_core.store.backend import StoreBackend
 from agl_core.types.values import from_struct
+from agl_server.runner_service.recovery import recover_orphans
 from agl_server.runner_service.session import SessionEnded, WorkSession
 
 logger = logging.getLogger("agl_server")
 
 SERVICE_NAME = "agl.v1.RunnerService"
 DEFAULT_HEARTBEAT_INTERVAL = 10.0
+# After a restart, workers whose streams the last server life had open get this long to reconnect.
+RECONNECT_GRACE_ENV = "AGL_RUNNER_RECONNECT_GRACE"
+DEFAULT_RECONNECT_GRACE = 30.0
 # The first message must come this soon after the stream opens.
 HELLO_TIMEOUT = 30.0
 
@@ -39,13 +44,36 @@ class RunnerServicer:
         UNAVAILABLE and their attempts keep running (the workers reconnect to the next server).
     """
 
-    def __init__(self, backend: StoreBackend, shutting_down: asyncio.Event | None = None) -> None:
+    def __init__(
+        self,
+        backend: StoreBackend,
+        shutting_down: asyncio.Event | None = None,
+        *,
+        reconnect_grace: float | None = None,
+    ) -> None:
         self.backend = backend
         self.shutting_down = shutting_down or asyncio.Event()
         self.signal = QueueSignal(backend_follow(backend), name="agl-server-queue-signal")
         self.sessions: dict[str, WorkSession] = {}
+        if reconnect_grace is None:
+            reconnect_grace = float(os.environ.get(RECONNECT_GRACE_ENV, DEFAULT_RECONNECT_GRACE))
+        self.reconnect_grace = reconnect_grace
         self._closing: set[asyncio.Task[None]] = set()
         self._shutdown_watch: asyncio.Task[None] | None = None
+        self._recovery: asyncio.Task[int] | None = None
+
+    def start(self) -> None:
+        """Once the store is open: give workers of an earlier server life ``reconnect_grace``
+        seconds to come back, then give up the attempts of those that did not."""
+        self._recovery = asyncio.create_task(self._recover_orphans(), name="agl-runner-recovery")
+
+    async def _recover_orphans(self) -> int:
+        await asyncio.sleep(self.reconnect_grace)
+        try:
+            return await recover_orphans(self.backend, connected=set(self.sessions))
+        except Exception:
+            logger.exception("giving up the attempts of workers that did not come back failed")
+            return 0
 
     def register(self, server: grpc.aio.Server) -> list[str]:
         handlers = {
@@ -64,8 +92,9 @@ class RunnerServicer:
             session.stop(grpc.StatusCode.UNAVAILABLE, _SHUTDOWN_MESSAGE, keep_attempts=True)
         if self._closing:
             await asyncio.gather(*self._closing, return_exceptions=True)
-        if self._shutdown_watch is not None:
-            self._shutdown_watch.cancel()
+        for task in (self._shutdown_watch, self._recovery):
+            if task is not None:
+                task.cancel()
         await self.signal.close()
 
     def _watch_shutdown(self) -> None:
