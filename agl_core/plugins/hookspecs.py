@@ -10,7 +10,7 @@ Provider hooks return what the plugin contributes as ``{registry name: factory}`
 class or a callable returning an instance. Every hook takes keyword arguments only.
 
 Lifecycle hooks (``agl_on_*``) observe the attempts a runner runs; agl calls each implementation
-itself with the keyword arguments it declares (see :func:`agl_core.plugins.lifecycle.notify`).
+on its own with the arguments it declares (see :func:`agl_core.plugins.lifecycle.notify`).
 """
 
 from __future__ import annotations
@@ -78,14 +78,15 @@ def agl_server_services(*, backend: Any) -> list[Any]:
 
 # --- lifecycle -----------------------------------------------------------------------------------
 #
-# agl calls these in the runner's process, on its event loop, around every attempt it runs. An
-# implementation takes any subset of the keyword arguments, may be a coroutine function, and must
-# not block (hand slow work to a thread). An exception is logged with the plugin's name and
-# ignored: a broken observer never fails an attempt.
+# agl calls these in the runner's process, on its event loop, around every attempt it runs, always
+# with keyword arguments. An implementation takes any subset of the parameters (ordinary ones, as
+# pluggy sees no keyword-only ones), may be a coroutine function, and must not block (hand slow
+# work to a thread). Each implementation is called on its own: an exception is logged with the
+# plugin's name and ignored, so a broken observer neither stops the others nor fails the attempt.
 
 
 @hookspec
-def agl_on_rollout_start(*, rollout: Rollout, resources: NamedResources, worker_id: str) -> None:
+def agl_on_rollout_start(rollout: Rollout, resources: NamedResources, worker_id: str) -> None:
     """An attempt is about to run.
 
     :param rollout: the rollout, with the attempt in ``rollout.attempt``.
@@ -95,7 +96,7 @@ def agl_on_rollout_start(*, rollout: Rollout, resources: NamedResources, worker_
 
 
 @hookspec
-def agl_on_trace_start(*, rollout: Rollout, tracer: Tracer, worker_id: str) -> None:
+def agl_on_trace_start(rollout: Rollout, tracer: Tracer, worker_id: str) -> None:
     """The tracer has opened the attempt's trace context; the agent starts next.
 
     :param rollout: the rollout, with its attempt.
@@ -105,9 +106,7 @@ def agl_on_trace_start(*, rollout: Rollout, tracer: Tracer, worker_id: str) -> N
 
 
 @hookspec
-def agl_on_trace_end(
-    *, rollout: Rollout, tracer: Tracer, worker_id: str, error: BaseException | None
-) -> None:
+def agl_on_trace_end(rollout: Rollout, tracer: Tracer, worker_id: str, error: BaseException | None) -> None:
     """The agent has returned (or raised); the trace context is about to close.
 
     :param rollout: the rollout, with its attempt.
@@ -119,7 +118,6 @@ def agl_on_trace_end(
 
 @hookspec
 def agl_on_rollout_end(
-    *,
     rollout: Rollout,
     status: AttemptStatus,
     spans: list[Span],

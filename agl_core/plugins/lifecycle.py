@@ -1,9 +1,9 @@
-"""Calling lifecycle hooks (``agl_on_*``): each implementation on its own, with the keyword
-arguments it declares, awaited if it is a coroutine, its failures logged and contained.
+"""Calling lifecycle hooks (``agl_on_*``): each implementation on its own, with the arguments it
+declares, awaited if it is a coroutine, its failures logged and contained.
 
-pluggy passes hook arguments positionally by name and knows nothing of keyword-only parameters
-or coroutines, so agl calls lifecycle implementations itself; one broken plugin neither stops
-the others nor fails the attempt it observes.
+``pm.hook.agl_on_rollout_end(...)`` would stop at the first implementation that raises and
+knows nothing of coroutines, so agl walks the implementations itself (in pluggy's order): one
+broken plugin neither stops the others nor fails the attempt it observes.
 """
 
 from __future__ import annotations

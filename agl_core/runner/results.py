@@ -75,8 +75,10 @@ async def deliver(result: Any, *, rollout: Rollout, tracer: Tracer, store: Any) 
     :raises ValueError: for a non-finite reward, or spans of another attempt.
     """
     rollout_id, attempt_id = _ids(rollout)
+    # Read before anything awaits: another attempt's trace may end meanwhile and become the last.
+    traced = list(tracer.get_last_trace())
     if result is None:
-        return list(tracer.get_last_trace())
+        return traced
     if isinstance(result, (bool, int, float)):
         if isinstance(result, bool):
             logger.warning(
@@ -86,13 +88,13 @@ async def deliver(result: Any, *, rollout: Rollout, tracer: Tracer, store: Any) 
             raise ValueError(f"the agent returned the reward {result}; a reward must be a finite number")
         span = reward_span(rollout, float(result))
         await _store(store, [span])
-        return [*tracer.get_last_trace(), span]
+        return [*traced, span]
     if isinstance(result, list):
         if not result:
             logger.warning(
                 "rollout %s returned an empty list: the attempt has no spans of its own", rollout_id
             )
-            return list(tracer.get_last_trace())
+            return traced
         wrong = [type(item).__name__ for item in result if not isinstance(item, Span)]
         if wrong:
             raise TypeError(

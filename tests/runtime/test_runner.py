@@ -13,6 +13,7 @@ from typing import Any
 
 import pytest
 from agl_server.process import ServerProcess
+from store_waits import wait_status
 
 from agl_core import semconv
 from agl_core.client import GrpcStore
@@ -82,17 +83,6 @@ async def run_all(
     await asyncio.wait_for(serving, 30)
     by_id = {r.rollout_id: r for r in done}
     return [by_id[r.rollout_id] for r in rollouts]
-
-
-async def wait_status(store: Any, rollout_id: str, wanted: RolloutStatus, within: float = 10.0) -> None:
-    """Wait (on the event log) until the rollout has reached ``wanted``."""
-
-    async def watch() -> None:
-        async for event in store.watch_rollouts(rollout_ids=[rollout_id], after_event_id=0):
-            if event.new_status == wanted:
-                return
-
-    await asyncio.wait_for(watch(), within)
 
 
 # --- a tracer small enough to read -----------------------------------------------------------------
@@ -279,16 +269,16 @@ class LifecyclePlugin:
     events: list[tuple[str, Any]] = field(default_factory=list)
 
     @hookimpl
-    def agl_on_rollout_start(self, *, rollout: Rollout, worker_id: str) -> None:
+    def agl_on_rollout_start(self, rollout: Rollout, worker_id: str) -> None:
         self.events.append(("start", worker_id))
 
     @hookimpl
-    async def agl_on_trace_end(self, *, error: BaseException | None) -> None:
+    async def agl_on_trace_end(self, error: BaseException | None) -> None:
         self.events.append(("trace_end", type(error).__name__ if error else None))
 
     @hookimpl
     def agl_on_rollout_end(
-        self, *, status: AttemptStatus, spans: list[Span], error: BaseException | None
+        self, status: AttemptStatus, spans: list[Span], error: BaseException | None
     ) -> None:
         self.events.append(("end", (status, [s.name for s in spans])))
 

@@ -10,6 +10,7 @@ from pathlib import Path
 import grpc
 import pytest
 from agl_server.process import ServerProcess
+from store_waits import wait_status
 
 from agl_core.client import GrpcStore
 from agl_core.proto import runner_pb2 as r
@@ -107,17 +108,6 @@ def new_worker(server: ServerProcess, opened: list[RawWorker]) -> RawWorker:
     worker = RawWorker(server.address)
     opened.append(worker)
     return worker
-
-
-async def wait_status(store: GrpcStore, rollout_id: str, wanted: RolloutStatus, within: float = 10.0) -> None:
-    """Wait (on the event log) until the rollout has reached ``wanted``."""
-
-    async def watch() -> None:
-        async for event in store.watch_rollouts(rollout_ids=[rollout_id], after_event_id=0):
-            if event.new_status == wanted:
-                return
-
-    await asyncio.wait_for(watch(), within)
 
 
 async def test_assignments_carry_resolved_resources_and_respect_capacity(

@@ -1,10 +1,12 @@
 """After agl-server restarts: giving up the attempts of Work-stream workers that never came back.
 
-A worker whose stream was open when the server stopped (or crashed) is still recorded as
+A worker whose Work stream was open when the server stopped (or crashed) is still recorded as
 connected. It normally reconnects within seconds and says which attempts it still runs. One that
 does not return within the grace period is gone: its active attempts are marked UNRESPONSIVE
 (the retry policy applies) and its record UNKNOWN, so nothing waits forever on a dead worker
-even when no ``unresponsive_seconds`` is configured.
+even when no ``unresponsive_seconds`` is configured. Workers that poll DequeueRollout instead
+are left alone: only their polls and spans tell whether they live, and the store's own
+timeouts watch those.
 """
 
 from __future__ import annotations
@@ -34,7 +36,11 @@ async def recover_orphans(backend: StoreBackend, *, connected: set[str]) -> int:
         page = await backend.query_workers(s.QueryWorkersRequest(limit=validation.MAX_PAGE, offset=offset))
         for worker in page.workers:
             stats = from_struct(worker.heartbeat_stats)
-            if stats.get("connected") is True and worker.worker_id not in connected:
+            if (
+                stats.get("work_stream") is True
+                and stats.get("connected") is True
+                and worker.worker_id not in connected
+            ):
                 orphans[worker.worker_id] = worker
         offset += len(page.workers)
         if not page.workers or offset >= page.total:

@@ -366,6 +366,8 @@ class WorkSession:
             "active_attempts": len(self.active),
             "assigned_attempts": self.assigned,
             "connected": connected,
+            # Marks a worker whose liveness is its stream (see recovery.py); polling workers lack it.
+            "work_stream": True,
         }
 
     async def update_worker(self, *, connected: bool = True, status: int | None = None) -> None:

@@ -31,7 +31,7 @@ def agl_algorithms() -> dict[str, Any]:
 
 
 @hookimpl
-def agl_on_rollout_end(*, rollout: Any, status: Any, worker_id: str) -> None:
+def agl_on_rollout_end(rollout: Any, status: Any, worker_id: str) -> None:
     path = os.environ.get("AGL_SAMPLE_PLUGIN_LOG")
     if path:
         with open(path, "a") as log:
