@@ -31,14 +31,13 @@ import time
 from pathlib import Path
 from typing import Any
 
-from agl_server.process import ServerProcess
-
 from agl_core.client import GrpcStore
 from agl_core.execution import RunnerSpec
 from agl_core.execution.runner_process import RunnerProcessConfig
 from agl_core.execution.runner_process import main as runner_main
 from agl_core.litagent import rollout
 from agl_core.types import new_span, span_attributes
+from agl_server.process import ServerProcess
 
 RESULTS = Path(__file__).parent / "results" / "runner_bench.json"
 STARTED = "bench.agent_started_ns"
@@ -124,9 +123,7 @@ def run_path(path: str, args: argparse.Namespace) -> dict[str, Any]:
     with tempfile.TemporaryDirectory(prefix="agl-runner-bench-") as data_dir:
         server = ServerProcess(Path(data_dir) / "store", args=["--durability", args.durability]).start()
         stop_read, stop = context.Pipe(duplex=False)
-        spec = RunnerSpec(
-            agent="runner_bench:stamp", tracer="agl_core.tracer.base:NullTracer", capacity=args.capacity
-        )
+        spec = RunnerSpec(agent="runner_bench:stamp", tracer="agl_core.tracer.base:NullTracer", capacity=args.capacity)
         processes = [
             context.Process(
                 target=runner_main,
@@ -158,24 +155,19 @@ def run_path(path: str, args: argparse.Namespace) -> dict[str, Any]:
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(
-        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
-    )
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--sequential", type=int, default=200, help="rollouts run one at a time")
     parser.add_argument("--burst", type=int, default=2000, help="rollouts enqueued at once")
     parser.add_argument("--runners", type=int, default=4, help="runner processes")
     parser.add_argument("--capacity", type=int, default=4, help="attempts each runner runs at once")
     parser.add_argument("--poll-wait", type=float, default=5.0, help="long-poll wait of the dequeue path (s)")
-    parser.add_argument(
-        "--durability", choices=("sync", "nosync"), default="sync", help="agl-server durability"
-    )
+    parser.add_argument("--durability", choices=("sync", "nosync"), default="sync", help="agl-server durability")
     args = parser.parse_args()
     sys.path.insert(0, str(Path(__file__).parent))  # runner processes import the agent from here
     results = {path: run_path(path, args) for path in ("work-stream", "long-poll")}
 
     header = (
-        f"{'path':<12} {'enqueue→runner p50/p99 (ms)':>28} {'dequeue→runner p50/p99 (ms)':>28} "
-        f"{'burst rollouts/s':>17}"
+        f"{'path':<12} {'enqueue→runner p50/p99 (ms)':>28} {'dequeue→runner p50/p99 (ms)':>28} {'burst rollouts/s':>17}"
     )
     print(
         f"\nrunner bench: {args.runners} runners x capacity {args.capacity}, {args.sequential} sequential, "

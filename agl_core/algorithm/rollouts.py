@@ -46,7 +46,7 @@ async def run_rollouts(
     resources_id: str | None = None,
     config: RolloutConfig | None = None,
     metadata: Mapping[str, Any] | None = None,
-    timeout: float | None = None,  # noqa: ASYNC109 - mirrors the store's wait_for_rollouts(timeout=)
+    timeout: float | None = None,
 ) -> list[RolloutOutcome]:
     """Enqueue one rollout per input and return the outcomes, in input order, once every one is
     terminal.

@@ -40,9 +40,7 @@ class PluginInfo:
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--json", action="store_true", help="print the listing as JSON")
-    parser.add_argument(
-        "--traceback", action="store_true", help="show the full traceback of plugins that failed"
-    )
+    parser.add_argument("--traceback", action="store_true", help="show the full traceback of plugins that failed")
 
 
 def collect(pm: AglPluginManager) -> list[PluginInfo]:
@@ -51,9 +49,7 @@ def collect(pm: AglPluginManager) -> list[PluginInfo]:
     for name, plugin in pm.list_name_plugin():
         if plugin is None:
             continue
-        infos[name] = PluginInfo(
-            name, pm.distribution_of(plugin), getattr(plugin, "__name__", type(plugin).__name__)
-        )
+        infos[name] = PluginInfo(name, pm.distribution_of(plugin), getattr(plugin, "__name__", type(plugin).__name__))
     for kind in PROVIDERS:
         for impl in getattr(pm.hook, f"agl_{kind}").get_hookimpls():
             info = infos.get(impl.plugin_name)

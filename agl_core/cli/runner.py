@@ -38,12 +38,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "(the current directory is importable)",
     )
     parser.add_argument("--workers", type=int, default=1, help="runner processes to start (default 1)")
-    parser.add_argument(
-        "--capacity", type=int, default=1, help="attempts each worker runs at once (default 1)"
-    )
-    parser.add_argument(
-        "--tracer", help="tracer by registry name or MODULE:ATTR (default: otel when installed)"
-    )
+    parser.add_argument("--capacity", type=int, default=1, help="attempts each worker runs at once (default 1)")
+    parser.add_argument("--tracer", help="tracer by registry name or MODULE:ATTR (default: otel when installed)")
     parser.add_argument(
         "--hook",
         action="append",
@@ -96,9 +92,7 @@ def run(args: argparse.Namespace) -> int:
     )
 
     def config(index: int) -> runner_process.RunnerProcessConfig:
-        worker_id = (
-            args.worker_id if args.workers == 1 else (f"{args.worker_id}-{index}" if args.worker_id else None)
-        )
+        worker_id = args.worker_id if args.workers == 1 else (f"{args.worker_id}-{index}" if args.worker_id else None)
         return runner_process.RunnerProcessConfig(
             spec=spec,
             server=args.server,
@@ -125,8 +119,7 @@ def _run_workers(configs: list[runner_process.RunnerProcessConfig], log_level: s
     context = multiprocessing.get_context("spawn")
     stop_read, stop = context.Pipe(duplex=False)  # closing `stop` drains every worker
     processes = [
-        context.Process(target=runner_process.main, args=(c, stop_read), name=f"agl-runner-{c.index}")
-        for c in configs
+        context.Process(target=runner_process.main, args=(c, stop_read), name=f"agl-runner-{c.index}") for c in configs
     ]
     signals = 0
 

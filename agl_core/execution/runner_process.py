@@ -68,9 +68,7 @@ async def serve(config: RunnerProcessConfig, stop_event: StopSignal | None = Non
     agent = spec.load_agent()
     tracer = build_tracer(spec.tracer, pm)
     tracer.init()
-    store = GrpcStore(
-        config.server, token=config.token, tls=config.tls, root_certificates=config.root_certificates
-    )
+    store = GrpcStore(config.server, token=config.token, tls=config.tls, root_certificates=config.root_certificates)
     worker_id = config.default_worker_id()
     info = {"agent": getattr(agent, "name", type(agent).__name__), "runner_index": config.index}
     source: Any
@@ -114,9 +112,7 @@ async def serve(config: RunnerProcessConfig, stop_event: StopSignal | None = Non
     handled = [signal.SIGINT, signal.SIGTERM] if config.graceful_signals else [signal.SIGINT]
     for sig in handled:
         loop.add_signal_handler(sig, on_signal, sig)
-    logger.info(
-        "runner %s serving %s on %s (capacity %d)", worker_id, info["agent"], config.server, spec.capacity
-    )
+    logger.info("runner %s serving %s on %s (capacity %d)", worker_id, info["agent"], config.server, spec.capacity)
     try:
         stats = await runner.run(stop)
     finally:

@@ -52,10 +52,7 @@ def _flatten(annotation: Any) -> list[Any]:
     if annotation is inspect.Parameter.empty:
         return []
     if isinstance(annotation, str):
-        return [
-            part.strip()
-            for part in annotation.replace("|", ",").replace("[", ",").replace("]", ",").split(",")
-        ]
+        return [part.strip() for part in annotation.replace("|", ",").replace("[", ",").replace("]", ",").split(",")]
     args = typing.get_args(annotation)
     return [annotation, *(a for arg in args for a in _flatten(arg))] if args else [annotation]
 
@@ -119,9 +116,7 @@ class FunctionalLitAgent(LitAgent[Any]):
             raise TypeError(f"{self.name} is a coroutine function; the runner awaits rollout_async() instead")
         return self.func(task, **self._arguments(resources, rollout))  # type: ignore[no-any-return]
 
-    async def rollout_async(
-        self, task: Any, resources: dict[str, Resource], rollout: Rollout
-    ) -> RolloutResult:
+    async def rollout_async(self, task: Any, resources: dict[str, Resource], rollout: Rollout) -> RolloutResult:
         if not self._is_async:
             raise TypeError(f"{self.name} is not a coroutine function; the runner calls rollout() instead")
         return await self.func(task, **self._arguments(resources, rollout))  # type: ignore[no-any-return]
@@ -166,9 +161,7 @@ def _import_attribute(module: str, qualname: str) -> Any:
     return target
 
 
-def _pick(
-    resources: dict[str, Resource], name: str, types: tuple[type, ...], what: str, rollout: Rollout
-) -> Any:
+def _pick(resources: dict[str, Resource], name: str, types: tuple[type, ...], what: str, rollout: Rollout) -> Any:
     """The resource a parameter asks for: by its name, else the only one of its type."""
     if isinstance(resources.get(name), types):
         return resources[name]

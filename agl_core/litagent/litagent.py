@@ -77,14 +77,10 @@ class LitAgent(Generic[T]):
         """A validation or test rollout (mode ``val``/``test``); defaults to :meth:`rollout`."""
         return self.rollout(task, resources, rollout)
 
-    async def training_rollout_async(
-        self, task: T, resources: NamedResources, rollout: Rollout
-    ) -> RolloutResult:
+    async def training_rollout_async(self, task: T, resources: NamedResources, rollout: Rollout) -> RolloutResult:
         return await self.rollout_async(task, resources, rollout)
 
-    async def validation_rollout_async(
-        self, task: T, resources: NamedResources, rollout: Rollout
-    ) -> RolloutResult:
+    async def validation_rollout_async(self, task: T, resources: NamedResources, rollout: Rollout) -> RolloutResult:
         return await self.rollout_async(task, resources, rollout)
 
     # --- where it runs -----------------------------------------------------------------------------

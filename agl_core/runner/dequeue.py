@@ -69,9 +69,7 @@ class DequeueSource(WorkSource):
         self._error: BaseException | None = None
 
     async def start(self) -> None:
-        await self.store.update_worker(
-            self.worker_id, heartbeat_stats=self._stats(True), status=WorkerStatus.IDLE
-        )
+        await self.store.update_worker(self.worker_id, heartbeat_stats=self._stats(True), status=WorkerStatus.IDLE)
         if self.poll_wait is None:
             self._signal = QueueSignal(store_follow(self.store), name=f"agl-queue-{self.worker_id}")
         self._claimer = asyncio.create_task(self._claim_loop(), name=f"agl-claim-{self.worker_id}")

@@ -25,14 +25,10 @@ class Hook:
     async def on_rollout_start(self, *, agent: LitAgent[Any], runner: Runner, rollout: Rollout) -> None:
         """Before the attempt runs (``rollout.attempt`` is the attempt)."""
 
-    async def on_trace_start(
-        self, *, agent: LitAgent[Any], runner: Runner, tracer: Tracer, rollout: Rollout
-    ) -> None:
+    async def on_trace_start(self, *, agent: LitAgent[Any], runner: Runner, tracer: Tracer, rollout: Rollout) -> None:
         """Inside the trace context, right before the agent is called."""
 
-    async def on_trace_end(
-        self, *, agent: LitAgent[Any], runner: Runner, tracer: Tracer, rollout: Rollout
-    ) -> None:
+    async def on_trace_end(self, *, agent: LitAgent[Any], runner: Runner, tracer: Tracer, rollout: Rollout) -> None:
         """Inside the trace context, right after the agent returned or raised."""
 
     async def on_rollout_end(

@@ -81,9 +81,7 @@ async def deliver(result: Any, *, rollout: Rollout, tracer: Tracer, store: Any) 
         return traced
     if isinstance(result, (bool, int, float)):
         if isinstance(result, bool):
-            logger.warning(
-                "rollout %s returned a bool; storing it as the reward %.1f", rollout_id, float(result)
-            )
+            logger.warning("rollout %s returned a bool; storing it as the reward %.1f", rollout_id, float(result))
         if not math.isfinite(float(result)):
             raise ValueError(f"the agent returned the reward {result}; a reward must be a finite number")
         span = reward_span(rollout, float(result))
@@ -91,9 +89,7 @@ async def deliver(result: Any, *, rollout: Rollout, tracer: Tracer, store: Any) 
         return [*traced, span]
     if isinstance(result, list):
         if not result:
-            logger.warning(
-                "rollout %s returned an empty list: the attempt has no spans of its own", rollout_id
-            )
+            logger.warning("rollout %s returned an empty list: the attempt has no spans of its own", rollout_id)
             return traced
         wrong = [type(item).__name__ for item in result if not isinstance(item, Span)]
         if wrong:

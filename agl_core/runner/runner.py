@@ -154,9 +154,7 @@ class Runner:
             raise
         except Exception as exc:
             status, error = AttemptStatus.FAILED, exc
-            logger.warning(
-                "attempt %s of rollout %s failed: %s: %s", attempt_id, rollout_id, type(exc).__name__, exc
-            )
+            logger.warning("attempt %s of rollout %s failed: %s: %s", attempt_id, rollout_id, type(exc).__name__, exc)
             spans = list(self.tracer.get_last_trace())
             failure = exception_span(rollout, exc)
             try:
@@ -166,9 +164,7 @@ class Runner:
                 logger.error("could not store the exception of attempt %s: %s", attempt_id, store_error)
         running = await started
         if running.error is not None:
-            logger.info(
-                "attempt %s of rollout %s: running not recorded: %s", attempt_id, rollout_id, running.error
-            )
+            logger.info("attempt %s of rollout %s: running not recorded: %s", attempt_id, rollout_id, running.error)
         reward = final_reward(spans)
         metadata: dict[str, Any] = {}
         if reward is not None:
@@ -220,9 +216,7 @@ class Runner:
             rollout_id=rollout.rollout_id,
             attempt_id=assignment.attempt_id,
         ):
-            await self._hooks(
-                "on_trace_start", agent=self.agent, runner=self, tracer=self.tracer, rollout=rollout
-            )
+            await self._hooks("on_trace_start", agent=self.agent, runner=self, tracer=self.tracer, rollout=rollout)
             await notify(
                 self.plugin_manager,
                 "agl_on_trace_start",
@@ -237,9 +231,7 @@ class Runner:
                 error = exc
                 raise
             finally:
-                await self._hooks(
-                    "on_trace_end", agent=self.agent, runner=self, tracer=self.tracer, rollout=rollout
-                )
+                await self._hooks("on_trace_end", agent=self.agent, runner=self, tracer=self.tracer, rollout=rollout)
                 await notify(
                     self.plugin_manager,
                     "agl_on_trace_end",
@@ -254,9 +246,7 @@ class Runner:
     async def _call_agent(self, assignment: Assignment) -> Any:
         rollout, agent = assignment.rollout, self.agent
         if assignment.resources_error and not assignment.resources:
-            logger.warning(
-                "rollout %s runs without resources: %s", rollout.rollout_id, assignment.resources_error
-            )
+            logger.warning("rollout %s runs without resources: %s", rollout.rollout_id, assignment.resources_error)
         validation = rollout.mode in (RolloutMode.VAL, RolloutMode.TEST)
         args = (rollout.input, assignment.resources, rollout)
         if agent.is_async():

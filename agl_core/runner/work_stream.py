@@ -147,9 +147,7 @@ class WorkStreamSource(WorkSource):
                 await self._supervisor
         for _, future in self._pending.values():
             if not future.done():
-                future.set_exception(
-                    UnavailableError("the Work stream was closed before the report was acknowledged")
-                )
+                future.set_exception(UnavailableError("the Work stream was closed before the report was acknowledged"))
         if self._channel is not None:
             await self._channel.close()
 
@@ -244,9 +242,7 @@ class WorkStreamSource(WorkSource):
                 )
                 return
             failures += 1
-            logger.warning(
-                "work stream to %s broke (%s); reconnecting", self.config.address, _describe(error)
-            )
+            logger.warning("work stream to %s broke (%s); reconnecting", self.config.address, _describe(error))
             await asyncio.sleep(min(0.1 * 2**failures, 2.0))
 
     async def _serve_once(self) -> None:

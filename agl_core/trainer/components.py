@@ -56,23 +56,18 @@ def build(
     if isinstance(spec, Mapping):
         options = dict(spec)
         if "type" not in options:
-            raise ValueError(
-                f"a {noun} given as a dict needs a 'type' key (a registry name or 'module:attr')"
-            )
+            raise ValueError(f"a {noun} given as a dict needs a 'type' key (a registry name or 'module:attr')")
         spec = options.pop("type")
     if isinstance(spec, str):
         factory = import_object(spec) if ":" in spec else pm.lookup(kind, spec).factory
     elif callable(spec):
         factory = spec
     else:
-        raise TypeError(
-            f"cannot make a {noun} of a {type(spec).__name__}; give an instance, class, factory or name"
-        )
+        raise TypeError(f"cannot make a {noun} of a {type(spec).__name__}; give an instance, class, factory or name")
     instance = factory(**options)
     if not isinstance(instance, base):
         raise TypeError(
-            f"{getattr(factory, '__name__', factory)!r} made a {type(instance).__name__}, "
-            f"not a {base.__name__}"
+            f"{getattr(factory, '__name__', factory)!r} made a {type(instance).__name__}, not a {base.__name__}"
         )
     return instance
 

@@ -51,9 +51,7 @@ class Progress:
     :param live: keep one line up to date in place (default: when the stream is a terminal).
     """
 
-    def __init__(
-        self, store: Any, *, stream: TextIO | None = None, interval: float = 5.0, live: bool | None = None
-    ):
+    def __init__(self, store: Any, *, stream: TextIO | None = None, interval: float = 5.0, live: bool | None = None):
         self.store = store
         self.stream = stream or sys.stderr
         self.interval = interval

@@ -92,9 +92,7 @@ class Trainer:
                 raise ValueError(f"n_runners is {n_runners}; start at least one runner")
             self.strategy.n_runners = n_runners
         if runner_capacity < 1:
-            raise ValueError(
-                f"runner_capacity is {runner_capacity}; a runner runs at least one attempt at a time"
-            )
+            raise ValueError(f"runner_capacity is {runner_capacity}; a runner runs at least one attempt at a time")
         self.runner_capacity = runner_capacity
         if isinstance(tracer, str) and ":" not in tracer:
             pm.lookup("tracers", tracer)  # a misspelt name fails here, not in every runner
@@ -119,9 +117,7 @@ class Trainer:
 
         :param agent: a LitAgent, a decorated rollout function, or ``"module:attribute"``.
         """
-        algorithm = self.algorithm or build(
-            "baseline", kind="algorithms", base=Algorithm, pm=self.plugin_manager
-        )
+        algorithm = self.algorithm or build("baseline", kind="algorithms", base=Algorithm, pm=self.plugin_manager)
         return self._run(agent, algorithm, train_dataset, val_dataset)
 
     def dev(self, agent: LitAgent[Any] | Any, train_dataset: Any = None, val_dataset: Any = None) -> Any:
@@ -158,18 +154,12 @@ class Trainer:
             self._algorithm_bundle(algorithm, train_dataset, val_dataset), spec, store=self.store
         )
 
-    def _algorithm_bundle(
-        self, algorithm: Algorithm, train_dataset: Any, val_dataset: Any
-    ) -> AlgorithmBundle:
+    def _algorithm_bundle(self, algorithm: Algorithm, train_dataset: Any, val_dataset: Any) -> AlgorithmBundle:
         async def run(store: Any) -> Any:
             algorithm.set_store(with_rollout_defaults(store, self.rollout_config))
             progress = None
             if self.progress:
-                live = (
-                    {"live": True, "lines": False}.get(self.progress)
-                    if isinstance(self.progress, str)
-                    else None
-                )
+                live = {"live": True, "lines": False}.get(self.progress) if isinstance(self.progress, str) else None
                 progress = Progress(store, interval=self.progress_interval, live=live)
             if progress is not None:
                 await progress.start()

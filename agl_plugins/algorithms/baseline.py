@@ -36,10 +36,7 @@ class SplitResult:
 
     def __str__(self) -> str:
         reward = f"{self.mean_reward:.3f}" if self.mean_reward is not None else "n/a"
-        return (
-            f"{self.rollouts} rollouts, {self.succeeded} succeeded, {self.failed} failed, "
-            f"mean reward {reward}"
-        )
+        return f"{self.rollouts} rollouts, {self.succeeded} succeeded, {self.failed} failed, mean reward {reward}"
 
 
 @dataclass

@@ -32,12 +32,11 @@ from multiprocessing.process import BaseProcess
 from pathlib import Path
 from typing import Any, Literal
 
-from agl_server.process import ServerProcess
-
 from agl_core.client import GrpcStore
 from agl_core.execution import runner_process
 from agl_core.execution.base import AlgorithmBundle, ExecutionStrategy, RunnerSpec
 from agl_core.plugins import hookimpl
+from agl_server.process import ServerProcess
 
 logger = logging.getLogger(__name__)
 
@@ -158,9 +157,7 @@ class ClientServerStrategy(ExecutionStrategy):
                 else:
                     shutil.rmtree(temporary, ignore_errors=True)
 
-    def _start_runners(
-        self, spec: RunnerSpec, address: str, token: str | None, stop: Any
-    ) -> list[BaseProcess]:
+    def _start_runners(self, spec: RunnerSpec, address: str, token: str | None, stop: Any) -> list[BaseProcess]:
         processes = []
         for index in range(self.n_runners):
             config = runner_process.RunnerProcessConfig(
@@ -218,9 +215,7 @@ class ClientServerStrategy(ExecutionStrategy):
         with contextlib.suppress(asyncio.CancelledError):
             await task
         codes = ", ".join(f"{p.name}: {p.exitcode}" for p in self.processes)
-        raise RuntimeError(
-            f"every runner process exited before the algorithm finished ({codes}); see their logs above"
-        )
+        raise RuntimeError(f"every runner process exited before the algorithm finished ({codes}); see their logs above")
 
     def _watch_processes(self, loop: asyncio.AbstractEventLoop, all_dead: asyncio.Event, wake: int) -> None:
         alive = {p.sentinel: p for p in self.processes}

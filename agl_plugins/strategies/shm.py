@@ -72,15 +72,12 @@ class SharedMemoryStrategy(ExecutionStrategy):
             backend = pm.lookup("store_backends", name).factory(str(path), **options)
             return LightningStore(backend), temporary
         raise TypeError(
-            "the shm strategy takes a LightningStore, a store backend name or dict, "
-            f"not {type(store).__name__}"
+            f"the shm strategy takes a LightningStore, a store backend name or dict, not {type(store).__name__}"
         )
 
     def execute(self, algorithm: AlgorithmBundle | None, runner: RunnerSpec, *, store: Any = None) -> Any:
         if algorithm is None:
-            raise ValueError(
-                "the shm strategy runs the algorithm and the runners together; give it an algorithm"
-            )
+            raise ValueError("the shm strategy runs the algorithm and the runners together; give it an algorithm")
         pm = runner.get_plugin_manager()
         opened, temporary = self._open_store(store, pm)
         # The store's own loop thread: algorithm and runners all reach it from there.
@@ -141,9 +138,7 @@ class SharedMemoryStrategy(ExecutionStrategy):
                 thread.join(self.join_timeout)
             stuck = [t.name for t in threads if t.is_alive()]
             if stuck:
-                logger.error(
-                    "runner threads %s did not stop within %.0fs", ", ".join(stuck), self.join_timeout
-                )
+                logger.error("runner threads %s did not stop within %.0fs", ", ".join(stuck), self.join_timeout)
             tracer.teardown()
             sync.close()
             if temporary is not None:
@@ -174,9 +169,7 @@ async def _supervised(algorithm: Any, threads: list[threading.Thread]) -> Any:
     if task.done():
         watcher.cancel()
         return task.result()
-    raise RuntimeError(
-        "every runner thread stopped before the algorithm finished; see the errors logged above"
-    )
+    raise RuntimeError("every runner thread stopped before the algorithm finished; see the errors logged above")
 
 
 def _join_all(threads: list[threading.Thread]) -> None:

@@ -15,9 +15,9 @@ import sys
 from pathlib import Path
 
 import pytest
-from agl_server.process import ServerProcess
 
 from agl_core.client import GrpcStore
+from agl_server.process import ServerProcess
 
 HERE = Path(__file__).parent
 RUNTIME_TESTS = HERE.parent / "runtime"
@@ -54,9 +54,7 @@ def site(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 def env_with(site: Path, **extra: str) -> dict[str, str]:
     env = dict(os.environ)
-    env["PYTHONPATH"] = os.pathsep.join([str(site), str(RUNTIME_TESTS), env.get("PYTHONPATH", "")]).rstrip(
-        os.pathsep
-    )
+    env["PYTHONPATH"] = os.pathsep.join([str(site), str(RUNTIME_TESTS), env.get("PYTHONPATH", "")]).rstrip(os.pathsep)
     env.update(extra)
     return env
 

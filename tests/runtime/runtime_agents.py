@@ -38,7 +38,7 @@ async def hang_forever(task: Any) -> float:
 @rollout
 async def block_the_loop(task: Any) -> float:
     """A stuck agent that blocks its runner's event loop (ignores the stop event and SIGINT)."""
-    time.sleep(120)  # noqa: ASYNC251 - blocking the loop is the point
+    time.sleep(120)
     return 0.0
 
 

@@ -11,11 +11,11 @@ import sys
 from pathlib import Path
 
 import pytest
-from agl_server.process import ServerProcess
 
 from agl_core.cli import SUBCOMMANDS, main
 from agl_core.client import GrpcStore
 from agl_core.trainer import Trainer
+from agl_server.process import ServerProcess
 
 HERE = Path(__file__).parent
 
@@ -103,9 +103,7 @@ async def until_connected(address: str, worker_ids: set[str]) -> None:
     store = GrpcStore(address)
     try:
         while True:
-            connected = {
-                w.worker_id for w in await store.query_workers() if w.heartbeat_stats.get("connected")
-            }
+            connected = {w.worker_id for w in await store.query_workers() if w.heartbeat_stats.get("connected")}
             if worker_ids <= connected:
                 return
             await asyncio.sleep(0.05)

@@ -12,7 +12,6 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from agl_server.process import ServerProcess
 from store_waits import wait_status
 
 from agl_core import semconv
@@ -35,6 +34,7 @@ from agl_core.types import (
     new_span,
     span_attributes,
 )
+from agl_server.process import ServerProcess
 
 
 @dataclass
@@ -60,18 +60,14 @@ async def setup(request: pytest.FixtureRequest, data_dir: Path) -> AsyncIterator
         store = GrpcStore(server.address)
         yield Setup(
             store,
-            lambda worker_id="w", capacity=1: WorkStreamSource(
-                server.address, worker_id=worker_id, capacity=capacity
-            ),
+            lambda worker_id="w", capacity=1: WorkStreamSource(server.address, worker_id=worker_id, capacity=capacity),
             server,
         )
         await store.close()
         server.stop()
 
 
-async def run_all(
-    setup: Setup, agent: LitAgent[Any], inputs: list[Any], **runner_options: Any
-) -> list[Rollout]:
+async def run_all(setup: Setup, agent: LitAgent[Any], inputs: list[Any], **runner_options: Any) -> list[Rollout]:
     """Enqueue ``inputs``, serve them with one runner until all are terminal, stop it."""
     rollouts = await setup.store.enqueue_rollouts([{"input": item} for item in inputs])
     capacity = runner_options.pop("capacity", 1)
@@ -140,9 +136,7 @@ async def conventions(task: str, rollout: Rollout) -> Any:
     if task == "spans":
         return [
             new_span("my.step", rollout_id="", attempt_id="", attributes={"n": 1}),
-            new_span(
-                semconv.SPAN_REWARD, rollout_id="", attempt_id="", attributes={semconv.REWARD_VALUE: 0.25}
-            ),
+            new_span(semconv.SPAN_REWARD, rollout_id="", attempt_id="", attributes={semconv.REWARD_VALUE: 0.25}),
         ]
     if task == "traced":
         record("chat gpt", **{semconv.GEN_AI_OPERATION: "chat"})
@@ -182,8 +176,7 @@ async def test_return_conventions(setup: Setup) -> None:
         attributes = span_attributes(failure)
         assert failure.name == semconv.SPAN_EXCEPTION
         assert (
-            attributes[semconv.EXCEPTION_TYPE].endswith(error_type)
-            and words in attributes[semconv.EXCEPTION_MESSAGE]
+            attributes[semconv.EXCEPTION_TYPE].endswith(error_type) and words in attributes[semconv.EXCEPTION_MESSAGE]
         )
         assert "Traceback" in attributes[semconv.EXCEPTION_STACKTRACE]
         assert results[task].attempt.metadata["error_type"] == error_type
@@ -277,9 +270,7 @@ class LifecyclePlugin:
         self.events.append(("trace_end", type(error).__name__ if error else None))
 
     @hookimpl
-    def agl_on_rollout_end(
-        self, status: AttemptStatus, spans: list[Span], error: BaseException | None
-    ) -> None:
+    def agl_on_rollout_end(self, status: AttemptStatus, spans: list[Span], error: BaseException | None) -> None:
         self.events.append(("end", (status, [s.name for s in spans])))
 
 
@@ -425,9 +416,7 @@ async def test_work_stream_survives_a_server_restart(data_dir: Path) -> None:
         release.set()
         [done] = await store.wait_for_rollouts([rollout_.rollout_id], timeout=30)
         assert done.status == RolloutStatus.SUCCEEDED and done.attempt.metadata["reward"] == 1.0
-        assert [a.status for a in await store.query_attempts(rollout_.rollout_id)] == [
-            AttemptStatus.SUCCEEDED
-        ]
+        assert [a.status for a in await store.query_attempts(rollout_.rollout_id)] == [AttemptStatus.SUCCEEDED]
         stop.set()
         await asyncio.wait_for(serving, 30)
     finally:

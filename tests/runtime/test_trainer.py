@@ -14,7 +14,6 @@ from typing import Any
 
 import pytest
 import runtime_agents
-from agl_server.process import ServerProcess
 from runtime_agents import EchoAgent, block_the_loop, hang_first_attempt, hang_forever, parity_agent
 
 from agl_core.algorithm import Algorithm, algo, run_rollouts
@@ -28,6 +27,7 @@ from agl_core.types import AttemptStatus, PromptTemplate, RolloutEvent, RolloutS
 from agl_plugins.algorithms.baseline import Baseline, BaselineResult
 from agl_plugins.strategies.cs import ClientServerStrategy
 from agl_plugins.strategies.shm import SharedMemoryStrategy
+from agl_server.process import ServerProcess
 
 TERMINAL = {RolloutStatus.SUCCEEDED, RolloutStatus.FAILED, RolloutStatus.CANCELLED}
 
@@ -81,9 +81,7 @@ def assert_each_exactly_once(ledger: Ledger, count: int) -> None:
 
 def test_fit_shm_200_tasks_4_runners_each_exactly_once(tmp_path: Path) -> None:
     data_dir = tmp_path / "store"
-    trainer = Trainer(
-        strategy=SharedMemoryStrategy(data_dir=data_dir), n_runners=4, runner_capacity=2, progress=False
-    )
+    trainer = Trainer(strategy=SharedMemoryStrategy(data_dir=data_dir), n_runners=4, runner_capacity=2, progress=False)
     result = trainer.fit(parity_agent, list(range(200)))
     assert isinstance(result, BaselineResult) and result.train is not None
     assert (result.train.rollouts, result.train.succeeded, result.train.mean_reward) == (200, 200, 0.5)
@@ -95,9 +93,7 @@ def test_fit_shm_200_tasks_4_runners_each_exactly_once(tmp_path: Path) -> None:
 
 def test_fit_cs_200_tasks_4_runner_processes_each_exactly_once(tmp_path: Path) -> None:
     data_dir = tmp_path / "store"
-    trainer = Trainer(
-        strategy={"type": "cs", "data_dir": data_dir}, n_runners=4, runner_capacity=2, progress=False
-    )
+    trainer = Trainer(strategy={"type": "cs", "data_dir": data_dir}, n_runners=4, runner_capacity=2, progress=False)
     result = trainer.fit(parity_agent, list(range(200)), val_dataset=list(range(10)))
     assert (result.train.succeeded, result.train.mean_reward) == (200, 0.5)
     assert result.val is not None and result.val.succeeded == 10
@@ -106,9 +102,7 @@ def test_fit_cs_200_tasks_4_runner_processes_each_exactly_once(tmp_path: Path) -
     assert len(ledger.workers) == 4
     assert {w.heartbeat_stats["pid"] for w in ledger.workers.values()}.isdisjoint({os.getpid()})
     # Every runner left cleanly: its stream closed, the server marked it gone.
-    assert all(
-        w.status == "unknown" and w.heartbeat_stats["connected"] is False for w in ledger.workers.values()
-    )
+    assert all(w.status == "unknown" and w.heartbeat_stats["connected"] is False for w in ledger.workers.values())
 
 
 @algo
@@ -118,9 +112,7 @@ async def kill_a_runner_midway(*, store: Any, train_dataset: list[dict[str, Any]
     rollouts = await store.enqueue_rollouts(
         [{"input": task, "rollout_id": f"task-{i}"} for i, task in enumerate(train_dataset)]
     )
-    victim_rollout = next(
-        r.rollout_id for r, task in zip(rollouts, train_dataset, strict=True) if task.get("block")
-    )
+    victim_rollout = next(r.rollout_id for r, task in zip(rollouts, train_dataset, strict=True) if task.get("block"))
     # The agent hangs on that first attempt, so once it runs, its runner holds it until killed.
     async for event in store.watch_rollouts(rollout_ids=[victim_rollout], after_event_id=0):
         if event.new_status == RolloutStatus.RUNNING:
@@ -148,18 +140,13 @@ def test_cs_runner_killed_midrun_loses_nothing_and_counts_nothing_twice(tmp_path
     assert_each_exactly_once(ledger, 200)
     victim, victim_rollout = outcome["victim"], outcome["victim_rollout"]
     # The killed runner's attempts were given up at once and retried by the others.
-    given_up = [
-        a for attempts in ledger.attempts.values() for a in attempts if a.status == AttemptStatus.UNRESPONSIVE
-    ]
+    given_up = [a for attempts in ledger.attempts.values() for a in attempts if a.status == AttemptStatus.UNRESPONSIVE]
     assert given_up and all(a.worker_id == victim for a in given_up)
     assert victim_rollout in {a.rollout_id for a in given_up}
     for attempt in given_up:
         retry = ledger.attempts[attempt.rollout_id][-1]
         assert retry.status == AttemptStatus.SUCCEEDED and retry.worker_id != victim
-    assert (
-        ledger.workers[victim].status == "unknown"
-        and ledger.workers[victim].heartbeat_stats["connected"] is False
-    )
+    assert ledger.workers[victim].status == "unknown" and ledger.workers[victim].heartbeat_stats["connected"] is False
 
 
 @algo
@@ -182,9 +169,7 @@ async def leave_a_stuck_attempt(*, store: Any) -> str:
 def test_cs_shutdown_escalates(server: ServerProcess, agent: Any, exit_code: int) -> None:
     # An agl-server of the test's own, which outlives the run: what it does about the runner's
     # end can be watched to the end.
-    strategy = ClientServerStrategy(
-        server_address=server.address, graceful_timeout=0.5, terminate_timeout=1.0
-    )
+    strategy = ClientServerStrategy(server_address=server.address, graceful_timeout=0.5, terminate_timeout=1.0)
     Trainer(algorithm=leave_a_stuck_attempt, strategy=strategy, n_runners=1, progress=False).fit(agent, [])
     [process] = strategy.processes
     assert process.exitcode == exit_code
@@ -221,9 +206,7 @@ def test_components_from_names_dicts_classes_and_paths(tmp_path: Path) -> None:
     seen: dict[str, Any] = {}
 
     @algo
-    async def check(
-        *, store: Any, train_dataset: list[Any], initial_resources: Any, rollout_config: Any
-    ) -> float:
+    async def check(*, store: Any, train_dataset: list[Any], initial_resources: Any, rollout_config: Any) -> float:
         seen["initial"] = initial_resources
         await store.add_resources(initial_resources)
         outcomes = await run_rollouts(store, train_dataset)
@@ -270,9 +253,7 @@ def test_sync_algorithm_gets_a_blocking_store(tmp_path: Path) -> None:
 
 
 def test_dev_runs_the_baseline_and_refuses_slow_algorithms(tmp_path: Path) -> None:
-    result = Trainer(strategy=SharedMemoryStrategy(data_dir=tmp_path / "d"), progress=False).dev(
-        parity_agent, [0, 1]
-    )
+    result = Trainer(strategy=SharedMemoryStrategy(data_dir=tmp_path / "d"), progress=False).dev(parity_agent, [0, 1])
     assert result.train.rollouts == 2 and result.train.mean_reward == 0.5
 
     class Slow(Algorithm):

@@ -9,7 +9,6 @@ from pathlib import Path
 
 import grpc
 import pytest
-from agl_server.process import ServerProcess
 from store_waits import wait_status
 
 from agl_core.client import GrpcStore
@@ -18,6 +17,7 @@ from agl_core.proto import runner_pb2_grpc
 from agl_core.proto import types_pb2 as t
 from agl_core.types import AttemptStatus, PromptTemplate, RolloutConfig, RolloutStatus, WorkerStatus
 from agl_core.types.values import to_struct
+from agl_server.process import ServerProcess
 
 RETRY_UNRESPONSIVE = RolloutConfig(max_attempts=2, retry_condition=["unresponsive"])
 
@@ -41,9 +41,7 @@ class RawWorker:
             self.inbox.put_nowait(exc.code())
 
     async def hello(self, worker_id: str = "", capacity: int = 1, **fields: object) -> r.WorkerWelcome:
-        await self.call.write(
-            r.WorkRequest(hello=r.WorkerHello(worker_id=worker_id, capacity=capacity, **fields))
-        )
+        await self.call.write(r.WorkRequest(hello=r.WorkerHello(worker_id=worker_id, capacity=capacity, **fields)))
         response = await self.recv()
         assert response.WhichOneof("kind") == "welcome"
         return response.welcome
@@ -61,9 +59,7 @@ class RawWorker:
         assert response.WhichOneof("kind") == "assignment", response
         return response.assignment
 
-    async def report(
-        self, assignment: r.AttemptAssignment, status: int, **fields: object
-    ) -> r.AttemptReportAck:
+    async def report(self, assignment: r.AttemptAssignment, status: int, **fields: object) -> r.AttemptReportAck:
         await self.send(
             report=r.AttemptReport(
                 rollout_id=assignment.rollout.rollout_id,
@@ -113,9 +109,7 @@ def new_worker(server: ServerProcess, opened: list[RawWorker]) -> RawWorker:
 async def test_assignments_carry_resolved_resources_and_respect_capacity(
     server: ServerProcess, client: GrpcStore, workers: list[RawWorker]
 ) -> None:
-    pinned = await client.add_resources(
-        {"prompt": PromptTemplate(template="pinned {x}")}, resources_id="rs-pinned"
-    )
+    pinned = await client.add_resources({"prompt": PromptTemplate(template="pinned {x}")}, resources_id="rs-pinned")
     await client.add_resources({"prompt": PromptTemplate(template="latest {x}")}, resources_id="rs-latest")
     first = await client.enqueue_rollout({"n": 1}, resources_id=pinned.resources_id)
     second = await client.enqueue_rollout({"n": 2})
@@ -186,9 +180,7 @@ async def test_broken_stream_marks_attempts_unresponsive_at_once_and_retries(
     attempts = await client.query_attempts(retried.rollout_id)
     assert [a.status for a in attempts] == [AttemptStatus.UNRESPONSIVE]
     worker_record = await client.get_worker("victim")
-    assert (
-        worker_record.status == WorkerStatus.UNKNOWN and worker_record.heartbeat_stats["connected"] is False
-    )
+    assert worker_record.status == WorkerStatus.UNKNOWN and worker_record.heartbeat_stats["connected"] is False
 
     # The retry goes to the next worker, as attempt 2, and finishes the rollout.
     rescuer = new_worker(server, workers)
@@ -313,9 +305,7 @@ async def test_after_a_restart_workers_that_do_not_come_back_lose_their_attempts
         await worker.close()
         server.restart()
         await wait_status(store, orphaned.rollout_id, RolloutStatus.REQUEUING)
-        assert [a.status for a in await store.query_attempts(orphaned.rollout_id)] == [
-            AttemptStatus.UNRESPONSIVE
-        ]
+        assert [a.status for a in await store.query_attempts(orphaned.rollout_id)] == [AttemptStatus.UNRESPONSIVE]
         record = await store.get_worker("gone")
         assert record.status == WorkerStatus.UNKNOWN and record.heartbeat_stats["connected"] is False
         assert "did not reconnect after the restart (gone)" in server.log_tail(50)

@@ -159,9 +159,7 @@ class RunnerServicer:
         try:
             first = await asyncio.wait_for(anext(stream), HELLO_TIMEOUT)
         except StopAsyncIteration:
-            raise SessionEnded(
-                grpc.StatusCode.INVALID_ARGUMENT, "the Work stream ended before its hello"
-            ) from None
+            raise SessionEnded(grpc.StatusCode.INVALID_ARGUMENT, "the Work stream ended before its hello") from None
         except TimeoutError:
             raise SessionEnded(
                 grpc.StatusCode.DEADLINE_EXCEEDED,
@@ -170,16 +168,14 @@ class RunnerServicer:
         if first.WhichOneof("kind") != "hello":
             raise SessionEnded(
                 grpc.StatusCode.INVALID_ARGUMENT,
-                "the first message of a Work stream must be a hello, "
-                f"not {first.WhichOneof('kind') or 'empty'}",
+                f"the first message of a Work stream must be a hello, not {first.WhichOneof('kind') or 'empty'}",
             )
         hello = first.hello
         validation.optional_id(hello.worker_id, "hello.worker_id")
         if hello.capacity < 0:
             raise SessionEnded(
                 grpc.StatusCode.INVALID_ARGUMENT,
-                f"hello.capacity is {hello.capacity}; it must be 0 or more "
-                "(attempts the worker runs at once)",
+                f"hello.capacity is {hello.capacity}; it must be 0 or more (attempts the worker runs at once)",
             )
         if hello.HasField("heartbeat_interval") and hello.heartbeat_interval.ToNanoseconds() <= 0:
             raise SessionEnded(
@@ -221,8 +217,7 @@ class RunnerServicer:
 
 
 _SHUTDOWN_MESSAGE = (
-    "agl-server is shutting down; reconnect and say hello again, listing the attempts still running in "
-    "active_attempts"
+    "agl-server is shutting down; reconnect and say hello again, listing the attempts still running in active_attempts"
 )
 
 

@@ -137,9 +137,7 @@ class WorkSession:
                 error = task.exception()
                 if isinstance(error, SessionEnded):
                     self.end = self.end or error
-                elif error is not None and not isinstance(
-                    error, (asyncio.CancelledError, grpc.aio.AbortError)
-                ):
+                elif error is not None and not isinstance(error, (asyncio.CancelledError, grpc.aio.AbortError)):
                     logger.info("work stream of worker %s ended: %s", self.worker_id, error)
         finally:
             await self._shutdown_tasks(dispatcher, processor)
@@ -193,9 +191,7 @@ class WorkSession:
             self._inbox.put_nowait(_Report(report, held))
         elif kind == "heartbeat":
             self._inbox.put_nowait(
-                _Heartbeat(
-                    from_struct(request.heartbeat.stats) if request.heartbeat.HasField("stats") else None
-                )
+                _Heartbeat(from_struct(request.heartbeat.stats) if request.heartbeat.HasField("stats") else None)
             )
         elif kind == "ready":
             if request.ready.capacity < 0:
@@ -301,9 +297,7 @@ class WorkSession:
 
     async def _apply_report(self, item: _Report) -> None:
         report = item.report
-        ack = r.AttemptReportAck(
-            rollout_id=report.rollout_id, attempt_id=report.attempt_id, status=report.status
-        )
+        ack = r.AttemptReportAck(rollout_id=report.rollout_id, attempt_id=report.attempt_id, status=report.status)
         try:
             if report.status not in REPORTABLE:
                 raise InvalidArgumentError(
@@ -330,9 +324,7 @@ class WorkSession:
         """A report of an attempt this stream does not hold: accept it only from its own worker
         (a worker finishing an attempt of an earlier stream)."""
         response = await self.backend.query_attempts(
-            s.QueryAttemptsRequest(
-                rollout_id=report.rollout_id, order=t.SORT_ORDER_DESC, limit=validation.MAX_PAGE
-            )
+            s.QueryAttemptsRequest(rollout_id=report.rollout_id, order=t.SORT_ORDER_DESC, limit=validation.MAX_PAGE)
         )
         attempt = next((a for a in response.attempts if a.attempt_id == report.attempt_id), None)
         if attempt is None:
@@ -421,9 +413,7 @@ class WorkSession:
         except (FailedPreconditionError, NotFoundError):
             pass  # it finished (or timed out) meanwhile: nothing to give up
         except AglError as exc:
-            logger.warning(
-                "worker %s: could not mark attempt %s unresponsive: %s", self.worker_id, attempt_id, exc
-            )
+            logger.warning("worker %s: could not mark attempt %s unresponsive: %s", self.worker_id, attempt_id, exc)
 
     def transfer(self, attempt_ids: set[str]) -> dict[str, str]:
         """Hand the listed attempts to a newer stream of the same worker (they are not given up)."""
