@@ -114,3 +114,4 @@ bench-clients: setup setup-go setup-ts
 bench: setup
 	$(PY) bench/store_bench.py
 	$(PY) bench/tracing_bench.py
+	$(PY) bench/runner_bench.py

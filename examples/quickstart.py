@@ -1,94 +1,101 @@
-"""Quick start: agl-server on its embedded LMDB store, four workers taking tasks over gRPC.
+"""Quick start: train a small agent end to end with agl, offline.
 
-Starts ``agl-server`` as a child process on a free port, enqueues arithmetic tasks, lets four
-workers claim them (long-poll dequeue), stream a span for each step and a reward, and finish
-their attempts; follows progress on the watch stream and prints a summary. Offline, no model.
+The agent answers arithmetic questions with a prompt template. Its "model" is a stand-in that
+runs without any LLM: it always gets the sum right, but *how* it answers depends on the prompt,
+and the grader only gives full marks for a bare number. The algorithm (a tiny prompt search
+written with ``@algo``) publishes one candidate template after the other as a resource, lets the
+runners run the training tasks with it, keeps the template with the best mean reward and
+validates it on held-out tasks.
+
+The ``cs`` strategy starts agl-server (the gRPC store daemon, on its embedded LMDB store) and two
+runner processes that take work on the server's Work stream; the algorithm runs here.
+
+    python examples/quickstart.py
 """
 
 from __future__ import annotations
 
-import asyncio
+import logging
 import random
-import tempfile
+import re
+from typing import Any
 
-from agl_core import RolloutStatus, new_span
-from agl_core.client import GrpcStore
-from agl_server.process import ServerProcess
+from agl_core.algorithm import algo, mean_reward, run_rollouts
+from agl_core.litagent import prompt_rollout
+from agl_core.tracer import NullTracer
+from agl_core.trainer import Trainer
+from agl_core.types import PromptTemplate
 
-TASKS = 40
-WORKERS = 4
-
-
-async def worker(store: GrpcStore, name: str) -> int:
-    done = 0
-    while (rollout := await store.dequeue_rollout(worker_id=name, wait=0.5)) is not None:
-        a, b = rollout.input["a"], rollout.input["b"]
-        answer = a + b if random.random() > 0.1 else a - b  # a slightly unreliable "agent"
-        attempt = rollout.attempt
-        assert attempt is not None
-        await store.add_spans(
-            [
-                new_span(
-                    "think",
-                    rollout_id=rollout.rollout_id,
-                    attempt_id=attempt.attempt_id,
-                    attributes={"question": f"{a}+{b}", "answer": answer},
-                ),
-                new_span(
-                    "agl.reward",
-                    rollout_id=rollout.rollout_id,
-                    attempt_id=attempt.attempt_id,
-                    attributes={"agl.reward.value": float(answer == a + b)},
-                ),
-            ]
-        )
-        await store.update_attempt(rollout.rollout_id, attempt.attempt_id, status="succeeded")
-        done += 1
-    return done
+CANDIDATES = [
+    "{question}",
+    "{question} Think step by step.",
+    "{question} Reply with only the number.",
+]
 
 
-async def main() -> None:
-    with tempfile.TemporaryDirectory() as data_dir, ServerProcess(data_dir) as server:
-        print(f"agl-server is serving on {server.address} (data in {data_dir})")
-        async with GrpcStore(server.address) as store:
-            rollouts = await store.enqueue_rollouts(
-                [
-                    {"input": {"a": random.randint(1, 99), "b": random.randint(1, 99)}, "mode": "train"}
-                    for _ in range(TASKS)
-                ]
-            )
-            ids = [r.rollout_id for r in rollouts]
-            print(f"enqueued {len(ids)} tasks; {WORKERS} workers start")
+def stand_in_model(prompt: str) -> str:
+    """Answers like a chatty model would, unless the prompt asks for the number alone."""
+    a, b = map(int, re.findall(r"\d+", prompt)[:2])
+    if "only the number" in prompt:
+        return str(a + b)
+    if "step by step" in prompt:
+        return f"{a} plus {b}: first the tens, then the ones, so the answer is {a + b}."
+    return f"That would be roughly {round(a + b, -1)}."
 
-            async def progress() -> None:
-                finished = 0
-                async for event in store.watch_rollouts(rollout_ids=ids, after_event_id=0):
-                    if event.new_status.is_terminal:
-                        finished += 1
-                        if finished % 10 == 0 or finished == TASKS:
-                            print(f"  {finished}/{TASKS} rollouts finished")
-                        if finished == TASKS:
-                            return
 
-            watcher = asyncio.create_task(progress())
-            counts = await asyncio.gather(*(worker(store, f"worker-{i}") for i in range(WORKERS)))
-            await asyncio.wait_for(watcher, 30)
-            finished = await store.wait_for_rollouts(ids, timeout=30)
-            rewards = []
-            for rollout in finished:
-                spans = await store.query_spans(rollout.rollout_id)
-                rewards += [s.attributes[0].value.double_value for s in spans if s.name == "agl.reward"]
-            stats = await store.stats()
-            print()
-            print(f"{'worker':<10} rollouts")
-            for i, count in enumerate(counts):
-                print(f"{'worker-' + str(i):<10} {count:>8}")
-            succeeded = sum(r.status == RolloutStatus.SUCCEEDED for r in finished)
-            print(
-                f"\nsucceeded {succeeded}/{TASKS}, mean reward {sum(rewards) / len(rewards):.2f}, "
-                f"{stats['spans']} spans stored"
-            )
+def grade(reply: str, answer: int) -> float:
+    """1 for exactly the number, 0.5 when the number is somewhere in the reply, else 0."""
+    if reply.strip() == str(answer):
+        return 1.0
+    return 0.5 if str(answer) in re.findall(r"\d+", reply) else 0.0
+
+
+@prompt_rollout
+def solve(task: dict[str, Any], prompt_template: PromptTemplate) -> float:
+    reply = stand_in_model(prompt_template.format(question=task["question"]))
+    return grade(reply, task["answer"])
+
+
+@algo
+async def prompt_search(*, store: Any, train_dataset: list[Any], val_dataset: list[Any]) -> dict[str, Any]:
+    best: tuple[float, str, str] | None = None
+    for template in CANDIDATES:
+        candidate = await store.add_resources({"prompt": PromptTemplate(template=template)})
+        outcomes = await run_rollouts(store, train_dataset, mode="train", resources_id=candidate.resources_id)
+        reward = mean_reward(outcomes) or 0.0
+        print(f"  template {template!r}: mean reward {reward:.2f} over {len(outcomes)} rollouts", flush=True)
+        if best is None or reward > best[0]:
+            best = (reward, template, candidate.resources_id)
+    assert best is not None
+    validation = await run_rollouts(store, val_dataset, mode="val", resources_id=best[2])
+    return {"template": best[1], "train_reward": best[0], "val_reward": mean_reward(validation) or 0.0}
+
+
+def make_tasks(count: int, rng: random.Random) -> list[dict[str, Any]]:
+    tasks = []
+    for _ in range(count):
+        a, b = rng.randint(10, 99), rng.randint(10, 99)
+        tasks.append({"question": f"What is {a} plus {b}?", "answer": a + b})
+    return tasks
+
+
+def main() -> None:
+    logging.basicConfig(level=logging.INFO, format="%(message)s")
+    rng = random.Random(7)
+    train, val = make_tasks(30, rng), make_tasks(20, rng)
+    trainer = Trainer(
+        algorithm=prompt_search,
+        strategy="cs",  # agl-server + runner processes on this machine
+        n_runners=2,
+        runner_capacity=4,
+        tracer=NullTracer,  # the agent reports its reward itself; there are no LLM calls to trace
+        progress="lines",
+        progress_interval=1.0,
+    )
+    result = trainer.fit(solve, train, val_dataset=val)
+    print(f"\nbest template: {result['template']!r}")
+    print(f"train reward {result['train_reward']:.2f}, validation reward {result['val_reward']:.2f}")
 
 
 if __name__ == "__main__":
-    asyncio.run(main())
+    main()

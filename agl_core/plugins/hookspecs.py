@@ -11,13 +11,22 @@ class or a callable returning an instance. pluggy always calls hooks with keywor
 implementation may take any subset of a spec's parameters. Declare them as ordinary parameters:
 pluggy does not see keyword-only ones (after ``*``), and an implementation that uses them fails to
 load with an unknown-argument error.
+
+Lifecycle hooks (``agl_on_*``) observe the attempts a runner runs; agl calls each implementation
+on its own with the arguments it declares (see :func:`agl_core.plugins.lifecycle.notify`).
 """
 
 from __future__ import annotations
 
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import pluggy
+
+if TYPE_CHECKING:
+    from agl_core.tracer.base import Tracer
+    from agl_core.types.core import AttemptStatus, Rollout
+    from agl_core.types.resources import NamedResources
+    from agl_core.types.spans import Span
 
 hookspec = pluggy.HookspecMarker("agl")
 
@@ -46,7 +55,8 @@ def agl_tracers() -> dict[str, Any]:
 
 @hookspec
 def agl_execution_strategies() -> dict[str, Any]:
-    """Execution strategies (how algorithm and runners are laid out in threads/processes/machines), by name."""
+    """Execution strategies (how algorithm and runners are laid out in threads, processes and
+    machines), by name."""
 
 
 @hookspec
@@ -66,4 +76,66 @@ def agl_server_services(backend: Any) -> list[Any]:
     their handlers to the server and returns the full service names (for reflection).
 
     :param backend: the store backend the server serves.
+    """
+
+
+# --- lifecycle -----------------------------------------------------------------------------------
+#
+# agl calls these in the runner's process, on its event loop, around every attempt it runs, always
+# with keyword arguments. An implementation takes any subset of the parameters (ordinary ones, as
+# pluggy sees no keyword-only ones), may be a coroutine function, and must not block (hand slow
+# work to a thread). Each implementation is called on its own: an exception is logged with the
+# plugin's name and ignored, so a broken observer neither stops the others nor fails the attempt.
+
+
+@hookspec
+def agl_on_rollout_start(rollout: Rollout, resources: NamedResources, worker_id: str) -> None:
+    """An attempt is about to run.
+
+    :param rollout: the rollout, with the attempt in ``rollout.attempt``.
+    :param resources: the resources it runs with, by name.
+    :param worker_id: the runner's worker id.
+    """
+
+
+@hookspec
+def agl_on_trace_start(rollout: Rollout, tracer: Tracer, worker_id: str) -> None:
+    """The tracer has opened the attempt's trace context; the agent starts next.
+
+    :param rollout: the rollout, with its attempt.
+    :param tracer: the runner's tracer.
+    :param worker_id: the runner's worker id.
+    """
+
+
+@hookspec
+def agl_on_trace_end(rollout: Rollout, tracer: Tracer, worker_id: str, error: BaseException | None) -> None:
+    """The agent has returned (or raised); the trace context is about to close.
+
+    :param rollout: the rollout, with its attempt.
+    :param tracer: the runner's tracer.
+    :param worker_id: the runner's worker id.
+    :param error: what the agent raised, or ``None``.
+    """
+
+
+@hookspec
+def agl_on_rollout_end(
+    rollout: Rollout,
+    status: AttemptStatus,
+    spans: list[Span],
+    reward: float | None,
+    error: BaseException | None,
+    worker_id: str,
+) -> None:
+    """An attempt has finished and its final status is in the store.
+
+    :param rollout: the rollout, with its attempt (as it was when the attempt started).
+    :param status: ``succeeded`` or ``failed``.
+    :param spans: the spans the runner knows the attempt produced (the tracer's, the returned ones,
+        the reward or exception span it wrote); spans sent to the store by other routes are not
+        included.
+    :param reward: the final reward among those spans, if any.
+    :param error: what failed the attempt, or ``None``.
+    :param worker_id: the runner's worker id.
     """

@@ -395,12 +395,14 @@ class GetWorkerResponse(_message.Message):
     def __init__(self, worker: _Optional[_Union[_types_pb2.Worker, _Mapping]] = ...) -> None: ...
 
 class UpdateWorkerRequest(_message.Message):
-    __slots__ = ("worker_id", "heartbeat_stats")
+    __slots__ = ("worker_id", "heartbeat_stats", "status")
     WORKER_ID_FIELD_NUMBER: _ClassVar[int]
     HEARTBEAT_STATS_FIELD_NUMBER: _ClassVar[int]
+    STATUS_FIELD_NUMBER: _ClassVar[int]
     worker_id: str
     heartbeat_stats: _struct_pb2.Struct
-    def __init__(self, worker_id: _Optional[str] = ..., heartbeat_stats: _Optional[_Union[_struct_pb2.Struct, _Mapping]] = ...) -> None: ...
+    status: _types_pb2.WorkerStatus
+    def __init__(self, worker_id: _Optional[str] = ..., heartbeat_stats: _Optional[_Union[_struct_pb2.Struct, _Mapping]] = ..., status: _Optional[_Union[_types_pb2.WorkerStatus, str]] = ...) -> None: ...
 
 class UpdateWorkerResponse(_message.Message):
     __slots__ = ("worker",)

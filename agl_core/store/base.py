@@ -500,11 +500,19 @@ class LightningStore:
             return None
         return convert.worker_from_pb(response.worker)
 
-    async def update_worker(self, worker_id: str, *, heartbeat_stats: Mapping[str, Any] | None = None) -> Worker:
-        """Record a heartbeat of a worker."""
+    async def update_worker(
+        self,
+        worker_id: str,
+        *,
+        heartbeat_stats: Mapping[str, Any] | None = None,
+        status: WorkerStatus | str | None = None,
+    ) -> Worker:
+        """Record a heartbeat of a worker; ``status`` also sets its status (idle, busy, unknown)."""
         request = s.UpdateWorkerRequest(worker_id=worker_id)
         if heartbeat_stats is not None:
             request.heartbeat_stats.CopyFrom(to_struct(heartbeat_stats, "heartbeat_stats"))
+        if status is not None:
+            request.status = convert.worker_status_to_pb(status)
         return convert.worker_from_pb((await self.backend.update_worker(request)).worker)
 
     async def stats(self) -> dict[str, Any]:

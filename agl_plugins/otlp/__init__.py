@@ -2,7 +2,7 @@
 
 agl-server serves OpenTelemetry's ``TraceService/Export`` on its own port, so any OpenTelemetry
 SDK can export spans into rollouts; see :mod:`agl_plugins.otlp.receiver` for how spans are placed.
-Block it with ``AGL_DISABLE_PLUGINS=otlp``.
+Block it with ``AGL_DISABLE_PLUGINS=service-otlp``.
 """
 
 from __future__ import annotations

@@ -14,6 +14,8 @@ from grpc_reflection.v1alpha import reflection
 
 from agl_core.store.backend import StoreBackend
 from agl_server.auth import TokenAuthInterceptor
+from agl_server.runner_service import SERVICE_NAME as RUNNER_SERVICE_NAME
+from agl_server.runner_service import RunnerServicer
 from agl_server.servicer import SERVICE_NAME, StoreServicer
 
 logger = logging.getLogger("agl_server")
@@ -46,6 +48,7 @@ class AglServer:
         self.backend = backend
         self.config = config
         self.servicer = StoreServicer(backend)
+        self.runner_servicer = RunnerServicer(backend, self.servicer.shutting_down)
         self.health = health.aio.HealthServicer()
         self.port: int | None = None
         interceptors = [TokenAuthInterceptor(config.token)] if config.token else []
@@ -69,9 +72,11 @@ class AglServer:
         """Bind, start serving and return the bound port (useful with port 0)."""
         await self.health.set("", health_pb2.HealthCheckResponse.NOT_SERVING)
         await self.health.set(SERVICE_NAME, health_pb2.HealthCheckResponse.NOT_SERVING)
+        await self.health.set(RUNNER_SERVICE_NAME, health_pb2.HealthCheckResponse.NOT_SERVING)
         self.servicer.register(self.server)
+        names = [SERVICE_NAME, *self.runner_servicer.register(self.server)]
         health_pb2_grpc.add_HealthServicer_to_server(self.health, self.server)
-        names = [SERVICE_NAME, health_pb2.DESCRIPTOR.services_by_name["Health"].full_name, reflection.SERVICE_NAME]
+        names += [health_pb2.DESCRIPTOR.services_by_name["Health"].full_name, reflection.SERVICE_NAME]
         for extra in self.config.extra_services:
             register = extra.register
             names.extend(register(self.server) or ())
@@ -94,9 +99,11 @@ class AglServer:
         start = getattr(self.backend, "start", None)
         if start is not None:
             await start()
+        self.runner_servicer.start()
         # Serving only once the store is open and the port is bound.
         await self.health.set("", health_pb2.HealthCheckResponse.SERVING)
         await self.health.set(SERVICE_NAME, health_pb2.HealthCheckResponse.SERVING)
+        await self.health.set(RUNNER_SERVICE_NAME, health_pb2.HealthCheckResponse.SERVING)
         return self.port
 
     async def stop(self) -> None:
@@ -108,6 +115,7 @@ class AglServer:
         await self.health.enter_graceful_shutdown()
         self.servicer.shutting_down.set()
         try:
+            await self.runner_servicer.close()
             await self.server.stop(self.config.grace)
             await self.backend.close()
         finally:

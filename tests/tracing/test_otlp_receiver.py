@@ -141,7 +141,7 @@ def test_token_auth_covers_the_receiver(tmp_path: Path) -> None:
 
 
 def test_blocking_the_plugin_removes_the_service(tmp_path: Path) -> None:
-    env = {**os.environ, "AGL_DISABLE_PLUGINS": "otlp"}
+    env = {**os.environ, "AGL_DISABLE_PLUGINS": "service-otlp"}
     with (
         ServerProcess(tmp_path / "data", env=env) as server,
         grpc.insecure_channel(server.address) as channel,

@@ -984,12 +984,16 @@ class LmdbBackend:
 
     async def update_worker(self, request: s.UpdateWorkerRequest) -> s.UpdateWorkerResponse:
         worker_id = validation.require_id(request.worker_id, "worker_id")
+        if request.HasField("status") and (request.status not in t.WorkerStatus.values() or request.status == 0):
+            raise InvalidArgumentError(f"status {request.status} is not a worker status; use idle, busy or unknown")
 
         def op(tx: Tx) -> t.Worker:
             worker = tx.find_worker(worker_id) or t.Worker(worker_id=worker_id, status=t.WORKER_STATUS_IDLE)
             worker.last_heartbeat_time.FromNanoseconds(tx.now_ns)
             if request.HasField("heartbeat_stats"):
                 worker.heartbeat_stats.CopyFrom(request.heartbeat_stats)
+            if request.HasField("status"):
+                worker.status = request.status
             tx.put_worker(worker)
             return worker
 

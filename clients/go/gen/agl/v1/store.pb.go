@@ -2361,8 +2361,11 @@ type UpdateWorkerRequest struct {
 	WorkerId string                 `protobuf:"bytes,1,opt,name=worker_id,json=workerId,proto3" json:"worker_id,omitempty"`
 	// Replaces the worker's heartbeat_stats when set.
 	HeartbeatStats *structpb.Struct `protobuf:"bytes,2,opt,name=heartbeat_stats,json=heartbeatStats,proto3" json:"heartbeat_stats,omitempty"`
-	unknownFields  protoimpl.UnknownFields
-	sizeCache      protoimpl.SizeCache
+	// Sets the worker's status when set (the runner service marks a worker whose
+	// Work stream ended UNKNOWN). MUST NOT be UNSPECIFIED.
+	Status        *WorkerStatus `protobuf:"varint,3,opt,name=status,proto3,enum=agl.v1.WorkerStatus,oneof" json:"status,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
 }
 
 func (x *UpdateWorkerRequest) Reset() {
@@ -2407,6 +2410,13 @@ func (x *UpdateWorkerRequest) GetHeartbeatStats() *structpb.Struct {
 		return x.HeartbeatStats
 	}
 	return nil
+}
+
+func (x *UpdateWorkerRequest) GetStatus() WorkerStatus {
+	if x != nil && x.Status != nil {
+		return *x.Status
+	}
+	return WorkerStatus_WORKER_STATUS_UNSPECIFIED
 }
 
 type UpdateWorkerResponse struct {
@@ -2797,10 +2807,12 @@ const file_agl_v1_store_proto_rawDesc = "" +
 	"\x10GetWorkerRequest\x12\x1b\n" +
 	"\tworker_id\x18\x01 \x01(\tR\bworkerId\";\n" +
 	"\x11GetWorkerResponse\x12&\n" +
-	"\x06worker\x18\x01 \x01(\v2\x0e.agl.v1.WorkerR\x06worker\"t\n" +
+	"\x06worker\x18\x01 \x01(\v2\x0e.agl.v1.WorkerR\x06worker\"\xb2\x01\n" +
 	"\x13UpdateWorkerRequest\x12\x1b\n" +
 	"\tworker_id\x18\x01 \x01(\tR\bworkerId\x12@\n" +
-	"\x0fheartbeat_stats\x18\x02 \x01(\v2\x17.google.protobuf.StructR\x0eheartbeatStats\">\n" +
+	"\x0fheartbeat_stats\x18\x02 \x01(\v2\x17.google.protobuf.StructR\x0eheartbeatStats\x121\n" +
+	"\x06status\x18\x03 \x01(\x0e2\x14.agl.v1.WorkerStatusH\x00R\x06status\x88\x01\x01B\t\n" +
+	"\a_status\">\n" +
 	"\x14UpdateWorkerResponse\x12&\n" +
 	"\x06worker\x18\x01 \x01(\v2\x0e.agl.v1.WorkerR\x06worker\"\x11\n" +
 	"\x0fGetStatsRequest\"\x9c\x04\n" +
@@ -2979,60 +2991,61 @@ var file_agl_v1_store_proto_depIdxs = []int32{
 	64, // 45: agl.v1.QueryWorkersResponse.workers:type_name -> agl.v1.Worker
 	64, // 46: agl.v1.GetWorkerResponse.worker:type_name -> agl.v1.Worker
 	51, // 47: agl.v1.UpdateWorkerRequest.heartbeat_stats:type_name -> google.protobuf.Struct
-	64, // 48: agl.v1.UpdateWorkerResponse.worker:type_name -> agl.v1.Worker
-	47, // 49: agl.v1.GetStatsResponse.rollouts_by_status:type_name -> agl.v1.GetStatsResponse.RolloutsByStatusEntry
-	59, // 50: agl.v1.GetStatsResponse.start_time:type_name -> google.protobuf.Timestamp
-	65, // 51: agl.v1.AddResourcesRequest.ResourcesEntry.value:type_name -> agl.v1.Resource
-	65, // 52: agl.v1.UpdateResourcesRequest.ResourcesEntry.value:type_name -> agl.v1.Resource
-	1,  // 53: agl.v1.LightningStoreService.StartRollout:input_type -> agl.v1.StartRolloutRequest
-	3,  // 54: agl.v1.LightningStoreService.EnqueueRollouts:input_type -> agl.v1.EnqueueRolloutsRequest
-	5,  // 55: agl.v1.LightningStoreService.DequeueRollout:input_type -> agl.v1.DequeueRolloutRequest
-	7,  // 56: agl.v1.LightningStoreService.StartAttempt:input_type -> agl.v1.StartAttemptRequest
-	9,  // 57: agl.v1.LightningStoreService.GetRollout:input_type -> agl.v1.GetRolloutRequest
-	11, // 58: agl.v1.LightningStoreService.QueryRollouts:input_type -> agl.v1.QueryRolloutsRequest
-	13, // 59: agl.v1.LightningStoreService.QueryAttempts:input_type -> agl.v1.QueryAttemptsRequest
-	15, // 60: agl.v1.LightningStoreService.UpdateRollout:input_type -> agl.v1.UpdateRolloutRequest
-	17, // 61: agl.v1.LightningStoreService.UpdateAttempt:input_type -> agl.v1.UpdateAttemptRequest
-	19, // 62: agl.v1.LightningStoreService.AddResources:input_type -> agl.v1.AddResourcesRequest
-	21, // 63: agl.v1.LightningStoreService.UpdateResources:input_type -> agl.v1.UpdateResourcesRequest
-	23, // 64: agl.v1.LightningStoreService.GetResources:input_type -> agl.v1.GetResourcesRequest
-	25, // 65: agl.v1.LightningStoreService.QueryResources:input_type -> agl.v1.QueryResourcesRequest
-	27, // 66: agl.v1.LightningStoreService.IngestSpans:input_type -> agl.v1.IngestSpansRequest
-	29, // 67: agl.v1.LightningStoreService.QuerySpans:input_type -> agl.v1.QuerySpansRequest
-	31, // 68: agl.v1.LightningStoreService.NextSequenceIds:input_type -> agl.v1.NextSequenceIdsRequest
-	33, // 69: agl.v1.LightningStoreService.WaitForRollouts:input_type -> agl.v1.WaitForRolloutsRequest
-	35, // 70: agl.v1.LightningStoreService.WatchRollouts:input_type -> agl.v1.WatchRolloutsRequest
-	37, // 71: agl.v1.LightningStoreService.QueryWorkers:input_type -> agl.v1.QueryWorkersRequest
-	39, // 72: agl.v1.LightningStoreService.GetWorker:input_type -> agl.v1.GetWorkerRequest
-	41, // 73: agl.v1.LightningStoreService.UpdateWorker:input_type -> agl.v1.UpdateWorkerRequest
-	43, // 74: agl.v1.LightningStoreService.GetStats:input_type -> agl.v1.GetStatsRequest
-	2,  // 75: agl.v1.LightningStoreService.StartRollout:output_type -> agl.v1.StartRolloutResponse
-	4,  // 76: agl.v1.LightningStoreService.EnqueueRollouts:output_type -> agl.v1.EnqueueRolloutsResponse
-	6,  // 77: agl.v1.LightningStoreService.DequeueRollout:output_type -> agl.v1.DequeueRolloutResponse
-	8,  // 78: agl.v1.LightningStoreService.StartAttempt:output_type -> agl.v1.StartAttemptResponse
-	10, // 79: agl.v1.LightningStoreService.GetRollout:output_type -> agl.v1.GetRolloutResponse
-	12, // 80: agl.v1.LightningStoreService.QueryRollouts:output_type -> agl.v1.QueryRolloutsResponse
-	14, // 81: agl.v1.LightningStoreService.QueryAttempts:output_type -> agl.v1.QueryAttemptsResponse
-	16, // 82: agl.v1.LightningStoreService.UpdateRollout:output_type -> agl.v1.UpdateRolloutResponse
-	18, // 83: agl.v1.LightningStoreService.UpdateAttempt:output_type -> agl.v1.UpdateAttemptResponse
-	20, // 84: agl.v1.LightningStoreService.AddResources:output_type -> agl.v1.AddResourcesResponse
-	22, // 85: agl.v1.LightningStoreService.UpdateResources:output_type -> agl.v1.UpdateResourcesResponse
-	24, // 86: agl.v1.LightningStoreService.GetResources:output_type -> agl.v1.GetResourcesResponse
-	26, // 87: agl.v1.LightningStoreService.QueryResources:output_type -> agl.v1.QueryResourcesResponse
-	28, // 88: agl.v1.LightningStoreService.IngestSpans:output_type -> agl.v1.IngestSpansResponse
-	30, // 89: agl.v1.LightningStoreService.QuerySpans:output_type -> agl.v1.QuerySpansResponse
-	32, // 90: agl.v1.LightningStoreService.NextSequenceIds:output_type -> agl.v1.NextSequenceIdsResponse
-	34, // 91: agl.v1.LightningStoreService.WaitForRollouts:output_type -> agl.v1.WaitForRolloutsResponse
-	36, // 92: agl.v1.LightningStoreService.WatchRollouts:output_type -> agl.v1.WatchRolloutsResponse
-	38, // 93: agl.v1.LightningStoreService.QueryWorkers:output_type -> agl.v1.QueryWorkersResponse
-	40, // 94: agl.v1.LightningStoreService.GetWorker:output_type -> agl.v1.GetWorkerResponse
-	42, // 95: agl.v1.LightningStoreService.UpdateWorker:output_type -> agl.v1.UpdateWorkerResponse
-	44, // 96: agl.v1.LightningStoreService.GetStats:output_type -> agl.v1.GetStatsResponse
-	75, // [75:97] is the sub-list for method output_type
-	53, // [53:75] is the sub-list for method input_type
-	53, // [53:53] is the sub-list for extension type_name
-	53, // [53:53] is the sub-list for extension extendee
-	0,  // [0:53] is the sub-list for field type_name
+	63, // 48: agl.v1.UpdateWorkerRequest.status:type_name -> agl.v1.WorkerStatus
+	64, // 49: agl.v1.UpdateWorkerResponse.worker:type_name -> agl.v1.Worker
+	47, // 50: agl.v1.GetStatsResponse.rollouts_by_status:type_name -> agl.v1.GetStatsResponse.RolloutsByStatusEntry
+	59, // 51: agl.v1.GetStatsResponse.start_time:type_name -> google.protobuf.Timestamp
+	65, // 52: agl.v1.AddResourcesRequest.ResourcesEntry.value:type_name -> agl.v1.Resource
+	65, // 53: agl.v1.UpdateResourcesRequest.ResourcesEntry.value:type_name -> agl.v1.Resource
+	1,  // 54: agl.v1.LightningStoreService.StartRollout:input_type -> agl.v1.StartRolloutRequest
+	3,  // 55: agl.v1.LightningStoreService.EnqueueRollouts:input_type -> agl.v1.EnqueueRolloutsRequest
+	5,  // 56: agl.v1.LightningStoreService.DequeueRollout:input_type -> agl.v1.DequeueRolloutRequest
+	7,  // 57: agl.v1.LightningStoreService.StartAttempt:input_type -> agl.v1.StartAttemptRequest
+	9,  // 58: agl.v1.LightningStoreService.GetRollout:input_type -> agl.v1.GetRolloutRequest
+	11, // 59: agl.v1.LightningStoreService.QueryRollouts:input_type -> agl.v1.QueryRolloutsRequest
+	13, // 60: agl.v1.LightningStoreService.QueryAttempts:input_type -> agl.v1.QueryAttemptsRequest
+	15, // 61: agl.v1.LightningStoreService.UpdateRollout:input_type -> agl.v1.UpdateRolloutRequest
+	17, // 62: agl.v1.LightningStoreService.UpdateAttempt:input_type -> agl.v1.UpdateAttemptRequest
+	19, // 63: agl.v1.LightningStoreService.AddResources:input_type -> agl.v1.AddResourcesRequest
+	21, // 64: agl.v1.LightningStoreService.UpdateResources:input_type -> agl.v1.UpdateResourcesRequest
+	23, // 65: agl.v1.LightningStoreService.GetResources:input_type -> agl.v1.GetResourcesRequest
+	25, // 66: agl.v1.LightningStoreService.QueryResources:input_type -> agl.v1.QueryResourcesRequest
+	27, // 67: agl.v1.LightningStoreService.IngestSpans:input_type -> agl.v1.IngestSpansRequest
+	29, // 68: agl.v1.LightningStoreService.QuerySpans:input_type -> agl.v1.QuerySpansRequest
+	31, // 69: agl.v1.LightningStoreService.NextSequenceIds:input_type -> agl.v1.NextSequenceIdsRequest
+	33, // 70: agl.v1.LightningStoreService.WaitForRollouts:input_type -> agl.v1.WaitForRolloutsRequest
+	35, // 71: agl.v1.LightningStoreService.WatchRollouts:input_type -> agl.v1.WatchRolloutsRequest
+	37, // 72: agl.v1.LightningStoreService.QueryWorkers:input_type -> agl.v1.QueryWorkersRequest
+	39, // 73: agl.v1.LightningStoreService.GetWorker:input_type -> agl.v1.GetWorkerRequest
+	41, // 74: agl.v1.LightningStoreService.UpdateWorker:input_type -> agl.v1.UpdateWorkerRequest
+	43, // 75: agl.v1.LightningStoreService.GetStats:input_type -> agl.v1.GetStatsRequest
+	2,  // 76: agl.v1.LightningStoreService.StartRollout:output_type -> agl.v1.StartRolloutResponse
+	4,  // 77: agl.v1.LightningStoreService.EnqueueRollouts:output_type -> agl.v1.EnqueueRolloutsResponse
+	6,  // 78: agl.v1.LightningStoreService.DequeueRollout:output_type -> agl.v1.DequeueRolloutResponse
+	8,  // 79: agl.v1.LightningStoreService.StartAttempt:output_type -> agl.v1.StartAttemptResponse
+	10, // 80: agl.v1.LightningStoreService.GetRollout:output_type -> agl.v1.GetRolloutResponse
+	12, // 81: agl.v1.LightningStoreService.QueryRollouts:output_type -> agl.v1.QueryRolloutsResponse
+	14, // 82: agl.v1.LightningStoreService.QueryAttempts:output_type -> agl.v1.QueryAttemptsResponse
+	16, // 83: agl.v1.LightningStoreService.UpdateRollout:output_type -> agl.v1.UpdateRolloutResponse
+	18, // 84: agl.v1.LightningStoreService.UpdateAttempt:output_type -> agl.v1.UpdateAttemptResponse
+	20, // 85: agl.v1.LightningStoreService.AddResources:output_type -> agl.v1.AddResourcesResponse
+	22, // 86: agl.v1.LightningStoreService.UpdateResources:output_type -> agl.v1.UpdateResourcesResponse
+	24, // 87: agl.v1.LightningStoreService.GetResources:output_type -> agl.v1.GetResourcesResponse
+	26, // 88: agl.v1.LightningStoreService.QueryResources:output_type -> agl.v1.QueryResourcesResponse
+	28, // 89: agl.v1.LightningStoreService.IngestSpans:output_type -> agl.v1.IngestSpansResponse
+	30, // 90: agl.v1.LightningStoreService.QuerySpans:output_type -> agl.v1.QuerySpansResponse
+	32, // 91: agl.v1.LightningStoreService.NextSequenceIds:output_type -> agl.v1.NextSequenceIdsResponse
+	34, // 92: agl.v1.LightningStoreService.WaitForRollouts:output_type -> agl.v1.WaitForRolloutsResponse
+	36, // 93: agl.v1.LightningStoreService.WatchRollouts:output_type -> agl.v1.WatchRolloutsResponse
+	38, // 94: agl.v1.LightningStoreService.QueryWorkers:output_type -> agl.v1.QueryWorkersResponse
+	40, // 95: agl.v1.LightningStoreService.GetWorker:output_type -> agl.v1.GetWorkerResponse
+	42, // 96: agl.v1.LightningStoreService.UpdateWorker:output_type -> agl.v1.UpdateWorkerResponse
+	44, // 97: agl.v1.LightningStoreService.GetStats:output_type -> agl.v1.GetStatsResponse
+	76, // [76:98] is the sub-list for method output_type
+	54, // [54:76] is the sub-list for method input_type
+	54, // [54:54] is the sub-list for extension type_name
+	54, // [54:54] is the sub-list for extension extendee
+	0,  // [0:54] is the sub-list for field type_name
 }
 
 func init() { file_agl_v1_store_proto_init() }
@@ -3046,6 +3059,7 @@ func file_agl_v1_store_proto_init() {
 	file_agl_v1_store_proto_msgTypes[15].OneofWrappers = []any{}
 	file_agl_v1_store_proto_msgTypes[17].OneofWrappers = []any{}
 	file_agl_v1_store_proto_msgTypes[35].OneofWrappers = []any{}
+	file_agl_v1_store_proto_msgTypes[41].OneofWrappers = []any{}
 	type x struct{}
 	out := protoimpl.TypeBuilder{
 		File: protoimpl.DescBuilder{

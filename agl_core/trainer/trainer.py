@@ -1,0 +1,176 @@
+"""``Trainer``: wires an algorithm, runners and a store together and runs them.
+
+    trainer = Trainer(algorithm="baseline", strategy="cs", n_runners=4)
+    result = trainer.fit(agent, train_dataset, val_dataset=val_dataset)
+
+Every component (algorithm, strategy, tracer, adapter) may be given as an instance, a class, a
+factory, a registry name (a plugin's, see ``agl plugins``), ``"module:attribute"``, or a dict
+``{"type": name, **options}``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Mapping, Sequence
+from typing import Any, Literal
+
+from agl_core.adapter.base import Adapter
+from agl_core.algorithm.base import Algorithm
+from agl_core.execution.base import AlgorithmBundle, ExecutionStrategy, RunnerSpec, load_agent
+from agl_core.litagent import LitAgent
+from agl_core.plugins import AglPluginManager, get_plugin_manager
+from agl_core.runner.hooks import Hook
+from agl_core.trainer.components import build, default_tracer
+from agl_core.trainer.progress import Progress
+from agl_core.trainer.rollout_defaults import with_rollout_defaults
+from agl_core.types.core import AttemptStatus, RolloutConfig
+from agl_core.types.resources import Resource
+
+logger = logging.getLogger(__name__)
+
+
+def default_rollout_config() -> RolloutConfig:
+    """Three attempts per rollout; an attempt that times out or whose runner disappears is retried,
+    one that fails (the agent raised) is not: the same task would most likely fail again."""
+    return RolloutConfig(max_attempts=3, retry_condition=[AttemptStatus.UNRESPONSIVE, AttemptStatus.TIMEOUT])
+
+
+class Trainer:
+    """Runs an algorithm against runners that serve an agent.
+
+    :param algorithm: the algorithm (default for :meth:`fit`: ``baseline``).
+    :param strategy: how algorithm and runners are laid out (default ``shm``: threads in this
+        process; ``cs``: agl-server and runner processes).
+    :param n_runners: runners to start (overrides the strategy's own setting).
+    :param runner_capacity: attempts each runner runs at once.
+    :param tracer: the runners' tracer (default ``otel`` when installed, else none).
+    :param adapter: the adapter the algorithm turns spans into training data with.
+    :param store: the store, as the strategy takes it (``shm``: a LightningStore, or a backend
+        name/dict; ``cs``: a GrpcStore of a running agl-server). Default: a fresh one.
+    :param initial_resources: resources the algorithm starts from (prompt templates, LLMs).
+    :param hooks: :class:`~agl_core.runner.Hook` objects the runners call around every attempt.
+    :param rollout_config: timeouts and retries of every rollout the algorithm enqueues without a
+        config of its own (a RolloutConfig or its fields as a dict; default
+        :func:`default_rollout_config`).
+    :param max_rollouts: each runner stops after this many attempts.
+    :param progress: show progress (rollouts done and failed, reward so far) on stderr: ``True``
+        keeps one live line on a terminal and prints periodic lines elsewhere; ``"lines"`` always
+        prints lines (e.g. when the algorithm prints too); ``False`` shows nothing.
+    :param progress_interval: seconds between progress lines when stderr is not a terminal.
+    """
+
+    def __init__(
+        self,
+        *,
+        algorithm: Any = None,
+        strategy: Any = None,
+        n_runners: int | None = None,
+        runner_capacity: int = 1,
+        tracer: Any = None,
+        adapter: Any = None,
+        store: Any = None,
+        initial_resources: Mapping[str, Resource] | None = None,
+        hooks: Hook | Sequence[Hook] | None = None,
+        rollout_config: RolloutConfig | Mapping[str, Any] | None = None,
+        max_rollouts: int | None = None,
+        progress: bool | Literal["live", "lines"] = True,
+        progress_interval: float = 5.0,
+        plugin_manager: AglPluginManager | None = None,
+    ) -> None:
+        self.plugin_manager = plugin_manager or get_plugin_manager()
+        pm = self.plugin_manager
+        self.algorithm: Algorithm | None = build(algorithm, kind="algorithms", base=Algorithm, pm=pm)
+        self.strategy: ExecutionStrategy = build(
+            strategy if strategy is not None else "shm",
+            kind="execution_strategies",
+            base=ExecutionStrategy,
+            pm=pm,
+        )
+        if n_runners is not None:
+            if n_runners < 1:
+                raise ValueError(f"n_runners is {n_runners}; start at least one runner")
+            self.strategy.n_runners = n_runners
+        if runner_capacity < 1:
+            raise ValueError(f"runner_capacity is {runner_capacity}; a runner runs at least one attempt at a time")
+        self.runner_capacity = runner_capacity
+        if isinstance(tracer, str) and ":" not in tracer:
+            pm.lookup("tracers", tracer)  # a misspelt name fails here, not in every runner
+        # The default is decided once here, so runner processes do not each warn about it.
+        self.tracer = tracer if tracer is not None else default_tracer(pm)
+        self.adapter: Adapter[Any, Any] | None = build(adapter, kind="adapters", base=Adapter, pm=pm)
+        self.store = store
+        self.initial_resources = dict(initial_resources) if initial_resources is not None else None
+        self.hooks: list[Hook] = [hooks] if isinstance(hooks, Hook) else list(hooks or ())
+        if isinstance(rollout_config, Mapping):
+            rollout_config = RolloutConfig(**rollout_config)
+        self.rollout_config = rollout_config if rollout_config is not None else default_rollout_config()
+        self.max_rollouts = max_rollouts
+        self.progress = progress
+        self.progress_interval = progress_interval
+
+    # --- running -----------------------------------------------------------------------------------
+
+    def fit(self, agent: LitAgent[Any] | Any, train_dataset: Any = None, val_dataset: Any = None) -> Any:
+        """Train ``agent`` on ``train_dataset`` (validating on ``val_dataset``); returns what the
+        algorithm returns.
+
+        :param agent: a LitAgent, a decorated rollout function, or ``"module:attribute"``.
+        """
+        algorithm = self.algorithm or build("baseline", kind="algorithms", base=Algorithm, pm=self.plugin_manager)
+        return self._run(agent, algorithm, train_dataset, val_dataset)
+
+    def dev(self, agent: LitAgent[Any] | Any, train_dataset: Any = None, val_dataset: Any = None) -> Any:
+        """A dry run of the whole pipeline with a quick algorithm (``baseline`` unless the configured
+        algorithm is ``dev_compatible``): to check an agent, its resources and its rewards before
+        training."""
+        algorithm = self.algorithm
+        if algorithm is None:
+            algorithm = build("baseline", kind="algorithms", base=Algorithm, pm=self.plugin_manager)
+        elif not algorithm.dev_compatible:
+            raise TypeError(
+                f"dev() runs quick, dev-compatible algorithms and {algorithm.name} is not one; "
+                "leave algorithm unset "
+                "to use the baseline, or call fit()"
+            )
+        return self._run(agent, algorithm, train_dataset, val_dataset)
+
+    def _run(self, agent: Any, algorithm: Algorithm, train_dataset: Any, val_dataset: Any) -> Any:
+        agent = load_agent(agent)
+        agent.set_trainer(self)
+        algorithm.set_trainer(self)
+        algorithm.set_adapter(self.adapter)
+        algorithm.set_initial_resources(self.initial_resources)
+        algorithm.set_rollout_config(self.rollout_config)
+        spec = RunnerSpec(
+            agent=agent,
+            tracer=self.tracer,
+            hooks=tuple(self.hooks),
+            capacity=self.runner_capacity,
+            max_rollouts=self.max_rollouts,
+            plugin_manager=self.plugin_manager,
+        )
+        return self.strategy.execute(
+            self._algorithm_bundle(algorithm, train_dataset, val_dataset), spec, store=self.store
+        )
+
+    def _algorithm_bundle(self, algorithm: Algorithm, train_dataset: Any, val_dataset: Any) -> AlgorithmBundle:
+        async def run(store: Any) -> Any:
+            algorithm.set_store(with_rollout_defaults(store, self.rollout_config))
+            progress = None
+            if self.progress:
+                live = {"live": True, "lines": False}.get(self.progress) if isinstance(self.progress, str) else None
+                progress = Progress(store, interval=self.progress_interval, live=live)
+            if progress is not None:
+                await progress.start()
+            try:
+                if algorithm.is_async():
+                    return await algorithm.run(train_dataset, val_dataset)
+                # A synchronous algorithm blocks; it runs in a thread and reaches the store through
+                # get_sync_store(), whose calls come back to this loop.
+                return await asyncio.to_thread(algorithm.run, train_dataset, val_dataset)
+            finally:
+                if progress is not None:
+                    await progress.stop()
+
+        return run

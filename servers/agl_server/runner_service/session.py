@@ -1,0 +1,423 @@
+"""One worker's Work stream on the server: dispatching, reports, heartbeats, and the end of it.
+
+A session runs three tasks: the *reader* (hands every message on at once, never waits on the
+store), the *dispatcher* (claims rollouts while the worker has room and pushes them) and the
+*processor* (applies reports and heartbeats to the store, concurrently across attempts, in
+order within one attempt). Whatever ends first ends the session; :meth:`WorkSession.close`
+then marks every attempt the worker still holds UNRESPONSIVE, so the retry policy applies at
+once instead of after a timeout.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import time
+from collections.abc import AsyncIterator, Awaitable, Callable
+from dataclasses import dataclass
+from typing import Any
+
+import grpc
+
+from agl_core.errors import (
+    AglError,
+    FailedPreconditionError,
+    InvalidArgumentError,
+    NotFoundError,
+    code_number,
+)
+from agl_core.proto import resources_pb2
+from agl_core.proto import runner_pb2 as r
+from agl_core.proto import store_pb2 as s
+from agl_core.proto import types_pb2 as t
+from agl_core.runner.queue_signal import QueueSignal
+from agl_core.store import validation
+from agl_core.store.backend import StoreBackend
+from agl_core.types.values import from_struct, to_struct
+
+logger = logging.getLogger("agl_server")
+
+REPORTABLE = frozenset({t.ATTEMPT_STATUS_RUNNING, t.ATTEMPT_STATUS_SUCCEEDED, t.ATTEMPT_STATUS_FAILED})
+FINAL = frozenset({t.ATTEMPT_STATUS_SUCCEEDED, t.ATTEMPT_STATUS_FAILED})
+# Intervals without any message from the worker after which its stream is ended.
+SILENT_INTERVALS = 3
+
+
+class SessionEnded(Exception):
+    """The session must end with this gRPC status."""
+
+    def __init__(self, code: grpc.StatusCode, message: str) -> None:
+        super().__init__(message)
+        self.code = code
+        self.message = message
+
+
+@dataclass
+class _Report:
+    report: r.AttemptReport
+    # Whether the attempt was held on this stream when the report arrived (else it is checked).
+    held: bool
+
+
+@dataclass
+class _Heartbeat:
+    stats: dict[str, Any] | None
+
+
+_STOP = object()
+
+
+def _status_name(status: int) -> str:
+    return (
+        t.AttemptStatus.Name(status).removeprefix("ATTEMPT_STATUS_").lower()
+        if status in t.AttemptStatus.values()
+        else str(status)
+    )
+
+
+class WorkSession:
+    """The server side of one worker's Work stream.
+
+    :param send: writes one response on the stream (the caller serialises writes).
+    :param on_close: called once the session has released everything.
+    """
+
+    def __init__(
+        self,
+        *,
+        backend: StoreBackend,
+        signal: QueueSignal,
+        worker_id: str,
+        capacity: int,
+        heartbeat_interval: float,
+        info: dict[str, Any],
+        send: Callable[[r.WorkResponse], Awaitable[None]],
+        is_owner: Callable[[WorkSession], bool],
+    ) -> None:
+        self.backend = backend
+        self.signal = signal
+        self.worker_id = worker_id
+        self.capacity = capacity
+        self.heartbeat_interval = heartbeat_interval
+        self.info = info
+        self._send = send
+        self._is_owner = is_owner
+        # attempt id -> rollout id of every attempt given to the worker and not finally reported.
+        self.active: dict[str, str] = {}
+        self.assigned = 0
+        self.end: SessionEnded | None = None
+        # Set by the server's shutdown: the worker stays alive and will reconnect, so its
+        # attempts are left running rather than given up.
+        self.keep_attempts = False
+        self._worker_stats: dict[str, Any] = {}
+        self._room = asyncio.Event()
+        self._inbox: asyncio.Queue[Any] = asyncio.Queue()
+        self._claims: set[asyncio.Task[Any]] = set()
+        self._reader: asyncio.Task[None] | None = None
+        self._closed = False
+
+    @property
+    def heartbeat_timeout(self) -> float:
+        return self.heartbeat_interval * SILENT_INTERVALS
+
+    # --- running -----------------------------------------------------------------------------------
+
+    async def run(self, requests: AsyncIterator[r.WorkRequest]) -> None:
+        """Serve the stream until the worker leaves, falls silent or breaks the protocol, a push
+        fails, or :meth:`stop` is called."""
+        dispatcher = asyncio.create_task(self._dispatch(), name=f"agl-dispatch-{self.worker_id}")
+        processor = asyncio.create_task(self._process(), name=f"agl-reports-{self.worker_id}")
+        self._reader = asyncio.create_task(self._read(requests), name=f"agl-read-{self.worker_id}")
+        try:
+            done, _ = await asyncio.wait({self._reader, dispatcher}, return_when=asyncio.FIRST_COMPLETED)
+            for task in done:
+                if task.cancelled():
+                    continue
+                error = task.exception()
+                if isinstance(error, SessionEnded):
+                    self.end = self.end or error
+                elif error is not None and not isinstance(error, (asyncio.CancelledError, grpc.aio.AbortError)):
+                    logger.info("work stream of worker %s ended: %s", self.worker_id, error)
+        finally:
+            await self._shutdown_tasks(dispatcher, processor)
+
+    def stop(self, code: grpc.StatusCode, message: str, *, keep_attempts: bool = False) -> None:
+        """End the session from outside (a newer stream of the worker, server shutdown)."""
+        self.end = self.end or SessionEnded(code, message)
+        self.keep_attempts = self.keep_attempts or keep_attempts
+        if self._reader is not None:
+            self._reader.cancel()
+
+    async def _shutdown_tasks(self, dispatcher: asyncio.Task[None], processor: asyncio.Task[None]) -> None:
+        assert self._reader is not None
+        for task in (self._reader, dispatcher):
+            task.cancel()
+        await asyncio.gather(self._reader, dispatcher, return_exceptions=True)
+        # A claim that was committing when the dispatcher stopped still lands in `active`.
+        if self._claims:
+            await asyncio.gather(*self._claims, return_exceptions=True)
+        # Reports that arrived before the end are applied before anything is given up.
+        self._inbox.put_nowait(_STOP)
+        await asyncio.gather(processor, return_exceptions=True)
+
+    # --- reading -----------------------------------------------------------------------------------
+
+    async def _read(self, requests: AsyncIterator[r.WorkRequest]) -> None:
+        while True:
+            try:
+                request = await asyncio.wait_for(anext(requests), self.heartbeat_timeout)
+            except StopAsyncIteration:
+                return
+            except TimeoutError:
+                raise SessionEnded(
+                    grpc.StatusCode.DEADLINE_EXCEEDED,
+                    f"worker {self.worker_id!r} sent nothing for {self.heartbeat_timeout:g}s "
+                    "(three heartbeat "
+                    "intervals); its attempts were given up. Send a heartbeat every heartbeat_interval.",
+                ) from None
+            self.handle(request)
+
+    def handle(self, request: r.WorkRequest) -> None:
+        """Take one message from the worker; never waits."""
+        kind = request.WhichOneof("kind")
+        if kind == "report":
+            report = request.report
+            held = report.attempt_id in self.active
+            if report.status in FINAL and held:
+                # The worker is done with it: its slot is free now, whatever the store says later.
+                del self.active[report.attempt_id]
+                self._room.set()
+            self._inbox.put_nowait(_Report(report, held))
+        elif kind == "heartbeat":
+            self._inbox.put_nowait(
+                _Heartbeat(from_struct(request.heartbeat.stats) if request.heartbeat.HasField("stats") else None)
+            )
+        elif kind == "ready":
+            if request.ready.capacity < 0:
+                raise SessionEnded(
+                    grpc.StatusCode.INVALID_ARGUMENT,
+                    f"ready.capacity is {request.ready.capacity}; it must be 0 (drain) or more",
+                )
+            self.capacity = request.ready.capacity
+            self._room.set()
+        elif kind == "hello":
+            raise SessionEnded(
+                grpc.StatusCode.INVALID_ARGUMENT,
+                "hello may only be the first message of a Work stream; open a new stream to say hello again",
+            )
+        else:
+            raise SessionEnded(
+                grpc.StatusCode.INVALID_ARGUMENT,
+                "empty WorkRequest; set one of hello, ready, report or heartbeat",
+            )
+
+    # --- dispatching -------------------------------------------------------------------------------
+
+    async def _dispatch(self) -> None:
+        await self.signal.ready()
+        while True:
+            while self.capacity - len(self.active) <= 0:
+                self._room.clear()
+                await self._room.wait()
+            changed = self.signal.current()  # before looking: a rollout queued meanwhile still wakes us
+            claimed = await self._claim(self.capacity - len(self.active))
+            if not claimed:
+                await changed.wait()
+                continue
+            await self._push(claimed)
+
+    async def _claim(self, limit: int) -> list[t.Rollout]:
+        request = s.DequeueRolloutRequest(worker_id=self.worker_id, limit=min(limit, validation.MAX_PAGE))
+        claim = asyncio.ensure_future(self.backend.dequeue_rollout(request))
+        # Registered before anyone awaits the claim, so the attempts are held (and given up if the
+        # stream ends) even when the dispatcher is cancelled while the claim commits.
+        claim.add_done_callback(self._claimed)
+        self._claims.add(claim)
+        response = await asyncio.shield(claim)
+        return list(response.rollouts)
+
+    def _claimed(self, claim: asyncio.Future[s.DequeueRolloutResponse]) -> None:
+        self._claims.discard(claim)  # type: ignore[arg-type]
+        if claim.cancelled() or claim.exception() is not None:
+            return
+        for rollout in claim.result().rollouts:
+            self.active[rollout.attempt.attempt_id] = rollout.rollout_id
+
+    async def _push(self, rollouts: list[t.Rollout]) -> None:
+        resolved: dict[str, tuple[resources_pb2.ResourcesUpdate | None, str]] = {}
+        for rollout in rollouts:
+            if rollout.resources_id not in resolved:
+                resolved[rollout.resources_id] = await self._resources(rollout.resources_id)
+            resources, error = resolved[rollout.resources_id]
+            assignment = r.AttemptAssignment(rollout=rollout, resources_error=error)
+            if resources is not None:
+                assignment.resources.CopyFrom(resources)
+            await self._send(r.WorkResponse(assignment=assignment))
+            self.assigned += 1
+
+    async def _resources(self, resources_id: str) -> tuple[resources_pb2.ResourcesUpdate | None, str]:
+        try:
+            response = await self.backend.get_resources(s.GetResourcesRequest(resources_id=resources_id))
+        except NotFoundError:
+            if resources_id:
+                return None, f"resources {resources_id!r} not found in the store"
+            return None, ""
+        return response.resources, ""
+
+    # --- reports and heartbeats --------------------------------------------------------------------
+
+    async def _process(self) -> None:
+        stopping = False
+        while not stopping:
+            batch = [await self._inbox.get()]
+            while not self._inbox.empty():
+                batch.append(self._inbox.get_nowait())
+            # Reports of different attempts are applied together (they share a group commit);
+            # those of one attempt in the order they came (RUNNING before SUCCEEDED).
+            groups: dict[str, list[Any]] = {}
+            for item in batch:
+                if item is _STOP:
+                    stopping = True
+                elif isinstance(item, _Report):
+                    groups.setdefault(item.report.attempt_id, []).append(item)
+                else:
+                    groups.setdefault("", []).append(item)
+            await asyncio.gather(*(self._apply(items) for items in groups.values()))
+
+    async def _apply(self, items: list[Any]) -> None:
+        for item in items:
+            try:
+                if isinstance(item, _Report):
+                    await self._apply_report(item)
+                else:
+                    await self._apply_heartbeat(item)
+            except Exception:
+                logger.exception("worker %s: applying %s failed", self.worker_id, type(item).__name__)
+
+    async def _apply_report(self, item: _Report) -> None:
+        report = item.report
+        ack = r.AttemptReportAck(rollout_id=report.rollout_id, attempt_id=report.attempt_id, status=report.status)
+        try:
+            if report.status not in REPORTABLE:
+                raise InvalidArgumentError(
+                    f"report.status is {_status_name(report.status)}; a worker reports running, succeeded or "
+                    "failed (timeout and unresponsive are decided by the store)"
+                )
+            validation.require_id(report.rollout_id, "report.rollout_id")
+            validation.require_id(report.attempt_id, "report.attempt_id")
+            if not item.held:
+                await self._check_owner(report)
+            request = s.UpdateAttemptRequest(
+                rollout_id=report.rollout_id, attempt_id=report.attempt_id, status=report.status
+            )
+            if report.HasField("metadata"):
+                request.metadata.CopyFrom(report.metadata)
+            await self.backend.update_attempt(request)
+        except AglError as exc:
+            ack.code = code_number(exc)
+            ack.message = exc.message
+        with contextlib.suppress(Exception):  # the stream may be gone; the store has the report
+            await self._send(r.WorkResponse(report_ack=ack))
+
+    async def _check_owner(self, report: r.AttemptReport) -> None:
+        """A report of an attempt this stream does not hold: accept it only from its own worker
+        (a worker finishing an attempt of an earlier stream)."""
+        response = await self.backend.query_attempts(
+            s.QueryAttemptsRequest(rollout_id=report.rollout_id, order=t.SORT_ORDER_DESC, limit=validation.MAX_PAGE)
+        )
+        attempt = next((a for a in response.attempts if a.attempt_id == report.attempt_id), None)
+        if attempt is None:
+            raise NotFoundError(f"attempt {report.attempt_id!r} of rollout {report.rollout_id!r} not found")
+        if attempt.worker_id != self.worker_id:
+            raise FailedPreconditionError(
+                f"attempt {report.attempt_id!r} belongs to worker {attempt.worker_id!r}, "
+                f"not {self.worker_id!r}; "
+                "a worker reports only the attempts it was given"
+            )
+
+    async def _apply_heartbeat(self, item: _Heartbeat) -> None:
+        if item.stats is not None:
+            self._worker_stats = item.stats
+        await self.update_worker()
+        now = time.time_ns()
+        updates = []
+        for attempt_id, rollout_id in list(self.active.items()):
+            request = s.UpdateAttemptRequest(rollout_id=rollout_id, attempt_id=attempt_id)
+            request.last_heartbeat_time.FromNanoseconds(now)
+            updates.append(self.backend.update_attempt(request))
+        for result in await asyncio.gather(*updates, return_exceptions=True):
+            if isinstance(result, Exception) and not isinstance(result, (AglError,)):
+                logger.warning("worker %s: attempt heartbeat failed: %s", self.worker_id, result)
+
+    def stats(self, connected: bool) -> dict[str, Any]:
+        return {
+            **self.info,
+            **self._worker_stats,
+            "capacity": self.capacity,
+            "active_attempts": len(self.active),
+            "assigned_attempts": self.assigned,
+            "connected": connected,
+            # Marks a worker whose liveness is its stream (see recovery.py); polling workers lack it.
+            "work_stream": True,
+        }
+
+    async def update_worker(self, *, connected: bool = True, status: int | None = None) -> None:
+        request = s.UpdateWorkerRequest(worker_id=self.worker_id)
+        request.heartbeat_stats.CopyFrom(to_struct(self.stats(connected), "heartbeat_stats"))
+        if status is not None:
+            request.status = status
+        await self.backend.update_worker(request)
+
+    # --- the end -----------------------------------------------------------------------------------
+
+    async def adopt(self, refs: list[r.AttemptRef]) -> None:
+        """Hold again the attempts a reconnecting worker says it still runs (its own, unfinished)."""
+        for ref in refs:
+            if ref.attempt_id in self.active:
+                continue
+            try:
+                await self._check_owner(r.AttemptReport(rollout_id=ref.rollout_id, attempt_id=ref.attempt_id))
+            except AglError as exc:
+                logger.info("worker %s: not adopting attempt %s: %s", self.worker_id, ref.attempt_id, exc)
+                continue
+            self.active[ref.attempt_id] = ref.rollout_id
+
+    async def close(self) -> None:
+        """Give up the attempts the worker still holds and mark the worker UNKNOWN."""
+        if self._closed:
+            return
+        self._closed = True
+        held = dict(self.active)
+        give_up = not self.keep_attempts  # decided now: a shutdown starting meanwhile does not undo it
+        if give_up:
+            self.active.clear()
+        # The record first: whoever sees the attempts given up also sees the worker gone.
+        if self._is_owner(self):
+            with contextlib.suppress(AglError):
+                await self.update_worker(connected=False, status=t.WORKER_STATUS_UNKNOWN)
+        if held and give_up:
+            await asyncio.gather(*(self._give_up(rid, aid) for aid, rid in held.items()))
+            logger.info(
+                "work stream of worker %s ended; %d attempt(s) it held marked unresponsive",
+                self.worker_id,
+                len(held),
+            )
+
+    async def _give_up(self, rollout_id: str, attempt_id: str) -> None:
+        request = s.UpdateAttemptRequest(
+            rollout_id=rollout_id, attempt_id=attempt_id, status=t.ATTEMPT_STATUS_UNRESPONSIVE
+        )
+        try:
+            await self.backend.update_attempt(request)
+        except (FailedPreconditionError, NotFoundError):
+            pass  # it finished (or timed out) meanwhile: nothing to give up
+        except AglError as exc:
+            logger.warning("worker %s: could not mark attempt %s unresponsive: %s", self.worker_id, attempt_id, exc)
+
+    def transfer(self, attempt_ids: set[str]) -> dict[str, str]:
+        """Hand the listed attempts to a newer stream of the same worker (they are not given up)."""
+        moved = {aid: rid for aid, rid in self.active.items() if aid in attempt_ids}
+        for aid in moved:
+            del self.active[aid]
+        return moved

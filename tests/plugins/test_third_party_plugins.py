@@ -1,0 +1,133 @@
+"""Third-party plugin packages installed with pip, used by the Trainer, agl-server and ``agl plugins``.
+
+The packages (each with its own pyproject.toml, next to this file) are installed with
+``pip install --target`` into a temporary directory that the subprocesses under test get on
+their PYTHONPATH, so the development environment is left as it was.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from agl_core.client import GrpcStore
+from agl_server.process import ServerProcess
+
+HERE = Path(__file__).parent
+RUNTIME_TESTS = HERE.parent / "runtime"
+
+
+@pytest.fixture(scope="module")
+def site(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A directory with agl-sample-plugin and agl-broken-plugin installed in it by pip."""
+    sources = tmp_path_factory.mktemp("sources")
+    target = tmp_path_factory.mktemp("site")
+    packages = []
+    for name in ("agl_sample_plugin", "agl_broken_plugin"):
+        # Built from a copy: setuptools leaves build/ and *.egg-info behind in the source tree.
+        packages.append(shutil.copytree(HERE / name, sources / name))
+    subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "pip",
+            "install",
+            "--quiet",
+            "--no-deps",
+            "--no-build-isolation",
+            "--no-index",
+            "--target",
+            str(target),
+            *map(str, packages),
+        ],
+        check=True,
+    )
+    assert (target / "agl_sample_plugin").is_dir()
+    return target
+
+
+def env_with(site: Path, **extra: str) -> dict[str, str]:
+    env = dict(os.environ)
+    env["PYTHONPATH"] = os.pathsep.join([str(site), str(RUNTIME_TESTS), env.get("PYTHONPATH", "")]).rstrip(os.pathsep)
+    env.update(extra)
+    return env
+
+
+def agl(site: Path, *args: str, **extra: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", "agl_core.cli", *args],
+        env=env_with(site, **extra),
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+
+
+def test_agl_plugins_lists_the_installed_plugins_and_names_the_broken_one(site: Path) -> None:
+    listing = agl(site, "plugins")
+    assert listing.returncode == 1  # a broken plugin makes the check fail
+    assert "sample" in listing.stdout and "agl-sample-plugin 0.1.0" in listing.stdout
+    assert "algorithms: sample-algo" in listing.stdout
+    assert "lifecycle hooks: agl_on_rollout_end" in listing.stdout
+    assert "execution strategies: cs" in listing.stdout and "store backends: lmdb" in listing.stdout
+    [error] = [line for line in listing.stderr.splitlines() if "'broken'" in line]
+    assert "agl plugin 'broken' (from agl-broken-plugin 0.1.0) failed to load" in error
+    assert "ModuleNotFoundError" in error and "agl_dependency_that_is_not_installed" in error
+
+    as_json = json.loads(agl(site, "plugins", "--json").stdout)
+    sample = next(p for p in as_json["plugins"] if p["name"] == "sample")
+    assert sample["provides"] == {"algorithms": ["sample-algo"]} and sample["module"] == "agl_sample_plugin"
+    assert [f["name"] for f in as_json["failures"]] == ["broken"]
+
+    blocked = agl(site, "plugins", AGL_DISABLE_PLUGINS="broken")
+    assert blocked.returncode == 0 and "broken" not in blocked.stdout + blocked.stderr
+
+
+@pytest.mark.parametrize("strategy", ["shm", "cs"])
+def test_trainer_picks_the_third_party_algorithm_by_name(site: Path, tmp_path: Path, strategy: str) -> None:
+    log = tmp_path / "rollout-ends.log"
+    script = f"""
+import json
+from agl_core.trainer import Trainer
+from runtime_agents import parity_agent
+
+if __name__ == "__main__":
+    trainer = Trainer(algorithm={{"type": "sample-algo", "tag": "third-party"}}, strategy="{strategy}",
+                      n_runners=2, progress=False)
+    print(json.dumps(trainer.fit(parity_agent, list(range(10)))))
+"""
+    (tmp_path / "train.py").write_text(script)
+    done = subprocess.run(
+        [sys.executable, str(tmp_path / "train.py")],
+        env=env_with(site, AGL_SAMPLE_PLUGIN_LOG=str(log)),
+        capture_output=True,
+        text=True,
+        timeout=120,
+        cwd=tmp_path,
+    )
+    assert done.returncode == 0, done.stderr
+    result = json.loads(done.stdout.strip().splitlines()[-1])
+    assert result == {"algorithm": "third-party", "rollouts": 10, "mean_reward": 0.5}
+    # The broken plugin was reported once, by name (not again by every runner), and everything else went on.
+    assert done.stderr.count("agl plugin 'broken' (from agl-broken-plugin 0.1.0) failed to load") == 1
+    # The plugin's lifecycle hook ran inside the runners, once per attempt.
+    lines = log.read_text().splitlines()
+    assert len(lines) == 10 and all(" succeeded " in line for line in lines)
+
+
+async def test_agl_server_serves_despite_a_broken_plugin(site: Path, data_dir: Path) -> None:
+    server = ServerProcess(data_dir, env=env_with(site), log_path=data_dir.parent / "server.log").start()
+    try:
+        store = GrpcStore(server.address)
+        rollout = await store.enqueue_rollout("still works")
+        assert (await store.get_rollout(rollout.rollout_id)) is not None
+        await store.close()
+        assert "agl plugin 'broken' (from agl-broken-plugin 0.1.0) failed to load" in server.log_tail(200)
+    finally:
+        server.stop()

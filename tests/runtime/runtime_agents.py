@@ -1,0 +1,49 @@
+"""Agents the runtime tests run; a module of its own so runner processes can import them."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from typing import Any
+
+from agl_core.litagent import LitAgent, rollout
+from agl_core.types import Rollout
+
+
+@rollout
+async def parity_agent(task: Any) -> float:
+    """Reward 1 for even numbers, 0 for odd ones."""
+    await asyncio.sleep(0)
+    return 1.0 if int(task) % 2 == 0 else 0.0
+
+
+@rollout
+async def hang_first_attempt(task: dict[str, Any], rollout: Rollout) -> float:
+    """Hangs on the first attempt of a task marked ``block`` (until its runner is killed); every
+    other attempt succeeds at once."""
+    assert rollout.attempt is not None
+    if task.get("block") and rollout.attempt.sequence_id == 1:
+        await asyncio.Event().wait()
+    await asyncio.sleep(0.001)
+    return 1.0
+
+
+@rollout
+async def hang_forever(task: Any) -> float:
+    """Never finishes (while letting its event loop run)."""
+    await asyncio.Event().wait()
+    return 0.0
+
+
+@rollout
+async def block_the_loop(task: Any) -> float:
+    """A stuck agent that blocks its runner's event loop (ignores the stop event and SIGINT)."""
+    time.sleep(120)
+    return 0.0
+
+
+class EchoAgent(LitAgent[Any]):
+    """A class-based synchronous agent: the reward is the task's ``reward`` field."""
+
+    def rollout(self, task: Any, resources: Any, rollout: Rollout) -> float:
+        return float(task["reward"])
