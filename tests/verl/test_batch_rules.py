@@ -83,7 +83,7 @@ def test_the_agl_section_is_read_strictly() -> None:
         AglSettings.from_mapping({"rollout": {"max_attempt": 3}})
     with pytest.raises(ConfigError, match="reward_placement is 'everywhere'"):
         AglSettings.from_mapping({"trace_aggregator": {"reward_placement": "everywhere"}})
-    with pytest.raises(ConfigError, match="agl.adapter: reward_match 'closest'"):
+    with pytest.raises(ConfigError, match=r"agl\.adapter: reward_match 'closest'"):
         AglSettings.from_mapping({"adapter": {"reward_match": "closest"}}).adapter.build()
 
 
