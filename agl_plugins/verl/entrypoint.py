@@ -21,7 +21,8 @@ CONFIG_NAME = "agl_ppo_trainer"
 def load_config(overrides: Sequence[str] = (), config: Mapping[str, Any] | DictConfig | None = None) -> DictConfig:
     """verl's PPO config with agl's defaults, then ``config`` merged in, then hydra ``overrides``.
 
-    :param overrides: hydra override strings (``trainer.n_gpus_per_node=4``).
+    :param overrides: hydra override strings (``trainer.n_gpus_per_node=4``, ``model_engine=megatron``);
+        they win over ``config``. Config-group choices (``model_engine=...``) act at composition.
     :param config: a (partial) config as a mapping, merged over the defaults.
     """
     from hydra import compose, initialize_config_dir
@@ -30,10 +31,17 @@ def load_config(overrides: Sequence[str] = (), config: Mapping[str, Any] | DictC
     GlobalHydra.instance().clear()
     with initialize_config_dir(config_dir=str(CONFIG_DIR), version_base=None):
         composed = compose(config_name=CONFIG_NAME, overrides=list(overrides))
-    if config:
-        OmegaConf.set_struct(composed, False)
-        composed = OmegaConf.merge(composed, OmegaConf.create(OmegaConf.to_container(OmegaConf.create(dict(config)))))
-    return composed  # type: ignore[return-value]
+    if not config:
+        return composed
+    OmegaConf.set_struct(composed, False)
+    merged = OmegaConf.merge(composed, OmegaConf.create(_container(config)))
+    # Value overrides (dotted keys) are applied again so that they win over ``config`` too.
+    values = [o.lstrip("+") for o in overrides if "." in o.split("=", 1)[0] and not o.startswith("~")]
+    return OmegaConf.merge(merged, OmegaConf.from_dotlist(values))  # type: ignore[return-value]
+
+
+def _container(config: Mapping[str, Any] | DictConfig) -> Any:
+    return OmegaConf.to_container(config) if isinstance(config, DictConfig) else dict(config)
 
 
 def run_training(
