@@ -7,19 +7,9 @@ from collections.abc import AsyncIterator
 
 import pytest
 from agl_llm_proxy import LLMProxy
-from agl_server.process import ServerProcess
 from support.openai_server import OpenAIServer
 
 from agl_core.client import GrpcStore
-
-
-@pytest.fixture
-async def grpc_store(server: ServerProcess) -> AsyncIterator[GrpcStore]:
-    store = GrpcStore(server.address)
-    try:
-        yield store
-    finally:
-        await store.close()
 
 
 @pytest.fixture

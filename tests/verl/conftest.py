@@ -9,7 +9,6 @@ import pytest
 pytest.importorskip("verl", reason="the verl extra is not installed (make test installs it)")
 
 from agl_llm_proxy import LLMProxy
-from agl_server.process import ServerProcess
 from support.openai_server import OpenAIServer, default_reply
 
 from agl_core.client import GrpcStore
@@ -25,15 +24,6 @@ def tracer() -> Iterator[OtelTracer]:
         yield tracer
     finally:
         tracer.teardown()
-
-
-@pytest.fixture
-async def grpc_store(server: ServerProcess) -> AsyncIterator[GrpcStore]:
-    store = GrpcStore(server.address)
-    try:
-        yield store
-    finally:
-        await store.close()
 
 
 @pytest.fixture
