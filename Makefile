@@ -69,3 +69,4 @@ demo: setup
 bench: setup
 	$(PY) bench/store_bench.py
 	$(PY) bench/tracing_bench.py
+	$(PY) bench/llm_proxy_bench.py

@@ -5,7 +5,8 @@ Everything else in the config is verl's own (``data``, ``actor_rollout_ref``, ``
 
     agl:
       store: null                 # agl-server host:port (null: $AGL_SERVER_ADDRESS or 127.0.0.1:4747)
-      llm_proxy: {host: 127.0.0.1, port: 0, request_token_ids: true, retry_after: 10.0}
+      llm_proxy: {host: 127.0.0.1, port: 0, request_token_ids: true, retry_after: 10.0, read_timeout: 600.0}
+                                  # host 0.0.0.0 for runners on other machines (advertised as the node IP)
       rollout:
         resource_name: main_llm   # name of the ProxyLLM resource runners read
         timeout_seconds: null     # per attempt; the store's watchdog marks it timeout
@@ -46,6 +47,7 @@ class ProxySettings:
     port: int = 0
     request_token_ids: bool = True
     retry_after: float = 10.0
+    read_timeout: float | None = 600.0
 
 
 @dataclass(kw_only=True)

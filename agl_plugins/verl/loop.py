@@ -28,7 +28,7 @@ class LoopThread:
 
     def run(self, coroutine: Coroutine[Any, Any, T], timeout: float | None = None) -> T:
         """Run ``coroutine`` on the loop and return its result (its exception is raised here)."""
-        if not self.loop.is_running() and self._thread.is_alive() is False:
+        if not self._thread.is_alive():
             raise RuntimeError("the loop thread is closed")
         return asyncio.run_coroutine_threadsafe(coroutine, self.loop).result(timeout)
 

@@ -59,7 +59,11 @@ class RolloutService:
         self.store = GrpcStore(self.settings.store)
         await self.store.wait_ready()
         options = self.settings.llm_proxy
-        config = ProxyConfig(request_token_ids=options.request_token_ids, retry_after=options.retry_after)
+        config = ProxyConfig(
+            request_token_ids=options.request_token_ids,
+            retry_after=options.retry_after,
+            read_timeout=options.read_timeout,
+        )
         self.proxy = LLMProxy(backends, store=self.store, host=options.host, port=options.port, config=config)
         await self.proxy.start()
         self.proxy.host = _advertised_host(options.host)

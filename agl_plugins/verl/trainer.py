@@ -299,7 +299,8 @@ class AglPPOTrainer(RayPPOTrainer):
                         return
                     self.global_steps += 1
         finally:
-            self.rollouts.close() if self.rollouts is not None else None
+            if self.rollouts is not None:
+                self.rollouts.close()
             self._shutdown_dump_executor()
 
 
