@@ -3,7 +3,9 @@
 The backend is the deterministic test server (``tests/support/openai_server.py``, replies of ~12
 tokens, streamed in chunks of 2 tokens), so the numbers are the proxy's overhead, not a model's
 speed. That stdlib server answers in ~45 ms (its small writes meet TCP delayed acks), which
-dominates the latencies: read the differences between the ways, not the absolute values. Three ways, the same calls (chat completions through the ``openai`` client):
+dominates the latencies: read the differences between the ways, not the absolute values.
+
+Three ways, the same calls (chat completions through the ``openai`` client):
 
 - direct to the backend;
 - through the proxy, recording nothing (no store);

@@ -204,6 +204,7 @@ class AglPPOTrainer(RayPPOTrainer):
         order = list(range(len(batch)))
         random.shuffle(order)  # which samples fall into the remainder is left to chance, not to order
         batch = batch[sorted(order[:usable])]
+        batch.meta_info["global_token_num"] = torch.sum(batch.batch["attention_mask"], dim=-1).tolist()
         if self.config.trainer.balance_batch:
             self._balance_batch(batch, metrics=metrics)
         return batch
