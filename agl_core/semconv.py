@@ -80,3 +80,6 @@ OPERATION_TOOL = "tool"
 OPERATION_REWARD = "reward"  # the span computes a reward (LLM calls inside it are judges, not actions)
 AGENT_NAME = "agl.agent.name"
 TOOL_NAME = "agl.tool.name"
+
+# --- HTTP (OpenTelemetry's HTTP conventions; the LLM proxy sets it on its call spans) ------------
+HTTP_RESPONSE_STATUS_CODE = "http.response.status_code"  # int: the status the caller received

@@ -49,6 +49,16 @@ async def store(request: pytest.FixtureRequest, data_dir: Path) -> AsyncIterator
 
 
 @pytest.fixture
+async def grpc_store(server: ServerProcess) -> AsyncIterator[GrpcStore]:
+    """A GrpcStore client of the ``server`` fixture's agl-server."""
+    store = GrpcStore(server.address)
+    try:
+        yield store
+    finally:
+        await store.close()
+
+
+@pytest.fixture
 def openai_server() -> Iterator[OpenAIServer]:
     """A deterministic OpenAI-compatible server returning token ids (see tests/support/openai_server.py)."""
     with OpenAIServer() as llm:

@@ -1,0 +1,124 @@
+"""Running the verl trainer: config composition, Ray, and the task runner that builds the trainer.
+
+``python -m agl_plugins.verl [hydra overrides]`` trains from ``data.train_files`` / ``data.val_files``
+(task files: .jsonl, .json or .parquet); :class:`agl_plugins.verl.algorithm.VERL` does the same
+from Python with in-memory datasets.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+from omegaconf import DictConfig, OmegaConf
+
+CONFIG_DIR = Path(__file__).parent / "conf"
+CONFIG_NAME = "agl_ppo_trainer"
+
+
+def load_config(overrides: Sequence[str] = (), config: Mapping[str, Any] | DictConfig | None = None) -> DictConfig:
+    """verl's PPO config with agl's defaults, then ``config`` merged in, then hydra ``overrides``.
+
+    :param overrides: hydra override strings (``trainer.n_gpus_per_node=4``, ``model_engine=megatron``);
+        they win over ``config``. Config-group choices (``model_engine=...``) act at composition.
+    :param config: a (partial) config as a mapping, merged over the defaults.
+    """
+    from hydra import compose, initialize_config_dir
+    from hydra.core.global_hydra import GlobalHydra
+
+    GlobalHydra.instance().clear()
+    with initialize_config_dir(config_dir=str(CONFIG_DIR), version_base=None):
+        composed = compose(config_name=CONFIG_NAME, overrides=list(overrides))
+    if not config:
+        return composed
+    OmegaConf.set_struct(composed, False)
+    merged = OmegaConf.merge(composed, OmegaConf.create(_container(config)))
+    # Value overrides (dotted keys) are applied again so that they win over ``config`` too.
+    values = [o.lstrip("+") for o in overrides if "." in o.split("=", 1)[0] and not o.startswith("~")]
+    return OmegaConf.merge(merged, OmegaConf.from_dotlist(values))  # type: ignore[return-value]
+
+
+def _container(config: Mapping[str, Any] | DictConfig) -> Any:
+    return OmegaConf.to_container(config) if isinstance(config, DictConfig) else dict(config)
+
+
+def run_training(
+    config: DictConfig, train_tasks: Sequence[Any] | None = None, val_tasks: Sequence[Any] | None = None
+) -> None:
+    """Start Ray (if needed) and train in a task runner actor, as verl's ``main_ppo`` does."""
+    import ray
+    from verl.trainer.constants_ppo import get_ppo_ray_runtime_env
+
+    if not ray.is_initialized():
+        runtime_env = OmegaConf.merge(
+            get_ppo_ray_runtime_env(config), config.ray_kwargs.get("ray_init", {}).get("runtime_env", {})
+        )
+        runtime_env.setdefault("env_vars", {})
+        if os.environ.get("AGL_SERVER_ADDRESS"):
+            runtime_env["env_vars"]["AGL_SERVER_ADDRESS"] = os.environ["AGL_SERVER_ADDRESS"]
+        init = {
+            k: v for k, v in OmegaConf.to_container(config.ray_kwargs.get("ray_init", {})).items() if k != "runtime_env"
+        }
+        ray.init(runtime_env=OmegaConf.to_container(runtime_env), **init)
+    runner = _task_runner_class().remote()
+    ray.get(runner.run.remote(config, train_tasks, val_tasks))
+
+
+def _task_runner_class() -> Any:
+    import ray
+    from verl.trainer.main_ppo_v0 import BaseTaskRunner
+
+    @ray.remote(num_cpus=1)
+    class AglTaskRunner(BaseTaskRunner):
+        """verl's task runner (worker roles, resource pools) building :class:`AglPPOTrainer`."""
+
+        def run(self, config: DictConfig, train_tasks: Sequence[Any] | None, val_tasks: Sequence[Any] | None) -> None:
+            from verl.trainer.ppo.utils import need_critic, need_reference_policy
+            from verl.utils.config import omega_conf_to_dataclass, validate_config
+            from verl.workers.config import HFModelConfig
+
+            from agl_plugins.verl.config import AglSettings
+            from agl_plugins.verl.dataset import TaskDataset, collate_tasks
+            from agl_plugins.verl.trainer import AglPPOTrainer
+
+            OmegaConf.resolve(config)
+            settings = AglSettings.from_mapping(config.get("agl"))
+            _, worker_group_cls = self.add_actor_rollout_worker(config)
+            self.add_critic_worker(config)
+            self.add_reward_model_resource_pool(config)
+            validate_config(
+                config=config, use_reference_policy=need_reference_policy(config), use_critic=need_critic(config)
+            )
+            model: HFModelConfig = omega_conf_to_dataclass(config.actor_rollout_ref.model)
+            train = (
+                TaskDataset(train_tasks) if train_tasks is not None else TaskDataset.from_file(config.data.train_files)
+            )
+            val = TaskDataset(val_tasks) if val_tasks is not None else TaskDataset.from_file(config.data.val_files)
+            trainer = AglPPOTrainer(
+                agl=settings,
+                config=config,
+                tokenizer=model.tokenizer,
+                processor=model.processor,
+                role_worker_mapping=self.role_worker_mapping,
+                resource_pool_manager=self.init_resource_pool_mgr(config),
+                ray_worker_group_cls=worker_group_cls,
+                train_dataset=train,
+                val_dataset=val,
+                collate_fn=collate_tasks,
+            )
+            trainer.init_workers()
+            trainer.fit()
+
+    return AglTaskRunner
+
+
+def main(argv: Sequence[str] | None = None) -> None:
+    """``python -m agl_plugins.verl key=value ...``: train with verl, rollouts by agl runners."""
+    import sys
+
+    run_training(load_config(list(sys.argv[1:] if argv is None else argv)))
+
+
+__all__ = ["CONFIG_DIR", "load_config", "main", "run_training"]

@@ -1,0 +1,308 @@
+"""verl's PPO trainer with its rollout phase done by agl runners.
+
+:class:`AglPPOTrainer` extends verl's ``RayPPOTrainer``: verl builds the workers (FSDP actor,
+critic, reference policy, the vLLM replicas and their weight sync), and verl computes log
+probabilities, advantages and updates. What changes is where training data comes from: in the
+``gen`` phase the tasks of the batch go to agl runners through the store (see
+:mod:`agl_plugins.verl.daemon`), their LLM calls go through the LLM proxy in front of verl's
+vLLM servers, and the recorded calls become the batch (see :mod:`agl_plugins.verl.batch`).
+
+A step, phase by phase (timings under verl's names in ``timing_s/...``):
+
+- ``gen``: wake the vLLM replicas (verl's checkpoint manager), run the rollout phase, put the
+  replicas to sleep, build the ``DataProto``. A step with no usable sample, or with fewer
+  finished rollouts than ``agl.rollout.min_success_fraction``, is skipped (``agl/step_skipped``).
+- ``reward``: the agents' rewards are the token-level scores (a reward model is not supported:
+  agents emit their rewards).
+- ``old_log_prob``, ``ref``, ``values``: verl's workers, on the batch padded to their world size.
+- ``adv``: verl's KL penalty (if configured) and ``compute_advantage``; samples whose prompt was
+  too long are dropped after it, then the batch is shuffled and cut to a whole number of PPO
+  mini-batches (``ppo_mini_batch_size * rollout.n`` rows; the rest is dropped and counted).
+- ``update``: critic and actor updates, checkpoint, weights to the vLLM replicas.
+
+The number of samples varies from step to step (several calls per rollout, lost rollouts), which
+verl's own ``fit`` does not allow; that is why this trainer has its own step, built from verl's
+methods rather than a copy of its loop.
+"""
+
+from __future__ import annotations
+
+import logging
+import random
+import uuid
+from collections.abc import Mapping, Sequence
+from contextlib import AbstractContextManager
+from typing import Any
+
+import numpy as np
+import torch
+from omegaconf import OmegaConf
+from verl import DataProto
+from verl.protocol import pad_dataproto_to_divisor, unpad_dataproto
+from verl.trainer.ppo.core_algos import agg_loss
+from verl.trainer.ppo.metric_utils import compute_data_metrics, compute_timing_metrics
+from verl.trainer.ppo.ray_trainer import RayPPOTrainer, apply_kl_penalty, compute_advantage
+from verl.utils.debug import marked_timer
+from verl.utils.metric import reduce_metrics
+
+from agl_plugins.verl.batch import AggregationLevel, to_data_proto
+from agl_plugins.verl.config import AglSettings, ConfigError
+from agl_plugins.verl.daemon import RolloutBatch
+from agl_plugins.verl.service import RolloutService
+
+logger = logging.getLogger(__name__)
+
+
+def tasks_of(batch_dict: Mapping[str, Any]) -> list[Any]:
+    """The tasks of a dataloader batch (see :mod:`agl_plugins.verl.dataset`)."""
+    tasks = batch_dict.get("task")
+    if tasks is None:
+        raise ConfigError("the dataloader batch has no 'task' column; use agl_plugins.verl.dataset.TaskDataset")
+    return list(tasks)
+
+
+class AglPPOTrainer(RayPPOTrainer):
+    """``RayPPOTrainer`` whose rollouts are run by agl runners (see the module docstring).
+
+    :param agl: the ``agl`` section of the config.
+    :param kwargs: verl's ``RayPPOTrainer`` arguments.
+    """
+
+    def __init__(self, *, agl: AglSettings, **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        self.agl = agl
+        self.rollouts: RolloutService | None = None
+        if self.use_rm:
+            raise ConfigError("reward_model.enable is not supported with agl: agents emit their rewards")
+
+    # --- set-up ------------------------------------------------------------------------------------
+
+    def init_workers(self) -> None:
+        super().init_workers()
+        self.rollouts = RolloutService(self.agl).start(self.llm_server_manager.get_addresses())
+
+    def _lengths(self) -> tuple[int, int]:
+        data = self.config.data
+        aggregator = self.agl.trace_aggregator
+        if AggregationLevel(aggregator.level) is AggregationLevel.TRAJECTORY:
+            return (
+                aggregator.trajectory_max_prompt_length or data.max_prompt_length,
+                aggregator.trajectory_max_response_length or data.max_response_length,
+            )
+        return data.max_prompt_length, data.max_response_length
+
+    def _sampling(self, validate: bool) -> dict[str, Any]:
+        rollout = self.config.actor_rollout_ref.rollout
+        source = rollout.val_kwargs if validate else rollout
+        return {"temperature": source.temperature, "top_p": source.top_p}
+
+    def _timer(self, name: str, timing: dict[str, float]) -> AbstractContextManager[Any]:
+        return marked_timer(name, timing)
+
+    # --- phases ------------------------------------------------------------------------------------
+
+    def gen(self, tasks: Sequence[Any], metrics: dict[str, Any], timing: dict[str, float]) -> DataProto | None:
+        """Rollouts by agl runners, as a batch (None: nothing to train on this step)."""
+        assert self.rollouts is not None, "init_workers() first"
+        n = self.config.actor_rollout_ref.rollout.n
+        with self._timer("gen", timing):
+            outcome: RolloutBatch = self.rollouts.rollout(
+                tasks,
+                n=n,
+                mode="train",
+                step=self.global_steps,
+                uids=[uuid.uuid4().hex for _ in tasks],
+                sampling_parameters=self._sampling(validate=False),
+            )
+            self.checkpoint_manager.sleep_replicas()
+        metrics.update(outcome.metrics)
+        expected = len(tasks) * n
+        if len(outcome.finished) < self.agl.rollout.min_success_fraction * expected:
+            logger.warning(
+                "step %d: %d of %d rollouts usable; skipping", self.global_steps, len(outcome.finished), expected
+            )
+            return None
+        aggregator = self.agl.trace_aggregator
+        samples = outcome.samples(aggregator.level, aggregator.reward_placement)
+        if not samples:
+            logger.warning("step %d: no usable sample; skipping", self.global_steps)
+            return None
+        max_prompt, max_response = self._lengths()
+        batch, batch_metrics = to_data_proto(
+            samples,
+            pad_token_id=self.tokenizer.pad_token_id,
+            max_prompt_length=max_prompt,
+            max_response_length=max_response,
+            meta_info={"temperature": self.config.actor_rollout_ref.rollout.temperature},
+        )
+        metrics.update(batch_metrics)
+        return batch
+
+    def reward(self, batch: DataProto, metrics: dict[str, Any], timing: dict[str, float]) -> DataProto:
+        """The agents' rewards are already the token-level scores; record what verl needs next."""
+        with self._timer("reward", timing):
+            batch.meta_info["global_token_num"] = torch.sum(batch.batch["attention_mask"], dim=-1).tolist()
+            metrics["agl/score_mean"] = batch.batch["token_level_scores"].sum(-1).mean().item()
+        return batch
+
+    def log_probs(self, batch: DataProto, metrics: dict[str, Any], timing: dict[str, float]) -> DataProto:
+        """Old log probabilities, reference log probabilities and values, by verl's workers."""
+        batch, pad = pad_dataproto_to_divisor(batch, self.actor_rollout_wg.world_size)
+        with self._timer("old_log_prob", timing):
+            old_log_prob, mfu = self._compute_old_log_prob(batch)
+            entropy = agg_loss(
+                loss_mat=old_log_prob.batch["entropys"],
+                loss_mask=batch.batch["response_mask"],
+                loss_agg_mode=self.config.actor_rollout_ref.actor.loss_agg_mode,
+            )
+            metrics.update({"actor/entropy": entropy.detach().item(), "perf/mfu/actor_infer": mfu})
+            old_log_prob.batch.pop("entropys")
+            batch = batch.union(old_log_prob)
+        if self.use_reference_policy:
+            with self._timer("ref", timing):
+                batch = batch.union(self._compute_ref_log_prob(batch))
+        if self.use_critic:
+            with self._timer("values", timing):
+                batch = batch.union(self._compute_values(batch))
+        # Advantages are computed on the real samples only.
+        return unpad_dataproto(batch, pad_size=pad)
+
+    def adv(self, batch: DataProto, metrics: dict[str, Any], timing: dict[str, float]) -> DataProto | None:
+        """verl's KL penalty and advantages; then the drop rules (see the module docstring)."""
+        algorithm = self.config.algorithm
+        with self._timer("adv", timing):
+            if algorithm.use_kl_in_reward:
+                batch, kl_metrics = apply_kl_penalty(
+                    batch, kl_ctrl=self.kl_ctrl_in_reward, kl_penalty=algorithm.kl_penalty
+                )
+                metrics.update(kl_metrics)
+            else:
+                batch.batch["token_level_rewards"] = batch.batch["token_level_scores"]
+            batch = compute_advantage(
+                batch,
+                adv_estimator=algorithm.adv_estimator,
+                gamma=algorithm.gamma,
+                lam=algorithm.lam,
+                num_repeat=self.config.actor_rollout_ref.rollout.n,
+                norm_adv_by_std_in_grpo=algorithm.get("norm_adv_by_std_in_grpo", True),
+                config=algorithm,
+            )
+        keep = (~batch.batch["is_drop_mask"]).nonzero(as_tuple=True)[0]
+        metrics["agl/samples_dropped_prompt_too_long"] = len(batch) - len(keep)
+        batch = batch[keep]
+        mini_batch = self.config.actor_rollout_ref.actor.ppo_mini_batch_size * self.config.actor_rollout_ref.rollout.n
+        usable = len(batch) // mini_batch * mini_batch
+        metrics["agl/samples_dropped_remainder"] = len(batch) - usable
+        if usable == 0:
+            logger.warning(
+                "step %d: fewer samples (%d) than one PPO mini-batch (%d); skipping the update",
+                self.global_steps,
+                len(batch),
+                mini_batch,
+            )
+            return None
+        order = list(range(len(batch)))
+        random.shuffle(order)  # which samples fall into the remainder is left to chance, not to order
+        batch = batch[sorted(order[:usable])]
+        batch.meta_info["global_token_num"] = torch.sum(batch.batch["attention_mask"], dim=-1).tolist()
+        if self.config.trainer.balance_batch:
+            self._balance_batch(batch, metrics=metrics)
+        return batch
+
+    def update(self, batch: DataProto, metrics: dict[str, Any], timing: dict[str, float]) -> None:
+        """Critic, then actor (after the critic warm-up); then weights to the vLLM replicas."""
+        if self.use_critic:
+            with self._timer("update_critic", timing):
+                critic_output = self._update_critic(batch)
+            metrics.update(reduce_metrics(critic_output.meta_info["metrics"]))
+        if self.config.trainer.critic_warmup <= self.global_steps:
+            with self._timer("update_actor", timing):
+                actor_output = self._update_actor(batch)
+            metrics.update(reduce_metrics(actor_output.meta_info["metrics"]))
+        save_freq = self.config.trainer.save_freq
+        if save_freq > 0 and (self._is_last_step() or self.global_steps % save_freq == 0):
+            with self._timer("save_checkpoint", timing):
+                self._save_checkpoint()
+
+    # --- the loop ----------------------------------------------------------------------------------
+
+    def _is_last_step(self) -> bool:
+        return self.global_steps >= self.total_training_steps
+
+    def train_step(self, batch_dict: Mapping[str, Any]) -> dict[str, Any]:
+        """One step: gen, reward, log probabilities, adv, update. Returns its metrics."""
+        metrics: dict[str, Any] = {"agl/step_skipped": 0}
+        timing: dict[str, float] = {}
+        batch: DataProto | None = None
+        with self._timer("step", timing):
+            batch = self.gen(tasks_of(batch_dict), metrics, timing)
+            if batch is not None:
+                batch = self.reward(batch, metrics, timing)
+                batch = self.log_probs(batch, metrics, timing)
+                batch = self.adv(batch, metrics, timing)
+            if batch is not None:
+                self.update(batch, metrics, timing)
+            else:
+                metrics["agl/step_skipped"] = 1
+            with self._timer("update_weights", timing):
+                self.checkpoint_manager.update_weights(self.global_steps)
+        if batch is not None:
+            metrics.update(compute_data_metrics(batch=batch, use_critic=self.use_critic))
+            metrics.update(compute_timing_metrics(batch=batch, timing_raw=timing))
+        else:
+            metrics.update({f"timing_s/{k}": v for k, v in timing.items()})
+        return metrics
+
+    def _validate(self, merged: bool = False) -> dict[str, Any]:
+        """Validation rollouts by agl runners: reward and length statistics (no tensors)."""
+        assert self.rollouts is not None, "init_workers() first"
+        tasks = [task for batch_dict in self.val_dataloader for task in tasks_of(batch_dict)]
+        outcome = self.rollouts.rollout(
+            tasks, n=self.agl.val_n, mode="val", step=self.global_steps, sampling_parameters=self._sampling(True)
+        )
+        rewards = [f.final_reward for f in outcome.finished]
+        lengths = [len(c.response_ids) for f in outcome.finished for c in f.calls]
+        metrics = {key.replace("agl/", "val-agl/"): value for key, value in outcome.metrics.items()}
+        metrics["val/reward"] = float(np.mean(rewards)) if rewards else 0.0
+        metrics["val/mean_response_length"] = float(np.mean(lengths)) if lengths else 0.0
+        metrics["val/turn_count"] = float(np.mean([len(f.calls) for f in outcome.finished])) if rewards else 0.0
+        return metrics
+
+    def fit(self) -> None:
+        """Train for ``trainer.total_epochs`` over the dataset (or ``trainer.total_training_steps``)."""
+        from verl.utils.tracking import Tracking
+
+        tracking = Tracking(
+            project_name=self.config.trainer.project_name,
+            experiment_name=self.config.trainer.experiment_name,
+            default_backend=self.config.trainer.logger,
+            config=OmegaConf.to_container(self.config, resolve=True),
+        )
+        self.global_steps = 0
+        self._load_checkpoint()
+        self.checkpoint_manager.update_weights(self.global_steps)
+        try:
+            if self.config.trainer.get("val_before_train", True):
+                tracking.log(data=self._validate(), step=self.global_steps)
+                if self.config.trainer.get("val_only", False):
+                    return
+            self.global_steps += 1
+            start_epoch = (self.global_steps - 1) // max(1, len(self.train_dataloader))
+            for epoch in range(start_epoch, self.config.trainer.total_epochs):
+                for batch_dict in self.train_dataloader:
+                    metrics = self.train_step(batch_dict)
+                    test_freq = self.config.trainer.test_freq
+                    if test_freq > 0 and (self._is_last_step() or self.global_steps % test_freq == 0):
+                        metrics.update(self._validate())
+                    metrics.update({"training/global_step": self.global_steps, "training/epoch": epoch})
+                    tracking.log(data=metrics, step=self.global_steps)
+                    if self._is_last_step():
+                        return
+                    self.global_steps += 1
+        finally:
+            if self.rollouts is not None:
+                self.rollouts.close()
+            self._shutdown_dump_executor()
+
+
+__all__ = ["AglPPOTrainer", "tasks_of"]

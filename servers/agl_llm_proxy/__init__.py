@@ -1,0 +1,7 @@
+"""agl's LLM proxy: an OpenAI-compatible proxy in front of vLLM servers that records every call
+as a span in the store (token ids included, streamed or not). See :mod:`agl_llm_proxy.app`."""
+
+from agl_llm_proxy.app import LLMProxy, ProxyConfig
+from agl_llm_proxy.backends import Backend, BackendPool, NoBackendError
+
+__all__ = ["Backend", "BackendPool", "LLMProxy", "NoBackendError", "ProxyConfig"]

@@ -1,0 +1,113 @@
+"""``agl-llm-proxy``: the LLM proxy on its own, in front of one or more OpenAI-compatible backends."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import logging
+import os
+import signal
+from collections.abc import Sequence
+from pathlib import Path
+
+from agl_llm_proxy.app import LLMProxy, ProxyConfig
+
+logger = logging.getLogger("agl_llm_proxy")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="agl-llm-proxy",
+        description="OpenAI-compatible proxy in front of vLLM servers; records every call of a rollout "
+        "attempt (/rollout/{rid}/attempt/{aid}/v1/...) as a span in agl-server.",
+    )
+    parser.add_argument(
+        "--backend",
+        action="append",
+        default=[],
+        metavar="URL",
+        help="an OpenAI-compatible server, e.g. http://127.0.0.1:8000/v1 (repeatable; env AGL_LLM_BACKENDS, "
+        "comma-separated)",
+    )
+    parser.add_argument(
+        "--store",
+        default=os.environ.get("AGL_SERVER_ADDRESS"),
+        metavar="HOST:PORT",
+        help="agl-server to record spans in (env AGL_SERVER_ADDRESS); without it calls are passed on unrecorded",
+    )
+    parser.add_argument("--token", default=os.environ.get("AGL_TOKEN"), help="agl-server bearer token (env AGL_TOKEN)")
+    parser.add_argument("--host", default="127.0.0.1", help="interface to bind (default 127.0.0.1)")
+    parser.add_argument("--port", type=int, default=8080, help="port (default 8080; 0 picks a free one)")
+    parser.add_argument(
+        "--no-token-ids",
+        action="store_true",
+        help="do not add return_token_ids to requests (for backends other than vLLM that reject it)",
+    )
+    parser.add_argument(
+        "--backend-api-key",
+        default=os.environ.get("AGL_LLM_BACKEND_API_KEY"),
+        help="bearer token for the backends instead of the caller's (env AGL_LLM_BACKEND_API_KEY)",
+    )
+    parser.add_argument(
+        "--retry-after",
+        type=float,
+        default=10.0,
+        help="seconds a backend that failed to connect is left out (default 10)",
+    )
+    parser.add_argument(
+        "--read-timeout",
+        type=float,
+        default=600.0,
+        help="seconds a backend may stay silent before the call fails with 504 (default 600; 0: none)",
+    )
+    parser.add_argument("--ready-file", type=Path, help='write {"port": N} here once serving (for supervisors)')
+    parser.add_argument("--log-level", default="INFO")
+    return parser
+
+
+async def serve(args: argparse.Namespace) -> None:
+    backends = list(args.backend)
+    if not backends and os.environ.get("AGL_LLM_BACKENDS"):
+        backends = [b for b in os.environ["AGL_LLM_BACKENDS"].split(",") if b.strip()]
+    store = None
+    if args.store:
+        from agl_core.client import GrpcStore
+
+        store = GrpcStore(args.store, token=args.token)
+        await store.wait_ready()
+    else:
+        logger.warning("no --store given: calls are passed on but not recorded")
+    config = ProxyConfig(
+        request_token_ids=not args.no_token_ids,
+        retry_after=args.retry_after,
+        read_timeout=args.read_timeout or None,
+        backend_api_key=args.backend_api_key,
+    )
+    proxy = LLMProxy(backends, store=store, host=args.host, port=args.port, config=config)
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(sig, stop.set)
+    await proxy.start()
+    if args.ready_file:
+        args.ready_file.write_text(json.dumps({"port": proxy.port}))
+    print(f"agl-llm-proxy serving on {proxy.url}", flush=True)
+    try:
+        await stop.wait()
+    finally:
+        await proxy.stop()
+        if store is not None:
+            await store.close()
+
+
+def main(argv: Sequence[str] | None = None) -> None:
+    args = build_parser().parse_args(argv)
+    logging.basicConfig(level=args.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    if not args.backend and not os.environ.get("AGL_LLM_BACKENDS"):
+        build_parser().error("give at least one --backend URL")
+    asyncio.run(serve(args))
+
+
+if __name__ == "__main__":
+    main()
