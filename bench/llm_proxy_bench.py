@@ -31,8 +31,9 @@ from pathlib import Path
 
 import openai
 from agl_llm_proxy import LLMProxy
-from agl_server.process import ServerProcess
 from common import ROOT, Report, percentile
+
+from agl_server.process import ServerProcess
 
 sys.path.insert(0, str(ROOT / "tests"))
 from support.openai_server import OpenAIServer

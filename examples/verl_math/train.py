@@ -53,9 +53,8 @@ def main() -> None:
     parser.add_argument("overrides", nargs="*", help="hydra overrides, e.g. data.train_batch_size=32")
     args = parser.parse_args()
 
-    from agl_server.process import ServerProcess
-
     from agl_plugins.verl.algorithm import VERL
+    from agl_server.process import ServerProcess
 
     server = None
     runners: list[subprocess.Popen[bytes]] = []

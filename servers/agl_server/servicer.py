@@ -150,6 +150,11 @@ class StoreServicer:
         stop = asyncio.ensure_future(self.shutting_down.wait())
         try:
             await asyncio.wait((task, stop), return_when=asyncio.FIRST_COMPLETED)
+        except asyncio.CancelledError:
+            # The client went away: the work must stop too (a long poll left running would claim a
+            # rollout for a caller who will never see it).
+            task.cancel()
+            raise
         finally:
             stop.cancel()
         if task.done():

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import collections
+import contextlib
 import random
 
 from agl_core import FailedPreconditionError, LightningStore, RolloutConfig, new_span
@@ -87,3 +88,19 @@ async def test_no_rollout_is_counted_twice_after_retries(server: ServerProcess) 
         page = await store.query_rollouts(rollout_id_in=ids)
         assert sum(r.status == RolloutStatus.SUCCEEDED for r in page) == 60
         assert late_reports_refused > 0, "the test must exercise late reports"
+
+
+async def test_an_abandoned_long_poll_claims_nothing(server: ServerProcess) -> None:
+    """A worker that gives up its long poll (its call cancelled) must not be handed the next rollout."""
+    async with GrpcStore(server.address) as quitter, GrpcStore(server.address) as stayer:
+        poll = asyncio.create_task(quitter.dequeue_rollout(worker_id="quitter", wait=30))
+        await asyncio.sleep(0.3)  # the poll is parked on the server; the outcome does not depend on it
+        poll.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await poll
+        rollout = await stayer.enqueue_rollout("for whoever is still there")
+        got = await stayer.dequeue_rollout(worker_id="stayer", wait=10)
+        assert got is not None and got.rollout_id == rollout.rollout_id
+        assert got.attempt is not None and got.attempt.worker_id == "stayer" and got.attempt.sequence_id == 1
+        attempts = await stayer.query_attempts(rollout.rollout_id)
+        assert attempts.total == 1

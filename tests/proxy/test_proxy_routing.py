@@ -12,13 +12,13 @@ import openai
 import pytest
 from agl_llm_proxy import BackendPool, LLMProxy, NoBackendError
 from agl_llm_proxy.sse import SSEDecoder
-from agl_server.process import ServerProcess
 from support.openai_server import OpenAIServer
 
 from agl_core import semconv
 from agl_core.client import GrpcStore
 from agl_core.proto.trace_pb2 import SpanStatusCode
 from agl_core.types import span_attributes
+from agl_server.process import ServerProcess
 
 
 def _served_by(server: OpenAIServer) -> list[str]:

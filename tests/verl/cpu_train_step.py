@@ -158,7 +158,6 @@ def main(model_dir: str, result_path: str) -> None:
     use_cpu_for_verl()
     torch.distributed.init_process_group("gloo", rank=0, world_size=1)
 
-    from agl_server.process import ServerProcess
     from support.openai_server import OpenAIServer
     from support.runners import runners
     from verl.trainer.ppo.utils import Role
@@ -174,6 +173,7 @@ def main(model_dir: str, result_path: str) -> None:
     from agl_plugins.verl.loop import LoopThread
     from agl_plugins.verl.service import RolloutService
     from agl_plugins.verl.trainer import AglPPOTrainer
+    from agl_server.process import ServerProcess
 
     server = ServerProcess(Path(tempfile.mkdtemp(prefix="agl-cpu-step-")) / "data").start()
     backend = OpenAIServer().start()
