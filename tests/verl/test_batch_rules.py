@@ -90,7 +90,7 @@ def test_the_agl_section_is_read_strictly() -> None:
 def test_the_plugin_provides_the_verl_algorithm_and_its_config_composes_over_verls() -> None:
     manager = get_plugin_manager()
     provided = manager.lookup("algorithms", "verl")
-    assert provided.plugin == "verl" and provided.distribution.startswith("agl ")
+    assert provided.plugin == "algorithm-verl" and provided.distribution.startswith("agl ")
     factory = provided.factory
     algorithm = factory(
         config={"agl": {"trace_aggregator": {"reward_placement": "per_call"}}},
