@@ -13,7 +13,7 @@ from dataclasses import dataclass
 from itertools import islice
 from typing import Any
 
-from agl_core.runner.results import final_reward
+from agl_core.emitter.reward import find_final_reward
 from agl_core.types.core import Rollout, RolloutConfig, RolloutMode, RolloutSpec, RolloutStatus
 
 TERMINAL = (RolloutStatus.SUCCEEDED, RolloutStatus.FAILED, RolloutStatus.CANCELLED)
@@ -35,7 +35,7 @@ class RolloutOutcome:
 
 async def read_reward(store: Any, rollout_id: str) -> float | None:
     """The final reward of a rollout's latest attempt: the value of its last ``agl.reward`` span."""
-    return final_reward(await store.query_spans(rollout_id, "latest"))
+    return find_final_reward(await store.query_spans(rollout_id, "latest"))
 
 
 async def run_rollouts(

@@ -31,6 +31,43 @@ def _number(value: Any, where: str) -> float:
     return number
 
 
+def reward_attributes(
+    reward: float | Mapping[str, float],
+    *,
+    primary: str | None = None,
+    response_id: str | None = None,
+    attributes: Mapping[str, Any] | None = None,
+) -> dict[str, Any]:
+    """The attributes of an ``agl.reward`` span, as :func:`emit_reward` writes them (for code that
+    builds reward spans itself, like a runner turning a returned number into a reward)."""
+    if isinstance(reward, Mapping):
+        if not reward:
+            raise ValueError("emit_reward got an empty dict; give at least one named reward")
+        values = {str(name): _number(value, f"reward {name!r}") for name, value in reward.items()}
+        if primary is None:
+            if len(values) > 1:
+                raise ValueError(
+                    f"emit_reward got {len(values)} rewards ({', '.join(values)}); name the one to optimise with "
+                    "primary=..."
+                )
+            primary = next(iter(values))
+        elif primary not in values:
+            raise ValueError(f"primary={primary!r} is not one of the rewards given ({', '.join(values)})")
+    else:
+        if primary is not None:
+            raise ValueError("primary= names one of several rewards; a single number needs no primary")
+        primary = "reward"
+        values = {primary: _number(reward, "reward")}
+    span_attributes: dict[str, Any] = dict(attributes or {})
+    span_attributes[semconv.REWARD_VALUE] = values[primary]
+    span_attributes[semconv.REWARD_NAME] = primary
+    for name, value in values.items():
+        span_attributes[semconv.REWARD_VALUES_PREFIX + name] = value
+    if response_id:
+        span_attributes[semconv.REWARD_RESPONSE_ID] = response_id
+    return span_attributes
+
+
 def emit_reward(
     reward: float | Mapping[str, float],
     *,
@@ -50,32 +87,7 @@ def emit_reward(
     :raises NoTraceContextError: outside a trace context.
     :raises ValueError: for a non-finite reward, an unknown or missing primary name.
     """
-    if isinstance(reward, Mapping):
-        if not reward:
-            raise ValueError("emit_reward got an empty dict; give at least one named reward")
-        values = {str(name): _number(value, f"reward {name!r}") for name, value in reward.items()}
-        if primary is None:
-            if len(values) > 1:
-                raise ValueError(
-                    f"emit_reward got {len(values)} rewards ({', '.join(values)}); name the one to "
-                    "optimise with "
-                    "primary=..."
-                )
-            primary = next(iter(values))
-        elif primary not in values:
-            raise ValueError(f"primary={primary!r} is not one of the rewards given ({', '.join(values)})")
-    else:
-        if primary is not None:
-            raise ValueError("primary= names one of several rewards; a single number needs no primary")
-        primary = "reward"
-        values = {primary: _number(reward, "reward")}
-    span_attributes: dict[str, Any] = dict(attributes or {})
-    span_attributes[semconv.REWARD_VALUE] = values[primary]
-    span_attributes[semconv.REWARD_NAME] = primary
-    for name, value in values.items():
-        span_attributes[semconv.REWARD_VALUES_PREFIX + name] = value
-    if response_id:
-        span_attributes[semconv.REWARD_RESPONSE_ID] = response_id
+    span_attributes = reward_attributes(reward, primary=primary, response_id=response_id, attributes=attributes)
     return record_span(semconv.SPAN_REWARD, span_attributes, what="emit_reward()")
 
 
@@ -143,4 +155,5 @@ __all__ = [
     "get_reward_value",
     "get_rewards",
     "is_reward_span",
+    "reward_attributes",
 ]

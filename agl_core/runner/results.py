@@ -6,15 +6,14 @@ from __future__ import annotations
 import logging
 import math
 import traceback
-from collections.abc import Sequence
 from typing import Any
 
 from agl_core import semconv
+from agl_core.emitter.reward import reward_attributes
 from agl_core.proto.trace_pb2 import Span, SpanStatusCode
 from agl_core.tracer.base import Tracer
 from agl_core.types.core import Rollout
 from agl_core.types.spans import new_span
-from agl_core.types.values import attributes_dict
 
 logger = logging.getLogger(__name__)
 
@@ -25,17 +24,10 @@ def _ids(rollout: Rollout) -> tuple[str, str]:
 
 
 def reward_span(rollout: Rollout, value: float) -> Span:
-    """The ``agl.reward`` span of a final reward."""
+    """The ``agl.reward`` span of a final reward, with the attributes ``emit_reward`` writes."""
     rollout_id, attempt_id = _ids(rollout)
     return new_span(
-        semconv.SPAN_REWARD,
-        rollout_id=rollout_id,
-        attempt_id=attempt_id,
-        attributes={
-            semconv.REWARD_VALUE: float(value),
-            semconv.REWARD_NAME: "reward",
-            semconv.REWARD_VALUES: {"reward": float(value)},
-        },
+        semconv.SPAN_REWARD, rollout_id=rollout_id, attempt_id=attempt_id, attributes=reward_attributes(value)
     )
 
 
@@ -55,16 +47,6 @@ def exception_span(rollout: Rollout, error: BaseException) -> Span:
     span.status.code = SpanStatusCode.SPAN_STATUS_CODE_ERROR
     span.status.message = str(error)[:1000]
     return span
-
-
-def final_reward(spans: Sequence[Span]) -> float | None:
-    """The value of the last ``agl.reward`` span among ``spans`` (None when there is none)."""
-    for span in reversed(spans):
-        if span.name == semconv.SPAN_REWARD:
-            value = attributes_dict(span).get(semconv.REWARD_VALUE)
-            if isinstance(value, (int, float)) and not isinstance(value, bool):
-                return float(value)
-    return None
 
 
 async def deliver(result: Any, *, rollout: Rollout, tracer: Tracer, store: Any) -> list[Span]:

@@ -23,10 +23,11 @@ from typing import Any
 
 import pluggy
 
+from agl_core.emitter.reward import find_final_reward
 from agl_core.litagent.litagent import LitAgent
 from agl_core.plugins.lifecycle import call_accepting, notify
 from agl_core.runner.hooks import Hook
-from agl_core.runner.results import deliver, exception_span, final_reward
+from agl_core.runner.results import deliver, exception_span
 from agl_core.runner.work import Assignment, WorkSource
 from agl_core.tracer.base import NullTracer, Tracer
 from agl_core.types.core import AttemptStatus, RolloutMode
@@ -165,7 +166,7 @@ class Runner:
         running = await started
         if running.error is not None:
             logger.info("attempt %s of rollout %s: running not recorded: %s", attempt_id, rollout_id, running.error)
-        reward = final_reward(spans)
+        reward = find_final_reward(spans)
         metadata: dict[str, Any] = {}
         if reward is not None:
             metadata["reward"] = reward

@@ -6,7 +6,7 @@ import asyncio
 import time
 from typing import Any
 
-from agl_core.litagent import LitAgent, rollout
+from agl_core.litagent import LitAgent, llm_rollout, rollout
 from agl_core.types import Rollout
 
 
@@ -47,3 +47,20 @@ class EchoAgent(LitAgent[Any]):
 
     def rollout(self, task: Any, resources: Any, rollout: Rollout) -> float:
         return float(task["reward"])
+
+
+@llm_rollout
+async def llm_quiz_agent(task: dict[str, Any], llm: Any) -> None:
+    """Asks the LLM resource through the ``openai`` client and emits a reward; returns None, so what
+    the store gets is what the default tracer recorded (the LLM call and the reward)."""
+    import openai
+
+    from agl_core.emitter import emit_reward
+
+    client = openai.AsyncOpenAI(base_url=llm.endpoint, api_key=llm.api_key or "unused")
+    reply = await client.chat.completions.create(
+        model=llm.model,
+        messages=[{"role": "user", "content": task["question"]}],
+        extra_body={"return_token_ids": True},
+    )
+    emit_reward(1.0 if task["expect"] in (reply.choices[0].message.content or "") else 0.0)
