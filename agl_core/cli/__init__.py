@@ -20,6 +20,11 @@ SUBCOMMANDS: list[tuple[str, str, str]] = [
         "list the installed plugins, where they come from and what they provide",
     ),
     ("runner", "agl_core.cli.runner", "serve an agent: take work from agl-server and run it"),
+    (
+        "llm-proxy",
+        "agl_llm_proxy.cli",
+        "OpenAI-compatible proxy in front of vLLM servers that records each call of an attempt as a span",
+    ),
 ]
 
 

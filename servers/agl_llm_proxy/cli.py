@@ -8,6 +8,7 @@ import json
 import logging
 import os
 import signal
+import sys
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -16,12 +17,20 @@ from agl_llm_proxy.app import LLMProxy, ProxyConfig
 logger = logging.getLogger("agl_llm_proxy")
 
 
+DESCRIPTION = (
+    "OpenAI-compatible proxy in front of vLLM servers; records every call of a rollout attempt "
+    "(/rollout/{rid}/attempt/{aid}/v1/...) as a span in agl-server."
+)
+
+
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
-        prog="agl-llm-proxy",
-        description="OpenAI-compatible proxy in front of vLLM servers; records every call of a rollout "
-        "attempt (/rollout/{rid}/attempt/{aid}/v1/...) as a span in agl-server.",
-    )
+    parser = argparse.ArgumentParser(prog="agl-llm-proxy", description=DESCRIPTION)
+    add_arguments(parser)
+    return parser
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    """The proxy's arguments (shared by ``agl-llm-proxy`` and ``agl llm-proxy``)."""
     parser.add_argument(
         "--backend",
         action="append",
@@ -63,7 +72,6 @@ def build_parser() -> argparse.ArgumentParser:
     )
     parser.add_argument("--ready-file", type=Path, help='write {"port": N} here once serving (for supervisors)')
     parser.add_argument("--log-level", default="INFO")
-    return parser
 
 
 async def serve(args: argparse.Namespace) -> None:
@@ -101,12 +109,18 @@ async def serve(args: argparse.Namespace) -> None:
             await store.close()
 
 
-def main(argv: Sequence[str] | None = None) -> None:
-    args = build_parser().parse_args(argv)
+def run(args: argparse.Namespace) -> int:
+    """Serve until SIGINT/SIGTERM (the ``agl llm-proxy`` subcommand)."""
     logging.basicConfig(level=args.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     if not args.backend and not os.environ.get("AGL_LLM_BACKENDS"):
-        build_parser().error("give at least one --backend URL")
+        print("agl llm-proxy: give at least one --backend URL (or set AGL_LLM_BACKENDS)", file=sys.stderr)
+        return 2
     asyncio.run(serve(args))
+    return 0
+
+
+def main(argv: Sequence[str] | None = None) -> None:
+    sys.exit(run(build_parser().parse_args(argv)))
 
 
 if __name__ == "__main__":

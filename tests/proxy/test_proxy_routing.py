@@ -148,14 +148,16 @@ def test_sse_decoder_handles_split_events_crlf_and_long_lines() -> None:
     assert [e.json() for e in tail.close()] == [{"b": 2}]
 
 
-def test_the_cli_serves_and_records(server: ServerProcess, openai_server: OpenAIServer, tmp_path: Path) -> None:
+@pytest.mark.parametrize("command", [["-m", "agl_llm_proxy"], ["-m", "agl_core.cli", "llm-proxy"]])
+def test_the_cli_serves_and_records(
+    server: ServerProcess, openai_server: OpenAIServer, tmp_path: Path, command: list[str]
+) -> None:
     ready = tmp_path / "ready.json"
     with open(tmp_path / "proxy.log", "wb") as log:
         process = subprocess.Popen(
             [
                 sys.executable,
-                "-m",
-                "agl_llm_proxy",
+                *command,
                 "--backend",
                 openai_server.base_url,
                 "--store",
