@@ -60,6 +60,10 @@ def build(
         spec = options.pop("type")
     if isinstance(spec, str):
         factory = import_object(spec) if ":" in spec else pm.lookup(kind, spec).factory
+        if isinstance(factory, base):  # "module:attr" naming a ready-made instance
+            if options:
+                raise TypeError(f"{spec!r} is a {noun} instance already; it takes no options")
+            return factory
     elif callable(spec):
         factory = spec
     else:

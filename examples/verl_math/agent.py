@@ -23,6 +23,8 @@ from typing import Any
 import openai
 
 from agl_core.emitter import emit_reward
+from agl_core.litagent import llm_rollout
+from agl_core.tracer import OtelTracer
 from agl_core.types import LLM, Rollout
 
 MAX_TURNS = 3
@@ -120,4 +122,26 @@ async def math_agent(rollout: Rollout, llm: LLM) -> float:
     return reward
 
 
-__all__ = ["MAX_TURNS", "TOOLS", "TOOL_REWARD", "calculate", "final_number", "make_tasks", "math_agent"]
+@llm_rollout
+async def math_rollout(task: dict[str, Any], llm: LLM, rollout: Rollout) -> None:
+    """The agent as agl runners serve it (``agl runner --agent agent:math_rollout``). Its rewards are
+    already spans (emit_reward), so it returns nothing; ``llm`` is the attempt's route through the
+    LLM proxy."""
+    await math_agent(rollout, llm)
+
+
+# The LLM proxy records every LLM call with its token ids, so the runners' tracer records only what
+# the agent emits (rewards) rather than a second copy of each call.
+tracer = OtelTracer(instrument_openai=False)
+
+__all__ = [
+    "MAX_TURNS",
+    "TOOLS",
+    "TOOL_REWARD",
+    "calculate",
+    "final_number",
+    "make_tasks",
+    "math_agent",
+    "math_rollout",
+    "tracer",
+]

@@ -4,7 +4,7 @@
     python examples/verl_math/train.py --model Qwen/Qwen2.5-0.5B-Instruct --gpus 4 --runners 2
 
 What it starts: agl-server (unless ``--store`` names a running one), ``--runners`` runner processes
-(``runners.py``, ``--workers`` agents each), then the verl trainer (Ray, FSDP actor, vLLM servers)
+(``agl runner``, ``--workers`` attempts at once each), then the verl trainer (Ray, FSDP actor, vLLM servers)
 with ``config.yaml``. Every step the trainer publishes the LLM proxy in front of the vLLM servers as
 the ``main_llm`` resource, enqueues ``rollout.n`` rollouts per task, and trains on what the runners'
 calls recorded. Extra ``key=value`` arguments are hydra overrides of the verl config.
@@ -65,17 +65,24 @@ def main() -> None:
             address = server.address
             print(f"agl-server on {address} (log: {server.log_path})", flush=True)
         for i in range(args.runners):
+            # agl's runner serving the agent on the Work stream, --workers attempts at once.
             command = [
                 sys.executable,
-                str(HERE / "runners.py"),
-                "--store",
+                "-m",
+                "agl_core.cli",
+                "runner",
+                "--server",
                 address,
-                "--workers",
+                "--agent",
+                "agent:math_rollout",
+                "--tracer",
+                "agent:tracer",
+                "--capacity",
                 str(args.workers),
-                "--name",
+                "--worker-id",
                 f"runner{i}",
             ]
-            runners.append(subprocess.Popen(command))
+            runners.append(subprocess.Popen(command, cwd=HERE))
         config = load_configs(args.config or [HERE / "config.yaml"])
         config.setdefault("agl", {})["store"] = address
         overrides = [

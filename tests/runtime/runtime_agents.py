@@ -7,6 +7,7 @@ import time
 from typing import Any
 
 from agl_core.litagent import LitAgent, llm_rollout, rollout
+from agl_core.tracer import NullTracer
 from agl_core.types import Rollout
 
 
@@ -64,3 +65,6 @@ async def llm_quiz_agent(task: dict[str, Any], llm: Any) -> None:
         extra_body={"return_token_ids": True},
     )
     emit_reward(1.0 if task["expect"] in (reply.choices[0].message.content or "") else 0.0)
+
+
+READY_TRACER = NullTracer()  # a component named by path as an instance (``--tracer runtime_agents:READY_TRACER``)

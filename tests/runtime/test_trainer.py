@@ -302,3 +302,15 @@ def test_initial_resources_reach_the_agent(tmp_path: Path) -> None:
     )
     result = trainer.fit(answer, [1, 2])
     assert result.train.mean_reward == 1.0
+
+
+def test_a_component_path_may_name_a_ready_made_instance() -> None:
+    from agl_core.plugins import get_plugin_manager
+    from agl_core.tracer import NullTracer, Tracer
+    from agl_core.trainer.components import build
+
+    pm = get_plugin_manager()
+    tracer = build("runtime_agents:READY_TRACER", kind="tracers", base=Tracer, pm=pm)
+    assert tracer is runtime_agents.READY_TRACER and isinstance(tracer, NullTracer)
+    with pytest.raises(TypeError, match="takes no options"):
+        build({"type": "runtime_agents:READY_TRACER", "x": 1}, kind="tracers", base=Tracer, pm=pm)

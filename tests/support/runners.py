@@ -1,6 +1,6 @@
-"""A small worker loop for tests that need runners: dequeue with a wait, run the agent inside the
-tracer's trace context, finish the attempt. It stands in for agl's Runner until that lands on main;
-:func:`runners` is the seam to switch."""
+"""Runners for tests that need agents served: agl's own :class:`~agl_core.runner.Runner`, taking
+work on agl-server's Work stream, running an ``agent(rollout, llm)`` coroutine inside the tracer's
+trace context."""
 
 from __future__ import annotations
 
@@ -9,54 +9,46 @@ import contextlib
 from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import Any
 
-from agl_core.store import LightningStore
+from agl_core.client import GrpcStore
+from agl_core.litagent import rollout as rollout_agent
+from agl_core.runner import Runner, WorkStreamSource
 from agl_core.tracer import Tracer
-from agl_core.types import LLM, Rollout
+from agl_core.types import LLM, NamedResources, Rollout
 
-Agent = Callable[[Rollout, LLM], Awaitable[None]]
+Agent = Callable[[Rollout, LLM], Awaitable[Any]]
 
 
 @contextlib.asynccontextmanager
 async def runners(
-    store: LightningStore, tracer: Tracer, agent: Agent, *, count: int = 2, resource: str = "main_llm"
-) -> AsyncIterator[None]:
-    """``count`` workers taking rollouts until the block ends; an agent that raises fails its attempt.
+    store: GrpcStore, tracer: Tracer, agent: Agent, *, count: int = 2, resource: str = "main_llm"
+) -> AsyncIterator[list[Runner]]:
+    """``count`` runners (capacity 1 each) serving ``agent`` until the block ends. The agent gets
+    the resource named ``resource``; one that raises fails its attempt (the Runner records why).
 
-    At the end, workers waiting for work finish their wait (a dequeue cancelled on the client side
-    may still claim a rollout on the server) and workers still inside an agent are cancelled.
+    At the end the runners drain (attempts in flight finish) for a few seconds, then are cancelled:
+    a test may leave an agent hanging on purpose.
     """
+
+    @rollout_agent
+    async def served(task: Any, rollout: Rollout, resources: NamedResources) -> Any:
+        return await agent(rollout, resources[resource])  # type: ignore[arg-type]
+
     stop = asyncio.Event()
-    busy: dict[str, asyncio.Task[None]] = {}
-
-    async def run_one(name: str, rollout: Rollout) -> None:
-        assert rollout.attempt is not None
-        attempt_id = rollout.attempt.attempt_id
-        resources = await store.get_resources(rollout.resources_id) if rollout.resources_id else None
-        llm: Any = resources.resources[resource] if resources else None
-        status = "succeeded"
-        try:
-            async with tracer.trace_context(name, store=store, rollout_id=rollout.rollout_id, attempt_id=attempt_id):
-                await agent(rollout, llm)
-        except Exception:
-            status = "failed"
-        await store.update_attempt(rollout.rollout_id, attempt_id, status=status)
-
-    async def work(name: str) -> None:
-        while not stop.is_set():
-            rollout = await store.dequeue_rollout(worker_id=name, wait=0.5)
-            if rollout is None or rollout.attempt is None:
-                continue
-            busy[name] = asyncio.create_task(run_one(name, rollout))
-            try:
-                await asyncio.gather(busy[name], return_exceptions=True)
-            finally:
-                del busy[name]
-
-    workers = [asyncio.create_task(work(f"worker-{i}")) for i in range(count)]
+    served_by = [
+        Runner(
+            served,
+            store=store,
+            source=WorkStreamSource(store.address, worker_id=f"worker-{i}", capacity=1),
+            tracer=tracer,
+        )
+        for i in range(count)
+    ]
+    tasks = [asyncio.create_task(runner.run(stop)) for runner in served_by]
     try:
-        yield
+        yield served_by
     finally:
         stop.set()
-        for task in list(busy.values()):
+        _, pending = await asyncio.wait(tasks, timeout=5)
+        for task in pending:
             task.cancel()
-        await asyncio.gather(*workers, return_exceptions=True)
+        await asyncio.gather(*tasks, return_exceptions=True)

@@ -106,3 +106,41 @@ async def test_example_agent_tool_call_and_rewards_reach_the_batch(
     first_end = len(finished.calls[0].response_ids) - 1
     assert scores.nonzero().flatten().tolist() == [first_end, len(sample.response_ids) - 1]
     assert scores[first_end].item() == pytest.approx(agent.TOOL_REWARD)
+
+
+async def test_the_example_runner_command_serves_the_agent(grpc_store: GrpcStore, openai_server: OpenAIServer) -> None:
+    """The runner processes train.py starts (``agl runner --agent agent:math_rollout --tracer
+    agent:tracer`` in the example directory) take the rollouts and record the agent's rewards; the
+    LLM calls are recorded once, by the proxy."""
+    import asyncio
+    import subprocess
+
+    openai_server.script("Answer: 126", "Answer: 3")
+    tasks = [{"question": "What is (12 + 30) * 3?", "answer": 126}, {"question": "What is 1 + 1?", "answer": 2}]
+    command = [
+        sys.executable,
+        "-m",
+        "agl_core.cli",
+        "runner",
+        "--server",
+        grpc_store.address,
+        "--agent",
+        "agent:math_rollout",
+        "--tracer",
+        "agent:tracer",
+        "--capacity",
+        "2",
+        "--worker-id",
+        "example",
+    ]
+    process = subprocess.Popen(command, cwd=EXAMPLE)
+    try:
+        async with LLMProxy([openai_server.base_url], store=grpc_store) as proxy:
+            daemon = RolloutDaemon(grpc_store, settings=RolloutSettings(step_timeout=60))
+            batch = await daemon.rollout(tasks, resources={"main_llm": proxy.as_resource("m")}, n=1)
+    finally:
+        process.terminate()
+        await asyncio.to_thread(process.wait, 30)
+    assert sorted(f.final_reward for f in batch.finished) == [0.0, 1.0]
+    assert all(len(f.calls) == 1 for f in batch.finished)  # the proxy's span only, no second copy
+    assert {w.worker_id for w in await grpc_store.query_workers()} == {"example"}
