@@ -251,6 +251,74 @@ def _lifecycle_process(address: str, worker: str, count: int, start: Any, out: A
     asyncio.run(run())
 
 
+def _runner_process(address: str, worker: str, done: Any, out: Any) -> None:
+    """An agl Runner on the Work stream whose agent returns 10 LLM-call spans per rollout."""
+    from agl_core.litagent import rollout as rollout_agent
+    from agl_core.runner import Runner, WorkStreamSource
+
+    template = [llm_call_span("r", "a", i) for i in range(10)]
+
+    @rollout_agent
+    async def agent(task: Any, rollout: Any) -> list[Any]:
+        spans = []
+        for span in template:
+            copy = type(span)()
+            copy.CopyFrom(span)
+            copy.rollout_id, copy.attempt_id, copy.span_id = (
+                rollout.rollout_id,
+                rollout.attempt.attempt_id,
+                os.urandom(8),
+            )
+            spans.append(copy)
+        return spans
+
+    async def run() -> None:
+        async with GrpcStore(address) as store:
+            await store.wait_ready()
+            stop = asyncio.Event()
+            runner = Runner(agent, store=store, source=WorkStreamSource(address, worker_id=worker, capacity=2))
+            task = asyncio.create_task(runner.run(stop))
+            out.put(("ready", worker))
+            await asyncio.to_thread(done.wait)  # runners take work as it arrives; this is the stop
+            stop.set()
+            await task
+
+    asyncio.run(run())
+
+
+async def lifecycle_through_runners(address: str, workers: int, rollouts: int, server_pid: int) -> tuple[float, float]:
+    """Rollouts/s as agl runs them: the algorithm enqueues a batch and follows completions on the watch
+    stream, reading each finished rollout's spans; Runner processes take work on the Work stream."""
+    context = mp.get_context("spawn")
+    done, out = context.Event(), context.Queue()
+    processes = [context.Process(target=_runner_process, args=(address, f"run-{w}", done, out)) for w in range(workers)]
+    for process in processes:
+        process.start()
+    for _ in processes:
+        out.get(timeout=120)
+    server = psutil.Process(server_pid)
+    async with GrpcStore(address) as store:
+        cpu_before = sum(server.cpu_times()[:2])
+        started = time.perf_counter()
+        async with store.watch_rollouts(status_in=["succeeded", "failed"]) as watch:
+            ids = {r.rollout_id for r in await store.enqueue_rollouts([{"input": i} for i in range(rollouts)])}
+            reads: list[asyncio.Task[Any]] = []
+            async for event in watch:
+                if event.rollout_id in ids:
+                    ids.discard(event.rollout_id)
+                    reads.append(asyncio.create_task(store.query_spans(event.rollout_id, "latest")))
+                    if not ids:
+                        break
+            spans = await asyncio.gather(*reads)
+        elapsed = time.perf_counter() - started
+        server_cpu = sum(server.cpu_times()[:2]) - cpu_before
+    assert all(len(s) == 10 for s in spans), "every rollout must come back with its 10 spans"
+    done.set()
+    for process in processes:
+        process.join(60)
+    return rollouts / elapsed, server_cpu / rollouts
+
+
 def run_processes(target: Any, args_list: list[tuple[Any, ...]]) -> list[Any]:
     context = mp.get_context("spawn")
     start = context.Event()
@@ -369,18 +437,24 @@ async def main_async(args: argparse.Namespace, report: Report, workdir: str) -> 
 
         print("rollout lifecycle", flush=True)
         per_worker = 100 if quick else 600
-        for workers, target in ((1, None), (8, 1_000)):
+        for workers in (1, 8):
             count = per_worker if workers == 1 else per_worker * 2 // workers
             results = run_processes(
                 _lifecycle_process, [(server.address, f"life-{workers}-{w}", count) for w in range(workers)]
             )
             rate = aggregate_rate(results, lambda r: r[2])
+            report.add(f"rollout lifecycle, 5 calls per rollout, {workers} worker process(es)", rate, "rollouts/s")
+        assert server.process is not None
+        for workers, target in ((1, None), (8, 1_000)):
+            rollouts = 200 if quick or workers == 1 else 1_000
+            rate, cpu = await lifecycle_through_runners(server.address, workers, rollouts, server.process.pid)
             report.add(
-                f"rollout lifecycle, {workers} worker process(es)",
+                f"rollout lifecycle via Work stream, {workers} runner process(es)",
                 rate,
                 "rollouts/s",
                 target=f">= {target:,}" if target else "",
                 met=(rate >= target) if target else None,
+                note=f"batch enqueue, watch, 10 spans, reports, query spans; server CPU {cpu * 1e3:.2f} ms/rollout",
             )
 
         print("memory as spans accumulate", flush=True)
