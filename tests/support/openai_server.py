@@ -470,10 +470,18 @@ def main() -> None:
     parser.add_argument("--model", default="agl-test-model")
     parser.add_argument("--token-ids", default="on_request", choices=("on_request", "always", "never"))
     parser.add_argument("--chunk-tokens", type=int, default=2)
+    parser.add_argument("--reply", help="module:function to answer with (e.g. support.apo_models:reply)")
     args = parser.parse_args()
+    reply = None
+    if args.reply:
+        import importlib
+
+        module, _, name = args.reply.partition(":")
+        reply = getattr(importlib.import_module(module), name)
     server = OpenAIServer(
         model=args.model,
         token_ids=args.token_ids,
+        reply=reply,
         chunk_tokens=args.chunk_tokens,
         host=args.host,
         port=args.port,
