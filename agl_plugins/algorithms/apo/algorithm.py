@@ -343,6 +343,16 @@ class APO(Algorithm):
             raise ValueError(f"the seed prompt template {resource_name!r} cannot be parsed: {exc}") from exc
         self.get_adapter()
         self.chat = self._chat_client()
+        try:
+            return await self._search(train, val, resource_name, seed_prompt, fields)
+        finally:
+            if self.client is None:  # the client APO built for this run; a given one stays open
+                await self.chat.client.close()
+
+    async def _search(
+        self, train: list[Any], val: list[Any], resource_name: str, seed_prompt: PromptTemplate, fields: set[str]
+    ) -> APOResult:
+        assert self.chat is not None
         self.run_id = self.run_id or uuid.uuid4().hex[:8]
         store = self.get_store()
         base: dict[str, Resource] = dict(self.get_initial_resources() or {})
