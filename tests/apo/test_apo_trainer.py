@@ -118,6 +118,8 @@ def test_apo_improves_the_validation_score_cs(
             history = await load_history(store)
             assert {c.candidate_id for c in history} == {c.candidate_id for c in result.candidates}
             assert all(c.scores for c in history)
+            seed = next(c for c in history if c.round == 0)
+            assert {s.split for s in seed.scores} == {"val_full", "train_batch", "val_batch"}
             # The rollouts a critique read ran with the parent's prompt, as training rollouts.
             best = next(c for c in history if c.candidate_id == result.best.candidate_id)
             assert best.gradient is not None

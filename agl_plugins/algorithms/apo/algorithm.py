@@ -22,7 +22,7 @@ import re
 import sys
 import time
 import uuid
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, TextIO
@@ -249,12 +249,14 @@ class APO(Algorithm):
         }
         self.client = client
         self.rng = random.Random(seed)
-        self.run_id = run_id
+        self.run_id_option = run_id
+        self.run_id = run_id or ""
         self.verbose = verbose
         self.stream = stream
         self.result: APOResult | None = None
         self.chat: ChatClient | None = None
         self._counter = 0
+        self._grad_batches: Iterator[list[Any]] = iter(())
 
     # --- set-up ------------------------------------------------------------------------------------
 
@@ -343,6 +345,8 @@ class APO(Algorithm):
             raise ValueError(f"the seed prompt template {resource_name!r} cannot be parsed: {exc}") from exc
         self.get_adapter()
         self.chat = self._chat_client()
+        self.run_id = self.run_id_option or uuid.uuid4().hex[:8]
+        self._counter = 0
         try:
             return await self._search(train, val, resource_name, seed_prompt, fields)
         finally:
@@ -353,7 +357,6 @@ class APO(Algorithm):
         self, train: list[Any], val: list[Any], resource_name: str, seed_prompt: PromptTemplate, fields: set[str]
     ) -> APOResult:
         assert self.chat is not None
-        self.run_id = self.run_id or uuid.uuid4().hex[:8]
         store = self.get_store()
         base: dict[str, Resource] = dict(self.get_initial_resources() or {})
         started = time.monotonic()
@@ -376,72 +379,32 @@ class APO(Algorithm):
         )
         best = seed
         if self.run_initial_validation:
-            await self._score(store, [seed], val, "val_full", 0, base)
+            await self._score(store, [seed], val, "val_full", 0)
+            await book.update(store, seed, base)
             self._say(f"apo seed prompt: {seed.full_score:.3f} on the whole validation set")
-        grad_batches = batches(train, self.gradient_batch_size, self.rng)
+        self._grad_batches = batches(train, self.gradient_batch_size, self.rng)
         val_batches = batches(val, self.val_batch_size, self.rng)
         beam = [seed]
         rounds: list[RoundSummary] = []
         for round_ in range(1, self.beam_rounds + 1):
             round_started = time.monotonic()
             retries_before = self.chat.stats.retries
-            parents = [beam[i % len(beam)] for i in range(self.beam_width)]
-            jobs = []
-            for parent in parents:
-                for _ in range(self.branch_factor):
-                    jobs.append(
-                        self._branch(
-                            store,
-                            parent,
-                            next(grad_batches),
-                            self.rng.choice(self.critique_templates),
-                            self.rng.choice(self.edit_templates),
-                            fields,
-                            round_,
-                        )
-                    )
-            outcomes = await asyncio.gather(*jobs)
-            rejected: dict[str, int] = {}
-            known = {c.template for c in everyone}
-            children: list[Candidate] = []
-            for outcome in outcomes:
-                if isinstance(outcome, str):
-                    rejected[outcome] = rejected.get(outcome, 0) + 1
-                elif outcome.template in known:
-                    rejected["repeats a prompt already tried"] = rejected.get("repeats a prompt already tried", 0) + 1
-                else:
-                    known.add(outcome.template)
-                    outcome.candidate_id = self._new_id(round_)
-                    children.append(outcome)
+            children, rejected, proposed = await self._expand(store, beam, everyone, fields, round_)
             for child in children:
                 await book.publish(store, child, base)
             everyone += children
-
             pool = beam + children
-            batch = next(val_batches)
-            await self._score(store, pool, batch, "val_batch", round_, base, publish=False)
-            # Ties keep the older prompt: a new one must do better to take a place.
-            ranked = sorted(pool, key=lambda c: -(c.batch_score or 0.0))
-            beam = ranked[: self.beam_width]
-            for candidate in pool:
-                candidate.in_beam = candidate in beam
-            leader = beam[0]
-            whole = len(batch) >= len(val)
-            if whole:  # the batch was the whole validation set: that score is the full one
-                latest = leader.latest("val_batch")
-                assert latest is not None
-                leader.scores.append(Score(round_, "val_full", latest.score, latest.n, latest.failed))
-            else:
-                await self._score(store, [leader], val, "val_full", round_, base, publish=False)
+            beam = await self._select(store, pool, next(val_batches), val, round_)
             for candidate in pool:
                 await book.update(store, candidate, base)
+            leader = beam[0]
             assert leader.full_score is not None
             if best.full_score is None or leader.full_score > best.full_score:
                 best = leader
             assert best.full_score is not None
             summary = RoundSummary(
                 round=round_,
-                proposed=len(jobs),
+                proposed=proposed,
                 new=len(children),
                 rejected=rejected,
                 beam=[(c.candidate_id, c.batch_score or 0.0) for c in beam],
@@ -476,6 +439,60 @@ class APO(Algorithm):
         )
         return self.result
 
+    async def _expand(
+        self, store: Any, beam: list[Candidate], everyone: list[Candidate], fields: set[str], round_: int
+    ) -> tuple[list[Candidate], dict[str, int], int]:
+        """``branch_factor`` edits of each parent (the beam, cycled to ``beam_width`` parents), all
+        at once. Returns the new candidates (named, not yet published), why the other edits were
+        dropped, and how many edits were asked for."""
+        parents = [beam[i % len(beam)] for i in range(self.beam_width)]
+        jobs = [
+            # Batches and templates are drawn here, in order, so a seeded run is reproducible.
+            self._branch(
+                store,
+                parent,
+                next(self._grad_batches),
+                self.rng.choice(self.critique_templates),
+                self.rng.choice(self.edit_templates),
+                fields,
+                round_,
+            )
+            for parent in parents
+            for _ in range(self.branch_factor)
+        ]
+        rejected: dict[str, int] = {}
+        known = {c.template for c in everyone}
+        children: list[Candidate] = []
+        for outcome in await asyncio.gather(*jobs):
+            if isinstance(outcome, Candidate) and outcome.template in known:
+                outcome = "repeats a prompt already tried"
+            if isinstance(outcome, str):
+                rejected[outcome] = rejected.get(outcome, 0) + 1
+                continue
+            known.add(outcome.template)
+            outcome.candidate_id = self._new_id(round_)
+            children.append(outcome)
+        return children, rejected, len(jobs)
+
+    async def _select(
+        self, store: Any, pool: list[Candidate], batch: list[Any], val: list[Any], round_: int
+    ) -> list[Candidate]:
+        """Rank ``pool`` on one validation batch, keep the best ``beam_width``, and score the
+        leader on the whole validation set. Returns the new beam, best first."""
+        await self._score(store, pool, batch, "val_batch", round_)
+        # Ties keep the older prompt (the pool lists the beam first): a new one must do better.
+        beam = sorted(pool, key=lambda c: -(c.batch_score or 0.0))[: self.beam_width]
+        for candidate in pool:
+            candidate.in_beam = candidate in beam
+        leader = beam[0]
+        if len(batch) >= len(val):  # the batch was the whole validation set: its score is the full one
+            latest = leader.latest("val_batch")
+            assert latest is not None
+            leader.scores.append(Score(round_, "val_full", latest.score, latest.n, latest.failed))
+        else:
+            await self._score(store, [leader], val, "val_full", round_)
+        return beam
+
     def get_best_prompt(self) -> PromptTemplate:
         """The best prompt of the last run."""
         if self.result is None:
@@ -496,25 +513,13 @@ class APO(Algorithm):
 
     # --- the pieces --------------------------------------------------------------------------------
 
-    async def _score(
-        self,
-        store: Any,
-        pool: list[Candidate],
-        tasks: list[Any],
-        split: str,
-        round_: int,
-        base: Mapping[str, Resource],
-        *,
-        publish: bool = True,
-    ) -> None:
+    async def _score(self, store: Any, pool: list[Candidate], tasks: list[Any], split: str, round_: int) -> None:
         """Run every candidate of ``pool`` on ``tasks`` (all at once) and record the scores."""
         evaluations = await asyncio.gather(
             *(self._evaluate(store, c, tasks, RolloutMode.VAL, split, round_) for c in pool)
         )
         for candidate, evaluation in zip(pool, evaluations, strict=True):
             candidate.scores.append(Score(round_, split, evaluation.score, len(tasks), evaluation.failed))
-            if publish:
-                await book.update(store, candidate, base)
 
     async def _evaluate(
         self, store: Any, candidate: Candidate, tasks: list[Any], mode: RolloutMode, purpose: str, round_: int
@@ -548,6 +553,7 @@ class APO(Algorithm):
         (not yet published) or why there is none."""
         assert self.chat is not None
         evaluation = await self._evaluate(store, parent, tasks, RolloutMode.TRAIN, "gradient", round_)
+        parent.scores.append(Score(round_, "train_batch", evaluation.score, len(tasks), evaluation.failed))
         shown = await experiments(store, tasks, evaluation, self.get_adapter(), max_chars=self.max_experiment_chars)
         purpose = f"round {round_} critique of {parent.candidate_id}"
         try:

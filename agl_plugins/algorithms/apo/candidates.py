@@ -29,8 +29,9 @@ PAGE = 500
 class Score:
     """One evaluation of a candidate.
 
-    :ivar split: ``val_batch`` (the round's validation batch, what the beam is ranked by) or
-        ``val_full`` (the whole validation set, what the best prompt is chosen by).
+    :ivar split: ``val_batch`` (the round's validation batch, what the beam is ranked by),
+        ``val_full`` (the whole validation set, what the best prompt is chosen by) or
+        ``train_batch`` (a training batch whose rollouts a critique read).
     """
 
     round: int
