@@ -137,7 +137,9 @@ def test_batches_cover_every_item_each_pass_without_repeats_in_a_batch() -> None
 
 def test_a_candidate_survives_the_store_round_trip() -> None:
     from agl_core.proto import resources_pb2
+    from agl_core.store import validation
     from agl_core.types import convert
+    from agl_core.types.values import from_value, to_value
 
     candidate = Candidate(
         candidate_id="apo-x-r1-001",
@@ -160,6 +162,13 @@ def test_a_candidate_survives_the_store_round_trip() -> None:
     assert candidate_of(update) == candidate
     assert (candidate.batch_score, candidate.full_score) == (0.5, 0.625)
     seed = Candidate("apo-x-seed", "x", 0, "Do", "f-string", "prompt")
+    # A fresh candidate has empty lists in its record; the store takes them as lists (it used to
+    # reject a Value with no kind) and gives them back.
+    pb.resources.clear()
+    convert.resources_to_pb(seed.resources({}), pb.resources)
+    validation.check_resources(pb.resources)
+    assert candidate_of(convert.resources_update_from_pb(pb)) == seed
+    assert from_value(to_value({"a": [], "b": {}})) == {"a": [], "b": {}}
     chain = lineage([candidate, seed], candidate.candidate_id)
     assert [c.candidate_id for c in chain] == ["apo-x-seed", "apo-x-r1-001"]
 
