@@ -36,7 +36,8 @@ class LLMCallError(RuntimeError):
 
 @dataclass
 class LLMStats:
-    """What the endpoint did: calls made, retries, calls that failed for good, errors by kind."""
+    """What the endpoint did: requests sent (retries included), retries, calls that failed for good,
+    errors by kind."""
 
     calls: int = 0
     retries: int = 0
