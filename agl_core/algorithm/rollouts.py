@@ -14,6 +14,7 @@ from itertools import islice
 from typing import Any
 
 from agl_core.emitter.reward import find_final_reward
+from agl_core.errors import FailedPreconditionError
 from agl_core.types.core import Rollout, RolloutConfig, RolloutMode, RolloutSpec, RolloutStatus
 
 TERMINAL = (RolloutStatus.SUCCEEDED, RolloutStatus.FAILED, RolloutStatus.CANCELLED)
@@ -47,6 +48,7 @@ async def run_rollouts(
     config: RolloutConfig | None = None,
     metadata: Mapping[str, Any] | None = None,
     timeout: float | None = None,
+    cancel_on_timeout: bool = False,
 ) -> list[RolloutOutcome]:
     """Enqueue one rollout per input and return the outcomes, in input order, once every one is
     terminal.
@@ -54,6 +56,9 @@ async def run_rollouts(
     :param config: the rollouts' retry and timeout policy (None: the store's, or the Trainer's
         default when the store came from a Trainer).
     :param timeout: seconds to wait in all; :class:`TimeoutError` after it.
+    :param cancel_on_timeout: instead of raising when ``timeout`` passes, cancel the rollouts still
+        unfinished and return them among the outcomes (status ``cancelled``, no reward), so a
+        caller that scores a batch gets every outcome it could and is never held up by a stuck one.
     """
     # The event log position before the first enqueue: no completion can slip past the watch.
     position = int((await store.stats())["last_event_id"])
@@ -100,12 +105,32 @@ async def run_rollouts(
 
     try:
         await asyncio.wait_for(follow(), timeout)
+    except TimeoutError:
+        if not cancel_on_timeout:
+            for task in rewards.values():
+                task.cancel()
+            raise
+        for rollout_id in sorted(pending):
+            rollout = await _cancel(store, rollout_id)
+            finished[rollout_id] = rollout
+            if rollout.status == RolloutStatus.SUCCEEDED:  # it finished between the deadline and the cancel
+                rewards[rollout_id] = asyncio.create_task(reward_of(rollout_id))
     except BaseException:
         for task in rewards.values():
             task.cancel()
         raise
     values = dict(zip(rewards, await asyncio.gather(*rewards.values()), strict=True))
     return [RolloutOutcome(finished[r.rollout_id], values.get(r.rollout_id)) for r in rollouts]
+
+
+async def _cancel(store: Any, rollout_id: str) -> Rollout:
+    """Cancel a rollout unless it has become terminal meanwhile; returns it as it ends up."""
+    try:
+        return await store.update_rollout(rollout_id, status=RolloutStatus.CANCELLED)  # type: ignore[no-any-return]
+    except FailedPreconditionError:  # already terminal: keep the status it reached
+        rollout = await store.get_rollout(rollout_id)
+        assert rollout is not None
+        return rollout  # type: ignore[no-any-return]
 
 
 def mean_reward(outcomes: Iterable[RolloutOutcome]) -> float | None:

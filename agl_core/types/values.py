@@ -59,12 +59,14 @@ def _fill_value(value: struct_pb2.Value, obj: Any, where: str, depth: int) -> No
     elif isinstance(obj, str):
         value.string_value = obj
     elif isinstance(obj, Mapping):
+        value.struct_value.SetInParent()  # an empty object is still an object, not a Value with no kind
         fields = value.struct_value.fields
         for key, item in obj.items():
             if not isinstance(key, str):
                 raise InvalidArgumentError(f"{where} has the key {key!r}; JSON object keys must be strings")
             _fill_value(fields[key], item, _path(where, key), depth + 1)
     elif isinstance(obj, (list, tuple)):
+        value.list_value.SetInParent()  # likewise for an empty list
         values = value.list_value.values
         for i, item in enumerate(obj):
             _fill_value(values.add(), item, f"{where}[{i}]", depth + 1)

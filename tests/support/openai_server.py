@@ -26,7 +26,8 @@ Knobs (constructor arguments, all optional):
 - ``chunk_tokens``: tokens per streamed chunk (2).
 - ``latency``: seconds to wait before answering (0).
 - ``api_key``: if set, requests must carry ``Authorization: Bearer <api_key>``.
-- :meth:`fail_next` makes the next calls fail with an HTTP error.
+- :meth:`fail_next` makes the next calls fail with an HTTP error (optionally only those for one
+  model, with extra headers such as ``retry-after``).
 
 The tokenizer is a toy: a token is a word with its trailing spaces, its id a CRC32 of the text
 (so ids are stable across runs and machines); specials: 1 = BOS, 2 = EOS, 3 = end of message,
@@ -101,8 +102,11 @@ def default_reply(body: Mapping[str, Any], index: int) -> str:
 
 
 class _Failure:
-    def __init__(self, status: int, message: str, count: int) -> None:
+    def __init__(
+        self, status: int, message: str, count: int, model: str | None = None, headers: Mapping[str, str] | None = None
+    ) -> None:
         self.status, self.message, self.count = status, message, count
+        self.model, self.headers = model, dict(headers or {})
 
 
 class OpenAIServer:
@@ -172,10 +176,22 @@ class OpenAIServer:
         with self._lock:
             self._script.extend(replies)
 
-    def fail_next(self, status: int = 500, message: str = "injected failure", count: int = 1) -> None:
-        """Answer the next ``count`` completion requests with an HTTP error."""
+    def fail_next(
+        self,
+        status: int = 500,
+        message: str = "injected failure",
+        count: int = 1,
+        *,
+        model: str | None = None,
+        headers: Mapping[str, str] | None = None,
+    ) -> None:
+        """Answer the next ``count`` completion requests with an HTTP error.
+
+        :param model: fail only requests for this model (others pass, and do not use up ``count``).
+        :param headers: extra response headers of the errors (e.g. ``{"retry-after": "2"}``).
+        """
         with self._lock:
-            self._failures.append(_Failure(status, message, count))
+            self._failures.append(_Failure(status, message, count, model, headers))
 
     # --- what the server returns, for assertions ---------------------------------------------------
 
@@ -193,15 +209,15 @@ class OpenAIServer:
             self._counter += 1
             return f"{prefix}-{self._counter:06d}"
 
-    def _take_failure(self) -> _Failure | None:
+    def _take_failure(self, body: Mapping[str, Any]) -> _Failure | None:
         with self._lock:
-            if not self._failures:
-                return None
-            failure = self._failures[0]
-            failure.count -= 1
-            if failure.count <= 0:
-                self._failures.popleft()
-            return failure
+            for failure in self._failures:
+                if failure.model is None or failure.model == body.get("model"):
+                    failure.count -= 1
+                    if failure.count <= 0:
+                        self._failures.remove(failure)
+                    return failure
+            return None
 
     def _reply_for(self, body: Mapping[str, Any], index: int) -> dict[str, Any]:
         with self._lock:
@@ -374,10 +390,12 @@ def _handler_for(server: OpenAIServer) -> type[BaseHTTPRequestHandler]:
         def log_message(self, format: str, *args: Any) -> None:  # keep test output clean
             return
 
-        def _send_json(self, status: int, payload: Any) -> None:
+        def _send_json(self, status: int, payload: Any, headers: Mapping[str, str] | None = None) -> None:
             data = json.dumps(payload).encode()
             self.send_response(status)
             self.send_header("Content-Type", "application/json")
+            for name, value in (headers or {}).items():
+                self.send_header(name, value)
             self.send_header("Content-Length", str(len(data)))
             self.end_headers()
             self.wfile.write(data)
@@ -434,9 +452,11 @@ def _handler_for(server: OpenAIServer) -> type[BaseHTTPRequestHandler]:
                 server.requests.append(body)
             if server.latency:
                 time.sleep(server.latency)
-            failure = server._take_failure()
+            failure = server._take_failure(body)
             if failure is not None:
-                self._send_json(failure.status, _error(failure.status, failure.message, "server_error"))
+                self._send_json(
+                    failure.status, _error(failure.status, failure.message, "server_error"), failure.headers
+                )
                 return
             if body.get("stream"):
                 self._stream(body, chat)
@@ -470,10 +490,18 @@ def main() -> None:
     parser.add_argument("--model", default="agl-test-model")
     parser.add_argument("--token-ids", default="on_request", choices=("on_request", "always", "never"))
     parser.add_argument("--chunk-tokens", type=int, default=2)
+    parser.add_argument("--reply", help="module:function to answer with (e.g. support.apo_models:reply)")
     args = parser.parse_args()
+    reply = None
+    if args.reply:
+        import importlib
+
+        module, _, name = args.reply.partition(":")
+        reply = getattr(importlib.import_module(module), name)
     server = OpenAIServer(
         model=args.model,
         token_ids=args.token_ids,
+        reply=reply,
         chunk_tokens=args.chunk_tokens,
         host=args.host,
         port=args.port,

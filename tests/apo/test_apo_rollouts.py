@@ -1,0 +1,44 @@
+"""``run_rollouts(cancel_on_timeout=True)``: a batch returns at its deadline with every outcome
+it has, the unfinished rollouts cancelled, instead of raising or waiting on a stuck rollout."""
+
+from __future__ import annotations
+
+import asyncio
+
+import pytest
+
+from agl_core.algorithm import run_rollouts
+from agl_core.runner.results import reward_span
+from agl_core.store import LightningStore
+from agl_core.types import RolloutStatus
+
+
+async def finish_one(store: LightningStore, reward: float) -> str:
+    """Act as a runner for the first queued rollout: run it and report ``reward``."""
+    rollout = await store.dequeue_rollout(worker_id="w", wait=10)
+    assert rollout is not None
+    await store.add_span(reward_span(rollout, reward))
+    assert rollout.attempt is not None
+    await store.update_attempt(rollout.rollout_id, rollout.attempt.attempt_id, status="succeeded")
+    return rollout.rollout_id
+
+
+async def test_unfinished_rollouts_are_cancelled_at_the_deadline(store: LightningStore) -> None:
+    runner = asyncio.create_task(finish_one(store, 0.75))
+    outcomes = await run_rollouts(store, ["done", "stuck"], timeout=2.0, cancel_on_timeout=True)
+    finished = await runner
+    assert [o.rollout.input for o in outcomes] == ["done", "stuck"]
+    assert outcomes[0].rollout.rollout_id == finished
+    assert (outcomes[0].rollout.status, outcomes[0].reward) == (RolloutStatus.SUCCEEDED, 0.75)
+    assert (outcomes[1].rollout.status, outcomes[1].reward) == (RolloutStatus.CANCELLED, None)
+    stored = await store.get_rollout(outcomes[1].rollout.rollout_id)
+    assert stored is not None and stored.status == RolloutStatus.CANCELLED
+    # A cancelled rollout is out of the queue: no runner gets it later.
+    assert await store.dequeue_rollout(worker_id="w", wait=0) is None
+
+
+async def test_without_cancel_on_timeout_the_deadline_still_raises(store: LightningStore) -> None:
+    with pytest.raises(TimeoutError):
+        await run_rollouts(store, ["stuck"], timeout=0.2)
+    [rollout] = await store.query_rollouts()
+    assert rollout.status == RolloutStatus.QUEUING
