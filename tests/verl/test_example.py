@@ -115,6 +115,7 @@ async def test_the_example_runner_command_serves_the_agent(grpc_store: GrpcStore
     import asyncio
     import subprocess
 
+    # One attempt at a time, so the two scripted replies go to the tasks in queue order.
     openai_server.script("Answer: 126", "Answer: 3")
     tasks = [{"question": "What is (12 + 30) * 3?", "answer": 126}, {"question": "What is 1 + 1?", "answer": 2}]
     command = [
@@ -129,7 +130,7 @@ async def test_the_example_runner_command_serves_the_agent(grpc_store: GrpcStore
         "--tracer",
         "agent:tracer",
         "--capacity",
-        "2",
+        "1",
         "--worker-id",
         "example",
     ]
