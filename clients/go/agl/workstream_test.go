@@ -208,20 +208,26 @@ func TestRunnerOnWorkStream(t *testing.T) {
 	}
 }
 
-// TestHelperWorkStreamRunner is not a test: TestRunnerKilledMidAttempt runs the test binary again
-// with AGL_HELPER_ADDRESS set, and this serves attempts in that child process, announcing each one
-// on stdout and never finishing it, until the parent kills the process.
-func TestHelperWorkStreamRunner(t *testing.T) {
-	address := os.Getenv("AGL_HELPER_ADDRESS")
-	if address == "" {
-		t.Skip("only run as the child process of TestRunnerKilledMidAttempt")
+// TestMain runs the package's tests, or, in the child process TestRunnerKilledMidAttempt starts
+// (AGL_HELPER_ADDRESS set), a runner to be killed.
+func TestMain(m *testing.M) {
+	if address := os.Getenv("AGL_HELPER_ADDRESS"); address != "" {
+		serveUntilKilled(address, os.Getenv("AGL_HELPER_WORKER"))
+		os.Exit(1) // serving ends only when the process is killed
 	}
+	os.Exit(m.Run())
+}
+
+// serveUntilKilled serves attempts from the Work stream, announcing each one on stdout once its
+// first span is acknowledged, and never finishes one.
+func serveUntilKilled(address, workerID string) {
 	client, err := agl.NewClient(address)
 	if err != nil {
-		t.Fatal(err)
+		fmt.Fprintln(os.Stderr, err)
+		return
 	}
-	source := agl.NewWorkStreamSource(client, agl.WorkStreamConfig{WorkerID: os.Getenv("AGL_HELPER_WORKER")})
-	_ = agl.NewRunner(client, source).Serve(context.Background(), func(ctx context.Context, task *agl.Task) error {
+	source := agl.NewWorkStreamSource(client, agl.WorkStreamConfig{WorkerID: workerID})
+	err = agl.NewRunner(client, source).Serve(context.Background(), func(ctx context.Context, task *agl.Task) error {
 		if err := task.EmitReward(ctx, 0); err != nil {
 			return err
 		}
@@ -232,6 +238,7 @@ func TestHelperWorkStreamRunner(t *testing.T) {
 		<-ctx.Done()
 		return ctx.Err()
 	})
+	fmt.Fprintln(os.Stderr, "serving ended:", err)
 }
 
 // A runner process killed (SIGKILL) in the middle of an attempt: the server sees its Work stream
@@ -245,7 +252,7 @@ func TestRunnerKilledMidAttempt(t *testing.T) {
 	retry := &aglv1.RolloutConfig{MaxAttempts: 2, RetryCondition: []aglv1.AttemptStatus{aglv1.AttemptStatus_ATTEMPT_STATUS_UNRESPONSIVE}}
 	enqueue(t, ctx, client, retry, "ro-orphan")
 
-	child := exec.Command(os.Args[0], "-test.run=^TestHelperWorkStreamRunner$", "-test.v")
+	child := exec.Command(os.Args[0])
 	child.Env = append(os.Environ(), "AGL_HELPER_ADDRESS="+server.Address, "AGL_HELPER_WORKER=doomed")
 	stdout, err := child.StdoutPipe()
 	if err != nil {
