@@ -237,6 +237,10 @@ func (s *WorkStreamSource) Report(
 		s.mu.Unlock()
 		return err
 	}
+	if s.closing {
+		s.mu.Unlock()
+		return &Error{Op: op, Address: s.client.address, Err: status.Error(codes.Unavailable, "the Work stream is closed")}
+	}
 	key := reportKey{attemptID, st}
 	p, dup := s.pending[key]
 	if !dup {

@@ -208,6 +208,57 @@ func TestRunnerOnWorkStream(t *testing.T) {
 	}
 }
 
+// Work the server pushed just before a stop is run, not dropped: the runner drains the source and
+// takes what it still holds. Capacity 2 with one slot keeps a second attempt waiting in the
+// source while the first runs.
+func TestRunnerRunsWhatTheDrainedSourceHolds(t *testing.T) {
+	ctx := testContext(t)
+	server := testserver.Start(t)
+	client := newClient(t, server.Address)
+	enqueue(t, ctx, client, nil, "ro-first", "ro-second")
+	source := agl.NewWorkStreamSource(client, agl.WorkStreamConfig{WorkerID: "drainer", Capacity: 2})
+	runner := agl.NewRunner(client, source, agl.WithConcurrency(1))
+	serveCtx, stop := context.WithCancel(ctx)
+	started, release := make(chan string, 2), make(chan struct{})
+	served := make(chan error, 1)
+	go func() {
+		served <- runner.Serve(serveCtx, func(ctx context.Context, task *agl.Task) error {
+			started <- task.RolloutID()
+			<-release
+			return task.EmitReward(ctx, 1)
+		})
+	}()
+	if first := <-started; first != "ro-first" {
+		t.Fatalf("started %s first", first)
+	}
+	waitFor(t, func() bool { return source.Stats().Queued == 1 })
+	stop()
+	close(release)
+	if err := <-served; err != nil {
+		t.Fatal(err)
+	}
+	select {
+	case second := <-started:
+		if second != "ro-second" {
+			t.Fatalf("then started %s", second)
+		}
+	default:
+		t.Fatal("the runner stopped without running the attempt its source held")
+	}
+	if stats := runner.Stats(); stats.Succeeded != 2 {
+		t.Fatalf("stats %+v", stats)
+	}
+	closeSource(t, source)
+	for id, r := range waitDone(t, ctx, client, "ro-first", "ro-second") {
+		if r.GetStatus() != aglv1.RolloutStatus_ROLLOUT_STATUS_SUCCEEDED || len(attempts(t, ctx, client, id)) != 1 {
+			t.Fatalf("%s: %v", id, r.GetStatus())
+		}
+	}
+	if err := source.Report(ctx, "ro-first", "at-x", succeeded, nil); status.Code(err) != codes.Unavailable {
+		t.Fatalf("a report after Close: %v", err)
+	}
+}
+
 // TestMain runs the package's tests, or, in the child process TestRunnerKilledMidAttempt starts
 // (AGL_HELPER_ADDRESS set), a runner to be killed.
 func TestMain(m *testing.M) {

@@ -189,8 +189,12 @@ export class WorkStreamSource implements WorkSource {
    * one unit of capacity. A report the stream could not deliver goes again on the next stream.
    */
   async report(rolloutId: string, attemptId: string, status: AttemptStatus, metadata?: JsonObject): Promise<void> {
+    const op = `report attempt "${attemptId}" of rollout "${rolloutId}" as ${statusName(status)}`;
     if (this.failure) {
       throw this.failure;
+    }
+    if (this.closing) {
+      throw new AglError(op, this.client.address, new ConnectError("the Work stream is closed", Code.Unavailable));
     }
     const key = `${attemptId}\u0000${status}`;
     let pending = this.pending.get(key);
@@ -207,7 +211,6 @@ export class WorkStreamSource implements WorkSource {
     }
     const ack = await pending.ack.promise;
     if (ack.code !== 0) {
-      const op = `report attempt "${attemptId}" of rollout "${rolloutId}" as ${statusName(status)}`;
       throw new AglError(op, this.client.address, new ConnectError(ack.message, ack.code as Code));
     }
   }

@@ -154,6 +154,41 @@ describe("WorkStreamSource against a real agl-server", () => {
     assert.equal((await client.getRollout("ro-later")).status, RolloutStatus.QUEUING);
   });
 
+  // Work the server pushed just before a stop is run, not dropped: the runner drains the source
+  // and takes what it still holds. Capacity 2 with one slot keeps a second attempt waiting in the
+  // source while the first runs.
+  it("runs what the drained source still holds", async () => {
+    const { client } = await setup();
+    await enqueue(client, ["ro-first", "ro-second"]);
+    const source = new WorkStreamSource(client, { workerId: "drainer", capacity: 2, logger: quiet });
+    const runner = new Runner(client, source, { concurrency: 1, logger: quiet });
+    const stop = new AbortController();
+    const started: string[] = [];
+    let release!: () => void;
+    const released = new Promise<void>((resolve) => (release = resolve));
+    const served = runner.serve(async (task) => {
+      started.push(task.rolloutId);
+      await released;
+      await task.emitReward(1);
+    }, stop.signal);
+    await waitUntil(() => started.length === 1 && source.stats().queued === 1);
+    stop.abort();
+    release();
+    await served;
+    assert.deepEqual(started, ["ro-first", "ro-second"], "the runner stopped without running what its source held");
+    assert.deepEqual(runner.stats(), { succeeded: 2, failed: 0 });
+    await source.close();
+    for (const id of ["ro-first", "ro-second"]) {
+      assert.equal((await client.getRollout(id)).status, RolloutStatus.SUCCEEDED, id);
+      assert.equal((await attemptsOf(client, id)).length, 1, id);
+    }
+    await assert.rejects(source.report("ro-first", "at-x", AttemptStatus.SUCCEEDED), (error) => {
+      assert.ok(error instanceof AglError);
+      assert.equal(error.code, Code.Unavailable);
+      return true;
+    });
+  });
+
   // A runner process killed (SIGKILL) in the middle of an attempt: the server sees its Work stream
   // break and gives the attempt up as UNRESPONSIVE at once (not after a heartbeat timeout: that is
   // 30s here, and the test's deadline is shorter), so the rollout's retry policy runs it again on
