@@ -149,6 +149,24 @@ func TestWorkStreamSourceProtocol(t *testing.T) {
 	if err := source.Report(ctx, "ro-2", second.Rollout.GetAttempt().GetAttemptId(), succeeded, nil); err != nil {
 		t.Fatal(err)
 	}
+
+	// An attempt the store refuses to start (here it already failed, as a timed-out one would
+	// have) is not run, and the source frees its slot: the next rollout comes.
+	enqueue(t, ctx, client, nil, "ro-gone", "ro-3")
+	gone, err := source.Next(ctx)
+	if err != nil || gone.Rollout.GetRolloutId() != "ro-gone" {
+		t.Fatalf("assignment %v, %v", gone, err)
+	}
+	goneAttempt := gone.Rollout.GetAttempt().GetAttemptId()
+	if _, err := client.UpdateAttempt(ctx, "ro-gone", goneAttempt, aglv1.AttemptStatus_ATTEMPT_STATUS_FAILED); err != nil {
+		t.Fatal(err)
+	}
+	if err := source.Report(ctx, "ro-gone", goneAttempt, running, nil); status.Code(err) != codes.FailedPrecondition {
+		t.Fatalf("starting a failed attempt: %v", err)
+	}
+	if third, err := source.Next(ctx); err != nil || third.Rollout.GetRolloutId() != "ro-3" {
+		t.Fatalf("after a refused start: %v, %v", third, err)
+	}
 	closeSource(t, source)
 	if _, err := source.Next(ctx); err != agl.ErrDrained {
 		t.Fatalf("Next after Close: %v, want ErrDrained", err)

@@ -110,6 +110,20 @@ describe("WorkStreamSource against a real agl-server", () => {
     });
 
     await source.report("ro-2", secondAssignment?.rollout.attempt?.attemptId ?? "", AttemptStatus.SUCCEEDED);
+
+    // An attempt the store refuses to start (here it already failed, as a timed-out one would
+    // have) is not run, and the source frees its slot: the next rollout comes.
+    await enqueue(client, ["ro-gone", "ro-3"]);
+    const gone = await source.next(signal);
+    assert.equal(gone?.rollout.rolloutId, "ro-gone");
+    const goneAttempt = gone.rollout.attempt?.attemptId ?? "";
+    await client.updateAttempt("ro-gone", goneAttempt, AttemptStatus.FAILED);
+    await assert.rejects(source.report("ro-gone", goneAttempt, AttemptStatus.RUNNING), (error) => {
+      assert.ok(error instanceof AglError);
+      assert.equal(error.code, Code.FailedPrecondition);
+      return true;
+    });
+    assert.equal((await source.next(signal))?.rollout.rolloutId, "ro-3");
     await source.close();
     assert.equal(await source.next(signal), undefined, "a closed source hands out nothing");
     const record = await workerRecord(client, source.workerId);
