@@ -86,7 +86,8 @@ lint: setup
 	$(VENV)/bin/ruff check .
 	$(VENV)/bin/ruff format --check .
 
-test-python: setup $(VENV)/.verl-installed
+# tests/interop also builds and runs the Go and TypeScript example agents.
+test-python: setup setup-go setup-ts $(VENV)/.verl-installed
 	$(VENV)/bin/pytest $(PYTEST_ARGS)
 
 # The Go and TS suites start real agl-server processes from .venv, so they need the Python setup.

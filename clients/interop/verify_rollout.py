@@ -10,7 +10,9 @@ an algorithm would read them. It checks what must hold for every rollout a runne
 - every span of the latest attempt carries the rollout and attempt ids, a trace id shared by the
   whole attempt, a unique span id and a parent that exists (one root: ``agl.rollout``);
 - each expected span (by name) exists with at least the expected attributes and parent;
-- the reward (the ``agl.reward.value`` of the last ``agl.reward`` span) is the expected one.
+- the reward (the ``agl.reward.value`` of the last ``agl.reward`` span) is the expected one;
+- ``read_reward``: the reward as an algorithm reads it (``agl_core.algorithm.read_reward``, which
+  also takes integer values, as OpenTelemetry SDKs write integral numbers).
 
 Expectations come as JSON (``--expect``)::
 
@@ -19,6 +21,7 @@ Expectations come as JSON (``--expect``)::
                 "attributes": {"agl.tool.name": "calculator"}}]}
 
 ``parent`` names the parent span; an empty string means a root span; left out, any parent.
+``scope`` names the span's instrumentation scope (what an OpenTelemetry SDK's tracer is called).
 Expected bytes attributes are written ``{"bytes": "<hex>"}``, integral doubles ``{"double": 42}``
 (JSON cannot tell 42.0 from 42).
 
@@ -35,6 +38,7 @@ import sys
 from typing import Any
 
 from agl_core import semconv
+from agl_core.algorithm import read_reward
 from agl_core.client import GrpcStore
 from agl_core.types import span_attributes
 
@@ -140,11 +144,13 @@ async def verify(address: str, token: str | None, rollout_id: str, expect: dict[
                 or (not wanted["parent"] and not s.parent_span_id)
                 or (s.parent_span_id in by_id and by_id[s.parent_span_id].name == wanted["parent"])
             )
+            and ("scope" not in wanted or s.scope.name == wanted["scope"])
         ]
         if not matching:
+            scope = f" in scope {wanted['scope']!r}" if "scope" in wanted else ""
             problems.append(
                 f"no span {wanted['name']!r} with attributes {wanted.get('attributes')} and parent "
-                f"{wanted.get('parent', '(any)')!r}; "
+                f"{wanted.get('parent', '(any)')!r}{scope}; "
                 f"found {[_jsonable(span_attributes(s)) for s in candidates]}"
             )
 
@@ -156,6 +162,11 @@ async def verify(address: str, token: str | None, rollout_id: str, expect: dict[
         elif not isinstance(rewards[-1], float) or rewards[-1] != float(expect["reward"]):
             reward = rewards[-1]
             problems.append(f"reward is {reward!r} ({type(reward).__name__}), expected {expect['reward']}")
+    if "read_reward" in expect:
+        async with GrpcStore(address, token=token) as store:
+            read = await read_reward(store, rollout_id)
+        if read != expect["read_reward"]:
+            problems.append(f"the algorithm reads the reward {read!r}, expected {expect['read_reward']}")
     return problems
 
 

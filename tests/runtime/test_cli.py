@@ -11,6 +11,7 @@ import sys
 from pathlib import Path
 
 import pytest
+from support.workers import until_connected
 
 from agl_core.cli import SUBCOMMANDS, main
 from agl_core.client import GrpcStore
@@ -97,15 +98,3 @@ def test_remote_runners_serve_an_algorithm_running_elsewhere(server: ServerProce
     # Every rollout went to one of them, and both left cleanly (streams closed before they exited).
     assert sum(stats["assigned_attempts"] for stats in records.values()) == 40
     assert all(stats["connected"] is False for stats in records.values())
-
-
-async def until_connected(address: str, worker_ids: set[str]) -> None:
-    store = GrpcStore(address)
-    try:
-        while True:
-            connected = {w.worker_id for w in await store.query_workers() if w.heartbeat_stats.get("connected")}
-            if worker_ids <= connected:
-                return
-            await asyncio.sleep(0.05)
-    finally:
-        await store.close()

@@ -11,6 +11,7 @@ import (
 	"time"
 
 	"google.golang.org/grpc"
+	"google.golang.org/grpc/backoff"
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/credentials"
 	"google.golang.org/grpc/credentials/insecure"
@@ -118,6 +119,13 @@ func NewClient(address string, opts ...Option) (*Client, error) {
 		),
 		// Keepalive pings notice a dead server on an idle stream (a long poll, the span stream).
 		grpc.WithKeepaliveParams(keepalive.ClientParameters{Time: 30 * time.Second, Timeout: 10 * time.Second}),
+		// A restarted server is found again within seconds: gRPC's default backoff between
+		// connection attempts grows to 2 minutes, longer than the reconnect timeouts of the span
+		// and Work streams, so a server back after a minute would be seen too late.
+		grpc.WithConnectParams(grpc.ConnectParams{
+			Backoff:           backoff.Config{BaseDelay: 100 * time.Millisecond, Multiplier: 1.6, Jitter: 0.2, MaxDelay: 5 * time.Second},
+			MinConnectTimeout: 10 * time.Second,
+		}),
 		grpc.WithChainUnaryInterceptor(defaultDeadline(o.timeout)),
 	}
 	if o.token != "" {

@@ -60,19 +60,30 @@ func (r *Runner) Stats() RunnerStats {
 	return RunnerStats{Succeeded: r.succeeded.Load(), Failed: r.failed.Load()}
 }
 
-// Serve takes attempts and runs handler on each until ctx ends. Then it takes no more work, lets
-// the running attempts finish (their contexts are cancelled after the drain timeout) and returns
-// nil. It returns an error only when the work source fails for good (e.g. UNAUTHENTICATED).
+// Serve takes attempts and runs handler on each until ctx ends. Then it takes no more work (a
+// [Drainer] source is drained and what it still holds is run), lets the running attempts finish
+// (their contexts are cancelled after the drain timeout) and returns nil. It returns an error
+// only when the work source fails for good (e.g. UNAUTHENTICATED).
 func (r *Runner) Serve(ctx context.Context, handler Handler) error {
 	// Attempts run on a context that outlives ctx by the drain timeout, so a stop request does not
 	// cut short work that is nearly done.
 	taskCtx, cancelTasks := context.WithCancel(context.WithoutCancel(ctx))
 	defer cancelTasks()
+	drainer, drains := r.source.(Drainer)
 	stopDrain := context.AfterFunc(ctx, func() {
+		if drains {
+			drainer.Drain()
+		}
 		timer := time.AfterFunc(r.drain, cancelTasks)
 		context.AfterFunc(taskCtx, func() { timer.Stop() })
 	})
 	defer stopDrain()
+	// A source that drains hands over what it already holds after the stop (work pushed to this
+	// worker just before it); the runner takes that until the source says it is drained.
+	takeCtx := ctx
+	if drains {
+		takeCtx = taskCtx
+	}
 
 	var wg sync.WaitGroup
 	errs := make([]error, r.concurrency)
@@ -81,8 +92,8 @@ func (r *Runner) Serve(ctx context.Context, handler Handler) error {
 		go func() {
 			defer wg.Done()
 			for {
-				assignment, err := r.source.Next(ctx)
-				if ctx.Err() != nil {
+				assignment, err := r.source.Next(takeCtx)
+				if takeCtx.Err() != nil || errors.Is(err, ErrDrained) {
 					return
 				}
 				if err != nil {

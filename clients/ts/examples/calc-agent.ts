@@ -8,112 +8,25 @@
  * calculator tool call) and a reward: 1 for exactly the expected number, 0.5 when the number is
  * there among other words, 0 otherwise.
  *
- *     npm run build && node dist/examples/calc-agent.js --server 127.0.0.1:4747
+ * It takes work on agl-server's Work stream (pushed as soon as it is queued; a killed agent's
+ * attempts are retried at once), or with DequeueRollout long polls given --poll. With --otel its
+ * spans are made with the standard OpenTelemetry Node SDK and exported over OTLP/gRPC to
+ * agl-server (see calc-agent-otel.ts).
+ *
+ *     npm run build && node dist/examples/calc-agent.js --server 127.0.0.1:4747 --concurrency 4 [--otel]
  *
  * The token comes from $AGL_TOKEN, never from the command line.
  */
 import { pathToFileURL } from "node:url";
 import { parseArgs } from "node:util";
 
-import { attr, connect, DequeueSource, double, formatPrompt, newSpan, Runner, semconv, type Task } from "../src/index.js";
+import { attr, connect, DequeueSource, double, newSpan, Runner, semconv, type Task, WorkStreamSource } from "../src/index.js";
+import { evaluate, extractExpression, grade, prepare, respond } from "./calc.js";
 
-// The agent's "reasoning" is rule-based so the example runs offline: it pulls the arithmetic
-// expression out of the question and evaluates it. What the prompt asks for decides how the answer
-// is worded, so the reward depends on the prompt template, as it would with a model.
-
-/** The arithmetic in a question such as "What is (3 + 4) * 5?". */
-export function extractExpression(question: string): string {
-  const candidates = question.match(/[-+*/().\d\s]*\d[-+*/().\d\s]*/g) ?? [];
-  const best = candidates.map((c) => c.trim()).reduce((a, b) => (b.length > a.length ? b : a), "");
-  if (!best) {
-    throw new Error(`no arithmetic expression in ${JSON.stringify(question)}`);
-  }
-  return best;
-}
-
-/** Computes an expression of numbers, + - * /, unary minus and parentheses. */
-export function evaluate(expression: string): number {
-  const text = expression.replaceAll(" ", "");
-  let pos = 0;
-  const fail = (what: string): never => {
-    throw new Error(`${what} at offset ${pos} of ${JSON.stringify(expression)}`);
-  };
-  const sum = (): number => {
-    let left = product();
-    while (text[pos] === "+" || text[pos] === "-") {
-      const op = text[pos++];
-      const right = product();
-      left = op === "+" ? left + right : left - right;
-    }
-    return left;
-  };
-  const product = (): number => {
-    let left = unary();
-    while (text[pos] === "*" || text[pos] === "/") {
-      const op = text[pos++];
-      const right = unary();
-      left = op === "*" ? left * right : left / right;
-    }
-    return left;
-  };
-  const unary = (): number => {
-    if (text[pos] === "-") {
-      pos++;
-      return -unary();
-    }
-    if (text[pos] === "(") {
-      pos++;
-      const value = sum();
-      if (text[pos] !== ")") {
-        fail("missing ')'");
-      }
-      pos++;
-      return value;
-    }
-    const match = /^[\d.]+/.exec(text.slice(pos));
-    if (!match) {
-      return fail("expected a number");
-    }
-    pos += match[0].length;
-    const value = Number(match[0]);
-    return Number.isNaN(value) ? fail(`bad number ${match[0]}`) : value;
-  };
-  const value = sum();
-  if (pos !== text.length) {
-    fail(`unexpected ${JSON.stringify(text.slice(pos))}`);
-  }
-  if (!Number.isFinite(value)) {
-    throw new Error(`${JSON.stringify(expression)} has no finite value (division by zero?)`);
-  }
-  return value;
-}
-
-/** Words the answer the way the prompt asks: just the number for "only the number", else a sentence. */
-export function respond(prompt: string, value: number): string {
-  return prompt.toLowerCase().includes("only the number") ? String(value) : `The answer is ${value}.`;
-}
-
-/** 1 for exactly the expected number, 0.5 when it is there among other words, 0 otherwise. */
-export function grade(output: string, expected: number): number {
-  const want = String(expected);
-  if (output.trim() === want) {
-    return 1;
-  }
-  const escaped = want.replace(/[.*+?^${}()|[\]\\]/g, "\\$&");
-  return new RegExp(`(^|[^\\d.])${escaped}($|[^\\d])`).test(output) ? 0.5 : 0;
-}
-
-/** Runs one task: the handler the runner calls. */
+/** Runs one task: the handler the runner calls. Its spans go through the agl client. */
 export function calcAgent(promptResource = "") {
   return async (task: Task): Promise<void> => {
-    const input = task.input;
-    if (
-      input === null || typeof input !== "object" || Array.isArray(input) ||
-      typeof input.question !== "string" || typeof input.answer !== "number"
-    ) {
-      throw new Error(`task input needs "question" and "answer", got ${JSON.stringify(input)}`);
-    }
-    const prompt = formatPrompt(await task.promptTemplate(promptResource), input);
+    const { question, answer, prompt } = await prepare(task, promptResource);
 
     const root = task.startSpan("calc-agent", [attr(semconv.OPERATION, semconv.OPERATION_AGENT), attr(semconv.AGENT_NAME, "calc-agent")]);
     const message = newSpan(semconv.SPAN_MESSAGE, [attr(semconv.MESSAGE_BODY, prompt)]);
@@ -122,13 +35,13 @@ export function calcAgent(promptResource = "") {
 
     const tool = task.startSpan("calculator", [attr(semconv.OPERATION, semconv.OPERATION_TOOL), attr(semconv.TOOL_NAME, "calculator")]);
     tool.parentSpanId = root.spanId;
-    const expression = extractExpression(input.question);
+    const expression = extractExpression(question);
     const value = evaluate(expression);
     await task.end(tool, [attr("calculator.expression", expression), attr("calculator.result", double(value))]);
 
     const output = respond(prompt, value);
     await task.end(root, [attr("calc.output", output)]);
-    await task.emitReward(grade(output, input.answer));
+    await task.emitReward(grade(output, answer));
   };
 }
 
@@ -137,32 +50,44 @@ async function main(): Promise<number> {
     options: {
       server: { type: "string", default: process.env.AGL_SERVER_ADDRESS ?? "127.0.0.1:4747" },
       "worker-id": { type: "string", default: `calc-agent-ts-${process.pid}` },
+      poll: { type: "boolean", default: false },
       "wait-ms": { type: "string", default: "10000" },
       concurrency: { type: "string", default: "1" },
       "prompt-resource": { type: "string", default: "" },
+      otel: { type: "boolean", default: false },
     },
   });
   const client = connect({ address: values.server });
   const workerId = values["worker-id"];
-  const runner = new Runner(client, new DequeueSource(client, workerId, Number(values["wait-ms"])), {
-    concurrency: Number(values.concurrency),
-  });
+  const concurrency = Number(values.concurrency);
+  const stream = values.poll
+    ? undefined
+    : new WorkStreamSource(client, { workerId, capacity: concurrency, info: { agent: "calc-agent", otel: values.otel } });
+  const source = stream ?? new DequeueSource(client, workerId, Number(values["wait-ms"]));
+  const runner = new Runner(client, source, { concurrency });
+  // With --otel the agent's spans go through the OpenTelemetry Node SDK (loaded only then).
+  const otel = values.otel ? await import("./calc-agent-otel.js") : undefined;
+  const provider = otel?.otelProvider(client.address, process.env.AGL_TOKEN);
+  const handler = otel && provider ? otel.otelCalcAgent(provider, values["prompt-resource"]) : calcAgent(values["prompt-resource"]);
   const stop = new AbortController();
   for (const signal of ["SIGINT", "SIGTERM"] as const) {
     process.once(signal, () => stop.abort());
   }
-  console.error(`calc-agent: serving server=${client.address} worker_id=${workerId}`);
+  console.error(`calc-agent: serving server=${client.address} worker_id=${workerId} work_stream=${!values.poll} otel=${values.otel}`);
   let code = 0;
   try {
-    await runner.serve(calcAgent(values["prompt-resource"]), stop.signal);
+    await runner.serve(handler, stop.signal);
   } catch (error) {
     console.error(`calc-agent: stopped with an error: ${error}`);
     code = 1;
   }
   try {
+    // The Work stream first: it waits for the acks of the final reports.
+    await stream?.close(10_000);
+    await provider?.shutdown();
     await client.close(10_000);
   } catch (error) {
-    console.error(`calc-agent: closing the client: ${error}`);
+    console.error(`calc-agent: closing: ${error}`);
     code = 1;
   }
   const { succeeded, failed } = runner.stats();

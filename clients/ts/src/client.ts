@@ -5,6 +5,7 @@ import { createGrpcTransport, Http2SessionManager } from "@connectrpc/connect-no
 
 import { AglError, ItemErrors } from "./errors.js";
 import type { ResourceSchema, ResourcesUpdate } from "./gen/agl/v1/resources_pb.js";
+import { RunnerService } from "./gen/agl/v1/runner_pb.js";
 import { LightningStoreService, type RolloutSpecSchema } from "./gen/agl/v1/store_pb.js";
 import type { Span } from "./gen/agl/v1/trace_pb.js";
 import { AttemptStatus, type Attempt, type Rollout } from "./gen/agl/v1/types_pb.js";
@@ -48,11 +49,13 @@ export type RolloutSpecInit = MessageInitShape<typeof RolloutSpecSchema>;
 /**
  * A client of one agl-server; make one per process and share it. Connects on first use; calls
  * made while the server is unreachable are retried (see `retries`) before they fail with
- * UNAVAILABLE. `store` is the generated Connect client, for calls this class does not wrap.
+ * UNAVAILABLE. `store` is the generated Connect client, for calls this class does not wrap;
+ * `runner` the one of RunnerService (see `WorkStreamSource`).
  */
 export class AglClient {
   readonly address: string;
   readonly store: Client<typeof LightningStoreService>;
+  readonly runner: Client<typeof RunnerService>;
   private readonly options: ClientOptions;
   private readonly sessions: Http2SessionManager;
   private readonly timeoutMs: number;
@@ -84,6 +87,7 @@ export class AglClient {
       writeMaxBytes: MAX_MESSAGE_BYTES,
     });
     this.store = createClient(LightningStoreService, transport);
+    this.runner = createClient(RunnerService, transport);
   }
 
   /** The client's span stream, opened on first use and shared by all its users. */

@@ -4,11 +4,13 @@
  *
  * ```ts
  * const client = connect({ address: "127.0.0.1:4747" });
- * const runner = new Runner(client, new DequeueSource(client, "worker-1"));
+ * const source = new WorkStreamSource(client, { workerId: "worker-1" });
+ * const runner = new Runner(client, source);
  * await runner.serve(async (task) => {
  *   await task.emit(newSpan("think", [attr("question", task.input)]));
  *   await task.emitReward(1);
  * }, AbortSignal.timeout(60_000));
+ * await source.close();
  * ```
  *
  * @module
@@ -28,8 +30,11 @@ export { anyValue, attr, attributeMap, attrs, double, fromAnyValue, int, jsonVal
 export type { AttributeValue, PlainValue } from "./values.js";
 export { DequeueSource } from "./work.js";
 export type { Assignment, WorkSource } from "./work.js";
+export { WorkStreamSource } from "./workstream.js";
+export type { WorkStreamOptions, WorkStreamStats } from "./workstream.js";
 
 export * from "./gen/agl/v1/resources_pb.js";
+export * from "./gen/agl/v1/runner_pb.js";
 export * from "./gen/agl/v1/store_pb.js";
 export * from "./gen/agl/v1/trace_pb.js";
 export * from "./gen/agl/v1/types_pb.js";

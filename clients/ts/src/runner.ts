@@ -44,27 +44,39 @@ export class Runner {
   }
 
   /**
-   * Takes attempts and runs `handler` on each until `signal` aborts; then takes no more work, lets
-   * running attempts finish (their signal aborts after the drain timeout) and resolves. Rejects
-   * only when the work source fails for good (e.g. UNAUTHENTICATED).
+   * Takes attempts and runs `handler` on each until `signal` aborts; then takes no more work (a
+   * source with `drain` is drained and what it still holds is run), lets running attempts finish
+   * (their signal aborts after the drain timeout) and resolves. Rejects only when the work source
+   * fails for good (e.g. UNAUTHENTICATED).
    */
   async serve(handler: Handler, signal: AbortSignal): Promise<void> {
     const tasks = new AbortController();
     let drainTimer: NodeJS.Timeout | undefined;
     const onStop = () => {
+      this.source.drain?.();
       drainTimer = setTimeout(() => tasks.abort(new Error("the runner's drain timeout passed")), this.drainTimeoutMs);
     };
-    signal.addEventListener("abort", onStop, { once: true });
+    if (signal.aborted) {
+      onStop();
+    } else {
+      signal.addEventListener("abort", onStop, { once: true });
+    }
+    // A source that drains hands over what it already holds after the stop (work pushed to this
+    // worker just before it); the runner takes that until the source says it is drained.
+    const take = this.source.drain ? tasks.signal : signal;
     const slot = async (): Promise<void> => {
-      while (!signal.aborted) {
-        let assignment: Assignment;
+      while (!take.aborted) {
+        let assignment: Assignment | undefined;
         try {
-          assignment = await this.source.next(signal);
+          assignment = await this.source.next(take);
         } catch (error) {
-          if (signal.aborted) {
+          if (take.aborted) {
             return;
           }
           throw new Error(`agl: worker "${this.source.workerId}" cannot take work: ${error}`, { cause: error });
+        }
+        if (assignment === undefined) {
+          return;
         }
         await this.run(handler, assignment, tasks.signal);
       }

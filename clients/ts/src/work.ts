@@ -16,19 +16,29 @@ export interface Assignment {
 
 /**
  * Hands attempts to a worker and takes their status reports. {@link DequeueSource} long-polls
- * DequeueRollout; a source on agl's runner Work stream fits the same interface, so a `Runner`
- * works with either.
+ * DequeueRollout; `WorkStreamSource` takes the work agl-server pushes on its runner Work stream.
+ * A `Runner` works with either.
  */
 export interface WorkSource {
   /** The worker's id as the server knows it. */
   readonly workerId: string;
-  /** Resolves with the next attempt; rejects with the signal's reason once `signal` aborts. */
-  next(signal: AbortSignal): Promise<Assignment>;
+  /**
+   * Resolves with the next attempt, or undefined once a drained source has nothing more to hand
+   * out; rejects with the signal's reason once `signal` aborts.
+   */
+  next(signal: AbortSignal): Promise<Assignment | undefined>;
   /**
    * Records the status of an attempt this source assigned: RUNNING when it starts, SUCCEEDED or
    * FAILED when it ends. `metadata`, when given, replaces the attempt's metadata.
    */
   report(rolloutId: string, attemptId: string, status: AttemptStatus, metadata?: JsonObject): Promise<void>;
+  /**
+   * Optional: take no new work while the attempts already handed over run on; `next` then
+   * resolves with what the source still holds, then undefined. When its signal aborts, a
+   * `Runner` drains a source that has this and keeps taking from it, so attempts pushed to the
+   * worker just before the stop are run, not dropped.
+   */
+  drain?(): void;
 }
 
 const TRANSIENT = new Set([Code.Unavailable, Code.Unknown, Code.Internal, Code.DeadlineExceeded, Code.Aborted]);

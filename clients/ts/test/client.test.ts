@@ -31,7 +31,7 @@ import {
   type ClientOptions,
   type Span,
 } from "../src/index.js";
-import { TestServer, verifyRollout } from "./support/server.js";
+import { TestServer, verifyRollout, waitUntil } from "./support/server.js";
 
 function promptResources(template: string) {
   return {
@@ -53,15 +53,6 @@ function clients() {
       await Promise.all(made.map((c) => c.close(2000).catch(() => undefined)));
     },
   };
-}
-
-/** Polls a condition of the client (there is no event to wait on) with a deadline. */
-async function waitUntil(cond: () => boolean, timeoutMs = 10_000): Promise<void> {
-  const deadline = Date.now() + timeoutMs;
-  while (!cond()) {
-    assert.ok(Date.now() < deadline, "condition not reached in time");
-    await new Promise((r) => setTimeout(r, 5));
-  }
 }
 
 describe("AglClient against a real agl-server", () => {

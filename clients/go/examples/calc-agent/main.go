@@ -7,7 +7,10 @@
 // tool call) and a reward: 1 for exactly the expected number, 0.5 when the number is there among
 // other words, 0 otherwise.
 //
-//	go run ./examples/calc-agent -server 127.0.0.1:4747
+// It takes work on agl-server's Work stream (pushed as soon as it is queued; a killed agent's
+// attempts are retried at once), or with DequeueRollout long polls given -poll.
+//
+//	go run ./examples/calc-agent -server 127.0.0.1:4747 -concurrency 4
 package main
 
 import (
@@ -82,7 +85,8 @@ func (a *agent) handle(ctx context.Context, task *agl.Task) error {
 func main() {
 	server := flag.String("server", agl.DefaultAddressFromEnv(), "agl-server address (env AGL_SERVER_ADDRESS)")
 	workerID := flag.String("worker-id", fmt.Sprintf("calc-agent-go-%d", os.Getpid()), "worker id")
-	wait := flag.Duration("wait", 10*time.Second, "long-poll wait of one dequeue")
+	poll := flag.Bool("poll", false, "take work with DequeueRollout long polls instead of the Work stream")
+	wait := flag.Duration("wait", 10*time.Second, "long-poll wait of one dequeue (with -poll)")
 	concurrency := flag.Int("concurrency", 1, "attempts run at once")
 	prompt := flag.String("prompt-resource", "", "name of the prompt template resource (empty: the only one)")
 	flag.Parse()
@@ -99,13 +103,28 @@ func main() {
 	defer stop()
 
 	a := &agent{promptResource: *prompt}
-	runner := agl.NewRunner(client, agl.NewDequeueSource(client, *workerID, *wait), agl.WithConcurrency(*concurrency))
-	logger.Info("calc-agent: serving", "server", client.Address(), "worker_id", *workerID)
+	var source agl.WorkSource
+	var stream *agl.WorkStreamSource
+	if *poll {
+		source = agl.NewDequeueSource(client, *workerID, *wait)
+	} else {
+		stream = agl.NewWorkStreamSource(client, agl.WorkStreamConfig{
+			WorkerID: *workerID, Capacity: *concurrency, Info: map[string]any{"agent": "calc-agent"}, Logger: logger,
+		})
+		source = stream
+	}
+	runner := agl.NewRunner(client, source, agl.WithConcurrency(*concurrency))
+	logger.Info("calc-agent: serving", "server", client.Address(), "worker_id", *workerID, "work_stream", !*poll)
 	serveErr := runner.Serve(ctx, a.handle)
 
 	closeCtx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
-	closeErr := client.Close(closeCtx)
+	var closeErr error
+	if stream != nil {
+		// Before the client: the final reports' acks are waited for on the stream.
+		closeErr = stream.Close(closeCtx)
+	}
+	closeErr = errors.Join(closeErr, client.Close(closeCtx))
 	stats := runner.Stats()
 	logger.Info("calc-agent: stopped", "succeeded", stats.Succeeded, "failed", stats.Failed)
 	if err := errors.Join(serveErr, closeErr); err != nil {

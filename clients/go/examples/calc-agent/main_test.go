@@ -31,10 +31,19 @@ func task(t *testing.T, id string, input map[string]any) *aglv1.RolloutSpec {
 	return &aglv1.RolloutSpec{RolloutId: id, Input: value}
 }
 
-// The example agent, built and run as its own process, serves rollouts from a real agl-server:
-// it follows the latest prompt template, reports its spans and rewards (checked from Python) and
-// stops cleanly on SIGTERM.
+// The example agent, built and run as its own process, serves rollouts from a real agl-server,
+// on the Work stream (the default) and with long polls: it follows the latest prompt template,
+// reports its spans and rewards (checked from Python) and stops cleanly on SIGTERM.
 func TestCalcAgentServesRollouts(t *testing.T) {
+	bin := filepath.Join(t.TempDir(), "calc-agent")
+	if out, err := exec.Command("go", "build", "-o", bin, ".").CombinedOutput(); err != nil {
+		t.Fatalf("go build: %v\n%s", err, out)
+	}
+	t.Run("work-stream", func(t *testing.T) { serveRollouts(t, bin) })
+	t.Run("poll", func(t *testing.T) { serveRollouts(t, bin, "-poll", "-wait", "2s") })
+}
+
+func serveRollouts(t *testing.T, bin string, args ...string) {
 	ctx, cancel := context.WithTimeout(context.Background(), 90*time.Second)
 	defer cancel()
 	server := testserver.Start(t)
@@ -44,12 +53,8 @@ func TestCalcAgentServesRollouts(t *testing.T) {
 	}
 	defer client.Close(ctx)
 
-	bin := filepath.Join(t.TempDir(), "calc-agent")
-	if out, err := exec.Command("go", "build", "-o", bin, ".").CombinedOutput(); err != nil {
-		t.Fatalf("go build: %v\n%s", err, out)
-	}
 	var logs bytes.Buffer
-	agent := exec.Command(bin, "-server", server.Address, "-wait", "2s", "-worker-id", "calc-go")
+	agent := exec.Command(bin, append([]string{"-server", server.Address, "-worker-id", "calc-go"}, args...)...)
 	agent.Stdout, agent.Stderr = &logs, &logs
 	if err := agent.Start(); err != nil {
 		t.Fatal(err)
@@ -118,6 +123,17 @@ func TestCalcAgentServesRollouts(t *testing.T) {
 	}
 	wait("ro-verbose")
 	testserver.VerifyRollout(t, server.Address, "", "ro-verbose", agentSpans("The answer is 42.", 0.5, verbose, "What is 6 * 7?"))
+
+	// Which way the work came: a Work-stream worker's record says so, with what the agent told.
+	record, err := client.Store().GetWorker(ctx, &aglv1.GetWorkerRequest{WorkerId: "calc-go"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	stats := record.GetWorker().GetHeartbeatStats().AsMap()
+	if onStream := len(args) == 0; (stats["work_stream"] == true) != onStream ||
+		(onStream && (stats["language"] != "go" || stats["agent"] != "calc-agent")) {
+		t.Fatalf("worker record %v (work stream: %v)", stats, onStream)
+	}
 
 	if err := agent.Process.Signal(syscall.SIGTERM); err != nil {
 		t.Fatal(err)

@@ -152,8 +152,10 @@ export class TestServer {
 export interface Expect {
   status?: string;
   reward?: number;
+  /** The reward as an algorithm reads it (integers taken too). */
+  read_reward?: number;
   span_count?: number;
-  spans?: { name: string; parent?: string; attributes?: Record<string, unknown> }[];
+  spans?: { name: string; parent?: string; scope?: string; attributes?: Record<string, unknown> }[];
 }
 
 /**
@@ -189,4 +191,15 @@ export function serverForSuite(...args: string[]): { readonly server: TestServer
     await state.server.dispose();
   });
   return state;
+}
+
+/** Polls a condition of a client (there is no event to wait on) with a deadline. */
+export async function waitUntil(cond: () => boolean, timeoutMs = 10_000): Promise<void> {
+  const deadline = Date.now() + timeoutMs;
+  while (!cond()) {
+    if (Date.now() >= deadline) {
+      throw new Error(`condition not reached in ${timeoutMs}ms`);
+    }
+    await sleep(5);
+  }
 }

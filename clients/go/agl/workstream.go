@@ -1,0 +1,601 @@
+package agl
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"os"
+	"runtime"
+	"slices"
+	"sync"
+	"time"
+
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/status"
+	"google.golang.org/protobuf/types/known/durationpb"
+	"google.golang.org/protobuf/types/known/structpb"
+
+	aglv1 "github.com/agl-dev/agl/clients/go/gen/agl/v1"
+)
+
+// ErrDrained is what a drained work source's Next returns once it has handed over everything it
+// was given: no more work comes from it.
+var ErrDrained = errors.New("agl: the work source is drained; it hands out no more work")
+
+// A Drainer is a [WorkSource] that can stop taking new work while the attempts it already handed
+// over run on. When the context of [Runner.Serve] ends, the runner drains such a source and keeps
+// calling Next until it returns [ErrDrained], so attempts the server pushed just before the stop
+// are run, not dropped.
+type Drainer interface {
+	// Drain asks for no new work. Next then returns what the source holds, and ErrDrained once
+	// the source holds nothing (nothing queued, nothing running).
+	Drain()
+}
+
+// WorkStreamConfig configures a [WorkStreamSource]. The zero value works: a server-picked worker
+// id, capacity 1, heartbeats every 10s.
+type WorkStreamConfig struct {
+	// WorkerID is the worker's id; empty lets the server pick one (see [WorkStreamSource.WorkerID]).
+	WorkerID string
+	// Capacity is how many attempts the worker runs at once (default 1). Give a [Runner] the same
+	// concurrency: attempts beyond it wait in the source while the server counts them as running.
+	Capacity int
+	// HeartbeatInterval is how often the worker says it is alive (default 10s). The server ends a
+	// stream that is silent for three intervals and gives up the attempts it held.
+	HeartbeatInterval time.Duration
+	// ReconnectTimeout is how long to keep trying to reach the server after the stream broke
+	// (default 60s); after it, Next and Report fail for good.
+	ReconnectTimeout time.Duration
+	// Info is what the worker wants to be known by in its worker record (agent name, version, ...),
+	// on top of host, pid and language, which the source fills in.
+	Info map[string]any
+	// Logger is where the source logs reconnects (default slog.Default()).
+	Logger *slog.Logger
+}
+
+// WorkStreamSource takes work that agl-server pushes on a RunnerService Work stream: the server
+// assigns an attempt (with its resources resolved) the moment one is queued and the worker has
+// room, and notices the moment the worker goes away (the attempts it held become UNRESPONSIVE at
+// once, and their rollouts are retried per their policy).
+//
+// The stream survives a server restart: the source reconnects with backoff, says hello again
+// listing the attempts it still runs (so the new server watches them instead of giving them up)
+// and resends every report the old stream did not acknowledge (reports are idempotent). Spans do
+// not travel on this stream: [Task.Finish] waits for the acks of an attempt's spans on the
+// client's span stream before it reports the final status.
+//
+// It is safe for concurrent use. Call [WorkStreamSource.Close] when done (a [Runner] does not):
+// it waits for the acks of final reports and leaves cleanly.
+type WorkStreamSource struct {
+	client *Client
+	runner aglv1.RunnerServiceClient
+	cfg    WorkStreamConfig
+	info   *structpb.Struct
+	logger *slog.Logger
+
+	startOnce sync.Once
+	ctx       context.Context // the supervisor's life; cancelled by Close
+	cancel    context.CancelFunc
+	done      chan struct{} // closed when the supervisor has stopped
+	welcomed  chan struct{} // closed at the first welcome
+	welcome   sync.Once
+
+	sendMu sync.Mutex // one writer on the stream at a time; taken before mu, never inside it
+
+	mu       sync.Mutex
+	changed  chan struct{} // closed and replaced on every change Next or Close may wait for
+	workerID string
+	stream   aglv1.RunnerService_WorkClient // the welcomed stream, nil while there is none
+	queue    []*Assignment                  // assigned, not yet taken by Next
+	held     map[string]string              // attempt id -> rollout id: assigned, not finally reported
+	pending  map[reportKey]*pendingReport   // sent (or to send), not acknowledged
+	seq      uint64
+	streams  int
+	draining bool
+	closing  bool
+	err      error // the failure that ended the source for good
+}
+
+type reportKey struct {
+	attemptID string
+	status    aglv1.AttemptStatus
+}
+
+type pendingReport struct {
+	seq    uint64
+	report *aglv1.AttemptReport
+	done   chan struct{}
+	ack    *aglv1.AttemptReportAck
+	err    error
+}
+
+// NewWorkStreamSource prepares a Work stream for client's server. It connects on [Start] or on
+// the first [WorkStreamSource.Next].
+func NewWorkStreamSource(client *Client, cfg WorkStreamConfig) *WorkStreamSource {
+	cfg.Capacity = max(1, cfg.Capacity)
+	if cfg.HeartbeatInterval <= 0 {
+		cfg.HeartbeatInterval = 10 * time.Second
+	}
+	if cfg.ReconnectTimeout <= 0 {
+		cfg.ReconnectTimeout = 60 * time.Second
+	}
+	logger := cfg.Logger
+	if logger == nil {
+		logger = slog.Default()
+	}
+	info := map[string]any{"language": "go", "go": runtime.Version(), "pid": os.Getpid()}
+	if host, err := os.Hostname(); err == nil {
+		info["host"] = host
+	}
+	for k, v := range cfg.Info {
+		info[k] = v
+	}
+	infoStruct, err := structpb.NewStruct(info)
+	if err != nil {
+		// Info holds values JSON cannot carry: keep the facts the source knows are plain.
+		logger.Warn("agl: worker info dropped", "error", err)
+		infoStruct, _ = structpb.NewStruct(map[string]any{"language": "go", "go": runtime.Version(), "pid": os.Getpid()})
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	return &WorkStreamSource{
+		client: client, runner: aglv1.NewRunnerServiceClient(client.Conn()), cfg: cfg, info: infoStruct,
+		logger: logger, ctx: ctx, cancel: cancel, done: make(chan struct{}), welcomed: make(chan struct{}),
+		changed: make(chan struct{}), workerID: cfg.WorkerID,
+		held: map[string]string{}, pending: map[reportKey]*pendingReport{},
+	}
+}
+
+// WorkerID is the worker's id: the configured one, or the one the server picked once welcomed.
+func (s *WorkStreamSource) WorkerID() string {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.workerID
+}
+
+// Start opens the stream and returns once the server welcomed the worker, the source failed for
+// good (a bad token, a server out of reach for the reconnect timeout) or ctx ended. Next calls it.
+func (s *WorkStreamSource) Start(ctx context.Context) error {
+	s.startOnce.Do(func() {
+		go s.supervise()
+		go s.heartbeats()
+	})
+	select {
+	case <-s.welcomed:
+		return nil
+	case <-s.done:
+		if err := s.failure(); err != nil {
+			return err
+		}
+		return ErrDrained
+	case <-ctx.Done():
+		return ctx.Err()
+	}
+}
+
+// WorkStreamStats describes a WorkStreamSource, for monitoring and tests.
+type WorkStreamStats struct {
+	// Streams is how many streams the server welcomed: 1, plus one per reconnect.
+	Streams int
+	// Held is how many attempts the worker holds: assigned and not finally reported.
+	Held int
+	// Queued is how many of those Next has not handed out yet.
+	Queued int
+}
+
+// Stats returns the source's counters.
+func (s *WorkStreamSource) Stats() WorkStreamStats {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return WorkStreamStats{Streams: s.streams, Held: len(s.held), Queued: len(s.queue)}
+}
+
+// Next returns the next attempt the server assigned. After [WorkStreamSource.Drain] it returns
+// what the source still holds, then [ErrDrained].
+func (s *WorkStreamSource) Next(ctx context.Context) (*Assignment, error) {
+	if err := s.Start(ctx); err != nil {
+		return nil, err
+	}
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	for {
+		switch {
+		case len(s.queue) > 0:
+			assignment := s.queue[0]
+			s.queue = s.queue[1:]
+			return assignment, nil
+		case s.err != nil:
+			return nil, s.err
+		case s.closing || (s.draining && len(s.held) == 0):
+			// Nothing queued and nothing running: no assignment can come any more.
+			return nil, ErrDrained
+		}
+		changed := s.changed
+		s.mu.Unlock()
+		select {
+		case <-changed:
+			s.mu.Lock()
+		case <-ctx.Done():
+			s.mu.Lock()
+			return nil, ctx.Err()
+		}
+	}
+}
+
+// Report sends an attempt's status on the stream and waits for the server's ack. A final status
+// (SUCCEEDED, FAILED) frees one unit of capacity. If the stream breaks first, the report goes
+// again on the next stream; if ctx ends first, Report returns ctx's error and the report is still
+// delivered when it can be (Close waits for it).
+func (s *WorkStreamSource) Report(
+	ctx context.Context, rolloutID, attemptID string, st aglv1.AttemptStatus, metadata *structpb.Struct,
+) error {
+	op := fmt.Sprintf("report attempt %q of rollout %q as %s", attemptID, rolloutID, statusName(st))
+	report := &aglv1.AttemptReport{RolloutId: rolloutID, AttemptId: attemptID, Status: st, Metadata: metadata}
+	s.mu.Lock()
+	if s.err != nil {
+		err := s.err
+		s.mu.Unlock()
+		return err
+	}
+	if s.closing {
+		s.mu.Unlock()
+		return &Error{Op: op, Address: s.client.address, Err: status.Error(codes.Unavailable, "the Work stream is closed")}
+	}
+	key := reportKey{attemptID, st}
+	p, dup := s.pending[key]
+	if !dup {
+		s.seq++
+		p = &pendingReport{seq: s.seq, report: report, done: make(chan struct{})}
+		s.pending[key] = p
+	}
+	if final(st) {
+		delete(s.held, attemptID)
+		s.notifyLocked()
+	}
+	stream := s.stream
+	s.mu.Unlock()
+	if !dup && stream != nil {
+		s.send(stream, &aglv1.WorkRequest{Kind: &aglv1.WorkRequest_Report{Report: report}})
+	}
+	select {
+	case <-p.done:
+	case <-ctx.Done():
+		return &Error{Op: op, Address: s.client.address, Err: status.FromContextError(ctx.Err()).Err()}
+	}
+	if p.err != nil {
+		return p.err
+	}
+	if p.ack.GetCode() != 0 {
+		return &Error{Op: op, Address: s.client.address, Err: status.Error(codes.Code(p.ack.GetCode()), p.ack.GetMessage())}
+	}
+	return nil
+}
+
+// Drain asks the server for no new work (capacity 0); the attempts the worker holds run on. A
+// [Runner] calls it when its context ends.
+func (s *WorkStreamSource) Drain() {
+	s.mu.Lock()
+	if s.draining {
+		s.mu.Unlock()
+		return
+	}
+	s.draining = true
+	s.notifyLocked()
+	stream := s.stream
+	s.mu.Unlock()
+	if stream != nil {
+		s.send(stream, readyRequest(0))
+	}
+}
+
+// Close leaves: it drains the source, waits (until ctx ends) for the acks of the reports sent so
+// far, then ends the stream. Attempts still held then (assigned and never finished) are given up
+// by the server as UNRESPONSIVE and retried per their policy. Close the source before its client.
+func (s *WorkStreamSource) Close(ctx context.Context) error {
+	started := false
+	s.startOnce.Do(func() { close(s.done) }) // never started: nothing runs
+	select {
+	case <-s.done:
+	default:
+		started = true
+	}
+	var waitErr error
+	if started {
+		s.Drain()
+		s.mu.Lock()
+	wait:
+		for len(s.pending) > 0 && s.err == nil {
+			changed := s.changed
+			s.mu.Unlock()
+			select {
+			case <-changed:
+				s.mu.Lock()
+			case <-s.done:
+				s.mu.Lock()
+				break wait
+			case <-ctx.Done():
+				s.mu.Lock()
+				waitErr = fmt.Errorf("agl: closing the Work stream: %d reports not acknowledged: %w", len(s.pending), ctx.Err())
+				break wait
+			}
+		}
+		s.closing = true
+		s.notifyLocked()
+		stream := s.stream
+		s.mu.Unlock()
+		if stream != nil {
+			// Half-close: the server ends the stream once it has seen everything sent before.
+			s.sendMu.Lock()
+			_ = stream.CloseSend()
+			s.sendMu.Unlock()
+			select {
+			case <-s.done:
+			case <-ctx.Done():
+			}
+		}
+	}
+	s.cancel()
+	<-s.done
+	s.mu.Lock()
+	s.closing = true
+	for key, p := range s.pending {
+		p.err = &Error{Op: "report attempt " + key.attemptID, Address: s.client.address,
+			Err: status.Error(codes.Unavailable, "the Work stream was closed before the report was acknowledged")}
+		close(p.done)
+		delete(s.pending, key)
+	}
+	s.notifyLocked()
+	s.mu.Unlock()
+	return waitErr
+}
+
+// --- the stream ------------------------------------------------------------------------------
+
+// Codes after which reconnecting is pointless: the request or the credentials are wrong, or
+// another process took this worker id over (ABORTED).
+var fatalWorkCodes = map[codes.Code]bool{
+	codes.InvalidArgument: true, codes.Unauthenticated: true, codes.PermissionDenied: true,
+	codes.Unimplemented: true, codes.Aborted: true, codes.FailedPrecondition: true,
+}
+
+var errWorkStreamEnded = status.Error(codes.Unavailable, "agl-server ended the Work stream")
+
+func (s *WorkStreamSource) supervise() {
+	defer close(s.done)
+	var brokenSince time.Time
+	failures := 0
+	for {
+		welcomed, err := s.serve()
+		if s.ctx.Err() != nil || s.isClosing() {
+			return
+		}
+		if code := status.Code(err); fatalWorkCodes[code] {
+			s.fail(&Error{Op: fmt.Sprintf("serve worker %q on the Work stream", s.WorkerID()), Address: s.client.address, Err: err})
+			return
+		}
+		if welcomed { // that stream had worked: a new outage starts now
+			brokenSince, failures = time.Time{}, 0
+		}
+		now := time.Now()
+		if brokenSince.IsZero() {
+			brokenSince = now
+		}
+		if now.Sub(brokenSince) > s.cfg.ReconnectTimeout {
+			s.fail(&Error{
+				Op: fmt.Sprintf("reach the Work stream for %s (the attempts worker %q held are retried elsewhere)",
+					s.cfg.ReconnectTimeout, s.WorkerID()),
+				Address: s.client.address, Err: err,
+			})
+			return
+		}
+		failures++
+		backoff := min(100*time.Millisecond<<min(failures, 5), 2*time.Second)
+		s.logger.Warn("agl: the Work stream broke; reconnecting", "error", err, "in", backoff)
+		select {
+		case <-time.After(backoff):
+		case <-s.ctx.Done():
+			return
+		}
+	}
+}
+
+// serve runs one stream: hello, welcome, resend, then assignments and acks until it ends.
+func (s *WorkStreamSource) serve() (welcomed bool, err error) {
+	ctx, cancel := context.WithCancel(s.ctx)
+	defer cancel()
+	stream, err := s.runner.Work(ctx)
+	if err != nil {
+		return false, err
+	}
+	s.mu.Lock()
+	hello := &aglv1.WorkerHello{
+		WorkerId: s.workerID, Capacity: int32(s.cfg.Capacity),
+		HeartbeatInterval: durationpb.New(s.cfg.HeartbeatInterval), Info: s.info,
+	}
+	if s.draining {
+		hello.Capacity = 0
+	}
+	for attemptID, rolloutID := range s.held {
+		hello.ActiveAttempts = append(hello.ActiveAttempts, &aglv1.AttemptRef{RolloutId: rolloutID, AttemptId: attemptID})
+	}
+	s.mu.Unlock()
+	if err := stream.Send(&aglv1.WorkRequest{Kind: &aglv1.WorkRequest_Hello{Hello: hello}}); err != nil {
+		return false, recvStatus(stream) // Send says io.EOF when the call ended; Recv says why
+	}
+	first, err := stream.Recv()
+	if err != nil {
+		return false, streamEnd(err)
+	}
+	welcome := first.GetWelcome()
+	if welcome == nil {
+		return false, status.Errorf(codes.FailedPrecondition, "agl-server answered hello with %T, not a welcome", first.GetKind())
+	}
+
+	// Reports the previous stream did not acknowledge go first, in the order they were made;
+	// sendMu keeps new reports from overtaking them.
+	s.sendMu.Lock()
+	s.mu.Lock()
+	s.workerID = welcome.GetWorkerId()
+	s.stream = stream
+	s.streams++
+	resend := make([]*pendingReport, 0, len(s.pending))
+	for _, p := range s.pending {
+		resend = append(resend, p)
+	}
+	draining := s.draining
+	s.notifyLocked()
+	s.mu.Unlock()
+	slices.SortFunc(resend, func(a, b *pendingReport) int { return int(a.seq) - int(b.seq) })
+	for _, p := range resend {
+		_ = stream.Send(&aglv1.WorkRequest{Kind: &aglv1.WorkRequest_Report{Report: p.report}})
+	}
+	if draining {
+		_ = stream.Send(readyRequest(0))
+	}
+	s.sendMu.Unlock()
+	s.welcome.Do(func() { close(s.welcomed) })
+	defer func() {
+		s.mu.Lock()
+		if s.stream == stream {
+			s.stream = nil
+		}
+		s.mu.Unlock()
+	}()
+
+	for {
+		resp, err := stream.Recv()
+		if err != nil {
+			return true, streamEnd(err)
+		}
+		switch kind := resp.GetKind().(type) {
+		case *aglv1.WorkResponse_Assignment:
+			s.assigned(kind.Assignment)
+		case *aglv1.WorkResponse_ReportAck:
+			s.acknowledged(stream, kind.ReportAck)
+		}
+	}
+}
+
+func (s *WorkStreamSource) assigned(a *aglv1.AttemptAssignment) {
+	rollout := a.GetRollout()
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.held[rollout.GetAttempt().GetAttemptId()] = rollout.GetRolloutId()
+	s.queue = append(s.queue, &Assignment{Rollout: rollout, Resources: a.GetResources()})
+	s.notifyLocked()
+}
+
+func (s *WorkStreamSource) acknowledged(stream aglv1.RunnerService_WorkClient, ack *aglv1.AttemptReportAck) {
+	s.mu.Lock()
+	key := reportKey{ack.GetAttemptId(), ack.GetStatus()}
+	p, ok := s.pending[key]
+	if ok {
+		delete(s.pending, key)
+		p.ack = ack
+		close(p.done)
+	}
+	// The store refused to start an attempt (it timed out, was cancelled): it is not the worker's
+	// to run, yet the server counts it against the capacity until a final report frees it.
+	_, held := s.held[ack.GetAttemptId()]
+	release := ok && ack.GetCode() != 0 && ack.GetStatus() == aglv1.AttemptStatus_ATTEMPT_STATUS_RUNNING && held
+	s.notifyLocked()
+	s.mu.Unlock()
+	if release {
+		// Fire and forget: the server frees the slot on receipt, whatever the store then says.
+		go func() {
+			_ = s.Report(s.ctx, ack.GetRolloutId(), ack.GetAttemptId(), aglv1.AttemptStatus_ATTEMPT_STATUS_FAILED,
+				&structpb.Struct{Fields: map[string]*structpb.Value{
+					"error": structpb.NewStringValue("the store refused to start the attempt: " + ack.GetMessage()),
+				}})
+		}()
+	}
+}
+
+// send writes on stream unless it is no longer the current one (then the next stream resends).
+func (s *WorkStreamSource) send(stream aglv1.RunnerService_WorkClient, req *aglv1.WorkRequest) {
+	s.sendMu.Lock()
+	defer s.sendMu.Unlock()
+	s.mu.Lock()
+	current := s.stream == stream
+	s.mu.Unlock()
+	if current {
+		_ = stream.Send(req) // an error means the stream broke: the supervisor reconnects and resends
+	}
+}
+
+func (s *WorkStreamSource) heartbeats() {
+	ticker := time.NewTicker(s.cfg.HeartbeatInterval)
+	defer ticker.Stop()
+	for {
+		select {
+		case <-ticker.C:
+		case <-s.ctx.Done():
+			return
+		case <-s.done:
+			return
+		}
+		s.mu.Lock()
+		stream, running := s.stream, len(s.held)
+		s.mu.Unlock()
+		if stream == nil {
+			continue
+		}
+		stats := &structpb.Struct{Fields: map[string]*structpb.Value{"running_attempts": structpb.NewNumberValue(float64(running))}}
+		s.send(stream, &aglv1.WorkRequest{Kind: &aglv1.WorkRequest_Heartbeat{Heartbeat: &aglv1.WorkerHeartbeat{Stats: stats}}})
+	}
+}
+
+func (s *WorkStreamSource) fail(err error) {
+	s.logger.Error("agl: the Work stream failed for good", "error", err)
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.err = err
+	for key, p := range s.pending {
+		p.err = err
+		close(p.done)
+		delete(s.pending, key)
+	}
+	s.notifyLocked()
+}
+
+func (s *WorkStreamSource) failure() error {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.err
+}
+
+func (s *WorkStreamSource) isClosing() bool {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.closing
+}
+
+func (s *WorkStreamSource) notifyLocked() {
+	close(s.changed)
+	s.changed = make(chan struct{})
+}
+
+func readyRequest(capacity int32) *aglv1.WorkRequest {
+	return &aglv1.WorkRequest{Kind: &aglv1.WorkRequest_Ready{Ready: &aglv1.WorkerReady{Capacity: capacity}}}
+}
+
+func final(st aglv1.AttemptStatus) bool {
+	return st == aglv1.AttemptStatus_ATTEMPT_STATUS_SUCCEEDED || st == aglv1.AttemptStatus_ATTEMPT_STATUS_FAILED
+}
+
+// streamEnd turns the end of a Recv into the stream's status: io.EOF is the server ending the
+// stream with OK, which for a worker still serving means "go elsewhere" (reconnect).
+func streamEnd(err error) error {
+	if isEOF(err) {
+		return errWorkStreamEnded
+	}
+	return err
+}
+
+func recvStatus(stream aglv1.RunnerService_WorkClient) error {
+	for {
+		if _, err := stream.Recv(); err != nil {
+			return streamEnd(err)
+		}
+	}
+}
