@@ -7,7 +7,7 @@ from pathlib import Path
 
 from agl_core import LmdbStore, new_span
 from agl_core.proto import trace_pb2
-from agl_core.store.lmdb.span_ids import SpanIdCache
+from agl_core.store.lmdb.span_ids import SpanIdIndex
 from agl_core.store.wire import SpanHeader, with_sequence_id
 
 
@@ -44,11 +44,11 @@ async def test_duplicates_are_found_after_eviction_and_reopen(tmp_path: Path) ->
         for r in rollouts
         for i in range(30)
     ]
-    store.backend._span_ids = SpanIdCache(budget=40)  # far smaller than the ids written: forces eviction
+    store.backend._span_ids = SpanIdIndex(budget_bits=2048)  # room for about two filters: forces eviction
     assert (await store.add_spans(spans)).accepted == 150
     again = await store.add_spans(spans)
     assert (again.accepted, again.duplicates) == (0, 150)
-    assert store.backend._span_ids.rebuilds > 5
+    assert store.backend._span_ids.rebuilds > 5 and store.backend._span_ids.exact_checks >= 150
     await store.close()
 
     reopened = LmdbStore(path)
@@ -61,13 +61,37 @@ async def test_duplicates_are_found_after_eviction_and_reopen(tmp_path: Path) ->
         await reopened.close()
 
 
-def test_cache_budget_is_respected() -> None:
-    cache = SpanIdCache(budget=10)
-    cache._sets[(1, 1)] = set(range(8))  # type: ignore[arg-type]
-    cache._size = 8
-    cache._sets[(2, 1)] = set(range(6))  # type: ignore[arg-type]
-    cache.added(6)
-    assert list(cache._sets) == [(2, 1)] and cache._size == 6
+def test_the_filter_budget_is_respected(tmp_path: Path) -> None:
+    import lmdb
+
+    from agl_core.store.lmdb.span_ids import MIN_BITS
+
+    env = lmdb.open(str(tmp_path / "env"), max_dbs=2)
+    log = env.open_db(b"log")
+    index = SpanIdIndex(budget_bits=3 * MIN_BITS)
+    with env.begin(write=True) as txn:
+        for attempt in range(10):
+            assert index.add_if_new(txn, log, 1, attempt, b"id-1")
+            assert not index.add_if_new(txn, log, 1, attempt, b"id-1")  # a duplicate within the operation
+            index.flush(txn, log)
+        assert len(index._filters) == 3 and index._bits <= 3 * MIN_BITS
+        # Evicted attempts are rebuilt from their logs: still exact.
+        assert all(not index.add_if_new(txn, log, 1, attempt, b"id-1") for attempt in range(10))
+        assert index.add_if_new(txn, log, 1, 0, b"id-2")
+    env.close()
+
+
+def test_rolled_back_ids_are_not_duplicates(tmp_path: Path) -> None:
+    import lmdb
+
+    env = lmdb.open(str(tmp_path / "env"), max_dbs=2)
+    log = env.open_db(b"log")
+    index = SpanIdIndex()
+    with env.begin(write=True) as txn:
+        assert index.add_if_new(txn, log, 1, 1, b"lost")
+        index.discard_pending()  # the operation failed before its flush
+        assert index.add_if_new(txn, log, 1, 1, b"lost")  # the filter's leftover bits must not decide
+    env.close()
 
 
 async def test_mapped_pages_are_released_over_budget(tmp_path: Path) -> None:

@@ -46,7 +46,7 @@ from agl_core.store.lmdb.schema import (
     read_counter,
     span_key,
 )
-from agl_core.store.lmdb.span_ids import SpanIdCache
+from agl_core.store.lmdb.span_ids import SpanIdIndex
 from agl_core.store.lmdb.watchdog import Watchdog
 from agl_core.store.lmdb.writer import Writer
 from agl_core.store.rules import rollout_status_name
@@ -57,7 +57,7 @@ logger = logging.getLogger(__name__)
 
 DEFAULT_MAP_SIZE = 1 << 30
 DEFAULT_RESIDENT_BUDGET = 256 << 20
-RESIDENT_CHECK_SECONDS = 1.0
+RESIDENT_CHECK_SECONDS = 0.5
 SPANS_PER_CHUNK = 256
 SPAN_BYTES_PER_CHUNK = 1 << 20
 EVENTS_PER_CHUNK = 256
@@ -105,8 +105,8 @@ class LmdbBackend:
         self._events_changed = asyncio.Event()
         self._terminal_waiters: dict[str, set[asyncio.Future[None]]] = {}
         self._listeners: list[Listener] = []
-        # Written only by the writer thread; cleared by it whenever a write is rolled back.
-        self._span_ids = SpanIdCache()
+        # Used only by the writer thread.
+        self._span_ids = SpanIdIndex()
         self._closed = False
         self.start_time = time.time()
 
@@ -129,7 +129,7 @@ class LmdbBackend:
         # so no waiter from an earlier loop lingers.
         self._queue_changed = asyncio.Event()
         self._events_changed = asyncio.Event()
-        self._writer = Writer(self.env, loop, Effects, self._on_commit, on_abort=self._span_ids.clear)
+        self._writer = Writer(self.env, loop, Effects, self._on_commit, on_abort=self._span_ids.discard_pending)
         self._watchdog = Watchdog(loop, self._expire)
         self._rearm_watchdog()
         if self.resident.active:
@@ -740,7 +740,7 @@ class LmdbBackend:
     ) -> tuple[int, list[int], list[tuple[int, int, str]]]:
         dbs = self.dbs
         txn = tx.txn
-        accepted = added = 0
+        accepted = 0
         duplicates: list[int] = []
         rejected: list[tuple[int, int, str]] = []
         targets: dict[tuple[str, str], tuple[RolloutRecord, t.Attempt] | str] = {}
@@ -765,12 +765,9 @@ class LmdbBackend:
             record, attempt = target
             num, seq = record.num, attempt.sequence_id
             span_id = header.span_id
-            known = self._span_ids.ids(txn, dbs.spans, num, seq)
-            if span_id in known:
+            if not self._span_ids.add_if_new(txn, dbs.span_id_log, num, seq, span_id):
                 duplicates.append(i)
                 continue
-            known.add(span_id)
-            added += 1
             last = counters.get(num)
             if last is None:
                 last = read_counter(txn, dbs.span_seqs, U64.pack(num))
@@ -785,7 +782,7 @@ class LmdbBackend:
             txn.put(span_key(num, seq, sequence_id, span_id), raw, db=dbs.spans)
             touched[coords] = target
             accepted += 1
-        self._span_ids.added(added)
+        self._span_ids.flush(txn, dbs.span_id_log)
         for num, last in counters.items():
             txn.put(U64.pack(num), U64.pack(last), db=dbs.span_seqs)
         for record, attempt in touched.values():

@@ -15,8 +15,8 @@ status_index        status (1 byte) + num                 b""
 queue               queue sequence                        rollout_id
 attempts            num + attempt sequence (4 bytes)      Attempt
 attempt_ids         attempt_id                            num + attempt sequence
-spans               num + attempt seq + span seq + id     Span, as received (span ids read back from
-                                                          the keys dedupe resent spans: span_ids.py)
+spans               num + attempt seq + span seq + id     Span, as received
+span_id_log         num + attempt seq + chunk no          the attempt's span ids, appended (span_ids.py)
 span_seqs           num                                   last span sequence id issued
 resources           resources_id                          ResourcesUpdate
 resources_order     creation number                       resources_id
@@ -33,7 +33,7 @@ from dataclasses import dataclass
 
 import lmdb
 
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2
 
 DATABASES = (
     "meta",
@@ -45,6 +45,7 @@ DATABASES = (
     "attempts",
     "attempt_ids",
     "spans",
+    "span_id_log",
     "span_seqs",
     "resources",
     "resources_order",
@@ -83,6 +84,7 @@ class Databases:
     attempts: lmdb._Database
     attempt_ids: lmdb._Database
     spans: lmdb._Database
+    span_id_log: lmdb._Database
     span_seqs: lmdb._Database
     resources: lmdb._Database
     resources_order: lmdb._Database

@@ -1,60 +1,199 @@
-"""Which span ids an attempt already has, for ignoring resent spans.
+"""Which span ids an attempt already has, for ignoring resent spans, exactly and in bounded memory.
 
-Span keys are ``rollout num | attempt seq | span seq | span id``, so the spans of an attempt are
-stored in sequence order and their ids can be read back from the keys alone. A separate index
-keyed by span id would put every insert on a random B-tree page (one dirty 4 KiB page per 20-byte
-entry, measured as the largest cost of a commit); instead the writer keeps the id sets of the
-attempts it is writing to in memory, rebuilds a set from a keys-only scan when it is missing, and
-evicts the least recently used sets beyond a budget. The store on disk stays the single source
-of truth: the writer clears the cache whenever a write is rolled back.
+Two pieces, one on disk and one in memory:
 
-Only the writer thread touches an instance.
+- **The span-id log** (sub-database ``span_id_log``): per attempt, its span ids appended in chunks
+  (key ``rollout num | attempt seq | chunk no``, value: fixed 17-byte entries, a length byte and the
+  id padded to 16 bytes). Appends touch one page per attempt per commit, in key order, so the log
+  costs almost nothing to write. (A B-tree index keyed by span id would land every insert on a
+  random page, one dirty 4 KiB page per 20-byte entry: measured as the largest part of a commit.)
+- **A Bloom filter per attempt** in front of it: "certainly new" is answered in memory; "maybe
+  present" (a resent span, or a false positive about 0.5% of the time) is settled exactly by
+  searching the attempt's log. A filter takes about 2 bytes per id, so a fixed budget covers tens
+  of millions of ids; filters beyond it are dropped (least recently used) and rebuilt from the log
+  when needed.
+
+Bits set for a write that was later rolled back only cause an extra exact check, never a wrong
+answer, so nothing has to be invalidated when a transaction aborts. Only the writer thread touches
+an instance.
 """
 
 from __future__ import annotations
 
+import struct
 from collections import OrderedDict
 
 import lmdb
 
-from agl_core.store.lmdb.schema import ATTEMPT_KEY, SPAN_PREFIX
+from agl_core.store.lmdb.schema import ATTEMPT_KEY
+
+ENTRY = 17  # length byte + id padded to 16 bytes
+CHUNK_ENTRIES = 32  # a small chunk: appending rewrites at most 544 bytes per attempt
+CHUNK_KEY = struct.Struct(">QII")
+BITS_PER_ID = 16
+HASHES = 3  # with 16 bits per id: about 0.5% false positives
+MIN_BITS = 1 << 12
 
 
-class SpanIdCache:
-    def __init__(self, budget: int = 500_000) -> None:
-        """:param budget: span ids kept across all cached attempts (about 70 bytes each)."""
-        self._budget = budget
-        self._sets: OrderedDict[tuple[int, int], set[bytes]] = OrderedDict()
-        self._size = 0
+def log_entry(span_id: bytes) -> bytes:
+    return bytes([len(span_id)]) + span_id.ljust(16, b"\0")
+
+
+class _Filter:
+    """A Bloom filter over 17-byte log entries (3 hashes, a power-of-two number of bits)."""
+
+    __slots__ = ("bits", "count", "mask", "pending")
+
+    def __init__(self, nbits: int) -> None:
+        self.bits = bytearray(nbits >> 3)
+        self.mask = nbits - 1
+        self.count = 0
+        # Entries added by operations of the current write transaction but not yet in the log.
+        self.pending: set[bytes] = set()
+
+    @property
+    def size(self) -> int:
+        return self.mask + 1
+
+    def add(self, entry: bytes) -> bool:
+        """Set the entry's bits; returns whether they were all set already ("maybe present")."""
+        h = hash(entry)  # salted per process: the filter lives in this process only
+        h1, h2, mask, bits = h & 0xFFFFFFFF, ((h >> 32) & 0xFFFFFFFF) | 1, self.mask, self.bits
+        present = True
+        p = h1 & mask
+        if not bits[p >> 3] & (1 << (p & 7)):
+            present = False
+            bits[p >> 3] |= 1 << (p & 7)
+        p = (h1 + h2) & mask
+        if not bits[p >> 3] & (1 << (p & 7)):
+            present = False
+            bits[p >> 3] |= 1 << (p & 7)
+        p = (h1 + 2 * h2) & mask
+        if not bits[p >> 3] & (1 << (p & 7)):
+            present = False
+            bits[p >> 3] |= 1 << (p & 7)
+        return present
+
+
+class SpanIdIndex:
+    """Answers "is this span id new for this attempt?" exactly; records the new ones."""
+
+    def __init__(self, budget_bits: int = 256 << 20) -> None:
+        """:param budget_bits: filter bits kept in memory across attempts (default 32 MiB)."""
+        self._budget = budget_bits
+        self._filters: OrderedDict[tuple[int, int], _Filter] = OrderedDict()
+        self._bits = 0
         self.rebuilds = 0
+        self.exact_checks = 0
 
-    def ids(self, txn: lmdb.Transaction, spans_db: lmdb._Database, num: int, seq: int) -> set[bytes]:
-        """The span ids stored for attempt ``seq`` of rollout ``num`` (the live set: add to it)."""
+    # --- the writer's calls --------------------------------------------------------------------------
+
+    def add_if_new(self, txn: lmdb.Transaction, log_db: lmdb._Database, num: int, seq: int, span_id: bytes) -> bool:
+        """True (and the id is recorded) if ``span_id`` is new for the attempt; False for a duplicate."""
+        entry = log_entry(span_id)
+        flt = self._filter(txn, log_db, num, seq)
+        if entry in flt.pending:
+            return False
+        if flt.add(entry):
+            self.exact_checks += 1
+            if self._in_log(txn, log_db, num, seq, entry):
+                return False
+        flt.count += 1
+        flt.pending.add(entry)
+        return True
+
+    def flush(self, txn: lmdb.Transaction, log_db: lmdb._Database) -> None:
+        """Append the ids recorded since the last flush to their attempts' logs (end of an operation)."""
+        for (num, seq), flt in list(self._filters.items()):
+            if not flt.pending:
+                continue
+            _append(txn, log_db, num, seq, list(flt.pending))
+            flt.pending.clear()
+            if flt.count * BITS_PER_ID > flt.size:
+                self._rebuild(txn, log_db, num, seq, grow=True)
+        self._evict()
+
+    def discard_pending(self) -> None:
+        """An operation or transaction was rolled back: its ids are not in the log after all."""
+        for flt in self._filters.values():
+            flt.pending.clear()
+
+    # --- internals -----------------------------------------------------------------------------------
+
+    def _filter(self, txn: lmdb.Transaction, log_db: lmdb._Database, num: int, seq: int) -> _Filter:
         key = (num, seq)
-        known = self._sets.get(key)
-        if known is not None:
-            self._sets.move_to_end(key)
-            return known
-        known = set()
-        prefix = ATTEMPT_KEY.pack(num, seq)
-        cursor = txn.cursor(db=spans_db)
-        if cursor.set_range(prefix):
-            for stored in cursor.iternext(values=False):
-                if not stored.startswith(prefix):
-                    break
-                known.add(stored[SPAN_PREFIX.size :])
+        flt = self._filters.get(key)
+        if flt is None:
+            flt = self._rebuild(txn, log_db, num, seq)
+        else:
+            self._filters.move_to_end(key)
+        return flt
+
+    def _rebuild(
+        self, txn: lmdb.Transaction, log_db: lmdb._Database, num: int, seq: int, grow: bool = False
+    ) -> _Filter:
+        entries = [
+            chunk[i : i + ENTRY] for chunk in _chunks(txn, log_db, num, seq) for i in range(0, len(chunk), ENTRY)
+        ]
+        old = self._filters.pop((num, seq), None)
+        if old is not None:
+            self._bits -= old.size
+        wanted = max(MIN_BITS, (4 if grow else 1) * (len(entries) + 64) * BITS_PER_ID)
+        flt = _Filter(1 << (wanted - 1).bit_length())  # the next power of two
+        for entry in entries:
+            flt.add(entry)
+        flt.count = len(entries)
+        self._filters[(num, seq)] = flt
+        self._bits += flt.size
         self.rebuilds += 1
-        self._sets[key] = known
-        self._size += len(known)
-        return known
+        return flt
 
-    def added(self, count: int) -> None:
-        """Account for ``count`` ids added to sets returned by :meth:`ids`; evict beyond the budget."""
-        self._size += count
-        while self._size > self._budget and len(self._sets) > 1:
-            _, evicted = self._sets.popitem(last=False)
-            self._size -= len(evicted)
+    def _in_log(self, txn: lmdb.Transaction, log_db: lmdb._Database, num: int, seq: int, entry: bytes) -> bool:
+        for chunk in _chunks(txn, log_db, num, seq):
+            at = chunk.find(entry)
+            while at != -1:
+                if at % ENTRY == 0:
+                    return True
+                at = chunk.find(entry, at + 1)
+        return False
 
-    def clear(self) -> None:
-        self._sets.clear()
-        self._size = 0
+    def _evict(self) -> None:
+        while self._bits > self._budget and len(self._filters) > 1:
+            key, flt = next(iter(self._filters.items()))
+            if flt.pending:
+                break  # in use by the running operation
+            del self._filters[key]
+            self._bits -= flt.size
+
+
+def _chunks(txn: lmdb.Transaction, log_db: lmdb._Database, num: int, seq: int):  # type: ignore[no-untyped-def]
+    prefix = ATTEMPT_KEY.pack(num, seq)
+    cursor = txn.cursor(db=log_db)
+    if not cursor.set_range(prefix):
+        return
+    for key, value in cursor:
+        if not key.startswith(prefix):
+            return
+        yield value
+
+
+def _append(txn: lmdb.Transaction, log_db: lmdb._Database, num: int, seq: int, entries: list[bytes]) -> None:
+    prefix = ATTEMPT_KEY.pack(num, seq)
+    cursor = txn.cursor(db=log_db)
+    chunk_no, chunk = 0, b""
+    # The last chunk of this attempt: position after the prefix's range, step back.
+    if cursor.set_range(CHUNK_KEY.pack(num, seq, 0xFFFFFFFF)):
+        found = cursor.prev()
+    else:
+        found = cursor.last()
+    if found and cursor.key().startswith(prefix):
+        chunk_no, chunk = CHUNK_KEY.unpack(cursor.key())[2], cursor.value()
+    pending = b"".join(entries)
+    while pending:
+        room = CHUNK_ENTRIES * ENTRY - len(chunk)
+        if room <= 0:
+            chunk_no, chunk = chunk_no + 1, b""
+            continue
+        chunk += pending[:room]
+        pending = pending[room:]
+        txn.put(CHUNK_KEY.pack(num, seq, chunk_no), chunk, db=log_db)
