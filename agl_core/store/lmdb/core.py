@@ -18,11 +18,10 @@ from typing import Any
 import lmdb
 
 from agl_core.errors import FailedPreconditionError
-from agl_core.proto import types_pb2 as t
 from agl_core.store import rules
-from agl_core.store.lmdb.records import Effects, Tx, attempt_deadline, expired_status
+from agl_core.store.lmdb import expiry
+from agl_core.store.lmdb.records import Effects, Tx
 from agl_core.store.lmdb.resident import ResidentTrimmer
-from agl_core.store.lmdb.scans import status_nums
 from agl_core.store.lmdb.schema import open_environment
 from agl_core.store.lmdb.span_ids import SpanIdIndex
 from agl_core.store.lmdb.watchdog import Watchdog
@@ -33,6 +32,7 @@ logger = logging.getLogger(__name__)
 DEFAULT_MAP_SIZE = 1 << 30
 DEFAULT_RESIDENT_BUDGET = 256 << 20
 RESIDENT_CHECK_SECONDS = 0.5
+WATCHDOG_RETRY_SECONDS = 1.0
 
 
 Listener = Callable[[list[Effects]], None]
@@ -191,40 +191,29 @@ class LmdbCore:
     def _rearm_watchdog(self) -> None:
         """After a restart, re-arm the deadlines of every active attempt found on disk."""
         assert self._watchdog is not None
-        armed = 0
         with self._begin() as txn:
-            tx = Tx(txn, self.dbs)
-            for status in (t.ROLLOUT_STATUS_PREPARING, t.ROLLOUT_STATUS_RUNNING):
-                for num in status_nums(txn, self.dbs, status):
-                    record = tx.rollout_by_num(num)
-                    latest = tx.latest_attempt(record) if record else None
-                    if record is None or latest is None:
-                        continue
-                    deadline = attempt_deadline(record.pb.config, latest)
-                    if deadline is not None:
-                        self._watchdog.arm(deadline, num, latest.sequence_id)
-                        armed += 1
+            armed, skipped = expiry.rearm(txn, self.dbs, self._watchdog)
         if armed:
             logger.info("watchdog re-armed %d active attempts", armed)
+        if skipped:
+            logger.error("watchdog: %d active rollout(s) could not be read and are not watched (see above)", skipped)
 
     def _expire(self, due: list[tuple[int, int]]) -> None:
-        def op(tx: Tx) -> None:
-            for num, seq in due:
-                record = tx.rollout_by_num(num)
-                if record is None or seq != record.attempts or record.pb.status in rules.TERMINAL_ROLLOUT:
-                    continue
-                attempt = tx.attempt(num, seq)
-                if attempt.status not in rules.ACTIVE_ATTEMPT:
-                    continue
-                status = expired_status(record.pb.config, attempt, tx.now)
-                if status is None:
-                    tx.watch(record, attempt)  # a heartbeat moved the deadline: look again then
-                else:
-                    tx.set_attempt_status(record, attempt, status)
+        if self._closed:
+            return
+        future = self._write(expiry.expire_op(self.env, self.dbs, due))
 
-        if not self._closed:
-            future = self._write(op)
-            future.add_done_callback(log_failure("watchdog"))
+        def done(future: asyncio.Future[Any]) -> None:
+            if future.cancelled() or future.exception() is None or self._closed or self._watchdog is None:
+                return
+            # The whole write failed (the commit itself): look at these attempts again a little later
+            # rather than forget them.
+            logger.error("watchdog write failed, retrying in %gs: %s", WATCHDOG_RETRY_SECONDS, future.exception())
+            retry_at = time.time() + WATCHDOG_RETRY_SECONDS
+            for num, seq in due:
+                self._watchdog.arm(retry_at, num, seq)
+
+        future.add_done_callback(done)
 
 
 def log_failure(what: str) -> Callable[[asyncio.Future[Any]], None]:

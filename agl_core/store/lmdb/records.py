@@ -11,6 +11,7 @@ import uuid
 from dataclasses import dataclass, field
 
 import lmdb
+from google.protobuf import timestamp_pb2
 
 from agl_core.errors import NotFoundError
 from agl_core.proto import types_pb2 as t
@@ -34,6 +35,13 @@ class Effects:
     # (deadline, rollout num, attempt sequence) for the watchdog.
     watch: list[tuple[float, int, int]] = field(default_factory=list)
     spans: int = 0
+
+    def merge(self, other: Effects) -> None:
+        """Add the effects of a nested operation that committed into its parent."""
+        self.events.extend(other.events)
+        self.enqueued += other.enqueued
+        self.watch.extend(other.watch)
+        self.spans += other.spans
 
 
 @dataclass
@@ -284,27 +292,33 @@ class Tx:
         self.put_worker(worker)
 
 
+def timestamp_seconds(ts: timestamp_pb2.Timestamp) -> float:
+    """Seconds since the epoch of ``ts``. Unlike ``ToNanoseconds`` it never raises: a stored
+    timestamp outside the range protobuf accepts must not stop the watchdog."""
+    return ts.seconds + ts.nanos / 1e9
+
+
 def attempt_deadline(config: t.RolloutConfig, attempt: t.Attempt) -> float | None:
     """The first moment the watchdog must look at an active attempt, or None if it never must."""
     if attempt.status not in rules.ACTIVE_ATTEMPT:
         return None
     deadlines = []
-    start = attempt.start_time.ToNanoseconds() / 1e9
+    start = timestamp_seconds(attempt.start_time)
     if config.HasField("timeout_seconds"):
         deadlines.append(start + config.timeout_seconds)
     if config.HasField("unresponsive_seconds"):
-        last = attempt.last_heartbeat_time.ToNanoseconds() / 1e9 if attempt.HasField("last_heartbeat_time") else start
+        last = timestamp_seconds(attempt.last_heartbeat_time) if attempt.HasField("last_heartbeat_time") else start
         deadlines.append(last + config.unresponsive_seconds)
     return min(deadlines) if deadlines else None
 
 
 def expired_status(config: t.RolloutConfig, attempt: t.Attempt, now: float) -> int | None:
     """TIMEOUT or UNRESPONSIVE if a deadline of ``attempt`` has passed at ``now``, else None."""
-    start = attempt.start_time.ToNanoseconds() / 1e9
+    start = timestamp_seconds(attempt.start_time)
     if config.HasField("timeout_seconds") and now >= start + config.timeout_seconds:
         return t.ATTEMPT_STATUS_TIMEOUT
     if config.HasField("unresponsive_seconds"):
-        last = attempt.last_heartbeat_time.ToNanoseconds() / 1e9 if attempt.HasField("last_heartbeat_time") else start
+        last = timestamp_seconds(attempt.last_heartbeat_time) if attempt.HasField("last_heartbeat_time") else start
         if now >= last + config.unresponsive_seconds:
             return t.ATTEMPT_STATUS_UNRESPONSIVE
     return None
