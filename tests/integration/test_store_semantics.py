@@ -396,9 +396,14 @@ async def test_manual_requeue_and_manual_retry(store: LightningStore) -> None:
     assert again.attempt.sequence_id == 2
     await store.update_attempt(queued.rollout_id, "latest", status="failed")
     assert (await wait_terminal(store, queued.rollout_id)).status == RolloutStatus.FAILED
-    retried = await store.start_attempt(queued.rollout_id, worker_id="w")
+    # A terminal rollout keeps its one terminal status: no manual retry (issue 11, item 6).
+    with pytest.raises(FailedPreconditionError, match="gets no new attempt"):
+        await store.start_attempt(queued.rollout_id, worker_id="w")
+    # A rollout that is not terminal can be retried by hand: the new attempt supersedes the old.
+    running = await store.start_rollout("y")
+    retried = await store.start_attempt(running.rollout_id, worker_id="w")
     assert retried.status == RolloutStatus.PREPARING and retried.end_time is None
-    assert retried.attempt is not None and retried.attempt.sequence_id == 3
+    assert retried.attempt is not None and retried.attempt.sequence_id == 2
 
 
 async def test_update_rollout_fields(store: LightningStore) -> None:

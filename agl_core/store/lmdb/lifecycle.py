@@ -6,14 +6,13 @@ from __future__ import annotations
 import heapq
 from collections.abc import Iterable
 
-from agl_core.errors import FailedPreconditionError, InvalidArgumentError
+from agl_core.errors import InvalidArgumentError
 from agl_core.proto import store_pb2 as s
 from agl_core.proto import types_pb2 as t
 from agl_core.store import rules, validation
 from agl_core.store.lmdb.core import LmdbCore
 from agl_core.store.lmdb.records import RolloutRecord, Tx
 from agl_core.store.lmdb.scans import all_rollouts, status_nums
-from agl_core.store.rules import rollout_status_name
 from agl_core.types.values import check_value
 
 
@@ -26,11 +25,7 @@ class LifecycleMixin(LmdbCore):
 
         def op(tx: Tx) -> t.Rollout:
             record = tx.rollout(rollout_id)
-            if record.pb.status in (t.ROLLOUT_STATUS_SUCCEEDED, t.ROLLOUT_STATUS_CANCELLED):
-                raise FailedPreconditionError(
-                    f"rollout {rollout_id!r} is {rollout_status_name(record.pb.status)}; only a rollout that has not "
-                    "succeeded or been cancelled can get a new attempt"
-                )
+            rules.check_new_attempt(rollout_id, record.pb.status)
             tx.new_attempt(record, worker_id)
             return tx.full_rollout(record)
 
