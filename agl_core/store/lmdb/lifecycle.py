@@ -9,7 +9,7 @@ from collections.abc import Iterable
 from agl_core.errors import InvalidArgumentError
 from agl_core.proto import store_pb2 as s
 from agl_core.proto import types_pb2 as t
-from agl_core.store import rules, validation
+from agl_core.store import filters, rules, validation
 from agl_core.store.lmdb.core import LmdbCore
 from agl_core.store.lmdb.records import RolloutRecord, Tx
 from agl_core.store.lmdb.scans import all_rollouts, status_nums
@@ -41,28 +41,31 @@ class LifecycleMixin(LmdbCore):
         limit, offset = validation.page(request.limit, request.offset)
         sort_by = validation.sort_field(request.sort_by, ("start_time", "end_time", "rollout_id", "status"))
         desc = validation.descending(request.order)
-        statuses = set(request.status_in)
-        for status in statuses:
-            if status not in rules.ROLLOUT_STATUSES:
-                raise InvalidArgumentError(f"status_in contains {status}, which is not a rollout status")
+        statuses = filters.status_set(request, rules.ROLLOUT_STATUSES, "rollout")
+        use_or = filters.is_or(request.filter_logic)
+        predicates = filters.id_predicates(
+            request.rollout_id_in, request.rollout_id_contains, lambda rec: rec.pb.rollout_id
+        )
+        if statuses is not None:
+            predicates.append(lambda rec: rec.pb.status in statuses)
+        if request.mode:
+            predicates.append(lambda rec: rec.pb.mode == request.mode)
+        matches = filters.combine(predicates, request.filter_logic)
         with self._begin() as txn:
             tx = Tx(txn, self.dbs)
             records: Iterable[RolloutRecord]
-            if request.rollout_id_in:
-                found = (tx.find_rollout(i) for i in dict.fromkeys(request.rollout_id_in))
+            # With AND, an id list or a status set narrows the scan through an index; OR scans all.
+            if use_or or not predicates:
+                records = all_rollouts(txn, self.dbs, tx)
+            elif request.rollout_id_in:
+                found = (tx.find_rollout(i) for i in dict.fromkeys(request.rollout_id_in) if i)
                 records = sorted((rec for rec in found if rec is not None), key=lambda rec: rec.num)
-            elif statuses:
+            elif statuses is not None:
                 nums = heapq.merge(*(status_nums(txn, self.dbs, st) for st in sorted(statuses)))
                 records = (rec for rec in map(tx.rollout_by_num, nums) if rec is not None)
             else:
                 records = all_rollouts(txn, self.dbs, tx)
-            selected = [
-                rec
-                for rec in records
-                if (not statuses or rec.pb.status in statuses)
-                and (not request.mode or rec.pb.mode == request.mode)
-                and (not request.rollout_id_contains or request.rollout_id_contains in rec.pb.rollout_id)
-            ]
+            selected = [rec for rec in records if matches(rec)]
             if sort_by == "start_time":
                 selected.sort(key=lambda rec: rec.num, reverse=desc)
             elif sort_by == "end_time":

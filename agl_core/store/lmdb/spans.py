@@ -3,14 +3,14 @@
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import AsyncIterator, Callable, Sequence
 from typing import Any
 
 from agl_core.errors import InvalidArgumentError, NotFoundError
 from agl_core.proto import store_pb2 as s
 from agl_core.proto import trace_pb2
 from agl_core.proto import types_pb2 as t
-from agl_core.store import validation
+from agl_core.store import filters, validation
 from agl_core.store.lmdb.core import LmdbCore
 from agl_core.store.lmdb.records import RolloutRecord, Tx
 from agl_core.store.lmdb.schema import (
@@ -118,31 +118,120 @@ class SpansMixin(LmdbCore):
         return accepted, duplicates, rejected
 
     async def query_spans(self, request: s.QuerySpansRequest) -> AsyncIterator[s.QuerySpansResponse]:
-        """Stream the spans of a rollout in chunks; each chunk is read in its own short transaction."""
-        async for chunk in self.query_span_bytes(request):
+        """Stream the spans of a rollout in chunks; each chunk is read in its own short transaction.
+
+        With ``include_total`` the last response carries the number of matching spans (it may
+        hold no spans)."""
+        total: list[int] = []
+        async for chunk in self._span_chunks(request, total):
             response = s.QuerySpansResponse()
             response.spans.extend(trace_pb2.Span.FromString(raw) for raw in chunk)
             yield response
+        if request.include_total:
+            yield s.QuerySpansResponse(total=total[0] if total else 0)
 
     async def query_span_bytes(self, request: s.QuerySpansRequest) -> AsyncIterator[list[bytes]]:
-        """Like :meth:`query_spans`, but yields the stored bytes of each span, unparsed."""
+        """Like :meth:`query_spans`, but yields the stored bytes of each span, unparsed (and no total)."""
+        async for chunk in self._span_chunks(request, []):
+            yield chunk
+
+    async def _span_chunks(self, request: s.QuerySpansRequest, total: list[int]) -> AsyncIterator[list[bytes]]:
+        """The matching spans in chunks; appends their number to ``total`` when it is known."""
         rollout_id = validation.require_id(request.rollout_id, "rollout_id")
-        if request.limit < 0 or request.after_sequence_id < 0:
-            raise InvalidArgumentError("limit and after_sequence_id must not be negative")
+        if request.limit < 0 or request.after_sequence_id < 0 or request.offset < 0:
+            raise InvalidArgumentError("limit, offset and after_sequence_id must not be negative")
+        sort_by = validation.sort_field(request.sort_by, ("sequence_id", "start_time", "end_time", "name"))
+        desc = validation.descending(request.order)
+        matches = _span_filter(request)
         with self._begin() as txn:
             tx = Tx(txn, self.dbs)
             record = tx.rollout(rollout_id)
+            prefix = U64.pack(record.num)
             if request.attempt_id:
-                prefix = U64.pack(record.num) + tx.find_attempt(record, request.attempt_id).sequence_id.to_bytes(
-                    4, "big"
-                )
-            else:
-                prefix = U64.pack(record.num)
+                try:
+                    attempt = tx.find_attempt(record, request.attempt_id)
+                except NotFoundError:
+                    # No such attempt of this rollout (or none yet for "latest"): it has no spans.
+                    total.append(0)
+                    return
+                prefix += attempt.sequence_id.to_bytes(4, "big")
         after = request.after_sequence_id
+        if sort_by != "sequence_id" or desc:
+            async for chunk in self._sorted_spans(prefix, after, matches, sort_by, desc, request, total):
+                yield chunk
+            return
         remaining = request.limit or None
+        skip = request.offset
+        counted = 0
+        chunk: list[bytes] = []
+        size = 0
+        async for batch in self._scan(prefix, after):
+            for raw in batch:
+                if matches is not None and not matches(trace_pb2.Span.FromString(raw)):
+                    continue
+                counted += 1
+                if skip:
+                    skip -= 1
+                    continue
+                if remaining is not None and remaining <= 0:
+                    continue  # only counting now
+                chunk.append(raw)
+                size += len(raw)
+                if remaining is not None:
+                    remaining -= 1
+                if len(chunk) >= SPANS_PER_CHUNK or size >= SPAN_BYTES_PER_CHUNK:
+                    yield chunk
+                    chunk, size = [], 0
+            if remaining is not None and remaining <= 0 and not request.include_total:
+                break
+        if chunk:
+            yield chunk
+        total.append(counted)
+
+    async def _sorted_spans(
+        self,
+        prefix: bytes,
+        after: int,
+        matches: Callable[[trace_pb2.Span], bool] | None,
+        sort_by: str,
+        desc: bool,
+        request: s.QuerySpansRequest,
+        total: list[int],
+    ) -> AsyncIterator[list[bytes]]:
+        """Spans in another order than the stored one: every match is read (keys and sort keys
+        kept), sorted, and the page streamed."""
+        keyed: list[tuple[Any, int, bytes]] = []
+        position = 0
+        async for batch in self._scan(prefix, after):
+            for raw in batch:
+                position += 1
+                if sort_by == "sequence_id" and matches is None:
+                    keyed.append((position, position, raw))
+                    continue
+                span = trace_pb2.Span.FromString(raw)
+                if matches is not None and not matches(span):
+                    continue
+                key: Any = position
+                if sort_by == "start_time":
+                    key = span.start_time_unix_nano
+                elif sort_by == "end_time":
+                    key = span.end_time_unix_nano
+                elif sort_by == "name":
+                    key = span.name
+                keyed.append((key, position, raw))
+        keyed.sort(key=lambda item: (item[0], item[1]), reverse=desc)
+        total.append(len(keyed))
+        end = request.offset + request.limit if request.limit else None
+        page = [raw for _, _, raw in keyed[request.offset : end]]
+        for i in range(0, len(page), SPANS_PER_CHUNK):
+            yield page[i : i + SPANS_PER_CHUNK]
+
+    async def _scan(self, prefix: bytes, after: int) -> AsyncIterator[list[bytes]]:
+        """The stored spans under ``prefix`` with a sequence id above ``after``, in key order, in
+        batches each read in its own short transaction (other calls run in between)."""
         position = prefix
-        while remaining is None or remaining > 0:
-            chunk: list[bytes] = []
+        while True:
+            batch: list[bytes] = []
             size = 0
             with self._begin() as txn:
                 cursor = txn.cursor(db=self.dbs.spans)
@@ -157,22 +246,16 @@ class SpansMixin(LmdbCore):
                         found = cursor.next()
                         continue
                     value = cursor.value()
-                    chunk.append(value)
+                    batch.append(value)
                     size += len(value)
-                    if (
-                        len(chunk) >= SPANS_PER_CHUNK
-                        or size >= SPAN_BYTES_PER_CHUNK
-                        or (remaining is not None and len(chunk) >= remaining)
-                    ):
+                    if len(batch) >= SPANS_PER_CHUNK or size >= SPAN_BYTES_PER_CHUNK:
                         break
                     found = cursor.next()
-            if chunk:
-                if remaining is not None:
-                    remaining -= len(chunk)
-                yield chunk
+            if batch:
+                yield batch
             if not found:
                 return
-            await asyncio.sleep(0)  # let other calls run between chunks of a long query
+            await asyncio.sleep(0)  # let other calls run between batches of a long query
 
     async def next_sequence_ids(self, request: s.NextSequenceIdsRequest) -> s.NextSequenceIdsResponse:
         rollout_id = validation.require_id(request.rollout_id, "rollout_id")
@@ -186,3 +269,16 @@ class SpansMixin(LmdbCore):
             return s.NextSequenceIdsResponse(first=first, count=count)
 
         return await self._write(op)
+
+
+def _span_filter(request: s.QuerySpansRequest) -> Callable[[trace_pb2.Span], bool] | None:
+    """The predicate of the span filters the request sets, or None when it sets none."""
+    predicates: list[Callable[[trace_pb2.Span], bool]] = []
+    for field in ("trace_id", "span_id", "parent_span_id", "name"):
+        wanted = getattr(request, field)
+        if wanted:
+            predicates.append(lambda span, field=field, wanted=wanted: getattr(span, field) == wanted)
+    if request.name_contains:
+        predicates.append(lambda span: request.name_contains in span.name)
+    filters.is_or(request.filter_logic)  # rejects an unknown value even without filters
+    return filters.combine(predicates, request.filter_logic) if predicates else None
