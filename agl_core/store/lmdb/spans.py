@@ -6,7 +6,9 @@ import asyncio
 from collections.abc import AsyncIterator, Callable, Sequence
 from typing import Any
 
-from agl_core.errors import InvalidArgumentError, NotFoundError
+import grpc
+
+from agl_core.errors import FailedPreconditionError, InvalidArgumentError, NotFoundError
 from agl_core.proto import store_pb2 as s
 from agl_core.proto import trace_pb2
 from agl_core.proto import types_pb2 as t
@@ -22,6 +24,9 @@ from agl_core.store.lmdb.schema import (
 from agl_core.store.wire import SpanHeader, with_sequence_id
 
 SPANS_PER_CHUNK = 256
+# Sequence ids are int64 on the wire: the next one after this would wrap to -2^63.
+MAX_SEQUENCE_ID = (1 << 63) - 1
+FAILED_PRECONDITION = grpc.StatusCode.FAILED_PRECONDITION.value[0]
 SPAN_BYTES_PER_CHUNK = 1 << 20
 
 
@@ -92,12 +97,16 @@ class SpansMixin(LmdbCore):
             record, attempt = target
             num, seq = record.num, attempt.sequence_id
             span_id = header.span_id
-            if not self._span_ids.add_if_new(txn, dbs.span_id_log, num, seq, span_id):
-                duplicates.append(i)
-                continue
             last = counters.get(num)
             if last is None:
                 last = read_counter(txn, dbs.span_seqs, U64.pack(num))
+            if header.sequence_id == 0 and last >= MAX_SEQUENCE_ID:
+                # Checked before the span id is recorded, so the span can be sent again with an id.
+                rejected.append((i, FAILED_PRECONDITION, f"spans[{i}]: {_exhausted(header.rollout_id, last)}"))
+                continue
+            if not self._span_ids.add_if_new(txn, dbs.span_id_log, num, seq, span_id):
+                duplicates.append(i)
+                continue
             sequence_id = header.sequence_id
             if sequence_id == 0:
                 last += 1
@@ -265,10 +274,22 @@ class SpansMixin(LmdbCore):
 
         def op(tx: Tx) -> s.NextSequenceIdsResponse:
             record = tx.rollout(rollout_id)
+            last = read_counter(tx.txn, self.dbs.span_seqs, U64.pack(record.num))
+            if last + count > MAX_SEQUENCE_ID:
+                raise FailedPreconditionError(
+                    f"{_exhausted(rollout_id, last)}; {max(0, MAX_SEQUENCE_ID - last)} are left, {count} were asked for"
+                )
             first = next_counter(tx.txn, self.dbs.span_seqs, U64.pack(record.num), count)
             return s.NextSequenceIdsResponse(first=first, count=count)
 
         return await self._write(op)
+
+
+def _exhausted(rollout_id: str, last: int) -> str:
+    return (
+        f"rollout {rollout_id!r} has used sequence ids up to {last}, and they end at {MAX_SEQUENCE_ID} (2^63-1, "
+        "the largest int64); send spans with sequence ids you choose below that, or start a new rollout"
+    )
 
 
 def _span_filter(request: s.QuerySpansRequest) -> Callable[[trace_pb2.Span], bool] | None:
