@@ -22,7 +22,10 @@ from agl_core.errors import AglError, InvalidArgumentError
 from agl_core.proto import store_pb2 as s
 from agl_core.proto import trace_pb2
 from agl_core.store.backend import StoreBackend
+from agl_core.store.request_checks import check_request
 from agl_core.store.wire import IngestSpansRequestView, repeated_message_field
+from agl_server.batches import enqueue_items_alone
+from agl_server.span_checks import ingest_checked
 
 logger = logging.getLogger("agl_server")
 
@@ -128,6 +131,7 @@ class StoreServicer:
             if isinstance(request, MalformedRequest):
                 await context.abort(grpc.StatusCode.INVALID_ARGUMENT, request.describe())
             try:
+                check_request(request)
                 return await method(request)
             except Exception as exc:
                 await _abort(context, exc, name)
@@ -164,8 +168,15 @@ class StoreServicer:
             await task
         return False, None
 
+    async def EnqueueRollouts(self, request: s.EnqueueRolloutsRequest, context: grpc.aio.ServicerContext) -> Any:
+        try:
+            return await enqueue_items_alone(self.backend, request)
+        except Exception as exc:
+            await _abort(context, exc, "EnqueueRollouts")
+
     async def DequeueRollout(self, request: s.DequeueRolloutRequest, context: grpc.aio.ServicerContext) -> Any:
         try:
+            check_request(request)
             wait = request.wait.ToNanoseconds() / 1e9 if request.HasField("wait") else 0.0
             capped = self._cap(context, wait)
             if capped is not None and capped < wait:
@@ -183,6 +194,7 @@ class StoreServicer:
 
     async def WaitForRollouts(self, request: s.WaitForRolloutsRequest, context: grpc.aio.ServicerContext) -> Any:
         try:
+            check_request(request)
             timeout = request.timeout.ToNanoseconds() / 1e9 if request.HasField("timeout") else None
             capped = self._cap(context, timeout)
             if capped is not None:
@@ -204,11 +216,14 @@ class StoreServicer:
 
         raw_ingest = getattr(self.backend, "ingest_span_bytes", None)
 
-        async def ingest(request: Any) -> s.IngestSpansResponse:
+        async def store(raws: list[bytes]) -> s.IngestSpansResponse:
             if raw_ingest is not None:
-                response = await raw_ingest(request.spans)
-            else:  # a backend without the byte path gets parsed spans
-                response = await self.backend.ingest_spans(_parse_spans(request.spans))
+                return await raw_ingest(raws)
+            return await self.backend.ingest_spans(_parse_spans(raws))  # a backend without the byte path
+
+        async def ingest(request: Any) -> s.IngestSpansResponse:
+            # Only spans every client can read back reach the store (see span_checks).
+            response = await ingest_checked(list(request.spans), store)
             response.batch_id = request.batch_id
             return response
 
@@ -252,6 +267,7 @@ class StoreServicer:
 
     async def QuerySpans(self, request: s.QuerySpansRequest, context: grpc.aio.ServicerContext) -> AsyncIterator[Any]:
         try:
+            check_request(request)
             # The raw path streams stored bytes as they are; a total needs the parsed responses.
             raw = None if request.include_total else getattr(self.backend, "query_span_bytes", None)
             if raw is not None:
@@ -268,6 +284,7 @@ class StoreServicer:
     ) -> AsyncIterator[s.WatchRolloutsResponse]:
         last = None
         try:
+            check_request(request)
             stream = self.backend.watch_rollouts(request).__aiter__()
             while True:
                 finished, response = await self._until_shutdown(_next(stream))
