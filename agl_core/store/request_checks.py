@@ -121,9 +121,8 @@ def check_request(message: Any, where: str = "", *, skip: frozenset[str] = froze
         elif field.type == _STRING:
             if field.is_repeated:
                 if _is_id_list(name):
+                    # An empty id in a filter list matches nothing (no record has one), as in the embedded store.
                     for i, item in enumerate(value):
-                        if not item:
-                            raise InvalidArgumentError(f"{path}[{i}] is empty; list only non-empty ids")
                         validation.check_id_length(item, f"{path}[{i}]")
             elif name.endswith("_id"):
                 validation.check_id_length(value, path)
