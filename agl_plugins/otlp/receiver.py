@@ -8,7 +8,11 @@ per rollout sets them once on its resource). The pair moves together: a level th
 id takes the attempt id of that level (or of a more specific one), never one from a level above,
 which belonged to another rollout. Without an attempt id the span goes to the rollout's latest
 attempt at the time of the export. Spans are written through the store
-backend's ``ingest_spans``, so the Export answers only once they are durable.
+backend's ``ingest_spans``, so the Export answers only once they are durable: each span with its
+resource and scope copied in, a chunk of about ``CHUNK_BYTES`` at a time, so memory per request
+stays bounded however many spans share a large resource. A request that would amount to more
+than ``MAX_EXPANDED_BYTES`` that way is refused whole with RESOURCE_EXHAUSTED (not retried by
+exporters) before anything is stored.
 
 Spans that cannot be placed (no rollout id, an unknown rollout or attempt, malformed ids) are
 reported as OTLP partial success: ``partial_success.rejected_spans`` counts them and

@@ -131,6 +131,8 @@ class RequestGuard(grpc.aio.ServerInterceptor):
 
     def __init__(self, token: str | None = None) -> None:
         self._token = TokenCheck(token) if token else None
+        # Method -> (the handler grpc resolved, its guarded form): built once per method, not per call.
+        self._guarded: dict[str, tuple[grpc.RpcMethodHandler, grpc.RpcMethodHandler]] = {}
 
     async def intercept_service(
         self,
@@ -145,4 +147,8 @@ class RequestGuard(grpc.aio.ServerInterceptor):
         handler = await continuation(handler_call_details)
         if handler is None:
             return None  # type: ignore[return-value]  # grpc answers UNIMPLEMENTED
-        return guarded(handler, method)
+        cached = self._guarded.get(method)
+        if cached is None or cached[0] is not handler:
+            cached = (handler, guarded(handler, method))
+            self._guarded[method] = cached
+        return cached[1]
