@@ -4,15 +4,23 @@ Everything else in the config is verl's own (``data``, ``actor_rollout_ref``, ``
 ``trainer``, ...), read by verl under its own keys. The section (defaults shown)::
 
     agl:
-      store: null                 # agl-server host:port (null: $AGL_SERVER_ADDRESS or 127.0.0.1:4747)
+      store: null                 # agl-server host:port (null: $AGL_SERVER_ADDRESS or 127.0.0.1:4747);
+                                  # under agl's Trainer the Trainer's store is used and this must stay null
+      workers: ray                # ray: verl's Ray worker groups (FSDP/Megatron actor, vLLM replicas);
+                                  # local: one in-process actor on this machine (CPU), no Ray (tests, debugging)
+      backends: []                # OpenAI-compatible servers (base URLs) that answer the rollouts' LLM calls
+                                  # instead of verl's replicas (their weights are not updated): debugging only
       llm_proxy: {host: 127.0.0.1, port: 0, request_token_ids: true, retry_after: 10.0, read_timeout: 600.0}
                                   # host 0.0.0.0 for runners on other machines (advertised as the node IP)
       rollout:
         resource_name: main_llm   # name of the ProxyLLM resource runners read
+        # The store's RolloutConfig; null keys inherit: under agl's Trainer from its rollout_config,
+        # standalone from {timeout_seconds: null, unresponsive_seconds: null, max_attempts: 1,
+        # retry_condition: [timeout, unresponsive]}.
         timeout_seconds: null     # per attempt; the store's watchdog marks it timeout
         unresponsive_seconds: null  # without a span or heartbeat; marked unresponsive
-        max_attempts: 1           # attempts per rollout, the first included
-        retry_condition: [timeout, unresponsive]  # attempt statuses that retry while attempts remain
+        max_attempts: null        # attempts per rollout, the first included
+        retry_condition: null     # attempt statuses that retry while attempts remain
         step_timeout: 3600.0      # deadline of one gen phase: rollouts not finished by then are cancelled
         reward_fill_value: 0.0    # final reward of a succeeded rollout that emitted none (null: drop it)
         min_success_fraction: 0.0 # fewer finished rollouts than this fraction: the step is skipped
@@ -57,14 +65,14 @@ class RolloutSettings:
     resource_name: str = "main_llm"
     timeout_seconds: float | None = None
     unresponsive_seconds: float | None = None
-    max_attempts: int = 1
-    retry_condition: list[str] = field(default_factory=lambda: ["timeout", "unresponsive"])
+    max_attempts: int | None = None
+    retry_condition: list[str] | None = None
     step_timeout: float = 3600.0
     reward_fill_value: float | None = 0.0
     min_success_fraction: float = 0.0
 
     def __post_init__(self) -> None:
-        if self.max_attempts < 1:
+        if self.max_attempts is not None and self.max_attempts < 1:
             raise ConfigError(f"agl.rollout.max_attempts must be at least 1, not {self.max_attempts}")
         if self.step_timeout <= 0:
             raise ConfigError(f"agl.rollout.step_timeout must be positive, not {self.step_timeout}")
@@ -73,18 +81,31 @@ class RolloutSettings:
                 f"agl.rollout.min_success_fraction must be within [0, 1], not {self.min_success_fraction}"
             )
         known = {s.value for s in AttemptStatus}
-        bad = [s for s in self.retry_condition if s not in known]
+        bad = [s for s in self.retry_condition or () if s not in known]
         if bad:
             raise ConfigError(f"agl.rollout.retry_condition has {bad}; use attempt statuses: {sorted(known)}")
 
-    def rollout_config(self) -> RolloutConfig:
-        """The store's per-rollout policy (timeouts and retries applied by agl-server's watchdog)."""
+    def rollout_config(self, base: RolloutConfig | None = None) -> RolloutConfig:
+        """The store's per-rollout policy (timeouts and retries applied by agl-server's watchdog):
+        the keys set here over ``base`` (the Trainer's ``rollout_config``; None: the standalone
+        default, one attempt)."""
+        base = base if base is not None else STANDALONE_ROLLOUT_CONFIG
         return RolloutConfig(
-            timeout_seconds=self.timeout_seconds,
-            unresponsive_seconds=self.unresponsive_seconds,
-            max_attempts=self.max_attempts,
-            retry_condition=[AttemptStatus(s) for s in self.retry_condition],
+            timeout_seconds=self.timeout_seconds if self.timeout_seconds is not None else base.timeout_seconds,
+            unresponsive_seconds=(
+                self.unresponsive_seconds if self.unresponsive_seconds is not None else base.unresponsive_seconds
+            ),
+            max_attempts=self.max_attempts if self.max_attempts is not None else base.max_attempts,
+            retry_condition=[
+                AttemptStatus(s)
+                for s in (self.retry_condition if self.retry_condition is not None else base.retry_condition)
+            ],
         )
+
+
+STANDALONE_ROLLOUT_CONFIG = RolloutConfig(
+    max_attempts=1, retry_condition=[AttemptStatus.TIMEOUT, AttemptStatus.UNRESPONSIVE]
+)
 
 
 @dataclass(kw_only=True)
@@ -124,6 +145,8 @@ class AglSettings:
     """The whole ``agl`` section."""
 
     store: str | None = None
+    workers: str = "ray"
+    backends: list[str] = field(default_factory=list)
     llm_proxy: ProxySettings = field(default_factory=ProxySettings)
     rollout: RolloutSettings = field(default_factory=RolloutSettings)
     trace_aggregator: AggregatorSettings = field(default_factory=AggregatorSettings)
@@ -134,6 +157,15 @@ class AglSettings:
     def from_mapping(cls, section: Mapping[str, Any] | None) -> AglSettings:
         """Read the section (a dict or an OmegaConf node); unknown keys are errors, not ignored."""
         return _build(cls, _plain(section or {}), "agl")
+
+    def __post_init__(self) -> None:
+        if self.workers not in WORKER_MODES:
+            raise ConfigError(f"agl.workers is {self.workers!r}; use one of {list(WORKER_MODES)}")
+        if isinstance(self.backends, str):
+            self.backends = [self.backends]
+
+
+WORKER_MODES = ("ray", "local")
 
 
 T = TypeVar("T")
