@@ -122,3 +122,57 @@ def test_rollout_settings_inherit_the_trainers_rollout_config() -> None:
     assert RolloutSettings().rollout_config() == RolloutConfig(
         max_attempts=1, retry_condition=["timeout", "unresponsive"]
     )
+
+
+async def stored_resources(data_dir: Path, resources_id: str) -> Any:
+    store = LmdbStore(data_dir)
+    try:
+        return await store.get_resources(resources_id)
+    finally:
+        await store.close()
+
+
+def test_fit_resumes_from_the_checkpoint_and_never_counts_the_interrupted_step(
+    tmp_path: Path, tiny_model: Path
+) -> None:
+    workdir = tmp_path / "resume"
+    spec = {"strategy": "shm", "model": str(tiny_model), "workdir": str(workdir), "steps": 3, "save_freq": 1}
+    # Run A: checkpoints after steps 1 and 2; killed (SIGKILL, by a runner hook in the same process)
+    # when the first rollout of step 3 starts, so step 3's rollouts are left queued and running.
+    train(tmp_path, "run-a", **spec, kill_at_step=3)
+    killed = (workdir / "hooks" / "killed").read_text()
+    assert sorted(p.name for p in (workdir / "checkpoints").glob("global_step_*")) == ["global_step_1", "global_step_2"]
+    run_id = json.loads((workdir / "checkpoints" / "agl_run.json").read_text())["run_id"]
+    before = asyncio.run(stored_rollouts(workdir / "store"))
+    stale = {r for r, (rollout, _) in before.items() if rollout.mode.value == "train" and rollout.metadata["step"] == 3}
+    assert killed in stale and len(stale) == 4
+    assert {before[r][0].status.value for r in stale} <= {"queuing", "preparing", "running"}
+
+    # Run B: the same command resumes from step 2's checkpoint and trains step 3 once.
+    result, output = train(tmp_path, "run-b", **spec)
+    assert "Resuming from" in output and "global_step_2" in output
+    assert result["global_step"] == 3
+    assert result["resumed"]["step"] == 2
+    assert [m.get("training/global_step") for m in result["history"]] == [3]  # no validation rerun, no step twice
+    step = result["history"][0]
+    assert step["agl/rollouts"] == 4 and step["agl/rollouts_used"] == 4
+    assert_finite_update(step)
+    after = asyncio.run(stored_rollouts(workdir / "store"))
+    assert all(r.startswith(f"ro-{run_id}-") for r in after)  # the run id survived the restart
+    step3 = {
+        r: rollout
+        for r, (rollout, _) in after.items()
+        if rollout.mode.value == "train" and rollout.metadata["step"] == 3
+    }
+    fresh = set(step3) - stale
+    assert len(fresh) == 4 and all(step3[r].status.value == "succeeded" for r in fresh)
+    # The interrupted step's rollouts: cancelled before the resumed step (or failed, if a runner took
+    # one first: its LLM endpoint died with run A); none succeeded, none was trained on.
+    assert set(result["resumed"]["cancelled_rollouts"]) <= stale
+    assert all(step3[r].status.value == "cancelled" for r in result["resumed"]["cancelled_rollouts"])
+    assert {step3[r].status.value for r in stale} <= {"cancelled", "failed"}
+    # Step 3 ran with the policy after two updates, published again under the same id.
+    assert {step3[r].resources_id for r in step3} == {f"verl-{run_id}-p2"}
+    resources = asyncio.run(stored_resources(workdir / "store", f"verl-{run_id}-p2"))
+    assert resources.version == 2
+    assert sorted(p.name for p in (workdir / "checkpoints").glob("global_step_*"))[-1] == "global_step_3"
