@@ -29,6 +29,10 @@ Everything else in the config is verl's own (``data``, ``actor_rollout_ref``, ``
         reward_placement: final   # or per_call
         trajectory_max_prompt_length: null   # trajectory level (null: data.max_prompt_length)
         trajectory_max_response_length: null # trajectory level (null: data.max_response_length)
+      credit:
+        level: sample             # GRPO groups samples (verl's); rollout: groups the n rollouts of a task
+        rollout_mean_loss: false  # true: a rollout's k samples each weigh 1/k in the loss
+                                  # (see agl_plugins/verl/credit.py for the rules and the default)
       adapter: {reward_match: first_after, agent_match: null, llm_call_match: null}
       val_n: 1                    # rollouts per validation sample
 """
@@ -43,6 +47,7 @@ from typing import Any, TypeVar
 from agl_core.adapter import RewardMatchPolicy, TracerTraceToTriplet
 from agl_core.types import AttemptStatus, RolloutConfig
 from agl_plugins.verl.batch import AggregationLevel, RewardPlacement
+from agl_plugins.verl.credit import CreditLevel
 
 
 class ConfigError(ValueError):
@@ -123,6 +128,16 @@ class AggregatorSettings:
 
 
 @dataclass(kw_only=True)
+class CreditSettings:
+    level: str = CreditLevel.SAMPLE.value
+    rollout_mean_loss: bool = False
+
+    def __post_init__(self) -> None:
+        if self.level not in {e.value for e in CreditLevel}:
+            raise ConfigError(f"agl.credit.level is {self.level!r}; use one of {[e.value for e in CreditLevel]}")
+
+
+@dataclass(kw_only=True)
 class AdapterSettings:
     reward_match: str = RewardMatchPolicy.FIRST_AFTER.value
     agent_match: str | None = None
@@ -150,6 +165,7 @@ class AglSettings:
     llm_proxy: ProxySettings = field(default_factory=ProxySettings)
     rollout: RolloutSettings = field(default_factory=RolloutSettings)
     trace_aggregator: AggregatorSettings = field(default_factory=AggregatorSettings)
+    credit: CreditSettings = field(default_factory=CreditSettings)
     adapter: AdapterSettings = field(default_factory=AdapterSettings)
     val_n: int = 1
 
@@ -195,6 +211,7 @@ def _build(kind: type[T], values: Mapping[str, Any], where: str) -> T:
             "llm_proxy": ProxySettings,
             "rollout": RolloutSettings,
             "trace_aggregator": AggregatorSettings,
+            "credit": CreditSettings,
             "adapter": AdapterSettings,
         }.get(name)
         kwargs[name] = _build(nested, value, f"{where}.{name}") if nested and kind is AglSettings else value
@@ -209,6 +226,7 @@ __all__ = [
     "AggregatorSettings",
     "AglSettings",
     "ConfigError",
+    "CreditSettings",
     "ProxySettings",
     "RolloutSettings",
 ]

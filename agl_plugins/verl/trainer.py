@@ -15,7 +15,8 @@ A step, phase by phase (timings under verl's names in ``timing_s/...``):
 - ``reward``: the agents' rewards are the token-level scores (a reward model is not supported:
   agents emit their rewards).
 - ``old_log_prob``, ``ref``, ``values``: verl's workers, on the batch padded to their world size.
-- ``adv``: verl's KL penalty (if configured) and ``compute_advantage``; samples whose prompt was
+- ``adv``: verl's KL penalty (if configured) and ``compute_advantage``, or GRPO over rollouts
+  (``agl.credit``, see :mod:`agl_plugins.verl.credit`); samples whose prompt was
   too long are dropped after it, then the batch is shuffled and cut to a whole number of PPO
   mini-batches (``ppo_mini_batch_size * rollout.n`` rows; the rest is dropped and counted).
 - ``update``: critic and actor updates, checkpoint, weights to the vLLM replicas.
@@ -41,12 +42,14 @@ from verl import DataProto
 from verl.protocol import pad_dataproto_to_divisor, unpad_dataproto
 from verl.trainer.ppo.core_algos import agg_loss
 from verl.trainer.ppo.metric_utils import compute_data_metrics, compute_timing_metrics
-from verl.trainer.ppo.ray_trainer import RayPPOTrainer, apply_kl_penalty, compute_advantage
+from verl.trainer.ppo.ray_trainer import RayPPOTrainer, apply_kl_penalty
 from verl.utils.debug import marked_timer
 from verl.utils.metric import reduce_metrics
 
 from agl_plugins.verl.batch import AggregationLevel, to_data_proto
 from agl_plugins.verl.config import AglSettings, ConfigError
+from agl_plugins.verl.credit import check as check_credit
+from agl_plugins.verl.credit import compute_advantages
 from agl_plugins.verl.daemon import RolloutBatch
 from agl_plugins.verl.resume import RunState, cancel_leftovers
 from agl_plugins.verl.service import RolloutService
@@ -90,6 +93,7 @@ class AglPPOTrainer(RayPPOTrainer):
         self.run_state: RunState | None = None
         if self.use_rm:
             raise ConfigError("reward_model.enable is not supported with agl: agents emit their rewards")
+        check_credit(self.config.algorithm, agl.credit.level)
 
     # --- set-up ------------------------------------------------------------------------------------
 
@@ -210,14 +214,12 @@ class AglPPOTrainer(RayPPOTrainer):
                 metrics.update(kl_metrics)
             else:
                 batch.batch["token_level_rewards"] = batch.batch["token_level_scores"]
-            batch = compute_advantage(
+            batch = compute_advantages(
                 batch,
-                adv_estimator=algorithm.adv_estimator,
-                gamma=algorithm.gamma,
-                lam=algorithm.lam,
-                num_repeat=self.config.actor_rollout_ref.rollout.n,
-                norm_adv_by_std_in_grpo=algorithm.get("norm_adv_by_std_in_grpo", True),
-                config=algorithm,
+                algorithm,
+                level=self.agl.credit.level,
+                rollout_mean_loss=self.agl.credit.rollout_mean_loss,
+                n=self.config.actor_rollout_ref.rollout.n,
             )
         keep = (~batch.batch["is_drop_mask"]).nonzero(as_tuple=True)[0]
         metrics["agl/samples_dropped_prompt_too_long"] = len(batch) - len(keep)

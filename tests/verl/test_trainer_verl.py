@@ -69,7 +69,11 @@ def assert_finite_update(step: dict[str, float]) -> None:
 @pytest.mark.parametrize(("strategy", "steps"), [("shm", 2), ("cs", 1)])
 def test_fit_through_the_trainer(tmp_path: Path, tiny_model: Path, strategy: str, steps: int) -> None:
     workdir = tmp_path / "run"
-    result, output = train(tmp_path, "fit", strategy=strategy, model=str(tiny_model), workdir=str(workdir), steps=steps)
+    # cs also takes rollout-level credit through the trainer (one call per rollout: same advantages).
+    config = {"credit": {"level": "rollout", "rollout_mean_loss": True}} if strategy == "cs" else {}
+    result, output = train(
+        tmp_path, "fit", strategy=strategy, model=str(tiny_model), workdir=str(workdir), steps=steps, config=config
+    )
     assert result["global_step"] == steps
     history = result["history"]
     # val before training (2 tasks x val_n=1), then one entry per step (2 tasks x n=2 each).
