@@ -67,7 +67,10 @@ def main() -> None:
     # The cs strategy starts agl-server (or uses --store) and the runner processes; the verl
     # trainer runs here against the same server. With --runners 0, runners are started elsewhere:
     # `agl runner --server HOST:PORT --agent agent:math_rollout --tracer agent:tracer`.
-    strategy: dict[str, Any] = {"type": "cs", "role": "both" if args.runners else "algorithm", "host": "0.0.0.0"}
+    strategy: dict[str, Any] = {"type": "cs", "role": "both" if args.runners else "algorithm"}
+    if not args.runners:  # remote runners reach agl-server and the LLM proxy from other machines
+        strategy["host"] = "0.0.0.0"
+        config.setdefault("agl", {}).setdefault("llm_proxy", {})["host"] = "0.0.0.0"
     if args.store:
         strategy["server_address"] = args.store
     trainer = Trainer(
