@@ -69,11 +69,19 @@ def assert_finite_update(step: dict[str, float]) -> None:
 
 @pytest.mark.parametrize(("strategy", "steps"), [("shm", 2), ("cs", 1)])
 def test_fit_through_the_trainer(tmp_path: Path, tiny_model: Path, strategy: str, steps: int) -> None:
+    """shm is configured for 3 steps and asked to stop (VERL.stop) after step 2; cs runs 1 step."""
     workdir = tmp_path / "run"
     # cs also takes rollout-level credit through the trainer (one call per rollout: same advantages).
     config = {"credit": {"level": "rollout", "rollout_mean_loss": True}} if strategy == "cs" else {}
     result, output = train(
-        tmp_path, "fit", strategy=strategy, model=str(tiny_model), workdir=str(workdir), steps=steps, config=config
+        tmp_path,
+        "fit",
+        strategy=strategy,
+        model=str(tiny_model),
+        workdir=str(workdir),
+        steps=3 if strategy == "shm" else steps,
+        stop_after=2 if strategy == "shm" else None,
+        config=config,
     )
     assert result["global_step"] == steps
     history = result["history"]
