@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 from agl_core.algorithm import Algorithm, RolloutOutcome, mean_reward, run_rollouts
@@ -27,7 +27,7 @@ class SplitResult:
     succeeded: int
     failed: int
     mean_reward: float | None
-    outcomes: list[RolloutOutcome]
+    outcomes: list[RolloutOutcome] = field(repr=False)  # every rollout with its spans: kilobytes each
 
     @classmethod
     def of(cls, outcomes: list[RolloutOutcome]) -> SplitResult:

@@ -149,7 +149,7 @@ from runtime_agents import parity_agent
 if __name__ == "__main__":
     trainer = Trainer(algorithm={{"type": "sample-algo", "tag": "third-party"}}, strategy="{strategy}",
                       n_runners=2, progress=False)
-    print(json.dumps(trainer.fit(parity_agent, list(range(10)))))
+    print(json.dumps(trainer.fit(parity_agent, list(range(10))).result))
 """
     (tmp_path / "train.py").write_text(script)
     done = subprocess.run(
