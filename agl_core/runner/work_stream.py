@@ -227,8 +227,8 @@ class WorkStreamSource(WorkSource):
                 self._fail(
                     UnavailableError(
                         f"lost the Work stream to agl-server at {self.config.address} for more than "
-                        f"{self.config.retry_deadline:g}s ({_describe(error)}); the attempts this worker held are retried "
-                        "elsewhere"
+                        f"{self.config.retry_deadline:g}s ({_describe(error)}); the attempts this worker held "
+                        "are retried elsewhere"
                     )
                 )
                 return

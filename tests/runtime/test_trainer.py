@@ -136,7 +136,7 @@ def test_cs_runner_killed_midrun_loses_nothing_and_counts_nothing_twice(tmp_path
         runner_capacity=2,
         progress=False,
     )
-    outcome = trainer.fit(hang_first_attempt, tasks)
+    outcome = trainer.fit(hang_first_attempt, tasks).result
     assert outcome["done"] == 200
     ledger = asyncio.run(read_ledger(data_dir))
     assert_each_exactly_once(ledger, 200)
