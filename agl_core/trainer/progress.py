@@ -15,6 +15,7 @@ from dataclasses import dataclass, field
 from typing import Any, TextIO
 
 from agl_core.algorithm.rollouts import read_reward
+from agl_core.trainer.result import SplitSummary
 from agl_core.types.core import RolloutEvent, RolloutStatus
 
 _QUEUED = {RolloutStatus.QUEUING, RolloutStatus.REQUEUING}
@@ -158,6 +159,20 @@ class Progress:
         else:
             self.stream.write(text + "\n")
         self.stream.flush()
+
+    def summary(self) -> dict[str, SplitSummary]:
+        """The counts so far, per mode."""
+        return {
+            mode: SplitSummary(
+                rollouts=c.total,
+                succeeded=c.succeeded,
+                failed=c.failed,
+                cancelled=c.cancelled,
+                unfinished=c.queued + c.running,
+                mean_reward=c.mean_reward,
+            )
+            for mode, c in self.modes.items()
+        }
 
     # --- printing ----------------------------------------------------------------------------------
 

@@ -106,7 +106,9 @@ async def test_tls(tmp_path: Path) -> None:
 
 
 async def test_sigterm_ends_long_polls_promptly_and_exits_cleanly(server: ServerProcess) -> None:
-    async with GrpcStore(server.address) as store:
+    # retry_deadline=0: the client reports the UNAVAILABLE the stopping server answers with, instead
+    # of retrying it through the outage (docs/retry.md), which is what this test looks at.
+    async with GrpcStore(server.address, retry_deadline=0) as store:
         poll = asyncio.create_task(store.dequeue_rollout(worker_id="w", wait=60))
         waiter = asyncio.create_task(store.wait_for_rollouts([(await store.start_rollout("x")).rollout_id], timeout=60))
         await asyncio.sleep(0.3)  # let both calls reach the server; correctness does not hinge on it
