@@ -23,6 +23,5 @@ from agl_core.plugins import hookimpl
 
 @hookimpl
 def agl_algorithms() -> dict[str, Any]:
-    from agl_plugins.verl.algorithm import VERL  # agl_core only: verl loads when VERL is built
-
-    return {"verl": VERL}
+    # A path, imported at lookup only (see agl_core.plugins): verl itself loads when VERL is built.
+    return {"verl": "agl_plugins.verl.algorithm:VERL"}
