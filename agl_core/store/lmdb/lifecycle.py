@@ -6,10 +6,13 @@ from __future__ import annotations
 import heapq
 from collections.abc import Iterable
 
+import lmdb
+
 from agl_core.errors import InvalidArgumentError
 from agl_core.proto import store_pb2 as s
 from agl_core.proto import types_pb2 as t
 from agl_core.store import rules, validation
+from agl_core.store.lmdb import rollout_index
 from agl_core.store.lmdb.core import LmdbCore
 from agl_core.store.lmdb.records import RolloutRecord, Tx
 from agl_core.store.lmdb.scans import all_rollouts, status_nums
@@ -45,38 +48,60 @@ class LifecycleMixin(LmdbCore):
         for status in statuses:
             if status not in rules.ROLLOUT_STATUSES:
                 raise InvalidArgumentError(f"status_in contains {status}, which is not a rollout status")
-        with self._begin() as txn:
-            tx = Tx(txn, self.dbs)
-            records: Iterable[RolloutRecord]
-            if request.rollout_id_in:
-                found = (tx.find_rollout(i) for i in dict.fromkeys(request.rollout_id_in))
-                records = sorted((rec for rec in found if rec is not None), key=lambda rec: rec.num)
-            elif statuses:
-                nums = heapq.merge(*(status_nums(txn, self.dbs, st) for st in sorted(statuses)))
-                records = (rec for rec in map(tx.rollout_by_num, nums) if rec is not None)
-            else:
-                records = all_rollouts(txn, self.dbs, tx)
-            selected = [
-                rec
-                for rec in records
-                if (not statuses or rec.pb.status in statuses)
-                and (not request.mode or rec.pb.mode == request.mode)
-                and (not request.rollout_id_contains or request.rollout_id_contains in rec.pb.rollout_id)
-            ]
-            if sort_by == "start_time":
-                selected.sort(key=lambda rec: rec.num, reverse=desc)
-            elif sort_by == "end_time":
-                missing = float("inf") if not desc else float("-inf")
-                selected.sort(
-                    key=lambda rec: rec.pb.end_time.ToNanoseconds() if rec.pb.HasField("end_time") else missing,
-                    reverse=desc,
-                )
-            elif sort_by == "rollout_id":
-                selected.sort(key=lambda rec: rec.pb.rollout_id, reverse=desc)
-            else:
-                selected.sort(key=lambda rec: (rec.pb.status, rec.num), reverse=desc)
-            page = selected[offset : offset + limit]
-            return s.QueryRolloutsResponse(rollouts=[tx.full_rollout(rec) for rec in page], total=len(selected))
+        # Off the event loop: a query that cannot use the rollout index reads every rollout.
+        return await self._read(lambda txn: self._query_rollouts(txn, request, statuses, sort_by, desc, limit, offset))
+
+    def _query_rollouts(
+        self,
+        txn: lmdb.Transaction,
+        request: s.QueryRolloutsRequest,
+        statuses: set[int],
+        sort_by: str,
+        desc: bool,
+        limit: int,
+        offset: int,
+    ) -> s.QueryRolloutsResponse:
+        tx = Tx(txn, self.dbs)
+        if not request.rollout_id_in and not request.rollout_id_contains and sort_by in ("start_time", "status"):
+            # Status and mode filters, sorted by creation or status: the rollout index answers the page
+            # and its counts the total, however many rollouts are stored.
+            prefixes = rollout_index.groups(txn, self.dbs, statuses or None, request.mode or None)
+            nums = rollout_index.page_nums(
+                txn, self.dbs, prefixes, by_status=sort_by == "status", desc=desc, offset=offset, limit=limit
+            )
+            page = [rec for rec in map(tx.rollout_by_num, nums) if rec is not None]
+            total = rollout_index.total(txn, self.dbs, prefixes)
+            return s.QueryRolloutsResponse(rollouts=[tx.full_rollout(rec) for rec in page], total=total)
+        records: Iterable[RolloutRecord]
+        if request.rollout_id_in:
+            found = (tx.find_rollout(i) for i in dict.fromkeys(request.rollout_id_in))
+            records = sorted((rec for rec in found if rec is not None), key=lambda rec: rec.num)
+        elif statuses:
+            nums = heapq.merge(*(status_nums(txn, self.dbs, st) for st in sorted(statuses)))
+            records = (rec for rec in map(tx.rollout_by_num, nums) if rec is not None)
+        else:
+            records = all_rollouts(txn, self.dbs, tx)
+        selected = [
+            rec
+            for rec in records
+            if (not statuses or rec.pb.status in statuses)
+            and (not request.mode or rec.pb.mode == request.mode)
+            and (not request.rollout_id_contains or request.rollout_id_contains in rec.pb.rollout_id)
+        ]
+        if sort_by == "start_time":
+            selected.sort(key=lambda rec: rec.num, reverse=desc)
+        elif sort_by == "end_time":
+            missing = float("inf") if not desc else float("-inf")
+            selected.sort(
+                key=lambda rec: rec.pb.end_time.ToNanoseconds() if rec.pb.HasField("end_time") else missing,
+                reverse=desc,
+            )
+        elif sort_by == "rollout_id":
+            selected.sort(key=lambda rec: rec.pb.rollout_id, reverse=desc)
+        else:
+            selected.sort(key=lambda rec: (rec.pb.status, rec.num), reverse=desc)
+        page = selected[offset : offset + limit]
+        return s.QueryRolloutsResponse(rollouts=[tx.full_rollout(rec) for rec in page], total=len(selected))
 
     async def query_attempts(self, request: s.QueryAttemptsRequest) -> s.QueryAttemptsResponse:
         rollout_id = validation.require_id(request.rollout_id, "rollout_id")
@@ -111,7 +136,7 @@ class LifecycleMixin(LmdbCore):
                     rollout_id.encode(), request.input.SerializeToString(deterministic=True), db=self.dbs.rollout_inputs
                 )
             if request.HasField("mode"):
-                record.pb.mode = request.mode
+                tx.set_rollout_mode(record, request.mode)
             if request.HasField("resources_id"):
                 record.pb.resources_id = request.resources_id
             if request.HasField("config"):

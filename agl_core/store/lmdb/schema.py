@@ -12,6 +12,8 @@ rollouts            rollout_id                            ROLLOUT_HEADER + Rollo
 rollout_inputs      rollout_id                            google.protobuf.Value of the input
 rollout_nums        num                                   rollout_id
 status_index        status (1 byte) + num                 b""
+rollout_index       status (1 byte) + mode (1 byte) + num b"" (answers QueryRollouts; rollout_index.py)
+rollout_counts      status (1 byte) + mode (1 byte)       number of rollouts with that status and mode
 queue               queue sequence                        rollout_id
 attempts            num + attempt sequence (4 bytes)      Attempt
 attempt_ids         attempt_id                            num + attempt sequence
@@ -41,6 +43,8 @@ DATABASES = (
     "rollout_inputs",
     "rollout_nums",
     "status_index",
+    "rollout_index",
+    "rollout_counts",
     "queue",
     "attempts",
     "attempt_ids",
@@ -57,6 +61,7 @@ U64 = struct.Struct(">Q")
 U32 = struct.Struct(">I")
 ATTEMPT_KEY = struct.Struct(">QI")
 STATUS_KEY = struct.Struct(">BQ")
+INDEX_KEY = struct.Struct(">BBQ")
 SPAN_PREFIX = struct.Struct(">QIQ")
 # num, queue sequence (0: not in the queue), number of attempts.
 ROLLOUT_HEADER = struct.Struct(">QQI")
@@ -69,6 +74,8 @@ class MetaKey:
     LAST_EVENT_ID = b"last_event_id"
     NEXT_RESOURCES_NUM = b"next_resources_num"
     LATEST_RESOURCES = b"latest_resources_id"
+    # The LAST_EVENT_ID the rollout index was last kept in step with (see rollout_index.py).
+    ROLLOUT_INDEX_EVENT = b"rollout_index_event_id"
 
 
 @dataclass
@@ -80,6 +87,8 @@ class Databases:
     rollout_inputs: lmdb._Database
     rollout_nums: lmdb._Database
     status_index: lmdb._Database
+    rollout_index: lmdb._Database
+    rollout_counts: lmdb._Database
     queue: lmdb._Database
     attempts: lmdb._Database
     attempt_ids: lmdb._Database

@@ -82,6 +82,9 @@ class SpanIdIndex:
         """:param budget_bits: filter bits kept in memory across attempts (default 32 MiB)."""
         self._budget = budget_bits
         self._filters: OrderedDict[tuple[int, int], _Filter] = OrderedDict()
+        # Filters with pending entries: flush and discard_pending visit only these, so the cost of a
+        # write does not grow with the number of attempts whose filters are cached.
+        self._dirty: dict[tuple[int, int], _Filter] = {}
         self._bits = 0
         self.rebuilds = 0
         self.exact_checks = 0
@@ -100,11 +103,13 @@ class SpanIdIndex:
                 return False
         flt.count += 1
         flt.pending.add(entry)
+        self._dirty[(num, seq)] = flt
         return True
 
     def flush(self, txn: lmdb.Transaction, log_db: lmdb._Database) -> None:
         """Append the ids recorded since the last flush to their attempts' logs (end of an operation)."""
-        for (num, seq), flt in list(self._filters.items()):
+        dirty, self._dirty = self._dirty, {}
+        for (num, seq), flt in dirty.items():
             if not flt.pending:
                 continue
             _append(txn, log_db, num, seq, list(flt.pending))
@@ -115,8 +120,9 @@ class SpanIdIndex:
 
     def discard_pending(self) -> None:
         """An operation or transaction was rolled back: its ids are not in the log after all."""
-        for flt in self._filters.values():
+        for flt in self._dirty.values():
             flt.pending.clear()
+        self._dirty.clear()
 
     # --- internals -----------------------------------------------------------------------------------
 

@@ -154,7 +154,9 @@ class SpansMixin(LmdbCore):
                         break
                     position = key + b"\x00"
                     if after and int.from_bytes(key[12:20], "big") <= after:
-                        found = cursor.next()
+                        # Seek past the attempt's spans up to ``after`` rather than step through them.
+                        position = key[:12] + U64.pack(after + 1)
+                        found = cursor.set_range(position)
                         continue
                     value = cursor.value()
                     chunk.append(value)
