@@ -270,7 +270,8 @@ class StoreServicer:
 
     async def QuerySpans(self, request: s.QuerySpansRequest, context: grpc.aio.ServicerContext) -> AsyncIterator[Any]:
         try:
-            raw = getattr(self.backend, "query_span_bytes", None)
+            # The raw path streams stored bytes as they are; a total needs the parsed responses.
+            raw = None if request.include_total else getattr(self.backend, "query_span_bytes", None)
             if raw is not None:
                 async for chunk in raw(request):
                     yield _spans_response_bytes(chunk)

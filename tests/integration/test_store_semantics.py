@@ -335,8 +335,8 @@ async def test_wait_for_rollouts_wakes_on_time_and_times_out(store: LightningSto
     await store.update_attempt(b.rollout_id, "latest", status="failed")
     done = await asyncio.wait_for(waiter, BOUND / 2)
     assert {r.rollout_id: r.status for r in done} == {a.rollout_id: "succeeded", b.rollout_id: "failed"}
-    with pytest.raises(NotFoundError):
-        await store.wait_for_rollouts(["ro-unknown"], timeout=0.1)
+    # An unknown id no longer fails the wait (issue 11, item 7): it is simply never finished.
+    assert await store.wait_for_rollouts(["ro-unknown", a.rollout_id], timeout=0.1) == done[:1]
 
 
 async def test_watch_filters_and_resumes(store: LightningStore) -> None:

@@ -11,7 +11,7 @@ import lmdb
 from agl_core.errors import InvalidArgumentError
 from agl_core.proto import store_pb2 as s
 from agl_core.proto import types_pb2 as t
-from agl_core.store import rules, validation
+from agl_core.store import filters, rules, validation
 from agl_core.store.lmdb import rollout_index
 from agl_core.store.lmdb.core import LmdbCore
 from agl_core.store.lmdb.records import RolloutRecord, Tx
@@ -44,64 +44,62 @@ class LifecycleMixin(LmdbCore):
         limit, offset = validation.page(request.limit, request.offset)
         sort_by = validation.sort_field(request.sort_by, ("start_time", "end_time", "rollout_id", "status"))
         desc = validation.descending(request.order)
-        statuses = set(request.status_in)
-        for status in statuses:
-            if status not in rules.ROLLOUT_STATUSES:
-                raise InvalidArgumentError(f"status_in contains {status}, which is not a rollout status")
-        # Off the event loop: a query that cannot use the rollout index reads every rollout.
-        return await self._read(lambda txn: self._query_rollouts(txn, request, statuses, sort_by, desc, limit, offset))
+        statuses = filters.status_set(request, rules.ROLLOUT_STATUSES, "rollout")
+        use_or = filters.is_or(request.filter_logic)
+        predicates = filters.id_predicates(
+            request.rollout_id_in, request.rollout_id_contains, lambda rec: rec.pb.rollout_id
+        )
+        indexed = not predicates and sort_by in ("start_time", "status")
+        if statuses is not None:
+            predicates.append(lambda rec: rec.pb.status in statuses)
+        if request.mode:
+            predicates.append(lambda rec: rec.pb.mode == request.mode)
+        # OR of a status set and a mode is not one range of the rollout index.
+        indexed = indexed and not (use_or and len(predicates) > 1)
+        matches = filters.combine(predicates, request.filter_logic)
 
-    def _query_rollouts(
-        self,
-        txn: lmdb.Transaction,
-        request: s.QueryRolloutsRequest,
-        statuses: set[int],
-        sort_by: str,
-        desc: bool,
-        limit: int,
-        offset: int,
-    ) -> s.QueryRolloutsResponse:
-        tx = Tx(txn, self.dbs)
-        if not request.rollout_id_in and not request.rollout_id_contains and sort_by in ("start_time", "status"):
-            # Status and mode filters, sorted by creation or status: the rollout index answers the page
-            # and its counts the total, however many rollouts are stored.
-            prefixes = rollout_index.groups(txn, self.dbs, statuses or None, request.mode or None)
-            nums = rollout_index.page_nums(
-                txn, self.dbs, prefixes, by_status=sort_by == "status", desc=desc, offset=offset, limit=limit
-            )
-            page = [rec for rec in map(tx.rollout_by_num, nums) if rec is not None]
-            total = rollout_index.total(txn, self.dbs, prefixes)
-            return s.QueryRolloutsResponse(rollouts=[tx.full_rollout(rec) for rec in page], total=total)
-        records: Iterable[RolloutRecord]
-        if request.rollout_id_in:
-            found = (tx.find_rollout(i) for i in dict.fromkeys(request.rollout_id_in))
-            records = sorted((rec for rec in found if rec is not None), key=lambda rec: rec.num)
-        elif statuses:
-            nums = heapq.merge(*(status_nums(txn, self.dbs, st) for st in sorted(statuses)))
-            records = (rec for rec in map(tx.rollout_by_num, nums) if rec is not None)
-        else:
-            records = all_rollouts(txn, self.dbs, tx)
-        selected = [
-            rec
-            for rec in records
-            if (not statuses or rec.pb.status in statuses)
-            and (not request.mode or rec.pb.mode == request.mode)
-            and (not request.rollout_id_contains or request.rollout_id_contains in rec.pb.rollout_id)
-        ]
-        if sort_by == "start_time":
-            selected.sort(key=lambda rec: rec.num, reverse=desc)
-        elif sort_by == "end_time":
-            missing = float("inf") if not desc else float("-inf")
-            selected.sort(
-                key=lambda rec: rec.pb.end_time.ToNanoseconds() if rec.pb.HasField("end_time") else missing,
-                reverse=desc,
-            )
-        elif sort_by == "rollout_id":
-            selected.sort(key=lambda rec: rec.pb.rollout_id, reverse=desc)
-        else:
-            selected.sort(key=lambda rec: (rec.pb.status, rec.num), reverse=desc)
-        page = selected[offset : offset + limit]
-        return s.QueryRolloutsResponse(rollouts=[tx.full_rollout(rec) for rec in page], total=len(selected))
+        def read(txn: lmdb.Transaction) -> s.QueryRolloutsResponse:
+            tx = Tx(txn, self.dbs)
+            if indexed:
+                # Status and mode filters, sorted by creation or status: the rollout index answers the
+                # page and its counts the total, however many rollouts are stored.
+                prefixes = rollout_index.groups(txn, self.dbs, statuses, request.mode or None)
+                nums = rollout_index.page_nums(
+                    txn, self.dbs, prefixes, by_status=sort_by == "status", desc=desc, offset=offset, limit=limit
+                )
+                page = [rec for rec in map(tx.rollout_by_num, nums) if rec is not None]
+                total = rollout_index.total(txn, self.dbs, prefixes)
+                return s.QueryRolloutsResponse(rollouts=[tx.full_rollout(rec) for rec in page], total=total)
+            records: Iterable[RolloutRecord]
+            # With AND, an id list or a status set narrows the scan through an index; OR scans all.
+            if use_or or not predicates:
+                records = all_rollouts(txn, self.dbs, tx)
+            elif request.rollout_id_in:
+                found = (tx.find_rollout(i) for i in dict.fromkeys(request.rollout_id_in) if i)
+                records = sorted((rec for rec in found if rec is not None), key=lambda rec: rec.num)
+            elif statuses is not None:
+                nums = heapq.merge(*(status_nums(txn, self.dbs, st) for st in sorted(statuses)))
+                records = (rec for rec in map(tx.rollout_by_num, nums) if rec is not None)
+            else:
+                records = all_rollouts(txn, self.dbs, tx)
+            selected = [rec for rec in records if matches(rec)]
+            if sort_by == "start_time":
+                selected.sort(key=lambda rec: rec.num, reverse=desc)
+            elif sort_by == "end_time":
+                missing = float("inf") if not desc else float("-inf")
+                selected.sort(
+                    key=lambda rec: rec.pb.end_time.ToNanoseconds() if rec.pb.HasField("end_time") else missing,
+                    reverse=desc,
+                )
+            elif sort_by == "rollout_id":
+                selected.sort(key=lambda rec: rec.pb.rollout_id, reverse=desc)
+            else:
+                selected.sort(key=lambda rec: (rec.pb.status, rec.num), reverse=desc)
+            page = selected[offset : offset + limit]
+            return s.QueryRolloutsResponse(rollouts=[tx.full_rollout(rec) for rec in page], total=len(selected))
+
+        # Off the event loop: a query the rollout index cannot answer reads every rollout.
+        return await self._read(read)
 
     async def query_attempts(self, request: s.QueryAttemptsRequest) -> s.QueryAttemptsResponse:
         rollout_id = validation.require_id(request.rollout_id, "rollout_id")

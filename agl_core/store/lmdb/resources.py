@@ -8,7 +8,7 @@ from typing import Any
 from agl_core.errors import AlreadyExistsError, NotFoundError
 from agl_core.proto import resources_pb2 as r
 from agl_core.proto import store_pb2 as s
-from agl_core.store import validation
+from agl_core.store import filters, validation
 from agl_core.store.lmdb.core import LmdbCore
 from agl_core.store.lmdb.records import Tx, new_id
 from agl_core.store.lmdb.schema import U64, MetaKey
@@ -84,11 +84,14 @@ class ResourcesMixin(LmdbCore):
         limit, offset = validation.page(request.limit, request.offset)
         sort_by = validation.sort_field(request.sort_by, ("create_time", "update_time", "resources_id", "version"))
         desc = validation.descending(request.order)
-        wanted = set(request.resources_id_in)
+        matches = filters.combine(
+            filters.id_predicates(request.resources_id_in, request.resources_id_contains, lambda rid: rid),
+            request.filter_logic,
+        )
         with self._begin() as txn:
             items = []
             for number, resources_id in txn.cursor(db=self.dbs.resources_order):
-                if wanted and resources_id.decode() not in wanted:
+                if not matches(resources_id.decode()):
                     continue
                 raw = txn.get(resources_id, db=self.dbs.resources)
                 if raw is not None:

@@ -17,7 +17,9 @@ rollout_counts      status (1 byte) + mode (1 byte)       number of rollouts wit
 queue               queue sequence                        rollout_id
 attempts            num + attempt sequence (4 bytes)      Attempt
 attempt_ids         attempt_id                            num + attempt sequence
-spans               num + attempt seq + span seq + id     Span, as received
+spans               num + attempt seq + span seq + id     Span, as received; its resource replaced by a
+                                                          hash (span_resources.py)
+span_resources      blake2b-128 of a resource             SpanResource bytes, stored once
 span_id_log         num + attempt seq + chunk no          the attempt's span ids, appended (span_ids.py)
 span_seqs           num                                   last span sequence id issued
 resources           resources_id                          ResourcesUpdate
@@ -35,7 +37,10 @@ from dataclasses import dataclass
 
 import lmdb
 
-SCHEMA_VERSION = 2
+SCHEMA_VERSION = 3
+# Versions this release opens, upgrading them in place to SCHEMA_VERSION. Version 3 added
+# span_resources; version 2 spans (each with its own resource) read unchanged.
+UPGRADABLE_VERSIONS = (2,)
 
 DATABASES = (
     "meta",
@@ -49,6 +54,7 @@ DATABASES = (
     "attempts",
     "attempt_ids",
     "spans",
+    "span_resources",
     "span_id_log",
     "span_seqs",
     "resources",
@@ -93,6 +99,7 @@ class Databases:
     attempts: lmdb._Database
     attempt_ids: lmdb._Database
     spans: lmdb._Database
+    span_resources: lmdb._Database
     span_id_log: lmdb._Database
     span_seqs: lmdb._Database
     resources: lmdb._Database
@@ -122,7 +129,7 @@ def open_environment(path: str, *, map_size: int, sync: bool) -> tuple[lmdb.Envi
         handles = {name: env.open_db(name.encode(), txn=txn, create=True) for name in DATABASES}
         meta = handles["meta"]
         stored = txn.get(MetaKey.SCHEMA_VERSION, db=meta)
-        if stored is None:
+        if stored is None or U32.unpack(stored)[0] in UPGRADABLE_VERSIONS:
             txn.put(MetaKey.SCHEMA_VERSION, U32.pack(SCHEMA_VERSION), db=meta)
         elif U32.unpack(stored)[0] != SCHEMA_VERSION:
             env.close()

@@ -3,14 +3,16 @@
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import AsyncIterator, Callable, Sequence
 from typing import Any
 
-from agl_core.errors import InvalidArgumentError, NotFoundError
+import grpc
+
+from agl_core.errors import FailedPreconditionError, InvalidArgumentError, NotFoundError
 from agl_core.proto import store_pb2 as s
 from agl_core.proto import trace_pb2
 from agl_core.proto import types_pb2 as t
-from agl_core.store import validation
+from agl_core.store import filters, validation
 from agl_core.store.lmdb.core import LmdbCore
 from agl_core.store.lmdb.records import RolloutRecord, Tx
 from agl_core.store.lmdb.schema import (
@@ -19,9 +21,13 @@ from agl_core.store.lmdb.schema import (
     read_counter,
     span_key,
 )
+from agl_core.store.lmdb.span_resources import ResourceReader, ResourceWriter
 from agl_core.store.wire import SpanHeader, with_sequence_id
 
 SPANS_PER_CHUNK = 256
+# Sequence ids are int64 on the wire: the next one after this would wrap to -2^63.
+MAX_SEQUENCE_ID = (1 << 63) - 1
+FAILED_PRECONDITION = grpc.StatusCode.FAILED_PRECONDITION.value[0]
 SPAN_BYTES_PER_CHUNK = 1 << 20
 
 
@@ -73,6 +79,7 @@ class SpansMixin(LmdbCore):
         targets: dict[tuple[str, str], tuple[RolloutRecord, t.Attempt] | str] = {}
         counters: dict[int, int] = {}
         touched: dict[tuple[str, str], tuple[RolloutRecord, t.Attempt]] = {}
+        resources = ResourceWriter(txn, dbs.span_resources)
         for i, header, raw in spans:
             coords = (header.rollout_id, header.attempt_id)
             target = targets.get(coords)
@@ -92,12 +99,16 @@ class SpansMixin(LmdbCore):
             record, attempt = target
             num, seq = record.num, attempt.sequence_id
             span_id = header.span_id
-            if not self._span_ids.add_if_new(txn, dbs.span_id_log, num, seq, span_id):
-                duplicates.append(i)
-                continue
             last = counters.get(num)
             if last is None:
                 last = read_counter(txn, dbs.span_seqs, U64.pack(num))
+            if header.sequence_id == 0 and last >= MAX_SEQUENCE_ID:
+                # Checked before the span id is recorded, so the span can be sent again with an id.
+                rejected.append((i, FAILED_PRECONDITION, f"spans[{i}]: {_exhausted(header.rollout_id, last)}"))
+                continue
+            if not self._span_ids.add_if_new(txn, dbs.span_id_log, num, seq, span_id):
+                duplicates.append(i)
+                continue
             sequence_id = header.sequence_id
             if sequence_id == 0:
                 last += 1
@@ -106,7 +117,7 @@ class SpansMixin(LmdbCore):
             elif sequence_id > last:
                 last = sequence_id
             counters[num] = last
-            txn.put(span_key(num, seq, sequence_id, span_id), raw, db=dbs.spans)
+            txn.put(span_key(num, seq, sequence_id, span_id), resources.store(raw), db=dbs.spans)
             touched[coords] = target
             accepted += 1
         self._span_ids.flush(txn, dbs.span_id_log)
@@ -118,33 +129,123 @@ class SpansMixin(LmdbCore):
         return accepted, duplicates, rejected
 
     async def query_spans(self, request: s.QuerySpansRequest) -> AsyncIterator[s.QuerySpansResponse]:
-        """Stream the spans of a rollout in chunks; each chunk is read in its own short transaction."""
-        async for chunk in self.query_span_bytes(request):
+        """Stream the spans of a rollout in chunks; each chunk is read in its own short transaction.
+
+        With ``include_total`` the last response carries the number of matching spans (it may
+        hold no spans)."""
+        total: list[int] = []
+        async for chunk in self._span_chunks(request, total):
             response = s.QuerySpansResponse()
             response.spans.extend(trace_pb2.Span.FromString(raw) for raw in chunk)
             yield response
+        if request.include_total:
+            yield s.QuerySpansResponse(total=total[0] if total else 0)
 
     async def query_span_bytes(self, request: s.QuerySpansRequest) -> AsyncIterator[list[bytes]]:
-        """Like :meth:`query_spans`, but yields the stored bytes of each span, unparsed."""
+        """Like :meth:`query_spans`, but yields the stored bytes of each span, unparsed (and no total)."""
+        async for chunk in self._span_chunks(request, []):
+            yield chunk
+
+    async def _span_chunks(self, request: s.QuerySpansRequest, total: list[int]) -> AsyncIterator[list[bytes]]:
+        """The matching spans in chunks; appends their number to ``total`` when it is known."""
         rollout_id = validation.require_id(request.rollout_id, "rollout_id")
-        if request.limit < 0 or request.after_sequence_id < 0:
-            raise InvalidArgumentError("limit and after_sequence_id must not be negative")
+        if request.limit < 0 or request.after_sequence_id < 0 or request.offset < 0:
+            raise InvalidArgumentError("limit, offset and after_sequence_id must not be negative")
+        sort_by = validation.sort_field(request.sort_by, ("sequence_id", "start_time", "end_time", "name"))
+        desc = validation.descending(request.order)
+        matches = _span_filter(request)
         with self._begin() as txn:
             tx = Tx(txn, self.dbs)
             record = tx.rollout(rollout_id)
+            prefix = U64.pack(record.num)
             if request.attempt_id:
-                prefix = U64.pack(record.num) + tx.find_attempt(record, request.attempt_id).sequence_id.to_bytes(
-                    4, "big"
-                )
-            else:
-                prefix = U64.pack(record.num)
+                try:
+                    attempt = tx.find_attempt(record, request.attempt_id)
+                except NotFoundError:
+                    # No such attempt of this rollout (or none yet for "latest"): it has no spans.
+                    total.append(0)
+                    return
+                prefix += attempt.sequence_id.to_bytes(4, "big")
         after = request.after_sequence_id
+        if sort_by != "sequence_id" or desc:
+            async for chunk in self._sorted_spans(prefix, after, matches, sort_by, desc, request, total):
+                yield chunk
+            return
         remaining = request.limit or None
+        skip = request.offset
+        counted = 0
+        chunk: list[bytes] = []
+        size = 0
+        async for batch in self._scan(prefix, after):
+            for raw in batch:
+                if matches is not None and not matches(trace_pb2.Span.FromString(raw)):
+                    continue
+                counted += 1
+                if skip:
+                    skip -= 1
+                    continue
+                if remaining is not None and remaining <= 0:
+                    continue  # only counting now
+                chunk.append(raw)
+                size += len(raw)
+                if remaining is not None:
+                    remaining -= 1
+                if len(chunk) >= SPANS_PER_CHUNK or size >= SPAN_BYTES_PER_CHUNK:
+                    yield chunk
+                    chunk, size = [], 0
+            if remaining is not None and remaining <= 0 and not request.include_total:
+                break
+        if chunk:
+            yield chunk
+        total.append(counted)
+
+    async def _sorted_spans(
+        self,
+        prefix: bytes,
+        after: int,
+        matches: Callable[[trace_pb2.Span], bool] | None,
+        sort_by: str,
+        desc: bool,
+        request: s.QuerySpansRequest,
+        total: list[int],
+    ) -> AsyncIterator[list[bytes]]:
+        """Spans in another order than the stored one: every match is read (keys and sort keys
+        kept), sorted, and the page streamed."""
+        keyed: list[tuple[Any, int, bytes]] = []
+        position = 0
+        async for batch in self._scan(prefix, after):
+            for raw in batch:
+                position += 1
+                if sort_by == "sequence_id" and matches is None:
+                    keyed.append((position, position, raw))
+                    continue
+                span = trace_pb2.Span.FromString(raw)
+                if matches is not None and not matches(span):
+                    continue
+                key: Any = position
+                if sort_by == "start_time":
+                    key = span.start_time_unix_nano
+                elif sort_by == "end_time":
+                    key = span.end_time_unix_nano
+                elif sort_by == "name":
+                    key = span.name
+                keyed.append((key, position, raw))
+        keyed.sort(key=lambda item: (item[0], item[1]), reverse=desc)
+        total.append(len(keyed))
+        end = request.offset + request.limit if request.limit else None
+        page = [raw for _, _, raw in keyed[request.offset : end]]
+        for i in range(0, len(page), SPANS_PER_CHUNK):
+            yield page[i : i + SPANS_PER_CHUNK]
+
+    async def _scan(self, prefix: bytes, after: int) -> AsyncIterator[list[bytes]]:
+        """The stored spans under ``prefix`` with a sequence id above ``after``, in key order, in
+        batches each read in its own short transaction (other calls run in between)."""
         position = prefix
-        while remaining is None or remaining > 0:
-            chunk: list[bytes] = []
+        while True:
+            batch: list[bytes] = []
             size = 0
             with self._begin() as txn:
+                restore = ResourceReader(txn, self.dbs.span_resources).span_bytes
                 cursor = txn.cursor(db=self.dbs.spans)
                 found = cursor.set_range(position)
                 while found:
@@ -158,23 +259,17 @@ class SpansMixin(LmdbCore):
                         position = key[:12] + U64.pack(after + 1)
                         found = cursor.set_range(position)
                         continue
-                    value = cursor.value()
-                    chunk.append(value)
+                    value = restore(cursor.value())
+                    batch.append(value)
                     size += len(value)
-                    if (
-                        len(chunk) >= SPANS_PER_CHUNK
-                        or size >= SPAN_BYTES_PER_CHUNK
-                        or (remaining is not None and len(chunk) >= remaining)
-                    ):
+                    if len(batch) >= SPANS_PER_CHUNK or size >= SPAN_BYTES_PER_CHUNK:
                         break
                     found = cursor.next()
-            if chunk:
-                if remaining is not None:
-                    remaining -= len(chunk)
-                yield chunk
+            if batch:
+                yield batch
             if not found:
                 return
-            await asyncio.sleep(0)  # let other calls run between chunks of a long query
+            await asyncio.sleep(0)  # let other calls run between batches of a long query
 
     async def next_sequence_ids(self, request: s.NextSequenceIdsRequest) -> s.NextSequenceIdsResponse:
         rollout_id = validation.require_id(request.rollout_id, "rollout_id")
@@ -184,7 +279,32 @@ class SpansMixin(LmdbCore):
 
         def op(tx: Tx) -> s.NextSequenceIdsResponse:
             record = tx.rollout(rollout_id)
+            last = read_counter(tx.txn, self.dbs.span_seqs, U64.pack(record.num))
+            if last + count > MAX_SEQUENCE_ID:
+                raise FailedPreconditionError(
+                    f"{_exhausted(rollout_id, last)}; {max(0, MAX_SEQUENCE_ID - last)} are left, {count} were asked for"
+                )
             first = next_counter(tx.txn, self.dbs.span_seqs, U64.pack(record.num), count)
             return s.NextSequenceIdsResponse(first=first, count=count)
 
         return await self._write(op)
+
+
+def _exhausted(rollout_id: str, last: int) -> str:
+    return (
+        f"rollout {rollout_id!r} has used sequence ids up to {last}, and they end at {MAX_SEQUENCE_ID} (2^63-1, "
+        "the largest int64); send spans with sequence ids you choose below that, or start a new rollout"
+    )
+
+
+def _span_filter(request: s.QuerySpansRequest) -> Callable[[trace_pb2.Span], bool] | None:
+    """The predicate of the span filters the request sets, or None when it sets none."""
+    predicates: list[Callable[[trace_pb2.Span], bool]] = []
+    for field in ("trace_id", "span_id", "parent_span_id", "name"):
+        wanted = getattr(request, field)
+        if wanted:
+            predicates.append(lambda span, field=field, wanted=wanted: getattr(span, field) == wanted)
+    if request.name_contains:
+        predicates.append(lambda span: request.name_contains in span.name)
+    filters.is_or(request.filter_logic)  # rejects an unknown value even without filters
+    return filters.combine(predicates, request.filter_logic) if predicates else None

@@ -32,10 +32,12 @@ class WaitingMixin(LmdbCore):
         deadline = None if timeout is None else time.monotonic() + timeout
         loop = asyncio.get_running_loop()
         while True:
-            done, pending = self._terminal_split(ids)
+            done, pending, unknown = self._terminal_split(ids)
             remaining = None if deadline is None else deadline - time.monotonic()
             if not pending or (remaining is not None and remaining <= 0) or self._closed:
-                return s.WaitForRolloutsResponse(rollouts=done, pending_rollout_ids=pending)
+                return s.WaitForRolloutsResponse(
+                    rollouts=done, pending_rollout_ids=pending, unknown_rollout_ids=unknown
+                )
             # Reading and registering happen with no await in between, so no commit slips through.
             waiters = []
             for rollout_id in pending:
@@ -52,18 +54,25 @@ class WaitingMixin(LmdbCore):
                         if not registered:
                             del self._terminal_waiters[rollout_id]
 
-    def _terminal_split(self, ids: list[str]) -> tuple[list[t.Rollout], list[str]]:
+    def _terminal_split(self, ids: list[str]) -> tuple[list[t.Rollout], list[str], list[str]]:
+        """(terminal rollouts, pending ids, pending ids of no rollout). An unknown id does not fail
+        the wait: it stays pending (a rollout may still be created under it, and its end wakes the
+        waiter like any other), and the finished known ones are answered all the same."""
         done: list[t.Rollout] = []
         pending: list[str] = []
+        unknown: list[str] = []
         with self._begin() as txn:
             tx = Tx(txn, self.dbs)
             for rollout_id in ids:
-                record = tx.rollout(rollout_id)
-                if record.pb.status in rules.TERMINAL_ROLLOUT:
+                record = tx.find_rollout(rollout_id)
+                if record is None:
+                    pending.append(rollout_id)
+                    unknown.append(rollout_id)
+                elif record.pb.status in rules.TERMINAL_ROLLOUT:
                     done.append(tx.full_rollout(record))
                 else:
                     pending.append(rollout_id)
-        return done, pending
+        return done, pending, unknown
 
     def last_event_id(self) -> int:
         with self._begin() as txn:

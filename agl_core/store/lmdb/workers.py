@@ -8,7 +8,7 @@ from typing import Any
 from agl_core.errors import InvalidArgumentError, NotFoundError
 from agl_core.proto import store_pb2 as s
 from agl_core.proto import types_pb2 as t
-from agl_core.store import validation
+from agl_core.store import filters, rules, validation
 from agl_core.store.lmdb.core import LmdbCore
 from agl_core.store.lmdb.records import Tx
 
@@ -20,13 +20,14 @@ class WorkersMixin(LmdbCore):
         limit, offset = validation.page(request.limit, request.offset)
         sort_by = validation.sort_field(request.sort_by, ("worker_id", "last_heartbeat_time", "status"))
         desc = validation.descending(request.order)
-        statuses = set(request.status_in)
-        wanted = set(request.worker_id_in)
+        statuses = filters.status_set(request, rules.WORKER_STATUSES, "worker")
+        predicates = filters.id_predicates(request.worker_id_in, request.worker_id_contains, lambda w: w.worker_id)
+        if statuses is not None:
+            predicates.append(lambda w: w.status in statuses)
+        matches = filters.combine(predicates, request.filter_logic)
         with self._begin() as txn:
             workers = [t.Worker.FromString(raw) for _, raw in txn.cursor(db=self.dbs.workers)]
-        workers = [
-            w for w in workers if (not statuses or w.status in statuses) and (not wanted or w.worker_id in wanted)
-        ]
+        workers = [w for w in workers if matches(w)]
         keys: dict[str, Callable[[t.Worker], Any]] = {
             "worker_id": lambda w: w.worker_id,
             "last_heartbeat_time": lambda w: (w.last_heartbeat_time.ToNanoseconds(), w.worker_id),
@@ -49,7 +50,9 @@ class WorkersMixin(LmdbCore):
             raise InvalidArgumentError(f"status {request.status} is not a worker status; use idle, busy or unknown")
 
         def op(tx: Tx) -> t.Worker:
-            worker = tx.find_worker(worker_id) or t.Worker(worker_id=worker_id, status=t.WORKER_STATUS_IDLE)
+            # A worker first heard of here has told nothing about its work yet: UNKNOWN until it
+            # says (or the store sees it take or finish an attempt).
+            worker = tx.find_worker(worker_id) or t.Worker(worker_id=worker_id, status=t.WORKER_STATUS_UNKNOWN)
             worker.last_heartbeat_time.FromNanoseconds(tx.now_ns)
             if request.HasField("heartbeat_stats"):
                 worker.heartbeat_stats.CopyFrom(request.heartbeat_stats)
