@@ -11,7 +11,7 @@ from pathlib import Path
 
 import grpc
 
-from agl_core import LightningStore, LmdbStore, new_span
+from agl_core import LightningStore, LmdbStore, RolloutConfig, new_span
 from agl_core.client import GrpcStore
 from agl_core.proto import store_pb2 as s
 from agl_core.proto import store_pb2_grpc
@@ -216,3 +216,26 @@ async def test_ingest_budget_is_shared_and_a_stream_ignoring_its_acks_blocks_no_
                 await asyncio.sleep(0.05)
             assert gauges["agl-ingest-peak-bytes"] <= budget + batch_bytes
             assert (await store.stats())["spans"] >= 5
+
+
+async def test_spans_after_a_sequence_id_across_attempts_and_chunks(store: LightningStore) -> None:
+    rollout = await store.start_rollout("long", config=RolloutConfig(max_attempts=2, retry_condition=["failed"]))
+    first = rollout.attempt.attempt_id  # type: ignore[union-attr]
+    rid = rollout.rollout_id
+    await store.add_spans([new_span(f"a{i}", rollout_id=rid, attempt_id=first) for i in range(600)])
+    await store.update_attempt(rid, first, status="failed")
+    retried = await store.dequeue_rollout(worker_id="w")
+    assert retried is not None and retried.rollout_id == rid
+    second = retried.attempt.attempt_id  # type: ignore[union-attr]
+    await store.add_spans([new_span(f"b{i}", rollout_id=rid, attempt_id=second) for i in range(600)])
+    # Sequence ids run on across attempts (1-600, then 601-1200); the seek happens per attempt.
+    tail = await store.query_spans(rid, after_sequence_id=550)
+    assert [sp.sequence_id for sp in tail] == list(range(551, 1201))
+    assert [sp.name for sp in tail[:2]] == ["a550", "a551"]
+    later = await store.query_spans(rid, after_sequence_id=900)
+    assert [sp.sequence_id for sp in later] == list(range(901, 1201))
+    only_second = await store.query_spans(rid, second, after_sequence_id=550)
+    assert [sp.sequence_id for sp in only_second] == list(range(601, 1201))
+    limited = await store.query_spans(rid, after_sequence_id=595, limit=10)
+    assert [sp.sequence_id for sp in limited] == list(range(596, 606))
+    assert await store.query_spans(rid, after_sequence_id=1200) == []
