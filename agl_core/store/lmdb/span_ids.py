@@ -108,14 +108,16 @@ class SpanIdIndex:
 
     def flush(self, txn: lmdb.Transaction, log_db: lmdb._Database) -> None:
         """Append the ids recorded since the last flush to their attempts' logs (end of an operation)."""
-        dirty, self._dirty = self._dirty, {}
-        for (num, seq), flt in dirty.items():
+        # ``_dirty`` is emptied only once every append succeeded: if one fails (a full map), the
+        # transaction is rolled back and discard_pending must still find the filters not yet flushed.
+        for (num, seq), flt in list(self._dirty.items()):
             if not flt.pending:
                 continue
             _append(txn, log_db, num, seq, list(flt.pending))
             flt.pending.clear()
             if flt.count * BITS_PER_ID > flt.size:
                 self._rebuild(txn, log_db, num, seq, grow=True)
+        self._dirty.clear()
         self._evict()
 
     def discard_pending(self) -> None:
