@@ -88,6 +88,8 @@ class SpanIdIndex:
         self._bits = 0
         self.rebuilds = 0
         self.exact_checks = 0
+        # Attempts' logs appended to by flush(): one per attempt a write touched, never more.
+        self.appends = 0
 
     # --- the writer's calls --------------------------------------------------------------------------
 
@@ -114,6 +116,7 @@ class SpanIdIndex:
             if not flt.pending:
                 continue
             _append(txn, log_db, num, seq, list(flt.pending))
+            self.appends += 1
             flt.pending.clear()
             if flt.count * BITS_PER_ID > flt.size:
                 self._rebuild(txn, log_db, num, seq, grow=True)
