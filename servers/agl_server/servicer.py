@@ -25,6 +25,7 @@ from agl_core.store.backend import StoreBackend
 from agl_core.store.request_checks import check_request
 from agl_core.store.wire import IngestSpansRequestView, repeated_message_field
 from agl_server.batches import enqueue_items_alone
+from agl_server.ingest_budget import DEFAULT_BUDGET_BYTES, IngestBudget
 from agl_server.span_checks import ingest_checked
 
 logger = logging.getLogger("agl_server")
@@ -86,9 +87,10 @@ async def _abort(context: grpc.aio.ServicerContext, error: Exception, method: st
 class StoreServicer:
     """Serves one backend. ``shutting_down`` is set by the server before it stops."""
 
-    def __init__(self, backend: StoreBackend) -> None:
+    def __init__(self, backend: StoreBackend, ingest_budget_bytes: int = DEFAULT_BUDGET_BYTES) -> None:
         self.backend = backend
         self.shutting_down = asyncio.Event()
+        self.ingest_budget = IngestBudget(ingest_budget_bytes)
 
     # --- registration ------------------------------------------------------------------------------
 
@@ -206,6 +208,15 @@ class StoreServicer:
             await context.abort(grpc.StatusCode.UNAVAILABLE, "agl-server is shutting down; call again to keep waiting")
         return response
 
+    async def GetStats(self, request: s.GetStatsRequest, context: grpc.aio.ServicerContext) -> Any:
+        """The store's statistics; the server's own gauges (the ingest budget) go in trailing metadata."""
+        try:
+            response = await self.backend.get_stats(request)
+        except Exception as exc:
+            await _abort(context, exc, "GetStats")
+        context.set_trailing_metadata(tuple((key, str(value)) for key, value in self.ingest_budget.gauges().items()))
+        return response
+
     # --- streams -----------------------------------------------------------------------------------
 
     async def IngestSpans(
@@ -216,14 +227,19 @@ class StoreServicer:
 
         raw_ingest = getattr(self.backend, "ingest_span_bytes", None)
 
+        budget = self.ingest_budget
+
         async def store(raws: list[bytes]) -> s.IngestSpansResponse:
             if raw_ingest is not None:
                 return await raw_ingest(raws)
             return await self.backend.ingest_spans(_parse_spans(raws))  # a backend without the byte path
 
-        async def ingest(request: Any) -> s.IngestSpansResponse:
-            # Only spans every client can read back reach the store (see span_checks).
-            response = await ingest_checked(list(request.spans), store)
+        async def ingest(request: Any, size: int) -> s.IngestSpansResponse:
+            try:
+                # Only spans every client can read back reach the store (see span_checks).
+                response = await ingest_checked(list(request.spans), store)
+            finally:
+                budget.release(size)  # written (or failed): its bytes are no longer held
             response.batch_id = request.batch_id
             return response
 
@@ -234,7 +250,9 @@ class StoreServicer:
                         break
                     if isinstance(request, MalformedRequest):
                         raise InvalidArgumentError(request.describe())
-                    await inflight.put(asyncio.ensure_future(ingest(request)))
+                    size = sum(map(len, request.spans))
+                    await budget.acquire(size)  # across all streams; waiting here stops reading this one
+                    await inflight.put(asyncio.ensure_future(ingest(request, size)))
             finally:
                 await inflight.put(None)
 

@@ -19,7 +19,8 @@ import lmdb
 
 from agl_core.errors import FailedPreconditionError
 from agl_core.store import rules
-from agl_core.store.lmdb import expiry
+from agl_core.store.lmdb import expiry, rollout_index
+from agl_core.store.lmdb.reads import ReadGate, read_pool
 from agl_core.store.lmdb.records import Effects, Tx
 from agl_core.store.lmdb.resident import ResidentTrimmer
 from agl_core.store.lmdb.schema import open_environment
@@ -61,6 +62,9 @@ class LmdbCore:
     ):
         self.path = os.fspath(path) if path is not None else default_data_dir()
         self.env, self.dbs = open_environment(self.path, map_size=map_size, sync=sync)
+        rollout_index.ensure(self.env, self.dbs)
+        self._read_gate = ReadGate()
+        self._read_pool = read_pool()
         self.sync = sync
         self.resident = ResidentTrimmer(os.path.join(self.path, "data.mdb"), resident_budget)
         self._loop: asyncio.AbstractEventLoop | None = None
@@ -94,7 +98,14 @@ class LmdbCore:
         # so no waiter from an earlier loop lingers.
         self._queue_changed = asyncio.Event()
         self._events_changed = asyncio.Event()
-        self._writer = Writer(self.env, loop, Effects, self._on_commit, on_abort=self._span_ids.discard_pending)
+        self._writer = Writer(
+            self.env,
+            loop,
+            Effects,
+            self._on_commit,
+            on_abort=self._span_ids.discard_pending,
+            pause_readers=self._read_gate.exclusive,
+        )
         self._watchdog = Watchdog(loop, self._expire)
         self._rearm_watchdog()
         if self.resident.active:
@@ -128,7 +139,12 @@ class LmdbCore:
                     waiter.set_result(None)
         self._queue_changed.set()
         self._events_changed.set()
-        self.env.close()
+        await asyncio.get_running_loop().run_in_executor(None, self._close_env)
+
+    def _close_env(self) -> None:
+        with self._read_gate.exclusive():  # no pooled read may be inside the environment
+            self.env.close()
+        self._read_pool.shutdown(wait=False)
 
     def add_listener(self, listener: Listener) -> None:
         """Call ``listener`` on the event loop with the effects of every commit (events, span counts)."""
@@ -158,6 +174,20 @@ class LmdbCore:
             if running is not self._loop:
                 raise RuntimeError(_WRONG_LOOP)
         return self.env.begin()
+
+    async def _read(self, fn: Callable[[lmdb.Transaction], Any]) -> Any:
+        """Run ``fn`` in a read transaction on the read pool: for reads that can take long, so the
+        event loop keeps serving everyone else meanwhile."""
+        if self._closed:
+            raise FailedPreconditionError(f"the store at {self.path!r} is closed")
+        return await asyncio.get_running_loop().run_in_executor(self._read_pool, self._pooled_read, fn)
+
+    def _pooled_read(self, fn: Callable[[lmdb.Transaction], Any]) -> Any:
+        with self._read_gate.reading():
+            if self._closed:
+                raise FailedPreconditionError(f"the store at {self.path!r} is closed")
+            with self.env.begin() as txn:
+                return fn(txn)
 
     def _on_commit(self, effects: list[Effects]) -> None:
         enqueued = False

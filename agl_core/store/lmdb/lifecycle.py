@@ -6,10 +6,13 @@ from __future__ import annotations
 import heapq
 from collections.abc import Iterable
 
+import lmdb
+
 from agl_core.errors import InvalidArgumentError
 from agl_core.proto import store_pb2 as s
 from agl_core.proto import types_pb2 as t
 from agl_core.store import filters, rules, validation
+from agl_core.store.lmdb import rollout_index
 from agl_core.store.lmdb.core import LmdbCore
 from agl_core.store.lmdb.records import RolloutRecord, Tx
 from agl_core.store.lmdb.scans import all_rollouts, status_nums
@@ -46,13 +49,27 @@ class LifecycleMixin(LmdbCore):
         predicates = filters.id_predicates(
             request.rollout_id_in, request.rollout_id_contains, lambda rec: rec.pb.rollout_id
         )
+        indexed = not predicates and sort_by in ("start_time", "status")
         if statuses is not None:
             predicates.append(lambda rec: rec.pb.status in statuses)
         if request.mode:
             predicates.append(lambda rec: rec.pb.mode == request.mode)
+        # OR of a status set and a mode is not one range of the rollout index.
+        indexed = indexed and not (use_or and len(predicates) > 1)
         matches = filters.combine(predicates, request.filter_logic)
-        with self._begin() as txn:
+
+        def read(txn: lmdb.Transaction) -> s.QueryRolloutsResponse:
             tx = Tx(txn, self.dbs)
+            if indexed:
+                # Status and mode filters, sorted by creation or status: the rollout index answers the
+                # page and its counts the total, however many rollouts are stored.
+                prefixes = rollout_index.groups(txn, self.dbs, statuses, request.mode or None)
+                nums = rollout_index.page_nums(
+                    txn, self.dbs, prefixes, by_status=sort_by == "status", desc=desc, offset=offset, limit=limit
+                )
+                page = [rec for rec in map(tx.rollout_by_num, nums) if rec is not None]
+                total = rollout_index.total(txn, self.dbs, prefixes)
+                return s.QueryRolloutsResponse(rollouts=[tx.full_rollout(rec) for rec in page], total=total)
             records: Iterable[RolloutRecord]
             # With AND, an id list or a status set narrows the scan through an index; OR scans all.
             if use_or or not predicates:
@@ -80,6 +97,9 @@ class LifecycleMixin(LmdbCore):
                 selected.sort(key=lambda rec: (rec.pb.status, rec.num), reverse=desc)
             page = selected[offset : offset + limit]
             return s.QueryRolloutsResponse(rollouts=[tx.full_rollout(rec) for rec in page], total=len(selected))
+
+        # Off the event loop: a query the rollout index cannot answer reads every rollout.
+        return await self._read(read)
 
     async def query_attempts(self, request: s.QueryAttemptsRequest) -> s.QueryAttemptsResponse:
         rollout_id = validation.require_id(request.rollout_id, "rollout_id")
@@ -114,7 +134,7 @@ class LifecycleMixin(LmdbCore):
                     rollout_id.encode(), request.input.SerializeToString(deterministic=True), db=self.dbs.rollout_inputs
                 )
             if request.HasField("mode"):
-                record.pb.mode = request.mode
+                tx.set_rollout_mode(record, request.mode)
             if request.HasField("resources_id"):
                 record.pb.resources_id = request.resources_id
             if request.HasField("config"):

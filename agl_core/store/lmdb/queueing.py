@@ -24,6 +24,9 @@ from agl_core.store.lmdb.schema import U64, attempt_key
 
 logger = logging.getLogger(__name__)
 
+# Items of one EnqueueRollouts written per transaction (see enqueue_rollouts).
+WRITE_CHUNK = 256
+
 
 class QueueMixin(LmdbCore):
     """Rollout creation and the FIFO queue."""
@@ -85,16 +88,24 @@ class QueueMixin(LmdbCore):
             except InvalidArgumentError as exc:
                 response.errors.add(index=i, code=code_number(exc), message=str(exc))
 
-        def op(tx: Tx) -> list[tuple[int, t.Rollout | AglError]]:
+        def op(tx: Tx, chunk: list[tuple[int, s.RolloutSpec]]) -> list[tuple[int, t.Rollout | AglError]]:
             out: list[tuple[int, t.Rollout | AglError]] = []
-            for i, spec in valid:
+            for i, spec in chunk:
                 try:
                     out.append((i, self._create_rollout(tx, spec, False, "", echo_input=False)))
                 except AlreadyExistsError as exc:
                     out.append((i, exc))
             return out
 
-        results = dict(await self._write(op)) if valid else {}
+        results: dict[int, t.Rollout | AglError] = {}
+        # In chunks, one write each and one after the other: the queue keeps the request's order, and
+        # other writers' operations run between chunks instead of waiting for the whole batch.
+        for start in range(0, len(valid), WRITE_CHUNK):
+            chunk = valid[start : start + WRITE_CHUNK]
+            try:
+                results.update(await self._write(lambda tx, chunk=chunk: op(tx, chunk)))  # type: ignore[misc]
+            except AglError as exc:  # the chunk's commit failed: its items fail, those before stay enqueued
+                results.update((i, exc) for i, _ in chunk)
         for i in range(len(request.rollouts)):
             item = results.get(i)
             if isinstance(item, t.Rollout):

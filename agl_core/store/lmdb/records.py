@@ -16,6 +16,7 @@ from google.protobuf import timestamp_pb2
 from agl_core.errors import NotFoundError
 from agl_core.proto import types_pb2 as t
 from agl_core.store import rules
+from agl_core.store.lmdb import rollout_index
 from agl_core.store.lmdb.schema import (
     ROLLOUT_HEADER,
     STATUS_KEY,
@@ -65,6 +66,8 @@ class Tx:
         self.now = now_ns / 1e9
         # Counters of the meta database, read once per operation and written back by flush().
         self._counters: dict[bytes, int] = {}
+        # Changes to the rollout index's counts, applied by flush() (one put per count per operation).
+        self._index_counts: dict[bytes, int] = {}
 
     def next_meta(self, key: bytes) -> int:
         """The next value of a meta counter (counters start at 1)."""
@@ -80,7 +83,12 @@ class Tx:
         """Write back what the operation cached; the writer wrapper calls it after every operation."""
         for key, value in self._counters.items():
             self.txn.put(key, U64.pack(value), db=self.dbs.meta)
+        last_event = self._counters.get(MetaKey.LAST_EVENT_ID)
+        if last_event is not None:
+            # Every status change appends an event: the rollout index is in step up to this one.
+            self.txn.put(MetaKey.ROLLOUT_INDEX_EVENT, U64.pack(last_event), db=self.dbs.meta)
         self._counters.clear()
+        rollout_index.apply_counts(self.txn, self.dbs, self._index_counts)
 
     # --- rollouts ----------------------------------------------------------------------------------
 
@@ -117,10 +125,19 @@ class Tx:
         self.txn.put(key, input_bytes, db=self.dbs.rollout_inputs)
         self.txn.put(U64.pack(num), key, db=self.dbs.rollout_nums)
         self.txn.put(STATUS_KEY.pack(pb.status, num), b"", db=self.dbs.status_index)
+        rollout_index.add(self.txn, self.dbs, self._index_counts, pb.status, pb.mode, num)
         if pb.status in rules.QUEUED_ROLLOUT:
             self._push_queue(record)
         self.put_rollout(record)
         return record
+
+    def set_rollout_mode(self, record: RolloutRecord, mode: int) -> None:
+        """Change a rollout's mode and its place in the rollout index (the caller saves the record)."""
+        if record.pb.mode == mode:
+            return
+        rollout_index.remove(self.txn, self.dbs, self._index_counts, record.pb.status, record.pb.mode, record.num)
+        rollout_index.add(self.txn, self.dbs, self._index_counts, record.pb.status, mode, record.num)
+        record.pb.mode = mode
 
     def input_bytes(self, rollout_id: str) -> bytes:
         return self.txn.get(rollout_id.encode(), db=self.dbs.rollout_inputs) or b""
@@ -149,6 +166,8 @@ class Tx:
             return
         self.txn.delete(STATUS_KEY.pack(old, record.num), db=self.dbs.status_index)
         self.txn.put(STATUS_KEY.pack(status, record.num), b"", db=self.dbs.status_index)
+        rollout_index.remove(self.txn, self.dbs, self._index_counts, old, record.pb.mode, record.num)
+        rollout_index.add(self.txn, self.dbs, self._index_counts, status, record.pb.mode, record.num)
         record.pb.status = status
         if status in rules.TERMINAL_ROLLOUT:
             record.pb.end_time.FromNanoseconds(self.now_ns)

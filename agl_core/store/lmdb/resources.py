@@ -5,6 +5,8 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any
 
+import lmdb
+
 from agl_core.errors import AlreadyExistsError, NotFoundError
 from agl_core.proto import resources_pb2 as r
 from agl_core.proto import store_pb2 as s
@@ -88,7 +90,8 @@ class ResourcesMixin(LmdbCore):
             filters.id_predicates(request.resources_id_in, request.resources_id_contains, lambda rid: rid),
             request.filter_logic,
         )
-        with self._begin() as txn:
+
+        def read(txn: lmdb.Transaction) -> list[tuple[int, r.ResourcesUpdate]]:
             items = []
             for number, resources_id in txn.cursor(db=self.dbs.resources_order):
                 if not matches(resources_id.decode()):
@@ -96,6 +99,9 @@ class ResourcesMixin(LmdbCore):
                 raw = txn.get(resources_id, db=self.dbs.resources)
                 if raw is not None:
                     items.append((U64.unpack(number)[0], r.ResourcesUpdate.FromString(raw)))
+            return items
+
+        items = await self._read(read)  # on a read thread: it reads every resources record
         keys: dict[str, Callable[[tuple[int, r.ResourcesUpdate]], Any]] = {
             "create_time": lambda item: item[0],
             "update_time": lambda item: (item[1].update_time.ToNanoseconds(), item[0]),

@@ -21,6 +21,7 @@ from agl_core.store.lmdb.schema import (
     read_counter,
     span_key,
 )
+from agl_core.store.lmdb.span_resources import ResourceReader, ResourceWriter
 from agl_core.store.wire import SpanHeader, with_sequence_id
 
 SPANS_PER_CHUNK = 256
@@ -78,6 +79,7 @@ class SpansMixin(LmdbCore):
         targets: dict[tuple[str, str], tuple[RolloutRecord, t.Attempt] | str] = {}
         counters: dict[int, int] = {}
         touched: dict[tuple[str, str], tuple[RolloutRecord, t.Attempt]] = {}
+        resources = ResourceWriter(txn, dbs.span_resources)
         for i, header, raw in spans:
             coords = (header.rollout_id, header.attempt_id)
             target = targets.get(coords)
@@ -115,7 +117,7 @@ class SpansMixin(LmdbCore):
             elif sequence_id > last:
                 last = sequence_id
             counters[num] = last
-            txn.put(span_key(num, seq, sequence_id, span_id), raw, db=dbs.spans)
+            txn.put(span_key(num, seq, sequence_id, span_id), resources.store(raw), db=dbs.spans)
             touched[coords] = target
             accepted += 1
         self._span_ids.flush(txn, dbs.span_id_log)
@@ -243,6 +245,7 @@ class SpansMixin(LmdbCore):
             batch: list[bytes] = []
             size = 0
             with self._begin() as txn:
+                restore = ResourceReader(txn, self.dbs.span_resources).span_bytes
                 cursor = txn.cursor(db=self.dbs.spans)
                 found = cursor.set_range(position)
                 while found:
@@ -252,9 +255,11 @@ class SpansMixin(LmdbCore):
                         break
                     position = key + b"\x00"
                     if after and int.from_bytes(key[12:20], "big") <= after:
-                        found = cursor.next()
+                        # Seek past the attempt's spans up to ``after`` rather than step through them.
+                        position = key[:12] + U64.pack(after + 1)
+                        found = cursor.set_range(position)
                         continue
-                    value = cursor.value()
+                    value = restore(cursor.value())
                     batch.append(value)
                     size += len(value)
                     if len(batch) >= SPANS_PER_CHUNK or size >= SPAN_BYTES_PER_CHUNK:

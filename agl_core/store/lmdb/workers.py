@@ -25,9 +25,12 @@ class WorkersMixin(LmdbCore):
         if statuses is not None:
             predicates.append(lambda w: w.status in statuses)
         matches = filters.combine(predicates, request.filter_logic)
-        with self._begin() as txn:
-            workers = [t.Worker.FromString(raw) for _, raw in txn.cursor(db=self.dbs.workers)]
-        workers = [w for w in workers if matches(w)]
+        # On a read thread: it reads every worker record.
+        workers = await self._read(
+            lambda txn: [
+                w for w in map(t.Worker.FromString, txn.cursor(db=self.dbs.workers).iternext(keys=False)) if matches(w)
+            ]
+        )
         keys: dict[str, Callable[[t.Worker], Any]] = {
             "worker_id": lambda w: w.worker_id,
             "last_heartbeat_time": lambda w: (w.last_heartbeat_time.ToNanoseconds(), w.worker_id),
