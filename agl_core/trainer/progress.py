@@ -148,6 +148,17 @@ class Progress:
                 counts.rewards.append(reward)
                 self._changed.set()
 
+    def note(self, line: str) -> None:
+        """Print a line of the algorithm's own (e.g. a training step's metrics) between progress
+        lines; thread-safe enough for a line-buffered stream (one write per line)."""
+        text = "agl: " + line
+        if self.live:
+            # Clear the live line, print the note, and redraw the live line under it.
+            self.stream.write("\r\x1b[2K" + text + "\n" + self._last_line)
+        else:
+            self.stream.write(text + "\n")
+        self.stream.flush()
+
     # --- printing ----------------------------------------------------------------------------------
 
     def line(self, final: bool = False) -> str:

@@ -118,7 +118,7 @@ class Trainer:
         :param agent: a LitAgent, a decorated rollout function, or ``"module:attribute"``.
         """
         algorithm = self.algorithm or build("baseline", kind="algorithms", base=Algorithm, pm=self.plugin_manager)
-        return self._run(agent, algorithm, train_dataset, val_dataset)
+        return self._run(agent, algorithm, train_dataset, val_dataset, dev=False)
 
     def dev(self, agent: LitAgent[Any] | Any, train_dataset: Any = None, val_dataset: Any = None) -> Any:
         """A dry run of the whole pipeline with a quick algorithm (``baseline`` unless the configured
@@ -133,15 +133,16 @@ class Trainer:
                 "leave algorithm unset "
                 "to use the baseline, or call fit()"
             )
-        return self._run(agent, algorithm, train_dataset, val_dataset)
+        return self._run(agent, algorithm, train_dataset, val_dataset, dev=True)
 
-    def _run(self, agent: Any, algorithm: Algorithm, train_dataset: Any, val_dataset: Any) -> Any:
+    def _run(self, agent: Any, algorithm: Algorithm, train_dataset: Any, val_dataset: Any, *, dev: bool) -> Any:
         agent = load_agent(agent)
         agent.set_trainer(self)
         algorithm.set_trainer(self)
         algorithm.set_adapter(self.adapter)
         algorithm.set_initial_resources(self.initial_resources)
         algorithm.set_rollout_config(self.rollout_config)
+        algorithm.set_dev_mode(dev)
         spec = RunnerSpec(
             agent=agent,
             tracer=self.tracer,
@@ -163,6 +164,7 @@ class Trainer:
                 progress = Progress(store, interval=self.progress_interval, live=live)
             if progress is not None:
                 await progress.start()
+            algorithm.set_progress(progress)
             try:
                 if algorithm.is_async():
                     return await algorithm.run(train_dataset, val_dataset)
@@ -170,6 +172,7 @@ class Trainer:
                 # get_sync_store(), whose calls come back to this loop.
                 return await asyncio.to_thread(algorithm.run, train_dataset, val_dataset)
             finally:
+                algorithm.set_progress(None)
                 if progress is not None:
                     await progress.stop()
 
