@@ -19,6 +19,7 @@ stays the GPU engine.
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 ENGINE_NAME = "agl_cpu"
@@ -43,7 +44,9 @@ def register() -> None:
     _ROLLOUT_REGISTRY[(ENGINE_NAME, "async")] = _ROLLOUT_CLASS
     RolloutReplicaRegistry.register(ENGINE_NAME, _load_replica)
     platform.register()
-    platform.register_fsdp_engine()
+    if os.environ.get("VERL_PLATFORM", "").strip().lower() == platform.PLATFORM_NAME:
+        # Only in processes that run on the CPU platform (agl.workers=local sets up its own).
+        platform.register_fsdp_engine()
 
 
 register()

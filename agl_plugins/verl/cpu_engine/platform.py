@@ -57,7 +57,7 @@ class CpuDeviceModule(types.ModuleType):
         answers: dict[str, Callable[..., Any]] = {
             "is_available": lambda: True,
             "device_count": lambda: 1,
-            "current_device": lambda: 0,
+            "current_device": lambda: "cpu",
             "get_device_name": lambda *a: "CPU",
             "mem_get_info": lambda *a: _memory(),
             "manual_seed": torch.manual_seed,
@@ -98,8 +98,9 @@ class PlatformCPU(PlatformBase):
         # Chosen only by VERL_PLATFORM=cpu, never by auto-detection (see the module docstring).
         return False
 
-    def current_device(self) -> int:
-        return 0
+    def current_device(self) -> Any:
+        # verl moves modules with ``.to(get_device_id())``: an index would mean a CUDA device.
+        return "cpu"
 
     def device_count(self) -> int:
         return 1
