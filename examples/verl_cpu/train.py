@@ -27,7 +27,7 @@ sys.path[:0] = [str(HERE), str(HERE.parent / "verl_math")]  # letters_agent, tin
 
 # Tuned on a loaded 2-core machine: 32 rollouts a step (4 tasks x 8), one PPO update of 32 samples.
 SETTINGS = {
-    "steps": 20,
+    "steps": 12,
     "tasks_per_step": 4,
     "n": 8,
     "lr": 1e-2,
@@ -65,9 +65,26 @@ def overrides(model: Path, workdir: Path, steps: int, settings: dict[str, Any], 
 
 
 def train(
-    model: Path, workdir: Path, *, steps: int | None = None, strategy: str = "cs", val_before_train: bool = True
+    model: Path,
+    workdir: Path,
+    *,
+    steps: int | None = None,
+    strategy: str = "cs",
+    val_before_train: bool = True,
+    workers: str = "local",
 ) -> dict[str, Any]:
-    """Train and return the curve (see the module docstring)."""
+    """Train and return the curve (see the module docstring).
+
+    :param workers: ``local`` (the actor and the engine in this process) or ``ray`` (verl's Ray
+        worker groups on the CPU platform, the engine as verl's rollout replica).
+    """
+    if workers == "ray":
+        # This process builds verl's replicas too: it runs on the CPU platform and knows the engine
+        # (the verl.plugins entry point registers it once agl is pip-installed).
+        import os
+
+        os.environ.setdefault("VERL_PLATFORM", "cpu")
+        import agl_plugins.verl.cpu_engine  # noqa: F401
     from letters_agent import letters, tasks
     from omegaconf import OmegaConf
 
@@ -78,7 +95,7 @@ def train(
     settings = dict(SETTINGS)
     steps = steps or settings["steps"]
     config = OmegaConf.to_container(OmegaConf.load(PRESET))
-    config["agl"] = {"workers": "local", "rollout": {"step_timeout": 300}, "val_n": settings["val_n"]}
+    config["agl"] = {"workers": workers, "rollout": {"step_timeout": 300}, "val_n": settings["val_n"]}
     algorithm = VERL(config=config, overrides=overrides(model, workdir, steps, settings, val_before_train))
     trainer = Trainer(
         algorithm=algorithm,
@@ -93,13 +110,15 @@ def train(
         {k: float(v) for k, v in m.items() if isinstance(v, (int, float)) and not isinstance(v, bool)}
         for m in result.history
     ]
-    module = algorithm.trainer.actor_rollout_wg.module
-    weights_finite = all(
-        bool((p.full_tensor() if hasattr(p, "full_tensor") else p).isfinite().all()) for p in module.parameters()
-    )
+    module = getattr(algorithm.trainer.actor_rollout_wg, "module", None)  # local workers: the actor's model
+    weights_finite = None
+    if module is not None:
+        weights_finite = all(
+            bool((p.full_tensor() if hasattr(p, "full_tensor") else p).isfinite().all()) for p in module.parameters()
+        )
     manager = algorithm.trainer.checkpoint_manager
     return {
-        "settings": {**settings, "steps": steps, "strategy": strategy},
+        "settings": {**settings, "steps": steps, "strategy": strategy, "workers": workers},
         "steps": [
             {
                 "step": int(m.get("training/global_step", 0)),
@@ -148,12 +167,13 @@ def main() -> None:
     parser.add_argument("--out", type=Path, required=True, help="directory for curve.json, curve.png and the run")
     parser.add_argument("--steps", type=int, default=None)
     parser.add_argument("--strategy", default="cs", choices=["cs", "shm"])
+    parser.add_argument("--workers", default="local", choices=["local", "ray"])
     args = parser.parse_args()
     from tiny_model import build
 
     args.out.mkdir(parents=True, exist_ok=True)
     model = build(args.out / "tiny-qwen2")
-    curve = train(model, args.out, steps=args.steps, strategy=args.strategy)
+    curve = train(model, args.out, steps=args.steps, strategy=args.strategy, workers=args.workers)
     (args.out / "curve.json").write_text(json.dumps(curve, indent=1, allow_nan=True))
     plot(curve, args.out / "curve.png")
     for point in curve["steps"]:

@@ -45,7 +45,8 @@ def test_grpo_raises_the_reward_of_a_policy_serving_its_own_rollouts(tmp_path: P
 
     # Nothing blew up on the way: loss, grad norm and the weights stay finite.
     for s in trained:
-        assert math.isfinite(s["pg_loss"]) and math.isfinite(s["grad_norm"]) and s["grad_norm"] > 0, s
+        assert math.isfinite(s["pg_loss"]) and math.isfinite(s["grad_norm"]), s
+    assert trained[0]["grad_norm"] > 0  # (once every reply is all letters, GRPO's advantages are 0)
     assert curve["weights_finite"] is True
 
     # The engine served the policy being trained: its weights after every update, asleep during it.
