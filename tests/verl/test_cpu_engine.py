@@ -163,3 +163,28 @@ async def test_loaded_weights_change_what_is_served(model_dir: Path) -> None:
     assert served.logprobs == pytest.approx(expected.logprobs, abs=1e-4)
     with pytest.raises(KeyError, match=r"no parameter 'not\.a\.weight'"):
         serving.load_weights([("not.a.weight", torch.zeros(1))])
+
+
+def test_registered_in_verls_registries_under_agl_cpu() -> None:
+    from verl.plugin.platform import PlatformRegistry
+    from verl.workers.rollout.base import get_rollout_class
+    from verl.workers.rollout.replica import get_rollout_replica_class
+
+    from agl_plugins.verl.cpu_engine import register
+    from agl_plugins.verl.cpu_engine.platform import PlatformCPU, dedupe_backend
+    from agl_plugins.verl.cpu_engine.replica import CpuReplica, engine_options
+    from agl_plugins.verl.cpu_engine.rollout import CpuServerAdapter
+
+    register()  # idempotent
+    assert get_rollout_replica_class("agl_cpu") is CpuReplica
+    assert get_rollout_class("agl_cpu", "async") is CpuServerAdapter
+    assert PlatformRegistry.get("cpu") is PlatformCPU
+    assert PlatformCPU().is_platform_available() is False  # only VERL_PLATFORM=cpu selects it
+    assert dedupe_backend("cpu:gloo,cpu:gloo") == "cpu:gloo"
+    assert dedupe_backend("cpu:gloo,cuda:nccl") == "cpu:gloo,cuda:nccl"
+
+    class Rollout:
+        engine_kwargs = {"agl_cpu": {"dtype": "float32", "max_bach": 8}}
+
+    with pytest.raises(ValueError, match=r"unknown keys \['max_bach'\]"):
+        engine_options(Rollout())
