@@ -3,19 +3,22 @@ rollouts an interrupted step left in the store.
 
 verl saves the actor (and critic, dataloader) under ``trainer.default_local_dir/global_step_N`` and
 resumes from the latest one (``trainer.resume_mode: auto``). agl keeps ``agl_run.json`` in the same
-directory: the run id, written before the first rollout, and the step of the latest checkpoint.
-Every rollout of the run is named ``ro-{run_id}-{mode}-{step}-...`` and every resources set
-``verl-{run_id}-p{k}``, the policy after ``k`` updates (train step ``k + 1`` and the validation
-after step ``k`` run with it), so which policy made a rollout is read off its ``resources_id``.
+directory: the run id, written before the first rollout (when the run saves checkpoints), and the
+step of the latest checkpoint. Every rollout of the run is named ``ro-{run_id}-{mode}-{step}-...``
+and every resources set ``verl-{run_id}-p{k}``, the policy after ``k`` updates (train step
+``k + 1`` and the validation after step ``k`` run with it), so which policy made a rollout is read
+off its ``resources_id``.
 
 **Rule for the rollouts of an interrupted step.** A resumed run restarts at the step after the
-checkpoint. Before its first rollout, every rollout of the run that is not finished (queuing,
-running, requeuing, ...) is cancelled in the store; finished ones are left as they are. None of
-them is counted: a step only ever reads the rollouts it enqueued itself, so rollouts of a step
-that did not complete are never trained on, reported or counted, however far they got. (Reusing
-the finished ones would be sound only for rollouts made with exactly the checkpoint's policy and
-would mix two runs' sampling in one group; cancelling is simpler and never counts twice.) The
-resumed step's resources set is published again under the same id, with its version bumped.
+checkpoint (step 1 when it was interrupted before its first checkpoint). Before its first
+rollout, every rollout of the run that is not finished (queuing, running, requeuing, ...) is
+cancelled in the store; finished ones are left as they are. None of them is counted: a step only
+ever reads the rollouts it enqueued itself, so rollouts of a step that did not complete are never
+trained on, reported or counted, however far they got. (Reusing the finished ones would be sound
+only for rollouts made with exactly the checkpoint's policy and would mix two runs' sampling in
+one group; cancelling is simpler and never counts twice.) The resumed step's resources set is
+published again under the same id, with its version bumped. Validation before training runs only
+when training starts at step 0.
 """
 
 from __future__ import annotations
@@ -52,24 +55,30 @@ class RunState:
     def path(checkpoint_dir: str | os.PathLike[str]) -> Path:
         return Path(checkpoint_dir) / STATE_FILE
 
+    resumed: bool = field(default=False, compare=False)
+
     @classmethod
-    def load_or_create(cls, checkpoint_dir: str | os.PathLike[str], *, resume: bool) -> RunState:
-        """The saved state when resuming and one exists; else a new run (saved at once, so that a
-        run interrupted before its first checkpoint is found again)."""
+    def load_or_create(cls, checkpoint_dir: str | os.PathLike[str], *, resume: bool, persist: bool) -> RunState:
+        """The saved state when resuming and one exists (``resumed`` is then True); else a new run.
+
+        :param persist: save a new run's state at once (so that a run interrupted before its first
+            checkpoint is found again); False when the run saves no checkpoints.
+        """
         path = cls.path(checkpoint_dir)
         if resume and path.exists():
-            state = cls(**json.loads(path.read_text()))
+            state = cls(**json.loads(path.read_text()), resumed=True)
             logger.info("agl run %s resumes (checkpoint at step %d)", state.run_id, state.checkpoint_step)
             return state
         state = cls()
-        state.save(checkpoint_dir)
+        if persist:
+            state.save(checkpoint_dir)
         return state
 
     def save(self, checkpoint_dir: str | os.PathLike[str]) -> None:
         path = self.path(checkpoint_dir)
         path.parent.mkdir(parents=True, exist_ok=True)
         temporary = path.with_suffix(".tmp")
-        temporary.write_text(json.dumps(asdict(self)))
+        temporary.write_text(json.dumps({k: v for k, v in asdict(self).items() if k != "resumed"}))
         os.replace(temporary, path)  # atomic: a crash leaves the old state or the new one
 
     def resources_id(self, policy_version: int) -> str:

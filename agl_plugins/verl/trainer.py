@@ -327,10 +327,12 @@ class AglPPOTrainer(RayPPOTrainer):
     def _resume(self) -> None:
         """verl's checkpoint, then agl's state: the run id and the rollouts an interrupted step left."""
         self.global_steps = 0
-        resume = self.config.trainer.resume_mode != "disable"
-        self.run_state = RunState.load_or_create(self.config.trainer.default_local_dir, resume=resume)
+        trainer = self.config.trainer
+        self.run_state = RunState.load_or_create(
+            trainer.default_local_dir, resume=trainer.resume_mode != "disable", persist=trainer.save_freq > 0
+        )
         self._load_checkpoint()
-        if self.global_steps or self.run_state.checkpoint_step:
+        if self.run_state.resumed:
             cancelled = self.rollouts.run(cancel_leftovers(self.rollouts.store, self.run_state.run_id))
             logger.info(
                 "resumed run %s at step %d; %d unfinished rollouts of the interrupted step cancelled",
@@ -357,10 +359,10 @@ class AglPPOTrainer(RayPPOTrainer):
             config=OmegaConf.to_container(self.config, resolve=True),
         )
         self.resumed: dict[str, Any] | None = None
-        self._resume()
-        self.checkpoint_manager.update_weights(self.global_steps)
         try:
-            if self.config.trainer.get("val_before_train", True) and self.resumed is None:
+            self._resume()
+            self.checkpoint_manager.update_weights(self.global_steps)
+            if self.config.trainer.get("val_before_train", True) and self.global_steps == 0:
                 metrics = self._validate()
                 tracking.log(data=metrics, step=self.global_steps)
                 self._record(metrics)
@@ -371,6 +373,7 @@ class AglPPOTrainer(RayPPOTrainer):
             for epoch in range(start_epoch, self.config.trainer.total_epochs):
                 for batch_dict in self.train_dataloader:
                     if self.global_steps > self.total_training_steps or self.should_stop():
+                        self.global_steps -= 1  # the last step trained
                         return
                     metrics = self.train_step(batch_dict)
                     test_freq = self.config.trainer.test_freq

@@ -16,6 +16,7 @@ import pytest
 
 from agl_core.store import LmdbStore
 from agl_core.types import RolloutConfig
+from agl_plugins.verl.config import AglSettings
 
 HERE = Path(__file__).parent
 FINITE_KEYS = ("actor/pg_loss", "actor/loss", "actor/grad_norm", "actor/entropy", "critic/advantages/max")
@@ -68,11 +69,19 @@ def assert_finite_update(step: dict[str, float]) -> None:
 
 @pytest.mark.parametrize(("strategy", "steps"), [("shm", 2), ("cs", 1)])
 def test_fit_through_the_trainer(tmp_path: Path, tiny_model: Path, strategy: str, steps: int) -> None:
+    """shm is configured for 3 steps and asked to stop (VERL.stop) after step 2; cs runs 1 step."""
     workdir = tmp_path / "run"
     # cs also takes rollout-level credit through the trainer (one call per rollout: same advantages).
     config = {"credit": {"level": "rollout", "rollout_mean_loss": True}} if strategy == "cs" else {}
     result, output = train(
-        tmp_path, "fit", strategy=strategy, model=str(tiny_model), workdir=str(workdir), steps=steps, config=config
+        tmp_path,
+        "fit",
+        strategy=strategy,
+        model=str(tiny_model),
+        workdir=str(workdir),
+        steps=3 if strategy == "shm" else steps,
+        stop_after=2 if strategy == "shm" else None,
+        config=config,
     )
     assert result["global_step"] == steps
     history = result["history"]
@@ -180,3 +189,38 @@ def test_fit_resumes_from_the_checkpoint_and_never_counts_the_interrupted_step(
     resources = asyncio.run(stored_resources(workdir / "store", f"verl-{run_id}-p2"))
     assert resources.version == 2
     assert sorted(p.name for p in (workdir / "checkpoints").glob("global_step_*"))[-1] == "global_step_3"
+
+
+def test_ray_workers_build_in_process_as_verls_task_runner_sets_them_up(tiny_model: Path) -> None:
+    from verl.trainer.ppo.utils import Role
+
+    from agl_plugins.verl.entrypoint import build_trainer, load_config
+    from agl_plugins.verl.service import RolloutService
+
+    config = load_config(
+        [
+            f"actor_rollout_ref.model.path={tiny_model}",
+            "trainer.n_gpus_per_node=2",
+            "data.train_batch_size=2",
+            "actor_rollout_ref.actor.ppo_mini_batch_size=2",
+            "actor_rollout_ref.actor.ppo_micro_batch_size_per_gpu=1",
+            "actor_rollout_ref.rollout.log_prob_micro_batch_size_per_gpu=1",
+            "algorithm.adv_estimator=grpo",
+        ]
+    )
+    trainer = build_trainer(config, [{"q": "a"}, {"q": "b"}], [{"q": "c"}], rollouts=RolloutService(AglSettings()))
+    # Workers are not started (no Ray here): the roles and pools are what init_workers would start.
+    assert Role.ActorRollout in trainer.role_worker_mapping and not trainer.use_critic  # GRPO: no critic
+    assert trainer.resource_pool_manager.resource_pool_spec == {"global_pool": [2]}
+    assert len(trainer.train_dataloader) == 1 and trainer.agl.workers == "ray"
+
+
+def test_agl_store_must_stay_unset_under_the_trainer(tmp_path: Path) -> None:
+    from agl_core.trainer import Trainer
+    from agl_plugins.verl.algorithm import VERL
+    from agl_plugins.verl.config import ConfigError
+
+    algorithm = VERL(config={"agl": {"store": "127.0.0.1:4747"}})
+    trainer = Trainer(algorithm=algorithm, strategy={"type": "shm", "data_dir": str(tmp_path)}, progress=False)
+    with pytest.raises(ConfigError, match="the store is the Trainer's"):
+        trainer.fit(lambda task: 1.0, [{"q": "a"}])

@@ -9,8 +9,8 @@ answering the rollouts (``tests/support/openai_server.py`` via ``agl.backends``)
 not synced to what serves the rollouts here.
 
 Usage: ``python trainer_run.py SPEC_JSON RESULT_JSON`` where the spec holds ``strategy``,
-``model``, ``workdir``, ``steps`` and optional ``save_freq``, ``kill_at_step``, ``dev``,
-``overrides``, ``config``.
+``model``, ``workdir``, ``steps`` and optional ``save_freq``, ``kill_at_step``, ``stop_after``,
+``dev``, ``overrides``, ``config``.
 """
 
 from __future__ import annotations
@@ -77,7 +77,17 @@ def main(spec_path: str, result_path: str) -> None:
     config = {"agl": {"workers": "local", "backends": [backend.base_url], "rollout": {"step_timeout": 120}}}
     for key, value in spec.get("config", {}).items():
         config["agl"][key] = value
-    algorithm = VERL(config=config, overrides=overrides)
+    stop_after = spec.get("stop_after")
+
+    class StoppingVERL(VERL):
+        """VERL whose run is asked to stop (``VERL.stop``) once step ``stop_after`` is done."""
+
+        def _on_step(self, step: int, metrics: dict[str, Any]) -> None:
+            super()._on_step(step, metrics)
+            if stop_after is not None and "training/global_step" in metrics and step >= stop_after:
+                self.stop()
+
+    algorithm = StoppingVERL(config=config, overrides=overrides)
     strategy = {"type": spec["strategy"], "data_dir": str(workdir / "store")}
     if spec["strategy"] == "cs":
         strategy["keep_data"] = True
