@@ -86,15 +86,14 @@ def train(
         os.environ.setdefault("VERL_PLATFORM", "cpu")
         import agl_plugins.verl.cpu_engine  # noqa: F401
     from letters_agent import letters, tasks
-    from omegaconf import OmegaConf
 
     from agl_core.trainer import Trainer
     from agl_plugins.verl.algorithm import VERL
-    from agl_plugins.verl.cpu_engine import PRESET
+    from agl_plugins.verl.cpu_engine import preset
 
     settings = dict(SETTINGS)
     steps = steps or settings["steps"]
-    config = OmegaConf.to_container(OmegaConf.load(PRESET))
+    config = preset()
     config["agl"] = {"workers": workers, "rollout": {"step_timeout": 300}, "val_n": settings["val_n"]}
     algorithm = VERL(config=config, overrides=overrides(model, workdir, steps, settings, val_before_train))
     trainer = Trainer(

@@ -1,7 +1,7 @@
 """The CPU rollout engine: the policy being trained serves its own rollouts, on the CPU.
 
-Selected with ``actor_rollout_ref.rollout.name=agl_cpu`` (the CPU preset, :data:`PRESET`, sets it
-with everything else verl needs to train on a machine without a GPU). verl's trainer drives it
+Selected with ``actor_rollout_ref.rollout.name=agl_cpu``; the CPU preset (:func:`preset`, the
+default for a machine without a GPU) sets it with everything else verl needs there. verl's trainer drives it
 through verl's own extension points, as it drives vLLM:
 
 - :mod:`.replica`: ``RolloutReplicaRegistry`` entry ``agl_cpu``; one HTTP server actor per replica;
@@ -21,10 +21,18 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
+from typing import Any
 
 ENGINE_NAME = "agl_cpu"
 PRESET = Path(__file__).parent / "cpu.yaml"
 _ROLLOUT_CLASS = "agl_plugins.verl.cpu_engine.rollout.CpuServerAdapter"
+
+
+def preset() -> dict[str, Any]:
+    """The CPU preset (:data:`PRESET`) as a plain config mapping, for ``VERL(config=preset(), ...)``."""
+    from omegaconf import OmegaConf
+
+    return OmegaConf.to_container(OmegaConf.load(PRESET))  # type: ignore[return-value]
 
 
 def _load_replica() -> type:
@@ -51,4 +59,4 @@ def register() -> None:
 
 register()
 
-__all__ = ["ENGINE_NAME", "PRESET", "register"]
+__all__ = ["ENGINE_NAME", "PRESET", "preset", "register"]
