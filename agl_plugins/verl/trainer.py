@@ -106,6 +106,12 @@ class AglPPOTrainer(RayPPOTrainer):
             self.actor_rollout_wg = build_actor(self.config)
             self.checkpoint_manager = NoReplicas()
             backends: list[str] = []
+            if self.config.actor_rollout_ref.rollout.get("name") == "agl_cpu":
+                # The CPU rollout engine, in this process: the policy serves its own rollouts.
+                from agl_plugins.verl.cpu_engine.local import LocalCpuReplicas
+
+                self.checkpoint_manager = LocalCpuReplicas(self.config, self.actor_rollout_wg)
+                backends = self.checkpoint_manager.addresses
         else:
             super().init_workers()
             backends = list(self.llm_server_manager.get_addresses())
@@ -381,6 +387,8 @@ class AglPPOTrainer(RayPPOTrainer):
                     self.global_steps += 1
         finally:
             self.rollouts.close()
+            if hasattr(self.checkpoint_manager, "close"):  # the local CPU engine's server
+                self.checkpoint_manager.close()
             self._shutdown_dump_executor()
 
 
