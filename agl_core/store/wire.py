@@ -4,8 +4,9 @@ Spans are stored exactly as they arrive. Instead of parsing a whole ``IngestSpan
 serializing every span again, the server reads the request through a wire-compatible view whose
 ``spans`` field is ``repeated bytes`` (a length-delimited field has the same encoding whether it
 holds a message or bytes), and parses each span only far enough to place it (:class:`SpanHeader`:
-ids and sequence id). A sequence id the store assigns is appended to the stored bytes as one more
-field 62: protobuf parsers take the last value of a repeated scalar field.
+ids, sequence id, and the OTLP resource if the span has one). A sequence id the store assigns is
+appended to the stored bytes as one more field 62: protobuf parsers take the last value of a
+repeated scalar field.
 
 The views are built from descriptors at import time, so no extra .proto file drifts from the API.
 """
@@ -35,6 +36,9 @@ def _build() -> tuple[type, type]:
         ("sequence_id", 62, _INT64),
     ):
         header.field.add(name=name, number=number, type=kind, label=_OPTIONAL)
+    # The OTLP resource (Span field 50, see ``lmdb/span_resources.py``): parsed here so the store
+    # knows which spans carry one without searching every span's bytes for the field's tag.
+    header.field.add(name="resource", number=50, type=_BYTES, label=_REPEATED)
     pool = descriptor_pool.DescriptorPool()
     pool.Add(file)
     return (

@@ -24,7 +24,7 @@ from collections.abc import Awaitable, Callable, Sequence
 from agl_core.errors import InvalidArgumentError
 from agl_core.proto import store_pb2 as s
 from agl_core.store import validation
-from agl_core.store.wire import repeated_message_field
+from agl_core.store.wire import IngestSpansRequestView, repeated_message_field
 
 _INVALID_ARGUMENT = 3
 
@@ -47,9 +47,13 @@ def span_problem(raw: bytes, where: str) -> str | None:
 
 
 def _all_readable(raws: Sequence[bytes]) -> bool:
-    """Whether every span parses the way readers parse it (see the module's docstring), at once."""
+    """Whether every span parses the way readers parse it (see the module's docstring), at once.
+
+    The spans are wrapped by the wire view of ``IngestSpansRequest`` (in C: no per-span Python) and
+    parsed as ``IngestSpansRequest``, where each is a ``Span`` one level down, as in a
+    ``QuerySpansResponse``: the same UTF-8 checks and the same depth."""
     try:
-        s.QuerySpansResponse.FromString(repeated_message_field(1, raws))
+        s.IngestSpansRequest.FromString(IngestSpansRequestView(spans=raws).SerializeToString())
     except Exception:
         return False
     return True

@@ -117,7 +117,9 @@ class SpansMixin(LmdbCore):
             elif sequence_id > last:
                 last = sequence_id
             counters[num] = last
-            txn.put(span_key(num, seq, sequence_id, span_id), resources.store(raw), db=dbs.spans)
+            # The header parsed the resource field: spans without one skip the resource code entirely.
+            value = resources.store(raw) if header.resource else raw
+            txn.put(span_key(num, seq, sequence_id, span_id), value, db=dbs.spans)
             touched[coords] = target
             accepted += 1
         self._span_ids.flush(txn, dbs.span_id_log)
