@@ -8,7 +8,9 @@ on the ingest path and what it saves on disk, against agl-server with synced com
 - acked spans/s (synced commits unless ``--durability nosync``) of ~1 KB LLM-call spans over one
   client stream to 64 attempts (64 spans per call, 16 calls in flight),
   without a resource and with a shared resource of ``--resource-bytes``;
-- data file growth per span in both cases.
+- data file growth per span in both cases;
+- CPU time of the agl-server process per acked span (user + system): on a machine shared with
+  other work the wall-clock rate swings with the load, the CPU cost much less.
 
 Prints a table and saves bench/results/<--out>.json. Run it against an older checkout by putting
 that checkout first on PYTHONPATH (the server process inherits it) to get the "before" figures.
@@ -19,12 +21,14 @@ from __future__ import annotations
 import argparse
 import asyncio
 import os
+import statistics
 import sys
 import tempfile
 import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
+import psutil
 from common import Report, llm_call_span
 
 from agl_core.client import GrpcStore
@@ -34,8 +38,10 @@ BATCH = 64
 INFLIGHT = 16
 
 
-async def measure(address: str, total: int, resource_bytes: int) -> tuple[float, float]:
-    """(acked spans/s, data bytes per span) for ``total`` spans with a resource of ``resource_bytes``."""
+async def measure(address: str, server_pid: int, total: int, resource_bytes: int) -> tuple[float, float, float]:
+    """(acked spans/s, data bytes per span, server CPU seconds per span) for ``total`` spans with a
+    resource of ``resource_bytes``."""
+    server = psutil.Process(server_pid)
     async with GrpcStore(address) as store:
         rollouts = [await store.start_rollout({"i": i}) for i in range(64)]
         pool = []
@@ -56,13 +62,19 @@ async def measure(address: str, total: int, resource_bytes: int) -> tuple[float,
             async with semaphore:
                 for span in pool:
                     span.span_id = os.urandom(8)
-                accepted += (await store.add_spans(pool)).accepted
+                # Not ``accepted += (await ...)``: that reads ``accepted`` before the await, and with
+                # calls in flight each call's count would overwrite the others' (it undercounted 16x).
+                result = await store.add_spans(pool)
+                accepted += result.accepted
 
+        cpu_before = sum(server.cpu_times()[:2])
         started = time.perf_counter()
         await asyncio.gather(*(send() for _ in range(total // BATCH)))
         elapsed = time.perf_counter() - started
+        cpu = sum(server.cpu_times()[:2]) - cpu_before
         after = (await store.stats())["data_bytes"]
-    return accepted / elapsed, (after - before) / accepted
+    assert accepted == total // BATCH * BATCH, (accepted, total)
+    return accepted / elapsed, (after - before) / accepted, cpu / accepted
 
 
 async def main_async(args: argparse.Namespace, report: Report) -> None:
@@ -71,13 +83,21 @@ async def main_async(args: argparse.Namespace, report: Report) -> None:
             server = ServerProcess(
                 Path(workdir) / "data", args=["--durability", args.durability], log_path=Path(workdir) / "server.log"
             ).start()
+            assert server.process is not None
+            pid = server.process.pid
             try:
-                await measure(server.address, BATCH * INFLIGHT, resource_bytes)  # warm-up
-                rate, per_span = await measure(server.address, args.spans, resource_bytes)
+                await measure(server.address, pid, BATCH * INFLIGHT, resource_bytes)  # warm-up
+                # Several rounds on one store: the median rate is less at the mercy of a burst of
+                # other work on the machine; growth is that of all rounds together.
+                runs = [await measure(server.address, pid, args.spans, resource_bytes) for _ in range(args.rounds)]
             finally:
                 server.stop()
+        rate = statistics.median(r[0] for r in runs)
+        per_span = statistics.mean(r[1] for r in runs)
+        cpu = statistics.median(r[2] for r in runs)
         label = f"{resource_bytes} B resource" if resource_bytes else "no resource"
         report.add(f"acked ingest, 1 stream, {label}", rate, "spans/s", target=">= 50,000", met=rate >= 50_000)
+        report.add(f"server CPU per acked span, {label}", cpu * 1e6, "us", note="user + system")
         report.add(f"data file growth per span, {label}", per_span, "bytes")
 
 
@@ -85,6 +105,7 @@ def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--spans", type=int, default=100_000)
     parser.add_argument("--resource-bytes", type=int, default=2_000)
+    parser.add_argument("--rounds", type=int, default=3, help="measured rounds of --spans each (median reported)")
     parser.add_argument("--out", default="span_resource_bench")
     parser.add_argument(
         "--durability",
@@ -100,7 +121,9 @@ def main() -> int:
         "batch": BATCH,
         "inflight": INFLIGHT,
         "durability": args.durability,
+        "rounds": args.rounds,
     }
+    report.context["load_average_1m_at_start"] = os.getloadavg()[0]
     print(report.title)
     asyncio.run(main_async(args, report))
     # Other work on the machine moves the rates a lot; the data growth figures do not depend on it.

@@ -351,7 +351,52 @@ def server_memory(pid: int) -> tuple[float, float]:
 # --- main ------------------------------------------------------------------------------------------
 
 
+async def ingest_only(args: argparse.Namespace, report: Report, workdir: str) -> None:
+    """Only the span ingestion section, with the server's CPU time per span beside each rate (the
+    rate swings with other work on a shared machine; the CPU cost much less). For comparing
+    commits back to back: put the other checkout first on PYTHONPATH, the server inherits it."""
+    spans_total = 40_000 if args.quick else 300_000
+    server = ServerProcess(os.path.join(workdir, "data"), log_path=os.path.join(workdir, "server.log")).start()
+    assert server.process is not None
+    process = psutil.Process(server.process.pid)
+    try:
+        async with GrpcStore(server.address) as store:
+            await store.wait_ready()
+            coords = await targets(store, 64)
+            await ingest(store, coords, 64 * 64, 64, 64)  # warm-up
+            cpu = sum(process.cpu_times()[:2])
+            one_stream = await ingest(store, coords, spans_total, 64, 64)
+            cpu = sum(process.cpu_times()[:2]) - cpu
+        report.add(
+            "ingest, 1 client stream (acked, durable)",
+            one_stream,
+            "spans/s",
+            target=">= 50,000",
+            met=one_stream >= 50_000,
+            note=f"server CPU {cpu / spans_total * 1e6:.1f} us/span",
+        )
+        cpu = sum(process.cpu_times()[:2])
+        results = run_processes(_ingest_process, [(server.address, coords, spans_total // 8) for _ in range(8)])
+        cpu = sum(process.cpu_times()[:2]) - cpu
+        stored = spans_total // 8 // 256 * 256 * 8
+        eight = aggregate_rate(results, lambda r: spans_total // 8 // 256 * 256)
+        report.add(
+            "ingest, 8 client streams (8 processes)",
+            eight,
+            "spans/s",
+            note=f"server CPU {cpu / stored * 1e6:.1f} us/span",
+        )
+        async with GrpcStore(server.address) as store:
+            stats = await store.stats()
+        report.add("data file per stored span", stats["data_bytes"] / stats["spans"], "bytes")
+    finally:
+        server.stop()
+
+
 async def main_async(args: argparse.Namespace, report: Report, workdir: str) -> None:
+    if args.ingest_only:
+        await ingest_only(args, report, workdir)
+        return
     quick = args.quick
     payload = llm_call_span("ro-0123456789abcdef", "at-0123456789abcdef").SerializeToString()
     report.context["span_bytes"] = len(payload)
@@ -488,14 +533,19 @@ async def main_async(args: argparse.Namespace, report: Report, workdir: str) -> 
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true", help="small sizes: a smoke test of the benchmark itself")
+    parser.add_argument(
+        "--ingest-only", action="store_true", help="only span ingestion, with the server's CPU time per span"
+    )
     parser.add_argument("--rss-spans", type=int, default=1_000_000, help="spans to accumulate for the memory check")
     parser.add_argument("--out", default="store_bench", help="result file name under bench/results")
     parser.add_argument("--workdir", help="where data goes (default: a temp dir on the same disk as /tmp)")
     args = parser.parse_args()
     report = Report("agl store benchmark" + (" (quick)" if args.quick else ""))
+    report.context["load_average_1m_at_start"] = os.getloadavg()[0]
     with tempfile.TemporaryDirectory(dir=args.workdir) as workdir:
         report.context["workdir_fs"] = workdir
         asyncio.run(main_async(args, report, workdir))
+    report.context["load_average_1m_at_end"] = os.getloadavg()[0]
     print()
     print(report.table())
     path = report.save(args.out)

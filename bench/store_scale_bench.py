@@ -126,7 +126,10 @@ async def under_query_load(
             while time.monotonic() < deadline:
                 for span in pool:
                     span.span_id = os.urandom(8)
-                ingested += (await bulk.add_spans(pool)).accepted
+                # Not ``ingested += (await ...)``: that reads ``ingested`` before the await, so the
+                # four concurrent loops would overwrite each other's counts.
+                result = await bulk.add_spans(pool)
+                ingested += result.accepted
 
         async def ack_writer() -> None:
             r, a = coords[0]

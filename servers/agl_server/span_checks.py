@@ -7,6 +7,14 @@ parsed exactly as a reader will parse it, inside a ``QuerySpansResponse``: valid
 string field (name, attribute keys and values, events, resource, scope, ids), nesting within
 protobuf's limit of 100 levels counted from the response. A span that fails is rejected alone
 (``IngestSpansResponse.rejected``, INVALID_ARGUMENT) and the others are stored.
+
+This is on the hot path of ingestion, so a batch is first parsed as a whole, in one call into the
+protobuf runtime's C code: almost every batch is all good, and per-span work in Python (a parse
+call, wrapping each span in a response, checking its ids) cost about a third of the server's CPU
+per span. Only a batch that fails the whole-batch parse is checked span by span, to say which spans
+fail and why. The ids and sequence ids of a good batch are checked by the store itself, with the
+same :func:`~agl_core.store.validation.check_span` (it parses each span's ids to place it anyway),
+so rejections carry the same messages either way.
 """
 
 from __future__ import annotations
@@ -16,7 +24,7 @@ from collections.abc import Awaitable, Callable, Sequence
 from agl_core.errors import InvalidArgumentError
 from agl_core.proto import store_pb2 as s
 from agl_core.store import validation
-from agl_core.store.wire import repeated_message_field
+from agl_core.store.wire import IngestSpansRequestView, repeated_message_field
 
 _INVALID_ARGUMENT = 3
 
@@ -38,10 +46,25 @@ def span_problem(raw: bytes, where: str) -> str | None:
     return None
 
 
+def _all_readable(raws: Sequence[bytes]) -> bool:
+    """Whether every span parses the way readers parse it (see the module's docstring), at once.
+
+    The spans are wrapped by the wire view of ``IngestSpansRequest`` (in C: no per-span Python) and
+    parsed as ``IngestSpansRequest``, where each is a ``Span`` one level down, as in a
+    ``QuerySpansResponse``: the same UTF-8 checks and the same depth."""
+    try:
+        s.IngestSpansRequest.FromString(IngestSpansRequestView(spans=raws).SerializeToString())
+    except Exception:
+        return False
+    return True
+
+
 async def ingest_checked(
     raws: Sequence[bytes], store: Callable[[list[bytes]], Awaitable[s.IngestSpansResponse]]
 ) -> s.IngestSpansResponse:
     """Check each span, hand the good ones to ``store`` and answer for all, by their own indices."""
+    if _all_readable(raws):
+        return await store(list(raws))
     response = s.IngestSpansResponse()
     good: list[int] = []
     for i, raw in enumerate(raws):

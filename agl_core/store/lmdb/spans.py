@@ -22,7 +22,7 @@ from agl_core.store.lmdb.schema import (
     span_key,
 )
 from agl_core.store.lmdb.span_resources import ResourceReader, ResourceWriter
-from agl_core.store.wire import SpanHeader, with_sequence_id
+from agl_core.store.wire import SpanHeader, span_headers, with_sequence_id
 
 SPANS_PER_CHUNK = 256
 # Sequence ids are int64 on the wire: the next one after this would wrap to -2^63.
@@ -45,13 +45,17 @@ class SpansMixin(LmdbCore):
         valid: list[tuple[int, Any, bytes]] = []
         parse = SpanHeader.FromString
         well_formed = validation.span_ids_well_formed
+        headers = span_headers(raws)
         for i, raw in enumerate(raws):
-            try:
-                header = parse(raw)
-            except Exception as exc:
-                message = f"spans[{i}] could not be decoded as agl.v1.Span ({exc})"
-                response.rejected.add(index=i, code=3, message=message)
-                continue
+            if headers is not None:
+                header = headers[i]
+            else:
+                try:
+                    header = parse(raw)
+                except Exception as exc:
+                    message = f"spans[{i}] could not be decoded as agl.v1.Span ({exc})"
+                    response.rejected.add(index=i, code=3, message=message)
+                    continue
             if not well_formed(header):
                 try:
                     validation.check_span(header, f"spans[{i}]")
@@ -117,7 +121,9 @@ class SpansMixin(LmdbCore):
             elif sequence_id > last:
                 last = sequence_id
             counters[num] = last
-            txn.put(span_key(num, seq, sequence_id, span_id), resources.store(raw), db=dbs.spans)
+            # The header parsed the resource field: spans without one skip the resource code entirely.
+            value = resources.store(raw) if header.resource else raw
+            txn.put(span_key(num, seq, sequence_id, span_id), value, db=dbs.spans)
             touched[coords] = target
             accepted += 1
         self._span_ids.flush(txn, dbs.span_id_log)
