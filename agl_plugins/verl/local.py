@@ -6,9 +6,10 @@ in the trainer's own process, configured as verl's ``ActorRolloutRefWorker`` con
 CUDA when there is a GPU and on the CPU otherwise. It is for CI, laptops and debugging.
 
 verl 0.9.1 registers its engines for cuda/npu only; on a machine without a GPU,
-:func:`use_cpu_for_verl` adds a CPU platform through verl's platform registry and registers the
-FSDP engine for "cpu" through its engine registry. It changes process-wide state (the platform,
-a single-process torch.distributed group), as verl's own workers do in theirs.
+:func:`agl_plugins.verl.cpu_engine.platform.use_cpu_for_verl` puts this process on agl's CPU platform
+for verl (the one the Ray workers of the CPU preset run on) with verl's FSDP engine registered for
+"cpu". It changes process-wide state (the platform, a single-process torch.distributed group), as
+verl's own workers do in theirs.
 
 The actor only: GRPO-style training without a critic and without a reference policy (no KL
 loss, no KL in the reward). The rollouts' LLM calls go to ``agl.backends`` (OpenAI-compatible
@@ -19,79 +20,12 @@ from __future__ import annotations
 
 import os
 import socket
-import types
 from functools import partial
 from typing import Any
 
 import torch
 
 from agl_plugins.verl.config import ConfigError
-
-
-def use_cpu_for_verl() -> None:
-    """A CPU platform for verl and its FSDP engine registered for it (idempotent)."""
-    from verl.plugin.platform import platform_manager
-    from verl.plugin.platform.platform_cuda import PlatformCUDA
-    from verl.workers.engine import EngineRegistry
-    from verl.workers.engine.fsdp.transformer_impl import FSDPEngineWithLMHead
-
-    class CpuDeviceModule(types.ModuleType):
-        """What verl asks of ``torch.cuda``, answered for the CPU."""
-
-        def __getattr__(self, name: str) -> Any:
-            if name.startswith("__"):
-                raise AttributeError(name)
-            answers: dict[str, Any] = {
-                "get_device_name": "CPU",
-                "device_count": 1,
-                "is_available": True,
-                "mem_get_info": (16 << 30, 16 << 30),
-                "current_device": "cpu",
-            }
-            if name in ("manual_seed", "manual_seed_all"):
-                return torch.manual_seed
-            value = answers.get(name, 0 if "memory" in name else None)
-            return lambda *args, **kwargs: value
-
-    device_module = CpuDeviceModule("cpu_device")
-
-    class PlatformCPU(PlatformCUDA):
-        @property
-        def device_name(self) -> str:
-            return "cpu"
-
-        @property
-        def device_module(self) -> types.ModuleType:
-            return device_module
-
-        def is_available(self) -> bool:
-            return True
-
-        def current_device(self) -> Any:
-            return "cpu"
-
-        def device_count(self) -> int:
-            return 1
-
-        def set_device(self, device_index: int) -> None:
-            pass
-
-        def synchronize(self, device_index: int | None = None) -> None:
-            pass
-
-        def empty_cache(self) -> None:
-            pass
-
-        def communication_backend_name(self) -> str:
-            return "gloo"
-
-        def get_device_capability(self, device_index: int = 0) -> tuple[None, None]:
-            return None, None
-
-    platform_manager.set_platform(PlatformCPU())
-    EngineRegistry.register(model_type="language_model", backend=["fsdp", "fsdp2"], device=["cpu"])(
-        FSDPEngineWithLMHead
-    )
 
 
 def init_process_group() -> None:
@@ -184,6 +118,8 @@ def build_actor(config: Any) -> LocalActor:
     from verl.workers.engine_workers import TrainingWorker
     from verl.workers.utils.losses import ppo_loss
 
+    from agl_plugins.verl.cpu_engine.platform import use_cpu_for_verl
+
     check_config(config)
     if not torch.cuda.is_available():
         use_cpu_for_verl()
@@ -217,5 +153,4 @@ __all__ = [
     "check_config",
     "init_process_group",
     "role_mapping",
-    "use_cpu_for_verl",
 ]

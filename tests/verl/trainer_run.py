@@ -37,6 +37,7 @@ def parameters(module: Any) -> dict[str, Any]:
 
 
 def main(spec_path: str, result_path: str) -> None:
+    import tiny_grpo
     import torch
     from support.openai_server import OpenAIServer
     from transformers import AutoModelForCausalLM
@@ -51,20 +52,7 @@ def main(spec_path: str, result_path: str) -> None:
     hooks_dir.mkdir(parents=True, exist_ok=True)
     backend = OpenAIServer().start()
     overrides = [
-        f"actor_rollout_ref.model.path={spec['model']}",
-        "+actor_rollout_ref.model.override_config.attn_implementation=sdpa",
-        "actor_rollout_ref.model.use_remove_padding=false",
-        "actor_rollout_ref.actor.strategy=fsdp2",
-        "actor_rollout_ref.actor.ppo_mini_batch_size=2",
-        "actor_rollout_ref.actor.ppo_micro_batch_size_per_gpu=2",
-        "actor_rollout_ref.rollout.log_prob_micro_batch_size_per_gpu=2",
-        "actor_rollout_ref.rollout.n=2",
-        "actor_rollout_ref.actor.optim.lr=1e-3",
-        "algorithm.adv_estimator=grpo",
-        "data.train_batch_size=2",
-        "data.max_prompt_length=32",
-        "data.max_response_length=16",
-        "trainer.n_gpus_per_node=1",
+        *tiny_grpo.overrides(spec["model"]),
         "trainer.logger=[console]",
         f"trainer.total_training_steps={spec['steps']}",
         "trainer.total_epochs=100",

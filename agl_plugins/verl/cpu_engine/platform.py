@@ -8,8 +8,9 @@ Ray cluster declares as many (virtual) GPUs as the trainer uses (``ray_kwargs.ra
 in the CPU preset); on CPU they are only slots, no device is behind them.
 
 Auto-detection never picks this platform: a process runs on it only when ``VERL_PLATFORM=cpu``
-says so (the CPU preset sets it for every Ray worker), so installing agl changes nothing for
-verl on GPU machines.
+says so (the CPU preset sets it for every Ray worker) or when it asks for it itself with
+:func:`use_cpu_for_verl` (``agl.workers: local`` on a machine without a GPU), so installing agl
+changes nothing for verl on GPU machines.
 """
 
 from __future__ import annotations
@@ -204,6 +205,19 @@ def register_fsdp_engine() -> None:
                 EngineRegistry.register(model_type=model_type, backend=backend, device="cpu")(engine)
 
 
+def use_cpu_for_verl() -> None:
+    """Put this process on the CPU platform without ``VERL_PLATFORM`` (``agl.workers: local`` on a
+    machine without a GPU): the same platform, backend fix and FSDP engine as a Ray worker of the
+    CPU preset gets (idempotent)."""
+    from verl.plugin.platform import platform_manager
+
+    register()
+    if not isinstance(platform_manager._current_platform, PlatformCPU):  # set_platform warns when it replaces
+        platform_manager.set_platform(PlatformCPU())
+    patch_process_group_backend()
+    register_fsdp_engine()
+
+
 __all__ = [
     "PLATFORM_NAME",
     "CpuDeviceModule",
@@ -212,4 +226,5 @@ __all__ = [
     "patch_process_group_backend",
     "register",
     "register_fsdp_engine",
+    "use_cpu_for_verl",
 ]
