@@ -1,6 +1,7 @@
 """The store backend over gRPC: every call goes to agl-server.
 
-Unary calls carry a deadline and are retried by gRPC on UNAVAILABLE; requests that create
+Unary calls carry a deadline and are retried by gRPC on UNAVAILABLE; once the server has been
+reached, they also wait out an outage (a restart) within their deadline. Requests that create
 rollouts get their ids here, before the first try, so a retry cannot create a second rollout.
 Spans go through one batching, acknowledged stream (:class:`SpanStreamer`). ``watch_rollouts``
 survives a server restart: it reconnects and resumes after the last event it delivered.
@@ -41,6 +42,8 @@ class GrpcBackend:
         self._stub: store_pb2_grpc.LightningStoreServiceStub | None = None
         self._streamer: SpanStreamer | None = None
         self._loop: asyncio.AbstractEventLoop | None = None
+        # Whether a call has reached the server (then calls wait out outages; see _unary).
+        self._reached = False
 
     @property
     def loop(self) -> asyncio.AbstractEventLoop | None:
@@ -60,10 +63,27 @@ class GrpcBackend:
         return self._stub
 
     async def _unary(self, method: Callable[..., Awaitable[R]], request: Any, timeout: float | None = None) -> R:
+        # Once this client has reached the server, a call waits (within its deadline) for the
+        # connection to come back instead of failing at once: a restart of agl-server takes seconds
+        # (far more on a loaded machine), longer than gRPC's few quick retries. A server never
+        # reached still fails fast, with advice on how to start it.
+        deadline = timeout or self.config.timeout
         try:
-            return await method(request, timeout=timeout or self.config.timeout, metadata=self.config.metadata)
+            response = await method(
+                request, timeout=deadline, metadata=self.config.metadata, wait_for_ready=self._reached
+            )
         except grpc.aio.AioRpcError as exc:
+            if self._reached and exc.code() == grpc.StatusCode.DEADLINE_EXCEEDED and not self._connected():
+                raise UnavailableError(
+                    f"agl-server at {self.config.address} did not come back within the call's {deadline:g}s "
+                    "deadline; check that it is running (a longer timeout=... waits longer)"
+                ) from None
             raise map_rpc_error(exc, self.config.address) from None
+        self._reached = True
+        return response
+
+    def _connected(self) -> bool:
+        return self._channel is not None and self._channel.get_state() == grpc.ChannelConnectivity.READY
 
     async def close(self) -> None:
         if self._streamer is not None:
@@ -78,6 +98,7 @@ class GrpcBackend:
         assert self._channel is not None
         try:
             await asyncio.wait_for(self._channel.channel_ready(), timeout)
+            self._reached = True
         except TimeoutError:
             raise UnavailableError(
                 f"agl-server at {self.config.address} did not accept a connection within {timeout:.0f}s. Start it "
