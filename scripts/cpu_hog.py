@@ -63,9 +63,18 @@ def main(argv: Sequence[str] | None = None) -> int:
     signal.signal(signal.SIGTERM, _interrupt)
     hogs = start_hogs(count)
     try:
-        return subprocess.call(command)
-    except KeyboardInterrupt:
-        return 130
+        child = subprocess.Popen(command)
+        try:
+            return child.wait()
+        except KeyboardInterrupt:
+            # Ctrl-C reached the command too (one process group); SIGTERM to this script did not.
+            child.terminate()
+            try:
+                child.wait(30)
+            except subprocess.TimeoutExpired:
+                child.kill()
+                child.wait()
+            return 130
     finally:
         stop_hogs(hogs)
 

@@ -33,6 +33,10 @@ SERVICE = s.DESCRIPTOR.services_by_name["LightningStoreService"]
 MAX_INFLIGHT_BATCHES = 32
 # A long poll ends this long before the caller's deadline, so the answer arrives in time.
 _DEADLINE_MARGIN = 0.25
+# Server pushback (gRFC A6): a long poll cut by shutdown is answered at once; gRPC's automatic
+# retry (which, for a client waiting out an outage, would park the call until the server is back)
+# is the caller's decision, not the channel's.
+NO_RETRY = (("grpc-retry-pushback-ms", "-1"),)
 
 
 def _snake(name: str) -> str:
@@ -191,7 +195,11 @@ class StoreServicer:
         except Exception as exc:
             await _abort(context, exc, "WaitForRollouts")
         if not finished:
-            await context.abort(grpc.StatusCode.UNAVAILABLE, "agl-server is shutting down; call again to keep waiting")
+            await context.abort(
+                grpc.StatusCode.UNAVAILABLE,
+                "agl-server is shutting down; call again to keep waiting",
+                trailing_metadata=NO_RETRY,
+            )
         return response
 
     # --- streams -----------------------------------------------------------------------------------
