@@ -127,6 +127,7 @@ bench-clients: setup setup-go setup-ts
 
 bench: setup
 	$(PY) bench/store_bench.py
+	$(PY) bench/store_scale_bench.py
 	$(PY) bench/tracing_bench.py
 	$(PY) bench/runner_bench.py
 	$(PY) bench/llm_proxy_bench.py

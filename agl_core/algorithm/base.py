@@ -10,6 +10,7 @@ shares the store's event loop) or a plain method (it then runs in a thread and s
 from __future__ import annotations
 
 import inspect
+import logging
 import weakref
 from collections.abc import Mapping
 from typing import Any, ClassVar
@@ -34,6 +35,8 @@ class Algorithm:
         self._initial_resources: dict[str, Resource] | None = None
         self._rollout_config: RolloutConfig | None = None
         self._trainer_ref: weakref.ReferenceType[Any] | None = None
+        self._progress: Any = None
+        self._dev = False
 
     @property
     def name(self) -> str:
@@ -99,6 +102,24 @@ class Algorithm:
         if trainer is None:
             raise RuntimeError(f"{self.name} is not run by a Trainer")
         return trainer
+
+    def set_progress(self, progress: Any) -> None:
+        self._progress = progress
+
+    def report(self, line: str) -> None:
+        """A line for the person running the training (e.g. one per training step): on the
+        Trainer's progress output when it shows one, else in the log."""
+        if self._progress is not None:
+            self._progress.note(line)
+        else:
+            logging.getLogger(type(self).__module__).info("%s", line)
+
+    def set_dev_mode(self, dev: bool) -> None:
+        """Set by the Trainer: True when run by ``Trainer.dev()`` (a quick pass, see ``dev_compatible``)."""
+        self._dev = dev
+
+    def is_dev_mode(self) -> bool:
+        return self._dev
 
     # --- helpers -----------------------------------------------------------------------------------
 

@@ -1,7 +1,9 @@
 """``agl plugins``: what is installed, from which distribution, and what each plugin provides.
 
 A plugin that failed to load is listed with the error that stopped it (``--traceback`` for the
-whole traceback) and the command exits with 1, so it can serve as a check in CI.
+whole traceback), and so is a name two plugins provide (a conflict: looking that name up fails,
+every other name works); either makes the command exit with 1, so it can serve as a check in CI.
+Listing imports only the plugin modules, not the factories they name by import path.
 """
 
 from __future__ import annotations
@@ -98,6 +100,7 @@ def run(args: argparse.Namespace) -> int:
     finally:
         manager_log.disabled = False
     infos = collect(pm)
+    conflicts = [provided for kind in PROVIDERS for provided in pm.conflicts(kind)]
     failures = pm.failures
     if args.json:
         payload = {
@@ -111,10 +114,19 @@ def run(args: argparse.Namespace) -> int:
                 }
                 for f in failures
             ],
+            "conflicts": [
+                {
+                    "kind": c.kind,
+                    "name": c.name,
+                    "plugins": [c.plugin, *(o.plugin for o in c.others)],
+                    "message": c.conflict_message(),
+                }
+                for c in conflicts
+            ],
         }
         json.dump(payload, sys.stdout, indent=2)
         sys.stdout.write("\n")
-        return 1 if failures else 0
+        return 1 if failures or conflicts else 0
     width = max((len(info.name) for info in infos), default=10) + 2
     print(f"agl plugins ({len(infos)} loaded from the 'agl' entry points)")
     for info in infos:
@@ -126,6 +138,14 @@ def run(args: argparse.Namespace) -> int:
             print(f"  {'':<{width}}  lifecycle hooks: {', '.join(info.lifecycle_hooks)}")
         for error in info.errors:
             print(f"  {'':<{width}}  error: {error}")
+    if conflicts:
+        print(
+            f"\n{len(conflicts)} name(s) provided by more than one plugin; looking them up fails, "
+            "everything else works:",
+            file=sys.stderr,
+        )
+        for conflict in conflicts:
+            print(f"  {conflict.conflict_message()}", file=sys.stderr)
     if failures:
         print(
             f"\n{len(failures)} plugin(s) failed to load; everything else works without them:",
@@ -135,5 +155,4 @@ def run(args: argparse.Namespace) -> int:
             print(f"  {failure}", file=sys.stderr)
             if args.traceback:
                 print("    " + failure.traceback.replace("\n", "\n    "), file=sys.stderr)
-        return 1
-    return 0
+    return 1 if failures or conflicts else 0

@@ -1,8 +1,8 @@
 """The store backend over gRPC: every call goes to agl-server.
 
-Unary calls carry a deadline and are retried by gRPC on UNAVAILABLE; once the server has been
-reached, they also wait out an outage (a restart) within their deadline. Requests that create
-rollouts get their ids here, before the first try, so a retry cannot create a second rollout.
+Unary calls carry a deadline and are retried on UNAVAILABLE until the retry deadline
+(:mod:`agl_core.client.retry`); requests that create rollouts get their ids here, before the
+first try, so a retry cannot create a second rollout.
 Spans go through one batching, acknowledged stream (:class:`SpanStreamer`). ``watch_rollouts``
 survives a server restart: it reconnects and resumes after the last event it delivered.
 """
@@ -18,6 +18,7 @@ import grpc
 
 from agl_core.client.channel import ChannelConfig, create_channel, map_rpc_error
 from agl_core.client.ingest import SpanStreamer
+from agl_core.client.retry import STREAM_RETRYABLE, UNARY_RETRYABLE, Outage
 from agl_core.errors import UnavailableError
 from agl_core.proto import store_pb2 as s
 from agl_core.proto import store_pb2_grpc, trace_pb2
@@ -28,6 +29,12 @@ logger = logging.getLogger(__name__)
 R = TypeVar("R")
 # Time the server gets beyond a long poll's own wait before the client gives up on the call.
 _POLL_MARGIN = 10.0
+
+
+def _name(method: Any) -> str:
+    """The RPC's path, for logs (grpc.aio keeps it in a private attribute)."""
+    path = getattr(method, "_method", None)
+    return path.decode() if isinstance(path, bytes) else "a call"
 
 
 class GrpcBackend:
@@ -42,8 +49,6 @@ class GrpcBackend:
         self._stub: store_pb2_grpc.LightningStoreServiceStub | None = None
         self._streamer: SpanStreamer | None = None
         self._loop: asyncio.AbstractEventLoop | None = None
-        # Whether a call has reached the server (then calls wait out outages; see _unary).
-        self._reached = False
 
     @property
     def loop(self) -> asyncio.AbstractEventLoop | None:
@@ -63,27 +68,16 @@ class GrpcBackend:
         return self._stub
 
     async def _unary(self, method: Callable[..., Awaitable[R]], request: Any, timeout: float | None = None) -> R:
-        # Once this client has reached the server, a call waits (within its deadline) for the
-        # connection to come back instead of failing at once: a restart of agl-server takes seconds
-        # (far more on a loaded machine), longer than gRPC's few quick retries. A server never
-        # reached still fails fast, with advice on how to start it.
-        deadline = timeout or self.config.timeout
-        try:
-            response = await method(
-                request, timeout=deadline, metadata=self.config.metadata, wait_for_ready=self._reached
-            )
-        except grpc.aio.AioRpcError as exc:
-            if self._reached and exc.code() == grpc.StatusCode.DEADLINE_EXCEEDED and not self._connected():
-                raise UnavailableError(
-                    f"agl-server at {self.config.address} did not come back within the call's {deadline:g}s "
-                    "deadline; check that it is running (a longer timeout=... waits longer)"
-                ) from None
-            raise map_rpc_error(exc, self.config.address) from None
-        self._reached = True
-        return response
-
-    def _connected(self) -> bool:
-        return self._channel is not None and self._channel.get_state() == grpc.ChannelConnectivity.READY
+        outage = Outage(self.config.retry_deadline)
+        while True:
+            try:
+                return await method(request, timeout=timeout or self.config.timeout, metadata=self.config.metadata)
+            except grpc.aio.AioRpcError as exc:
+                wait = outage.failed() if exc.code() in UNARY_RETRYABLE else None
+                if wait is None:
+                    raise map_rpc_error(exc, self.config.address) from None
+                logger.debug("%s failed with %s; retrying in %.2fs", _name(method), exc.code().name, wait)
+            await asyncio.sleep(wait)
 
     async def close(self) -> None:
         if self._streamer is not None:
@@ -98,7 +92,6 @@ class GrpcBackend:
         assert self._channel is not None
         try:
             await asyncio.wait_for(self._channel.channel_ready(), timeout)
-            self._reached = True
         except TimeoutError:
             raise UnavailableError(
                 f"agl-server at {self.config.address} did not accept a connection within {timeout:.0f}s. Start it "
@@ -163,16 +156,13 @@ class GrpcBackend:
         if request.HasField("timeout"):
             timeout = request.timeout.ToNanoseconds() / 1e9 + _POLL_MARGIN
             return await self._unary(stub.WaitForRollouts, request, timeout=timeout)
-        # No timeout: wait as long as it takes, in long polls so a server restart is survived.
+        # No timeout: wait as long as it takes, in long polls, so a server restart shorter than the
+        # retry deadline is survived (each poll is a unary call, retried like any other).
         while True:
             poll = s.WaitForRolloutsRequest()
             poll.CopyFrom(request)
             poll.timeout.FromSeconds(60)
-            try:
-                response = await self._unary(stub.WaitForRollouts, poll, timeout=60 + _POLL_MARGIN)
-            except UnavailableError:
-                await asyncio.sleep(0.5)
-                continue
+            response = await self._unary(stub.WaitForRollouts, poll, timeout=60 + _POLL_MARGIN)
             if not response.pending_rollout_ids:
                 return response
 
@@ -200,7 +190,10 @@ class GrpcBackend:
                 response_deserializer=s.IngestSpansResponse.FromString,
             )
             self._streamer = SpanStreamer(
-                lambda: ingest(metadata=self.config.metadata), self.config.address, **self._streamer_options
+                lambda: ingest(metadata=self.config.metadata),
+                self.config.address,
+                retry_deadline=self.config.retry_deadline,
+                **self._streamer_options,
             )
         return self._streamer
 
@@ -225,7 +218,7 @@ class GrpcBackend:
     async def watch_rollouts(self, request: s.WatchRolloutsRequest) -> AsyncIterator[s.WatchRolloutsResponse]:
         stub = self._ensure()
         last: int | None = request.after_event_id if request.HasField("after_event_id") else None
-        failures = 0
+        outage = Outage(self.config.retry_deadline)
         while True:
             attempt = s.WatchRolloutsRequest()
             attempt.CopyFrom(request)
@@ -234,19 +227,17 @@ class GrpcBackend:
             call = stub.WatchRollouts(attempt, timeout=None, metadata=self.config.metadata)
             try:
                 async for response in call:
-                    failures = 0
+                    outage.succeeded()
                     last = response.last_event_id
                     yield response
                 return
             except grpc.aio.AioRpcError as exc:
-                if exc.code() not in (grpc.StatusCode.UNAVAILABLE, grpc.StatusCode.INTERNAL, grpc.StatusCode.UNKNOWN):
-                    raise map_rpc_error(exc, self.config.address) from None
-                failures += 1
-                if failures > 30:
+                wait = outage.failed() if exc.code() in STREAM_RETRYABLE else None
+                if wait is None:
                     raise map_rpc_error(exc, self.config.address) from None
                 logger.info(
                     "watch stream to %s broke (%s); resuming after event %s", self.config.address, exc.code(), last
                 )
-                await asyncio.sleep(min(0.1 * 2**failures, 2.0))
             finally:
                 call.cancel()
+            await asyncio.sleep(wait)

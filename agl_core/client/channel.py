@@ -1,14 +1,14 @@
-"""Channels to agl-server: address, TLS, token, retries on UNAVAILABLE, and error mapping."""
+"""Channels to agl-server: address, TLS, token, and error mapping (retries: :mod:`agl_core.client.retry`)."""
 
 from __future__ import annotations
 
-import json
 import os
 from collections.abc import Sequence
 from dataclasses import dataclass
 
 import grpc
 
+from agl_core.client.retry import DEFAULT_RETRY_DEADLINE
 from agl_core.errors import AglError, UnavailableError, error_for_code
 
 DEFAULT_ADDRESS = "127.0.0.1:4747"
@@ -28,8 +28,8 @@ class ChannelConfig:
     :param token: sent as ``authorization: Bearer <token>`` (default ``$AGL_TOKEN``).
     :param root_certificates: PEM bytes to trust for TLS; ``tls=True`` with none uses the system roots.
     :param timeout: default deadline of a call in seconds (long polls get theirs from their wait).
-    :param retries: attempts of a call that fails with UNAVAILABLE (gRPC's own retry policy,
-        with exponential backoff), the first included.
+    :param retry_deadline: seconds a call or stream keeps retrying through an outage before it
+        fails (see :mod:`agl_core.client.retry`); 0 never retries.
     """
 
     address: str = DEFAULT_ADDRESS
@@ -37,33 +37,11 @@ class ChannelConfig:
     tls: bool = False
     root_certificates: bytes | None = None
     timeout: float = 30.0
-    retries: int = 5
+    retry_deadline: float = DEFAULT_RETRY_DEADLINE
 
     @property
     def metadata(self) -> Sequence[tuple[str, str]] | None:
         return (("authorization", f"Bearer {self.token}"),) if self.token else None
-
-
-def _service_config(retries: int) -> str:
-    # Calls that fail with UNAVAILABLE before the server saw them (connection refused, server
-    # restarting) are retried by the gRPC core itself. Requests that create things carry ids chosen
-    # by the client, so a retry of one that did reach the server is answered, not applied twice.
-    return json.dumps(
-        {
-            "methodConfig": [
-                {
-                    "name": [{"service": SERVICE}],
-                    "retryPolicy": {
-                        "maxAttempts": max(2, min(retries, 5)),
-                        "initialBackoff": "0.1s",
-                        "maxBackoff": "2s",
-                        "backoffMultiplier": 2,
-                        "retryableStatusCodes": ["UNAVAILABLE"],
-                    },
-                }
-            ]
-        }
-    )
 
 
 def create_channel(config: ChannelConfig) -> grpc.aio.Channel:
@@ -71,8 +49,9 @@ def create_channel(config: ChannelConfig) -> grpc.aio.Channel:
     options = [
         ("grpc.max_receive_message_length", MAX_MESSAGE_BYTES),
         ("grpc.max_send_message_length", MAX_MESSAGE_BYTES),
-        ("grpc.service_config", _service_config(config.retries)),
-        ("grpc.enable_retries", 1),
+        # Retries are the client's own (agl_core.client.retry): gRPC's retry policy caps attempts at
+        # 5 and knows no deadline, so an outage of a few seconds outlasted it.
+        ("grpc.enable_retries", 0),
         ("grpc.keepalive_time_ms", 30_000),
         ("grpc.keepalive_timeout_ms", 10_000),
         ("grpc.http2.max_pings_without_data", 0),

@@ -5,7 +5,8 @@ durable. Behind that, spans from all callers are packed into batches (by count a
 written on one long-lived ``IngestSpans`` stream, several batches in flight at once; the server
 acknowledges each batch in order. If the stream breaks, the unacknowledged batches are sent again
 on a new stream (the server ignores span ids it already stored, so nothing is stored twice) until
-a reconnect deadline passes. Memory is bounded: a caller waits when too many spans are queued.
+the retry deadline passes (:mod:`agl_core.client.retry`). Memory is bounded: a caller waits when
+too many spans are queued.
 """
 
 from __future__ import annotations
@@ -13,28 +14,19 @@ from __future__ import annotations
 import asyncio
 import itertools
 import logging
-import time
 from collections import deque
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 
 import grpc
 
+from agl_core.client.retry import DEFAULT_RETRY_DEADLINE, STREAM_RETRYABLE, Outage
 from agl_core.errors import AglError, ResourceExhaustedError, UnavailableError, code_number
 from agl_core.proto import store_pb2 as s
 from agl_core.proto import trace_pb2
 from agl_core.store.wire import varint as _varint
 
 logger = logging.getLogger(__name__)
-
-# Codes after which the same batch may succeed on a new stream.
-_RETRYABLE = {
-    grpc.StatusCode.UNAVAILABLE,
-    grpc.StatusCode.CANCELLED,
-    grpc.StatusCode.UNKNOWN,
-    grpc.StatusCode.INTERNAL,
-    grpc.StatusCode.DEADLINE_EXCEEDED,
-}
 
 
 @dataclass
@@ -74,6 +66,8 @@ class SpanStreamer:
     """Streams spans to agl-server with acknowledgements.
 
     :param open_stream: opens a new ``IngestSpans`` call whose requests are raw serialized bytes.
+    :param retry_deadline: seconds the stream keeps reconnecting without an ack before the spans
+        it holds fail.
     """
 
     def __init__(
@@ -86,7 +80,7 @@ class SpanStreamer:
         max_inflight_batches: int = 16,
         max_queued_spans: int = 100_000,
         max_span_bytes: int = 16 << 20,
-        reconnect_deadline: float = 60.0,
+        retry_deadline: float = DEFAULT_RETRY_DEADLINE,
     ) -> None:
         self._open_stream = open_stream
         self._address = address
@@ -95,7 +89,7 @@ class SpanStreamer:
         self._max_inflight = max_inflight_batches
         self._max_queued = max_queued_spans
         self._max_span_bytes = max_span_bytes
-        self._reconnect_deadline = reconnect_deadline
+        self._retry_deadline = retry_deadline
         self._pending: deque[_Pending] = deque()
         self._resend: deque[_Batch] = deque()
         self._inflight: dict[int, _Batch] = {}
@@ -148,7 +142,7 @@ class SpanStreamer:
         if self._closed:
             return
         try:
-            await asyncio.wait_for(self.flush(), self._reconnect_deadline)
+            await asyncio.wait_for(self.flush(), self._retry_deadline)
         except TimeoutError:
             pass
         self._closed = True
@@ -163,8 +157,7 @@ class SpanStreamer:
     # --- the stream --------------------------------------------------------------------------------
 
     async def _run(self) -> None:
-        failing_since: float | None = None
-        backoff = 0.05
+        outage = Outage(self._retry_deadline)
         while not self._closed:
             async with self._cond:
                 await self._cond.wait_for(lambda: bool(self._pending or self._resend or self._inflight) or self._closed)
@@ -184,36 +177,35 @@ class SpanStreamer:
             else:  # pragma: no cover - _pump only returns by raising
                 continue
             call.cancel()
+            if self.batches_sent > acked_before:  # that stream delivered: a new outage starts now
+                outage.succeeded()
+            wait = outage.failed() if code in STREAM_RETRYABLE else None
             async with self._cond:
                 broken = list(self._inflight.values())
                 self._inflight.clear()
-                if code in _RETRYABLE:
-                    now = time.monotonic()
-                    if failing_since is None or self.batches_sent > acked_before:
-                        failing_since, backoff = now, 0.05
-                    if now - failing_since > self._reconnect_deadline:
-                        failure = UnavailableError(
-                            f"could not deliver spans to agl-server at {self._address} for "
-                            f"{self._reconnect_deadline:.0f}s ({error.details() if error else 'stream ended'})"
-                        )
-                        for batch in [*broken, *self._resend]:
-                            self._fail_batch(batch, failure)
-                        self._resend.clear()
-                        self._fail_pending(failure)
-                        failing_since = None
-                    else:
-                        self._resend.extendleft(reversed(broken))
-                        self.reconnects += 1
-                else:
+                if wait is not None:
+                    self._resend.extendleft(reversed(broken))
+                    self.reconnects += 1
+                elif code in STREAM_RETRYABLE:  # out of time
+                    failure = UnavailableError(
+                        f"could not deliver spans to agl-server at {self._address} for "
+                        f"{self._retry_deadline:g}s ({error.details() if error else 'stream ended'})"
+                    )
+                    for batch in [*broken, *self._resend]:
+                        self._fail_batch(batch, failure)
+                    self._resend.clear()
+                    self._fail_pending(failure)
+                    outage.succeeded()  # whatever comes next starts a new outage
+                else:  # the server's answer: these batches fail at once, nothing waits
                     from agl_core.client.channel import map_rpc_error
 
                     failure = map_rpc_error(error, self._address) if error else UnavailableError("stream ended")
                     for batch in broken:
                         self._fail_batch(batch, failure)
+                    outage.succeeded()
                 self._cond.notify_all()
-            if code in _RETRYABLE:
-                await asyncio.sleep(backoff)
-                backoff = min(backoff * 2, 2.0)
+            if wait is not None:
+                await asyncio.sleep(wait)
 
     async def _pump(self, call: grpc.aio.StreamStreamCall) -> None:
         sender = asyncio.create_task(self._send_loop(call))

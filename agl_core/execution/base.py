@@ -14,12 +14,14 @@ import logging
 from abc import ABC, abstractmethod
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
-from typing import Any, ClassVar
+from typing import TYPE_CHECKING, Any, ClassVar
 
 from agl_core.litagent import LitAgent, rollout
 from agl_core.plugins import AglPluginManager, get_plugin_manager
-from agl_core.runner import Hook, Runner, WorkSource
-from agl_core.tracer.base import Tracer
+
+if TYPE_CHECKING:  # the runner and tracer (emitters, OpenTelemetry) load when a runner is built
+    from agl_core.runner import Hook, Runner, WorkSource
+    from agl_core.tracer.base import Tracer
 
 AlgorithmBundle = Callable[[Any], Awaitable[Any]]
 
@@ -70,6 +72,8 @@ class RunnerSpec:
     def build(
         self, *, agent: LitAgent[Any], store: Any, source: WorkSource, tracer: Tracer, pm: AglPluginManager
     ) -> Runner:
+        from agl_core.runner import Runner
+
         return Runner(
             agent,
             store=store,

@@ -20,13 +20,14 @@ import socket
 import sys
 from dataclasses import dataclass
 from multiprocessing.connection import Connection
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from agl_core.client import GrpcStore
 from agl_core.execution.base import RunnerSpec
 from agl_core.execution.events import StopSignal, bridge
-from agl_core.runner import DequeueSource, RunnerStats, WorkStreamSource
-from agl_core.trainer.components import build_tracer
+
+if TYPE_CHECKING:
+    from agl_core.runner import RunnerStats
 
 logger = logging.getLogger(__name__)
 
@@ -70,6 +71,11 @@ async def serve(
     :param ready: the write end of a pipe: a byte is written to it (and it is closed) once the
         server has welcomed the worker, so a parent can wait for its runners before handing out work.
     """
+    # Imported here: the cs strategy (a plugin every agl process loads) imports this module for
+    # its config and entry point; the runner, tracer and OpenTelemetry load in runner processes.
+    from agl_core.runner import DequeueSource, WorkStreamSource
+    from agl_core.trainer.components import build_tracer
+
     spec = config.spec
     pm = spec.get_plugin_manager(report_failures=config.report_plugin_failures)
     agent = spec.load_agent()

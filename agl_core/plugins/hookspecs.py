@@ -7,7 +7,20 @@ A plugin is a module (or object) with functions named like the specs below, each
     my_plugin = "my_package.agl_plugin"
 
 Provider hooks return what the plugin contributes as ``{registry name: factory}``; a factory is a
-class or a callable returning an instance. pluggy always calls hooks with keyword arguments, and an
+class or a callable returning an instance, or its import path ``"package.module:attr"``. Prefer the
+import path, and keep the plugin module itself light: every ``agl`` process (agl-server, ``agl
+plugins``, each runner) imports every plugin module, but a factory given by its path is imported
+only when its name is looked up, so a heavy dependency (openai, torch) costs only the processes
+that use it::
+
+    @hookimpl
+    def agl_algorithms():
+        return {"my-algo": "my_package.algorithm:MyAlgorithm"}
+
+Two plugins that provide the same name conflict: ``agl plugins`` lists the conflict and looking
+that name up fails with both plugins named; every other name keeps working.
+
+pluggy always calls hooks with keyword arguments, and an
 implementation may take any subset of a spec's parameters. Declare them as ordinary parameters:
 pluggy does not see keyword-only ones (after ``*``), and an implementation that uses them fails to
 load with an unknown-argument error.

@@ -2,16 +2,23 @@
 
 A plugin that fails to import is reported once, with its name, its distribution and the error,
 and left out; everything else keeps working.
+
+Start-up stays fast because a provider hook may name a factory by its import path
+(``"package.module:attr"``) instead of importing it: the module is imported when that name is
+looked up, not when the plugin loads. Two plugins that provide one name are a conflict of that
+name only: looking it up fails with both plugins named, every other name still works, and
+``agl plugins`` lists the conflict.
 """
 
 from __future__ import annotations
 
+import importlib
 import importlib.metadata
 import logging
 import os
 import traceback
 from collections.abc import Iterable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 import pluggy
@@ -46,15 +53,74 @@ class PluginFailure:
         return f"agl plugin {self.name!r} (from {self.distribution}) failed to load: {self.error}"
 
 
+def _import_path(target: str) -> Any:
+    """The object ``"package.module:attr.sub"`` names."""
+    module_name, sep, attrs = target.partition(":")
+    if not sep or not module_name or not attrs:
+        raise ValueError(f"{target!r} is not an import path of the form 'package.module:attr'")
+    obj: Any = importlib.import_module(module_name)
+    for attr in attrs.split("."):
+        obj = getattr(obj, attr)
+    return obj
+
+
 @dataclass(frozen=True)
+class Provider:
+    """A plugin that provides a name, and where it came from."""
+
+    plugin: str
+    distribution: str
+
+    def __str__(self) -> str:
+        return f"plugin {self.plugin!r} ({self.distribution})"
+
+
+@dataclass
 class Provided:
-    """One thing a plugin provides, with where it came from."""
+    """One thing a plugin provides, with where it came from.
+
+    ``target`` is what the hook returned: a factory, or the import path of one (imported by
+    :attr:`factory` on first use). ``others`` are further plugins that provide the same name: a
+    conflict, which :meth:`AglPluginManager.lookup` refuses to resolve.
+    """
 
     kind: str
     name: str
-    factory: Any
+    target: Any
     plugin: str
     distribution: str
+    others: list[Provider] = field(default_factory=list)
+    _loaded: Any = field(default=None, repr=False, compare=False)
+
+    @property
+    def lazy(self) -> bool:
+        return isinstance(self.target, str)
+
+    @property
+    def factory(self) -> Any:
+        """The factory, imported now if the plugin gave its import path.
+
+        :raises PluginError: when the import fails; the message names the plugin and the path.
+        """
+        if not self.lazy:
+            return self.target
+        if self._loaded is None:
+            try:
+                self._loaded = _import_path(self.target)
+            except Exception as exc:
+                raise PluginError(
+                    f"{_noun(self.kind)} {self.name!r} of plugin {self.plugin!r} ({self.distribution}) "
+                    f"could not be loaded from {self.target!r}: {type(exc).__name__}: {exc}"
+                ) from exc
+        return self._loaded
+
+    def conflict_message(self) -> str:
+        providers = [Provider(self.plugin, self.distribution), *self.others]
+        listed = " and ".join(str(p) for p in providers)
+        return (
+            f"{_noun(self.kind)} {self.name!r} is provided by both {listed}; uninstall one or block one "
+            f"with {BLOCK_ENV}=NAME (plugin names as `agl plugins` lists them)"
+        )
 
 
 class AglPluginManager(pluggy.PluginManager):
@@ -70,7 +136,9 @@ class AglPluginManager(pluggy.PluginManager):
     def provided(self, kind: str, **kwargs: Any) -> dict[str, Provided]:
         """Merge what every plugin returns from ``agl_<kind>`` into one registry.
 
-        :raises PluginError: when two plugins provide the same name.
+        Nothing is imported for providers given by import path. A name two plugins provide is
+        kept once, with the other plugins in ``others`` (see :meth:`lookup`); the first plugin in
+        load order is the entry's ``plugin``.
         """
         hook = getattr(self.hook, f"agl_{kind}")
         registry: dict[str, Provided] = {}
@@ -89,19 +157,24 @@ class AglPluginManager(pluggy.PluginManager):
                     )
                 )
                 continue
-            for name, factory in (result or {}).items():
+            for name, target in (result or {}).items():
                 existing = registry.get(name)
-                if existing is not None and existing.factory is not factory:
-                    raise PluginError(
-                        f"{_noun(kind)} {name!r} is provided by both plugin "
-                        f"{existing.plugin!r} ({existing.distribution}) and {plugin_name!r} "
-                        f"({self.distribution_of(impl.plugin)}); uninstall one or block it with {BLOCK_ENV}"
-                    )
-                registry[name] = Provided(kind, name, factory, plugin_name, self.distribution_of(impl.plugin))
+                if existing is None:
+                    registry[name] = Provided(kind, name, target, plugin_name, self.distribution_of(impl.plugin))
+                elif existing.target is not target and existing.target != target:
+                    existing.others.append(Provider(plugin_name, self.distribution_of(impl.plugin)))
         return registry
 
+    def conflicts(self, kind: str) -> list[Provided]:
+        """The names of ``kind`` that more than one plugin provides."""
+        return [p for p in self.provided(kind).values() if p.others]
+
     def lookup(self, kind: str, name: str, **kwargs: Any) -> Provided:
-        """The provider of ``name`` among the ``kind`` registry, or a PluginError listing what exists."""
+        """The provider of ``name`` among the ``kind`` registry.
+
+        :raises PluginError: when no plugin provides ``name`` (the message lists what exists) or
+            more than one does (the message names them).
+        """
         registry = self.provided(kind, **kwargs)
         if name not in registry:
             known = ", ".join(sorted(registry)) or "none"
@@ -110,7 +183,10 @@ class AglPluginManager(pluggy.PluginManager):
             if self.failures:
                 hint = " Plugins that failed to load: " + "; ".join(str(f) for f in (broken or self.failures))
             raise PluginError(f"no {_noun(kind)} named {name!r}; installed: {known}.{hint}")
-        return registry[name]
+        provided = registry[name]
+        if provided.others:
+            raise PluginError(provided.conflict_message())
+        return provided
 
 
 def _blocked(disabled: Iterable[str]) -> set[str]:

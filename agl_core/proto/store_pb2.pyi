@@ -101,7 +101,7 @@ class GetRolloutResponse(_message.Message):
     def __init__(self, rollout: _Optional[_Union[_types_pb2.Rollout, _Mapping]] = ...) -> None: ...
 
 class QueryRolloutsRequest(_message.Message):
-    __slots__ = ("status_in", "rollout_id_in", "rollout_id_contains", "mode", "sort_by", "order", "limit", "offset")
+    __slots__ = ("status_in", "rollout_id_in", "rollout_id_contains", "mode", "sort_by", "order", "limit", "offset", "filter_logic", "status_filter")
     STATUS_IN_FIELD_NUMBER: _ClassVar[int]
     ROLLOUT_ID_IN_FIELD_NUMBER: _ClassVar[int]
     ROLLOUT_ID_CONTAINS_FIELD_NUMBER: _ClassVar[int]
@@ -110,6 +110,8 @@ class QueryRolloutsRequest(_message.Message):
     ORDER_FIELD_NUMBER: _ClassVar[int]
     LIMIT_FIELD_NUMBER: _ClassVar[int]
     OFFSET_FIELD_NUMBER: _ClassVar[int]
+    FILTER_LOGIC_FIELD_NUMBER: _ClassVar[int]
+    STATUS_FILTER_FIELD_NUMBER: _ClassVar[int]
     status_in: _containers.RepeatedScalarFieldContainer[_types_pb2.RolloutStatus]
     rollout_id_in: _containers.RepeatedScalarFieldContainer[str]
     rollout_id_contains: str
@@ -118,7 +120,15 @@ class QueryRolloutsRequest(_message.Message):
     order: _types_pb2.SortOrder
     limit: int
     offset: int
-    def __init__(self, status_in: _Optional[_Iterable[_Union[_types_pb2.RolloutStatus, str]]] = ..., rollout_id_in: _Optional[_Iterable[str]] = ..., rollout_id_contains: _Optional[str] = ..., mode: _Optional[_Union[_types_pb2.RolloutMode, str]] = ..., sort_by: _Optional[str] = ..., order: _Optional[_Union[_types_pb2.SortOrder, str]] = ..., limit: _Optional[int] = ..., offset: _Optional[int] = ...) -> None: ...
+    filter_logic: _types_pb2.FilterLogic
+    status_filter: RolloutStatusFilter
+    def __init__(self, status_in: _Optional[_Iterable[_Union[_types_pb2.RolloutStatus, str]]] = ..., rollout_id_in: _Optional[_Iterable[str]] = ..., rollout_id_contains: _Optional[str] = ..., mode: _Optional[_Union[_types_pb2.RolloutMode, str]] = ..., sort_by: _Optional[str] = ..., order: _Optional[_Union[_types_pb2.SortOrder, str]] = ..., limit: _Optional[int] = ..., offset: _Optional[int] = ..., filter_logic: _Optional[_Union[_types_pb2.FilterLogic, str]] = ..., status_filter: _Optional[_Union[RolloutStatusFilter, _Mapping]] = ...) -> None: ...
+
+class RolloutStatusFilter(_message.Message):
+    __slots__ = ("statuses",)
+    STATUSES_FIELD_NUMBER: _ClassVar[int]
+    statuses: _containers.RepeatedScalarFieldContainer[_types_pb2.RolloutStatus]
+    def __init__(self, statuses: _Optional[_Iterable[_Union[_types_pb2.RolloutStatus, str]]] = ...) -> None: ...
 
 class QueryRolloutsResponse(_message.Message):
     __slots__ = ("rollouts", "total")
@@ -249,18 +259,22 @@ class GetResourcesResponse(_message.Message):
     def __init__(self, resources: _Optional[_Union[_resources_pb2.ResourcesUpdate, _Mapping]] = ...) -> None: ...
 
 class QueryResourcesRequest(_message.Message):
-    __slots__ = ("resources_id_in", "sort_by", "order", "limit", "offset")
+    __slots__ = ("resources_id_in", "sort_by", "order", "limit", "offset", "resources_id_contains", "filter_logic")
     RESOURCES_ID_IN_FIELD_NUMBER: _ClassVar[int]
     SORT_BY_FIELD_NUMBER: _ClassVar[int]
     ORDER_FIELD_NUMBER: _ClassVar[int]
     LIMIT_FIELD_NUMBER: _ClassVar[int]
     OFFSET_FIELD_NUMBER: _ClassVar[int]
+    RESOURCES_ID_CONTAINS_FIELD_NUMBER: _ClassVar[int]
+    FILTER_LOGIC_FIELD_NUMBER: _ClassVar[int]
     resources_id_in: _containers.RepeatedScalarFieldContainer[str]
     sort_by: str
     order: _types_pb2.SortOrder
     limit: int
     offset: int
-    def __init__(self, resources_id_in: _Optional[_Iterable[str]] = ..., sort_by: _Optional[str] = ..., order: _Optional[_Union[_types_pb2.SortOrder, str]] = ..., limit: _Optional[int] = ..., offset: _Optional[int] = ...) -> None: ...
+    resources_id_contains: str
+    filter_logic: _types_pb2.FilterLogic
+    def __init__(self, resources_id_in: _Optional[_Iterable[str]] = ..., sort_by: _Optional[str] = ..., order: _Optional[_Union[_types_pb2.SortOrder, str]] = ..., limit: _Optional[int] = ..., offset: _Optional[int] = ..., resources_id_contains: _Optional[str] = ..., filter_logic: _Optional[_Union[_types_pb2.FilterLogic, str]] = ...) -> None: ...
 
 class QueryResourcesResponse(_message.Message):
     __slots__ = ("resources", "total")
@@ -291,22 +305,44 @@ class IngestSpansResponse(_message.Message):
     def __init__(self, batch_id: _Optional[int] = ..., accepted: _Optional[int] = ..., duplicate_indices: _Optional[_Iterable[int]] = ..., rejected: _Optional[_Iterable[_Union[_types_pb2.ItemError, _Mapping]]] = ...) -> None: ...
 
 class QuerySpansRequest(_message.Message):
-    __slots__ = ("rollout_id", "attempt_id", "after_sequence_id", "limit")
+    __slots__ = ("rollout_id", "attempt_id", "after_sequence_id", "limit", "trace_id", "span_id", "parent_span_id", "name", "name_contains", "filter_logic", "offset", "sort_by", "order", "include_total")
     ROLLOUT_ID_FIELD_NUMBER: _ClassVar[int]
     ATTEMPT_ID_FIELD_NUMBER: _ClassVar[int]
     AFTER_SEQUENCE_ID_FIELD_NUMBER: _ClassVar[int]
     LIMIT_FIELD_NUMBER: _ClassVar[int]
+    TRACE_ID_FIELD_NUMBER: _ClassVar[int]
+    SPAN_ID_FIELD_NUMBER: _ClassVar[int]
+    PARENT_SPAN_ID_FIELD_NUMBER: _ClassVar[int]
+    NAME_FIELD_NUMBER: _ClassVar[int]
+    NAME_CONTAINS_FIELD_NUMBER: _ClassVar[int]
+    FILTER_LOGIC_FIELD_NUMBER: _ClassVar[int]
+    OFFSET_FIELD_NUMBER: _ClassVar[int]
+    SORT_BY_FIELD_NUMBER: _ClassVar[int]
+    ORDER_FIELD_NUMBER: _ClassVar[int]
+    INCLUDE_TOTAL_FIELD_NUMBER: _ClassVar[int]
     rollout_id: str
     attempt_id: str
     after_sequence_id: int
     limit: int
-    def __init__(self, rollout_id: _Optional[str] = ..., attempt_id: _Optional[str] = ..., after_sequence_id: _Optional[int] = ..., limit: _Optional[int] = ...) -> None: ...
+    trace_id: bytes
+    span_id: bytes
+    parent_span_id: bytes
+    name: str
+    name_contains: str
+    filter_logic: _types_pb2.FilterLogic
+    offset: int
+    sort_by: str
+    order: _types_pb2.SortOrder
+    include_total: bool
+    def __init__(self, rollout_id: _Optional[str] = ..., attempt_id: _Optional[str] = ..., after_sequence_id: _Optional[int] = ..., limit: _Optional[int] = ..., trace_id: _Optional[bytes] = ..., span_id: _Optional[bytes] = ..., parent_span_id: _Optional[bytes] = ..., name: _Optional[str] = ..., name_contains: _Optional[str] = ..., filter_logic: _Optional[_Union[_types_pb2.FilterLogic, str]] = ..., offset: _Optional[int] = ..., sort_by: _Optional[str] = ..., order: _Optional[_Union[_types_pb2.SortOrder, str]] = ..., include_total: _Optional[bool] = ...) -> None: ...
 
 class QuerySpansResponse(_message.Message):
-    __slots__ = ("spans",)
+    __slots__ = ("spans", "total")
     SPANS_FIELD_NUMBER: _ClassVar[int]
+    TOTAL_FIELD_NUMBER: _ClassVar[int]
     spans: _containers.RepeatedCompositeFieldContainer[_trace_pb2.Span]
-    def __init__(self, spans: _Optional[_Iterable[_Union[_trace_pb2.Span, _Mapping]]] = ...) -> None: ...
+    total: int
+    def __init__(self, spans: _Optional[_Iterable[_Union[_trace_pb2.Span, _Mapping]]] = ..., total: _Optional[int] = ...) -> None: ...
 
 class NextSequenceIdsRequest(_message.Message):
     __slots__ = ("rollout_id", "count")
@@ -333,12 +369,14 @@ class WaitForRolloutsRequest(_message.Message):
     def __init__(self, rollout_ids: _Optional[_Iterable[str]] = ..., timeout: _Optional[_Union[datetime.timedelta, _duration_pb2.Duration, _Mapping]] = ...) -> None: ...
 
 class WaitForRolloutsResponse(_message.Message):
-    __slots__ = ("rollouts", "pending_rollout_ids")
+    __slots__ = ("rollouts", "pending_rollout_ids", "unknown_rollout_ids")
     ROLLOUTS_FIELD_NUMBER: _ClassVar[int]
     PENDING_ROLLOUT_IDS_FIELD_NUMBER: _ClassVar[int]
+    UNKNOWN_ROLLOUT_IDS_FIELD_NUMBER: _ClassVar[int]
     rollouts: _containers.RepeatedCompositeFieldContainer[_types_pb2.Rollout]
     pending_rollout_ids: _containers.RepeatedScalarFieldContainer[str]
-    def __init__(self, rollouts: _Optional[_Iterable[_Union[_types_pb2.Rollout, _Mapping]]] = ..., pending_rollout_ids: _Optional[_Iterable[str]] = ...) -> None: ...
+    unknown_rollout_ids: _containers.RepeatedScalarFieldContainer[str]
+    def __init__(self, rollouts: _Optional[_Iterable[_Union[_types_pb2.Rollout, _Mapping]]] = ..., pending_rollout_ids: _Optional[_Iterable[str]] = ..., unknown_rollout_ids: _Optional[_Iterable[str]] = ...) -> None: ...
 
 class WatchRolloutsRequest(_message.Message):
     __slots__ = ("rollout_ids", "status_in", "after_event_id")
@@ -359,20 +397,32 @@ class WatchRolloutsResponse(_message.Message):
     def __init__(self, events: _Optional[_Iterable[_Union[_types_pb2.RolloutEvent, _Mapping]]] = ..., last_event_id: _Optional[int] = ...) -> None: ...
 
 class QueryWorkersRequest(_message.Message):
-    __slots__ = ("status_in", "worker_id_in", "sort_by", "order", "limit", "offset")
+    __slots__ = ("status_in", "worker_id_in", "sort_by", "order", "limit", "offset", "worker_id_contains", "filter_logic", "status_filter")
     STATUS_IN_FIELD_NUMBER: _ClassVar[int]
     WORKER_ID_IN_FIELD_NUMBER: _ClassVar[int]
     SORT_BY_FIELD_NUMBER: _ClassVar[int]
     ORDER_FIELD_NUMBER: _ClassVar[int]
     LIMIT_FIELD_NUMBER: _ClassVar[int]
     OFFSET_FIELD_NUMBER: _ClassVar[int]
+    WORKER_ID_CONTAINS_FIELD_NUMBER: _ClassVar[int]
+    FILTER_LOGIC_FIELD_NUMBER: _ClassVar[int]
+    STATUS_FILTER_FIELD_NUMBER: _ClassVar[int]
     status_in: _containers.RepeatedScalarFieldContainer[_types_pb2.WorkerStatus]
     worker_id_in: _containers.RepeatedScalarFieldContainer[str]
     sort_by: str
     order: _types_pb2.SortOrder
     limit: int
     offset: int
-    def __init__(self, status_in: _Optional[_Iterable[_Union[_types_pb2.WorkerStatus, str]]] = ..., worker_id_in: _Optional[_Iterable[str]] = ..., sort_by: _Optional[str] = ..., order: _Optional[_Union[_types_pb2.SortOrder, str]] = ..., limit: _Optional[int] = ..., offset: _Optional[int] = ...) -> None: ...
+    worker_id_contains: str
+    filter_logic: _types_pb2.FilterLogic
+    status_filter: WorkerStatusFilter
+    def __init__(self, status_in: _Optional[_Iterable[_Union[_types_pb2.WorkerStatus, str]]] = ..., worker_id_in: _Optional[_Iterable[str]] = ..., sort_by: _Optional[str] = ..., order: _Optional[_Union[_types_pb2.SortOrder, str]] = ..., limit: _Optional[int] = ..., offset: _Optional[int] = ..., worker_id_contains: _Optional[str] = ..., filter_logic: _Optional[_Union[_types_pb2.FilterLogic, str]] = ..., status_filter: _Optional[_Union[WorkerStatusFilter, _Mapping]] = ...) -> None: ...
+
+class WorkerStatusFilter(_message.Message):
+    __slots__ = ("statuses",)
+    STATUSES_FIELD_NUMBER: _ClassVar[int]
+    statuses: _containers.RepeatedScalarFieldContainer[_types_pb2.WorkerStatus]
+    def __init__(self, statuses: _Optional[_Iterable[_Union[_types_pb2.WorkerStatus, str]]] = ...) -> None: ...
 
 class QueryWorkersResponse(_message.Message):
     __slots__ = ("workers", "total")

@@ -183,7 +183,9 @@ class LightningStoreServiceServicer:
         raise NotImplementedError('Method not implemented!')
 
     def StartAttempt(self, request, context):
-        """Creates a new attempt for a rollout by hand (a manual retry).
+        """Creates a new attempt for a rollout by hand (a manual retry). Refused with
+        FAILED_PRECONDITION on a terminal rollout: a rollout reaches exactly one
+        terminal status (enqueue a new rollout to run the task again).
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')

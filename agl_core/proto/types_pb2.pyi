@@ -46,6 +46,12 @@ class WorkerStatus(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
     WORKER_STATUS_BUSY: _ClassVar[WorkerStatus]
     WORKER_STATUS_UNKNOWN: _ClassVar[WorkerStatus]
 
+class FilterLogic(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
+    __slots__ = ()
+    FILTER_LOGIC_UNSPECIFIED: _ClassVar[FilterLogic]
+    FILTER_LOGIC_AND: _ClassVar[FilterLogic]
+    FILTER_LOGIC_OR: _ClassVar[FilterLogic]
+
 class SortOrder(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
     __slots__ = ()
     SORT_ORDER_UNSPECIFIED: _ClassVar[SortOrder]
@@ -74,6 +80,9 @@ WORKER_STATUS_UNSPECIFIED: WorkerStatus
 WORKER_STATUS_IDLE: WorkerStatus
 WORKER_STATUS_BUSY: WorkerStatus
 WORKER_STATUS_UNKNOWN: WorkerStatus
+FILTER_LOGIC_UNSPECIFIED: FilterLogic
+FILTER_LOGIC_AND: FilterLogic
+FILTER_LOGIC_OR: FilterLogic
 SORT_ORDER_UNSPECIFIED: SortOrder
 SORT_ORDER_ASC: SortOrder
 SORT_ORDER_DESC: SortOrder

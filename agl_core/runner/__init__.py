@@ -6,11 +6,32 @@
 - :class:`Hook` observes every attempt.
 """
 
-from agl_core.runner.dequeue import DequeueSource
-from agl_core.runner.hooks import Hook
-from agl_core.runner.runner import Runner, RunnerStats
-from agl_core.runner.work import Assignment, ReportOutcome, WorkSource
-from agl_core.runner.work_stream import WorkStreamSource
+from typing import TYPE_CHECKING
+
+from agl_core._lazy import lazy_exports
+
+if TYPE_CHECKING:
+    from agl_core.runner.dequeue import DequeueSource
+    from agl_core.runner.hooks import Hook
+    from agl_core.runner.runner import Runner, RunnerStats
+    from agl_core.runner.work import Assignment, ReportOutcome, WorkSource
+    from agl_core.runner.work_stream import WorkStreamSource
+
+# Loaded on first use: agl-server imports this package for its queue signal only, and the runner
+# brings the tracer and OpenTelemetry with it.
+__getattr__, __dir__ = lazy_exports(
+    __name__,
+    {
+        "Assignment": "agl_core.runner.work",
+        "DequeueSource": "agl_core.runner.dequeue",
+        "Hook": "agl_core.runner.hooks",
+        "ReportOutcome": "agl_core.runner.work",
+        "Runner": "agl_core.runner.runner",
+        "RunnerStats": "agl_core.runner.runner",
+        "WorkSource": "agl_core.runner.work",
+        "WorkStreamSource": "agl_core.runner.work_stream",
+    },
+)
 
 __all__ = [
     "Assignment",

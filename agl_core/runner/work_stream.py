@@ -1,6 +1,7 @@
 """The worker side of RunnerService.Work: attempts pushed by agl-server, statuses sent back.
 
-The stream survives a server restart: the source reconnects with backoff, says hello again
+The stream survives a server restart (the retry policy of :mod:`agl_core.client.retry`: the
+stream codes, back-off and one deadline): the source reconnects, says hello again
 listing the attempts it still runs (so the new stream watches them), and resends every report
 the old stream did not acknowledge (reports are idempotent in the store).
 """
@@ -10,13 +11,13 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-import time
 from collections.abc import Mapping
 from typing import Any
 
 import grpc
 
 from agl_core.client.channel import ChannelConfig, create_channel, default_address, map_rpc_error
+from agl_core.client.retry import DEFAULT_RETRY_DEADLINE, STREAM_RETRYABLE, Outage
 from agl_core.errors import AglError, UnavailableError, error_for_code
 from agl_core.proto import runner_pb2 as r
 from agl_core.proto import runner_pb2_grpc
@@ -27,19 +28,6 @@ from agl_core.types.values import to_struct
 
 logger = logging.getLogger(__name__)
 
-# Codes after which reconnecting is pointless: the request or the credentials are wrong, or
-# another process took over this worker id.
-_FATAL = frozenset(
-    {
-        grpc.StatusCode.INVALID_ARGUMENT,
-        grpc.StatusCode.UNAUTHENTICATED,
-        grpc.StatusCode.PERMISSION_DENIED,
-        grpc.StatusCode.UNIMPLEMENTED,
-        grpc.StatusCode.ABORTED,
-        grpc.StatusCode.FAILED_PRECONDITION,
-    }
-)
-
 
 class WorkStreamSource(WorkSource):
     """Work pushed by agl-server on a Work stream.
@@ -49,7 +37,8 @@ class WorkStreamSource(WorkSource):
     :param capacity: attempts run at once.
     :param heartbeat_interval: seconds between heartbeats (the server gives up on the worker
         after three silent intervals).
-    :param reconnect_timeout: how long to keep trying to reach the server after the stream broke.
+    :param retry_deadline: seconds to keep reconnecting after the stream broke before the source
+        fails (``reconnect_timeout`` is an older name for it).
     :param info: extra facts about the worker for its record (agent name, version, ...).
     """
 
@@ -63,10 +52,14 @@ class WorkStreamSource(WorkSource):
         token: str | None = None,
         tls: bool = False,
         root_certificates: bytes | None = None,
-        reconnect_timeout: float = 60.0,
+        retry_deadline: float = DEFAULT_RETRY_DEADLINE,
         info: Mapping[str, Any] | None = None,
+        reconnect_timeout: float | None = None,
     ) -> None:
         import os
+
+        if reconnect_timeout is not None:
+            retry_deadline = reconnect_timeout
 
         if capacity < 1:
             raise ValueError(f"capacity is {capacity}; a worker runs at least one attempt at a time")
@@ -75,11 +68,11 @@ class WorkStreamSource(WorkSource):
             token=token if token is not None else os.environ.get("AGL_TOKEN") or None,
             tls=tls,
             root_certificates=root_certificates,
+            retry_deadline=retry_deadline,
         )
         self.worker_id = worker_id or ""
         self.capacity = capacity
         self.heartbeat_interval = heartbeat_interval
-        self.reconnect_timeout = reconnect_timeout
         self.info = worker_info(**(info or {}))
         # attempt id -> rollout id: given to this worker and not finally reported.
         self.held: dict[str, str] = {}
@@ -208,8 +201,7 @@ class WorkStreamSource(WorkSource):
                 return False
 
     async def _supervise(self) -> None:
-        broken_since: float | None = None
-        failures = 0
+        outage = Outage(self.config.retry_deadline)
         while not self._closing:
             streams = self._streams
             try:
@@ -220,7 +212,7 @@ class WorkStreamSource(WorkSource):
             except grpc.aio.AioRpcError as exc:
                 if self._closing:
                     return
-                if exc.code() in _FATAL:
+                if exc.code() not in STREAM_RETRYABLE:  # the server's answer (ABORTED: worker id taken over)
                     self._fail(map_rpc_error(exc, self.config.address))
                     return
                 error = exc
@@ -229,21 +221,19 @@ class WorkStreamSource(WorkSource):
                 return
             self._call = None
             if self._streams > streams:  # that stream had worked: a new outage starts now
-                broken_since, failures = None, 0
-            now = time.monotonic()
-            broken_since = broken_since or now
-            if now - broken_since > self.reconnect_timeout:
+                outage.succeeded()
+            wait = outage.failed()
+            if wait is None:
                 self._fail(
                     UnavailableError(
                         f"lost the Work stream to agl-server at {self.config.address} for more than "
-                        f"{self.reconnect_timeout:g}s ({error}); the attempts this worker held are retried "
-                        "elsewhere"
+                        f"{self.config.retry_deadline:g}s ({_describe(error)}); the attempts this worker held "
+                        "are retried elsewhere"
                     )
                 )
                 return
-            failures += 1
             logger.warning("work stream to %s broke (%s); reconnecting", self.config.address, _describe(error))
-            await asyncio.sleep(min(0.1 * 2**failures, 2.0))
+            await asyncio.sleep(wait)
 
     async def _serve_once(self) -> None:
         call = self._stub.Work(metadata=self.config.metadata)

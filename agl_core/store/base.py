@@ -65,6 +65,14 @@ def _page_args(limit: int | None, offset: int) -> tuple[int, int]:
     return (limit or 0), offset
 
 
+def _logic(filter_logic: str) -> int:
+    from agl_core.proto import types_pb2
+
+    if filter_logic not in ("and", "or"):
+        raise ValueError(f"filter_logic must be 'and' or 'or', not {filter_logic!r}")
+    return types_pb2.FILTER_LOGIC_OR if filter_logic == "or" else types_pb2.FILTER_LOGIC_AND
+
+
 def _order(order: str) -> int:
     from agl_core.proto import types_pb2
 
@@ -241,14 +249,16 @@ class LightningStore:
         order: str = "asc",
         limit: int | None = None,
         offset: int = 0,
+        filter_logic: str = "and",
     ) -> Page[Rollout]:
-        """Rollouts matching every given filter, one page at a time (``limit`` at most 1000).
+        """Rollouts matching the given filters, one page at a time (``limit`` at most 1000).
 
+        ``filter_logic="and"`` (default) keeps rollouts matching every given filter, ``"or"`` any.
+        ``status_in=None`` does not filter on status; ``status_in=[]`` matches no status.
         ``sort_by`` is ``start_time`` (default), ``end_time``, ``rollout_id`` or ``status``.
         """
         limit_, offset_ = _page_args(limit, offset)
         request = s.QueryRolloutsRequest(
-            status_in=[convert.rollout_status_to_pb(st) for st in status_in or ()],
             rollout_id_in=list(rollout_id_in or ()),
             rollout_id_contains=rollout_id_contains or "",
             mode=convert.mode_to_pb(mode),
@@ -256,7 +266,11 @@ class LightningStore:
             order=_order(order),
             limit=limit_,
             offset=offset_,
+            filter_logic=_logic(filter_logic),
         )
+        if status_in is not None:
+            request.status_filter.SetInParent()
+            request.status_filter.statuses.extend(convert.rollout_status_to_pb(st) for st in status_in)
         response = await self.backend.query_rollouts(request)
         items = [convert.rollout_from_pb(pb) for pb in response.rollouts]
         return Page(items, response.total, limit_, offset_)
@@ -364,14 +378,19 @@ class LightningStore:
         self,
         *,
         resources_id_in: Iterable[str] | None = None,
+        resources_id_contains: str | None = None,
         sort_by: str | None = None,
         order: str = "asc",
         limit: int | None = None,
         offset: int = 0,
+        filter_logic: str = "and",
     ) -> Page[ResourcesUpdate]:
+        """Resources sets matching the id filters (``filter_logic``: ``"and"`` or ``"or"``)."""
         limit_, offset_ = _page_args(limit, offset)
         request = s.QueryResourcesRequest(
             resources_id_in=list(resources_id_in or ()),
+            resources_id_contains=resources_id_contains or "",
+            filter_logic=_logic(filter_logic),
             sort_by=sort_by or "",
             order=_order(order),
             limit=limit_,
@@ -404,26 +423,160 @@ class LightningStore:
             raise result.rejected[0][1]
         return result
 
+    @staticmethod
+    def _spans_request(
+        rollout_id: str,
+        attempt_id: str | None,
+        *,
+        after_sequence_id: int = 0,
+        limit: int | None = None,
+        offset: int = 0,
+        trace_id: bytes | None = None,
+        span_id: bytes | None = None,
+        parent_span_id: bytes | None = None,
+        name: str | None = None,
+        name_contains: str | None = None,
+        filter_logic: str = "and",
+        sort_by: str | None = None,
+        order: str = "asc",
+    ) -> s.QuerySpansRequest:
+        return s.QuerySpansRequest(
+            rollout_id=rollout_id,
+            attempt_id=attempt_id or "",
+            after_sequence_id=after_sequence_id,
+            limit=limit or 0,
+            offset=offset,
+            trace_id=trace_id or b"",
+            span_id=span_id or b"",
+            parent_span_id=parent_span_id or b"",
+            name=name or "",
+            name_contains=name_contains or "",
+            filter_logic=_logic(filter_logic),
+            sort_by=sort_by or "",
+            order=_order(order),
+        )
+
     async def iter_spans(
-        self, rollout_id: str, attempt_id: str | None = None, *, after_sequence_id: int = 0, limit: int | None = None
+        self,
+        rollout_id: str,
+        attempt_id: str | None = None,
+        *,
+        after_sequence_id: int = 0,
+        limit: int | None = None,
+        offset: int = 0,
+        trace_id: bytes | None = None,
+        span_id: bytes | None = None,
+        parent_span_id: bytes | None = None,
+        name: str | None = None,
+        name_contains: str | None = None,
+        filter_logic: str = "and",
+        sort_by: str | None = None,
+        order: str = "asc",
     ) -> AsyncIterator[trace_pb2.Span]:
-        """Stream the spans of a rollout (``attempt_id``: an id, ``"latest"``, or ``None`` for all)
-        in sequence order."""
-        request = s.QuerySpansRequest(
-            rollout_id=rollout_id, attempt_id=attempt_id or "", after_sequence_id=after_sequence_id, limit=limit or 0
+        """Stream the spans of a rollout (``attempt_id``: an id, ``"latest"``, or ``None`` for all).
+
+        An attempt that does not exist (or ``"latest"`` before the first attempt) has no spans.
+        ``after_sequence_id`` tails; ``limit`` and ``offset`` page; the filters ``trace_id``,
+        ``span_id``, ``parent_span_id`` (exact bytes), ``name`` and ``name_contains`` combine by
+        ``filter_logic`` (``"and"`` or ``"or"``). ``sort_by``: ``sequence_id`` (default: attempt,
+        then sequence id), ``start_time``, ``end_time`` or ``name``; ``order``: asc or desc.
+        """
+        request = self._spans_request(
+            rollout_id,
+            attempt_id,
+            after_sequence_id=after_sequence_id,
+            limit=limit,
+            offset=offset,
+            trace_id=trace_id,
+            span_id=span_id,
+            parent_span_id=parent_span_id,
+            name=name,
+            name_contains=name_contains,
+            filter_logic=filter_logic,
+            sort_by=sort_by,
+            order=order,
         )
         async for chunk in self.backend.query_spans(request):
             for span in chunk.spans:
                 yield span
 
     async def query_spans(
-        self, rollout_id: str, attempt_id: str | None = None, *, after_sequence_id: int = 0, limit: int | None = None
+        self,
+        rollout_id: str,
+        attempt_id: str | None = None,
+        *,
+        after_sequence_id: int = 0,
+        limit: int | None = None,
+        offset: int = 0,
+        trace_id: bytes | None = None,
+        span_id: bytes | None = None,
+        parent_span_id: bytes | None = None,
+        name: str | None = None,
+        name_contains: str | None = None,
+        filter_logic: str = "and",
+        sort_by: str | None = None,
+        order: str = "asc",
     ) -> list[trace_pb2.Span]:
-        """The spans of a rollout as a list (see :meth:`iter_spans`)."""
-        return [
-            span
-            async for span in self.iter_spans(rollout_id, attempt_id, after_sequence_id=after_sequence_id, limit=limit)
-        ]
+        """The spans of a rollout as a list (see :meth:`iter_spans` for the arguments)."""
+        spans = self.iter_spans(
+            rollout_id,
+            attempt_id,
+            after_sequence_id=after_sequence_id,
+            limit=limit,
+            offset=offset,
+            trace_id=trace_id,
+            span_id=span_id,
+            parent_span_id=parent_span_id,
+            name=name,
+            name_contains=name_contains,
+            filter_logic=filter_logic,
+            sort_by=sort_by,
+            order=order,
+        )
+        return [span async for span in spans]
+
+    async def query_spans_page(
+        self,
+        rollout_id: str,
+        attempt_id: str | None = None,
+        *,
+        after_sequence_id: int = 0,
+        limit: int | None = None,
+        offset: int = 0,
+        trace_id: bytes | None = None,
+        span_id: bytes | None = None,
+        parent_span_id: bytes | None = None,
+        name: str | None = None,
+        name_contains: str | None = None,
+        filter_logic: str = "and",
+        sort_by: str | None = None,
+        order: str = "asc",
+    ) -> Page[trace_pb2.Span]:
+        """A page of spans with ``total``, the number of matches ignoring ``limit`` and ``offset``
+        (see :meth:`iter_spans` for the arguments)."""
+        request = self._spans_request(
+            rollout_id,
+            attempt_id,
+            after_sequence_id=after_sequence_id,
+            limit=limit,
+            offset=offset,
+            trace_id=trace_id,
+            span_id=span_id,
+            parent_span_id=parent_span_id,
+            name=name,
+            name_contains=name_contains,
+            filter_logic=filter_logic,
+            sort_by=sort_by,
+            order=order,
+        )
+        request.include_total = True
+        spans: list[trace_pb2.Span] = []
+        total = 0
+        async for chunk in self.backend.query_spans(request):
+            spans.extend(chunk.spans)
+            if chunk.HasField("total"):
+                total = chunk.total
+        return Page(spans, total, request.limit, request.offset)
 
     async def next_sequence_ids(self, rollout_id: str, count: int = 1) -> range:
         """Reserve ``count`` span sequence ids of a rollout."""
@@ -476,20 +629,28 @@ class LightningStore:
         *,
         status_in: Iterable[WorkerStatus | str] | None = None,
         worker_id_in: Iterable[str] | None = None,
+        worker_id_contains: str | None = None,
         sort_by: str | None = None,
         order: str = "asc",
         limit: int | None = None,
         offset: int = 0,
+        filter_logic: str = "and",
     ) -> Page[Worker]:
+        """Workers matching the given filters (``filter_logic``: ``"and"`` or ``"or"``).
+        ``status_in=None`` does not filter on status; ``status_in=[]`` matches no status."""
         limit_, offset_ = _page_args(limit, offset)
         request = s.QueryWorkersRequest(
-            status_in=[convert.worker_status_to_pb(st) for st in status_in or ()],
             worker_id_in=list(worker_id_in or ()),
+            worker_id_contains=worker_id_contains or "",
             sort_by=sort_by or "",
             order=_order(order),
             limit=limit_,
             offset=offset_,
+            filter_logic=_logic(filter_logic),
         )
+        if status_in is not None:
+            request.status_filter.SetInParent()
+            request.status_filter.statuses.extend(convert.worker_status_to_pb(st) for st in status_in)
         response = await self.backend.query_workers(request)
         return Page([convert.worker_from_pb(pb) for pb in response.workers], response.total, limit_, offset_)
 

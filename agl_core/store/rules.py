@@ -5,8 +5,10 @@ Kept free of any storage so every backend (LMDB or a plugin's) applies the same 
 - An attempt's status propagates to its rollout only while it is the latest attempt:
   PREPARING, RUNNING and SUCCEEDED copy over; FAILED, TIMEOUT and UNRESPONSIVE requeue the
   rollout when the status is in the retry condition and attempts remain, else fail it.
-- A terminal rollout (FAILED, SUCCEEDED, CANCELLED) never changes status through its attempts,
-  so each rollout reaches exactly one terminal status and nobody counts it twice.
+- A terminal rollout (FAILED, SUCCEEDED, CANCELLED) never changes status again: not through its
+  attempts, not through UpdateRollout, and it gets no new attempt (StartAttempt is refused). So
+  each rollout reaches exactly one terminal status, the event log holds one terminal event per
+  rollout, and nobody counts it twice. A task is run again as a new rollout.
 - A terminal attempt (FAILED, SUCCEEDED, TIMEOUT) never changes status again; UNRESPONSIVE is
   not terminal, so a late heartbeat brings the attempt back to RUNNING.
 """
@@ -74,6 +76,20 @@ def check_rollout_transition(rollout_id: str, old: int, new: int) -> None:
             f"rollout {rollout_id!r} is already {rollout_status_name(old)} and cannot become "
             f"{rollout_status_name(new)}; terminal rollouts keep their status (enqueue a new rollout to run "
             "the task again)"
+        )
+
+
+def check_new_attempt(rollout_id: str, status: int) -> None:
+    """Raise unless a rollout in ``status`` may get a new attempt by hand (StartAttempt).
+
+    Only a rollout that is not terminal may: re-opening a terminal one would give it a second
+    terminal status, which watchers would count twice.
+    """
+    if status in TERMINAL_ROLLOUT:
+        raise FailedPreconditionError(
+            f"rollout {rollout_id!r} is already {rollout_status_name(status)}, and a terminal rollout gets no new "
+            "attempt (it keeps exactly one terminal status); enqueue a new rollout with the same input to run the "
+            "task again"
         )
 
 

@@ -14,17 +14,37 @@ from agl_core.store import rules
 from agl_core.types.values import check_struct, check_value
 
 _ENGINES = frozenset(resources_pb2.PromptTemplateEngine.values())
-MAX_ID_LENGTH = 256
+# Ids become LMDB keys, which hold at most 511 bytes. Two ids plus 64 bytes of fixed-width parts
+# (prefixes, big-endian numbers) fit with room to spare, so any composite key of the store does.
+# Counted in UTF-8 bytes, not characters: "é" * 200 is 400 bytes.
+MAX_ID_BYTES = 200
+# Sequence ids a client sets itself (spans, reserved with NextSequenceIds) stay at most this: the
+# largest integer JavaScript numbers hold exactly, so every client reads them back unchanged, and
+# far from 2**63 - 1, so the ids the store assigns after them never overflow.
+MAX_SEQUENCE_ID = 2**53 - 1
 MAX_SPAN_ID_BYTES = 16
 # A page larger than this would risk the 4 MiB default message limit of clients.
 MAX_PAGE = 1000
 
 
+def id_fits(value: str) -> bool:
+    """Whether ``value`` is at most :data:`MAX_ID_BYTES` long in UTF-8 (cheap for short ids)."""
+    return len(value) <= MAX_ID_BYTES // 4 or len(value.encode("utf-8", "surrogatepass")) <= MAX_ID_BYTES
+
+
+def check_id_length(value: str, field: str) -> None:
+    if not id_fits(value):
+        size = len(value.encode("utf-8", "surrogatepass"))
+        raise InvalidArgumentError(
+            f"{field} is {size} bytes long in UTF-8; ids are at most {MAX_ID_BYTES} bytes (a stored key holds two "
+            "ids at most within LMDB's 511-byte limit); use a shorter id or a hash of it"
+        )
+
+
 def require_id(value: str, field: str) -> str:
     if not value:
         raise InvalidArgumentError(f"{field} is required")
-    if len(value) > MAX_ID_LENGTH:
-        raise InvalidArgumentError(f"{field} is {len(value)} characters long; ids are at most {MAX_ID_LENGTH}")
+    check_id_length(value, field)
     return value
 
 
@@ -79,24 +99,32 @@ def span_ids_well_formed(span: trace_pb2.Span) -> bool:
         and span.attempt_id
         and 0 < len(span.span_id) <= MAX_SPAN_ID_BYTES
         and len(span.trace_id) <= 16
-        and span.sequence_id >= 0
+        and 0 <= span.sequence_id <= MAX_SEQUENCE_ID
+        and id_fits(span.rollout_id)
+        and id_fits(span.attempt_id)
     )
 
 
 def check_span(span: trace_pb2.Span, where: str) -> None:
     """Raise for a span that cannot be placed in the store (ids missing or malformed)."""
-    if not span.rollout_id:
-        raise InvalidArgumentError(f"{where}.rollout_id is required")
-    if not span.attempt_id:
-        raise InvalidArgumentError(f"{where}.attempt_id is required")
+    require_id(span.rollout_id, f"{where}.rollout_id")
+    require_id(span.attempt_id, f"{where}.attempt_id")
     if not span.span_id or len(span.span_id) > MAX_SPAN_ID_BYTES:
         raise InvalidArgumentError(
             f"{where}.span_id has {len(span.span_id)} bytes; it must have 1 to {MAX_SPAN_ID_BYTES}"
         )
     if len(span.trace_id) > 16:
         raise InvalidArgumentError(f"{where}.trace_id has {len(span.trace_id)} bytes; OpenTelemetry uses 16")
-    if span.sequence_id < 0:
-        raise InvalidArgumentError(f"{where}.sequence_id is {span.sequence_id}; it must not be negative")
+    check_sequence_id(span.sequence_id, f"{where}.sequence_id")
+
+
+def check_sequence_id(value: int, field: str) -> None:
+    """A sequence id a client sets: 0 (the store assigns one) up to :data:`MAX_SEQUENCE_ID`."""
+    if not 0 <= value <= MAX_SEQUENCE_ID:
+        raise InvalidArgumentError(
+            f"{field} is {value}; sequence ids a client sets must be between 0 (let the store assign one) and "
+            f"2**53 - 1 = {MAX_SEQUENCE_ID}"
+        )
 
 
 def page(limit: int, offset: int) -> tuple[int, int]:

@@ -15,6 +15,7 @@ from dataclasses import dataclass, field
 from typing import Any, TextIO
 
 from agl_core.algorithm.rollouts import read_reward
+from agl_core.trainer.result import SplitSummary
 from agl_core.types.core import RolloutEvent, RolloutStatus
 
 _QUEUED = {RolloutStatus.QUEUING, RolloutStatus.REQUEUING}
@@ -147,6 +148,31 @@ class Progress:
             if reward is not None:
                 counts.rewards.append(reward)
                 self._changed.set()
+
+    def note(self, line: str) -> None:
+        """Print a line of the algorithm's own (e.g. a training step's metrics) between progress
+        lines; thread-safe enough for a line-buffered stream (one write per line)."""
+        text = "agl: " + line
+        if self.live:
+            # Clear the live line, print the note, and redraw the live line under it.
+            self.stream.write("\r\x1b[2K" + text + "\n" + self._last_line)
+        else:
+            self.stream.write(text + "\n")
+        self.stream.flush()
+
+    def summary(self) -> dict[str, SplitSummary]:
+        """The counts so far, per mode."""
+        return {
+            mode: SplitSummary(
+                rollouts=c.total,
+                succeeded=c.succeeded,
+                failed=c.failed,
+                cancelled=c.cancelled,
+                unfinished=c.queued + c.running,
+                mean_reward=c.mean_reward,
+            )
+            for mode, c in self.modes.items()
+        }
 
     # --- printing ----------------------------------------------------------------------------------
 

@@ -11,8 +11,10 @@ factory, a registry name (a plugin's, see ``agl plugins``), ``"module:attribute"
 from __future__ import annotations
 
 import asyncio
+import io
 import logging
 from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
 from typing import Any, Literal
 
 from agl_core.adapter.base import Adapter
@@ -23,11 +25,20 @@ from agl_core.plugins import AglPluginManager, get_plugin_manager
 from agl_core.runner.hooks import Hook
 from agl_core.trainer.components import build, default_tracer
 from agl_core.trainer.progress import Progress
+from agl_core.trainer.result import FitResult, SplitSummary
 from agl_core.trainer.rollout_defaults import with_rollout_defaults
 from agl_core.types.core import AttemptStatus, RolloutConfig
 from agl_core.types.resources import Resource
 
 logger = logging.getLogger(__name__)
+
+
+@dataclass
+class _Outcome:
+    """What the algorithm returned and the run's counts, carried back through the strategy."""
+
+    result: Any
+    splits: dict[str, SplitSummary]
 
 
 def default_rollout_config() -> RolloutConfig:
@@ -111,16 +122,19 @@ class Trainer:
 
     # --- running -----------------------------------------------------------------------------------
 
-    def fit(self, agent: LitAgent[Any] | Any, train_dataset: Any = None, val_dataset: Any = None) -> Any:
-        """Train ``agent`` on ``train_dataset`` (validating on ``val_dataset``); returns what the
-        algorithm returns.
+    def fit(self, agent: LitAgent[Any] | Any, train_dataset: Any = None, val_dataset: Any = None) -> FitResult:
+        """Train ``agent`` on ``train_dataset`` (validating on ``val_dataset``).
+
+        :returns: a :class:`~agl_core.trainer.result.FitResult`: the rollouts counted by status, the
+            mean reward, an overall status (``failed`` when every rollout failed, with a warning
+            logged) and, in ``.result``, what the algorithm returned.
 
         :param agent: a LitAgent, a decorated rollout function, or ``"module:attribute"``.
         """
         algorithm = self.algorithm or build("baseline", kind="algorithms", base=Algorithm, pm=self.plugin_manager)
-        return self._run(agent, algorithm, train_dataset, val_dataset)
+        return self._run(agent, algorithm, train_dataset, val_dataset, dev=False)
 
-    def dev(self, agent: LitAgent[Any] | Any, train_dataset: Any = None, val_dataset: Any = None) -> Any:
+    def dev(self, agent: LitAgent[Any] | Any, train_dataset: Any = None, val_dataset: Any = None) -> FitResult:
         """A dry run of the whole pipeline with a quick algorithm (``baseline`` unless the configured
         algorithm is ``dev_compatible``): to check an agent, its resources and its rewards before
         training."""
@@ -133,15 +147,16 @@ class Trainer:
                 "leave algorithm unset "
                 "to use the baseline, or call fit()"
             )
-        return self._run(agent, algorithm, train_dataset, val_dataset)
+        return self._run(agent, algorithm, train_dataset, val_dataset, dev=True)
 
-    def _run(self, agent: Any, algorithm: Algorithm, train_dataset: Any, val_dataset: Any) -> Any:
+    def _run(self, agent: Any, algorithm: Algorithm, train_dataset: Any, val_dataset: Any, *, dev: bool) -> FitResult:
         agent = load_agent(agent)
         agent.set_trainer(self)
         algorithm.set_trainer(self)
         algorithm.set_adapter(self.adapter)
         algorithm.set_initial_resources(self.initial_resources)
         algorithm.set_rollout_config(self.rollout_config)
+        algorithm.set_dev_mode(dev)
         spec = RunnerSpec(
             agent=agent,
             tracer=self.tracer,
@@ -150,27 +165,44 @@ class Trainer:
             max_rollouts=self.max_rollouts,
             plugin_manager=self.plugin_manager,
         )
-        return self.strategy.execute(
+        outcome = self.strategy.execute(
             self._algorithm_bundle(algorithm, train_dataset, val_dataset), spec, store=self.store
         )
+        if not isinstance(outcome, _Outcome):  # a strategy role that runs no algorithm here
+            return FitResult.of(outcome, {})
+        result = FitResult.of(outcome.result, outcome.splits)
+        if result.status == "failed":
+            logger.warning(
+                "every rollout of this run failed (%s); the agent raised or its resources are missing "
+                "(initial_resources=...): the stored agl.exception spans say why, and Trainer.dev() "
+                "checks an agent quickly",
+                result,
+            )
+        return result
 
     def _algorithm_bundle(self, algorithm: Algorithm, train_dataset: Any, val_dataset: Any) -> AlgorithmBundle:
         async def run(store: Any) -> Any:
             algorithm.set_store(with_rollout_defaults(store, self.rollout_config))
-            progress = None
+            # Progress always counts (the FitResult is made of its counts); it prints only when asked.
             if self.progress:
                 live = {"live": True, "lines": False}.get(self.progress) if isinstance(self.progress, str) else None
                 progress = Progress(store, interval=self.progress_interval, live=live)
-            if progress is not None:
-                await progress.start()
+            else:
+                # Silent: it still counts the rollouts for the FitResult.
+                progress = Progress(store, stream=io.StringIO(), interval=3600.0, live=False)
+            await progress.start()
+            # The algorithm prints its own lines (e.g. a training step's metrics) only when progress is on.
+            algorithm.set_progress(progress if self.progress else None)
             try:
                 if algorithm.is_async():
-                    return await algorithm.run(train_dataset, val_dataset)
-                # A synchronous algorithm blocks; it runs in a thread and reaches the store through
-                # get_sync_store(), whose calls come back to this loop.
-                return await asyncio.to_thread(algorithm.run, train_dataset, val_dataset)
+                    result = await algorithm.run(train_dataset, val_dataset)
+                else:
+                    # A synchronous algorithm blocks; it runs in a thread and reaches the store through
+                    # get_sync_store(), whose calls come back to this loop.
+                    result = await asyncio.to_thread(algorithm.run, train_dataset, val_dataset)
             finally:
-                if progress is not None:
-                    await progress.stop()
+                algorithm.set_progress(None)
+                await progress.stop()
+            return _Outcome(result, progress.summary())
 
         return run

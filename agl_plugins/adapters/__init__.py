@@ -4,10 +4,10 @@ from __future__ import annotations
 
 from typing import Any
 
-from agl_core.adapter import TracerTraceToTriplet, TraceToMessages
 from agl_core.plugins import hookimpl
 
 
 @hookimpl
 def agl_adapters() -> dict[str, Any]:
-    return {"triplet": TracerTraceToTriplet, "messages": TraceToMessages}
+    # By import path: loaded only where an adapter is asked for.
+    return {"triplet": "agl_core.adapter:TracerTraceToTriplet", "messages": "agl_core.adapter:TraceToMessages"}

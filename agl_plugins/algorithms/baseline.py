@@ -9,12 +9,17 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from dataclasses import dataclass
-from typing import Any
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any
 
-from agl_core.algorithm import Algorithm, RolloutOutcome, mean_reward, run_rollouts
+# The base class only: this module is a plugin every agl process imports, and the rollout helpers
+# (emitters, OpenTelemetry) load when the algorithm runs.
+from agl_core.algorithm.base import Algorithm
 from agl_core.plugins import hookimpl
 from agl_core.types.core import RolloutMode
+
+if TYPE_CHECKING:
+    from agl_core.algorithm.rollouts import RolloutOutcome
 
 logger = logging.getLogger(__name__)
 
@@ -27,10 +32,12 @@ class SplitResult:
     succeeded: int
     failed: int
     mean_reward: float | None
-    outcomes: list[RolloutOutcome]
+    outcomes: list[RolloutOutcome] = field(repr=False)  # every rollout with its spans: kilobytes each
 
     @classmethod
     def of(cls, outcomes: list[RolloutOutcome]) -> SplitResult:
+        from agl_core.algorithm.rollouts import mean_reward
+
         succeeded = sum(1 for o in outcomes if o.succeeded)
         return cls(len(outcomes), succeeded, len(outcomes) - succeeded, mean_reward(outcomes), outcomes)
 
@@ -62,6 +69,7 @@ class Baseline(Algorithm):
         self.timeout = timeout
 
     async def run(self, train_dataset: Any = None, val_dataset: Any = None) -> BaselineResult:
+        from agl_core.algorithm.rollouts import run_rollouts
 
         store = self.get_store()
         published = await self.publish_initial_resources()

@@ -10,9 +10,11 @@ from __future__ import annotations
 from typing import Any
 
 from agl_core.plugins import hookimpl
-from agl_plugins.otlp.receiver import OtlpTraceService
 
 
 @hookimpl
 def agl_server_services(backend: Any) -> list[Any]:
+    # Imported here: only agl-server (and `agl plugins`) need the receiver, not every runner.
+    from agl_plugins.otlp.receiver import OtlpTraceService
+
     return [OtlpTraceService(backend)]

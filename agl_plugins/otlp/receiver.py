@@ -8,7 +8,11 @@ per rollout sets them once on its resource). The pair moves together: a level th
 id takes the attempt id of that level (or of a more specific one), never one from a level above,
 which belonged to another rollout. Without an attempt id the span goes to the rollout's latest
 attempt at the time of the export. Spans are written through the store
-backend's ``ingest_spans``, so the Export answers only once they are durable.
+backend's ``ingest_spans``, so the Export answers only once they are durable: each span with its
+resource and scope copied in, a chunk of about ``CHUNK_BYTES`` at a time, so memory per request
+stays bounded however many spans share a large resource. A request that would amount to more
+than ``MAX_EXPANDED_BYTES`` that way is refused whole with RESOURCE_EXHAUSTED (not retried by
+exporters) before anything is stored.
 
 Spans that cannot be placed (no rollout id, an unknown rollout or attempt, malformed ids) are
 reported as OTLP partial success: ``partial_success.rejected_spans`` counts them and
@@ -31,8 +35,9 @@ from google.protobuf import descriptor_pb2, descriptor_pool, message_factory
 from opentelemetry.proto.collector.trace.v1 import trace_service_pb2
 
 from agl_core import semconv
-from agl_core.errors import AglError
+from agl_core.errors import AglError, ResourceExhaustedError
 from agl_core.proto import store_pb2, trace_pb2
+from agl_core.store import validation
 from agl_core.store.backend import StoreBackend
 
 logger = logging.getLogger("agl_server.otlp")
@@ -42,6 +47,11 @@ EXPORT = f"/{SERVICE_NAME}/Export"
 # How many distinct reasons the error message of a partial success lists.
 _MAX_REASONS = 5
 _COORDINATES = (semconv.ROLLOUT_ID, semconv.ATTEMPT_ID)
+# Spans handed to the store at once, counted with the resource and scope copied into each.
+CHUNK_BYTES = 4 * 2**20
+# The most one Export may amount to with the resource and scope copied into each span (the
+# store keeps them per span): 5,000 spans sharing a 1 MB resource would be 5 GB.
+MAX_EXPANDED_BYTES = 64 * 2**20
 
 
 def _request_class() -> type[Any]:
@@ -114,6 +124,54 @@ def _coordinates(attributes: Iterable[trace_pb2.KeyValue], inherited: dict[str, 
     return {**inherited, **found}
 
 
+def _check_expanded_size(request: Any) -> None:
+    """Refuse a request whose spans, each with its resource and scope, exceed the limit."""
+    total = 0
+    for resource_spans in request.resource_spans:
+        resource_size = resource_spans.resource.ByteSize()
+        for scope_spans in resource_spans.scope_spans:
+            shared = resource_size + scope_spans.scope.ByteSize()
+            total += len(scope_spans.spans) * shared + sum(span.ByteSize() for span in scope_spans.spans)
+    if total > MAX_EXPANDED_BYTES:
+        raise ResourceExhaustedError(
+            f"the Export request holds {total / 2**20:.1f} MiB of spans once each span carries its resource and "
+            f"scope (agl stores them per span); the limit is {MAX_EXPANDED_BYTES / 2**20:.0f} MiB per request: "
+            "export fewer spans per request (the SDK's max_export_batch_size) or a smaller resource"
+        )
+
+
+class _Batch:
+    """Spans on their way to the store, written a chunk at a time; counts what was stored or rejected."""
+
+    def __init__(self, backend: StoreBackend) -> None:
+        self.backend = backend
+        self.spans: list[trace_pb2.Span] = []
+        self.size = 0
+        self.stored = 0
+        self.rejected = 0
+        self.reasons: dict[str, int] = {}
+
+    def reject(self, reason: str, count: int = 1) -> None:
+        self.rejected += count
+        self.reasons[reason] = self.reasons.get(reason, 0) + count
+
+    async def add(self, span: trace_pb2.Span, size: int) -> None:
+        self.spans.append(span)
+        self.size += size
+        if self.size >= CHUNK_BYTES:
+            await self.flush()
+
+    async def flush(self) -> None:
+        if not self.spans:
+            return
+        spans, self.spans, self.size = self.spans, [], 0
+        result = await self.backend.ingest_spans(spans)
+        del spans
+        for error in result.rejected:
+            self.reject(error.message.split(": ", 1)[-1])  # without the "spans[i]" prefix
+        self.stored += result.accepted + len(result.duplicate_indices)
+
+
 class OtlpTraceService:
     """The TraceService over a store backend; ``register(server)`` adds it to a gRPC server."""
 
@@ -144,24 +202,34 @@ class OtlpTraceService:
             await context.abort(grpc.StatusCode.UNAVAILABLE, f"agl-server could not store the spans: {exc}")
 
     async def export(self, request: Any) -> trace_service_pb2.ExportTraceServiceResponse:
-        """Place and store the spans of one Export request; returns the OTLP response."""
-        placed: list[trace_pb2.Span] = []
-        reasons: dict[str, int] = {}
-        rejected = 0
+        """Place and store the spans of one Export request; returns the OTLP response.
+
+        Each span is handed to the store with its resource and scope copied in, a chunk of about
+        :data:`CHUNK_BYTES` at a time, so memory per request stays bounded however many spans
+        share one large resource; a request that would expand past :data:`MAX_EXPANDED_BYTES`
+        is refused whole (RESOURCE_EXHAUSTED) before anything is stored.
+        """
+        _check_expanded_size(request)
+        batch = _Batch(self.backend)
         latest: dict[str, str | None] = {}
         for resource_spans in request.resource_spans:
             resource = resource_spans.resource
+            resource_size = resource.ByteSize()
             from_resource = _coordinates(resource.attributes, {})
             for scope_spans in resource_spans.scope_spans:
                 scope = scope_spans.scope
+                scope_size = scope.ByteSize()
                 from_scope = _coordinates(scope.attributes, from_resource)
                 for span in scope_spans.spans:
                     coordinates = _coordinates(span.attributes, from_scope)
                     rollout_id = coordinates.get(semconv.ROLLOUT_ID)
                     if not rollout_id:
-                        rejected += 1
-                        reason = f"spans without {semconv.ROLLOUT_ID} (set it as a resource, scope or span attribute)"
-                        reasons[reason] = reasons.get(reason, 0) + 1
+                        batch.reject(
+                            f"spans without {semconv.ROLLOUT_ID} (set it as a resource, scope or span attribute)"
+                        )
+                        continue
+                    if not validation.id_fits(rollout_id):
+                        batch.reject(f"{semconv.ROLLOUT_ID} longer than {validation.MAX_ID_BYTES} bytes")
                         continue
                     attempt_id = coordinates.get(semconv.ATTEMPT_ID)
                     if not attempt_id:
@@ -169,33 +237,36 @@ class OtlpTraceService:
                             latest[rollout_id] = await self._latest_attempt(rollout_id)
                         attempt_id = latest[rollout_id]
                         if attempt_id is None:
-                            rejected += 1
-                            reason = f"rollout {rollout_id!r} not found or without an attempt"
-                            reasons[reason] = reasons.get(reason, 0) + 1
+                            batch.reject(f"rollout {rollout_id!r} not found or without an attempt")
                             continue
-                    span.rollout_id = rollout_id
-                    span.attempt_id = attempt_id
-                    span.sequence_id = 0  # the store orders spans as they arrive
-                    if resource.ByteSize():
-                        span.resource.CopyFrom(resource)
-                    if scope.ByteSize():
-                        span.scope.CopyFrom(scope)
-                    placed.append(span)
-        if placed:
-            result = await self.backend.ingest_spans(placed)
-            for error in result.rejected:
-                rejected += 1
-                reason = error.message.split(": ", 1)[-1]  # without the "spans[i]" prefix
-                reasons[reason] = reasons.get(reason, 0) + 1
-            self.exported += result.accepted + len(result.duplicate_indices)
-        self.rejected += rejected
+                    # A copy: the request's own spans stay as they are, so only the chunk in hand
+                    # holds spans with the resource copied in.
+                    placed = trace_pb2.Span()
+                    placed.CopyFrom(span)
+                    placed.rollout_id = rollout_id
+                    placed.attempt_id = attempt_id
+                    placed.sequence_id = 0  # the store orders spans as they arrive
+                    try:
+                        validation.check_span(placed, "span")
+                    except AglError as exc:
+                        batch.reject(exc.message.removeprefix("span."))
+                        continue
+                    if resource_size:
+                        placed.resource.CopyFrom(resource)
+                    if scope_size:
+                        placed.scope.CopyFrom(scope)
+                    await batch.add(placed, span.ByteSize() + resource_size + scope_size)
+        await batch.flush()
+        self.exported += batch.stored
+        self.rejected += batch.rejected
         response = trace_service_pb2.ExportTraceServiceResponse()
-        if rejected:
+        if batch.rejected:
+            reasons = batch.reasons
             listed = sorted(reasons.items(), key=lambda item: -item[1])[:_MAX_REASONS]
             summary = "; ".join(f"{count} x {reason}" for reason, count in listed)
             more = f"; and {len(reasons) - _MAX_REASONS} other reasons" if len(reasons) > _MAX_REASONS else ""
-            response.partial_success.rejected_spans = rejected
-            response.partial_success.error_message = f"agl-server rejected {rejected} spans: {summary}{more}"
+            response.partial_success.rejected_spans = batch.rejected
+            response.partial_success.error_message = f"agl-server rejected {batch.rejected} spans: {summary}{more}"
         return response
 
     async def _latest_attempt(self, rollout_id: str) -> str | None:

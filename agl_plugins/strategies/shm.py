@@ -17,14 +17,15 @@ import tempfile
 import threading
 from collections.abc import Mapping
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from agl_core.execution.base import AlgorithmBundle, ExecutionStrategy, RunnerSpec
 from agl_core.execution.events import bridge
 from agl_core.plugins import AglPluginManager, hookimpl
-from agl_core.runner import DequeueSource, RunnerStats
 from agl_core.store import LightningStore, LmdbStore, SyncStore, ThreadSafeStore
-from agl_core.trainer.components import build_tracer
+
+if TYPE_CHECKING:
+    from agl_core.runner import RunnerStats
 
 logger = logging.getLogger(__name__)
 
@@ -78,6 +79,11 @@ class SharedMemoryStrategy(ExecutionStrategy):
     def execute(self, algorithm: AlgorithmBundle | None, runner: RunnerSpec, *, store: Any = None) -> Any:
         if algorithm is None:
             raise ValueError("the shm strategy runs the algorithm and the runners together; give it an algorithm")
+        # Imported here: every agl process imports this plugin module; the runner and the tracer
+        # (emitters, OpenTelemetry) load only where the strategy runs.
+        from agl_core.runner import DequeueSource
+        from agl_core.trainer.components import build_tracer
+
         pm = runner.get_plugin_manager()
         opened, temporary = self._open_store(store, pm)
         # The store's own loop thread: algorithm and runners all reach it from there.

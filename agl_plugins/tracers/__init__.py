@@ -5,9 +5,9 @@ from __future__ import annotations
 from typing import Any
 
 from agl_core.plugins import hookimpl
-from agl_core.tracer import NullTracer, OtelTracer
 
 
 @hookimpl
 def agl_tracers() -> dict[str, Any]:
-    return {"otel": OtelTracer, "null": NullTracer}
+    # By import path: the OpenTelemetry SDK loads only in processes that trace.
+    return {"otel": "agl_core.tracer:OtelTracer", "null": "agl_core.tracer:NullTracer"}

@@ -78,6 +78,7 @@ class Sample:
     :ivar rewards: response position -> reward.
     :ivar uid: the group the sample belongs to (GRPO compares samples of the same task).
     :ivar calls: indices of the rollout's calls the sample holds.
+    :ivar rollout_return: the return of the whole rollout (see :func:`rollout_return`).
     """
 
     prompt_ids: list[int]
@@ -87,6 +88,7 @@ class Sample:
     uid: str = ""
     rollout_id: str = ""
     calls: list[int] = field(default_factory=list)
+    rollout_return: float = 0.0
 
 
 def _place(rewards: dict[int, float], position: int, value: float | None) -> None:
@@ -139,6 +141,14 @@ def trajectory_samples(calls: Sequence[Call], placement: RewardPlacement, final_
     return samples
 
 
+def rollout_return(calls: Sequence[Call], placement: RewardPlacement | str, final_reward: float | None) -> float:
+    """A rollout's return for rollout-level credit: its final reward (``final`` placement) or the
+    sum of its calls' rewards (``per_call``); a missing reward counts 0."""
+    if RewardPlacement(placement) is RewardPlacement.FINAL:
+        return float(final_reward or 0.0)
+    return float(sum(call.reward or 0.0 for call in calls if call.response_ids))
+
+
 def rollout_samples(
     calls: Sequence[Call],
     *,
@@ -151,8 +161,9 @@ def rollout_samples(
     """The samples of one rollout."""
     build = trajectory_samples if AggregationLevel(level) is AggregationLevel.TRAJECTORY else transition_samples
     samples = build(calls, RewardPlacement(placement), final_reward)
+    returned = rollout_return(calls, placement, final_reward)
     for sample in samples:
-        sample.uid, sample.rollout_id = uid, rollout_id
+        sample.uid, sample.rollout_id, sample.rollout_return = uid, rollout_id, returned
     return samples
 
 
@@ -223,7 +234,8 @@ def to_data_proto(
     max_response_length: int,
     meta_info: dict[str, Any] | None = None,
 ) -> tuple[DataProto, dict[str, float]]:
-    """Samples as verl's ``DataProto`` (non-tensor ``uid``, ``rollout_id``, ``call_index``) and metrics."""
+    """Samples as verl's ``DataProto`` (non-tensor ``uid``, ``rollout_id``, ``call_index``,
+    ``num_calls``, ``rollout_return``) and metrics."""
     from verl import DataProto
 
     built = build_tensors(
@@ -234,6 +246,7 @@ def to_data_proto(
         "rollout_id": np.array([s.rollout_id for s in samples], dtype=object),
         "call_index": np.array([s.calls[0] if s.calls else -1 for s in samples], dtype=np.int64),
         "num_calls": np.array([len(s.calls) for s in samples], dtype=np.int64),
+        "rollout_return": np.array([s.rollout_return for s in samples], dtype=np.float64),
     }
     data = DataProto.from_dict(tensors=built.tensors, non_tensors=non_tensors, meta_info=dict(meta_info or {}))
     metrics = {
@@ -252,6 +265,7 @@ __all__ = [
     "Tensors",
     "build_tensors",
     "continues",
+    "rollout_return",
     "rollout_samples",
     "to_data_proto",
     "trajectory_samples",

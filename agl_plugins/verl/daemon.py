@@ -28,7 +28,7 @@ from typing import Any
 from agl_core.adapter import TracerTraceToTriplet
 from agl_core.emitter import find_final_reward
 from agl_core.store import LightningStore
-from agl_core.types import Resource, RolloutSpec, RolloutStatus
+from agl_core.types import Resource, RolloutConfig, RolloutSpec, RolloutStatus
 from agl_plugins.verl.batch import AggregationLevel, Call, RewardPlacement, Sample, rollout_samples
 from agl_plugins.verl.config import RolloutSettings
 
@@ -97,14 +97,22 @@ class RolloutDaemon:
     :param store: the store runners take work from (a ``GrpcStore`` to agl-server).
     :param adapter: spans to calls; it must keep only calls with token ids.
     :param settings: timeouts, retries, deadline and fill rules.
+    :param rollout_defaults: the policy the ``settings`` keys left null inherit (the Trainer's
+        ``rollout_config``; None: the standalone default).
     """
 
     def __init__(
-        self, store: LightningStore, *, adapter: TracerTraceToTriplet | None = None, settings: RolloutSettings
+        self,
+        store: LightningStore,
+        *,
+        adapter: TracerTraceToTriplet | None = None,
+        settings: RolloutSettings,
+        rollout_defaults: RolloutConfig | None = None,
     ) -> None:
         self.store = store
         self.adapter = adapter or TracerTraceToTriplet(skip_without_token_ids=True)
         self.settings = settings
+        self.rollout_defaults = rollout_defaults
 
     async def rollout(
         self,
@@ -115,24 +123,33 @@ class RolloutDaemon:
         mode: str = "train",
         step: int = 0,
         uids: Sequence[str] | None = None,
+        resources_id: str | None = None,
+        run_id: str = "",
     ) -> RolloutBatch:
         """Run ``n`` rollouts of every task and collect the usable ones.
 
-        :param resources: published as a new resources set the rollouts run with.
+        :param resources: published as the resources set the rollouts run with.
         :param uids: group id per task (default: a fresh id each); rollouts of a task share it.
+        :param resources_id: the set's id (published again with a new version if it exists);
+            None: a new id.
+        :param run_id: a prefix of the rollout ids (``ro-{run_id}-{mode}-{step}-...``), so that a
+            resumed run finds the rollouts an interrupted one left behind.
         """
         if n < 1:
             raise ValueError(f"n must be at least 1, not {n}")
         started = time.monotonic()
         deadline = started + self.settings.step_timeout
-        published = await self.store.add_resources(resources)
+        if resources_id is not None:
+            published = await self.store.update_resources(resources_id, resources)
+        else:
+            published = await self.store.add_resources(resources)
         uids = list(uids) if uids is not None else [uuid.uuid4().hex for _ in tasks]
-        config = self.settings.rollout_config()
+        config = self.settings.rollout_config(self.rollout_defaults)
         specs: list[RolloutSpec] = []
         placement: dict[str, tuple[int, int, str]] = {}
         for index, (task, uid) in enumerate(zip(tasks, uids, strict=True)):
             for repeat in range(n):
-                rollout_id = f"ro-{mode}-{step}-{uuid.uuid4().hex[:12]}"
+                rollout_id = f"ro-{run_id + '-' if run_id else ''}{mode}-{step}-{uuid.uuid4().hex[:12]}"
                 placement[rollout_id] = (index, repeat, uid)
                 specs.append(
                     RolloutSpec(
@@ -141,7 +158,7 @@ class RolloutDaemon:
                         mode=mode,
                         resources_id=published.resources_id,
                         config=config,
-                        metadata={"uid": uid, "task_index": index, "repeat": repeat, "step": step},
+                        metadata={"uid": uid, "task_index": index, "repeat": repeat, "step": step, "run_id": run_id},
                     )
                 )
         batch = RolloutBatch()

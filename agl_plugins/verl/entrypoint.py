@@ -44,70 +44,112 @@ def _container(config: Mapping[str, Any] | DictConfig) -> Any:
     return OmegaConf.to_container(config) if isinstance(config, DictConfig) else dict(config)
 
 
-def run_training(
-    config: DictConfig, train_tasks: Sequence[Any] | None = None, val_tasks: Sequence[Any] | None = None
-) -> None:
-    """Start Ray (if needed) and train in a task runner actor, as verl's ``main_ppo`` does."""
+def init_ray(config: DictConfig) -> None:
+    """Start Ray (unless it runs already) with verl's runtime environment."""
     import ray
     from verl.trainer.constants_ppo import get_ppo_ray_runtime_env
 
-    if not ray.is_initialized():
-        runtime_env = OmegaConf.merge(
-            get_ppo_ray_runtime_env(config), config.ray_kwargs.get("ray_init", {}).get("runtime_env", {})
+    if ray.is_initialized():
+        return
+    runtime_env = OmegaConf.merge(
+        get_ppo_ray_runtime_env(config), config.ray_kwargs.get("ray_init", {}).get("runtime_env", {})
+    )
+    runtime_env.setdefault("env_vars", {})
+    if os.environ.get("AGL_SERVER_ADDRESS"):
+        runtime_env["env_vars"]["AGL_SERVER_ADDRESS"] = os.environ["AGL_SERVER_ADDRESS"]
+    init = {
+        k: v for k, v in OmegaConf.to_container(config.ray_kwargs.get("ray_init", {})).items() if k != "runtime_env"
+    }
+    ray.init(runtime_env=OmegaConf.to_container(runtime_env), **init)
+
+
+def build_trainer(
+    config: DictConfig,
+    train_tasks: Sequence[Any] | None = None,
+    val_tasks: Sequence[Any] | None = None,
+    **trainer_kwargs: Any,
+) -> Any:
+    """:class:`~agl_plugins.verl.trainer.AglPPOTrainer` for ``config`` (workers not started yet):
+    verl's worker roles and resource pools (``agl.workers: ray``, as verl's ``main_ppo`` task runner
+    sets them up) or the in-process actor (``local``).
+
+    :param train_tasks: the training tasks (None: ``data.train_files``).
+    :param val_tasks: the validation tasks (None: ``data.val_files``).
+    :param trainer_kwargs: passed on (``rollouts``, ``on_step``, ``should_stop``).
+    """
+    from verl.trainer.main_ppo_v0 import BaseTaskRunner
+    from verl.trainer.ppo.utils import need_critic, need_reference_policy
+    from verl.utils.config import omega_conf_to_dataclass, validate_config
+    from verl.workers.config import HFModelConfig
+
+    from agl_plugins.verl import local
+    from agl_plugins.verl.config import AglSettings
+    from agl_plugins.verl.dataset import TaskDataset, collate_tasks
+    from agl_plugins.verl.trainer import AglPPOTrainer
+
+    OmegaConf.resolve(config)
+    settings = AglSettings.from_mapping(config.get("agl"))
+    extra: dict[str, Any] = {}
+    if settings.workers == "local":
+        local.check_config(config)
+        role_worker_mapping, pools = local.role_mapping()
+    else:
+        roles = BaseTaskRunner()
+        _, extra["ray_worker_group_cls"] = roles.add_actor_rollout_worker(config)
+        roles.add_critic_worker(config)
+        roles.add_reward_model_resource_pool(config)
+        validate_config(
+            config=config, use_reference_policy=need_reference_policy(config), use_critic=need_critic(config)
         )
-        runtime_env.setdefault("env_vars", {})
-        if os.environ.get("AGL_SERVER_ADDRESS"):
-            runtime_env["env_vars"]["AGL_SERVER_ADDRESS"] = os.environ["AGL_SERVER_ADDRESS"]
-        init = {
-            k: v for k, v in OmegaConf.to_container(config.ray_kwargs.get("ray_init", {})).items() if k != "runtime_env"
-        }
-        ray.init(runtime_env=OmegaConf.to_container(runtime_env), **init)
+        role_worker_mapping, pools = roles.role_worker_mapping, roles.init_resource_pool_mgr(config)
+    model: HFModelConfig = omega_conf_to_dataclass(config.actor_rollout_ref.model, dataclass_type=HFModelConfig)
+    train = TaskDataset(train_tasks) if train_tasks is not None else TaskDataset.from_file(config.data.train_files)
+    val = TaskDataset(val_tasks) if val_tasks is not None else TaskDataset.from_file(config.data.val_files)
+    return AglPPOTrainer(
+        agl=settings,
+        config=config,
+        tokenizer=model.tokenizer,
+        processor=model.processor,
+        role_worker_mapping=role_worker_mapping,
+        resource_pool_manager=pools,
+        train_dataset=train,
+        val_dataset=val,
+        collate_fn=collate_tasks,
+        **extra,
+        **trainer_kwargs,
+    )
+
+
+def run_training(
+    config: DictConfig, train_tasks: Sequence[Any] | None = None, val_tasks: Sequence[Any] | None = None
+) -> None:
+    """Standalone training (no agl Trainer): the store at ``agl.store``, runners started elsewhere.
+
+    With Ray workers the trainer runs in a task runner actor, as verl's ``main_ppo`` does; with
+    local workers in this process."""
+    from agl_plugins.verl.config import AglSettings
+
+    if AglSettings.from_mapping(config.get("agl")).workers == "local":
+        trainer = build_trainer(config, train_tasks, val_tasks)
+        trainer.init_workers()
+        trainer.fit()
+        return
+    import ray
+
+    init_ray(config)
     runner = _task_runner_class().remote()
     ray.get(runner.run.remote(config, train_tasks, val_tasks))
 
 
 def _task_runner_class() -> Any:
     import ray
-    from verl.trainer.main_ppo_v0 import BaseTaskRunner
 
     @ray.remote(num_cpus=1)
-    class AglTaskRunner(BaseTaskRunner):
-        """verl's task runner (worker roles, resource pools) building :class:`AglPPOTrainer`."""
+    class AglTaskRunner:
+        """Builds and runs :class:`AglPPOTrainer` on a Ray node (verl's task runner pattern)."""
 
         def run(self, config: DictConfig, train_tasks: Sequence[Any] | None, val_tasks: Sequence[Any] | None) -> None:
-            from verl.trainer.ppo.utils import need_critic, need_reference_policy
-            from verl.utils.config import omega_conf_to_dataclass, validate_config
-            from verl.workers.config import HFModelConfig
-
-            from agl_plugins.verl.config import AglSettings
-            from agl_plugins.verl.dataset import TaskDataset, collate_tasks
-            from agl_plugins.verl.trainer import AglPPOTrainer
-
-            OmegaConf.resolve(config)
-            settings = AglSettings.from_mapping(config.get("agl"))
-            _, worker_group_cls = self.add_actor_rollout_worker(config)
-            self.add_critic_worker(config)
-            self.add_reward_model_resource_pool(config)
-            validate_config(
-                config=config, use_reference_policy=need_reference_policy(config), use_critic=need_critic(config)
-            )
-            model: HFModelConfig = omega_conf_to_dataclass(config.actor_rollout_ref.model)
-            train = (
-                TaskDataset(train_tasks) if train_tasks is not None else TaskDataset.from_file(config.data.train_files)
-            )
-            val = TaskDataset(val_tasks) if val_tasks is not None else TaskDataset.from_file(config.data.val_files)
-            trainer = AglPPOTrainer(
-                agl=settings,
-                config=config,
-                tokenizer=model.tokenizer,
-                processor=model.processor,
-                role_worker_mapping=self.role_worker_mapping,
-                resource_pool_manager=self.init_resource_pool_mgr(config),
-                ray_worker_group_cls=worker_group_cls,
-                train_dataset=train,
-                val_dataset=val,
-                collate_fn=collate_tasks,
-            )
+            trainer = build_trainer(config, train_tasks, val_tasks)
             trainer.init_workers()
             trainer.fit()
 
@@ -121,4 +163,4 @@ def main(argv: Sequence[str] | None = None) -> None:
     run_training(load_config(list(sys.argv[1:] if argv is None else argv)))
 
 
-__all__ = ["CONFIG_DIR", "load_config", "main", "run_training"]
+__all__ = ["CONFIG_DIR", "build_trainer", "init_ray", "load_config", "main", "run_training"]

@@ -1,7 +1,14 @@
-"""An event loop on a thread of its own, for the synchronous verl trainer to drive agl's async parts.
+"""The event loop agl's async parts (store client, LLM proxy, rollout daemon) live on while the
+synchronous verl trainer drives them.
 
-The store client, the LLM proxy and the rollout daemon live on this loop for the whole run (a
-gRPC channel binds to the loop it was opened on); the trainer hands it coroutines and waits.
+- :class:`LoopThread`: a loop on a thread of its own, for a standalone run (``python -m
+  agl_plugins.verl``) that opens its own store client;
+- :class:`LoopHandle`: a loop that already runs elsewhere, for a run driven by agl's ``Trainer``: the
+  store the Trainer gives the algorithm is bound to the Trainer's loop (a gRPC channel, or the
+  embedded store of the ``shm`` strategy), so the daemon must run its coroutines there.
+
+Either way the trainer hands coroutines over and waits (a gRPC channel binds to the loop it was
+opened on).
 """
 
 from __future__ import annotations
@@ -9,16 +16,43 @@ from __future__ import annotations
 import asyncio
 import threading
 from collections.abc import Coroutine
-from typing import Any, TypeVar
+from typing import Any, Protocol, TypeVar
 
 T = TypeVar("T")
 
 
-class LoopThread:
+class LoopRunner(Protocol):
+    loop: asyncio.AbstractEventLoop
+
+    def run(self, coroutine: Coroutine[Any, Any, T], timeout: float | None = None) -> T: ...
+
+    def close(self) -> None: ...
+
+
+class LoopHandle:
+    """A loop running in another thread (the Trainer's); :meth:`close` leaves it running."""
+
+    def __init__(self, loop: asyncio.AbstractEventLoop) -> None:
+        self.loop = loop
+
+    def run(self, coroutine: Coroutine[Any, Any, T], timeout: float | None = None) -> T:
+        """Run ``coroutine`` on the loop and return its result (its exception is raised here).
+
+        Must not be called from the loop's own thread (it would wait on itself)."""
+        if self.loop.is_closed():
+            coroutine.close()
+            raise RuntimeError("the event loop is closed")
+        return asyncio.run_coroutine_threadsafe(coroutine, self.loop).result(timeout)
+
+    def close(self) -> None:
+        """The loop belongs to whoever runs it."""
+
+
+class LoopThread(LoopHandle):
     """A daemon thread running an asyncio loop until :meth:`close`."""
 
     def __init__(self, name: str = "agl-verl-loop") -> None:
-        self.loop = asyncio.new_event_loop()
+        super().__init__(asyncio.new_event_loop())
         self._thread = threading.Thread(target=self._run, name=name, daemon=True)
         self._thread.start()
 
@@ -27,10 +61,10 @@ class LoopThread:
         self.loop.run_forever()
 
     def run(self, coroutine: Coroutine[Any, Any, T], timeout: float | None = None) -> T:
-        """Run ``coroutine`` on the loop and return its result (its exception is raised here)."""
         if not self._thread.is_alive():
+            coroutine.close()
             raise RuntimeError("the loop thread is closed")
-        return asyncio.run_coroutine_threadsafe(coroutine, self.loop).result(timeout)
+        return super().run(coroutine, timeout)
 
     def close(self) -> None:
         if self._thread.is_alive():
@@ -39,4 +73,4 @@ class LoopThread:
         self.loop.close()
 
 
-__all__ = ["LoopThread"]
+__all__ = ["LoopHandle", "LoopRunner", "LoopThread"]

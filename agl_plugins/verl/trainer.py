@@ -15,7 +15,8 @@ A step, phase by phase (timings under verl's names in ``timing_s/...``):
 - ``reward``: the agents' rewards are the token-level scores (a reward model is not supported:
   agents emit their rewards).
 - ``old_log_prob``, ``ref``, ``values``: verl's workers, on the batch padded to their world size.
-- ``adv``: verl's KL penalty (if configured) and ``compute_advantage``; samples whose prompt was
+- ``adv``: verl's KL penalty (if configured) and ``compute_advantage``, or GRPO over rollouts
+  (``agl.credit``, see :mod:`agl_plugins.verl.credit`); samples whose prompt was
   too long are dropped after it, then the batch is shuffled and cut to a whole number of PPO
   mini-batches (``ppo_mini_batch_size * rollout.n`` rows; the rest is dropped and counted).
 - ``update``: critic and actor updates, checkpoint, weights to the vLLM replicas.
@@ -30,7 +31,7 @@ from __future__ import annotations
 import logging
 import random
 import uuid
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from contextlib import AbstractContextManager
 from typing import Any
 
@@ -41,13 +42,16 @@ from verl import DataProto
 from verl.protocol import pad_dataproto_to_divisor, unpad_dataproto
 from verl.trainer.ppo.core_algos import agg_loss
 from verl.trainer.ppo.metric_utils import compute_data_metrics, compute_timing_metrics
-from verl.trainer.ppo.ray_trainer import RayPPOTrainer, apply_kl_penalty, compute_advantage
+from verl.trainer.ppo.ray_trainer import RayPPOTrainer, apply_kl_penalty
 from verl.utils.debug import marked_timer
 from verl.utils.metric import reduce_metrics
 
 from agl_plugins.verl.batch import AggregationLevel, to_data_proto
 from agl_plugins.verl.config import AglSettings, ConfigError
+from agl_plugins.verl.credit import check as check_credit
+from agl_plugins.verl.credit import compute_advantages
 from agl_plugins.verl.daemon import RolloutBatch
+from agl_plugins.verl.resume import RunState, cancel_leftovers
 from agl_plugins.verl.service import RolloutService
 
 logger = logging.getLogger(__name__)
@@ -68,18 +72,56 @@ class AglPPOTrainer(RayPPOTrainer):
     :param kwargs: verl's ``RayPPOTrainer`` arguments.
     """
 
-    def __init__(self, *, agl: AglSettings, **kwargs: Any) -> None:
+    def __init__(
+        self,
+        *,
+        agl: AglSettings,
+        rollouts: RolloutService | None = None,
+        on_step: Callable[[int, dict[str, Any]], None] | None = None,
+        should_stop: Callable[[], bool] | None = None,
+        **kwargs: Any,
+    ) -> None:
+        """:param rollouts: the rollout service (default: one opening its own store at ``agl.store``).
+        :param on_step: called with the step and its metrics after every step and validation.
+        :param should_stop: asked before every step; True ends ``fit`` there."""
         super().__init__(**kwargs)
         self.agl = agl
-        self.rollouts: RolloutService | None = None
+        self.rollouts: RolloutService = rollouts or RolloutService(agl)
+        self.on_step = on_step
+        self.should_stop = should_stop or (lambda: False)
+        self.history: list[dict[str, Any]] = []
+        self.run_state: RunState | None = None
         if self.use_rm:
             raise ConfigError("reward_model.enable is not supported with agl: agents emit their rewards")
+        check_credit(self.config.algorithm, agl.credit.level)
 
     # --- set-up ------------------------------------------------------------------------------------
 
     def init_workers(self) -> None:
-        super().init_workers()
-        self.rollouts = RolloutService(self.agl).start(self.llm_server_manager.get_addresses())
+        """verl's Ray workers (``agl.workers: ray``) or the in-process actor (``local``); then the
+        rollout service in front of the replicas (or ``agl.backends``)."""
+        if self.agl.workers == "local":
+            from agl_plugins.verl.local import NoReplicas, build_actor
+
+            self.actor_rollout_wg = build_actor(self.config)
+            self.checkpoint_manager = NoReplicas()
+            backends: list[str] = []
+            if self.config.actor_rollout_ref.rollout.get("name") == "agl_cpu":
+                # The CPU rollout engine, in this process: the policy serves its own rollouts.
+                from agl_plugins.verl.cpu_engine.local import LocalCpuReplicas
+
+                self.checkpoint_manager = LocalCpuReplicas(self.config, self.actor_rollout_wg)
+                backends = self.checkpoint_manager.addresses
+        else:
+            super().init_workers()
+            backends = list(self.llm_server_manager.get_addresses())
+        backends = list(self.agl.backends) or backends
+        if not backends:
+            raise ConfigError(
+                "no LLM server answers the rollouts: agl.workers=local starts no rollout replica; "
+                "give agl.backends (OpenAI-compatible base URLs) or a rollout engine"
+            )
+        self.rollouts.start(backends)
 
     def _lengths(self) -> tuple[int, int]:
         data = self.config.data
@@ -103,7 +145,6 @@ class AglPPOTrainer(RayPPOTrainer):
 
     def gen(self, tasks: Sequence[Any], metrics: dict[str, Any], timing: dict[str, float]) -> DataProto | None:
         """Rollouts by agl runners, as a batch (None: nothing to train on this step)."""
-        assert self.rollouts is not None, "init_workers() first"
         n = self.config.actor_rollout_ref.rollout.n
         with self._timer("gen", timing):
             outcome: RolloutBatch = self.rollouts.rollout(
@@ -113,6 +154,7 @@ class AglPPOTrainer(RayPPOTrainer):
                 step=self.global_steps,
                 uids=[uuid.uuid4().hex for _ in tasks],
                 sampling_parameters=self._sampling(validate=False),
+                **self._run_ids(self.global_steps - 1),
             )
             self.checkpoint_manager.sleep_replicas()
         metrics.update(outcome.metrics)
@@ -178,14 +220,12 @@ class AglPPOTrainer(RayPPOTrainer):
                 metrics.update(kl_metrics)
             else:
                 batch.batch["token_level_rewards"] = batch.batch["token_level_scores"]
-            batch = compute_advantage(
+            batch = compute_advantages(
                 batch,
-                adv_estimator=algorithm.adv_estimator,
-                gamma=algorithm.gamma,
-                lam=algorithm.lam,
-                num_repeat=self.config.actor_rollout_ref.rollout.n,
-                norm_adv_by_std_in_grpo=algorithm.get("norm_adv_by_std_in_grpo", True),
-                config=algorithm,
+                algorithm,
+                level=self.agl.credit.level,
+                rollout_mean_loss=self.agl.credit.rollout_mean_loss,
+                n=self.config.actor_rollout_ref.rollout.n,
             )
         keep = (~batch.batch["is_drop_mask"]).nonzero(as_tuple=True)[0]
         metrics["agl/samples_dropped_prompt_too_long"] = len(batch) - len(keep)
@@ -255,10 +295,14 @@ class AglPPOTrainer(RayPPOTrainer):
 
     def _validate(self, merged: bool = False) -> dict[str, Any]:
         """Validation rollouts by agl runners: reward and length statistics (no tensors)."""
-        assert self.rollouts is not None, "init_workers() first"
         tasks = [task for batch_dict in self.val_dataloader for task in tasks_of(batch_dict)]
         outcome = self.rollouts.rollout(
-            tasks, n=self.agl.val_n, mode="val", step=self.global_steps, sampling_parameters=self._sampling(True)
+            tasks,
+            n=self.agl.val_n,
+            mode="val",
+            step=self.global_steps,
+            sampling_parameters=self._sampling(True),
+            **self._run_ids(self.global_steps),
         )
         rewards = [f.final_reward for f in outcome.finished]
         lengths = [len(c.response_ids) for f in outcome.finished for c in f.calls]
@@ -268,8 +312,44 @@ class AglPPOTrainer(RayPPOTrainer):
         metrics["val/turn_count"] = float(np.mean([len(f.calls) for f in outcome.finished])) if rewards else 0.0
         return metrics
 
+    def _run_ids(self, policy_version: int) -> dict[str, Any]:
+        """The rollout id prefix and resources id of a rollout phase (see :mod:`agl_plugins.verl.resume`)."""
+        if self.run_state is None:
+            return {}
+        return {"run_id": self.run_state.run_id, "resources_id": self.run_state.resources_id(policy_version)}
+
+    def _save_checkpoint(self) -> None:
+        super()._save_checkpoint()
+        if self.run_state is not None:
+            self.run_state.checkpoint_step = self.global_steps
+            self.run_state.save(self.config.trainer.default_local_dir)
+
+    def _resume(self) -> None:
+        """verl's checkpoint, then agl's state: the run id and the rollouts an interrupted step left."""
+        self.global_steps = 0
+        trainer = self.config.trainer
+        self.run_state = RunState.load_or_create(
+            trainer.default_local_dir, resume=trainer.resume_mode != "disable", persist=trainer.save_freq > 0
+        )
+        self._load_checkpoint()
+        if self.run_state.resumed:
+            cancelled = self.rollouts.run(cancel_leftovers(self.rollouts.store, self.run_state.run_id))
+            logger.info(
+                "resumed run %s at step %d; %d unfinished rollouts of the interrupted step cancelled",
+                self.run_state.run_id,
+                self.global_steps,
+                len(cancelled),
+            )
+            self.resumed = {"step": self.global_steps, "cancelled_rollouts": cancelled}
+
+    def _record(self, metrics: dict[str, Any]) -> None:
+        self.history.append(metrics)
+        if self.on_step is not None:
+            self.on_step(self.global_steps, metrics)
+
     def fit(self) -> None:
-        """Train for ``trainer.total_epochs`` over the dataset (or ``trainer.total_training_steps``)."""
+        """Train for ``trainer.total_epochs`` over the dataset (or ``trainer.total_training_steps``),
+        resuming from the latest checkpoint (``trainer.resume_mode``)."""
         from verl.utils.tracking import Tracking
 
         tracking = Tracking(
@@ -278,30 +358,37 @@ class AglPPOTrainer(RayPPOTrainer):
             default_backend=self.config.trainer.logger,
             config=OmegaConf.to_container(self.config, resolve=True),
         )
-        self.global_steps = 0
-        self._load_checkpoint()
-        self.checkpoint_manager.update_weights(self.global_steps)
+        self.resumed: dict[str, Any] | None = None
         try:
-            if self.config.trainer.get("val_before_train", True):
-                tracking.log(data=self._validate(), step=self.global_steps)
+            self._resume()
+            self.checkpoint_manager.update_weights(self.global_steps)
+            if self.config.trainer.get("val_before_train", True) and self.global_steps == 0:
+                metrics = self._validate()
+                tracking.log(data=metrics, step=self.global_steps)
+                self._record(metrics)
                 if self.config.trainer.get("val_only", False):
                     return
             self.global_steps += 1
             start_epoch = (self.global_steps - 1) // max(1, len(self.train_dataloader))
             for epoch in range(start_epoch, self.config.trainer.total_epochs):
                 for batch_dict in self.train_dataloader:
+                    if self.global_steps > self.total_training_steps or self.should_stop():
+                        self.global_steps -= 1  # the last step trained
+                        return
                     metrics = self.train_step(batch_dict)
                     test_freq = self.config.trainer.test_freq
                     if test_freq > 0 and (self._is_last_step() or self.global_steps % test_freq == 0):
                         metrics.update(self._validate())
                     metrics.update({"training/global_step": self.global_steps, "training/epoch": epoch})
                     tracking.log(data=metrics, step=self.global_steps)
+                    self._record(metrics)
                     if self._is_last_step():
                         return
                     self.global_steps += 1
         finally:
-            if self.rollouts is not None:
-                self.rollouts.close()
+            self.rollouts.close()
+            if hasattr(self.checkpoint_manager, "close"):  # the local CPU engine's server
+                self.checkpoint_manager.close()
             self._shutdown_dump_executor()
 
 

@@ -48,8 +48,13 @@ def corpus(lines: int, seed: int = 0) -> list[str]:
     return text
 
 
-def build(directory: Path, *, hidden: int = 128, layers: int = 2, vocab: int = 1024) -> Path:
-    """Write the tokenizer and the randomly initialised model to ``directory``."""
+def build(
+    directory: Path, *, hidden: int = 128, layers: int = 2, vocab: int = 1024, model_vocab: int | None = None
+) -> Path:
+    """Write the tokenizer and the randomly initialised model to ``directory``.
+
+    :param model_vocab: rows of the embedding when more than the tokenizer's vocabulary (models pad
+        it; tests that train on another tokenizer's ids need room for them)."""
     import torch
     from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
     from transformers import PreTrainedTokenizerFast, Qwen2Config, Qwen2ForCausalLM
@@ -73,7 +78,7 @@ def build(directory: Path, *, hidden: int = 128, layers: int = 2, vocab: int = 1
 
     torch.manual_seed(0)
     config = Qwen2Config(
-        vocab_size=len(tokenizer),
+        vocab_size=max(len(tokenizer), model_vocab or 0),
         hidden_size=hidden,
         intermediate_size=hidden * 2,
         num_hidden_layers=layers,

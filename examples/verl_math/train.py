@@ -3,20 +3,18 @@
     pip install -e '.[verl,vllm]'
     python examples/verl_math/train.py --model Qwen/Qwen2.5-0.5B-Instruct --gpus 4 --runners 2
 
-What it starts: agl-server (unless ``--store`` names a running one), ``--runners`` runner processes
-(``agl runner``, ``--workers`` attempts at once each), then the verl trainer (Ray, FSDP actor, vLLM servers)
-with ``config.yaml``. Every step the trainer publishes the LLM proxy in front of the vLLM servers as
-the ``main_llm`` resource, enqueues ``rollout.n`` rollouts per task, and trains on what the runners'
-calls recorded. Extra ``key=value`` arguments are hydra overrides of the verl config.
+What it starts, through agl's Trainer with the ``cs`` strategy: agl-server (unless ``--store`` names a
+running one), ``--runners`` runner processes (``--workers`` attempts at once each), then the verl
+trainer (Ray, FSDP actor, vLLM servers) with ``config.yaml``, in this process. Every step the
+trainer publishes the LLM proxy in front of the vLLM servers as the ``main_llm`` resource, enqueues
+``rollout.n`` rollouts per task, and trains on what the runners' calls recorded. Extra
+``key=value`` arguments are hydra overrides of the verl config.
 """
 
 from __future__ import annotations
 
 import argparse
-import os
-import subprocess
 import sys
-import tempfile
 from pathlib import Path
 from typing import Any
 
@@ -53,55 +51,38 @@ def main() -> None:
     parser.add_argument("overrides", nargs="*", help="hydra overrides, e.g. data.train_batch_size=32")
     args = parser.parse_args()
 
-    from agl_plugins.verl.algorithm import VERL
-    from agl_server.process import ServerProcess
+    from agent import math_rollout, tracer
 
-    server = None
-    runners: list[subprocess.Popen[bytes]] = []
-    address = args.store
-    try:
-        if address is None:
-            server = ServerProcess(Path(tempfile.mkdtemp(prefix="agl-verl-math-")) / "data").start()
-            address = server.address
-            print(f"agl-server on {address} (log: {server.log_path})", flush=True)
-        for i in range(args.runners):
-            # agl's runner serving the agent on the Work stream, --workers attempts at once.
-            command = [
-                sys.executable,
-                "-m",
-                "agl_core.cli",
-                "runner",
-                "--server",
-                address,
-                "--agent",
-                "agent:math_rollout",
-                "--tracer",
-                "agent:tracer",
-                "--capacity",
-                str(args.workers),
-                "--worker-id",
-                f"runner{i}",
-            ]
-            runners.append(subprocess.Popen(command, cwd=HERE))
-        config = load_configs(args.config or [HERE / "config.yaml"])
-        config.setdefault("agl", {})["store"] = address
-        overrides = [
-            f"actor_rollout_ref.model.path={args.model}",
-            f"trainer.n_gpus_per_node={args.gpus}",
-            f"trainer.nnodes={args.nodes}",
-            *([f"trainer.total_training_steps={args.steps}"] if args.steps else []),
-            *args.overrides,
-        ]
-        os.environ.setdefault("AGL_SERVER_ADDRESS", address)
-        algorithm = VERL(config=config, overrides=overrides)
-        algorithm.run(make_tasks(args.train_size, seed=1), make_tasks(args.val_size, seed=2))
-    finally:
-        for runner in runners:
-            runner.terminate()
-        for runner in runners:
-            runner.wait(timeout=30)
-        if server is not None:
-            server.stop()
+    from agl_core.trainer import Trainer
+    from agl_plugins.verl.algorithm import VERL
+
+    config = load_configs(args.config or [HERE / "config.yaml"])
+    overrides = [
+        f"actor_rollout_ref.model.path={args.model}",
+        f"trainer.n_gpus_per_node={args.gpus}",
+        f"trainer.nnodes={args.nodes}",
+        *([f"trainer.total_training_steps={args.steps}"] if args.steps else []),
+        *args.overrides,
+    ]
+    # The cs strategy starts agl-server (or uses --store) and the runner processes; the verl
+    # trainer runs here against the same server. With --runners 0, runners are started elsewhere:
+    # `agl runner --server HOST:PORT --agent agent:math_rollout --tracer agent:tracer`.
+    strategy: dict[str, Any] = {"type": "cs", "role": "both" if args.runners else "algorithm"}
+    if not args.runners:  # remote runners reach agl-server and the LLM proxy from other machines
+        strategy["host"] = "0.0.0.0"
+        config.setdefault("agl", {}).setdefault("llm_proxy", {})["host"] = "0.0.0.0"
+    if args.store:
+        strategy["server_address"] = args.store
+    trainer = Trainer(
+        algorithm=VERL(config=config, overrides=overrides),
+        strategy=strategy,
+        n_runners=max(1, args.runners),
+        runner_capacity=args.workers,
+        tracer=tracer,
+        progress="lines",
+    )
+    result = trainer.fit(math_rollout, make_tasks(args.train_size, seed=1), make_tasks(args.val_size, seed=2))
+    print(f"trained {result.global_step} steps", flush=True)
 
 
 if __name__ == "__main__":

@@ -13,7 +13,8 @@ from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection
 
 from agl_core.store.backend import StoreBackend
-from agl_server.auth import TokenAuthInterceptor
+from agl_server.guard import RequestGuard
+from agl_server.ingest_budget import DEFAULT_BUDGET_BYTES
 from agl_server.runner_service import SERVICE_NAME as RUNNER_SERVICE_NAME
 from agl_server.runner_service import RunnerServicer
 from agl_server.servicer import SERVICE_NAME, StoreServicer
@@ -38,6 +39,8 @@ class ServerConfig:
     tls_key: bytes | None = None
     max_message_bytes: int = 16 * 1024 * 1024
     grace: float = 5.0
+    # Memory for span batches read and not yet written, across all IngestSpans streams.
+    ingest_budget_bytes: int = DEFAULT_BUDGET_BYTES
     extra_services: Sequence[object] = field(default_factory=tuple)
 
 
@@ -47,13 +50,13 @@ class AglServer:
     def __init__(self, backend: StoreBackend, config: ServerConfig) -> None:
         self.backend = backend
         self.config = config
-        self.servicer = StoreServicer(backend)
+        self.servicer = StoreServicer(backend, config.ingest_budget_bytes)
         self.runner_servicer = RunnerServicer(backend, self.servicer.shutting_down)
         self.health = health.aio.HealthServicer()
         self.port: int | None = None
-        interceptors = [TokenAuthInterceptor(config.token)] if config.token else []
         self.server = grpc.aio.server(
-            interceptors=interceptors,
+            # Before anything else: the token, then decoding (see guard.py).
+            interceptors=[RequestGuard(config.token)],
             options=[
                 ("grpc.max_receive_message_length", config.max_message_bytes),
                 ("grpc.max_send_message_length", 64 * 1024 * 1024),

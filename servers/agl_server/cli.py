@@ -85,6 +85,13 @@ def build_parser() -> argparse.ArgumentParser:
         default=16.0,
         help="largest request in MiB; larger ones get RESOURCE_EXHAUSTED (default 16)",
     )
+    parser.add_argument(
+        "--ingest-budget-mb",
+        type=float,
+        default=256.0,
+        help="memory in MiB for span batches read and not yet stored, across all IngestSpans streams; "
+        "past it streams are read more slowly (default 256)",
+    )
     parser.add_argument("--grace", type=float, default=5.0, help="seconds calls get to finish on shutdown")
     parser.add_argument("--log-format", choices=("text", "json"), default=_env("AGL_LOG_FORMAT", "text"))
     parser.add_argument("--log-level", default=_env("AGL_LOG_LEVEL", "info"))
@@ -98,6 +105,8 @@ def config_from_args(args: argparse.Namespace) -> ServerConfig:
     token = read_token(args.token, args.token_file, env="AGL_TOKEN")
     if bool(args.tls_cert) != bool(args.tls_key):
         raise SystemExit("agl-server: --tls-cert and --tls-key go together")
+    if args.ingest_budget_mb <= 0:
+        raise SystemExit("agl-server: --ingest-budget-mb must be positive")
     return ServerConfig(
         host=args.host,
         port=args.port,
@@ -106,6 +115,7 @@ def config_from_args(args: argparse.Namespace) -> ServerConfig:
         tls_key=args.tls_key.read_bytes() if args.tls_key else None,
         max_message_bytes=int(args.max_message_mb * 1024 * 1024),
         grace=args.grace,
+        ingest_budget_bytes=int(args.ingest_budget_mb * 1024 * 1024),
     )
 
 

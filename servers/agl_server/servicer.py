@@ -22,7 +22,11 @@ from agl_core.errors import AglError, InvalidArgumentError
 from agl_core.proto import store_pb2 as s
 from agl_core.proto import trace_pb2
 from agl_core.store.backend import StoreBackend
+from agl_core.store.request_checks import check_request
 from agl_core.store.wire import IngestSpansRequestView, repeated_message_field
+from agl_server.batches import enqueue_items_alone
+from agl_server.ingest_budget import DEFAULT_BUDGET_BYTES, IngestBudget
+from agl_server.span_checks import ingest_checked
 
 logger = logging.getLogger("agl_server")
 
@@ -33,10 +37,6 @@ SERVICE = s.DESCRIPTOR.services_by_name["LightningStoreService"]
 MAX_INFLIGHT_BATCHES = 32
 # A long poll ends this long before the caller's deadline, so the answer arrives in time.
 _DEADLINE_MARGIN = 0.25
-# Server pushback (gRFC A6): a long poll cut by shutdown is answered at once; gRPC's automatic
-# retry (which, for a client waiting out an outage, would park the call until the server is back)
-# is the caller's decision, not the channel's.
-NO_RETRY = (("grpc-retry-pushback-ms", "-1"),)
 
 
 def _snake(name: str) -> str:
@@ -87,9 +87,10 @@ async def _abort(context: grpc.aio.ServicerContext, error: Exception, method: st
 class StoreServicer:
     """Serves one backend. ``shutting_down`` is set by the server before it stops."""
 
-    def __init__(self, backend: StoreBackend) -> None:
+    def __init__(self, backend: StoreBackend, ingest_budget_bytes: int = DEFAULT_BUDGET_BYTES) -> None:
         self.backend = backend
         self.shutting_down = asyncio.Event()
+        self.ingest_budget = IngestBudget(ingest_budget_bytes)
 
     # --- registration ------------------------------------------------------------------------------
 
@@ -132,6 +133,7 @@ class StoreServicer:
             if isinstance(request, MalformedRequest):
                 await context.abort(grpc.StatusCode.INVALID_ARGUMENT, request.describe())
             try:
+                check_request(request)
                 return await method(request)
             except Exception as exc:
                 await _abort(context, exc, name)
@@ -168,8 +170,15 @@ class StoreServicer:
             await task
         return False, None
 
+    async def EnqueueRollouts(self, request: s.EnqueueRolloutsRequest, context: grpc.aio.ServicerContext) -> Any:
+        try:
+            return await enqueue_items_alone(self.backend, request)
+        except Exception as exc:
+            await _abort(context, exc, "EnqueueRollouts")
+
     async def DequeueRollout(self, request: s.DequeueRolloutRequest, context: grpc.aio.ServicerContext) -> Any:
         try:
+            check_request(request)
             wait = request.wait.ToNanoseconds() / 1e9 if request.HasField("wait") else 0.0
             capped = self._cap(context, wait)
             if capped is not None and capped < wait:
@@ -187,6 +196,7 @@ class StoreServicer:
 
     async def WaitForRollouts(self, request: s.WaitForRolloutsRequest, context: grpc.aio.ServicerContext) -> Any:
         try:
+            check_request(request)
             timeout = request.timeout.ToNanoseconds() / 1e9 if request.HasField("timeout") else None
             capped = self._cap(context, timeout)
             if capped is not None:
@@ -195,11 +205,16 @@ class StoreServicer:
         except Exception as exc:
             await _abort(context, exc, "WaitForRollouts")
         if not finished:
-            await context.abort(
-                grpc.StatusCode.UNAVAILABLE,
-                "agl-server is shutting down; call again to keep waiting",
-                trailing_metadata=NO_RETRY,
-            )
+            await context.abort(grpc.StatusCode.UNAVAILABLE, "agl-server is shutting down; call again to keep waiting")
+        return response
+
+    async def GetStats(self, request: s.GetStatsRequest, context: grpc.aio.ServicerContext) -> Any:
+        """The store's statistics; the server's own gauges (the ingest budget) go in trailing metadata."""
+        try:
+            response = await self.backend.get_stats(request)
+        except Exception as exc:
+            await _abort(context, exc, "GetStats")
+        context.set_trailing_metadata(tuple((key, str(value)) for key, value in self.ingest_budget.gauges().items()))
         return response
 
     # --- streams -----------------------------------------------------------------------------------
@@ -212,11 +227,19 @@ class StoreServicer:
 
         raw_ingest = getattr(self.backend, "ingest_span_bytes", None)
 
-        async def ingest(request: Any) -> s.IngestSpansResponse:
+        budget = self.ingest_budget
+
+        async def store(raws: list[bytes]) -> s.IngestSpansResponse:
             if raw_ingest is not None:
-                response = await raw_ingest(request.spans)
-            else:  # a backend without the byte path gets parsed spans
-                response = await self.backend.ingest_spans(_parse_spans(request.spans))
+                return await raw_ingest(raws)
+            return await self.backend.ingest_spans(_parse_spans(raws))  # a backend without the byte path
+
+        async def ingest(request: Any, size: int) -> s.IngestSpansResponse:
+            try:
+                # Only spans every client can read back reach the store (see span_checks).
+                response = await ingest_checked(list(request.spans), store)
+            finally:
+                budget.release(size)  # written (or failed): its bytes are no longer held
             response.batch_id = request.batch_id
             return response
 
@@ -227,7 +250,9 @@ class StoreServicer:
                         break
                     if isinstance(request, MalformedRequest):
                         raise InvalidArgumentError(request.describe())
-                    await inflight.put(asyncio.ensure_future(ingest(request)))
+                    size = sum(map(len, request.spans))
+                    await budget.acquire(size)  # across all streams; waiting here stops reading this one
+                    await inflight.put(asyncio.ensure_future(ingest(request, size)))
             finally:
                 await inflight.put(None)
 
@@ -260,7 +285,9 @@ class StoreServicer:
 
     async def QuerySpans(self, request: s.QuerySpansRequest, context: grpc.aio.ServicerContext) -> AsyncIterator[Any]:
         try:
-            raw = getattr(self.backend, "query_span_bytes", None)
+            check_request(request)
+            # The raw path streams stored bytes as they are; a total needs the parsed responses.
+            raw = None if request.include_total else getattr(self.backend, "query_span_bytes", None)
             if raw is not None:
                 async for chunk in raw(request):
                     yield _spans_response_bytes(chunk)
@@ -275,6 +302,7 @@ class StoreServicer:
     ) -> AsyncIterator[s.WatchRolloutsResponse]:
         last = None
         try:
+            check_request(request)
             stream = self.backend.watch_rollouts(request).__aiter__()
             while True:
                 finished, response = await self._until_shutdown(_next(stream))

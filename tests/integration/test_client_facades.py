@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import socket
 import threading
 from pathlib import Path
 
@@ -11,7 +10,6 @@ import pytest
 
 from agl_core import LmdbStore, SyncStore, ThreadSafeStore, new_span
 from agl_core.client import GrpcStore
-from agl_core.errors import UnavailableError
 from agl_core.types import RolloutStatus
 from agl_server.process import ServerProcess
 
@@ -76,32 +74,12 @@ async def test_thread_safe_store_serves_other_event_loops(tmp_path: Path) -> Non
 
 
 async def test_unary_calls_ride_out_a_short_outage(server: ServerProcess) -> None:
-    # The call's deadline bounds the wait; a restart on a loaded machine can take tens of seconds.
-    async with GrpcStore(server.address, timeout=180) as store:
+    # The retry deadline bounds the outage ridden out; a restart on a loaded machine can take tens of
+    # seconds (Python, gRPC and LMDB to import and open), longer than the default 60 s allows there.
+    async with GrpcStore(server.address, retry_deadline=300) as store:
         rollout = await store.enqueue_rollout("before")
         server.kill()
         call = asyncio.create_task(store.get_rollout(rollout.rollout_id))
         await asyncio.to_thread(server.restart)
-        again = await asyncio.wait_for(call, 200)
+        again = await asyncio.wait_for(call, 300)
         assert again is not None and again.input == "before"
-
-
-async def test_a_server_never_reached_fails_fast_with_advice() -> None:
-    with socket.socket() as probe:  # a port nothing listens on
-        probe.bind(("127.0.0.1", 0))
-        port = probe.getsockname()[1]
-    async with GrpcStore(f"127.0.0.1:{port}", timeout=120) as store:
-        call = asyncio.create_task(store.get_rollout("ro-1"))
-        # Well within the call's deadline: an address nobody serves is reported, not waited on.
-        done, _ = await asyncio.wait({call}, timeout=60)
-        assert done, "the call waited on a server it had never reached"
-        with pytest.raises(UnavailableError, match=f"not reachable.*agl-server --port {port}"):
-            call.result()
-
-
-async def test_a_server_that_does_not_come_back_is_reported_at_the_deadline(server: ServerProcess) -> None:
-    async with GrpcStore(server.address, timeout=2) as store:
-        rollout = await store.enqueue_rollout("before")
-        server.kill()
-        with pytest.raises(UnavailableError, match="did not come back within the call's 2s deadline"):
-            await store.get_rollout(rollout.rollout_id)

@@ -336,8 +336,8 @@ async def test_wait_for_rollouts_wakes_on_time_and_times_out(store: LightningSto
     await store.update_attempt(b.rollout_id, "latest", status="failed")
     done = await asyncio.wait_for(waiter, BOUND / 2)
     assert {r.rollout_id: r.status for r in done} == {a.rollout_id: "succeeded", b.rollout_id: "failed"}
-    with pytest.raises(NotFoundError):
-        await store.wait_for_rollouts(["ro-unknown"], timeout=0.1)
+    # An unknown id no longer fails the wait (issue 11, item 7): it is simply never finished.
+    assert await store.wait_for_rollouts(["ro-unknown", a.rollout_id], timeout=0.1) == done[:1]
 
 
 async def test_watch_filters_and_resumes(store: LightningStore) -> None:
@@ -397,9 +397,14 @@ async def test_manual_requeue_and_manual_retry(store: LightningStore) -> None:
     assert again.attempt.sequence_id == 2
     await store.update_attempt(queued.rollout_id, "latest", status="failed")
     assert (await wait_terminal(store, queued.rollout_id)).status == RolloutStatus.FAILED
-    retried = await store.start_attempt(queued.rollout_id, worker_id="w")
+    # A terminal rollout keeps its one terminal status: no manual retry (issue 11, item 6).
+    with pytest.raises(FailedPreconditionError, match="gets no new attempt"):
+        await store.start_attempt(queued.rollout_id, worker_id="w")
+    # A rollout that is not terminal can be retried by hand: the new attempt supersedes the old.
+    running = await store.start_rollout("y")
+    retried = await store.start_attempt(running.rollout_id, worker_id="w")
     assert retried.status == RolloutStatus.PREPARING and retried.end_time is None
-    assert retried.attempt is not None and retried.attempt.sequence_id == 3
+    assert retried.attempt is not None and retried.attempt.sequence_id == 2
 
 
 async def test_update_rollout_fields(store: LightningStore) -> None:

@@ -25,11 +25,11 @@ RUNTIME_TESTS = HERE.parent / "runtime"
 
 @pytest.fixture(scope="module")
 def site(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """A directory with agl-sample-plugin and agl-broken-plugin installed in it by pip."""
+    """A directory with agl-sample-plugin, agl-broken-plugin and agl-conflicting-plugin installed in it by pip."""
     sources = tmp_path_factory.mktemp("sources")
     target = tmp_path_factory.mktemp("site")
     packages = []
-    for name in ("agl_sample_plugin", "agl_broken_plugin"):
+    for name in ("agl_sample_plugin", "agl_broken_plugin", "agl_conflicting_plugin"):
         # Built from a copy: setuptools leaves build/ and *.egg-info behind in the source tree.
         packages.append(shutil.copytree(HERE / name, sources / name))
     subprocess.run(
@@ -85,8 +85,57 @@ def test_agl_plugins_lists_the_installed_plugins_and_names_the_broken_one(site: 
     assert sample["provides"] == {"algorithms": ["sample-algo"]} and sample["module"] == "agl_sample_plugin"
     assert [f["name"] for f in as_json["failures"]] == ["broken"]
 
-    blocked = agl(site, "plugins", AGL_DISABLE_PLUGINS="broken")
-    assert blocked.returncode == 0 and "broken" not in blocked.stdout + blocked.stderr
+    blocked = agl(site, "plugins", AGL_DISABLE_PLUGINS="broken,conflicting")
+    assert blocked.returncode == 0, blocked.stderr
+    assert "broken" not in blocked.stdout + blocked.stderr and "conflict" not in blocked.stdout + blocked.stderr
+
+
+def test_agl_plugins_reports_a_name_two_plugins_provide(site: Path) -> None:
+    listing = agl(site, "plugins", AGL_DISABLE_PLUGINS="broken")
+    assert listing.returncode == 1  # a conflict fails the check, like a broken plugin
+    assert "algorithms: baseline, unloadable" in listing.stdout
+    [line] = [line for line in listing.stderr.splitlines() if "algorithm 'baseline' is provided by both" in line]
+    assert "plugin 'algorithm-baseline' (agl 0.1.0)" in line
+    assert "plugin 'conflicting' (agl-conflicting-plugin 0.1.0)" in line
+    # Listing did not import the factories the plugin names by import path (that module raises).
+    assert "was imported" not in listing.stdout + listing.stderr
+
+    as_json = json.loads(agl(site, "plugins", "--json", AGL_DISABLE_PLUGINS="broken").stdout)
+    [conflict] = as_json["conflicts"]
+    assert (conflict["kind"], conflict["name"]) == ("algorithms", "baseline")
+    assert sorted(conflict["plugins"]) == ["algorithm-baseline", "conflicting"]
+
+
+def test_a_conflict_fails_only_the_lookup_of_that_name(site: Path, tmp_path: Path) -> None:
+    script = """
+import json
+from agl_core.plugins import PluginError
+from agl_core.trainer import Trainer
+
+outcome = {}
+for name in ("baseline", "unloadable", "sample-algo", "apo"):
+    try:
+        Trainer(algorithm=name, progress=False)
+        outcome[name] = "ok"
+    except PluginError as exc:
+        outcome[name] = str(exc)
+print(json.dumps(outcome))
+"""
+    done = subprocess.run(
+        [sys.executable, "-c", script], env=env_with(site), capture_output=True, text=True, timeout=120, cwd=tmp_path
+    )
+    assert done.returncode == 0, done.stderr
+    outcome = json.loads(done.stdout.strip().splitlines()[-1])
+    assert outcome["sample-algo"] == "ok" and outcome["apo"] == "ok"
+    assert "algorithm 'baseline' is provided by both" in outcome["baseline"]
+    assert "'algorithm-baseline' (agl 0.1.0)" in outcome["baseline"]
+    assert "'conflicting' (agl-conflicting-plugin 0.1.0)" in outcome["baseline"]
+    assert "AGL_DISABLE_PLUGINS" in outcome["baseline"]
+    # A factory named by import path is imported at lookup; its failure names the plugin and the path.
+    assert outcome["unloadable"].startswith(
+        "algorithm 'unloadable' of plugin 'conflicting' (agl-conflicting-plugin 0.1.0) could not be loaded "
+        "from 'agl_conflicting_plugin.heavy:Unloadable': ImportError"
+    )
 
 
 @pytest.mark.parametrize("strategy", ["shm", "cs"])
@@ -100,7 +149,7 @@ from runtime_agents import parity_agent
 if __name__ == "__main__":
     trainer = Trainer(algorithm={{"type": "sample-algo", "tag": "third-party"}}, strategy="{strategy}",
                       n_runners=2, progress=False)
-    print(json.dumps(trainer.fit(parity_agent, list(range(10)))))
+    print(json.dumps(trainer.fit(parity_agent, list(range(10))).result))
 """
     (tmp_path / "train.py").write_text(script)
     done = subprocess.run(

@@ -22,7 +22,7 @@ from agl_core.litagent import prompt_rollout
 from agl_core.plugins import PluginError
 from agl_core.runner import Hook
 from agl_core.store import LmdbStore
-from agl_core.trainer import Progress, Trainer
+from agl_core.trainer import Progress, RunFailedError, Trainer
 from agl_core.types import AttemptStatus, PromptTemplate, RolloutEvent, RolloutStatus
 from agl_plugins.algorithms.baseline import Baseline, BaselineResult
 from agl_plugins.strategies.cs import ClientServerStrategy
@@ -83,7 +83,9 @@ def test_fit_shm_200_tasks_4_runners_each_exactly_once(tmp_path: Path) -> None:
     data_dir = tmp_path / "store"
     trainer = Trainer(strategy=SharedMemoryStrategy(data_dir=data_dir), n_runners=4, runner_capacity=2, progress=False)
     result = trainer.fit(parity_agent, list(range(200)))
-    assert isinstance(result, BaselineResult) and result.train is not None
+    assert isinstance(result.result, BaselineResult) and result.train is not None
+    assert result.status == "succeeded" and result.mean_reward == 0.5
+    assert repr(result) == "FitResult(succeeded: train 200 rollouts: 200 succeeded, 0 failed, mean reward 0.500)"
     assert (result.train.rollouts, result.train.succeeded, result.train.mean_reward) == (200, 200, 0.5)
     ledger = asyncio.run(read_ledger(data_dir))
     assert_each_exactly_once(ledger, 200)
@@ -134,7 +136,7 @@ def test_cs_runner_killed_midrun_loses_nothing_and_counts_nothing_twice(tmp_path
         runner_capacity=2,
         progress=False,
     )
-    outcome = trainer.fit(hang_first_attempt, tasks)
+    outcome = trainer.fit(hang_first_attempt, tasks).result
     assert outcome["done"] == 200
     ledger = asyncio.run(read_ledger(data_dir))
     assert_each_exactly_once(ledger, 200)
@@ -229,7 +231,7 @@ def test_components_from_names_dicts_classes_and_paths(tmp_path: Path) -> None:
         tracer="agl_core.tracer.base:NullTracer",
         progress=False,
     )
-    assert trainer.fit("runtime_agents:EchoAgent", [{"reward": 0.5}, {"reward": 1.5}]) == 2.0
+    assert trainer.fit("runtime_agents:EchoAgent", [{"reward": 0.5}, {"reward": 1.5}]).result == 2.0
     assert seen["configs"] == {5} and isinstance(seen["initial"]["prompt"], PromptTemplate)
     assert hook.ended == 2  # shm: the hook object itself ran in the runner threads
 
@@ -255,7 +257,7 @@ def test_sync_algorithm_gets_a_blocking_store(tmp_path: Path) -> None:
         return sum(r.status == RolloutStatus.SUCCEEDED for r in store.wait_for_rollouts(ids, timeout=30))
 
     trainer = Trainer(algorithm=count, strategy=SharedMemoryStrategy(data_dir=tmp_path / "s"), progress=False)
-    assert trainer.fit(parity_agent, [1, 2, 3]) == 3
+    assert trainer.fit(parity_agent, [1, 2, 3]).result == 3
 
 
 def test_dev_runs_the_baseline_and_refuses_slow_algorithms(tmp_path: Path) -> None:
@@ -308,6 +310,23 @@ def test_initial_resources_reach_the_agent(tmp_path: Path) -> None:
     )
     result = trainer.fit(answer, [1, 2])
     assert result.train.mean_reward == 1.0
+
+
+def test_a_run_whose_every_rollout_failed_says_so(tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
+    @prompt_rollout
+    def needs_a_prompt(task: Any, prompt_template: PromptTemplate) -> float:
+        return 1.0
+
+    # No initial_resources: the agent cannot get its prompt template, so every attempt fails.
+    trainer = Trainer(strategy=SharedMemoryStrategy(data_dir=tmp_path / "f"), progress=False)
+    with caplog.at_level("WARNING", logger="agl_core.trainer.trainer"):
+        result = trainer.fit(needs_a_prompt, [1, 2, 3])
+    assert result.status == "failed"
+    assert (result.train.rollouts, result.train.failed, result.mean_reward) == (3, 3, None)
+    assert str(result) == "failed: train 3 rollouts: 0 succeeded, 3 failed, mean reward n/a"
+    assert any("every rollout of this run failed" in r.getMessage() for r in caplog.records)
+    with pytest.raises(RunFailedError, match="every rollout of the run failed"):
+        result.raise_for_status()
 
 
 def test_a_component_path_may_name_a_ready_made_instance() -> None:

@@ -29,10 +29,31 @@ def test_hooks_receive_their_arguments_by_keyword() -> None:
     assert pm.hook.agl_server_services(backend="b") == [[("service-for", "b")]]
 
 
-def test_two_plugins_providing_one_name_is_a_clear_error() -> None:
-    pm = get_plugin_manager(load_entrypoints=False, plugins=[_Algorithms("a"), _Algorithms("b")])
-    with pytest.raises(PluginError, match="algorithm 'shared' is provided by both plugin"):
-        pm.provided("algorithms")
+def test_two_plugins_providing_one_name_fail_the_lookup_of_that_name_only() -> None:
+    first, second = _Algorithms("a"), _Algorithms("b")
+    pm = get_plugin_manager(load_entrypoints=False, plugins=[first, second])
+    with pytest.raises(PluginError, match="algorithm 'shared' is provided by both plugin") as caught:
+        pm.lookup("algorithms", "shared")
+    assert pm.get_name(first) in str(caught.value) and pm.get_name(second) in str(caught.value)
+    assert pm.lookup("algorithms", "a").factory is first  # other names still resolve
+    assert [c.name for c in pm.conflicts("algorithms")] == ["shared"]
+
+
+class _ByPath:
+    @hookimpl
+    def agl_algorithms(self) -> dict[str, object]:
+        return {"decimal": "decimal:Decimal", "missing": "agl_no_such_module_here:Thing"}
+
+
+def test_a_factory_named_by_import_path_is_imported_at_lookup() -> None:
+    pm = get_plugin_manager(load_entrypoints=False, plugins=[_ByPath()])
+    provided = pm.provided("algorithms")
+    assert provided["decimal"].lazy and provided["decimal"].target == "decimal:Decimal"
+    import decimal
+
+    assert pm.lookup("algorithms", "decimal").factory is decimal.Decimal
+    with pytest.raises(PluginError, match="could not be loaded from 'agl_no_such_module_here:Thing'"):
+        _ = pm.lookup("algorithms", "missing").factory
 
 
 def test_unknown_name_lists_what_is_installed() -> None:

@@ -28,7 +28,6 @@ import os
 import sys
 import tempfile
 import time
-import types
 from functools import partial
 from pathlib import Path
 from typing import Any
@@ -36,102 +35,6 @@ from typing import Any
 sys.path.insert(0, str(Path(__file__).parents[1]))  # tests/: support.*
 
 import torch
-
-
-def use_cpu_for_verl() -> None:
-    """A CPU platform for verl and its FSDP engine registered for it."""
-    from verl.plugin.platform import platform_manager
-    from verl.plugin.platform.platform_cuda import PlatformCUDA
-
-    class CpuDeviceModule(types.ModuleType):
-        """What verl asks of ``torch.cuda``, answered for the CPU."""
-
-        def __getattr__(self, name: str) -> Any:
-            if name.startswith("__"):
-                raise AttributeError(name)
-            answers: dict[str, Any] = {
-                "get_device_name": "CPU",
-                "device_count": 1,
-                "is_available": True,
-                "mem_get_info": (16 << 30, 16 << 30),
-                "current_device": "cpu",
-            }
-            if name in ("manual_seed", "manual_seed_all"):
-                return torch.manual_seed
-            value = answers.get(name, 0 if "memory" in name else None)
-            return lambda *args, **kwargs: value
-
-    device_module = CpuDeviceModule("cpu_device")
-
-    class PlatformCPU(PlatformCUDA):
-        @property
-        def device_name(self) -> str:
-            return "cpu"
-
-        @property
-        def device_module(self) -> types.ModuleType:
-            return device_module
-
-        def is_available(self) -> bool:
-            return True
-
-        def current_device(self) -> Any:
-            return "cpu"
-
-        def device_count(self) -> int:
-            return 1
-
-        def set_device(self, device_index: int) -> None:
-            pass
-
-        def synchronize(self, device_index: int | None = None) -> None:
-            pass
-
-        def empty_cache(self) -> None:
-            pass
-
-        def communication_backend_name(self) -> str:
-            return "gloo"
-
-        def get_device_capability(self, device_index: int = 0) -> tuple[None, None]:
-            return None, None
-
-    platform_manager.set_platform(PlatformCPU())
-    from verl.workers.engine import EngineRegistry
-    from verl.workers.engine.fsdp.transformer_impl import FSDPEngineWithLMHead
-
-    EngineRegistry.register(model_type="language_model", backend=["fsdp", "fsdp2"], device=["cpu"])(
-        FSDPEngineWithLMHead
-    )
-
-
-class LocalActor:
-    """The actor worker group's calls the trainer makes, on an in-process verl TrainingWorker."""
-
-    world_size = 1
-    _dispatch_info = {"actor": [0]}
-
-    def __init__(self, worker: Any) -> None:
-        self.worker = worker
-
-    def compute_log_prob(self, data: Any) -> Any:
-        return self.worker.infer_batch(data)
-
-    def update_actor(self, data: Any) -> Any:
-        return self.worker.train_mini_batch(data=data)
-
-
-class NoReplicas:
-    """verl's checkpoint manager without vLLM replicas: counts the weight syncs a step asks for."""
-
-    def __init__(self) -> None:
-        self.calls: list[str] = []
-
-    def sleep_replicas(self) -> None:
-        self.calls.append("sleep_replicas")
-
-    def update_weights(self, global_steps: int) -> None:
-        self.calls.append(f"update_weights({global_steps})")
 
 
 async def one_turn_agent(rollout: Any, llm: Any) -> None:
@@ -148,6 +51,8 @@ async def one_turn_agent(rollout: Any, llm: Any) -> None:
 
 def main(model_dir: str, result_path: str) -> None:
     import socket
+
+    from agl_plugins.verl.local import LocalActor, NoReplicas, use_cpu_for_verl
 
     with socket.socket() as sock:  # a free port for the single-process group verl's worker joins
         sock.bind(("127.0.0.1", 0))
@@ -267,12 +172,17 @@ def main(model_dir: str, result_path: str) -> None:
         backend.stop()
         server.stop()
     changed = sum(not torch.equal(before[name], p.detach()) for name, p in module.named_parameters())
+    finite = all(
+        bool(torch.isfinite(p.detach().full_tensor() if hasattr(p, "full_tensor") else p).all())
+        for p in module.parameters()
+    )
     gen = trainer.gen_batch
     result = {
         "seconds": time.monotonic() - started,
         "metrics": {k: float(v) for k, v in metrics.items() if isinstance(v, (int, float))},
         "parameters": len(before),
         "parameters_changed": changed,
+        "parameters_finite": finite,
         "replica_calls": trainer.checkpoint_manager.calls,
         "gen_scores": gen["token_level_scores"].sum(-1).tolist(),
         "gen_response_ids": gen["responses"].tolist(),

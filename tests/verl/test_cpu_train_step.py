@@ -4,6 +4,7 @@ what runs for real and what does not: Ray worker groups and vLLM)."""
 from __future__ import annotations
 
 import json
+import math
 import subprocess
 import sys
 from pathlib import Path
@@ -41,8 +42,10 @@ def test_one_training_step_on_cpu(tmp_path: Path) -> None:
     assert metrics["critic/advantages/max"] == pytest.approx(0.7071, abs=1e-3)
     assert metrics["critic/advantages/min"] == pytest.approx(-0.7071, abs=1e-3)
     # update: verl's actor update ran and moved the weights; the replicas were put to sleep and synced.
-    assert metrics["actor/grad_norm"] > 0 and "actor/pg_loss" in metrics
-    assert result["parameters_changed"] > result["parameters"] // 2
+    for key in ("actor/pg_loss", "actor/loss", "actor/grad_norm", "actor/entropy"):
+        assert key in metrics and math.isfinite(metrics[key]), (key, metrics.get(key))  # NaN/inf fail here
+    assert metrics["actor/grad_norm"] > 0
+    assert result["parameters_changed"] > result["parameters"] // 2 and result["parameters_finite"]
     assert result["replica_calls"] == ["sleep_replicas", "update_weights(1)"]
     for phase in ("gen", "reward", "old_log_prob", "adv", "update_actor", "step"):
         assert f"timing_s/{phase}" in metrics, phase

@@ -11,10 +11,12 @@ import uuid
 from dataclasses import dataclass, field
 
 import lmdb
+from google.protobuf import timestamp_pb2
 
 from agl_core.errors import NotFoundError
 from agl_core.proto import types_pb2 as t
 from agl_core.store import rules
+from agl_core.store.lmdb import rollout_index
 from agl_core.store.lmdb.schema import (
     ROLLOUT_HEADER,
     STATUS_KEY,
@@ -34,6 +36,13 @@ class Effects:
     # (deadline, rollout num, attempt sequence) for the watchdog.
     watch: list[tuple[float, int, int]] = field(default_factory=list)
     spans: int = 0
+
+    def merge(self, other: Effects) -> None:
+        """Add the effects of a nested operation that committed into its parent."""
+        self.events.extend(other.events)
+        self.enqueued += other.enqueued
+        self.watch.extend(other.watch)
+        self.spans += other.spans
 
 
 @dataclass
@@ -57,6 +66,8 @@ class Tx:
         self.now = now_ns / 1e9
         # Counters of the meta database, read once per operation and written back by flush().
         self._counters: dict[bytes, int] = {}
+        # Changes to the rollout index's counts, applied by flush() (one put per count per operation).
+        self._index_counts: dict[bytes, int] = {}
 
     def next_meta(self, key: bytes) -> int:
         """The next value of a meta counter (counters start at 1)."""
@@ -72,7 +83,12 @@ class Tx:
         """Write back what the operation cached; the writer wrapper calls it after every operation."""
         for key, value in self._counters.items():
             self.txn.put(key, U64.pack(value), db=self.dbs.meta)
+        last_event = self._counters.get(MetaKey.LAST_EVENT_ID)
+        if last_event is not None:
+            # Every status change appends an event: the rollout index is in step up to this one.
+            self.txn.put(MetaKey.ROLLOUT_INDEX_EVENT, U64.pack(last_event), db=self.dbs.meta)
         self._counters.clear()
+        rollout_index.apply_counts(self.txn, self.dbs, self._index_counts)
 
     # --- rollouts ----------------------------------------------------------------------------------
 
@@ -109,10 +125,19 @@ class Tx:
         self.txn.put(key, input_bytes, db=self.dbs.rollout_inputs)
         self.txn.put(U64.pack(num), key, db=self.dbs.rollout_nums)
         self.txn.put(STATUS_KEY.pack(pb.status, num), b"", db=self.dbs.status_index)
+        rollout_index.add(self.txn, self.dbs, self._index_counts, pb.status, pb.mode, num)
         if pb.status in rules.QUEUED_ROLLOUT:
             self._push_queue(record)
         self.put_rollout(record)
         return record
+
+    def set_rollout_mode(self, record: RolloutRecord, mode: int) -> None:
+        """Change a rollout's mode and its place in the rollout index (the caller saves the record)."""
+        if record.pb.mode == mode:
+            return
+        rollout_index.remove(self.txn, self.dbs, self._index_counts, record.pb.status, record.pb.mode, record.num)
+        rollout_index.add(self.txn, self.dbs, self._index_counts, record.pb.status, mode, record.num)
+        record.pb.mode = mode
 
     def input_bytes(self, rollout_id: str) -> bytes:
         return self.txn.get(rollout_id.encode(), db=self.dbs.rollout_inputs) or b""
@@ -141,6 +166,8 @@ class Tx:
             return
         self.txn.delete(STATUS_KEY.pack(old, record.num), db=self.dbs.status_index)
         self.txn.put(STATUS_KEY.pack(status, record.num), b"", db=self.dbs.status_index)
+        rollout_index.remove(self.txn, self.dbs, self._index_counts, old, record.pb.mode, record.num)
+        rollout_index.add(self.txn, self.dbs, self._index_counts, status, record.pb.mode, record.num)
         record.pb.status = status
         if status in rules.TERMINAL_ROLLOUT:
             record.pb.end_time.FromNanoseconds(self.now_ns)
@@ -284,27 +311,33 @@ class Tx:
         self.put_worker(worker)
 
 
+def timestamp_seconds(ts: timestamp_pb2.Timestamp) -> float:
+    """Seconds since the epoch of ``ts``. Unlike ``ToNanoseconds`` it never raises: a stored
+    timestamp outside the range protobuf accepts must not stop the watchdog."""
+    return ts.seconds + ts.nanos / 1e9
+
+
 def attempt_deadline(config: t.RolloutConfig, attempt: t.Attempt) -> float | None:
     """The first moment the watchdog must look at an active attempt, or None if it never must."""
     if attempt.status not in rules.ACTIVE_ATTEMPT:
         return None
     deadlines = []
-    start = attempt.start_time.ToNanoseconds() / 1e9
+    start = timestamp_seconds(attempt.start_time)
     if config.HasField("timeout_seconds"):
         deadlines.append(start + config.timeout_seconds)
     if config.HasField("unresponsive_seconds"):
-        last = attempt.last_heartbeat_time.ToNanoseconds() / 1e9 if attempt.HasField("last_heartbeat_time") else start
+        last = timestamp_seconds(attempt.last_heartbeat_time) if attempt.HasField("last_heartbeat_time") else start
         deadlines.append(last + config.unresponsive_seconds)
     return min(deadlines) if deadlines else None
 
 
 def expired_status(config: t.RolloutConfig, attempt: t.Attempt, now: float) -> int | None:
     """TIMEOUT or UNRESPONSIVE if a deadline of ``attempt`` has passed at ``now``, else None."""
-    start = attempt.start_time.ToNanoseconds() / 1e9
+    start = timestamp_seconds(attempt.start_time)
     if config.HasField("timeout_seconds") and now >= start + config.timeout_seconds:
         return t.ATTEMPT_STATUS_TIMEOUT
     if config.HasField("unresponsive_seconds"):
-        last = attempt.last_heartbeat_time.ToNanoseconds() / 1e9 if attempt.HasField("last_heartbeat_time") else start
+        last = timestamp_seconds(attempt.last_heartbeat_time) if attempt.HasField("last_heartbeat_time") else start
         if now >= last + config.unresponsive_seconds:
             return t.ATTEMPT_STATUS_UNRESPONSIVE
     return None

@@ -12,10 +12,14 @@ rollouts            rollout_id                            ROLLOUT_HEADER + Rollo
 rollout_inputs      rollout_id                            google.protobuf.Value of the input
 rollout_nums        num                                   rollout_id
 status_index        status (1 byte) + num                 b""
+rollout_index       status (1 byte) + mode (1 byte) + num b"" (answers QueryRollouts; rollout_index.py)
+rollout_counts      status (1 byte) + mode (1 byte)       number of rollouts with that status and mode
 queue               queue sequence                        rollout_id
 attempts            num + attempt sequence (4 bytes)      Attempt
 attempt_ids         attempt_id                            num + attempt sequence
-spans               num + attempt seq + span seq + id     Span, as received
+spans               num + attempt seq + span seq + id     Span, as received; its resource replaced by a
+                                                          hash (span_resources.py)
+span_resources      blake2b-128 of a resource             SpanResource bytes, stored once
 span_id_log         num + attempt seq + chunk no          the attempt's span ids, appended (span_ids.py)
 span_seqs           num                                   last span sequence id issued
 resources           resources_id                          ResourcesUpdate
@@ -34,7 +38,10 @@ import lmdb
 
 from agl_core.store.lmdb.private import FILE_MODE, create_private_dir
 
-SCHEMA_VERSION = 2
+SCHEMA_VERSION = 3
+# Versions this release opens, upgrading them in place to SCHEMA_VERSION. Version 3 added
+# span_resources; version 2 spans (each with its own resource) read unchanged.
+UPGRADABLE_VERSIONS = (2,)
 
 DATABASES = (
     "meta",
@@ -42,10 +49,13 @@ DATABASES = (
     "rollout_inputs",
     "rollout_nums",
     "status_index",
+    "rollout_index",
+    "rollout_counts",
     "queue",
     "attempts",
     "attempt_ids",
     "spans",
+    "span_resources",
     "span_id_log",
     "span_seqs",
     "resources",
@@ -58,6 +68,7 @@ U64 = struct.Struct(">Q")
 U32 = struct.Struct(">I")
 ATTEMPT_KEY = struct.Struct(">QI")
 STATUS_KEY = struct.Struct(">BQ")
+INDEX_KEY = struct.Struct(">BBQ")
 SPAN_PREFIX = struct.Struct(">QIQ")
 # num, queue sequence (0: not in the queue), number of attempts.
 ROLLOUT_HEADER = struct.Struct(">QQI")
@@ -70,6 +81,8 @@ class MetaKey:
     LAST_EVENT_ID = b"last_event_id"
     NEXT_RESOURCES_NUM = b"next_resources_num"
     LATEST_RESOURCES = b"latest_resources_id"
+    # The LAST_EVENT_ID the rollout index was last kept in step with (see rollout_index.py).
+    ROLLOUT_INDEX_EVENT = b"rollout_index_event_id"
 
 
 @dataclass
@@ -81,10 +94,13 @@ class Databases:
     rollout_inputs: lmdb._Database
     rollout_nums: lmdb._Database
     status_index: lmdb._Database
+    rollout_index: lmdb._Database
+    rollout_counts: lmdb._Database
     queue: lmdb._Database
     attempts: lmdb._Database
     attempt_ids: lmdb._Database
     spans: lmdb._Database
+    span_resources: lmdb._Database
     span_id_log: lmdb._Database
     span_seqs: lmdb._Database
     resources: lmdb._Database
@@ -115,7 +131,7 @@ def open_environment(path: str, *, map_size: int, sync: bool) -> tuple[lmdb.Envi
         handles = {name: env.open_db(name.encode(), txn=txn, create=True) for name in DATABASES}
         meta = handles["meta"]
         stored = txn.get(MetaKey.SCHEMA_VERSION, db=meta)
-        if stored is None:
+        if stored is None or U32.unpack(stored)[0] in UPGRADABLE_VERSIONS:
             txn.put(MetaKey.SCHEMA_VERSION, U32.pack(SCHEMA_VERSION), db=meta)
         elif U32.unpack(stored)[0] != SCHEMA_VERSION:
             env.close()

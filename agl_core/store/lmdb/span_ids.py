@@ -82,9 +82,14 @@ class SpanIdIndex:
         """:param budget_bits: filter bits kept in memory across attempts (default 32 MiB)."""
         self._budget = budget_bits
         self._filters: OrderedDict[tuple[int, int], _Filter] = OrderedDict()
+        # Filters with pending entries: flush and discard_pending visit only these, so the cost of a
+        # write does not grow with the number of attempts whose filters are cached.
+        self._dirty: dict[tuple[int, int], _Filter] = {}
         self._bits = 0
         self.rebuilds = 0
         self.exact_checks = 0
+        # Attempts' logs appended to by flush(): one per attempt a write touched, never more.
+        self.appends = 0
 
     # --- the writer's calls --------------------------------------------------------------------------
 
@@ -100,23 +105,29 @@ class SpanIdIndex:
                 return False
         flt.count += 1
         flt.pending.add(entry)
+        self._dirty[(num, seq)] = flt
         return True
 
     def flush(self, txn: lmdb.Transaction, log_db: lmdb._Database) -> None:
         """Append the ids recorded since the last flush to their attempts' logs (end of an operation)."""
-        for (num, seq), flt in list(self._filters.items()):
+        # ``_dirty`` is emptied only once every append succeeded: if one fails (a full map), the
+        # transaction is rolled back and discard_pending must still find the filters not yet flushed.
+        for (num, seq), flt in list(self._dirty.items()):
             if not flt.pending:
                 continue
             _append(txn, log_db, num, seq, list(flt.pending))
+            self.appends += 1
             flt.pending.clear()
             if flt.count * BITS_PER_ID > flt.size:
                 self._rebuild(txn, log_db, num, seq, grow=True)
+        self._dirty.clear()
         self._evict()
 
     def discard_pending(self) -> None:
         """An operation or transaction was rolled back: its ids are not in the log after all."""
-        for flt in self._filters.values():
+        for flt in self._dirty.values():
             flt.pending.clear()
+        self._dirty.clear()
 
     # --- internals -----------------------------------------------------------------------------------
 

@@ -11,8 +11,11 @@ from __future__ import annotations
 
 import asyncio
 import heapq
+import logging
 import time
 from collections.abc import Callable
+
+logger = logging.getLogger(__name__)
 
 # Group attempts whose deadlines fall within this window into one write.
 _SLACK = 0.005
@@ -59,6 +62,10 @@ class Watchdog:
             _, num, seq = heapq.heappop(self._heap)
             due[(num, seq)] = None
         if due:
-            self._expire(list(due))
+            try:
+                self._expire(list(due))
+            except Exception:
+                # Keep the timer going for the attempts still in the heap whatever happened here.
+                logger.exception("watchdog: handing %d due attempts to the writer failed", len(due))
         if self._heap:
             self._schedule(self._heap[0][0])

@@ -15,6 +15,7 @@ group runs again.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import threading
 from collections import deque
@@ -50,9 +51,13 @@ class Writer(Generic[E]):
         on_commit: Callable[[list[E]], None],
         name: str = "agl-lmdb-writer",
         on_abort: Callable[[], None] = lambda: None,
+        pause_readers: Callable[[], contextlib.AbstractContextManager[Any]] = contextlib.nullcontext,
     ) -> None:
         """:param on_abort: called on the writer thread whenever writes are rolled back (an operation
-        failed, or a whole group), so caches of what is on disk can be dropped."""
+        failed, or a whole group), so caches of what is on disk can be dropped.
+        :param pause_readers: held while the map grows: waits for read transactions running off the
+            event loop to end and holds new ones back (those on the loop cannot be open then)."""
+        self._pause_readers = pause_readers
         self._env = env
         self._loop = loop
         self._effects_factory = effects_factory
@@ -165,7 +170,8 @@ class Writer(Generic[E]):
 
         def grow() -> None:
             try:
-                self._env.set_mapsize(new_size)
+                with self._pause_readers():
+                    self._env.set_mapsize(new_size)
             except BaseException as exc:  # pragma: no cover - reported to the writer thread
                 failure.append(exc)
             finally:
@@ -174,7 +180,8 @@ class Writer(Generic[E]):
         try:
             self._loop.call_soon_threadsafe(grow)
         except RuntimeError:
-            self._env.set_mapsize(new_size)  # the loop is gone, so no reader is either
+            with self._pause_readers():
+                self._env.set_mapsize(new_size)  # the loop is gone
             return True
         done.wait()
         if failure:

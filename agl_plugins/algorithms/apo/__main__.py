@@ -11,6 +11,7 @@ import asyncio
 import json
 import sys
 from dataclasses import asdict
+from pathlib import Path
 
 from agl_plugins.algorithms.apo.candidates import format_history, load_history
 
@@ -23,6 +24,15 @@ async def _history(args: argparse.Namespace) -> int:
     else:
         from agl_core.store import LmdbStore
 
+        # Opening a directory that holds no store would create an empty one and report nothing:
+        # a misspelt path must be an error, not an empty history.
+        if not (Path(args.data_dir) / "data.mdb").is_file():
+            print(
+                f"apo history: {args.data_dir!r} holds no agl store (no data.mdb); give the --data-dir an APO "
+                "run wrote (e.g. examples/apo_orders/train.py --data-dir DIR), or --server HOST:PORT",
+                file=sys.stderr,
+            )
+            return 2
         store = LmdbStore(args.data_dir)
     try:
         candidates = await load_history(store, args.run)

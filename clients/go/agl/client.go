@@ -3,6 +3,7 @@ package agl
 import (
 	"context"
 	"crypto/tls"
+	"encoding/hex"
 	"encoding/json"
 	"fmt"
 	"os"
@@ -12,11 +13,11 @@ import (
 
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/backoff"
-	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/credentials"
 	"google.golang.org/grpc/credentials/insecure"
 	"google.golang.org/grpc/keepalive"
 	"google.golang.org/protobuf/types/known/durationpb"
+	"google.golang.org/protobuf/types/known/structpb"
 
 	aglv1 "github.com/agl-dev/agl/clients/go/gen/agl/v1"
 )
@@ -39,12 +40,12 @@ func DefaultAddressFromEnv() string {
 }
 
 type options struct {
-	token       string
-	tls         *tls.Config
-	timeout     time.Duration
-	retries     int
-	dialOptions []grpc.DialOption
-	spanOptions []SpanStreamOption
+	token         string
+	tls           *tls.Config
+	timeout       time.Duration
+	retryDeadline time.Duration
+	dialOptions   []grpc.DialOption
+	spanOptions   []SpanStreamOption
 }
 
 // An Option configures a Client.
@@ -67,9 +68,9 @@ func WithTLS(config *tls.Config) Option {
 // their wait on top of it.
 func WithTimeout(timeout time.Duration) Option { return func(o *options) { o.timeout = timeout } }
 
-// WithRetries sets how many times in all a call that fails with UNAVAILABLE is tried (default 5,
-// at most 5: gRPC's limit), with exponential backoff from 100ms to 2s.
-func WithRetries(attempts int) Option { return func(o *options) { o.retries = attempts } }
+// WithRetryDeadline sets how long calls and streams keep retrying through an outage before they
+// fail (default [DefaultRetryDeadline]; 0 never retries). See docs/retry.md for what is retried.
+func WithRetryDeadline(d time.Duration) Option { return func(o *options) { o.retryDeadline = d } }
 
 // WithDialOptions adds raw gRPC dial options (interceptors, stats handlers, ...).
 func WithDialOptions(dialOptions ...grpc.DialOption) Option {
@@ -94,17 +95,17 @@ type Client struct {
 
 // NewClient prepares a connection to the agl-server at address ("host:port"). Like
 // [grpc.NewClient] it does not connect yet: the first call does, and calls made while the server
-// is unreachable are retried (see [WithRetries]) before they fail with UNAVAILABLE.
+// is unreachable are retried (see [WithRetryDeadline]) before they fail with UNAVAILABLE.
 func NewClient(address string, opts ...Option) (*Client, error) {
 	if address == "" {
 		address = DefaultAddressFromEnv()
 	}
-	o := options{token: os.Getenv("AGL_TOKEN"), timeout: 30 * time.Second, retries: 5}
+	o := options{token: os.Getenv("AGL_TOKEN"), timeout: 30 * time.Second, retryDeadline: DefaultRetryDeadline}
 	for _, opt := range opts {
 		opt(&o)
 	}
-	if o.retries < 1 {
-		return nil, fmt.Errorf("agl: WithRetries(%d): a call is tried at least once", o.retries)
+	if o.retryDeadline < 0 {
+		return nil, fmt.Errorf("agl: WithRetryDeadline(%s): give 0 (no retries) or more", o.retryDeadline)
 	}
 	creds := insecure.NewCredentials()
 	if o.tls != nil {
@@ -112,7 +113,9 @@ func NewClient(address string, opts ...Option) (*Client, error) {
 	}
 	dial := []grpc.DialOption{
 		grpc.WithTransportCredentials(creds),
-		grpc.WithDefaultServiceConfig(serviceConfig(o.retries)),
+		// Retries are the client's own (retry.go): gRPC's retry policy caps attempts at 5 and knows
+		// no deadline, so an outage of a few seconds outlasted it.
+		grpc.WithDisableRetry(),
 		grpc.WithDefaultCallOptions(
 			grpc.MaxCallRecvMsgSize(maxMessageBytes),
 			grpc.MaxCallSendMsgSize(maxMessageBytes),
@@ -126,7 +129,8 @@ func NewClient(address string, opts ...Option) (*Client, error) {
 			Backoff:           backoff.Config{BaseDelay: 100 * time.Millisecond, Multiplier: 1.6, Jitter: 0.2, MaxDelay: 5 * time.Second},
 			MinConnectTimeout: 10 * time.Second,
 		}),
-		grpc.WithChainUnaryInterceptor(defaultDeadline(o.timeout)),
+		// Outermost first: each try gets the default deadline, the retries the retry deadline.
+		grpc.WithChainUnaryInterceptor(retryUnary(o.retryDeadline), defaultDeadline(o.timeout)),
 	}
 	if o.token != "" {
 		dial = append(dial, grpc.WithPerRPCCredentials(bearerToken{token: o.token}))
@@ -167,10 +171,92 @@ func (c *Client) Close(ctx context.Context) error {
 	return err
 }
 
-// EnqueueRollouts adds rollouts to the queue. Items succeed or fail on their own: the result has
-// one entry per spec (nil where it failed) and the error, if any, is an [*ItemErrors] listing the
-// failed items.
-func (c *Client) EnqueueRollouts(ctx context.Context, specs ...*aglv1.RolloutSpec) ([]*aglv1.Rollout, error) {
+// RolloutSpec is a rollout to enqueue, in plain Go values.
+type RolloutSpec struct {
+	// Input is the task: a JSON-like value (map[string]any, []any, string, a number, bool, nil)
+	// or anything encoding/json marshals (a struct with json tags). nil is a task without input.
+	Input any
+	// RolloutID is the rollout's id; empty lets the client pick one (so a retried call cannot
+	// enqueue the task twice).
+	RolloutID string
+	// Mode is "train", "val", "test" or empty.
+	Mode string
+	// ResourcesID pins the resources the rollout runs with; empty: the latest at enqueue.
+	ResourcesID string
+	// Config sets timeouts and retries; nil: the server's defaults.
+	Config *aglv1.RolloutConfig
+	// Metadata is stored with the rollout, JSON-like values.
+	Metadata map[string]any
+}
+
+// Proto is the spec as the generated message.
+func (r RolloutSpec) Proto() (*aglv1.RolloutSpec, error) {
+	input, err := inputValue(r.Input)
+	if err != nil {
+		return nil, err
+	}
+	spec := &aglv1.RolloutSpec{RolloutId: r.RolloutID, Input: input, ResourcesId: r.ResourcesID, Config: r.Config}
+	if r.Mode != "" {
+		mode, ok := aglv1.RolloutMode_value["ROLLOUT_MODE_"+strings.ToUpper(r.Mode)]
+		if !ok {
+			return nil, fmt.Errorf("agl: rollout mode %q: use train, val or test", r.Mode)
+		}
+		spec.Mode = aglv1.RolloutMode(mode)
+	}
+	if r.Metadata != nil {
+		if spec.Metadata, err = structpb.NewStruct(r.Metadata); err != nil {
+			return nil, fmt.Errorf("agl: rollout metadata: %w", err)
+		}
+	}
+	return spec, nil
+}
+
+// newRolloutID is an id like the Python client's: "ro-" and 16 hex digits.
+func newRolloutID() string { return "ro-" + hex.EncodeToString(randomID(8)) }
+
+// inputValue turns a task input into a Value: JSON-like values directly, anything else through
+// encoding/json.
+func inputValue(v any) (*structpb.Value, error) {
+	if value, ok := v.(*structpb.Value); ok {
+		return value, nil
+	}
+	if value, err := structpb.NewValue(v); err == nil {
+		return value, nil
+	}
+	raw, err := json.Marshal(v)
+	if err != nil {
+		return nil, fmt.Errorf("agl: the task input %T is not JSON-like: %w", v, err)
+	}
+	var plain any
+	if err := json.Unmarshal(raw, &plain); err != nil {
+		return nil, fmt.Errorf("agl: the task input %T is not JSON-like: %w", v, err)
+	}
+	return JSONValue(plain)
+}
+
+// EnqueueRollouts adds rollouts to the queue, their inputs in plain Go values:
+//
+//	client.EnqueueRollouts(ctx, agl.RolloutSpec{Input: map[string]any{"question": "2+2", "answer": 4}})
+//
+// Items succeed or fail on their own: when some fail, the error is an [*ItemErrors] and the
+// rollouts that were created are returned (nil at the failed indices).
+func (c *Client) EnqueueRollouts(ctx context.Context, specs ...RolloutSpec) ([]*aglv1.Rollout, error) {
+	protos := make([]*aglv1.RolloutSpec, len(specs))
+	for i, spec := range specs {
+		p, err := spec.Proto()
+		if err != nil {
+			return nil, fmt.Errorf("rollouts[%d]: %w", i, err)
+		}
+		if p.GetRolloutId() == "" {
+			p.RolloutId = newRolloutID()
+		}
+		protos[i] = p
+	}
+	return c.EnqueueRolloutSpecs(ctx, protos...)
+}
+
+// EnqueueRolloutSpecs is [Client.EnqueueRollouts] with the generated messages.
+func (c *Client) EnqueueRolloutSpecs(ctx context.Context, specs ...*aglv1.RolloutSpec) ([]*aglv1.Rollout, error) {
 	resp, err := c.store.EnqueueRollouts(ctx, &aglv1.EnqueueRolloutsRequest{Rollouts: specs})
 	if err != nil {
 		return nil, c.wrap(err, "enqueue %d rollouts", len(specs))
@@ -299,30 +385,6 @@ func (c *Client) QuerySpans(ctx context.Context, rolloutID, attemptID string) ([
 	}
 }
 
-// serviceConfig retries calls that fail with UNAVAILABLE (server down, restarting, overloaded).
-// Calls that create things are safe to retry: rollouts with client-chosen ids and spans with
-// their ids are deduplicated by the server.
-func serviceConfig(attempts int) string {
-	attempts = max(2, min(attempts, 5))
-	config := map[string]any{
-		"methodConfig": []any{map[string]any{
-			"name": []any{map[string]any{"service": ServiceName}},
-			"retryPolicy": map[string]any{
-				"maxAttempts":          attempts,
-				"initialBackoff":       "0.1s",
-				"maxBackoff":           "2s",
-				"backoffMultiplier":    2,
-				"retryableStatusCodes": []string{"UNAVAILABLE"},
-			},
-		}},
-	}
-	raw, err := json.Marshal(config)
-	if err != nil {
-		panic(err) // a constant structure: cannot fail
-	}
-	return string(raw)
-}
-
 // defaultDeadline gives unary calls without a deadline the client's default timeout, so no call
 // hangs forever on a stuck network.
 func defaultDeadline(timeout time.Duration) grpc.UnaryClientInterceptor {
@@ -348,15 +410,16 @@ func (b bearerToken) GetRequestMetadata(context.Context, ...string) (map[string]
 // as with the Python client; use WithTLS anywhere the network is not trusted.
 func (b bearerToken) RequireTransportSecurity() bool { return false }
 
-func statusName(status aglv1.AttemptStatus) string {
-	return strings.ToLower(strings.TrimPrefix(status.String(), "ATTEMPT_STATUS_"))
-}
+func statusName(status aglv1.AttemptStatus) string { return StatusName(status) }
 
-// retryable reports whether a failed stream may succeed when opened again.
-func retryable(code codes.Code) bool {
-	switch code {
-	case codes.Unavailable, codes.Unknown, codes.Internal, codes.DeadlineExceeded, codes.Aborted:
-		return true
+// StatusName is a status or mode by its name: "succeeded" for ROLLOUT_STATUS_SUCCEEDED or
+// ATTEMPT_STATUS_SUCCEEDED, "queuing", "train", ...
+func StatusName(status fmt.Stringer) string {
+	name := status.String()
+	for _, prefix := range []string{"ROLLOUT_STATUS_", "ATTEMPT_STATUS_", "WORKER_STATUS_", "ROLLOUT_MODE_"} {
+		if strings.HasPrefix(name, prefix) {
+			return strings.ToLower(strings.TrimPrefix(name, prefix))
+		}
 	}
-	return false
+	return strings.ToLower(name)
 }

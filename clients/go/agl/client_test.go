@@ -10,6 +10,7 @@ import (
 	"crypto/x509/pkix"
 	"encoding/pem"
 	"errors"
+	"fmt"
 	"math/big"
 	"net"
 	"os"
@@ -84,15 +85,15 @@ func TestRolloutLifecycle(t *testing.T) {
 		"question": "What is 6 * 7?",
 		"meta":     map[string]any{"tags": []any{"math", "easy"}, "level": 2.0, "ok": true, "none": nil},
 	}
-	rollouts, err := client.EnqueueRollouts(ctx, &aglv1.RolloutSpec{
-		RolloutId: "ro-go-1", Input: mustValue(t, input), Mode: aglv1.RolloutMode_ROLLOUT_MODE_TRAIN,
-		Config: &aglv1.RolloutConfig{MaxAttempts: 2},
+	// Plain Go values in, statuses by name out.
+	rollouts, err := client.EnqueueRollouts(ctx, agl.RolloutSpec{
+		RolloutID: "ro-go-1", Input: input, Mode: "train", Config: &aglv1.RolloutConfig{MaxAttempts: 2},
 	})
 	if err != nil {
 		t.Fatal(err)
 	}
-	if got := rollouts[0].GetStatus(); got != aglv1.RolloutStatus_ROLLOUT_STATUS_QUEUING {
-		t.Fatalf("enqueued rollout is %s, want QUEUING", got)
+	if got := agl.StatusName(rollouts[0].GetStatus()); got != "queuing" {
+		t.Fatalf("enqueued rollout is %s, want queuing", got)
 	}
 
 	source := agl.NewDequeueSource(client, "go-worker", 5*time.Second)
@@ -191,7 +192,7 @@ func TestDequeueLongPoll(t *testing.T) {
 		got <- r
 		errs <- err
 	}()
-	if _, err := client.EnqueueRollouts(ctx, &aglv1.RolloutSpec{RolloutId: "ro-wake", Input: structpb.NewNullValue()}); err != nil {
+	if _, err := client.EnqueueRolloutSpecs(ctx, &aglv1.RolloutSpec{RolloutId: "ro-wake", Input: structpb.NewNullValue()}); err != nil {
 		t.Fatal(err)
 	}
 	if r := <-got; r.GetRolloutId() != "ro-wake" {
@@ -206,7 +207,7 @@ func TestSpanStreamResendsAfterServerCrash(t *testing.T) {
 	ctx := testContext(t)
 	server := testserver.Start(t)
 	client := newClient(t, server.Address, agl.WithSpanStreamOptions(agl.WithBatchLimits(4, 1<<20)))
-	if _, err := client.EnqueueRollouts(ctx, &aglv1.RolloutSpec{RolloutId: "ro-crash", Input: structpb.NewNullValue()}); err != nil {
+	if _, err := client.EnqueueRolloutSpecs(ctx, &aglv1.RolloutSpec{RolloutId: "ro-crash", Input: structpb.NewNullValue()}); err != nil {
 		t.Fatal(err)
 	}
 	rollout, err := client.DequeueRollout(ctx, "w", time.Second)
@@ -301,7 +302,7 @@ func TestDequeueSourceSurvivesServerRestart(t *testing.T) {
 		errs <- err
 	}()
 	server.Restart()
-	if _, err := client.EnqueueRollouts(ctx, &aglv1.RolloutSpec{RolloutId: "ro-back", Input: structpb.NewNullValue()}); err != nil {
+	if _, err := client.EnqueueRolloutSpecs(ctx, &aglv1.RolloutSpec{RolloutId: "ro-back", Input: structpb.NewNullValue()}); err != nil {
 		t.Fatal(err)
 	}
 	if a := <-got; a == nil || a.Rollout.GetRolloutId() != "ro-back" {
@@ -324,7 +325,7 @@ func TestErrorsCarryStatusAndAdvice(t *testing.T) {
 		t.Fatalf("error does not say what was being done: %#v", err)
 	}
 
-	rollouts, err := client.EnqueueRollouts(ctx,
+	rollouts, err := client.EnqueueRolloutSpecs(ctx,
 		&aglv1.RolloutSpec{RolloutId: "ro-ok", Input: structpb.NewNullValue()},
 		&aglv1.RolloutSpec{RolloutId: "ro-bad", Input: structpb.NewNumberValue(nanValue())},
 	)
@@ -362,10 +363,51 @@ func TestErrorsCarryStatusAndAdvice(t *testing.T) {
 	}
 
 	server.Stop()
-	down := newClient(t, server.Address, agl.WithRetries(2), agl.WithTimeout(2*time.Second))
+	down := newClient(t, server.Address, agl.WithRetryDeadline(time.Second), agl.WithTimeout(2*time.Second))
 	_, err = down.GetResources(ctx, "")
 	if status.Code(err) != codes.Unavailable || !strings.Contains(err.Error(), "agl-server --port") {
 		t.Fatalf("server down: %v", err)
+	}
+}
+
+// EnqueueRollouts takes plain values: maps, a struct with json tags, a bare number, nil.
+func TestEnqueuePlainValues(t *testing.T) {
+	ctx := testContext(t)
+	server := testserver.Start(t)
+	client := newClient(t, server.Address)
+	type order struct {
+		Item  string `json:"item"`
+		Count int    `json:"count"`
+	}
+	rollouts, err := client.EnqueueRollouts(ctx,
+		agl.RolloutSpec{Input: map[string]any{"x": 1}},
+		agl.RolloutSpec{Input: order{Item: "tea", Count: 2}, Metadata: map[string]any{"source": "test"}},
+		agl.RolloutSpec{Input: 7},
+		agl.RolloutSpec{},
+	)
+	if err != nil || len(rollouts) != 4 {
+		t.Fatalf("enqueue: %v, %v", rollouts, err)
+	}
+	want := []any{map[string]any{"x": 1.0}, map[string]any{"item": "tea", "count": 2.0}, 7.0, nil}
+	for i, rollout := range rollouts {
+		if !strings.HasPrefix(rollout.GetRolloutId(), "ro-") {
+			t.Errorf("rollout %d id %q", i, rollout.GetRolloutId())
+		}
+		got, err := client.GetRollout(ctx, rollout.GetRolloutId())
+		if err != nil {
+			t.Fatal(err)
+		}
+		if in := got.GetInput().AsInterface(); fmt.Sprint(in) != fmt.Sprint(want[i]) {
+			t.Errorf("rollout %d input %v, want %v", i, in, want[i])
+		}
+	}
+	if _, err := client.EnqueueRollouts(ctx, agl.RolloutSpec{Input: func() {}}); err == nil ||
+		!strings.Contains(err.Error(), "not JSON-like") {
+		t.Fatalf("a func input: %v", err)
+	}
+	if _, err := client.EnqueueRollouts(ctx, agl.RolloutSpec{Mode: "training"}); err == nil ||
+		!strings.Contains(err.Error(), "use train, val or test") {
+		t.Fatalf("a bad mode: %v", err)
 	}
 }
 
@@ -413,7 +455,7 @@ func TestTLS(t *testing.T) {
 	if err != nil || got.GetResources()["prompt"].GetPromptTemplate().GetTemplate() != "{x}" {
 		t.Fatalf("over TLS: %v, %v", got, err)
 	}
-	_, err = newClient(t, server.Address, agl.WithRetries(2)).GetResources(ctx, "")
+	_, err = newClient(t, server.Address, agl.WithRetryDeadline(time.Second)).GetResources(ctx, "")
 	if err == nil {
 		t.Fatal("a plaintext client reached a TLS server")
 	}

@@ -16,12 +16,11 @@ import (
 )
 
 type spanStreamOptions struct {
-	batchSpans       int
-	batchBytes       int
-	inflightBatches  int
-	queueLimit       int
-	maxSpanBytes     int
-	reconnectTimeout time.Duration
+	batchSpans      int
+	batchBytes      int
+	inflightBatches int
+	queueLimit      int
+	maxSpanBytes    int
 }
 
 // A SpanStreamOption configures a SpanStream.
@@ -46,12 +45,6 @@ func WithQueueLimit(n int) SpanStreamOption { return func(o *spanStreamOptions) 
 // (default 16 MiB, agl-server's default message limit).
 func WithMaxSpanBytes(n int) SpanStreamOption {
 	return func(o *spanStreamOptions) { o.maxSpanBytes = n }
-}
-
-// WithReconnectTimeout sets how long the stream keeps reconnecting without any ack before it
-// fails the spans it holds with UNAVAILABLE (default 60s).
-func WithReconnectTimeout(d time.Duration) SpanStreamOption {
-	return func(o *spanStreamOptions) { o.reconnectTimeout = d }
 }
 
 // Ack is the outcome of one Enqueue or Send. Indices refer to the spans of that call.
@@ -151,7 +144,7 @@ type SpanStream struct {
 func NewSpanStream(client *Client, opts ...SpanStreamOption) *SpanStream {
 	o := spanStreamOptions{
 		batchSpans: 1024, batchBytes: 1 << 20, inflightBatches: 16, queueLimit: 100_000,
-		maxSpanBytes: 16 << 20, reconnectTimeout: 60 * time.Second,
+		maxSpanBytes: 16 << 20,
 	}
 	for _, opt := range opts {
 		opt(&o)
@@ -269,8 +262,9 @@ func (s *SpanStream) run(ctx context.Context) {
 		s.mu.Unlock()
 		close(s.runDone)
 	}()
-	var failingSince time.Time
-	backoff := 50 * time.Millisecond
+	// The client's retry policy (retry.go): the stream keeps reconnecting without any ack until
+	// the retry deadline, then fails the spans it holds.
+	o := outage{deadline: s.client.opts.retryDeadline}
 	for {
 		s.mu.Lock()
 		err := s.waitLocked(ctx, nil, func() bool { return s.closed || s.hasWorkLocked() })
@@ -295,40 +289,46 @@ func (s *SpanStream) run(ctx context.Context) {
 			broken = append(broken, b)
 		}
 		clear(s.inflight)
-		if retryable(code) {
-			now := time.Now()
-			if failingSince.IsZero() || s.stats.BatchesAcked > ackedBefore {
-				failingSince, backoff = now, 50*time.Millisecond
+		if s.stats.BatchesAcked > ackedBefore { // that stream delivered: a new outage starts now
+			o.succeeded()
+		}
+		var wait time.Duration
+		retry := false
+		if streamRetryable(code) {
+			wait, retry = o.failed()
+		}
+		switch {
+		case retry:
+			// Oldest first, so acks keep coming in roughly the order spans were handed over.
+			s.resend = append(broken, s.resend...)
+			slices.SortFunc(s.resend, func(a, b *spanBatch) int { return int(a.id - b.id) })
+			s.stats.Reconnects++
+		case streamRetryable(code): // out of time
+			failure := &Error{Op: fmt.Sprintf("deliver spans for %s", s.client.opts.retryDeadline),
+				Address: s.client.address, Err: err}
+			for _, b := range append(broken, s.resend...) {
+				s.failBatchLocked(b, failure)
 			}
-			if now.Sub(failingSince) > s.o.reconnectTimeout {
-				failure := &Error{Op: fmt.Sprintf("deliver spans for %s", s.o.reconnectTimeout),
-					Address: s.client.address, Err: err}
-				for _, b := range append(broken, s.resend...) {
-					s.failBatchLocked(b, failure)
-				}
-				s.resend = nil
-				s.failQueueLocked(failure)
-				failingSince = time.Time{}
-			} else {
-				// Oldest first, so acks keep coming in roughly the order spans were handed over.
-				s.resend = append(broken, s.resend...)
-				slices.SortFunc(s.resend, func(a, b *spanBatch) int { return int(a.id - b.id) })
-				s.stats.Reconnects++
-			}
-		} else {
+			s.resend = nil
+			s.failQueueLocked(failure)
+			o.succeeded() // whatever comes next starts a new outage
+		default: // the server's answer: these batches fail at once, nothing waits
 			failure := &Error{Op: "send spans", Address: s.client.address, Err: err}
 			for _, b := range broken {
 				s.failBatchLocked(b, failure)
 			}
+			o.succeeded()
 		}
 		s.notifyLocked()
 		s.mu.Unlock()
+		if !retry {
+			continue
+		}
 		select {
-		case <-time.After(backoff):
+		case <-time.After(wait):
 		case <-ctx.Done():
 			return
 		}
-		backoff = min(backoff*2, 2*time.Second)
 	}
 }
 

@@ -7,8 +7,6 @@ import (
 	"testing"
 	"time"
 
-	"google.golang.org/protobuf/types/known/structpb"
-
 	"github.com/agl-dev/agl/clients/go/agl"
 	aglv1 "github.com/agl-dev/agl/clients/go/gen/agl/v1"
 	"github.com/agl-dev/agl/clients/go/internal/testserver"
@@ -20,9 +18,9 @@ func TestRunnerOutcomes(t *testing.T) {
 	ctx := testContext(t)
 	server := testserver.Start(t)
 	client := newClient(t, server.Address)
-	var specs []*aglv1.RolloutSpec
+	var specs []agl.RolloutSpec
 	for _, id := range []string{"ro-ok", "ro-error", "ro-panic"} {
-		specs = append(specs, &aglv1.RolloutSpec{RolloutId: id, Input: structpb.NewStringValue(id)})
+		specs = append(specs, agl.RolloutSpec{RolloutID: id, Input: id})
 	}
 	if _, err := client.EnqueueRollouts(ctx, specs...); err != nil {
 		t.Fatal(err)

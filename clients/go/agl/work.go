@@ -34,8 +34,8 @@ type WorkSource interface {
 }
 
 // DequeueSource takes work with DequeueRollout long polls. It rides out a server that goes
-// away (restarts, upgrades): polls that fail with UNAVAILABLE are retried with backoff until ctx
-// ends.
+// away (restarts, upgrades) as a stream does (docs/retry.md): failed polls are retried with
+// back-off until the client's retry deadline.
 type DequeueSource struct {
 	client   *Client
 	workerID string
@@ -55,26 +55,29 @@ func (d *DequeueSource) WorkerID() string { return d.workerID }
 
 // Next long-polls until a rollout is claimed for this worker.
 func (d *DequeueSource) Next(ctx context.Context) (*Assignment, error) {
-	backoff := 100 * time.Millisecond
+	o := outage{deadline: d.client.opts.retryDeadline}
 	for {
 		rollout, err := d.client.DequeueRollout(ctx, d.workerID, d.wait)
 		if ctx.Err() != nil {
 			return nil, ctx.Err()
 		}
 		if err != nil {
-			if !retryable(status.Code(err)) {
+			if !streamRetryable(status.Code(err)) {
 				return nil, err
 			}
-			d.logger.Warn("agl: dequeue failed; retrying", "error", err, "in", backoff)
+			wait, ok := o.failed()
+			if !ok {
+				return nil, err
+			}
+			d.logger.Warn("agl: dequeue failed; retrying", "error", err, "in", wait)
 			select {
-			case <-time.After(backoff):
+			case <-time.After(wait):
 			case <-ctx.Done():
 				return nil, ctx.Err()
 			}
-			backoff = min(backoff*2, 5*time.Second)
 			continue
 		}
-		backoff = 100 * time.Millisecond
+		o.succeeded()
 		if rollout != nil {
 			return &Assignment{Rollout: rollout}, nil
 		}

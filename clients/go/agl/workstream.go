@@ -44,9 +44,9 @@ type WorkStreamConfig struct {
 	// HeartbeatInterval is how often the worker says it is alive (default 10s). The server ends a
 	// stream that is silent for three intervals and gives up the attempts it held.
 	HeartbeatInterval time.Duration
-	// ReconnectTimeout is how long to keep trying to reach the server after the stream broke
-	// (default 60s); after it, Next and Report fail for good.
-	ReconnectTimeout time.Duration
+	// RetryDeadline is how long to keep reconnecting after the stream broke (zero: the client's
+	// retry deadline, see [WithRetryDeadline]); after it, Next and Report fail for good.
+	RetryDeadline time.Duration
 	// Info is what the worker wants to be known by in its worker record (agent name, version, ...),
 	// on top of host, pid and language, which the source fills in.
 	Info map[string]any
@@ -117,8 +117,8 @@ func NewWorkStreamSource(client *Client, cfg WorkStreamConfig) *WorkStreamSource
 	if cfg.HeartbeatInterval <= 0 {
 		cfg.HeartbeatInterval = 10 * time.Second
 	}
-	if cfg.ReconnectTimeout <= 0 {
-		cfg.ReconnectTimeout = 60 * time.Second
+	if cfg.RetryDeadline <= 0 {
+		cfg.RetryDeadline = client.opts.retryDeadline
 	}
 	logger := cfg.Logger
 	if logger == nil {
@@ -351,48 +351,36 @@ func (s *WorkStreamSource) Close(ctx context.Context) error {
 
 // --- the stream ------------------------------------------------------------------------------
 
-// Codes after which reconnecting is pointless: the request or the credentials are wrong, or
-// another process took this worker id over (ABORTED).
-var fatalWorkCodes = map[codes.Code]bool{
-	codes.InvalidArgument: true, codes.Unauthenticated: true, codes.PermissionDenied: true,
-	codes.Unimplemented: true, codes.Aborted: true, codes.FailedPrecondition: true,
-}
-
 var errWorkStreamEnded = status.Error(codes.Unavailable, "agl-server ended the Work stream")
 
 func (s *WorkStreamSource) supervise() {
 	defer close(s.done)
-	var brokenSince time.Time
-	failures := 0
+	o := outage{deadline: s.cfg.RetryDeadline}
 	for {
 		welcomed, err := s.serve()
 		if s.ctx.Err() != nil || s.isClosing() {
 			return
 		}
-		if code := status.Code(err); fatalWorkCodes[code] {
+		// The retry policy (retry.go); ABORTED, not retried, means another process took this worker id over.
+		if code := status.Code(err); !streamRetryable(code) {
 			s.fail(&Error{Op: fmt.Sprintf("serve worker %q on the Work stream", s.WorkerID()), Address: s.client.address, Err: err})
 			return
 		}
 		if welcomed { // that stream had worked: a new outage starts now
-			brokenSince, failures = time.Time{}, 0
+			o.succeeded()
 		}
-		now := time.Now()
-		if brokenSince.IsZero() {
-			brokenSince = now
-		}
-		if now.Sub(brokenSince) > s.cfg.ReconnectTimeout {
+		wait, ok := o.failed()
+		if !ok {
 			s.fail(&Error{
 				Op: fmt.Sprintf("reach the Work stream for %s (the attempts worker %q held are retried elsewhere)",
-					s.cfg.ReconnectTimeout, s.WorkerID()),
+					s.cfg.RetryDeadline, s.WorkerID()),
 				Address: s.client.address, Err: err,
 			})
 			return
 		}
-		failures++
-		backoff := min(100*time.Millisecond<<min(failures, 5), 2*time.Second)
-		s.logger.Warn("agl: the Work stream broke; reconnecting", "error", err, "in", backoff)
+		s.logger.Warn("agl: the Work stream broke; reconnecting", "error", err, "in", wait)
 		select {
-		case <-time.After(backoff):
+		case <-time.After(wait):
 		case <-s.ctx.Done():
 			return
 		}

@@ -27,9 +27,9 @@ const (
 
 func enqueue(t *testing.T, ctx context.Context, client *agl.Client, config *aglv1.RolloutConfig, ids ...string) {
 	t.Helper()
-	specs := make([]*aglv1.RolloutSpec, len(ids))
+	specs := make([]agl.RolloutSpec, len(ids))
 	for i, id := range ids {
-		specs[i] = &aglv1.RolloutSpec{RolloutId: id, Input: structpb.NewStringValue(id), Config: config}
+		specs[i] = agl.RolloutSpec{RolloutID: id, Input: id, Config: config}
 	}
 	if _, err := client.EnqueueRollouts(ctx, specs...); err != nil {
 		t.Fatal(err)
@@ -392,7 +392,7 @@ func TestWorkStreamSurvivesServerRestarts(t *testing.T) {
 	ctx := testContext(t)
 	server := testserver.Start(t)
 	client := newClient(t, server.Address)
-	source := agl.NewWorkStreamSource(client, agl.WorkStreamConfig{WorkerID: "survivor", Capacity: 1, ReconnectTimeout: 30 * time.Second})
+	source := agl.NewWorkStreamSource(client, agl.WorkStreamConfig{WorkerID: "survivor", Capacity: 1, RetryDeadline: 30 * time.Second})
 
 	for _, restart := range []struct {
 		name string

@@ -1,15 +1,25 @@
-import type { JsonObject, MessageInitShape } from "@bufbuild/protobuf";
-import { durationFromMs } from "@bufbuild/protobuf/wkt";
+import { randomBytes } from "node:crypto";
+
+import {
+  create,
+  fromJson,
+  isMessage,
+  type JsonObject,
+  type JsonValue,
+  type MessageInitShape,
+} from "@bufbuild/protobuf";
+import { durationFromMs, ValueSchema, type Value } from "@bufbuild/protobuf/wkt";
 import { Code, ConnectError, createClient, type Client, type Interceptor } from "@connectrpc/connect";
 import { createGrpcTransport, Http2SessionManager } from "@connectrpc/connect-node";
 
 import { AglError, ItemErrors } from "./errors.js";
 import type { ResourceSchema, ResourcesUpdate } from "./gen/agl/v1/resources_pb.js";
 import { RunnerService } from "./gen/agl/v1/runner_pb.js";
-import { LightningStoreService, type RolloutSpecSchema } from "./gen/agl/v1/store_pb.js";
+import { LightningStoreService, RolloutSpecSchema } from "./gen/agl/v1/store_pb.js";
 import type { Span } from "./gen/agl/v1/trace_pb.js";
-import { AttemptStatus, type Attempt, type Rollout } from "./gen/agl/v1/types_pb.js";
+import { AttemptStatus, RolloutStatus, type Attempt, type Rollout } from "./gen/agl/v1/types_pb.js";
 import { SpanStream, type SpanStreamOptions } from "./ingest.js";
+import { DEFAULT_RETRY_DEADLINE_MS, Outage, UNARY_RETRYABLE } from "./retry.js";
 import { sleep } from "./util.js";
 
 /** Where agl-server listens unless told otherwise. */
@@ -27,10 +37,10 @@ export interface ClientOptions {
   /** Deadline of a call that sets none, in ms (default 30,000). Long polls get theirs on top. */
   timeoutMs?: number;
   /**
-   * Times in all a call that fails with UNAVAILABLE is tried (default 5), with exponential
-   * backoff from 100ms to 2s, within the call's deadline.
+   * How long, in ms, calls and streams (span stream, Work stream) keep retrying through an outage
+   * before they fail (default 60,000; 0 never retries). What is retried: docs/retry.md.
    */
-  retries?: number;
+  retryDeadlineMs?: number;
   /** Further Connect interceptors (logging, metrics, ...). */
   interceptors?: Interceptor[];
   /** Tuning of the client's span stream. */
@@ -43,12 +53,18 @@ export interface CallOptions {
   timeoutMs?: number;
 }
 
-/** A rollout to enqueue (the generated RolloutSpec's init shape: plain objects work). */
-export type RolloutSpecInit = MessageInitShape<typeof RolloutSpecSchema>;
+/**
+ * A rollout to enqueue: the generated RolloutSpec's init shape, with the input as plain JSON
+ * (`{ input: { question: "2+2", answer: 4 } }`; a `Value` message works too). Without a
+ * `rolloutId` the client picks one, so a retried call cannot enqueue the task twice.
+ */
+export type RolloutSpecInit = Omit<MessageInitShape<typeof RolloutSpecSchema>, "input" | "$typeName"> & {
+  input?: JsonValue | Value;
+};
 
 /**
  * A client of one agl-server; make one per process and share it. Connects on first use; calls
- * made while the server is unreachable are retried (see `retries`) before they fail with
+ * made while the server is unreachable are retried (see `retryDeadlineMs`) before they fail with
  * UNAVAILABLE. `store` is the generated Connect client, for calls this class does not wrap;
  * `runner` the one of RunnerService (see `WorkStreamSource`).
  */
@@ -59,6 +75,8 @@ export class AglClient {
   private readonly options: ClientOptions;
   private readonly sessions: Http2SessionManager;
   private readonly timeoutMs: number;
+  /** How long calls and streams keep retrying through an outage, in ms (docs/retry.md). */
+  readonly retryDeadlineMs: number;
   private spanStream: SpanStream | undefined;
 
   constructor(options: ClientOptions = {}) {
@@ -66,15 +84,15 @@ export class AglClient {
     this.address = options.address || process.env.AGL_SERVER_ADDRESS || DEFAULT_ADDRESS;
     this.timeoutMs = options.timeoutMs ?? 30_000;
     const token = options.token ?? process.env.AGL_TOKEN ?? "";
-    const retries = options.retries ?? 5;
-    if (retries < 1) {
-      throw new RangeError(`agl: retries=${retries}: a call is tried at least once`);
+    this.retryDeadlineMs = options.retryDeadlineMs ?? DEFAULT_RETRY_DEADLINE_MS;
+    if (this.retryDeadlineMs < 0) {
+      throw new RangeError(`agl: retryDeadlineMs=${this.retryDeadlineMs}: give 0 (no retries) or more`);
     }
     const baseUrl = `${options.tls ? "https" : "http"}://${this.address}`;
     const nodeOptions = typeof options.tls === "object" ? { ca: options.tls.ca } : {};
     // Pings notice a dead server on an idle stream (a long poll, the span stream).
     this.sessions = new Http2SessionManager(baseUrl, { pingIntervalMs: 30_000, pingTimeoutMs: 10_000 }, nodeOptions);
-    const interceptors: Interceptor[] = [...(options.interceptors ?? []), retryUnavailable(retries)];
+    const interceptors: Interceptor[] = [...(options.interceptors ?? []), retryUnavailable(this.retryDeadlineMs)];
     if (token) {
       interceptors.push(bearer(token));
     }
@@ -126,8 +144,15 @@ export class AglClient {
    * {@link ItemErrors} is thrown whose `results` hold the rollouts that were created.
    */
   async enqueueRollouts(specs: RolloutSpecInit[], options?: CallOptions): Promise<Rollout[]> {
+    const rollouts = specs.map(({ input, ...rest }) =>
+      create(RolloutSpecSchema, {
+        ...rest,
+        rolloutId: rest.rolloutId || newRolloutId(),
+        input: isMessage(input, ValueSchema) ? input : fromJson(ValueSchema, input ?? null),
+      }),
+    );
     const response = await this.call(`enqueue ${specs.length} rollouts`, () =>
-      this.store.enqueueRollouts({ rollouts: specs }, options),
+      this.store.enqueueRollouts({ rollouts }, options),
     );
     if (response.errors.length > 0) {
       const results = response.rollouts.map((r) => (r.rolloutId ? r : undefined));
@@ -246,6 +271,16 @@ export function statusName(status: AttemptStatus): string {
   return (AttemptStatus[status] ?? String(status)).toLowerCase();
 }
 
+/** "queuing" for RolloutStatus.QUEUING, "succeeded" for RolloutStatus.SUCCEEDED, ... */
+export function rolloutStatusName(status: RolloutStatus): string {
+  return (RolloutStatus[status] ?? String(status)).toLowerCase();
+}
+
+/** An id like the Python client's: "ro-" and 16 hex digits. */
+function newRolloutId(): string {
+  return `ro-${randomBytes(8).toString("hex")}`;
+}
+
 function bearer(token: string): Interceptor {
   return (next) => (req) => {
     req.header.set("authorization", `Bearer ${token}`);
@@ -254,26 +289,27 @@ function bearer(token: string): Interceptor {
 }
 
 /**
- * Retries unary calls that fail with UNAVAILABLE (server down, restarting, overloaded) within
- * their deadline. Calls that create things are safe to retry: rollouts with client-chosen ids
- * and spans with their ids are deduplicated by the server.
+ * Retries unary calls that fail with UNAVAILABLE (server down, restarting, overloaded) until the
+ * retry deadline or the call's own deadline (docs/retry.md). Calls that create things are safe to
+ * retry: rollouts with client-chosen ids and spans with their ids are deduplicated by the server.
  */
-function retryUnavailable(attempts: number): Interceptor {
+function retryUnavailable(deadlineMs: number): Interceptor {
   return (next) => async (req) => {
     if (req.stream) {
       return next(req);
     }
-    let backoff = 100;
-    for (let attempt = 1; ; attempt++) {
+    const outage = new Outage(deadlineMs);
+    for (;;) {
+      let wait: number | undefined;
       try {
         return await next(req);
       } catch (error) {
-        if (ConnectError.from(error).code !== Code.Unavailable || attempt >= attempts || req.signal.aborted) {
+        wait = UNARY_RETRYABLE.has(ConnectError.from(error).code) ? outage.failed() : undefined;
+        if (wait === undefined || req.signal.aborted) {
           throw error;
         }
       }
-      await sleep(backoff * (0.5 + Math.random() / 2), req.signal);
-      backoff = Math.min(backoff * 2, 2000);
+      await sleep(wait, req.signal);
     }
   };
 }

@@ -15,12 +15,13 @@
  *
  * @module
  */
-export { AglClient, connect, DEFAULT_ADDRESS, statusName } from "./client.js";
+export { AglClient, connect, DEFAULT_ADDRESS, rolloutStatusName, statusName } from "./client.js";
 export type { CallOptions, ClientOptions, RolloutSpecInit } from "./client.js";
 export { AglError, ItemErrors } from "./errors.js";
 export { ackError, SpanStream } from "./ingest.js";
 export type { Ack, PendingAck, SpanStreamOptions, SpanStreamStats } from "./ingest.js";
 export { formatPrompt } from "./prompt.js";
+export { backoffMs, DEFAULT_RETRY_DEADLINE_MS, failureCode, Outage, STREAM_RETRYABLE, UNARY_RETRYABLE } from "./retry.js";
 export { Runner } from "./runner.js";
 export type { Handler, RunnerOptions } from "./runner.js";
 export * as semconv from "./semconv.js";

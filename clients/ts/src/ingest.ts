@@ -10,6 +10,7 @@ import {
 } from "./gen/agl/v1/store_pb.js";
 import { type AnyValue, type KeyValue, type Span, SpanSchema } from "./gen/agl/v1/trace_pb.js";
 import { type ItemError, ItemErrorSchema } from "./gen/agl/v1/types_pb.js";
+import { failureCode, Outage, STREAM_RETRYABLE } from "./retry.js";
 import { abortion, deferred, sleep } from "./util.js";
 
 /** Tuning of a {@link SpanStream}. */
@@ -24,8 +25,6 @@ export interface SpanStreamOptions {
   queueLimit?: number;
   /** A single span larger than this is rejected at once with RESOURCE_EXHAUSTED; default 16 MiB. */
   maxSpanBytes?: number;
-  /** How long to keep reconnecting without any ack before failing the spans held; default 60s. */
-  reconnectTimeoutMs?: number;
 }
 
 /** The outcome of one `enqueue`/`send`; indices refer to the spans of that call. */
@@ -57,6 +56,8 @@ export interface SpanStreamStats {
 export interface SpanStreamClient {
   readonly address: string;
   readonly store: Client<typeof LightningStoreService>;
+  /** How long the stream keeps reconnecting without an ack before the spans it holds fail. */
+  readonly retryDeadlineMs: number;
 }
 
 interface Pending {
@@ -79,14 +80,13 @@ interface Batch {
   items: QueuedSpan[];
 }
 
-const RETRYABLE = new Set([Code.Unavailable, Code.Unknown, Code.Internal, Code.DeadlineExceeded, Code.Aborted]);
 
 /**
  * Sends spans to agl-server on one long-lived IngestSpans stream: spans from all callers are
  * packed into batches, several batches are in flight at once, and the server acknowledges each
  * once its spans are durable. When the stream breaks, the unacknowledged batches go again on a new
- * stream (the server ignores span ids it already has) until the reconnect timeout passes without
- * progress. Memory is bounded by the queue limit.
+ * stream (the server ignores span ids it already has) until the client's retry deadline passes
+ * without progress (docs/retry.md). Memory is bounded by the queue limit.
  *
  * A span handed to the stream belongs to it: do not change it afterwards.
  */
@@ -113,7 +113,6 @@ export class SpanStream {
       inflightBatches: Math.max(1, options.inflightBatches ?? 16),
       queueLimit: Math.max(1, options.queueLimit ?? 100_000),
       maxSpanBytes: options.maxSpanBytes ?? 16 << 20,
-      reconnectTimeoutMs: options.reconnectTimeoutMs ?? 60_000,
     };
   }
 
@@ -226,8 +225,7 @@ export class SpanStream {
   // --- the stream ------------------------------------------------------------------------------
 
   private async run(): Promise<void> {
-    let failingSince = 0;
-    let backoff = 50;
+    const outage = new Outage(this.client.retryDeadlineMs);
     for (;;) {
       try {
         await this.waitFor(() => this.closed || this.hasWork(), this.stop.signal);
@@ -242,36 +240,38 @@ export class SpanStream {
       if (error === undefined || this.stop.signal.aborted) {
         return;
       }
+      if (this.counters.batchesAcked > ackedBefore) {
+        outage.succeeded(); // that stream delivered: a new outage starts now
+      }
+      const retryable = STREAM_RETRYABLE.has(failureCode(error));
+      const wait = retryable ? outage.failed() : undefined;
       const broken = [...this.inflight.values()];
       this.inflight.clear();
-      if (RETRYABLE.has(error.code)) {
-        const now = Date.now();
-        if (failingSince === 0 || this.counters.batchesAcked > ackedBefore) {
-          failingSince = now;
-          backoff = 50;
+      if (wait !== undefined) {
+        // Oldest first, so acks keep coming in roughly the order spans were handed over.
+        this.resend = [...broken, ...this.resend].sort((a, b) => (a.id < b.id ? -1 : a.id > b.id ? 1 : 0));
+        this.counters.reconnects++;
+      } else if (retryable) {
+        // Out of time: everything held fails, and whatever comes next starts a new outage.
+        const failure = new AglError(`deliver spans for ${this.client.retryDeadlineMs}ms`, this.client.address, error);
+        for (const batch of [...broken, ...this.resend]) {
+          this.failBatch(batch, failure);
         }
-        if (now - failingSince > this.o.reconnectTimeoutMs) {
-          const failure = new AglError(`deliver spans for ${this.o.reconnectTimeoutMs}ms`, this.client.address, error);
-          for (const batch of [...broken, ...this.resend]) {
-            this.failBatch(batch, failure);
-          }
-          this.resend = [];
-          this.failQueue(failure);
-          failingSince = 0;
-        } else {
-          // Oldest first, so acks keep coming in roughly the order spans were handed over.
-          this.resend = [...broken, ...this.resend].sort((a, b) => (a.id < b.id ? -1 : a.id > b.id ? 1 : 0));
-          this.counters.reconnects++;
-        }
+        this.resend = [];
+        this.failQueue(failure);
+        outage.succeeded();
       } else {
+        // The server's answer: these batches fail at once, and nothing waits.
         const failure = new AglError("send spans", this.client.address, error);
         for (const batch of broken) {
           this.failBatch(batch, failure);
         }
+        outage.succeeded();
       }
       this.notify();
-      await sleep(backoff, this.stop.signal);
-      backoff = Math.min(backoff * 2, 2000);
+      if (wait !== undefined) {
+        await sleep(wait, this.stop.signal);
+      }
     }
   }
 

@@ -1,9 +1,9 @@
 import type { JsonObject } from "@bufbuild/protobuf";
-import { Code, ConnectError } from "@connectrpc/connect";
 
 import type { AglClient } from "./client.js";
 import type { ResourcesUpdate } from "./gen/agl/v1/resources_pb.js";
 import type { AttemptStatus, Rollout } from "./gen/agl/v1/types_pb.js";
+import { failureCode, Outage, STREAM_RETRYABLE } from "./retry.js";
 import { sleep } from "./util.js";
 
 /** An attempt handed to this worker. */
@@ -41,12 +41,11 @@ export interface WorkSource {
   drain?(): void;
 }
 
-const TRANSIENT = new Set([Code.Unavailable, Code.Unknown, Code.Internal, Code.DeadlineExceeded, Code.Aborted]);
 
 /**
  * Takes work with DequeueRollout long polls, riding out a server that goes away (restarts,
- * upgrades): polls that fail with a transient status are retried with backoff until the signal
- * aborts.
+ * upgrades) as a stream does (docs/retry.md): failed polls are retried with back-off until the
+ * client's retry deadline or the signal aborts.
  */
 export class DequeueSource implements WorkSource {
   /**
@@ -63,7 +62,7 @@ export class DequeueSource implements WorkSource {
   ) {}
 
   async next(signal: AbortSignal): Promise<Assignment> {
-    let backoff = 100;
+    const outage = new Outage(this.client.retryDeadlineMs);
     for (;;) {
       signal.throwIfAborted();
       let rollout: Rollout | undefined;
@@ -71,15 +70,15 @@ export class DequeueSource implements WorkSource {
         rollout = await this.client.dequeueRollout(this.workerId, this.waitMs, { signal });
       } catch (error) {
         signal.throwIfAborted();
-        if (!TRANSIENT.has(ConnectError.from(error).code)) {
+        const wait = STREAM_RETRYABLE.has(failureCode(error)) ? outage.failed() : undefined;
+        if (wait === undefined) {
           throw error;
         }
         this.onRetry(error);
-        await sleep(backoff, signal);
-        backoff = Math.min(backoff * 2, 5000);
+        await sleep(wait, signal);
         continue;
       }
-      backoff = 100;
+      outage.succeeded();
       if (rollout !== undefined) {
         return { rollout };
       }

@@ -15,6 +15,7 @@ import {
   WorkRequestSchema,
 } from "./gen/agl/v1/runner_pb.js";
 import { AttemptStatus } from "./gen/agl/v1/types_pb.js";
+import { failureCode, Outage, STREAM_RETRYABLE } from "./retry.js";
 import { abortion, type Deferred, deferred, sleep } from "./util.js";
 import type { Assignment, WorkSource } from "./work.js";
 
@@ -32,8 +33,11 @@ export interface WorkStreamOptions {
    * is silent for three intervals and gives up the attempts it held.
    */
   heartbeatIntervalMs?: number;
-  /** How long to keep trying to reach the server after the stream broke, in ms (default 60,000). */
-  reconnectTimeoutMs?: number;
+  /**
+   * How long to keep reconnecting after the stream broke, in ms (default: the client's
+   * `retryDeadlineMs`); after it, `next` and `report` fail for good.
+   */
+  retryDeadlineMs?: number;
   /** What the worker wants to be known by (agent name, version, ...), on top of host, pid and language. */
   info?: JsonObject;
   /** Where reconnects are logged (default console). */
@@ -56,24 +60,14 @@ interface PendingReport {
   ack: Deferred<AttemptReportAck>;
 }
 
-// Codes after which reconnecting is pointless: the request or the credentials are wrong, or
-// another process took this worker id over (ABORTED).
-const FATAL = new Set([
-  Code.InvalidArgument,
-  Code.Unauthenticated,
-  Code.PermissionDenied,
-  Code.Unimplemented,
-  Code.Aborted,
-  Code.FailedPrecondition,
-]);
-
 /**
  * Takes work that agl-server pushes on a RunnerService Work stream: the server assigns an
  * attempt (with its resources resolved) the moment one is queued and the worker has room, and
  * notices the moment the worker goes away (the attempts it held become UNRESPONSIVE at once, and
  * their rollouts are retried per their policy).
  *
- * The stream survives a server restart: the source reconnects with backoff, says hello again
+ * The stream survives a server restart (the retry policy of docs/retry.md, src/retry.ts): the
+ * source reconnects with back-off until the retry deadline, says hello again
  * listing the attempts it still runs (so the new server watches them instead of giving them up)
  * and resends every report the old stream did not acknowledge (reports are idempotent). Spans do
  * not travel on this stream: `Task.finish` waits for the acks of an attempt's spans on the
@@ -86,7 +80,7 @@ export class WorkStreamSource implements WorkSource {
   private id: string;
   private readonly capacity: number;
   private readonly heartbeatIntervalMs: number;
-  private readonly reconnectTimeoutMs: number;
+  private readonly retryDeadlineMs: number;
   private readonly info: JsonObject;
   private readonly logger: Pick<Console, "warn" | "error">;
   private queue: Assignment[] = [];
@@ -113,7 +107,7 @@ export class WorkStreamSource implements WorkSource {
     this.id = options.workerId ?? "";
     this.capacity = Math.max(1, options.capacity ?? 1);
     this.heartbeatIntervalMs = options.heartbeatIntervalMs ?? 10_000;
-    this.reconnectTimeoutMs = options.reconnectTimeoutMs ?? 60_000;
+    this.retryDeadlineMs = options.retryDeadlineMs ?? client.retryDeadlineMs;
     this.logger = options.logger ?? console;
     this.info = {
       language: "typescript",
@@ -283,36 +277,30 @@ export class WorkStreamSource implements WorkSource {
   // --- the stream ------------------------------------------------------------------------------
 
   private async supervise(): Promise<void> {
-    let brokenSince = 0;
-    let failures = 0;
+    const outage = new Outage(this.retryDeadlineMs);
     for (;;) {
       const { welcomed, error } = await this.serve();
       if (this.stop.signal.aborted || this.closing) {
         return;
       }
-      // ABORTED from the server means another stream took the worker id over; from the
-      // transport (a connection reset, the error has a Node cause) it is an outage like any other.
-      if (FATAL.has(error.code) && (error.code !== Code.Aborted || error.cause === undefined)) {
+      // Not retried: the server's answer (ABORTED: another stream took the worker id over).
+      if (!STREAM_RETRYABLE.has(failureCode(error))) {
         this.fail(new AglError(`serve worker "${this.id}" on the Work stream`, this.client.address, error));
         return;
       }
       if (welcomed) {
-        brokenSince = 0; // that stream had worked: a new outage starts now
-        failures = 0;
+        outage.succeeded(); // that stream had worked: a new outage starts now
       }
-      const now = Date.now();
-      brokenSince ||= now;
-      if (now - brokenSince > this.reconnectTimeoutMs) {
+      const wait = outage.failed();
+      if (wait === undefined) {
         const op =
-          `reach the Work stream for ${this.reconnectTimeoutMs}ms ` +
+          `reach the Work stream for ${this.retryDeadlineMs}ms ` +
           `(the attempts worker "${this.id}" held are retried elsewhere)`;
         this.fail(new AglError(op, this.client.address, error));
         return;
       }
-      failures++;
-      const backoff = Math.min(100 * 2 ** Math.min(failures, 5), 2000);
-      this.logger.warn(`agl: the Work stream broke (${error.message}); reconnecting in ${backoff}ms`);
-      await sleep(backoff, this.stop.signal);
+      this.logger.warn(`agl: the Work stream broke (${error.message}); reconnecting in ${Math.round(wait)}ms`);
+      await sleep(wait, this.stop.signal);
     }
   }
 

@@ -24,6 +24,7 @@ import {
   PromptTemplateEngine,
   RolloutMode,
   RolloutStatus,
+  rolloutStatusName,
   semconv,
   SpanSchema,
   Task,
@@ -74,10 +75,12 @@ describe("AglClient against a real agl-server", () => {
     await client.addResources("res-old", promptResources("old {question}"));
     await client.addResources("res-1", promptResources("Q: {question} (tags: {meta[tags][1]})"));
     const input = { question: "What is 6 * 7?", meta: { tags: ["math", "easy"], level: 2, ok: true, none: null } };
+    // Plain JSON in, statuses by name out.
     const [queued] = await client.enqueueRollouts([
-      { rolloutId: "ro-ts-1", input: jsonValue(input), mode: RolloutMode.TRAIN, config: { maxAttempts: 2 } },
+      { rolloutId: "ro-ts-1", input, mode: RolloutMode.TRAIN, config: { maxAttempts: 2 } },
     ]);
     assert.equal(queued?.status, RolloutStatus.QUEUING);
+    assert.equal(rolloutStatusName(queued.status), "queuing");
 
     const source = new DequeueSource(client, "ts-worker", 5000);
     const assignment = await source.next(AbortSignal.timeout(30_000));
@@ -270,7 +273,7 @@ describe("AglClient when the server goes away", () => {
       assert.equal((await next).rollout.rolloutId, "ro-back");
 
       await server.stop();
-      const down = pool.make({ address: server.address, retries: 2, timeoutMs: 2000 });
+      const down = pool.make({ address: server.address, retryDeadlineMs: 1000, timeoutMs: 2000 });
       await assert.rejects(down.getResources(), (error) => {
         assert.ok(error instanceof AglError);
         assert.equal(error.code, Code.Unavailable);
@@ -325,7 +328,7 @@ describe("AglClient security", () => {
       const got = await client.getResources("r-tls");
       const kind = got.resources.prompt?.kind;
       assert.equal(kind?.case === "promptTemplate" ? kind.value.template : undefined, "{x}");
-      await assert.rejects(pool.make({ address: server.address, retries: 2, timeoutMs: 2000 }).getResources());
+      await assert.rejects(pool.make({ address: server.address, retryDeadlineMs: 1000, timeoutMs: 2000 }).getResources());
     } finally {
       await server.dispose();
     }

@@ -259,7 +259,7 @@ describe("WorkStreamSource against a real agl-server", () => {
   // leaves.
   it("survives server restarts", async () => {
     const { server, client } = await setup();
-    const source = new WorkStreamSource(client, { workerId: "survivor", reconnectTimeoutMs: 30_000, logger: quiet });
+    const source = new WorkStreamSource(client, { workerId: "survivor", retryDeadlineMs: 30_000, logger: quiet });
     const signal = AbortSignal.timeout(60_000);
     for (const [name, restart] of [
       ["stop", () => server.stop()],

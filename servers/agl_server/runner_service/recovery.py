@@ -1,12 +1,19 @@
 """After agl-server restarts: giving up the attempts of Work-stream workers that never came back.
 
-A worker whose Work stream was open when the server stopped (or crashed) is still recorded as
-connected. It normally reconnects within seconds and says which attempts it still runs. One that
-does not return within the grace period is gone: its active attempts are marked UNRESPONSIVE
-(the retry policy applies) and its record UNKNOWN, so nothing waits forever on a dead worker
-even when no ``unresponsive_seconds`` is configured. Workers that poll DequeueRollout instead
-are left alone: only their polls and spans tell whether they live, and the store's own
-timeouts watch those.
+A worker whose Work stream was open when the server stopped (or crashed) normally reconnects
+within seconds and says which attempts it still runs. One that does not return within the grace
+period is gone: every active attempt held by a Work-stream worker without an open stream now is
+marked UNRESPONSIVE (the retry policy applies), and a record still saying "connected" becomes
+UNKNOWN, so nothing waits forever on a dead worker even when no ``unresponsive_seconds`` is
+configured. Workers that poll DequeueRollout instead are left alone: only their polls and spans
+tell whether they live, and the store's own timeouts watch those.
+
+The attempts, not the worker records, decide what is given up. A session that ends writes the
+worker as disconnected first and gives its attempts up after (see ``session.py``); when the
+runner and then the server are killed between those two writes, the record says
+"disconnected" while the attempt is still RUNNING. Looking only at workers recorded as
+connected left such an attempt RUNNING forever; so did a graceful shutdown (which keeps the
+attempts for a worker that is expected back) followed by a worker that never returned.
 """
 
 from __future__ import annotations
@@ -28,58 +35,61 @@ _ACTIVE_ATTEMPT = (t.ATTEMPT_STATUS_PREPARING, t.ATTEMPT_STATUS_RUNNING)
 
 
 async def recover_orphans(backend: StoreBackend, *, connected: set[str]) -> int:
-    """Give up the attempts of workers recorded as connected that are not in ``connected`` (the
+    """Give up the active attempts of Work-stream workers that are not in ``connected`` (the
     workers with an open stream now). Returns how many attempts were given up."""
-    orphans: dict[str, t.Worker] = {}
+    absent: dict[str, t.Worker] = {}
     offset = 0
     while True:
         page = await backend.query_workers(s.QueryWorkersRequest(limit=validation.MAX_PAGE, offset=offset))
         for worker in page.workers:
-            stats = from_struct(worker.heartbeat_stats)
-            if (
-                stats.get("work_stream") is True
-                and stats.get("connected") is True
-                and worker.worker_id not in connected
-            ):
-                orphans[worker.worker_id] = worker
+            if worker.worker_id not in connected and from_struct(worker.heartbeat_stats).get("work_stream") is True:
+                absent[worker.worker_id] = worker
         offset += len(page.workers)
         if not page.workers or offset >= page.total:
             break
-    if not orphans:
+    if not absent:
         return 0
     given_up = 0
+    holders: set[str] = set()
     offset = 0
     while True:
         request = s.QueryRolloutsRequest(status_in=_ACTIVE_ROLLOUT, limit=validation.MAX_PAGE, offset=offset)
         page = await backend.query_rollouts(request)
+        kept = 0
         for rollout in page.rollouts:
             attempt = rollout.attempt
-            if attempt.worker_id in orphans and attempt.status in _ACTIVE_ATTEMPT:
-                try:
-                    await backend.update_attempt(
-                        s.UpdateAttemptRequest(
-                            rollout_id=rollout.rollout_id,
-                            attempt_id=attempt.attempt_id,
-                            status=t.ATTEMPT_STATUS_UNRESPONSIVE,
-                        )
+            if attempt.worker_id not in absent or attempt.status not in _ACTIVE_ATTEMPT:
+                kept += 1
+                continue
+            try:
+                await backend.update_attempt(
+                    s.UpdateAttemptRequest(
+                        rollout_id=rollout.rollout_id,
+                        attempt_id=attempt.attempt_id,
+                        status=t.ATTEMPT_STATUS_UNRESPONSIVE,
                     )
-                    given_up += 1
-                except (FailedPreconditionError, NotFoundError):
-                    pass  # it finished meanwhile
+                )
+                given_up += 1
+                holders.add(attempt.worker_id)
+            except (FailedPreconditionError, NotFoundError):
+                pass  # it finished meanwhile
         # Given-up rollouts leave the active statuses, so the next page starts where they were.
-        offset += sum(1 for r in page.rollouts if r.attempt.worker_id not in orphans)
+        offset += kept
         if len(page.rollouts) < validation.MAX_PAGE:
             break
         await asyncio.sleep(0)
-    for worker in orphans.values():
+    # Records that still say "connected" are of workers that vanished with the server.
+    vanished = [w for w in absent.values() if from_struct(w.heartbeat_stats).get("connected") is True]
+    for worker in vanished:
         stats = {**from_struct(worker.heartbeat_stats), "connected": False}
         request = s.UpdateWorkerRequest(worker_id=worker.worker_id, status=t.WORKER_STATUS_UNKNOWN)
         request.heartbeat_stats.CopyFrom(to_struct(stats, "heartbeat_stats"))
         await backend.update_worker(request)
-    logger.info(
-        "%d worker(s) did not reconnect after the restart (%s); %d attempt(s) they held marked unresponsive",
-        len(orphans),
-        ", ".join(sorted(orphans)),
-        given_up,
-    )
+    if vanished or given_up:
+        logger.info(
+            "%d worker(s) did not reconnect after the restart (%s); %d attempt(s) they held marked unresponsive",
+            len(holders | {w.worker_id for w in vanished}),
+            ", ".join(sorted(holders | {w.worker_id for w in vanished})),
+            given_up,
+        )
     return given_up

@@ -18,6 +18,7 @@ from agl_core.proto import types_pb2 as t
 from agl_core.runner.queue_signal import QueueSignal, backend_follow
 from agl_core.store import validation
 from agl_core.store.backend import StoreBackend
+from agl_core.store.request_checks import check_request
 from agl_core.types.values import from_struct
 from agl_server.runner_service.recovery import recover_orphans
 from agl_server.runner_service.session import SessionEnded, WorkSession
@@ -29,6 +30,8 @@ DEFAULT_HEARTBEAT_INTERVAL = 10.0
 # After a restart, workers whose streams the last server life had open get this long to reconnect.
 RECONNECT_GRACE_ENV = "AGL_RUNNER_RECONNECT_GRACE"
 DEFAULT_RECONNECT_GRACE = 30.0
+# A worker silent for three intervals is gone; longer intervals would hide dead workers for hours.
+MAX_HEARTBEAT_INTERVAL = 3600.0
 # The first message must come this soon after the stream opens.
 HELLO_TIMEOUT = 30.0
 
@@ -171,16 +174,20 @@ class RunnerServicer:
                 f"the first message of a Work stream must be a hello, not {first.WhichOneof('kind') or 'empty'}",
             )
         hello = first.hello
+        check_request(hello, "hello")  # timestamps, durations, ids, finite numbers in info
         validation.optional_id(hello.worker_id, "hello.worker_id")
         if hello.capacity < 0:
             raise SessionEnded(
                 grpc.StatusCode.INVALID_ARGUMENT,
                 f"hello.capacity is {hello.capacity}; it must be 0 or more (attempts the worker runs at once)",
             )
-        if hello.HasField("heartbeat_interval") and hello.heartbeat_interval.ToNanoseconds() <= 0:
+        if hello.HasField("heartbeat_interval") and not 0 < hello.heartbeat_interval.ToNanoseconds() <= (
+            MAX_HEARTBEAT_INTERVAL * 1_000_000_000
+        ):
             raise SessionEnded(
                 grpc.StatusCode.INVALID_ARGUMENT,
-                "hello.heartbeat_interval must be positive; leave it unset for the default of 10 seconds",
+                f"hello.heartbeat_interval must be positive and at most {MAX_HEARTBEAT_INTERVAL:g} seconds (one "
+                "hour); leave it unset for the default of 10 seconds",
             )
         for i, ref in enumerate(hello.active_attempts):
             validation.require_id(ref.rollout_id, f"hello.active_attempts[{i}].rollout_id")

@@ -34,6 +34,7 @@ from agl_core.proto import types_pb2 as t
 from agl_core.runner.queue_signal import QueueSignal
 from agl_core.store import validation
 from agl_core.store.backend import StoreBackend
+from agl_core.store.request_checks import check_request
 from agl_core.types.values import from_struct, to_struct
 
 logger = logging.getLogger("agl_server")
@@ -58,6 +59,8 @@ class _Report:
     report: r.AttemptReport
     # Whether the attempt was held on this stream when the report arrived (else it is checked).
     held: bool
+    # Why the report cannot be applied (a value the store cannot hold); answered in its ack.
+    problem: str | None = None
 
 
 @dataclass
@@ -184,12 +187,22 @@ class WorkSession:
         if kind == "report":
             report = request.report
             held = report.attempt_id in self.active
+            try:
+                check_request(report, "report")
+            except InvalidArgumentError as exc:
+                # Refused in its ack; the attempt stays held (and is given up if the stream ends).
+                self._inbox.put_nowait(_Report(report, held, exc.message))
+                return
             if report.status in FINAL and held:
                 # The worker is done with it: its slot is free now, whatever the store says later.
                 del self.active[report.attempt_id]
                 self._room.set()
             self._inbox.put_nowait(_Report(report, held))
         elif kind == "heartbeat":
+            try:
+                check_request(request.heartbeat, "heartbeat")
+            except InvalidArgumentError as exc:
+                raise SessionEnded(grpc.StatusCode.INVALID_ARGUMENT, exc.message) from None
             self._inbox.put_nowait(
                 _Heartbeat(from_struct(request.heartbeat.stats) if request.heartbeat.HasField("stats") else None)
             )
@@ -299,6 +312,8 @@ class WorkSession:
         report = item.report
         ack = r.AttemptReportAck(rollout_id=report.rollout_id, attempt_id=report.attempt_id, status=report.status)
         try:
+            if item.problem is not None:
+                raise InvalidArgumentError(item.problem)
             if report.status not in REPORTABLE:
                 raise InvalidArgumentError(
                     f"report.status is {_status_name(report.status)}; a worker reports running, succeeded or "

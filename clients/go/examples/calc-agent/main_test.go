@@ -10,8 +10,6 @@ import (
 	"testing"
 	"time"
 
-	"google.golang.org/protobuf/types/known/structpb"
-
 	"github.com/agl-dev/agl/clients/go/agl"
 	aglv1 "github.com/agl-dev/agl/clients/go/gen/agl/v1"
 	"github.com/agl-dev/agl/clients/go/internal/testserver"
@@ -23,12 +21,8 @@ func prompt(template string) map[string]*aglv1.Resource {
 	}}}
 }
 
-func task(t *testing.T, id string, input map[string]any) *aglv1.RolloutSpec {
-	value, err := structpb.NewValue(input)
-	if err != nil {
-		t.Fatal(err)
-	}
-	return &aglv1.RolloutSpec{RolloutId: id, Input: value}
+func task(t *testing.T, id string, input map[string]any) agl.RolloutSpec {
+	return agl.RolloutSpec{RolloutID: id, Input: input}
 }
 
 // The example agent, built and run as its own process, serves rollouts from a real agl-server,

@@ -605,7 +605,8 @@ func (x *GetRolloutResponse) GetRollout() *Rollout {
 
 type QueryRolloutsRequest struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
-	// Filters; an empty filter matches everything. All set filters must match.
+	// Filters; an empty filter is not set. How set filters combine:
+	// filter_logic (default: all must match).
 	StatusIn          []RolloutStatus `protobuf:"varint,1,rep,packed,name=status_in,json=statusIn,proto3,enum=agl.v1.RolloutStatus" json:"status_in,omitempty"`
 	RolloutIdIn       []string        `protobuf:"bytes,2,rep,name=rollout_id_in,json=rolloutIdIn,proto3" json:"rollout_id_in,omitempty"`
 	RolloutIdContains string          `protobuf:"bytes,3,opt,name=rollout_id_contains,json=rolloutIdContains,proto3" json:"rollout_id_contains,omitempty"`
@@ -614,8 +615,12 @@ type QueryRolloutsRequest struct {
 	SortBy string    `protobuf:"bytes,5,opt,name=sort_by,json=sortBy,proto3" json:"sort_by,omitempty"`
 	Order  SortOrder `protobuf:"varint,6,opt,name=order,proto3,enum=agl.v1.SortOrder" json:"order,omitempty"`
 	// Page size; 0: the server's maximum page (1000).
-	Limit         int32 `protobuf:"varint,7,opt,name=limit,proto3" json:"limit,omitempty"`
-	Offset        int32 `protobuf:"varint,8,opt,name=offset,proto3" json:"offset,omitempty"`
+	Limit       int32       `protobuf:"varint,7,opt,name=limit,proto3" json:"limit,omitempty"`
+	Offset      int32       `protobuf:"varint,8,opt,name=offset,proto3" json:"offset,omitempty"`
+	FilterLogic FilterLogic `protobuf:"varint,9,opt,name=filter_logic,json=filterLogic,proto3,enum=agl.v1.FilterLogic" json:"filter_logic,omitempty"`
+	// When set, replaces status_in and is a filter even when empty: an empty
+	// list matches no rollout.
+	StatusFilter  *RolloutStatusFilter `protobuf:"bytes,10,opt,name=status_filter,json=statusFilter,proto3" json:"status_filter,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -706,6 +711,65 @@ func (x *QueryRolloutsRequest) GetOffset() int32 {
 	return 0
 }
 
+func (x *QueryRolloutsRequest) GetFilterLogic() FilterLogic {
+	if x != nil {
+		return x.FilterLogic
+	}
+	return FilterLogic_FILTER_LOGIC_UNSPECIFIED
+}
+
+func (x *QueryRolloutsRequest) GetStatusFilter() *RolloutStatusFilter {
+	if x != nil {
+		return x.StatusFilter
+	}
+	return nil
+}
+
+// A set of rollout statuses that may be empty (see QueryRolloutsRequest).
+type RolloutStatusFilter struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Statuses      []RolloutStatus        `protobuf:"varint,1,rep,packed,name=statuses,proto3,enum=agl.v1.RolloutStatus" json:"statuses,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *RolloutStatusFilter) Reset() {
+	*x = RolloutStatusFilter{}
+	mi := &file_agl_v1_store_proto_msgTypes[12]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *RolloutStatusFilter) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*RolloutStatusFilter) ProtoMessage() {}
+
+func (x *RolloutStatusFilter) ProtoReflect() protoreflect.Message {
+	mi := &file_agl_v1_store_proto_msgTypes[12]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use RolloutStatusFilter.ProtoReflect.Descriptor instead.
+func (*RolloutStatusFilter) Descriptor() ([]byte, []int) {
+	return file_agl_v1_store_proto_rawDescGZIP(), []int{12}
+}
+
+func (x *RolloutStatusFilter) GetStatuses() []RolloutStatus {
+	if x != nil {
+		return x.Statuses
+	}
+	return nil
+}
+
 type QueryRolloutsResponse struct {
 	state    protoimpl.MessageState `protogen:"open.v1"`
 	Rollouts []*Rollout             `protobuf:"bytes,1,rep,name=rollouts,proto3" json:"rollouts,omitempty"`
@@ -717,7 +781,7 @@ type QueryRolloutsResponse struct {
 
 func (x *QueryRolloutsResponse) Reset() {
 	*x = QueryRolloutsResponse{}
-	mi := &file_agl_v1_store_proto_msgTypes[12]
+	mi := &file_agl_v1_store_proto_msgTypes[13]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -729,7 +793,7 @@ func (x *QueryRolloutsResponse) String() string {
 func (*QueryRolloutsResponse) ProtoMessage() {}
 
 func (x *QueryRolloutsResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_agl_v1_store_proto_msgTypes[12]
+	mi := &file_agl_v1_store_proto_msgTypes[13]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -742,7 +806,7 @@ func (x *QueryRolloutsResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use QueryRolloutsResponse.ProtoReflect.Descriptor instead.
 func (*QueryRolloutsResponse) Descriptor() ([]byte, []int) {
-	return file_agl_v1_store_proto_rawDescGZIP(), []int{12}
+	return file_agl_v1_store_proto_rawDescGZIP(), []int{13}
 }
 
 func (x *QueryRolloutsResponse) GetRollouts() []*Rollout {
@@ -772,7 +836,7 @@ type QueryAttemptsRequest struct {
 
 func (x *QueryAttemptsRequest) Reset() {
 	*x = QueryAttemptsRequest{}
-	mi := &file_agl_v1_store_proto_msgTypes[13]
+	mi := &file_agl_v1_store_proto_msgTypes[14]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -784,7 +848,7 @@ func (x *QueryAttemptsRequest) String() string {
 func (*QueryAttemptsRequest) ProtoMessage() {}
 
 func (x *QueryAttemptsRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_agl_v1_store_proto_msgTypes[13]
+	mi := &file_agl_v1_store_proto_msgTypes[14]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -797,7 +861,7 @@ func (x *QueryAttemptsRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use QueryAttemptsRequest.ProtoReflect.Descriptor instead.
 func (*QueryAttemptsRequest) Descriptor() ([]byte, []int) {
-	return file_agl_v1_store_proto_rawDescGZIP(), []int{13}
+	return file_agl_v1_store_proto_rawDescGZIP(), []int{14}
 }
 
 func (x *QueryAttemptsRequest) GetRolloutId() string {
@@ -838,7 +902,7 @@ type QueryAttemptsResponse struct {
 
 func (x *QueryAttemptsResponse) Reset() {
 	*x = QueryAttemptsResponse{}
-	mi := &file_agl_v1_store_proto_msgTypes[14]
+	mi := &file_agl_v1_store_proto_msgTypes[15]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -850,7 +914,7 @@ func (x *QueryAttemptsResponse) String() string {
 func (*QueryAttemptsResponse) ProtoMessage() {}
 
 func (x *QueryAttemptsResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_agl_v1_store_proto_msgTypes[14]
+	mi := &file_agl_v1_store_proto_msgTypes[15]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -863,7 +927,7 @@ func (x *QueryAttemptsResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use QueryAttemptsResponse.ProtoReflect.Descriptor instead.
 func (*QueryAttemptsResponse) Descriptor() ([]byte, []int) {
-	return file_agl_v1_store_proto_rawDescGZIP(), []int{14}
+	return file_agl_v1_store_proto_rawDescGZIP(), []int{15}
 }
 
 func (x *QueryAttemptsResponse) GetAttempts() []*Attempt {
@@ -896,7 +960,7 @@ type UpdateRolloutRequest struct {
 
 func (x *UpdateRolloutRequest) Reset() {
 	*x = UpdateRolloutRequest{}
-	mi := &file_agl_v1_store_proto_msgTypes[15]
+	mi := &file_agl_v1_store_proto_msgTypes[16]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -908,7 +972,7 @@ func (x *UpdateRolloutRequest) String() string {
 func (*UpdateRolloutRequest) ProtoMessage() {}
 
 func (x *UpdateRolloutRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_agl_v1_store_proto_msgTypes[15]
+	mi := &file_agl_v1_store_proto_msgTypes[16]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -921,7 +985,7 @@ func (x *UpdateRolloutRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use UpdateRolloutRequest.ProtoReflect.Descriptor instead.
 func (*UpdateRolloutRequest) Descriptor() ([]byte, []int) {
-	return file_agl_v1_store_proto_rawDescGZIP(), []int{15}
+	return file_agl_v1_store_proto_rawDescGZIP(), []int{16}
 }
 
 func (x *UpdateRolloutRequest) GetRolloutId() string {
@@ -982,7 +1046,7 @@ type UpdateRolloutResponse struct {
 
 func (x *UpdateRolloutResponse) Reset() {
 	*x = UpdateRolloutResponse{}
-	mi := &file_agl_v1_store_proto_msgTypes[16]
+	mi := &file_agl_v1_store_proto_msgTypes[17]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -994,7 +1058,7 @@ func (x *UpdateRolloutResponse) String() string {
 func (*UpdateRolloutResponse) ProtoMessage() {}
 
 func (x *UpdateRolloutResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_agl_v1_store_proto_msgTypes[16]
+	mi := &file_agl_v1_store_proto_msgTypes[17]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1007,7 +1071,7 @@ func (x *UpdateRolloutResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use UpdateRolloutResponse.ProtoReflect.Descriptor instead.
 func (*UpdateRolloutResponse) Descriptor() ([]byte, []int) {
-	return file_agl_v1_store_proto_rawDescGZIP(), []int{16}
+	return file_agl_v1_store_proto_rawDescGZIP(), []int{17}
 }
 
 func (x *UpdateRolloutResponse) GetRollout() *Rollout {
@@ -1033,7 +1097,7 @@ type UpdateAttemptRequest struct {
 
 func (x *UpdateAttemptRequest) Reset() {
 	*x = UpdateAttemptRequest{}
-	mi := &file_agl_v1_store_proto_msgTypes[17]
+	mi := &file_agl_v1_store_proto_msgTypes[18]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1045,7 +1109,7 @@ func (x *UpdateAttemptRequest) String() string {
 func (*UpdateAttemptRequest) ProtoMessage() {}
 
 func (x *UpdateAttemptRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_agl_v1_store_proto_msgTypes[17]
+	mi := &file_agl_v1_store_proto_msgTypes[18]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1058,7 +1122,7 @@ func (x *UpdateAttemptRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use UpdateAttemptRequest.ProtoReflect.Descriptor instead.
 func (*UpdateAttemptRequest) Descriptor() ([]byte, []int) {
-	return file_agl_v1_store_proto_rawDescGZIP(), []int{17}
+	return file_agl_v1_store_proto_rawDescGZIP(), []int{18}
 }
 
 func (x *UpdateAttemptRequest) GetRolloutId() string {
@@ -1112,7 +1176,7 @@ type UpdateAttemptResponse struct {
 
 func (x *UpdateAttemptResponse) Reset() {
 	*x = UpdateAttemptResponse{}
-	mi := &file_agl_v1_store_proto_msgTypes[18]
+	mi := &file_agl_v1_store_proto_msgTypes[19]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1124,7 +1188,7 @@ func (x *UpdateAttemptResponse) String() string {
 func (*UpdateAttemptResponse) ProtoMessage() {}
 
 func (x *UpdateAttemptResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_agl_v1_store_proto_msgTypes[18]
+	mi := &file_agl_v1_store_proto_msgTypes[19]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1137,7 +1201,7 @@ func (x *UpdateAttemptResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use UpdateAttemptResponse.ProtoReflect.Descriptor instead.
 func (*UpdateAttemptResponse) Descriptor() ([]byte, []int) {
-	return file_agl_v1_store_proto_rawDescGZIP(), []int{18}
+	return file_agl_v1_store_proto_rawDescGZIP(), []int{19}
 }
 
 func (x *UpdateAttemptResponse) GetAttempt() *Attempt {
@@ -1158,7 +1222,7 @@ type AddResourcesRequest struct {
 
 func (x *AddResourcesRequest) Reset() {
 	*x = AddResourcesRequest{}
-	mi := &file_agl_v1_store_proto_msgTypes[19]
+	mi := &file_agl_v1_store_proto_msgTypes[20]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1170,7 +1234,7 @@ func (x *AddResourcesRequest) String() string {
 func (*AddResourcesRequest) ProtoMessage() {}
 
 func (x *AddResourcesRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_agl_v1_store_proto_msgTypes[19]
+	mi := &file_agl_v1_store_proto_msgTypes[20]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1183,7 +1247,7 @@ func (x *AddResourcesRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use AddResourcesRequest.ProtoReflect.Descriptor instead.
 func (*AddResourcesRequest) Descriptor() ([]byte, []int) {
-	return file_agl_v1_store_proto_rawDescGZIP(), []int{19}
+	return file_agl_v1_store_proto_rawDescGZIP(), []int{20}
 }
 
 func (x *AddResourcesRequest) GetResources() map[string]*Resource {
@@ -1209,7 +1273,7 @@ type AddResourcesResponse struct {
 
 func (x *AddResourcesResponse) Reset() {
 	*x = AddResourcesResponse{}
-	mi := &file_agl_v1_store_proto_msgTypes[20]
+	mi := &file_agl_v1_store_proto_msgTypes[21]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1221,7 +1285,7 @@ func (x *AddResourcesResponse) String() string {
 func (*AddResourcesResponse) ProtoMessage() {}
 
 func (x *AddResourcesResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_agl_v1_store_proto_msgTypes[20]
+	mi := &file_agl_v1_store_proto_msgTypes[21]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1234,7 +1298,7 @@ func (x *AddResourcesResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use AddResourcesResponse.ProtoReflect.Descriptor instead.
 func (*AddResourcesResponse) Descriptor() ([]byte, []int) {
-	return file_agl_v1_store_proto_rawDescGZIP(), []int{20}
+	return file_agl_v1_store_proto_rawDescGZIP(), []int{21}
 }
 
 func (x *AddResourcesResponse) GetResources() *ResourcesUpdate {
@@ -1254,7 +1318,7 @@ type UpdateResourcesRequest struct {
 
 func (x *UpdateResourcesRequest) Reset() {
 	*x = UpdateResourcesRequest{}
-	mi := &file_agl_v1_store_proto_msgTypes[21]
+	mi := &file_agl_v1_store_proto_msgTypes[22]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1266,7 +1330,7 @@ func (x *UpdateResourcesRequest) String() string {
 func (*UpdateResourcesRequest) ProtoMessage() {}
 
 func (x *UpdateResourcesRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_agl_v1_store_proto_msgTypes[21]
+	mi := &file_agl_v1_store_proto_msgTypes[22]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1279,7 +1343,7 @@ func (x *UpdateResourcesRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use UpdateResourcesRequest.ProtoReflect.Descriptor instead.
 func (*UpdateResourcesRequest) Descriptor() ([]byte, []int) {
-	return file_agl_v1_store_proto_rawDescGZIP(), []int{21}
+	return file_agl_v1_store_proto_rawDescGZIP(), []int{22}
 }
 
 func (x *UpdateResourcesRequest) GetResourcesId() string {
@@ -1305,7 +1369,7 @@ type UpdateResourcesResponse struct {
 
 func (x *UpdateResourcesResponse) Reset() {
 	*x = UpdateResourcesResponse{}
-	mi := &file_agl_v1_store_proto_msgTypes[22]
+	mi := &file_agl_v1_store_proto_msgTypes[23]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1317,7 +1381,7 @@ func (x *UpdateResourcesResponse) String() string {
 func (*UpdateResourcesResponse) ProtoMessage() {}
 
 func (x *UpdateResourcesResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_agl_v1_store_proto_msgTypes[22]
+	mi := &file_agl_v1_store_proto_msgTypes[23]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1330,7 +1394,7 @@ func (x *UpdateResourcesResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use UpdateResourcesResponse.ProtoReflect.Descriptor instead.
 func (*UpdateResourcesResponse) Descriptor() ([]byte, []int) {
-	return file_agl_v1_store_proto_rawDescGZIP(), []int{22}
+	return file_agl_v1_store_proto_rawDescGZIP(), []int{23}
 }
 
 func (x *UpdateResourcesResponse) GetResources() *ResourcesUpdate {
@@ -1350,7 +1414,7 @@ type GetResourcesRequest struct {
 
 func (x *GetResourcesRequest) Reset() {
 	*x = GetResourcesRequest{}
-	mi := &file_agl_v1_store_proto_msgTypes[23]
+	mi := &file_agl_v1_store_proto_msgTypes[24]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1362,7 +1426,7 @@ func (x *GetResourcesRequest) String() string {
 func (*GetResourcesRequest) ProtoMessage() {}
 
 func (x *GetResourcesRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_agl_v1_store_proto_msgTypes[23]
+	mi := &file_agl_v1_store_proto_msgTypes[24]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1375,7 +1439,7 @@ func (x *GetResourcesRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GetResourcesRequest.ProtoReflect.Descriptor instead.
 func (*GetResourcesRequest) Descriptor() ([]byte, []int) {
-	return file_agl_v1_store_proto_rawDescGZIP(), []int{23}
+	return file_agl_v1_store_proto_rawDescGZIP(), []int{24}
 }
 
 func (x *GetResourcesRequest) GetResourcesId() string {
@@ -1394,7 +1458,7 @@ type GetResourcesResponse struct {
 
 func (x *GetResourcesResponse) Reset() {
 	*x = GetResourcesResponse{}
-	mi := &file_agl_v1_store_proto_msgTypes[24]
+	mi := &file_agl_v1_store_proto_msgTypes[25]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1406,7 +1470,7 @@ func (x *GetResourcesResponse) String() string {
 func (*GetResourcesResponse) ProtoMessage() {}
 
 func (x *GetResourcesResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_agl_v1_store_proto_msgTypes[24]
+	mi := &file_agl_v1_store_proto_msgTypes[25]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1419,7 +1483,7 @@ func (x *GetResourcesResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GetResourcesResponse.ProtoReflect.Descriptor instead.
 func (*GetResourcesResponse) Descriptor() ([]byte, []int) {
-	return file_agl_v1_store_proto_rawDescGZIP(), []int{24}
+	return file_agl_v1_store_proto_rawDescGZIP(), []int{25}
 }
 
 func (x *GetResourcesResponse) GetResources() *ResourcesUpdate {
@@ -1433,17 +1497,21 @@ type QueryResourcesRequest struct {
 	state         protoimpl.MessageState `protogen:"open.v1"`
 	ResourcesIdIn []string               `protobuf:"bytes,1,rep,name=resources_id_in,json=resourcesIdIn,proto3" json:"resources_id_in,omitempty"`
 	// One of create_time (default), update_time, resources_id, version.
-	SortBy        string    `protobuf:"bytes,2,opt,name=sort_by,json=sortBy,proto3" json:"sort_by,omitempty"`
-	Order         SortOrder `protobuf:"varint,3,opt,name=order,proto3,enum=agl.v1.SortOrder" json:"order,omitempty"`
-	Limit         int32     `protobuf:"varint,4,opt,name=limit,proto3" json:"limit,omitempty"`
-	Offset        int32     `protobuf:"varint,5,opt,name=offset,proto3" json:"offset,omitempty"`
+	SortBy string    `protobuf:"bytes,2,opt,name=sort_by,json=sortBy,proto3" json:"sort_by,omitempty"`
+	Order  SortOrder `protobuf:"varint,3,opt,name=order,proto3,enum=agl.v1.SortOrder" json:"order,omitempty"`
+	Limit  int32     `protobuf:"varint,4,opt,name=limit,proto3" json:"limit,omitempty"`
+	Offset int32     `protobuf:"varint,5,opt,name=offset,proto3" json:"offset,omitempty"`
+	// Resources whose id contains this string.
+	ResourcesIdContains string `protobuf:"bytes,6,opt,name=resources_id_contains,json=resourcesIdContains,proto3" json:"resources_id_contains,omitempty"`
+	// How resources_id_in and resources_id_contains combine (default: both).
+	FilterLogic   FilterLogic `protobuf:"varint,7,opt,name=filter_logic,json=filterLogic,proto3,enum=agl.v1.FilterLogic" json:"filter_logic,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
 
 func (x *QueryResourcesRequest) Reset() {
 	*x = QueryResourcesRequest{}
-	mi := &file_agl_v1_store_proto_msgTypes[25]
+	mi := &file_agl_v1_store_proto_msgTypes[26]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1455,7 +1523,7 @@ func (x *QueryResourcesRequest) String() string {
 func (*QueryResourcesRequest) ProtoMessage() {}
 
 func (x *QueryResourcesRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_agl_v1_store_proto_msgTypes[25]
+	mi := &file_agl_v1_store_proto_msgTypes[26]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1468,7 +1536,7 @@ func (x *QueryResourcesRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use QueryResourcesRequest.ProtoReflect.Descriptor instead.
 func (*QueryResourcesRequest) Descriptor() ([]byte, []int) {
-	return file_agl_v1_store_proto_rawDescGZIP(), []int{25}
+	return file_agl_v1_store_proto_rawDescGZIP(), []int{26}
 }
 
 func (x *QueryResourcesRequest) GetResourcesIdIn() []string {
@@ -1506,6 +1574,20 @@ func (x *QueryResourcesRequest) GetOffset() int32 {
 	return 0
 }
 
+func (x *QueryResourcesRequest) GetResourcesIdContains() string {
+	if x != nil {
+		return x.ResourcesIdContains
+	}
+	return ""
+}
+
+func (x *QueryResourcesRequest) GetFilterLogic() FilterLogic {
+	if x != nil {
+		return x.FilterLogic
+	}
+	return FilterLogic_FILTER_LOGIC_UNSPECIFIED
+}
+
 type QueryResourcesResponse struct {
 	state         protoimpl.MessageState `protogen:"open.v1"`
 	Resources     []*ResourcesUpdate     `protobuf:"bytes,1,rep,name=resources,proto3" json:"resources,omitempty"`
@@ -1516,7 +1598,7 @@ type QueryResourcesResponse struct {
 
 func (x *QueryResourcesResponse) Reset() {
 	*x = QueryResourcesResponse{}
-	mi := &file_agl_v1_store_proto_msgTypes[26]
+	mi := &file_agl_v1_store_proto_msgTypes[27]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1528,7 +1610,7 @@ func (x *QueryResourcesResponse) String() string {
 func (*QueryResourcesResponse) ProtoMessage() {}
 
 func (x *QueryResourcesResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_agl_v1_store_proto_msgTypes[26]
+	mi := &file_agl_v1_store_proto_msgTypes[27]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1541,7 +1623,7 @@ func (x *QueryResourcesResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use QueryResourcesResponse.ProtoReflect.Descriptor instead.
 func (*QueryResourcesResponse) Descriptor() ([]byte, []int) {
-	return file_agl_v1_store_proto_rawDescGZIP(), []int{26}
+	return file_agl_v1_store_proto_rawDescGZIP(), []int{27}
 }
 
 func (x *QueryResourcesResponse) GetResources() []*ResourcesUpdate {
@@ -1570,7 +1652,7 @@ type IngestSpansRequest struct {
 
 func (x *IngestSpansRequest) Reset() {
 	*x = IngestSpansRequest{}
-	mi := &file_agl_v1_store_proto_msgTypes[27]
+	mi := &file_agl_v1_store_proto_msgTypes[28]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1582,7 +1664,7 @@ func (x *IngestSpansRequest) String() string {
 func (*IngestSpansRequest) ProtoMessage() {}
 
 func (x *IngestSpansRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_agl_v1_store_proto_msgTypes[27]
+	mi := &file_agl_v1_store_proto_msgTypes[28]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1595,7 +1677,7 @@ func (x *IngestSpansRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use IngestSpansRequest.ProtoReflect.Descriptor instead.
 func (*IngestSpansRequest) Descriptor() ([]byte, []int) {
-	return file_agl_v1_store_proto_rawDescGZIP(), []int{27}
+	return file_agl_v1_store_proto_rawDescGZIP(), []int{28}
 }
 
 func (x *IngestSpansRequest) GetBatchId() int64 {
@@ -1628,7 +1710,7 @@ type IngestSpansResponse struct {
 
 func (x *IngestSpansResponse) Reset() {
 	*x = IngestSpansResponse{}
-	mi := &file_agl_v1_store_proto_msgTypes[28]
+	mi := &file_agl_v1_store_proto_msgTypes[29]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1640,7 +1722,7 @@ func (x *IngestSpansResponse) String() string {
 func (*IngestSpansResponse) ProtoMessage() {}
 
 func (x *IngestSpansResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_agl_v1_store_proto_msgTypes[28]
+	mi := &file_agl_v1_store_proto_msgTypes[29]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1653,7 +1735,7 @@ func (x *IngestSpansResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use IngestSpansResponse.ProtoReflect.Descriptor instead.
 func (*IngestSpansResponse) Descriptor() ([]byte, []int) {
-	return file_agl_v1_store_proto_rawDescGZIP(), []int{28}
+	return file_agl_v1_store_proto_rawDescGZIP(), []int{29}
 }
 
 func (x *IngestSpansResponse) GetBatchId() int64 {
@@ -1692,14 +1774,32 @@ type QuerySpansRequest struct {
 	// Only spans with a larger sequence id (for tailing); 0: from the start.
 	AfterSequenceId int64 `protobuf:"varint,3,opt,name=after_sequence_id,json=afterSequenceId,proto3" json:"after_sequence_id,omitempty"`
 	// Spans at most; 0: all.
-	Limit         int32 `protobuf:"varint,4,opt,name=limit,proto3" json:"limit,omitempty"`
+	Limit int32 `protobuf:"varint,4,opt,name=limit,proto3" json:"limit,omitempty"`
+	// Filters on the span's own fields; an empty filter is not set. How the set
+	// filters combine: filter_logic (default: all must match). The rollout,
+	// attempt and after_sequence_id always apply.
+	TraceId      []byte      `protobuf:"bytes,5,opt,name=trace_id,json=traceId,proto3" json:"trace_id,omitempty"`
+	SpanId       []byte      `protobuf:"bytes,6,opt,name=span_id,json=spanId,proto3" json:"span_id,omitempty"`
+	ParentSpanId []byte      `protobuf:"bytes,7,opt,name=parent_span_id,json=parentSpanId,proto3" json:"parent_span_id,omitempty"`
+	Name         string      `protobuf:"bytes,8,opt,name=name,proto3" json:"name,omitempty"`
+	NameContains string      `protobuf:"bytes,9,opt,name=name_contains,json=nameContains,proto3" json:"name_contains,omitempty"`
+	FilterLogic  FilterLogic `protobuf:"varint,10,opt,name=filter_logic,json=filterLogic,proto3,enum=agl.v1.FilterLogic" json:"filter_logic,omitempty"`
+	// Matching spans to skip before the first one sent.
+	Offset int32 `protobuf:"varint,11,opt,name=offset,proto3" json:"offset,omitempty"`
+	// One of sequence_id (default: attempt, then sequence id), start_time,
+	// end_time, name.
+	SortBy string    `protobuf:"bytes,12,opt,name=sort_by,json=sortBy,proto3" json:"sort_by,omitempty"`
+	Order  SortOrder `protobuf:"varint,13,opt,name=order,proto3,enum=agl.v1.SortOrder" json:"order,omitempty"`
+	// Count every matching span (ignoring limit and offset) and send the count
+	// as `total` on the last response.
+	IncludeTotal  bool `protobuf:"varint,14,opt,name=include_total,json=includeTotal,proto3" json:"include_total,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
 
 func (x *QuerySpansRequest) Reset() {
 	*x = QuerySpansRequest{}
-	mi := &file_agl_v1_store_proto_msgTypes[29]
+	mi := &file_agl_v1_store_proto_msgTypes[30]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1711,7 +1811,7 @@ func (x *QuerySpansRequest) String() string {
 func (*QuerySpansRequest) ProtoMessage() {}
 
 func (x *QuerySpansRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_agl_v1_store_proto_msgTypes[29]
+	mi := &file_agl_v1_store_proto_msgTypes[30]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1724,7 +1824,7 @@ func (x *QuerySpansRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use QuerySpansRequest.ProtoReflect.Descriptor instead.
 func (*QuerySpansRequest) Descriptor() ([]byte, []int) {
-	return file_agl_v1_store_proto_rawDescGZIP(), []int{29}
+	return file_agl_v1_store_proto_rawDescGZIP(), []int{30}
 }
 
 func (x *QuerySpansRequest) GetRolloutId() string {
@@ -1755,16 +1855,89 @@ func (x *QuerySpansRequest) GetLimit() int32 {
 	return 0
 }
 
+func (x *QuerySpansRequest) GetTraceId() []byte {
+	if x != nil {
+		return x.TraceId
+	}
+	return nil
+}
+
+func (x *QuerySpansRequest) GetSpanId() []byte {
+	if x != nil {
+		return x.SpanId
+	}
+	return nil
+}
+
+func (x *QuerySpansRequest) GetParentSpanId() []byte {
+	if x != nil {
+		return x.ParentSpanId
+	}
+	return nil
+}
+
+func (x *QuerySpansRequest) GetName() string {
+	if x != nil {
+		return x.Name
+	}
+	return ""
+}
+
+func (x *QuerySpansRequest) GetNameContains() string {
+	if x != nil {
+		return x.NameContains
+	}
+	return ""
+}
+
+func (x *QuerySpansRequest) GetFilterLogic() FilterLogic {
+	if x != nil {
+		return x.FilterLogic
+	}
+	return FilterLogic_FILTER_LOGIC_UNSPECIFIED
+}
+
+func (x *QuerySpansRequest) GetOffset() int32 {
+	if x != nil {
+		return x.Offset
+	}
+	return 0
+}
+
+func (x *QuerySpansRequest) GetSortBy() string {
+	if x != nil {
+		return x.SortBy
+	}
+	return ""
+}
+
+func (x *QuerySpansRequest) GetOrder() SortOrder {
+	if x != nil {
+		return x.Order
+	}
+	return SortOrder_SORT_ORDER_UNSPECIFIED
+}
+
+func (x *QuerySpansRequest) GetIncludeTotal() bool {
+	if x != nil {
+		return x.IncludeTotal
+	}
+	return false
+}
+
 type QuerySpansResponse struct {
-	state         protoimpl.MessageState `protogen:"open.v1"`
-	Spans         []*Span                `protobuf:"bytes,1,rep,name=spans,proto3" json:"spans,omitempty"`
+	state protoimpl.MessageState `protogen:"open.v1"`
+	Spans []*Span                `protobuf:"bytes,1,rep,name=spans,proto3" json:"spans,omitempty"`
+	// Matching spans in total; only on the last response, and only when the
+	// request set include_total.
+	Total         *int64 `protobuf:"varint,2,opt,name=total,proto3,oneof" json:"total,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
 
 func (x *QuerySpansResponse) Reset() {
 	*x = QuerySpansResponse{}
-	mi := &file_agl_v1_store_proto_msgTypes[30]
+	mi := &file_agl_v1_store_proto_msgTypes[31]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1776,7 +1949,7 @@ func (x *QuerySpansResponse) String() string {
 func (*QuerySpansResponse) ProtoMessage() {}
 
 func (x *QuerySpansResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_agl_v1_store_proto_msgTypes[30]
+	mi := &file_agl_v1_store_proto_msgTypes[31]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1789,7 +1962,7 @@ func (x *QuerySpansResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use QuerySpansResponse.ProtoReflect.Descriptor instead.
 func (*QuerySpansResponse) Descriptor() ([]byte, []int) {
-	return file_agl_v1_store_proto_rawDescGZIP(), []int{30}
+	return file_agl_v1_store_proto_rawDescGZIP(), []int{31}
 }
 
 func (x *QuerySpansResponse) GetSpans() []*Span {
@@ -1797,6 +1970,13 @@ func (x *QuerySpansResponse) GetSpans() []*Span {
 		return x.Spans
 	}
 	return nil
+}
+
+func (x *QuerySpansResponse) GetTotal() int64 {
+	if x != nil && x.Total != nil {
+		return *x.Total
+	}
+	return 0
 }
 
 type NextSequenceIdsRequest struct {
@@ -1810,7 +1990,7 @@ type NextSequenceIdsRequest struct {
 
 func (x *NextSequenceIdsRequest) Reset() {
 	*x = NextSequenceIdsRequest{}
-	mi := &file_agl_v1_store_proto_msgTypes[31]
+	mi := &file_agl_v1_store_proto_msgTypes[32]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1822,7 +2002,7 @@ func (x *NextSequenceIdsRequest) String() string {
 func (*NextSequenceIdsRequest) ProtoMessage() {}
 
 func (x *NextSequenceIdsRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_agl_v1_store_proto_msgTypes[31]
+	mi := &file_agl_v1_store_proto_msgTypes[32]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1835,7 +2015,7 @@ func (x *NextSequenceIdsRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use NextSequenceIdsRequest.ProtoReflect.Descriptor instead.
 func (*NextSequenceIdsRequest) Descriptor() ([]byte, []int) {
-	return file_agl_v1_store_proto_rawDescGZIP(), []int{31}
+	return file_agl_v1_store_proto_rawDescGZIP(), []int{32}
 }
 
 func (x *NextSequenceIdsRequest) GetRolloutId() string {
@@ -1863,7 +2043,7 @@ type NextSequenceIdsResponse struct {
 
 func (x *NextSequenceIdsResponse) Reset() {
 	*x = NextSequenceIdsResponse{}
-	mi := &file_agl_v1_store_proto_msgTypes[32]
+	mi := &file_agl_v1_store_proto_msgTypes[33]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1875,7 +2055,7 @@ func (x *NextSequenceIdsResponse) String() string {
 func (*NextSequenceIdsResponse) ProtoMessage() {}
 
 func (x *NextSequenceIdsResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_agl_v1_store_proto_msgTypes[32]
+	mi := &file_agl_v1_store_proto_msgTypes[33]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1888,7 +2068,7 @@ func (x *NextSequenceIdsResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use NextSequenceIdsResponse.ProtoReflect.Descriptor instead.
 func (*NextSequenceIdsResponse) Descriptor() ([]byte, []int) {
-	return file_agl_v1_store_proto_rawDescGZIP(), []int{32}
+	return file_agl_v1_store_proto_rawDescGZIP(), []int{33}
 }
 
 func (x *NextSequenceIdsResponse) GetFirst() int64 {
@@ -1916,7 +2096,7 @@ type WaitForRolloutsRequest struct {
 
 func (x *WaitForRolloutsRequest) Reset() {
 	*x = WaitForRolloutsRequest{}
-	mi := &file_agl_v1_store_proto_msgTypes[33]
+	mi := &file_agl_v1_store_proto_msgTypes[34]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1928,7 +2108,7 @@ func (x *WaitForRolloutsRequest) String() string {
 func (*WaitForRolloutsRequest) ProtoMessage() {}
 
 func (x *WaitForRolloutsRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_agl_v1_store_proto_msgTypes[33]
+	mi := &file_agl_v1_store_proto_msgTypes[34]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1941,7 +2121,7 @@ func (x *WaitForRolloutsRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use WaitForRolloutsRequest.ProtoReflect.Descriptor instead.
 func (*WaitForRolloutsRequest) Descriptor() ([]byte, []int) {
-	return file_agl_v1_store_proto_rawDescGZIP(), []int{33}
+	return file_agl_v1_store_proto_rawDescGZIP(), []int{34}
 }
 
 func (x *WaitForRolloutsRequest) GetRolloutIds() []string {
@@ -1962,15 +2142,18 @@ type WaitForRolloutsResponse struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
 	// The rollouts that are terminal, in request order.
 	Rollouts []*Rollout `protobuf:"bytes,1,rep,name=rollouts,proto3" json:"rollouts,omitempty"`
-	// The ids still not terminal when the wait ended.
+	// The ids still not terminal when the wait ended (unknown ids included: a
+	// rollout may still be created under them).
 	PendingRolloutIds []string `protobuf:"bytes,2,rep,name=pending_rollout_ids,json=pendingRolloutIds,proto3" json:"pending_rollout_ids,omitempty"`
+	// The pending ids of which no rollout existed when the wait ended.
+	UnknownRolloutIds []string `protobuf:"bytes,3,rep,name=unknown_rollout_ids,json=unknownRolloutIds,proto3" json:"unknown_rollout_ids,omitempty"`
 	unknownFields     protoimpl.UnknownFields
 	sizeCache         protoimpl.SizeCache
 }
 
 func (x *WaitForRolloutsResponse) Reset() {
 	*x = WaitForRolloutsResponse{}
-	mi := &file_agl_v1_store_proto_msgTypes[34]
+	mi := &file_agl_v1_store_proto_msgTypes[35]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1982,7 +2165,7 @@ func (x *WaitForRolloutsResponse) String() string {
 func (*WaitForRolloutsResponse) ProtoMessage() {}
 
 func (x *WaitForRolloutsResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_agl_v1_store_proto_msgTypes[34]
+	mi := &file_agl_v1_store_proto_msgTypes[35]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1995,7 +2178,7 @@ func (x *WaitForRolloutsResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use WaitForRolloutsResponse.ProtoReflect.Descriptor instead.
 func (*WaitForRolloutsResponse) Descriptor() ([]byte, []int) {
-	return file_agl_v1_store_proto_rawDescGZIP(), []int{34}
+	return file_agl_v1_store_proto_rawDescGZIP(), []int{35}
 }
 
 func (x *WaitForRolloutsResponse) GetRollouts() []*Rollout {
@@ -2008,6 +2191,13 @@ func (x *WaitForRolloutsResponse) GetRollouts() []*Rollout {
 func (x *WaitForRolloutsResponse) GetPendingRolloutIds() []string {
 	if x != nil {
 		return x.PendingRolloutIds
+	}
+	return nil
+}
+
+func (x *WaitForRolloutsResponse) GetUnknownRolloutIds() []string {
+	if x != nil {
+		return x.UnknownRolloutIds
 	}
 	return nil
 }
@@ -2027,7 +2217,7 @@ type WatchRolloutsRequest struct {
 
 func (x *WatchRolloutsRequest) Reset() {
 	*x = WatchRolloutsRequest{}
-	mi := &file_agl_v1_store_proto_msgTypes[35]
+	mi := &file_agl_v1_store_proto_msgTypes[36]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2039,7 +2229,7 @@ func (x *WatchRolloutsRequest) String() string {
 func (*WatchRolloutsRequest) ProtoMessage() {}
 
 func (x *WatchRolloutsRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_agl_v1_store_proto_msgTypes[35]
+	mi := &file_agl_v1_store_proto_msgTypes[36]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2052,7 +2242,7 @@ func (x *WatchRolloutsRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use WatchRolloutsRequest.ProtoReflect.Descriptor instead.
 func (*WatchRolloutsRequest) Descriptor() ([]byte, []int) {
-	return file_agl_v1_store_proto_rawDescGZIP(), []int{35}
+	return file_agl_v1_store_proto_rawDescGZIP(), []int{36}
 }
 
 func (x *WatchRolloutsRequest) GetRolloutIds() []string {
@@ -2089,7 +2279,7 @@ type WatchRolloutsResponse struct {
 
 func (x *WatchRolloutsResponse) Reset() {
 	*x = WatchRolloutsResponse{}
-	mi := &file_agl_v1_store_proto_msgTypes[36]
+	mi := &file_agl_v1_store_proto_msgTypes[37]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2101,7 +2291,7 @@ func (x *WatchRolloutsResponse) String() string {
 func (*WatchRolloutsResponse) ProtoMessage() {}
 
 func (x *WatchRolloutsResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_agl_v1_store_proto_msgTypes[36]
+	mi := &file_agl_v1_store_proto_msgTypes[37]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2114,7 +2304,7 @@ func (x *WatchRolloutsResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use WatchRolloutsResponse.ProtoReflect.Descriptor instead.
 func (*WatchRolloutsResponse) Descriptor() ([]byte, []int) {
-	return file_agl_v1_store_proto_rawDescGZIP(), []int{36}
+	return file_agl_v1_store_proto_rawDescGZIP(), []int{37}
 }
 
 func (x *WatchRolloutsResponse) GetEvents() []*RolloutEvent {
@@ -2136,17 +2326,24 @@ type QueryWorkersRequest struct {
 	StatusIn   []WorkerStatus         `protobuf:"varint,1,rep,packed,name=status_in,json=statusIn,proto3,enum=agl.v1.WorkerStatus" json:"status_in,omitempty"`
 	WorkerIdIn []string               `protobuf:"bytes,2,rep,name=worker_id_in,json=workerIdIn,proto3" json:"worker_id_in,omitempty"`
 	// One of worker_id (default), last_heartbeat_time, status.
-	SortBy        string    `protobuf:"bytes,3,opt,name=sort_by,json=sortBy,proto3" json:"sort_by,omitempty"`
-	Order         SortOrder `protobuf:"varint,4,opt,name=order,proto3,enum=agl.v1.SortOrder" json:"order,omitempty"`
-	Limit         int32     `protobuf:"varint,5,opt,name=limit,proto3" json:"limit,omitempty"`
-	Offset        int32     `protobuf:"varint,6,opt,name=offset,proto3" json:"offset,omitempty"`
+	SortBy string    `protobuf:"bytes,3,opt,name=sort_by,json=sortBy,proto3" json:"sort_by,omitempty"`
+	Order  SortOrder `protobuf:"varint,4,opt,name=order,proto3,enum=agl.v1.SortOrder" json:"order,omitempty"`
+	Limit  int32     `protobuf:"varint,5,opt,name=limit,proto3" json:"limit,omitempty"`
+	Offset int32     `protobuf:"varint,6,opt,name=offset,proto3" json:"offset,omitempty"`
+	// Workers whose id contains this string.
+	WorkerIdContains string `protobuf:"bytes,7,opt,name=worker_id_contains,json=workerIdContains,proto3" json:"worker_id_contains,omitempty"`
+	// How the set filters combine (default: all must match).
+	FilterLogic FilterLogic `protobuf:"varint,8,opt,name=filter_logic,json=filterLogic,proto3,enum=agl.v1.FilterLogic" json:"filter_logic,omitempty"`
+	// When set, replaces status_in and is a filter even when empty: an empty
+	// list matches no worker.
+	StatusFilter  *WorkerStatusFilter `protobuf:"bytes,9,opt,name=status_filter,json=statusFilter,proto3" json:"status_filter,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
 
 func (x *QueryWorkersRequest) Reset() {
 	*x = QueryWorkersRequest{}
-	mi := &file_agl_v1_store_proto_msgTypes[37]
+	mi := &file_agl_v1_store_proto_msgTypes[38]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2158,7 +2355,7 @@ func (x *QueryWorkersRequest) String() string {
 func (*QueryWorkersRequest) ProtoMessage() {}
 
 func (x *QueryWorkersRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_agl_v1_store_proto_msgTypes[37]
+	mi := &file_agl_v1_store_proto_msgTypes[38]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2171,7 +2368,7 @@ func (x *QueryWorkersRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use QueryWorkersRequest.ProtoReflect.Descriptor instead.
 func (*QueryWorkersRequest) Descriptor() ([]byte, []int) {
-	return file_agl_v1_store_proto_rawDescGZIP(), []int{37}
+	return file_agl_v1_store_proto_rawDescGZIP(), []int{38}
 }
 
 func (x *QueryWorkersRequest) GetStatusIn() []WorkerStatus {
@@ -2216,6 +2413,72 @@ func (x *QueryWorkersRequest) GetOffset() int32 {
 	return 0
 }
 
+func (x *QueryWorkersRequest) GetWorkerIdContains() string {
+	if x != nil {
+		return x.WorkerIdContains
+	}
+	return ""
+}
+
+func (x *QueryWorkersRequest) GetFilterLogic() FilterLogic {
+	if x != nil {
+		return x.FilterLogic
+	}
+	return FilterLogic_FILTER_LOGIC_UNSPECIFIED
+}
+
+func (x *QueryWorkersRequest) GetStatusFilter() *WorkerStatusFilter {
+	if x != nil {
+		return x.StatusFilter
+	}
+	return nil
+}
+
+// A set of worker statuses that may be empty (see QueryWorkersRequest).
+type WorkerStatusFilter struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Statuses      []WorkerStatus         `protobuf:"varint,1,rep,packed,name=statuses,proto3,enum=agl.v1.WorkerStatus" json:"statuses,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *WorkerStatusFilter) Reset() {
+	*x = WorkerStatusFilter{}
+	mi := &file_agl_v1_store_proto_msgTypes[39]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *WorkerStatusFilter) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*WorkerStatusFilter) ProtoMessage() {}
+
+func (x *WorkerStatusFilter) ProtoReflect() protoreflect.Message {
+	mi := &file_agl_v1_store_proto_msgTypes[39]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use WorkerStatusFilter.ProtoReflect.Descriptor instead.
+func (*WorkerStatusFilter) Descriptor() ([]byte, []int) {
+	return file_agl_v1_store_proto_rawDescGZIP(), []int{39}
+}
+
+func (x *WorkerStatusFilter) GetStatuses() []WorkerStatus {
+	if x != nil {
+		return x.Statuses
+	}
+	return nil
+}
+
 type QueryWorkersResponse struct {
 	state         protoimpl.MessageState `protogen:"open.v1"`
 	Workers       []*Worker              `protobuf:"bytes,1,rep,name=workers,proto3" json:"workers,omitempty"`
@@ -2226,7 +2489,7 @@ type QueryWorkersResponse struct {
 
 func (x *QueryWorkersResponse) Reset() {
 	*x = QueryWorkersResponse{}
-	mi := &file_agl_v1_store_proto_msgTypes[38]
+	mi := &file_agl_v1_store_proto_msgTypes[40]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2238,7 +2501,7 @@ func (x *QueryWorkersResponse) String() string {
 func (*QueryWorkersResponse) ProtoMessage() {}
 
 func (x *QueryWorkersResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_agl_v1_store_proto_msgTypes[38]
+	mi := &file_agl_v1_store_proto_msgTypes[40]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2251,7 +2514,7 @@ func (x *QueryWorkersResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use QueryWorkersResponse.ProtoReflect.Descriptor instead.
 func (*QueryWorkersResponse) Descriptor() ([]byte, []int) {
-	return file_agl_v1_store_proto_rawDescGZIP(), []int{38}
+	return file_agl_v1_store_proto_rawDescGZIP(), []int{40}
 }
 
 func (x *QueryWorkersResponse) GetWorkers() []*Worker {
@@ -2277,7 +2540,7 @@ type GetWorkerRequest struct {
 
 func (x *GetWorkerRequest) Reset() {
 	*x = GetWorkerRequest{}
-	mi := &file_agl_v1_store_proto_msgTypes[39]
+	mi := &file_agl_v1_store_proto_msgTypes[41]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2289,7 +2552,7 @@ func (x *GetWorkerRequest) String() string {
 func (*GetWorkerRequest) ProtoMessage() {}
 
 func (x *GetWorkerRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_agl_v1_store_proto_msgTypes[39]
+	mi := &file_agl_v1_store_proto_msgTypes[41]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2302,7 +2565,7 @@ func (x *GetWorkerRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GetWorkerRequest.ProtoReflect.Descriptor instead.
 func (*GetWorkerRequest) Descriptor() ([]byte, []int) {
-	return file_agl_v1_store_proto_rawDescGZIP(), []int{39}
+	return file_agl_v1_store_proto_rawDescGZIP(), []int{41}
 }
 
 func (x *GetWorkerRequest) GetWorkerId() string {
@@ -2321,7 +2584,7 @@ type GetWorkerResponse struct {
 
 func (x *GetWorkerResponse) Reset() {
 	*x = GetWorkerResponse{}
-	mi := &file_agl_v1_store_proto_msgTypes[40]
+	mi := &file_agl_v1_store_proto_msgTypes[42]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2333,7 +2596,7 @@ func (x *GetWorkerResponse) String() string {
 func (*GetWorkerResponse) ProtoMessage() {}
 
 func (x *GetWorkerResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_agl_v1_store_proto_msgTypes[40]
+	mi := &file_agl_v1_store_proto_msgTypes[42]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2346,7 +2609,7 @@ func (x *GetWorkerResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GetWorkerResponse.ProtoReflect.Descriptor instead.
 func (*GetWorkerResponse) Descriptor() ([]byte, []int) {
-	return file_agl_v1_store_proto_rawDescGZIP(), []int{40}
+	return file_agl_v1_store_proto_rawDescGZIP(), []int{42}
 }
 
 func (x *GetWorkerResponse) GetWorker() *Worker {
@@ -2356,6 +2619,7 @@ func (x *GetWorkerResponse) GetWorker() *Worker {
 	return nil
 }
 
+// A worker seen for the first time starts UNKNOWN unless status is set.
 type UpdateWorkerRequest struct {
 	state    protoimpl.MessageState `protogen:"open.v1"`
 	WorkerId string                 `protobuf:"bytes,1,opt,name=worker_id,json=workerId,proto3" json:"worker_id,omitempty"`
@@ -2370,7 +2634,7 @@ type UpdateWorkerRequest struct {
 
 func (x *UpdateWorkerRequest) Reset() {
 	*x = UpdateWorkerRequest{}
-	mi := &file_agl_v1_store_proto_msgTypes[41]
+	mi := &file_agl_v1_store_proto_msgTypes[43]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2382,7 +2646,7 @@ func (x *UpdateWorkerRequest) String() string {
 func (*UpdateWorkerRequest) ProtoMessage() {}
 
 func (x *UpdateWorkerRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_agl_v1_store_proto_msgTypes[41]
+	mi := &file_agl_v1_store_proto_msgTypes[43]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2395,7 +2659,7 @@ func (x *UpdateWorkerRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use UpdateWorkerRequest.ProtoReflect.Descriptor instead.
 func (*UpdateWorkerRequest) Descriptor() ([]byte, []int) {
-	return file_agl_v1_store_proto_rawDescGZIP(), []int{41}
+	return file_agl_v1_store_proto_rawDescGZIP(), []int{43}
 }
 
 func (x *UpdateWorkerRequest) GetWorkerId() string {
@@ -2428,7 +2692,7 @@ type UpdateWorkerResponse struct {
 
 func (x *UpdateWorkerResponse) Reset() {
 	*x = UpdateWorkerResponse{}
-	mi := &file_agl_v1_store_proto_msgTypes[42]
+	mi := &file_agl_v1_store_proto_msgTypes[44]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2440,7 +2704,7 @@ func (x *UpdateWorkerResponse) String() string {
 func (*UpdateWorkerResponse) ProtoMessage() {}
 
 func (x *UpdateWorkerResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_agl_v1_store_proto_msgTypes[42]
+	mi := &file_agl_v1_store_proto_msgTypes[44]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2453,7 +2717,7 @@ func (x *UpdateWorkerResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use UpdateWorkerResponse.ProtoReflect.Descriptor instead.
 func (*UpdateWorkerResponse) Descriptor() ([]byte, []int) {
-	return file_agl_v1_store_proto_rawDescGZIP(), []int{42}
+	return file_agl_v1_store_proto_rawDescGZIP(), []int{44}
 }
 
 func (x *UpdateWorkerResponse) GetWorker() *Worker {
@@ -2471,7 +2735,7 @@ type GetStatsRequest struct {
 
 func (x *GetStatsRequest) Reset() {
 	*x = GetStatsRequest{}
-	mi := &file_agl_v1_store_proto_msgTypes[43]
+	mi := &file_agl_v1_store_proto_msgTypes[45]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2483,7 +2747,7 @@ func (x *GetStatsRequest) String() string {
 func (*GetStatsRequest) ProtoMessage() {}
 
 func (x *GetStatsRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_agl_v1_store_proto_msgTypes[43]
+	mi := &file_agl_v1_store_proto_msgTypes[45]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2496,7 +2760,7 @@ func (x *GetStatsRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GetStatsRequest.ProtoReflect.Descriptor instead.
 func (*GetStatsRequest) Descriptor() ([]byte, []int) {
-	return file_agl_v1_store_proto_rawDescGZIP(), []int{43}
+	return file_agl_v1_store_proto_rawDescGZIP(), []int{45}
 }
 
 type GetStatsResponse struct {
@@ -2523,7 +2787,7 @@ type GetStatsResponse struct {
 
 func (x *GetStatsResponse) Reset() {
 	*x = GetStatsResponse{}
-	mi := &file_agl_v1_store_proto_msgTypes[44]
+	mi := &file_agl_v1_store_proto_msgTypes[46]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2535,7 +2799,7 @@ func (x *GetStatsResponse) String() string {
 func (*GetStatsResponse) ProtoMessage() {}
 
 func (x *GetStatsResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_agl_v1_store_proto_msgTypes[44]
+	mi := &file_agl_v1_store_proto_msgTypes[46]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2548,7 +2812,7 @@ func (x *GetStatsResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GetStatsResponse.ProtoReflect.Descriptor instead.
 func (*GetStatsResponse) Descriptor() ([]byte, []int) {
-	return file_agl_v1_store_proto_rawDescGZIP(), []int{44}
+	return file_agl_v1_store_proto_rawDescGZIP(), []int{46}
 }
 
 func (x *GetStatsResponse) GetRolloutsByStatus() map[string]int64 {
@@ -2674,7 +2938,7 @@ const file_agl_v1_store_proto_rawDesc = "" +
 	"\n" +
 	"rollout_id\x18\x01 \x01(\tR\trolloutId\"?\n" +
 	"\x12GetRolloutResponse\x12)\n" +
-	"\arollout\x18\x01 \x01(\v2\x0f.agl.v1.RolloutR\arollout\"\xb7\x02\n" +
+	"\arollout\x18\x01 \x01(\v2\x0f.agl.v1.RolloutR\arollout\"\xb1\x03\n" +
 	"\x14QueryRolloutsRequest\x122\n" +
 	"\tstatus_in\x18\x01 \x03(\x0e2\x15.agl.v1.RolloutStatusR\bstatusIn\x12\"\n" +
 	"\rrollout_id_in\x18\x02 \x03(\tR\vrolloutIdIn\x12.\n" +
@@ -2683,7 +2947,12 @@ const file_agl_v1_store_proto_rawDesc = "" +
 	"\asort_by\x18\x05 \x01(\tR\x06sortBy\x12'\n" +
 	"\x05order\x18\x06 \x01(\x0e2\x11.agl.v1.SortOrderR\x05order\x12\x14\n" +
 	"\x05limit\x18\a \x01(\x05R\x05limit\x12\x16\n" +
-	"\x06offset\x18\b \x01(\x05R\x06offset\"Z\n" +
+	"\x06offset\x18\b \x01(\x05R\x06offset\x126\n" +
+	"\ffilter_logic\x18\t \x01(\x0e2\x13.agl.v1.FilterLogicR\vfilterLogic\x12@\n" +
+	"\rstatus_filter\x18\n" +
+	" \x01(\v2\x1b.agl.v1.RolloutStatusFilterR\fstatusFilter\"H\n" +
+	"\x13RolloutStatusFilter\x121\n" +
+	"\bstatuses\x18\x01 \x03(\x0e2\x15.agl.v1.RolloutStatusR\bstatuses\"Z\n" +
 	"\x15QueryRolloutsResponse\x12+\n" +
 	"\brollouts\x18\x01 \x03(\v2\x0f.agl.v1.RolloutR\brollouts\x12\x14\n" +
 	"\x05total\x18\x02 \x01(\x03R\x05total\"\x8c\x01\n" +
@@ -2743,13 +3012,15 @@ const file_agl_v1_store_proto_rawDesc = "" +
 	"\x13GetResourcesRequest\x12!\n" +
 	"\fresources_id\x18\x01 \x01(\tR\vresourcesId\"M\n" +
 	"\x14GetResourcesResponse\x125\n" +
-	"\tresources\x18\x01 \x01(\v2\x17.agl.v1.ResourcesUpdateR\tresources\"\xaf\x01\n" +
+	"\tresources\x18\x01 \x01(\v2\x17.agl.v1.ResourcesUpdateR\tresources\"\x9b\x02\n" +
 	"\x15QueryResourcesRequest\x12&\n" +
 	"\x0fresources_id_in\x18\x01 \x03(\tR\rresourcesIdIn\x12\x17\n" +
 	"\asort_by\x18\x02 \x01(\tR\x06sortBy\x12'\n" +
 	"\x05order\x18\x03 \x01(\x0e2\x11.agl.v1.SortOrderR\x05order\x12\x14\n" +
 	"\x05limit\x18\x04 \x01(\x05R\x05limit\x12\x16\n" +
-	"\x06offset\x18\x05 \x01(\x05R\x06offset\"e\n" +
+	"\x06offset\x18\x05 \x01(\x05R\x06offset\x122\n" +
+	"\x15resources_id_contains\x18\x06 \x01(\tR\x13resourcesIdContains\x126\n" +
+	"\ffilter_logic\x18\a \x01(\x0e2\x13.agl.v1.FilterLogicR\vfilterLogic\"e\n" +
 	"\x16QueryResourcesResponse\x125\n" +
 	"\tresources\x18\x01 \x03(\v2\x17.agl.v1.ResourcesUpdateR\tresources\x12\x14\n" +
 	"\x05total\x18\x02 \x01(\x03R\x05total\"S\n" +
@@ -2760,16 +3031,29 @@ const file_agl_v1_store_proto_rawDesc = "" +
 	"\bbatch_id\x18\x01 \x01(\x03R\abatchId\x12\x1a\n" +
 	"\baccepted\x18\x02 \x01(\x05R\baccepted\x12+\n" +
 	"\x11duplicate_indices\x18\x03 \x03(\x05R\x10duplicateIndices\x12-\n" +
-	"\brejected\x18\x04 \x03(\v2\x11.agl.v1.ItemErrorR\brejected\"\x93\x01\n" +
+	"\brejected\x18\x04 \x03(\v2\x11.agl.v1.ItemErrorR\brejected\"\xdd\x03\n" +
 	"\x11QuerySpansRequest\x12\x1d\n" +
 	"\n" +
 	"rollout_id\x18\x01 \x01(\tR\trolloutId\x12\x1d\n" +
 	"\n" +
 	"attempt_id\x18\x02 \x01(\tR\tattemptId\x12*\n" +
 	"\x11after_sequence_id\x18\x03 \x01(\x03R\x0fafterSequenceId\x12\x14\n" +
-	"\x05limit\x18\x04 \x01(\x05R\x05limit\"8\n" +
+	"\x05limit\x18\x04 \x01(\x05R\x05limit\x12\x19\n" +
+	"\btrace_id\x18\x05 \x01(\fR\atraceId\x12\x17\n" +
+	"\aspan_id\x18\x06 \x01(\fR\x06spanId\x12$\n" +
+	"\x0eparent_span_id\x18\a \x01(\fR\fparentSpanId\x12\x12\n" +
+	"\x04name\x18\b \x01(\tR\x04name\x12#\n" +
+	"\rname_contains\x18\t \x01(\tR\fnameContains\x126\n" +
+	"\ffilter_logic\x18\n" +
+	" \x01(\x0e2\x13.agl.v1.FilterLogicR\vfilterLogic\x12\x16\n" +
+	"\x06offset\x18\v \x01(\x05R\x06offset\x12\x17\n" +
+	"\asort_by\x18\f \x01(\tR\x06sortBy\x12'\n" +
+	"\x05order\x18\r \x01(\x0e2\x11.agl.v1.SortOrderR\x05order\x12#\n" +
+	"\rinclude_total\x18\x0e \x01(\bR\fincludeTotal\"]\n" +
 	"\x12QuerySpansResponse\x12\"\n" +
-	"\x05spans\x18\x01 \x03(\v2\f.agl.v1.SpanR\x05spans\"M\n" +
+	"\x05spans\x18\x01 \x03(\v2\f.agl.v1.SpanR\x05spans\x12\x19\n" +
+	"\x05total\x18\x02 \x01(\x03H\x00R\x05total\x88\x01\x01B\b\n" +
+	"\x06_total\"M\n" +
 	"\x16NextSequenceIdsRequest\x12\x1d\n" +
 	"\n" +
 	"rollout_id\x18\x01 \x01(\tR\trolloutId\x12\x14\n" +
@@ -2780,10 +3064,11 @@ const file_agl_v1_store_proto_rawDesc = "" +
 	"\x16WaitForRolloutsRequest\x12\x1f\n" +
 	"\vrollout_ids\x18\x01 \x03(\tR\n" +
 	"rolloutIds\x123\n" +
-	"\atimeout\x18\x02 \x01(\v2\x19.google.protobuf.DurationR\atimeout\"v\n" +
+	"\atimeout\x18\x02 \x01(\v2\x19.google.protobuf.DurationR\atimeout\"\xa6\x01\n" +
 	"\x17WaitForRolloutsResponse\x12+\n" +
 	"\brollouts\x18\x01 \x03(\v2\x0f.agl.v1.RolloutR\brollouts\x12.\n" +
-	"\x13pending_rollout_ids\x18\x02 \x03(\tR\x11pendingRolloutIds\"\xa9\x01\n" +
+	"\x13pending_rollout_ids\x18\x02 \x03(\tR\x11pendingRolloutIds\x12.\n" +
+	"\x13unknown_rollout_ids\x18\x03 \x03(\tR\x11unknownRolloutIds\"\xa9\x01\n" +
 	"\x14WatchRolloutsRequest\x12\x1f\n" +
 	"\vrollout_ids\x18\x01 \x03(\tR\n" +
 	"rolloutIds\x122\n" +
@@ -2792,7 +3077,7 @@ const file_agl_v1_store_proto_rawDesc = "" +
 	"\x0f_after_event_id\"i\n" +
 	"\x15WatchRolloutsResponse\x12,\n" +
 	"\x06events\x18\x01 \x03(\v2\x14.agl.v1.RolloutEventR\x06events\x12\"\n" +
-	"\rlast_event_id\x18\x02 \x01(\x03R\vlastEventId\"\xda\x01\n" +
+	"\rlast_event_id\x18\x02 \x01(\x03R\vlastEventId\"\x81\x03\n" +
 	"\x13QueryWorkersRequest\x121\n" +
 	"\tstatus_in\x18\x01 \x03(\x0e2\x14.agl.v1.WorkerStatusR\bstatusIn\x12 \n" +
 	"\fworker_id_in\x18\x02 \x03(\tR\n" +
@@ -2800,7 +3085,12 @@ const file_agl_v1_store_proto_rawDesc = "" +
 	"\asort_by\x18\x03 \x01(\tR\x06sortBy\x12'\n" +
 	"\x05order\x18\x04 \x01(\x0e2\x11.agl.v1.SortOrderR\x05order\x12\x14\n" +
 	"\x05limit\x18\x05 \x01(\x05R\x05limit\x12\x16\n" +
-	"\x06offset\x18\x06 \x01(\x05R\x06offset\"V\n" +
+	"\x06offset\x18\x06 \x01(\x05R\x06offset\x12,\n" +
+	"\x12worker_id_contains\x18\a \x01(\tR\x10workerIdContains\x126\n" +
+	"\ffilter_logic\x18\b \x01(\x0e2\x13.agl.v1.FilterLogicR\vfilterLogic\x12?\n" +
+	"\rstatus_filter\x18\t \x01(\v2\x1a.agl.v1.WorkerStatusFilterR\fstatusFilter\"F\n" +
+	"\x12WorkerStatusFilter\x120\n" +
+	"\bstatuses\x18\x01 \x03(\x0e2\x14.agl.v1.WorkerStatusR\bstatuses\"V\n" +
 	"\x14QueryWorkersResponse\x12(\n" +
 	"\aworkers\x18\x01 \x03(\v2\x0e.agl.v1.WorkerR\aworkers\x12\x14\n" +
 	"\x05total\x18\x02 \x01(\x03R\x05total\"/\n" +
@@ -2873,7 +3163,7 @@ func file_agl_v1_store_proto_rawDescGZIP() []byte {
 	return file_agl_v1_store_proto_rawDescData
 }
 
-var file_agl_v1_store_proto_msgTypes = make([]protoimpl.MessageInfo, 48)
+var file_agl_v1_store_proto_msgTypes = make([]protoimpl.MessageInfo, 50)
 var file_agl_v1_store_proto_goTypes = []any{
 	(*RolloutSpec)(nil),             // 0: agl.v1.RolloutSpec
 	(*StartRolloutRequest)(nil),     // 1: agl.v1.StartRolloutRequest
@@ -2887,165 +3177,177 @@ var file_agl_v1_store_proto_goTypes = []any{
 	(*GetRolloutRequest)(nil),       // 9: agl.v1.GetRolloutRequest
 	(*GetRolloutResponse)(nil),      // 10: agl.v1.GetRolloutResponse
 	(*QueryRolloutsRequest)(nil),    // 11: agl.v1.QueryRolloutsRequest
-	(*QueryRolloutsResponse)(nil),   // 12: agl.v1.QueryRolloutsResponse
-	(*QueryAttemptsRequest)(nil),    // 13: agl.v1.QueryAttemptsRequest
-	(*QueryAttemptsResponse)(nil),   // 14: agl.v1.QueryAttemptsResponse
-	(*UpdateRolloutRequest)(nil),    // 15: agl.v1.UpdateRolloutRequest
-	(*UpdateRolloutResponse)(nil),   // 16: agl.v1.UpdateRolloutResponse
-	(*UpdateAttemptRequest)(nil),    // 17: agl.v1.UpdateAttemptRequest
-	(*UpdateAttemptResponse)(nil),   // 18: agl.v1.UpdateAttemptResponse
-	(*AddResourcesRequest)(nil),     // 19: agl.v1.AddResourcesRequest
-	(*AddResourcesResponse)(nil),    // 20: agl.v1.AddResourcesResponse
-	(*UpdateResourcesRequest)(nil),  // 21: agl.v1.UpdateResourcesRequest
-	(*UpdateResourcesResponse)(nil), // 22: agl.v1.UpdateResourcesResponse
-	(*GetResourcesRequest)(nil),     // 23: agl.v1.GetResourcesRequest
-	(*GetResourcesResponse)(nil),    // 24: agl.v1.GetResourcesResponse
-	(*QueryResourcesRequest)(nil),   // 25: agl.v1.QueryResourcesRequest
-	(*QueryResourcesResponse)(nil),  // 26: agl.v1.QueryResourcesResponse
-	(*IngestSpansRequest)(nil),      // 27: agl.v1.IngestSpansRequest
-	(*IngestSpansResponse)(nil),     // 28: agl.v1.IngestSpansResponse
-	(*QuerySpansRequest)(nil),       // 29: agl.v1.QuerySpansRequest
-	(*QuerySpansResponse)(nil),      // 30: agl.v1.QuerySpansResponse
-	(*NextSequenceIdsRequest)(nil),  // 31: agl.v1.NextSequenceIdsRequest
-	(*NextSequenceIdsResponse)(nil), // 32: agl.v1.NextSequenceIdsResponse
-	(*WaitForRolloutsRequest)(nil),  // 33: agl.v1.WaitForRolloutsRequest
-	(*WaitForRolloutsResponse)(nil), // 34: agl.v1.WaitForRolloutsResponse
-	(*WatchRolloutsRequest)(nil),    // 35: agl.v1.WatchRolloutsRequest
-	(*WatchRolloutsResponse)(nil),   // 36: agl.v1.WatchRolloutsResponse
-	(*QueryWorkersRequest)(nil),     // 37: agl.v1.QueryWorkersRequest
-	(*QueryWorkersResponse)(nil),    // 38: agl.v1.QueryWorkersResponse
-	(*GetWorkerRequest)(nil),        // 39: agl.v1.GetWorkerRequest
-	(*GetWorkerResponse)(nil),       // 40: agl.v1.GetWorkerResponse
-	(*UpdateWorkerRequest)(nil),     // 41: agl.v1.UpdateWorkerRequest
-	(*UpdateWorkerResponse)(nil),    // 42: agl.v1.UpdateWorkerResponse
-	(*GetStatsRequest)(nil),         // 43: agl.v1.GetStatsRequest
-	(*GetStatsResponse)(nil),        // 44: agl.v1.GetStatsResponse
-	nil,                             // 45: agl.v1.AddResourcesRequest.ResourcesEntry
-	nil,                             // 46: agl.v1.UpdateResourcesRequest.ResourcesEntry
-	nil,                             // 47: agl.v1.GetStatsResponse.RolloutsByStatusEntry
-	(*structpb.Value)(nil),          // 48: google.protobuf.Value
-	(RolloutMode)(0),                // 49: agl.v1.RolloutMode
-	(*RolloutConfig)(nil),           // 50: agl.v1.RolloutConfig
-	(*structpb.Struct)(nil),         // 51: google.protobuf.Struct
-	(*Rollout)(nil),                 // 52: agl.v1.Rollout
-	(*ItemError)(nil),               // 53: agl.v1.ItemError
-	(*durationpb.Duration)(nil),     // 54: google.protobuf.Duration
-	(RolloutStatus)(0),              // 55: agl.v1.RolloutStatus
-	(SortOrder)(0),                  // 56: agl.v1.SortOrder
-	(*Attempt)(nil),                 // 57: agl.v1.Attempt
-	(AttemptStatus)(0),              // 58: agl.v1.AttemptStatus
-	(*timestamppb.Timestamp)(nil),   // 59: google.protobuf.Timestamp
-	(*ResourcesUpdate)(nil),         // 60: agl.v1.ResourcesUpdate
-	(*Span)(nil),                    // 61: agl.v1.Span
-	(*RolloutEvent)(nil),            // 62: agl.v1.RolloutEvent
-	(WorkerStatus)(0),               // 63: agl.v1.WorkerStatus
-	(*Worker)(nil),                  // 64: agl.v1.Worker
-	(*Resource)(nil),                // 65: agl.v1.Resource
+	(*RolloutStatusFilter)(nil),     // 12: agl.v1.RolloutStatusFilter
+	(*QueryRolloutsResponse)(nil),   // 13: agl.v1.QueryRolloutsResponse
+	(*QueryAttemptsRequest)(nil),    // 14: agl.v1.QueryAttemptsRequest
+	(*QueryAttemptsResponse)(nil),   // 15: agl.v1.QueryAttemptsResponse
+	(*UpdateRolloutRequest)(nil),    // 16: agl.v1.UpdateRolloutRequest
+	(*UpdateRolloutResponse)(nil),   // 17: agl.v1.UpdateRolloutResponse
+	(*UpdateAttemptRequest)(nil),    // 18: agl.v1.UpdateAttemptRequest
+	(*UpdateAttemptResponse)(nil),   // 19: agl.v1.UpdateAttemptResponse
+	(*AddResourcesRequest)(nil),     // 20: agl.v1.AddResourcesRequest
+	(*AddResourcesResponse)(nil),    // 21: agl.v1.AddResourcesResponse
+	(*UpdateResourcesRequest)(nil),  // 22: agl.v1.UpdateResourcesRequest
+	(*UpdateResourcesResponse)(nil), // 23: agl.v1.UpdateResourcesResponse
+	(*GetResourcesRequest)(nil),     // 24: agl.v1.GetResourcesRequest
+	(*GetResourcesResponse)(nil),    // 25: agl.v1.GetResourcesResponse
+	(*QueryResourcesRequest)(nil),   // 26: agl.v1.QueryResourcesRequest
+	(*QueryResourcesResponse)(nil),  // 27: agl.v1.QueryResourcesResponse
+	(*IngestSpansRequest)(nil),      // 28: agl.v1.IngestSpansRequest
+	(*IngestSpansResponse)(nil),     // 29: agl.v1.IngestSpansResponse
+	(*QuerySpansRequest)(nil),       // 30: agl.v1.QuerySpansRequest
+	(*QuerySpansResponse)(nil),      // 31: agl.v1.QuerySpansResponse
+	(*NextSequenceIdsRequest)(nil),  // 32: agl.v1.NextSequenceIdsRequest
+	(*NextSequenceIdsResponse)(nil), // 33: agl.v1.NextSequenceIdsResponse
+	(*WaitForRolloutsRequest)(nil),  // 34: agl.v1.WaitForRolloutsRequest
+	(*WaitForRolloutsResponse)(nil), // 35: agl.v1.WaitForRolloutsResponse
+	(*WatchRolloutsRequest)(nil),    // 36: agl.v1.WatchRolloutsRequest
+	(*WatchRolloutsResponse)(nil),   // 37: agl.v1.WatchRolloutsResponse
+	(*QueryWorkersRequest)(nil),     // 38: agl.v1.QueryWorkersRequest
+	(*WorkerStatusFilter)(nil),      // 39: agl.v1.WorkerStatusFilter
+	(*QueryWorkersResponse)(nil),    // 40: agl.v1.QueryWorkersResponse
+	(*GetWorkerRequest)(nil),        // 41: agl.v1.GetWorkerRequest
+	(*GetWorkerResponse)(nil),       // 42: agl.v1.GetWorkerResponse
+	(*UpdateWorkerRequest)(nil),     // 43: agl.v1.UpdateWorkerRequest
+	(*UpdateWorkerResponse)(nil),    // 44: agl.v1.UpdateWorkerResponse
+	(*GetStatsRequest)(nil),         // 45: agl.v1.GetStatsRequest
+	(*GetStatsResponse)(nil),        // 46: agl.v1.GetStatsResponse
+	nil,                             // 47: agl.v1.AddResourcesRequest.ResourcesEntry
+	nil,                             // 48: agl.v1.UpdateResourcesRequest.ResourcesEntry
+	nil,                             // 49: agl.v1.GetStatsResponse.RolloutsByStatusEntry
+	(*structpb.Value)(nil),          // 50: google.protobuf.Value
+	(RolloutMode)(0),                // 51: agl.v1.RolloutMode
+	(*RolloutConfig)(nil),           // 52: agl.v1.RolloutConfig
+	(*structpb.Struct)(nil),         // 53: google.protobuf.Struct
+	(*Rollout)(nil),                 // 54: agl.v1.Rollout
+	(*ItemError)(nil),               // 55: agl.v1.ItemError
+	(*durationpb.Duration)(nil),     // 56: google.protobuf.Duration
+	(RolloutStatus)(0),              // 57: agl.v1.RolloutStatus
+	(SortOrder)(0),                  // 58: agl.v1.SortOrder
+	(FilterLogic)(0),                // 59: agl.v1.FilterLogic
+	(*Attempt)(nil),                 // 60: agl.v1.Attempt
+	(AttemptStatus)(0),              // 61: agl.v1.AttemptStatus
+	(*timestamppb.Timestamp)(nil),   // 62: google.protobuf.Timestamp
+	(*ResourcesUpdate)(nil),         // 63: agl.v1.ResourcesUpdate
+	(*Span)(nil),                    // 64: agl.v1.Span
+	(*RolloutEvent)(nil),            // 65: agl.v1.RolloutEvent
+	(WorkerStatus)(0),               // 66: agl.v1.WorkerStatus
+	(*Worker)(nil),                  // 67: agl.v1.Worker
+	(*Resource)(nil),                // 68: agl.v1.Resource
 }
 var file_agl_v1_store_proto_depIdxs = []int32{
-	48, // 0: agl.v1.RolloutSpec.input:type_name -> google.protobuf.Value
-	49, // 1: agl.v1.RolloutSpec.mode:type_name -> agl.v1.RolloutMode
-	50, // 2: agl.v1.RolloutSpec.config:type_name -> agl.v1.RolloutConfig
-	51, // 3: agl.v1.RolloutSpec.metadata:type_name -> google.protobuf.Struct
+	50, // 0: agl.v1.RolloutSpec.input:type_name -> google.protobuf.Value
+	51, // 1: agl.v1.RolloutSpec.mode:type_name -> agl.v1.RolloutMode
+	52, // 2: agl.v1.RolloutSpec.config:type_name -> agl.v1.RolloutConfig
+	53, // 3: agl.v1.RolloutSpec.metadata:type_name -> google.protobuf.Struct
 	0,  // 4: agl.v1.StartRolloutRequest.rollout:type_name -> agl.v1.RolloutSpec
-	52, // 5: agl.v1.StartRolloutResponse.rollout:type_name -> agl.v1.Rollout
+	54, // 5: agl.v1.StartRolloutResponse.rollout:type_name -> agl.v1.Rollout
 	0,  // 6: agl.v1.EnqueueRolloutsRequest.rollouts:type_name -> agl.v1.RolloutSpec
-	52, // 7: agl.v1.EnqueueRolloutsResponse.rollouts:type_name -> agl.v1.Rollout
-	53, // 8: agl.v1.EnqueueRolloutsResponse.errors:type_name -> agl.v1.ItemError
-	54, // 9: agl.v1.DequeueRolloutRequest.wait:type_name -> google.protobuf.Duration
-	52, // 10: agl.v1.DequeueRolloutResponse.rollouts:type_name -> agl.v1.Rollout
-	52, // 11: agl.v1.StartAttemptResponse.rollout:type_name -> agl.v1.Rollout
-	52, // 12: agl.v1.GetRolloutResponse.rollout:type_name -> agl.v1.Rollout
-	55, // 13: agl.v1.QueryRolloutsRequest.status_in:type_name -> agl.v1.RolloutStatus
-	49, // 14: agl.v1.QueryRolloutsRequest.mode:type_name -> agl.v1.RolloutMode
-	56, // 15: agl.v1.QueryRolloutsRequest.order:type_name -> agl.v1.SortOrder
-	52, // 16: agl.v1.QueryRolloutsResponse.rollouts:type_name -> agl.v1.Rollout
-	56, // 17: agl.v1.QueryAttemptsRequest.order:type_name -> agl.v1.SortOrder
-	57, // 18: agl.v1.QueryAttemptsResponse.attempts:type_name -> agl.v1.Attempt
-	55, // 19: agl.v1.UpdateRolloutRequest.status:type_name -> agl.v1.RolloutStatus
-	48, // 20: agl.v1.UpdateRolloutRequest.input:type_name -> google.protobuf.Value
-	49, // 21: agl.v1.UpdateRolloutRequest.mode:type_name -> agl.v1.RolloutMode
-	50, // 22: agl.v1.UpdateRolloutRequest.config:type_name -> agl.v1.RolloutConfig
-	51, // 23: agl.v1.UpdateRolloutRequest.metadata:type_name -> google.protobuf.Struct
-	52, // 24: agl.v1.UpdateRolloutResponse.rollout:type_name -> agl.v1.Rollout
-	58, // 25: agl.v1.UpdateAttemptRequest.status:type_name -> agl.v1.AttemptStatus
-	59, // 26: agl.v1.UpdateAttemptRequest.last_heartbeat_time:type_name -> google.protobuf.Timestamp
-	51, // 27: agl.v1.UpdateAttemptRequest.metadata:type_name -> google.protobuf.Struct
-	57, // 28: agl.v1.UpdateAttemptResponse.attempt:type_name -> agl.v1.Attempt
-	45, // 29: agl.v1.AddResourcesRequest.resources:type_name -> agl.v1.AddResourcesRequest.ResourcesEntry
-	60, // 30: agl.v1.AddResourcesResponse.resources:type_name -> agl.v1.ResourcesUpdate
-	46, // 31: agl.v1.UpdateResourcesRequest.resources:type_name -> agl.v1.UpdateResourcesRequest.ResourcesEntry
-	60, // 32: agl.v1.UpdateResourcesResponse.resources:type_name -> agl.v1.ResourcesUpdate
-	60, // 33: agl.v1.GetResourcesResponse.resources:type_name -> agl.v1.ResourcesUpdate
-	56, // 34: agl.v1.QueryResourcesRequest.order:type_name -> agl.v1.SortOrder
-	60, // 35: agl.v1.QueryResourcesResponse.resources:type_name -> agl.v1.ResourcesUpdate
-	61, // 36: agl.v1.IngestSpansRequest.spans:type_name -> agl.v1.Span
-	53, // 37: agl.v1.IngestSpansResponse.rejected:type_name -> agl.v1.ItemError
-	61, // 38: agl.v1.QuerySpansResponse.spans:type_name -> agl.v1.Span
-	54, // 39: agl.v1.WaitForRolloutsRequest.timeout:type_name -> google.protobuf.Duration
-	52, // 40: agl.v1.WaitForRolloutsResponse.rollouts:type_name -> agl.v1.Rollout
-	55, // 41: agl.v1.WatchRolloutsRequest.status_in:type_name -> agl.v1.RolloutStatus
-	62, // 42: agl.v1.WatchRolloutsResponse.events:type_name -> agl.v1.RolloutEvent
-	63, // 43: agl.v1.QueryWorkersRequest.status_in:type_name -> agl.v1.WorkerStatus
-	56, // 44: agl.v1.QueryWorkersRequest.order:type_name -> agl.v1.SortOrder
-	64, // 45: agl.v1.QueryWorkersResponse.workers:type_name -> agl.v1.Worker
-	64, // 46: agl.v1.GetWorkerResponse.worker:type_name -> agl.v1.Worker
-	51, // 47: agl.v1.UpdateWorkerRequest.heartbeat_stats:type_name -> google.protobuf.Struct
-	63, // 48: agl.v1.UpdateWorkerRequest.status:type_name -> agl.v1.WorkerStatus
-	64, // 49: agl.v1.UpdateWorkerResponse.worker:type_name -> agl.v1.Worker
-	47, // 50: agl.v1.GetStatsResponse.rollouts_by_status:type_name -> agl.v1.GetStatsResponse.RolloutsByStatusEntry
-	59, // 51: agl.v1.GetStatsResponse.start_time:type_name -> google.protobuf.Timestamp
-	65, // 52: agl.v1.AddResourcesRequest.ResourcesEntry.value:type_name -> agl.v1.Resource
-	65, // 53: agl.v1.UpdateResourcesRequest.ResourcesEntry.value:type_name -> agl.v1.Resource
-	1,  // 54: agl.v1.LightningStoreService.StartRollout:input_type -> agl.v1.StartRolloutRequest
-	3,  // 55: agl.v1.LightningStoreService.EnqueueRollouts:input_type -> agl.v1.EnqueueRolloutsRequest
-	5,  // 56: agl.v1.LightningStoreService.DequeueRollout:input_type -> agl.v1.DequeueRolloutRequest
-	7,  // 57: agl.v1.LightningStoreService.StartAttempt:input_type -> agl.v1.StartAttemptRequest
-	9,  // 58: agl.v1.LightningStoreService.GetRollout:input_type -> agl.v1.GetRolloutRequest
-	11, // 59: agl.v1.LightningStoreService.QueryRollouts:input_type -> agl.v1.QueryRolloutsRequest
-	13, // 60: agl.v1.LightningStoreService.QueryAttempts:input_type -> agl.v1.QueryAttemptsRequest
-	15, // 61: agl.v1.LightningStoreService.UpdateRollout:input_type -> agl.v1.UpdateRolloutRequest
-	17, // 62: agl.v1.LightningStoreService.UpdateAttempt:input_type -> agl.v1.UpdateAttemptRequest
-	19, // 63: agl.v1.LightningStoreService.AddResources:input_type -> agl.v1.AddResourcesRequest
-	21, // 64: agl.v1.LightningStoreService.UpdateResources:input_type -> agl.v1.UpdateResourcesRequest
-	23, // 65: agl.v1.LightningStoreService.GetResources:input_type -> agl.v1.GetResourcesRequest
-	25, // 66: agl.v1.LightningStoreService.QueryResources:input_type -> agl.v1.QueryResourcesRequest
-	27, // 67: agl.v1.LightningStoreService.IngestSpans:input_type -> agl.v1.IngestSpansRequest
-	29, // 68: agl.v1.LightningStoreService.QuerySpans:input_type -> agl.v1.QuerySpansRequest
-	31, // 69: agl.v1.LightningStoreService.NextSequenceIds:input_type -> agl.v1.NextSequenceIdsRequest
-	33, // 70: agl.v1.LightningStoreService.WaitForRollouts:input_type -> agl.v1.WaitForRolloutsRequest
-	35, // 71: agl.v1.LightningStoreService.WatchRollouts:input_type -> agl.v1.WatchRolloutsRequest
-	37, // 72: agl.v1.LightningStoreService.QueryWorkers:input_type -> agl.v1.QueryWorkersRequest
-	39, // 73: agl.v1.LightningStoreService.GetWorker:input_type -> agl.v1.GetWorkerRequest
-	41, // 74: agl.v1.LightningStoreService.UpdateWorker:input_type -> agl.v1.UpdateWorkerRequest
-	43, // 75: agl.v1.LightningStoreService.GetStats:input_type -> agl.v1.GetStatsRequest
-	2,  // 76: agl.v1.LightningStoreService.StartRollout:output_type -> agl.v1.StartRolloutResponse
-	4,  // 77: agl.v1.LightningStoreService.EnqueueRollouts:output_type -> agl.v1.EnqueueRolloutsResponse
-	6,  // 78: agl.v1.LightningStoreService.DequeueRollout:output_type -> agl.v1.DequeueRolloutResponse
-	8,  // 79: agl.v1.LightningStoreService.StartAttempt:output_type -> agl.v1.StartAttemptResponse
-	10, // 80: agl.v1.LightningStoreService.GetRollout:output_type -> agl.v1.GetRolloutResponse
-	12, // 81: agl.v1.LightningStoreService.QueryRollouts:output_type -> agl.v1.QueryRolloutsResponse
-	14, // 82: agl.v1.LightningStoreService.QueryAttempts:output_type -> agl.v1.QueryAttemptsResponse
-	16, // 83: agl.v1.LightningStoreService.UpdateRollout:output_type -> agl.v1.UpdateRolloutResponse
-	18, // 84: agl.v1.LightningStoreService.UpdateAttempt:output_type -> agl.v1.UpdateAttemptResponse
-	20, // 85: agl.v1.LightningStoreService.AddResources:output_type -> agl.v1.AddResourcesResponse
-	22, // 86: agl.v1.LightningStoreService.UpdateResources:output_type -> agl.v1.UpdateResourcesResponse
-	24, // 87: agl.v1.LightningStoreService.GetResources:output_type -> agl.v1.GetResourcesResponse
-	26, // 88: agl.v1.LightningStoreService.QueryResources:output_type -> agl.v1.QueryResourcesResponse
-	28, // 89: agl.v1.LightningStoreService.IngestSpans:output_type -> agl.v1.IngestSpansResponse
-	30, // 90: agl.v1.LightningStoreService.QuerySpans:output_type -> agl.v1.QuerySpansResponse
-	32, // 91: agl.v1.LightningStoreService.NextSequenceIds:output_type -> agl.v1.NextSequenceIdsResponse
-	34, // 92: agl.v1.LightningStoreService.WaitForRollouts:output_type -> agl.v1.WaitForRolloutsResponse
-	36, // 93: agl.v1.LightningStoreService.WatchRollouts:output_type -> agl.v1.WatchRolloutsResponse
-	38, // 94: agl.v1.LightningStoreService.QueryWorkers:output_type -> agl.v1.QueryWorkersResponse
-	40, // 95: agl.v1.LightningStoreService.GetWorker:output_type -> agl.v1.GetWorkerResponse
-	42, // 96: agl.v1.LightningStoreService.UpdateWorker:output_type -> agl.v1.UpdateWorkerResponse
-	44, // 97: agl.v1.LightningStoreService.GetStats:output_type -> agl.v1.GetStatsResponse
-	76, // [76:98] is the sub-list for method output_type
-	54, // [54:76] is the sub-list for method input_type
-	54, // [54:54] is the sub-list for extension type_name
-	54, // [54:54] is the sub-list for extension extendee
-	0,  // [0:54] is the sub-list for field type_name
+	54, // 7: agl.v1.EnqueueRolloutsResponse.rollouts:type_name -> agl.v1.Rollout
+	55, // 8: agl.v1.EnqueueRolloutsResponse.errors:type_name -> agl.v1.ItemError
+	56, // 9: agl.v1.DequeueRolloutRequest.wait:type_name -> google.protobuf.Duration
+	54, // 10: agl.v1.DequeueRolloutResponse.rollouts:type_name -> agl.v1.Rollout
+	54, // 11: agl.v1.StartAttemptResponse.rollout:type_name -> agl.v1.Rollout
+	54, // 12: agl.v1.GetRolloutResponse.rollout:type_name -> agl.v1.Rollout
+	57, // 13: agl.v1.QueryRolloutsRequest.status_in:type_name -> agl.v1.RolloutStatus
+	51, // 14: agl.v1.QueryRolloutsRequest.mode:type_name -> agl.v1.RolloutMode
+	58, // 15: agl.v1.QueryRolloutsRequest.order:type_name -> agl.v1.SortOrder
+	59, // 16: agl.v1.QueryRolloutsRequest.filter_logic:type_name -> agl.v1.FilterLogic
+	12, // 17: agl.v1.QueryRolloutsRequest.status_filter:type_name -> agl.v1.RolloutStatusFilter
+	57, // 18: agl.v1.RolloutStatusFilter.statuses:type_name -> agl.v1.RolloutStatus
+	54, // 19: agl.v1.QueryRolloutsResponse.rollouts:type_name -> agl.v1.Rollout
+	58, // 20: agl.v1.QueryAttemptsRequest.order:type_name -> agl.v1.SortOrder
+	60, // 21: agl.v1.QueryAttemptsResponse.attempts:type_name -> agl.v1.Attempt
+	57, // 22: agl.v1.UpdateRolloutRequest.status:type_name -> agl.v1.RolloutStatus
+	50, // 23: agl.v1.UpdateRolloutRequest.input:type_name -> google.protobuf.Value
+	51, // 24: agl.v1.UpdateRolloutRequest.mode:type_name -> agl.v1.RolloutMode
+	52, // 25: agl.v1.UpdateRolloutRequest.config:type_name -> agl.v1.RolloutConfig
+	53, // 26: agl.v1.UpdateRolloutRequest.metadata:type_name -> google.protobuf.Struct
+	54, // 27: agl.v1.UpdateRolloutResponse.rollout:type_name -> agl.v1.Rollout
+	61, // 28: agl.v1.UpdateAttemptRequest.status:type_name -> agl.v1.AttemptStatus
+	62, // 29: agl.v1.UpdateAttemptRequest.last_heartbeat_time:type_name -> google.protobuf.Timestamp
+	53, // 30: agl.v1.UpdateAttemptRequest.metadata:type_name -> google.protobuf.Struct
+	60, // 31: agl.v1.UpdateAttemptResponse.attempt:type_name -> agl.v1.Attempt
+	47, // 32: agl.v1.AddResourcesRequest.resources:type_name -> agl.v1.AddResourcesRequest.ResourcesEntry
+	63, // 33: agl.v1.AddResourcesResponse.resources:type_name -> agl.v1.ResourcesUpdate
+	48, // 34: agl.v1.UpdateResourcesRequest.resources:type_name -> agl.v1.UpdateResourcesRequest.ResourcesEntry
+	63, // 35: agl.v1.UpdateResourcesResponse.resources:type_name -> agl.v1.ResourcesUpdate
+	63, // 36: agl.v1.GetResourcesResponse.resources:type_name -> agl.v1.ResourcesUpdate
+	58, // 37: agl.v1.QueryResourcesRequest.order:type_name -> agl.v1.SortOrder
+	59, // 38: agl.v1.QueryResourcesRequest.filter_logic:type_name -> agl.v1.FilterLogic
+	63, // 39: agl.v1.QueryResourcesResponse.resources:type_name -> agl.v1.ResourcesUpdate
+	64, // 40: agl.v1.IngestSpansRequest.spans:type_name -> agl.v1.Span
+	55, // 41: agl.v1.IngestSpansResponse.rejected:type_name -> agl.v1.ItemError
+	59, // 42: agl.v1.QuerySpansRequest.filter_logic:type_name -> agl.v1.FilterLogic
+	58, // 43: agl.v1.QuerySpansRequest.order:type_name -> agl.v1.SortOrder
+	64, // 44: agl.v1.QuerySpansResponse.spans:type_name -> agl.v1.Span
+	56, // 45: agl.v1.WaitForRolloutsRequest.timeout:type_name -> google.protobuf.Duration
+	54, // 46: agl.v1.WaitForRolloutsResponse.rollouts:type_name -> agl.v1.Rollout
+	57, // 47: agl.v1.WatchRolloutsRequest.status_in:type_name -> agl.v1.RolloutStatus
+	65, // 48: agl.v1.WatchRolloutsResponse.events:type_name -> agl.v1.RolloutEvent
+	66, // 49: agl.v1.QueryWorkersRequest.status_in:type_name -> agl.v1.WorkerStatus
+	58, // 50: agl.v1.QueryWorkersRequest.order:type_name -> agl.v1.SortOrder
+	59, // 51: agl.v1.QueryWorkersRequest.filter_logic:type_name -> agl.v1.FilterLogic
+	39, // 52: agl.v1.QueryWorkersRequest.status_filter:type_name -> agl.v1.WorkerStatusFilter
+	66, // 53: agl.v1.WorkerStatusFilter.statuses:type_name -> agl.v1.WorkerStatus
+	67, // 54: agl.v1.QueryWorkersResponse.workers:type_name -> agl.v1.Worker
+	67, // 55: agl.v1.GetWorkerResponse.worker:type_name -> agl.v1.Worker
+	53, // 56: agl.v1.UpdateWorkerRequest.heartbeat_stats:type_name -> google.protobuf.Struct
+	66, // 57: agl.v1.UpdateWorkerRequest.status:type_name -> agl.v1.WorkerStatus
+	67, // 58: agl.v1.UpdateWorkerResponse.worker:type_name -> agl.v1.Worker
+	49, // 59: agl.v1.GetStatsResponse.rollouts_by_status:type_name -> agl.v1.GetStatsResponse.RolloutsByStatusEntry
+	62, // 60: agl.v1.GetStatsResponse.start_time:type_name -> google.protobuf.Timestamp
+	68, // 61: agl.v1.AddResourcesRequest.ResourcesEntry.value:type_name -> agl.v1.Resource
+	68, // 62: agl.v1.UpdateResourcesRequest.ResourcesEntry.value:type_name -> agl.v1.Resource
+	1,  // 63: agl.v1.LightningStoreService.StartRollout:input_type -> agl.v1.StartRolloutRequest
+	3,  // 64: agl.v1.LightningStoreService.EnqueueRollouts:input_type -> agl.v1.EnqueueRolloutsRequest
+	5,  // 65: agl.v1.LightningStoreService.DequeueRollout:input_type -> agl.v1.DequeueRolloutRequest
+	7,  // 66: agl.v1.LightningStoreService.StartAttempt:input_type -> agl.v1.StartAttemptRequest
+	9,  // 67: agl.v1.LightningStoreService.GetRollout:input_type -> agl.v1.GetRolloutRequest
+	11, // 68: agl.v1.LightningStoreService.QueryRollouts:input_type -> agl.v1.QueryRolloutsRequest
+	14, // 69: agl.v1.LightningStoreService.QueryAttempts:input_type -> agl.v1.QueryAttemptsRequest
+	16, // 70: agl.v1.LightningStoreService.UpdateRollout:input_type -> agl.v1.UpdateRolloutRequest
+	18, // 71: agl.v1.LightningStoreService.UpdateAttempt:input_type -> agl.v1.UpdateAttemptRequest
+	20, // 72: agl.v1.LightningStoreService.AddResources:input_type -> agl.v1.AddResourcesRequest
+	22, // 73: agl.v1.LightningStoreService.UpdateResources:input_type -> agl.v1.UpdateResourcesRequest
+	24, // 74: agl.v1.LightningStoreService.GetResources:input_type -> agl.v1.GetResourcesRequest
+	26, // 75: agl.v1.LightningStoreService.QueryResources:input_type -> agl.v1.QueryResourcesRequest
+	28, // 76: agl.v1.LightningStoreService.IngestSpans:input_type -> agl.v1.IngestSpansRequest
+	30, // 77: agl.v1.LightningStoreService.QuerySpans:input_type -> agl.v1.QuerySpansRequest
+	32, // 78: agl.v1.LightningStoreService.NextSequenceIds:input_type -> agl.v1.NextSequenceIdsRequest
+	34, // 79: agl.v1.LightningStoreService.WaitForRollouts:input_type -> agl.v1.WaitForRolloutsRequest
+	36, // 80: agl.v1.LightningStoreService.WatchRollouts:input_type -> agl.v1.WatchRolloutsRequest
+	38, // 81: agl.v1.LightningStoreService.QueryWorkers:input_type -> agl.v1.QueryWorkersRequest
+	41, // 82: agl.v1.LightningStoreService.GetWorker:input_type -> agl.v1.GetWorkerRequest
+	43, // 83: agl.v1.LightningStoreService.UpdateWorker:input_type -> agl.v1.UpdateWorkerRequest
+	45, // 84: agl.v1.LightningStoreService.GetStats:input_type -> agl.v1.GetStatsRequest
+	2,  // 85: agl.v1.LightningStoreService.StartRollout:output_type -> agl.v1.StartRolloutResponse
+	4,  // 86: agl.v1.LightningStoreService.EnqueueRollouts:output_type -> agl.v1.EnqueueRolloutsResponse
+	6,  // 87: agl.v1.LightningStoreService.DequeueRollout:output_type -> agl.v1.DequeueRolloutResponse
+	8,  // 88: agl.v1.LightningStoreService.StartAttempt:output_type -> agl.v1.StartAttemptResponse
+	10, // 89: agl.v1.LightningStoreService.GetRollout:output_type -> agl.v1.GetRolloutResponse
+	13, // 90: agl.v1.LightningStoreService.QueryRollouts:output_type -> agl.v1.QueryRolloutsResponse
+	15, // 91: agl.v1.LightningStoreService.QueryAttempts:output_type -> agl.v1.QueryAttemptsResponse
+	17, // 92: agl.v1.LightningStoreService.UpdateRollout:output_type -> agl.v1.UpdateRolloutResponse
+	19, // 93: agl.v1.LightningStoreService.UpdateAttempt:output_type -> agl.v1.UpdateAttemptResponse
+	21, // 94: agl.v1.LightningStoreService.AddResources:output_type -> agl.v1.AddResourcesResponse
+	23, // 95: agl.v1.LightningStoreService.UpdateResources:output_type -> agl.v1.UpdateResourcesResponse
+	25, // 96: agl.v1.LightningStoreService.GetResources:output_type -> agl.v1.GetResourcesResponse
+	27, // 97: agl.v1.LightningStoreService.QueryResources:output_type -> agl.v1.QueryResourcesResponse
+	29, // 98: agl.v1.LightningStoreService.IngestSpans:output_type -> agl.v1.IngestSpansResponse
+	31, // 99: agl.v1.LightningStoreService.QuerySpans:output_type -> agl.v1.QuerySpansResponse
+	33, // 100: agl.v1.LightningStoreService.NextSequenceIds:output_type -> agl.v1.NextSequenceIdsResponse
+	35, // 101: agl.v1.LightningStoreService.WaitForRollouts:output_type -> agl.v1.WaitForRolloutsResponse
+	37, // 102: agl.v1.LightningStoreService.WatchRollouts:output_type -> agl.v1.WatchRolloutsResponse
+	40, // 103: agl.v1.LightningStoreService.QueryWorkers:output_type -> agl.v1.QueryWorkersResponse
+	42, // 104: agl.v1.LightningStoreService.GetWorker:output_type -> agl.v1.GetWorkerResponse
+	44, // 105: agl.v1.LightningStoreService.UpdateWorker:output_type -> agl.v1.UpdateWorkerResponse
+	46, // 106: agl.v1.LightningStoreService.GetStats:output_type -> agl.v1.GetStatsResponse
+	85, // [85:107] is the sub-list for method output_type
+	63, // [63:85] is the sub-list for method input_type
+	63, // [63:63] is the sub-list for extension type_name
+	63, // [63:63] is the sub-list for extension extendee
+	0,  // [0:63] is the sub-list for field type_name
 }
 
 func init() { file_agl_v1_store_proto_init() }
@@ -3056,17 +3358,18 @@ func file_agl_v1_store_proto_init() {
 	file_agl_v1_resources_proto_init()
 	file_agl_v1_trace_proto_init()
 	file_agl_v1_types_proto_init()
-	file_agl_v1_store_proto_msgTypes[15].OneofWrappers = []any{}
-	file_agl_v1_store_proto_msgTypes[17].OneofWrappers = []any{}
-	file_agl_v1_store_proto_msgTypes[35].OneofWrappers = []any{}
-	file_agl_v1_store_proto_msgTypes[41].OneofWrappers = []any{}
+	file_agl_v1_store_proto_msgTypes[16].OneofWrappers = []any{}
+	file_agl_v1_store_proto_msgTypes[18].OneofWrappers = []any{}
+	file_agl_v1_store_proto_msgTypes[31].OneofWrappers = []any{}
+	file_agl_v1_store_proto_msgTypes[36].OneofWrappers = []any{}
+	file_agl_v1_store_proto_msgTypes[43].OneofWrappers = []any{}
 	type x struct{}
 	out := protoimpl.TypeBuilder{
 		File: protoimpl.DescBuilder{
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_agl_v1_store_proto_rawDesc), len(file_agl_v1_store_proto_rawDesc)),
 			NumEnums:      0,
-			NumMessages:   48,
+			NumMessages:   50,
 			NumExtensions: 0,
 			NumServices:   1,
 		},

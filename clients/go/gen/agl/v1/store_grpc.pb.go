@@ -61,7 +61,9 @@ type LightningStoreServiceClient interface {
 	// Claims the oldest queued rollouts, creating a new attempt for each. Waits
 	// up to `wait` for work when the queue is empty (a long poll: no busy loop).
 	DequeueRollout(ctx context.Context, in *DequeueRolloutRequest, opts ...grpc.CallOption) (*DequeueRolloutResponse, error)
-	// Creates a new attempt for a rollout by hand (a manual retry).
+	// Creates a new attempt for a rollout by hand (a manual retry). Refused with
+	// FAILED_PRECONDITION on a terminal rollout: a rollout reaches exactly one
+	// terminal status (enqueue a new rollout to run the task again).
 	StartAttempt(ctx context.Context, in *StartAttemptRequest, opts ...grpc.CallOption) (*StartAttemptResponse, error)
 	GetRollout(ctx context.Context, in *GetRolloutRequest, opts ...grpc.CallOption) (*GetRolloutResponse, error)
 	QueryRollouts(ctx context.Context, in *QueryRolloutsRequest, opts ...grpc.CallOption) (*QueryRolloutsResponse, error)
@@ -362,7 +364,9 @@ type LightningStoreServiceServer interface {
 	// Claims the oldest queued rollouts, creating a new attempt for each. Waits
 	// up to `wait` for work when the queue is empty (a long poll: no busy loop).
 	DequeueRollout(context.Context, *DequeueRolloutRequest) (*DequeueRolloutResponse, error)
-	// Creates a new attempt for a rollout by hand (a manual retry).
+	// Creates a new attempt for a rollout by hand (a manual retry). Refused with
+	// FAILED_PRECONDITION on a terminal rollout: a rollout reaches exactly one
+	// terminal status (enqueue a new rollout to run the task again).
 	StartAttempt(context.Context, *StartAttemptRequest) (*StartAttemptResponse, error)
 	GetRollout(context.Context, *GetRolloutRequest) (*GetRolloutResponse, error)
 	QueryRollouts(context.Context, *QueryRolloutsRequest) (*QueryRolloutsResponse, error)

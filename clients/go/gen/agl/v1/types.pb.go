@@ -270,6 +270,60 @@ func (WorkerStatus) EnumDescriptor() ([]byte, []int) {
 	return file_agl_v1_types_proto_rawDescGZIP(), []int{3}
 }
 
+// How the filters of a query combine.
+type FilterLogic int32
+
+const (
+	// As AND.
+	FilterLogic_FILTER_LOGIC_UNSPECIFIED FilterLogic = 0
+	// An item matches when every filter that is set matches.
+	FilterLogic_FILTER_LOGIC_AND FilterLogic = 1
+	// An item matches when any filter that is set matches. With no filter set,
+	// every item matches.
+	FilterLogic_FILTER_LOGIC_OR FilterLogic = 2
+)
+
+// Enum value maps for FilterLogic.
+var (
+	FilterLogic_name = map[int32]string{
+		0: "FILTER_LOGIC_UNSPECIFIED",
+		1: "FILTER_LOGIC_AND",
+		2: "FILTER_LOGIC_OR",
+	}
+	FilterLogic_value = map[string]int32{
+		"FILTER_LOGIC_UNSPECIFIED": 0,
+		"FILTER_LOGIC_AND":         1,
+		"FILTER_LOGIC_OR":          2,
+	}
+)
+
+func (x FilterLogic) Enum() *FilterLogic {
+	p := new(FilterLogic)
+	*p = x
+	return p
+}
+
+func (x FilterLogic) String() string {
+	return protoimpl.X.EnumStringOf(x.Descriptor(), protoreflect.EnumNumber(x))
+}
+
+func (FilterLogic) Descriptor() protoreflect.EnumDescriptor {
+	return file_agl_v1_types_proto_enumTypes[4].Descriptor()
+}
+
+func (FilterLogic) Type() protoreflect.EnumType {
+	return &file_agl_v1_types_proto_enumTypes[4]
+}
+
+func (x FilterLogic) Number() protoreflect.EnumNumber {
+	return protoreflect.EnumNumber(x)
+}
+
+// Deprecated: Use FilterLogic.Descriptor instead.
+func (FilterLogic) EnumDescriptor() ([]byte, []int) {
+	return file_agl_v1_types_proto_rawDescGZIP(), []int{4}
+}
+
 type SortOrder int32
 
 const (
@@ -304,11 +358,11 @@ func (x SortOrder) String() string {
 }
 
 func (SortOrder) Descriptor() protoreflect.EnumDescriptor {
-	return file_agl_v1_types_proto_enumTypes[4].Descriptor()
+	return file_agl_v1_types_proto_enumTypes[5].Descriptor()
 }
 
 func (SortOrder) Type() protoreflect.EnumType {
-	return &file_agl_v1_types_proto_enumTypes[4]
+	return &file_agl_v1_types_proto_enumTypes[5]
 }
 
 func (x SortOrder) Number() protoreflect.EnumNumber {
@@ -317,7 +371,7 @@ func (x SortOrder) Number() protoreflect.EnumNumber {
 
 // Deprecated: Use SortOrder.Descriptor instead.
 func (SortOrder) EnumDescriptor() ([]byte, []int) {
-	return file_agl_v1_types_proto_rawDescGZIP(), []int{4}
+	return file_agl_v1_types_proto_rawDescGZIP(), []int{5}
 }
 
 // Retry and health policy of a rollout. The store's watchdog applies it on
@@ -987,7 +1041,11 @@ const file_agl_v1_types_proto_rawDesc = "" +
 	"\x19WORKER_STATUS_UNSPECIFIED\x10\x00\x12\x16\n" +
 	"\x12WORKER_STATUS_IDLE\x10\x01\x12\x16\n" +
 	"\x12WORKER_STATUS_BUSY\x10\x02\x12\x19\n" +
-	"\x15WORKER_STATUS_UNKNOWN\x10\x03*P\n" +
+	"\x15WORKER_STATUS_UNKNOWN\x10\x03*V\n" +
+	"\vFilterLogic\x12\x1c\n" +
+	"\x18FILTER_LOGIC_UNSPECIFIED\x10\x00\x12\x14\n" +
+	"\x10FILTER_LOGIC_AND\x10\x01\x12\x13\n" +
+	"\x0fFILTER_LOGIC_OR\x10\x02*P\n" +
 	"\tSortOrder\x12\x1a\n" +
 	"\x16SORT_ORDER_UNSPECIFIED\x10\x00\x12\x12\n" +
 	"\x0eSORT_ORDER_ASC\x10\x01\x12\x13\n" +
@@ -1005,49 +1063,50 @@ func file_agl_v1_types_proto_rawDescGZIP() []byte {
 	return file_agl_v1_types_proto_rawDescData
 }
 
-var file_agl_v1_types_proto_enumTypes = make([]protoimpl.EnumInfo, 5)
+var file_agl_v1_types_proto_enumTypes = make([]protoimpl.EnumInfo, 6)
 var file_agl_v1_types_proto_msgTypes = make([]protoimpl.MessageInfo, 6)
 var file_agl_v1_types_proto_goTypes = []any{
 	(RolloutStatus)(0),            // 0: agl.v1.RolloutStatus
 	(AttemptStatus)(0),            // 1: agl.v1.AttemptStatus
 	(RolloutMode)(0),              // 2: agl.v1.RolloutMode
 	(WorkerStatus)(0),             // 3: agl.v1.WorkerStatus
-	(SortOrder)(0),                // 4: agl.v1.SortOrder
-	(*RolloutConfig)(nil),         // 5: agl.v1.RolloutConfig
-	(*Attempt)(nil),               // 6: agl.v1.Attempt
-	(*Rollout)(nil),               // 7: agl.v1.Rollout
-	(*Worker)(nil),                // 8: agl.v1.Worker
-	(*RolloutEvent)(nil),          // 9: agl.v1.RolloutEvent
-	(*ItemError)(nil),             // 10: agl.v1.ItemError
-	(*timestamppb.Timestamp)(nil), // 11: google.protobuf.Timestamp
-	(*structpb.Struct)(nil),       // 12: google.protobuf.Struct
-	(*structpb.Value)(nil),        // 13: google.protobuf.Value
+	(FilterLogic)(0),              // 4: agl.v1.FilterLogic
+	(SortOrder)(0),                // 5: agl.v1.SortOrder
+	(*RolloutConfig)(nil),         // 6: agl.v1.RolloutConfig
+	(*Attempt)(nil),               // 7: agl.v1.Attempt
+	(*Rollout)(nil),               // 8: agl.v1.Rollout
+	(*Worker)(nil),                // 9: agl.v1.Worker
+	(*RolloutEvent)(nil),          // 10: agl.v1.RolloutEvent
+	(*ItemError)(nil),             // 11: agl.v1.ItemError
+	(*timestamppb.Timestamp)(nil), // 12: google.protobuf.Timestamp
+	(*structpb.Struct)(nil),       // 13: google.protobuf.Struct
+	(*structpb.Value)(nil),        // 14: google.protobuf.Value
 }
 var file_agl_v1_types_proto_depIdxs = []int32{
 	1,  // 0: agl.v1.RolloutConfig.retry_condition:type_name -> agl.v1.AttemptStatus
-	11, // 1: agl.v1.Attempt.start_time:type_name -> google.protobuf.Timestamp
-	11, // 2: agl.v1.Attempt.end_time:type_name -> google.protobuf.Timestamp
+	12, // 1: agl.v1.Attempt.start_time:type_name -> google.protobuf.Timestamp
+	12, // 2: agl.v1.Attempt.end_time:type_name -> google.protobuf.Timestamp
 	1,  // 3: agl.v1.Attempt.status:type_name -> agl.v1.AttemptStatus
-	11, // 4: agl.v1.Attempt.last_heartbeat_time:type_name -> google.protobuf.Timestamp
-	12, // 5: agl.v1.Attempt.metadata:type_name -> google.protobuf.Struct
-	13, // 6: agl.v1.Rollout.input:type_name -> google.protobuf.Value
-	11, // 7: agl.v1.Rollout.start_time:type_name -> google.protobuf.Timestamp
-	11, // 8: agl.v1.Rollout.end_time:type_name -> google.protobuf.Timestamp
+	12, // 4: agl.v1.Attempt.last_heartbeat_time:type_name -> google.protobuf.Timestamp
+	13, // 5: agl.v1.Attempt.metadata:type_name -> google.protobuf.Struct
+	14, // 6: agl.v1.Rollout.input:type_name -> google.protobuf.Value
+	12, // 7: agl.v1.Rollout.start_time:type_name -> google.protobuf.Timestamp
+	12, // 8: agl.v1.Rollout.end_time:type_name -> google.protobuf.Timestamp
 	2,  // 9: agl.v1.Rollout.mode:type_name -> agl.v1.RolloutMode
 	0,  // 10: agl.v1.Rollout.status:type_name -> agl.v1.RolloutStatus
-	5,  // 11: agl.v1.Rollout.config:type_name -> agl.v1.RolloutConfig
-	12, // 12: agl.v1.Rollout.metadata:type_name -> google.protobuf.Struct
-	6,  // 13: agl.v1.Rollout.attempt:type_name -> agl.v1.Attempt
+	6,  // 11: agl.v1.Rollout.config:type_name -> agl.v1.RolloutConfig
+	13, // 12: agl.v1.Rollout.metadata:type_name -> google.protobuf.Struct
+	7,  // 13: agl.v1.Rollout.attempt:type_name -> agl.v1.Attempt
 	3,  // 14: agl.v1.Worker.status:type_name -> agl.v1.WorkerStatus
-	11, // 15: agl.v1.Worker.last_heartbeat_time:type_name -> google.protobuf.Timestamp
-	11, // 16: agl.v1.Worker.last_dequeue_time:type_name -> google.protobuf.Timestamp
-	11, // 17: agl.v1.Worker.last_busy_time:type_name -> google.protobuf.Timestamp
-	11, // 18: agl.v1.Worker.last_idle_time:type_name -> google.protobuf.Timestamp
-	12, // 19: agl.v1.Worker.heartbeat_stats:type_name -> google.protobuf.Struct
+	12, // 15: agl.v1.Worker.last_heartbeat_time:type_name -> google.protobuf.Timestamp
+	12, // 16: agl.v1.Worker.last_dequeue_time:type_name -> google.protobuf.Timestamp
+	12, // 17: agl.v1.Worker.last_busy_time:type_name -> google.protobuf.Timestamp
+	12, // 18: agl.v1.Worker.last_idle_time:type_name -> google.protobuf.Timestamp
+	13, // 19: agl.v1.Worker.heartbeat_stats:type_name -> google.protobuf.Struct
 	0,  // 20: agl.v1.RolloutEvent.old_status:type_name -> agl.v1.RolloutStatus
 	0,  // 21: agl.v1.RolloutEvent.new_status:type_name -> agl.v1.RolloutStatus
-	11, // 22: agl.v1.RolloutEvent.time:type_name -> google.protobuf.Timestamp
-	7,  // 23: agl.v1.RolloutEvent.rollout:type_name -> agl.v1.Rollout
+	12, // 22: agl.v1.RolloutEvent.time:type_name -> google.protobuf.Timestamp
+	8,  // 23: agl.v1.RolloutEvent.rollout:type_name -> agl.v1.Rollout
 	24, // [24:24] is the sub-list for method output_type
 	24, // [24:24] is the sub-list for method input_type
 	24, // [24:24] is the sub-list for extension type_name
@@ -1066,7 +1125,7 @@ func file_agl_v1_types_proto_init() {
 		File: protoimpl.DescBuilder{
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_agl_v1_types_proto_rawDesc), len(file_agl_v1_types_proto_rawDesc)),
-			NumEnums:      5,
+			NumEnums:      6,
 			NumMessages:   6,
 			NumExtensions: 0,
 			NumServices:   0,

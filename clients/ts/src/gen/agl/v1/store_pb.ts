@@ -8,7 +8,7 @@ import type { Resource, ResourcesUpdate } from "./resources_pb.js";
 import { file_agl_v1_resources } from "./resources_pb.js";
 import type { Span } from "./trace_pb.js";
 import { file_agl_v1_trace } from "./trace_pb.js";
-import type { Attempt, AttemptStatus, ItemError, Rollout, RolloutConfig, RolloutEvent, RolloutMode, RolloutStatus, SortOrder, Worker, WorkerStatus } from "./types_pb.js";
+import type { Attempt, AttemptStatus, FilterLogic, ItemError, Rollout, RolloutConfig, RolloutEvent, RolloutMode, RolloutStatus, SortOrder, Worker, WorkerStatus } from "./types_pb.js";
 import { file_agl_v1_types } from "./types_pb.js";
 import type { Duration, Timestamp, Value } from "@bufbuild/protobuf/wkt";
 import { file_google_protobuf_duration, file_google_protobuf_struct, file_google_protobuf_timestamp } from "@bufbuild/protobuf/wkt";
@@ -18,7 +18,7 @@ import type { JsonObject, Message } from "@bufbuild/protobuf";
  * Describes the file agl/v1/store.proto.
  */
 export const file_agl_v1_store: GenFile = /*@__PURE__*/
-  fileDesc("ChJhZ2wvdjEvc3RvcmUucHJvdG8SBmFnbC52MSLTAQoLUm9sbG91dFNwZWMSEgoKcm9sbG91dF9pZBgBIAEoCRIlCgVpbnB1dBgCIAEoCzIWLmdvb2dsZS5wcm90b2J1Zi5WYWx1ZRIhCgRtb2RlGAMgASgOMhMuYWdsLnYxLlJvbGxvdXRNb2RlEhQKDHJlc291cmNlc19pZBgEIAEoCRIlCgZjb25maWcYBSABKAsyFS5hZ2wudjEuUm9sbG91dENvbmZpZxIpCghtZXRhZGF0YRgGIAEoCzIXLmdvb2dsZS5wcm90b2J1Zi5TdHJ1Y3QiTgoTU3RhcnRSb2xsb3V0UmVxdWVzdBIkCgdyb2xsb3V0GAEgASgLMhMuYWdsLnYxLlJvbGxvdXRTcGVjEhEKCXdvcmtlcl9pZBgCIAEoCSI4ChRTdGFydFJvbGxvdXRSZXNwb25zZRIgCgdyb2xsb3V0GAEgASgLMg8uYWdsLnYxLlJvbGxvdXQiPwoWRW5xdWV1ZVJvbGxvdXRzUmVxdWVzdBIlCghyb2xsb3V0cxgBIAMoCzITLmFnbC52MS5Sb2xsb3V0U3BlYyJfChdFbnF1ZXVlUm9sbG91dHNSZXNwb25zZRIhCghyb2xsb3V0cxgBIAMoCzIPLmFnbC52MS5Sb2xsb3V0EiEKBmVycm9ycxgCIAMoCzIRLmFnbC52MS5JdGVtRXJyb3IiYgoVRGVxdWV1ZVJvbGxvdXRSZXF1ZXN0EhEKCXdvcmtlcl9pZBgBIAEoCRINCgVsaW1pdBgCIAEoBRInCgR3YWl0GAMgASgLMhkuZ29vZ2xlLnByb3RvYnVmLkR1cmF0aW9uIjsKFkRlcXVldWVSb2xsb3V0UmVzcG9uc2USIQoIcm9sbG91dHMYASADKAsyDy5hZ2wudjEuUm9sbG91dCI8ChNTdGFydEF0dGVtcHRSZXF1ZXN0EhIKCnJvbGxvdXRfaWQYASABKAkSEQoJd29ya2VyX2lkGAIgASgJIjgKFFN0YXJ0QXR0ZW1wdFJlc3BvbnNlEiAKB3JvbGxvdXQYASABKAsyDy5hZ2wudjEuUm9sbG91dCInChFHZXRSb2xsb3V0UmVxdWVzdBISCgpyb2xsb3V0X2lkGAEgASgJIjYKEkdldFJvbGxvdXRSZXNwb25zZRIgCgdyb2xsb3V0GAEgASgLMg8uYWdsLnYxLlJvbGxvdXQi6QEKFFF1ZXJ5Um9sbG91dHNSZXF1ZXN0EigKCXN0YXR1c19pbhgBIAMoDjIVLmFnbC52MS5Sb2xsb3V0U3RhdHVzEhUKDXJvbGxvdXRfaWRfaW4YAiADKAkSGwoTcm9sbG91dF9pZF9jb250YWlucxgDIAEoCRIhCgRtb2RlGAQgASgOMhMuYWdsLnYxLlJvbGxvdXRNb2RlEg8KB3NvcnRfYnkYBSABKAkSIAoFb3JkZXIYBiABKA4yES5hZ2wudjEuU29ydE9yZGVyEg0KBWxpbWl0GAcgASgFEg4KBm9mZnNldBgIIAEoBSJJChVRdWVyeVJvbGxvdXRzUmVzcG9uc2USIQoIcm9sbG91dHMYASADKAsyDy5hZ2wudjEuUm9sbG91dBINCgV0b3RhbBgCIAEoAyJrChRRdWVyeUF0dGVtcHRzUmVxdWVzdBISCgpyb2xsb3V0X2lkGAEgASgJEiAKBW9yZGVyGAIgASgOMhEuYWdsLnYxLlNvcnRPcmRlchINCgVsaW1pdBgDIAEoBRIOCgZvZmZzZXQYBCABKAUiSQoVUXVlcnlBdHRlbXB0c1Jlc3BvbnNlEiEKCGF0dGVtcHRzGAEgAygLMg8uYWdsLnYxLkF0dGVtcHQSDQoFdG90YWwYAiABKAMitwIKFFVwZGF0ZVJvbGxvdXRSZXF1ZXN0EhIKCnJvbGxvdXRfaWQYASABKAkSKgoGc3RhdHVzGAIgASgOMhUuYWdsLnYxLlJvbGxvdXRTdGF0dXNIAIgBARIlCgVpbnB1dBgDIAEoCzIWLmdvb2dsZS5wcm90b2J1Zi5WYWx1ZRImCgRtb2RlGAQgASgOMhMuYWdsLnYxLlJvbGxvdXRNb2RlSAGIAQESGQoMcmVzb3VyY2VzX2lkGAUgASgJSAKIAQESJQoGY29uZmlnGAYgASgLMhUuYWdsLnYxLlJvbGxvdXRDb25maWcSKQoIbWV0YWRhdGEYByABKAsyFy5nb29nbGUucHJvdG9idWYuU3RydWN0QgkKB19zdGF0dXNCBwoFX21vZGVCDwoNX3Jlc291cmNlc19pZCI5ChVVcGRhdGVSb2xsb3V0UmVzcG9uc2USIAoHcm9sbG91dBgBIAEoCzIPLmFnbC52MS5Sb2xsb3V0Iv8BChRVcGRhdGVBdHRlbXB0UmVxdWVzdBISCgpyb2xsb3V0X2lkGAEgASgJEhIKCmF0dGVtcHRfaWQYAiABKAkSKgoGc3RhdHVzGAMgASgOMhUuYWdsLnYxLkF0dGVtcHRTdGF0dXNIAIgBARIWCgl3b3JrZXJfaWQYBCABKAlIAYgBARI3ChNsYXN0X2hlYXJ0YmVhdF90aW1lGAUgASgLMhouZ29vZ2xlLnByb3RvYnVmLlRpbWVzdGFtcBIpCghtZXRhZGF0YRgGIAEoCzIXLmdvb2dsZS5wcm90b2J1Zi5TdHJ1Y3RCCQoHX3N0YXR1c0IMCgpfd29ya2VyX2lkIjkKFVVwZGF0ZUF0dGVtcHRSZXNwb25zZRIgCgdhdHRlbXB0GAEgASgLMg8uYWdsLnYxLkF0dGVtcHQirgEKE0FkZFJlc291cmNlc1JlcXVlc3QSPQoJcmVzb3VyY2VzGAEgAygLMiouYWdsLnYxLkFkZFJlc291cmNlc1JlcXVlc3QuUmVzb3VyY2VzRW50cnkSFAoMcmVzb3VyY2VzX2lkGAIgASgJGkIKDlJlc291cmNlc0VudHJ5EgsKA2tleRgBIAEoCRIfCgV2YWx1ZRgCIAEoCzIQLmFnbC52MS5SZXNvdXJjZToCOAEiQgoUQWRkUmVzb3VyY2VzUmVzcG9uc2USKgoJcmVzb3VyY2VzGAEgASgLMhcuYWdsLnYxLlJlc291cmNlc1VwZGF0ZSK0AQoWVXBkYXRlUmVzb3VyY2VzUmVxdWVzdBIUCgxyZXNvdXJjZXNfaWQYASABKAkSQAoJcmVzb3VyY2VzGAIgAygLMi0uYWdsLnYxLlVwZGF0ZVJlc291cmNlc1JlcXVlc3QuUmVzb3VyY2VzRW50cnkaQgoOUmVzb3VyY2VzRW50cnkSCwoDa2V5GAEgASgJEh8KBXZhbHVlGAIgASgLMhAuYWdsLnYxLlJlc291cmNlOgI4ASJFChdVcGRhdGVSZXNvdXJjZXNSZXNwb25zZRIqCglyZXNvdXJjZXMYASABKAsyFy5hZ2wudjEuUmVzb3VyY2VzVXBkYXRlIisKE0dldFJlc291cmNlc1JlcXVlc3QSFAoMcmVzb3VyY2VzX2lkGAEgASgJIkIKFEdldFJlc291cmNlc1Jlc3BvbnNlEioKCXJlc291cmNlcxgBIAEoCzIXLmFnbC52MS5SZXNvdXJjZXNVcGRhdGUiggEKFVF1ZXJ5UmVzb3VyY2VzUmVxdWVzdBIXCg9yZXNvdXJjZXNfaWRfaW4YASADKAkSDwoHc29ydF9ieRgCIAEoCRIgCgVvcmRlchgDIAEoDjIRLmFnbC52MS5Tb3J0T3JkZXISDQoFbGltaXQYBCABKAUSDgoGb2Zmc2V0GAUgASgFIlMKFlF1ZXJ5UmVzb3VyY2VzUmVzcG9uc2USKgoJcmVzb3VyY2VzGAEgAygLMhcuYWdsLnYxLlJlc291cmNlc1VwZGF0ZRINCgV0b3RhbBgCIAEoAyJDChJJbmdlc3RTcGFuc1JlcXVlc3QSEAoIYmF0Y2hfaWQYASABKAMSGwoFc3BhbnMYAiADKAsyDC5hZ2wudjEuU3BhbiJ5ChNJbmdlc3RTcGFuc1Jlc3BvbnNlEhAKCGJhdGNoX2lkGAEgASgDEhAKCGFjY2VwdGVkGAIgASgFEhkKEWR1cGxpY2F0ZV9pbmRpY2VzGAMgAygFEiMKCHJlamVjdGVkGAQgAygLMhEuYWdsLnYxLkl0ZW1FcnJvciJlChFRdWVyeVNwYW5zUmVxdWVzdBISCgpyb2xsb3V0X2lkGAEgASgJEhIKCmF0dGVtcHRfaWQYAiABKAkSGQoRYWZ0ZXJfc2VxdWVuY2VfaWQYAyABKAMSDQoFbGltaXQYBCABKAUiMQoSUXVlcnlTcGFuc1Jlc3BvbnNlEhsKBXNwYW5zGAEgAygLMgwuYWdsLnYxLlNwYW4iOwoWTmV4dFNlcXVlbmNlSWRzUmVxdWVzdBISCgpyb2xsb3V0X2lkGAEgASgJEg0KBWNvdW50GAIgASgFIjcKF05leHRTZXF1ZW5jZUlkc1Jlc3BvbnNlEg0KBWZpcnN0GAEgASgDEg0KBWNvdW50GAIgASgFIlkKFldhaXRGb3JSb2xsb3V0c1JlcXVlc3QSEwoLcm9sbG91dF9pZHMYASADKAkSKgoHdGltZW91dBgCIAEoCzIZLmdvb2dsZS5wcm90b2J1Zi5EdXJhdGlvbiJZChdXYWl0Rm9yUm9sbG91dHNSZXNwb25zZRIhCghyb2xsb3V0cxgBIAMoCzIPLmFnbC52MS5Sb2xsb3V0EhsKE3BlbmRpbmdfcm9sbG91dF9pZHMYAiADKAkihQEKFFdhdGNoUm9sbG91dHNSZXF1ZXN0EhMKC3JvbGxvdXRfaWRzGAEgAygJEigKCXN0YXR1c19pbhgCIAMoDjIVLmFnbC52MS5Sb2xsb3V0U3RhdHVzEhsKDmFmdGVyX2V2ZW50X2lkGAMgASgDSACIAQFCEQoPX2FmdGVyX2V2ZW50X2lkIlQKFVdhdGNoUm9sbG91dHNSZXNwb25zZRIkCgZldmVudHMYASADKAsyFC5hZ2wudjEuUm9sbG91dEV2ZW50EhUKDWxhc3RfZXZlbnRfaWQYAiABKAMipgEKE1F1ZXJ5V29ya2Vyc1JlcXVlc3QSJwoJc3RhdHVzX2luGAEgAygOMhQuYWdsLnYxLldvcmtlclN0YXR1cxIUCgx3b3JrZXJfaWRfaW4YAiADKAkSDwoHc29ydF9ieRgDIAEoCRIgCgVvcmRlchgEIAEoDjIRLmFnbC52MS5Tb3J0T3JkZXISDQoFbGltaXQYBSABKAUSDgoGb2Zmc2V0GAYgASgFIkYKFFF1ZXJ5V29ya2Vyc1Jlc3BvbnNlEh8KB3dvcmtlcnMYASADKAsyDi5hZ2wudjEuV29ya2VyEg0KBXRvdGFsGAIgASgDIiUKEEdldFdvcmtlclJlcXVlc3QSEQoJd29ya2VyX2lkGAEgASgJIjMKEUdldFdvcmtlclJlc3BvbnNlEh4KBndvcmtlchgBIAEoCzIOLmFnbC52MS5Xb3JrZXIikAEKE1VwZGF0ZVdvcmtlclJlcXVlc3QSEQoJd29ya2VyX2lkGAEgASgJEjAKD2hlYXJ0YmVhdF9zdGF0cxgCIAEoCzIXLmdvb2dsZS5wcm90b2J1Zi5TdHJ1Y3QSKQoGc3RhdHVzGAMgASgOMhQuYWdsLnYxLldvcmtlclN0YXR1c0gAiAEBQgkKB19zdGF0dXMiNgoUVXBkYXRlV29ya2VyUmVzcG9uc2USHgoGd29ya2VyGAEgASgLMg4uYWdsLnYxLldvcmtlciIRCg9HZXRTdGF0c1JlcXVlc3QiiAMKEEdldFN0YXRzUmVzcG9uc2USSgoScm9sbG91dHNfYnlfc3RhdHVzGAEgAygLMi4uYWdsLnYxLkdldFN0YXRzUmVzcG9uc2UuUm9sbG91dHNCeVN0YXR1c0VudHJ5EhAKCHJvbGxvdXRzGAIgASgDEhAKCGF0dGVtcHRzGAMgASgDEg0KBXNwYW5zGAQgASgDEhEKCXJlc291cmNlcxgFIAEoAxIPCgd3b3JrZXJzGAYgASgDEhQKDHF1ZXVlX2xlbmd0aBgHIAEoAxISCgpkYXRhX2J5dGVzGAggASgDEhYKDm1hcF9zaXplX2J5dGVzGAkgASgDEhUKDWxhc3RfZXZlbnRfaWQYCiABKAMSLgoKc3RhcnRfdGltZRgLIAEoCzIaLmdvb2dsZS5wcm90b2J1Zi5UaW1lc3RhbXASDwoHYmFja2VuZBgMIAEoCRo3ChVSb2xsb3V0c0J5U3RhdHVzRW50cnkSCwoDa2V5GAEgASgJEg0KBXZhbHVlGAIgASgDOgI4ATKsDQoVTGlnaHRuaW5nU3RvcmVTZXJ2aWNlEkkKDFN0YXJ0Um9sbG91dBIbLmFnbC52MS5TdGFydFJvbGxvdXRSZXF1ZXN0GhwuYWdsLnYxLlN0YXJ0Um9sbG91dFJlc3BvbnNlElIKD0VucXVldWVSb2xsb3V0cxIeLmFnbC52MS5FbnF1ZXVlUm9sbG91dHNSZXF1ZXN0Gh8uYWdsLnYxLkVucXVldWVSb2xsb3V0c1Jlc3BvbnNlEk8KDkRlcXVldWVSb2xsb3V0Eh0uYWdsLnYxLkRlcXVldWVSb2xsb3V0UmVxdWVzdBoeLmFnbC52MS5EZXF1ZXVlUm9sbG91dFJlc3BvbnNlEkkKDFN0YXJ0QXR0ZW1wdBIbLmFnbC52MS5TdGFydEF0dGVtcHRSZXF1ZXN0GhwuYWdsLnYxLlN0YXJ0QXR0ZW1wdFJlc3BvbnNlEkMKCkdldFJvbGxvdXQSGS5hZ2wudjEuR2V0Um9sbG91dFJlcXVlc3QaGi5hZ2wudjEuR2V0Um9sbG91dFJlc3BvbnNlEkwKDVF1ZXJ5Um9sbG91dHMSHC5hZ2wudjEuUXVlcnlSb2xsb3V0c1JlcXVlc3QaHS5hZ2wudjEuUXVlcnlSb2xsb3V0c1Jlc3BvbnNlEkwKDVF1ZXJ5QXR0ZW1wdHMSHC5hZ2wudjEuUXVlcnlBdHRlbXB0c1JlcXVlc3QaHS5hZ2wudjEuUXVlcnlBdHRlbXB0c1Jlc3BvbnNlEkwKDVVwZGF0ZVJvbGxvdXQSHC5hZ2wudjEuVXBkYXRlUm9sbG91dFJlcXVlc3QaHS5hZ2wudjEuVXBkYXRlUm9sbG91dFJlc3BvbnNlEkwKDVVwZGF0ZUF0dGVtcHQSHC5hZ2wudjEuVXBkYXRlQXR0ZW1wdFJlcXVlc3QaHS5hZ2wudjEuVXBkYXRlQXR0ZW1wdFJlc3BvbnNlEkkKDEFkZFJlc291cmNlcxIbLmFnbC52MS5BZGRSZXNvdXJjZXNSZXF1ZXN0GhwuYWdsLnYxLkFkZFJlc291cmNlc1Jlc3BvbnNlElIKD1VwZGF0ZVJlc291cmNlcxIeLmFnbC52MS5VcGRhdGVSZXNvdXJjZXNSZXF1ZXN0Gh8uYWdsLnYxLlVwZGF0ZVJlc291cmNlc1Jlc3BvbnNlEkkKDEdldFJlc291cmNlcxIbLmFnbC52MS5HZXRSZXNvdXJjZXNSZXF1ZXN0GhwuYWdsLnYxLkdldFJlc291cmNlc1Jlc3BvbnNlEk8KDlF1ZXJ5UmVzb3VyY2VzEh0uYWdsLnYxLlF1ZXJ5UmVzb3VyY2VzUmVxdWVzdBoeLmFnbC52MS5RdWVyeVJlc291cmNlc1Jlc3BvbnNlEkoKC0luZ2VzdFNwYW5zEhouYWdsLnYxLkluZ2VzdFNwYW5zUmVxdWVzdBobLmFnbC52MS5Jbmdlc3RTcGFuc1Jlc3BvbnNlKAEwARJFCgpRdWVyeVNwYW5zEhkuYWdsLnYxLlF1ZXJ5U3BhbnNSZXF1ZXN0GhouYWdsLnYxLlF1ZXJ5U3BhbnNSZXNwb25zZTABElIKD05leHRTZXF1ZW5jZUlkcxIeLmFnbC52MS5OZXh0U2VxdWVuY2VJZHNSZXF1ZXN0Gh8uYWdsLnYxLk5leHRTZXF1ZW5jZUlkc1Jlc3BvbnNlElIKD1dhaXRGb3JSb2xsb3V0cxIeLmFnbC52MS5XYWl0Rm9yUm9sbG91dHNSZXF1ZXN0Gh8uYWdsLnYxLldhaXRGb3JSb2xsb3V0c1Jlc3BvbnNlEk4KDVdhdGNoUm9sbG91dHMSHC5hZ2wudjEuV2F0Y2hSb2xsb3V0c1JlcXVlc3QaHS5hZ2wudjEuV2F0Y2hSb2xsb3V0c1Jlc3BvbnNlMAESSQoMUXVlcnlXb3JrZXJzEhsuYWdsLnYxLlF1ZXJ5V29ya2Vyc1JlcXVlc3QaHC5hZ2wudjEuUXVlcnlXb3JrZXJzUmVzcG9uc2USQAoJR2V0V29ya2VyEhguYWdsLnYxLkdldFdvcmtlclJlcXVlc3QaGS5hZ2wudjEuR2V0V29ya2VyUmVzcG9uc2USSQoMVXBkYXRlV29ya2VyEhsuYWdsLnYxLlVwZGF0ZVdvcmtlclJlcXVlc3QaHC5hZ2wudjEuVXBkYXRlV29ya2VyUmVzcG9uc2USPQoIR2V0U3RhdHMSFy5hZ2wudjEuR2V0U3RhdHNSZXF1ZXN0GhguYWdsLnYxLkdldFN0YXRzUmVzcG9uc2VCNFoyZ2l0aHViLmNvbS9hZ2wtZGV2L2FnbC9jbGllbnRzL2dvL2dlbi9hZ2wvdjE7YWdsdjFiBnByb3RvMw", [file_agl_v1_resources, file_agl_v1_trace, file_agl_v1_types, file_google_protobuf_duration, file_google_protobuf_struct, file_google_protobuf_timestamp]);
+  fileDesc("ChJhZ2wvdjEvc3RvcmUucHJvdG8SBmFnbC52MSLTAQoLUm9sbG91dFNwZWMSEgoKcm9sbG91dF9pZBgBIAEoCRIlCgVpbnB1dBgCIAEoCzIWLmdvb2dsZS5wcm90b2J1Zi5WYWx1ZRIhCgRtb2RlGAMgASgOMhMuYWdsLnYxLlJvbGxvdXRNb2RlEhQKDHJlc291cmNlc19pZBgEIAEoCRIlCgZjb25maWcYBSABKAsyFS5hZ2wudjEuUm9sbG91dENvbmZpZxIpCghtZXRhZGF0YRgGIAEoCzIXLmdvb2dsZS5wcm90b2J1Zi5TdHJ1Y3QiTgoTU3RhcnRSb2xsb3V0UmVxdWVzdBIkCgdyb2xsb3V0GAEgASgLMhMuYWdsLnYxLlJvbGxvdXRTcGVjEhEKCXdvcmtlcl9pZBgCIAEoCSI4ChRTdGFydFJvbGxvdXRSZXNwb25zZRIgCgdyb2xsb3V0GAEgASgLMg8uYWdsLnYxLlJvbGxvdXQiPwoWRW5xdWV1ZVJvbGxvdXRzUmVxdWVzdBIlCghyb2xsb3V0cxgBIAMoCzITLmFnbC52MS5Sb2xsb3V0U3BlYyJfChdFbnF1ZXVlUm9sbG91dHNSZXNwb25zZRIhCghyb2xsb3V0cxgBIAMoCzIPLmFnbC52MS5Sb2xsb3V0EiEKBmVycm9ycxgCIAMoCzIRLmFnbC52MS5JdGVtRXJyb3IiYgoVRGVxdWV1ZVJvbGxvdXRSZXF1ZXN0EhEKCXdvcmtlcl9pZBgBIAEoCRINCgVsaW1pdBgCIAEoBRInCgR3YWl0GAMgASgLMhkuZ29vZ2xlLnByb3RvYnVmLkR1cmF0aW9uIjsKFkRlcXVldWVSb2xsb3V0UmVzcG9uc2USIQoIcm9sbG91dHMYASADKAsyDy5hZ2wudjEuUm9sbG91dCI8ChNTdGFydEF0dGVtcHRSZXF1ZXN0EhIKCnJvbGxvdXRfaWQYASABKAkSEQoJd29ya2VyX2lkGAIgASgJIjgKFFN0YXJ0QXR0ZW1wdFJlc3BvbnNlEiAKB3JvbGxvdXQYASABKAsyDy5hZ2wudjEuUm9sbG91dCInChFHZXRSb2xsb3V0UmVxdWVzdBISCgpyb2xsb3V0X2lkGAEgASgJIjYKEkdldFJvbGxvdXRSZXNwb25zZRIgCgdyb2xsb3V0GAEgASgLMg8uYWdsLnYxLlJvbGxvdXQiyAIKFFF1ZXJ5Um9sbG91dHNSZXF1ZXN0EigKCXN0YXR1c19pbhgBIAMoDjIVLmFnbC52MS5Sb2xsb3V0U3RhdHVzEhUKDXJvbGxvdXRfaWRfaW4YAiADKAkSGwoTcm9sbG91dF9pZF9jb250YWlucxgDIAEoCRIhCgRtb2RlGAQgASgOMhMuYWdsLnYxLlJvbGxvdXRNb2RlEg8KB3NvcnRfYnkYBSABKAkSIAoFb3JkZXIYBiABKA4yES5hZ2wudjEuU29ydE9yZGVyEg0KBWxpbWl0GAcgASgFEg4KBm9mZnNldBgIIAEoBRIpCgxmaWx0ZXJfbG9naWMYCSABKA4yEy5hZ2wudjEuRmlsdGVyTG9naWMSMgoNc3RhdHVzX2ZpbHRlchgKIAEoCzIbLmFnbC52MS5Sb2xsb3V0U3RhdHVzRmlsdGVyIj4KE1JvbGxvdXRTdGF0dXNGaWx0ZXISJwoIc3RhdHVzZXMYASADKA4yFS5hZ2wudjEuUm9sbG91dFN0YXR1cyJJChVRdWVyeVJvbGxvdXRzUmVzcG9uc2USIQoIcm9sbG91dHMYASADKAsyDy5hZ2wudjEuUm9sbG91dBINCgV0b3RhbBgCIAEoAyJrChRRdWVyeUF0dGVtcHRzUmVxdWVzdBISCgpyb2xsb3V0X2lkGAEgASgJEiAKBW9yZGVyGAIgASgOMhEuYWdsLnYxLlNvcnRPcmRlchINCgVsaW1pdBgDIAEoBRIOCgZvZmZzZXQYBCABKAUiSQoVUXVlcnlBdHRlbXB0c1Jlc3BvbnNlEiEKCGF0dGVtcHRzGAEgAygLMg8uYWdsLnYxLkF0dGVtcHQSDQoFdG90YWwYAiABKAMitwIKFFVwZGF0ZVJvbGxvdXRSZXF1ZXN0EhIKCnJvbGxvdXRfaWQYASABKAkSKgoGc3RhdHVzGAIgASgOMhUuYWdsLnYxLlJvbGxvdXRTdGF0dXNIAIgBARIlCgVpbnB1dBgDIAEoCzIWLmdvb2dsZS5wcm90b2J1Zi5WYWx1ZRImCgRtb2RlGAQgASgOMhMuYWdsLnYxLlJvbGxvdXRNb2RlSAGIAQESGQoMcmVzb3VyY2VzX2lkGAUgASgJSAKIAQESJQoGY29uZmlnGAYgASgLMhUuYWdsLnYxLlJvbGxvdXRDb25maWcSKQoIbWV0YWRhdGEYByABKAsyFy5nb29nbGUucHJvdG9idWYuU3RydWN0QgkKB19zdGF0dXNCBwoFX21vZGVCDwoNX3Jlc291cmNlc19pZCI5ChVVcGRhdGVSb2xsb3V0UmVzcG9uc2USIAoHcm9sbG91dBgBIAEoCzIPLmFnbC52MS5Sb2xsb3V0Iv8BChRVcGRhdGVBdHRlbXB0UmVxdWVzdBISCgpyb2xsb3V0X2lkGAEgASgJEhIKCmF0dGVtcHRfaWQYAiABKAkSKgoGc3RhdHVzGAMgASgOMhUuYWdsLnYxLkF0dGVtcHRTdGF0dXNIAIgBARIWCgl3b3JrZXJfaWQYBCABKAlIAYgBARI3ChNsYXN0X2hlYXJ0YmVhdF90aW1lGAUgASgLMhouZ29vZ2xlLnByb3RvYnVmLlRpbWVzdGFtcBIpCghtZXRhZGF0YRgGIAEoCzIXLmdvb2dsZS5wcm90b2J1Zi5TdHJ1Y3RCCQoHX3N0YXR1c0IMCgpfd29ya2VyX2lkIjkKFVVwZGF0ZUF0dGVtcHRSZXNwb25zZRIgCgdhdHRlbXB0GAEgASgLMg8uYWdsLnYxLkF0dGVtcHQirgEKE0FkZFJlc291cmNlc1JlcXVlc3QSPQoJcmVzb3VyY2VzGAEgAygLMiouYWdsLnYxLkFkZFJlc291cmNlc1JlcXVlc3QuUmVzb3VyY2VzRW50cnkSFAoMcmVzb3VyY2VzX2lkGAIgASgJGkIKDlJlc291cmNlc0VudHJ5EgsKA2tleRgBIAEoCRIfCgV2YWx1ZRgCIAEoCzIQLmFnbC52MS5SZXNvdXJjZToCOAEiQgoUQWRkUmVzb3VyY2VzUmVzcG9uc2USKgoJcmVzb3VyY2VzGAEgASgLMhcuYWdsLnYxLlJlc291cmNlc1VwZGF0ZSK0AQoWVXBkYXRlUmVzb3VyY2VzUmVxdWVzdBIUCgxyZXNvdXJjZXNfaWQYASABKAkSQAoJcmVzb3VyY2VzGAIgAygLMi0uYWdsLnYxLlVwZGF0ZVJlc291cmNlc1JlcXVlc3QuUmVzb3VyY2VzRW50cnkaQgoOUmVzb3VyY2VzRW50cnkSCwoDa2V5GAEgASgJEh8KBXZhbHVlGAIgASgLMhAuYWdsLnYxLlJlc291cmNlOgI4ASJFChdVcGRhdGVSZXNvdXJjZXNSZXNwb25zZRIqCglyZXNvdXJjZXMYASABKAsyFy5hZ2wudjEuUmVzb3VyY2VzVXBkYXRlIisKE0dldFJlc291cmNlc1JlcXVlc3QSFAoMcmVzb3VyY2VzX2lkGAEgASgJIkIKFEdldFJlc291cmNlc1Jlc3BvbnNlEioKCXJlc291cmNlcxgBIAEoCzIXLmFnbC52MS5SZXNvdXJjZXNVcGRhdGUizAEKFVF1ZXJ5UmVzb3VyY2VzUmVxdWVzdBIXCg9yZXNvdXJjZXNfaWRfaW4YASADKAkSDwoHc29ydF9ieRgCIAEoCRIgCgVvcmRlchgDIAEoDjIRLmFnbC52MS5Tb3J0T3JkZXISDQoFbGltaXQYBCABKAUSDgoGb2Zmc2V0GAUgASgFEh0KFXJlc291cmNlc19pZF9jb250YWlucxgGIAEoCRIpCgxmaWx0ZXJfbG9naWMYByABKA4yEy5hZ2wudjEuRmlsdGVyTG9naWMiUwoWUXVlcnlSZXNvdXJjZXNSZXNwb25zZRIqCglyZXNvdXJjZXMYASADKAsyFy5hZ2wudjEuUmVzb3VyY2VzVXBkYXRlEg0KBXRvdGFsGAIgASgDIkMKEkluZ2VzdFNwYW5zUmVxdWVzdBIQCghiYXRjaF9pZBgBIAEoAxIbCgVzcGFucxgCIAMoCzIMLmFnbC52MS5TcGFuInkKE0luZ2VzdFNwYW5zUmVzcG9uc2USEAoIYmF0Y2hfaWQYASABKAMSEAoIYWNjZXB0ZWQYAiABKAUSGQoRZHVwbGljYXRlX2luZGljZXMYAyADKAUSIwoIcmVqZWN0ZWQYBCADKAsyES5hZ2wudjEuSXRlbUVycm9yIsoCChFRdWVyeVNwYW5zUmVxdWVzdBISCgpyb2xsb3V0X2lkGAEgASgJEhIKCmF0dGVtcHRfaWQYAiABKAkSGQoRYWZ0ZXJfc2VxdWVuY2VfaWQYAyABKAMSDQoFbGltaXQYBCABKAUSEAoIdHJhY2VfaWQYBSABKAwSDwoHc3Bhbl9pZBgGIAEoDBIWCg5wYXJlbnRfc3Bhbl9pZBgHIAEoDBIMCgRuYW1lGAggASgJEhUKDW5hbWVfY29udGFpbnMYCSABKAkSKQoMZmlsdGVyX2xvZ2ljGAogASgOMhMuYWdsLnYxLkZpbHRlckxvZ2ljEg4KBm9mZnNldBgLIAEoBRIPCgdzb3J0X2J5GAwgASgJEiAKBW9yZGVyGA0gASgOMhEuYWdsLnYxLlNvcnRPcmRlchIVCg1pbmNsdWRlX3RvdGFsGA4gASgIIk8KElF1ZXJ5U3BhbnNSZXNwb25zZRIbCgVzcGFucxgBIAMoCzIMLmFnbC52MS5TcGFuEhIKBXRvdGFsGAIgASgDSACIAQFCCAoGX3RvdGFsIjsKFk5leHRTZXF1ZW5jZUlkc1JlcXVlc3QSEgoKcm9sbG91dF9pZBgBIAEoCRINCgVjb3VudBgCIAEoBSI3ChdOZXh0U2VxdWVuY2VJZHNSZXNwb25zZRINCgVmaXJzdBgBIAEoAxINCgVjb3VudBgCIAEoBSJZChZXYWl0Rm9yUm9sbG91dHNSZXF1ZXN0EhMKC3JvbGxvdXRfaWRzGAEgAygJEioKB3RpbWVvdXQYAiABKAsyGS5nb29nbGUucHJvdG9idWYuRHVyYXRpb24idgoXV2FpdEZvclJvbGxvdXRzUmVzcG9uc2USIQoIcm9sbG91dHMYASADKAsyDy5hZ2wudjEuUm9sbG91dBIbChNwZW5kaW5nX3JvbGxvdXRfaWRzGAIgAygJEhsKE3Vua25vd25fcm9sbG91dF9pZHMYAyADKAkihQEKFFdhdGNoUm9sbG91dHNSZXF1ZXN0EhMKC3JvbGxvdXRfaWRzGAEgAygJEigKCXN0YXR1c19pbhgCIAMoDjIVLmFnbC52MS5Sb2xsb3V0U3RhdHVzEhsKDmFmdGVyX2V2ZW50X2lkGAMgASgDSACIAQFCEQoPX2FmdGVyX2V2ZW50X2lkIlQKFVdhdGNoUm9sbG91dHNSZXNwb25zZRIkCgZldmVudHMYASADKAsyFC5hZ2wudjEuUm9sbG91dEV2ZW50EhUKDWxhc3RfZXZlbnRfaWQYAiABKAMioAIKE1F1ZXJ5V29ya2Vyc1JlcXVlc3QSJwoJc3RhdHVzX2luGAEgAygOMhQuYWdsLnYxLldvcmtlclN0YXR1cxIUCgx3b3JrZXJfaWRfaW4YAiADKAkSDwoHc29ydF9ieRgDIAEoCRIgCgVvcmRlchgEIAEoDjIRLmFnbC52MS5Tb3J0T3JkZXISDQoFbGltaXQYBSABKAUSDgoGb2Zmc2V0GAYgASgFEhoKEndvcmtlcl9pZF9jb250YWlucxgHIAEoCRIpCgxmaWx0ZXJfbG9naWMYCCABKA4yEy5hZ2wudjEuRmlsdGVyTG9naWMSMQoNc3RhdHVzX2ZpbHRlchgJIAEoCzIaLmFnbC52MS5Xb3JrZXJTdGF0dXNGaWx0ZXIiPAoSV29ya2VyU3RhdHVzRmlsdGVyEiYKCHN0YXR1c2VzGAEgAygOMhQuYWdsLnYxLldvcmtlclN0YXR1cyJGChRRdWVyeVdvcmtlcnNSZXNwb25zZRIfCgd3b3JrZXJzGAEgAygLMg4uYWdsLnYxLldvcmtlchINCgV0b3RhbBgCIAEoAyIlChBHZXRXb3JrZXJSZXF1ZXN0EhEKCXdvcmtlcl9pZBgBIAEoCSIzChFHZXRXb3JrZXJSZXNwb25zZRIeCgZ3b3JrZXIYASABKAsyDi5hZ2wudjEuV29ya2VyIpABChNVcGRhdGVXb3JrZXJSZXF1ZXN0EhEKCXdvcmtlcl9pZBgBIAEoCRIwCg9oZWFydGJlYXRfc3RhdHMYAiABKAsyFy5nb29nbGUucHJvdG9idWYuU3RydWN0EikKBnN0YXR1cxgDIAEoDjIULmFnbC52MS5Xb3JrZXJTdGF0dXNIAIgBAUIJCgdfc3RhdHVzIjYKFFVwZGF0ZVdvcmtlclJlc3BvbnNlEh4KBndvcmtlchgBIAEoCzIOLmFnbC52MS5Xb3JrZXIiEQoPR2V0U3RhdHNSZXF1ZXN0IogDChBHZXRTdGF0c1Jlc3BvbnNlEkoKEnJvbGxvdXRzX2J5X3N0YXR1cxgBIAMoCzIuLmFnbC52MS5HZXRTdGF0c1Jlc3BvbnNlLlJvbGxvdXRzQnlTdGF0dXNFbnRyeRIQCghyb2xsb3V0cxgCIAEoAxIQCghhdHRlbXB0cxgDIAEoAxINCgVzcGFucxgEIAEoAxIRCglyZXNvdXJjZXMYBSABKAMSDwoHd29ya2VycxgGIAEoAxIUCgxxdWV1ZV9sZW5ndGgYByABKAMSEgoKZGF0YV9ieXRlcxgIIAEoAxIWCg5tYXBfc2l6ZV9ieXRlcxgJIAEoAxIVCg1sYXN0X2V2ZW50X2lkGAogASgDEi4KCnN0YXJ0X3RpbWUYCyABKAsyGi5nb29nbGUucHJvdG9idWYuVGltZXN0YW1wEg8KB2JhY2tlbmQYDCABKAkaNwoVUm9sbG91dHNCeVN0YXR1c0VudHJ5EgsKA2tleRgBIAEoCRINCgV2YWx1ZRgCIAEoAzoCOAEyrA0KFUxpZ2h0bmluZ1N0b3JlU2VydmljZRJJCgxTdGFydFJvbGxvdXQSGy5hZ2wudjEuU3RhcnRSb2xsb3V0UmVxdWVzdBocLmFnbC52MS5TdGFydFJvbGxvdXRSZXNwb25zZRJSCg9FbnF1ZXVlUm9sbG91dHMSHi5hZ2wudjEuRW5xdWV1ZVJvbGxvdXRzUmVxdWVzdBofLmFnbC52MS5FbnF1ZXVlUm9sbG91dHNSZXNwb25zZRJPCg5EZXF1ZXVlUm9sbG91dBIdLmFnbC52MS5EZXF1ZXVlUm9sbG91dFJlcXVlc3QaHi5hZ2wudjEuRGVxdWV1ZVJvbGxvdXRSZXNwb25zZRJJCgxTdGFydEF0dGVtcHQSGy5hZ2wudjEuU3RhcnRBdHRlbXB0UmVxdWVzdBocLmFnbC52MS5TdGFydEF0dGVtcHRSZXNwb25zZRJDCgpHZXRSb2xsb3V0EhkuYWdsLnYxLkdldFJvbGxvdXRSZXF1ZXN0GhouYWdsLnYxLkdldFJvbGxvdXRSZXNwb25zZRJMCg1RdWVyeVJvbGxvdXRzEhwuYWdsLnYxLlF1ZXJ5Um9sbG91dHNSZXF1ZXN0Gh0uYWdsLnYxLlF1ZXJ5Um9sbG91dHNSZXNwb25zZRJMCg1RdWVyeUF0dGVtcHRzEhwuYWdsLnYxLlF1ZXJ5QXR0ZW1wdHNSZXF1ZXN0Gh0uYWdsLnYxLlF1ZXJ5QXR0ZW1wdHNSZXNwb25zZRJMCg1VcGRhdGVSb2xsb3V0EhwuYWdsLnYxLlVwZGF0ZVJvbGxvdXRSZXF1ZXN0Gh0uYWdsLnYxLlVwZGF0ZVJvbGxvdXRSZXNwb25zZRJMCg1VcGRhdGVBdHRlbXB0EhwuYWdsLnYxLlVwZGF0ZUF0dGVtcHRSZXF1ZXN0Gh0uYWdsLnYxLlVwZGF0ZUF0dGVtcHRSZXNwb25zZRJJCgxBZGRSZXNvdXJjZXMSGy5hZ2wudjEuQWRkUmVzb3VyY2VzUmVxdWVzdBocLmFnbC52MS5BZGRSZXNvdXJjZXNSZXNwb25zZRJSCg9VcGRhdGVSZXNvdXJjZXMSHi5hZ2wudjEuVXBkYXRlUmVzb3VyY2VzUmVxdWVzdBofLmFnbC52MS5VcGRhdGVSZXNvdXJjZXNSZXNwb25zZRJJCgxHZXRSZXNvdXJjZXMSGy5hZ2wudjEuR2V0UmVzb3VyY2VzUmVxdWVzdBocLmFnbC52MS5HZXRSZXNvdXJjZXNSZXNwb25zZRJPCg5RdWVyeVJlc291cmNlcxIdLmFnbC52MS5RdWVyeVJlc291cmNlc1JlcXVlc3QaHi5hZ2wudjEuUXVlcnlSZXNvdXJjZXNSZXNwb25zZRJKCgtJbmdlc3RTcGFucxIaLmFnbC52MS5Jbmdlc3RTcGFuc1JlcXVlc3QaGy5hZ2wudjEuSW5nZXN0U3BhbnNSZXNwb25zZSgBMAESRQoKUXVlcnlTcGFucxIZLmFnbC52MS5RdWVyeVNwYW5zUmVxdWVzdBoaLmFnbC52MS5RdWVyeVNwYW5zUmVzcG9uc2UwARJSCg9OZXh0U2VxdWVuY2VJZHMSHi5hZ2wudjEuTmV4dFNlcXVlbmNlSWRzUmVxdWVzdBofLmFnbC52MS5OZXh0U2VxdWVuY2VJZHNSZXNwb25zZRJSCg9XYWl0Rm9yUm9sbG91dHMSHi5hZ2wudjEuV2FpdEZvclJvbGxvdXRzUmVxdWVzdBofLmFnbC52MS5XYWl0Rm9yUm9sbG91dHNSZXNwb25zZRJOCg1XYXRjaFJvbGxvdXRzEhwuYWdsLnYxLldhdGNoUm9sbG91dHNSZXF1ZXN0Gh0uYWdsLnYxLldhdGNoUm9sbG91dHNSZXNwb25zZTABEkkKDFF1ZXJ5V29ya2VycxIbLmFnbC52MS5RdWVyeVdvcmtlcnNSZXF1ZXN0GhwuYWdsLnYxLlF1ZXJ5V29ya2Vyc1Jlc3BvbnNlEkAKCUdldFdvcmtlchIYLmFnbC52MS5HZXRXb3JrZXJSZXF1ZXN0GhkuYWdsLnYxLkdldFdvcmtlclJlc3BvbnNlEkkKDFVwZGF0ZVdvcmtlchIbLmFnbC52MS5VcGRhdGVXb3JrZXJSZXF1ZXN0GhwuYWdsLnYxLlVwZGF0ZVdvcmtlclJlc3BvbnNlEj0KCEdldFN0YXRzEhcuYWdsLnYxLkdldFN0YXRzUmVxdWVzdBoYLmFnbC52MS5HZXRTdGF0c1Jlc3BvbnNlQjRaMmdpdGh1Yi5jb20vYWdsLWRldi9hZ2wvY2xpZW50cy9nby9nZW4vYWdsL3YxO2FnbHYxYgZwcm90bzM", [file_agl_v1_resources, file_agl_v1_trace, file_agl_v1_types, file_google_protobuf_duration, file_google_protobuf_struct, file_google_protobuf_timestamp]);
 
 /**
  * A rollout to create.
@@ -288,7 +288,8 @@ export const GetRolloutResponseSchema: GenMessage<GetRolloutResponse> = /*@__PUR
  */
 export type QueryRolloutsRequest = Message<"agl.v1.QueryRolloutsRequest"> & {
   /**
-   * Filters; an empty filter matches everything. All set filters must match.
+   * Filters; an empty filter is not set. How set filters combine:
+   * filter_logic (default: all must match).
    *
    * @generated from field: repeated agl.v1.RolloutStatus status_in = 1;
    */
@@ -332,6 +333,19 @@ export type QueryRolloutsRequest = Message<"agl.v1.QueryRolloutsRequest"> & {
    * @generated from field: int32 offset = 8;
    */
   offset: number;
+
+  /**
+   * @generated from field: agl.v1.FilterLogic filter_logic = 9;
+   */
+  filterLogic: FilterLogic;
+
+  /**
+   * When set, replaces status_in and is a filter even when empty: an empty
+   * list matches no rollout.
+   *
+   * @generated from field: agl.v1.RolloutStatusFilter status_filter = 10;
+   */
+  statusFilter?: RolloutStatusFilter | undefined;
 };
 
 /**
@@ -340,6 +354,25 @@ export type QueryRolloutsRequest = Message<"agl.v1.QueryRolloutsRequest"> & {
  */
 export const QueryRolloutsRequestSchema: GenMessage<QueryRolloutsRequest> = /*@__PURE__*/
   messageDesc(file_agl_v1_store, 11);
+
+/**
+ * A set of rollout statuses that may be empty (see QueryRolloutsRequest).
+ *
+ * @generated from message agl.v1.RolloutStatusFilter
+ */
+export type RolloutStatusFilter = Message<"agl.v1.RolloutStatusFilter"> & {
+  /**
+   * @generated from field: repeated agl.v1.RolloutStatus statuses = 1;
+   */
+  statuses: RolloutStatus[];
+};
+
+/**
+ * Describes the message agl.v1.RolloutStatusFilter.
+ * Use `create(RolloutStatusFilterSchema)` to create a new message.
+ */
+export const RolloutStatusFilterSchema: GenMessage<RolloutStatusFilter> = /*@__PURE__*/
+  messageDesc(file_agl_v1_store, 12);
 
 /**
  * @generated from message agl.v1.QueryRolloutsResponse
@@ -363,7 +396,7 @@ export type QueryRolloutsResponse = Message<"agl.v1.QueryRolloutsResponse"> & {
  * Use `create(QueryRolloutsResponseSchema)` to create a new message.
  */
 export const QueryRolloutsResponseSchema: GenMessage<QueryRolloutsResponse> = /*@__PURE__*/
-  messageDesc(file_agl_v1_store, 12);
+  messageDesc(file_agl_v1_store, 13);
 
 /**
  * @generated from message agl.v1.QueryAttemptsRequest
@@ -397,7 +430,7 @@ export type QueryAttemptsRequest = Message<"agl.v1.QueryAttemptsRequest"> & {
  * Use `create(QueryAttemptsRequestSchema)` to create a new message.
  */
 export const QueryAttemptsRequestSchema: GenMessage<QueryAttemptsRequest> = /*@__PURE__*/
-  messageDesc(file_agl_v1_store, 13);
+  messageDesc(file_agl_v1_store, 14);
 
 /**
  * @generated from message agl.v1.QueryAttemptsResponse
@@ -419,7 +452,7 @@ export type QueryAttemptsResponse = Message<"agl.v1.QueryAttemptsResponse"> & {
  * Use `create(QueryAttemptsResponseSchema)` to create a new message.
  */
 export const QueryAttemptsResponseSchema: GenMessage<QueryAttemptsResponse> = /*@__PURE__*/
-  messageDesc(file_agl_v1_store, 14);
+  messageDesc(file_agl_v1_store, 15);
 
 /**
  * Sets the fields that are present; leaves the rest as they are.
@@ -468,7 +501,7 @@ export type UpdateRolloutRequest = Message<"agl.v1.UpdateRolloutRequest"> & {
  * Use `create(UpdateRolloutRequestSchema)` to create a new message.
  */
 export const UpdateRolloutRequestSchema: GenMessage<UpdateRolloutRequest> = /*@__PURE__*/
-  messageDesc(file_agl_v1_store, 15);
+  messageDesc(file_agl_v1_store, 16);
 
 /**
  * @generated from message agl.v1.UpdateRolloutResponse
@@ -485,7 +518,7 @@ export type UpdateRolloutResponse = Message<"agl.v1.UpdateRolloutResponse"> & {
  * Use `create(UpdateRolloutResponseSchema)` to create a new message.
  */
 export const UpdateRolloutResponseSchema: GenMessage<UpdateRolloutResponse> = /*@__PURE__*/
-  messageDesc(file_agl_v1_store, 16);
+  messageDesc(file_agl_v1_store, 17);
 
 /**
  * Sets the fields that are present; leaves the rest as they are.
@@ -531,7 +564,7 @@ export type UpdateAttemptRequest = Message<"agl.v1.UpdateAttemptRequest"> & {
  * Use `create(UpdateAttemptRequestSchema)` to create a new message.
  */
 export const UpdateAttemptRequestSchema: GenMessage<UpdateAttemptRequest> = /*@__PURE__*/
-  messageDesc(file_agl_v1_store, 17);
+  messageDesc(file_agl_v1_store, 18);
 
 /**
  * @generated from message agl.v1.UpdateAttemptResponse
@@ -548,7 +581,7 @@ export type UpdateAttemptResponse = Message<"agl.v1.UpdateAttemptResponse"> & {
  * Use `create(UpdateAttemptResponseSchema)` to create a new message.
  */
 export const UpdateAttemptResponseSchema: GenMessage<UpdateAttemptResponse> = /*@__PURE__*/
-  messageDesc(file_agl_v1_store, 18);
+  messageDesc(file_agl_v1_store, 19);
 
 /**
  * @generated from message agl.v1.AddResourcesRequest
@@ -572,7 +605,7 @@ export type AddResourcesRequest = Message<"agl.v1.AddResourcesRequest"> & {
  * Use `create(AddResourcesRequestSchema)` to create a new message.
  */
 export const AddResourcesRequestSchema: GenMessage<AddResourcesRequest> = /*@__PURE__*/
-  messageDesc(file_agl_v1_store, 19);
+  messageDesc(file_agl_v1_store, 20);
 
 /**
  * @generated from message agl.v1.AddResourcesResponse
@@ -589,7 +622,7 @@ export type AddResourcesResponse = Message<"agl.v1.AddResourcesResponse"> & {
  * Use `create(AddResourcesResponseSchema)` to create a new message.
  */
 export const AddResourcesResponseSchema: GenMessage<AddResourcesResponse> = /*@__PURE__*/
-  messageDesc(file_agl_v1_store, 20);
+  messageDesc(file_agl_v1_store, 21);
 
 /**
  * @generated from message agl.v1.UpdateResourcesRequest
@@ -611,7 +644,7 @@ export type UpdateResourcesRequest = Message<"agl.v1.UpdateResourcesRequest"> & 
  * Use `create(UpdateResourcesRequestSchema)` to create a new message.
  */
 export const UpdateResourcesRequestSchema: GenMessage<UpdateResourcesRequest> = /*@__PURE__*/
-  messageDesc(file_agl_v1_store, 21);
+  messageDesc(file_agl_v1_store, 22);
 
 /**
  * @generated from message agl.v1.UpdateResourcesResponse
@@ -628,7 +661,7 @@ export type UpdateResourcesResponse = Message<"agl.v1.UpdateResourcesResponse"> 
  * Use `create(UpdateResourcesResponseSchema)` to create a new message.
  */
 export const UpdateResourcesResponseSchema: GenMessage<UpdateResourcesResponse> = /*@__PURE__*/
-  messageDesc(file_agl_v1_store, 22);
+  messageDesc(file_agl_v1_store, 23);
 
 /**
  * @generated from message agl.v1.GetResourcesRequest
@@ -647,7 +680,7 @@ export type GetResourcesRequest = Message<"agl.v1.GetResourcesRequest"> & {
  * Use `create(GetResourcesRequestSchema)` to create a new message.
  */
 export const GetResourcesRequestSchema: GenMessage<GetResourcesRequest> = /*@__PURE__*/
-  messageDesc(file_agl_v1_store, 23);
+  messageDesc(file_agl_v1_store, 24);
 
 /**
  * @generated from message agl.v1.GetResourcesResponse
@@ -664,7 +697,7 @@ export type GetResourcesResponse = Message<"agl.v1.GetResourcesResponse"> & {
  * Use `create(GetResourcesResponseSchema)` to create a new message.
  */
 export const GetResourcesResponseSchema: GenMessage<GetResourcesResponse> = /*@__PURE__*/
-  messageDesc(file_agl_v1_store, 24);
+  messageDesc(file_agl_v1_store, 25);
 
 /**
  * @generated from message agl.v1.QueryResourcesRequest
@@ -696,6 +729,20 @@ export type QueryResourcesRequest = Message<"agl.v1.QueryResourcesRequest"> & {
    * @generated from field: int32 offset = 5;
    */
   offset: number;
+
+  /**
+   * Resources whose id contains this string.
+   *
+   * @generated from field: string resources_id_contains = 6;
+   */
+  resourcesIdContains: string;
+
+  /**
+   * How resources_id_in and resources_id_contains combine (default: both).
+   *
+   * @generated from field: agl.v1.FilterLogic filter_logic = 7;
+   */
+  filterLogic: FilterLogic;
 };
 
 /**
@@ -703,7 +750,7 @@ export type QueryResourcesRequest = Message<"agl.v1.QueryResourcesRequest"> & {
  * Use `create(QueryResourcesRequestSchema)` to create a new message.
  */
 export const QueryResourcesRequestSchema: GenMessage<QueryResourcesRequest> = /*@__PURE__*/
-  messageDesc(file_agl_v1_store, 25);
+  messageDesc(file_agl_v1_store, 26);
 
 /**
  * @generated from message agl.v1.QueryResourcesResponse
@@ -725,7 +772,7 @@ export type QueryResourcesResponse = Message<"agl.v1.QueryResourcesResponse"> & 
  * Use `create(QueryResourcesResponseSchema)` to create a new message.
  */
 export const QueryResourcesResponseSchema: GenMessage<QueryResourcesResponse> = /*@__PURE__*/
-  messageDesc(file_agl_v1_store, 26);
+  messageDesc(file_agl_v1_store, 27);
 
 /**
  * @generated from message agl.v1.IngestSpansRequest
@@ -750,7 +797,7 @@ export type IngestSpansRequest = Message<"agl.v1.IngestSpansRequest"> & {
  * Use `create(IngestSpansRequestSchema)` to create a new message.
  */
 export const IngestSpansRequestSchema: GenMessage<IngestSpansRequest> = /*@__PURE__*/
-  messageDesc(file_agl_v1_store, 27);
+  messageDesc(file_agl_v1_store, 28);
 
 /**
  * @generated from message agl.v1.IngestSpansResponse
@@ -789,7 +836,7 @@ export type IngestSpansResponse = Message<"agl.v1.IngestSpansResponse"> & {
  * Use `create(IngestSpansResponseSchema)` to create a new message.
  */
 export const IngestSpansResponseSchema: GenMessage<IngestSpansResponse> = /*@__PURE__*/
-  messageDesc(file_agl_v1_store, 28);
+  messageDesc(file_agl_v1_store, 29);
 
 /**
  * @generated from message agl.v1.QuerySpansRequest
@@ -820,6 +867,68 @@ export type QuerySpansRequest = Message<"agl.v1.QuerySpansRequest"> & {
    * @generated from field: int32 limit = 4;
    */
   limit: number;
+
+  /**
+   * Filters on the span's own fields; an empty filter is not set. How the set
+   * filters combine: filter_logic (default: all must match). The rollout,
+   * attempt and after_sequence_id always apply.
+   *
+   * @generated from field: bytes trace_id = 5;
+   */
+  traceId: Uint8Array;
+
+  /**
+   * @generated from field: bytes span_id = 6;
+   */
+  spanId: Uint8Array;
+
+  /**
+   * @generated from field: bytes parent_span_id = 7;
+   */
+  parentSpanId: Uint8Array;
+
+  /**
+   * @generated from field: string name = 8;
+   */
+  name: string;
+
+  /**
+   * @generated from field: string name_contains = 9;
+   */
+  nameContains: string;
+
+  /**
+   * @generated from field: agl.v1.FilterLogic filter_logic = 10;
+   */
+  filterLogic: FilterLogic;
+
+  /**
+   * Matching spans to skip before the first one sent.
+   *
+   * @generated from field: int32 offset = 11;
+   */
+  offset: number;
+
+  /**
+   * One of sequence_id (default: attempt, then sequence id), start_time,
+   * end_time, name.
+   *
+   * @generated from field: string sort_by = 12;
+   */
+  sortBy: string;
+
+  /**
+   * @generated from field: agl.v1.SortOrder order = 13;
+   */
+  order: SortOrder;
+
+  /**
+   * Count every matching span (ignoring limit and offset) and send the count
+   * as `total` on the last response.
+   *
+   * @generated from field: bool include_total = 14;
+   */
+  includeTotal: boolean;
 };
 
 /**
@@ -827,7 +936,7 @@ export type QuerySpansRequest = Message<"agl.v1.QuerySpansRequest"> & {
  * Use `create(QuerySpansRequestSchema)` to create a new message.
  */
 export const QuerySpansRequestSchema: GenMessage<QuerySpansRequest> = /*@__PURE__*/
-  messageDesc(file_agl_v1_store, 29);
+  messageDesc(file_agl_v1_store, 30);
 
 /**
  * @generated from message agl.v1.QuerySpansResponse
@@ -837,6 +946,14 @@ export type QuerySpansResponse = Message<"agl.v1.QuerySpansResponse"> & {
    * @generated from field: repeated agl.v1.Span spans = 1;
    */
   spans: Span[];
+
+  /**
+   * Matching spans in total; only on the last response, and only when the
+   * request set include_total.
+   *
+   * @generated from field: optional int64 total = 2;
+   */
+  total?: bigint | undefined;
 };
 
 /**
@@ -844,7 +961,7 @@ export type QuerySpansResponse = Message<"agl.v1.QuerySpansResponse"> & {
  * Use `create(QuerySpansResponseSchema)` to create a new message.
  */
 export const QuerySpansResponseSchema: GenMessage<QuerySpansResponse> = /*@__PURE__*/
-  messageDesc(file_agl_v1_store, 30);
+  messageDesc(file_agl_v1_store, 31);
 
 /**
  * @generated from message agl.v1.NextSequenceIdsRequest
@@ -868,7 +985,7 @@ export type NextSequenceIdsRequest = Message<"agl.v1.NextSequenceIdsRequest"> & 
  * Use `create(NextSequenceIdsRequestSchema)` to create a new message.
  */
 export const NextSequenceIdsRequestSchema: GenMessage<NextSequenceIdsRequest> = /*@__PURE__*/
-  messageDesc(file_agl_v1_store, 31);
+  messageDesc(file_agl_v1_store, 32);
 
 /**
  * @generated from message agl.v1.NextSequenceIdsResponse
@@ -892,7 +1009,7 @@ export type NextSequenceIdsResponse = Message<"agl.v1.NextSequenceIdsResponse"> 
  * Use `create(NextSequenceIdsResponseSchema)` to create a new message.
  */
 export const NextSequenceIdsResponseSchema: GenMessage<NextSequenceIdsResponse> = /*@__PURE__*/
-  messageDesc(file_agl_v1_store, 32);
+  messageDesc(file_agl_v1_store, 33);
 
 /**
  * @generated from message agl.v1.WaitForRolloutsRequest
@@ -916,7 +1033,7 @@ export type WaitForRolloutsRequest = Message<"agl.v1.WaitForRolloutsRequest"> & 
  * Use `create(WaitForRolloutsRequestSchema)` to create a new message.
  */
 export const WaitForRolloutsRequestSchema: GenMessage<WaitForRolloutsRequest> = /*@__PURE__*/
-  messageDesc(file_agl_v1_store, 33);
+  messageDesc(file_agl_v1_store, 34);
 
 /**
  * @generated from message agl.v1.WaitForRolloutsResponse
@@ -930,11 +1047,19 @@ export type WaitForRolloutsResponse = Message<"agl.v1.WaitForRolloutsResponse"> 
   rollouts: Rollout[];
 
   /**
-   * The ids still not terminal when the wait ended.
+   * The ids still not terminal when the wait ended (unknown ids included: a
+   * rollout may still be created under them).
    *
    * @generated from field: repeated string pending_rollout_ids = 2;
    */
   pendingRolloutIds: string[];
+
+  /**
+   * The pending ids of which no rollout existed when the wait ended.
+   *
+   * @generated from field: repeated string unknown_rollout_ids = 3;
+   */
+  unknownRolloutIds: string[];
 };
 
 /**
@@ -942,7 +1067,7 @@ export type WaitForRolloutsResponse = Message<"agl.v1.WaitForRolloutsResponse"> 
  * Use `create(WaitForRolloutsResponseSchema)` to create a new message.
  */
 export const WaitForRolloutsResponseSchema: GenMessage<WaitForRolloutsResponse> = /*@__PURE__*/
-  messageDesc(file_agl_v1_store, 34);
+  messageDesc(file_agl_v1_store, 35);
 
 /**
  * @generated from message agl.v1.WatchRolloutsRequest
@@ -976,7 +1101,7 @@ export type WatchRolloutsRequest = Message<"agl.v1.WatchRolloutsRequest"> & {
  * Use `create(WatchRolloutsRequestSchema)` to create a new message.
  */
 export const WatchRolloutsRequestSchema: GenMessage<WatchRolloutsRequest> = /*@__PURE__*/
-  messageDesc(file_agl_v1_store, 35);
+  messageDesc(file_agl_v1_store, 36);
 
 /**
  * @generated from message agl.v1.WatchRolloutsResponse
@@ -1002,7 +1127,7 @@ export type WatchRolloutsResponse = Message<"agl.v1.WatchRolloutsResponse"> & {
  * Use `create(WatchRolloutsResponseSchema)` to create a new message.
  */
 export const WatchRolloutsResponseSchema: GenMessage<WatchRolloutsResponse> = /*@__PURE__*/
-  messageDesc(file_agl_v1_store, 36);
+  messageDesc(file_agl_v1_store, 37);
 
 /**
  * @generated from message agl.v1.QueryWorkersRequest
@@ -1039,6 +1164,28 @@ export type QueryWorkersRequest = Message<"agl.v1.QueryWorkersRequest"> & {
    * @generated from field: int32 offset = 6;
    */
   offset: number;
+
+  /**
+   * Workers whose id contains this string.
+   *
+   * @generated from field: string worker_id_contains = 7;
+   */
+  workerIdContains: string;
+
+  /**
+   * How the set filters combine (default: all must match).
+   *
+   * @generated from field: agl.v1.FilterLogic filter_logic = 8;
+   */
+  filterLogic: FilterLogic;
+
+  /**
+   * When set, replaces status_in and is a filter even when empty: an empty
+   * list matches no worker.
+   *
+   * @generated from field: agl.v1.WorkerStatusFilter status_filter = 9;
+   */
+  statusFilter?: WorkerStatusFilter | undefined;
 };
 
 /**
@@ -1046,7 +1193,26 @@ export type QueryWorkersRequest = Message<"agl.v1.QueryWorkersRequest"> & {
  * Use `create(QueryWorkersRequestSchema)` to create a new message.
  */
 export const QueryWorkersRequestSchema: GenMessage<QueryWorkersRequest> = /*@__PURE__*/
-  messageDesc(file_agl_v1_store, 37);
+  messageDesc(file_agl_v1_store, 38);
+
+/**
+ * A set of worker statuses that may be empty (see QueryWorkersRequest).
+ *
+ * @generated from message agl.v1.WorkerStatusFilter
+ */
+export type WorkerStatusFilter = Message<"agl.v1.WorkerStatusFilter"> & {
+  /**
+   * @generated from field: repeated agl.v1.WorkerStatus statuses = 1;
+   */
+  statuses: WorkerStatus[];
+};
+
+/**
+ * Describes the message agl.v1.WorkerStatusFilter.
+ * Use `create(WorkerStatusFilterSchema)` to create a new message.
+ */
+export const WorkerStatusFilterSchema: GenMessage<WorkerStatusFilter> = /*@__PURE__*/
+  messageDesc(file_agl_v1_store, 39);
 
 /**
  * @generated from message agl.v1.QueryWorkersResponse
@@ -1068,7 +1234,7 @@ export type QueryWorkersResponse = Message<"agl.v1.QueryWorkersResponse"> & {
  * Use `create(QueryWorkersResponseSchema)` to create a new message.
  */
 export const QueryWorkersResponseSchema: GenMessage<QueryWorkersResponse> = /*@__PURE__*/
-  messageDesc(file_agl_v1_store, 38);
+  messageDesc(file_agl_v1_store, 40);
 
 /**
  * @generated from message agl.v1.GetWorkerRequest
@@ -1085,7 +1251,7 @@ export type GetWorkerRequest = Message<"agl.v1.GetWorkerRequest"> & {
  * Use `create(GetWorkerRequestSchema)` to create a new message.
  */
 export const GetWorkerRequestSchema: GenMessage<GetWorkerRequest> = /*@__PURE__*/
-  messageDesc(file_agl_v1_store, 39);
+  messageDesc(file_agl_v1_store, 41);
 
 /**
  * @generated from message agl.v1.GetWorkerResponse
@@ -1102,9 +1268,11 @@ export type GetWorkerResponse = Message<"agl.v1.GetWorkerResponse"> & {
  * Use `create(GetWorkerResponseSchema)` to create a new message.
  */
 export const GetWorkerResponseSchema: GenMessage<GetWorkerResponse> = /*@__PURE__*/
-  messageDesc(file_agl_v1_store, 40);
+  messageDesc(file_agl_v1_store, 42);
 
 /**
+ * A worker seen for the first time starts UNKNOWN unless status is set.
+ *
  * @generated from message agl.v1.UpdateWorkerRequest
  */
 export type UpdateWorkerRequest = Message<"agl.v1.UpdateWorkerRequest"> & {
@@ -1134,7 +1302,7 @@ export type UpdateWorkerRequest = Message<"agl.v1.UpdateWorkerRequest"> & {
  * Use `create(UpdateWorkerRequestSchema)` to create a new message.
  */
 export const UpdateWorkerRequestSchema: GenMessage<UpdateWorkerRequest> = /*@__PURE__*/
-  messageDesc(file_agl_v1_store, 41);
+  messageDesc(file_agl_v1_store, 43);
 
 /**
  * @generated from message agl.v1.UpdateWorkerResponse
@@ -1151,7 +1319,7 @@ export type UpdateWorkerResponse = Message<"agl.v1.UpdateWorkerResponse"> & {
  * Use `create(UpdateWorkerResponseSchema)` to create a new message.
  */
 export const UpdateWorkerResponseSchema: GenMessage<UpdateWorkerResponse> = /*@__PURE__*/
-  messageDesc(file_agl_v1_store, 42);
+  messageDesc(file_agl_v1_store, 44);
 
 /**
  * @generated from message agl.v1.GetStatsRequest
@@ -1164,7 +1332,7 @@ export type GetStatsRequest = Message<"agl.v1.GetStatsRequest"> & {
  * Use `create(GetStatsRequestSchema)` to create a new message.
  */
 export const GetStatsRequestSchema: GenMessage<GetStatsRequest> = /*@__PURE__*/
-  messageDesc(file_agl_v1_store, 43);
+  messageDesc(file_agl_v1_store, 45);
 
 /**
  * @generated from message agl.v1.GetStatsResponse
@@ -1244,7 +1412,7 @@ export type GetStatsResponse = Message<"agl.v1.GetStatsResponse"> & {
  * Use `create(GetStatsResponseSchema)` to create a new message.
  */
 export const GetStatsResponseSchema: GenMessage<GetStatsResponse> = /*@__PURE__*/
-  messageDesc(file_agl_v1_store, 44);
+  messageDesc(file_agl_v1_store, 46);
 
 /**
  * The store: rollouts, attempts, spans, resources and workers, with the
@@ -1289,7 +1457,9 @@ export const LightningStoreService: GenService<{
     output: typeof DequeueRolloutResponseSchema;
   },
   /**
-   * Creates a new attempt for a rollout by hand (a manual retry).
+   * Creates a new attempt for a rollout by hand (a manual retry). Refused with
+   * FAILED_PRECONDITION on a terminal rollout: a rollout reaches exactly one
+   * terminal status (enqueue a new rollout to run the task again).
    *
    * @generated from rpc agl.v1.LightningStoreService.StartAttempt
    */

@@ -1,0 +1,254 @@
+"""The core of the LMDB store backend: the environment, the single writer, read transactions,
+what happens after each commit (waking waiters, arming the watchdog), and the watchdog itself.
+
+The calls of the store live in one mixin per concern (``queueing``, ``lifecycle``, ``resources``,
+``spans``, ``waiting``, ``workers``, ``stats``); :class:`~agl_core.store.lmdb.backend.LmdbBackend`
+combines them. Each mixin reaches the store only through what this class provides.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import os
+import time
+from collections.abc import Callable
+from typing import Any
+
+import lmdb
+
+from agl_core.errors import FailedPreconditionError
+from agl_core.store import rules
+from agl_core.store.lmdb import expiry, rollout_index
+from agl_core.store.lmdb.reads import ReadGate, read_pool
+from agl_core.store.lmdb.records import Effects, Tx
+from agl_core.store.lmdb.resident import ResidentTrimmer
+from agl_core.store.lmdb.schema import open_environment
+from agl_core.store.lmdb.span_ids import SpanIdIndex
+from agl_core.store.lmdb.watchdog import Watchdog
+from agl_core.store.lmdb.writer import Writer
+
+logger = logging.getLogger(__name__)
+
+DEFAULT_MAP_SIZE = 1 << 30
+DEFAULT_RESIDENT_BUDGET = 256 << 20
+RESIDENT_CHECK_SECONDS = 0.5
+WATCHDOG_RETRY_SECONDS = 1.0
+
+
+Listener = Callable[[list[Effects]], None]
+_WRONG_LOOP = (
+    "this LmdbStore is bound to the event loop it was first used on; from other threads or event loops use "
+    "agl_core.SyncStore(store) (blocking calls) or agl_core.ThreadSafeStore(store) (coroutines)"
+)
+
+
+def default_data_dir() -> str:
+    return os.environ.get("AGL_DATA_DIR", "./.agl-data")
+
+
+class LmdbCore:
+    """State and plumbing shared by every part of :class:`~agl_core.store.lmdb.backend.LmdbBackend`."""
+
+    name = "lmdb"
+
+    def __init__(
+        self,
+        path: str | os.PathLike[str] | None = None,
+        *,
+        map_size: int = DEFAULT_MAP_SIZE,
+        sync: bool = True,
+        resident_budget: int = DEFAULT_RESIDENT_BUDGET,
+    ):
+        self.path = os.fspath(path) if path is not None else default_data_dir()
+        self.env, self.dbs = open_environment(self.path, map_size=map_size, sync=sync)
+        rollout_index.ensure(self.env, self.dbs)
+        self._read_gate = ReadGate()
+        self._read_pool = read_pool()
+        self.sync = sync
+        self.resident = ResidentTrimmer(os.path.join(self.path, "data.mdb"), resident_budget)
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._writer: Writer[Effects] | None = None
+        self._watchdog: Watchdog | None = None
+        self._queue_changed = asyncio.Event()
+        self._events_changed = asyncio.Event()
+        self._terminal_waiters: dict[str, set[asyncio.Future[None]]] = {}
+        self._listeners: list[Listener] = []
+        # Used only by the writer thread.
+        self._span_ids = SpanIdIndex()
+        self._closed = False
+        self.start_time = time.time()
+
+    # --- lifecycle ---------------------------------------------------------------------------------
+
+    @property
+    def loop(self) -> asyncio.AbstractEventLoop | None:
+        return self._loop
+
+    def _ensure_started(self) -> Writer[Effects]:
+        if self._closed:
+            raise FailedPreconditionError(f"the store at {self.path!r} is closed")
+        loop = asyncio.get_running_loop()
+        if self._writer is not None:
+            if loop is not self._loop:
+                raise RuntimeError(_WRONG_LOOP)
+            return self._writer
+        self._loop = loop
+        # Events made before the loop existed are rebound to it lazily by asyncio; replace them anyway
+        # so no waiter from an earlier loop lingers.
+        self._queue_changed = asyncio.Event()
+        self._events_changed = asyncio.Event()
+        self._writer = Writer(
+            self.env,
+            loop,
+            Effects,
+            self._on_commit,
+            on_abort=self._span_ids.discard_pending,
+            pause_readers=self._read_gate.exclusive,
+        )
+        self._watchdog = Watchdog(loop, self._expire)
+        self._rearm_watchdog()
+        if self.resident.active:
+            loop.call_later(RESIDENT_CHECK_SECONDS, self._trim_resident)
+        return self._writer
+
+    def _trim_resident(self) -> None:
+        if self._closed or self._loop is None:
+            return
+        self.resident.maybe_trim()
+        self._loop.call_later(RESIDENT_CHECK_SECONDS, self._trim_resident)
+
+    async def start(self) -> None:
+        """Bind to the running loop and start the writer and watchdog (done lazily otherwise)."""
+        self._ensure_started()
+
+    async def close(self) -> None:
+        """Finish queued writes, wake every waiter and close the environment."""
+        if self._closed:
+            return
+        self._closed = True
+        if self._watchdog is not None:
+            self._watchdog.close()
+        if self._writer is not None:
+            await asyncio.get_running_loop().run_in_executor(None, self._writer.close)
+            # Let the final group's results reach their callers before the environment goes away.
+            await asyncio.sleep(0)
+        for waiters in self._terminal_waiters.values():
+            for waiter in waiters:
+                if not waiter.done():
+                    waiter.set_result(None)
+        self._queue_changed.set()
+        self._events_changed.set()
+        await asyncio.get_running_loop().run_in_executor(None, self._close_env)
+
+    def _close_env(self) -> None:
+        with self._read_gate.exclusive():  # no pooled read may be inside the environment
+            self.env.close()
+        self._read_pool.shutdown(wait=False)
+
+    def add_listener(self, listener: Listener) -> None:
+        """Call ``listener`` on the event loop with the effects of every commit (events, span counts)."""
+        self._listeners.append(listener)
+
+    def _write(self, op: Callable[[Tx], Any]) -> asyncio.Future[Any]:
+        writer = self._ensure_started()
+
+        def run(txn: lmdb.Transaction, effects: Effects) -> Any:
+            tx = Tx(txn, self.dbs, effects, time.time_ns())
+            result = op(tx)
+            tx.flush()
+            return result
+
+        return writer.submit(run)
+
+    def _begin(self) -> lmdb.Transaction:
+        """A read transaction. Use it in a ``with`` block that holds no ``await``: reads never span a
+        suspension, which is what lets the writer grow the map from the loop thread."""
+        if self._closed:
+            raise FailedPreconditionError(f"the store at {self.path!r} is closed")
+        if self._loop is not None:
+            try:
+                running = asyncio.get_running_loop()
+            except RuntimeError:
+                running = None
+            if running is not self._loop:
+                raise RuntimeError(_WRONG_LOOP)
+        return self.env.begin()
+
+    async def _read(self, fn: Callable[[lmdb.Transaction], Any]) -> Any:
+        """Run ``fn`` in a read transaction on the read pool: for reads that can take long, so the
+        event loop keeps serving everyone else meanwhile."""
+        if self._closed:
+            raise FailedPreconditionError(f"the store at {self.path!r} is closed")
+        return await asyncio.get_running_loop().run_in_executor(self._read_pool, self._pooled_read, fn)
+
+    def _pooled_read(self, fn: Callable[[lmdb.Transaction], Any]) -> Any:
+        with self._read_gate.reading():
+            if self._closed:
+                raise FailedPreconditionError(f"the store at {self.path!r} is closed")
+            with self.env.begin() as txn:
+                return fn(txn)
+
+    def _on_commit(self, effects: list[Effects]) -> None:
+        enqueued = False
+        events = False
+        for effect in effects:
+            enqueued = enqueued or effect.enqueued > 0
+            if effect.events:
+                events = True
+                for event in effect.events:
+                    if event.new_status in rules.TERMINAL_ROLLOUT:
+                        for waiter in self._terminal_waiters.pop(event.rollout_id, ()):
+                            if not waiter.done():
+                                waiter.set_result(None)
+            if self._watchdog is not None:
+                for deadline, num, seq in effect.watch:
+                    self._watchdog.arm(deadline, num, seq)
+        if enqueued:
+            self._queue_changed.set()
+            self._queue_changed = asyncio.Event()
+        if events:
+            self._events_changed.set()
+            self._events_changed = asyncio.Event()
+        for listener in self._listeners:
+            try:
+                listener(effects)
+            except Exception:
+                logger.exception("a store listener failed")
+
+    # --- watchdog ----------------------------------------------------------------------------------
+
+    def _rearm_watchdog(self) -> None:
+        """After a restart, re-arm the deadlines of every active attempt found on disk."""
+        assert self._watchdog is not None
+        with self._begin() as txn:
+            armed, skipped = expiry.rearm(txn, self.dbs, self._watchdog)
+        if armed:
+            logger.info("watchdog re-armed %d active attempts", armed)
+        if skipped:
+            logger.error("watchdog: %d active rollout(s) could not be read and are not watched (see above)", skipped)
+
+    def _expire(self, due: list[tuple[int, int]]) -> None:
+        if self._closed:
+            return
+        future = self._write(expiry.expire_op(self.env, self.dbs, due))
+
+        def done(future: asyncio.Future[Any]) -> None:
+            if future.cancelled() or future.exception() is None or self._closed or self._watchdog is None:
+                return
+            # The whole write failed (the commit itself): look at these attempts again a little later
+            # rather than forget them.
+            logger.error("watchdog write failed, retrying in %gs: %s", WATCHDOG_RETRY_SECONDS, future.exception())
+            retry_at = time.time() + WATCHDOG_RETRY_SECONDS
+            for num, seq in due:
+                self._watchdog.arm(retry_at, num, seq)
+
+        future.add_done_callback(done)
+
+
+def log_failure(what: str) -> Callable[[asyncio.Future[Any]], None]:
+    def callback(future: asyncio.Future[Any]) -> None:
+        if not future.cancelled() and future.exception() is not None:
+            logger.error("%s write failed: %s", what, future.exception())
+
+    return callback

@@ -1,0 +1,247 @@
+"""Creating rollouts and the queue: start, enqueue, dequeue (long-poll), and handing back claims
+that never reached a worker."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections.abc import Sequence
+
+from agl_core.errors import (
+    AglError,
+    AlreadyExistsError,
+    InvalidArgumentError,
+    NotFoundError,
+    code_number,
+)
+from agl_core.proto import store_pb2 as s
+from agl_core.proto import types_pb2 as t
+from agl_core.store import rules, validation
+from agl_core.store.lmdb.core import LmdbCore, log_failure
+from agl_core.store.lmdb.records import Tx, new_id
+from agl_core.store.lmdb.schema import U64, attempt_key
+
+logger = logging.getLogger(__name__)
+
+# Items of one EnqueueRollouts written per transaction (see enqueue_rollouts).
+WRITE_CHUNK = 256
+
+
+class QueueMixin(LmdbCore):
+    """Rollout creation and the FIFO queue."""
+
+    def _create_rollout(
+        self, tx: Tx, spec: s.RolloutSpec, start: bool, worker_id: str, echo_input: bool = True
+    ) -> t.Rollout:
+        input_bytes = spec.input.SerializeToString(deterministic=True)
+        if spec.rollout_id:
+            existing = tx.find_rollout(spec.rollout_id)
+            if existing is not None:
+                if tx.input_bytes(spec.rollout_id) != input_bytes:
+                    raise AlreadyExistsError(
+                        f"rollout {spec.rollout_id!r} already exists with a different input; choose another "
+                        "rollout_id or leave it empty"
+                    )
+                return tx.full_rollout(existing, with_input=echo_input)  # a retry: answer as the first time
+            rollout_id = spec.rollout_id
+        else:
+            rollout_id = new_id("ro")
+            while tx.find_rollout(rollout_id) is not None:
+                rollout_id = new_id("ro")
+        pb = t.Rollout(
+            rollout_id=rollout_id,
+            mode=spec.mode,
+            resources_id=spec.resources_id,
+            status=t.ROLLOUT_STATUS_PREPARING if start else t.ROLLOUT_STATUS_QUEUING,
+            metadata=spec.metadata,
+        )
+        pb.start_time.FromNanoseconds(tx.now_ns)
+        pb.config.CopyFrom(spec.config)
+        pb.config.max_attempts = rules.max_attempts(spec.config)
+        record = tx.insert_rollout(pb, input_bytes)
+        attempt = tx.new_attempt(record, worker_id) if start else None
+        tx.append_event(record, t.ROLLOUT_STATUS_UNSPECIFIED, pb.status, attempt)
+        full = t.Rollout()
+        full.CopyFrom(record.pb)
+        if echo_input:
+            full.input.CopyFrom(spec.input)
+        if attempt is not None:
+            full.attempt.CopyFrom(attempt)
+        return full
+
+    async def start_rollout(self, request: s.StartRolloutRequest) -> s.StartRolloutResponse:
+        validation.check_spec(request.rollout, "rollout")
+        worker_id = validation.optional_id(request.worker_id, "worker_id")
+        rollout = await self._write(lambda tx: self._create_rollout(tx, request.rollout, True, worker_id))
+        return s.StartRolloutResponse(rollout=rollout)
+
+    async def enqueue_rollouts(self, request: s.EnqueueRolloutsRequest) -> s.EnqueueRolloutsResponse:
+        if not request.rollouts:
+            raise InvalidArgumentError("rollouts is empty; send at least one rollout to enqueue")
+        response = s.EnqueueRolloutsResponse()
+        valid: list[tuple[int, s.RolloutSpec]] = []
+        for i, spec in enumerate(request.rollouts):
+            try:
+                validation.check_spec(spec, f"rollouts[{i}]")
+                valid.append((i, spec))
+            except InvalidArgumentError as exc:
+                response.errors.add(index=i, code=code_number(exc), message=str(exc))
+
+        def op(tx: Tx, chunk: list[tuple[int, s.RolloutSpec]]) -> list[tuple[int, t.Rollout | AglError]]:
+            out: list[tuple[int, t.Rollout | AglError]] = []
+            for i, spec in chunk:
+                try:
+                    out.append((i, self._create_rollout(tx, spec, False, "", echo_input=False)))
+                except AlreadyExistsError as exc:
+                    out.append((i, exc))
+            return out
+
+        results: dict[int, t.Rollout | AglError] = {}
+        # In chunks, one write each and one after the other: the queue keeps the request's order, and
+        # other writers' operations run between chunks instead of waiting for the whole batch.
+        for start in range(0, len(valid), WRITE_CHUNK):
+            chunk = valid[start : start + WRITE_CHUNK]
+            try:
+                results.update(await self._write(lambda tx, chunk=chunk: op(tx, chunk)))  # type: ignore[misc]
+            except AglError as exc:  # the chunk's commit failed: its items fail, those before stay enqueued
+                results.update((i, exc) for i, _ in chunk)
+        for i in range(len(request.rollouts)):
+            item = results.get(i)
+            if isinstance(item, t.Rollout):
+                response.rollouts.append(item)
+            else:
+                response.rollouts.add()
+                if isinstance(item, AglError):
+                    response.errors.add(index=i, code=code_number(item), message=str(item))
+        response.errors.sort(key=lambda e: e.index)
+        return response
+
+    async def dequeue_rollout(self, request: s.DequeueRolloutRequest) -> s.DequeueRolloutResponse:
+        worker_id = validation.optional_id(request.worker_id, "worker_id")
+        if request.limit < 0:
+            raise InvalidArgumentError(f"limit is {request.limit}; it must be 0 (one) or positive")
+        limit = min(request.limit or 1, validation.MAX_PAGE)
+        wait = request.wait.ToNanoseconds() / 1e9 if request.HasField("wait") else 0.0
+        if wait < 0:
+            raise InvalidArgumentError("wait must not be negative")
+        return await self.dequeue(worker_id, limit, wait)
+
+    async def dequeue(self, worker_id: str, limit: int, wait: float) -> s.DequeueRolloutResponse:
+        self._ensure_started()
+        deadline = time.monotonic() + wait
+        marked_idle = False
+        while True:
+            changed = self._queue_changed  # taken before looking, so a commit in between still wakes us
+            if self._queue_entries() > 0:
+                claim = self._write(lambda tx: self._dequeue_op(tx, worker_id, limit))
+                try:
+                    rollouts = await asyncio.shield(claim)
+                except asyncio.CancelledError:
+                    # The caller left while its claim was being committed: nobody will run those
+                    # attempts, so hand the rollouts back to the queue once the claim lands.
+                    claim.add_done_callback(self._release_abandoned)
+                    raise
+                if rollouts:
+                    return s.DequeueRolloutResponse(rollouts=rollouts)
+            if worker_id and not marked_idle:
+                marked_idle = True
+                if not self._is_idle(worker_id):
+                    await self._write(lambda tx: self._mark_idle(tx, worker_id))
+            remaining = deadline - time.monotonic()
+            if remaining <= 0 or self._closed:
+                return s.DequeueRolloutResponse()
+            try:
+                await asyncio.wait_for(changed.wait(), remaining)
+            except TimeoutError:
+                return s.DequeueRolloutResponse()
+
+    def _queue_entries(self) -> int:
+        with self._begin() as txn:
+            return int(txn.stat(self.dbs.queue)["entries"])
+
+    def _dequeue_op(self, tx: Tx, worker_id: str, limit: int) -> list[t.Rollout]:
+        claimed: list[t.Rollout] = []
+        cursor = tx.txn.cursor(db=self.dbs.queue)
+        while len(claimed) < limit and cursor.first():
+            key, rollout_id = cursor.item()
+            cursor.delete()
+            record = tx.find_rollout(rollout_id.decode())
+            if record is None or record.queue_seq != U64.unpack(key)[0]:
+                continue  # a stale entry: the rollout left the queue another way
+            if record.pb.status not in rules.QUEUED_ROLLOUT:
+                record.queue_seq = 0
+                tx.put_rollout(record)
+                continue
+            record.queue_seq = 0
+            tx.new_attempt(record, worker_id, dequeued=True)
+            claimed.append(tx.full_rollout(record))
+        return claimed
+
+    def _release_abandoned(self, claim: asyncio.Future[list[t.Rollout]]) -> None:
+        if claim.cancelled() or claim.exception() is not None or not claim.result():
+            return
+        self._write(lambda tx: self._release_op(tx, claim.result())).add_done_callback(log_failure("release"))
+
+    async def release_claims(self, rollouts: Sequence[t.Rollout]) -> None:
+        """Undo claims whose answer never reached a worker (agl-server calls this when the caller of
+        DequeueRollout went away): each attempt that is still untouched (PREPARING, no heartbeat) is
+        dropped and its rollout goes back to the queue, so it is not stuck waiting for a worker that
+        does not know it holds it."""
+        if rollouts:
+            await self._write(lambda tx: self._release_op(tx, list(rollouts)))
+
+    def _release_op(self, tx: Tx, rollouts: list[t.Rollout]) -> int:
+        released = 0
+        for claimed in rollouts:
+            record = tx.find_rollout(claimed.rollout_id)
+            latest = tx.latest_attempt(record) if record is not None else None
+            if (
+                record is None
+                or latest is None
+                or latest.attempt_id != claimed.attempt.attempt_id
+                or latest.status != t.ATTEMPT_STATUS_PREPARING
+                or latest.HasField("last_heartbeat_time")
+                or record.pb.status != t.ROLLOUT_STATUS_PREPARING
+            ):
+                continue  # someone acted on it after all; leave it alone
+            tx.txn.delete(attempt_key(record.num, latest.sequence_id), db=self.dbs.attempts)
+            tx.txn.delete(latest.attempt_id.encode(), db=self.dbs.attempt_ids)
+            record.attempts -= 1
+            tx.put_rollout(record)
+            # Back to where it was: a first attempt waits as QUEUING, a retry as REQUEUING.
+            tx.set_rollout_status(
+                record, t.ROLLOUT_STATUS_REQUEUING if record.attempts else t.ROLLOUT_STATUS_QUEUING, None
+            )
+            if latest.worker_id:
+                worker = tx.find_worker(latest.worker_id)
+                if worker is not None and worker.current_attempt_id == latest.attempt_id:
+                    worker.status = t.WORKER_STATUS_IDLE
+                    worker.current_rollout_id = worker.current_attempt_id = ""
+                    worker.last_idle_time.FromNanoseconds(tx.now_ns)
+                    tx.put_worker(worker)
+            released += 1
+        if released:
+            logger.info("released %d claimed rollouts whose worker went away before receiving them", released)
+        return released
+
+    def _is_idle(self, worker_id: str) -> bool:
+        with self._begin() as txn:
+            worker = Tx(txn, self.dbs).find_worker(worker_id)
+        return worker is not None and worker.status == t.WORKER_STATUS_IDLE and not worker.current_attempt_id
+
+    def _mark_idle(self, tx: Tx, worker_id: str) -> None:
+        worker = tx.find_worker(worker_id) or t.Worker(worker_id=worker_id)
+        if worker.current_attempt_id:
+            record = tx.find_rollout(worker.current_rollout_id)
+            try:
+                current = tx.find_attempt(record, worker.current_attempt_id) if record else None
+            except NotFoundError:
+                current = None
+            if current is not None and current.status in rules.ACTIVE_ATTEMPT:
+                return  # still busy with an attempt; it is asking for more work
+        worker.status = t.WORKER_STATUS_IDLE
+        worker.current_rollout_id = worker.current_attempt_id = ""
+        worker.last_idle_time.FromNanoseconds(tx.now_ns)
+        worker.last_dequeue_time.FromNanoseconds(tx.now_ns)
+        tx.put_worker(worker)

@@ -1,0 +1,310 @@
+"""Spans: group-committed ingestion with de-duplication, chunked reads, sequence ids."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator, Callable, Sequence
+from typing import Any
+
+import grpc
+
+from agl_core.errors import FailedPreconditionError, InvalidArgumentError, NotFoundError
+from agl_core.proto import store_pb2 as s
+from agl_core.proto import trace_pb2
+from agl_core.proto import types_pb2 as t
+from agl_core.store import filters, validation
+from agl_core.store.lmdb.core import LmdbCore
+from agl_core.store.lmdb.records import RolloutRecord, Tx
+from agl_core.store.lmdb.schema import (
+    U64,
+    next_counter,
+    read_counter,
+    span_key,
+)
+from agl_core.store.lmdb.span_resources import ResourceReader, ResourceWriter
+from agl_core.store.wire import SpanHeader, with_sequence_id
+
+SPANS_PER_CHUNK = 256
+# Sequence ids are int64 on the wire: the next one after this would wrap to -2^63.
+MAX_SEQUENCE_ID = (1 << 63) - 1
+FAILED_PRECONDITION = grpc.StatusCode.FAILED_PRECONDITION.value[0]
+SPAN_BYTES_PER_CHUNK = 1 << 20
+
+
+class SpansMixin(LmdbCore):
+    """Ingest and read spans; reserve sequence ids."""
+
+    async def ingest_spans(self, spans: Sequence[trace_pb2.Span]) -> s.IngestSpansResponse:
+        """Store a batch of spans; answers once they are durable. Never raises for a bad span:
+        each one that cannot be placed is reported in ``rejected``."""
+        return await self.ingest_span_bytes([span.SerializeToString() for span in spans])
+
+    async def ingest_span_bytes(self, raws: Sequence[bytes]) -> s.IngestSpansResponse:
+        """:meth:`ingest_spans` for serialized spans: each is stored as received (see ``wire``)."""
+        response = s.IngestSpansResponse()
+        valid: list[tuple[int, Any, bytes]] = []
+        parse = SpanHeader.FromString
+        well_formed = validation.span_ids_well_formed
+        for i, raw in enumerate(raws):
+            try:
+                header = parse(raw)
+            except Exception as exc:
+                message = f"spans[{i}] could not be decoded as agl.v1.Span ({exc})"
+                response.rejected.add(index=i, code=3, message=message)
+                continue
+            if not well_formed(header):
+                try:
+                    validation.check_span(header, f"spans[{i}]")
+                except InvalidArgumentError as exc:
+                    response.rejected.add(index=i, code=3, message=str(exc))
+                    continue
+            valid.append((i, header, raw))
+        if valid:
+            accepted, duplicates, rejected = await self._write(lambda tx: self._ingest_op(tx, valid))
+            response.accepted = accepted
+            response.duplicate_indices.extend(duplicates)
+            for i, code, message in rejected:
+                response.rejected.add(index=i, code=code, message=message)
+            response.rejected.sort(key=lambda e: e.index)
+        return response
+
+    def _ingest_op(
+        self, tx: Tx, spans: list[tuple[int, Any, bytes]]
+    ) -> tuple[int, list[int], list[tuple[int, int, str]]]:
+        dbs = self.dbs
+        txn = tx.txn
+        accepted = 0
+        duplicates: list[int] = []
+        rejected: list[tuple[int, int, str]] = []
+        targets: dict[tuple[str, str], tuple[RolloutRecord, t.Attempt] | str] = {}
+        counters: dict[int, int] = {}
+        touched: dict[tuple[str, str], tuple[RolloutRecord, t.Attempt]] = {}
+        resources = ResourceWriter(txn, dbs.span_resources)
+        for i, header, raw in spans:
+            coords = (header.rollout_id, header.attempt_id)
+            target = targets.get(coords)
+            if target is None:
+                record = tx.find_rollout(header.rollout_id)
+                if record is None:
+                    target = f"rollout {header.rollout_id!r} not found"
+                else:
+                    try:
+                        target = (record, tx.find_attempt(record, header.attempt_id))
+                    except NotFoundError as exc:
+                        target = str(exc)
+                targets[coords] = target
+            if isinstance(target, str):
+                rejected.append((i, 5, f"spans[{i}]: {target}"))
+                continue
+            record, attempt = target
+            num, seq = record.num, attempt.sequence_id
+            span_id = header.span_id
+            last = counters.get(num)
+            if last is None:
+                last = read_counter(txn, dbs.span_seqs, U64.pack(num))
+            if header.sequence_id == 0 and last >= MAX_SEQUENCE_ID:
+                # Checked before the span id is recorded, so the span can be sent again with an id.
+                rejected.append((i, FAILED_PRECONDITION, f"spans[{i}]: {_exhausted(header.rollout_id, last)}"))
+                continue
+            if not self._span_ids.add_if_new(txn, dbs.span_id_log, num, seq, span_id):
+                duplicates.append(i)
+                continue
+            sequence_id = header.sequence_id
+            if sequence_id == 0:
+                last += 1
+                sequence_id = last
+                raw = with_sequence_id(raw, sequence_id)
+            elif sequence_id > last:
+                last = sequence_id
+            counters[num] = last
+            txn.put(span_key(num, seq, sequence_id, span_id), resources.store(raw), db=dbs.spans)
+            touched[coords] = target
+            accepted += 1
+        self._span_ids.flush(txn, dbs.span_id_log)
+        for num, last in counters.items():
+            txn.put(U64.pack(num), U64.pack(last), db=dbs.span_seqs)
+        for record, attempt in touched.values():
+            tx.heartbeat(record, attempt)
+        tx.effects.spans += accepted  # type: ignore[union-attr]
+        return accepted, duplicates, rejected
+
+    async def query_spans(self, request: s.QuerySpansRequest) -> AsyncIterator[s.QuerySpansResponse]:
+        """Stream the spans of a rollout in chunks; each chunk is read in its own short transaction.
+
+        With ``include_total`` the last response carries the number of matching spans (it may
+        hold no spans)."""
+        total: list[int] = []
+        async for chunk in self._span_chunks(request, total):
+            response = s.QuerySpansResponse()
+            response.spans.extend(trace_pb2.Span.FromString(raw) for raw in chunk)
+            yield response
+        if request.include_total:
+            yield s.QuerySpansResponse(total=total[0] if total else 0)
+
+    async def query_span_bytes(self, request: s.QuerySpansRequest) -> AsyncIterator[list[bytes]]:
+        """Like :meth:`query_spans`, but yields the stored bytes of each span, unparsed (and no total)."""
+        async for chunk in self._span_chunks(request, []):
+            yield chunk
+
+    async def _span_chunks(self, request: s.QuerySpansRequest, total: list[int]) -> AsyncIterator[list[bytes]]:
+        """The matching spans in chunks; appends their number to ``total`` when it is known."""
+        rollout_id = validation.require_id(request.rollout_id, "rollout_id")
+        if request.limit < 0 or request.after_sequence_id < 0 or request.offset < 0:
+            raise InvalidArgumentError("limit, offset and after_sequence_id must not be negative")
+        sort_by = validation.sort_field(request.sort_by, ("sequence_id", "start_time", "end_time", "name"))
+        desc = validation.descending(request.order)
+        matches = _span_filter(request)
+        with self._begin() as txn:
+            tx = Tx(txn, self.dbs)
+            record = tx.rollout(rollout_id)
+            prefix = U64.pack(record.num)
+            if request.attempt_id:
+                try:
+                    attempt = tx.find_attempt(record, request.attempt_id)
+                except NotFoundError:
+                    # No such attempt of this rollout (or none yet for "latest"): it has no spans.
+                    total.append(0)
+                    return
+                prefix += attempt.sequence_id.to_bytes(4, "big")
+        after = request.after_sequence_id
+        if sort_by != "sequence_id" or desc:
+            async for chunk in self._sorted_spans(prefix, after, matches, sort_by, desc, request, total):
+                yield chunk
+            return
+        remaining = request.limit or None
+        skip = request.offset
+        counted = 0
+        chunk: list[bytes] = []
+        size = 0
+        async for batch in self._scan(prefix, after):
+            for raw in batch:
+                if matches is not None and not matches(trace_pb2.Span.FromString(raw)):
+                    continue
+                counted += 1
+                if skip:
+                    skip -= 1
+                    continue
+                if remaining is not None and remaining <= 0:
+                    continue  # only counting now
+                chunk.append(raw)
+                size += len(raw)
+                if remaining is not None:
+                    remaining -= 1
+                if len(chunk) >= SPANS_PER_CHUNK or size >= SPAN_BYTES_PER_CHUNK:
+                    yield chunk
+                    chunk, size = [], 0
+            if remaining is not None and remaining <= 0 and not request.include_total:
+                break
+        if chunk:
+            yield chunk
+        total.append(counted)
+
+    async def _sorted_spans(
+        self,
+        prefix: bytes,
+        after: int,
+        matches: Callable[[trace_pb2.Span], bool] | None,
+        sort_by: str,
+        desc: bool,
+        request: s.QuerySpansRequest,
+        total: list[int],
+    ) -> AsyncIterator[list[bytes]]:
+        """Spans in another order than the stored one: every match is read (keys and sort keys
+        kept), sorted, and the page streamed."""
+        keyed: list[tuple[Any, int, bytes]] = []
+        position = 0
+        async for batch in self._scan(prefix, after):
+            for raw in batch:
+                position += 1
+                if sort_by == "sequence_id" and matches is None:
+                    keyed.append((position, position, raw))
+                    continue
+                span = trace_pb2.Span.FromString(raw)
+                if matches is not None and not matches(span):
+                    continue
+                key: Any = position
+                if sort_by == "start_time":
+                    key = span.start_time_unix_nano
+                elif sort_by == "end_time":
+                    key = span.end_time_unix_nano
+                elif sort_by == "name":
+                    key = span.name
+                keyed.append((key, position, raw))
+        keyed.sort(key=lambda item: (item[0], item[1]), reverse=desc)
+        total.append(len(keyed))
+        end = request.offset + request.limit if request.limit else None
+        page = [raw for _, _, raw in keyed[request.offset : end]]
+        for i in range(0, len(page), SPANS_PER_CHUNK):
+            yield page[i : i + SPANS_PER_CHUNK]
+
+    async def _scan(self, prefix: bytes, after: int) -> AsyncIterator[list[bytes]]:
+        """The stored spans under ``prefix`` with a sequence id above ``after``, in key order, in
+        batches each read in its own short transaction (other calls run in between)."""
+        position = prefix
+        while True:
+            batch: list[bytes] = []
+            size = 0
+            with self._begin() as txn:
+                restore = ResourceReader(txn, self.dbs.span_resources).span_bytes
+                cursor = txn.cursor(db=self.dbs.spans)
+                found = cursor.set_range(position)
+                while found:
+                    key = cursor.key()
+                    if not key.startswith(prefix):
+                        found = False
+                        break
+                    position = key + b"\x00"
+                    if after and int.from_bytes(key[12:20], "big") <= after:
+                        # Seek past the attempt's spans up to ``after`` rather than step through them.
+                        position = key[:12] + U64.pack(after + 1)
+                        found = cursor.set_range(position)
+                        continue
+                    value = restore(cursor.value())
+                    batch.append(value)
+                    size += len(value)
+                    if len(batch) >= SPANS_PER_CHUNK or size >= SPAN_BYTES_PER_CHUNK:
+                        break
+                    found = cursor.next()
+            if batch:
+                yield batch
+            if not found:
+                return
+            await asyncio.sleep(0)  # let other calls run between batches of a long query
+
+    async def next_sequence_ids(self, request: s.NextSequenceIdsRequest) -> s.NextSequenceIdsResponse:
+        rollout_id = validation.require_id(request.rollout_id, "rollout_id")
+        if request.count < 0 or request.count > 1_000_000:
+            raise InvalidArgumentError(f"count is {request.count}; reserve between 1 and 1000000 ids at once")
+        count = request.count or 1
+
+        def op(tx: Tx) -> s.NextSequenceIdsResponse:
+            record = tx.rollout(rollout_id)
+            last = read_counter(tx.txn, self.dbs.span_seqs, U64.pack(record.num))
+            if last + count > MAX_SEQUENCE_ID:
+                raise FailedPreconditionError(
+                    f"{_exhausted(rollout_id, last)}; {max(0, MAX_SEQUENCE_ID - last)} are left, {count} were asked for"
+                )
+            first = next_counter(tx.txn, self.dbs.span_seqs, U64.pack(record.num), count)
+            return s.NextSequenceIdsResponse(first=first, count=count)
+
+        return await self._write(op)
+
+
+def _exhausted(rollout_id: str, last: int) -> str:
+    return (
+        f"rollout {rollout_id!r} has used sequence ids up to {last}, and they end at {MAX_SEQUENCE_ID} (2^63-1, "
+        "the largest int64); send spans with sequence ids you choose below that, or start a new rollout"
+    )
+
+
+def _span_filter(request: s.QuerySpansRequest) -> Callable[[trace_pb2.Span], bool] | None:
+    """The predicate of the span filters the request sets, or None when it sets none."""
+    predicates: list[Callable[[trace_pb2.Span], bool]] = []
+    for field in ("trace_id", "span_id", "parent_span_id", "name"):
+        wanted = getattr(request, field)
+        if wanted:
+            predicates.append(lambda span, field=field, wanted=wanted: getattr(span, field) == wanted)
+    if request.name_contains:
+        predicates.append(lambda span: request.name_contains in span.name)
+    filters.is_or(request.filter_logic)  # rejects an unknown value even without filters
+    return filters.combine(predicates, request.filter_logic) if predicates else None
