@@ -18,11 +18,12 @@ GO_TOOLS := .tools/bin
 TS := clients/ts
 
 .PHONY: help setup demo test check-generated generate lint test-python proto-baseline bench \
-	tools-go setup-go setup-ts test-go test-ts interop-vectors bench-clients
+	tools-go setup-go setup-ts test-go test-ts interop-vectors bench-clients test-loaded
 
 help:
 	@echo "make demo   - start agl-server on its embedded LMDB store and run the quick-start example"
 	@echo "make test   - run every check and test (codegen, lint, Python, Go and TypeScript clients)"
+	@echo "make test-loaded - the Python, Go and TypeScript tests beside a CPU hog (HOG_PER_CORE busy processes per core)"
 	@echo "make bench  - run the benchmarks (tables printed, results saved under bench/results)"
 
 $(VENV)/.installed: pyproject.toml
@@ -110,6 +111,12 @@ interop-vectors: setup setup-go setup-ts
 	cd $(TS) && node --test dist/test/interop.test.js
 
 test: check-generated lint test-python test-go test-ts
+
+# The tests must hold on a busy machine (load 8-20 on 2 cores): the same suites beside busy-looping
+# processes, which scripts/cpu_hog.py always ends when the suites end or are interrupted.
+HOG_PER_CORE ?= 4
+test-loaded: setup setup-go setup-ts $(VENV)/.verl-installed
+	$(PY) scripts/cpu_hog.py --per-core $(HOG_PER_CORE) -- $(MAKE) --no-print-directory test-python test-go test-ts
 
 demo: setup
 	$(PY) examples/quickstart.py

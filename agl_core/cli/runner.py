@@ -21,6 +21,7 @@ from typing import Any
 from agl_core.client.channel import default_address
 from agl_core.execution import runner_process
 from agl_core.execution.base import RunnerSpec, load_agent
+from agl_core.secrets import read_token
 from agl_core.trainer.components import import_object
 
 
@@ -59,8 +60,12 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         metavar="SECONDS",
         help="take work with DequeueRollout long polls of SECONDS instead of the Work stream",
     )
-    parser.add_argument("--token", default=os.environ.get("AGL_TOKEN"), help="bearer token (env AGL_TOKEN)")
-    parser.add_argument("--token-file", type=Path, help="read the token from this file")
+    parser.add_argument(
+        "--token",
+        help="agl-server's bearer token; prefer env AGL_TOKEN or --token-file, since a command line is visible "
+        "to every user of the machine",
+    )
+    parser.add_argument("--token-file", type=Path, help="read the token from this file (env AGL_TOKEN_FILE)")
     parser.add_argument("--tls", action="store_true", help="connect with TLS")
     parser.add_argument("--tls-ca", type=Path, help="PEM CA certificate(s) to trust (implies --tls)")
     parser.add_argument("--log-level", default=os.environ.get("AGL_LOG_LEVEL", "info"))
@@ -81,7 +86,11 @@ def run(args: argparse.Namespace) -> int:
     except (ImportError, AttributeError, ValueError, TypeError) as exc:
         print(f"agl runner: cannot load the agent {args.agent!r}: {exc}", file=sys.stderr)
         return 2
-    token = args.token_file.read_text().strip() if args.token_file else args.token
+    try:
+        token = read_token(args.token, args.token_file, env="AGL_TOKEN")
+    except SystemExit as exc:
+        print(f"agl runner: {exc}", file=sys.stderr)
+        return 2
     spec = RunnerSpec(
         agent=args.agent,
         tracer=args.tracer,

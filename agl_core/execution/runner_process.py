@@ -19,6 +19,7 @@ import signal
 import socket
 import sys
 from dataclasses import dataclass
+from multiprocessing.connection import Connection
 from typing import TYPE_CHECKING, Any
 
 from agl_core.client import GrpcStore
@@ -62,8 +63,14 @@ class RunnerProcessConfig:
         return self.worker_id or f"runner-{self.index}-{socket.gethostname()}-{os.getpid()}"
 
 
-async def serve(config: RunnerProcessConfig, stop_event: StopSignal | None = None) -> RunnerStats:
-    """Run one runner against agl-server until stopped; returns what it did."""
+async def serve(
+    config: RunnerProcessConfig, stop_event: StopSignal | None = None, ready: Connection | None = None
+) -> RunnerStats:
+    """Run one runner against agl-server until stopped; returns what it did.
+
+    :param ready: the write end of a pipe: a byte is written to it (and it is closed) once the
+        server has welcomed the worker, so a parent can wait for its runners before handing out work.
+    """
     # Imported here: the cs strategy (a plugin every agl process loads) imports this module for
     # its config and entry point; the runner, tracer and OpenTelemetry load in runner processes.
     from agl_core.runner import DequeueSource, WorkStreamSource
@@ -120,7 +127,7 @@ async def serve(config: RunnerProcessConfig, stop_event: StopSignal | None = Non
         loop.add_signal_handler(sig, on_signal, sig)
     logger.info("runner %s serving %s on %s (capacity %d)", worker_id, info["agent"], config.server, spec.capacity)
     try:
-        stats = await runner.run(stop)
+        stats = await runner.run(stop, on_started=None if ready is None else lambda: _say_ready(ready))
     finally:
         for sig in handled:
             loop.remove_signal_handler(sig)
@@ -136,7 +143,16 @@ async def serve(config: RunnerProcessConfig, stop_event: StopSignal | None = Non
     return stats
 
 
-def main(config: RunnerProcessConfig, stop_event: StopSignal | None = None) -> None:
+def _say_ready(ready: Connection) -> None:
+    try:
+        ready.send_bytes(b"ready")
+    except OSError:  # the parent stopped listening: nothing to tell
+        pass
+    finally:
+        ready.close()
+
+
+def main(config: RunnerProcessConfig, stop_event: StopSignal | None = None, ready: Connection | None = None) -> None:
     """Process entry point (``multiprocessing.Process(target=main, ...)``)."""
     logging.basicConfig(
         level=config.log_level.upper(),
@@ -144,7 +160,7 @@ def main(config: RunnerProcessConfig, stop_event: StopSignal | None = None) -> N
         stream=sys.stderr,
     )
     try:
-        asyncio.run(serve(config, stop_event))
+        asyncio.run(serve(config, stop_event, ready))
     except asyncio.CancelledError:
         sys.exit(EXIT_ABORTED)
     except KeyboardInterrupt:

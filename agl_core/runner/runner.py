@@ -16,7 +16,7 @@ import asyncio
 import contextlib
 import contextvars
 import logging
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import Any
@@ -87,8 +87,12 @@ class Runner:
 
     # --- serving -----------------------------------------------------------------------------------
 
-    async def run(self, stop: asyncio.Event | None = None) -> RunnerStats:
-        """Take and run attempts until ``stop`` is set, the source is done or ``max_rollouts`` is reached."""
+    async def run(self, stop: asyncio.Event | None = None, on_started: Callable[[], None] | None = None) -> RunnerStats:
+        """Take and run attempts until ``stop`` is set, the source is done or ``max_rollouts`` is reached.
+
+        :param on_started: called once the source is connected (the server knows the worker and
+            may hand it work), e.g. to tell a parent process that this runner is ready.
+        """
         self.agent.set_runner(self)
         if not self.agent.is_async():
             self._executor = ThreadPoolExecutor(
@@ -96,6 +100,8 @@ class Runner:
             )
         await self.source.start()
         self.tracer.init_worker(self.worker_id)
+        if on_started is not None:
+            on_started()
         running: set[asyncio.Task[None]] = set()
         try:
             while self.max_rollouts is None or self.stats.started < self.max_rollouts:

@@ -28,6 +28,7 @@ import tempfile
 import threading
 import time
 from collections.abc import Sequence
+from multiprocessing.connection import Connection
 from multiprocessing.process import BaseProcess
 from pathlib import Path
 from typing import Any, Literal
@@ -54,12 +55,17 @@ class ClientServerStrategy(ExecutionStrategy):
     :param host: the interface the started server binds (``0.0.0.0`` to take remote runners).
     :param port: its port (0: a free one).
     :param server_args: further ``agl-server`` arguments (``["--durability", "nosync"]``).
-    :param token: the bearer token of the server (given to the started one too).
+    :param token: the bearer token of the server (given to the started one too, in its
+        environment: a command line is readable by every user of the machine).
     :param graceful_timeout: seconds runners get to finish their attempts after the stop signal.
     :param terminate_timeout: seconds each further escalation step (SIGINT, SIGTERM, SIGKILL) waits.
     :param start_method: how runner processes start (``spawn``: a fresh interpreter that imports
         the agent by reference; ``fork``/``forkserver`` also work where the platform has them).
     :param runner_log_level: log level of the runner processes.
+    :param runner_start_timeout: seconds the algorithm waits for the runners started here to
+        connect before it starts anyway (with a warning). Waiting keeps runner start-up (a fresh
+        interpreter importing the agent: seconds on a loaded machine) out of the algorithm's first
+        deadlines; with role ``algorithm`` the runners are elsewhere and nothing is waited for.
     """
 
     name = "cs"
@@ -80,6 +86,7 @@ class ClientServerStrategy(ExecutionStrategy):
         terminate_timeout: float = 5.0,
         start_method: str = "spawn",
         runner_log_level: str = "WARNING",
+        runner_start_timeout: float = 120.0,
     ) -> None:
         if role not in ("both", "algorithm", "runner"):
             raise ValueError(f"role is {role!r}; use 'both', 'algorithm' or 'runner'")
@@ -100,6 +107,7 @@ class ClientServerStrategy(ExecutionStrategy):
         self.terminate_timeout = terminate_timeout
         self.context = multiprocessing.get_context(start_method)
         self.runner_log_level = runner_log_level
+        self.runner_start_timeout = runner_start_timeout
         self.server: ServerProcess | None = None
         self.processes: list[BaseProcess] = []
 
@@ -127,8 +135,11 @@ class ClientServerStrategy(ExecutionStrategy):
                 data_dir = self.data_dir
                 if data_dir is None:
                     temporary = data_dir = Path(tempfile.mkdtemp(prefix="agl-cs-"))
-                args = [*self.server_args, *(["--token", token] if token else [])]
-                self.server = ServerProcess(data_dir, host=self.host, port=self.port, args=args).start()
+                # The token goes by environment: a command line is readable by every user (/proc/PID/cmdline).
+                env = {**os.environ, "AGL_TOKEN": token} if token else None
+                self.server = ServerProcess(
+                    data_dir, host=self.host, port=self.port, args=self.server_args, env=env
+                ).start()
                 address = self.server.address
                 logger.info("agl-server serving on %s (data in %s)", address, data_dir)
             if self.role == "algorithm":
@@ -137,10 +148,12 @@ class ClientServerStrategy(ExecutionStrategy):
                     address,
                 )
             else:
-                self.processes = self._start_runners(runner, address, token, stop_read)
+                self.processes, started = self._start_runners(runner, address, token, stop_read)
             stop_read.close()  # only the runners read it
             if self.role == "runner":
                 return self._wait_runners()
+            if self.processes:
+                self._wait_runners_started(started)
             assert algorithm is not None
             return asyncio.run(self._run_algorithm(algorithm, address, token))
         except KeyboardInterrupt:
@@ -157,8 +170,13 @@ class ClientServerStrategy(ExecutionStrategy):
                 else:
                     shutil.rmtree(temporary, ignore_errors=True)
 
-    def _start_runners(self, spec: RunnerSpec, address: str, token: str | None, stop: Any) -> list[BaseProcess]:
+    def _start_runners(
+        self, spec: RunnerSpec, address: str, token: str | None, stop: Any
+    ) -> tuple[list[BaseProcess], dict[Connection, BaseProcess]]:
+        """Start the runner processes; returns them and, per runner, the read end of the pipe on
+        which it says it is connected (see :meth:`_wait_runners_started`)."""
         processes = []
+        started: dict[Connection, BaseProcess] = {}
         for index in range(self.n_runners):
             config = runner_process.RunnerProcessConfig(
                 spec=spec,
@@ -168,12 +186,40 @@ class ClientServerStrategy(ExecutionStrategy):
                 log_level=self.runner_log_level,
                 report_plugin_failures=spec.plugin_manager is None,
             )
+            ready_read, ready = self.context.Pipe(duplex=False)
             process = self.context.Process(
-                target=runner_process.main, args=(config, stop), name=f"agl-runner-{index}", daemon=False
+                target=runner_process.main, args=(config, stop, ready), name=f"agl-runner-{index}", daemon=False
             )
             process.start()
+            ready.close()  # the runner holds the write end: its exit reads as end of file here
             processes.append(process)
-        return processes
+            started[ready_read] = process
+        return processes, started
+
+    def _wait_runners_started(self, started: dict[Connection, BaseProcess]) -> None:
+        """Block until every runner started here has been welcomed by agl-server, or has exited
+        (the supervision then reports it), or ``runner_start_timeout`` has passed."""
+        deadline = time.monotonic() + self.runner_start_timeout
+        waiting = dict(started)
+        try:
+            while waiting:
+                left = deadline - time.monotonic()
+                if left <= 0:
+                    logger.warning(
+                        "%d of %d runner(s) not connected to agl-server after %gs; the algorithm starts anyway",
+                        len(waiting),
+                        len(started),
+                        self.runner_start_timeout,
+                    )
+                    return
+                sentinels = {process.sentinel: conn for conn, process in waiting.items()}
+                for ready in multiprocessing.connection.wait([*waiting, *sentinels], left):
+                    # Readable means either the runner's word or the end of the pipe (it exited).
+                    conn = sentinels.get(ready, ready)  # type: ignore[call-overload]
+                    waiting.pop(conn, None)
+        finally:
+            for conn in started:
+                conn.close()
 
     async def _run_algorithm(self, algorithm: AlgorithmBundle, address: str, token: str | None) -> Any:
         store = GrpcStore(address, token=token)

@@ -25,8 +25,10 @@ attempt that fail are recorded as spans with status ERROR and ``agl.llm.error``.
 from __future__ import annotations
 
 import asyncio
+import hmac
 import json
 import logging
+import ssl
 from collections.abc import Awaitable, Callable, Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any
@@ -66,6 +68,10 @@ class ProxyConfig:
     :param record_timeout: seconds to wait for the store to acknowledge a span before answering
         without it (the span is then logged as lost and counted in ``/health``).
     :param backend_api_key: sent to the backends as a bearer token instead of the caller's.
+    :param token: callers must send ``Authorization: Bearer <token>`` (all routes but ``/health``);
+        others get 401. The caller's token is then never passed on to the backends.
+    :param tls_cert: PEM certificate chain file; with ``tls_key``, the proxy serves HTTPS.
+    :param tls_key: PEM private key file.
     :param system: the ``gen_ai.system`` of the spans.
     :param max_body_mb: largest request body accepted.
     """
@@ -76,6 +82,9 @@ class ProxyConfig:
     read_timeout: float | None = 600.0
     record_timeout: float = 30.0
     backend_api_key: str | None = None
+    token: str | None = None
+    tls_cert: str | None = None
+    tls_key: str | None = None
     system: str = "openai"
     max_body_mb: float = 64.0
 
@@ -130,7 +139,14 @@ class LLMProxy:
         self.store = store
         self.host = host
         self.port = port
-        self.counters = {"calls": 0, "recorded": 0, "record_failed": 0, "rejected": 0, "backend_errors": 0}
+        self.counters = {
+            "calls": 0,
+            "recorded": 0,
+            "record_failed": 0,
+            "rejected": 0,
+            "backend_errors": 0,
+            "unauthorized": 0,
+        }
         self._runner: web.AppRunner | None = None
         self._session: aiohttp.ClientSession | None = None
         self.app = self._build_app()
@@ -139,7 +155,8 @@ class LLMProxy:
 
     def _build_app(self) -> web.Application:
         app = web.Application(
-            client_max_size=int(self.config.max_body_mb * 1024 * 1024), middlewares=[self._errors_middleware]
+            client_max_size=int(self.config.max_body_mb * 1024 * 1024),
+            middlewares=[self._auth_middleware, self._errors_middleware],
         )
         prefix = "/rollout/{rollout_id}/attempt/{attempt_id}"
         for base in (prefix, ""):
@@ -158,7 +175,7 @@ class LLMProxy:
         self._session = aiohttp.ClientSession(timeout=timeout, connector=aiohttp.TCPConnector(limit=0))
         self._runner = web.AppRunner(self.app, access_log=None)
         await self._runner.setup()
-        site = web.TCPSite(self._runner, self.host, self.port)
+        site = web.TCPSite(self._runner, self.host, self.port, ssl_context=self._ssl_context())
         await site.start()
         if self.port == 0:
             self.port = int(self._runner.addresses[0][1])
@@ -182,7 +199,17 @@ class LLMProxy:
     @property
     def url(self) -> str:
         """``http://host:port`` of the proxy."""
-        return f"http://{self.host}:{self.port}"
+        scheme = "https" if self.config.tls_cert else "http"
+        return f"{scheme}://{self.host}:{self.port}"
+
+    def _ssl_context(self) -> ssl.SSLContext | None:
+        if bool(self.config.tls_cert) != bool(self.config.tls_key):
+            raise ValueError("the proxy's TLS needs both tls_cert and tls_key")
+        if not self.config.tls_cert:
+            return None
+        context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+        context.load_cert_chain(self.config.tls_cert, self.config.tls_key)
+        return context
 
     def update_backends(self, urls: Iterable[str]) -> None:
         """Serve from these backends from now on (calls in flight finish where they are)."""
@@ -190,9 +217,34 @@ class LLMProxy:
 
     def as_resource(self, model: str, sampling_parameters: Mapping[str, Any] | None = None) -> ProxyLLM:
         """A ``ProxyLLM`` resource for runners: each attempt's calls go to its own route."""
-        return ProxyLLM(endpoint=f"{self.url}/v1", model=model, sampling_parameters=dict(sampling_parameters or {}))
+        return ProxyLLM(
+            endpoint=f"{self.url}/v1",
+            model=model,
+            api_key=self.config.token,  # the agent's OpenAI client sends it as its bearer token
+            sampling_parameters=dict(sampling_parameters or {}),
+        )
 
     # --- handlers ----------------------------------------------------------------------------------
+
+    @web.middleware
+    async def _auth_middleware(
+        self, request: web.Request, handler: Callable[[web.Request], Awaitable[web.StreamResponse]]
+    ) -> web.StreamResponse:
+        # Checked before the body is read. /health stays open for probes, like agl-server's.
+        if self.config.token is None or request.path == "/health":
+            return await handler(request)
+        given = request.headers.get("authorization", "")
+        if hmac.compare_digest(given.encode(), f"Bearer {self.config.token}".encode()):
+            return await handler(request)
+        self.counters["unauthorized"] += 1
+        message = (
+            "missing authorization: send 'Authorization: Bearer <token>' (the OpenAI client's api_key)"
+            if not given
+            else "the bearer token is not valid for this LLM proxy"
+        )
+        response = _json_error(401, message, "authentication_error")
+        response.headers["WWW-Authenticate"] = 'Bearer realm="agl-llm-proxy"'
+        return response
 
     @web.middleware
     async def _errors_middleware(
@@ -246,6 +298,8 @@ class LLMProxy:
 
     def _headers(self, request: web.Request) -> dict[str, str]:
         headers = {k: v for k in _FORWARD_HEADERS if (v := request.headers.get(k)) is not None}
+        if self.config.token is not None:
+            headers.pop("authorization", None)  # the proxy's own token: the backends must not see it
         if self.config.backend_api_key:
             headers["authorization"] = f"Bearer {self.config.backend_api_key}"
         return headers

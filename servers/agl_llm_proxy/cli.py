@@ -12,6 +12,7 @@ import sys
 from collections.abc import Sequence
 from pathlib import Path
 
+from agl_core.secrets import exposure_warning, read_token
 from agl_llm_proxy.app import LLMProxy, ProxyConfig
 
 logger = logging.getLogger("agl_llm_proxy")
@@ -45,7 +46,22 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         metavar="HOST:PORT",
         help="agl-server to record spans in (env AGL_SERVER_ADDRESS); without it calls are passed on unrecorded",
     )
-    parser.add_argument("--token", default=os.environ.get("AGL_TOKEN"), help="agl-server bearer token (env AGL_TOKEN)")
+    parser.add_argument(
+        "--token",
+        help="agl-server's bearer token; prefer env AGL_TOKEN or --token-file (a command line is visible to every "
+        "user of the machine)",
+    )
+    parser.add_argument("--token-file", type=Path, help="read agl-server's token from this file (env AGL_TOKEN_FILE)")
+    parser.add_argument(
+        "--proxy-token",
+        help="require 'Authorization: Bearer <token>' from callers (the OpenAI client's api_key); prefer env "
+        "AGL_LLM_PROXY_TOKEN or --proxy-token-file",
+    )
+    parser.add_argument(
+        "--proxy-token-file", type=Path, help="read the callers' token from this file (env AGL_LLM_PROXY_TOKEN_FILE)"
+    )
+    parser.add_argument("--tls-cert", type=Path, help="PEM certificate chain; serve HTTPS with --tls-key")
+    parser.add_argument("--tls-key", type=Path, help="PEM private key")
     parser.add_argument("--host", default="127.0.0.1", help="interface to bind (default 127.0.0.1)")
     parser.add_argument("--port", type=int, default=8080, help="port (default 8080; 0 picks a free one)")
     parser.add_argument(
@@ -82,7 +98,7 @@ async def serve(args: argparse.Namespace) -> None:
     if args.store:
         from agl_core.client import GrpcStore
 
-        store = GrpcStore(args.store, token=args.token)
+        store = GrpcStore(args.store, token=read_token(args.token, args.token_file, env="AGL_TOKEN"))
         await store.wait_ready()
     else:
         logger.warning("no --store given: calls are passed on but not recorded")
@@ -91,6 +107,9 @@ async def serve(args: argparse.Namespace) -> None:
         retry_after=args.retry_after,
         read_timeout=args.read_timeout or None,
         backend_api_key=args.backend_api_key,
+        token=read_token(args.proxy_token, args.proxy_token_file, env="AGL_LLM_PROXY_TOKEN", option="--proxy-token"),
+        tls_cert=str(args.tls_cert) if args.tls_cert else None,
+        tls_key=str(args.tls_key) if args.tls_key else None,
     )
     proxy = LLMProxy(backends, store=store, host=args.host, port=args.port, config=config)
     stop = asyncio.Event()
@@ -101,6 +120,15 @@ async def serve(args: argparse.Namespace) -> None:
     if args.ready_file:
         args.ready_file.write_text(json.dumps({"port": proxy.port}))
     print(f"agl-llm-proxy serving on {proxy.url}", flush=True)
+    warning = exposure_warning(
+        "agl-llm-proxy",
+        args.host,
+        token=config.token is not None,
+        tls=config.tls_cert is not None,
+        token_hint="AGL_LLM_PROXY_TOKEN",
+    )
+    if warning:
+        logger.warning(warning)
     try:
         await stop.wait()
     finally:
@@ -114,6 +142,9 @@ def run(args: argparse.Namespace) -> int:
     logging.basicConfig(level=args.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     if not args.backend and not os.environ.get("AGL_LLM_BACKENDS"):
         print("agl llm-proxy: give at least one --backend URL (or set AGL_LLM_BACKENDS)", file=sys.stderr)
+        return 2
+    if bool(args.tls_cert) != bool(args.tls_key):
+        print("agl llm-proxy: --tls-cert and --tls-key go together", file=sys.stderr)
         return 2
     asyncio.run(serve(args))
     return 0

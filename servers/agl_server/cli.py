@@ -12,6 +12,7 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from agl_core.plugins import AglPluginManager, PluginError, get_plugin_manager
+from agl_core.secrets import exposure_warning, read_token
 from agl_core.store.backend import StoreBackend
 from agl_core.store.lmdb.backend import DEFAULT_MAP_SIZE, default_data_dir
 from agl_server.app import DEFAULT_PORT, AglServer, ServerConfig
@@ -72,10 +73,10 @@ def build_parser() -> argparse.ArgumentParser:
     )
     parser.add_argument(
         "--token",
-        default=os.environ.get("AGL_TOKEN"),
-        help="require 'authorization: Bearer <token>' on every call but health checks (env AGL_TOKEN)",
+        help="require 'authorization: Bearer <token>' on every call but health checks; prefer env AGL_TOKEN "
+        "or --token-file, since a command line is visible to every user of the machine",
     )
-    parser.add_argument("--token-file", type=Path, help="read the token from this file")
+    parser.add_argument("--token-file", type=Path, help="read the token from this file (env AGL_TOKEN_FILE)")
     parser.add_argument("--tls-cert", type=Path, help="PEM certificate chain; serve TLS with --tls-key")
     parser.add_argument("--tls-key", type=Path, help="PEM private key")
     parser.add_argument(
@@ -101,9 +102,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def config_from_args(args: argparse.Namespace) -> ServerConfig:
-    token = args.token
-    if args.token_file:
-        token = args.token_file.read_text().strip()
+    token = read_token(args.token, args.token_file, env="AGL_TOKEN")
     if bool(args.tls_cert) != bool(args.tls_key):
         raise SystemExit("agl-server: --tls-cert and --tls-key go together")
     if args.ingest_budget_mb <= 0:
@@ -172,6 +171,11 @@ async def serve(args: argparse.Namespace) -> None:
             "auth": bool(config.token),
         },
     )
+    warning = exposure_warning(
+        "agl-server", config.host, token=bool(config.token), tls=bool(config.tls_cert), token_hint="AGL_TOKEN"
+    )
+    if warning:
+        logger.warning(warning)
     if args.ready_file:
         tmp = args.ready_file.with_suffix(".tmp")
         tmp.write_text(json.dumps({"port": port, "pid": os.getpid(), "address": address}))

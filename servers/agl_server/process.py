@@ -59,7 +59,10 @@ class ServerProcess:
             raise RuntimeError("the server is not started")
         return f"{self.host}:{self.bound_port}"
 
-    def start(self, timeout: float = 30.0) -> ServerProcess:
+    def start(self, timeout: float = 120.0) -> ServerProcess:
+        """Launch and return once it serves. ``timeout`` is only a give-up bound: it returns as
+        soon as the server is ready, and a heavily loaded machine can take tens of seconds to start
+        a Python process that imports gRPC, LMDB and the plugins."""
         ready = self._scratch / "ready.json"
         ready.unlink(missing_ok=True)
         command = [
@@ -95,7 +98,7 @@ class ServerProcess:
         self.kill()
         raise ServerStartError(f"agl-server did not serve within {timeout:.0f}s:\n{self.log_tail()}")
 
-    def restart(self, timeout: float = 30.0) -> ServerProcess:
+    def restart(self, timeout: float = 120.0) -> ServerProcess:
         """Start again on the same port and data directory (after ``stop`` or ``kill``)."""
         return self.start(timeout)
 

@@ -7,10 +7,12 @@ import asyncio
 
 import pytest
 
+from agl_core.adapter.messages import TraceToMessages
 from agl_core.algorithm import run_rollouts
 from agl_core.runner.results import reward_span
 from agl_core.store import LightningStore
 from agl_core.types import RolloutStatus
+from agl_plugins.algorithms.apo.evaluation import Evaluation, experiments
 
 
 async def finish_one(store: LightningStore, reward: float) -> str:
@@ -42,3 +44,17 @@ async def test_without_cancel_on_timeout_the_deadline_still_raises(store: Lightn
         await run_rollouts(store, ["stuck"], timeout=0.2)
     [rollout] = await store.query_rollouts()
     assert rollout.status == RolloutStatus.QUEUING
+
+
+async def test_a_rollout_cancelled_before_any_attempt_is_shown_to_the_critique(store: LightningStore) -> None:
+    """No runner took it before the deadline: it has no attempt and no spans, and APO's critique
+    input says so instead of the round failing on the missing attempt."""
+    tasks = [{"message": "two plums"}]
+    outcomes = await run_rollouts(store, tasks, timeout=0.2, cancel_on_timeout=True)
+    [outcome] = outcomes
+    assert outcome.rollout.status == RolloutStatus.CANCELLED and not await store.query_attempts(
+        outcome.rollout.rollout_id
+    )
+    [shown] = await experiments(store, tasks, Evaluation(outcomes, 0.0), TraceToMessages(), max_chars=2000)
+    assert (shown["status"], shown["score"], shown["conversation"]) == ("cancelled", 0.0, [])
+    assert shown["error"] == "no runner took the rollout before the batch deadline; it was cancelled"

@@ -157,7 +157,9 @@ def test_failing_and_stuck_rollouts_score_as_failed_and_the_round_completes(
         beam_rounds=1,
         gradient_batch_size=6,
         val_batch_size=6,
-        rollout_batch_timeout=2.0,
+        # The stuck tasks hold each batch until this deadline, which every other rollout must beat:
+        # a batch takes ~1 s on a quiet machine and up to ~7.5 s at load 18 on 2 cores.
+        rollout_batch_timeout=15.0,
         llm_max_retries=1,
     )
     strategy = {"type": "cs", "data_dir": tmp_path / "data", "keep_data": True, "graceful_timeout": 0.5}

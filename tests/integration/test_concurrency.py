@@ -8,6 +8,8 @@ import collections
 import contextlib
 import random
 
+from support.waits import until_polling
+
 from agl_core import FailedPreconditionError, LightningStore, RolloutConfig, new_span
 from agl_core.client import GrpcStore
 from agl_core.types import RolloutStatus
@@ -94,7 +96,7 @@ async def test_an_abandoned_long_poll_claims_nothing(server: ServerProcess) -> N
     """A worker that gives up its long poll (its call cancelled) must not be handed the next rollout."""
     async with GrpcStore(server.address) as quitter, GrpcStore(server.address) as stayer:
         poll = asyncio.create_task(quitter.dequeue_rollout(worker_id="quitter", wait=30))
-        await asyncio.sleep(0.3)  # the poll is parked on the server; the outcome does not depend on it
+        await until_polling(stayer, "quitter")
         poll.cancel()
         with contextlib.suppress(asyncio.CancelledError):
             await poll

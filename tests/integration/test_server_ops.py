@@ -15,6 +15,7 @@ import grpc
 import pytest
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection_pb2, reflection_pb2_grpc
+from support.waits import until_polling
 
 from agl_core import UnauthenticatedError, UnavailableError
 from agl_core.client import GrpcStore
@@ -109,9 +110,12 @@ async def test_sigterm_ends_long_polls_promptly_and_exits_cleanly(server: Server
     # retry_deadline=0: the client reports the UNAVAILABLE the stopping server answers with, instead
     # of retrying it through the outage (docs/retry.md), which is what this test looks at.
     async with GrpcStore(server.address, retry_deadline=0) as store:
+        rollout_id = (await store.start_rollout("x")).rollout_id
+        # Both calls go on one connection, the wait first: once the poll is parked on the server,
+        # the wait has reached it too.
+        waiter = asyncio.create_task(store.wait_for_rollouts([rollout_id], timeout=60))
         poll = asyncio.create_task(store.dequeue_rollout(worker_id="w", wait=60))
-        waiter = asyncio.create_task(store.wait_for_rollouts([(await store.start_rollout("x")).rollout_id], timeout=60))
-        await asyncio.sleep(0.3)  # let both calls reach the server; correctness does not hinge on it
+        await until_polling(store, "w")
         started = time.monotonic()
         code = await asyncio.to_thread(server.stop, 20)
         assert code == 0

@@ -11,6 +11,7 @@ import asyncio
 import time
 
 import pytest
+from support.waits import until_polling
 
 from agl_core import (
     AlreadyExistsError,
@@ -132,7 +133,7 @@ async def test_long_poll_dequeue_returns_empty_after_its_wait(store: LightningSt
 
 async def test_long_poll_dequeue_wakes_when_work_arrives(store: LightningStore) -> None:
     waiting = asyncio.create_task(store.dequeue_rollout(worker_id="w", wait=BOUND))
-    await asyncio.sleep(0)  # let the poll start; correctness does not depend on it
+    await until_polling(store, "w")  # the work must arrive while the poll waits
     queued = await store.enqueue_rollout("late task")
     got = await asyncio.wait_for(waiting, BOUND / 2)
     assert got is not None and got.rollout_id == queued.rollout_id

@@ -45,10 +45,28 @@ def test_typescript_semconv_matches_python() -> None:
     assert CORE <= ts.keys()
 
 
+def go_to_python_name(name: str) -> str:
+    """The Python name of a Go constant: ``AttrLLMPromptTokenIDs`` -> ``LLM_PROMPT_TOKEN_IDS``
+    (Go prefixes attributes with ``Attr`` and writes acronyms in capitals)."""
+    name = name.removeprefix("Attr").replace("GenAI", "GenAi").replace("IDs", "Ids")
+    return "_".join(re.findall(r"[A-Z]+(?=[A-Z][a-z]|$)|[A-Z][a-z]*|\d+", name)).upper()
+
+
+def test_go_to_python_names() -> None:
+    assert go_to_python_name("AttrLLMPromptTokenIDs") == "LLM_PROMPT_TOKEN_IDS"
+    assert go_to_python_name("GenAIOperationTextCompletion") == "GEN_AI_OPERATION_TEXT_COMPLETION"
+    assert go_to_python_name("AttrObjectJSON") == "OBJECT_JSON"
+    assert go_to_python_name("AttrRolloutID") == "ROLLOUT_ID"
+
+
 def test_go_semconv_matches_python() -> None:
     text = (ROOT / "clients" / "go" / "agl" / "semconv.go").read_text()
     go = re.findall(r'^\s*(\w+)\s*=\s*"([^"]*)"', text, re.MULTILINE)
     assert len(go) == len({name for name, _ in go}), "a Go name is defined twice"
-    python_values = set(_python().values())
-    assert [(name, value) for name, value in go if value not in python_values] == []
-    assert {_python()[name] for name in CORE} <= {value for _, value in go}
+    python = _python()
+    # Name and value: a Go constant with a right value under the wrong name (e.g. the reward's
+    # name attribute called AttrRewardValue) is as wrong as a wrong value.
+    assert {name: value for name, value in go if python.get(go_to_python_name(name)) != value} == {}, (
+        "Go names missing in Python, or with another value there"
+    )
+    assert CORE <= {go_to_python_name(name) for name, _ in go}

@@ -162,16 +162,22 @@ async def leave_a_stuck_attempt(*, store: Any) -> str:
 
 
 @pytest.mark.parametrize(
-    ("agent", "exit_code"),
+    ("agent", "exit_code", "terminate_timeout"),
     [
-        (hang_forever, 130),  # the stop signal cannot end it; SIGINT aborts it (attempt given up)
-        (block_the_loop, -signal.SIGTERM),  # its loop is stuck, so SIGINT cannot reach it either
+        # The stop signal cannot end it; SIGINT aborts it (attempt given up). The runner needs time
+        # to handle SIGINT (a second or more under load), and a long bound costs nothing when it
+        # exits sooner: were it too short, SIGTERM would end it and the test would see -15.
+        (hang_forever, 130, 120.0),
+        # Its loop is stuck, so SIGINT cannot reach it either: SIGINT's time runs out, SIGTERM ends it.
+        (block_the_loop, -signal.SIGTERM, 1.0),
     ],
 )
-def test_cs_shutdown_escalates(server: ServerProcess, agent: Any, exit_code: int) -> None:
+def test_cs_shutdown_escalates(server: ServerProcess, agent: Any, exit_code: int, terminate_timeout: float) -> None:
     # An agl-server of the test's own, which outlives the run: what it does about the runner's
     # end can be watched to the end.
-    strategy = ClientServerStrategy(server_address=server.address, graceful_timeout=0.5, terminate_timeout=1.0)
+    strategy = ClientServerStrategy(
+        server_address=server.address, graceful_timeout=0.5, terminate_timeout=terminate_timeout
+    )
     Trainer(algorithm=leave_a_stuck_attempt, strategy=strategy, n_runners=1, progress=False).fit(agent, [])
     [process] = strategy.processes
     assert process.exitcode == exit_code
@@ -188,7 +194,7 @@ def test_cs_shutdown_escalates(server: ServerProcess, agent: Any, exit_code: int
         finally:
             await store.close()
 
-    [attempt] = asyncio.run(asyncio.wait_for(given_up(), 15))
+    [attempt] = asyncio.run(asyncio.wait_for(given_up(), 120))
     assert attempt.status == AttemptStatus.UNRESPONSIVE
 
 

@@ -94,16 +94,33 @@ def test_rolled_back_ids_are_not_duplicates(tmp_path: Path) -> None:
     env.close()
 
 
+def mapped_rss(data_file: Path) -> int:
+    """Bytes of ``data_file``'s shared map resident in this process (from /proc/self/smaps)."""
+    total, inside = 0, False
+    with open("/proc/self/smaps") as smaps:
+        for line in smaps:
+            fields = line.split()
+            if "-" in fields[0] and len(fields) >= 5:  # a mapping's header line
+                inside = len(fields) == 6 and fields[5] == str(data_file)
+            elif inside and fields[0] == "Rss:":
+                total += int(fields[1]) * 1024
+    return total
+
+
 async def test_mapped_pages_are_released_over_budget(tmp_path: Path) -> None:
     import sys
 
     import pytest
 
-    from agl_core.store.lmdb.resident import file_backed_rss
-
     if not sys.platform.startswith("linux"):
         pytest.skip("releasing mapped pages is implemented for Linux")
     store = LmdbStore(tmp_path / "s", resident_budget=4 << 20)
+    trimmer = store.backend.resident
+    data_file = Path(trimmer.data_file)
+    # The store checks its budget on its own every RESIDENT_CHECK_SECONDS; on a slow machine that
+    # check would run during the reads below and release the pages before they are counted. With a
+    # budget nothing reaches, it never trims; the budget is set back before the trim under test.
+    trimmer.budget = 1 << 40
     try:
         rollout = await store.start_rollout("x")
         attempt_id = rollout.attempt.attempt_id  # type: ignore[union-attr]
@@ -114,10 +131,14 @@ async def test_mapped_pages_are_released_over_budget(tmp_path: Path) -> None:
             ]
             await store.add_spans(spans)
         assert len(await store.query_spans(rollout.rollout_id)) == 8000  # reads map ~24 MiB of pages
-        before = file_backed_rss()
-        assert store.backend.resident.maybe_trim()
-        after = file_backed_rss()
-        assert after < before - (16 << 20), (before, after)
+        before = mapped_rss(data_file)
+        assert before > 16 << 20, before
+        trimmer.budget = 4 << 20
+        assert trimmer.maybe_trim()
+        after = mapped_rss(data_file)
+        assert after < 1 << 20, (before, after)
+        trimmer.budget = 1 << 40
         assert len(await store.query_spans(rollout.rollout_id)) == 8000  # and the data is all still there
+        assert mapped_rss(data_file) > 16 << 20  # read through the map again
     finally:
         await store.close()

@@ -2,17 +2,32 @@
 
 from __future__ import annotations
 
+import importlib.util
 from collections.abc import AsyncIterator, Iterator
+from pathlib import Path
 
 import pytest
-
-pytest.importorskip("verl", reason="the verl extra is not installed (make test installs it)")
-
 from agl_llm_proxy import LLMProxy
 from support.openai_server import OpenAIServer, default_reply
 
 from agl_core.client import GrpcStore
 from agl_core.tracer import OtelTracer
+
+# The test modules import torch and verl at module level, so without the extra they cannot even be
+# imported: each is reported as skipped, with the reason, instead of being collected.
+MISSING = [name for name in ("torch", "verl") if importlib.util.find_spec(name) is None]
+REASON = (
+    f"the verl extra is not installed (no {', '.join(MISSING)}): `pip install -e '.[verl]'` (make test installs it)"
+)
+
+if MISSING:
+
+    class _NotImported(pytest.Module):
+        def collect(self) -> list[pytest.Item]:
+            pytest.skip(REASON, allow_module_level=True)
+
+    def pytest_pycollect_makemodule(module_path: Path, parent: pytest.Collector) -> pytest.Module:
+        return _NotImported.from_parent(parent, path=module_path)  # type: ignore[no-any-return]
 
 
 @pytest.fixture

@@ -31,11 +31,12 @@ events              event_id                              RolloutEvent (rollout 
 
 from __future__ import annotations
 
-import os
 import struct
 from dataclasses import dataclass
 
 import lmdb
+
+from agl_core.store.lmdb.private import FILE_MODE, create_private_dir
 
 SCHEMA_VERSION = 3
 # Versions this release opens, upgrading them in place to SCHEMA_VERSION. Version 3 added
@@ -110,9 +111,10 @@ class Databases:
 
 def open_environment(path: str, *, map_size: int, sync: bool) -> tuple[lmdb.Environment, Databases]:
     """Open (creating if needed) the environment under ``path`` and all its sub-databases."""
-    os.makedirs(path, exist_ok=True)
+    create_private_dir(path)
     env = lmdb.open(
         path,
+        mode=FILE_MODE,
         map_size=map_size,
         max_dbs=len(DATABASES) + 1,
         # Durable commits by default. Without sync a commit still survives a kill -9 of the process

@@ -17,6 +17,7 @@ from typing import Any
 
 from agl_core import semconv
 from agl_core.algorithm import RolloutOutcome, run_rollouts
+from agl_core.errors import NotFoundError
 from agl_core.types import RolloutMode, RolloutStatus, span_attributes
 
 logger = logging.getLogger(__name__)
@@ -131,7 +132,12 @@ async def experiment(
 ) -> dict[str, Any]:
     """One rollout as the critique template sees it (see ``prompts/critique.toml``)."""
     rollout = outcome.rollout
-    spans = await store.query_spans(rollout.rollout_id, "latest")
+    try:
+        spans = await store.query_spans(rollout.rollout_id, "latest")
+    except NotFoundError:
+        # A rollout cancelled at the batch deadline before any runner took it has no attempt, so no
+        # spans; some stores answer "latest" of no attempt with NOT_FOUND, others with nothing.
+        spans = []
     try:
         lines = conversation(adapter.adapt(spans))
     except Exception:  # a trace the adapter cannot read still leaves the reward and feedback to show
@@ -150,7 +156,10 @@ async def experiment(
                 f"{attributes.get(semconv.EXCEPTION_TYPE, 'error')}: {attributes.get(semconv.EXCEPTION_MESSAGE, '')}"
             )
     if rollout.status == RolloutStatus.CANCELLED and not errors:
-        errors.append("the rollout did not finish before the batch deadline and was cancelled")
+        if rollout.attempt is None and not spans:
+            errors.append("no runner took the rollout before the batch deadline; it was cancelled")
+        else:
+            errors.append("the rollout did not finish before the batch deadline and was cancelled")
     per_message = max(200, max_chars // max(1, len(lines)))
     for line in lines:
         line["content"] = clip(line["content"], per_message)
