@@ -93,8 +93,11 @@ def main() -> None:
         progress_interval=1.0,
     )
     result = trainer.fit(solve, train, val_dataset=val)
-    print(f"\nbest template: {result['template']!r}")
-    print(f"train reward {result['train_reward']:.2f}, validation reward {result['val_reward']:.2f}")
+    result.raise_for_status()  # every rollout failed: say so with a non-zero exit
+    print(f"\n{result}")  # one line: rollouts by status and mean reward, per split
+    best = result.result  # what the algorithm returned
+    print(f"best template: {best['template']!r}")
+    print(f"train reward {best['train_reward']:.2f}, validation reward {best['val_reward']:.2f}")
 
 
 if __name__ == "__main__":
