@@ -49,8 +49,13 @@ class CpuHttpServer:
     """A replica's server (a Ray actor): the policy's copy, its HTTP server, verl's control calls."""
 
     def __init__(self, config: Any, model_config: Any, replica_rank: int) -> None:
-        self.config = config
-        self.model_config = model_config
+        from verl.utils.config import omega_conf_to_dataclass
+        from verl.workers.config import HFModelConfig
+
+        # verl's Ray path hands the replica DictConfigs (vLLM's server converts them the same way);
+        # ``local_path``, ``hf_config`` etc. exist only on the dataclasses. Dataclasses pass through.
+        self.config = omega_conf_to_dataclass(config)
+        self.model_config = omega_conf_to_dataclass(model_config, dataclass_type=HFModelConfig)
         self.replica_rank = replica_rank
         self.options = engine_options(config)
         self.global_steps: int | None = None
