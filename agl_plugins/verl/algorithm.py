@@ -137,18 +137,9 @@ class VERL(Algorithm):
         )
         train = list(train_dataset)
         val = list(val_dataset) if val_dataset is not None else train
-        config = self._config()
-        if self.settings.workers == "ray":
-            # Here, on the loop's thread, not in the trainer's thread: Ray starts GCS and the raylet
-            # with PR_SET_PDEATHSIG bound to the *thread* that calls ray.init, so from the trainer's
-            # thread they were SIGKILLed the moment it ended (its error then never printed: the
-            # driver aborts on "GCS unavailable" first). The loop's thread outlives the trainer.
-            from agl_plugins.verl.entrypoint import init_ray
-
-            init_ray(config)
         self._stop.clear()
         try:
-            return await _in_thread(self._train, config, rollouts, train, val)
+            return await _in_thread(self._train, rollouts, train, val)
         except BaseException:
             self._stop.set()  # cancelled (Ctrl-C, runners gone): the trainer ends before its next step
             raise
@@ -170,9 +161,12 @@ class VERL(Algorithm):
                 OmegaConf.update(config, key, value, force_add=True)
         return config
 
-    def _train(self, config: Any, rollouts: Any, train: list[Any], val: list[Any]) -> VerlResult:
-        from agl_plugins.verl.entrypoint import build_trainer
+    def _train(self, rollouts: Any, train: list[Any], val: list[Any]) -> VerlResult:
+        from agl_plugins.verl.entrypoint import build_trainer, init_ray
 
+        config = self._config()
+        if self.settings.workers == "ray":
+            init_ray(config)
         self.trainer = build_trainer(
             config, train, val, rollouts=rollouts, on_step=self._on_step, should_stop=self._stop.is_set
         )

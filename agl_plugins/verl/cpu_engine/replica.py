@@ -60,6 +60,9 @@ class CpuHttpServer:
         self.options = engine_options(config)
         self.global_steps: int | None = None
         self.server: Any = None
+        # verl's control calls, in order, in the names LocalCheckpointManager.calls uses (the
+        # weights the engine served, step by step, are checkable the same way in both modes).
+        self.calls: list[str] = []
 
     async def launch_server(self) -> tuple[str, int]:
         import torch
@@ -101,6 +104,7 @@ class CpuHttpServer:
             self.server.wake_up()
 
     async def sleep(self) -> None:
+        self.calls.append("sleep_replicas")
         if self.config.free_cache_engine:
             await self.server.sleep()
 
@@ -111,9 +115,14 @@ class CpuHttpServer:
         return await asyncio.to_thread(self.server.generator.load_weights, named_tensors)
 
     async def finish_weight_update(self, global_steps: int | None) -> int:
+        self.calls.append(f"update_weights({global_steps})")
         if global_steps is not None:
             self.global_steps = global_steps
         return self.server.generator.weights_version
+
+    async def control_calls(self) -> list[str]:
+        """verl's calls so far (``sleep_replicas``, ``update_weights(step)``), oldest first."""
+        return list(self.calls)
 
     async def set_global_steps(self, global_steps: int) -> None:
         self.global_steps = global_steps
