@@ -137,9 +137,17 @@ class VERL(Algorithm):
         )
         train = list(train_dataset)
         val = list(val_dataset) if val_dataset is not None else train
+        config = self._config()
+        if self.settings.workers == "ray":
+            # Before the trainer's thread starts, holding the loop: with the loop running meanwhile,
+            # two of three runs timed out waiting for GCS's port file (GCS wrote no log at all;
+            # cause not established). init_ray's own thread outlives the loop and the trainer.
+            from agl_plugins.verl.entrypoint import init_ray
+
+            init_ray(config)
         self._stop.clear()
         try:
-            return await _in_thread(self._train, rollouts, train, val)
+            return await _in_thread(self._train, config, rollouts, train, val)
         except BaseException:
             self._stop.set()  # cancelled (Ctrl-C, runners gone): the trainer ends before its next step
             raise
@@ -161,12 +169,9 @@ class VERL(Algorithm):
                 OmegaConf.update(config, key, value, force_add=True)
         return config
 
-    def _train(self, rollouts: Any, train: list[Any], val: list[Any]) -> VerlResult:
-        from agl_plugins.verl.entrypoint import build_trainer, init_ray
+    def _train(self, config: Any, rollouts: Any, train: list[Any], val: list[Any]) -> VerlResult:
+        from agl_plugins.verl.entrypoint import build_trainer
 
-        config = self._config()
-        if self.settings.workers == "ray":
-            init_ray(config)
         self.trainer = build_trainer(
             config, train, val, rollouts=rollouts, on_step=self._on_step, should_stop=self._stop.is_set
         )

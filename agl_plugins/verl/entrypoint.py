@@ -7,7 +7,9 @@ from Python with in-memory datasets.
 
 from __future__ import annotations
 
+import concurrent.futures
 import os
+import threading
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
@@ -60,7 +62,31 @@ def init_ray(config: DictConfig) -> None:
     init = {
         k: v for k, v in OmegaConf.to_container(config.ray_kwargs.get("ray_init", {})).items() if k != "runtime_env"
     }
-    ray.init(runtime_env=OmegaConf.to_container(runtime_env), **init)
+    _init_in_keeper_thread(lambda: ray.init(runtime_env=OmegaConf.to_container(runtime_env), **init))
+
+
+def _init_in_keeper_thread(start: Any) -> None:
+    """Call ``start`` (``ray.init``) in a thread that lives as long as the process.
+
+    Ray starts GCS and the raylet with ``PR_SET_PDEATHSIG(SIGKILL)``, which Linux ties to the
+    *thread* that forked them, not the process. Called from the trainer's thread, they were killed
+    the moment that thread ended (an error in a step then never printed: the driver aborts on "GCS
+    unavailable" inside Ray's excepthook first), and a loop's thread ends with its strategy. This
+    thread parks for good (daemon: it does not hold the interpreter up), so Ray goes with the process.
+    """
+    started: concurrent.futures.Future[None] = concurrent.futures.Future()
+
+    def keep() -> None:
+        try:
+            start()
+        except BaseException as exc:
+            started.set_exception(exc)
+            return
+        started.set_result(None)
+        threading.Event().wait()
+
+    threading.Thread(target=keep, name="agl-ray", daemon=True).start()
+    started.result()
 
 
 def build_trainer(

@@ -115,7 +115,13 @@ def train(
         weights_finite = all(
             bool((p.full_tensor() if hasattr(p, "full_tensor") else p).isfinite().all()) for p in module.parameters()
         )
-    manager = algorithm.trainer.checkpoint_manager
+    replica_calls = list(getattr(algorithm.trainer.checkpoint_manager, "calls", []))
+    if workers == "ray":  # verl drove the engine's server actor: it keeps the calls it got
+        import ray
+
+        from agl_plugins.verl.cpu_engine.rollout import server_actor_name
+
+        replica_calls = ray.get(ray.get_actor(server_actor_name(0)).control_calls.remote())
     return {
         "settings": {**settings, "steps": steps, "strategy": strategy, "workers": workers},
         "steps": [
@@ -132,7 +138,7 @@ def train(
         ],
         "history": history,
         "weights_finite": weights_finite,
-        "replica_calls": list(getattr(manager, "calls", [])),
+        "replica_calls": replica_calls,
     }
 
 

@@ -49,12 +49,20 @@ class CpuHttpServer:
     """A replica's server (a Ray actor): the policy's copy, its HTTP server, verl's control calls."""
 
     def __init__(self, config: Any, model_config: Any, replica_rank: int) -> None:
-        self.config = config
-        self.model_config = model_config
+        from verl.utils.config import omega_conf_to_dataclass
+        from verl.workers.config import HFModelConfig
+
+        # verl's Ray path hands the replica DictConfigs (vLLM's server converts them the same way);
+        # ``local_path``, ``hf_config`` etc. exist only on the dataclasses. Dataclasses pass through.
+        self.config = omega_conf_to_dataclass(config)
+        self.model_config = omega_conf_to_dataclass(model_config, dataclass_type=HFModelConfig)
         self.replica_rank = replica_rank
         self.options = engine_options(config)
         self.global_steps: int | None = None
         self.server: Any = None
+        # verl's control calls, in order, in the names LocalCheckpointManager.calls uses (the
+        # weights the engine served, step by step, are checkable the same way in both modes).
+        self.calls: list[str] = []
 
     async def launch_server(self) -> tuple[str, int]:
         import torch
@@ -96,6 +104,7 @@ class CpuHttpServer:
             self.server.wake_up()
 
     async def sleep(self) -> None:
+        self.calls.append("sleep_replicas")
         if self.config.free_cache_engine:
             await self.server.sleep()
 
@@ -106,9 +115,14 @@ class CpuHttpServer:
         return await asyncio.to_thread(self.server.generator.load_weights, named_tensors)
 
     async def finish_weight_update(self, global_steps: int | None) -> int:
+        self.calls.append(f"update_weights({global_steps})")
         if global_steps is not None:
             self.global_steps = global_steps
         return self.server.generator.weights_version
+
+    async def control_calls(self) -> list[str]:
+        """verl's calls so far (``sleep_replicas``, ``update_weights(step)``), oldest first."""
+        return list(self.calls)
 
     async def set_global_steps(self, global_steps: int) -> None:
         self.global_steps = global_steps
