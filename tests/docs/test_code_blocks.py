@@ -4,6 +4,9 @@ Conventions a block may declare in its first lines (plain comments, so readers s
 
 - ``# doc-test: needs agl-server``: the test starts a real agl-server for the block and sets
   ``AGL_SERVER_ADDRESS`` (the address ``GrpcStore()`` and ``agl`` commands use by default);
+- ``# doc-test: needs an OpenAI-compatible endpoint``: the test serves the suite's toy agent,
+  critique and edit models (``tests/support/apo_models.py``) and sets ``OPENAI_BASE_URL``,
+  ``OPENAI_API_KEY``, ``AGENT_MODEL``, ``AGL_APO_GRADIENT_MODEL`` and ``AGL_APO_EDIT_MODEL``;
 - ``# doc-test: skip REASON``: the block is not run; the reason shows in the test report.
 
 Each block runs in an empty temporary directory (it may write ``./data`` and the like) with the
@@ -22,6 +25,8 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+from support import apo_models
+from support.openai_server import OpenAIServer
 
 from agl_server.process import ServerProcess
 
@@ -29,6 +34,7 @@ ROOT = Path(__file__).resolve().parents[2]
 DOCS = [ROOT / "README.md", *sorted((ROOT / "docs").glob("*.md"))]
 BLOCK = re.compile(r"^```python\n(.*?)^```", re.MULTILINE | re.DOTALL)
 NEEDS_SERVER = "# doc-test: needs agl-server"
+NEEDS_OPENAI = "# doc-test: needs an OpenAI-compatible endpoint"
 SKIP = re.compile(r"^# doc-test: skip (.+)$", re.MULTILINE)
 TIMEOUT_S = 180
 
@@ -57,6 +63,17 @@ def test_code_block_runs(code: str, tmp_path: Path) -> None:
     if NEEDS_SERVER in code:
         server = ServerProcess(tmp_path / "server-data", args=["--durability", "nosync"]).start()
         env["AGL_SERVER_ADDRESS"] = server.address
+    models = None
+    if NEEDS_OPENAI in code:
+        # The test suite's toy agent, critique and edit models behind a local OpenAI-compatible server.
+        models = OpenAIServer(reply=apo_models.reply).start()
+        env.update(
+            OPENAI_BASE_URL=models.base_url,
+            OPENAI_API_KEY="test",
+            AGENT_MODEL=apo_models.AGENT_MODEL,
+            AGL_APO_GRADIENT_MODEL=apo_models.CRITIQUE_MODEL,
+            AGL_APO_EDIT_MODEL=apo_models.EDIT_MODEL,
+        )
     script = tmp_path / "block.py"
     script.write_text(code)
     work = tmp_path / "work"
@@ -68,4 +85,6 @@ def test_code_block_runs(code: str, tmp_path: Path) -> None:
     finally:
         if server is not None:
             server.stop()
+        if models is not None:
+            models.stop()
     assert done.returncode == 0, f"the block exited with {done.returncode}:\n{done.stdout}\n{done.stderr}"
