@@ -29,6 +29,7 @@ methods rather than a copy of its loop.
 from __future__ import annotations
 
 import logging
+import math
 import random
 import uuid
 from collections.abc import Callable, Mapping, Sequence
@@ -187,9 +188,21 @@ class AglPPOTrainer(RayPPOTrainer):
             metrics["agl/score_mean"] = batch.batch["token_level_scores"].sum(-1).mean().item()
         return batch
 
+    def _log_prob_divisor(self) -> int:
+        """Rows the log-prob batch must be a multiple of: verl's workers split it evenly over their
+        ranks and, without dynamic batch sizes, each rank's share into whole micro-batches. A step
+        whose rollouts were partly lost has any number of rows, so it is padded (then unpadded)."""
+        world = self.actor_rollout_wg.world_size
+        divisor = world
+        for section in ("rollout", "ref"):
+            cfg = self.config.actor_rollout_ref.get(section) or {}
+            if not cfg.get("log_prob_use_dynamic_bsz", False):
+                divisor = math.lcm(divisor, world * int(cfg.get("log_prob_micro_batch_size_per_gpu") or 1))
+        return divisor
+
     def log_probs(self, batch: DataProto, metrics: dict[str, Any], timing: dict[str, float]) -> DataProto:
         """Old log probabilities, reference log probabilities and values, by verl's workers."""
-        batch, pad = pad_dataproto_to_divisor(batch, self.actor_rollout_wg.world_size)
+        batch, pad = pad_dataproto_to_divisor(batch, self._log_prob_divisor())
         with self._timer("old_log_prob", timing):
             old_log_prob, mfu = self._compute_old_log_prob(batch)
             entropy = agg_loss(
