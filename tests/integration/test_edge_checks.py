@@ -24,6 +24,7 @@ from agl_core.proto import runner_pb2 as r
 from agl_core.proto import store_pb2 as s
 from agl_core.proto import store_pb2_grpc, trace_pb2
 from agl_core.proto.runner_pb2_grpc import RunnerServiceStub
+from agl_core.store.wire import varint
 from agl_server.process import ServerProcess
 
 Code = grpc.StatusCode
@@ -210,21 +211,12 @@ def _parses(raw: bytes, cls: type) -> bool:
 
 
 def _wrapped(raw: bytes) -> bytes:
-    return b"\x0a" + _varint(len(raw)) + raw  # QuerySpansResponse.spans = 1
-
-
-def _varint(n: int) -> bytes:
-    out = bytearray()
-    while n > 0x7F:
-        out.append((n & 0x7F) | 0x80)
-        n >>= 7
-    out.append(n)
-    return bytes(out)
+    return b"\x0a" + varint(len(raw)) + raw  # QuerySpansResponse.spans = 1
 
 
 def raw_ingest_request(batch_id: int, raws: list[bytes]) -> bytes:
-    body = b"\x08" + _varint(batch_id)
-    return body + b"".join(b"\x12" + _varint(len(raw)) + raw for raw in raws)
+    body = b"\x08" + varint(batch_id)
+    return body + b"".join(b"\x12" + varint(len(raw)) + raw for raw in raws)
 
 
 async def _one(item: bytes) -> AsyncIterator[bytes]:
@@ -360,16 +352,16 @@ def _deep_value(levels: int) -> bytes:
     """A serialized Struct nested ``levels`` Struct/Value pairs deep (built as bytes: protobuf would refuse)."""
     leaf = b""  # an empty Struct
     for _ in range(levels):
-        value = b"\x2a" + _varint(len(leaf)) + leaf  # Value.struct_value = 5
-        entry = b"\x0a\x01k" + b"\x12" + _varint(len(value)) + value  # map entry: key 1, value 2
-        leaf = b"\x0a" + _varint(len(entry)) + entry  # Struct.fields = 1
+        value = b"\x2a" + varint(len(leaf)) + leaf  # Value.struct_value = 5
+        entry = b"\x0a\x01k" + b"\x12" + varint(len(value)) + value  # map entry: key 1, value 2
+        leaf = b"\x0a" + varint(len(entry)) + entry  # Struct.fields = 1
     return leaf
 
 
 async def test_work_messages_nested_too_deep_are_invalid_argument(channel, seeded) -> None:  # type: ignore[no-untyped-def]
     info = _deep_value(80)  # 160 levels
-    hello = b"\x10\x01" + b"\x2a" + _varint(len(info)) + info  # capacity 1, info = 5
-    request = b"\x0a" + _varint(len(hello)) + hello  # WorkRequest.hello = 1
+    hello = b"\x10\x01" + b"\x2a" + varint(len(info)) + info  # capacity 1, info = 5
+    request = b"\x0a" + varint(len(hello)) + hello  # WorkRequest.hello = 1
     work = channel.stream_stream("/agl.v1.RunnerService/Work", request_serializer=None)
     await expect(drain(work(_one(request), timeout=30)), INVALID, "at most 100 levels")
 
@@ -465,7 +457,7 @@ async def test_token_is_checked_before_the_body_is_parsed(tmp_path) -> None:  # 
         good = (("authorization", "Bearer s3cret"),)
         async with grpc.aio.insecure_channel(server.address) as channel:
             get = channel.unary_unary(f"{STORE}/GetRollout", request_serializer=None)
-            deep = b"\x0a" + _varint(len(_deep_value(80))) + _deep_value(80)
+            deep = b"\x0a" + varint(len(_deep_value(80))) + _deep_value(80)
             for body in (b"\xff\xff garbage", deep):
                 await expect(get(body), Code.UNAUTHENTICATED, "missing authorization")
                 await expect(get(body, metadata=(("authorization", "Bearer nope"),)), Code.UNAUTHENTICATED)

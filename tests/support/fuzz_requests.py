@@ -24,6 +24,7 @@ from hypothesis import strategies as st
 from opentelemetry.proto.collector.trace.v1 import trace_service_pb2
 
 from agl_core.proto import runner_pb2, store_pb2
+from agl_core.store.wire import varint
 
 SEED_PREFIX = "seed-"
 ID_POOL = (
@@ -237,17 +238,8 @@ _LEVELS = st.sampled_from((40, 47, 48, 49, 50, 80))
 _WELL_KNOWN = frozenset({"google.protobuf.Struct", "google.protobuf.Value", "google.protobuf.ListValue"})
 
 
-def _varint(n: int) -> bytes:
-    out = bytearray()
-    while n > 0x7F:
-        out.append((n & 0x7F) | 0x80)
-        n >>= 7
-    out.append(n)
-    return bytes(out)
-
-
 def _field(number: int, payload: bytes) -> bytes:
-    return _varint(number << 3 | 2) + _varint(len(payload)) + payload
+    return varint(number << 3 | 2) + varint(len(payload)) + payload
 
 
 @functools.cache
