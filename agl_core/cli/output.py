@@ -62,8 +62,19 @@ def table(columns: Sequence[str], rows: Iterable[Sequence[Any]], *, title: str |
     return result
 
 
+def print_rendered(renderable: Any) -> None:
+    """Print a rich renderable without the trailing blanks rich pads lines with (they make copied
+    output and line-based tests awkward)."""
+    out = console()
+    with out.capture() as captured:
+        out.print(renderable)
+    text = "\n".join(line.rstrip() for line in captured.get().splitlines())
+    sys.stdout.write(text + "\n")
+    sys.stdout.flush()
+
+
 def print_table(columns: Sequence[str], rows: Iterable[Sequence[Any]], *, title: str | None = None) -> None:
-    console().print(table(columns, rows, title=title))
+    print_rendered(table(columns, rows, title=title))
 
 
 def print_fields(pairs: Iterable[tuple[str, Any]]) -> None:
@@ -73,7 +84,7 @@ def print_fields(pairs: Iterable[tuple[str, Any]]) -> None:
     grid.add_column()
     for name, value in pairs:
         grid.add_row(name, "" if value is None else str(value))
-    console().print(grid)
+    print_rendered(grid)
 
 
 def when(seconds: float | None) -> str:

@@ -180,7 +180,7 @@ def _run_diff(args: argparse.Namespace) -> int:
             }
         )
     elif diff:
-        output.console().print(diff, end="", markup=False, highlight=False)
+        print(diff, end="")
     else:
         print(f"{a.resources_id} and {b.resources_id} hold the same resources")
     return 1 if diff else 0
