@@ -25,6 +25,7 @@ T = TypeVar("T")
 EXIT_ERROR = 1
 EXIT_USAGE = 2
 EXIT_INTERRUPTED = 130
+EXIT_BROKEN_PIPE = 141
 
 
 class CliError(Exception):
@@ -112,6 +113,10 @@ def report(program: str, run: Callable[[], int]) -> int:
         return exc.code
     except KeyboardInterrupt:
         return EXIT_INTERRUPTED
-    except BrokenPipeError:  # `agl export - | head`: the reader went away, which is not an error
-        sys.stderr.close()
-        return 0
+    except BrokenPipeError:
+        # `agl export --out - | head`: the reader went away. Point stdout at /dev/null so the
+        # interpreter's final flush does not fail again, and exit as a tool killed by SIGPIPE does.
+        import os
+
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return EXIT_BROKEN_PIPE

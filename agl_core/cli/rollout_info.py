@@ -51,7 +51,7 @@ async def status_history(store: GrpcStore, rollout_id: str) -> list[dict[str, An
     return history
 
 
-async def rollout_details(store: GrpcStore, rollout_id: str) -> dict[str, Any] | None:
+async def rollout_details(store: GrpcStore, rollout_id: str, *, history: bool = True) -> dict[str, Any] | None:
     """The JSON shape of ``agl rollouts show`` (documented there), or None if there is no such rollout."""
     rollout = await store.get_rollout(rollout_id)
     if rollout is None:
@@ -78,7 +78,7 @@ async def rollout_details(store: GrpcStore, rollout_id: str) -> dict[str, Any] |
         "resources": resources,
         "reward": find_final_reward(reward_spans),
         "rewards": rewards,
-        "history": await status_history(store, rollout_id),
+        "history": await status_history(store, rollout_id) if history else None,
     }
 
 

@@ -120,6 +120,11 @@ LIST = Command(_add_list_arguments, _run_list)
 
 def _add_show_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("rollout_id", metavar="ROLLOUT_ID")
+    parser.add_argument(
+        "--no-history",
+        action="store_true",
+        help="skip the status history (reading it scans the server's whole event log)",
+    )
 
 
 def _run_show(args: argparse.Namespace) -> int:
@@ -127,14 +132,15 @@ def _run_show(args: argparse.Namespace) -> int:
     with, its final reward (the last ``agl.reward`` span), and its status history.
 
     The status history comes from the server's event log of status changes (what ``agl rollouts
-    watch`` streams): each change with its time. The store keeps no history of attempt statuses,
-    only each attempt's current status with its start and end times.
+    watch`` streams): each change with its time. Reading it scans the whole log, events of other
+    rollouts included (--no-history skips it; ``history`` is then null). The store keeps no
+    history of attempt statuses, only each attempt's current status with its start and end times.
 
     With --json: ``{"rollout": Rollout, "attempts": [Attempt + "reward"], "resources":
     {"resources_id", "version"} | null, "reward": float | null, "rewards": {name: float},
-    "history": [{"event_id", "time", "old_status", "new_status", "attempt_id"}]}``.
+    "history": [{"event_id", "time", "old_status", "new_status", "attempt_id"}] | null}``.
     """
-    details = with_store(args, lambda store: rollout_details(store, args.rollout_id))
+    details = with_store(args, lambda store: rollout_details(store, args.rollout_id, history=not args.no_history))
     if details is None:
         raise not_found(args.rollout_id)
     if args.json:
@@ -174,6 +180,8 @@ def _run_show(args: argparse.Namespace) -> int:
         ),
         title="attempts",
     )
+    if details["history"] is None:
+        return 0
     output.print_table(
         ["EVENT", "TIME", "FROM", "TO", "ATTEMPT"],
         (

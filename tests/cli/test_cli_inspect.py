@@ -89,6 +89,9 @@ def test_rollouts_show_attempts_reward_resources_and_history(held: Held, agl: An
     assert [e["event_id"] for e in history] == sorted(e["event_id"] for e in history)
     assert {e["attempt_id"] for e in history[1:]} == {attempt["attempt_id"]}
 
+    quick = agl("rollouts", "show", held.succeeded[1], "--no-history", "--server", held.address, "--json").json()
+    assert quick["history"] is None and quick["attempts"] == data["attempts"]
+
     failed = agl("rollouts", "show", held.failed, "--server", held.address, "--json").json()
     assert failed["reward"] is None and failed["attempts"][0]["status"] == "failed"
     assert failed["attempts"][0]["metadata"]["error_message"] == "negative input"
