@@ -63,8 +63,9 @@ def _add_list_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def _run_list(args: argparse.Namespace) -> int:
-    """Prints a table of rollouts; with --json one object ``{"total": N, "items": [Rollout, ...]}``,
-    ``total`` counting every match regardless of --limit."""
+    """Prints a table of rollouts (REWARD: what the runner reported with the latest attempt).
+    With --json one object ``{"total": N, "items": [Rollout, ...]}``, ``total`` counting every
+    match regardless of --limit."""
     statuses = split_words(args.status)
     unknown = sorted(set(statuses) - set(STATUSES))
     if unknown:
@@ -89,7 +90,7 @@ def _run_list(args: argparse.Namespace) -> int:
         output.print_json({"total": page.total, "items": page.items})
         return 0
     output.print_table(
-        ["ROLLOUT", "STATUS", "MODE", "ATTEMPTS", "WORKER", "RESOURCES", "STARTED", "DURATION", "INPUT"],
+        ["ROLLOUT", "STATUS", "MODE", "ATTEMPTS", "WORKER", "RESOURCES", "STARTED", "DURATION", "REWARD", "INPUT"],
         (_row(r) for r in page.items),
     )
     shown = f"{args.offset + 1}-{args.offset + len(page.items)}" if page.items else "none"
@@ -108,8 +109,16 @@ def _row(rollout: Rollout) -> list[Any]:
         rollout.resources_id or "",
         output.when(rollout.start_time),
         output.duration(rollout.start_time, rollout.end_time),
+        _reward(rollout),
         output.short(rollout.input, 40),
     ]
+
+
+def _reward(rollout: Rollout) -> str:
+    """The reward the runner reported with the latest attempt (agl's runners put it in the
+    attempt's metadata; `agl rollouts show` reads the reward spans themselves)."""
+    reward = rollout.attempt.metadata.get("reward") if rollout.attempt else None
+    return f"{reward:g}" if isinstance(reward, (int, float)) and not isinstance(reward, bool) else ""
 
 
 LIST = Command(_add_list_arguments, _run_list)

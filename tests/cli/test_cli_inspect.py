@@ -49,6 +49,7 @@ def test_rollouts_list_as_json_and_table(held: Held, agl: Any) -> None:
     cells = {line[0]: line for line in lines[1:-1]}
     assert set(cells) == set(by_id)
     assert cells[held.failed][1:3] == ["failed", "val"]
+    assert cells[held.succeeded[1]][1:9:7] == ["succeeded", "2"]  # STATUS and REWARD
     assert lines[-1] == ["1-4 of 4 rollouts"]
 
 
