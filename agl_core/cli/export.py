@@ -41,8 +41,10 @@ def _add_arguments(parser: argparse.ArgumentParser) -> None:
 def _run(args: argparse.Namespace) -> int:
     """Lines: ``{"kind": "rollout", ...Rollout}``, ``{"kind": "attempt", ...Attempt}``,
     ``{"kind": "span", ...span}`` (docs/cli.md), and last ``{"kind": "summary", "format_version": 1,
-    "server", "time", "rollouts", "attempts", "spans"}``. The summary also goes to stderr unless
-    --json asks for it on stdout (only when --out is a file)."""
+    "server", "time", "rollouts", "attempts", "spans"}``. The counts also go to stderr as one line
+    (``exported N rollouts, ...``); with --json and a file, the summary object goes to stdout
+    instead. Rollouts come oldest first, each followed by its attempts and spans; a file is
+    written beside its destination and moved into place only when complete."""
     statuses = split_words(args.status)
     unknown = sorted(set(statuses) - set(STATUSES))
     if unknown:
