@@ -242,3 +242,9 @@ def test_unknown_rollout_and_bad_address_give_one_line(held: Held, agl: Any) -> 
     assert done.returncode == 1 and done.stdout == ""
     assert "Traceback" not in done.stderr and len(done.stderr.strip().splitlines()) == 1
     assert done.stderr.startswith("agl: agl-server at 127.0.0.1:1 is not reachable")
+
+    for address in ("", "no-port", "127.0.0.1:99999", "host:port"):
+        malformed = agl("stats", "--server", address)
+        assert malformed.code == 2 and malformed.err == (
+            f"agl: --server {address!r} is not HOST:PORT with a port from 1 to 65535 (for example 127.0.0.1:4747)\n"
+        )
