@@ -11,7 +11,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from conftest import Held
+from support.cli_data import Held
 
 from agl_core.client.channel import DEFAULT_ADDRESS
 
