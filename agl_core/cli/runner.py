@@ -42,6 +42,15 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--capacity", type=int, default=1, help="attempts each worker runs at once (default 1)")
     parser.add_argument("--tracer", help="tracer by registry name or MODULE:ATTR (default: otel when installed)")
     parser.add_argument(
+        "--instrument",
+        action="append",
+        default=[],
+        metavar="NAME",
+        help="turn on a framework's OpenTelemetry instrumentation in the tracer (repeatable): langchain, "
+        "openai-agents, openai-v2, openai, litellm, llama-index, anthropic, or MODULE:CLASS; each needs its "
+        "agl extra (e.g. pip install 'agl[instrument-langchain]')",
+    )
+    parser.add_argument(
         "--hook",
         action="append",
         default=[],
@@ -91,9 +100,19 @@ def run(args: argparse.Namespace) -> int:
     except SystemExit as exc:
         print(f"agl runner: {exc}", file=sys.stderr)
         return 2
+    tracer: Any = args.tracer
+    if args.instrument:
+        tracer = {"type": args.tracer or "otel", "instrument": args.instrument}
+        try:  # a typo or a missing extra fails here, once, not in every worker
+            from agl_core.instrumentation.thirdparty import check
+
+            check(args.instrument)
+        except (ImportError, ValueError) as exc:
+            print(f"agl runner: {exc}", file=sys.stderr)
+            return 2
     spec = RunnerSpec(
         agent=args.agent,
-        tracer=args.tracer,
+        tracer=tracer,
         hooks=tuple(_hook(path) for path in args.hook),
         capacity=args.capacity,
         max_rollouts=args.max_rollouts,
