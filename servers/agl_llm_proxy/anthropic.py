@@ -136,7 +136,7 @@ def _translate_message(message: Mapping[str, Any], i: int) -> list[dict[str, Any
             continue
         else:
             raise BadRequest(
-                f"{where}.{j}: content block type {kind!r} is not supported in a {role} message by this proxy"
+                f"{where}.{j}: content block type {kind!r} is not supported in the {role} turn by this proxy"
             )
     out: list[dict[str, Any]] = list(tool_messages)  # tool results answer the previous turn's calls: first
     if parts or calls or not tool_messages:
