@@ -201,8 +201,20 @@ class TracerTraceToTriplet(TraceAdapter[list[Triplet]]):
         for top in tree.root.children:
             visit(top, None, False)
         calls = {id(node) for node, _ in found}
-        # A wrapper span around the client's call gives way to the call itself.
-        found = [(n, a) for n, a in found if not any(id(d) in calls for d in n.walk() if d is not n)]
+
+        def readable(node: SpanNode) -> bool:
+            return llm_call(node).convention != "unknown"
+
+        def gives_way(node: SpanNode) -> bool:
+            # A wrapper span around the client's call gives way to the call itself, unless the
+            # inner span records no messages (an SDK's own span with only gen_ai.* metadata, under
+            # an instrumentation's span that has them): then the inner one gives way.
+            mine = readable(node)
+            if any(id(d) in calls and (readable(d) or not mine) for d in node.walk() if d is not node):
+                return True
+            return not mine and any(id(a) in calls and readable(a) for a in node.ancestors())
+
+        found = [(n, a) for n, a in found if not gives_way(n)]
         found.sort(key=lambda item: item[0].order())
         if self.dedupe:
             found = self._dedupe(found)

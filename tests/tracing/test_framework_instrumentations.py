@@ -13,7 +13,6 @@ from __future__ import annotations
 import asyncio
 import importlib.util
 import json
-import signal
 import subprocess
 import sys
 from collections.abc import Awaitable, Callable, Iterator
@@ -278,9 +277,11 @@ def test_agl_runner_instrument_flag_traces_a_langgraph_agent(server: ServerProce
 
     try:
         triplets = asyncio.run(run())
+        _, stderr = runner.communicate(timeout=60)  # --max-rollouts 1: it stops by itself
     finally:
-        runner.send_signal(signal.SIGINT)
-        _, stderr = runner.communicate(timeout=60)
+        if runner.poll() is None:
+            runner.kill()
+            runner.wait()
     # agl's OpenAI instrumentation is on too (the runner's default): the calls come from its spans.
     check_two_turns(triplets, "agl", scripted, token_ids=False)
     assert runner.returncode == 0, stderr
@@ -304,3 +305,43 @@ def test_agl_runner_refuses_an_unknown_instrumentation(server: ServerProcess) ->
     )
     assert done.returncode == 2
     assert "unknown instrumentation 'langchian'" in done.stderr
+
+
+# --- the Anthropic SDK (OpenInference's instrumentation), through the LLM proxy's /v1/messages -----
+
+
+def anthropic_agent(base_url: str) -> Callable[[], Awaitable[Any]]:
+    import anthropic
+
+    client = anthropic.AsyncAnthropic(base_url=base_url, api_key="test", max_retries=0)
+    tools = [
+        {
+            "name": "lookup_weather",
+            "description": "Look up the weather of a city.",
+            "input_schema": {"type": "object", "properties": {"city": {"type": "string"}}},
+        }
+    ]
+
+    async def run() -> None:
+        messages: list[dict[str, Any]] = [{"role": "user", "content": QUESTION}]
+        first = await client.messages.create(model="m", max_tokens=64, messages=messages, tools=tools)
+        [use] = [block for block in first.content if block.type == "tool_use"]
+        messages.append({"role": "assistant", "content": [block.model_dump() for block in first.content]})
+        result = lookup_weather(**use.input)
+        messages.append(
+            {"role": "user", "content": [{"type": "tool_result", "tool_use_id": use.id, "content": result}]}
+        )
+        await client.messages.create(model="m", max_tokens=64, messages=messages, tools=tools)
+        await client.close()
+
+    return run
+
+
+async def test_anthropic_sdk_traced_by_openinference(server: ServerProcess, scripted: OpenAIServer) -> None:
+    pytest.importorskip("openinference.instrumentation.anthropic", reason="instrument-anthropic not installed")
+    from agl_llm_proxy import LLMProxy
+
+    async with LLMProxy([scripted.base_url]) as proxy:  # Messages API in front of the chat server
+        for tracer in make_tracer("anthropic", agl_openai=False):
+            triplets = await traced_run(tracer, server, anthropic_agent(proxy.url))
+    check_two_turns(triplets, "openinference", scripted, token_ids=False)
