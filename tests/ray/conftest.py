@@ -12,10 +12,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-
-ray = pytest.importorskip("ray")
-
-import ray_agents  # noqa: E402
+import ray_agents
 
 OBJECT_STORE_BYTES = 80 * 1024 * 1024  # Ray's minimum is 75 MiB
 RUNNER_SLOTS = 4  # agl_runner per runner node: either node can take every runner alone
@@ -40,6 +37,7 @@ class RayCluster:
 
 @pytest.fixture(scope="module")
 def ray_cluster() -> Iterator[RayCluster]:
+    ray = pytest.importorskip("ray")
     from ray.cluster_utils import Cluster
 
     # Agents travel by import path: the nodes' Ray workers (started with this environment) get

@@ -6,6 +6,8 @@ restarted the lost runners there, and nothing of the run is left afterwards."""
 from __future__ import annotations
 
 import asyncio
+import os
+import signal
 from pathlib import Path
 from typing import Any
 
@@ -74,6 +76,42 @@ def test_a_run_across_nodes_each_rollout_once_and_nothing_left(ray_cluster: RayC
     # Every runner left cleanly: the server saw its stream close.
     assert all(w.heartbeat_stats["connected"] is False for w in ledger.workers.values())
     assert_nothing_left(ray_cluster.address, data_dir)
+
+
+@pytest.mark.parametrize("ending", ["failure", "ctrl-c"])
+def test_failure_and_ctrl_c_leave_nothing_behind(ray_cluster: RayCluster, tmp_path: Path, ending: str) -> None:
+    data_dir = tmp_path / "store"
+
+    @algo
+    async def end_midrun(*, store: Any) -> None:
+        # An attempt that never finishes by itself (its gate never opens), held by a runner.
+        await store.enqueue_rollout({"i": 0, "gate": str(tmp_path / "never")}, rollout_id="held")
+        async for event in store.watch_rollouts(rollout_ids=["held"], after_event_id=0):
+            if event.new_status == RolloutStatus.RUNNING:
+                break
+        if ending == "ctrl-c":
+            os.kill(os.getpid(), signal.SIGINT)  # a real Ctrl-C: asyncio.run turns it into KeyboardInterrupt
+            await asyncio.Event().wait()
+        raise RuntimeError("the algorithm failed")
+
+    strategy = RayStrategy(
+        address=ray_cluster.address,
+        runner_resources=ON_RUNNER_NODES,
+        server_resources=ON_HEAD,
+        data_dir=data_dir,
+        keep_data=True,
+        graceful_timeout=1.0,  # the held attempt never drains: killed after a second
+    )
+    trainer = Trainer(
+        algorithm=end_midrun, strategy=strategy, n_runners=2, progress=False, plugin_manager=plugin_manager()
+    )
+    with pytest.raises(KeyboardInterrupt if ending == "ctrl-c" else RuntimeError):
+        trainer.fit(gated_agent, [])
+    assert not ray.is_initialized()
+    assert_nothing_left(ray_cluster.address, data_dir)
+    # The killed runner's attempt was given up before the server stopped.
+    ledger = asyncio.run(read_ledger(data_dir))
+    assert [a.status for a in ledger.attempts["held"]] == [AttemptStatus.UNRESPONSIVE]
 
 
 def test_a_node_lost_midrun_loses_nothing_and_counts_nothing_twice(ray_cluster: RayCluster, tmp_path: Path) -> None:

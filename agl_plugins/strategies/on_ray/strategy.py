@@ -347,3 +347,9 @@ class RayStrategy(ExecutionStrategy):
         for actor in runners:
             with contextlib.suppress(Exception):
                 ray.kill(actor, no_restart=True)
+        if runners:
+            # ray.kill returns at once: wait (bounded) until the actors are gone, so agl-server,
+            # stopped next, records their attempts given up first.
+            started = time.monotonic()
+            gone, _ = ray.wait(runs, num_returns=len(runs), timeout=10.0)
+            logger.debug("%d of %d runner actors gone after %.2fs", len(gone), len(runs), time.monotonic() - started)
