@@ -34,6 +34,8 @@ class ServerActor:
         :meth:`stop` unless ``keep_data``).
     :param host: the interface to bind (default: the node's IP as Ray knows it, which the
         runners on other nodes reach).
+    :param advertise_host: the host name the runners use instead of the node's IP (a name the
+        TLS certificate carries, a Kubernetes Service).
     """
 
     def __init__(
@@ -45,8 +47,10 @@ class ServerActor:
         port: int,
         args: Sequence[str],
         token: str | None,
+        advertise_host: str | None = None,
     ) -> None:
         self.data_dir = data_dir
+        self.advertise_host = advertise_host
         self.keep_data = keep_data
         self.host = host
         self.port = port
@@ -69,7 +73,7 @@ class ServerActor:
         self.server = ServerProcess(
             data_dir, host=host, port=self.port, args=self.args, env=env, die_with_parent=True
         ).start()
-        advertised = node_ip if host in ("0.0.0.0", "::", "") else host
+        advertised = self.advertise_host or (node_ip if host in ("0.0.0.0", "::", "") else host)
         node_id = ray.get_runtime_context().get_node_id()
         return f"{advertised}:{self.server.bound_port}", str(data_dir), node_id
 

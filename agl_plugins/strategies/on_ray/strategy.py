@@ -63,6 +63,8 @@ class RayStrategy(ExecutionStrategy):
         at the end unless ``keep_data``).
     :param host: the interface the server binds (default: its node's IP, which other nodes reach;
         ``0.0.0.0`` for all).
+    :param advertise_host: the host the runners and the algorithm use to reach the started server
+        (default: its node's IP); with TLS, a name its certificate carries.
     :param port: the server's port (0: a free one).
     :param server_args: further ``agl-server`` arguments (``["--tls-cert", ..., "--tls-key", ...]``).
     :param token: the server's bearer token (given to the server by environment).
@@ -91,6 +93,7 @@ class RayStrategy(ExecutionStrategy):
         data_dir: str | Path | None = None,
         keep_data: bool = False,
         host: str | None = None,
+        advertise_host: str | None = None,
         port: int = 0,
         server_args: Sequence[str] = (),
         token: str | None = None,
@@ -120,6 +123,7 @@ class RayStrategy(ExecutionStrategy):
         self.data_dir = str(data_dir) if data_dir is not None else None
         self.keep_data = keep_data
         self.host = host
+        self.advertise_host = advertise_host
         self.port = port
         self.server_args = list(server_args)
         self.token = token
@@ -169,6 +173,7 @@ class RayStrategy(ExecutionStrategy):
                         port=self.port,
                         args=self.server_args,
                         token=token,
+                        advertise_host=self.advertise_host,
                     )
                 )
                 address, data_dir, self.server_node_id = ray.get(server.start.remote())
