@@ -8,12 +8,14 @@ from __future__ import annotations
 import asyncio
 import os
 import signal
+import time
 from pathlib import Path
 from typing import Any
 
 import psutil
 import pytest
 import ray
+from conftest import RUNNER_SLOTS as RUNNER_SLOTS_PER_NODE
 from conftest import RayCluster
 from ray_agents import gated_agent
 from ray_support import assert_each_exactly_once, index_of, node_of, plugin_manager, read_ledger
@@ -76,6 +78,33 @@ def test_a_run_across_nodes_each_rollout_once_and_nothing_left(ray_cluster: RayC
     # Every runner left cleanly: the server saw its stream close.
     assert all(w.heartbeat_stats["connected"] is False for w in ledger.workers.values())
     assert_nothing_left(ray_cluster.address, data_dir)
+
+
+def test_a_strict_spread_placement_group_puts_one_runner_per_node(ray_cluster: RayCluster, tmp_path: Path) -> None:
+    data_dir = tmp_path / "store"
+    strategy = RayStrategy(
+        address=ray_cluster.address,
+        runner_resources={"num_cpus": 0, "resources": {"agl_runner": 1}},
+        placement_group="STRICT_SPREAD",
+        server_resources=ON_HEAD,
+        data_dir=data_dir,
+    )
+    trainer = Trainer(strategy=strategy, n_runners=2, progress=False, plugin_manager=plugin_manager())
+    assert trainer.fit(gated_agent, [{"i": i} for i in range(10)]).train.succeeded == 10
+    placed = sorted(p["node_id"] for p in strategy.placed)
+    assert placed == sorted(n.node_id for n in ray_cluster.runner_nodes)
+    ledger = asyncio.run(read_ledger(data_dir))
+    assert_each_exactly_once(ledger, 10)
+    assert_nothing_left(ray_cluster.address, data_dir)
+    # The placement group went with the run (its bundles no longer hold the nodes' agl_runner).
+    ray.init(address=ray_cluster.address)
+    try:
+        deadline = time.monotonic() + 60  # resource views reach the driver a moment after the removal
+        while ray.available_resources().get("agl_runner") != 2 * RUNNER_SLOTS_PER_NODE:
+            assert time.monotonic() < deadline, ray.available_resources()
+            time.sleep(0.1)
+    finally:
+        ray.shutdown()
 
 
 @pytest.mark.parametrize("ending", ["failure", "ctrl-c"])

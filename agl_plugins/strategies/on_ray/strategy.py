@@ -176,7 +176,15 @@ class RayStrategy(ExecutionStrategy):
                         advertise_host=self.advertise_host,
                     )
                 )
-                address, data_dir, self.server_node_id = ray.get(server.start.remote())
+                try:
+                    address, data_dir, self.server_node_id = ray.get(
+                        server.start.remote(), timeout=self.runner_start_timeout
+                    )
+                except ray.exceptions.GetTimeoutError:
+                    raise RuntimeError(
+                        f"agl-server's actor did not start within {self.runner_start_timeout:g}s: does a node "
+                        f"offer what it asks ({self.server_resources or 'a place on the driver node'})?"
+                    ) from None
                 logger.info("agl-server serving on %s (data in %s on node %s)", address, data_dir, self.server_node_id)
             if self.placement_group:
                 group = self._reserve(ray)
@@ -217,6 +225,11 @@ class RayStrategy(ExecutionStrategy):
             bundle["GPU"] = self.runner_resources["num_gpus"]
         if self.runner_resources.get("memory"):
             bundle["memory"] = self.runner_resources["memory"]
+        bundle = {name: amount for name, amount in bundle.items() if amount}  # Ray refuses zero amounts
+        if not bundle:
+            raise ValueError(
+                "placement_group needs runner_resources that ask for something (CPUs or a custom resource)"
+            )
         group = ray.util.placement_group([dict(bundle) for _ in range(self.n_runners)], strategy=self.placement_group)
         if not ray.get(group.ready(), timeout=self.runner_start_timeout):
             raise RuntimeError(f"the placement group of {self.n_runners} runners was not reserved in time")
