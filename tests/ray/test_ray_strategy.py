@@ -138,9 +138,11 @@ def test_failure_and_ctrl_c_leave_nothing_behind(ray_cluster: RayCluster, tmp_pa
         trainer.fit(gated_agent, [])
     assert not ray.is_initialized()
     assert_nothing_left(ray_cluster.address, data_dir)
-    # The killed runner's attempt was given up before the server stopped.
+    # The killed runners' attempts were given up before the server stopped (one, or two when the
+    # other runner took the retry before it was killed too), none left running.
     ledger = asyncio.run(read_ledger(data_dir))
-    assert [a.status for a in ledger.attempts["held"]] == [AttemptStatus.UNRESPONSIVE]
+    statuses = [a.status for a in ledger.attempts["held"]]
+    assert statuses and set(statuses) == {AttemptStatus.UNRESPONSIVE}, statuses
 
 
 def test_a_node_lost_midrun_loses_nothing_and_counts_nothing_twice(ray_cluster: RayCluster, tmp_path: Path) -> None:
