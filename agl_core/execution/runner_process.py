@@ -58,6 +58,9 @@ class RunnerProcessConfig:
     log_level: str = "INFO"
     # Whether plugins that fail to load are logged here (the cs strategy has reported them already).
     report_plugin_failures: bool = True
+    # Off where the runner is not its process's main thread (a Ray actor's thread): asyncio takes
+    # signal handlers only there, and the host (Ray) owns the process's signals.
+    handle_signals: bool = True
 
     def default_worker_id(self) -> str:
         return self.worker_id or f"runner-{self.index}-{socket.gethostname()}-{os.getpid()}"
@@ -123,6 +126,8 @@ async def serve(
             task.cancel()
 
     handled = [signal.SIGINT, signal.SIGTERM] if config.graceful_signals else [signal.SIGINT]
+    if not config.handle_signals:
+        handled = []
     for sig in handled:
         loop.add_signal_handler(sig, on_signal, sig)
     logger.info("runner %s serving %s on %s (capacity %d)", worker_id, info["agent"], config.server, spec.capacity)
