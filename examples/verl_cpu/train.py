@@ -111,10 +111,8 @@ def train(
         here = str(Path(__file__).resolve().parent)
         os.environ["PYTHONPATH"] = os.pathsep.join(p for p in (here, os.environ.get("PYTHONPATH")) if p)
         cluster = connect(None, algorithm.ray_init_args())
-        from agl_plugins.strategies.on_ray.strategy import RayStrategy
-
-        # The class, not {"type": "ray"}: that name needs agl installed with this entry point.
-        strategy_spec = RayStrategy(data_dir=workdir / "store", runner_resources={"num_cpus": 0})  # CPUs: verl's
+        # No CPUs for the runners: verl's workers hold them.
+        strategy_spec = {"type": "ray", "data_dir": workdir / "store", "runner_resources": {"num_cpus": 0}}
     trainer = Trainer(algorithm=algorithm, strategy=strategy_spec, n_runners=2, runner_capacity=16, progress="lines")
     train_tasks = tasks(steps * settings["tasks_per_step"])
     try:

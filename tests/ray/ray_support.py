@@ -15,13 +15,9 @@ TERMINAL = {RolloutStatus.SUCCEEDED, RolloutStatus.FAILED, RolloutStatus.CANCELL
 
 
 def plugin_manager() -> AglPluginManager:
-    """The installed plugins, with the ray strategy's registered in code when the installed
-    distribution predates its entry point (an editable install made before it was added)."""
-    from agl_plugins.strategies import on_ray
-
+    """The installed plugins (the ray strategy's entry point among them)."""
     pm = get_plugin_manager()
-    if not pm.has_plugin("strategy-ray"):
-        pm.register(on_ray, name="strategy-ray")
+    assert pm.has_plugin("strategy-ray"), "the installed agl predates the strategy-ray entry point: reinstall it"
     return pm
 
 

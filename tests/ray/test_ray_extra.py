@@ -23,12 +23,9 @@ def test_the_strategy_without_ray_says_which_extra_to_install() -> None:
     code = """
 from agl_core.plugins import get_plugin_manager
 from agl_core.trainer import Trainer
-from agl_plugins.strategies import on_ray
 from agl_plugins.strategies.on_ray.cluster import MissingRayError
 
 pm = get_plugin_manager()
-if not pm.has_plugin("strategy-ray"):
-    pm.register(on_ray, name="strategy-ray")
 for spec in ("ray", {"type": "ray", "address": "auto", "n_runners": 2}):
     try:
         Trainer(strategy=spec, plugin_manager=pm)
