@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import shutil
+import ssl
+import subprocess
 from pathlib import Path
 
 import aiohttp
@@ -54,3 +57,24 @@ def test_port_in_use_fails_the_start_with_a_message(http_server: ServerProcess, 
     with pytest.raises(Exception, match="could not bind the HTTP listener"):
         other.start(timeout=120)
     assert other.process is not None and other.process.returncode == 1
+
+
+@pytest.mark.skipif(shutil.which("openssl") is None, reason="openssl is needed to make a test certificate")
+async def test_listener_serves_https_with_the_servers_certificate(tmp_path: Path, http: aiohttp.ClientSession):
+    cert, key = tmp_path / "cert.pem", tmp_path / "key.pem"
+    request = ["openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "1", "-subj", "/CN=localhost"]
+    subprocess.run(
+        [*request, "-addext", "subjectAltName=IP:127.0.0.1,DNS:localhost", "-keyout", str(key), "-out", str(cert)],
+        check=True,
+        capture_output=True,
+    )
+    args = ["--http-port", "0", "--tls-cert", str(cert), "--tls-key", str(key)]
+    with ServerProcess(tmp_path / "data", args=args, log_path=tmp_path / "server.log") as server:
+        https = server.http_url.replace("http://", "https://")
+        trusted = ssl.create_default_context(cafile=str(cert))
+        async with http.get(f"{https}/metrics", ssl=trusted) as response:
+            assert response.status == 200
+            assert "agl_queue_depth" in await response.text()
+        with pytest.raises(aiohttp.ClientError):
+            async with http.get(f"{server.http_url}/healthz") as response:
+                await response.read()
