@@ -7,6 +7,7 @@ import asyncio
 import aiohttp
 import grpc
 from conftest import scrape
+from opentelemetry.proto.collector.trace.v1 import trace_service_pb2, trace_service_pb2_grpc
 from support.waits import until
 
 from agl_core.client import GrpcStore
@@ -39,6 +40,12 @@ async def test_metrics_follow_rollouts_spans_attempts_and_workers(
     assert again.duplicates == 1
     stray = await grpc_store.add_spans([new_span("stray", rollout_id=running.rollout_id, attempt_id="at-nope")])
     assert len(stray.rejected) == 1
+    # An OTLP/gRPC span with no rollout to go to.
+    export = trace_service_pb2.ExportTraceServiceRequest()
+    export.resource_spans.add().scope_spans.add().spans.add(trace_id=bytes(16), span_id=bytes(8), name="lost")
+    async with grpc.aio.insecure_channel(http_server.address) as channel:
+        answer = await trace_service_pb2_grpc.TraceServiceStub(channel).Export(export, timeout=60)
+    assert answer.partial_success.rejected_spans == 1
 
     async def retried_once() -> bool:
         samples = await scrape(http, http_server)
@@ -59,6 +66,8 @@ async def test_metrics_follow_rollouts_spans_attempts_and_workers(
     assert after["agl_spans_accepted_total{transport=grpc}"] == 2
     assert after["agl_spans_duplicate_total{transport=grpc}"] == 1
     assert after["agl_spans_rejected_total{reason=not_found,transport=grpc}"] == 1
+    assert after["agl_spans_rejected_total{reason=missing_rollout_id,transport=otlp_grpc}"] == 1
+    assert after["agl_spans_accepted_total{transport=otlp_grpc}"] == 0
     assert after["agl_ingest_batch_spans_count"] == 3
     assert after["agl_ingest_batch_spans_sum"] == 4
     assert after["agl_ingest_ack_seconds_count"] == 3
