@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import shutil
 import ssl
 import subprocess
@@ -78,3 +79,15 @@ async def test_listener_serves_https_with_the_servers_certificate(tmp_path: Path
         with pytest.raises(aiohttp.ClientError):
             async with http.get(f"{server.http_url}/healthz") as response:
                 await response.read()
+
+
+async def test_otlp_path_says_when_the_receiver_plugin_is_blocked(tmp_path: Path, http: aiohttp.ClientSession):
+    env = {**os.environ, "AGL_DISABLE_PLUGINS": "service-otlp"}
+    with ServerProcess(tmp_path / "data", args=["--http-port", "0"], env=env, log_path=tmp_path / "s.log") as server:
+        headers = {"Content-Type": "application/x-protobuf"}
+        async with http.post(f"{server.http_url}/v1/traces", data=b"", headers=headers) as response:
+            assert response.status == 404
+            assert "service-otlp" in (await response.json())["error"]
+        samples = await scrape(http, server)
+        assert "agl_spans_accepted_total{transport=otlp_http}" not in samples
+        assert samples["agl_spans_accepted_total{transport=grpc}"] == 0
