@@ -15,6 +15,7 @@ from grpc_reflection.v1alpha import reflection
 from agl_core.store.backend import StoreBackend
 from agl_server.guard import RequestGuard
 from agl_server.ingest_budget import DEFAULT_BUDGET_BYTES
+from agl_server.retention import RetentionPolicy, RetentionTask
 from agl_server.runner_service import SERVICE_NAME as RUNNER_SERVICE_NAME
 from agl_server.runner_service import RunnerServicer
 from agl_server.servicer import SERVICE_NAME, StoreServicer
@@ -42,6 +43,8 @@ class ServerConfig:
     # Memory for span batches read and not yet written, across all IngestSpans streams.
     ingest_budget_bytes: int = DEFAULT_BUDGET_BYTES
     extra_services: Sequence[object] = field(default_factory=tuple)
+    # Deletes old finished rollouts in the background (retention.py); None keeps everything.
+    retention: RetentionPolicy | None = None
 
 
 class AglServer:
@@ -70,6 +73,7 @@ class AglServer:
         self._stopped = asyncio.Event()
         self._closed = asyncio.Event()
         self._stop_task: asyncio.Task[None] | None = None
+        self.retention = RetentionTask(backend, config.retention) if config.retention else None
 
     async def start(self) -> int:
         """Bind, start serving and return the bound port (useful with port 0)."""
@@ -103,6 +107,8 @@ class AglServer:
         if start is not None:
             await start()
         self.runner_servicer.start()
+        if self.retention is not None:
+            self.retention.start()
         # Serving only once the store is open and the port is bound.
         await self.health.set("", health_pb2.HealthCheckResponse.SERVING)
         await self.health.set(SERVICE_NAME, health_pb2.HealthCheckResponse.SERVING)
@@ -118,6 +124,8 @@ class AglServer:
         await self.health.enter_graceful_shutdown()
         self.servicer.shutting_down.set()
         try:
+            if self.retention is not None:
+                await self.retention.stop()
             await self.runner_servicer.close()
             await self.server.stop(self.config.grace)
             await self.backend.close()
