@@ -9,16 +9,14 @@ from __future__ import annotations
 
 import os
 from collections.abc import AsyncIterator, Iterable, Mapping, Sequence
-from typing import Any, Final
+from typing import TYPE_CHECKING, Any, Final
 
 from google.protobuf import duration_pb2
 
 from agl_core.errors import AglError, BatchError, NotFoundError, error_for_code
 from agl_core.proto import store_pb2 as s
 from agl_core.proto import trace_pb2
-from agl_core.store import backup_file
 from agl_core.store.backend import StoreBackend
-from agl_core.store.backup_file import BackupInfo
 from agl_core.store.deletion import DeleteSummary
 from agl_core.types import convert
 from agl_core.types.core import (
@@ -36,6 +34,9 @@ from agl_core.types.core import (
     WorkerStatus,
 )
 from agl_core.types.resources import Resource, ResourcesUpdate
+
+if TYPE_CHECKING:
+    from agl_core.store.backup_file import BackupInfo
 from agl_core.types.values import to_struct, to_value
 
 
@@ -711,6 +712,9 @@ class LightningStore:
     async def backup(self, dest: str | os.PathLike[str]) -> BackupInfo:
         """Write a compacted, consistent copy of the store to the new directory ``dest`` (on this
         machine, also when the store is an agl-server elsewhere). ``dest`` opens as a data directory."""
+        # Imported here: backup_file uses the lmdb package's file modes, and that package imports this module.
+        from agl_core.store import backup_file
+
         backup_file.prepare(dest)  # refuse a bad destination before the server starts copying
         return await backup_file.write(self.backend.backup_store(s.BackupStoreRequest()), dest)
 

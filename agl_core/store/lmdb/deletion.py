@@ -73,7 +73,7 @@ class DeletionMixin(LmdbCore):
             response.not_found_rollout_ids.extend(not_found)
             batches: AsyncIterator[list[int]] = _in_chunks(nums)
         else:
-            batches = self._scan(sel, totals)
+            batches = self._selected_batches(sel, totals)
         async for nums in batches:
             if sel.dry_run:
                 totals.add(await self._read(lambda txn, nums=nums: _count(txn, self.dbs, sel, nums)))  # type: ignore[misc]
@@ -85,7 +85,7 @@ class DeletionMixin(LmdbCore):
         response.skipped_active = totals.skipped_active
         return response
 
-    async def _scan(self, sel: Selection, totals: _Totals) -> AsyncIterator[list[int]]:
+    async def _selected_batches(self, sel: Selection, totals: _Totals) -> AsyncIterator[list[int]]:
         """Numbers of the rollouts in the selection, in batches, by the status index."""
         for status in sel.scan_statuses():
             position = STATUS_KEY.pack(status, 0)
