@@ -41,6 +41,7 @@ def _run(args: argparse.Namespace) -> int:
             ("resources", stats["resources"]),
             ("workers", stats["workers"]),
             ("data", f"{_size(stats['data_bytes'])} of a {_size(stats['map_size_bytes'])} map"),
+            *_space(stats),
             ("last event", stats["last_event_id"]),
         ]
     )
@@ -60,6 +61,19 @@ def stats_dict(stats: s.GetStatsResponse) -> dict[str, Any]:
     return data
 
 
+def _space(stats: dict[str, Any]) -> list[tuple[str, str]]:
+    """The data file's use, from a server that reports it (file_bytes and the rest, since DeleteRollouts)."""
+    if not stats.get("file_bytes"):
+        return []
+    return [
+        (
+            "data file",
+            f"{_size(stats['file_bytes'])} on disk, {_size(stats['used_bytes'])} in use, "
+            f"{_size(stats['free_bytes'])} free for reuse",
+        )
+    ]
+
+
 def _size(n: int) -> str:
     for unit in ("B", "KiB", "MiB", "GiB"):
         if n < 1024 or unit == "GiB":
@@ -68,4 +82,5 @@ def _size(n: int) -> str:
     return str(n)
 
 
-add_arguments, run = single(Command(_add_arguments, _run))
+STATS = Command(_add_arguments, _run)
+add_arguments, run = single(STATS)
