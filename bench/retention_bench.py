@@ -1,9 +1,10 @@
 #!/usr/bin/env python3
 """Retention benchmark: DeleteRollouts throughput and BackupStore time and size, against agl-server.
 
-- **Delete**: ``--rollouts`` finished rollouts with N spans each (~1 KB LLM-call spans), for each N
-  of ``--spans-per-rollout``, deleted by one DeleteRollouts (status succeeded); rollouts/s and
-  spans/s. Meanwhile a probe writes one small update every 20 ms and records its acknowledgement
+- **Delete**: finished rollouts with N spans each (~1 KB LLM-call spans), for each N of
+  ``--spans-per-rollout`` (``--total-spans`` / N rollouts, at most ``--max-rollouts``), deleted by
+  one DeleteRollouts (status succeeded); rollouts/s and spans/s. Meanwhile a probe writes one
+  small update every 20 ms and records its acknowledgement
   latency: the longest is what a deletion costs the writes of others (the write lock is held
   for one bounded step at a time, never for the whole deletion).
 - **Backup**: for data of growing size, BackupStore's wall time and the size of the compacted
@@ -72,11 +73,11 @@ async def bench_delete(address: str, rollouts: int, spans: int, report: Report) 
         await prober
     assert summary.deleted_rollouts == rollouts and summary.deleted_spans == rollouts * spans, summary
     during = latencies[len(baseline) :]
-    label = f"{rollouts} rollouts x {spans} spans"
+    label = f"{rollouts} x {spans} spans"
     report.add(f"delete {label}", rollouts / seconds, "rollouts/s", note=f"{seconds:.2f} s")
     report.add(f"delete {label}, spans", rollouts * spans / seconds, "spans/s")
     report.add(
-        f"other writes during it, p50 / max ack ({label})",
+        f"probe write ack during it, p50 ({label})",
         percentile(during, 50) * 1e3,
         "ms",
         note=f"max {max(during, default=float('nan')) * 1e3:.0f} ms over {len(during)} writes; "
@@ -116,8 +117,9 @@ async def main_async(args: argparse.Namespace, report: Report) -> None:
     with tempfile.TemporaryDirectory(prefix="agl-retention-bench-") as tmp:
         for spans in args.spans_per_rollout:
             data_dir = Path(tmp) / f"delete-{spans}"
+            rollouts = max(1, min(args.max_rollouts, args.total_spans // spans))
             with ServerProcess(data_dir, log_path=Path(tmp) / f"delete-{spans}.log") as server:
-                await bench_delete(server.address, args.rollouts, spans, report)
+                await bench_delete(server.address, rollouts, spans, report)
         data_dir = Path(tmp) / "backup"
         with ServerProcess(data_dir, log_path=Path(tmp) / "backup.log") as server:
             await bench_backup(server.address, data_dir, args.backup_rollouts, args.backup_spans, report)
@@ -125,7 +127,8 @@ async def main_async(args: argparse.Namespace, report: Report) -> None:
 
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--rollouts", type=int, default=200, help="rollouts per deletion measured")
+    parser.add_argument("--total-spans", type=int, default=200_000, help="spans per deletion measured")
+    parser.add_argument("--max-rollouts", type=int, default=2000, help="rollouts per deletion at most")
     parser.add_argument("--spans-per-rollout", type=int, nargs="+", default=[10, 100, 1000])
     parser.add_argument(
         "--backup-rollouts", type=int, nargs="+", default=[100, 400], help="data sizes (rollouts) backed up"
@@ -135,7 +138,8 @@ def main() -> int:
     args = parser.parse_args()
     report = Report("retention: delete throughput, backup time and size")
     report.context = {
-        "rollouts": args.rollouts,
+        "total_spans": args.total_spans,
+        "max_rollouts": args.max_rollouts,
         "spans_per_rollout": args.spans_per_rollout,
         "backup_rollouts": args.backup_rollouts,
         "backup_spans": args.backup_spans,

@@ -8,11 +8,14 @@ import asyncio
 import os
 from pathlib import Path
 
+import psutil
 import pytest
+from support.waits import until
 
 from agl_core import new_span
 from agl_core.client import GrpcStore
 from agl_core.errors import FailedPreconditionError
+from agl_core.proto import store_pb2 as s
 from agl_server.process import ServerProcess
 
 ROLLOUTS = 20
@@ -141,3 +144,30 @@ async def test_a_backup_while_spans_stream_in_is_consistent_and_restorable(
             assert (await copy.get_rollout(rollouts[0].rollout_id)).status == "succeeded"  # type: ignore[union-attr]
     finally:
         restored.stop()
+
+
+async def test_an_abandoned_backup_leaves_no_copy_process_behind(server: ServerProcess, tmp_path: Path) -> None:
+    async with GrpcStore(server.address) as store:
+        await _write_round(store, "big")  # a few MiB: the copy takes several messages
+        responses = store.backend.backup_store(s.BackupStoreRequest())
+        first = await anext(responses)
+        assert first.data and not first.done
+        await responses.aclose()  # type: ignore[attr-defined]
+
+        assert server.process is not None
+        parent = psutil.Process(server.process.pid)
+
+        def copying(child: psutil.Process) -> bool:
+            try:
+                return "compact_copy" in " ".join(child.cmdline())
+            except psutil.NoSuchProcess:
+                return False
+
+        async def no_copy_left() -> bool:
+            return not [child for child in parent.children() if copying(child)]
+
+        await until(no_copy_left, timeout=60, what="the abandoned backup's copy process ending")
+        # The server serves on, and the next backup is whole.
+        info = await store.backup(tmp_path / "after")
+        assert info.bytes >= (await store.stats())["used_bytes"] // 2
+        assert not list((tmp_path / "after").glob("*.partial"))
