@@ -25,6 +25,7 @@ T = TypeVar("T")
 EXIT_ERROR = 1
 EXIT_USAGE = 2
 EXIT_INTERRUPTED = 130
+EXIT_BROKEN_PIPE = 141
 
 
 class CliError(Exception):
@@ -64,8 +65,23 @@ def add_connection_arguments(parser: argparse.ArgumentParser) -> None:
     options.add_argument("--json", action="store_true", help="print JSON (the shapes are in docs/cli.md)")
 
 
+def check_address(address: str) -> str:
+    """``address`` if it is ``HOST:PORT`` (or a gRPC target with a scheme, ``unix:/path``,
+    ``dns:///host:port``); else a usage error that shows the form."""
+    if address.startswith("unix:") or "://" in address:
+        return address
+    host, _, port = address.rpartition(":")
+    if not host or not port.isdigit() or not 0 < int(port) < 65536:
+        raise CliError(
+            f"--server {address!r} is not HOST:PORT with a port from 1 to 65535 (for example 127.0.0.1:4747)",
+            EXIT_USAGE,
+        )
+    return address
+
+
 def open_store(args: argparse.Namespace) -> GrpcStore:
     """A client of the server the options name (call on the event loop that will use it)."""
+    address = check_address(args.server)
     try:
         token = read_token(args.token, args.token_file, env="AGL_TOKEN")
     except SystemExit as exc:
@@ -75,7 +91,7 @@ def open_store(args: argparse.Namespace) -> GrpcStore:
     except OSError as exc:
         raise CliError(f"cannot read --tls-ca {str(args.tls_ca)!r}: {exc}", EXIT_USAGE) from None
     return GrpcStore(
-        args.server,
+        address,
         token=token or "",
         tls=args.tls or certificates is not None,
         root_certificates=certificates,
@@ -112,6 +128,10 @@ def report(program: str, run: Callable[[], int]) -> int:
         return exc.code
     except KeyboardInterrupt:
         return EXIT_INTERRUPTED
-    except BrokenPipeError:  # `agl export - | head`: the reader went away, which is not an error
-        sys.stderr.close()
-        return 0
+    except BrokenPipeError:
+        # `agl export --out - | head`: the reader went away. Point stdout at /dev/null so the
+        # interpreter's final flush does not fail again, and exit as a tool killed by SIGPIPE does.
+        import os
+
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return EXIT_BROKEN_PIPE

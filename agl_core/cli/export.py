@@ -10,10 +10,12 @@ place only when complete.
 from __future__ import annotations
 
 import argparse
+import asyncio
 import os
 import sys
 import tempfile
 import time
+from collections import deque
 from pathlib import Path
 from typing import Any, TextIO
 
@@ -24,8 +26,11 @@ from agl_core.cli.rollout_info import all_attempts
 from agl_core.cli.rollouts import MODES, STATUSES, split_words
 from agl_core.cli.span_json import span_to_dict
 from agl_core.client import GrpcStore
+from agl_core.proto.trace_pb2 import Span
+from agl_core.types.core import Attempt
 
 PAGE = 1000
+AHEAD = 8  # rollouts whose contents are fetched ahead of the one being written
 FORMAT_VERSION = 1
 
 
@@ -41,8 +46,10 @@ def _add_arguments(parser: argparse.ArgumentParser) -> None:
 def _run(args: argparse.Namespace) -> int:
     """Lines: ``{"kind": "rollout", ...Rollout}``, ``{"kind": "attempt", ...Attempt}``,
     ``{"kind": "span", ...span}`` (docs/cli.md), and last ``{"kind": "summary", "format_version": 1,
-    "server", "time", "rollouts", "attempts", "spans"}``. The summary also goes to stderr unless
-    --json asks for it on stdout (only when --out is a file)."""
+    "server", "time", "rollouts", "attempts", "spans"}``. The counts also go to stderr as one line
+    (``exported N rollouts, ...``); with --json and a file, the summary object goes to stdout
+    instead. Rollouts come oldest first, each followed by its attempts and spans; a file is
+    written beside its destination and moved into place only when complete."""
     statuses = split_words(args.status)
     unknown = sorted(set(statuses) - set(STATUSES))
     if unknown:
@@ -86,17 +93,27 @@ async def _export(store: GrpcStore, args: argparse.Namespace, statuses: list[str
             limit=PAGE,
             offset=offset,
         )
-        for rollout in page.items:
-            rollout.attempt = None  # the attempts follow, all of them
-            _line(out, "rollout", output.to_jsonable(rollout))
-            counts["rollouts"] += 1
-            for attempt in await all_attempts(store, rollout.rollout_id):
-                _line(out, "attempt", output.to_jsonable(attempt))
-                counts["attempts"] += 1
-            if not args.no_spans:
-                async for span in store.iter_spans(rollout.rollout_id):
+        # Fetch the attempts and spans of the next few rollouts while writing the current one, in
+        # order: on a remote server the round trips, not the writing, set the pace.
+        window: deque[asyncio.Task[tuple[list[Attempt], list[Span]]]] = deque()
+        pending = iter(page.items)
+        try:
+            for rollout in page.items:
+                while len(window) < AHEAD and (ahead := next(pending, None)) is not None:
+                    window.append(asyncio.create_task(_contents(store, ahead.rollout_id, spans=not args.no_spans)))
+                attempts, spans = await window.popleft()
+                rollout.attempt = None  # the attempts follow, all of them
+                _line(out, "rollout", output.to_jsonable(rollout))
+                for attempt in attempts:
+                    _line(out, "attempt", output.to_jsonable(attempt))
+                for span in spans:
                     _line(out, "span", span_to_dict(span))
-                    counts["spans"] += 1
+                counts["rollouts"] += 1
+                counts["attempts"] += len(attempts)
+                counts["spans"] += len(spans)
+        finally:
+            for task in window:  # an error or a closed pipe: nothing more to fetch
+                task.cancel()
         offset += len(page.items)
         if not page.items or offset >= page.total:
             break
@@ -105,6 +122,11 @@ async def _export(store: GrpcStore, args: argparse.Namespace, statuses: list[str
     out.write(output.dumps(summary) + "\n")
     out.flush()
     return summary
+
+
+async def _contents(store: GrpcStore, rollout_id: str, *, spans: bool) -> tuple[list[Attempt], list[Span]]:
+    attempts = await all_attempts(store, rollout_id)
+    return attempts, (await store.query_spans(rollout_id) if spans else [])
 
 
 def _line(out: TextIO, kind: str, data: dict[str, Any]) -> None:

@@ -7,7 +7,6 @@ from typing import Any
 
 from agl_core import semconv
 from agl_core.client import GrpcStore
-from agl_core.emitter.reward import find_final_reward, get_rewards, is_reward_span
 from agl_core.proto import store_pb2 as s
 from agl_core.types import convert
 from agl_core.types.core import Attempt
@@ -51,8 +50,11 @@ async def status_history(store: GrpcStore, rollout_id: str) -> list[dict[str, An
     return history
 
 
-async def rollout_details(store: GrpcStore, rollout_id: str) -> dict[str, Any] | None:
+async def rollout_details(store: GrpcStore, rollout_id: str, *, history: bool = True) -> dict[str, Any] | None:
     """The JSON shape of ``agl rollouts show`` (documented there), or None if there is no such rollout."""
+    # Imported here: the emitter brings the OpenTelemetry SDK, which the other commands do not need.
+    from agl_core.emitter.reward import find_final_reward, get_rewards, is_reward_span
+
     rollout = await store.get_rollout(rollout_id)
     if rollout is None:
         return None
@@ -78,7 +80,7 @@ async def rollout_details(store: GrpcStore, rollout_id: str) -> dict[str, Any] |
         "resources": resources,
         "reward": find_final_reward(reward_spans),
         "rewards": rewards,
-        "history": await status_history(store, rollout_id),
+        "history": await status_history(store, rollout_id) if history else None,
     }
 
 

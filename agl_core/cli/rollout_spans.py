@@ -12,14 +12,16 @@ its ``span_id`` and ``attempt_id`` and nothing else.
 from __future__ import annotations
 
 import argparse
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from agl_core.adapter.tree import SpanNode, TraceTree
 from agl_core.cli import output
 from agl_core.cli.connect import with_store
 from agl_core.cli.rollouts import not_found
 from agl_core.cli.span_json import span_to_dict
 from agl_core.client import GrpcStore
+
+if TYPE_CHECKING:
+    from agl_core.adapter.tree import SpanNode
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -35,6 +37,9 @@ def run(args: argparse.Namespace) -> int:
         if await store.get_rollout(args.rollout_id) is None:
             raise not_found(args.rollout_id)
         return await store.query_spans(args.rollout_id, args.attempt)
+
+    # Imported here: the adapter package brings the OpenTelemetry SDK, which the other commands skip.
+    from agl_core.adapter.tree import TraceTree
 
     spans = with_store(args, body)
     tree = TraceTree(spans, repair=not args.no_repair)

@@ -64,8 +64,9 @@ def _add_list_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def _run_list(args: argparse.Namespace) -> int:
-    """Prints a table of rollouts; with --json one object ``{"total": N, "items": [Rollout, ...]}``,
-    ``total`` counting every match regardless of --limit."""
+    """Prints a table of rollouts (REWARD: what the runner reported with the latest attempt).
+    With --json one object ``{"total": N, "items": [Rollout, ...]}``, ``total`` counting every
+    match regardless of --limit."""
     statuses = split_words(args.status)
     unknown = sorted(set(statuses) - set(STATUSES))
     if unknown:
@@ -90,7 +91,7 @@ def _run_list(args: argparse.Namespace) -> int:
         output.print_json({"total": page.total, "items": page.items})
         return 0
     output.print_table(
-        ["ROLLOUT", "STATUS", "MODE", "ATTEMPTS", "WORKER", "RESOURCES", "STARTED", "DURATION", "INPUT"],
+        ["ROLLOUT", "STATUS", "MODE", "ATTEMPTS", "WORKER", "RESOURCES", "STARTED", "DURATION", "REWARD", "INPUT"],
         (_row(r) for r in page.items),
     )
     shown = f"{args.offset + 1}-{args.offset + len(page.items)}" if page.items else "none"
@@ -109,8 +110,16 @@ def _row(rollout: Rollout) -> list[Any]:
         rollout.resources_id or "",
         output.when(rollout.start_time),
         output.duration(rollout.start_time, rollout.end_time),
+        _reward(rollout),
         output.short(rollout.input, 40),
     ]
+
+
+def _reward(rollout: Rollout) -> str:
+    """The reward the runner reported with the latest attempt (agl's runners put it in the
+    attempt's metadata; `agl rollouts show` reads the reward spans themselves)."""
+    reward = rollout.attempt.metadata.get("reward") if rollout.attempt else None
+    return f"{reward:g}" if isinstance(reward, (int, float)) and not isinstance(reward, bool) else ""
 
 
 LIST = Command(_add_list_arguments, _run_list)
@@ -121,6 +130,11 @@ LIST = Command(_add_list_arguments, _run_list)
 
 def _add_show_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("rollout_id", metavar="ROLLOUT_ID")
+    parser.add_argument(
+        "--no-history",
+        action="store_true",
+        help="skip the status history (reading it scans the server's whole event log)",
+    )
 
 
 def _run_show(args: argparse.Namespace) -> int:
@@ -128,14 +142,15 @@ def _run_show(args: argparse.Namespace) -> int:
     with, its final reward (the last ``agl.reward`` span), and its status history.
 
     The status history comes from the server's event log of status changes (what ``agl rollouts
-    watch`` streams): each change with its time. The store keeps no history of attempt statuses,
-    only each attempt's current status with its start and end times.
+    watch`` streams): each change with its time. Reading it scans the whole log, events of other
+    rollouts included (--no-history skips it; ``history`` is then null). The store keeps no
+    history of attempt statuses, only each attempt's current status with its start and end times.
 
     With --json: ``{"rollout": Rollout, "attempts": [Attempt + "reward"], "resources":
     {"resources_id", "version"} | null, "reward": float | null, "rewards": {name: float},
-    "history": [{"event_id", "time", "old_status", "new_status", "attempt_id"}]}``.
+    "history": [{"event_id", "time", "old_status", "new_status", "attempt_id"}] | null}``.
     """
-    details = with_store(args, lambda store: rollout_details(store, args.rollout_id))
+    details = with_store(args, lambda store: rollout_details(store, args.rollout_id, history=not args.no_history))
     if details is None:
         raise not_found(args.rollout_id)
     if args.json:
@@ -175,6 +190,8 @@ def _run_show(args: argparse.Namespace) -> int:
         ),
         title="attempts",
     )
+    if details["history"] is None:
+        return 0
     output.print_table(
         ["EVENT", "TIME", "FROM", "TO", "ATTEMPT"],
         (

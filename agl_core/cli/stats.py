@@ -13,6 +13,21 @@ from agl_core.cli.connect import with_store
 from agl_core.client import GrpcStore
 from agl_core.proto import store_pb2 as s
 
+SHOWN = {
+    "backend",
+    "start_time",
+    "rollouts",
+    "rollouts_by_status",
+    "queue_length",
+    "attempts",
+    "spans",
+    "resources",
+    "workers",
+    "data_bytes",
+    "map_size_bytes",
+    "last_event_id",
+}
+
 
 def _add_arguments(parser: argparse.ArgumentParser) -> None:
     del parser  # no options of its own
@@ -43,6 +58,8 @@ def _run(args: argparse.Namespace) -> int:
             ("data", f"{_size(stats['data_bytes'])} of a {_size(stats['map_size_bytes'])} map"),
             *_space(stats),
             ("last event", stats["last_event_id"]),
+            # fields a newer server adds show as they come, by their proto names
+            *((name, output.short(value, 100)) for name, value in stats.items() if name not in SHOWN),
         ]
     )
     return 0
@@ -75,11 +92,12 @@ def _space(stats: dict[str, Any]) -> list[tuple[str, str]]:
 
 
 def _size(n: int) -> str:
+    size = float(n)
     for unit in ("B", "KiB", "MiB", "GiB"):
-        if n < 1024 or unit == "GiB":
-            return f"{n:.0f} {unit}" if unit == "B" else f"{n:.1f} {unit}"
-        n /= 1024  # type: ignore[assignment]
-    return str(n)
+        if size < 1024:
+            return f"{size:.0f} B" if unit == "B" else f"{size:.1f} {unit}"
+        size /= 1024
+    return f"{size:.1f} TiB"
 
 
 STATS = Command(_add_arguments, _run)

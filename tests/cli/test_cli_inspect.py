@@ -11,7 +11,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from conftest import Held
+from support.cli_data import Held
 
 from agl_core.client.channel import DEFAULT_ADDRESS
 
@@ -49,6 +49,7 @@ def test_rollouts_list_as_json_and_table(held: Held, agl: Any) -> None:
     cells = {line[0]: line for line in lines[1:-1]}
     assert set(cells) == set(by_id)
     assert cells[held.failed][1:3] == ["failed", "val"]
+    assert cells[held.succeeded[1]][1:9:7] == ["succeeded", "2"]  # STATUS and REWARD
     assert lines[-1] == ["1-4 of 4 rollouts"]
 
 
@@ -88,6 +89,9 @@ def test_rollouts_show_attempts_reward_resources_and_history(held: Held, agl: An
     ]
     assert [e["event_id"] for e in history] == sorted(e["event_id"] for e in history)
     assert {e["attempt_id"] for e in history[1:]} == {attempt["attempt_id"]}
+
+    quick = agl("rollouts", "show", held.succeeded[1], "--no-history", "--server", held.address, "--json").json()
+    assert quick["history"] is None and quick["attempts"] == data["attempts"]
 
     failed = agl("rollouts", "show", held.failed, "--server", held.address, "--json").json()
     assert failed["reward"] is None and failed["attempts"][0]["status"] == "failed"
@@ -238,3 +242,9 @@ def test_unknown_rollout_and_bad_address_give_one_line(held: Held, agl: Any) -> 
     assert done.returncode == 1 and done.stdout == ""
     assert "Traceback" not in done.stderr and len(done.stderr.strip().splitlines()) == 1
     assert done.stderr.startswith("agl: agl-server at 127.0.0.1:1 is not reachable")
+
+    for address in ("", "no-port", "127.0.0.1:99999", "host:port"):
+        malformed = agl("stats", "--server", address)
+        assert malformed.code == 2 and malformed.err == (
+            f"agl: --server {address!r} is not HOST:PORT with a port from 1 to 65535 (for example 127.0.0.1:4747)\n"
+        )

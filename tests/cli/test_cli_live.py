@@ -5,7 +5,10 @@ from __future__ import annotations
 
 import asyncio
 import json
+import signal
+import subprocess
 import sys
+from pathlib import Path
 from typing import Any
 
 from agl_core.client import GrpcStore
@@ -139,3 +142,54 @@ def test_cancel_cancels_open_rollouts_and_names_a_finished_one(server: ServerPro
 
     again = agl("rollouts", "cancel", done_id, "--server", server.address)
     assert again.code == 1 and again.out == "" and again.err.startswith(f"agl: {done_id}: ")
+
+
+def test_the_token_comes_from_the_runners_options_and_env(tmp_path: Path, agl: Any, monkeypatch: Any) -> None:
+    token = "cli-test-token"
+    process = ServerProcess(tmp_path / "data", args=["--token", token], log_path=tmp_path / "server.log").start()
+    try:
+        refused = agl("stats", "--server", process.address)
+        assert refused.code == 1 and len(refused.err.splitlines()) == 1
+        assert refused.err.startswith("agl: ") and "AGL_TOKEN" in refused.err  # says how to give one
+
+        token_file = tmp_path / "token"
+        token_file.write_text(token + "\n")
+        assert agl("stats", "--server", process.address, "--token-file", str(token_file), "--json").code == 0
+        assert agl("stats", "--server", process.address, "--token", token, "--json").code == 0
+        monkeypatch.setenv("AGL_TOKEN", token)
+        monkeypatch.setenv("AGL_SERVER_ADDRESS", process.address)  # the runner's address variable too
+        assert agl("stats", "--json").json()["rollouts"] == 0
+
+        monkeypatch.delenv("AGL_TOKEN")
+        empty = tmp_path / "empty"
+        empty.write_text("")
+        unusable = agl("stats", "--token-file", str(empty))
+        assert unusable.code == 2 and "is empty" in unusable.err
+    finally:
+        process.stop()
+
+
+async def test_ctrl_c_stops_a_watch_without_a_traceback(grpc_store: GrpcStore) -> None:
+    process = await start_agl("rollouts", "watch", "--server", grpc_store.address)
+    await subscribed(process)
+    process.send_signal(signal.SIGINT)
+    code, out, err = await finish(process)
+    assert code == 130 and out == "" and "Traceback" not in err
+
+
+def test_export_to_a_pipe_that_closes_early(server: ServerProcess) -> None:
+    async def fill() -> None:
+        async with GrpcStore(server.address) as store:
+            await store.enqueue_rollouts([{"input": {"n": n}} for n in range(300)])
+
+    asyncio.run(fill())
+    process = subprocess.Popen(
+        [sys.executable, "-m", "agl_core.cli", "export", "--out", "-", "--server", server.address],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+    )
+    assert process.stdout is not None and process.stderr is not None
+    assert json.loads(process.stdout.readline())["kind"] == "rollout"
+    process.stdout.close()  # the reader goes away, as `| head -1` does
+    err = process.stderr.read().decode()
+    assert process.wait(timeout=DEADLINE) == 141 and "Traceback" not in err and "Exception" not in err
