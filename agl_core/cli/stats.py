@@ -26,6 +26,11 @@ SHOWN = {
     "data_bytes",
     "map_size_bytes",
     "last_event_id",
+    # in the "data file" line
+    "file_bytes",
+    "used_bytes",
+    "used_pages",
+    "free_bytes",
 }
 
 
