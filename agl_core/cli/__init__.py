@@ -36,6 +36,7 @@ SUBCOMMANDS: list[tuple[str, str, str]] = [
     ("workers", "agl_core.cli.workers", "the workers the server knows and what each holds"),
     ("stats", "agl_core.cli.stats", "counts and data size of the server's store"),
     ("export", "agl_core.cli.export", "rollouts, attempts and spans as JSON Lines"),
+    ("store", "agl_core.cli.store", "the store as a whole: online backup, data size"),
 ]
 
 

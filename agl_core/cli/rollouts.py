@@ -23,6 +23,7 @@ SUBCOMMANDS: list[tuple[str, str, str]] = [
     ("spans", "agl_core.cli.rollout_spans", "the spans of a rollout as a tree, with timings"),
     ("watch", "agl_core.cli.rollout_watch", "tail rollout status changes (or the spans of one rollout) live"),
     ("cancel", "agl_core.cli.rollouts:CANCEL", "cancel rollouts that have not finished"),
+    ("delete", "agl_core.cli.rollouts_delete", "delete rollouts with their attempts and spans, by id, age or status"),
 ]
 
 STATUSES = [status.value for status in RolloutStatus]

@@ -26,6 +26,11 @@ SHOWN = {
     "data_bytes",
     "map_size_bytes",
     "last_event_id",
+    # in the "data file" line
+    "file_bytes",
+    "used_bytes",
+    "used_pages",
+    "free_bytes",
 }
 
 
@@ -56,6 +61,7 @@ def _run(args: argparse.Namespace) -> int:
             ("resources", stats["resources"]),
             ("workers", stats["workers"]),
             ("data", f"{_size(stats['data_bytes'])} of a {_size(stats['map_size_bytes'])} map"),
+            *_space(stats),
             ("last event", stats["last_event_id"]),
             # fields a newer server adds show as they come, by their proto names
             *((name, output.short(value, 100)) for name, value in stats.items() if name not in SHOWN),
@@ -77,6 +83,19 @@ def stats_dict(stats: s.GetStatsResponse) -> dict[str, Any]:
     return data
 
 
+def _space(stats: dict[str, Any]) -> list[tuple[str, str]]:
+    """The data file's use, from a server that reports it (file_bytes and the rest, since DeleteRollouts)."""
+    if not stats.get("file_bytes"):
+        return []
+    return [
+        (
+            "data file",
+            f"{_size(stats['file_bytes'])} on disk, {_size(stats['used_bytes'])} in use, "
+            f"{_size(stats['free_bytes'])} free for reuse",
+        )
+    ]
+
+
 def _size(n: int) -> str:
     size = float(n)
     for unit in ("B", "KiB", "MiB", "GiB"):
@@ -86,4 +105,5 @@ def _size(n: int) -> str:
     return f"{size:.1f} TiB"
 
 
-add_arguments, run = single(Command(_add_arguments, _run))
+STATS = Command(_add_arguments, _run)
+add_arguments, run = single(STATS)

@@ -465,7 +465,7 @@ class GetStatsRequest(_message.Message):
     def __init__(self) -> None: ...
 
 class GetStatsResponse(_message.Message):
-    __slots__ = ("rollouts_by_status", "rollouts", "attempts", "spans", "resources", "workers", "queue_length", "data_bytes", "map_size_bytes", "last_event_id", "start_time", "backend")
+    __slots__ = ("rollouts_by_status", "rollouts", "attempts", "spans", "resources", "workers", "queue_length", "data_bytes", "map_size_bytes", "last_event_id", "start_time", "backend", "file_bytes", "used_pages", "used_bytes", "free_bytes", "page_size")
     class RolloutsByStatusEntry(_message.Message):
         __slots__ = ("key", "value")
         KEY_FIELD_NUMBER: _ClassVar[int]
@@ -485,6 +485,11 @@ class GetStatsResponse(_message.Message):
     LAST_EVENT_ID_FIELD_NUMBER: _ClassVar[int]
     START_TIME_FIELD_NUMBER: _ClassVar[int]
     BACKEND_FIELD_NUMBER: _ClassVar[int]
+    FILE_BYTES_FIELD_NUMBER: _ClassVar[int]
+    USED_PAGES_FIELD_NUMBER: _ClassVar[int]
+    USED_BYTES_FIELD_NUMBER: _ClassVar[int]
+    FREE_BYTES_FIELD_NUMBER: _ClassVar[int]
+    PAGE_SIZE_FIELD_NUMBER: _ClassVar[int]
     rollouts_by_status: _containers.ScalarMap[str, int]
     rollouts: int
     attempts: int
@@ -497,4 +502,55 @@ class GetStatsResponse(_message.Message):
     last_event_id: int
     start_time: _timestamp_pb2.Timestamp
     backend: str
-    def __init__(self, rollouts_by_status: _Optional[_Mapping[str, int]] = ..., rollouts: _Optional[int] = ..., attempts: _Optional[int] = ..., spans: _Optional[int] = ..., resources: _Optional[int] = ..., workers: _Optional[int] = ..., queue_length: _Optional[int] = ..., data_bytes: _Optional[int] = ..., map_size_bytes: _Optional[int] = ..., last_event_id: _Optional[int] = ..., start_time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., backend: _Optional[str] = ...) -> None: ...
+    file_bytes: int
+    used_pages: int
+    used_bytes: int
+    free_bytes: int
+    page_size: int
+    def __init__(self, rollouts_by_status: _Optional[_Mapping[str, int]] = ..., rollouts: _Optional[int] = ..., attempts: _Optional[int] = ..., spans: _Optional[int] = ..., resources: _Optional[int] = ..., workers: _Optional[int] = ..., queue_length: _Optional[int] = ..., data_bytes: _Optional[int] = ..., map_size_bytes: _Optional[int] = ..., last_event_id: _Optional[int] = ..., start_time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., backend: _Optional[str] = ..., file_bytes: _Optional[int] = ..., used_pages: _Optional[int] = ..., used_bytes: _Optional[int] = ..., free_bytes: _Optional[int] = ..., page_size: _Optional[int] = ...) -> None: ...
+
+class DeleteRolloutsRequest(_message.Message):
+    __slots__ = ("rollout_ids", "ended_before", "older_than", "status_in", "force", "dry_run")
+    ROLLOUT_IDS_FIELD_NUMBER: _ClassVar[int]
+    ENDED_BEFORE_FIELD_NUMBER: _ClassVar[int]
+    OLDER_THAN_FIELD_NUMBER: _ClassVar[int]
+    STATUS_IN_FIELD_NUMBER: _ClassVar[int]
+    FORCE_FIELD_NUMBER: _ClassVar[int]
+    DRY_RUN_FIELD_NUMBER: _ClassVar[int]
+    rollout_ids: _containers.RepeatedScalarFieldContainer[str]
+    ended_before: _timestamp_pb2.Timestamp
+    older_than: _duration_pb2.Duration
+    status_in: _containers.RepeatedScalarFieldContainer[_types_pb2.RolloutStatus]
+    force: bool
+    dry_run: bool
+    def __init__(self, rollout_ids: _Optional[_Iterable[str]] = ..., ended_before: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., older_than: _Optional[_Union[datetime.timedelta, _duration_pb2.Duration, _Mapping]] = ..., status_in: _Optional[_Iterable[_Union[_types_pb2.RolloutStatus, str]]] = ..., force: _Optional[bool] = ..., dry_run: _Optional[bool] = ...) -> None: ...
+
+class DeleteRolloutsResponse(_message.Message):
+    __slots__ = ("deleted_rollouts", "deleted_attempts", "deleted_spans", "not_found_rollout_ids", "skipped_active")
+    DELETED_ROLLOUTS_FIELD_NUMBER: _ClassVar[int]
+    DELETED_ATTEMPTS_FIELD_NUMBER: _ClassVar[int]
+    DELETED_SPANS_FIELD_NUMBER: _ClassVar[int]
+    NOT_FOUND_ROLLOUT_IDS_FIELD_NUMBER: _ClassVar[int]
+    SKIPPED_ACTIVE_FIELD_NUMBER: _ClassVar[int]
+    deleted_rollouts: int
+    deleted_attempts: int
+    deleted_spans: int
+    not_found_rollout_ids: _containers.RepeatedScalarFieldContainer[str]
+    skipped_active: int
+    def __init__(self, deleted_rollouts: _Optional[int] = ..., deleted_attempts: _Optional[int] = ..., deleted_spans: _Optional[int] = ..., not_found_rollout_ids: _Optional[_Iterable[str]] = ..., skipped_active: _Optional[int] = ...) -> None: ...
+
+class BackupStoreRequest(_message.Message):
+    __slots__ = ()
+    def __init__(self) -> None: ...
+
+class BackupStoreResponse(_message.Message):
+    __slots__ = ("data", "done", "total_bytes", "sha256")
+    DATA_FIELD_NUMBER: _ClassVar[int]
+    DONE_FIELD_NUMBER: _ClassVar[int]
+    TOTAL_BYTES_FIELD_NUMBER: _ClassVar[int]
+    SHA256_FIELD_NUMBER: _ClassVar[int]
+    data: bytes
+    done: bool
+    total_bytes: int
+    sha256: bytes
+    def __init__(self, data: _Optional[bytes] = ..., done: _Optional[bool] = ..., total_bytes: _Optional[int] = ..., sha256: _Optional[bytes] = ...) -> None: ...

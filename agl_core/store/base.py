@@ -7,8 +7,9 @@ the same, down to the exceptions (:mod:`agl_core.errors`).
 
 from __future__ import annotations
 
+import os
 from collections.abc import AsyncIterator, Iterable, Mapping, Sequence
-from typing import Any, Final
+from typing import TYPE_CHECKING, Any, Final
 
 from google.protobuf import duration_pb2
 
@@ -16,6 +17,7 @@ from agl_core.errors import AglError, BatchError, NotFoundError, error_for_code
 from agl_core.proto import store_pb2 as s
 from agl_core.proto import trace_pb2
 from agl_core.store.backend import StoreBackend
+from agl_core.store.deletion import DeleteSummary
 from agl_core.types import convert
 from agl_core.types.core import (
     Attempt,
@@ -32,6 +34,9 @@ from agl_core.types.core import (
     WorkerStatus,
 )
 from agl_core.types.resources import Resource, ResourcesUpdate
+
+if TYPE_CHECKING:
+    from agl_core.store.backup_file import BackupInfo
 from agl_core.types.values import to_struct, to_value
 
 
@@ -675,6 +680,43 @@ class LightningStore:
         if status is not None:
             request.status = convert.worker_status_to_pb(status)
         return convert.worker_from_pb((await self.backend.update_worker(request)).worker)
+
+    async def delete_rollouts(
+        self,
+        rollout_ids: Iterable[str] | None = None,
+        *,
+        ended_before: float | None = None,
+        older_than: float | None = None,
+        status_in: Iterable[RolloutStatus | str] | None = None,
+        force: bool = False,
+        dry_run: bool = False,
+    ) -> DeleteSummary:
+        """Delete rollouts with their attempts, spans and events: those matching every criterion given.
+
+        :param ended_before: seconds since the epoch; rollouts that ended before it.
+        :param older_than: seconds; rollouts that ended more than this long ago.
+        :param status_in: only rollouts with these statuses.
+        :param force: also delete rollouts that are not finished (queued, running); without it, naming
+            one by id raises :class:`~agl_core.errors.FailedPreconditionError` and deletes nothing.
+        :param dry_run: count what would be deleted, delete nothing.
+        """
+        request = s.DeleteRolloutsRequest(rollout_ids=list(rollout_ids or ()), force=force, dry_run=dry_run)
+        if ended_before is not None:
+            request.ended_before.FromNanoseconds(int(ended_before * 1e9))
+        if older_than is not None:
+            request.older_than.FromNanoseconds(int(older_than * 1e9))
+        if status_in is not None:
+            request.status_in.extend(convert.rollout_status_to_pb(st) for st in status_in)
+        return DeleteSummary.from_pb(await self.backend.delete_rollouts(request))
+
+    async def backup(self, dest: str | os.PathLike[str]) -> BackupInfo:
+        """Write a compacted, consistent copy of the store to the new directory ``dest`` (on this
+        machine, also when the store is an agl-server elsewhere). ``dest`` opens as a data directory."""
+        # Imported here: backup_file uses the lmdb package's file modes, and that package imports this module.
+        from agl_core.store import backup_file
+
+        backup_file.prepare(dest)  # refuse a bad destination before the server starts copying
+        return await backup_file.write(self.backend.backup_store(s.BackupStoreRequest()), dest)
 
     async def stats(self) -> dict[str, Any]:
         """Counts and sizes of what the store holds, as plain Python values."""

@@ -392,6 +392,10 @@ def calls(draw: st.DrawFn, methods: list[Method]) -> tuple[Method, list[bytes]]:
         return method, [draw(PLACED_EXPORTS)]
     if method.client_streaming:
         return method, draw(st.lists(_payloads(method.request), max_size=3))
+    if method.path.endswith("/DeleteRollouts"):
+        # A selection is the rollouts matching every criterion: an id appended (field 1) keeps any
+        # fuzzed age or status from reaching the seeded rollouts, which must read back unchanged.
+        return method, [draw(_payloads(method.request)) + _field(1, draw(ids()).encode())]
     return method, [draw(_payloads(method.request))]
 
 

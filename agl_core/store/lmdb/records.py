@@ -18,6 +18,7 @@ from agl_core.proto import types_pb2 as t
 from agl_core.store import rules
 from agl_core.store.lmdb import rollout_index
 from agl_core.store.lmdb.schema import (
+    EVENT_OF_ROLLOUT,
     ROLLOUT_HEADER,
     STATUS_KEY,
     U64,
@@ -131,6 +132,17 @@ class Tx:
         self.put_rollout(record)
         return record
 
+    def remove_rollout(self, record: RolloutRecord) -> None:
+        """Remove the rollout's own records and index entries (not its attempts, spans or events)."""
+        key = record.pb.rollout_id.encode()
+        self.txn.delete(key, db=self.dbs.rollouts)
+        self.txn.delete(key, db=self.dbs.rollout_inputs)
+        self.txn.delete(U64.pack(record.num), db=self.dbs.rollout_nums)
+        self.txn.delete(STATUS_KEY.pack(record.pb.status, record.num), db=self.dbs.status_index)
+        rollout_index.remove(self.txn, self.dbs, self._index_counts, record.pb.status, record.pb.mode, record.num)
+        if record.queue_seq:
+            self.txn.delete(U64.pack(record.queue_seq), db=self.dbs.queue)
+
     def set_rollout_mode(self, record: RolloutRecord, mode: int) -> None:
         """Change a rollout's mode and its place in the rollout index (the caller saves the record)."""
         if record.pb.mode == mode:
@@ -194,6 +206,8 @@ class Tx:
         elif record.attempts:
             event.rollout.attempt.CopyFrom(self.attempt(record.num, record.attempts))
         self.txn.put(U64.pack(event_id), event.SerializeToString(), db=self.dbs.events)
+        # Lets a deletion find the rollout's events without scanning the log (deletion.py).
+        self.txn.put(EVENT_OF_ROLLOUT.pack(record.num, event_id), b"", db=self.dbs.rollout_events)
         self.effects.events.append(event)
 
     # --- attempts ----------------------------------------------------------------------------------

@@ -26,6 +26,7 @@ resources           resources_id                          ResourcesUpdate
 resources_order     creation number                       resources_id
 workers             worker_id                             Worker
 events              event_id                              RolloutEvent (rollout without its input)
+rollout_events      num + event_id                        b"" (a rollout's events, for deleting them)
 =================  ====================================  ===========================================
 """
 
@@ -62,6 +63,7 @@ DATABASES = (
     "resources_order",
     "workers",
     "events",
+    "rollout_events",
 )
 
 U64 = struct.Struct(">Q")
@@ -70,6 +72,7 @@ ATTEMPT_KEY = struct.Struct(">QI")
 STATUS_KEY = struct.Struct(">BQ")
 INDEX_KEY = struct.Struct(">BBQ")
 SPAN_PREFIX = struct.Struct(">QIQ")
+EVENT_OF_ROLLOUT = struct.Struct(">QQ")
 # num, queue sequence (0: not in the queue), number of attempts.
 ROLLOUT_HEADER = struct.Struct(">QQI")
 
@@ -107,6 +110,7 @@ class Databases:
     resources_order: lmdb._Database
     workers: lmdb._Database
     events: lmdb._Database
+    rollout_events: lmdb._Database
 
 
 def open_environment(path: str, *, map_size: int, sync: bool) -> tuple[lmdb.Environment, Databases]:

@@ -111,9 +111,12 @@ class WaitingMixin(LmdbCore):
                 event = t.RolloutEvent.FromString(raw)
                 if (not ids or event.rollout_id in ids) and (not statuses or event.new_status in statuses):
                     stored_input = txn.get(event.rollout_id.encode(), db=self.dbs.rollout_inputs)
-                    if stored_input:
-                        event.rollout.input.ParseFromString(stored_input)
-                    events.append(event)
+                    # None: a deleted rollout. Its events go with it; this one was written by an agl that
+                    # did not index events by rollout (deletion.py), so it is skipped here instead.
+                    if stored_input is not None:
+                        if stored_input:
+                            event.rollout.input.ParseFromString(stored_input)
+                        events.append(event)
                 if scanned >= EVENTS_PER_CHUNK:
                     return events, after, True
         return events, after, False

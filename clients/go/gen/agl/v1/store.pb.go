@@ -2778,9 +2778,21 @@ type GetStatsResponse struct {
 	// The current LMDB map size (the most the data file can grow to before it is grown).
 	MapSizeBytes int64 `protobuf:"varint,9,opt,name=map_size_bytes,json=mapSizeBytes,proto3" json:"map_size_bytes,omitempty"`
 	// The last event id in the event log.
-	LastEventId   int64                  `protobuf:"varint,10,opt,name=last_event_id,json=lastEventId,proto3" json:"last_event_id,omitempty"`
-	StartTime     *timestamppb.Timestamp `protobuf:"bytes,11,opt,name=start_time,json=startTime,proto3" json:"start_time,omitempty"`
-	Backend       string                 `protobuf:"bytes,12,opt,name=backend,proto3" json:"backend,omitempty"`
+	LastEventId int64                  `protobuf:"varint,10,opt,name=last_event_id,json=lastEventId,proto3" json:"last_event_id,omitempty"`
+	StartTime   *timestamppb.Timestamp `protobuf:"bytes,11,opt,name=start_time,json=startTime,proto3" json:"start_time,omitempty"`
+	Backend     string                 `protobuf:"bytes,12,opt,name=backend,proto3" json:"backend,omitempty"`
+	// The size of the data file on disk. It never shrinks: pages freed by
+	// deletes are reused by later writes (see `free_bytes`); a compacted backup
+	// (BackupStore) is the way to a smaller file.
+	FileBytes int64 `protobuf:"varint,13,opt,name=file_bytes,json=fileBytes,proto3" json:"file_bytes,omitempty"`
+	// Pages holding data (every sub-database's branch, leaf and overflow pages),
+	// and their bytes.
+	UsedPages int64 `protobuf:"varint,14,opt,name=used_pages,json=usedPages,proto3" json:"used_pages,omitempty"`
+	UsedBytes int64 `protobuf:"varint,15,opt,name=used_bytes,json=usedBytes,proto3" json:"used_bytes,omitempty"`
+	// Bytes below the high-water mark (`data_bytes`) not holding data: freed
+	// pages waiting for reuse, and the free list itself.
+	FreeBytes     int64 `protobuf:"varint,16,opt,name=free_bytes,json=freeBytes,proto3" json:"free_bytes,omitempty"`
+	PageSize      int64 `protobuf:"varint,17,opt,name=page_size,json=pageSize,proto3" json:"page_size,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -2897,6 +2909,324 @@ func (x *GetStatsResponse) GetBackend() string {
 		return x.Backend
 	}
 	return ""
+}
+
+func (x *GetStatsResponse) GetFileBytes() int64 {
+	if x != nil {
+		return x.FileBytes
+	}
+	return 0
+}
+
+func (x *GetStatsResponse) GetUsedPages() int64 {
+	if x != nil {
+		return x.UsedPages
+	}
+	return 0
+}
+
+func (x *GetStatsResponse) GetUsedBytes() int64 {
+	if x != nil {
+		return x.UsedBytes
+	}
+	return 0
+}
+
+func (x *GetStatsResponse) GetFreeBytes() int64 {
+	if x != nil {
+		return x.FreeBytes
+	}
+	return 0
+}
+
+func (x *GetStatsResponse) GetPageSize() int64 {
+	if x != nil {
+		return x.PageSize
+	}
+	return 0
+}
+
+type DeleteRolloutsRequest struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// Rollouts by id. Ids of no rollout are answered in
+	// `not_found_rollout_ids`, not as an error.
+	RolloutIds []string `protobuf:"bytes,1,rep,name=rollout_ids,json=rolloutIds,proto3" json:"rollout_ids,omitempty"`
+	// Rollouts that ended before this time. A rollout that has not ended (only
+	// deleted with `force`) is judged by its start time.
+	EndedBefore *timestamppb.Timestamp `protobuf:"bytes,2,opt,name=ended_before,json=endedBefore,proto3" json:"ended_before,omitempty"`
+	// Rollouts that ended more than this long ago, by the server's clock; MUST be
+	// positive. Combined with `ended_before`, the earlier cut-off applies.
+	OlderThan *durationpb.Duration `protobuf:"bytes,3,opt,name=older_than,json=olderThan,proto3" json:"older_than,omitempty"`
+	// Rollouts with one of these statuses. Without `force` only terminal
+	// statuses are allowed here.
+	StatusIn []RolloutStatus `protobuf:"varint,4,rep,packed,name=status_in,json=statusIn,proto3,enum=agl.v1.RolloutStatus" json:"status_in,omitempty"`
+	// Also delete rollouts that are not terminal (queued or running): their
+	// workers' later reports get NOT_FOUND.
+	Force bool `protobuf:"varint,5,opt,name=force,proto3" json:"force,omitempty"`
+	// Count what would be deleted and delete nothing.
+	DryRun        bool `protobuf:"varint,6,opt,name=dry_run,json=dryRun,proto3" json:"dry_run,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *DeleteRolloutsRequest) Reset() {
+	*x = DeleteRolloutsRequest{}
+	mi := &file_agl_v1_store_proto_msgTypes[47]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *DeleteRolloutsRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*DeleteRolloutsRequest) ProtoMessage() {}
+
+func (x *DeleteRolloutsRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_agl_v1_store_proto_msgTypes[47]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use DeleteRolloutsRequest.ProtoReflect.Descriptor instead.
+func (*DeleteRolloutsRequest) Descriptor() ([]byte, []int) {
+	return file_agl_v1_store_proto_rawDescGZIP(), []int{47}
+}
+
+func (x *DeleteRolloutsRequest) GetRolloutIds() []string {
+	if x != nil {
+		return x.RolloutIds
+	}
+	return nil
+}
+
+func (x *DeleteRolloutsRequest) GetEndedBefore() *timestamppb.Timestamp {
+	if x != nil {
+		return x.EndedBefore
+	}
+	return nil
+}
+
+func (x *DeleteRolloutsRequest) GetOlderThan() *durationpb.Duration {
+	if x != nil {
+		return x.OlderThan
+	}
+	return nil
+}
+
+func (x *DeleteRolloutsRequest) GetStatusIn() []RolloutStatus {
+	if x != nil {
+		return x.StatusIn
+	}
+	return nil
+}
+
+func (x *DeleteRolloutsRequest) GetForce() bool {
+	if x != nil {
+		return x.Force
+	}
+	return false
+}
+
+func (x *DeleteRolloutsRequest) GetDryRun() bool {
+	if x != nil {
+		return x.DryRun
+	}
+	return false
+}
+
+type DeleteRolloutsResponse struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// Rollouts deleted (or, with `dry_run`, that would be).
+	DeletedRollouts int64 `protobuf:"varint,1,opt,name=deleted_rollouts,json=deletedRollouts,proto3" json:"deleted_rollouts,omitempty"`
+	DeletedAttempts int64 `protobuf:"varint,2,opt,name=deleted_attempts,json=deletedAttempts,proto3" json:"deleted_attempts,omitempty"`
+	DeletedSpans    int64 `protobuf:"varint,3,opt,name=deleted_spans,json=deletedSpans,proto3" json:"deleted_spans,omitempty"`
+	// Requested ids that name no rollout.
+	NotFoundRolloutIds []string `protobuf:"bytes,4,rep,name=not_found_rollout_ids,json=notFoundRolloutIds,proto3" json:"not_found_rollout_ids,omitempty"`
+	// Rollouts matched by age or status but kept because they are not terminal
+	// and `force` was not set.
+	SkippedActive int64 `protobuf:"varint,5,opt,name=skipped_active,json=skippedActive,proto3" json:"skipped_active,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *DeleteRolloutsResponse) Reset() {
+	*x = DeleteRolloutsResponse{}
+	mi := &file_agl_v1_store_proto_msgTypes[48]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *DeleteRolloutsResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*DeleteRolloutsResponse) ProtoMessage() {}
+
+func (x *DeleteRolloutsResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_agl_v1_store_proto_msgTypes[48]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use DeleteRolloutsResponse.ProtoReflect.Descriptor instead.
+func (*DeleteRolloutsResponse) Descriptor() ([]byte, []int) {
+	return file_agl_v1_store_proto_rawDescGZIP(), []int{48}
+}
+
+func (x *DeleteRolloutsResponse) GetDeletedRollouts() int64 {
+	if x != nil {
+		return x.DeletedRollouts
+	}
+	return 0
+}
+
+func (x *DeleteRolloutsResponse) GetDeletedAttempts() int64 {
+	if x != nil {
+		return x.DeletedAttempts
+	}
+	return 0
+}
+
+func (x *DeleteRolloutsResponse) GetDeletedSpans() int64 {
+	if x != nil {
+		return x.DeletedSpans
+	}
+	return 0
+}
+
+func (x *DeleteRolloutsResponse) GetNotFoundRolloutIds() []string {
+	if x != nil {
+		return x.NotFoundRolloutIds
+	}
+	return nil
+}
+
+func (x *DeleteRolloutsResponse) GetSkippedActive() int64 {
+	if x != nil {
+		return x.SkippedActive
+	}
+	return 0
+}
+
+type BackupStoreRequest struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *BackupStoreRequest) Reset() {
+	*x = BackupStoreRequest{}
+	mi := &file_agl_v1_store_proto_msgTypes[49]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *BackupStoreRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*BackupStoreRequest) ProtoMessage() {}
+
+func (x *BackupStoreRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_agl_v1_store_proto_msgTypes[49]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use BackupStoreRequest.ProtoReflect.Descriptor instead.
+func (*BackupStoreRequest) Descriptor() ([]byte, []int) {
+	return file_agl_v1_store_proto_rawDescGZIP(), []int{49}
+}
+
+type BackupStoreResponse struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// The next part of the data file.
+	Data []byte `protobuf:"bytes,1,opt,name=data,proto3" json:"data,omitempty"`
+	// Set on the last message only, after all the data: the copy is complete.
+	Done bool `protobuf:"varint,2,opt,name=done,proto3" json:"done,omitempty"`
+	// On the last message: the length of the whole copy in bytes.
+	TotalBytes int64 `protobuf:"varint,3,opt,name=total_bytes,json=totalBytes,proto3" json:"total_bytes,omitempty"`
+	// On the last message: the SHA-256 of the whole copy.
+	Sha256        []byte `protobuf:"bytes,4,opt,name=sha256,proto3" json:"sha256,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *BackupStoreResponse) Reset() {
+	*x = BackupStoreResponse{}
+	mi := &file_agl_v1_store_proto_msgTypes[50]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *BackupStoreResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*BackupStoreResponse) ProtoMessage() {}
+
+func (x *BackupStoreResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_agl_v1_store_proto_msgTypes[50]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use BackupStoreResponse.ProtoReflect.Descriptor instead.
+func (*BackupStoreResponse) Descriptor() ([]byte, []int) {
+	return file_agl_v1_store_proto_rawDescGZIP(), []int{50}
+}
+
+func (x *BackupStoreResponse) GetData() []byte {
+	if x != nil {
+		return x.Data
+	}
+	return nil
+}
+
+func (x *BackupStoreResponse) GetDone() bool {
+	if x != nil {
+		return x.Done
+	}
+	return false
+}
+
+func (x *BackupStoreResponse) GetTotalBytes() int64 {
+	if x != nil {
+		return x.TotalBytes
+	}
+	return 0
+}
+
+func (x *BackupStoreResponse) GetSha256() []byte {
+	if x != nil {
+		return x.Sha256
+	}
+	return nil
 }
 
 var File_agl_v1_store_proto protoreflect.FileDescriptor
@@ -3105,7 +3435,7 @@ const file_agl_v1_store_proto_rawDesc = "" +
 	"\a_status\">\n" +
 	"\x14UpdateWorkerResponse\x12&\n" +
 	"\x06worker\x18\x01 \x01(\v2\x0e.agl.v1.WorkerR\x06worker\"\x11\n" +
-	"\x0fGetStatsRequest\"\x9c\x04\n" +
+	"\x0fGetStatsRequest\"\xb5\x05\n" +
 	"\x10GetStatsResponse\x12\\\n" +
 	"\x12rollouts_by_status\x18\x01 \x03(\v2..agl.v1.GetStatsResponse.RolloutsByStatusEntryR\x10rolloutsByStatus\x12\x1a\n" +
 	"\brollouts\x18\x02 \x01(\x03R\brollouts\x12\x1a\n" +
@@ -3121,10 +3451,41 @@ const file_agl_v1_store_proto_rawDesc = "" +
 	" \x01(\x03R\vlastEventId\x129\n" +
 	"\n" +
 	"start_time\x18\v \x01(\v2\x1a.google.protobuf.TimestampR\tstartTime\x12\x18\n" +
-	"\abackend\x18\f \x01(\tR\abackend\x1aC\n" +
+	"\abackend\x18\f \x01(\tR\abackend\x12\x1d\n" +
+	"\n" +
+	"file_bytes\x18\r \x01(\x03R\tfileBytes\x12\x1d\n" +
+	"\n" +
+	"used_pages\x18\x0e \x01(\x03R\tusedPages\x12\x1d\n" +
+	"\n" +
+	"used_bytes\x18\x0f \x01(\x03R\tusedBytes\x12\x1d\n" +
+	"\n" +
+	"free_bytes\x18\x10 \x01(\x03R\tfreeBytes\x12\x1b\n" +
+	"\tpage_size\x18\x11 \x01(\x03R\bpageSize\x1aC\n" +
 	"\x15RolloutsByStatusEntry\x12\x10\n" +
 	"\x03key\x18\x01 \x01(\tR\x03key\x12\x14\n" +
-	"\x05value\x18\x02 \x01(\x03R\x05value:\x028\x012\xac\r\n" +
+	"\x05value\x18\x02 \x01(\x03R\x05value:\x028\x01\"\x94\x02\n" +
+	"\x15DeleteRolloutsRequest\x12\x1f\n" +
+	"\vrollout_ids\x18\x01 \x03(\tR\n" +
+	"rolloutIds\x12=\n" +
+	"\fended_before\x18\x02 \x01(\v2\x1a.google.protobuf.TimestampR\vendedBefore\x128\n" +
+	"\n" +
+	"older_than\x18\x03 \x01(\v2\x19.google.protobuf.DurationR\tolderThan\x122\n" +
+	"\tstatus_in\x18\x04 \x03(\x0e2\x15.agl.v1.RolloutStatusR\bstatusIn\x12\x14\n" +
+	"\x05force\x18\x05 \x01(\bR\x05force\x12\x17\n" +
+	"\adry_run\x18\x06 \x01(\bR\x06dryRun\"\xed\x01\n" +
+	"\x16DeleteRolloutsResponse\x12)\n" +
+	"\x10deleted_rollouts\x18\x01 \x01(\x03R\x0fdeletedRollouts\x12)\n" +
+	"\x10deleted_attempts\x18\x02 \x01(\x03R\x0fdeletedAttempts\x12#\n" +
+	"\rdeleted_spans\x18\x03 \x01(\x03R\fdeletedSpans\x121\n" +
+	"\x15not_found_rollout_ids\x18\x04 \x03(\tR\x12notFoundRolloutIds\x12%\n" +
+	"\x0eskipped_active\x18\x05 \x01(\x03R\rskippedActive\"\x14\n" +
+	"\x12BackupStoreRequest\"v\n" +
+	"\x13BackupStoreResponse\x12\x12\n" +
+	"\x04data\x18\x01 \x01(\fR\x04data\x12\x12\n" +
+	"\x04done\x18\x02 \x01(\bR\x04done\x12\x1f\n" +
+	"\vtotal_bytes\x18\x03 \x01(\x03R\n" +
+	"totalBytes\x12\x16\n" +
+	"\x06sha256\x18\x04 \x01(\fR\x06sha2562\xc7\x0e\n" +
 	"\x15LightningStoreService\x12I\n" +
 	"\fStartRollout\x12\x1b.agl.v1.StartRolloutRequest\x1a\x1c.agl.v1.StartRolloutResponse\x12R\n" +
 	"\x0fEnqueueRollouts\x12\x1e.agl.v1.EnqueueRolloutsRequest\x1a\x1f.agl.v1.EnqueueRolloutsResponse\x12O\n" +
@@ -3149,7 +3510,9 @@ const file_agl_v1_store_proto_rawDesc = "" +
 	"\fQueryWorkers\x12\x1b.agl.v1.QueryWorkersRequest\x1a\x1c.agl.v1.QueryWorkersResponse\x12@\n" +
 	"\tGetWorker\x12\x18.agl.v1.GetWorkerRequest\x1a\x19.agl.v1.GetWorkerResponse\x12I\n" +
 	"\fUpdateWorker\x12\x1b.agl.v1.UpdateWorkerRequest\x1a\x1c.agl.v1.UpdateWorkerResponse\x12=\n" +
-	"\bGetStats\x12\x17.agl.v1.GetStatsRequest\x1a\x18.agl.v1.GetStatsResponseB4Z2github.com/agl-dev/agl/clients/go/gen/agl/v1;aglv1b\x06proto3"
+	"\bGetStats\x12\x17.agl.v1.GetStatsRequest\x1a\x18.agl.v1.GetStatsResponse\x12O\n" +
+	"\x0eDeleteRollouts\x12\x1d.agl.v1.DeleteRolloutsRequest\x1a\x1e.agl.v1.DeleteRolloutsResponse\x12H\n" +
+	"\vBackupStore\x12\x1a.agl.v1.BackupStoreRequest\x1a\x1b.agl.v1.BackupStoreResponse0\x01B4Z2github.com/agl-dev/agl/clients/go/gen/agl/v1;aglv1b\x06proto3"
 
 var (
 	file_agl_v1_store_proto_rawDescOnce sync.Once
@@ -3163,7 +3526,7 @@ func file_agl_v1_store_proto_rawDescGZIP() []byte {
 	return file_agl_v1_store_proto_rawDescData
 }
 
-var file_agl_v1_store_proto_msgTypes = make([]protoimpl.MessageInfo, 50)
+var file_agl_v1_store_proto_msgTypes = make([]protoimpl.MessageInfo, 54)
 var file_agl_v1_store_proto_goTypes = []any{
 	(*RolloutSpec)(nil),             // 0: agl.v1.RolloutSpec
 	(*StartRolloutRequest)(nil),     // 1: agl.v1.StartRolloutRequest
@@ -3212,142 +3575,153 @@ var file_agl_v1_store_proto_goTypes = []any{
 	(*UpdateWorkerResponse)(nil),    // 44: agl.v1.UpdateWorkerResponse
 	(*GetStatsRequest)(nil),         // 45: agl.v1.GetStatsRequest
 	(*GetStatsResponse)(nil),        // 46: agl.v1.GetStatsResponse
-	nil,                             // 47: agl.v1.AddResourcesRequest.ResourcesEntry
-	nil,                             // 48: agl.v1.UpdateResourcesRequest.ResourcesEntry
-	nil,                             // 49: agl.v1.GetStatsResponse.RolloutsByStatusEntry
-	(*structpb.Value)(nil),          // 50: google.protobuf.Value
-	(RolloutMode)(0),                // 51: agl.v1.RolloutMode
-	(*RolloutConfig)(nil),           // 52: agl.v1.RolloutConfig
-	(*structpb.Struct)(nil),         // 53: google.protobuf.Struct
-	(*Rollout)(nil),                 // 54: agl.v1.Rollout
-	(*ItemError)(nil),               // 55: agl.v1.ItemError
-	(*durationpb.Duration)(nil),     // 56: google.protobuf.Duration
-	(RolloutStatus)(0),              // 57: agl.v1.RolloutStatus
-	(SortOrder)(0),                  // 58: agl.v1.SortOrder
-	(FilterLogic)(0),                // 59: agl.v1.FilterLogic
-	(*Attempt)(nil),                 // 60: agl.v1.Attempt
-	(AttemptStatus)(0),              // 61: agl.v1.AttemptStatus
-	(*timestamppb.Timestamp)(nil),   // 62: google.protobuf.Timestamp
-	(*ResourcesUpdate)(nil),         // 63: agl.v1.ResourcesUpdate
-	(*Span)(nil),                    // 64: agl.v1.Span
-	(*RolloutEvent)(nil),            // 65: agl.v1.RolloutEvent
-	(WorkerStatus)(0),               // 66: agl.v1.WorkerStatus
-	(*Worker)(nil),                  // 67: agl.v1.Worker
-	(*Resource)(nil),                // 68: agl.v1.Resource
+	(*DeleteRolloutsRequest)(nil),   // 47: agl.v1.DeleteRolloutsRequest
+	(*DeleteRolloutsResponse)(nil),  // 48: agl.v1.DeleteRolloutsResponse
+	(*BackupStoreRequest)(nil),      // 49: agl.v1.BackupStoreRequest
+	(*BackupStoreResponse)(nil),     // 50: agl.v1.BackupStoreResponse
+	nil,                             // 51: agl.v1.AddResourcesRequest.ResourcesEntry
+	nil,                             // 52: agl.v1.UpdateResourcesRequest.ResourcesEntry
+	nil,                             // 53: agl.v1.GetStatsResponse.RolloutsByStatusEntry
+	(*structpb.Value)(nil),          // 54: google.protobuf.Value
+	(RolloutMode)(0),                // 55: agl.v1.RolloutMode
+	(*RolloutConfig)(nil),           // 56: agl.v1.RolloutConfig
+	(*structpb.Struct)(nil),         // 57: google.protobuf.Struct
+	(*Rollout)(nil),                 // 58: agl.v1.Rollout
+	(*ItemError)(nil),               // 59: agl.v1.ItemError
+	(*durationpb.Duration)(nil),     // 60: google.protobuf.Duration
+	(RolloutStatus)(0),              // 61: agl.v1.RolloutStatus
+	(SortOrder)(0),                  // 62: agl.v1.SortOrder
+	(FilterLogic)(0),                // 63: agl.v1.FilterLogic
+	(*Attempt)(nil),                 // 64: agl.v1.Attempt
+	(AttemptStatus)(0),              // 65: agl.v1.AttemptStatus
+	(*timestamppb.Timestamp)(nil),   // 66: google.protobuf.Timestamp
+	(*ResourcesUpdate)(nil),         // 67: agl.v1.ResourcesUpdate
+	(*Span)(nil),                    // 68: agl.v1.Span
+	(*RolloutEvent)(nil),            // 69: agl.v1.RolloutEvent
+	(WorkerStatus)(0),               // 70: agl.v1.WorkerStatus
+	(*Worker)(nil),                  // 71: agl.v1.Worker
+	(*Resource)(nil),                // 72: agl.v1.Resource
 }
 var file_agl_v1_store_proto_depIdxs = []int32{
-	50, // 0: agl.v1.RolloutSpec.input:type_name -> google.protobuf.Value
-	51, // 1: agl.v1.RolloutSpec.mode:type_name -> agl.v1.RolloutMode
-	52, // 2: agl.v1.RolloutSpec.config:type_name -> agl.v1.RolloutConfig
-	53, // 3: agl.v1.RolloutSpec.metadata:type_name -> google.protobuf.Struct
+	54, // 0: agl.v1.RolloutSpec.input:type_name -> google.protobuf.Value
+	55, // 1: agl.v1.RolloutSpec.mode:type_name -> agl.v1.RolloutMode
+	56, // 2: agl.v1.RolloutSpec.config:type_name -> agl.v1.RolloutConfig
+	57, // 3: agl.v1.RolloutSpec.metadata:type_name -> google.protobuf.Struct
 	0,  // 4: agl.v1.StartRolloutRequest.rollout:type_name -> agl.v1.RolloutSpec
-	54, // 5: agl.v1.StartRolloutResponse.rollout:type_name -> agl.v1.Rollout
+	58, // 5: agl.v1.StartRolloutResponse.rollout:type_name -> agl.v1.Rollout
 	0,  // 6: agl.v1.EnqueueRolloutsRequest.rollouts:type_name -> agl.v1.RolloutSpec
-	54, // 7: agl.v1.EnqueueRolloutsResponse.rollouts:type_name -> agl.v1.Rollout
-	55, // 8: agl.v1.EnqueueRolloutsResponse.errors:type_name -> agl.v1.ItemError
-	56, // 9: agl.v1.DequeueRolloutRequest.wait:type_name -> google.protobuf.Duration
-	54, // 10: agl.v1.DequeueRolloutResponse.rollouts:type_name -> agl.v1.Rollout
-	54, // 11: agl.v1.StartAttemptResponse.rollout:type_name -> agl.v1.Rollout
-	54, // 12: agl.v1.GetRolloutResponse.rollout:type_name -> agl.v1.Rollout
-	57, // 13: agl.v1.QueryRolloutsRequest.status_in:type_name -> agl.v1.RolloutStatus
-	51, // 14: agl.v1.QueryRolloutsRequest.mode:type_name -> agl.v1.RolloutMode
-	58, // 15: agl.v1.QueryRolloutsRequest.order:type_name -> agl.v1.SortOrder
-	59, // 16: agl.v1.QueryRolloutsRequest.filter_logic:type_name -> agl.v1.FilterLogic
+	58, // 7: agl.v1.EnqueueRolloutsResponse.rollouts:type_name -> agl.v1.Rollout
+	59, // 8: agl.v1.EnqueueRolloutsResponse.errors:type_name -> agl.v1.ItemError
+	60, // 9: agl.v1.DequeueRolloutRequest.wait:type_name -> google.protobuf.Duration
+	58, // 10: agl.v1.DequeueRolloutResponse.rollouts:type_name -> agl.v1.Rollout
+	58, // 11: agl.v1.StartAttemptResponse.rollout:type_name -> agl.v1.Rollout
+	58, // 12: agl.v1.GetRolloutResponse.rollout:type_name -> agl.v1.Rollout
+	61, // 13: agl.v1.QueryRolloutsRequest.status_in:type_name -> agl.v1.RolloutStatus
+	55, // 14: agl.v1.QueryRolloutsRequest.mode:type_name -> agl.v1.RolloutMode
+	62, // 15: agl.v1.QueryRolloutsRequest.order:type_name -> agl.v1.SortOrder
+	63, // 16: agl.v1.QueryRolloutsRequest.filter_logic:type_name -> agl.v1.FilterLogic
 	12, // 17: agl.v1.QueryRolloutsRequest.status_filter:type_name -> agl.v1.RolloutStatusFilter
-	57, // 18: agl.v1.RolloutStatusFilter.statuses:type_name -> agl.v1.RolloutStatus
-	54, // 19: agl.v1.QueryRolloutsResponse.rollouts:type_name -> agl.v1.Rollout
-	58, // 20: agl.v1.QueryAttemptsRequest.order:type_name -> agl.v1.SortOrder
-	60, // 21: agl.v1.QueryAttemptsResponse.attempts:type_name -> agl.v1.Attempt
-	57, // 22: agl.v1.UpdateRolloutRequest.status:type_name -> agl.v1.RolloutStatus
-	50, // 23: agl.v1.UpdateRolloutRequest.input:type_name -> google.protobuf.Value
-	51, // 24: agl.v1.UpdateRolloutRequest.mode:type_name -> agl.v1.RolloutMode
-	52, // 25: agl.v1.UpdateRolloutRequest.config:type_name -> agl.v1.RolloutConfig
-	53, // 26: agl.v1.UpdateRolloutRequest.metadata:type_name -> google.protobuf.Struct
-	54, // 27: agl.v1.UpdateRolloutResponse.rollout:type_name -> agl.v1.Rollout
-	61, // 28: agl.v1.UpdateAttemptRequest.status:type_name -> agl.v1.AttemptStatus
-	62, // 29: agl.v1.UpdateAttemptRequest.last_heartbeat_time:type_name -> google.protobuf.Timestamp
-	53, // 30: agl.v1.UpdateAttemptRequest.metadata:type_name -> google.protobuf.Struct
-	60, // 31: agl.v1.UpdateAttemptResponse.attempt:type_name -> agl.v1.Attempt
-	47, // 32: agl.v1.AddResourcesRequest.resources:type_name -> agl.v1.AddResourcesRequest.ResourcesEntry
-	63, // 33: agl.v1.AddResourcesResponse.resources:type_name -> agl.v1.ResourcesUpdate
-	48, // 34: agl.v1.UpdateResourcesRequest.resources:type_name -> agl.v1.UpdateResourcesRequest.ResourcesEntry
-	63, // 35: agl.v1.UpdateResourcesResponse.resources:type_name -> agl.v1.ResourcesUpdate
-	63, // 36: agl.v1.GetResourcesResponse.resources:type_name -> agl.v1.ResourcesUpdate
-	58, // 37: agl.v1.QueryResourcesRequest.order:type_name -> agl.v1.SortOrder
-	59, // 38: agl.v1.QueryResourcesRequest.filter_logic:type_name -> agl.v1.FilterLogic
-	63, // 39: agl.v1.QueryResourcesResponse.resources:type_name -> agl.v1.ResourcesUpdate
-	64, // 40: agl.v1.IngestSpansRequest.spans:type_name -> agl.v1.Span
-	55, // 41: agl.v1.IngestSpansResponse.rejected:type_name -> agl.v1.ItemError
-	59, // 42: agl.v1.QuerySpansRequest.filter_logic:type_name -> agl.v1.FilterLogic
-	58, // 43: agl.v1.QuerySpansRequest.order:type_name -> agl.v1.SortOrder
-	64, // 44: agl.v1.QuerySpansResponse.spans:type_name -> agl.v1.Span
-	56, // 45: agl.v1.WaitForRolloutsRequest.timeout:type_name -> google.protobuf.Duration
-	54, // 46: agl.v1.WaitForRolloutsResponse.rollouts:type_name -> agl.v1.Rollout
-	57, // 47: agl.v1.WatchRolloutsRequest.status_in:type_name -> agl.v1.RolloutStatus
-	65, // 48: agl.v1.WatchRolloutsResponse.events:type_name -> agl.v1.RolloutEvent
-	66, // 49: agl.v1.QueryWorkersRequest.status_in:type_name -> agl.v1.WorkerStatus
-	58, // 50: agl.v1.QueryWorkersRequest.order:type_name -> agl.v1.SortOrder
-	59, // 51: agl.v1.QueryWorkersRequest.filter_logic:type_name -> agl.v1.FilterLogic
+	61, // 18: agl.v1.RolloutStatusFilter.statuses:type_name -> agl.v1.RolloutStatus
+	58, // 19: agl.v1.QueryRolloutsResponse.rollouts:type_name -> agl.v1.Rollout
+	62, // 20: agl.v1.QueryAttemptsRequest.order:type_name -> agl.v1.SortOrder
+	64, // 21: agl.v1.QueryAttemptsResponse.attempts:type_name -> agl.v1.Attempt
+	61, // 22: agl.v1.UpdateRolloutRequest.status:type_name -> agl.v1.RolloutStatus
+	54, // 23: agl.v1.UpdateRolloutRequest.input:type_name -> google.protobuf.Value
+	55, // 24: agl.v1.UpdateRolloutRequest.mode:type_name -> agl.v1.RolloutMode
+	56, // 25: agl.v1.UpdateRolloutRequest.config:type_name -> agl.v1.RolloutConfig
+	57, // 26: agl.v1.UpdateRolloutRequest.metadata:type_name -> google.protobuf.Struct
+	58, // 27: agl.v1.UpdateRolloutResponse.rollout:type_name -> agl.v1.Rollout
+	65, // 28: agl.v1.UpdateAttemptRequest.status:type_name -> agl.v1.AttemptStatus
+	66, // 29: agl.v1.UpdateAttemptRequest.last_heartbeat_time:type_name -> google.protobuf.Timestamp
+	57, // 30: agl.v1.UpdateAttemptRequest.metadata:type_name -> google.protobuf.Struct
+	64, // 31: agl.v1.UpdateAttemptResponse.attempt:type_name -> agl.v1.Attempt
+	51, // 32: agl.v1.AddResourcesRequest.resources:type_name -> agl.v1.AddResourcesRequest.ResourcesEntry
+	67, // 33: agl.v1.AddResourcesResponse.resources:type_name -> agl.v1.ResourcesUpdate
+	52, // 34: agl.v1.UpdateResourcesRequest.resources:type_name -> agl.v1.UpdateResourcesRequest.ResourcesEntry
+	67, // 35: agl.v1.UpdateResourcesResponse.resources:type_name -> agl.v1.ResourcesUpdate
+	67, // 36: agl.v1.GetResourcesResponse.resources:type_name -> agl.v1.ResourcesUpdate
+	62, // 37: agl.v1.QueryResourcesRequest.order:type_name -> agl.v1.SortOrder
+	63, // 38: agl.v1.QueryResourcesRequest.filter_logic:type_name -> agl.v1.FilterLogic
+	67, // 39: agl.v1.QueryResourcesResponse.resources:type_name -> agl.v1.ResourcesUpdate
+	68, // 40: agl.v1.IngestSpansRequest.spans:type_name -> agl.v1.Span
+	59, // 41: agl.v1.IngestSpansResponse.rejected:type_name -> agl.v1.ItemError
+	63, // 42: agl.v1.QuerySpansRequest.filter_logic:type_name -> agl.v1.FilterLogic
+	62, // 43: agl.v1.QuerySpansRequest.order:type_name -> agl.v1.SortOrder
+	68, // 44: agl.v1.QuerySpansResponse.spans:type_name -> agl.v1.Span
+	60, // 45: agl.v1.WaitForRolloutsRequest.timeout:type_name -> google.protobuf.Duration
+	58, // 46: agl.v1.WaitForRolloutsResponse.rollouts:type_name -> agl.v1.Rollout
+	61, // 47: agl.v1.WatchRolloutsRequest.status_in:type_name -> agl.v1.RolloutStatus
+	69, // 48: agl.v1.WatchRolloutsResponse.events:type_name -> agl.v1.RolloutEvent
+	70, // 49: agl.v1.QueryWorkersRequest.status_in:type_name -> agl.v1.WorkerStatus
+	62, // 50: agl.v1.QueryWorkersRequest.order:type_name -> agl.v1.SortOrder
+	63, // 51: agl.v1.QueryWorkersRequest.filter_logic:type_name -> agl.v1.FilterLogic
 	39, // 52: agl.v1.QueryWorkersRequest.status_filter:type_name -> agl.v1.WorkerStatusFilter
-	66, // 53: agl.v1.WorkerStatusFilter.statuses:type_name -> agl.v1.WorkerStatus
-	67, // 54: agl.v1.QueryWorkersResponse.workers:type_name -> agl.v1.Worker
-	67, // 55: agl.v1.GetWorkerResponse.worker:type_name -> agl.v1.Worker
-	53, // 56: agl.v1.UpdateWorkerRequest.heartbeat_stats:type_name -> google.protobuf.Struct
-	66, // 57: agl.v1.UpdateWorkerRequest.status:type_name -> agl.v1.WorkerStatus
-	67, // 58: agl.v1.UpdateWorkerResponse.worker:type_name -> agl.v1.Worker
-	49, // 59: agl.v1.GetStatsResponse.rollouts_by_status:type_name -> agl.v1.GetStatsResponse.RolloutsByStatusEntry
-	62, // 60: agl.v1.GetStatsResponse.start_time:type_name -> google.protobuf.Timestamp
-	68, // 61: agl.v1.AddResourcesRequest.ResourcesEntry.value:type_name -> agl.v1.Resource
-	68, // 62: agl.v1.UpdateResourcesRequest.ResourcesEntry.value:type_name -> agl.v1.Resource
-	1,  // 63: agl.v1.LightningStoreService.StartRollout:input_type -> agl.v1.StartRolloutRequest
-	3,  // 64: agl.v1.LightningStoreService.EnqueueRollouts:input_type -> agl.v1.EnqueueRolloutsRequest
-	5,  // 65: agl.v1.LightningStoreService.DequeueRollout:input_type -> agl.v1.DequeueRolloutRequest
-	7,  // 66: agl.v1.LightningStoreService.StartAttempt:input_type -> agl.v1.StartAttemptRequest
-	9,  // 67: agl.v1.LightningStoreService.GetRollout:input_type -> agl.v1.GetRolloutRequest
-	11, // 68: agl.v1.LightningStoreService.QueryRollouts:input_type -> agl.v1.QueryRolloutsRequest
-	14, // 69: agl.v1.LightningStoreService.QueryAttempts:input_type -> agl.v1.QueryAttemptsRequest
-	16, // 70: agl.v1.LightningStoreService.UpdateRollout:input_type -> agl.v1.UpdateRolloutRequest
-	18, // 71: agl.v1.LightningStoreService.UpdateAttempt:input_type -> agl.v1.UpdateAttemptRequest
-	20, // 72: agl.v1.LightningStoreService.AddResources:input_type -> agl.v1.AddResourcesRequest
-	22, // 73: agl.v1.LightningStoreService.UpdateResources:input_type -> agl.v1.UpdateResourcesRequest
-	24, // 74: agl.v1.LightningStoreService.GetResources:input_type -> agl.v1.GetResourcesRequest
-	26, // 75: agl.v1.LightningStoreService.QueryResources:input_type -> agl.v1.QueryResourcesRequest
-	28, // 76: agl.v1.LightningStoreService.IngestSpans:input_type -> agl.v1.IngestSpansRequest
-	30, // 77: agl.v1.LightningStoreService.QuerySpans:input_type -> agl.v1.QuerySpansRequest
-	32, // 78: agl.v1.LightningStoreService.NextSequenceIds:input_type -> agl.v1.NextSequenceIdsRequest
-	34, // 79: agl.v1.LightningStoreService.WaitForRollouts:input_type -> agl.v1.WaitForRolloutsRequest
-	36, // 80: agl.v1.LightningStoreService.WatchRollouts:input_type -> agl.v1.WatchRolloutsRequest
-	38, // 81: agl.v1.LightningStoreService.QueryWorkers:input_type -> agl.v1.QueryWorkersRequest
-	41, // 82: agl.v1.LightningStoreService.GetWorker:input_type -> agl.v1.GetWorkerRequest
-	43, // 83: agl.v1.LightningStoreService.UpdateWorker:input_type -> agl.v1.UpdateWorkerRequest
-	45, // 84: agl.v1.LightningStoreService.GetStats:input_type -> agl.v1.GetStatsRequest
-	2,  // 85: agl.v1.LightningStoreService.StartRollout:output_type -> agl.v1.StartRolloutResponse
-	4,  // 86: agl.v1.LightningStoreService.EnqueueRollouts:output_type -> agl.v1.EnqueueRolloutsResponse
-	6,  // 87: agl.v1.LightningStoreService.DequeueRollout:output_type -> agl.v1.DequeueRolloutResponse
-	8,  // 88: agl.v1.LightningStoreService.StartAttempt:output_type -> agl.v1.StartAttemptResponse
-	10, // 89: agl.v1.LightningStoreService.GetRollout:output_type -> agl.v1.GetRolloutResponse
-	13, // 90: agl.v1.LightningStoreService.QueryRollouts:output_type -> agl.v1.QueryRolloutsResponse
-	15, // 91: agl.v1.LightningStoreService.QueryAttempts:output_type -> agl.v1.QueryAttemptsResponse
-	17, // 92: agl.v1.LightningStoreService.UpdateRollout:output_type -> agl.v1.UpdateRolloutResponse
-	19, // 93: agl.v1.LightningStoreService.UpdateAttempt:output_type -> agl.v1.UpdateAttemptResponse
-	21, // 94: agl.v1.LightningStoreService.AddResources:output_type -> agl.v1.AddResourcesResponse
-	23, // 95: agl.v1.LightningStoreService.UpdateResources:output_type -> agl.v1.UpdateResourcesResponse
-	25, // 96: agl.v1.LightningStoreService.GetResources:output_type -> agl.v1.GetResourcesResponse
-	27, // 97: agl.v1.LightningStoreService.QueryResources:output_type -> agl.v1.QueryResourcesResponse
-	29, // 98: agl.v1.LightningStoreService.IngestSpans:output_type -> agl.v1.IngestSpansResponse
-	31, // 99: agl.v1.LightningStoreService.QuerySpans:output_type -> agl.v1.QuerySpansResponse
-	33, // 100: agl.v1.LightningStoreService.NextSequenceIds:output_type -> agl.v1.NextSequenceIdsResponse
-	35, // 101: agl.v1.LightningStoreService.WaitForRollouts:output_type -> agl.v1.WaitForRolloutsResponse
-	37, // 102: agl.v1.LightningStoreService.WatchRollouts:output_type -> agl.v1.WatchRolloutsResponse
-	40, // 103: agl.v1.LightningStoreService.QueryWorkers:output_type -> agl.v1.QueryWorkersResponse
-	42, // 104: agl.v1.LightningStoreService.GetWorker:output_type -> agl.v1.GetWorkerResponse
-	44, // 105: agl.v1.LightningStoreService.UpdateWorker:output_type -> agl.v1.UpdateWorkerResponse
-	46, // 106: agl.v1.LightningStoreService.GetStats:output_type -> agl.v1.GetStatsResponse
-	85, // [85:107] is the sub-list for method output_type
-	63, // [63:85] is the sub-list for method input_type
-	63, // [63:63] is the sub-list for extension type_name
-	63, // [63:63] is the sub-list for extension extendee
-	0,  // [0:63] is the sub-list for field type_name
+	70, // 53: agl.v1.WorkerStatusFilter.statuses:type_name -> agl.v1.WorkerStatus
+	71, // 54: agl.v1.QueryWorkersResponse.workers:type_name -> agl.v1.Worker
+	71, // 55: agl.v1.GetWorkerResponse.worker:type_name -> agl.v1.Worker
+	57, // 56: agl.v1.UpdateWorkerRequest.heartbeat_stats:type_name -> google.protobuf.Struct
+	70, // 57: agl.v1.UpdateWorkerRequest.status:type_name -> agl.v1.WorkerStatus
+	71, // 58: agl.v1.UpdateWorkerResponse.worker:type_name -> agl.v1.Worker
+	53, // 59: agl.v1.GetStatsResponse.rollouts_by_status:type_name -> agl.v1.GetStatsResponse.RolloutsByStatusEntry
+	66, // 60: agl.v1.GetStatsResponse.start_time:type_name -> google.protobuf.Timestamp
+	66, // 61: agl.v1.DeleteRolloutsRequest.ended_before:type_name -> google.protobuf.Timestamp
+	60, // 62: agl.v1.DeleteRolloutsRequest.older_than:type_name -> google.protobuf.Duration
+	61, // 63: agl.v1.DeleteRolloutsRequest.status_in:type_name -> agl.v1.RolloutStatus
+	72, // 64: agl.v1.AddResourcesRequest.ResourcesEntry.value:type_name -> agl.v1.Resource
+	72, // 65: agl.v1.UpdateResourcesRequest.ResourcesEntry.value:type_name -> agl.v1.Resource
+	1,  // 66: agl.v1.LightningStoreService.StartRollout:input_type -> agl.v1.StartRolloutRequest
+	3,  // 67: agl.v1.LightningStoreService.EnqueueRollouts:input_type -> agl.v1.EnqueueRolloutsRequest
+	5,  // 68: agl.v1.LightningStoreService.DequeueRollout:input_type -> agl.v1.DequeueRolloutRequest
+	7,  // 69: agl.v1.LightningStoreService.StartAttempt:input_type -> agl.v1.StartAttemptRequest
+	9,  // 70: agl.v1.LightningStoreService.GetRollout:input_type -> agl.v1.GetRolloutRequest
+	11, // 71: agl.v1.LightningStoreService.QueryRollouts:input_type -> agl.v1.QueryRolloutsRequest
+	14, // 72: agl.v1.LightningStoreService.QueryAttempts:input_type -> agl.v1.QueryAttemptsRequest
+	16, // 73: agl.v1.LightningStoreService.UpdateRollout:input_type -> agl.v1.UpdateRolloutRequest
+	18, // 74: agl.v1.LightningStoreService.UpdateAttempt:input_type -> agl.v1.UpdateAttemptRequest
+	20, // 75: agl.v1.LightningStoreService.AddResources:input_type -> agl.v1.AddResourcesRequest
+	22, // 76: agl.v1.LightningStoreService.UpdateResources:input_type -> agl.v1.UpdateResourcesRequest
+	24, // 77: agl.v1.LightningStoreService.GetResources:input_type -> agl.v1.GetResourcesRequest
+	26, // 78: agl.v1.LightningStoreService.QueryResources:input_type -> agl.v1.QueryResourcesRequest
+	28, // 79: agl.v1.LightningStoreService.IngestSpans:input_type -> agl.v1.IngestSpansRequest
+	30, // 80: agl.v1.LightningStoreService.QuerySpans:input_type -> agl.v1.QuerySpansRequest
+	32, // 81: agl.v1.LightningStoreService.NextSequenceIds:input_type -> agl.v1.NextSequenceIdsRequest
+	34, // 82: agl.v1.LightningStoreService.WaitForRollouts:input_type -> agl.v1.WaitForRolloutsRequest
+	36, // 83: agl.v1.LightningStoreService.WatchRollouts:input_type -> agl.v1.WatchRolloutsRequest
+	38, // 84: agl.v1.LightningStoreService.QueryWorkers:input_type -> agl.v1.QueryWorkersRequest
+	41, // 85: agl.v1.LightningStoreService.GetWorker:input_type -> agl.v1.GetWorkerRequest
+	43, // 86: agl.v1.LightningStoreService.UpdateWorker:input_type -> agl.v1.UpdateWorkerRequest
+	45, // 87: agl.v1.LightningStoreService.GetStats:input_type -> agl.v1.GetStatsRequest
+	47, // 88: agl.v1.LightningStoreService.DeleteRollouts:input_type -> agl.v1.DeleteRolloutsRequest
+	49, // 89: agl.v1.LightningStoreService.BackupStore:input_type -> agl.v1.BackupStoreRequest
+	2,  // 90: agl.v1.LightningStoreService.StartRollout:output_type -> agl.v1.StartRolloutResponse
+	4,  // 91: agl.v1.LightningStoreService.EnqueueRollouts:output_type -> agl.v1.EnqueueRolloutsResponse
+	6,  // 92: agl.v1.LightningStoreService.DequeueRollout:output_type -> agl.v1.DequeueRolloutResponse
+	8,  // 93: agl.v1.LightningStoreService.StartAttempt:output_type -> agl.v1.StartAttemptResponse
+	10, // 94: agl.v1.LightningStoreService.GetRollout:output_type -> agl.v1.GetRolloutResponse
+	13, // 95: agl.v1.LightningStoreService.QueryRollouts:output_type -> agl.v1.QueryRolloutsResponse
+	15, // 96: agl.v1.LightningStoreService.QueryAttempts:output_type -> agl.v1.QueryAttemptsResponse
+	17, // 97: agl.v1.LightningStoreService.UpdateRollout:output_type -> agl.v1.UpdateRolloutResponse
+	19, // 98: agl.v1.LightningStoreService.UpdateAttempt:output_type -> agl.v1.UpdateAttemptResponse
+	21, // 99: agl.v1.LightningStoreService.AddResources:output_type -> agl.v1.AddResourcesResponse
+	23, // 100: agl.v1.LightningStoreService.UpdateResources:output_type -> agl.v1.UpdateResourcesResponse
+	25, // 101: agl.v1.LightningStoreService.GetResources:output_type -> agl.v1.GetResourcesResponse
+	27, // 102: agl.v1.LightningStoreService.QueryResources:output_type -> agl.v1.QueryResourcesResponse
+	29, // 103: agl.v1.LightningStoreService.IngestSpans:output_type -> agl.v1.IngestSpansResponse
+	31, // 104: agl.v1.LightningStoreService.QuerySpans:output_type -> agl.v1.QuerySpansResponse
+	33, // 105: agl.v1.LightningStoreService.NextSequenceIds:output_type -> agl.v1.NextSequenceIdsResponse
+	35, // 106: agl.v1.LightningStoreService.WaitForRollouts:output_type -> agl.v1.WaitForRolloutsResponse
+	37, // 107: agl.v1.LightningStoreService.WatchRollouts:output_type -> agl.v1.WatchRolloutsResponse
+	40, // 108: agl.v1.LightningStoreService.QueryWorkers:output_type -> agl.v1.QueryWorkersResponse
+	42, // 109: agl.v1.LightningStoreService.GetWorker:output_type -> agl.v1.GetWorkerResponse
+	44, // 110: agl.v1.LightningStoreService.UpdateWorker:output_type -> agl.v1.UpdateWorkerResponse
+	46, // 111: agl.v1.LightningStoreService.GetStats:output_type -> agl.v1.GetStatsResponse
+	48, // 112: agl.v1.LightningStoreService.DeleteRollouts:output_type -> agl.v1.DeleteRolloutsResponse
+	50, // 113: agl.v1.LightningStoreService.BackupStore:output_type -> agl.v1.BackupStoreResponse
+	90, // [90:114] is the sub-list for method output_type
+	66, // [66:90] is the sub-list for method input_type
+	66, // [66:66] is the sub-list for extension type_name
+	66, // [66:66] is the sub-list for extension extendee
+	0,  // [0:66] is the sub-list for field type_name
 }
 
 func init() { file_agl_v1_store_proto_init() }
@@ -3369,7 +3743,7 @@ func file_agl_v1_store_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_agl_v1_store_proto_rawDesc), len(file_agl_v1_store_proto_rawDesc)),
 			NumEnums:      0,
-			NumMessages:   50,
+			NumMessages:   54,
 			NumExtensions: 0,
 			NumServices:   1,
 		},
