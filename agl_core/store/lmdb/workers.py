@@ -8,7 +8,7 @@ from typing import Any
 from agl_core.errors import InvalidArgumentError, NotFoundError
 from agl_core.proto import store_pb2 as s
 from agl_core.proto import types_pb2 as t
-from agl_core.store import filters, rules, validation
+from agl_core.store import filters, routing, rules, validation
 from agl_core.store.lmdb.core import LmdbCore
 from agl_core.store.lmdb.records import Tx
 
@@ -24,7 +24,12 @@ class WorkersMixin(LmdbCore):
         predicates = filters.id_predicates(request.worker_id_in, request.worker_id_contains, lambda w: w.worker_id)
         if statuses is not None:
             predicates.append(lambda w: w.status in statuses)
-        matches = filters.combine(predicates, request.filter_logic)
+        combined = filters.combine(predicates, request.filter_logic)
+        namespace = None if request.all_namespaces else routing.namespace(request.namespace)
+
+        def matches(w: t.Worker) -> bool:
+            return (namespace is None or (w.namespace or routing.DEFAULT_NAMESPACE) == namespace) and combined(w)
+
         # On a read thread: it reads every worker record.
         workers = await self._read(
             lambda txn: [
