@@ -168,7 +168,7 @@ async def test_bad_rollout_routing_is_refused_and_nothing_is_stored(
 ) -> None:
     with pytest.raises(BatchError) as info:
         await store.enqueue_rollout("x", **fields)
-    (_, error), = info.value.errors
+    ((_, error),) = info.value.errors
     assert isinstance(error, InvalidArgumentError) and fragment in str(error)
     assert (await store.query_rollouts(all_namespaces=True)).total == 0
 
