@@ -62,13 +62,22 @@ async def run_workers(address: str, indexes: list[int], queues: int, plain: bool
         hello.heartbeat_interval.FromSeconds(60)
         opened = time.perf_counter()
         await call.write(r.WorkRequest(hello=hello))
+        # Reads go through a task: cancelling a pending read (a timeout) would cancel the call.
+        inbox: asyncio.Queue[Any] = asyncio.Queue()
+
+        async def read() -> None:
+            while (item := await call.read()) is not grpc.aio.EOF:
+                inbox.put_nowait(item)
+            inbox.put_nowait(None)
+
+        reader = asyncio.ensure_future(read())
         freed_at: float | None = None
         while not stop.is_set():
             try:
-                response = await asyncio.wait_for(call.read(), 0.5)
+                response = await asyncio.wait_for(inbox.get(), 0.5)
             except TimeoutError:
                 continue
-            if response is grpc.aio.EOF:
+            if response is None:
                 return
             kind = response.WhichOneof("kind")
             if kind != "assignment":
@@ -87,6 +96,7 @@ async def run_workers(address: str, indexes: list[int], queues: int, plain: bool
             freed_at = time.perf_counter()
             await call.write(r.WorkRequest(report=report))
         call.cancel()
+        reader.cancel()
 
     await asyncio.gather(*(one(i) for i in indexes), return_exceptions=True)
     await channel.close()
