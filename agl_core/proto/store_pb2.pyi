@@ -15,28 +15,43 @@ from typing import ClassVar as _ClassVar, Optional as _Optional, Union as _Union
 DESCRIPTOR: _descriptor.FileDescriptor
 
 class RolloutSpec(_message.Message):
-    __slots__ = ("rollout_id", "input", "mode", "resources_id", "config", "metadata")
+    __slots__ = ("rollout_id", "input", "mode", "resources_id", "config", "metadata", "queue", "labels", "priority")
+    class LabelsEntry(_message.Message):
+        __slots__ = ("key", "value")
+        KEY_FIELD_NUMBER: _ClassVar[int]
+        VALUE_FIELD_NUMBER: _ClassVar[int]
+        key: str
+        value: str
+        def __init__(self, key: _Optional[str] = ..., value: _Optional[str] = ...) -> None: ...
     ROLLOUT_ID_FIELD_NUMBER: _ClassVar[int]
     INPUT_FIELD_NUMBER: _ClassVar[int]
     MODE_FIELD_NUMBER: _ClassVar[int]
     RESOURCES_ID_FIELD_NUMBER: _ClassVar[int]
     CONFIG_FIELD_NUMBER: _ClassVar[int]
     METADATA_FIELD_NUMBER: _ClassVar[int]
+    QUEUE_FIELD_NUMBER: _ClassVar[int]
+    LABELS_FIELD_NUMBER: _ClassVar[int]
+    PRIORITY_FIELD_NUMBER: _ClassVar[int]
     rollout_id: str
     input: _struct_pb2.Value
     mode: _types_pb2.RolloutMode
     resources_id: str
     config: _types_pb2.RolloutConfig
     metadata: _struct_pb2.Struct
-    def __init__(self, rollout_id: _Optional[str] = ..., input: _Optional[_Union[_struct_pb2.Value, _Mapping]] = ..., mode: _Optional[_Union[_types_pb2.RolloutMode, str]] = ..., resources_id: _Optional[str] = ..., config: _Optional[_Union[_types_pb2.RolloutConfig, _Mapping]] = ..., metadata: _Optional[_Union[_struct_pb2.Struct, _Mapping]] = ...) -> None: ...
+    queue: str
+    labels: _containers.ScalarMap[str, str]
+    priority: int
+    def __init__(self, rollout_id: _Optional[str] = ..., input: _Optional[_Union[_struct_pb2.Value, _Mapping]] = ..., mode: _Optional[_Union[_types_pb2.RolloutMode, str]] = ..., resources_id: _Optional[str] = ..., config: _Optional[_Union[_types_pb2.RolloutConfig, _Mapping]] = ..., metadata: _Optional[_Union[_struct_pb2.Struct, _Mapping]] = ..., queue: _Optional[str] = ..., labels: _Optional[_Mapping[str, str]] = ..., priority: _Optional[int] = ...) -> None: ...
 
 class StartRolloutRequest(_message.Message):
-    __slots__ = ("rollout", "worker_id")
+    __slots__ = ("rollout", "worker_id", "namespace")
     ROLLOUT_FIELD_NUMBER: _ClassVar[int]
     WORKER_ID_FIELD_NUMBER: _ClassVar[int]
+    NAMESPACE_FIELD_NUMBER: _ClassVar[int]
     rollout: RolloutSpec
     worker_id: str
-    def __init__(self, rollout: _Optional[_Union[RolloutSpec, _Mapping]] = ..., worker_id: _Optional[str] = ...) -> None: ...
+    namespace: str
+    def __init__(self, rollout: _Optional[_Union[RolloutSpec, _Mapping]] = ..., worker_id: _Optional[str] = ..., namespace: _Optional[str] = ...) -> None: ...
 
 class StartRolloutResponse(_message.Message):
     __slots__ = ("rollout",)
@@ -45,10 +60,12 @@ class StartRolloutResponse(_message.Message):
     def __init__(self, rollout: _Optional[_Union[_types_pb2.Rollout, _Mapping]] = ...) -> None: ...
 
 class EnqueueRolloutsRequest(_message.Message):
-    __slots__ = ("rollouts",)
+    __slots__ = ("rollouts", "namespace")
     ROLLOUTS_FIELD_NUMBER: _ClassVar[int]
+    NAMESPACE_FIELD_NUMBER: _ClassVar[int]
     rollouts: _containers.RepeatedCompositeFieldContainer[RolloutSpec]
-    def __init__(self, rollouts: _Optional[_Iterable[_Union[RolloutSpec, _Mapping]]] = ...) -> None: ...
+    namespace: str
+    def __init__(self, rollouts: _Optional[_Iterable[_Union[RolloutSpec, _Mapping]]] = ..., namespace: _Optional[str] = ...) -> None: ...
 
 class EnqueueRolloutsResponse(_message.Message):
     __slots__ = ("rollouts", "errors")
@@ -59,14 +76,20 @@ class EnqueueRolloutsResponse(_message.Message):
     def __init__(self, rollouts: _Optional[_Iterable[_Union[_types_pb2.Rollout, _Mapping]]] = ..., errors: _Optional[_Iterable[_Union[_types_pb2.ItemError, _Mapping]]] = ...) -> None: ...
 
 class DequeueRolloutRequest(_message.Message):
-    __slots__ = ("worker_id", "limit", "wait")
+    __slots__ = ("worker_id", "limit", "wait", "namespace", "queues", "label_selector")
     WORKER_ID_FIELD_NUMBER: _ClassVar[int]
     LIMIT_FIELD_NUMBER: _ClassVar[int]
     WAIT_FIELD_NUMBER: _ClassVar[int]
+    NAMESPACE_FIELD_NUMBER: _ClassVar[int]
+    QUEUES_FIELD_NUMBER: _ClassVar[int]
+    LABEL_SELECTOR_FIELD_NUMBER: _ClassVar[int]
     worker_id: str
     limit: int
     wait: _duration_pb2.Duration
-    def __init__(self, worker_id: _Optional[str] = ..., limit: _Optional[int] = ..., wait: _Optional[_Union[datetime.timedelta, _duration_pb2.Duration, _Mapping]] = ...) -> None: ...
+    namespace: str
+    queues: _containers.RepeatedScalarFieldContainer[str]
+    label_selector: str
+    def __init__(self, worker_id: _Optional[str] = ..., limit: _Optional[int] = ..., wait: _Optional[_Union[datetime.timedelta, _duration_pb2.Duration, _Mapping]] = ..., namespace: _Optional[str] = ..., queues: _Optional[_Iterable[str]] = ..., label_selector: _Optional[str] = ...) -> None: ...
 
 class DequeueRolloutResponse(_message.Message):
     __slots__ = ("rollouts",)
@@ -101,7 +124,7 @@ class GetRolloutResponse(_message.Message):
     def __init__(self, rollout: _Optional[_Union[_types_pb2.Rollout, _Mapping]] = ...) -> None: ...
 
 class QueryRolloutsRequest(_message.Message):
-    __slots__ = ("status_in", "rollout_id_in", "rollout_id_contains", "mode", "sort_by", "order", "limit", "offset", "filter_logic", "status_filter")
+    __slots__ = ("status_in", "rollout_id_in", "rollout_id_contains", "mode", "sort_by", "order", "limit", "offset", "filter_logic", "status_filter", "namespace", "all_namespaces")
     STATUS_IN_FIELD_NUMBER: _ClassVar[int]
     ROLLOUT_ID_IN_FIELD_NUMBER: _ClassVar[int]
     ROLLOUT_ID_CONTAINS_FIELD_NUMBER: _ClassVar[int]
@@ -112,6 +135,8 @@ class QueryRolloutsRequest(_message.Message):
     OFFSET_FIELD_NUMBER: _ClassVar[int]
     FILTER_LOGIC_FIELD_NUMBER: _ClassVar[int]
     STATUS_FILTER_FIELD_NUMBER: _ClassVar[int]
+    NAMESPACE_FIELD_NUMBER: _ClassVar[int]
+    ALL_NAMESPACES_FIELD_NUMBER: _ClassVar[int]
     status_in: _containers.RepeatedScalarFieldContainer[_types_pb2.RolloutStatus]
     rollout_id_in: _containers.RepeatedScalarFieldContainer[str]
     rollout_id_contains: str
@@ -122,7 +147,9 @@ class QueryRolloutsRequest(_message.Message):
     offset: int
     filter_logic: _types_pb2.FilterLogic
     status_filter: RolloutStatusFilter
-    def __init__(self, status_in: _Optional[_Iterable[_Union[_types_pb2.RolloutStatus, str]]] = ..., rollout_id_in: _Optional[_Iterable[str]] = ..., rollout_id_contains: _Optional[str] = ..., mode: _Optional[_Union[_types_pb2.RolloutMode, str]] = ..., sort_by: _Optional[str] = ..., order: _Optional[_Union[_types_pb2.SortOrder, str]] = ..., limit: _Optional[int] = ..., offset: _Optional[int] = ..., filter_logic: _Optional[_Union[_types_pb2.FilterLogic, str]] = ..., status_filter: _Optional[_Union[RolloutStatusFilter, _Mapping]] = ...) -> None: ...
+    namespace: str
+    all_namespaces: bool
+    def __init__(self, status_in: _Optional[_Iterable[_Union[_types_pb2.RolloutStatus, str]]] = ..., rollout_id_in: _Optional[_Iterable[str]] = ..., rollout_id_contains: _Optional[str] = ..., mode: _Optional[_Union[_types_pb2.RolloutMode, str]] = ..., sort_by: _Optional[str] = ..., order: _Optional[_Union[_types_pb2.SortOrder, str]] = ..., limit: _Optional[int] = ..., offset: _Optional[int] = ..., filter_logic: _Optional[_Union[_types_pb2.FilterLogic, str]] = ..., status_filter: _Optional[_Union[RolloutStatusFilter, _Mapping]] = ..., namespace: _Optional[str] = ..., all_namespaces: _Optional[bool] = ...) -> None: ...
 
 class RolloutStatusFilter(_message.Message):
     __slots__ = ("statuses",)
@@ -205,7 +232,7 @@ class UpdateAttemptResponse(_message.Message):
     def __init__(self, attempt: _Optional[_Union[_types_pb2.Attempt, _Mapping]] = ...) -> None: ...
 
 class AddResourcesRequest(_message.Message):
-    __slots__ = ("resources", "resources_id")
+    __slots__ = ("resources", "resources_id", "namespace")
     class ResourcesEntry(_message.Message):
         __slots__ = ("key", "value")
         KEY_FIELD_NUMBER: _ClassVar[int]
@@ -215,9 +242,11 @@ class AddResourcesRequest(_message.Message):
         def __init__(self, key: _Optional[str] = ..., value: _Optional[_Union[_resources_pb2.Resource, _Mapping]] = ...) -> None: ...
     RESOURCES_FIELD_NUMBER: _ClassVar[int]
     RESOURCES_ID_FIELD_NUMBER: _ClassVar[int]
+    NAMESPACE_FIELD_NUMBER: _ClassVar[int]
     resources: _containers.MessageMap[str, _resources_pb2.Resource]
     resources_id: str
-    def __init__(self, resources: _Optional[_Mapping[str, _resources_pb2.Resource]] = ..., resources_id: _Optional[str] = ...) -> None: ...
+    namespace: str
+    def __init__(self, resources: _Optional[_Mapping[str, _resources_pb2.Resource]] = ..., resources_id: _Optional[str] = ..., namespace: _Optional[str] = ...) -> None: ...
 
 class AddResourcesResponse(_message.Message):
     __slots__ = ("resources",)
@@ -226,7 +255,7 @@ class AddResourcesResponse(_message.Message):
     def __init__(self, resources: _Optional[_Union[_resources_pb2.ResourcesUpdate, _Mapping]] = ...) -> None: ...
 
 class UpdateResourcesRequest(_message.Message):
-    __slots__ = ("resources_id", "resources")
+    __slots__ = ("resources_id", "resources", "namespace")
     class ResourcesEntry(_message.Message):
         __slots__ = ("key", "value")
         KEY_FIELD_NUMBER: _ClassVar[int]
@@ -236,9 +265,11 @@ class UpdateResourcesRequest(_message.Message):
         def __init__(self, key: _Optional[str] = ..., value: _Optional[_Union[_resources_pb2.Resource, _Mapping]] = ...) -> None: ...
     RESOURCES_ID_FIELD_NUMBER: _ClassVar[int]
     RESOURCES_FIELD_NUMBER: _ClassVar[int]
+    NAMESPACE_FIELD_NUMBER: _ClassVar[int]
     resources_id: str
     resources: _containers.MessageMap[str, _resources_pb2.Resource]
-    def __init__(self, resources_id: _Optional[str] = ..., resources: _Optional[_Mapping[str, _resources_pb2.Resource]] = ...) -> None: ...
+    namespace: str
+    def __init__(self, resources_id: _Optional[str] = ..., resources: _Optional[_Mapping[str, _resources_pb2.Resource]] = ..., namespace: _Optional[str] = ...) -> None: ...
 
 class UpdateResourcesResponse(_message.Message):
     __slots__ = ("resources",)
@@ -247,10 +278,12 @@ class UpdateResourcesResponse(_message.Message):
     def __init__(self, resources: _Optional[_Union[_resources_pb2.ResourcesUpdate, _Mapping]] = ...) -> None: ...
 
 class GetResourcesRequest(_message.Message):
-    __slots__ = ("resources_id",)
+    __slots__ = ("resources_id", "namespace")
     RESOURCES_ID_FIELD_NUMBER: _ClassVar[int]
+    NAMESPACE_FIELD_NUMBER: _ClassVar[int]
     resources_id: str
-    def __init__(self, resources_id: _Optional[str] = ...) -> None: ...
+    namespace: str
+    def __init__(self, resources_id: _Optional[str] = ..., namespace: _Optional[str] = ...) -> None: ...
 
 class GetResourcesResponse(_message.Message):
     __slots__ = ("resources",)
@@ -259,7 +292,7 @@ class GetResourcesResponse(_message.Message):
     def __init__(self, resources: _Optional[_Union[_resources_pb2.ResourcesUpdate, _Mapping]] = ...) -> None: ...
 
 class QueryResourcesRequest(_message.Message):
-    __slots__ = ("resources_id_in", "sort_by", "order", "limit", "offset", "resources_id_contains", "filter_logic")
+    __slots__ = ("resources_id_in", "sort_by", "order", "limit", "offset", "resources_id_contains", "filter_logic", "namespace", "all_namespaces")
     RESOURCES_ID_IN_FIELD_NUMBER: _ClassVar[int]
     SORT_BY_FIELD_NUMBER: _ClassVar[int]
     ORDER_FIELD_NUMBER: _ClassVar[int]
@@ -267,6 +300,8 @@ class QueryResourcesRequest(_message.Message):
     OFFSET_FIELD_NUMBER: _ClassVar[int]
     RESOURCES_ID_CONTAINS_FIELD_NUMBER: _ClassVar[int]
     FILTER_LOGIC_FIELD_NUMBER: _ClassVar[int]
+    NAMESPACE_FIELD_NUMBER: _ClassVar[int]
+    ALL_NAMESPACES_FIELD_NUMBER: _ClassVar[int]
     resources_id_in: _containers.RepeatedScalarFieldContainer[str]
     sort_by: str
     order: _types_pb2.SortOrder
@@ -274,7 +309,9 @@ class QueryResourcesRequest(_message.Message):
     offset: int
     resources_id_contains: str
     filter_logic: _types_pb2.FilterLogic
-    def __init__(self, resources_id_in: _Optional[_Iterable[str]] = ..., sort_by: _Optional[str] = ..., order: _Optional[_Union[_types_pb2.SortOrder, str]] = ..., limit: _Optional[int] = ..., offset: _Optional[int] = ..., resources_id_contains: _Optional[str] = ..., filter_logic: _Optional[_Union[_types_pb2.FilterLogic, str]] = ...) -> None: ...
+    namespace: str
+    all_namespaces: bool
+    def __init__(self, resources_id_in: _Optional[_Iterable[str]] = ..., sort_by: _Optional[str] = ..., order: _Optional[_Union[_types_pb2.SortOrder, str]] = ..., limit: _Optional[int] = ..., offset: _Optional[int] = ..., resources_id_contains: _Optional[str] = ..., filter_logic: _Optional[_Union[_types_pb2.FilterLogic, str]] = ..., namespace: _Optional[str] = ..., all_namespaces: _Optional[bool] = ...) -> None: ...
 
 class QueryResourcesResponse(_message.Message):
     __slots__ = ("resources", "total")
@@ -379,14 +416,18 @@ class WaitForRolloutsResponse(_message.Message):
     def __init__(self, rollouts: _Optional[_Iterable[_Union[_types_pb2.Rollout, _Mapping]]] = ..., pending_rollout_ids: _Optional[_Iterable[str]] = ..., unknown_rollout_ids: _Optional[_Iterable[str]] = ...) -> None: ...
 
 class WatchRolloutsRequest(_message.Message):
-    __slots__ = ("rollout_ids", "status_in", "after_event_id")
+    __slots__ = ("rollout_ids", "status_in", "after_event_id", "namespace", "all_namespaces")
     ROLLOUT_IDS_FIELD_NUMBER: _ClassVar[int]
     STATUS_IN_FIELD_NUMBER: _ClassVar[int]
     AFTER_EVENT_ID_FIELD_NUMBER: _ClassVar[int]
+    NAMESPACE_FIELD_NUMBER: _ClassVar[int]
+    ALL_NAMESPACES_FIELD_NUMBER: _ClassVar[int]
     rollout_ids: _containers.RepeatedScalarFieldContainer[str]
     status_in: _containers.RepeatedScalarFieldContainer[_types_pb2.RolloutStatus]
     after_event_id: int
-    def __init__(self, rollout_ids: _Optional[_Iterable[str]] = ..., status_in: _Optional[_Iterable[_Union[_types_pb2.RolloutStatus, str]]] = ..., after_event_id: _Optional[int] = ...) -> None: ...
+    namespace: str
+    all_namespaces: bool
+    def __init__(self, rollout_ids: _Optional[_Iterable[str]] = ..., status_in: _Optional[_Iterable[_Union[_types_pb2.RolloutStatus, str]]] = ..., after_event_id: _Optional[int] = ..., namespace: _Optional[str] = ..., all_namespaces: _Optional[bool] = ...) -> None: ...
 
 class WatchRolloutsResponse(_message.Message):
     __slots__ = ("events", "last_event_id")
@@ -397,7 +438,7 @@ class WatchRolloutsResponse(_message.Message):
     def __init__(self, events: _Optional[_Iterable[_Union[_types_pb2.RolloutEvent, _Mapping]]] = ..., last_event_id: _Optional[int] = ...) -> None: ...
 
 class QueryWorkersRequest(_message.Message):
-    __slots__ = ("status_in", "worker_id_in", "sort_by", "order", "limit", "offset", "worker_id_contains", "filter_logic", "status_filter")
+    __slots__ = ("status_in", "worker_id_in", "sort_by", "order", "limit", "offset", "worker_id_contains", "filter_logic", "status_filter", "namespace", "all_namespaces")
     STATUS_IN_FIELD_NUMBER: _ClassVar[int]
     WORKER_ID_IN_FIELD_NUMBER: _ClassVar[int]
     SORT_BY_FIELD_NUMBER: _ClassVar[int]
@@ -407,6 +448,8 @@ class QueryWorkersRequest(_message.Message):
     WORKER_ID_CONTAINS_FIELD_NUMBER: _ClassVar[int]
     FILTER_LOGIC_FIELD_NUMBER: _ClassVar[int]
     STATUS_FILTER_FIELD_NUMBER: _ClassVar[int]
+    NAMESPACE_FIELD_NUMBER: _ClassVar[int]
+    ALL_NAMESPACES_FIELD_NUMBER: _ClassVar[int]
     status_in: _containers.RepeatedScalarFieldContainer[_types_pb2.WorkerStatus]
     worker_id_in: _containers.RepeatedScalarFieldContainer[str]
     sort_by: str
@@ -416,7 +459,9 @@ class QueryWorkersRequest(_message.Message):
     worker_id_contains: str
     filter_logic: _types_pb2.FilterLogic
     status_filter: WorkerStatusFilter
-    def __init__(self, status_in: _Optional[_Iterable[_Union[_types_pb2.WorkerStatus, str]]] = ..., worker_id_in: _Optional[_Iterable[str]] = ..., sort_by: _Optional[str] = ..., order: _Optional[_Union[_types_pb2.SortOrder, str]] = ..., limit: _Optional[int] = ..., offset: _Optional[int] = ..., worker_id_contains: _Optional[str] = ..., filter_logic: _Optional[_Union[_types_pb2.FilterLogic, str]] = ..., status_filter: _Optional[_Union[WorkerStatusFilter, _Mapping]] = ...) -> None: ...
+    namespace: str
+    all_namespaces: bool
+    def __init__(self, status_in: _Optional[_Iterable[_Union[_types_pb2.WorkerStatus, str]]] = ..., worker_id_in: _Optional[_Iterable[str]] = ..., sort_by: _Optional[str] = ..., order: _Optional[_Union[_types_pb2.SortOrder, str]] = ..., limit: _Optional[int] = ..., offset: _Optional[int] = ..., worker_id_contains: _Optional[str] = ..., filter_logic: _Optional[_Union[_types_pb2.FilterLogic, str]] = ..., status_filter: _Optional[_Union[WorkerStatusFilter, _Mapping]] = ..., namespace: _Optional[str] = ..., all_namespaces: _Optional[bool] = ...) -> None: ...
 
 class WorkerStatusFilter(_message.Message):
     __slots__ = ("statuses",)

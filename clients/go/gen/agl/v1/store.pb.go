@@ -36,8 +36,16 @@ type RolloutSpec struct {
 	Mode        RolloutMode     `protobuf:"varint,3,opt,name=mode,proto3,enum=agl.v1.RolloutMode" json:"mode,omitempty"`
 	ResourcesId string          `protobuf:"bytes,4,opt,name=resources_id,json=resourcesId,proto3" json:"resources_id,omitempty"`
 	// Unset: the store's default (one attempt, no timeouts).
-	Config        *RolloutConfig   `protobuf:"bytes,5,opt,name=config,proto3" json:"config,omitempty"`
-	Metadata      *structpb.Struct `protobuf:"bytes,6,opt,name=metadata,proto3" json:"metadata,omitempty"`
+	Config   *RolloutConfig   `protobuf:"bytes,5,opt,name=config,proto3" json:"config,omitempty"`
+	Metadata *structpb.Struct `protobuf:"bytes,6,opt,name=metadata,proto3" json:"metadata,omitempty"`
+	// The queue to wait in. Empty: "default". Same syntax as a namespace name.
+	Queue string `protobuf:"bytes,7,opt,name=queue,proto3" json:"queue,omitempty"`
+	// At most 32 labels. A key is 1 to 63 of A-Z, a-z, 0-9, '.', '_', '-',
+	// '/', starting with a letter or digit; a value is 0 to 63 of the same
+	// characters. Else INVALID_ARGUMENT.
+	Labels map[string]string `protobuf:"bytes,8,rep,name=labels,proto3" json:"labels,omitempty" protobuf_key:"bytes,1,opt,name=key" protobuf_val:"bytes,2,opt,name=value"`
+	// 0 (default) to 1000; higher is dispatched first. Else INVALID_ARGUMENT.
+	Priority      int32 `protobuf:"varint,9,opt,name=priority,proto3" json:"priority,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -114,11 +122,38 @@ func (x *RolloutSpec) GetMetadata() *structpb.Struct {
 	return nil
 }
 
+func (x *RolloutSpec) GetQueue() string {
+	if x != nil {
+		return x.Queue
+	}
+	return ""
+}
+
+func (x *RolloutSpec) GetLabels() map[string]string {
+	if x != nil {
+		return x.Labels
+	}
+	return nil
+}
+
+func (x *RolloutSpec) GetPriority() int32 {
+	if x != nil {
+		return x.Priority
+	}
+	return 0
+}
+
 type StartRolloutRequest struct {
 	state   protoimpl.MessageState `protogen:"open.v1"`
 	Rollout *RolloutSpec           `protobuf:"bytes,1,opt,name=rollout,proto3" json:"rollout,omitempty"`
 	// The worker that will run the first attempt, if known.
-	WorkerId      string `protobuf:"bytes,2,opt,name=worker_id,json=workerId,proto3" json:"worker_id,omitempty"`
+	WorkerId string `protobuf:"bytes,2,opt,name=worker_id,json=workerId,proto3" json:"worker_id,omitempty"`
+	// The namespace (experiment). Empty: "default". A name is 1 to 63 of
+	// a-z, 0-9, '.', '_', '-', starting with a letter or digit; else
+	// INVALID_ARGUMENT.
+	// When rollout.resources_id is empty, the namespace's latest resources at
+	// this moment are recorded on the rollout (none yet: it stays empty).
+	Namespace     string `protobuf:"bytes,3,opt,name=namespace,proto3" json:"namespace,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -163,6 +198,13 @@ func (x *StartRolloutRequest) GetRollout() *RolloutSpec {
 func (x *StartRolloutRequest) GetWorkerId() string {
 	if x != nil {
 		return x.WorkerId
+	}
+	return ""
+}
+
+func (x *StartRolloutRequest) GetNamespace() string {
+	if x != nil {
+		return x.Namespace
 	}
 	return ""
 }
@@ -213,8 +255,14 @@ func (x *StartRolloutResponse) GetRollout() *Rollout {
 }
 
 type EnqueueRolloutsRequest struct {
-	state         protoimpl.MessageState `protogen:"open.v1"`
-	Rollouts      []*RolloutSpec         `protobuf:"bytes,1,rep,name=rollouts,proto3" json:"rollouts,omitempty"`
+	state    protoimpl.MessageState `protogen:"open.v1"`
+	Rollouts []*RolloutSpec         `protobuf:"bytes,1,rep,name=rollouts,proto3" json:"rollouts,omitempty"`
+	// The namespace (experiment). Empty: "default". A name is 1 to 63 of
+	// a-z, 0-9, '.', '_', '-', starting with a letter or digit; else
+	// INVALID_ARGUMENT.
+	// Every rollout is created in it; one without resources_id records the
+	// namespace's latest resources at enqueue (none yet: it stays empty).
+	Namespace     string `protobuf:"bytes,2,opt,name=namespace,proto3" json:"namespace,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -254,6 +302,13 @@ func (x *EnqueueRolloutsRequest) GetRollouts() []*RolloutSpec {
 		return x.Rollouts
 	}
 	return nil
+}
+
+func (x *EnqueueRolloutsRequest) GetNamespace() string {
+	if x != nil {
+		return x.Namespace
+	}
+	return ""
 }
 
 type EnqueueRolloutsResponse struct {
@@ -318,7 +373,21 @@ type DequeueRolloutRequest struct {
 	// Rollouts to claim at most; 0 is read as 1.
 	Limit int32 `protobuf:"varint,2,opt,name=limit,proto3" json:"limit,omitempty"`
 	// How long to wait for work when the queue is empty. Unset or zero: do not wait.
-	Wait          *durationpb.Duration `protobuf:"bytes,3,opt,name=wait,proto3" json:"wait,omitempty"`
+	Wait *durationpb.Duration `protobuf:"bytes,3,opt,name=wait,proto3" json:"wait,omitempty"`
+	// The namespace (experiment). Empty: "default". A name is 1 to 63 of
+	// a-z, 0-9, '.', '_', '-', starting with a letter or digit; else
+	// INVALID_ARGUMENT.
+	// Only rollouts of this namespace are claimed.
+	Namespace string `protobuf:"bytes,4,opt,name=namespace,proto3" json:"namespace,omitempty"`
+	// The queues to claim from. Empty: ["default"]. Each a queue name.
+	Queues []string `protobuf:"bytes,5,rep,name=queues,proto3" json:"queues,omitempty"`
+	// Only rollouts whose labels match. Empty: any. Comma-separated
+	// requirements, all of which must hold: `k=v` (or `k==v`), `k!=v` (also
+	// true when k is absent), `k in (v1,v2)`, `k notin (v1,v2)`, `k` (has the
+	// label), `!k` (lacks it). Malformed: INVALID_ARGUMENT naming the part.
+	// Across the queues, the highest priority is claimed first, then the
+	// oldest.
+	LabelSelector string `protobuf:"bytes,6,opt,name=label_selector,json=labelSelector,proto3" json:"label_selector,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -372,6 +441,27 @@ func (x *DequeueRolloutRequest) GetWait() *durationpb.Duration {
 		return x.Wait
 	}
 	return nil
+}
+
+func (x *DequeueRolloutRequest) GetNamespace() string {
+	if x != nil {
+		return x.Namespace
+	}
+	return ""
+}
+
+func (x *DequeueRolloutRequest) GetQueues() []string {
+	if x != nil {
+		return x.Queues
+	}
+	return nil
+}
+
+func (x *DequeueRolloutRequest) GetLabelSelector() string {
+	if x != nil {
+		return x.LabelSelector
+	}
+	return ""
 }
 
 type DequeueRolloutResponse struct {
@@ -620,7 +710,14 @@ type QueryRolloutsRequest struct {
 	FilterLogic FilterLogic `protobuf:"varint,9,opt,name=filter_logic,json=filterLogic,proto3,enum=agl.v1.FilterLogic" json:"filter_logic,omitempty"`
 	// When set, replaces status_in and is a filter even when empty: an empty
 	// list matches no rollout.
-	StatusFilter  *RolloutStatusFilter `protobuf:"bytes,10,opt,name=status_filter,json=statusFilter,proto3" json:"status_filter,omitempty"`
+	StatusFilter *RolloutStatusFilter `protobuf:"bytes,10,opt,name=status_filter,json=statusFilter,proto3" json:"status_filter,omitempty"`
+	// The namespace (experiment). Empty: "default". A name is 1 to 63 of
+	// a-z, 0-9, '.', '_', '-', starting with a letter or digit; else
+	// INVALID_ARGUMENT.
+	// Always applied (not subject to filter_logic) unless all_namespaces.
+	Namespace string `protobuf:"bytes,11,opt,name=namespace,proto3" json:"namespace,omitempty"`
+	// Query every namespace (namespace is then ignored); for operators.
+	AllNamespaces bool `protobuf:"varint,12,opt,name=all_namespaces,json=allNamespaces,proto3" json:"all_namespaces,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -723,6 +820,20 @@ func (x *QueryRolloutsRequest) GetStatusFilter() *RolloutStatusFilter {
 		return x.StatusFilter
 	}
 	return nil
+}
+
+func (x *QueryRolloutsRequest) GetNamespace() string {
+	if x != nil {
+		return x.Namespace
+	}
+	return ""
+}
+
+func (x *QueryRolloutsRequest) GetAllNamespaces() bool {
+	if x != nil {
+		return x.AllNamespaces
+	}
+	return false
 }
 
 // A set of rollout statuses that may be empty (see QueryRolloutsRequest).
@@ -1215,7 +1326,12 @@ type AddResourcesRequest struct {
 	state     protoimpl.MessageState `protogen:"open.v1"`
 	Resources map[string]*Resource   `protobuf:"bytes,1,rep,name=resources,proto3" json:"resources,omitempty" protobuf_key:"bytes,1,opt,name=key" protobuf_val:"bytes,2,opt,name=value"`
 	// Optional; the store picks one when empty. MUST NOT name an existing set.
-	ResourcesId   string `protobuf:"bytes,2,opt,name=resources_id,json=resourcesId,proto3" json:"resources_id,omitempty"`
+	ResourcesId string `protobuf:"bytes,2,opt,name=resources_id,json=resourcesId,proto3" json:"resources_id,omitempty"`
+	// The namespace (experiment). Empty: "default". A name is 1 to 63 of
+	// a-z, 0-9, '.', '_', '-', starting with a letter or digit; else
+	// INVALID_ARGUMENT.
+	// The set belongs to it and becomes its latest.
+	Namespace     string `protobuf:"bytes,3,opt,name=namespace,proto3" json:"namespace,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -1260,6 +1376,13 @@ func (x *AddResourcesRequest) GetResources() map[string]*Resource {
 func (x *AddResourcesRequest) GetResourcesId() string {
 	if x != nil {
 		return x.ResourcesId
+	}
+	return ""
+}
+
+func (x *AddResourcesRequest) GetNamespace() string {
+	if x != nil {
+		return x.Namespace
 	}
 	return ""
 }
@@ -1309,9 +1432,13 @@ func (x *AddResourcesResponse) GetResources() *ResourcesUpdate {
 }
 
 type UpdateResourcesRequest struct {
-	state         protoimpl.MessageState `protogen:"open.v1"`
-	ResourcesId   string                 `protobuf:"bytes,1,opt,name=resources_id,json=resourcesId,proto3" json:"resources_id,omitempty"`
-	Resources     map[string]*Resource   `protobuf:"bytes,2,rep,name=resources,proto3" json:"resources,omitempty" protobuf_key:"bytes,1,opt,name=key" protobuf_val:"bytes,2,opt,name=value"`
+	state       protoimpl.MessageState `protogen:"open.v1"`
+	ResourcesId string                 `protobuf:"bytes,1,opt,name=resources_id,json=resourcesId,proto3" json:"resources_id,omitempty"`
+	Resources   map[string]*Resource   `protobuf:"bytes,2,rep,name=resources,proto3" json:"resources,omitempty" protobuf_key:"bytes,1,opt,name=key" protobuf_val:"bytes,2,opt,name=value"`
+	// The namespace of the set. Empty: "default". A set new to the store is
+	// created in it; a set of another namespace is NOT_FOUND (ids are global:
+	// choose another). The set becomes the namespace's latest.
+	Namespace     string `protobuf:"bytes,3,opt,name=namespace,proto3" json:"namespace,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -1360,6 +1487,13 @@ func (x *UpdateResourcesRequest) GetResources() map[string]*Resource {
 	return nil
 }
 
+func (x *UpdateResourcesRequest) GetNamespace() string {
+	if x != nil {
+		return x.Namespace
+	}
+	return ""
+}
+
 type UpdateResourcesResponse struct {
 	state         protoimpl.MessageState `protogen:"open.v1"`
 	Resources     *ResourcesUpdate       `protobuf:"bytes,1,opt,name=resources,proto3" json:"resources,omitempty"`
@@ -1406,8 +1540,13 @@ func (x *UpdateResourcesResponse) GetResources() *ResourcesUpdate {
 
 type GetResourcesRequest struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
-	// Empty: the latest set.
-	ResourcesId   string `protobuf:"bytes,1,opt,name=resources_id,json=resourcesId,proto3" json:"resources_id,omitempty"`
+	// Empty: the latest set of the namespace.
+	ResourcesId string `protobuf:"bytes,1,opt,name=resources_id,json=resourcesId,proto3" json:"resources_id,omitempty"`
+	// The namespace (experiment). Empty: "default". A name is 1 to 63 of
+	// a-z, 0-9, '.', '_', '-', starting with a letter or digit; else
+	// INVALID_ARGUMENT.
+	// With resources_id set, a set of another namespace is NOT_FOUND.
+	Namespace     string `protobuf:"bytes,2,opt,name=namespace,proto3" json:"namespace,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -1445,6 +1584,13 @@ func (*GetResourcesRequest) Descriptor() ([]byte, []int) {
 func (x *GetResourcesRequest) GetResourcesId() string {
 	if x != nil {
 		return x.ResourcesId
+	}
+	return ""
+}
+
+func (x *GetResourcesRequest) GetNamespace() string {
+	if x != nil {
+		return x.Namespace
 	}
 	return ""
 }
@@ -1504,7 +1650,14 @@ type QueryResourcesRequest struct {
 	// Resources whose id contains this string.
 	ResourcesIdContains string `protobuf:"bytes,6,opt,name=resources_id_contains,json=resourcesIdContains,proto3" json:"resources_id_contains,omitempty"`
 	// How resources_id_in and resources_id_contains combine (default: both).
-	FilterLogic   FilterLogic `protobuf:"varint,7,opt,name=filter_logic,json=filterLogic,proto3,enum=agl.v1.FilterLogic" json:"filter_logic,omitempty"`
+	FilterLogic FilterLogic `protobuf:"varint,7,opt,name=filter_logic,json=filterLogic,proto3,enum=agl.v1.FilterLogic" json:"filter_logic,omitempty"`
+	// The namespace (experiment). Empty: "default". A name is 1 to 63 of
+	// a-z, 0-9, '.', '_', '-', starting with a letter or digit; else
+	// INVALID_ARGUMENT.
+	// Always applied unless all_namespaces.
+	Namespace string `protobuf:"bytes,8,opt,name=namespace,proto3" json:"namespace,omitempty"`
+	// Query every namespace (namespace is then ignored).
+	AllNamespaces bool `protobuf:"varint,9,opt,name=all_namespaces,json=allNamespaces,proto3" json:"all_namespaces,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -1586,6 +1739,20 @@ func (x *QueryResourcesRequest) GetFilterLogic() FilterLogic {
 		return x.FilterLogic
 	}
 	return FilterLogic_FILTER_LOGIC_UNSPECIFIED
+}
+
+func (x *QueryResourcesRequest) GetNamespace() string {
+	if x != nil {
+		return x.Namespace
+	}
+	return ""
+}
+
+func (x *QueryResourcesRequest) GetAllNamespaces() bool {
+	if x != nil {
+		return x.AllNamespaces
+	}
+	return false
 }
 
 type QueryResourcesResponse struct {
@@ -2210,7 +2377,14 @@ type WatchRolloutsRequest struct {
 	StatusIn []RolloutStatus `protobuf:"varint,2,rep,packed,name=status_in,json=statusIn,proto3,enum=agl.v1.RolloutStatus" json:"status_in,omitempty"`
 	// Resume after this event id (0: from the first event ever recorded).
 	// Unset: only changes that happen after the call starts.
-	AfterEventId  *int64 `protobuf:"varint,3,opt,name=after_event_id,json=afterEventId,proto3,oneof" json:"after_event_id,omitempty"`
+	AfterEventId *int64 `protobuf:"varint,3,opt,name=after_event_id,json=afterEventId,proto3,oneof" json:"after_event_id,omitempty"`
+	// The namespace (experiment). Empty: "default". A name is 1 to 63 of
+	// a-z, 0-9, '.', '_', '-', starting with a letter or digit; else
+	// INVALID_ARGUMENT.
+	// Only changes of rollouts of this namespace, unless all_namespaces.
+	Namespace string `protobuf:"bytes,4,opt,name=namespace,proto3" json:"namespace,omitempty"`
+	// Changes of every namespace (namespace is then ignored).
+	AllNamespaces bool `protobuf:"varint,5,opt,name=all_namespaces,json=allNamespaces,proto3" json:"all_namespaces,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -2264,6 +2438,20 @@ func (x *WatchRolloutsRequest) GetAfterEventId() int64 {
 		return *x.AfterEventId
 	}
 	return 0
+}
+
+func (x *WatchRolloutsRequest) GetNamespace() string {
+	if x != nil {
+		return x.Namespace
+	}
+	return ""
+}
+
+func (x *WatchRolloutsRequest) GetAllNamespaces() bool {
+	if x != nil {
+		return x.AllNamespaces
+	}
+	return false
 }
 
 type WatchRolloutsResponse struct {
@@ -2336,7 +2524,14 @@ type QueryWorkersRequest struct {
 	FilterLogic FilterLogic `protobuf:"varint,8,opt,name=filter_logic,json=filterLogic,proto3,enum=agl.v1.FilterLogic" json:"filter_logic,omitempty"`
 	// When set, replaces status_in and is a filter even when empty: an empty
 	// list matches no worker.
-	StatusFilter  *WorkerStatusFilter `protobuf:"bytes,9,opt,name=status_filter,json=statusFilter,proto3" json:"status_filter,omitempty"`
+	StatusFilter *WorkerStatusFilter `protobuf:"bytes,9,opt,name=status_filter,json=statusFilter,proto3" json:"status_filter,omitempty"`
+	// The namespace (experiment). Empty: "default". A name is 1 to 63 of
+	// a-z, 0-9, '.', '_', '-', starting with a letter or digit; else
+	// INVALID_ARGUMENT.
+	// Only workers serving this namespace, unless all_namespaces.
+	Namespace string `protobuf:"bytes,10,opt,name=namespace,proto3" json:"namespace,omitempty"`
+	// Workers of every namespace (namespace is then ignored).
+	AllNamespaces bool `protobuf:"varint,11,opt,name=all_namespaces,json=allNamespaces,proto3" json:"all_namespaces,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -2432,6 +2627,20 @@ func (x *QueryWorkersRequest) GetStatusFilter() *WorkerStatusFilter {
 		return x.StatusFilter
 	}
 	return nil
+}
+
+func (x *QueryWorkersRequest) GetNamespace() string {
+	if x != nil {
+		return x.Namespace
+	}
+	return ""
+}
+
+func (x *QueryWorkersRequest) GetAllNamespaces() bool {
+	if x != nil {
+		return x.AllNamespaces
+	}
+	return false
 }
 
 // A set of worker statuses that may be empty (see QueryWorkersRequest).
@@ -3233,7 +3442,7 @@ var File_agl_v1_store_proto protoreflect.FileDescriptor
 
 const file_agl_v1_store_proto_rawDesc = "" +
 	"\n" +
-	"\x12agl/v1/store.proto\x12\x06agl.v1\x1a\x16agl/v1/resources.proto\x1a\x12agl/v1/trace.proto\x1a\x12agl/v1/types.proto\x1a\x1egoogle/protobuf/duration.proto\x1a\x1cgoogle/protobuf/struct.proto\x1a\x1fgoogle/protobuf/timestamp.proto\"\x8a\x02\n" +
+	"\x12agl/v1/store.proto\x12\x06agl.v1\x1a\x16agl/v1/resources.proto\x1a\x12agl/v1/trace.proto\x1a\x12agl/v1/types.proto\x1a\x1egoogle/protobuf/duration.proto\x1a\x1cgoogle/protobuf/struct.proto\x1a\x1fgoogle/protobuf/timestamp.proto\"\xb0\x03\n" +
 	"\vRolloutSpec\x12\x1d\n" +
 	"\n" +
 	"rollout_id\x18\x01 \x01(\tR\trolloutId\x12,\n" +
@@ -3241,21 +3450,32 @@ const file_agl_v1_store_proto_rawDesc = "" +
 	"\x04mode\x18\x03 \x01(\x0e2\x13.agl.v1.RolloutModeR\x04mode\x12!\n" +
 	"\fresources_id\x18\x04 \x01(\tR\vresourcesId\x12-\n" +
 	"\x06config\x18\x05 \x01(\v2\x15.agl.v1.RolloutConfigR\x06config\x123\n" +
-	"\bmetadata\x18\x06 \x01(\v2\x17.google.protobuf.StructR\bmetadata\"a\n" +
+	"\bmetadata\x18\x06 \x01(\v2\x17.google.protobuf.StructR\bmetadata\x12\x14\n" +
+	"\x05queue\x18\a \x01(\tR\x05queue\x127\n" +
+	"\x06labels\x18\b \x03(\v2\x1f.agl.v1.RolloutSpec.LabelsEntryR\x06labels\x12\x1a\n" +
+	"\bpriority\x18\t \x01(\x05R\bpriority\x1a9\n" +
+	"\vLabelsEntry\x12\x10\n" +
+	"\x03key\x18\x01 \x01(\tR\x03key\x12\x14\n" +
+	"\x05value\x18\x02 \x01(\tR\x05value:\x028\x01\"\x7f\n" +
 	"\x13StartRolloutRequest\x12-\n" +
 	"\arollout\x18\x01 \x01(\v2\x13.agl.v1.RolloutSpecR\arollout\x12\x1b\n" +
-	"\tworker_id\x18\x02 \x01(\tR\bworkerId\"A\n" +
+	"\tworker_id\x18\x02 \x01(\tR\bworkerId\x12\x1c\n" +
+	"\tnamespace\x18\x03 \x01(\tR\tnamespace\"A\n" +
 	"\x14StartRolloutResponse\x12)\n" +
-	"\arollout\x18\x01 \x01(\v2\x0f.agl.v1.RolloutR\arollout\"I\n" +
+	"\arollout\x18\x01 \x01(\v2\x0f.agl.v1.RolloutR\arollout\"g\n" +
 	"\x16EnqueueRolloutsRequest\x12/\n" +
-	"\brollouts\x18\x01 \x03(\v2\x13.agl.v1.RolloutSpecR\brollouts\"q\n" +
+	"\brollouts\x18\x01 \x03(\v2\x13.agl.v1.RolloutSpecR\brollouts\x12\x1c\n" +
+	"\tnamespace\x18\x02 \x01(\tR\tnamespace\"q\n" +
 	"\x17EnqueueRolloutsResponse\x12+\n" +
 	"\brollouts\x18\x01 \x03(\v2\x0f.agl.v1.RolloutR\brollouts\x12)\n" +
-	"\x06errors\x18\x02 \x03(\v2\x11.agl.v1.ItemErrorR\x06errors\"y\n" +
+	"\x06errors\x18\x02 \x03(\v2\x11.agl.v1.ItemErrorR\x06errors\"\xd6\x01\n" +
 	"\x15DequeueRolloutRequest\x12\x1b\n" +
 	"\tworker_id\x18\x01 \x01(\tR\bworkerId\x12\x14\n" +
 	"\x05limit\x18\x02 \x01(\x05R\x05limit\x12-\n" +
-	"\x04wait\x18\x03 \x01(\v2\x19.google.protobuf.DurationR\x04wait\"E\n" +
+	"\x04wait\x18\x03 \x01(\v2\x19.google.protobuf.DurationR\x04wait\x12\x1c\n" +
+	"\tnamespace\x18\x04 \x01(\tR\tnamespace\x12\x16\n" +
+	"\x06queues\x18\x05 \x03(\tR\x06queues\x12%\n" +
+	"\x0elabel_selector\x18\x06 \x01(\tR\rlabelSelector\"E\n" +
 	"\x16DequeueRolloutResponse\x12+\n" +
 	"\brollouts\x18\x01 \x03(\v2\x0f.agl.v1.RolloutR\brollouts\"Q\n" +
 	"\x13StartAttemptRequest\x12\x1d\n" +
@@ -3268,7 +3488,7 @@ const file_agl_v1_store_proto_rawDesc = "" +
 	"\n" +
 	"rollout_id\x18\x01 \x01(\tR\trolloutId\"?\n" +
 	"\x12GetRolloutResponse\x12)\n" +
-	"\arollout\x18\x01 \x01(\v2\x0f.agl.v1.RolloutR\arollout\"\xb1\x03\n" +
+	"\arollout\x18\x01 \x01(\v2\x0f.agl.v1.RolloutR\arollout\"\xf6\x03\n" +
 	"\x14QueryRolloutsRequest\x122\n" +
 	"\tstatus_in\x18\x01 \x03(\x0e2\x15.agl.v1.RolloutStatusR\bstatusIn\x12\"\n" +
 	"\rrollout_id_in\x18\x02 \x03(\tR\vrolloutIdIn\x12.\n" +
@@ -3280,7 +3500,9 @@ const file_agl_v1_store_proto_rawDesc = "" +
 	"\x06offset\x18\b \x01(\x05R\x06offset\x126\n" +
 	"\ffilter_logic\x18\t \x01(\x0e2\x13.agl.v1.FilterLogicR\vfilterLogic\x12@\n" +
 	"\rstatus_filter\x18\n" +
-	" \x01(\v2\x1b.agl.v1.RolloutStatusFilterR\fstatusFilter\"H\n" +
+	" \x01(\v2\x1b.agl.v1.RolloutStatusFilterR\fstatusFilter\x12\x1c\n" +
+	"\tnamespace\x18\v \x01(\tR\tnamespace\x12%\n" +
+	"\x0eall_namespaces\x18\f \x01(\bR\rallNamespaces\"H\n" +
 	"\x13RolloutStatusFilter\x121\n" +
 	"\bstatuses\x18\x01 \x03(\x0e2\x15.agl.v1.RolloutStatusR\bstatuses\"Z\n" +
 	"\x15QueryRolloutsResponse\x12+\n" +
@@ -3322,27 +3544,30 @@ const file_agl_v1_store_proto_rawDesc = "" +
 	"\n" +
 	"_worker_id\"B\n" +
 	"\x15UpdateAttemptResponse\x12)\n" +
-	"\aattempt\x18\x01 \x01(\v2\x0f.agl.v1.AttemptR\aattempt\"\xd2\x01\n" +
+	"\aattempt\x18\x01 \x01(\v2\x0f.agl.v1.AttemptR\aattempt\"\xf0\x01\n" +
 	"\x13AddResourcesRequest\x12H\n" +
 	"\tresources\x18\x01 \x03(\v2*.agl.v1.AddResourcesRequest.ResourcesEntryR\tresources\x12!\n" +
-	"\fresources_id\x18\x02 \x01(\tR\vresourcesId\x1aN\n" +
+	"\fresources_id\x18\x02 \x01(\tR\vresourcesId\x12\x1c\n" +
+	"\tnamespace\x18\x03 \x01(\tR\tnamespace\x1aN\n" +
 	"\x0eResourcesEntry\x12\x10\n" +
 	"\x03key\x18\x01 \x01(\tR\x03key\x12&\n" +
 	"\x05value\x18\x02 \x01(\v2\x10.agl.v1.ResourceR\x05value:\x028\x01\"M\n" +
 	"\x14AddResourcesResponse\x125\n" +
-	"\tresources\x18\x01 \x01(\v2\x17.agl.v1.ResourcesUpdateR\tresources\"\xd8\x01\n" +
+	"\tresources\x18\x01 \x01(\v2\x17.agl.v1.ResourcesUpdateR\tresources\"\xf6\x01\n" +
 	"\x16UpdateResourcesRequest\x12!\n" +
 	"\fresources_id\x18\x01 \x01(\tR\vresourcesId\x12K\n" +
-	"\tresources\x18\x02 \x03(\v2-.agl.v1.UpdateResourcesRequest.ResourcesEntryR\tresources\x1aN\n" +
+	"\tresources\x18\x02 \x03(\v2-.agl.v1.UpdateResourcesRequest.ResourcesEntryR\tresources\x12\x1c\n" +
+	"\tnamespace\x18\x03 \x01(\tR\tnamespace\x1aN\n" +
 	"\x0eResourcesEntry\x12\x10\n" +
 	"\x03key\x18\x01 \x01(\tR\x03key\x12&\n" +
 	"\x05value\x18\x02 \x01(\v2\x10.agl.v1.ResourceR\x05value:\x028\x01\"P\n" +
 	"\x17UpdateResourcesResponse\x125\n" +
-	"\tresources\x18\x01 \x01(\v2\x17.agl.v1.ResourcesUpdateR\tresources\"8\n" +
+	"\tresources\x18\x01 \x01(\v2\x17.agl.v1.ResourcesUpdateR\tresources\"V\n" +
 	"\x13GetResourcesRequest\x12!\n" +
-	"\fresources_id\x18\x01 \x01(\tR\vresourcesId\"M\n" +
+	"\fresources_id\x18\x01 \x01(\tR\vresourcesId\x12\x1c\n" +
+	"\tnamespace\x18\x02 \x01(\tR\tnamespace\"M\n" +
 	"\x14GetResourcesResponse\x125\n" +
-	"\tresources\x18\x01 \x01(\v2\x17.agl.v1.ResourcesUpdateR\tresources\"\x9b\x02\n" +
+	"\tresources\x18\x01 \x01(\v2\x17.agl.v1.ResourcesUpdateR\tresources\"\xe0\x02\n" +
 	"\x15QueryResourcesRequest\x12&\n" +
 	"\x0fresources_id_in\x18\x01 \x03(\tR\rresourcesIdIn\x12\x17\n" +
 	"\asort_by\x18\x02 \x01(\tR\x06sortBy\x12'\n" +
@@ -3350,7 +3575,9 @@ const file_agl_v1_store_proto_rawDesc = "" +
 	"\x05limit\x18\x04 \x01(\x05R\x05limit\x12\x16\n" +
 	"\x06offset\x18\x05 \x01(\x05R\x06offset\x122\n" +
 	"\x15resources_id_contains\x18\x06 \x01(\tR\x13resourcesIdContains\x126\n" +
-	"\ffilter_logic\x18\a \x01(\x0e2\x13.agl.v1.FilterLogicR\vfilterLogic\"e\n" +
+	"\ffilter_logic\x18\a \x01(\x0e2\x13.agl.v1.FilterLogicR\vfilterLogic\x12\x1c\n" +
+	"\tnamespace\x18\b \x01(\tR\tnamespace\x12%\n" +
+	"\x0eall_namespaces\x18\t \x01(\bR\rallNamespaces\"e\n" +
 	"\x16QueryResourcesResponse\x125\n" +
 	"\tresources\x18\x01 \x03(\v2\x17.agl.v1.ResourcesUpdateR\tresources\x12\x14\n" +
 	"\x05total\x18\x02 \x01(\x03R\x05total\"S\n" +
@@ -3398,16 +3625,18 @@ const file_agl_v1_store_proto_rawDesc = "" +
 	"\x17WaitForRolloutsResponse\x12+\n" +
 	"\brollouts\x18\x01 \x03(\v2\x0f.agl.v1.RolloutR\brollouts\x12.\n" +
 	"\x13pending_rollout_ids\x18\x02 \x03(\tR\x11pendingRolloutIds\x12.\n" +
-	"\x13unknown_rollout_ids\x18\x03 \x03(\tR\x11unknownRolloutIds\"\xa9\x01\n" +
+	"\x13unknown_rollout_ids\x18\x03 \x03(\tR\x11unknownRolloutIds\"\xee\x01\n" +
 	"\x14WatchRolloutsRequest\x12\x1f\n" +
 	"\vrollout_ids\x18\x01 \x03(\tR\n" +
 	"rolloutIds\x122\n" +
 	"\tstatus_in\x18\x02 \x03(\x0e2\x15.agl.v1.RolloutStatusR\bstatusIn\x12)\n" +
-	"\x0eafter_event_id\x18\x03 \x01(\x03H\x00R\fafterEventId\x88\x01\x01B\x11\n" +
+	"\x0eafter_event_id\x18\x03 \x01(\x03H\x00R\fafterEventId\x88\x01\x01\x12\x1c\n" +
+	"\tnamespace\x18\x04 \x01(\tR\tnamespace\x12%\n" +
+	"\x0eall_namespaces\x18\x05 \x01(\bR\rallNamespacesB\x11\n" +
 	"\x0f_after_event_id\"i\n" +
 	"\x15WatchRolloutsResponse\x12,\n" +
 	"\x06events\x18\x01 \x03(\v2\x14.agl.v1.RolloutEventR\x06events\x12\"\n" +
-	"\rlast_event_id\x18\x02 \x01(\x03R\vlastEventId\"\x81\x03\n" +
+	"\rlast_event_id\x18\x02 \x01(\x03R\vlastEventId\"\xc6\x03\n" +
 	"\x13QueryWorkersRequest\x121\n" +
 	"\tstatus_in\x18\x01 \x03(\x0e2\x14.agl.v1.WorkerStatusR\bstatusIn\x12 \n" +
 	"\fworker_id_in\x18\x02 \x03(\tR\n" +
@@ -3418,7 +3647,10 @@ const file_agl_v1_store_proto_rawDesc = "" +
 	"\x06offset\x18\x06 \x01(\x05R\x06offset\x12,\n" +
 	"\x12worker_id_contains\x18\a \x01(\tR\x10workerIdContains\x126\n" +
 	"\ffilter_logic\x18\b \x01(\x0e2\x13.agl.v1.FilterLogicR\vfilterLogic\x12?\n" +
-	"\rstatus_filter\x18\t \x01(\v2\x1a.agl.v1.WorkerStatusFilterR\fstatusFilter\"F\n" +
+	"\rstatus_filter\x18\t \x01(\v2\x1a.agl.v1.WorkerStatusFilterR\fstatusFilter\x12\x1c\n" +
+	"\tnamespace\x18\n" +
+	" \x01(\tR\tnamespace\x12%\n" +
+	"\x0eall_namespaces\x18\v \x01(\bR\rallNamespaces\"F\n" +
 	"\x12WorkerStatusFilter\x120\n" +
 	"\bstatuses\x18\x01 \x03(\x0e2\x14.agl.v1.WorkerStatusR\bstatuses\"V\n" +
 	"\x14QueryWorkersResponse\x12(\n" +
@@ -3526,7 +3758,7 @@ func file_agl_v1_store_proto_rawDescGZIP() []byte {
 	return file_agl_v1_store_proto_rawDescData
 }
 
-var file_agl_v1_store_proto_msgTypes = make([]protoimpl.MessageInfo, 54)
+var file_agl_v1_store_proto_msgTypes = make([]protoimpl.MessageInfo, 55)
 var file_agl_v1_store_proto_goTypes = []any{
 	(*RolloutSpec)(nil),             // 0: agl.v1.RolloutSpec
 	(*StartRolloutRequest)(nil),     // 1: agl.v1.StartRolloutRequest
@@ -3579,149 +3811,151 @@ var file_agl_v1_store_proto_goTypes = []any{
 	(*DeleteRolloutsResponse)(nil),  // 48: agl.v1.DeleteRolloutsResponse
 	(*BackupStoreRequest)(nil),      // 49: agl.v1.BackupStoreRequest
 	(*BackupStoreResponse)(nil),     // 50: agl.v1.BackupStoreResponse
-	nil,                             // 51: agl.v1.AddResourcesRequest.ResourcesEntry
-	nil,                             // 52: agl.v1.UpdateResourcesRequest.ResourcesEntry
-	nil,                             // 53: agl.v1.GetStatsResponse.RolloutsByStatusEntry
-	(*structpb.Value)(nil),          // 54: google.protobuf.Value
-	(RolloutMode)(0),                // 55: agl.v1.RolloutMode
-	(*RolloutConfig)(nil),           // 56: agl.v1.RolloutConfig
-	(*structpb.Struct)(nil),         // 57: google.protobuf.Struct
-	(*Rollout)(nil),                 // 58: agl.v1.Rollout
-	(*ItemError)(nil),               // 59: agl.v1.ItemError
-	(*durationpb.Duration)(nil),     // 60: google.protobuf.Duration
-	(RolloutStatus)(0),              // 61: agl.v1.RolloutStatus
-	(SortOrder)(0),                  // 62: agl.v1.SortOrder
-	(FilterLogic)(0),                // 63: agl.v1.FilterLogic
-	(*Attempt)(nil),                 // 64: agl.v1.Attempt
-	(AttemptStatus)(0),              // 65: agl.v1.AttemptStatus
-	(*timestamppb.Timestamp)(nil),   // 66: google.protobuf.Timestamp
-	(*ResourcesUpdate)(nil),         // 67: agl.v1.ResourcesUpdate
-	(*Span)(nil),                    // 68: agl.v1.Span
-	(*RolloutEvent)(nil),            // 69: agl.v1.RolloutEvent
-	(WorkerStatus)(0),               // 70: agl.v1.WorkerStatus
-	(*Worker)(nil),                  // 71: agl.v1.Worker
-	(*Resource)(nil),                // 72: agl.v1.Resource
+	nil,                             // 51: agl.v1.RolloutSpec.LabelsEntry
+	nil,                             // 52: agl.v1.AddResourcesRequest.ResourcesEntry
+	nil,                             // 53: agl.v1.UpdateResourcesRequest.ResourcesEntry
+	nil,                             // 54: agl.v1.GetStatsResponse.RolloutsByStatusEntry
+	(*structpb.Value)(nil),          // 55: google.protobuf.Value
+	(RolloutMode)(0),                // 56: agl.v1.RolloutMode
+	(*RolloutConfig)(nil),           // 57: agl.v1.RolloutConfig
+	(*structpb.Struct)(nil),         // 58: google.protobuf.Struct
+	(*Rollout)(nil),                 // 59: agl.v1.Rollout
+	(*ItemError)(nil),               // 60: agl.v1.ItemError
+	(*durationpb.Duration)(nil),     // 61: google.protobuf.Duration
+	(RolloutStatus)(0),              // 62: agl.v1.RolloutStatus
+	(SortOrder)(0),                  // 63: agl.v1.SortOrder
+	(FilterLogic)(0),                // 64: agl.v1.FilterLogic
+	(*Attempt)(nil),                 // 65: agl.v1.Attempt
+	(AttemptStatus)(0),              // 66: agl.v1.AttemptStatus
+	(*timestamppb.Timestamp)(nil),   // 67: google.protobuf.Timestamp
+	(*ResourcesUpdate)(nil),         // 68: agl.v1.ResourcesUpdate
+	(*Span)(nil),                    // 69: agl.v1.Span
+	(*RolloutEvent)(nil),            // 70: agl.v1.RolloutEvent
+	(WorkerStatus)(0),               // 71: agl.v1.WorkerStatus
+	(*Worker)(nil),                  // 72: agl.v1.Worker
+	(*Resource)(nil),                // 73: agl.v1.Resource
 }
 var file_agl_v1_store_proto_depIdxs = []int32{
-	54, // 0: agl.v1.RolloutSpec.input:type_name -> google.protobuf.Value
-	55, // 1: agl.v1.RolloutSpec.mode:type_name -> agl.v1.RolloutMode
-	56, // 2: agl.v1.RolloutSpec.config:type_name -> agl.v1.RolloutConfig
-	57, // 3: agl.v1.RolloutSpec.metadata:type_name -> google.protobuf.Struct
-	0,  // 4: agl.v1.StartRolloutRequest.rollout:type_name -> agl.v1.RolloutSpec
-	58, // 5: agl.v1.StartRolloutResponse.rollout:type_name -> agl.v1.Rollout
-	0,  // 6: agl.v1.EnqueueRolloutsRequest.rollouts:type_name -> agl.v1.RolloutSpec
-	58, // 7: agl.v1.EnqueueRolloutsResponse.rollouts:type_name -> agl.v1.Rollout
-	59, // 8: agl.v1.EnqueueRolloutsResponse.errors:type_name -> agl.v1.ItemError
-	60, // 9: agl.v1.DequeueRolloutRequest.wait:type_name -> google.protobuf.Duration
-	58, // 10: agl.v1.DequeueRolloutResponse.rollouts:type_name -> agl.v1.Rollout
-	58, // 11: agl.v1.StartAttemptResponse.rollout:type_name -> agl.v1.Rollout
-	58, // 12: agl.v1.GetRolloutResponse.rollout:type_name -> agl.v1.Rollout
-	61, // 13: agl.v1.QueryRolloutsRequest.status_in:type_name -> agl.v1.RolloutStatus
-	55, // 14: agl.v1.QueryRolloutsRequest.mode:type_name -> agl.v1.RolloutMode
-	62, // 15: agl.v1.QueryRolloutsRequest.order:type_name -> agl.v1.SortOrder
-	63, // 16: agl.v1.QueryRolloutsRequest.filter_logic:type_name -> agl.v1.FilterLogic
-	12, // 17: agl.v1.QueryRolloutsRequest.status_filter:type_name -> agl.v1.RolloutStatusFilter
-	61, // 18: agl.v1.RolloutStatusFilter.statuses:type_name -> agl.v1.RolloutStatus
-	58, // 19: agl.v1.QueryRolloutsResponse.rollouts:type_name -> agl.v1.Rollout
-	62, // 20: agl.v1.QueryAttemptsRequest.order:type_name -> agl.v1.SortOrder
-	64, // 21: agl.v1.QueryAttemptsResponse.attempts:type_name -> agl.v1.Attempt
-	61, // 22: agl.v1.UpdateRolloutRequest.status:type_name -> agl.v1.RolloutStatus
-	54, // 23: agl.v1.UpdateRolloutRequest.input:type_name -> google.protobuf.Value
-	55, // 24: agl.v1.UpdateRolloutRequest.mode:type_name -> agl.v1.RolloutMode
-	56, // 25: agl.v1.UpdateRolloutRequest.config:type_name -> agl.v1.RolloutConfig
-	57, // 26: agl.v1.UpdateRolloutRequest.metadata:type_name -> google.protobuf.Struct
-	58, // 27: agl.v1.UpdateRolloutResponse.rollout:type_name -> agl.v1.Rollout
-	65, // 28: agl.v1.UpdateAttemptRequest.status:type_name -> agl.v1.AttemptStatus
-	66, // 29: agl.v1.UpdateAttemptRequest.last_heartbeat_time:type_name -> google.protobuf.Timestamp
-	57, // 30: agl.v1.UpdateAttemptRequest.metadata:type_name -> google.protobuf.Struct
-	64, // 31: agl.v1.UpdateAttemptResponse.attempt:type_name -> agl.v1.Attempt
-	51, // 32: agl.v1.AddResourcesRequest.resources:type_name -> agl.v1.AddResourcesRequest.ResourcesEntry
-	67, // 33: agl.v1.AddResourcesResponse.resources:type_name -> agl.v1.ResourcesUpdate
-	52, // 34: agl.v1.UpdateResourcesRequest.resources:type_name -> agl.v1.UpdateResourcesRequest.ResourcesEntry
-	67, // 35: agl.v1.UpdateResourcesResponse.resources:type_name -> agl.v1.ResourcesUpdate
-	67, // 36: agl.v1.GetResourcesResponse.resources:type_name -> agl.v1.ResourcesUpdate
-	62, // 37: agl.v1.QueryResourcesRequest.order:type_name -> agl.v1.SortOrder
-	63, // 38: agl.v1.QueryResourcesRequest.filter_logic:type_name -> agl.v1.FilterLogic
-	67, // 39: agl.v1.QueryResourcesResponse.resources:type_name -> agl.v1.ResourcesUpdate
-	68, // 40: agl.v1.IngestSpansRequest.spans:type_name -> agl.v1.Span
-	59, // 41: agl.v1.IngestSpansResponse.rejected:type_name -> agl.v1.ItemError
-	63, // 42: agl.v1.QuerySpansRequest.filter_logic:type_name -> agl.v1.FilterLogic
-	62, // 43: agl.v1.QuerySpansRequest.order:type_name -> agl.v1.SortOrder
-	68, // 44: agl.v1.QuerySpansResponse.spans:type_name -> agl.v1.Span
-	60, // 45: agl.v1.WaitForRolloutsRequest.timeout:type_name -> google.protobuf.Duration
-	58, // 46: agl.v1.WaitForRolloutsResponse.rollouts:type_name -> agl.v1.Rollout
-	61, // 47: agl.v1.WatchRolloutsRequest.status_in:type_name -> agl.v1.RolloutStatus
-	69, // 48: agl.v1.WatchRolloutsResponse.events:type_name -> agl.v1.RolloutEvent
-	70, // 49: agl.v1.QueryWorkersRequest.status_in:type_name -> agl.v1.WorkerStatus
-	62, // 50: agl.v1.QueryWorkersRequest.order:type_name -> agl.v1.SortOrder
-	63, // 51: agl.v1.QueryWorkersRequest.filter_logic:type_name -> agl.v1.FilterLogic
-	39, // 52: agl.v1.QueryWorkersRequest.status_filter:type_name -> agl.v1.WorkerStatusFilter
-	70, // 53: agl.v1.WorkerStatusFilter.statuses:type_name -> agl.v1.WorkerStatus
-	71, // 54: agl.v1.QueryWorkersResponse.workers:type_name -> agl.v1.Worker
-	71, // 55: agl.v1.GetWorkerResponse.worker:type_name -> agl.v1.Worker
-	57, // 56: agl.v1.UpdateWorkerRequest.heartbeat_stats:type_name -> google.protobuf.Struct
-	70, // 57: agl.v1.UpdateWorkerRequest.status:type_name -> agl.v1.WorkerStatus
-	71, // 58: agl.v1.UpdateWorkerResponse.worker:type_name -> agl.v1.Worker
-	53, // 59: agl.v1.GetStatsResponse.rollouts_by_status:type_name -> agl.v1.GetStatsResponse.RolloutsByStatusEntry
-	66, // 60: agl.v1.GetStatsResponse.start_time:type_name -> google.protobuf.Timestamp
-	66, // 61: agl.v1.DeleteRolloutsRequest.ended_before:type_name -> google.protobuf.Timestamp
-	60, // 62: agl.v1.DeleteRolloutsRequest.older_than:type_name -> google.protobuf.Duration
-	61, // 63: agl.v1.DeleteRolloutsRequest.status_in:type_name -> agl.v1.RolloutStatus
-	72, // 64: agl.v1.AddResourcesRequest.ResourcesEntry.value:type_name -> agl.v1.Resource
-	72, // 65: agl.v1.UpdateResourcesRequest.ResourcesEntry.value:type_name -> agl.v1.Resource
-	1,  // 66: agl.v1.LightningStoreService.StartRollout:input_type -> agl.v1.StartRolloutRequest
-	3,  // 67: agl.v1.LightningStoreService.EnqueueRollouts:input_type -> agl.v1.EnqueueRolloutsRequest
-	5,  // 68: agl.v1.LightningStoreService.DequeueRollout:input_type -> agl.v1.DequeueRolloutRequest
-	7,  // 69: agl.v1.LightningStoreService.StartAttempt:input_type -> agl.v1.StartAttemptRequest
-	9,  // 70: agl.v1.LightningStoreService.GetRollout:input_type -> agl.v1.GetRolloutRequest
-	11, // 71: agl.v1.LightningStoreService.QueryRollouts:input_type -> agl.v1.QueryRolloutsRequest
-	14, // 72: agl.v1.LightningStoreService.QueryAttempts:input_type -> agl.v1.QueryAttemptsRequest
-	16, // 73: agl.v1.LightningStoreService.UpdateRollout:input_type -> agl.v1.UpdateRolloutRequest
-	18, // 74: agl.v1.LightningStoreService.UpdateAttempt:input_type -> agl.v1.UpdateAttemptRequest
-	20, // 75: agl.v1.LightningStoreService.AddResources:input_type -> agl.v1.AddResourcesRequest
-	22, // 76: agl.v1.LightningStoreService.UpdateResources:input_type -> agl.v1.UpdateResourcesRequest
-	24, // 77: agl.v1.LightningStoreService.GetResources:input_type -> agl.v1.GetResourcesRequest
-	26, // 78: agl.v1.LightningStoreService.QueryResources:input_type -> agl.v1.QueryResourcesRequest
-	28, // 79: agl.v1.LightningStoreService.IngestSpans:input_type -> agl.v1.IngestSpansRequest
-	30, // 80: agl.v1.LightningStoreService.QuerySpans:input_type -> agl.v1.QuerySpansRequest
-	32, // 81: agl.v1.LightningStoreService.NextSequenceIds:input_type -> agl.v1.NextSequenceIdsRequest
-	34, // 82: agl.v1.LightningStoreService.WaitForRollouts:input_type -> agl.v1.WaitForRolloutsRequest
-	36, // 83: agl.v1.LightningStoreService.WatchRollouts:input_type -> agl.v1.WatchRolloutsRequest
-	38, // 84: agl.v1.LightningStoreService.QueryWorkers:input_type -> agl.v1.QueryWorkersRequest
-	41, // 85: agl.v1.LightningStoreService.GetWorker:input_type -> agl.v1.GetWorkerRequest
-	43, // 86: agl.v1.LightningStoreService.UpdateWorker:input_type -> agl.v1.UpdateWorkerRequest
-	45, // 87: agl.v1.LightningStoreService.GetStats:input_type -> agl.v1.GetStatsRequest
-	47, // 88: agl.v1.LightningStoreService.DeleteRollouts:input_type -> agl.v1.DeleteRolloutsRequest
-	49, // 89: agl.v1.LightningStoreService.BackupStore:input_type -> agl.v1.BackupStoreRequest
-	2,  // 90: agl.v1.LightningStoreService.StartRollout:output_type -> agl.v1.StartRolloutResponse
-	4,  // 91: agl.v1.LightningStoreService.EnqueueRollouts:output_type -> agl.v1.EnqueueRolloutsResponse
-	6,  // 92: agl.v1.LightningStoreService.DequeueRollout:output_type -> agl.v1.DequeueRolloutResponse
-	8,  // 93: agl.v1.LightningStoreService.StartAttempt:output_type -> agl.v1.StartAttemptResponse
-	10, // 94: agl.v1.LightningStoreService.GetRollout:output_type -> agl.v1.GetRolloutResponse
-	13, // 95: agl.v1.LightningStoreService.QueryRollouts:output_type -> agl.v1.QueryRolloutsResponse
-	15, // 96: agl.v1.LightningStoreService.QueryAttempts:output_type -> agl.v1.QueryAttemptsResponse
-	17, // 97: agl.v1.LightningStoreService.UpdateRollout:output_type -> agl.v1.UpdateRolloutResponse
-	19, // 98: agl.v1.LightningStoreService.UpdateAttempt:output_type -> agl.v1.UpdateAttemptResponse
-	21, // 99: agl.v1.LightningStoreService.AddResources:output_type -> agl.v1.AddResourcesResponse
-	23, // 100: agl.v1.LightningStoreService.UpdateResources:output_type -> agl.v1.UpdateResourcesResponse
-	25, // 101: agl.v1.LightningStoreService.GetResources:output_type -> agl.v1.GetResourcesResponse
-	27, // 102: agl.v1.LightningStoreService.QueryResources:output_type -> agl.v1.QueryResourcesResponse
-	29, // 103: agl.v1.LightningStoreService.IngestSpans:output_type -> agl.v1.IngestSpansResponse
-	31, // 104: agl.v1.LightningStoreService.QuerySpans:output_type -> agl.v1.QuerySpansResponse
-	33, // 105: agl.v1.LightningStoreService.NextSequenceIds:output_type -> agl.v1.NextSequenceIdsResponse
-	35, // 106: agl.v1.LightningStoreService.WaitForRollouts:output_type -> agl.v1.WaitForRolloutsResponse
-	37, // 107: agl.v1.LightningStoreService.WatchRollouts:output_type -> agl.v1.WatchRolloutsResponse
-	40, // 108: agl.v1.LightningStoreService.QueryWorkers:output_type -> agl.v1.QueryWorkersResponse
-	42, // 109: agl.v1.LightningStoreService.GetWorker:output_type -> agl.v1.GetWorkerResponse
-	44, // 110: agl.v1.LightningStoreService.UpdateWorker:output_type -> agl.v1.UpdateWorkerResponse
-	46, // 111: agl.v1.LightningStoreService.GetStats:output_type -> agl.v1.GetStatsResponse
-	48, // 112: agl.v1.LightningStoreService.DeleteRollouts:output_type -> agl.v1.DeleteRolloutsResponse
-	50, // 113: agl.v1.LightningStoreService.BackupStore:output_type -> agl.v1.BackupStoreResponse
-	90, // [90:114] is the sub-list for method output_type
-	66, // [66:90] is the sub-list for method input_type
-	66, // [66:66] is the sub-list for extension type_name
-	66, // [66:66] is the sub-list for extension extendee
-	0,  // [0:66] is the sub-list for field type_name
+	55, // 0: agl.v1.RolloutSpec.input:type_name -> google.protobuf.Value
+	56, // 1: agl.v1.RolloutSpec.mode:type_name -> agl.v1.RolloutMode
+	57, // 2: agl.v1.RolloutSpec.config:type_name -> agl.v1.RolloutConfig
+	58, // 3: agl.v1.RolloutSpec.metadata:type_name -> google.protobuf.Struct
+	51, // 4: agl.v1.RolloutSpec.labels:type_name -> agl.v1.RolloutSpec.LabelsEntry
+	0,  // 5: agl.v1.StartRolloutRequest.rollout:type_name -> agl.v1.RolloutSpec
+	59, // 6: agl.v1.StartRolloutResponse.rollout:type_name -> agl.v1.Rollout
+	0,  // 7: agl.v1.EnqueueRolloutsRequest.rollouts:type_name -> agl.v1.RolloutSpec
+	59, // 8: agl.v1.EnqueueRolloutsResponse.rollouts:type_name -> agl.v1.Rollout
+	60, // 9: agl.v1.EnqueueRolloutsResponse.errors:type_name -> agl.v1.ItemError
+	61, // 10: agl.v1.DequeueRolloutRequest.wait:type_name -> google.protobuf.Duration
+	59, // 11: agl.v1.DequeueRolloutResponse.rollouts:type_name -> agl.v1.Rollout
+	59, // 12: agl.v1.StartAttemptResponse.rollout:type_name -> agl.v1.Rollout
+	59, // 13: agl.v1.GetRolloutResponse.rollout:type_name -> agl.v1.Rollout
+	62, // 14: agl.v1.QueryRolloutsRequest.status_in:type_name -> agl.v1.RolloutStatus
+	56, // 15: agl.v1.QueryRolloutsRequest.mode:type_name -> agl.v1.RolloutMode
+	63, // 16: agl.v1.QueryRolloutsRequest.order:type_name -> agl.v1.SortOrder
+	64, // 17: agl.v1.QueryRolloutsRequest.filter_logic:type_name -> agl.v1.FilterLogic
+	12, // 18: agl.v1.QueryRolloutsRequest.status_filter:type_name -> agl.v1.RolloutStatusFilter
+	62, // 19: agl.v1.RolloutStatusFilter.statuses:type_name -> agl.v1.RolloutStatus
+	59, // 20: agl.v1.QueryRolloutsResponse.rollouts:type_name -> agl.v1.Rollout
+	63, // 21: agl.v1.QueryAttemptsRequest.order:type_name -> agl.v1.SortOrder
+	65, // 22: agl.v1.QueryAttemptsResponse.attempts:type_name -> agl.v1.Attempt
+	62, // 23: agl.v1.UpdateRolloutRequest.status:type_name -> agl.v1.RolloutStatus
+	55, // 24: agl.v1.UpdateRolloutRequest.input:type_name -> google.protobuf.Value
+	56, // 25: agl.v1.UpdateRolloutRequest.mode:type_name -> agl.v1.RolloutMode
+	57, // 26: agl.v1.UpdateRolloutRequest.config:type_name -> agl.v1.RolloutConfig
+	58, // 27: agl.v1.UpdateRolloutRequest.metadata:type_name -> google.protobuf.Struct
+	59, // 28: agl.v1.UpdateRolloutResponse.rollout:type_name -> agl.v1.Rollout
+	66, // 29: agl.v1.UpdateAttemptRequest.status:type_name -> agl.v1.AttemptStatus
+	67, // 30: agl.v1.UpdateAttemptRequest.last_heartbeat_time:type_name -> google.protobuf.Timestamp
+	58, // 31: agl.v1.UpdateAttemptRequest.metadata:type_name -> google.protobuf.Struct
+	65, // 32: agl.v1.UpdateAttemptResponse.attempt:type_name -> agl.v1.Attempt
+	52, // 33: agl.v1.AddResourcesRequest.resources:type_name -> agl.v1.AddResourcesRequest.ResourcesEntry
+	68, // 34: agl.v1.AddResourcesResponse.resources:type_name -> agl.v1.ResourcesUpdate
+	53, // 35: agl.v1.UpdateResourcesRequest.resources:type_name -> agl.v1.UpdateResourcesRequest.ResourcesEntry
+	68, // 36: agl.v1.UpdateResourcesResponse.resources:type_name -> agl.v1.ResourcesUpdate
+	68, // 37: agl.v1.GetResourcesResponse.resources:type_name -> agl.v1.ResourcesUpdate
+	63, // 38: agl.v1.QueryResourcesRequest.order:type_name -> agl.v1.SortOrder
+	64, // 39: agl.v1.QueryResourcesRequest.filter_logic:type_name -> agl.v1.FilterLogic
+	68, // 40: agl.v1.QueryResourcesResponse.resources:type_name -> agl.v1.ResourcesUpdate
+	69, // 41: agl.v1.IngestSpansRequest.spans:type_name -> agl.v1.Span
+	60, // 42: agl.v1.IngestSpansResponse.rejected:type_name -> agl.v1.ItemError
+	64, // 43: agl.v1.QuerySpansRequest.filter_logic:type_name -> agl.v1.FilterLogic
+	63, // 44: agl.v1.QuerySpansRequest.order:type_name -> agl.v1.SortOrder
+	69, // 45: agl.v1.QuerySpansResponse.spans:type_name -> agl.v1.Span
+	61, // 46: agl.v1.WaitForRolloutsRequest.timeout:type_name -> google.protobuf.Duration
+	59, // 47: agl.v1.WaitForRolloutsResponse.rollouts:type_name -> agl.v1.Rollout
+	62, // 48: agl.v1.WatchRolloutsRequest.status_in:type_name -> agl.v1.RolloutStatus
+	70, // 49: agl.v1.WatchRolloutsResponse.events:type_name -> agl.v1.RolloutEvent
+	71, // 50: agl.v1.QueryWorkersRequest.status_in:type_name -> agl.v1.WorkerStatus
+	63, // 51: agl.v1.QueryWorkersRequest.order:type_name -> agl.v1.SortOrder
+	64, // 52: agl.v1.QueryWorkersRequest.filter_logic:type_name -> agl.v1.FilterLogic
+	39, // 53: agl.v1.QueryWorkersRequest.status_filter:type_name -> agl.v1.WorkerStatusFilter
+	71, // 54: agl.v1.WorkerStatusFilter.statuses:type_name -> agl.v1.WorkerStatus
+	72, // 55: agl.v1.QueryWorkersResponse.workers:type_name -> agl.v1.Worker
+	72, // 56: agl.v1.GetWorkerResponse.worker:type_name -> agl.v1.Worker
+	58, // 57: agl.v1.UpdateWorkerRequest.heartbeat_stats:type_name -> google.protobuf.Struct
+	71, // 58: agl.v1.UpdateWorkerRequest.status:type_name -> agl.v1.WorkerStatus
+	72, // 59: agl.v1.UpdateWorkerResponse.worker:type_name -> agl.v1.Worker
+	54, // 60: agl.v1.GetStatsResponse.rollouts_by_status:type_name -> agl.v1.GetStatsResponse.RolloutsByStatusEntry
+	67, // 61: agl.v1.GetStatsResponse.start_time:type_name -> google.protobuf.Timestamp
+	67, // 62: agl.v1.DeleteRolloutsRequest.ended_before:type_name -> google.protobuf.Timestamp
+	61, // 63: agl.v1.DeleteRolloutsRequest.older_than:type_name -> google.protobuf.Duration
+	62, // 64: agl.v1.DeleteRolloutsRequest.status_in:type_name -> agl.v1.RolloutStatus
+	73, // 65: agl.v1.AddResourcesRequest.ResourcesEntry.value:type_name -> agl.v1.Resource
+	73, // 66: agl.v1.UpdateResourcesRequest.ResourcesEntry.value:type_name -> agl.v1.Resource
+	1,  // 67: agl.v1.LightningStoreService.StartRollout:input_type -> agl.v1.StartRolloutRequest
+	3,  // 68: agl.v1.LightningStoreService.EnqueueRollouts:input_type -> agl.v1.EnqueueRolloutsRequest
+	5,  // 69: agl.v1.LightningStoreService.DequeueRollout:input_type -> agl.v1.DequeueRolloutRequest
+	7,  // 70: agl.v1.LightningStoreService.StartAttempt:input_type -> agl.v1.StartAttemptRequest
+	9,  // 71: agl.v1.LightningStoreService.GetRollout:input_type -> agl.v1.GetRolloutRequest
+	11, // 72: agl.v1.LightningStoreService.QueryRollouts:input_type -> agl.v1.QueryRolloutsRequest
+	14, // 73: agl.v1.LightningStoreService.QueryAttempts:input_type -> agl.v1.QueryAttemptsRequest
+	16, // 74: agl.v1.LightningStoreService.UpdateRollout:input_type -> agl.v1.UpdateRolloutRequest
+	18, // 75: agl.v1.LightningStoreService.UpdateAttempt:input_type -> agl.v1.UpdateAttemptRequest
+	20, // 76: agl.v1.LightningStoreService.AddResources:input_type -> agl.v1.AddResourcesRequest
+	22, // 77: agl.v1.LightningStoreService.UpdateResources:input_type -> agl.v1.UpdateResourcesRequest
+	24, // 78: agl.v1.LightningStoreService.GetResources:input_type -> agl.v1.GetResourcesRequest
+	26, // 79: agl.v1.LightningStoreService.QueryResources:input_type -> agl.v1.QueryResourcesRequest
+	28, // 80: agl.v1.LightningStoreService.IngestSpans:input_type -> agl.v1.IngestSpansRequest
+	30, // 81: agl.v1.LightningStoreService.QuerySpans:input_type -> agl.v1.QuerySpansRequest
+	32, // 82: agl.v1.LightningStoreService.NextSequenceIds:input_type -> agl.v1.NextSequenceIdsRequest
+	34, // 83: agl.v1.LightningStoreService.WaitForRollouts:input_type -> agl.v1.WaitForRolloutsRequest
+	36, // 84: agl.v1.LightningStoreService.WatchRollouts:input_type -> agl.v1.WatchRolloutsRequest
+	38, // 85: agl.v1.LightningStoreService.QueryWorkers:input_type -> agl.v1.QueryWorkersRequest
+	41, // 86: agl.v1.LightningStoreService.GetWorker:input_type -> agl.v1.GetWorkerRequest
+	43, // 87: agl.v1.LightningStoreService.UpdateWorker:input_type -> agl.v1.UpdateWorkerRequest
+	45, // 88: agl.v1.LightningStoreService.GetStats:input_type -> agl.v1.GetStatsRequest
+	47, // 89: agl.v1.LightningStoreService.DeleteRollouts:input_type -> agl.v1.DeleteRolloutsRequest
+	49, // 90: agl.v1.LightningStoreService.BackupStore:input_type -> agl.v1.BackupStoreRequest
+	2,  // 91: agl.v1.LightningStoreService.StartRollout:output_type -> agl.v1.StartRolloutResponse
+	4,  // 92: agl.v1.LightningStoreService.EnqueueRollouts:output_type -> agl.v1.EnqueueRolloutsResponse
+	6,  // 93: agl.v1.LightningStoreService.DequeueRollout:output_type -> agl.v1.DequeueRolloutResponse
+	8,  // 94: agl.v1.LightningStoreService.StartAttempt:output_type -> agl.v1.StartAttemptResponse
+	10, // 95: agl.v1.LightningStoreService.GetRollout:output_type -> agl.v1.GetRolloutResponse
+	13, // 96: agl.v1.LightningStoreService.QueryRollouts:output_type -> agl.v1.QueryRolloutsResponse
+	15, // 97: agl.v1.LightningStoreService.QueryAttempts:output_type -> agl.v1.QueryAttemptsResponse
+	17, // 98: agl.v1.LightningStoreService.UpdateRollout:output_type -> agl.v1.UpdateRolloutResponse
+	19, // 99: agl.v1.LightningStoreService.UpdateAttempt:output_type -> agl.v1.UpdateAttemptResponse
+	21, // 100: agl.v1.LightningStoreService.AddResources:output_type -> agl.v1.AddResourcesResponse
+	23, // 101: agl.v1.LightningStoreService.UpdateResources:output_type -> agl.v1.UpdateResourcesResponse
+	25, // 102: agl.v1.LightningStoreService.GetResources:output_type -> agl.v1.GetResourcesResponse
+	27, // 103: agl.v1.LightningStoreService.QueryResources:output_type -> agl.v1.QueryResourcesResponse
+	29, // 104: agl.v1.LightningStoreService.IngestSpans:output_type -> agl.v1.IngestSpansResponse
+	31, // 105: agl.v1.LightningStoreService.QuerySpans:output_type -> agl.v1.QuerySpansResponse
+	33, // 106: agl.v1.LightningStoreService.NextSequenceIds:output_type -> agl.v1.NextSequenceIdsResponse
+	35, // 107: agl.v1.LightningStoreService.WaitForRollouts:output_type -> agl.v1.WaitForRolloutsResponse
+	37, // 108: agl.v1.LightningStoreService.WatchRollouts:output_type -> agl.v1.WatchRolloutsResponse
+	40, // 109: agl.v1.LightningStoreService.QueryWorkers:output_type -> agl.v1.QueryWorkersResponse
+	42, // 110: agl.v1.LightningStoreService.GetWorker:output_type -> agl.v1.GetWorkerResponse
+	44, // 111: agl.v1.LightningStoreService.UpdateWorker:output_type -> agl.v1.UpdateWorkerResponse
+	46, // 112: agl.v1.LightningStoreService.GetStats:output_type -> agl.v1.GetStatsResponse
+	48, // 113: agl.v1.LightningStoreService.DeleteRollouts:output_type -> agl.v1.DeleteRolloutsResponse
+	50, // 114: agl.v1.LightningStoreService.BackupStore:output_type -> agl.v1.BackupStoreResponse
+	91, // [91:115] is the sub-list for method output_type
+	67, // [67:91] is the sub-list for method input_type
+	67, // [67:67] is the sub-list for extension type_name
+	67, // [67:67] is the sub-list for extension extendee
+	0,  // [0:67] is the sub-list for field type_name
 }
 
 func init() { file_agl_v1_store_proto_init() }
@@ -3743,7 +3977,7 @@ func file_agl_v1_store_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_agl_v1_store_proto_rawDesc), len(file_agl_v1_store_proto_rawDesc)),
 			NumEnums:      0,
-			NumMessages:   54,
+			NumMessages:   55,
 			NumExtensions: 0,
 			NumServices:   1,
 		},
