@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import os
 import sys
 from collections.abc import Awaitable, Callable
 from pathlib import Path
@@ -62,6 +63,17 @@ def add_connection_arguments(parser: argparse.ArgumentParser) -> None:
         metavar="SECONDS",
         help="how long to keep retrying while the server is unreachable before giving up (default 3)",
     )
+    options.add_argument(
+        "--namespace",
+        default=os.environ.get("AGL_NAMESPACE", ""),
+        help="the namespace (experiment) to look at (env AGL_NAMESPACE; default: the default namespace); "
+        "ids find rollouts and resources of any namespace",
+    )
+    options.add_argument(
+        "--all-namespaces",
+        action="store_true",
+        help="listings (rollouts, resources, workers, watch, export) cover every namespace",
+    )
     options.add_argument("--json", action="store_true", help="print JSON (the shapes are in docs/cli.md)")
 
 
@@ -90,7 +102,7 @@ def open_store(args: argparse.Namespace) -> GrpcStore:
         certificates = args.tls_ca.read_bytes() if args.tls_ca else None
     except OSError as exc:
         raise CliError(f"cannot read --tls-ca {str(args.tls_ca)!r}: {exc}", EXIT_USAGE) from None
-    return GrpcStore(
+    store = GrpcStore(
         address,
         token=token or "",
         tls=args.tls or certificates is not None,
@@ -98,6 +110,10 @@ def open_store(args: argparse.Namespace) -> GrpcStore:
         timeout=args.timeout,
         retry_deadline=args.retry_deadline,
     )
+    try:
+        return store.with_namespace(getattr(args, "namespace", "") or "")  # type: ignore[return-value]
+    except AglError as exc:
+        raise CliError(f"--namespace: {exc}", EXIT_USAGE) from None
 
 
 def with_store(args: argparse.Namespace, body: Callable[[GrpcStore], Awaitable[T]]) -> T:

@@ -92,6 +92,7 @@ async def _export(store: GrpcStore, args: argparse.Namespace, statuses: list[str
             order="asc",
             limit=PAGE,
             offset=offset,
+            all_namespaces=args.all_namespaces,
         )
         # Fetch the attempts and spans of the next few rollouts while writing the current one, in
         # order: on a remote server the round trips, not the writing, set the pace.

@@ -75,6 +75,7 @@ def _run_list(args: argparse.Namespace) -> int:
             order="desc",
             limit=args.limit,
             offset=args.offset,
+            all_namespaces=args.all_namespaces,
         )
         latest = await store.get_latest_resources()
         return page, latest.resources_id if latest else None

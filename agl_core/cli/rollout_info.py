@@ -28,7 +28,7 @@ async def status_history(store: GrpcStore, rollout_id: str) -> list[dict[str, An
     history: list[dict[str, Any]] = []
     if end == 0:
         return history
-    request = s.WatchRolloutsRequest(rollout_ids=[rollout_id], after_event_id=0)
+    request = s.WatchRolloutsRequest(rollout_ids=[rollout_id], after_event_id=0, all_namespaces=True)
     responses = store.backend.watch_rollouts(request)
     try:
         async for response in responses:

@@ -60,7 +60,10 @@ async def _watch(store: GrpcStore, args: argparse.Namespace, statuses: list[str]
     after = 0 if args.from_start else args.after
     seen = 0
     async with store.watch_rollouts(
-        rollout_ids=split_words(args.ids) or None, status_in=statuses or None, after_event_id=after
+        rollout_ids=split_words(args.ids) or None,
+        status_in=statuses or None,
+        after_event_id=after,
+        all_namespaces=args.all_namespaces or bool(args.ids),  # ids are global
     ) as watch:
         print(f"watching {store.address} after event {watch.last_event_id} (Ctrl-C to stop)", file=sys.stderr)
         sys.stderr.flush()

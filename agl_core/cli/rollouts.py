@@ -84,6 +84,7 @@ def _run_list(args: argparse.Namespace) -> int:
             order=args.order,
             limit=args.limit,
             offset=args.offset,
+            all_namespaces=args.all_namespaces,
         )
 
     page = with_store(args, body)

@@ -34,7 +34,10 @@ def _run(args: argparse.Namespace) -> int:
 
     async def body(store: GrpcStore) -> Any:
         return await store.query_workers(
-            status_in=statuses or None, worker_id_contains=args.id_contains, limit=args.limit
+            status_in=statuses or None,
+            worker_id_contains=args.id_contains,
+            limit=args.limit,
+            all_namespaces=args.all_namespaces,
         )
 
     page = with_store(args, body)
