@@ -11,11 +11,14 @@ from __future__ import annotations
 import importlib.util
 import os
 import shutil
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
+
+from agl_core.client import GrpcStore
+from agl_server.process import ServerProcess
 
 ROOT = Path(__file__).resolve().parents[2]
 CHROMIUM = os.environ.get("AGL_CHROMIUM", "/usr/bin/chromium")
@@ -64,3 +67,39 @@ async def browser() -> AsyncIterator[Any]:
             yield launched
         finally:
             await launched.close()
+
+
+@pytest.fixture
+def agl_server(tmp_path: Path) -> Iterator[ServerProcess]:
+    """A real agl-server with its HTTP listener on a free port."""
+    process = ServerProcess(tmp_path / "agl-data", log_path=tmp_path / "server.log")
+    process.start()
+    try:
+        yield process
+    finally:
+        process.stop()
+
+
+@pytest.fixture
+async def dashboard(agl_server: ServerProcess) -> AsyncIterator[tuple[GrpcStore, str]]:
+    """A gRPC client of ``agl_server`` and the base URL of its dashboard."""
+    # PRE-MERGE: the dashboard in-process around a GrpcStore until agl-server has --http-port.
+    from types import SimpleNamespace
+
+    from aiohttp import web
+
+    from agl_server.http.dashboard import register_routes
+
+    store = GrpcStore(agl_server.address)
+    app = web.Application()
+    register_routes(app, SimpleNamespace(store=store, token=None))  # type: ignore[arg-type]
+    runner = web.AppRunner(app)
+    await runner.setup()
+    site = web.TCPSite(runner, "127.0.0.1", 0)
+    await site.start()
+    port = site._server.sockets[0].getsockname()[1]  # type: ignore[union-attr]
+    try:
+        yield store, f"http://127.0.0.1:{port}"
+    finally:
+        await runner.cleanup()
+        await store.close()

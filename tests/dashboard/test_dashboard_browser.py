@@ -9,8 +9,7 @@ of each page are saved under test-artifacts/dashboard/ (see docs/dashboard.md).
 
 from __future__ import annotations
 
-import contextlib
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -23,7 +22,6 @@ from agl_core.client import GrpcStore
 from agl_core.emitter import emit_reward
 from agl_core.tracer import OtelTracer
 from agl_core.types import LLM, Rollout
-from agl_server.process import ServerProcess
 
 # Generous: a loaded CI machine (load 8-20 on 2 cores) renders slowly; these are give-up bounds.
 TIMEOUT_MS = 90_000
@@ -55,40 +53,6 @@ def tracer() -> Iterator[OtelTracer]:
         tracer.teardown()
 
 
-@pytest.fixture
-def agl_server(tmp_path: Path) -> Iterator[ServerProcess]:
-    process = ServerProcess(tmp_path / "agl-data", log_path=tmp_path / "server.log")
-    process.start()
-    try:
-        yield process
-    finally:
-        process.stop()
-
-
-@contextlib.asynccontextmanager
-async def served(server: ServerProcess) -> AsyncIterator[tuple[GrpcStore, str]]:
-    # PRE-MERGE: the dashboard in-process around a GrpcStore until agl-server has --http-port.
-    from types import SimpleNamespace
-
-    from aiohttp import web
-
-    from agl_server.http.dashboard import register_routes
-
-    store = GrpcStore(server.address)
-    app = web.Application()
-    register_routes(app, SimpleNamespace(store=store, token=None))  # type: ignore[arg-type]
-    runner = web.AppRunner(app)
-    await runner.setup()
-    site = web.TCPSite(runner, "127.0.0.1", 0)
-    await site.start()
-    port = site._server.sockets[0].getsockname()[1]  # type: ignore[union-attr]
-    try:
-        yield store, f"http://127.0.0.1:{port}"
-    finally:
-        await runner.cleanup()
-        await store.close()
-
-
 async def run_batch(store: GrpcStore, tasks: list[tuple[str, str]], resources_id: str) -> list[str]:
     enqueued = await store.enqueue_rollouts(
         [{"input": {"question": q, "expect": e}, "resources_id": resources_id, "mode": "train"} for q, e in tasks]
@@ -100,12 +64,17 @@ async def run_batch(store: GrpcStore, tasks: list[tuple[str, str]], resources_id
 
 
 async def test_dashboard_shows_rollouts_traces_rewards_and_live_updates(
-    agl_server: ServerProcess, openai_server: OpenAIServer, tracer: OtelTracer, browser: Any, screenshots: Path
+    dashboard: tuple[GrpcStore, str],
+    openai_server: OpenAIServer,
+    tracer: OtelTracer,
+    browser: Any,
+    screenshots: Path,
 ) -> None:
     from playwright.async_api import expect
 
     expect.set_options(timeout=TIMEOUT_MS)
-    async with served(agl_server) as (store, base), runners(store, tracer, quiz_agent, count=2):
+    store, base = dashboard
+    async with runners(store, tracer, quiz_agent, count=2):
         llm = {"endpoint": openai_server.base_url, "model": openai_server.model}
         await store.add_resources(
             {"main_llm": LLM(**llm, api_key="sk-not-for-browsers", sampling_parameters={"temperature": 1.0})},

@@ -8,6 +8,7 @@ what it accepts; unknown ids 404.
 
 from __future__ import annotations
 
+import asyncio
 import json
 import math
 from collections.abc import Awaitable, Callable
@@ -150,7 +151,8 @@ class DashboardApi:
         body["resources_version"] = resources.version if resources else None
         body["attempts"] = [views.attempt_view(a) for a in attempts.items]
         body["span_total"] = spans.total
-        body.update(traces.trace_view(spans.items))
+        # Building the tree and matching rewards of thousands of spans is CPU work: off the loop.
+        body.update(await asyncio.get_running_loop().run_in_executor(None, traces.trace_view, spans.items))
         return reply(body)
 
     async def reward_series(self, request: web.Request) -> web.Response:
