@@ -39,6 +39,7 @@ from agl_core.errors import AglError, ResourceExhaustedError
 from agl_core.proto import store_pb2, trace_pb2
 from agl_core.store import validation
 from agl_core.store.backend import StoreBackend
+from agl_core.store.span_outcomes import SpanOutcomes, reason_for_code
 
 logger = logging.getLogger("agl_server.otlp")
 
@@ -124,6 +125,10 @@ def _coordinates(attributes: Iterable[trace_pb2.KeyValue], inherited: dict[str, 
     return {**inherited, **found}
 
 
+class ExportTooLargeError(ResourceExhaustedError):
+    """An Export whose spans, each with its resource and scope, exceed :data:`MAX_EXPANDED_BYTES`."""
+
+
 def _check_expanded_size(request: Any) -> None:
     """Refuse a request whose spans, each with its resource and scope, exceed the limit."""
     total = 0
@@ -133,7 +138,7 @@ def _check_expanded_size(request: Any) -> None:
             shared = resource_size + scope_spans.scope.ByteSize()
             total += len(scope_spans.spans) * shared + sum(span.ByteSize() for span in scope_spans.spans)
     if total > MAX_EXPANDED_BYTES:
-        raise ResourceExhaustedError(
+        raise ExportTooLargeError(
             f"the Export request holds {total / 2**20:.1f} MiB of spans once each span carries its resource and "
             f"scope (agl stores them per span); the limit is {MAX_EXPANDED_BYTES / 2**20:.0f} MiB per request: "
             "export fewer spans per request (the SDK's max_export_batch_size) or a smaller resource"
@@ -149,11 +154,16 @@ class _Batch:
         self.size = 0
         self.stored = 0
         self.rejected = 0
+        self.duplicate = 0
         self.reasons: dict[str, int] = {}
+        # Per metric label: how many, and the first reason given (for the log).
+        self.labels: dict[str, tuple[int, str]] = {}
 
-    def reject(self, reason: str, count: int = 1) -> None:
+    def reject(self, reason: str, label: str, count: int = 1) -> None:
         self.rejected += count
         self.reasons[reason] = self.reasons.get(reason, 0) + count
+        seen, first = self.labels.get(label, (0, reason))
+        self.labels[label] = (seen + count, first)
 
     async def add(self, span: trace_pb2.Span, size: int) -> None:
         self.spans.append(span)
@@ -168,8 +178,9 @@ class _Batch:
         result = await self.backend.ingest_spans(spans)
         del spans
         for error in result.rejected:
-            self.reject(error.message.split(": ", 1)[-1])  # without the "spans[i]" prefix
+            self.reject(error.message.split(": ", 1)[-1], reason_for_code(error.code))  # without "spans[i]: "
         self.stored += result.accepted + len(result.duplicate_indices)
+        self.duplicate += len(result.duplicate_indices)
 
 
 class OtlpTraceService:
@@ -179,6 +190,11 @@ class OtlpTraceService:
         self.backend = backend
         self.exported = 0
         self.rejected = 0
+        # What became of the spans of each transport (metrics and rate-limited logs of rejections).
+        self.outcomes = {
+            "grpc": SpanOutcomes("otlp_grpc", logger),
+            "http": SpanOutcomes("otlp_http", logger),
+        }
 
     def register(self, server: grpc.aio.Server) -> list[str]:
         handler = grpc.unary_unary_rpc_method_handler(
@@ -194,22 +210,29 @@ class OtlpTraceService:
 
     async def Export(self, request: Any, context: grpc.aio.ServicerContext) -> Any:
         try:
-            return await self.export(request)
+            return await self.export(request, "grpc")
         except AglError as exc:
             await context.abort(exc.code, exc.message)
         except Exception as exc:
             logger.exception("OTLP Export failed")
             await context.abort(grpc.StatusCode.UNAVAILABLE, f"agl-server could not store the spans: {exc}")
 
-    async def export(self, request: Any) -> trace_service_pb2.ExportTraceServiceResponse:
+    async def export(self, request: Any, transport: str = "grpc") -> trace_service_pb2.ExportTraceServiceResponse:
         """Place and store the spans of one Export request; returns the OTLP response.
+
+        ``transport`` (``grpc`` or ``http``) says which :attr:`outcomes` count the spans.
 
         Each span is handed to the store with its resource and scope copied in, a chunk of about
         :data:`CHUNK_BYTES` at a time, so memory per request stays bounded however many spans
         share one large resource; a request that would expand past :data:`MAX_EXPANDED_BYTES`
         is refused whole (RESOURCE_EXHAUSTED) before anything is stored.
         """
-        _check_expanded_size(request)
+        try:
+            _check_expanded_size(request)
+        except ExportTooLargeError as exc:
+            count = sum(len(ss.spans) for rs in request.resource_spans for ss in rs.scope_spans)
+            self.outcomes[transport].reject("request_too_large", count, exc.message)
+            raise
         batch = _Batch(self.backend)
         latest: dict[str, str | None] = {}
         for resource_spans in request.resource_spans:
@@ -225,11 +248,14 @@ class OtlpTraceService:
                     rollout_id = coordinates.get(semconv.ROLLOUT_ID)
                     if not rollout_id:
                         batch.reject(
-                            f"spans without {semconv.ROLLOUT_ID} (set it as a resource, scope or span attribute)"
+                            f"spans without {semconv.ROLLOUT_ID} (set it as a resource, scope or span attribute)",
+                            "missing_rollout_id",
                         )
                         continue
                     if not validation.id_fits(rollout_id):
-                        batch.reject(f"{semconv.ROLLOUT_ID} longer than {validation.MAX_ID_BYTES} bytes")
+                        batch.reject(
+                            f"{semconv.ROLLOUT_ID} longer than {validation.MAX_ID_BYTES} bytes", "invalid_rollout_id"
+                        )
                         continue
                     attempt_id = coordinates.get(semconv.ATTEMPT_ID)
                     if not attempt_id:
@@ -237,7 +263,7 @@ class OtlpTraceService:
                             latest[rollout_id] = await self._latest_attempt(rollout_id)
                         attempt_id = latest[rollout_id]
                         if attempt_id is None:
-                            batch.reject(f"rollout {rollout_id!r} not found or without an attempt")
+                            batch.reject(f"rollout {rollout_id!r} not found or without an attempt", "unknown_rollout")
                             continue
                     # A copy: the request's own spans stay as they are, so only the chunk in hand
                     # holds spans with the resource copied in.
@@ -249,7 +275,7 @@ class OtlpTraceService:
                     try:
                         validation.check_span(placed, "span")
                     except AglError as exc:
-                        batch.reject(exc.message.removeprefix("span."))
+                        batch.reject(exc.message.removeprefix("span."), "invalid_span")
                         continue
                     if resource_size:
                         placed.resource.CopyFrom(resource)
@@ -259,6 +285,10 @@ class OtlpTraceService:
         await batch.flush()
         self.exported += batch.stored
         self.rejected += batch.rejected
+        outcomes = self.outcomes[transport]
+        outcomes.stored(batch.stored - batch.duplicate, batch.duplicate)
+        for label, (count, first) in batch.labels.items():
+            outcomes.reject(label, count, first)
         response = trace_service_pb2.ExportTraceServiceResponse()
         if batch.rejected:
             reasons = batch.reasons
@@ -269,6 +299,11 @@ class OtlpTraceService:
             response.partial_success.error_message = f"agl-server rejected {batch.rejected} spans: {summary}{more}"
         return response
 
+    @staticmethod
+    def parse_request(raw: bytes) -> Any:
+        """An OTLP ExportTraceServiceRequest's bytes, read straight into agl spans (see the module)."""
+        return ExportRequest.FromString(raw)
+
     async def _latest_attempt(self, rollout_id: str) -> str | None:
         try:
             response = await self.backend.get_rollout(store_pb2.GetRolloutRequest(rollout_id=rollout_id))
@@ -277,4 +312,4 @@ class OtlpTraceService:
         return response.rollout.attempt.attempt_id or None
 
 
-__all__ = ["EXPORT", "SERVICE_NAME", "ExportRequest", "OtlpTraceService"]
+__all__ = ["EXPORT", "SERVICE_NAME", "ExportRequest", "ExportTooLargeError", "OtlpTraceService"]

@@ -14,7 +14,10 @@ from grpc_reflection.v1alpha import reflection
 
 from agl_core.store.backend import StoreBackend
 from agl_server.guard import RequestGuard
+from agl_server.http.context import HttpContext
+from agl_server.http.listener import HttpListener, server_ssl_context
 from agl_server.ingest_budget import DEFAULT_BUDGET_BYTES
+from agl_server.metrics import ServerMetrics
 from agl_server.runner_service import SERVICE_NAME as RUNNER_SERVICE_NAME
 from agl_server.runner_service import RunnerServicer
 from agl_server.servicer import SERVICE_NAME, StoreServicer
@@ -42,6 +45,8 @@ class ServerConfig:
     # Memory for span batches read and not yet written, across all IngestSpans streams.
     ingest_budget_bytes: int = DEFAULT_BUDGET_BYTES
     extra_services: Sequence[object] = field(default_factory=tuple)
+    # The HTTP listener (metrics, OTLP/HTTP, dashboard): None keeps it off; 0 picks a free port.
+    http_port: int | None = None
 
 
 class AglServer:
@@ -50,8 +55,14 @@ class AglServer:
     def __init__(self, backend: StoreBackend, config: ServerConfig) -> None:
         self.backend = backend
         self.config = config
-        self.servicer = StoreServicer(backend, config.ingest_budget_bytes)
+        http = config.http_port is not None
+        self.http_context = HttpContext(store=backend, token=config.token, max_body_bytes=config.max_message_bytes)
+        # Counting on the hot paths only when someone can read the counts.
+        self.metrics = ServerMetrics(self.http_context.registry) if http else None
+        self.servicer = StoreServicer(backend, config.ingest_budget_bytes, metrics=self.metrics)
         self.runner_servicer = RunnerServicer(backend, self.servicer.shutting_down)
+        self.http: HttpListener | None = None
+        self.http_port: int | None = None
         self.health = health.aio.HealthServicer()
         self.port: int | None = None
         self.server = grpc.aio.server(
@@ -98,6 +109,8 @@ class AglServer:
                 f"could not bind {address}: the port is in use or the address is not local; choose another "
                 "with --port (0 picks a free one)"
             )
+        if self.config.http_port is not None:
+            await self._start_http()  # before anything runs: a port in use fails the start as cleanly as gRPC's
         await self.server.start()
         start = getattr(self.backend, "start", None)
         if start is not None:
@@ -107,7 +120,35 @@ class AglServer:
         await self.health.set("", health_pb2.HealthCheckResponse.SERVING)
         await self.health.set(SERVICE_NAME, health_pb2.HealthCheckResponse.SERVING)
         await self.health.set(RUNNER_SERVICE_NAME, health_pb2.HealthCheckResponse.SERVING)
+        self.http_context.serving = True
         return self.port
+
+    async def _start_http(self) -> None:
+        ctx = self.http_context
+        ctx.runner = self.runner_servicer
+        ctx.ingest_budget = self.servicer.ingest_budget
+        ctx.span_outcomes.append(self.servicer.outcomes)
+        for extra in self.config.extra_services:
+            outcomes = getattr(extra, "outcomes", None)
+            if isinstance(outcomes, dict) and hasattr(extra, "parse_request"):  # the OTLP receiver
+                ctx.otlp = extra
+                ctx.span_outcomes.extend(outcomes.values())
+        if self.metrics is not None:
+            for hook, fn in (
+                ("add_commit_observer", self.metrics.observe_commit),
+                ("add_listener", self.metrics.on_commit),
+            ):
+                register = getattr(self.backend, hook, None)
+                if register is not None:  # the LMDB store has both; another backend may have neither
+                    register(fn)
+        ssl_context = (
+            server_ssl_context(self.config.tls_cert, self.config.tls_key)
+            if self.config.tls_cert and self.config.tls_key
+            else None
+        )
+        assert self.config.http_port is not None
+        self.http = HttpListener(ctx, self.config.host, self.config.http_port, ssl_context, grace=self.config.grace)
+        self.http_port = await self.http.start()
 
     async def stop(self) -> None:
         """NOT_SERVING, end long calls, let the rest finish within the grace period, close the store."""
@@ -115,9 +156,12 @@ class AglServer:
             return
         self._stopped.set()
         logger.info("agl-server shutting down", extra={"grace_s": self.config.grace})
+        self.http_context.serving = False
         await self.health.enter_graceful_shutdown()
         self.servicer.shutting_down.set()
         try:
+            if self.http is not None:
+                await self.http.stop()
             await self.runner_servicer.close()
             await self.server.stop(self.config.grace)
             await self.backend.close()

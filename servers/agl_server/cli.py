@@ -42,6 +42,15 @@ def build_parser() -> argparse.ArgumentParser:
         help=f"port (env AGL_SERVER_PORT; default {DEFAULT_PORT}; 0 picks a free one)",
     )
     parser.add_argument(
+        "--http-port",
+        type=int,
+        default=int(os.environ["AGL_HTTP_PORT"]) if os.environ.get("AGL_HTTP_PORT") else None,
+        help="also serve HTTP on this port, same host: Prometheus metrics at /metrics, OTLP/HTTP traces at "
+        "POST /v1/traces, /healthz (env AGL_HTTP_PORT; default: off, no HTTP listener; 0 picks a free one). "
+        "With --token every path but /healthz needs 'Authorization: Bearer <token>', /metrics included; "
+        "with --tls-cert it serves HTTPS",
+    )
+    parser.add_argument(
         "--data-dir", default=default_data_dir(), help="LMDB data directory (env AGL_DATA_DIR; default ./.agl-data)"
     )
     parser.add_argument(
@@ -116,6 +125,7 @@ def config_from_args(args: argparse.Namespace) -> ServerConfig:
         max_message_bytes=int(args.max_message_mb * 1024 * 1024),
         grace=args.grace,
         ingest_budget_bytes=int(args.ingest_budget_mb * 1024 * 1024),
+        http_port=args.http_port,
     )
 
 
@@ -176,9 +186,20 @@ async def serve(args: argparse.Namespace) -> None:
     )
     if warning:
         logger.warning(warning)
+    ready = {"port": port, "pid": os.getpid(), "address": address}
+    if server.http_port is not None:
+        scheme = "https" if config.tls_cert else "http"
+        ready["http_port"] = server.http_port
+        logger.info(
+            "HTTP listener on %s://%s:%d (/metrics, /v1/traces, /healthz)",
+            scheme,
+            config.host,
+            server.http_port,
+            extra={"http_port": server.http_port},
+        )
     if args.ready_file:
         tmp = args.ready_file.with_suffix(".tmp")
-        tmp.write_text(json.dumps({"port": port, "pid": os.getpid(), "address": address}))
+        tmp.write_text(json.dumps(ready))
         tmp.replace(args.ready_file)  # atomic: readers never see half a file
     await server.wait_closed()
 

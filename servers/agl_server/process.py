@@ -52,12 +52,21 @@ class ServerProcess:
         self.python = python
         self.process: subprocess.Popen[bytes] | None = None
         self.bound_port: int | None = None
+        # The HTTP listener's port, when started with --http-port.
+        self.http_port: int | None = None
 
     @property
     def address(self) -> str:
         if self.bound_port is None:
             raise RuntimeError("the server is not started")
         return f"{self.host}:{self.bound_port}"
+
+    @property
+    def http_url(self) -> str:
+        """``http://host:port`` of the HTTP listener (start with ``args=["--http-port", "0"]``)."""
+        if self.http_port is None:
+            raise RuntimeError("the server is not started, or without --http-port")
+        return f"http://{self.host}:{self.http_port}"
 
     def start(self, timeout: float = 120.0) -> ServerProcess:
         """Launch and return once it serves. ``timeout`` is only a give-up bound: it returns as
@@ -88,7 +97,12 @@ class ServerProcess:
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
             if ready.exists():
-                self.bound_port = int(json.loads(ready.read_text())["port"])
+                info = json.loads(ready.read_text())
+                self.bound_port = int(info["port"])
+                self.http_port = info.get("http_port")
+                if self.http_port is not None and "--http-port" in self.args:
+                    # A restart binds the same port again (like the gRPC one).
+                    self.args[self.args.index("--http-port") + 1] = str(self.http_port)
                 return self
             if self.process.poll() is not None:
                 raise ServerStartError(

@@ -12,6 +12,7 @@ import asyncio
 import contextlib
 import logging
 import re
+import time
 from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import Any
 
@@ -23,6 +24,7 @@ from agl_core.proto import store_pb2 as s
 from agl_core.proto import trace_pb2
 from agl_core.store.backend import StoreBackend
 from agl_core.store.request_checks import check_request
+from agl_core.store.span_outcomes import SpanOutcomes, reason_for_code
 from agl_core.store.wire import IngestSpansRequestView, repeated_message_field
 from agl_server.batches import enqueue_items_alone
 from agl_server.ingest_budget import DEFAULT_BUDGET_BYTES, IngestBudget
@@ -87,10 +89,16 @@ async def _abort(context: grpc.aio.ServicerContext, error: Exception, method: st
 class StoreServicer:
     """Serves one backend. ``shutting_down`` is set by the server before it stops."""
 
-    def __init__(self, backend: StoreBackend, ingest_budget_bytes: int = DEFAULT_BUDGET_BYTES) -> None:
+    def __init__(
+        self, backend: StoreBackend, ingest_budget_bytes: int = DEFAULT_BUDGET_BYTES, *, metrics: Any = None
+    ) -> None:
+        """:param metrics: an :class:`agl_server.metrics.ServerMetrics` to observe ingest batches in, or None."""
         self.backend = backend
         self.shutting_down = asyncio.Event()
         self.ingest_budget = IngestBudget(ingest_budget_bytes)
+        self.metrics = metrics
+        # Spans of IngestSpans accepted, duplicate and rejected (always counted: plain integers).
+        self.outcomes = SpanOutcomes("grpc", logger)
 
     # --- registration ------------------------------------------------------------------------------
 
@@ -228,6 +236,8 @@ class StoreServicer:
         raw_ingest = getattr(self.backend, "ingest_span_bytes", None)
 
         budget = self.ingest_budget
+        outcomes = self.outcomes
+        metrics = self.metrics
 
         async def store(raws: list[bytes]) -> s.IngestSpansResponse:
             if raw_ingest is not None:
@@ -235,12 +245,19 @@ class StoreServicer:
             return await self.backend.ingest_spans(_parse_spans(raws))  # a backend without the byte path
 
         async def ingest(request: Any, size: int) -> s.IngestSpansResponse:
+            started = time.perf_counter()
             try:
                 # Only spans every client can read back reach the store (see span_checks).
                 response = await ingest_checked(list(request.spans), store)
             finally:
                 budget.release(size)  # written (or failed): its bytes are no longer held
             response.batch_id = request.batch_id
+            outcomes.stored(response.accepted, len(response.duplicate_indices))
+            if response.rejected:
+                _count_rejected(outcomes, response)
+            if metrics is not None:
+                metrics.ingest_batch_spans.observe(len(request.spans))
+                metrics.ingest_ack_seconds.observe(time.perf_counter() - started)
             return response
 
         async def read() -> None:
@@ -316,6 +333,16 @@ class StoreServicer:
             grpc.StatusCode.UNAVAILABLE,
             f"agl-server is shutting down; reconnect and resume after event {last}",
         )
+
+
+def _count_rejected(outcomes: SpanOutcomes, response: s.IngestSpansResponse) -> None:
+    by_reason: dict[str, tuple[int, str]] = {}
+    for error in response.rejected:
+        reason = reason_for_code(error.code)
+        count, first = by_reason.get(reason, (0, error.message))
+        by_reason[reason] = (count + 1, first)
+    for reason, (count, first) in by_reason.items():
+        outcomes.reject(reason, count, first)
 
 
 def _parse_spans(raws: Any) -> list[trace_pb2.Span]:

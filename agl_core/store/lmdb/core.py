@@ -74,6 +74,7 @@ class LmdbCore:
         self._events_changed = asyncio.Event()
         self._terminal_waiters: dict[str, set[asyncio.Future[None]]] = {}
         self._listeners: list[Listener] = []
+        self._commit_observers: list[Callable[[int, float], None]] = []
         # Used only by the writer thread.
         self._span_ids = SpanIdIndex()
         self._closed = False
@@ -105,6 +106,7 @@ class LmdbCore:
             self._on_commit,
             on_abort=self._span_ids.discard_pending,
             pause_readers=self._read_gate.exclusive,
+            observers=self._commit_observers,
         )
         self._watchdog = Watchdog(loop, self._expire)
         self._rearm_watchdog()
@@ -149,6 +151,16 @@ class LmdbCore:
     def add_listener(self, listener: Listener) -> None:
         """Call ``listener`` on the event loop with the effects of every commit (events, span counts)."""
         self._listeners.append(listener)
+
+    def add_commit_observer(self, observer: Callable[[int, float], None]) -> None:
+        """Call ``observer(operations, seconds)`` on the writer thread after each group commit."""
+        self._commit_observers.append(observer)
+
+    @property
+    def writer_counts(self) -> tuple[int, int]:
+        """(groups, operations) committed by the writer so far."""
+        writer = self._writer
+        return (writer.groups, writer.ops) if writer is not None else (0, 0)
 
     def _write(self, op: Callable[[Tx], Any]) -> asyncio.Future[Any]:
         writer = self._ensure_started()

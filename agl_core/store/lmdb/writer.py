@@ -18,6 +18,7 @@ import asyncio
 import contextlib
 import logging
 import threading
+import time
 from collections import deque
 from collections.abc import Callable
 from typing import Any, Generic, TypeVar
@@ -52,17 +53,22 @@ class Writer(Generic[E]):
         name: str = "agl-lmdb-writer",
         on_abort: Callable[[], None] = lambda: None,
         pause_readers: Callable[[], contextlib.AbstractContextManager[Any]] = contextlib.nullcontext,
+        observers: list[Callable[[int, float], None]] | None = None,
     ) -> None:
         """:param on_abort: called on the writer thread whenever writes are rolled back (an operation
         failed, or a whole group), so caches of what is on disk can be dropped.
         :param pause_readers: held while the map grows: waits for read transactions running off the
-            event loop to end and holds new ones back (those on the loop cannot be open then)."""
+            event loop to end and holds new ones back (those on the loop cannot be open then).
+        :param observers: called on the writer thread after each group with its number of operations
+            and the seconds it took to run and commit (agl-server's metrics); a list the owner may
+            add to later."""
         self._pause_readers = pause_readers
         self._env = env
         self._loop = loop
         self._effects_factory = effects_factory
         self._on_commit = on_commit
         self._on_abort = on_abort
+        self._observers = observers if observers is not None else []
         self._pending: deque[tuple[Op, asyncio.Future[Any]]] = deque()
         self._cond = threading.Condition()
         self._closing = False
@@ -105,6 +111,7 @@ class Writer(Generic[E]):
             self._run_group(group)
 
     def _run_group(self, group: list[tuple[Op, asyncio.Future[Any]]]) -> None:
+        started = time.perf_counter()
         while True:
             try:
                 outcomes, effects = self._execute(group)
@@ -126,6 +133,13 @@ class Writer(Generic[E]):
                 break
         self.groups += 1
         self.ops += len(group)
+        if self._observers:
+            elapsed = time.perf_counter() - started
+            for observe in self._observers:
+                try:
+                    observe(len(group), elapsed)
+                except Exception:
+                    logger.exception("a commit observer failed")
         try:
             self._loop.call_soon_threadsafe(self._deliver, group, outcomes, effects)
         except RuntimeError:

@@ -64,6 +64,8 @@ class RunnerServicer:
         self._closing: set[asyncio.Task[None]] = set()
         self._shutdown_watch: asyncio.Task[None] | None = None
         self._recovery: asyncio.Task[int] | None = None
+        # Work streams being served (a reconnecting worker may briefly have two): a metrics gauge.
+        self.open_streams = 0
 
     def start(self) -> None:
         """Once the store is open: give workers of an earlier server life ``reconnect_grace``
@@ -112,6 +114,13 @@ class RunnerServicer:
     # --- the stream --------------------------------------------------------------------------------
 
     async def Work(self, requests: AsyncIterator[r.WorkRequest], context: grpc.aio.ServicerContext) -> None:
+        self.open_streams += 1
+        try:
+            await self._work(requests, context)
+        finally:
+            self.open_streams -= 1
+
+    async def _work(self, requests: AsyncIterator[r.WorkRequest], context: grpc.aio.ServicerContext) -> None:
         if self.shutting_down.is_set():
             await context.abort(grpc.StatusCode.UNAVAILABLE, _SHUTDOWN_MESSAGE)
         self._watch_shutdown()
@@ -213,14 +222,35 @@ class RunnerServicer:
             session.worker_id,
             session.capacity,
             f", {len(session.active)} attempt(s) still running" if session.active else "",
+            extra={
+                "event": "worker_connected",
+                "worker_id": session.worker_id,
+                "capacity": session.capacity,
+                "attempts_running": len(session.active),
+            },
         )
 
     async def _close(self, session: WorkSession) -> None:
+        held = len(session.active)
         try:
             await session.close()
         finally:
             if self.sessions.get(session.worker_id) is session:
                 del self.sessions[session.worker_id]
+            end = session.end
+            reason = f"{end.code.name}: {end.message}" if end is not None else "its Work stream ended"
+            logger.info(
+                "worker %s disconnected (%s)",
+                session.worker_id,
+                reason,
+                extra={
+                    "event": "worker_disconnected",
+                    "worker_id": session.worker_id,
+                    "reason": reason,
+                    "attempts_held": held,
+                    "attempts_kept": held if session.keep_attempts else 0,
+                },
+            )
 
 
 _SHUTDOWN_MESSAGE = (
