@@ -72,7 +72,7 @@ async def browser() -> AsyncIterator[Any]:
 @pytest.fixture
 def agl_server(tmp_path: Path) -> Iterator[ServerProcess]:
     """A real agl-server with its HTTP listener on a free port."""
-    process = ServerProcess(tmp_path / "agl-data", log_path=tmp_path / "server.log")
+    process = ServerProcess(tmp_path / "agl-data", args=["--http-port", "0"], log_path=tmp_path / "server.log")
     process.start()
     try:
         yield process
@@ -82,24 +82,9 @@ def agl_server(tmp_path: Path) -> Iterator[ServerProcess]:
 
 @pytest.fixture
 async def dashboard(agl_server: ServerProcess) -> AsyncIterator[tuple[GrpcStore, str]]:
-    """A gRPC client of ``agl_server`` and the base URL of its dashboard."""
-    # PRE-MERGE: the dashboard in-process around a GrpcStore until agl-server has --http-port.
-    from types import SimpleNamespace
-
-    from aiohttp import web
-
-    from agl_server.http.dashboard import register_routes
-
+    """A gRPC client of ``agl_server`` and the base URL of its HTTP listener (the dashboard's)."""
     store = GrpcStore(agl_server.address)
-    app = web.Application()
-    register_routes(app, SimpleNamespace(store=store, token=None))  # type: ignore[arg-type]
-    runner = web.AppRunner(app)
-    await runner.setup()
-    site = web.TCPSite(runner, "127.0.0.1", 0)
-    await site.start()
-    port = site._server.sockets[0].getsockname()[1]  # type: ignore[union-attr]
     try:
-        yield store, f"http://127.0.0.1:{port}"
+        yield store, agl_server.http_url
     finally:
-        await runner.cleanup()
         await store.close()

@@ -32,6 +32,7 @@ ROUTE_MODULES: list[str] = [
     "agl_server.http.health",
     "agl_server.http.metrics",
     "agl_server.http.otlp",
+    "agl_server.http.dashboard",
 ]
 
 CTX_KEY = web.AppKey("agl_ctx", HttpContext)
