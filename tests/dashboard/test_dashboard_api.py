@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import asyncio
 import json
+import os
 from collections.abc import AsyncIterator
+from pathlib import Path
 from typing import Any
 
 import aiohttp
@@ -13,6 +15,7 @@ import pytest
 from agl_core.client import GrpcStore
 from agl_core.runner.results import exception_span, reward_span
 from agl_core.types import LLM
+from agl_server.process import ServerProcess
 
 TIMEOUT_S = 60
 
@@ -165,3 +168,50 @@ async def test_pages_and_assets_are_served_from_the_package(
         async with http.get(f"{base}/dashboard/static/{asset}") as response:
             assert response.status == 200, asset
             assert kind in response.headers["Content-Type"]
+
+
+async def test_with_a_token_a_browser_signs_in_once_and_the_cookie_only_reads(tmp_path: Path) -> None:
+    token = "dashboard-test-token"
+    env = {**os.environ, "AGL_TOKEN": token}
+    with ServerProcess(tmp_path / "data", args=["--http-port", "0"], env=env, log_path=tmp_path / "log") as server:
+        base = server.http_url
+        jar = aiohttp.CookieJar(unsafe=True)  # unsafe: keep cookies of an IP-address host (127.0.0.1)
+        async with aiohttp.ClientSession(cookie_jar=jar, timeout=aiohttp.ClientTimeout(total=TIMEOUT_S)) as http:
+            async with http.get(f"{base}/api/rollouts") as response:
+                assert response.status == 401
+            page = {"Accept": "text/html"}
+            async with http.get(f"{base}/dashboard/", headers=page, allow_redirects=False) as response:
+                assert response.status == 302 and response.headers["Location"] == "/dashboard/login"
+            async with http.post(f"{base}/dashboard/login", data={"token": "wrong"}) as response:
+                assert response.status == 401 and "not the token of this agl-server" in await response.text()
+            assert len(jar) == 0
+            async with http.post(f"{base}/dashboard/login", data={"token": token}, allow_redirects=False) as response:
+                assert response.status == 302 and response.headers["Location"] == "/dashboard/"
+                cookie = response.cookies["agl_dashboard_token"]
+                assert cookie["httponly"] and cookie["samesite"] == "Strict"
+            assert (await get(http, f"{base}/api/rollouts"))["total"] == 0
+            async with http.get(f"{base}/dashboard/", headers=page) as response:
+                assert response.status == 200 and "static/app.js" in await response.text()
+            # The cookie opens the read-only dashboard, nothing else.
+            async with http.get(f"{base}/metrics") as response:
+                assert response.status == 401
+            async with http.post(
+                f"{base}/v1/traces", data=b"", headers={"Content-Type": "application/x-protobuf"}
+            ) as response:
+                assert response.status == 401
+        async with aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=TIMEOUT_S)) as http:
+            async with http.get(f"{base}/api/stats", headers={"Authorization": f"Bearer {token}"}) as response:
+                assert response.status == 200
+
+
+async def test_an_open_event_stream_does_not_hold_up_shutdown(
+    agl_server: ServerProcess, dashboard: tuple[GrpcStore, str], http: aiohttp.ClientSession
+) -> None:
+    _, base = dashboard
+    async with http.get(f"{base}/api/events") as response:
+        kind, _, _ = await read_event(response)
+        assert kind == "ready"
+        # SIGTERM; a stream kept open would hold the listener until the grace period and then be killed.
+        code = await asyncio.get_running_loop().run_in_executor(None, agl_server.stop)
+        assert code == 0, agl_server.log_tail()
+        assert await asyncio.wait_for(response.content.read(), TIMEOUT_S) == b""

@@ -4,7 +4,8 @@
 over time per resources set, workers, resources) that reads the JSON API under ``/api/`` and follows
 ``/api/events`` for live updates. Its assets (HTML, JavaScript, CSS and the vendored uPlot chart
 library with its licence) ship in this package under ``static/``: nothing is fetched from elsewhere
-at run time and nothing is built.
+at run time and nothing is built. When the server has a token, a browser signs in once at
+``/dashboard/login`` (see :mod:`agl_server.http.dashboard.login`).
 """
 
 from __future__ import annotations
@@ -17,6 +18,7 @@ from aiohttp import web
 from agl_core.store.base import LightningStore
 from agl_server.http.dashboard.api import DashboardApi
 from agl_server.http.dashboard.live import STREAMS_KEY, LiveEvents, close_streams
+from agl_server.http.dashboard.login import LOGIN_PATH, cookie_allows, login_routes
 
 if TYPE_CHECKING:
     from agl_server.http.context import HttpContext
@@ -49,3 +51,9 @@ def register_routes(app: web.Application, ctx: HttpContext) -> None:
     app.router.add_get("/", _to_index)
     app.router.add_static(PREFIX + "/static/", STATIC, append_version=False)
     app.on_shutdown.append(close_streams)
+    app.router.add_routes(login_routes(ctx.token))
+    ctx.open_paths.add(LOGIN_PATH)
+    token = ctx.token
+    if token is not None:
+        ctx.browser_auth.append(lambda request: cookie_allows(request, token))
+        ctx.login_path = LOGIN_PATH

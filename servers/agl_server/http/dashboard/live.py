@@ -11,7 +11,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-from typing import Any
 
 from aiohttp import web
 
@@ -25,7 +24,8 @@ KEEPALIVE_S = 15.0
 # Events read ahead of a slow browser; past this the watch waits (the store's log keeps the rest).
 QUEUE_EVENTS = 1000
 
-STREAMS_KEY: web.AppKey[set[asyncio.Task[Any]]] = web.AppKey("agl_dashboard_event_streams", set)
+# The queues of the open streams: shutdown ends each stream through its queue.
+STREAMS_KEY: web.AppKey[set[asyncio.Queue[bytes]]] = web.AppKey("agl_dashboard_event_streams", set)
 
 
 def _after_event_id(request: web.Request) -> int | None:
@@ -51,10 +51,8 @@ class LiveEvents:
         )
         await response.prepare(request)
         streams = request.app[STREAMS_KEY]
-        task = asyncio.current_task()
-        assert task is not None
-        streams.add(task)
         queue: asyncio.Queue[bytes] = asyncio.Queue(QUEUE_EVENTS)
+        streams.add(queue)
         pump = asyncio.create_task(self._pump(after, queue))
         try:
             while True:
@@ -68,7 +66,7 @@ class LiveEvents:
         except ConnectionResetError:
             pass  # the browser went away
         finally:
-            streams.discard(task)
+            streams.discard(queue)
             pump.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await pump
@@ -97,6 +95,9 @@ class LiveEvents:
 
 
 async def close_streams(app: web.Application) -> None:
-    """On shutdown: end open event streams so the listener stops at once, not after a client leaves."""
-    for task in list(app[STREAMS_KEY]):
-        task.cancel()
+    """On shutdown: end open event streams (cleanly: the browser reconnects and resumes by its last
+    event id) so the listener stops at once instead of waiting for clients to leave."""
+    for queue in app[STREAMS_KEY]:
+        while not queue.empty():  # events not yet sent are dropped: a resuming browser reads them again
+            queue.get_nowait()
+        queue.put_nowait(b"")
