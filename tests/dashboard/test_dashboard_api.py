@@ -75,27 +75,27 @@ async def test_a_retried_rollout_shows_both_attempts_its_spans_and_reward(
     assert {w["worker_id"] for w in workers["items"]} == {"w1", "w2"}
 
 
-@pytest.mark.parametrize(
-    ("query", "names"),
-    [
-        ("status=done", "'status'"),
-        ("mode=prod", "'mode'"),
-        ("limit=0", "'limit'"),
-        ("limit=ten", "'limit'"),
-        ("offset=-1", "'offset'"),
-        ("sort=reward", "'sort'"),
-        ("order=up", "'order'"),
-        ("order=asc,desc", "'order'"),
-    ],
-)
+BAD_QUERIES = [
+    ("status=done", "'status'"),
+    ("mode=prod", "'mode'"),
+    ("limit=0", "'limit'"),
+    ("limit=ten", "'limit'"),
+    ("offset=-1", "'offset'"),
+    ("sort=reward", "'sort'"),
+    ("order=up", "'order'"),
+    ("order=asc,desc", "'order'"),
+]
+
+
 async def test_bad_parameters_get_400_naming_them_and_change_nothing(
-    dashboard: tuple[GrpcStore, str], http: aiohttp.ClientSession, query: str, names: str
+    dashboard: tuple[GrpcStore, str], http: aiohttp.ClientSession
 ) -> None:
     store, base = dashboard
     await store.enqueue_rollout({"n": 1})
     before = await store.stats()
-    body = await get(http, f"{base}/api/rollouts?{query}", status=400)
-    assert names in body["error"]
+    for query, name in BAD_QUERIES:  # one server for all: each case is one request
+        body = await get(http, f"{base}/api/rollouts?{query}", status=400)
+        assert name in body["error"], (query, body)
     assert (await store.stats())["rollouts_by_status"] == before["rollouts_by_status"]
     assert (await get(http, f"{base}/api/rollouts"))["total"] == 1
 

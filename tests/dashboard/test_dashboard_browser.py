@@ -168,5 +168,6 @@ async def test_dashboard_shows_rollouts_traces_rewards_and_live_updates(
         fresh = page.locator(f'tr[data-rollout-id="{late[0]}"]')
         await expect(fresh).to_have_attribute("data-status", "succeeded")
         await expect(rows).to_have_count(7)
+        await expect(page.locator('[data-stat="rollouts"]')).to_have_text("rollouts7")
         await page.screenshot(path=screenshots / "rollouts-live.png", full_page=True)
         assert errors == []

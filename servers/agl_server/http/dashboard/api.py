@@ -158,8 +158,10 @@ class DashboardApi:
     async def reward_series(self, request: web.Request) -> web.Response:
         """Reward over time of the latest finished rollouts, one series per resources set."""
         limit = _int(request, "limit", 500, 1, MAX_CHART_POINTS)
+        # The latest started (the rollout index answers it without a scan, however many are stored),
+        # plotted by when they finished.
         page = await self.store.query_rollouts(
-            status_in=[RolloutStatus.SUCCEEDED, RolloutStatus.FAILED], sort_by="end_time", order="desc", limit=limit
+            status_in=[RolloutStatus.SUCCEEDED, RolloutStatus.FAILED], sort_by="start_time", order="desc", limit=limit
         )
         series = await self.rewards.series(page.items)
         ids = [s["resources_id"] for s in series if s["resources_id"]]

@@ -64,6 +64,17 @@ function debounce(fn, ms) {
   return (...args) => { clearTimeout(timer); timer = setTimeout(() => fn(...args), ms); };
 }
 
+// Runs fn at most once per ms, after the first call of a burst: a busy store sends events without
+// pause, and a debounce would then never fire.
+function throttle(fn, ms) {
+  let timer = null;
+  let last = [];
+  return (...args) => {
+    last = args;
+    if (timer === null) timer = setTimeout(() => { timer = null; fn(...last); }, ms);
+  };
+}
+
 const main = () => document.getElementById("main");
 
 function show(...nodes) {
@@ -95,7 +106,7 @@ function connectEvents() {
 
 // --- header stats -------------------------------------------------------------------------------
 
-const refreshStats = debounce(async () => {
+const refreshStats = throttle(async () => {
   try {
     const stats = await api("/api/stats");
     const items = [["rollouts", stats.rollouts], ["queue", stats.queue_length], ["spans", stats.spans],
@@ -163,10 +174,10 @@ async function pageRollouts() {
       h("button", { disabled: data.offset + data.items.length >= data.total, onclick: () => { rolloutFilters.offset = data.offset + PAGE; load(); } }, "older ›"));
     seen = new Set(data.items.map((r) => r.rollout_id));
   }
-  // A status change reloads the page of rows (debounced: a burst of events is one reload) and
+  // A status change reloads the page of rows (throttled: a burst of events is one reload) and
   // highlights the rows it touched.
   let pending = new Set();
-  const reload = debounce(() => { const changed = pending; pending = new Set(); load(changed); }, 200);
+  const reload = throttle(() => { const changed = pending; pending = new Set(); load(changed); }, 300);
   onRolloutEvent = (event) => { pending.add(event.rollout_id); reload(); };
   await load();
 }
@@ -225,10 +236,15 @@ function llmCallView(call, index) {
 }
 
 async function pageRollout(rolloutId) {
+  const mine = routeSeq;
   show(h("h2", {}, "Rollout ", h("span", { class: "mono" }, rolloutId)), h("div", { class: "empty" }, "loading…"));
   async function load() {
     let r;
-    try { r = await api("/api/rollouts/" + encodeURIComponent(rolloutId)); } catch (e) { show(h("h2", {}, "Rollout"), h("div", {})); showError(e); return; }
+    try { r = await api("/api/rollouts/" + encodeURIComponent(rolloutId)); } catch (e) {
+      if (mine === routeSeq) { show(h("h2", {}, "Rollout")); showError(e); }
+      return;
+    }
+    if (mine !== routeSeq) return;  // the user has moved on to another page meanwhile
     const attempts = h("table", { "data-testid": "attempts" },
       h("thead", {}, h("tr", {}, ["#", "attempt", "status", "worker", "started", "ended", "last heartbeat"].map((c) => h("th", {}, c)))),
       h("tbody", {}, r.attempts.map((a) => h("tr", {},
@@ -254,7 +270,8 @@ async function pageRollout(rolloutId) {
       h("h3", {}, "Rewards"), rewards,
       h("h3", {}, `Spans (${r.span_total})`), truncated, timelineView(r.spans));
   }
-  onRolloutEvent = debounce((event) => { if (event.rollout_id === rolloutId) load(); }, 200);
+  const reload = throttle(load, 300);
+  onRolloutEvent = (event) => { if (event.rollout_id === rolloutId) reload(); };
   await load();
 }
 
@@ -281,7 +298,8 @@ async function pageRewards() {
       })));
     drawChart(holder, data.series);
   }
-  onRolloutEvent = debounce((event) => { if (["succeeded", "failed"].includes(event.new_status)) load(); }, 500);
+  const reload = throttle(load, 1000);
+  onRolloutEvent = (event) => { if (["succeeded", "failed"].includes(event.new_status)) reload(); };
   await load();
 }
 
@@ -330,7 +348,7 @@ async function pageWorkers() {
         h("td", {}, fmtTime(w.last_dequeue_time)), h("td", { class: "mono" }, Object.keys(w.heartbeat_stats).length ? text(w.heartbeat_stats) : "")))
         : h("tr", {}, h("td", { colspan: 7, class: "empty" }, "no workers have connected"))));
   }
-  onRolloutEvent = debounce(load, 500);  // workers change with the rollouts they take
+  onRolloutEvent = throttle(load, 500);  // workers change with the rollouts they take
   await load();
 }
 
@@ -357,7 +375,12 @@ async function pageResources() {
 
 // --- routing ------------------------------------------------------------------------------------
 
+// Each page load gets a number; a page's late answers (a reload in flight) are ignored once the
+// user has moved to another page, instead of replacing it.
+let routeSeq = 0;
+
 async function route() {
+  routeSeq += 1;
   onRolloutEvent = null;
   const hash = location.hash.replace(/^#\/?/, "");
   const [page, ...rest] = hash.split("/");
