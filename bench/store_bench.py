@@ -25,7 +25,9 @@ import struct
 import subprocess
 import sys
 import tempfile
+import threading
 import time
+import urllib.request
 from pathlib import Path
 from typing import Any
 
@@ -351,14 +353,43 @@ def server_memory(pid: int) -> tuple[float, float]:
 # --- main ------------------------------------------------------------------------------------------
 
 
+class Scraper:
+    """GET /metrics every ``interval`` seconds on a thread, as Prometheus would (each must succeed)."""
+
+    def __init__(self, url: str, interval: float) -> None:
+        self.url = url
+        self.interval = interval
+        self.count = 0
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, daemon=True)
+        self._thread.start()
+
+    def _run(self) -> None:
+        while not self._stop.wait(self.interval):
+            with urllib.request.urlopen(self.url, timeout=30) as response:
+                body = response.read()
+            assert b"agl_spans_accepted_total" in body
+            self.count += 1
+
+    def stop(self) -> int:
+        self._stop.set()
+        self._thread.join()
+        return self.count
+
+
 async def ingest_only(args: argparse.Namespace, report: Report, workdir: str) -> None:
     """Only the span ingestion section, with the server's CPU time per span beside each rate (the
     rate swings with other work on a shared machine; the CPU cost much less). For comparing
     commits back to back: put the other checkout first on PYTHONPATH, the server inherits it."""
     spans_total = 40_000 if args.quick else 300_000
-    server = ServerProcess(os.path.join(workdir, "data"), log_path=os.path.join(workdir, "server.log")).start()
+    server_args = ["--http-port", "0"] if args.http_listener else []
+    server = ServerProcess(
+        os.path.join(workdir, "data"), args=server_args, log_path=os.path.join(workdir, "server.log")
+    ).start()
     assert server.process is not None
     process = psutil.Process(server.process.pid)
+    scraper = Scraper(f"{server.http_url}/metrics", args.scrape_interval) if args.http_listener else None
+    report.context["http_listener"] = bool(args.http_listener)
     try:
         async with GrpcStore(server.address) as store:
             await store.wait_ready()
@@ -389,7 +420,13 @@ async def ingest_only(args: argparse.Namespace, report: Report, workdir: str) ->
         async with GrpcStore(server.address) as store:
             stats = await store.stats()
         report.add("data file per stored span", stats["data_bytes"] / stats["spans"], "bytes")
+        if scraper is not None:
+            report.add(
+                "metrics scrapes during the run", scraper.stop(), "scrapes", note=f"every {args.scrape_interval:g} s"
+            )
     finally:
+        if scraper is not None:
+            scraper.stop()
         server.stop()
 
 
@@ -536,6 +573,12 @@ def main() -> int:
     parser.add_argument(
         "--ingest-only", action="store_true", help="only span ingestion, with the server's CPU time per span"
     )
+    parser.add_argument(
+        "--http-listener",
+        action="store_true",
+        help="with --ingest-only: run the server with --http-port (metrics on) and scrape /metrics meanwhile",
+    )
+    parser.add_argument("--scrape-interval", type=float, default=1.0, help="seconds between scrapes (default 1)")
     parser.add_argument("--rss-spans", type=int, default=1_000_000, help="spans to accumulate for the memory check")
     parser.add_argument("--out", default="store_bench", help="result file name under bench/results")
     parser.add_argument("--workdir", help="where data goes (default: a temp dir on the same disk as /tmp)")

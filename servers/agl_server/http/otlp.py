@@ -66,6 +66,11 @@ def register_routes(app: web.Application, ctx: HttpContext) -> None:
             body = await request.read()
         except web.HTTPRequestEntityTooLarge:
             return _too_large(encoding, "the body (decompressed) is larger")
+        except web.RequestPayloadError as exc:  # a body that does not inflate, a broken chunked encoding
+            message = str(exc).replace("400, message:", "").strip()
+            return _status_response(
+                400, _INVALID_ARGUMENT, f"the body could not be read: {message} (check Content-Encoding)", encoding
+            )
         try:
             raw = parse_otlp_json(body) if encoding == JSON else body
             export = otlp.parse_request(raw)
