@@ -42,14 +42,18 @@ async def test_a_retried_rollout_shows_both_attempts_its_spans_and_reward(
     rollout = await store.enqueue_rollout(
         {"question": "2+2"}, resources_id="r1", config={"max_attempts": 2, "retry_condition": ["failed"]}
     )
+    queued = await get(http, f"{base}/api/rollouts/{rollout.rollout_id}")
+    assert (queued["status"], queued["attempts"], queued["spans"], queued["reward"]) == ("queuing", [], [], None)
     first = await store.dequeue_rollout(worker_id="w1")
     assert first is not None and first.attempt is not None
     await store.add_spans([exception_span(first, RuntimeError("flaky tool"))])
     await store.update_attempt(rollout.rollout_id, first.attempt.attempt_id, status="failed")
     second = await store.dequeue_rollout(worker_id="w2")
     assert second is not None and second.attempt is not None
-    await store.add_spans([reward_span(second, 0.75)])
     await store.update_attempt(rollout.rollout_id, second.attempt.attempt_id, status="succeeded")
+    # The reward arrives after the status (as OTLP exports may): the table is not stuck without it.
+    assert (await get(http, f"{base}/api/rollouts"))["items"][0]["reward"] is None
+    await store.add_spans([reward_span(second, 0.75)])
 
     body = await get(http, f"{base}/api/rollouts/{rollout.rollout_id}")
     assert body["status"] == "succeeded" and body["reward"] == 0.75 and body["resources_version"] == 1

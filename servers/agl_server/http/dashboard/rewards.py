@@ -2,8 +2,8 @@
 
 A rollout's reward is what the algorithms read (:func:`agl_core.algorithm.rollouts.read_reward`):
 the last ``agl.reward`` span of its latest attempt. Reading it is a span query per rollout, so the
-reward of a finished rollout is kept (bounded, least recently used first out); an unfinished one
-is read again each time, since its reward may still come.
+reward of a finished rollout is kept (bounded, least recently used first out); an unfinished one,
+or one without a reward yet, is read again each time, since its reward may still come.
 """
 
 from __future__ import annotations
@@ -24,7 +24,7 @@ class RewardReader:
     def __init__(self, store: LightningStore, entries: int = CACHE_ENTRIES) -> None:
         self.store = store
         self.entries = entries
-        self._known: OrderedDict[str, float | None] = OrderedDict()
+        self._known: OrderedDict[str, float] = OrderedDict()
 
     async def reward(self, rollout: Rollout) -> float | None:
         rollout_id = rollout.rollout_id
@@ -35,7 +35,9 @@ class RewardReader:
             return None
         spans = await self.store.query_spans(rollout_id, "latest", name=semconv.SPAN_REWARD)
         reward = find_final_reward(spans)
-        if rollout.is_terminal:
+        # A finished rollout without a reward is read again next time: spans exported over OTLP may
+        # arrive after the status change.
+        if rollout.is_terminal and reward is not None:
             self._known[rollout_id] = reward
             while len(self._known) > self.entries:
                 self._known.popitem(last=False)
