@@ -161,10 +161,11 @@ async def test_pages_and_assets_are_served_from_the_package(
         assert response.status == 302 and response.headers["Location"] == "/dashboard/"
     async with http.get(f"{base}/dashboard/") as response:
         page = await response.text()
-        assert response.status == 200 and "static/app.js" in page
+        assert response.status == 200 and "static/js/main.js" in page
         assert "http://" not in page and "https://" not in page  # nothing from elsewhere
     for asset, kind in [
-        ("app.js", "javascript"),
+        ("js/main.js", "javascript"),
+        ("js/util.js", "javascript"),
         ("style.css", "text/css"),
         ("vendor/uPlot.iife.min.js", "javascript"),
         ("vendor/uPlot.LICENSE", ""),
@@ -195,7 +196,7 @@ async def test_with_a_token_a_browser_signs_in_once_and_the_cookie_only_reads(tm
                 assert cookie["httponly"] and cookie["samesite"] == "Strict"
             assert (await get(http, f"{base}/api/rollouts"))["total"] == 0
             async with http.get(f"{base}/dashboard/", headers=page) as response:
-                assert response.status == 200 and "static/app.js" in await response.text()
+                assert response.status == 200 and "static/js/main.js" in await response.text()
             # The cookie opens the read-only dashboard, nothing else.
             async with http.get(f"{base}/metrics") as response:
                 assert response.status == 401
