@@ -163,6 +163,7 @@ async def test_pages_and_assets_are_served_from_the_package(
         page = await response.text()
         assert response.status == 200 and "static/js/main.js" in page
         assert "http://" not in page and "https://" not in page  # nothing from elsewhere
+        assert "default-src 'self'" in response.headers["Content-Security-Policy"]
     for asset, kind in [
         ("js/main.js", "javascript"),
         ("js/util.js", "javascript"),

@@ -89,6 +89,12 @@ async def test_dashboard_shows_rollouts_traces_rewards_and_live_updates(
         page = await browser.new_page(viewport={"width": 1400, "height": 1000})
         errors: list[str] = []
         page.on("pageerror", lambda exc: errors.append(str(exc)))
+        # A Content-Security-Policy violation (something the page tried to load or run) is a console error.
+        page.on("console", lambda message: errors.append(message.text) if message.type == "error" else None)
+        page.on(
+            "response",
+            lambda response: errors.append(f"{response.status} {response.url}") if response.status >= 400 else None,
+        )
 
         # Rollouts: one row per rollout, with its status and reward.
         await page.goto(base + "/dashboard/#/rollouts")

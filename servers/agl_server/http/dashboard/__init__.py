@@ -17,6 +17,7 @@ from aiohttp import web
 
 from agl_core.store.base import LightningStore
 from agl_server.http.dashboard.api import DashboardApi
+from agl_server.http.dashboard.headers import PAGE_HEADERS
 from agl_server.http.dashboard.live import STREAMS_KEY, LiveEvents, close_streams
 from agl_server.http.dashboard.login import LOGIN_PATH, cookie_allows, login_routes
 
@@ -33,7 +34,7 @@ def store_api(store: Any) -> LightningStore:
 
 
 async def _index(request: web.Request) -> web.FileResponse:
-    return web.FileResponse(STATIC / "index.html", headers={"Cache-Control": "no-cache"})
+    return web.FileResponse(STATIC / "index.html", headers=PAGE_HEADERS)
 
 
 async def _to_index(request: web.Request) -> web.StreamResponse:

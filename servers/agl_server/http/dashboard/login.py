@@ -14,13 +14,15 @@ import html
 
 from aiohttp import web
 
+from agl_server.http.dashboard.headers import PAGE_HEADERS
+
 COOKIE = "agl_dashboard_token"
 LOGIN_PATH = "/dashboard/login"
 # What the cookie may open: the read-only dashboard and its API.
 READ_PREFIXES = ("/dashboard", "/api/")
 
 _FORM = """<!doctype html>
-<html lang="en"><head><meta charset="utf-8"><title>agl dashboard: sign in</title>
+<html lang="en"><head><meta charset="utf-8"><title>agl dashboard: sign in</title><link rel="icon" href="data:,">
 </head>
 <body style="font:15px system-ui,sans-serif"><main style="max-width:460px;margin:60px auto">
 <h2>agl dashboard</h2>
@@ -44,7 +46,9 @@ def cookie_allows(request: web.Request, token: str) -> bool:
 
 def _form(error: str = "", status: int = 200) -> web.Response:
     shown = f'<p style="color:#c5221f" data-testid="login-error">{html.escape(error)}</p>' if error else ""
-    return web.Response(text=_FORM.format(error=shown), status=status, content_type="text/html")
+    return web.Response(
+        text=_FORM.format(error=shown), status=status, content_type="text/html", headers=dict(PAGE_HEADERS)
+    )
 
 
 def login_routes(token: str | None) -> list[web.RouteDef]:
