@@ -8,6 +8,7 @@ or one without a reward yet, is read again each time, since its reward may still
 
 from __future__ import annotations
 
+import asyncio
 from collections import OrderedDict
 from typing import Any
 
@@ -34,6 +35,8 @@ class RewardReader:
         if rollout.attempt is None:
             return None
         spans = await self.store.query_spans(rollout_id, "latest", name=semconv.SPAN_REWARD)
+        # A short read of LMDB that may not suspend at all: give gRPC its turn between rollouts.
+        await asyncio.sleep(0)
         reward = find_final_reward(spans)
         # A finished rollout without a reward is read again next time: spans exported over OTLP may
         # arrive after the status change.
