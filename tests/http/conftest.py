@@ -1,4 +1,4 @@
-"""A real agl-server with its HTTP listener (``--http-port 0``), and readers of what it serves."""
+"""Fixtures: a real agl-server with its HTTP listener (``--http-port 0``), with and without a token."""
 
 from __future__ import annotations
 
@@ -8,12 +8,10 @@ from pathlib import Path
 
 import aiohttp
 import pytest
-from prometheus_client.parser import text_string_to_metric_families
+from support.http_listener import TOKEN
 
 from agl_core.client import GrpcStore
 from agl_server.process import ServerProcess
-
-TOKEN = "http-test-token"
 
 
 @pytest.fixture
@@ -58,17 +56,3 @@ async def grpc_store(http_server: ServerProcess) -> AsyncIterator[GrpcStore]:
         yield store
     finally:
         await store.close()
-
-
-async def scrape(http: aiohttp.ClientSession, server: ServerProcess, **headers: str) -> dict[str, float]:
-    """GET /metrics, parsed by the Prometheus client's own parser: ``{"name{label=value,...}": value}``."""
-    async with http.get(f"{server.http_url}/metrics", headers=headers) as response:
-        assert response.status == 200, await response.text()
-        assert response.headers["Content-Type"].startswith("text/plain; version=0.0.4")
-        text = await response.text()
-    samples: dict[str, float] = {}
-    for family in text_string_to_metric_families(text):
-        for sample in family.samples:
-            labels = ",".join(f"{k}={v}" for k, v in sorted(sample.labels.items()))
-            samples[f"{sample.name}{{{labels}}}" if labels else sample.name] = sample.value
-    return samples

@@ -10,7 +10,7 @@ from pathlib import Path
 
 import aiohttp
 import pytest
-from conftest import TOKEN, scrape
+from support.http_listener import TOKEN, scrape
 
 from agl_server.process import ServerProcess
 

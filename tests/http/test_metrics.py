@@ -6,8 +6,8 @@ import asyncio
 
 import aiohttp
 import grpc
-from conftest import scrape
 from opentelemetry.proto.collector.trace.v1 import trace_service_pb2, trace_service_pb2_grpc
+from support.http_listener import scrape
 from support.waits import until
 
 from agl_core.client import GrpcStore

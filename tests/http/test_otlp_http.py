@@ -9,7 +9,6 @@ from pathlib import Path
 
 import pytest
 import requests
-from conftest import TOKEN
 from opentelemetry.exporter.otlp.proto.http import Compression
 from opentelemetry.exporter.otlp.proto.http.trace_exporter import OTLPSpanExporter
 from opentelemetry.proto.collector.trace.v1 import trace_service_pb2
@@ -17,6 +16,7 @@ from opentelemetry.proto.common.v1 import common_pb2
 from opentelemetry.sdk.resources import Resource
 from opentelemetry.sdk.trace import TracerProvider
 from opentelemetry.sdk.trace.export import SimpleSpanProcessor
+from support.http_listener import TOKEN
 
 from agl_core import semconv
 from agl_core.client import GrpcStore
