@@ -1,12 +1,15 @@
 // Workers and resources versions.
-import { api, badge, fmtTime, h, show, showError, state, text, throttle } from "./util.js";
+import { api, badge, fmtTime, h, newest, show, showError, state, text, throttle } from "./util.js";
 
 export async function pageWorkers() {
   const table = h("table", { "data-testid": "workers-table" });
   show(h("h2", {}, "Workers"), table);
+  const request = newest();
   async function load() {
+    const current = request();
     let data;
-    try { data = await api("/api/workers"); } catch (e) { showError(e); return; }
+    try { data = await api("/api/workers"); } catch (e) { if (current()) showError(e); return; }
+    if (!current()) return;
     table.replaceChildren(
       h("thead", {}, h("tr", {}, ["worker", "status", "rollout", "attempt", "last heartbeat", "last dequeue", "stats"].map((c) => h("th", {}, c)))),
       h("tbody", {}, data.items.length ? data.items.map((w) => h("tr", { "data-worker-id": w.worker_id },

@@ -1,6 +1,6 @@
 // Reward over time per resources set: a uPlot chart (vendored, loaded as a classic script before
 // the modules: the global uPlot) and a table per series.
-import { api, fmtReward, h, show, showError, state, throttle } from "./util.js";
+import { api, fmtReward, h, newest, show, showError, state, throttle } from "./util.js";
 
 const SERIES_COLORS = ["#2f6fdd", "#e37400", "#1e8e3e", "#c5221f", "#7b61ff", "#00838f", "#8d6e63", "#d81b60"];
 
@@ -10,9 +10,12 @@ export async function pageRewards() {
   const holder = h("div", { class: "chart", "data-testid": "reward-chart" });
   const summary = h("table", { "data-testid": "reward-series" });
   show(h("h2", {}, "Reward over time, per resources set"), holder, h("h3", {}, "Series"), summary);
+  const request = newest();
   async function load() {
+    const current = request();
     let data;
-    try { data = await api("/api/rewards?limit=1000"); } catch (e) { showError(e); return; }
+    try { data = await api("/api/rewards?limit=1000"); } catch (e) { if (current()) showError(e); return; }
+    if (!current()) return;
     summary.replaceChildren(
       h("thead", {}, h("tr", {}, ["resources", "version", "rollouts", "mean reward", "last reward"].map((c) => h("th", {}, c)))),
       h("tbody", {}, data.series.map((s, i) => {

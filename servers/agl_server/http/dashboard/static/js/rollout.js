@@ -1,5 +1,5 @@
 // One rollout: its attempts, LLM calls (messages, token counts, reward), rewards and span timeline.
-import { api, badge, fmtDuration, fmtReward, fmtTime, h, kv, show, showError, state, text, throttle } from "./util.js";
+import { api, badge, fmtDuration, fmtReward, fmtTime, h, kv, newest, show, showError, state, text, throttle } from "./util.js";
 
 function timelineView(spans) {
   if (!spans.length) return h("div", { class: "empty" }, "no spans");
@@ -49,15 +49,16 @@ function llmCallView(call, index) {
 }
 
 export async function pageRollout(rolloutId) {
-  const mine = state.routeSeq;
+  const request = newest();
   show(h("h2", {}, "Rollout ", h("span", { class: "mono" }, rolloutId)), h("div", { class: "empty" }, "loading…"));
   async function load() {
+    const current = request();
     let r;
     try { r = await api("/api/rollouts/" + encodeURIComponent(rolloutId)); } catch (e) {
-      if (mine === state.routeSeq) { show(h("h2", {}, "Rollout")); showError(e); }
+      if (current()) { show(h("h2", {}, "Rollout")); showError(e); }
       return;
     }
-    if (mine !== state.routeSeq) return;  // the user has moved on to another page meanwhile
+    if (!current()) return;  // a newer reload is under way, or the user has moved to another page
     const attempts = h("table", { "data-testid": "attempts" },
       h("thead", {}, h("tr", {}, ["#", "attempt", "status", "worker", "started", "ended", "last heartbeat"].map((c) => h("th", {}, c)))),
       h("tbody", {}, r.attempts.map((a) => h("tr", {},

@@ -1,5 +1,5 @@
 // The rollouts table: filters, paging, and rows reloaded as rollouts change status.
-import { STATUSES, api, badge, debounce, fmtReward, fmtTime, h, show, showError, state, throttle } from "./util.js";
+import { STATUSES, api, badge, debounce, fmtReward, fmtTime, h, newest, show, showError, state, throttle } from "./util.js";
 
 const MODES = ["", "train", "val", "test"];
 const PAGE = 50;
@@ -24,14 +24,18 @@ export async function pageRollouts() {
     oninput: debounce((e) => { rolloutFilters.q = e.target.value; rolloutFilters.offset = 0; load(); }, 250) });
   show(h("h2", {}, "Rollouts"), h("div", { class: "filters" }, ...statusBoxes, mode, search), pager, table);
 
-  let seen = new Set();
+  // Loads overlap (a filter changed while a reload is in flight): only the newest answer is shown,
+  // or an older filter's rows could stay on screen.
+  const request = newest();
   async function load(changed) {
+    const current = request();
     const params = new URLSearchParams({ limit: PAGE, offset: rolloutFilters.offset, order: "desc" });
     if (rolloutFilters.status.length) params.set("status", rolloutFilters.status.join(","));
     if (rolloutFilters.mode) params.set("mode", rolloutFilters.mode);
     if (rolloutFilters.q) params.set("q", rolloutFilters.q);
     let data;
-    try { data = await api("/api/rollouts?" + params); } catch (e) { showError(e); return; }
+    try { data = await api("/api/rollouts?" + params); } catch (e) { if (current()) showError(e); return; }
+    if (!current()) return;
     const rows = data.items.map((r) => h("tr", {
         "data-rollout-id": r.rollout_id, "data-status": r.status,
         class: changed && changed.has(r.rollout_id) ? "flash" : null },
@@ -54,7 +58,6 @@ export async function pageRollouts() {
       h("button", { disabled: data.offset === 0, onclick: () => { rolloutFilters.offset = Math.max(0, data.offset - PAGE); load(); } }, "‹ newer"),
       h("span", { "data-testid": "rollouts-total" }, `${first}–${data.offset + data.items.length} of ${data.total}`),
       h("button", { disabled: data.offset + data.items.length >= data.total, onclick: () => { rolloutFilters.offset = data.offset + PAGE; load(); } }, "older ›"));
-    seen = new Set(data.items.map((r) => r.rollout_id));
   }
   // A status change reloads the page of rows (throttled: a burst of events is one reload) and
   // highlights the rows it touched.

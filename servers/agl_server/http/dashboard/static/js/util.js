@@ -86,3 +86,15 @@ export function showError(err) {
 export function kv(pairs) {
   return h("dl", { class: "kv" }, pairs.flatMap(([k, v]) => [h("dt", {}, k), h("dd", {}, v)]));
 }
+
+// For a page that reloads: each call of the returned function starts a request and returns a check
+// that is true while that request is the newest one of the page and the user is still on the page.
+// Answers can come back out of order; an older one must not replace a newer one.
+export function newest() {
+  const page = state.routeSeq;
+  let latest = 0;
+  return () => {
+    const mine = ++latest;
+    return () => mine === latest && page === state.routeSeq;
+  };
+}
