@@ -139,3 +139,4 @@ bench: setup
 	$(PY) bench/tracing_bench.py
 	$(PY) bench/runner_bench.py
 	$(PY) bench/llm_proxy_bench.py
+	$(PY) bench/retention_bench.py

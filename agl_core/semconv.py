@@ -37,6 +37,10 @@ LLM_STREAM = "agl.llm.stream"  # bool
 LLM_ENDPOINT = "agl.llm.endpoint"  # base URL the call went to
 LLM_PROXY_BACKEND = "agl.llm.proxy.backend"  # set by the LLM proxy: which backend served it
 LLM_RESPONSE_LOGPROBS = "agl.llm.response_logprobs"  # double array: log probability of each response token
+# n > 1: every choice's token ids and logprobs, "agl.llm.choice.<index>.response_token_ids" / ".response_logprobs"
+# (the first choice's are also in LLM_RESPONSE_TOKEN_IDS / LLM_RESPONSE_LOGPROBS).
+LLM_CHOICE_PREFIX = "agl.llm.choice."
+LLM_PROXY_API = "agl.llm.proxy.api"  # set by the LLM proxy: the API the caller spoke ("openai", "anthropic")
 LLM_ERROR = "agl.llm.error"  # string: why the call failed (the span status is ERROR as well)
 
 # Values of GEN_AI_OPERATION that mark a span as an LLM call.

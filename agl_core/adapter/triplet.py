@@ -15,8 +15,8 @@ client and by a proxy) count once, keeping the one that has token ids.
 
 from __future__ import annotations
 
-import json
 import re
+import weakref
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from enum import StrEnum
@@ -24,13 +24,10 @@ from typing import Any
 
 from agl_core import semconv
 from agl_core.adapter.base import TraceAdapter
+from agl_core.adapter.conventions import LlmCall, is_llm_span, read_llm_call
 from agl_core.adapter.tree import SpanNode, TraceTree
 from agl_core.emitter.reward import get_reward_value
 from agl_core.proto.trace_pb2 import Span
-
-# Attribute names that hold token ids, agl's first (others: what some vLLM instrumentations write).
-PROMPT_TOKEN_ID_ATTRIBUTES = (semconv.LLM_PROMPT_TOKEN_IDS, "prompt_token_ids")
-RESPONSE_TOKEN_ID_ATTRIBUTES = (semconv.LLM_RESPONSE_TOKEN_IDS, "response_token_ids")
 
 
 @dataclass
@@ -56,7 +53,8 @@ class Triplet:
     :ivar reward: the reward matched to this call (None if none was).
     :ivar metadata: ``response_id``, ``agent_name``, ``model``, ``finish_reason``, ``usage``,
         ``request`` (the request without its messages), ``tools``, ``rollout_id``, ``attempt_id``,
-        ``span_id`` (hex), ``sequence_id``.
+        ``span_id`` (hex), ``sequence_id``, ``convention`` (which tracing convention the call was
+        read from: see :mod:`agl_core.adapter.conventions`).
     """
 
     prompt: Segment
@@ -85,64 +83,55 @@ class RewardMatchPolicy(StrEnum):
     NONE = "none"
 
 
-def _json_attribute(node: SpanNode, key: str) -> Any:
-    raw = node.attributes.get(key)
-    if isinstance(raw, str):
-        try:
-            return json.loads(raw)
-        except json.JSONDecodeError:
-            return None
-    return None
+# Each node's call is read once (a trace is adapted by several passes: dedupe, triplets, messages).
+_CALLS: weakref.WeakKeyDictionary[SpanNode, LlmCall] = weakref.WeakKeyDictionary()
 
 
-def _int_list(value: Any) -> list[int] | None:
-    if isinstance(value, str):
-        try:
-            value = json.loads(value)
-        except json.JSONDecodeError:
-            return None
-    if isinstance(value, list) and all(isinstance(x, int) and not isinstance(x, bool) for x in value):
-        return list(value)
-    return None
+def llm_call(node: SpanNode) -> LlmCall:
+    """The LLM call an LLM span records, in OpenAI's shape, whichever convention wrote it."""
+    call = _CALLS.get(node)
+    if call is None:
+        assert node.span is not None
+        call = _CALLS[node] = read_llm_call(node.span, node.attributes)
+    return call
 
 
-def _first(node: SpanNode, keys: Sequence[str]) -> list[int] | None:
-    for key in keys:
-        ids = _int_list(node.attributes.get(key))
-        if ids is not None:
-            return ids
-    return None
+def _message_key(message: Any) -> Any:
+    if not isinstance(message, dict):
+        return message
+    calls = [
+        ((c.get("function") or {}).get("name"), (c.get("function") or {}).get("arguments"))
+        for c in message.get("tool_calls") or ()
+        if isinstance(c, dict)
+    ]
+    return message.get("role"), message.get("content") or "", calls
 
 
-def _flattened(attributes: dict[str, Any], prefix: str) -> list[dict[str, Any]]:
-    """``prefix.N.field`` attributes (OpenLLMetry's gen_ai.prompt / gen_ai.completion) as a list."""
-    items: dict[int, dict[str, Any]] = {}
-    for key, value in attributes.items():
-        if not key.startswith(prefix + "."):
-            continue
-        index, _, name = key[len(prefix) + 1 :].partition(".")
-        if index.isdigit() and name:
-            items.setdefault(int(index), {})[name] = value
-    return [items[i] for i in sorted(items)]
+def _content_key(call: LlmCall) -> str:
+    """What a call said and was told, in a form two conventions' records of it share."""
+    messages = call.request.get("messages", call.request.get("prompt"))
+    prompt = [_message_key(m) for m in messages] if isinstance(messages, list) else messages
+    choices = call.response.get("choices") or [{}]
+    first = choices[0] if isinstance(choices[0], dict) else {}
+    return repr((prompt, _message_key(first.get("message", first.get("text")))))
+
+
+def _better(call: LlmCall, than: LlmCall) -> bool:
+    """Of two records of one call, the one with token ids, else agl's own (the exact request and
+    response bodies)."""
+    if bool(call.response_token_ids) != bool(than.response_token_ids):
+        return bool(call.response_token_ids)
+    return call.convention == "agl" and than.convention != "agl"
+
+
+def _overlap(a: SpanNode, b: SpanNode) -> bool:
+    return a.start <= b.end and b.start <= a.end
 
 
 def llm_call_contents(node: SpanNode) -> tuple[dict[str, Any], dict[str, Any]]:
-    """(request, response) bodies of an LLM call span, from agl's attributes or flattened GenAI ones."""
-    request = _json_attribute(node, semconv.LLM_REQUEST)
-    response = _json_attribute(node, semconv.LLM_RESPONSE)
-    if not isinstance(request, dict):
-        request = {"messages": _flattened(node.attributes, "gen_ai.prompt")}
-        if node.attributes.get(semconv.GEN_AI_REQUEST_MODEL):
-            request["model"] = node.attributes[semconv.GEN_AI_REQUEST_MODEL]
-    if not isinstance(response, dict):
-        completions = _flattened(node.attributes, "gen_ai.completion")
-        response = {
-            "choices": [
-                {"index": i, "message": m, "finish_reason": m.pop("finish_reason", None)}
-                for i, m in enumerate(completions)
-            ]
-        }
-    return request, response
+    """(request, response) bodies of an LLM call span, in OpenAI's shape (see :func:`llm_call`)."""
+    call = llm_call(node)
+    return call.request, call.response
 
 
 class TracerTraceToTriplet(TraceAdapter[list[Triplet]]):
@@ -193,7 +182,7 @@ class TracerTraceToTriplet(TraceAdapter[list[Triplet]]):
             return False
         if self.llm_call_match is not None:
             return self.llm_call_match.search(node.name) is not None
-        return node.attributes.get(semconv.GEN_AI_OPERATION) in semconv.LLM_OPERATIONS
+        return is_llm_span(node.attributes)
 
     def find_llm_calls(self, tree: TraceTree) -> list[tuple[SpanNode, str | None]]:
         """The LLM calls to train on, with the agent each was made in, in call order."""
@@ -212,34 +201,46 @@ class TracerTraceToTriplet(TraceAdapter[list[Triplet]]):
         for top in tree.root.children:
             visit(top, None, False)
         calls = {id(node) for node, _ in found}
-        # A wrapper span around the client's call gives way to the call itself.
-        found = [(n, a) for n, a in found if not any(id(d) in calls for d in n.walk() if d is not n)]
+
+        def readable(node: SpanNode) -> bool:
+            return llm_call(node).convention != "unknown"
+
+        def gives_way(node: SpanNode) -> bool:
+            # A wrapper span around the client's call gives way to the call itself, unless the
+            # inner span records no messages (an SDK's own span with only gen_ai.* metadata, under
+            # an instrumentation's span that has them): then the inner one gives way.
+            mine = readable(node)
+            if any(id(d) in calls and (readable(d) or not mine) for d in node.walk() if d is not node):
+                return True
+            return not mine and any(id(a) in calls and readable(a) for a in node.ancestors())
+
+        found = [(n, a) for n, a in found if not gives_way(n)]
         found.sort(key=lambda item: item[0].order())
         if self.dedupe:
             found = self._dedupe(found)
         return found
 
     def _dedupe(self, calls: list[tuple[SpanNode, str | None]]) -> list[tuple[SpanNode, str | None]]:
-        best: dict[str, int] = {}
-        keep: list[tuple[SpanNode, str | None] | None] = []
+        """One call recorded twice counts once: by the same response id, or (a framework's span and
+        the client's, which share no id) by the same messages in and out at overlapping times. The
+        copy with token ids is kept, else agl's own."""
+        keep: list[tuple[SpanNode, str | None]] = []
+        by_id: dict[str, int] = {}
+        by_content: dict[str, list[int]] = {}
         for node, agent in calls:
-            response_id = node.attributes.get(semconv.GEN_AI_RESPONSE_ID)
-            if not isinstance(response_id, str) or not response_id:
-                keep.append((node, agent))
-                continue
-            seen = best.get(response_id)
+            call = llm_call(node)
+            seen = by_id.get(call.response_id) if call.response_id else None
             if seen is None:
-                best[response_id] = len(keep)
+                key = _content_key(call)
+                seen = next((i for i in by_content.get(key, ()) if _overlap(keep[i][0], node)), None)
+            if seen is None:
+                if call.response_id:
+                    by_id[call.response_id] = len(keep)
+                by_content.setdefault(_content_key(call), []).append(len(keep))
                 keep.append((node, agent))
-            elif (
-                _first(keep[seen][0], RESPONSE_TOKEN_ID_ATTRIBUTES) is None
-                and _first(  # type: ignore[index]
-                    node, RESPONSE_TOKEN_ID_ATTRIBUTES
-                )
-                is not None
-            ):
+            elif _better(call, llm_call(keep[seen][0])):
                 keep[seen] = (node, agent)
-        return [item for item in keep if item is not None]
+        return keep
 
     # --- rewards -----------------------------------------------------------------------------------
 
@@ -291,20 +292,17 @@ class TracerTraceToTriplet(TraceAdapter[list[Triplet]]):
 
     def to_triplet(self, node: SpanNode, agent: str | None) -> Triplet:
         """The triplet of one LLM call span (reward not set)."""
-        request, response = llm_call_contents(node)
+        call = llm_call(node)
+        request, response = call.request, call.response
         choices = response.get("choices") or [{}]
         choice = choices[0] if isinstance(choices[0], dict) else {}
-        prompt_content = request.get("messages", request.get("prompt"))
-        response_content = choice.get("message", choice.get("text"))
-        logprobs = node.attributes.get(semconv.LLM_RESPONSE_LOGPROBS)
         span = node.span
         assert span is not None
         usage = response.get("usage") if isinstance(response.get("usage"), dict) else None
         metadata = {
-            "response_id": node.attributes.get(semconv.GEN_AI_RESPONSE_ID),
+            "response_id": call.response_id,
             "agent_name": agent,
-            "model": node.attributes.get(semconv.GEN_AI_RESPONSE_MODEL)
-            or node.attributes.get(semconv.GEN_AI_REQUEST_MODEL),
+            "model": call.model,
             "finish_reason": choice.get("finish_reason"),
             "usage": usage,
             "request": {k: v for k, v in request.items() if k not in ("messages", "prompt", "tools")},
@@ -313,14 +311,11 @@ class TracerTraceToTriplet(TraceAdapter[list[Triplet]]):
             "attempt_id": span.attempt_id,
             "span_id": span.span_id.hex(),
             "sequence_id": span.sequence_id,
+            "convention": call.convention,
         }
         return Triplet(
-            prompt=Segment(_first(node, PROMPT_TOKEN_ID_ATTRIBUTES) or [], prompt_content),
-            response=Segment(
-                _first(node, RESPONSE_TOKEN_ID_ATTRIBUTES) or [],
-                response_content,
-                [float(x) for x in logprobs] if isinstance(logprobs, list) else None,
-            ),
+            prompt=Segment(call.prompt_token_ids, request.get("messages", request.get("prompt"))),
+            response=Segment(call.response_token_ids, choice.get("message", choice.get("text")), call.logprobs),
             metadata=metadata,
         )
 

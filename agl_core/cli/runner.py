@@ -19,9 +19,11 @@ from pathlib import Path
 from typing import Any
 
 from agl_core.client.channel import default_address
+from agl_core.errors import InvalidArgumentError
 from agl_core.execution import runner_process
 from agl_core.execution.base import RunnerSpec, load_agent
 from agl_core.secrets import read_token
+from agl_core.store import routing
 from agl_core.trainer.components import import_object
 
 
@@ -41,6 +43,15 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--workers", type=int, default=1, help="runner processes to start (default 1)")
     parser.add_argument("--capacity", type=int, default=1, help="attempts each worker runs at once (default 1)")
     parser.add_argument("--tracer", help="tracer by registry name or MODULE:ATTR (default: otel when installed)")
+    parser.add_argument(
+        "--instrument",
+        action="append",
+        default=[],
+        metavar="NAME",
+        help="turn on a framework's OpenTelemetry instrumentation in the tracer (repeatable): langchain, "
+        "openai-agents, openai-v2, openai, litellm, llama-index, anthropic, or MODULE:CLASS; each needs its "
+        "agl extra (e.g. pip install 'agl[instrument-langchain]')",
+    )
     parser.add_argument(
         "--hook",
         action="append",
@@ -69,6 +80,27 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--tls", action="store_true", help="connect with TLS")
     parser.add_argument("--tls-ca", type=Path, help="PEM CA certificate(s) to trust (implies --tls)")
     parser.add_argument("--log-level", default=os.environ.get("AGL_LOG_LEVEL", "info"))
+    parser.add_argument(
+        "--namespace",
+        default=os.environ.get("AGL_NAMESPACE", ""),
+        help="the namespace (experiment) to serve (env AGL_NAMESPACE; default: the default namespace)",
+    )
+    parser.add_argument(
+        "--queue",
+        action="append",
+        default=[],
+        dest="queues",
+        metavar="NAME",
+        help="a queue to take work from (repeatable; default: the 'default' queue)",
+    )
+    parser.add_argument(
+        "--selector",
+        "--label-selector",
+        dest="label_selector",
+        default="",
+        metavar="SELECTOR",
+        help="take only rollouts whose labels match, e.g. 'lang=py' or 'lang notin (go,ts),gpu' (see docs/queues.md)",
+    )
 
 
 def _hook(path: str) -> Any:
@@ -91,9 +123,27 @@ def run(args: argparse.Namespace) -> int:
     except SystemExit as exc:
         print(f"agl runner: {exc}", file=sys.stderr)
         return 2
+    tracer: Any = args.tracer
+    if args.instrument:
+        tracer = {"type": args.tracer or "otel", "instrument": args.instrument}
+        try:  # a typo or a missing extra fails here, once, not in every worker
+            from agl_core.instrumentation.thirdparty import check
+
+            check(args.instrument)
+        except (ImportError, ValueError) as exc:
+            print(f"agl runner: {exc}", file=sys.stderr)
+            return 2
+    try:
+        route = routing.Route.parse(args.namespace, args.queues, args.label_selector, "--")
+    except InvalidArgumentError as exc:
+        print(f"agl runner: {exc}", file=sys.stderr)
+        return 2
     spec = RunnerSpec(
+        namespace=route.namespace,
+        queues=route.queues,
+        label_selector=route.selector.text,
         agent=args.agent,
-        tracer=args.tracer,
+        tracer=tracer,
         hooks=tuple(_hook(path) for path in args.hook),
         capacity=args.capacity,
         max_rollouts=args.max_rollouts,

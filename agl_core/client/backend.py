@@ -29,6 +29,8 @@ logger = logging.getLogger(__name__)
 R = TypeVar("R")
 # Time the server gets beyond a long poll's own wait before the client gives up on the call.
 _POLL_MARGIN = 10.0
+# Seconds a DeleteRollouts call may run: deleting millions of spans takes minutes.
+DELETE_TIMEOUT = 3600.0
 
 
 def _name(method: Any) -> str:
@@ -177,6 +179,21 @@ class GrpcBackend:
 
     async def get_stats(self, request: s.GetStatsRequest) -> s.GetStatsResponse:
         return await self._unary(self._ensure().GetStats, request)
+
+    async def delete_rollouts(self, request: s.DeleteRolloutsRequest) -> s.DeleteRolloutsResponse:
+        # A large deletion runs for a while (in short transactions on the server); a retry after a
+        # lost answer deletes what is left, so retrying is safe.
+        return await self._unary(self._ensure().DeleteRollouts, request, timeout=DELETE_TIMEOUT)
+
+    async def backup_store(self, request: s.BackupStoreRequest) -> AsyncIterator[s.BackupStoreResponse]:
+        call = self._ensure().BackupStore(request, timeout=None, metadata=self.config.metadata)
+        try:
+            async for response in call:
+                yield response
+        except grpc.aio.AioRpcError as exc:
+            raise map_rpc_error(exc, self.config.address) from None
+        finally:
+            call.cancel()
 
     # --- streams -----------------------------------------------------------------------------------
 

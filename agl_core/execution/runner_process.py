@@ -58,6 +58,9 @@ class RunnerProcessConfig:
     log_level: str = "INFO"
     # Whether plugins that fail to load are logged here (the cs strategy has reported them already).
     report_plugin_failures: bool = True
+    # Off where the runner is not its process's main thread (a Ray actor's thread): asyncio takes
+    # signal handlers only there, and the host (Ray) owns the process's signals.
+    handle_signals: bool = True
 
     def default_worker_id(self) -> str:
         return self.worker_id or f"runner-{self.index}-{socket.gethostname()}-{os.getpid()}"
@@ -81,7 +84,9 @@ async def serve(
     agent = spec.load_agent()
     tracer = build_tracer(spec.tracer, pm)
     tracer.init()
-    store = GrpcStore(config.server, token=config.token, tls=config.tls, root_certificates=config.root_certificates)
+    store = GrpcStore(
+        config.server, token=config.token, tls=config.tls, root_certificates=config.root_certificates
+    ).with_namespace(spec.namespace)
     worker_id = config.default_worker_id()
     info = {"agent": getattr(agent, "name", type(agent).__name__), "runner_index": config.index}
     source: Any
@@ -95,6 +100,9 @@ async def serve(
             tls=config.tls,
             root_certificates=config.root_certificates,
             info=info,
+            namespace=spec.namespace,
+            queues=spec.queues,
+            label_selector=spec.label_selector,
         )
     else:
         source = DequeueSource(
@@ -104,6 +112,8 @@ async def serve(
             poll_wait=config.poll_wait,
             heartbeat_interval=spec.heartbeat_interval,
             info=info,
+            queues=spec.queues,
+            label_selector=spec.label_selector,
         )
     loop = asyncio.get_running_loop()
     stop = bridge(stop_event, loop) if stop_event is not None else asyncio.Event()
@@ -123,6 +133,8 @@ async def serve(
             task.cancel()
 
     handled = [signal.SIGINT, signal.SIGTERM] if config.graceful_signals else [signal.SIGINT]
+    if not config.handle_signals:
+        handled = []
     for sig in handled:
         loop.add_signal_handler(sig, on_signal, sig)
     logger.info("runner %s serving %s on %s (capacity %d)", worker_id, info["agent"], config.server, spec.capacity)

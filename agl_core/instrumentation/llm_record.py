@@ -96,6 +96,15 @@ def response_attributes(response: Mapping[str, Any]) -> dict[str, Any]:
     logprobs = _logprobs(first.get("logprobs"))
     if logprobs:
         attributes[semconv.LLM_RESPONSE_LOGPROBS] = logprobs
+    if len(choices) > 1:  # n > 1: each sample's ids, for training on all of them
+        for position, choice in enumerate(choices):
+            index = choice.get("index") if isinstance(choice.get("index"), int) else position
+            ids = _int_list(choice.get("token_ids"))
+            if ids is not None:
+                attributes[f"{semconv.LLM_CHOICE_PREFIX}{index}.response_token_ids"] = ids
+            values = _logprobs(choice.get("logprobs"))
+            if values:
+                attributes[f"{semconv.LLM_CHOICE_PREFIX}{index}.response_logprobs"] = values
     return attributes
 
 
@@ -124,8 +133,12 @@ class StreamAccumulator:
         self._choices: dict[int, dict[str, Any]] = {}
 
     def add(self, chunk: Any) -> None:
-        """Fold in one chunk (a pydantic chunk object or its dict)."""
-        data = to_jsonable(chunk)
+        """Fold in one chunk (a pydantic chunk object or its dict).
+
+        A dict is read as it is, not copied: the proxy parses each chunk into a fresh dict, and a
+        deep copy per chunk was most of the cost of rebuilding a long stream.
+        """
+        data = chunk if isinstance(chunk, dict) else to_jsonable(chunk)
         if not isinstance(data, Mapping):
             return
         self.chunks += 1
@@ -161,7 +174,10 @@ class StreamAccumulator:
             choice["finish_reason"] = delta_choice["finish_reason"]
         ids = _int_list(delta_choice.get("token_ids"))
         if ids is not None:
-            choice["token_ids"] = (choice["token_ids"] or []) + ids
+            # extend, not +: concatenating a growing list per chunk made the rebuild quadratic.
+            if choice["token_ids"] is None:
+                choice["token_ids"] = []
+            choice["token_ids"].extend(ids)
         prompt_ids = _int_list(delta_choice.get("prompt_token_ids"))
         if prompt_ids is not None and choice["prompt_token_ids"] is None:
             choice["prompt_token_ids"] = prompt_ids

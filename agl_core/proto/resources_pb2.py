@@ -26,7 +26,7 @@ from google.protobuf import struct_pb2 as google_dot_protobuf_dot_struct__pb2
 from google.protobuf import timestamp_pb2 as google_dot_protobuf_dot_timestamp__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x16\x61gl/v1/resources.proto\x12\x06\x61gl.v1\x1a\x1cgoogle/protobuf/struct.proto\x1a\x1fgoogle/protobuf/timestamp.proto\"m\n\x03LLM\x12\x10\n\x08\x65ndpoint\x18\x01 \x01(\t\x12\r\n\x05model\x18\x02 \x01(\t\x12\x0f\n\x07\x61pi_key\x18\x03 \x01(\t\x12\x34\n\x13sampling_parameters\x18\x04 \x01(\x0b\x32\x17.google.protobuf.Struct\"r\n\x08ProxyLLM\x12\x10\n\x08\x65ndpoint\x18\x01 \x01(\t\x12\r\n\x05model\x18\x02 \x01(\t\x12\x0f\n\x07\x61pi_key\x18\x03 \x01(\t\x12\x34\n\x13sampling_parameters\x18\x04 \x01(\x0b\x32\x17.google.protobuf.Struct\"P\n\x0ePromptTemplate\x12\x10\n\x08template\x18\x01 \x01(\t\x12,\n\x06\x65ngine\x18\x02 \x01(\x0e\x32\x1c.agl.v1.PromptTemplateEngine\"E\n\x0e\x43ustomResource\x12\x0c\n\x04type\x18\x01 \x01(\t\x12%\n\x05value\x18\x02 \x01(\x0b\x32\x16.google.protobuf.Value\"\xb2\x01\n\x08Resource\x12\x1a\n\x03llm\x18\x01 \x01(\x0b\x32\x0b.agl.v1.LLMH\x00\x12%\n\tproxy_llm\x18\x02 \x01(\x0b\x32\x10.agl.v1.ProxyLLMH\x00\x12\x31\n\x0fprompt_template\x18\x03 \x01(\x0b\x32\x16.agl.v1.PromptTemplateH\x00\x12(\n\x06\x63ustom\x18\x04 \x01(\x0b\x32\x16.agl.v1.CustomResourceH\x00\x42\x06\n\x04kind\"\x99\x02\n\x0fResourcesUpdate\x12\x14\n\x0cresources_id\x18\x01 \x01(\t\x12\x0f\n\x07version\x18\x02 \x01(\x03\x12/\n\x0b\x63reate_time\x18\x03 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12/\n\x0bupdate_time\x18\x04 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x39\n\tresources\x18\x05 \x03(\x0b\x32&.agl.v1.ResourcesUpdate.ResourcesEntry\x1a\x42\n\x0eResourcesEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\x1f\n\x05value\x18\x02 \x01(\x0b\x32\x10.agl.v1.Resource:\x02\x38\x01*\x85\x01\n\x14PromptTemplateEngine\x12&\n\"PROMPT_TEMPLATE_ENGINE_UNSPECIFIED\x10\x00\x12#\n\x1fPROMPT_TEMPLATE_ENGINE_F_STRING\x10\x01\x12 \n\x1cPROMPT_TEMPLATE_ENGINE_JINJA\x10\x02\x62\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x16\x61gl/v1/resources.proto\x12\x06\x61gl.v1\x1a\x1cgoogle/protobuf/struct.proto\x1a\x1fgoogle/protobuf/timestamp.proto\"m\n\x03LLM\x12\x10\n\x08\x65ndpoint\x18\x01 \x01(\t\x12\r\n\x05model\x18\x02 \x01(\t\x12\x0f\n\x07\x61pi_key\x18\x03 \x01(\t\x12\x34\n\x13sampling_parameters\x18\x04 \x01(\x0b\x32\x17.google.protobuf.Struct\"r\n\x08ProxyLLM\x12\x10\n\x08\x65ndpoint\x18\x01 \x01(\t\x12\r\n\x05model\x18\x02 \x01(\t\x12\x0f\n\x07\x61pi_key\x18\x03 \x01(\t\x12\x34\n\x13sampling_parameters\x18\x04 \x01(\x0b\x32\x17.google.protobuf.Struct\"P\n\x0ePromptTemplate\x12\x10\n\x08template\x18\x01 \x01(\t\x12,\n\x06\x65ngine\x18\x02 \x01(\x0e\x32\x1c.agl.v1.PromptTemplateEngine\"E\n\x0e\x43ustomResource\x12\x0c\n\x04type\x18\x01 \x01(\t\x12%\n\x05value\x18\x02 \x01(\x0b\x32\x16.google.protobuf.Value\"\xb2\x01\n\x08Resource\x12\x1a\n\x03llm\x18\x01 \x01(\x0b\x32\x0b.agl.v1.LLMH\x00\x12%\n\tproxy_llm\x18\x02 \x01(\x0b\x32\x10.agl.v1.ProxyLLMH\x00\x12\x31\n\x0fprompt_template\x18\x03 \x01(\x0b\x32\x16.agl.v1.PromptTemplateH\x00\x12(\n\x06\x63ustom\x18\x04 \x01(\x0b\x32\x16.agl.v1.CustomResourceH\x00\x42\x06\n\x04kind\"\xac\x02\n\x0fResourcesUpdate\x12\x14\n\x0cresources_id\x18\x01 \x01(\t\x12\x0f\n\x07version\x18\x02 \x01(\x03\x12/\n\x0b\x63reate_time\x18\x03 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12/\n\x0bupdate_time\x18\x04 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x39\n\tresources\x18\x05 \x03(\x0b\x32&.agl.v1.ResourcesUpdate.ResourcesEntry\x12\x11\n\tnamespace\x18\x06 \x01(\t\x1a\x42\n\x0eResourcesEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\x1f\n\x05value\x18\x02 \x01(\x0b\x32\x10.agl.v1.Resource:\x02\x38\x01*\x85\x01\n\x14PromptTemplateEngine\x12&\n\"PROMPT_TEMPLATE_ENGINE_UNSPECIFIED\x10\x00\x12#\n\x1fPROMPT_TEMPLATE_ENGINE_F_STRING\x10\x01\x12 \n\x1cPROMPT_TEMPLATE_ENGINE_JINJA\x10\x02\x62\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
@@ -35,8 +35,8 @@ if not _descriptor._USE_C_DESCRIPTORS:
   DESCRIPTOR._loaded_options = None
   _globals['_RESOURCESUPDATE_RESOURCESENTRY']._loaded_options = None
   _globals['_RESOURCESUPDATE_RESOURCESENTRY']._serialized_options = b'8\001'
-  _globals['_PROMPTTEMPLATEENGINE']._serialized_start=943
-  _globals['_PROMPTTEMPLATEENGINE']._serialized_end=1076
+  _globals['_PROMPTTEMPLATEENGINE']._serialized_start=962
+  _globals['_PROMPTTEMPLATEENGINE']._serialized_end=1095
   _globals['_LLM']._serialized_start=97
   _globals['_LLM']._serialized_end=206
   _globals['_PROXYLLM']._serialized_start=208
@@ -48,7 +48,7 @@ if not _descriptor._USE_C_DESCRIPTORS:
   _globals['_RESOURCE']._serialized_start=478
   _globals['_RESOURCE']._serialized_end=656
   _globals['_RESOURCESUPDATE']._serialized_start=659
-  _globals['_RESOURCESUPDATE']._serialized_end=940
-  _globals['_RESOURCESUPDATE_RESOURCESENTRY']._serialized_start=874
-  _globals['_RESOURCESUPDATE_RESOURCESENTRY']._serialized_end=940
+  _globals['_RESOURCESUPDATE']._serialized_end=959
+  _globals['_RESOURCESUPDATE_RESOURCESENTRY']._serialized_start=893
+  _globals['_RESOURCESUPDATE_RESOURCESENTRY']._serialized_end=959
 # @@protoc_insertion_point(module_scope)

@@ -73,7 +73,7 @@ class Resource(_message.Message):
     def __init__(self, llm: _Optional[_Union[LLM, _Mapping]] = ..., proxy_llm: _Optional[_Union[ProxyLLM, _Mapping]] = ..., prompt_template: _Optional[_Union[PromptTemplate, _Mapping]] = ..., custom: _Optional[_Union[CustomResource, _Mapping]] = ...) -> None: ...
 
 class ResourcesUpdate(_message.Message):
-    __slots__ = ("resources_id", "version", "create_time", "update_time", "resources")
+    __slots__ = ("resources_id", "version", "create_time", "update_time", "resources", "namespace")
     class ResourcesEntry(_message.Message):
         __slots__ = ("key", "value")
         KEY_FIELD_NUMBER: _ClassVar[int]
@@ -86,9 +86,11 @@ class ResourcesUpdate(_message.Message):
     CREATE_TIME_FIELD_NUMBER: _ClassVar[int]
     UPDATE_TIME_FIELD_NUMBER: _ClassVar[int]
     RESOURCES_FIELD_NUMBER: _ClassVar[int]
+    NAMESPACE_FIELD_NUMBER: _ClassVar[int]
     resources_id: str
     version: int
     create_time: _timestamp_pb2.Timestamp
     update_time: _timestamp_pb2.Timestamp
     resources: _containers.MessageMap[str, Resource]
-    def __init__(self, resources_id: _Optional[str] = ..., version: _Optional[int] = ..., create_time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., update_time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., resources: _Optional[_Mapping[str, Resource]] = ...) -> None: ...
+    namespace: str
+    def __init__(self, resources_id: _Optional[str] = ..., version: _Optional[int] = ..., create_time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., update_time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., resources: _Optional[_Mapping[str, Resource]] = ..., namespace: _Optional[str] = ...) -> None: ...

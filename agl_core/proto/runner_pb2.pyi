@@ -43,18 +43,24 @@ class AttemptRef(_message.Message):
     def __init__(self, rollout_id: _Optional[str] = ..., attempt_id: _Optional[str] = ...) -> None: ...
 
 class WorkerHello(_message.Message):
-    __slots__ = ("worker_id", "capacity", "heartbeat_interval", "active_attempts", "info")
+    __slots__ = ("worker_id", "capacity", "heartbeat_interval", "active_attempts", "info", "namespace", "queues", "label_selector")
     WORKER_ID_FIELD_NUMBER: _ClassVar[int]
     CAPACITY_FIELD_NUMBER: _ClassVar[int]
     HEARTBEAT_INTERVAL_FIELD_NUMBER: _ClassVar[int]
     ACTIVE_ATTEMPTS_FIELD_NUMBER: _ClassVar[int]
     INFO_FIELD_NUMBER: _ClassVar[int]
+    NAMESPACE_FIELD_NUMBER: _ClassVar[int]
+    QUEUES_FIELD_NUMBER: _ClassVar[int]
+    LABEL_SELECTOR_FIELD_NUMBER: _ClassVar[int]
     worker_id: str
     capacity: int
     heartbeat_interval: _duration_pb2.Duration
     active_attempts: _containers.RepeatedCompositeFieldContainer[AttemptRef]
     info: _struct_pb2.Struct
-    def __init__(self, worker_id: _Optional[str] = ..., capacity: _Optional[int] = ..., heartbeat_interval: _Optional[_Union[datetime.timedelta, _duration_pb2.Duration, _Mapping]] = ..., active_attempts: _Optional[_Iterable[_Union[AttemptRef, _Mapping]]] = ..., info: _Optional[_Union[_struct_pb2.Struct, _Mapping]] = ...) -> None: ...
+    namespace: str
+    queues: _containers.RepeatedScalarFieldContainer[str]
+    label_selector: str
+    def __init__(self, worker_id: _Optional[str] = ..., capacity: _Optional[int] = ..., heartbeat_interval: _Optional[_Union[datetime.timedelta, _duration_pb2.Duration, _Mapping]] = ..., active_attempts: _Optional[_Iterable[_Union[AttemptRef, _Mapping]]] = ..., info: _Optional[_Union[_struct_pb2.Struct, _Mapping]] = ..., namespace: _Optional[str] = ..., queues: _Optional[_Iterable[str]] = ..., label_selector: _Optional[str] = ...) -> None: ...
 
 class WorkerWelcome(_message.Message):
     __slots__ = ("worker_id", "heartbeat_timeout")

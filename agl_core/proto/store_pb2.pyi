@@ -15,28 +15,43 @@ from typing import ClassVar as _ClassVar, Optional as _Optional, Union as _Union
 DESCRIPTOR: _descriptor.FileDescriptor
 
 class RolloutSpec(_message.Message):
-    __slots__ = ("rollout_id", "input", "mode", "resources_id", "config", "metadata")
+    __slots__ = ("rollout_id", "input", "mode", "resources_id", "config", "metadata", "queue", "labels", "priority")
+    class LabelsEntry(_message.Message):
+        __slots__ = ("key", "value")
+        KEY_FIELD_NUMBER: _ClassVar[int]
+        VALUE_FIELD_NUMBER: _ClassVar[int]
+        key: str
+        value: str
+        def __init__(self, key: _Optional[str] = ..., value: _Optional[str] = ...) -> None: ...
     ROLLOUT_ID_FIELD_NUMBER: _ClassVar[int]
     INPUT_FIELD_NUMBER: _ClassVar[int]
     MODE_FIELD_NUMBER: _ClassVar[int]
     RESOURCES_ID_FIELD_NUMBER: _ClassVar[int]
     CONFIG_FIELD_NUMBER: _ClassVar[int]
     METADATA_FIELD_NUMBER: _ClassVar[int]
+    QUEUE_FIELD_NUMBER: _ClassVar[int]
+    LABELS_FIELD_NUMBER: _ClassVar[int]
+    PRIORITY_FIELD_NUMBER: _ClassVar[int]
     rollout_id: str
     input: _struct_pb2.Value
     mode: _types_pb2.RolloutMode
     resources_id: str
     config: _types_pb2.RolloutConfig
     metadata: _struct_pb2.Struct
-    def __init__(self, rollout_id: _Optional[str] = ..., input: _Optional[_Union[_struct_pb2.Value, _Mapping]] = ..., mode: _Optional[_Union[_types_pb2.RolloutMode, str]] = ..., resources_id: _Optional[str] = ..., config: _Optional[_Union[_types_pb2.RolloutConfig, _Mapping]] = ..., metadata: _Optional[_Union[_struct_pb2.Struct, _Mapping]] = ...) -> None: ...
+    queue: str
+    labels: _containers.ScalarMap[str, str]
+    priority: int
+    def __init__(self, rollout_id: _Optional[str] = ..., input: _Optional[_Union[_struct_pb2.Value, _Mapping]] = ..., mode: _Optional[_Union[_types_pb2.RolloutMode, str]] = ..., resources_id: _Optional[str] = ..., config: _Optional[_Union[_types_pb2.RolloutConfig, _Mapping]] = ..., metadata: _Optional[_Union[_struct_pb2.Struct, _Mapping]] = ..., queue: _Optional[str] = ..., labels: _Optional[_Mapping[str, str]] = ..., priority: _Optional[int] = ...) -> None: ...
 
 class StartRolloutRequest(_message.Message):
-    __slots__ = ("rollout", "worker_id")
+    __slots__ = ("rollout", "worker_id", "namespace")
     ROLLOUT_FIELD_NUMBER: _ClassVar[int]
     WORKER_ID_FIELD_NUMBER: _ClassVar[int]
+    NAMESPACE_FIELD_NUMBER: _ClassVar[int]
     rollout: RolloutSpec
     worker_id: str
-    def __init__(self, rollout: _Optional[_Union[RolloutSpec, _Mapping]] = ..., worker_id: _Optional[str] = ...) -> None: ...
+    namespace: str
+    def __init__(self, rollout: _Optional[_Union[RolloutSpec, _Mapping]] = ..., worker_id: _Optional[str] = ..., namespace: _Optional[str] = ...) -> None: ...
 
 class StartRolloutResponse(_message.Message):
     __slots__ = ("rollout",)
@@ -45,10 +60,12 @@ class StartRolloutResponse(_message.Message):
     def __init__(self, rollout: _Optional[_Union[_types_pb2.Rollout, _Mapping]] = ...) -> None: ...
 
 class EnqueueRolloutsRequest(_message.Message):
-    __slots__ = ("rollouts",)
+    __slots__ = ("rollouts", "namespace")
     ROLLOUTS_FIELD_NUMBER: _ClassVar[int]
+    NAMESPACE_FIELD_NUMBER: _ClassVar[int]
     rollouts: _containers.RepeatedCompositeFieldContainer[RolloutSpec]
-    def __init__(self, rollouts: _Optional[_Iterable[_Union[RolloutSpec, _Mapping]]] = ...) -> None: ...
+    namespace: str
+    def __init__(self, rollouts: _Optional[_Iterable[_Union[RolloutSpec, _Mapping]]] = ..., namespace: _Optional[str] = ...) -> None: ...
 
 class EnqueueRolloutsResponse(_message.Message):
     __slots__ = ("rollouts", "errors")
@@ -59,14 +76,20 @@ class EnqueueRolloutsResponse(_message.Message):
     def __init__(self, rollouts: _Optional[_Iterable[_Union[_types_pb2.Rollout, _Mapping]]] = ..., errors: _Optional[_Iterable[_Union[_types_pb2.ItemError, _Mapping]]] = ...) -> None: ...
 
 class DequeueRolloutRequest(_message.Message):
-    __slots__ = ("worker_id", "limit", "wait")
+    __slots__ = ("worker_id", "limit", "wait", "namespace", "queues", "label_selector")
     WORKER_ID_FIELD_NUMBER: _ClassVar[int]
     LIMIT_FIELD_NUMBER: _ClassVar[int]
     WAIT_FIELD_NUMBER: _ClassVar[int]
+    NAMESPACE_FIELD_NUMBER: _ClassVar[int]
+    QUEUES_FIELD_NUMBER: _ClassVar[int]
+    LABEL_SELECTOR_FIELD_NUMBER: _ClassVar[int]
     worker_id: str
     limit: int
     wait: _duration_pb2.Duration
-    def __init__(self, worker_id: _Optional[str] = ..., limit: _Optional[int] = ..., wait: _Optional[_Union[datetime.timedelta, _duration_pb2.Duration, _Mapping]] = ...) -> None: ...
+    namespace: str
+    queues: _containers.RepeatedScalarFieldContainer[str]
+    label_selector: str
+    def __init__(self, worker_id: _Optional[str] = ..., limit: _Optional[int] = ..., wait: _Optional[_Union[datetime.timedelta, _duration_pb2.Duration, _Mapping]] = ..., namespace: _Optional[str] = ..., queues: _Optional[_Iterable[str]] = ..., label_selector: _Optional[str] = ...) -> None: ...
 
 class DequeueRolloutResponse(_message.Message):
     __slots__ = ("rollouts",)
@@ -101,7 +124,7 @@ class GetRolloutResponse(_message.Message):
     def __init__(self, rollout: _Optional[_Union[_types_pb2.Rollout, _Mapping]] = ...) -> None: ...
 
 class QueryRolloutsRequest(_message.Message):
-    __slots__ = ("status_in", "rollout_id_in", "rollout_id_contains", "mode", "sort_by", "order", "limit", "offset", "filter_logic", "status_filter")
+    __slots__ = ("status_in", "rollout_id_in", "rollout_id_contains", "mode", "sort_by", "order", "limit", "offset", "filter_logic", "status_filter", "namespace", "all_namespaces")
     STATUS_IN_FIELD_NUMBER: _ClassVar[int]
     ROLLOUT_ID_IN_FIELD_NUMBER: _ClassVar[int]
     ROLLOUT_ID_CONTAINS_FIELD_NUMBER: _ClassVar[int]
@@ -112,6 +135,8 @@ class QueryRolloutsRequest(_message.Message):
     OFFSET_FIELD_NUMBER: _ClassVar[int]
     FILTER_LOGIC_FIELD_NUMBER: _ClassVar[int]
     STATUS_FILTER_FIELD_NUMBER: _ClassVar[int]
+    NAMESPACE_FIELD_NUMBER: _ClassVar[int]
+    ALL_NAMESPACES_FIELD_NUMBER: _ClassVar[int]
     status_in: _containers.RepeatedScalarFieldContainer[_types_pb2.RolloutStatus]
     rollout_id_in: _containers.RepeatedScalarFieldContainer[str]
     rollout_id_contains: str
@@ -122,7 +147,9 @@ class QueryRolloutsRequest(_message.Message):
     offset: int
     filter_logic: _types_pb2.FilterLogic
     status_filter: RolloutStatusFilter
-    def __init__(self, status_in: _Optional[_Iterable[_Union[_types_pb2.RolloutStatus, str]]] = ..., rollout_id_in: _Optional[_Iterable[str]] = ..., rollout_id_contains: _Optional[str] = ..., mode: _Optional[_Union[_types_pb2.RolloutMode, str]] = ..., sort_by: _Optional[str] = ..., order: _Optional[_Union[_types_pb2.SortOrder, str]] = ..., limit: _Optional[int] = ..., offset: _Optional[int] = ..., filter_logic: _Optional[_Union[_types_pb2.FilterLogic, str]] = ..., status_filter: _Optional[_Union[RolloutStatusFilter, _Mapping]] = ...) -> None: ...
+    namespace: str
+    all_namespaces: bool
+    def __init__(self, status_in: _Optional[_Iterable[_Union[_types_pb2.RolloutStatus, str]]] = ..., rollout_id_in: _Optional[_Iterable[str]] = ..., rollout_id_contains: _Optional[str] = ..., mode: _Optional[_Union[_types_pb2.RolloutMode, str]] = ..., sort_by: _Optional[str] = ..., order: _Optional[_Union[_types_pb2.SortOrder, str]] = ..., limit: _Optional[int] = ..., offset: _Optional[int] = ..., filter_logic: _Optional[_Union[_types_pb2.FilterLogic, str]] = ..., status_filter: _Optional[_Union[RolloutStatusFilter, _Mapping]] = ..., namespace: _Optional[str] = ..., all_namespaces: _Optional[bool] = ...) -> None: ...
 
 class RolloutStatusFilter(_message.Message):
     __slots__ = ("statuses",)
@@ -205,7 +232,7 @@ class UpdateAttemptResponse(_message.Message):
     def __init__(self, attempt: _Optional[_Union[_types_pb2.Attempt, _Mapping]] = ...) -> None: ...
 
 class AddResourcesRequest(_message.Message):
-    __slots__ = ("resources", "resources_id")
+    __slots__ = ("resources", "resources_id", "namespace")
     class ResourcesEntry(_message.Message):
         __slots__ = ("key", "value")
         KEY_FIELD_NUMBER: _ClassVar[int]
@@ -215,9 +242,11 @@ class AddResourcesRequest(_message.Message):
         def __init__(self, key: _Optional[str] = ..., value: _Optional[_Union[_resources_pb2.Resource, _Mapping]] = ...) -> None: ...
     RESOURCES_FIELD_NUMBER: _ClassVar[int]
     RESOURCES_ID_FIELD_NUMBER: _ClassVar[int]
+    NAMESPACE_FIELD_NUMBER: _ClassVar[int]
     resources: _containers.MessageMap[str, _resources_pb2.Resource]
     resources_id: str
-    def __init__(self, resources: _Optional[_Mapping[str, _resources_pb2.Resource]] = ..., resources_id: _Optional[str] = ...) -> None: ...
+    namespace: str
+    def __init__(self, resources: _Optional[_Mapping[str, _resources_pb2.Resource]] = ..., resources_id: _Optional[str] = ..., namespace: _Optional[str] = ...) -> None: ...
 
 class AddResourcesResponse(_message.Message):
     __slots__ = ("resources",)
@@ -226,7 +255,7 @@ class AddResourcesResponse(_message.Message):
     def __init__(self, resources: _Optional[_Union[_resources_pb2.ResourcesUpdate, _Mapping]] = ...) -> None: ...
 
 class UpdateResourcesRequest(_message.Message):
-    __slots__ = ("resources_id", "resources")
+    __slots__ = ("resources_id", "resources", "namespace")
     class ResourcesEntry(_message.Message):
         __slots__ = ("key", "value")
         KEY_FIELD_NUMBER: _ClassVar[int]
@@ -236,9 +265,11 @@ class UpdateResourcesRequest(_message.Message):
         def __init__(self, key: _Optional[str] = ..., value: _Optional[_Union[_resources_pb2.Resource, _Mapping]] = ...) -> None: ...
     RESOURCES_ID_FIELD_NUMBER: _ClassVar[int]
     RESOURCES_FIELD_NUMBER: _ClassVar[int]
+    NAMESPACE_FIELD_NUMBER: _ClassVar[int]
     resources_id: str
     resources: _containers.MessageMap[str, _resources_pb2.Resource]
-    def __init__(self, resources_id: _Optional[str] = ..., resources: _Optional[_Mapping[str, _resources_pb2.Resource]] = ...) -> None: ...
+    namespace: str
+    def __init__(self, resources_id: _Optional[str] = ..., resources: _Optional[_Mapping[str, _resources_pb2.Resource]] = ..., namespace: _Optional[str] = ...) -> None: ...
 
 class UpdateResourcesResponse(_message.Message):
     __slots__ = ("resources",)
@@ -247,10 +278,12 @@ class UpdateResourcesResponse(_message.Message):
     def __init__(self, resources: _Optional[_Union[_resources_pb2.ResourcesUpdate, _Mapping]] = ...) -> None: ...
 
 class GetResourcesRequest(_message.Message):
-    __slots__ = ("resources_id",)
+    __slots__ = ("resources_id", "namespace")
     RESOURCES_ID_FIELD_NUMBER: _ClassVar[int]
+    NAMESPACE_FIELD_NUMBER: _ClassVar[int]
     resources_id: str
-    def __init__(self, resources_id: _Optional[str] = ...) -> None: ...
+    namespace: str
+    def __init__(self, resources_id: _Optional[str] = ..., namespace: _Optional[str] = ...) -> None: ...
 
 class GetResourcesResponse(_message.Message):
     __slots__ = ("resources",)
@@ -259,7 +292,7 @@ class GetResourcesResponse(_message.Message):
     def __init__(self, resources: _Optional[_Union[_resources_pb2.ResourcesUpdate, _Mapping]] = ...) -> None: ...
 
 class QueryResourcesRequest(_message.Message):
-    __slots__ = ("resources_id_in", "sort_by", "order", "limit", "offset", "resources_id_contains", "filter_logic")
+    __slots__ = ("resources_id_in", "sort_by", "order", "limit", "offset", "resources_id_contains", "filter_logic", "namespace", "all_namespaces")
     RESOURCES_ID_IN_FIELD_NUMBER: _ClassVar[int]
     SORT_BY_FIELD_NUMBER: _ClassVar[int]
     ORDER_FIELD_NUMBER: _ClassVar[int]
@@ -267,6 +300,8 @@ class QueryResourcesRequest(_message.Message):
     OFFSET_FIELD_NUMBER: _ClassVar[int]
     RESOURCES_ID_CONTAINS_FIELD_NUMBER: _ClassVar[int]
     FILTER_LOGIC_FIELD_NUMBER: _ClassVar[int]
+    NAMESPACE_FIELD_NUMBER: _ClassVar[int]
+    ALL_NAMESPACES_FIELD_NUMBER: _ClassVar[int]
     resources_id_in: _containers.RepeatedScalarFieldContainer[str]
     sort_by: str
     order: _types_pb2.SortOrder
@@ -274,7 +309,9 @@ class QueryResourcesRequest(_message.Message):
     offset: int
     resources_id_contains: str
     filter_logic: _types_pb2.FilterLogic
-    def __init__(self, resources_id_in: _Optional[_Iterable[str]] = ..., sort_by: _Optional[str] = ..., order: _Optional[_Union[_types_pb2.SortOrder, str]] = ..., limit: _Optional[int] = ..., offset: _Optional[int] = ..., resources_id_contains: _Optional[str] = ..., filter_logic: _Optional[_Union[_types_pb2.FilterLogic, str]] = ...) -> None: ...
+    namespace: str
+    all_namespaces: bool
+    def __init__(self, resources_id_in: _Optional[_Iterable[str]] = ..., sort_by: _Optional[str] = ..., order: _Optional[_Union[_types_pb2.SortOrder, str]] = ..., limit: _Optional[int] = ..., offset: _Optional[int] = ..., resources_id_contains: _Optional[str] = ..., filter_logic: _Optional[_Union[_types_pb2.FilterLogic, str]] = ..., namespace: _Optional[str] = ..., all_namespaces: _Optional[bool] = ...) -> None: ...
 
 class QueryResourcesResponse(_message.Message):
     __slots__ = ("resources", "total")
@@ -379,14 +416,18 @@ class WaitForRolloutsResponse(_message.Message):
     def __init__(self, rollouts: _Optional[_Iterable[_Union[_types_pb2.Rollout, _Mapping]]] = ..., pending_rollout_ids: _Optional[_Iterable[str]] = ..., unknown_rollout_ids: _Optional[_Iterable[str]] = ...) -> None: ...
 
 class WatchRolloutsRequest(_message.Message):
-    __slots__ = ("rollout_ids", "status_in", "after_event_id")
+    __slots__ = ("rollout_ids", "status_in", "after_event_id", "namespace", "all_namespaces")
     ROLLOUT_IDS_FIELD_NUMBER: _ClassVar[int]
     STATUS_IN_FIELD_NUMBER: _ClassVar[int]
     AFTER_EVENT_ID_FIELD_NUMBER: _ClassVar[int]
+    NAMESPACE_FIELD_NUMBER: _ClassVar[int]
+    ALL_NAMESPACES_FIELD_NUMBER: _ClassVar[int]
     rollout_ids: _containers.RepeatedScalarFieldContainer[str]
     status_in: _containers.RepeatedScalarFieldContainer[_types_pb2.RolloutStatus]
     after_event_id: int
-    def __init__(self, rollout_ids: _Optional[_Iterable[str]] = ..., status_in: _Optional[_Iterable[_Union[_types_pb2.RolloutStatus, str]]] = ..., after_event_id: _Optional[int] = ...) -> None: ...
+    namespace: str
+    all_namespaces: bool
+    def __init__(self, rollout_ids: _Optional[_Iterable[str]] = ..., status_in: _Optional[_Iterable[_Union[_types_pb2.RolloutStatus, str]]] = ..., after_event_id: _Optional[int] = ..., namespace: _Optional[str] = ..., all_namespaces: _Optional[bool] = ...) -> None: ...
 
 class WatchRolloutsResponse(_message.Message):
     __slots__ = ("events", "last_event_id")
@@ -397,7 +438,7 @@ class WatchRolloutsResponse(_message.Message):
     def __init__(self, events: _Optional[_Iterable[_Union[_types_pb2.RolloutEvent, _Mapping]]] = ..., last_event_id: _Optional[int] = ...) -> None: ...
 
 class QueryWorkersRequest(_message.Message):
-    __slots__ = ("status_in", "worker_id_in", "sort_by", "order", "limit", "offset", "worker_id_contains", "filter_logic", "status_filter")
+    __slots__ = ("status_in", "worker_id_in", "sort_by", "order", "limit", "offset", "worker_id_contains", "filter_logic", "status_filter", "namespace", "all_namespaces")
     STATUS_IN_FIELD_NUMBER: _ClassVar[int]
     WORKER_ID_IN_FIELD_NUMBER: _ClassVar[int]
     SORT_BY_FIELD_NUMBER: _ClassVar[int]
@@ -407,6 +448,8 @@ class QueryWorkersRequest(_message.Message):
     WORKER_ID_CONTAINS_FIELD_NUMBER: _ClassVar[int]
     FILTER_LOGIC_FIELD_NUMBER: _ClassVar[int]
     STATUS_FILTER_FIELD_NUMBER: _ClassVar[int]
+    NAMESPACE_FIELD_NUMBER: _ClassVar[int]
+    ALL_NAMESPACES_FIELD_NUMBER: _ClassVar[int]
     status_in: _containers.RepeatedScalarFieldContainer[_types_pb2.WorkerStatus]
     worker_id_in: _containers.RepeatedScalarFieldContainer[str]
     sort_by: str
@@ -416,7 +459,9 @@ class QueryWorkersRequest(_message.Message):
     worker_id_contains: str
     filter_logic: _types_pb2.FilterLogic
     status_filter: WorkerStatusFilter
-    def __init__(self, status_in: _Optional[_Iterable[_Union[_types_pb2.WorkerStatus, str]]] = ..., worker_id_in: _Optional[_Iterable[str]] = ..., sort_by: _Optional[str] = ..., order: _Optional[_Union[_types_pb2.SortOrder, str]] = ..., limit: _Optional[int] = ..., offset: _Optional[int] = ..., worker_id_contains: _Optional[str] = ..., filter_logic: _Optional[_Union[_types_pb2.FilterLogic, str]] = ..., status_filter: _Optional[_Union[WorkerStatusFilter, _Mapping]] = ...) -> None: ...
+    namespace: str
+    all_namespaces: bool
+    def __init__(self, status_in: _Optional[_Iterable[_Union[_types_pb2.WorkerStatus, str]]] = ..., worker_id_in: _Optional[_Iterable[str]] = ..., sort_by: _Optional[str] = ..., order: _Optional[_Union[_types_pb2.SortOrder, str]] = ..., limit: _Optional[int] = ..., offset: _Optional[int] = ..., worker_id_contains: _Optional[str] = ..., filter_logic: _Optional[_Union[_types_pb2.FilterLogic, str]] = ..., status_filter: _Optional[_Union[WorkerStatusFilter, _Mapping]] = ..., namespace: _Optional[str] = ..., all_namespaces: _Optional[bool] = ...) -> None: ...
 
 class WorkerStatusFilter(_message.Message):
     __slots__ = ("statuses",)
@@ -465,7 +510,7 @@ class GetStatsRequest(_message.Message):
     def __init__(self) -> None: ...
 
 class GetStatsResponse(_message.Message):
-    __slots__ = ("rollouts_by_status", "rollouts", "attempts", "spans", "resources", "workers", "queue_length", "data_bytes", "map_size_bytes", "last_event_id", "start_time", "backend")
+    __slots__ = ("rollouts_by_status", "rollouts", "attempts", "spans", "resources", "workers", "queue_length", "data_bytes", "map_size_bytes", "last_event_id", "start_time", "backend", "file_bytes", "used_pages", "used_bytes", "free_bytes", "page_size")
     class RolloutsByStatusEntry(_message.Message):
         __slots__ = ("key", "value")
         KEY_FIELD_NUMBER: _ClassVar[int]
@@ -485,6 +530,11 @@ class GetStatsResponse(_message.Message):
     LAST_EVENT_ID_FIELD_NUMBER: _ClassVar[int]
     START_TIME_FIELD_NUMBER: _ClassVar[int]
     BACKEND_FIELD_NUMBER: _ClassVar[int]
+    FILE_BYTES_FIELD_NUMBER: _ClassVar[int]
+    USED_PAGES_FIELD_NUMBER: _ClassVar[int]
+    USED_BYTES_FIELD_NUMBER: _ClassVar[int]
+    FREE_BYTES_FIELD_NUMBER: _ClassVar[int]
+    PAGE_SIZE_FIELD_NUMBER: _ClassVar[int]
     rollouts_by_status: _containers.ScalarMap[str, int]
     rollouts: int
     attempts: int
@@ -497,4 +547,55 @@ class GetStatsResponse(_message.Message):
     last_event_id: int
     start_time: _timestamp_pb2.Timestamp
     backend: str
-    def __init__(self, rollouts_by_status: _Optional[_Mapping[str, int]] = ..., rollouts: _Optional[int] = ..., attempts: _Optional[int] = ..., spans: _Optional[int] = ..., resources: _Optional[int] = ..., workers: _Optional[int] = ..., queue_length: _Optional[int] = ..., data_bytes: _Optional[int] = ..., map_size_bytes: _Optional[int] = ..., last_event_id: _Optional[int] = ..., start_time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., backend: _Optional[str] = ...) -> None: ...
+    file_bytes: int
+    used_pages: int
+    used_bytes: int
+    free_bytes: int
+    page_size: int
+    def __init__(self, rollouts_by_status: _Optional[_Mapping[str, int]] = ..., rollouts: _Optional[int] = ..., attempts: _Optional[int] = ..., spans: _Optional[int] = ..., resources: _Optional[int] = ..., workers: _Optional[int] = ..., queue_length: _Optional[int] = ..., data_bytes: _Optional[int] = ..., map_size_bytes: _Optional[int] = ..., last_event_id: _Optional[int] = ..., start_time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., backend: _Optional[str] = ..., file_bytes: _Optional[int] = ..., used_pages: _Optional[int] = ..., used_bytes: _Optional[int] = ..., free_bytes: _Optional[int] = ..., page_size: _Optional[int] = ...) -> None: ...
+
+class DeleteRolloutsRequest(_message.Message):
+    __slots__ = ("rollout_ids", "ended_before", "older_than", "status_in", "force", "dry_run")
+    ROLLOUT_IDS_FIELD_NUMBER: _ClassVar[int]
+    ENDED_BEFORE_FIELD_NUMBER: _ClassVar[int]
+    OLDER_THAN_FIELD_NUMBER: _ClassVar[int]
+    STATUS_IN_FIELD_NUMBER: _ClassVar[int]
+    FORCE_FIELD_NUMBER: _ClassVar[int]
+    DRY_RUN_FIELD_NUMBER: _ClassVar[int]
+    rollout_ids: _containers.RepeatedScalarFieldContainer[str]
+    ended_before: _timestamp_pb2.Timestamp
+    older_than: _duration_pb2.Duration
+    status_in: _containers.RepeatedScalarFieldContainer[_types_pb2.RolloutStatus]
+    force: bool
+    dry_run: bool
+    def __init__(self, rollout_ids: _Optional[_Iterable[str]] = ..., ended_before: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., older_than: _Optional[_Union[datetime.timedelta, _duration_pb2.Duration, _Mapping]] = ..., status_in: _Optional[_Iterable[_Union[_types_pb2.RolloutStatus, str]]] = ..., force: _Optional[bool] = ..., dry_run: _Optional[bool] = ...) -> None: ...
+
+class DeleteRolloutsResponse(_message.Message):
+    __slots__ = ("deleted_rollouts", "deleted_attempts", "deleted_spans", "not_found_rollout_ids", "skipped_active")
+    DELETED_ROLLOUTS_FIELD_NUMBER: _ClassVar[int]
+    DELETED_ATTEMPTS_FIELD_NUMBER: _ClassVar[int]
+    DELETED_SPANS_FIELD_NUMBER: _ClassVar[int]
+    NOT_FOUND_ROLLOUT_IDS_FIELD_NUMBER: _ClassVar[int]
+    SKIPPED_ACTIVE_FIELD_NUMBER: _ClassVar[int]
+    deleted_rollouts: int
+    deleted_attempts: int
+    deleted_spans: int
+    not_found_rollout_ids: _containers.RepeatedScalarFieldContainer[str]
+    skipped_active: int
+    def __init__(self, deleted_rollouts: _Optional[int] = ..., deleted_attempts: _Optional[int] = ..., deleted_spans: _Optional[int] = ..., not_found_rollout_ids: _Optional[_Iterable[str]] = ..., skipped_active: _Optional[int] = ...) -> None: ...
+
+class BackupStoreRequest(_message.Message):
+    __slots__ = ()
+    def __init__(self) -> None: ...
+
+class BackupStoreResponse(_message.Message):
+    __slots__ = ("data", "done", "total_bytes", "sha256")
+    DATA_FIELD_NUMBER: _ClassVar[int]
+    DONE_FIELD_NUMBER: _ClassVar[int]
+    TOTAL_BYTES_FIELD_NUMBER: _ClassVar[int]
+    SHA256_FIELD_NUMBER: _ClassVar[int]
+    data: bytes
+    done: bool
+    total_bytes: int
+    sha256: bytes
+    def __init__(self, data: _Optional[bytes] = ..., done: _Optional[bool] = ..., total_bytes: _Optional[int] = ..., sha256: _Optional[bytes] = ...) -> None: ...

@@ -149,6 +149,16 @@ class LightningStoreServiceStub:
                 request_serializer=agl_dot_v1_dot_store__pb2.GetStatsRequest.SerializeToString,
                 response_deserializer=agl_dot_v1_dot_store__pb2.GetStatsResponse.FromString,
                 _registered_method=True)
+        self.DeleteRollouts = channel.unary_unary(
+                '/agl.v1.LightningStoreService/DeleteRollouts',
+                request_serializer=agl_dot_v1_dot_store__pb2.DeleteRolloutsRequest.SerializeToString,
+                response_deserializer=agl_dot_v1_dot_store__pb2.DeleteRolloutsResponse.FromString,
+                _registered_method=True)
+        self.BackupStore = channel.unary_stream(
+                '/agl.v1.LightningStoreService/BackupStore',
+                request_serializer=agl_dot_v1_dot_store__pb2.BackupStoreRequest.SerializeToString,
+                response_deserializer=agl_dot_v1_dot_store__pb2.BackupStoreResponse.FromString,
+                _registered_method=True)
 
 
 class LightningStoreServiceServicer:
@@ -311,6 +321,30 @@ class LightningStoreServiceServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def DeleteRollouts(self, request, context):
+        """Deletes rollouts with their attempts, spans, events and every index entry.
+        The selection is the rollouts that match every criterion set; at least one
+        MUST be set. Only terminal rollouts (SUCCEEDED, FAILED, CANCELLED) are
+        deleted unless `force` is set: naming a rollout that is not terminal by id
+        without `force` is FAILED_PRECONDITION and deletes nothing. A large
+        selection is deleted in many short write transactions, so other calls keep
+        running meanwhile and a concurrent reader may see part of it gone.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def BackupStore(self, request, context):
+        """Streams a compacted, consistent copy of the store's data file (one read
+        snapshot, free pages left out) while the server keeps serving. Write the
+        `data` of every message in order to `data.mdb` in an empty directory and
+        check `total_bytes` and `sha256` of the last message; agl-server started
+        with --data-dir on that directory serves the copy.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_LightningStoreServiceServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -423,6 +457,16 @@ def add_LightningStoreServiceServicer_to_server(servicer, server):
                     servicer.GetStats,
                     request_deserializer=agl_dot_v1_dot_store__pb2.GetStatsRequest.FromString,
                     response_serializer=agl_dot_v1_dot_store__pb2.GetStatsResponse.SerializeToString,
+            ),
+            'DeleteRollouts': grpc.unary_unary_rpc_method_handler(
+                    servicer.DeleteRollouts,
+                    request_deserializer=agl_dot_v1_dot_store__pb2.DeleteRolloutsRequest.FromString,
+                    response_serializer=agl_dot_v1_dot_store__pb2.DeleteRolloutsResponse.SerializeToString,
+            ),
+            'BackupStore': grpc.unary_stream_rpc_method_handler(
+                    servicer.BackupStore,
+                    request_deserializer=agl_dot_v1_dot_store__pb2.BackupStoreRequest.FromString,
+                    response_serializer=agl_dot_v1_dot_store__pb2.BackupStoreResponse.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -1024,6 +1068,60 @@ class LightningStoreService:
             '/agl.v1.LightningStoreService/GetStats',
             agl_dot_v1_dot_store__pb2.GetStatsRequest.SerializeToString,
             agl_dot_v1_dot_store__pb2.GetStatsResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def DeleteRollouts(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/agl.v1.LightningStoreService/DeleteRollouts',
+            agl_dot_v1_dot_store__pb2.DeleteRolloutsRequest.SerializeToString,
+            agl_dot_v1_dot_store__pb2.DeleteRolloutsResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def BackupStore(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_stream(
+            request,
+            target,
+            '/agl.v1.LightningStoreService/BackupStore',
+            agl_dot_v1_dot_store__pb2.BackupStoreRequest.SerializeToString,
+            agl_dot_v1_dot_store__pb2.BackupStoreResponse.FromString,
             options,
             channel_credentials,
             insecure,

@@ -26,35 +26,39 @@ from google.protobuf import struct_pb2 as google_dot_protobuf_dot_struct__pb2
 from google.protobuf import timestamp_pb2 as google_dot_protobuf_dot_timestamp__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x12\x61gl/v1/types.proto\x12\x06\x61gl.v1\x1a\x1cgoogle/protobuf/struct.proto\x1a\x1fgoogle/protobuf/timestamp.proto\"\xc3\x01\n\rRolloutConfig\x12\x1c\n\x0ftimeout_seconds\x18\x01 \x01(\x01H\x00\x88\x01\x01\x12!\n\x14unresponsive_seconds\x18\x02 \x01(\x01H\x01\x88\x01\x01\x12\x14\n\x0cmax_attempts\x18\x03 \x01(\x05\x12.\n\x0fretry_condition\x18\x04 \x03(\x0e\x32\x15.agl.v1.AttemptStatusB\x12\n\x10_timeout_secondsB\x17\n\x15_unresponsive_seconds\"\xc2\x02\n\x07\x41ttempt\x12\x12\n\nrollout_id\x18\x01 \x01(\t\x12\x12\n\nattempt_id\x18\x02 \x01(\t\x12\x13\n\x0bsequence_id\x18\x03 \x01(\x05\x12.\n\nstart_time\x18\x04 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12,\n\x08\x65nd_time\x18\x05 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12%\n\x06status\x18\x06 \x01(\x0e\x32\x15.agl.v1.AttemptStatus\x12\x11\n\tworker_id\x18\x07 \x01(\t\x12\x37\n\x13last_heartbeat_time\x18\x08 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12)\n\x08metadata\x18\t \x01(\x0b\x32\x17.google.protobuf.Struct\"\xf6\x02\n\x07Rollout\x12\x12\n\nrollout_id\x18\x01 \x01(\t\x12%\n\x05input\x18\x02 \x01(\x0b\x32\x16.google.protobuf.Value\x12.\n\nstart_time\x18\x03 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12,\n\x08\x65nd_time\x18\x04 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12!\n\x04mode\x18\x05 \x01(\x0e\x32\x13.agl.v1.RolloutMode\x12\x14\n\x0cresources_id\x18\x06 \x01(\t\x12%\n\x06status\x18\x07 \x01(\x0e\x32\x15.agl.v1.RolloutStatus\x12%\n\x06\x63onfig\x18\x08 \x01(\x0b\x32\x15.agl.v1.RolloutConfig\x12)\n\x08metadata\x18\t \x01(\x0b\x32\x17.google.protobuf.Struct\x12 \n\x07\x61ttempt\x18\n \x01(\x0b\x32\x0f.agl.v1.Attempt\"\x83\x03\n\x06Worker\x12\x11\n\tworker_id\x18\x01 \x01(\t\x12$\n\x06status\x18\x02 \x01(\x0e\x32\x14.agl.v1.WorkerStatus\x12\x37\n\x13last_heartbeat_time\x18\x03 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x1a\n\x12\x63urrent_rollout_id\x18\x04 \x01(\t\x12\x1a\n\x12\x63urrent_attempt_id\x18\x05 \x01(\t\x12\x35\n\x11last_dequeue_time\x18\x06 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x32\n\x0elast_busy_time\x18\x07 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x32\n\x0elast_idle_time\x18\x08 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x30\n\x0fheartbeat_stats\x18\t \x01(\x0b\x32\x17.google.protobuf.Struct\"\xd6\x01\n\x0cRolloutEvent\x12\x10\n\x08\x65vent_id\x18\x01 \x01(\x03\x12\x12\n\nrollout_id\x18\x02 \x01(\t\x12)\n\nold_status\x18\x03 \x01(\x0e\x32\x15.agl.v1.RolloutStatus\x12)\n\nnew_status\x18\x04 \x01(\x0e\x32\x15.agl.v1.RolloutStatus\x12(\n\x04time\x18\x05 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12 \n\x07rollout\x18\x06 \x01(\x0b\x32\x0f.agl.v1.Rollout\"9\n\tItemError\x12\r\n\x05index\x18\x01 \x01(\x05\x12\x0c\n\x04\x63ode\x18\x02 \x01(\x05\x12\x0f\n\x07message\x18\x03 \x01(\t*\xfa\x01\n\rRolloutStatus\x12\x1e\n\x1aROLLOUT_STATUS_UNSPECIFIED\x10\x00\x12\x1a\n\x16ROLLOUT_STATUS_QUEUING\x10\x01\x12\x1c\n\x18ROLLOUT_STATUS_PREPARING\x10\x02\x12\x1a\n\x16ROLLOUT_STATUS_RUNNING\x10\x03\x12\x19\n\x15ROLLOUT_STATUS_FAILED\x10\x04\x12\x1c\n\x18ROLLOUT_STATUS_SUCCEEDED\x10\x05\x12\x1c\n\x18ROLLOUT_STATUS_CANCELLED\x10\x06\x12\x1c\n\x18ROLLOUT_STATUS_REQUEUING\x10\x07*\xdf\x01\n\rAttemptStatus\x12\x1e\n\x1a\x41TTEMPT_STATUS_UNSPECIFIED\x10\x00\x12\x1c\n\x18\x41TTEMPT_STATUS_PREPARING\x10\x01\x12\x1a\n\x16\x41TTEMPT_STATUS_RUNNING\x10\x02\x12\x19\n\x15\x41TTEMPT_STATUS_FAILED\x10\x03\x12\x1c\n\x18\x41TTEMPT_STATUS_SUCCEEDED\x10\x04\x12\x1f\n\x1b\x41TTEMPT_STATUS_UNRESPONSIVE\x10\x05\x12\x1a\n\x16\x41TTEMPT_STATUS_TIMEOUT\x10\x06*p\n\x0bRolloutMode\x12\x1c\n\x18ROLLOUT_MODE_UNSPECIFIED\x10\x00\x12\x16\n\x12ROLLOUT_MODE_TRAIN\x10\x01\x12\x14\n\x10ROLLOUT_MODE_VAL\x10\x02\x12\x15\n\x11ROLLOUT_MODE_TEST\x10\x03*x\n\x0cWorkerStatus\x12\x1d\n\x19WORKER_STATUS_UNSPECIFIED\x10\x00\x12\x16\n\x12WORKER_STATUS_IDLE\x10\x01\x12\x16\n\x12WORKER_STATUS_BUSY\x10\x02\x12\x19\n\x15WORKER_STATUS_UNKNOWN\x10\x03*V\n\x0b\x46ilterLogic\x12\x1c\n\x18\x46ILTER_LOGIC_UNSPECIFIED\x10\x00\x12\x14\n\x10\x46ILTER_LOGIC_AND\x10\x01\x12\x13\n\x0f\x46ILTER_LOGIC_OR\x10\x02*P\n\tSortOrder\x12\x1a\n\x16SORT_ORDER_UNSPECIFIED\x10\x00\x12\x12\n\x0eSORT_ORDER_ASC\x10\x01\x12\x13\n\x0fSORT_ORDER_DESC\x10\x02\x62\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x12\x61gl/v1/types.proto\x12\x06\x61gl.v1\x1a\x1cgoogle/protobuf/struct.proto\x1a\x1fgoogle/protobuf/timestamp.proto\"\xc3\x01\n\rRolloutConfig\x12\x1c\n\x0ftimeout_seconds\x18\x01 \x01(\x01H\x00\x88\x01\x01\x12!\n\x14unresponsive_seconds\x18\x02 \x01(\x01H\x01\x88\x01\x01\x12\x14\n\x0cmax_attempts\x18\x03 \x01(\x05\x12.\n\x0fretry_condition\x18\x04 \x03(\x0e\x32\x15.agl.v1.AttemptStatusB\x12\n\x10_timeout_secondsB\x17\n\x15_unresponsive_seconds\"\xc2\x02\n\x07\x41ttempt\x12\x12\n\nrollout_id\x18\x01 \x01(\t\x12\x12\n\nattempt_id\x18\x02 \x01(\t\x12\x13\n\x0bsequence_id\x18\x03 \x01(\x05\x12.\n\nstart_time\x18\x04 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12,\n\x08\x65nd_time\x18\x05 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12%\n\x06status\x18\x06 \x01(\x0e\x32\x15.agl.v1.AttemptStatus\x12\x11\n\tworker_id\x18\x07 \x01(\t\x12\x37\n\x13last_heartbeat_time\x18\x08 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12)\n\x08metadata\x18\t \x01(\x0b\x32\x17.google.protobuf.Struct\"\x86\x04\n\x07Rollout\x12\x12\n\nrollout_id\x18\x01 \x01(\t\x12%\n\x05input\x18\x02 \x01(\x0b\x32\x16.google.protobuf.Value\x12.\n\nstart_time\x18\x03 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12,\n\x08\x65nd_time\x18\x04 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12!\n\x04mode\x18\x05 \x01(\x0e\x32\x13.agl.v1.RolloutMode\x12\x14\n\x0cresources_id\x18\x06 \x01(\t\x12%\n\x06status\x18\x07 \x01(\x0e\x32\x15.agl.v1.RolloutStatus\x12%\n\x06\x63onfig\x18\x08 \x01(\x0b\x32\x15.agl.v1.RolloutConfig\x12)\n\x08metadata\x18\t \x01(\x0b\x32\x17.google.protobuf.Struct\x12 \n\x07\x61ttempt\x18\n \x01(\x0b\x32\x0f.agl.v1.Attempt\x12\x11\n\tnamespace\x18\x0b \x01(\t\x12\r\n\x05queue\x18\x0c \x01(\t\x12+\n\x06labels\x18\r \x03(\x0b\x32\x1b.agl.v1.Rollout.LabelsEntry\x12\x10\n\x08priority\x18\x0e \x01(\x05\x1a-\n\x0bLabelsEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\t:\x02\x38\x01\"\xbe\x03\n\x06Worker\x12\x11\n\tworker_id\x18\x01 \x01(\t\x12$\n\x06status\x18\x02 \x01(\x0e\x32\x14.agl.v1.WorkerStatus\x12\x37\n\x13last_heartbeat_time\x18\x03 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x1a\n\x12\x63urrent_rollout_id\x18\x04 \x01(\t\x12\x1a\n\x12\x63urrent_attempt_id\x18\x05 \x01(\t\x12\x35\n\x11last_dequeue_time\x18\x06 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x32\n\x0elast_busy_time\x18\x07 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x32\n\x0elast_idle_time\x18\x08 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x30\n\x0fheartbeat_stats\x18\t \x01(\x0b\x32\x17.google.protobuf.Struct\x12\x11\n\tnamespace\x18\n \x01(\t\x12\x0e\n\x06queues\x18\x0b \x03(\t\x12\x16\n\x0elabel_selector\x18\x0c \x01(\t\"\xd6\x01\n\x0cRolloutEvent\x12\x10\n\x08\x65vent_id\x18\x01 \x01(\x03\x12\x12\n\nrollout_id\x18\x02 \x01(\t\x12)\n\nold_status\x18\x03 \x01(\x0e\x32\x15.agl.v1.RolloutStatus\x12)\n\nnew_status\x18\x04 \x01(\x0e\x32\x15.agl.v1.RolloutStatus\x12(\n\x04time\x18\x05 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12 \n\x07rollout\x18\x06 \x01(\x0b\x32\x0f.agl.v1.Rollout\"9\n\tItemError\x12\r\n\x05index\x18\x01 \x01(\x05\x12\x0c\n\x04\x63ode\x18\x02 \x01(\x05\x12\x0f\n\x07message\x18\x03 \x01(\t*\xfa\x01\n\rRolloutStatus\x12\x1e\n\x1aROLLOUT_STATUS_UNSPECIFIED\x10\x00\x12\x1a\n\x16ROLLOUT_STATUS_QUEUING\x10\x01\x12\x1c\n\x18ROLLOUT_STATUS_PREPARING\x10\x02\x12\x1a\n\x16ROLLOUT_STATUS_RUNNING\x10\x03\x12\x19\n\x15ROLLOUT_STATUS_FAILED\x10\x04\x12\x1c\n\x18ROLLOUT_STATUS_SUCCEEDED\x10\x05\x12\x1c\n\x18ROLLOUT_STATUS_CANCELLED\x10\x06\x12\x1c\n\x18ROLLOUT_STATUS_REQUEUING\x10\x07*\xdf\x01\n\rAttemptStatus\x12\x1e\n\x1a\x41TTEMPT_STATUS_UNSPECIFIED\x10\x00\x12\x1c\n\x18\x41TTEMPT_STATUS_PREPARING\x10\x01\x12\x1a\n\x16\x41TTEMPT_STATUS_RUNNING\x10\x02\x12\x19\n\x15\x41TTEMPT_STATUS_FAILED\x10\x03\x12\x1c\n\x18\x41TTEMPT_STATUS_SUCCEEDED\x10\x04\x12\x1f\n\x1b\x41TTEMPT_STATUS_UNRESPONSIVE\x10\x05\x12\x1a\n\x16\x41TTEMPT_STATUS_TIMEOUT\x10\x06*p\n\x0bRolloutMode\x12\x1c\n\x18ROLLOUT_MODE_UNSPECIFIED\x10\x00\x12\x16\n\x12ROLLOUT_MODE_TRAIN\x10\x01\x12\x14\n\x10ROLLOUT_MODE_VAL\x10\x02\x12\x15\n\x11ROLLOUT_MODE_TEST\x10\x03*x\n\x0cWorkerStatus\x12\x1d\n\x19WORKER_STATUS_UNSPECIFIED\x10\x00\x12\x16\n\x12WORKER_STATUS_IDLE\x10\x01\x12\x16\n\x12WORKER_STATUS_BUSY\x10\x02\x12\x19\n\x15WORKER_STATUS_UNKNOWN\x10\x03*V\n\x0b\x46ilterLogic\x12\x1c\n\x18\x46ILTER_LOGIC_UNSPECIFIED\x10\x00\x12\x14\n\x10\x46ILTER_LOGIC_AND\x10\x01\x12\x13\n\x0f\x46ILTER_LOGIC_OR\x10\x02*P\n\tSortOrder\x12\x1a\n\x16SORT_ORDER_UNSPECIFIED\x10\x00\x12\x12\n\x0eSORT_ORDER_ASC\x10\x01\x12\x13\n\x0fSORT_ORDER_DESC\x10\x02\x62\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
 _builder.BuildTopDescriptorsAndMessages(DESCRIPTOR, 'agl.v1.types_pb2', _globals)
 if not _descriptor._USE_C_DESCRIPTORS:
   DESCRIPTOR._loaded_options = None
-  _globals['_ROLLOUTSTATUS']._serialized_start=1660
-  _globals['_ROLLOUTSTATUS']._serialized_end=1910
-  _globals['_ATTEMPTSTATUS']._serialized_start=1913
-  _globals['_ATTEMPTSTATUS']._serialized_end=2136
-  _globals['_ROLLOUTMODE']._serialized_start=2138
-  _globals['_ROLLOUTMODE']._serialized_end=2250
-  _globals['_WORKERSTATUS']._serialized_start=2252
-  _globals['_WORKERSTATUS']._serialized_end=2372
-  _globals['_FILTERLOGIC']._serialized_start=2374
-  _globals['_FILTERLOGIC']._serialized_end=2460
-  _globals['_SORTORDER']._serialized_start=2462
-  _globals['_SORTORDER']._serialized_end=2542
+  _globals['_ROLLOUT_LABELSENTRY']._loaded_options = None
+  _globals['_ROLLOUT_LABELSENTRY']._serialized_options = b'8\001'
+  _globals['_ROLLOUTSTATUS']._serialized_start=1863
+  _globals['_ROLLOUTSTATUS']._serialized_end=2113
+  _globals['_ATTEMPTSTATUS']._serialized_start=2116
+  _globals['_ATTEMPTSTATUS']._serialized_end=2339
+  _globals['_ROLLOUTMODE']._serialized_start=2341
+  _globals['_ROLLOUTMODE']._serialized_end=2453
+  _globals['_WORKERSTATUS']._serialized_start=2455
+  _globals['_WORKERSTATUS']._serialized_end=2575
+  _globals['_FILTERLOGIC']._serialized_start=2577
+  _globals['_FILTERLOGIC']._serialized_end=2663
+  _globals['_SORTORDER']._serialized_start=2665
+  _globals['_SORTORDER']._serialized_end=2745
   _globals['_ROLLOUTCONFIG']._serialized_start=94
   _globals['_ROLLOUTCONFIG']._serialized_end=289
   _globals['_ATTEMPT']._serialized_start=292
   _globals['_ATTEMPT']._serialized_end=614
   _globals['_ROLLOUT']._serialized_start=617
-  _globals['_ROLLOUT']._serialized_end=991
-  _globals['_WORKER']._serialized_start=994
-  _globals['_WORKER']._serialized_end=1381
-  _globals['_ROLLOUTEVENT']._serialized_start=1384
-  _globals['_ROLLOUTEVENT']._serialized_end=1598
-  _globals['_ITEMERROR']._serialized_start=1600
-  _globals['_ITEMERROR']._serialized_end=1657
+  _globals['_ROLLOUT']._serialized_end=1135
+  _globals['_ROLLOUT_LABELSENTRY']._serialized_start=1090
+  _globals['_ROLLOUT_LABELSENTRY']._serialized_end=1135
+  _globals['_WORKER']._serialized_start=1138
+  _globals['_WORKER']._serialized_end=1584
+  _globals['_ROLLOUTEVENT']._serialized_start=1587
+  _globals['_ROLLOUTEVENT']._serialized_end=1801
+  _globals['_ITEMERROR']._serialized_start=1803
+  _globals['_ITEMERROR']._serialized_end=1860
 # @@protoc_insertion_point(module_scope)

@@ -122,7 +122,14 @@ class Attempt(_message.Message):
     def __init__(self, rollout_id: _Optional[str] = ..., attempt_id: _Optional[str] = ..., sequence_id: _Optional[int] = ..., start_time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., end_time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., status: _Optional[_Union[AttemptStatus, str]] = ..., worker_id: _Optional[str] = ..., last_heartbeat_time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., metadata: _Optional[_Union[_struct_pb2.Struct, _Mapping]] = ...) -> None: ...
 
 class Rollout(_message.Message):
-    __slots__ = ("rollout_id", "input", "start_time", "end_time", "mode", "resources_id", "status", "config", "metadata", "attempt")
+    __slots__ = ("rollout_id", "input", "start_time", "end_time", "mode", "resources_id", "status", "config", "metadata", "attempt", "namespace", "queue", "labels", "priority")
+    class LabelsEntry(_message.Message):
+        __slots__ = ("key", "value")
+        KEY_FIELD_NUMBER: _ClassVar[int]
+        VALUE_FIELD_NUMBER: _ClassVar[int]
+        key: str
+        value: str
+        def __init__(self, key: _Optional[str] = ..., value: _Optional[str] = ...) -> None: ...
     ROLLOUT_ID_FIELD_NUMBER: _ClassVar[int]
     INPUT_FIELD_NUMBER: _ClassVar[int]
     START_TIME_FIELD_NUMBER: _ClassVar[int]
@@ -133,6 +140,10 @@ class Rollout(_message.Message):
     CONFIG_FIELD_NUMBER: _ClassVar[int]
     METADATA_FIELD_NUMBER: _ClassVar[int]
     ATTEMPT_FIELD_NUMBER: _ClassVar[int]
+    NAMESPACE_FIELD_NUMBER: _ClassVar[int]
+    QUEUE_FIELD_NUMBER: _ClassVar[int]
+    LABELS_FIELD_NUMBER: _ClassVar[int]
+    PRIORITY_FIELD_NUMBER: _ClassVar[int]
     rollout_id: str
     input: _struct_pb2.Value
     start_time: _timestamp_pb2.Timestamp
@@ -143,10 +154,14 @@ class Rollout(_message.Message):
     config: RolloutConfig
     metadata: _struct_pb2.Struct
     attempt: Attempt
-    def __init__(self, rollout_id: _Optional[str] = ..., input: _Optional[_Union[_struct_pb2.Value, _Mapping]] = ..., start_time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., end_time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., mode: _Optional[_Union[RolloutMode, str]] = ..., resources_id: _Optional[str] = ..., status: _Optional[_Union[RolloutStatus, str]] = ..., config: _Optional[_Union[RolloutConfig, _Mapping]] = ..., metadata: _Optional[_Union[_struct_pb2.Struct, _Mapping]] = ..., attempt: _Optional[_Union[Attempt, _Mapping]] = ...) -> None: ...
+    namespace: str
+    queue: str
+    labels: _containers.ScalarMap[str, str]
+    priority: int
+    def __init__(self, rollout_id: _Optional[str] = ..., input: _Optional[_Union[_struct_pb2.Value, _Mapping]] = ..., start_time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., end_time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., mode: _Optional[_Union[RolloutMode, str]] = ..., resources_id: _Optional[str] = ..., status: _Optional[_Union[RolloutStatus, str]] = ..., config: _Optional[_Union[RolloutConfig, _Mapping]] = ..., metadata: _Optional[_Union[_struct_pb2.Struct, _Mapping]] = ..., attempt: _Optional[_Union[Attempt, _Mapping]] = ..., namespace: _Optional[str] = ..., queue: _Optional[str] = ..., labels: _Optional[_Mapping[str, str]] = ..., priority: _Optional[int] = ...) -> None: ...
 
 class Worker(_message.Message):
-    __slots__ = ("worker_id", "status", "last_heartbeat_time", "current_rollout_id", "current_attempt_id", "last_dequeue_time", "last_busy_time", "last_idle_time", "heartbeat_stats")
+    __slots__ = ("worker_id", "status", "last_heartbeat_time", "current_rollout_id", "current_attempt_id", "last_dequeue_time", "last_busy_time", "last_idle_time", "heartbeat_stats", "namespace", "queues", "label_selector")
     WORKER_ID_FIELD_NUMBER: _ClassVar[int]
     STATUS_FIELD_NUMBER: _ClassVar[int]
     LAST_HEARTBEAT_TIME_FIELD_NUMBER: _ClassVar[int]
@@ -156,6 +171,9 @@ class Worker(_message.Message):
     LAST_BUSY_TIME_FIELD_NUMBER: _ClassVar[int]
     LAST_IDLE_TIME_FIELD_NUMBER: _ClassVar[int]
     HEARTBEAT_STATS_FIELD_NUMBER: _ClassVar[int]
+    NAMESPACE_FIELD_NUMBER: _ClassVar[int]
+    QUEUES_FIELD_NUMBER: _ClassVar[int]
+    LABEL_SELECTOR_FIELD_NUMBER: _ClassVar[int]
     worker_id: str
     status: WorkerStatus
     last_heartbeat_time: _timestamp_pb2.Timestamp
@@ -165,7 +183,10 @@ class Worker(_message.Message):
     last_busy_time: _timestamp_pb2.Timestamp
     last_idle_time: _timestamp_pb2.Timestamp
     heartbeat_stats: _struct_pb2.Struct
-    def __init__(self, worker_id: _Optional[str] = ..., status: _Optional[_Union[WorkerStatus, str]] = ..., last_heartbeat_time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., current_rollout_id: _Optional[str] = ..., current_attempt_id: _Optional[str] = ..., last_dequeue_time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., last_busy_time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., last_idle_time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., heartbeat_stats: _Optional[_Union[_struct_pb2.Struct, _Mapping]] = ...) -> None: ...
+    namespace: str
+    queues: _containers.RepeatedScalarFieldContainer[str]
+    label_selector: str
+    def __init__(self, worker_id: _Optional[str] = ..., status: _Optional[_Union[WorkerStatus, str]] = ..., last_heartbeat_time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., current_rollout_id: _Optional[str] = ..., current_attempt_id: _Optional[str] = ..., last_dequeue_time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., last_busy_time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., last_idle_time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., heartbeat_stats: _Optional[_Union[_struct_pb2.Struct, _Mapping]] = ..., namespace: _Optional[str] = ..., queues: _Optional[_Iterable[str]] = ..., label_selector: _Optional[str] = ...) -> None: ...
 
 class RolloutEvent(_message.Message):
     __slots__ = ("event_id", "rollout_id", "old_status", "new_status", "time", "rollout")

@@ -23,7 +23,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import threading
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 from opentelemetry import context as otel_context
@@ -141,6 +141,10 @@ class OtelTracer(Tracer):
     """Collects the spans of each attempt through OpenTelemetry and streams them to the store.
 
     :param instrument_openai: make every ``openai`` chat/text completion a span (on in :meth:`init`).
+    :param instrument: names of well-kept framework instrumentations to turn on in :meth:`init`
+        (``"langchain"``, ``"openai-agents"``, ``"openai-v2"``, ``"litellm"``, ``"anthropic"``, ...,
+        or ``"module:Class"``): see :mod:`agl_core.instrumentation.thirdparty`. Each needs its
+        extra installed; a missing one raises an ImportError naming the extra.
     :param request_token_ids: ask the LLM server for token ids on every call (``return_token_ids``,
         which vLLM understands; OpenAI's own API rejects it, so it is off by default).
     :param resource_attributes: OpenTelemetry resource of agl's provider (if agl creates it).
@@ -154,6 +158,7 @@ class OtelTracer(Tracer):
         self,
         *,
         instrument_openai: bool = True,
+        instrument: Sequence[str] = (),
         request_token_ids: bool = False,
         resource_attributes: Mapping[str, Any] | None = None,
         keep_spans: bool = True,
@@ -162,6 +167,12 @@ class OtelTracer(Tracer):
         max_queued_spans: int = 8192,
     ) -> None:
         self.instrument_openai = instrument_openai
+        self.instrument = list(instrument)
+        if self.instrument:  # a typo or a missing extra fails here, not at the first rollout
+            from agl_core.instrumentation.thirdparty import check
+
+            check(self.instrument)
+        self._frameworks: Any = None
         self.request_token_ids = request_token_ids
         self.resource_attributes = dict(resource_attributes or {})
         self.keep_spans = keep_spans
@@ -191,6 +202,10 @@ class OtelTracer(Tracer):
 
             instrument_openai(request_token_ids=self.request_token_ids)
             self._instrumented = True
+        if self.instrument and self._frameworks is None:
+            from agl_core.instrumentation.thirdparty import instrument
+
+            self._frameworks = instrument(self.instrument, self._provider)
 
     def teardown(self) -> None:
         """Remove the OpenAI instrumentation and deliver what is still queued."""
@@ -199,6 +214,9 @@ class OtelTracer(Tracer):
 
             uninstrument_openai()
             self._instrumented = False
+        if self._frameworks is not None:
+            self._frameworks.undo()
+            self._frameworks = None
         with self._sinks_lock:
             sinks, self._sinks = list(self._sinks.values()), {}
         for sink in sinks:

@@ -111,6 +111,17 @@ class VERL(Algorithm):
         self._stop = threading.Event()
         self.trainer: Any = None
 
+    def ray_init_args(self) -> dict[str, Any]:
+        """The ``ray.init`` arguments this run's config asks for (``ray_kwargs.ray_init`` and verl's
+        runtime environment): for the ``ray`` strategy, which connects to Ray before verl runs, so
+        that agl's runners and verl's workers share one cluster set up as verl needs it::
+
+            Trainer(algorithm=verl, strategy={"type": "ray", "init_args": verl.ray_init_args()})
+        """
+        from agl_plugins.verl.entrypoint import ray_init_kwargs
+
+        return ray_init_kwargs(self._config())
+
     def stop(self) -> None:
         """Ask a running ``fit`` to end before its next step (thread-safe)."""
         self._stop.set()

@@ -8,6 +8,7 @@ from Python with in-memory datasets.
 from __future__ import annotations
 
 import concurrent.futures
+import logging
 import os
 import threading
 from collections.abc import Mapping, Sequence
@@ -15,6 +16,8 @@ from pathlib import Path
 from typing import Any
 
 from omegaconf import DictConfig, OmegaConf
+
+logger = logging.getLogger(__name__)
 
 CONFIG_DIR = Path(__file__).parent / "conf"
 CONFIG_NAME = "agl_ppo_trainer"
@@ -46,13 +49,15 @@ def _container(config: Mapping[str, Any] | DictConfig) -> Any:
     return OmegaConf.to_container(config) if isinstance(config, DictConfig) else dict(config)
 
 
-def init_ray(config: DictConfig) -> None:
-    """Start Ray (unless it runs already) with verl's runtime environment."""
-    import ray
+def ray_init_kwargs(config: DictConfig) -> dict[str, Any]:
+    """The ``ray.init`` arguments verl's config asks for: ``ray_kwargs.ray_init`` with verl's
+    runtime environment (its workers' environment variables) merged in.
+
+    Where Ray is connected before verl runs (the ``ray`` strategy connects first), these are what
+    the strategy should connect with: ``strategy={"type": "ray", "init_args": VERL(...).ray_init_args()}``.
+    """
     from verl.trainer.constants_ppo import get_ppo_ray_runtime_env
 
-    if ray.is_initialized():
-        return
     runtime_env = OmegaConf.merge(
         get_ppo_ray_runtime_env(config), config.ray_kwargs.get("ray_init", {}).get("runtime_env", {})
     )
@@ -62,7 +67,26 @@ def init_ray(config: DictConfig) -> None:
     init = {
         k: v for k, v in OmegaConf.to_container(config.ray_kwargs.get("ray_init", {})).items() if k != "runtime_env"
     }
-    _init_in_keeper_thread(lambda: ray.init(runtime_env=OmegaConf.to_container(runtime_env), **init))
+    return {"runtime_env": OmegaConf.to_container(runtime_env), **init}
+
+
+def init_ray(config: DictConfig) -> None:
+    """Start Ray (unless it runs already) with verl's runtime environment.
+
+    Already connected (the ``ray`` strategy, or the caller), verl's workers join that cluster:
+    one cluster for agl's runners and verl's workers. ``ray.init`` cannot change a connection, so
+    the cluster must then have been connected with :func:`ray_init_kwargs`' arguments.
+    """
+    import ray
+
+    if ray.is_initialized():
+        logger.info(
+            "Ray is connected already (gcs %s): verl's workers join that cluster",
+            ray.get_runtime_context().gcs_address,
+        )
+        return
+    kwargs = ray_init_kwargs(config)
+    _init_in_keeper_thread(lambda: ray.init(**kwargs))
 
 
 def _init_in_keeper_thread(start: Any) -> None:
@@ -189,4 +213,4 @@ def main(argv: Sequence[str] | None = None) -> None:
     run_training(load_config(list(sys.argv[1:] if argv is None else argv)))
 
 
-__all__ = ["CONFIG_DIR", "build_trainer", "init_ray", "load_config", "main", "run_training"]
+__all__ = ["CONFIG_DIR", "build_trainer", "init_ray", "load_config", "main", "ray_init_kwargs", "run_training"]

@@ -59,6 +59,16 @@ def make_tasks(count: int, rng: random.Random) -> list[dict[str, Any]]:
     return tasks
 
 
+def lookup_product(name: str) -> str:
+    """The shop's catalog entry for a product as a customer wrote it (any case, singular or plural):
+    the tool of the framework examples (``examples/langgraph_orders``, ``examples/openai_agents_orders``)."""
+    word = name.strip().lower()
+    for singular, plural in PRODUCTS:
+        if word in (singular, plural):
+            return f"{singular}: in stock"
+    return f"{name}: not in the catalog"
+
+
 def grade(reply: str, expected: str) -> tuple[float, str]:
     """A third of the reward per correct field; the feedback says what was expected."""
     fields = [f.strip() for f in reply.strip().split("|")]

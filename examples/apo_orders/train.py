@@ -20,6 +20,7 @@ import argparse
 import logging
 import os
 import random
+from typing import Any
 
 from orders import SEED_PROMPT, extract_order, make_tasks
 
@@ -27,8 +28,10 @@ from agl_core.trainer import Trainer
 from agl_core.types import LLM, PromptTemplate
 
 
-def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+def main(agent: Any = extract_order, tracer: Any = "otel", description: str | None = None) -> None:
+    """Parse the command line and optimise ``agent``'s prompt (the framework examples call this with
+    their own agent and a tracer that turns their framework's instrumentation on)."""
+    parser = argparse.ArgumentParser(description=description or __doc__.split("\n")[0])
     parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("--beam-width", type=int, default=2)
     parser.add_argument("--branch-factor", type=int, default=2)
@@ -62,7 +65,7 @@ def main() -> None:
         strategy=strategy,
         n_runners=args.runners,
         runner_capacity=4,
-        tracer="otel",  # records the agent's LLM calls, which the critique model reads
+        tracer=tracer,  # records the agent's LLM calls, which the critique model reads
         # The agent's endpoint travels as a resource; its key stays in the environment.
         initial_resources={
             "prompt_template": PromptTemplate(template=SEED_PROMPT),
@@ -70,7 +73,7 @@ def main() -> None:
         },
         progress=False,
     )
-    result = trainer.fit(extract_order, train, val_dataset=val)
+    result = trainer.fit(agent, train, val_dataset=val)
     best = result.best
     print(f"\nseed prompt scored {result.seed_score:.3f}; best prompt ({best.candidate_id}) {result.best_score:.3f}:")
     print("\n" + result.best_prompt.template + "\n")

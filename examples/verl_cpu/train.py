@@ -96,15 +96,36 @@ def train(
     config = preset()
     config["agl"] = {"workers": workers, "rollout": {"step_timeout": 300}, "val_n": settings["val_n"]}
     algorithm = VERL(config=config, overrides=overrides(model, workdir, steps, settings, val_before_train))
-    trainer = Trainer(
-        algorithm=algorithm,
-        strategy={"type": strategy, "data_dir": str(workdir / "store")},
-        n_runners=2,
-        runner_capacity=16,
-        progress="lines",
-    )
+    strategy_spec: Any = {"type": strategy, "data_dir": str(workdir / "store")}
+    cluster = None
+    if strategy == "ray":
+        # One Ray cluster for agl's runners (Ray actors) and verl's workers, connected here the way
+        # verl's config asks (virtual GPU slots, VERL_PLATFORM=cpu for every worker); both use this
+        # connection, which stays open after fit() to read the engine actor's calls below.
+        import os
+
+        from agl_plugins.strategies.on_ray.cluster import connect
+
+        # The runner actors import the agent by path: this directory goes on the workers' path
+        # (a local cluster's workers inherit this environment; on a real cluster, install the agent).
+        here = str(Path(__file__).resolve().parent)
+        os.environ["PYTHONPATH"] = os.pathsep.join(p for p in (here, os.environ.get("PYTHONPATH")) if p)
+        cluster = connect(None, algorithm.ray_init_args())
+        # No CPUs for the runners: verl's workers hold them.
+        strategy_spec = {"type": "ray", "data_dir": workdir / "store", "runner_resources": {"num_cpus": 0}}
+    trainer = Trainer(algorithm=algorithm, strategy=strategy_spec, n_runners=2, runner_capacity=16, progress="lines")
     train_tasks = tasks(steps * settings["tasks_per_step"])
-    result = trainer.fit(letters, train_tasks, val_dataset=tasks(settings["val_tasks"], offset=10_000))
+    try:
+        result = trainer.fit(letters, train_tasks, val_dataset=tasks(settings["val_tasks"], offset=10_000))
+        return _curve(algorithm, result, settings, steps, strategy, workers)
+    finally:
+        if cluster is not None:
+            cluster.close()
+
+
+def _curve(
+    algorithm: Any, result: Any, settings: dict[str, Any], steps: int, strategy: str, workers: str
+) -> dict[str, Any]:
     history = [
         {k: float(v) for k, v in m.items() if isinstance(v, (int, float)) and not isinstance(v, bool)}
         for m in result.history
@@ -122,6 +143,11 @@ def train(
         from agl_plugins.verl.cpu_engine.rollout import server_actor_name
 
         replica_calls = ray.get(ray.get_actor(server_actor_name(0)).control_calls.remote())
+    ray_nodes = None
+    if strategy == "ray":
+        import ray
+
+        ray_nodes = [n["NodeID"] for n in ray.nodes() if n["Alive"]]
     return {
         "settings": {**settings, "steps": steps, "strategy": strategy, "workers": workers},
         "steps": [
@@ -139,6 +165,7 @@ def train(
         "history": history,
         "weights_finite": weights_finite,
         "replica_calls": replica_calls,
+        "ray_nodes": ray_nodes,
     }
 
 
@@ -171,7 +198,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--out", type=Path, required=True, help="directory for curve.json, curve.png and the run")
     parser.add_argument("--steps", type=int, default=None)
-    parser.add_argument("--strategy", default="cs", choices=["cs", "shm"])
+    parser.add_argument("--strategy", default="cs", choices=["cs", "shm", "ray"])
     parser.add_argument("--workers", default="local", choices=["local", "ray"])
     args = parser.parse_args()
     from tiny_model import build

@@ -19,8 +19,8 @@ logger = logging.getLogger("agl_llm_proxy")
 
 
 DESCRIPTION = (
-    "OpenAI-compatible proxy in front of vLLM servers; records every call of a rollout attempt "
-    "(/rollout/{rid}/attempt/{aid}/v1/...) as a span in agl-server."
+    "OpenAI- and Anthropic-compatible proxy in front of vLLM servers; records every call of a rollout attempt "
+    "(/rollout/{rid}/attempt/{aid}/v1/...) as a span in agl-server; Prometheus metrics on /metrics."
 )
 
 
@@ -70,6 +70,12 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         help="do not add return_token_ids to requests (for backends other than vLLM that reject it)",
     )
     parser.add_argument(
+        "--native-messages",
+        action="store_true",
+        help="the backends serve the Anthropic Messages API (/v1/messages) themselves: pass such calls through "
+        "instead of translating them into chat completions",
+    )
+    parser.add_argument(
         "--backend-api-key",
         default=os.environ.get("AGL_LLM_BACKEND_API_KEY"),
         help="bearer token for the backends instead of the caller's (env AGL_LLM_BACKEND_API_KEY)",
@@ -104,6 +110,7 @@ async def serve(args: argparse.Namespace) -> None:
         logger.warning("no --store given: calls are passed on but not recorded")
     config = ProxyConfig(
         request_token_ids=not args.no_token_ids,
+        native_messages=args.native_messages,
         retry_after=args.retry_after,
         read_timeout=args.read_timeout or None,
         backend_api_key=args.backend_api_key,

@@ -43,14 +43,19 @@ class CallRecord:
     :ivar request: the request body as sent to the backend (None if it was not valid JSON).
     """
 
-    rollout_id: str
-    attempt_id: str
+    rollout_id: str | None  # None: a call outside any rollout (counted in metrics, not recorded)
+    attempt_id: str | None
     operation: str
     request: Mapping[str, Any] | None
     traceparent: str | None = None
     system: str = "openai"
     start_ns: int = field(default_factory=time.time_ns)
     backend: str | None = None
+    api: str = "openai"  # the API the caller spoke; the bodies recorded are OpenAI's either way
+
+    @property
+    def recorded(self) -> bool:
+        return bool(self.rollout_id and self.attempt_id)
 
     def to_span(
         self,
@@ -68,6 +73,7 @@ class CallRecord:
         )
         if self.backend:
             attributes[semconv.LLM_PROXY_BACKEND] = self.backend
+        attributes[semconv.LLM_PROXY_API] = self.api
         if status_code is not None:
             attributes[semconv.HTTP_RESPONSE_STATUS_CODE] = status_code
         if response is not None:
@@ -75,10 +81,12 @@ class CallRecord:
         if error is not None:
             attributes[semconv.LLM_ERROR] = error
         parent = parse_traceparent(self.traceparent)
+        if not self.recorded:
+            raise ValueError("a call outside any rollout has no span")
         span = new_span(
             f"{self.operation} {model}".strip(),
-            rollout_id=self.rollout_id,
-            attempt_id=self.attempt_id,
+            rollout_id=str(self.rollout_id),
+            attempt_id=str(self.attempt_id),
             trace_id=parent[0] if parent else None,
             parent_span_id=parent[1] if parent else None,
             start_time_unix_nano=self.start_ns,

@@ -18,6 +18,7 @@ from agl_server.http.context import HttpContext
 from agl_server.http.listener import HttpListener, server_ssl_context
 from agl_server.ingest_budget import DEFAULT_BUDGET_BYTES
 from agl_server.metrics import ServerMetrics
+from agl_server.retention import RetentionPolicy, RetentionTask
 from agl_server.runner_service import SERVICE_NAME as RUNNER_SERVICE_NAME
 from agl_server.runner_service import RunnerServicer
 from agl_server.servicer import SERVICE_NAME, StoreServicer
@@ -47,6 +48,8 @@ class ServerConfig:
     extra_services: Sequence[object] = field(default_factory=tuple)
     # The HTTP listener (metrics, OTLP/HTTP, dashboard): None keeps it off; 0 picks a free port.
     http_port: int | None = None
+    # Deletes old finished rollouts in the background (retention.py); None keeps everything.
+    retention: RetentionPolicy | None = None
 
 
 class AglServer:
@@ -81,6 +84,7 @@ class AglServer:
         self._stopped = asyncio.Event()
         self._closed = asyncio.Event()
         self._stop_task: asyncio.Task[None] | None = None
+        self.retention = RetentionTask(backend, config.retention) if config.retention else None
 
     async def start(self) -> int:
         """Bind, start serving and return the bound port (useful with port 0)."""
@@ -116,6 +120,8 @@ class AglServer:
         if start is not None:
             await start()
         self.runner_servicer.start()
+        if self.retention is not None:
+            self.retention.start()
         # Serving only once the store is open and the port is bound.
         await self.health.set("", health_pb2.HealthCheckResponse.SERVING)
         await self.health.set(SERVICE_NAME, health_pb2.HealthCheckResponse.SERVING)
@@ -162,6 +168,8 @@ class AglServer:
         try:
             if self.http is not None:
                 await self.http.stop()
+            if self.retention is not None:
+                await self.retention.stop()
             await self.runner_servicer.close()
             await self.server.stop(self.config.grace)
             await self.backend.close()

@@ -11,12 +11,14 @@ import sys
 from collections.abc import Sequence
 from pathlib import Path
 
+from agl_core.errors import InvalidArgumentError
 from agl_core.plugins import AglPluginManager, PluginError, get_plugin_manager
 from agl_core.secrets import exposure_warning, read_token
 from agl_core.store.backend import StoreBackend
 from agl_core.store.lmdb.backend import DEFAULT_MAP_SIZE, default_data_dir
 from agl_server.app import DEFAULT_PORT, AglServer, ServerConfig
 from agl_server.logs import setup_logging
+from agl_server.retention import RetentionPolicy
 
 logger = logging.getLogger("agl_server")
 
@@ -101,6 +103,23 @@ def build_parser() -> argparse.ArgumentParser:
         help="memory in MiB for span batches read and not yet stored, across all IngestSpans streams; "
         "past it streams are read more slowly (default 256)",
     )
+    parser.add_argument(
+        "--retention",
+        metavar="AGE",
+        default=_env("AGL_RETENTION", "") or None,
+        help="delete finished rollouts (with attempts and spans) that ended more than AGE ago, e.g. 7d, 12h, "
+        "30m; checked in the background (env AGL_RETENTION; default: keep everything)",
+    )
+    parser.add_argument(
+        "--retention-statuses",
+        metavar="LIST",
+        help="which finished statuses --retention deletes, comma-separated (default succeeded,failed,cancelled)",
+    )
+    parser.add_argument(
+        "--retention-interval",
+        metavar="AGE",
+        help="how often --retention looks for old rollouts (default 10m, or AGE when that is shorter)",
+    )
     parser.add_argument("--grace", type=float, default=5.0, help="seconds calls get to finish on shutdown")
     parser.add_argument("--log-format", choices=("text", "json"), default=_env("AGL_LOG_FORMAT", "text"))
     parser.add_argument("--log-level", default=_env("AGL_LOG_LEVEL", "info"))
@@ -116,7 +135,16 @@ def config_from_args(args: argparse.Namespace) -> ServerConfig:
         raise SystemExit("agl-server: --tls-cert and --tls-key go together")
     if args.ingest_budget_mb <= 0:
         raise SystemExit("agl-server: --ingest-budget-mb must be positive")
+    retention = None
+    if args.retention:
+        try:
+            retention = RetentionPolicy.from_flags(args.retention, args.retention_statuses, args.retention_interval)
+        except InvalidArgumentError as exc:
+            raise SystemExit(f"agl-server: {exc}") from None
+    elif args.retention_statuses or args.retention_interval:
+        raise SystemExit("agl-server: --retention-statuses and --retention-interval need --retention AGE")
     return ServerConfig(
+        retention=retention,
         host=args.host,
         port=args.port,
         token=token or None,

@@ -22,6 +22,14 @@ class ServerStartError(RuntimeError):
     pass
 
 
+def _parent_death_signal() -> None:
+    """In the child before exec: SIGTERM when the parent goes (Linux only; elsewhere a no-op)."""
+    if sys.platform.startswith("linux"):
+        import ctypes
+
+        ctypes.CDLL(None, use_errno=True).prctl(1, signal.SIGTERM)  # 1: PR_SET_PDEATHSIG
+
+
 class ServerProcess:
     """An agl-server child process.
 
@@ -29,6 +37,9 @@ class ServerProcess:
     :param port: 0 picks a free port (the default).
     :param args: further ``agl-server`` arguments (``--durability nosync``, ``--token ...``).
     :param log_path: where its log goes (default: a file next to the ready file).
+    :param die_with_parent: the server gets SIGTERM when the thread that started it ends (Linux
+        ``PR_SET_PDEATHSIG``): for a parent that may be SIGKILLed, like a Ray actor, so that no
+        server outlives it.
     """
 
     def __init__(
@@ -41,6 +52,7 @@ class ServerProcess:
         env: Mapping[str, str] | None = None,
         log_path: str | os.PathLike[str] | None = None,
         python: str = sys.executable,
+        die_with_parent: bool = False,
     ) -> None:
         self.data_dir = Path(data_dir)
         self.host = host
@@ -50,6 +62,7 @@ class ServerProcess:
         self._scratch = Path(tempfile.mkdtemp(prefix="agl-server-"))
         self.log_path = Path(log_path) if log_path else self._scratch / "server.log"
         self.python = python
+        self.die_with_parent = die_with_parent
         self.process: subprocess.Popen[bytes] | None = None
         self.bound_port: int | None = None
         # The HTTP listener's port, when started with --http-port.
@@ -91,7 +104,13 @@ class ServerProcess:
         env = dict(os.environ if self.env is None else self.env)
         log = open(self.log_path, "ab")
         try:
-            self.process = subprocess.Popen(command, stdout=log, stderr=subprocess.STDOUT, env=env)
+            self.process = subprocess.Popen(
+                command,
+                stdout=log,
+                stderr=subprocess.STDOUT,
+                env=env,
+                preexec_fn=_parent_death_signal if self.die_with_parent else None,
+            )
         finally:
             log.close()
         deadline = time.monotonic() + timeout

@@ -19,7 +19,7 @@ from typing import Any
 import grpc
 from google.protobuf import message_factory
 
-from agl_core.errors import AglError, InvalidArgumentError
+from agl_core.errors import AglError, InvalidArgumentError, error_for_code
 from agl_core.proto import store_pb2 as s
 from agl_core.proto import trace_pb2
 from agl_core.store.backend import StoreBackend
@@ -120,9 +120,7 @@ class StoreServicer:
                     _checked_stream(custom), request_deserializer=deserialize, response_serializer=_serialize
                 )
             else:
-                fn = (
-                    _checked(custom) if custom else self._unary(method.name, getattr(self.backend, _snake(method.name)))
-                )
+                fn = _checked(custom) if custom else self._unary(method.name, self._backend_method(method.name))
                 handler = grpc.unary_unary_rpc_method_handler(
                     fn, request_deserializer=deserialize, response_serializer=_serialize
                 )
@@ -134,6 +132,20 @@ class StoreServicer:
         server.add_generic_rpc_handlers((grpc.method_handlers_generic_handler(SERVICE_NAME, handlers),))
         with contextlib.suppress(AttributeError):  # registered methods skip the generic lookup (grpc >= 1.62)
             server.add_registered_method_handlers(SERVICE_NAME, handlers)
+
+    def _backend_method(self, name: str) -> Callable[[Any], Awaitable[Any]]:
+        found = getattr(self.backend, _snake(name), None)
+        if found is not None:
+            return found  # type: ignore[no-any-return]
+
+        async def unsupported(request: Any) -> Any:
+            raise error_for_code(
+                grpc.StatusCode.UNIMPLEMENTED,
+                f"the store backend {getattr(self.backend, 'name', '?')!r} does not implement {name}; "
+                "use the lmdb backend or a plugin version that does",
+            )
+
+        return unsupported
 
     @staticmethod
     def _unary(name: str, method: Callable[[Any], Awaitable[Any]]) -> Callable[[Any, Any], Awaitable[Any]]:
@@ -313,6 +325,32 @@ class StoreServicer:
                     yield response
         except Exception as exc:
             await _abort(context, exc, "QuerySpans")
+
+    async def BackupStore(
+        self, request: s.BackupStoreRequest, context: grpc.aio.ServicerContext
+    ) -> AsyncIterator[s.BackupStoreResponse]:
+        """The compacted copy, chunk by chunk; a shutdown ends it with UNAVAILABLE (the client keeps
+        no partial file: the last message, with the checksum, never came)."""
+        backup = getattr(self.backend, "backup_store", None)
+        if backup is None:
+            await context.abort(
+                grpc.StatusCode.UNIMPLEMENTED,
+                f"the store backend {getattr(self.backend, 'name', '?')!r} cannot make backups; copy its data "
+                "with its own tools",
+            )
+        finished = False
+        try:
+            stream = backup(request).__aiter__()
+            while True:
+                running, response = await self._until_shutdown(_next(stream))
+                if not running or response is None:
+                    finished = running
+                    break
+                yield response
+        except Exception as exc:
+            await _abort(context, exc, "BackupStore")
+        if not finished:
+            await context.abort(grpc.StatusCode.UNAVAILABLE, "agl-server is shutting down; run the backup again")
 
     async def WatchRollouts(
         self, request: s.WatchRolloutsRequest, context: grpc.aio.ServicerContext

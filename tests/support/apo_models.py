@@ -18,10 +18,15 @@ what it is sent:
   it can read), it finds nothing to change.
 - the **edit model** (``edit-model``) takes the ``<prompt_template>`` and ``<critique>`` it is sent
   and appends every instruction the critique quotes that the template lacks.
+
+Offered tools (the framework examples: ``examples/langgraph_orders``, ``examples/openai_agents_orders``),
+the agent model first calls the first tool once with the product word of the message
+(``{"name": "Peaches"}``), then, shown the tool's result, answers as above: two turns per rollout.
 """
 
 from __future__ import annotations
 
+import json
 import re
 from collections.abc import Mapping
 from typing import Any
@@ -156,7 +161,7 @@ def edit_reply(text: str) -> str:
     return revised
 
 
-def reply(body: Mapping[str, Any], index: int) -> str:
+def reply(body: Mapping[str, Any], index: int) -> str | dict[str, Any]:
     """The ``reply`` function for OpenAIServer: dispatch on the requested model."""
     messages = body.get("messages") or []
     model = body.get("model")
@@ -165,4 +170,9 @@ def reply(body: Mapping[str, Any], index: int) -> str:
     if model == EDIT_MODEL:
         return edit_reply("\n".join(_text(m) for m in messages if m.get("role") == "user"))
     users = [_text(m) for m in messages if m.get("role") == "user"]
-    return agent_reply(users[-1] if users else "")
+    prompt = users[-1] if users else ""
+    tools = [t.get("function", {}).get("name") for t in body.get("tools") or () if isinstance(t, Mapping)]
+    if tools and tools[0] and not any(m.get("role") == "tool" for m in messages):
+        order = _ORDER.search(prompt)
+        return {"tool_calls": [{"name": tools[0], "arguments": json.dumps({"name": order.group(2) if order else ""})}]}
+    return agent_reply(prompt)

@@ -14,7 +14,9 @@ this class only puts them together.
 
 from __future__ import annotations
 
+from agl_core.store.lmdb.backup import BackupMixin
 from agl_core.store.lmdb.core import DEFAULT_MAP_SIZE, DEFAULT_RESIDENT_BUDGET, LmdbCore, default_data_dir
+from agl_core.store.lmdb.deletion import DeletionMixin
 from agl_core.store.lmdb.lifecycle import LifecycleMixin
 from agl_core.store.lmdb.queueing import QueueMixin
 from agl_core.store.lmdb.resources import ResourcesMixin
@@ -27,7 +29,16 @@ __all__ = ["DEFAULT_MAP_SIZE", "DEFAULT_RESIDENT_BUDGET", "LmdbBackend", "defaul
 
 
 class LmdbBackend(
-    QueueMixin, LifecycleMixin, ResourcesMixin, SpansMixin, WaitingMixin, WorkersMixin, StatsMixin, LmdbCore
+    QueueMixin,
+    LifecycleMixin,
+    ResourcesMixin,
+    SpansMixin,
+    WaitingMixin,
+    WorkersMixin,
+    StatsMixin,
+    DeletionMixin,
+    BackupMixin,
+    LmdbCore,
 ):
     """The store on LMDB. ``LmdbBackend(path)`` opens (or creates) the data directory at once.
 

@@ -14,7 +14,8 @@ rollout_nums        num                                   rollout_id
 status_index        status (1 byte) + num                 b""
 rollout_index       status (1 byte) + mode (1 byte) + num b"" (answers QueryRollouts; rollout_index.py)
 rollout_counts      status (1 byte) + mode (1 byte)       number of rollouts with that status and mode
-queue               queue sequence                        rollout_id
+queue               queue sequence                        rollout_id (dispatch order: dispatch.py, in
+                                                          memory, rebuilt from this at open)
 attempts            num + attempt sequence (4 bytes)      Attempt
 attempt_ids         attempt_id                            num + attempt sequence
 spans               num + attempt seq + span seq + id     Span, as received; its resource replaced by a
@@ -26,6 +27,7 @@ resources           resources_id                          ResourcesUpdate
 resources_order     creation number                       resources_id
 workers             worker_id                             Worker
 events              event_id                              RolloutEvent (rollout without its input)
+rollout_events      num + event_id                        b"" (a rollout's events, for deleting them)
 =================  ====================================  ===========================================
 """
 
@@ -62,6 +64,7 @@ DATABASES = (
     "resources_order",
     "workers",
     "events",
+    "rollout_events",
 )
 
 U64 = struct.Struct(">Q")
@@ -70,6 +73,7 @@ ATTEMPT_KEY = struct.Struct(">QI")
 STATUS_KEY = struct.Struct(">BQ")
 INDEX_KEY = struct.Struct(">BBQ")
 SPAN_PREFIX = struct.Struct(">QIQ")
+EVENT_OF_ROLLOUT = struct.Struct(">QQ")
 # num, queue sequence (0: not in the queue), number of attempts.
 ROLLOUT_HEADER = struct.Struct(">QQI")
 
@@ -83,6 +87,9 @@ class MetaKey:
     LATEST_RESOURCES = b"latest_resources_id"
     # The LAST_EVENT_ID the rollout index was last kept in step with (see rollout_index.py).
     ROLLOUT_INDEX_EVENT = b"rollout_index_event_id"
+    # Present once a rollout of a namespace other than the default one was created.
+    NAMESPACED = b"namespaced"
+    # LATEST_RESOURCES + b"/" + namespace: the latest set of a namespace other than the default.
 
 
 @dataclass
@@ -107,6 +114,7 @@ class Databases:
     resources_order: lmdb._Database
     workers: lmdb._Database
     events: lmdb._Database
+    rollout_events: lmdb._Database
 
 
 def open_environment(path: str, *, map_size: int, sync: bool) -> tuple[lmdb.Environment, Databases]:

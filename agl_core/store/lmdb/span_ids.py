@@ -129,6 +129,14 @@ class SpanIdIndex:
             flt.pending.clear()
         self._dirty.clear()
 
+    def forget(self, num: int, attempts: int) -> None:
+        """Drop the filters of a deleted rollout's attempts (rollout numbers are never reused)."""
+        for seq in range(1, attempts + 1):
+            flt = self._filters.pop((num, seq), None)
+            if flt is not None:
+                self._bits -= flt.size
+            self._dirty.pop((num, seq), None)
+
     # --- internals -----------------------------------------------------------------------------------
 
     def _filter(self, txn: lmdb.Transaction, log_db: lmdb._Database, num: int, seq: int) -> _Filter:

@@ -444,10 +444,13 @@ type ResourcesUpdate struct {
 	state       protoimpl.MessageState `protogen:"open.v1"`
 	ResourcesId string                 `protobuf:"bytes,1,opt,name=resources_id,json=resourcesId,proto3" json:"resources_id,omitempty"`
 	// 1 when the set is added, then incremented by every UpdateResources.
-	Version       int64                  `protobuf:"varint,2,opt,name=version,proto3" json:"version,omitempty"`
-	CreateTime    *timestamppb.Timestamp `protobuf:"bytes,3,opt,name=create_time,json=createTime,proto3" json:"create_time,omitempty"`
-	UpdateTime    *timestamppb.Timestamp `protobuf:"bytes,4,opt,name=update_time,json=updateTime,proto3" json:"update_time,omitempty"`
-	Resources     map[string]*Resource   `protobuf:"bytes,5,rep,name=resources,proto3" json:"resources,omitempty" protobuf_key:"bytes,1,opt,name=key" protobuf_val:"bytes,2,opt,name=value"`
+	Version    int64                  `protobuf:"varint,2,opt,name=version,proto3" json:"version,omitempty"`
+	CreateTime *timestamppb.Timestamp `protobuf:"bytes,3,opt,name=create_time,json=createTime,proto3" json:"create_time,omitempty"`
+	UpdateTime *timestamppb.Timestamp `protobuf:"bytes,4,opt,name=update_time,json=updateTime,proto3" json:"update_time,omitempty"`
+	Resources  map[string]*Resource   `protobuf:"bytes,5,rep,name=resources,proto3" json:"resources,omitempty" protobuf_key:"bytes,1,opt,name=key" protobuf_val:"bytes,2,opt,name=value"`
+	// The namespace the set belongs to ("default" when added without one).
+	// "Latest" is per namespace: the set most recently added or updated in it.
+	Namespace     string `protobuf:"bytes,6,opt,name=namespace,proto3" json:"namespace,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -517,6 +520,13 @@ func (x *ResourcesUpdate) GetResources() map[string]*Resource {
 	return nil
 }
 
+func (x *ResourcesUpdate) GetNamespace() string {
+	if x != nil {
+		return x.Namespace
+	}
+	return ""
+}
+
 var File_agl_v1_resources_proto protoreflect.FileDescriptor
 
 const file_agl_v1_resources_proto_rawDesc = "" +
@@ -543,7 +553,7 @@ const file_agl_v1_resources_proto_rawDesc = "" +
 	"\tproxy_llm\x18\x02 \x01(\v2\x10.agl.v1.ProxyLLMH\x00R\bproxyLlm\x12A\n" +
 	"\x0fprompt_template\x18\x03 \x01(\v2\x16.agl.v1.PromptTemplateH\x00R\x0epromptTemplate\x120\n" +
 	"\x06custom\x18\x04 \x01(\v2\x16.agl.v1.CustomResourceH\x00R\x06customB\x06\n" +
-	"\x04kind\"\xde\x02\n" +
+	"\x04kind\"\xfc\x02\n" +
 	"\x0fResourcesUpdate\x12!\n" +
 	"\fresources_id\x18\x01 \x01(\tR\vresourcesId\x12\x18\n" +
 	"\aversion\x18\x02 \x01(\x03R\aversion\x12;\n" +
@@ -551,7 +561,8 @@ const file_agl_v1_resources_proto_rawDesc = "" +
 	"createTime\x12;\n" +
 	"\vupdate_time\x18\x04 \x01(\v2\x1a.google.protobuf.TimestampR\n" +
 	"updateTime\x12D\n" +
-	"\tresources\x18\x05 \x03(\v2&.agl.v1.ResourcesUpdate.ResourcesEntryR\tresources\x1aN\n" +
+	"\tresources\x18\x05 \x03(\v2&.agl.v1.ResourcesUpdate.ResourcesEntryR\tresources\x12\x1c\n" +
+	"\tnamespace\x18\x06 \x01(\tR\tnamespace\x1aN\n" +
 	"\x0eResourcesEntry\x12\x10\n" +
 	"\x03key\x18\x01 \x01(\tR\x03key\x12&\n" +
 	"\x05value\x18\x02 \x01(\v2\x10.agl.v1.ResourceR\x05value:\x028\x01*\x85\x01\n" +

@@ -316,7 +316,17 @@ type WorkerHello struct {
 	ActiveAttempts []*AttemptRef `protobuf:"bytes,4,rep,name=active_attempts,json=activeAttempts,proto3" json:"active_attempts,omitempty"`
 	// What the worker wants to be known by (host, pid, language, agent); kept in
 	// the worker record's heartbeat_stats.
-	Info          *structpb.Struct `protobuf:"bytes,5,opt,name=info,proto3" json:"info,omitempty"`
+	Info *structpb.Struct `protobuf:"bytes,5,opt,name=info,proto3" json:"info,omitempty"`
+	// The namespace (experiment) the worker serves. Empty: "default". Same
+	// syntax as LightningStoreService namespaces; else INVALID_ARGUMENT.
+	Namespace string `protobuf:"bytes,6,opt,name=namespace,proto3" json:"namespace,omitempty"`
+	// The queues the worker serves. Empty: ["default"].
+	Queues []string `protobuf:"bytes,7,rep,name=queues,proto3" json:"queues,omitempty"`
+	// Only rollouts whose labels match are pushed; syntax as in
+	// DequeueRolloutRequest.label_selector. Empty: any labels. Malformed:
+	// INVALID_ARGUMENT naming the part. Pushes go by priority (higher first),
+	// then by queue order (oldest first).
+	LabelSelector string `protobuf:"bytes,8,opt,name=label_selector,json=labelSelector,proto3" json:"label_selector,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -384,6 +394,27 @@ func (x *WorkerHello) GetInfo() *structpb.Struct {
 		return x.Info
 	}
 	return nil
+}
+
+func (x *WorkerHello) GetNamespace() string {
+	if x != nil {
+		return x.Namespace
+	}
+	return ""
+}
+
+func (x *WorkerHello) GetQueues() []string {
+	if x != nil {
+		return x.Queues
+	}
+	return nil
+}
+
+func (x *WorkerHello) GetLabelSelector() string {
+	if x != nil {
+		return x.LabelSelector
+	}
+	return ""
 }
 
 type WorkerWelcome struct {
@@ -491,8 +522,10 @@ type AttemptAssignment struct {
 	// The rollout, with its new attempt in `rollout.attempt` (PREPARING,
 	// claimed for this worker).
 	Rollout *Rollout `protobuf:"bytes,1,opt,name=rollout,proto3" json:"rollout,omitempty"`
-	// The resources to run with: the set `rollout.resources_id` names, or the
-	// latest set when that is empty. Unset when there is none.
+	// The resources to run with: the set `rollout.resources_id` names (the
+	// store records the namespace's latest there when the rollout is created
+	// without one), or the namespace's latest set when that is still empty.
+	// Unset when there is none.
 	Resources *ResourcesUpdate `protobuf:"bytes,2,opt,name=resources,proto3" json:"resources,omitempty"`
 	// Why `resources` is unset although `rollout.resources_id` names a set.
 	ResourcesError string `protobuf:"bytes,3,opt,name=resources_error,json=resourcesError,proto3" json:"resources_error,omitempty"`
@@ -773,13 +806,16 @@ const file_agl_v1_runner_proto_rawDesc = "" +
 	"\n" +
 	"rollout_id\x18\x01 \x01(\tR\trolloutId\x12\x1d\n" +
 	"\n" +
-	"attempt_id\x18\x02 \x01(\tR\tattemptId\"\xfa\x01\n" +
+	"attempt_id\x18\x02 \x01(\tR\tattemptId\"\xd7\x02\n" +
 	"\vWorkerHello\x12\x1b\n" +
 	"\tworker_id\x18\x01 \x01(\tR\bworkerId\x12\x1a\n" +
 	"\bcapacity\x18\x02 \x01(\x05R\bcapacity\x12H\n" +
 	"\x12heartbeat_interval\x18\x03 \x01(\v2\x19.google.protobuf.DurationR\x11heartbeatInterval\x12;\n" +
 	"\x0factive_attempts\x18\x04 \x03(\v2\x12.agl.v1.AttemptRefR\x0eactiveAttempts\x12+\n" +
-	"\x04info\x18\x05 \x01(\v2\x17.google.protobuf.StructR\x04info\"t\n" +
+	"\x04info\x18\x05 \x01(\v2\x17.google.protobuf.StructR\x04info\x12\x1c\n" +
+	"\tnamespace\x18\x06 \x01(\tR\tnamespace\x12\x16\n" +
+	"\x06queues\x18\a \x03(\tR\x06queues\x12%\n" +
+	"\x0elabel_selector\x18\b \x01(\tR\rlabelSelector\"t\n" +
 	"\rWorkerWelcome\x12\x1b\n" +
 	"\tworker_id\x18\x01 \x01(\tR\bworkerId\x12F\n" +
 	"\x11heartbeat_timeout\x18\x02 \x01(\v2\x19.google.protobuf.DurationR\x10heartbeatTimeout\")\n" +

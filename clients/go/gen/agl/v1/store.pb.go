@@ -36,8 +36,16 @@ type RolloutSpec struct {
 	Mode        RolloutMode     `protobuf:"varint,3,opt,name=mode,proto3,enum=agl.v1.RolloutMode" json:"mode,omitempty"`
 	ResourcesId string          `protobuf:"bytes,4,opt,name=resources_id,json=resourcesId,proto3" json:"resources_id,omitempty"`
 	// Unset: the store's default (one attempt, no timeouts).
-	Config        *RolloutConfig   `protobuf:"bytes,5,opt,name=config,proto3" json:"config,omitempty"`
-	Metadata      *structpb.Struct `protobuf:"bytes,6,opt,name=metadata,proto3" json:"metadata,omitempty"`
+	Config   *RolloutConfig   `protobuf:"bytes,5,opt,name=config,proto3" json:"config,omitempty"`
+	Metadata *structpb.Struct `protobuf:"bytes,6,opt,name=metadata,proto3" json:"metadata,omitempty"`
+	// The queue to wait in. Empty: "default". Same syntax as a namespace name.
+	Queue string `protobuf:"bytes,7,opt,name=queue,proto3" json:"queue,omitempty"`
+	// At most 32 labels. A key is 1 to 63 of A-Z, a-z, 0-9, '.', '_', '-',
+	// '/', starting with a letter or digit; a value is 0 to 63 of the same
+	// characters. Else INVALID_ARGUMENT.
+	Labels map[string]string `protobuf:"bytes,8,rep,name=labels,proto3" json:"labels,omitempty" protobuf_key:"bytes,1,opt,name=key" protobuf_val:"bytes,2,opt,name=value"`
+	// 0 (default) to 1000; higher is dispatched first. Else INVALID_ARGUMENT.
+	Priority      int32 `protobuf:"varint,9,opt,name=priority,proto3" json:"priority,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -114,11 +122,38 @@ func (x *RolloutSpec) GetMetadata() *structpb.Struct {
 	return nil
 }
 
+func (x *RolloutSpec) GetQueue() string {
+	if x != nil {
+		return x.Queue
+	}
+	return ""
+}
+
+func (x *RolloutSpec) GetLabels() map[string]string {
+	if x != nil {
+		return x.Labels
+	}
+	return nil
+}
+
+func (x *RolloutSpec) GetPriority() int32 {
+	if x != nil {
+		return x.Priority
+	}
+	return 0
+}
+
 type StartRolloutRequest struct {
 	state   protoimpl.MessageState `protogen:"open.v1"`
 	Rollout *RolloutSpec           `protobuf:"bytes,1,opt,name=rollout,proto3" json:"rollout,omitempty"`
 	// The worker that will run the first attempt, if known.
-	WorkerId      string `protobuf:"bytes,2,opt,name=worker_id,json=workerId,proto3" json:"worker_id,omitempty"`
+	WorkerId string `protobuf:"bytes,2,opt,name=worker_id,json=workerId,proto3" json:"worker_id,omitempty"`
+	// The namespace (experiment). Empty: "default". A name is 1 to 63 of
+	// a-z, 0-9, '.', '_', '-', starting with a letter or digit; else
+	// INVALID_ARGUMENT.
+	// When rollout.resources_id is empty, the namespace's latest resources at
+	// this moment are recorded on the rollout (none yet: it stays empty).
+	Namespace     string `protobuf:"bytes,3,opt,name=namespace,proto3" json:"namespace,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -163,6 +198,13 @@ func (x *StartRolloutRequest) GetRollout() *RolloutSpec {
 func (x *StartRolloutRequest) GetWorkerId() string {
 	if x != nil {
 		return x.WorkerId
+	}
+	return ""
+}
+
+func (x *StartRolloutRequest) GetNamespace() string {
+	if x != nil {
+		return x.Namespace
 	}
 	return ""
 }
@@ -213,8 +255,14 @@ func (x *StartRolloutResponse) GetRollout() *Rollout {
 }
 
 type EnqueueRolloutsRequest struct {
-	state         protoimpl.MessageState `protogen:"open.v1"`
-	Rollouts      []*RolloutSpec         `protobuf:"bytes,1,rep,name=rollouts,proto3" json:"rollouts,omitempty"`
+	state    protoimpl.MessageState `protogen:"open.v1"`
+	Rollouts []*RolloutSpec         `protobuf:"bytes,1,rep,name=rollouts,proto3" json:"rollouts,omitempty"`
+	// The namespace (experiment). Empty: "default". A name is 1 to 63 of
+	// a-z, 0-9, '.', '_', '-', starting with a letter or digit; else
+	// INVALID_ARGUMENT.
+	// Every rollout is created in it; one without resources_id records the
+	// namespace's latest resources at enqueue (none yet: it stays empty).
+	Namespace     string `protobuf:"bytes,2,opt,name=namespace,proto3" json:"namespace,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -254,6 +302,13 @@ func (x *EnqueueRolloutsRequest) GetRollouts() []*RolloutSpec {
 		return x.Rollouts
 	}
 	return nil
+}
+
+func (x *EnqueueRolloutsRequest) GetNamespace() string {
+	if x != nil {
+		return x.Namespace
+	}
+	return ""
 }
 
 type EnqueueRolloutsResponse struct {
@@ -318,7 +373,21 @@ type DequeueRolloutRequest struct {
 	// Rollouts to claim at most; 0 is read as 1.
 	Limit int32 `protobuf:"varint,2,opt,name=limit,proto3" json:"limit,omitempty"`
 	// How long to wait for work when the queue is empty. Unset or zero: do not wait.
-	Wait          *durationpb.Duration `protobuf:"bytes,3,opt,name=wait,proto3" json:"wait,omitempty"`
+	Wait *durationpb.Duration `protobuf:"bytes,3,opt,name=wait,proto3" json:"wait,omitempty"`
+	// The namespace (experiment). Empty: "default". A name is 1 to 63 of
+	// a-z, 0-9, '.', '_', '-', starting with a letter or digit; else
+	// INVALID_ARGUMENT.
+	// Only rollouts of this namespace are claimed.
+	Namespace string `protobuf:"bytes,4,opt,name=namespace,proto3" json:"namespace,omitempty"`
+	// The queues to claim from. Empty: ["default"]. Each a queue name.
+	Queues []string `protobuf:"bytes,5,rep,name=queues,proto3" json:"queues,omitempty"`
+	// Only rollouts whose labels match. Empty: any. Comma-separated
+	// requirements, all of which must hold: `k=v` (or `k==v`), `k!=v` (also
+	// true when k is absent), `k in (v1,v2)`, `k notin (v1,v2)`, `k` (has the
+	// label), `!k` (lacks it). Malformed: INVALID_ARGUMENT naming the part.
+	// Across the queues, the highest priority is claimed first, then the
+	// oldest.
+	LabelSelector string `protobuf:"bytes,6,opt,name=label_selector,json=labelSelector,proto3" json:"label_selector,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -372,6 +441,27 @@ func (x *DequeueRolloutRequest) GetWait() *durationpb.Duration {
 		return x.Wait
 	}
 	return nil
+}
+
+func (x *DequeueRolloutRequest) GetNamespace() string {
+	if x != nil {
+		return x.Namespace
+	}
+	return ""
+}
+
+func (x *DequeueRolloutRequest) GetQueues() []string {
+	if x != nil {
+		return x.Queues
+	}
+	return nil
+}
+
+func (x *DequeueRolloutRequest) GetLabelSelector() string {
+	if x != nil {
+		return x.LabelSelector
+	}
+	return ""
 }
 
 type DequeueRolloutResponse struct {
@@ -620,7 +710,14 @@ type QueryRolloutsRequest struct {
 	FilterLogic FilterLogic `protobuf:"varint,9,opt,name=filter_logic,json=filterLogic,proto3,enum=agl.v1.FilterLogic" json:"filter_logic,omitempty"`
 	// When set, replaces status_in and is a filter even when empty: an empty
 	// list matches no rollout.
-	StatusFilter  *RolloutStatusFilter `protobuf:"bytes,10,opt,name=status_filter,json=statusFilter,proto3" json:"status_filter,omitempty"`
+	StatusFilter *RolloutStatusFilter `protobuf:"bytes,10,opt,name=status_filter,json=statusFilter,proto3" json:"status_filter,omitempty"`
+	// The namespace (experiment). Empty: "default". A name is 1 to 63 of
+	// a-z, 0-9, '.', '_', '-', starting with a letter or digit; else
+	// INVALID_ARGUMENT.
+	// Always applied (not subject to filter_logic) unless all_namespaces.
+	Namespace string `protobuf:"bytes,11,opt,name=namespace,proto3" json:"namespace,omitempty"`
+	// Query every namespace (namespace is then ignored); for operators.
+	AllNamespaces bool `protobuf:"varint,12,opt,name=all_namespaces,json=allNamespaces,proto3" json:"all_namespaces,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -723,6 +820,20 @@ func (x *QueryRolloutsRequest) GetStatusFilter() *RolloutStatusFilter {
 		return x.StatusFilter
 	}
 	return nil
+}
+
+func (x *QueryRolloutsRequest) GetNamespace() string {
+	if x != nil {
+		return x.Namespace
+	}
+	return ""
+}
+
+func (x *QueryRolloutsRequest) GetAllNamespaces() bool {
+	if x != nil {
+		return x.AllNamespaces
+	}
+	return false
 }
 
 // A set of rollout statuses that may be empty (see QueryRolloutsRequest).
@@ -1215,7 +1326,12 @@ type AddResourcesRequest struct {
 	state     protoimpl.MessageState `protogen:"open.v1"`
 	Resources map[string]*Resource   `protobuf:"bytes,1,rep,name=resources,proto3" json:"resources,omitempty" protobuf_key:"bytes,1,opt,name=key" protobuf_val:"bytes,2,opt,name=value"`
 	// Optional; the store picks one when empty. MUST NOT name an existing set.
-	ResourcesId   string `protobuf:"bytes,2,opt,name=resources_id,json=resourcesId,proto3" json:"resources_id,omitempty"`
+	ResourcesId string `protobuf:"bytes,2,opt,name=resources_id,json=resourcesId,proto3" json:"resources_id,omitempty"`
+	// The namespace (experiment). Empty: "default". A name is 1 to 63 of
+	// a-z, 0-9, '.', '_', '-', starting with a letter or digit; else
+	// INVALID_ARGUMENT.
+	// The set belongs to it and becomes its latest.
+	Namespace     string `protobuf:"bytes,3,opt,name=namespace,proto3" json:"namespace,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -1260,6 +1376,13 @@ func (x *AddResourcesRequest) GetResources() map[string]*Resource {
 func (x *AddResourcesRequest) GetResourcesId() string {
 	if x != nil {
 		return x.ResourcesId
+	}
+	return ""
+}
+
+func (x *AddResourcesRequest) GetNamespace() string {
+	if x != nil {
+		return x.Namespace
 	}
 	return ""
 }
@@ -1309,9 +1432,13 @@ func (x *AddResourcesResponse) GetResources() *ResourcesUpdate {
 }
 
 type UpdateResourcesRequest struct {
-	state         protoimpl.MessageState `protogen:"open.v1"`
-	ResourcesId   string                 `protobuf:"bytes,1,opt,name=resources_id,json=resourcesId,proto3" json:"resources_id,omitempty"`
-	Resources     map[string]*Resource   `protobuf:"bytes,2,rep,name=resources,proto3" json:"resources,omitempty" protobuf_key:"bytes,1,opt,name=key" protobuf_val:"bytes,2,opt,name=value"`
+	state       protoimpl.MessageState `protogen:"open.v1"`
+	ResourcesId string                 `protobuf:"bytes,1,opt,name=resources_id,json=resourcesId,proto3" json:"resources_id,omitempty"`
+	Resources   map[string]*Resource   `protobuf:"bytes,2,rep,name=resources,proto3" json:"resources,omitempty" protobuf_key:"bytes,1,opt,name=key" protobuf_val:"bytes,2,opt,name=value"`
+	// The namespace of the set. Empty: "default". A set new to the store is
+	// created in it; a set of another namespace is NOT_FOUND (ids are global:
+	// choose another). The set becomes the namespace's latest.
+	Namespace     string `protobuf:"bytes,3,opt,name=namespace,proto3" json:"namespace,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -1360,6 +1487,13 @@ func (x *UpdateResourcesRequest) GetResources() map[string]*Resource {
 	return nil
 }
 
+func (x *UpdateResourcesRequest) GetNamespace() string {
+	if x != nil {
+		return x.Namespace
+	}
+	return ""
+}
+
 type UpdateResourcesResponse struct {
 	state         protoimpl.MessageState `protogen:"open.v1"`
 	Resources     *ResourcesUpdate       `protobuf:"bytes,1,opt,name=resources,proto3" json:"resources,omitempty"`
@@ -1406,8 +1540,13 @@ func (x *UpdateResourcesResponse) GetResources() *ResourcesUpdate {
 
 type GetResourcesRequest struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
-	// Empty: the latest set.
-	ResourcesId   string `protobuf:"bytes,1,opt,name=resources_id,json=resourcesId,proto3" json:"resources_id,omitempty"`
+	// Empty: the latest set of the namespace.
+	ResourcesId string `protobuf:"bytes,1,opt,name=resources_id,json=resourcesId,proto3" json:"resources_id,omitempty"`
+	// The namespace (experiment). Empty: "default". A name is 1 to 63 of
+	// a-z, 0-9, '.', '_', '-', starting with a letter or digit; else
+	// INVALID_ARGUMENT.
+	// With resources_id set, a set of another namespace is NOT_FOUND.
+	Namespace     string `protobuf:"bytes,2,opt,name=namespace,proto3" json:"namespace,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -1445,6 +1584,13 @@ func (*GetResourcesRequest) Descriptor() ([]byte, []int) {
 func (x *GetResourcesRequest) GetResourcesId() string {
 	if x != nil {
 		return x.ResourcesId
+	}
+	return ""
+}
+
+func (x *GetResourcesRequest) GetNamespace() string {
+	if x != nil {
+		return x.Namespace
 	}
 	return ""
 }
@@ -1504,7 +1650,14 @@ type QueryResourcesRequest struct {
 	// Resources whose id contains this string.
 	ResourcesIdContains string `protobuf:"bytes,6,opt,name=resources_id_contains,json=resourcesIdContains,proto3" json:"resources_id_contains,omitempty"`
 	// How resources_id_in and resources_id_contains combine (default: both).
-	FilterLogic   FilterLogic `protobuf:"varint,7,opt,name=filter_logic,json=filterLogic,proto3,enum=agl.v1.FilterLogic" json:"filter_logic,omitempty"`
+	FilterLogic FilterLogic `protobuf:"varint,7,opt,name=filter_logic,json=filterLogic,proto3,enum=agl.v1.FilterLogic" json:"filter_logic,omitempty"`
+	// The namespace (experiment). Empty: "default". A name is 1 to 63 of
+	// a-z, 0-9, '.', '_', '-', starting with a letter or digit; else
+	// INVALID_ARGUMENT.
+	// Always applied unless all_namespaces.
+	Namespace string `protobuf:"bytes,8,opt,name=namespace,proto3" json:"namespace,omitempty"`
+	// Query every namespace (namespace is then ignored).
+	AllNamespaces bool `protobuf:"varint,9,opt,name=all_namespaces,json=allNamespaces,proto3" json:"all_namespaces,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -1586,6 +1739,20 @@ func (x *QueryResourcesRequest) GetFilterLogic() FilterLogic {
 		return x.FilterLogic
 	}
 	return FilterLogic_FILTER_LOGIC_UNSPECIFIED
+}
+
+func (x *QueryResourcesRequest) GetNamespace() string {
+	if x != nil {
+		return x.Namespace
+	}
+	return ""
+}
+
+func (x *QueryResourcesRequest) GetAllNamespaces() bool {
+	if x != nil {
+		return x.AllNamespaces
+	}
+	return false
 }
 
 type QueryResourcesResponse struct {
@@ -2210,7 +2377,14 @@ type WatchRolloutsRequest struct {
 	StatusIn []RolloutStatus `protobuf:"varint,2,rep,packed,name=status_in,json=statusIn,proto3,enum=agl.v1.RolloutStatus" json:"status_in,omitempty"`
 	// Resume after this event id (0: from the first event ever recorded).
 	// Unset: only changes that happen after the call starts.
-	AfterEventId  *int64 `protobuf:"varint,3,opt,name=after_event_id,json=afterEventId,proto3,oneof" json:"after_event_id,omitempty"`
+	AfterEventId *int64 `protobuf:"varint,3,opt,name=after_event_id,json=afterEventId,proto3,oneof" json:"after_event_id,omitempty"`
+	// The namespace (experiment). Empty: "default". A name is 1 to 63 of
+	// a-z, 0-9, '.', '_', '-', starting with a letter or digit; else
+	// INVALID_ARGUMENT.
+	// Only changes of rollouts of this namespace, unless all_namespaces.
+	Namespace string `protobuf:"bytes,4,opt,name=namespace,proto3" json:"namespace,omitempty"`
+	// Changes of every namespace (namespace is then ignored).
+	AllNamespaces bool `protobuf:"varint,5,opt,name=all_namespaces,json=allNamespaces,proto3" json:"all_namespaces,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -2264,6 +2438,20 @@ func (x *WatchRolloutsRequest) GetAfterEventId() int64 {
 		return *x.AfterEventId
 	}
 	return 0
+}
+
+func (x *WatchRolloutsRequest) GetNamespace() string {
+	if x != nil {
+		return x.Namespace
+	}
+	return ""
+}
+
+func (x *WatchRolloutsRequest) GetAllNamespaces() bool {
+	if x != nil {
+		return x.AllNamespaces
+	}
+	return false
 }
 
 type WatchRolloutsResponse struct {
@@ -2336,7 +2524,14 @@ type QueryWorkersRequest struct {
 	FilterLogic FilterLogic `protobuf:"varint,8,opt,name=filter_logic,json=filterLogic,proto3,enum=agl.v1.FilterLogic" json:"filter_logic,omitempty"`
 	// When set, replaces status_in and is a filter even when empty: an empty
 	// list matches no worker.
-	StatusFilter  *WorkerStatusFilter `protobuf:"bytes,9,opt,name=status_filter,json=statusFilter,proto3" json:"status_filter,omitempty"`
+	StatusFilter *WorkerStatusFilter `protobuf:"bytes,9,opt,name=status_filter,json=statusFilter,proto3" json:"status_filter,omitempty"`
+	// The namespace (experiment). Empty: "default". A name is 1 to 63 of
+	// a-z, 0-9, '.', '_', '-', starting with a letter or digit; else
+	// INVALID_ARGUMENT.
+	// Only workers serving this namespace, unless all_namespaces.
+	Namespace string `protobuf:"bytes,10,opt,name=namespace,proto3" json:"namespace,omitempty"`
+	// Workers of every namespace (namespace is then ignored).
+	AllNamespaces bool `protobuf:"varint,11,opt,name=all_namespaces,json=allNamespaces,proto3" json:"all_namespaces,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -2432,6 +2627,20 @@ func (x *QueryWorkersRequest) GetStatusFilter() *WorkerStatusFilter {
 		return x.StatusFilter
 	}
 	return nil
+}
+
+func (x *QueryWorkersRequest) GetNamespace() string {
+	if x != nil {
+		return x.Namespace
+	}
+	return ""
+}
+
+func (x *QueryWorkersRequest) GetAllNamespaces() bool {
+	if x != nil {
+		return x.AllNamespaces
+	}
+	return false
 }
 
 // A set of worker statuses that may be empty (see QueryWorkersRequest).
@@ -2778,9 +2987,21 @@ type GetStatsResponse struct {
 	// The current LMDB map size (the most the data file can grow to before it is grown).
 	MapSizeBytes int64 `protobuf:"varint,9,opt,name=map_size_bytes,json=mapSizeBytes,proto3" json:"map_size_bytes,omitempty"`
 	// The last event id in the event log.
-	LastEventId   int64                  `protobuf:"varint,10,opt,name=last_event_id,json=lastEventId,proto3" json:"last_event_id,omitempty"`
-	StartTime     *timestamppb.Timestamp `protobuf:"bytes,11,opt,name=start_time,json=startTime,proto3" json:"start_time,omitempty"`
-	Backend       string                 `protobuf:"bytes,12,opt,name=backend,proto3" json:"backend,omitempty"`
+	LastEventId int64                  `protobuf:"varint,10,opt,name=last_event_id,json=lastEventId,proto3" json:"last_event_id,omitempty"`
+	StartTime   *timestamppb.Timestamp `protobuf:"bytes,11,opt,name=start_time,json=startTime,proto3" json:"start_time,omitempty"`
+	Backend     string                 `protobuf:"bytes,12,opt,name=backend,proto3" json:"backend,omitempty"`
+	// The size of the data file on disk. It never shrinks: pages freed by
+	// deletes are reused by later writes (see `free_bytes`); a compacted backup
+	// (BackupStore) is the way to a smaller file.
+	FileBytes int64 `protobuf:"varint,13,opt,name=file_bytes,json=fileBytes,proto3" json:"file_bytes,omitempty"`
+	// Pages holding data (every sub-database's branch, leaf and overflow pages),
+	// and their bytes.
+	UsedPages int64 `protobuf:"varint,14,opt,name=used_pages,json=usedPages,proto3" json:"used_pages,omitempty"`
+	UsedBytes int64 `protobuf:"varint,15,opt,name=used_bytes,json=usedBytes,proto3" json:"used_bytes,omitempty"`
+	// Bytes below the high-water mark (`data_bytes`) not holding data: freed
+	// pages waiting for reuse, and the free list itself.
+	FreeBytes     int64 `protobuf:"varint,16,opt,name=free_bytes,json=freeBytes,proto3" json:"free_bytes,omitempty"`
+	PageSize      int64 `protobuf:"varint,17,opt,name=page_size,json=pageSize,proto3" json:"page_size,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -2899,11 +3120,329 @@ func (x *GetStatsResponse) GetBackend() string {
 	return ""
 }
 
+func (x *GetStatsResponse) GetFileBytes() int64 {
+	if x != nil {
+		return x.FileBytes
+	}
+	return 0
+}
+
+func (x *GetStatsResponse) GetUsedPages() int64 {
+	if x != nil {
+		return x.UsedPages
+	}
+	return 0
+}
+
+func (x *GetStatsResponse) GetUsedBytes() int64 {
+	if x != nil {
+		return x.UsedBytes
+	}
+	return 0
+}
+
+func (x *GetStatsResponse) GetFreeBytes() int64 {
+	if x != nil {
+		return x.FreeBytes
+	}
+	return 0
+}
+
+func (x *GetStatsResponse) GetPageSize() int64 {
+	if x != nil {
+		return x.PageSize
+	}
+	return 0
+}
+
+type DeleteRolloutsRequest struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// Rollouts by id. Ids of no rollout are answered in
+	// `not_found_rollout_ids`, not as an error.
+	RolloutIds []string `protobuf:"bytes,1,rep,name=rollout_ids,json=rolloutIds,proto3" json:"rollout_ids,omitempty"`
+	// Rollouts that ended before this time. A rollout that has not ended (only
+	// deleted with `force`) is judged by its start time.
+	EndedBefore *timestamppb.Timestamp `protobuf:"bytes,2,opt,name=ended_before,json=endedBefore,proto3" json:"ended_before,omitempty"`
+	// Rollouts that ended more than this long ago, by the server's clock; MUST be
+	// positive. Combined with `ended_before`, the earlier cut-off applies.
+	OlderThan *durationpb.Duration `protobuf:"bytes,3,opt,name=older_than,json=olderThan,proto3" json:"older_than,omitempty"`
+	// Rollouts with one of these statuses. Without `force` only terminal
+	// statuses are allowed here.
+	StatusIn []RolloutStatus `protobuf:"varint,4,rep,packed,name=status_in,json=statusIn,proto3,enum=agl.v1.RolloutStatus" json:"status_in,omitempty"`
+	// Also delete rollouts that are not terminal (queued or running): their
+	// workers' later reports get NOT_FOUND.
+	Force bool `protobuf:"varint,5,opt,name=force,proto3" json:"force,omitempty"`
+	// Count what would be deleted and delete nothing.
+	DryRun        bool `protobuf:"varint,6,opt,name=dry_run,json=dryRun,proto3" json:"dry_run,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *DeleteRolloutsRequest) Reset() {
+	*x = DeleteRolloutsRequest{}
+	mi := &file_agl_v1_store_proto_msgTypes[47]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *DeleteRolloutsRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*DeleteRolloutsRequest) ProtoMessage() {}
+
+func (x *DeleteRolloutsRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_agl_v1_store_proto_msgTypes[47]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use DeleteRolloutsRequest.ProtoReflect.Descriptor instead.
+func (*DeleteRolloutsRequest) Descriptor() ([]byte, []int) {
+	return file_agl_v1_store_proto_rawDescGZIP(), []int{47}
+}
+
+func (x *DeleteRolloutsRequest) GetRolloutIds() []string {
+	if x != nil {
+		return x.RolloutIds
+	}
+	return nil
+}
+
+func (x *DeleteRolloutsRequest) GetEndedBefore() *timestamppb.Timestamp {
+	if x != nil {
+		return x.EndedBefore
+	}
+	return nil
+}
+
+func (x *DeleteRolloutsRequest) GetOlderThan() *durationpb.Duration {
+	if x != nil {
+		return x.OlderThan
+	}
+	return nil
+}
+
+func (x *DeleteRolloutsRequest) GetStatusIn() []RolloutStatus {
+	if x != nil {
+		return x.StatusIn
+	}
+	return nil
+}
+
+func (x *DeleteRolloutsRequest) GetForce() bool {
+	if x != nil {
+		return x.Force
+	}
+	return false
+}
+
+func (x *DeleteRolloutsRequest) GetDryRun() bool {
+	if x != nil {
+		return x.DryRun
+	}
+	return false
+}
+
+type DeleteRolloutsResponse struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// Rollouts deleted (or, with `dry_run`, that would be).
+	DeletedRollouts int64 `protobuf:"varint,1,opt,name=deleted_rollouts,json=deletedRollouts,proto3" json:"deleted_rollouts,omitempty"`
+	DeletedAttempts int64 `protobuf:"varint,2,opt,name=deleted_attempts,json=deletedAttempts,proto3" json:"deleted_attempts,omitempty"`
+	DeletedSpans    int64 `protobuf:"varint,3,opt,name=deleted_spans,json=deletedSpans,proto3" json:"deleted_spans,omitempty"`
+	// Requested ids that name no rollout.
+	NotFoundRolloutIds []string `protobuf:"bytes,4,rep,name=not_found_rollout_ids,json=notFoundRolloutIds,proto3" json:"not_found_rollout_ids,omitempty"`
+	// Rollouts matched by age or status but kept because they are not terminal
+	// and `force` was not set.
+	SkippedActive int64 `protobuf:"varint,5,opt,name=skipped_active,json=skippedActive,proto3" json:"skipped_active,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *DeleteRolloutsResponse) Reset() {
+	*x = DeleteRolloutsResponse{}
+	mi := &file_agl_v1_store_proto_msgTypes[48]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *DeleteRolloutsResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*DeleteRolloutsResponse) ProtoMessage() {}
+
+func (x *DeleteRolloutsResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_agl_v1_store_proto_msgTypes[48]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use DeleteRolloutsResponse.ProtoReflect.Descriptor instead.
+func (*DeleteRolloutsResponse) Descriptor() ([]byte, []int) {
+	return file_agl_v1_store_proto_rawDescGZIP(), []int{48}
+}
+
+func (x *DeleteRolloutsResponse) GetDeletedRollouts() int64 {
+	if x != nil {
+		return x.DeletedRollouts
+	}
+	return 0
+}
+
+func (x *DeleteRolloutsResponse) GetDeletedAttempts() int64 {
+	if x != nil {
+		return x.DeletedAttempts
+	}
+	return 0
+}
+
+func (x *DeleteRolloutsResponse) GetDeletedSpans() int64 {
+	if x != nil {
+		return x.DeletedSpans
+	}
+	return 0
+}
+
+func (x *DeleteRolloutsResponse) GetNotFoundRolloutIds() []string {
+	if x != nil {
+		return x.NotFoundRolloutIds
+	}
+	return nil
+}
+
+func (x *DeleteRolloutsResponse) GetSkippedActive() int64 {
+	if x != nil {
+		return x.SkippedActive
+	}
+	return 0
+}
+
+type BackupStoreRequest struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *BackupStoreRequest) Reset() {
+	*x = BackupStoreRequest{}
+	mi := &file_agl_v1_store_proto_msgTypes[49]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *BackupStoreRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*BackupStoreRequest) ProtoMessage() {}
+
+func (x *BackupStoreRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_agl_v1_store_proto_msgTypes[49]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use BackupStoreRequest.ProtoReflect.Descriptor instead.
+func (*BackupStoreRequest) Descriptor() ([]byte, []int) {
+	return file_agl_v1_store_proto_rawDescGZIP(), []int{49}
+}
+
+type BackupStoreResponse struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// The next part of the data file.
+	Data []byte `protobuf:"bytes,1,opt,name=data,proto3" json:"data,omitempty"`
+	// Set on the last message only, after all the data: the copy is complete.
+	Done bool `protobuf:"varint,2,opt,name=done,proto3" json:"done,omitempty"`
+	// On the last message: the length of the whole copy in bytes.
+	TotalBytes int64 `protobuf:"varint,3,opt,name=total_bytes,json=totalBytes,proto3" json:"total_bytes,omitempty"`
+	// On the last message: the SHA-256 of the whole copy.
+	Sha256        []byte `protobuf:"bytes,4,opt,name=sha256,proto3" json:"sha256,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *BackupStoreResponse) Reset() {
+	*x = BackupStoreResponse{}
+	mi := &file_agl_v1_store_proto_msgTypes[50]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *BackupStoreResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*BackupStoreResponse) ProtoMessage() {}
+
+func (x *BackupStoreResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_agl_v1_store_proto_msgTypes[50]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use BackupStoreResponse.ProtoReflect.Descriptor instead.
+func (*BackupStoreResponse) Descriptor() ([]byte, []int) {
+	return file_agl_v1_store_proto_rawDescGZIP(), []int{50}
+}
+
+func (x *BackupStoreResponse) GetData() []byte {
+	if x != nil {
+		return x.Data
+	}
+	return nil
+}
+
+func (x *BackupStoreResponse) GetDone() bool {
+	if x != nil {
+		return x.Done
+	}
+	return false
+}
+
+func (x *BackupStoreResponse) GetTotalBytes() int64 {
+	if x != nil {
+		return x.TotalBytes
+	}
+	return 0
+}
+
+func (x *BackupStoreResponse) GetSha256() []byte {
+	if x != nil {
+		return x.Sha256
+	}
+	return nil
+}
+
 var File_agl_v1_store_proto protoreflect.FileDescriptor
 
 const file_agl_v1_store_proto_rawDesc = "" +
 	"\n" +
-	"\x12agl/v1/store.proto\x12\x06agl.v1\x1a\x16agl/v1/resources.proto\x1a\x12agl/v1/trace.proto\x1a\x12agl/v1/types.proto\x1a\x1egoogle/protobuf/duration.proto\x1a\x1cgoogle/protobuf/struct.proto\x1a\x1fgoogle/protobuf/timestamp.proto\"\x8a\x02\n" +
+	"\x12agl/v1/store.proto\x12\x06agl.v1\x1a\x16agl/v1/resources.proto\x1a\x12agl/v1/trace.proto\x1a\x12agl/v1/types.proto\x1a\x1egoogle/protobuf/duration.proto\x1a\x1cgoogle/protobuf/struct.proto\x1a\x1fgoogle/protobuf/timestamp.proto\"\xb0\x03\n" +
 	"\vRolloutSpec\x12\x1d\n" +
 	"\n" +
 	"rollout_id\x18\x01 \x01(\tR\trolloutId\x12,\n" +
@@ -2911,21 +3450,32 @@ const file_agl_v1_store_proto_rawDesc = "" +
 	"\x04mode\x18\x03 \x01(\x0e2\x13.agl.v1.RolloutModeR\x04mode\x12!\n" +
 	"\fresources_id\x18\x04 \x01(\tR\vresourcesId\x12-\n" +
 	"\x06config\x18\x05 \x01(\v2\x15.agl.v1.RolloutConfigR\x06config\x123\n" +
-	"\bmetadata\x18\x06 \x01(\v2\x17.google.protobuf.StructR\bmetadata\"a\n" +
+	"\bmetadata\x18\x06 \x01(\v2\x17.google.protobuf.StructR\bmetadata\x12\x14\n" +
+	"\x05queue\x18\a \x01(\tR\x05queue\x127\n" +
+	"\x06labels\x18\b \x03(\v2\x1f.agl.v1.RolloutSpec.LabelsEntryR\x06labels\x12\x1a\n" +
+	"\bpriority\x18\t \x01(\x05R\bpriority\x1a9\n" +
+	"\vLabelsEntry\x12\x10\n" +
+	"\x03key\x18\x01 \x01(\tR\x03key\x12\x14\n" +
+	"\x05value\x18\x02 \x01(\tR\x05value:\x028\x01\"\x7f\n" +
 	"\x13StartRolloutRequest\x12-\n" +
 	"\arollout\x18\x01 \x01(\v2\x13.agl.v1.RolloutSpecR\arollout\x12\x1b\n" +
-	"\tworker_id\x18\x02 \x01(\tR\bworkerId\"A\n" +
+	"\tworker_id\x18\x02 \x01(\tR\bworkerId\x12\x1c\n" +
+	"\tnamespace\x18\x03 \x01(\tR\tnamespace\"A\n" +
 	"\x14StartRolloutResponse\x12)\n" +
-	"\arollout\x18\x01 \x01(\v2\x0f.agl.v1.RolloutR\arollout\"I\n" +
+	"\arollout\x18\x01 \x01(\v2\x0f.agl.v1.RolloutR\arollout\"g\n" +
 	"\x16EnqueueRolloutsRequest\x12/\n" +
-	"\brollouts\x18\x01 \x03(\v2\x13.agl.v1.RolloutSpecR\brollouts\"q\n" +
+	"\brollouts\x18\x01 \x03(\v2\x13.agl.v1.RolloutSpecR\brollouts\x12\x1c\n" +
+	"\tnamespace\x18\x02 \x01(\tR\tnamespace\"q\n" +
 	"\x17EnqueueRolloutsResponse\x12+\n" +
 	"\brollouts\x18\x01 \x03(\v2\x0f.agl.v1.RolloutR\brollouts\x12)\n" +
-	"\x06errors\x18\x02 \x03(\v2\x11.agl.v1.ItemErrorR\x06errors\"y\n" +
+	"\x06errors\x18\x02 \x03(\v2\x11.agl.v1.ItemErrorR\x06errors\"\xd6\x01\n" +
 	"\x15DequeueRolloutRequest\x12\x1b\n" +
 	"\tworker_id\x18\x01 \x01(\tR\bworkerId\x12\x14\n" +
 	"\x05limit\x18\x02 \x01(\x05R\x05limit\x12-\n" +
-	"\x04wait\x18\x03 \x01(\v2\x19.google.protobuf.DurationR\x04wait\"E\n" +
+	"\x04wait\x18\x03 \x01(\v2\x19.google.protobuf.DurationR\x04wait\x12\x1c\n" +
+	"\tnamespace\x18\x04 \x01(\tR\tnamespace\x12\x16\n" +
+	"\x06queues\x18\x05 \x03(\tR\x06queues\x12%\n" +
+	"\x0elabel_selector\x18\x06 \x01(\tR\rlabelSelector\"E\n" +
 	"\x16DequeueRolloutResponse\x12+\n" +
 	"\brollouts\x18\x01 \x03(\v2\x0f.agl.v1.RolloutR\brollouts\"Q\n" +
 	"\x13StartAttemptRequest\x12\x1d\n" +
@@ -2938,7 +3488,7 @@ const file_agl_v1_store_proto_rawDesc = "" +
 	"\n" +
 	"rollout_id\x18\x01 \x01(\tR\trolloutId\"?\n" +
 	"\x12GetRolloutResponse\x12)\n" +
-	"\arollout\x18\x01 \x01(\v2\x0f.agl.v1.RolloutR\arollout\"\xb1\x03\n" +
+	"\arollout\x18\x01 \x01(\v2\x0f.agl.v1.RolloutR\arollout\"\xf6\x03\n" +
 	"\x14QueryRolloutsRequest\x122\n" +
 	"\tstatus_in\x18\x01 \x03(\x0e2\x15.agl.v1.RolloutStatusR\bstatusIn\x12\"\n" +
 	"\rrollout_id_in\x18\x02 \x03(\tR\vrolloutIdIn\x12.\n" +
@@ -2950,7 +3500,9 @@ const file_agl_v1_store_proto_rawDesc = "" +
 	"\x06offset\x18\b \x01(\x05R\x06offset\x126\n" +
 	"\ffilter_logic\x18\t \x01(\x0e2\x13.agl.v1.FilterLogicR\vfilterLogic\x12@\n" +
 	"\rstatus_filter\x18\n" +
-	" \x01(\v2\x1b.agl.v1.RolloutStatusFilterR\fstatusFilter\"H\n" +
+	" \x01(\v2\x1b.agl.v1.RolloutStatusFilterR\fstatusFilter\x12\x1c\n" +
+	"\tnamespace\x18\v \x01(\tR\tnamespace\x12%\n" +
+	"\x0eall_namespaces\x18\f \x01(\bR\rallNamespaces\"H\n" +
 	"\x13RolloutStatusFilter\x121\n" +
 	"\bstatuses\x18\x01 \x03(\x0e2\x15.agl.v1.RolloutStatusR\bstatuses\"Z\n" +
 	"\x15QueryRolloutsResponse\x12+\n" +
@@ -2992,27 +3544,30 @@ const file_agl_v1_store_proto_rawDesc = "" +
 	"\n" +
 	"_worker_id\"B\n" +
 	"\x15UpdateAttemptResponse\x12)\n" +
-	"\aattempt\x18\x01 \x01(\v2\x0f.agl.v1.AttemptR\aattempt\"\xd2\x01\n" +
+	"\aattempt\x18\x01 \x01(\v2\x0f.agl.v1.AttemptR\aattempt\"\xf0\x01\n" +
 	"\x13AddResourcesRequest\x12H\n" +
 	"\tresources\x18\x01 \x03(\v2*.agl.v1.AddResourcesRequest.ResourcesEntryR\tresources\x12!\n" +
-	"\fresources_id\x18\x02 \x01(\tR\vresourcesId\x1aN\n" +
+	"\fresources_id\x18\x02 \x01(\tR\vresourcesId\x12\x1c\n" +
+	"\tnamespace\x18\x03 \x01(\tR\tnamespace\x1aN\n" +
 	"\x0eResourcesEntry\x12\x10\n" +
 	"\x03key\x18\x01 \x01(\tR\x03key\x12&\n" +
 	"\x05value\x18\x02 \x01(\v2\x10.agl.v1.ResourceR\x05value:\x028\x01\"M\n" +
 	"\x14AddResourcesResponse\x125\n" +
-	"\tresources\x18\x01 \x01(\v2\x17.agl.v1.ResourcesUpdateR\tresources\"\xd8\x01\n" +
+	"\tresources\x18\x01 \x01(\v2\x17.agl.v1.ResourcesUpdateR\tresources\"\xf6\x01\n" +
 	"\x16UpdateResourcesRequest\x12!\n" +
 	"\fresources_id\x18\x01 \x01(\tR\vresourcesId\x12K\n" +
-	"\tresources\x18\x02 \x03(\v2-.agl.v1.UpdateResourcesRequest.ResourcesEntryR\tresources\x1aN\n" +
+	"\tresources\x18\x02 \x03(\v2-.agl.v1.UpdateResourcesRequest.ResourcesEntryR\tresources\x12\x1c\n" +
+	"\tnamespace\x18\x03 \x01(\tR\tnamespace\x1aN\n" +
 	"\x0eResourcesEntry\x12\x10\n" +
 	"\x03key\x18\x01 \x01(\tR\x03key\x12&\n" +
 	"\x05value\x18\x02 \x01(\v2\x10.agl.v1.ResourceR\x05value:\x028\x01\"P\n" +
 	"\x17UpdateResourcesResponse\x125\n" +
-	"\tresources\x18\x01 \x01(\v2\x17.agl.v1.ResourcesUpdateR\tresources\"8\n" +
+	"\tresources\x18\x01 \x01(\v2\x17.agl.v1.ResourcesUpdateR\tresources\"V\n" +
 	"\x13GetResourcesRequest\x12!\n" +
-	"\fresources_id\x18\x01 \x01(\tR\vresourcesId\"M\n" +
+	"\fresources_id\x18\x01 \x01(\tR\vresourcesId\x12\x1c\n" +
+	"\tnamespace\x18\x02 \x01(\tR\tnamespace\"M\n" +
 	"\x14GetResourcesResponse\x125\n" +
-	"\tresources\x18\x01 \x01(\v2\x17.agl.v1.ResourcesUpdateR\tresources\"\x9b\x02\n" +
+	"\tresources\x18\x01 \x01(\v2\x17.agl.v1.ResourcesUpdateR\tresources\"\xe0\x02\n" +
 	"\x15QueryResourcesRequest\x12&\n" +
 	"\x0fresources_id_in\x18\x01 \x03(\tR\rresourcesIdIn\x12\x17\n" +
 	"\asort_by\x18\x02 \x01(\tR\x06sortBy\x12'\n" +
@@ -3020,7 +3575,9 @@ const file_agl_v1_store_proto_rawDesc = "" +
 	"\x05limit\x18\x04 \x01(\x05R\x05limit\x12\x16\n" +
 	"\x06offset\x18\x05 \x01(\x05R\x06offset\x122\n" +
 	"\x15resources_id_contains\x18\x06 \x01(\tR\x13resourcesIdContains\x126\n" +
-	"\ffilter_logic\x18\a \x01(\x0e2\x13.agl.v1.FilterLogicR\vfilterLogic\"e\n" +
+	"\ffilter_logic\x18\a \x01(\x0e2\x13.agl.v1.FilterLogicR\vfilterLogic\x12\x1c\n" +
+	"\tnamespace\x18\b \x01(\tR\tnamespace\x12%\n" +
+	"\x0eall_namespaces\x18\t \x01(\bR\rallNamespaces\"e\n" +
 	"\x16QueryResourcesResponse\x125\n" +
 	"\tresources\x18\x01 \x03(\v2\x17.agl.v1.ResourcesUpdateR\tresources\x12\x14\n" +
 	"\x05total\x18\x02 \x01(\x03R\x05total\"S\n" +
@@ -3068,16 +3625,18 @@ const file_agl_v1_store_proto_rawDesc = "" +
 	"\x17WaitForRolloutsResponse\x12+\n" +
 	"\brollouts\x18\x01 \x03(\v2\x0f.agl.v1.RolloutR\brollouts\x12.\n" +
 	"\x13pending_rollout_ids\x18\x02 \x03(\tR\x11pendingRolloutIds\x12.\n" +
-	"\x13unknown_rollout_ids\x18\x03 \x03(\tR\x11unknownRolloutIds\"\xa9\x01\n" +
+	"\x13unknown_rollout_ids\x18\x03 \x03(\tR\x11unknownRolloutIds\"\xee\x01\n" +
 	"\x14WatchRolloutsRequest\x12\x1f\n" +
 	"\vrollout_ids\x18\x01 \x03(\tR\n" +
 	"rolloutIds\x122\n" +
 	"\tstatus_in\x18\x02 \x03(\x0e2\x15.agl.v1.RolloutStatusR\bstatusIn\x12)\n" +
-	"\x0eafter_event_id\x18\x03 \x01(\x03H\x00R\fafterEventId\x88\x01\x01B\x11\n" +
+	"\x0eafter_event_id\x18\x03 \x01(\x03H\x00R\fafterEventId\x88\x01\x01\x12\x1c\n" +
+	"\tnamespace\x18\x04 \x01(\tR\tnamespace\x12%\n" +
+	"\x0eall_namespaces\x18\x05 \x01(\bR\rallNamespacesB\x11\n" +
 	"\x0f_after_event_id\"i\n" +
 	"\x15WatchRolloutsResponse\x12,\n" +
 	"\x06events\x18\x01 \x03(\v2\x14.agl.v1.RolloutEventR\x06events\x12\"\n" +
-	"\rlast_event_id\x18\x02 \x01(\x03R\vlastEventId\"\x81\x03\n" +
+	"\rlast_event_id\x18\x02 \x01(\x03R\vlastEventId\"\xc6\x03\n" +
 	"\x13QueryWorkersRequest\x121\n" +
 	"\tstatus_in\x18\x01 \x03(\x0e2\x14.agl.v1.WorkerStatusR\bstatusIn\x12 \n" +
 	"\fworker_id_in\x18\x02 \x03(\tR\n" +
@@ -3088,7 +3647,10 @@ const file_agl_v1_store_proto_rawDesc = "" +
 	"\x06offset\x18\x06 \x01(\x05R\x06offset\x12,\n" +
 	"\x12worker_id_contains\x18\a \x01(\tR\x10workerIdContains\x126\n" +
 	"\ffilter_logic\x18\b \x01(\x0e2\x13.agl.v1.FilterLogicR\vfilterLogic\x12?\n" +
-	"\rstatus_filter\x18\t \x01(\v2\x1a.agl.v1.WorkerStatusFilterR\fstatusFilter\"F\n" +
+	"\rstatus_filter\x18\t \x01(\v2\x1a.agl.v1.WorkerStatusFilterR\fstatusFilter\x12\x1c\n" +
+	"\tnamespace\x18\n" +
+	" \x01(\tR\tnamespace\x12%\n" +
+	"\x0eall_namespaces\x18\v \x01(\bR\rallNamespaces\"F\n" +
 	"\x12WorkerStatusFilter\x120\n" +
 	"\bstatuses\x18\x01 \x03(\x0e2\x14.agl.v1.WorkerStatusR\bstatuses\"V\n" +
 	"\x14QueryWorkersResponse\x12(\n" +
@@ -3105,7 +3667,7 @@ const file_agl_v1_store_proto_rawDesc = "" +
 	"\a_status\">\n" +
 	"\x14UpdateWorkerResponse\x12&\n" +
 	"\x06worker\x18\x01 \x01(\v2\x0e.agl.v1.WorkerR\x06worker\"\x11\n" +
-	"\x0fGetStatsRequest\"\x9c\x04\n" +
+	"\x0fGetStatsRequest\"\xb5\x05\n" +
 	"\x10GetStatsResponse\x12\\\n" +
 	"\x12rollouts_by_status\x18\x01 \x03(\v2..agl.v1.GetStatsResponse.RolloutsByStatusEntryR\x10rolloutsByStatus\x12\x1a\n" +
 	"\brollouts\x18\x02 \x01(\x03R\brollouts\x12\x1a\n" +
@@ -3121,10 +3683,41 @@ const file_agl_v1_store_proto_rawDesc = "" +
 	" \x01(\x03R\vlastEventId\x129\n" +
 	"\n" +
 	"start_time\x18\v \x01(\v2\x1a.google.protobuf.TimestampR\tstartTime\x12\x18\n" +
-	"\abackend\x18\f \x01(\tR\abackend\x1aC\n" +
+	"\abackend\x18\f \x01(\tR\abackend\x12\x1d\n" +
+	"\n" +
+	"file_bytes\x18\r \x01(\x03R\tfileBytes\x12\x1d\n" +
+	"\n" +
+	"used_pages\x18\x0e \x01(\x03R\tusedPages\x12\x1d\n" +
+	"\n" +
+	"used_bytes\x18\x0f \x01(\x03R\tusedBytes\x12\x1d\n" +
+	"\n" +
+	"free_bytes\x18\x10 \x01(\x03R\tfreeBytes\x12\x1b\n" +
+	"\tpage_size\x18\x11 \x01(\x03R\bpageSize\x1aC\n" +
 	"\x15RolloutsByStatusEntry\x12\x10\n" +
 	"\x03key\x18\x01 \x01(\tR\x03key\x12\x14\n" +
-	"\x05value\x18\x02 \x01(\x03R\x05value:\x028\x012\xac\r\n" +
+	"\x05value\x18\x02 \x01(\x03R\x05value:\x028\x01\"\x94\x02\n" +
+	"\x15DeleteRolloutsRequest\x12\x1f\n" +
+	"\vrollout_ids\x18\x01 \x03(\tR\n" +
+	"rolloutIds\x12=\n" +
+	"\fended_before\x18\x02 \x01(\v2\x1a.google.protobuf.TimestampR\vendedBefore\x128\n" +
+	"\n" +
+	"older_than\x18\x03 \x01(\v2\x19.google.protobuf.DurationR\tolderThan\x122\n" +
+	"\tstatus_in\x18\x04 \x03(\x0e2\x15.agl.v1.RolloutStatusR\bstatusIn\x12\x14\n" +
+	"\x05force\x18\x05 \x01(\bR\x05force\x12\x17\n" +
+	"\adry_run\x18\x06 \x01(\bR\x06dryRun\"\xed\x01\n" +
+	"\x16DeleteRolloutsResponse\x12)\n" +
+	"\x10deleted_rollouts\x18\x01 \x01(\x03R\x0fdeletedRollouts\x12)\n" +
+	"\x10deleted_attempts\x18\x02 \x01(\x03R\x0fdeletedAttempts\x12#\n" +
+	"\rdeleted_spans\x18\x03 \x01(\x03R\fdeletedSpans\x121\n" +
+	"\x15not_found_rollout_ids\x18\x04 \x03(\tR\x12notFoundRolloutIds\x12%\n" +
+	"\x0eskipped_active\x18\x05 \x01(\x03R\rskippedActive\"\x14\n" +
+	"\x12BackupStoreRequest\"v\n" +
+	"\x13BackupStoreResponse\x12\x12\n" +
+	"\x04data\x18\x01 \x01(\fR\x04data\x12\x12\n" +
+	"\x04done\x18\x02 \x01(\bR\x04done\x12\x1f\n" +
+	"\vtotal_bytes\x18\x03 \x01(\x03R\n" +
+	"totalBytes\x12\x16\n" +
+	"\x06sha256\x18\x04 \x01(\fR\x06sha2562\xc7\x0e\n" +
 	"\x15LightningStoreService\x12I\n" +
 	"\fStartRollout\x12\x1b.agl.v1.StartRolloutRequest\x1a\x1c.agl.v1.StartRolloutResponse\x12R\n" +
 	"\x0fEnqueueRollouts\x12\x1e.agl.v1.EnqueueRolloutsRequest\x1a\x1f.agl.v1.EnqueueRolloutsResponse\x12O\n" +
@@ -3149,7 +3742,9 @@ const file_agl_v1_store_proto_rawDesc = "" +
 	"\fQueryWorkers\x12\x1b.agl.v1.QueryWorkersRequest\x1a\x1c.agl.v1.QueryWorkersResponse\x12@\n" +
 	"\tGetWorker\x12\x18.agl.v1.GetWorkerRequest\x1a\x19.agl.v1.GetWorkerResponse\x12I\n" +
 	"\fUpdateWorker\x12\x1b.agl.v1.UpdateWorkerRequest\x1a\x1c.agl.v1.UpdateWorkerResponse\x12=\n" +
-	"\bGetStats\x12\x17.agl.v1.GetStatsRequest\x1a\x18.agl.v1.GetStatsResponseB4Z2github.com/agl-dev/agl/clients/go/gen/agl/v1;aglv1b\x06proto3"
+	"\bGetStats\x12\x17.agl.v1.GetStatsRequest\x1a\x18.agl.v1.GetStatsResponse\x12O\n" +
+	"\x0eDeleteRollouts\x12\x1d.agl.v1.DeleteRolloutsRequest\x1a\x1e.agl.v1.DeleteRolloutsResponse\x12H\n" +
+	"\vBackupStore\x12\x1a.agl.v1.BackupStoreRequest\x1a\x1b.agl.v1.BackupStoreResponse0\x01B4Z2github.com/agl-dev/agl/clients/go/gen/agl/v1;aglv1b\x06proto3"
 
 var (
 	file_agl_v1_store_proto_rawDescOnce sync.Once
@@ -3163,7 +3758,7 @@ func file_agl_v1_store_proto_rawDescGZIP() []byte {
 	return file_agl_v1_store_proto_rawDescData
 }
 
-var file_agl_v1_store_proto_msgTypes = make([]protoimpl.MessageInfo, 50)
+var file_agl_v1_store_proto_msgTypes = make([]protoimpl.MessageInfo, 55)
 var file_agl_v1_store_proto_goTypes = []any{
 	(*RolloutSpec)(nil),             // 0: agl.v1.RolloutSpec
 	(*StartRolloutRequest)(nil),     // 1: agl.v1.StartRolloutRequest
@@ -3212,142 +3807,155 @@ var file_agl_v1_store_proto_goTypes = []any{
 	(*UpdateWorkerResponse)(nil),    // 44: agl.v1.UpdateWorkerResponse
 	(*GetStatsRequest)(nil),         // 45: agl.v1.GetStatsRequest
 	(*GetStatsResponse)(nil),        // 46: agl.v1.GetStatsResponse
-	nil,                             // 47: agl.v1.AddResourcesRequest.ResourcesEntry
-	nil,                             // 48: agl.v1.UpdateResourcesRequest.ResourcesEntry
-	nil,                             // 49: agl.v1.GetStatsResponse.RolloutsByStatusEntry
-	(*structpb.Value)(nil),          // 50: google.protobuf.Value
-	(RolloutMode)(0),                // 51: agl.v1.RolloutMode
-	(*RolloutConfig)(nil),           // 52: agl.v1.RolloutConfig
-	(*structpb.Struct)(nil),         // 53: google.protobuf.Struct
-	(*Rollout)(nil),                 // 54: agl.v1.Rollout
-	(*ItemError)(nil),               // 55: agl.v1.ItemError
-	(*durationpb.Duration)(nil),     // 56: google.protobuf.Duration
-	(RolloutStatus)(0),              // 57: agl.v1.RolloutStatus
-	(SortOrder)(0),                  // 58: agl.v1.SortOrder
-	(FilterLogic)(0),                // 59: agl.v1.FilterLogic
-	(*Attempt)(nil),                 // 60: agl.v1.Attempt
-	(AttemptStatus)(0),              // 61: agl.v1.AttemptStatus
-	(*timestamppb.Timestamp)(nil),   // 62: google.protobuf.Timestamp
-	(*ResourcesUpdate)(nil),         // 63: agl.v1.ResourcesUpdate
-	(*Span)(nil),                    // 64: agl.v1.Span
-	(*RolloutEvent)(nil),            // 65: agl.v1.RolloutEvent
-	(WorkerStatus)(0),               // 66: agl.v1.WorkerStatus
-	(*Worker)(nil),                  // 67: agl.v1.Worker
-	(*Resource)(nil),                // 68: agl.v1.Resource
+	(*DeleteRolloutsRequest)(nil),   // 47: agl.v1.DeleteRolloutsRequest
+	(*DeleteRolloutsResponse)(nil),  // 48: agl.v1.DeleteRolloutsResponse
+	(*BackupStoreRequest)(nil),      // 49: agl.v1.BackupStoreRequest
+	(*BackupStoreResponse)(nil),     // 50: agl.v1.BackupStoreResponse
+	nil,                             // 51: agl.v1.RolloutSpec.LabelsEntry
+	nil,                             // 52: agl.v1.AddResourcesRequest.ResourcesEntry
+	nil,                             // 53: agl.v1.UpdateResourcesRequest.ResourcesEntry
+	nil,                             // 54: agl.v1.GetStatsResponse.RolloutsByStatusEntry
+	(*structpb.Value)(nil),          // 55: google.protobuf.Value
+	(RolloutMode)(0),                // 56: agl.v1.RolloutMode
+	(*RolloutConfig)(nil),           // 57: agl.v1.RolloutConfig
+	(*structpb.Struct)(nil),         // 58: google.protobuf.Struct
+	(*Rollout)(nil),                 // 59: agl.v1.Rollout
+	(*ItemError)(nil),               // 60: agl.v1.ItemError
+	(*durationpb.Duration)(nil),     // 61: google.protobuf.Duration
+	(RolloutStatus)(0),              // 62: agl.v1.RolloutStatus
+	(SortOrder)(0),                  // 63: agl.v1.SortOrder
+	(FilterLogic)(0),                // 64: agl.v1.FilterLogic
+	(*Attempt)(nil),                 // 65: agl.v1.Attempt
+	(AttemptStatus)(0),              // 66: agl.v1.AttemptStatus
+	(*timestamppb.Timestamp)(nil),   // 67: google.protobuf.Timestamp
+	(*ResourcesUpdate)(nil),         // 68: agl.v1.ResourcesUpdate
+	(*Span)(nil),                    // 69: agl.v1.Span
+	(*RolloutEvent)(nil),            // 70: agl.v1.RolloutEvent
+	(WorkerStatus)(0),               // 71: agl.v1.WorkerStatus
+	(*Worker)(nil),                  // 72: agl.v1.Worker
+	(*Resource)(nil),                // 73: agl.v1.Resource
 }
 var file_agl_v1_store_proto_depIdxs = []int32{
-	50, // 0: agl.v1.RolloutSpec.input:type_name -> google.protobuf.Value
-	51, // 1: agl.v1.RolloutSpec.mode:type_name -> agl.v1.RolloutMode
-	52, // 2: agl.v1.RolloutSpec.config:type_name -> agl.v1.RolloutConfig
-	53, // 3: agl.v1.RolloutSpec.metadata:type_name -> google.protobuf.Struct
-	0,  // 4: agl.v1.StartRolloutRequest.rollout:type_name -> agl.v1.RolloutSpec
-	54, // 5: agl.v1.StartRolloutResponse.rollout:type_name -> agl.v1.Rollout
-	0,  // 6: agl.v1.EnqueueRolloutsRequest.rollouts:type_name -> agl.v1.RolloutSpec
-	54, // 7: agl.v1.EnqueueRolloutsResponse.rollouts:type_name -> agl.v1.Rollout
-	55, // 8: agl.v1.EnqueueRolloutsResponse.errors:type_name -> agl.v1.ItemError
-	56, // 9: agl.v1.DequeueRolloutRequest.wait:type_name -> google.protobuf.Duration
-	54, // 10: agl.v1.DequeueRolloutResponse.rollouts:type_name -> agl.v1.Rollout
-	54, // 11: agl.v1.StartAttemptResponse.rollout:type_name -> agl.v1.Rollout
-	54, // 12: agl.v1.GetRolloutResponse.rollout:type_name -> agl.v1.Rollout
-	57, // 13: agl.v1.QueryRolloutsRequest.status_in:type_name -> agl.v1.RolloutStatus
-	51, // 14: agl.v1.QueryRolloutsRequest.mode:type_name -> agl.v1.RolloutMode
-	58, // 15: agl.v1.QueryRolloutsRequest.order:type_name -> agl.v1.SortOrder
-	59, // 16: agl.v1.QueryRolloutsRequest.filter_logic:type_name -> agl.v1.FilterLogic
-	12, // 17: agl.v1.QueryRolloutsRequest.status_filter:type_name -> agl.v1.RolloutStatusFilter
-	57, // 18: agl.v1.RolloutStatusFilter.statuses:type_name -> agl.v1.RolloutStatus
-	54, // 19: agl.v1.QueryRolloutsResponse.rollouts:type_name -> agl.v1.Rollout
-	58, // 20: agl.v1.QueryAttemptsRequest.order:type_name -> agl.v1.SortOrder
-	60, // 21: agl.v1.QueryAttemptsResponse.attempts:type_name -> agl.v1.Attempt
-	57, // 22: agl.v1.UpdateRolloutRequest.status:type_name -> agl.v1.RolloutStatus
-	50, // 23: agl.v1.UpdateRolloutRequest.input:type_name -> google.protobuf.Value
-	51, // 24: agl.v1.UpdateRolloutRequest.mode:type_name -> agl.v1.RolloutMode
-	52, // 25: agl.v1.UpdateRolloutRequest.config:type_name -> agl.v1.RolloutConfig
-	53, // 26: agl.v1.UpdateRolloutRequest.metadata:type_name -> google.protobuf.Struct
-	54, // 27: agl.v1.UpdateRolloutResponse.rollout:type_name -> agl.v1.Rollout
-	61, // 28: agl.v1.UpdateAttemptRequest.status:type_name -> agl.v1.AttemptStatus
-	62, // 29: agl.v1.UpdateAttemptRequest.last_heartbeat_time:type_name -> google.protobuf.Timestamp
-	53, // 30: agl.v1.UpdateAttemptRequest.metadata:type_name -> google.protobuf.Struct
-	60, // 31: agl.v1.UpdateAttemptResponse.attempt:type_name -> agl.v1.Attempt
-	47, // 32: agl.v1.AddResourcesRequest.resources:type_name -> agl.v1.AddResourcesRequest.ResourcesEntry
-	63, // 33: agl.v1.AddResourcesResponse.resources:type_name -> agl.v1.ResourcesUpdate
-	48, // 34: agl.v1.UpdateResourcesRequest.resources:type_name -> agl.v1.UpdateResourcesRequest.ResourcesEntry
-	63, // 35: agl.v1.UpdateResourcesResponse.resources:type_name -> agl.v1.ResourcesUpdate
-	63, // 36: agl.v1.GetResourcesResponse.resources:type_name -> agl.v1.ResourcesUpdate
-	58, // 37: agl.v1.QueryResourcesRequest.order:type_name -> agl.v1.SortOrder
-	59, // 38: agl.v1.QueryResourcesRequest.filter_logic:type_name -> agl.v1.FilterLogic
-	63, // 39: agl.v1.QueryResourcesResponse.resources:type_name -> agl.v1.ResourcesUpdate
-	64, // 40: agl.v1.IngestSpansRequest.spans:type_name -> agl.v1.Span
-	55, // 41: agl.v1.IngestSpansResponse.rejected:type_name -> agl.v1.ItemError
-	59, // 42: agl.v1.QuerySpansRequest.filter_logic:type_name -> agl.v1.FilterLogic
-	58, // 43: agl.v1.QuerySpansRequest.order:type_name -> agl.v1.SortOrder
-	64, // 44: agl.v1.QuerySpansResponse.spans:type_name -> agl.v1.Span
-	56, // 45: agl.v1.WaitForRolloutsRequest.timeout:type_name -> google.protobuf.Duration
-	54, // 46: agl.v1.WaitForRolloutsResponse.rollouts:type_name -> agl.v1.Rollout
-	57, // 47: agl.v1.WatchRolloutsRequest.status_in:type_name -> agl.v1.RolloutStatus
-	65, // 48: agl.v1.WatchRolloutsResponse.events:type_name -> agl.v1.RolloutEvent
-	66, // 49: agl.v1.QueryWorkersRequest.status_in:type_name -> agl.v1.WorkerStatus
-	58, // 50: agl.v1.QueryWorkersRequest.order:type_name -> agl.v1.SortOrder
-	59, // 51: agl.v1.QueryWorkersRequest.filter_logic:type_name -> agl.v1.FilterLogic
-	39, // 52: agl.v1.QueryWorkersRequest.status_filter:type_name -> agl.v1.WorkerStatusFilter
-	66, // 53: agl.v1.WorkerStatusFilter.statuses:type_name -> agl.v1.WorkerStatus
-	67, // 54: agl.v1.QueryWorkersResponse.workers:type_name -> agl.v1.Worker
-	67, // 55: agl.v1.GetWorkerResponse.worker:type_name -> agl.v1.Worker
-	53, // 56: agl.v1.UpdateWorkerRequest.heartbeat_stats:type_name -> google.protobuf.Struct
-	66, // 57: agl.v1.UpdateWorkerRequest.status:type_name -> agl.v1.WorkerStatus
-	67, // 58: agl.v1.UpdateWorkerResponse.worker:type_name -> agl.v1.Worker
-	49, // 59: agl.v1.GetStatsResponse.rollouts_by_status:type_name -> agl.v1.GetStatsResponse.RolloutsByStatusEntry
-	62, // 60: agl.v1.GetStatsResponse.start_time:type_name -> google.protobuf.Timestamp
-	68, // 61: agl.v1.AddResourcesRequest.ResourcesEntry.value:type_name -> agl.v1.Resource
-	68, // 62: agl.v1.UpdateResourcesRequest.ResourcesEntry.value:type_name -> agl.v1.Resource
-	1,  // 63: agl.v1.LightningStoreService.StartRollout:input_type -> agl.v1.StartRolloutRequest
-	3,  // 64: agl.v1.LightningStoreService.EnqueueRollouts:input_type -> agl.v1.EnqueueRolloutsRequest
-	5,  // 65: agl.v1.LightningStoreService.DequeueRollout:input_type -> agl.v1.DequeueRolloutRequest
-	7,  // 66: agl.v1.LightningStoreService.StartAttempt:input_type -> agl.v1.StartAttemptRequest
-	9,  // 67: agl.v1.LightningStoreService.GetRollout:input_type -> agl.v1.GetRolloutRequest
-	11, // 68: agl.v1.LightningStoreService.QueryRollouts:input_type -> agl.v1.QueryRolloutsRequest
-	14, // 69: agl.v1.LightningStoreService.QueryAttempts:input_type -> agl.v1.QueryAttemptsRequest
-	16, // 70: agl.v1.LightningStoreService.UpdateRollout:input_type -> agl.v1.UpdateRolloutRequest
-	18, // 71: agl.v1.LightningStoreService.UpdateAttempt:input_type -> agl.v1.UpdateAttemptRequest
-	20, // 72: agl.v1.LightningStoreService.AddResources:input_type -> agl.v1.AddResourcesRequest
-	22, // 73: agl.v1.LightningStoreService.UpdateResources:input_type -> agl.v1.UpdateResourcesRequest
-	24, // 74: agl.v1.LightningStoreService.GetResources:input_type -> agl.v1.GetResourcesRequest
-	26, // 75: agl.v1.LightningStoreService.QueryResources:input_type -> agl.v1.QueryResourcesRequest
-	28, // 76: agl.v1.LightningStoreService.IngestSpans:input_type -> agl.v1.IngestSpansRequest
-	30, // 77: agl.v1.LightningStoreService.QuerySpans:input_type -> agl.v1.QuerySpansRequest
-	32, // 78: agl.v1.LightningStoreService.NextSequenceIds:input_type -> agl.v1.NextSequenceIdsRequest
-	34, // 79: agl.v1.LightningStoreService.WaitForRollouts:input_type -> agl.v1.WaitForRolloutsRequest
-	36, // 80: agl.v1.LightningStoreService.WatchRollouts:input_type -> agl.v1.WatchRolloutsRequest
-	38, // 81: agl.v1.LightningStoreService.QueryWorkers:input_type -> agl.v1.QueryWorkersRequest
-	41, // 82: agl.v1.LightningStoreService.GetWorker:input_type -> agl.v1.GetWorkerRequest
-	43, // 83: agl.v1.LightningStoreService.UpdateWorker:input_type -> agl.v1.UpdateWorkerRequest
-	45, // 84: agl.v1.LightningStoreService.GetStats:input_type -> agl.v1.GetStatsRequest
-	2,  // 85: agl.v1.LightningStoreService.StartRollout:output_type -> agl.v1.StartRolloutResponse
-	4,  // 86: agl.v1.LightningStoreService.EnqueueRollouts:output_type -> agl.v1.EnqueueRolloutsResponse
-	6,  // 87: agl.v1.LightningStoreService.DequeueRollout:output_type -> agl.v1.DequeueRolloutResponse
-	8,  // 88: agl.v1.LightningStoreService.StartAttempt:output_type -> agl.v1.StartAttemptResponse
-	10, // 89: agl.v1.LightningStoreService.GetRollout:output_type -> agl.v1.GetRolloutResponse
-	13, // 90: agl.v1.LightningStoreService.QueryRollouts:output_type -> agl.v1.QueryRolloutsResponse
-	15, // 91: agl.v1.LightningStoreService.QueryAttempts:output_type -> agl.v1.QueryAttemptsResponse
-	17, // 92: agl.v1.LightningStoreService.UpdateRollout:output_type -> agl.v1.UpdateRolloutResponse
-	19, // 93: agl.v1.LightningStoreService.UpdateAttempt:output_type -> agl.v1.UpdateAttemptResponse
-	21, // 94: agl.v1.LightningStoreService.AddResources:output_type -> agl.v1.AddResourcesResponse
-	23, // 95: agl.v1.LightningStoreService.UpdateResources:output_type -> agl.v1.UpdateResourcesResponse
-	25, // 96: agl.v1.LightningStoreService.GetResources:output_type -> agl.v1.GetResourcesResponse
-	27, // 97: agl.v1.LightningStoreService.QueryResources:output_type -> agl.v1.QueryResourcesResponse
-	29, // 98: agl.v1.LightningStoreService.IngestSpans:output_type -> agl.v1.IngestSpansResponse
-	31, // 99: agl.v1.LightningStoreService.QuerySpans:output_type -> agl.v1.QuerySpansResponse
-	33, // 100: agl.v1.LightningStoreService.NextSequenceIds:output_type -> agl.v1.NextSequenceIdsResponse
-	35, // 101: agl.v1.LightningStoreService.WaitForRollouts:output_type -> agl.v1.WaitForRolloutsResponse
-	37, // 102: agl.v1.LightningStoreService.WatchRollouts:output_type -> agl.v1.WatchRolloutsResponse
-	40, // 103: agl.v1.LightningStoreService.QueryWorkers:output_type -> agl.v1.QueryWorkersResponse
-	42, // 104: agl.v1.LightningStoreService.GetWorker:output_type -> agl.v1.GetWorkerResponse
-	44, // 105: agl.v1.LightningStoreService.UpdateWorker:output_type -> agl.v1.UpdateWorkerResponse
-	46, // 106: agl.v1.LightningStoreService.GetStats:output_type -> agl.v1.GetStatsResponse
-	85, // [85:107] is the sub-list for method output_type
-	63, // [63:85] is the sub-list for method input_type
-	63, // [63:63] is the sub-list for extension type_name
-	63, // [63:63] is the sub-list for extension extendee
-	0,  // [0:63] is the sub-list for field type_name
+	55, // 0: agl.v1.RolloutSpec.input:type_name -> google.protobuf.Value
+	56, // 1: agl.v1.RolloutSpec.mode:type_name -> agl.v1.RolloutMode
+	57, // 2: agl.v1.RolloutSpec.config:type_name -> agl.v1.RolloutConfig
+	58, // 3: agl.v1.RolloutSpec.metadata:type_name -> google.protobuf.Struct
+	51, // 4: agl.v1.RolloutSpec.labels:type_name -> agl.v1.RolloutSpec.LabelsEntry
+	0,  // 5: agl.v1.StartRolloutRequest.rollout:type_name -> agl.v1.RolloutSpec
+	59, // 6: agl.v1.StartRolloutResponse.rollout:type_name -> agl.v1.Rollout
+	0,  // 7: agl.v1.EnqueueRolloutsRequest.rollouts:type_name -> agl.v1.RolloutSpec
+	59, // 8: agl.v1.EnqueueRolloutsResponse.rollouts:type_name -> agl.v1.Rollout
+	60, // 9: agl.v1.EnqueueRolloutsResponse.errors:type_name -> agl.v1.ItemError
+	61, // 10: agl.v1.DequeueRolloutRequest.wait:type_name -> google.protobuf.Duration
+	59, // 11: agl.v1.DequeueRolloutResponse.rollouts:type_name -> agl.v1.Rollout
+	59, // 12: agl.v1.StartAttemptResponse.rollout:type_name -> agl.v1.Rollout
+	59, // 13: agl.v1.GetRolloutResponse.rollout:type_name -> agl.v1.Rollout
+	62, // 14: agl.v1.QueryRolloutsRequest.status_in:type_name -> agl.v1.RolloutStatus
+	56, // 15: agl.v1.QueryRolloutsRequest.mode:type_name -> agl.v1.RolloutMode
+	63, // 16: agl.v1.QueryRolloutsRequest.order:type_name -> agl.v1.SortOrder
+	64, // 17: agl.v1.QueryRolloutsRequest.filter_logic:type_name -> agl.v1.FilterLogic
+	12, // 18: agl.v1.QueryRolloutsRequest.status_filter:type_name -> agl.v1.RolloutStatusFilter
+	62, // 19: agl.v1.RolloutStatusFilter.statuses:type_name -> agl.v1.RolloutStatus
+	59, // 20: agl.v1.QueryRolloutsResponse.rollouts:type_name -> agl.v1.Rollout
+	63, // 21: agl.v1.QueryAttemptsRequest.order:type_name -> agl.v1.SortOrder
+	65, // 22: agl.v1.QueryAttemptsResponse.attempts:type_name -> agl.v1.Attempt
+	62, // 23: agl.v1.UpdateRolloutRequest.status:type_name -> agl.v1.RolloutStatus
+	55, // 24: agl.v1.UpdateRolloutRequest.input:type_name -> google.protobuf.Value
+	56, // 25: agl.v1.UpdateRolloutRequest.mode:type_name -> agl.v1.RolloutMode
+	57, // 26: agl.v1.UpdateRolloutRequest.config:type_name -> agl.v1.RolloutConfig
+	58, // 27: agl.v1.UpdateRolloutRequest.metadata:type_name -> google.protobuf.Struct
+	59, // 28: agl.v1.UpdateRolloutResponse.rollout:type_name -> agl.v1.Rollout
+	66, // 29: agl.v1.UpdateAttemptRequest.status:type_name -> agl.v1.AttemptStatus
+	67, // 30: agl.v1.UpdateAttemptRequest.last_heartbeat_time:type_name -> google.protobuf.Timestamp
+	58, // 31: agl.v1.UpdateAttemptRequest.metadata:type_name -> google.protobuf.Struct
+	65, // 32: agl.v1.UpdateAttemptResponse.attempt:type_name -> agl.v1.Attempt
+	52, // 33: agl.v1.AddResourcesRequest.resources:type_name -> agl.v1.AddResourcesRequest.ResourcesEntry
+	68, // 34: agl.v1.AddResourcesResponse.resources:type_name -> agl.v1.ResourcesUpdate
+	53, // 35: agl.v1.UpdateResourcesRequest.resources:type_name -> agl.v1.UpdateResourcesRequest.ResourcesEntry
+	68, // 36: agl.v1.UpdateResourcesResponse.resources:type_name -> agl.v1.ResourcesUpdate
+	68, // 37: agl.v1.GetResourcesResponse.resources:type_name -> agl.v1.ResourcesUpdate
+	63, // 38: agl.v1.QueryResourcesRequest.order:type_name -> agl.v1.SortOrder
+	64, // 39: agl.v1.QueryResourcesRequest.filter_logic:type_name -> agl.v1.FilterLogic
+	68, // 40: agl.v1.QueryResourcesResponse.resources:type_name -> agl.v1.ResourcesUpdate
+	69, // 41: agl.v1.IngestSpansRequest.spans:type_name -> agl.v1.Span
+	60, // 42: agl.v1.IngestSpansResponse.rejected:type_name -> agl.v1.ItemError
+	64, // 43: agl.v1.QuerySpansRequest.filter_logic:type_name -> agl.v1.FilterLogic
+	63, // 44: agl.v1.QuerySpansRequest.order:type_name -> agl.v1.SortOrder
+	69, // 45: agl.v1.QuerySpansResponse.spans:type_name -> agl.v1.Span
+	61, // 46: agl.v1.WaitForRolloutsRequest.timeout:type_name -> google.protobuf.Duration
+	59, // 47: agl.v1.WaitForRolloutsResponse.rollouts:type_name -> agl.v1.Rollout
+	62, // 48: agl.v1.WatchRolloutsRequest.status_in:type_name -> agl.v1.RolloutStatus
+	70, // 49: agl.v1.WatchRolloutsResponse.events:type_name -> agl.v1.RolloutEvent
+	71, // 50: agl.v1.QueryWorkersRequest.status_in:type_name -> agl.v1.WorkerStatus
+	63, // 51: agl.v1.QueryWorkersRequest.order:type_name -> agl.v1.SortOrder
+	64, // 52: agl.v1.QueryWorkersRequest.filter_logic:type_name -> agl.v1.FilterLogic
+	39, // 53: agl.v1.QueryWorkersRequest.status_filter:type_name -> agl.v1.WorkerStatusFilter
+	71, // 54: agl.v1.WorkerStatusFilter.statuses:type_name -> agl.v1.WorkerStatus
+	72, // 55: agl.v1.QueryWorkersResponse.workers:type_name -> agl.v1.Worker
+	72, // 56: agl.v1.GetWorkerResponse.worker:type_name -> agl.v1.Worker
+	58, // 57: agl.v1.UpdateWorkerRequest.heartbeat_stats:type_name -> google.protobuf.Struct
+	71, // 58: agl.v1.UpdateWorkerRequest.status:type_name -> agl.v1.WorkerStatus
+	72, // 59: agl.v1.UpdateWorkerResponse.worker:type_name -> agl.v1.Worker
+	54, // 60: agl.v1.GetStatsResponse.rollouts_by_status:type_name -> agl.v1.GetStatsResponse.RolloutsByStatusEntry
+	67, // 61: agl.v1.GetStatsResponse.start_time:type_name -> google.protobuf.Timestamp
+	67, // 62: agl.v1.DeleteRolloutsRequest.ended_before:type_name -> google.protobuf.Timestamp
+	61, // 63: agl.v1.DeleteRolloutsRequest.older_than:type_name -> google.protobuf.Duration
+	62, // 64: agl.v1.DeleteRolloutsRequest.status_in:type_name -> agl.v1.RolloutStatus
+	73, // 65: agl.v1.AddResourcesRequest.ResourcesEntry.value:type_name -> agl.v1.Resource
+	73, // 66: agl.v1.UpdateResourcesRequest.ResourcesEntry.value:type_name -> agl.v1.Resource
+	1,  // 67: agl.v1.LightningStoreService.StartRollout:input_type -> agl.v1.StartRolloutRequest
+	3,  // 68: agl.v1.LightningStoreService.EnqueueRollouts:input_type -> agl.v1.EnqueueRolloutsRequest
+	5,  // 69: agl.v1.LightningStoreService.DequeueRollout:input_type -> agl.v1.DequeueRolloutRequest
+	7,  // 70: agl.v1.LightningStoreService.StartAttempt:input_type -> agl.v1.StartAttemptRequest
+	9,  // 71: agl.v1.LightningStoreService.GetRollout:input_type -> agl.v1.GetRolloutRequest
+	11, // 72: agl.v1.LightningStoreService.QueryRollouts:input_type -> agl.v1.QueryRolloutsRequest
+	14, // 73: agl.v1.LightningStoreService.QueryAttempts:input_type -> agl.v1.QueryAttemptsRequest
+	16, // 74: agl.v1.LightningStoreService.UpdateRollout:input_type -> agl.v1.UpdateRolloutRequest
+	18, // 75: agl.v1.LightningStoreService.UpdateAttempt:input_type -> agl.v1.UpdateAttemptRequest
+	20, // 76: agl.v1.LightningStoreService.AddResources:input_type -> agl.v1.AddResourcesRequest
+	22, // 77: agl.v1.LightningStoreService.UpdateResources:input_type -> agl.v1.UpdateResourcesRequest
+	24, // 78: agl.v1.LightningStoreService.GetResources:input_type -> agl.v1.GetResourcesRequest
+	26, // 79: agl.v1.LightningStoreService.QueryResources:input_type -> agl.v1.QueryResourcesRequest
+	28, // 80: agl.v1.LightningStoreService.IngestSpans:input_type -> agl.v1.IngestSpansRequest
+	30, // 81: agl.v1.LightningStoreService.QuerySpans:input_type -> agl.v1.QuerySpansRequest
+	32, // 82: agl.v1.LightningStoreService.NextSequenceIds:input_type -> agl.v1.NextSequenceIdsRequest
+	34, // 83: agl.v1.LightningStoreService.WaitForRollouts:input_type -> agl.v1.WaitForRolloutsRequest
+	36, // 84: agl.v1.LightningStoreService.WatchRollouts:input_type -> agl.v1.WatchRolloutsRequest
+	38, // 85: agl.v1.LightningStoreService.QueryWorkers:input_type -> agl.v1.QueryWorkersRequest
+	41, // 86: agl.v1.LightningStoreService.GetWorker:input_type -> agl.v1.GetWorkerRequest
+	43, // 87: agl.v1.LightningStoreService.UpdateWorker:input_type -> agl.v1.UpdateWorkerRequest
+	45, // 88: agl.v1.LightningStoreService.GetStats:input_type -> agl.v1.GetStatsRequest
+	47, // 89: agl.v1.LightningStoreService.DeleteRollouts:input_type -> agl.v1.DeleteRolloutsRequest
+	49, // 90: agl.v1.LightningStoreService.BackupStore:input_type -> agl.v1.BackupStoreRequest
+	2,  // 91: agl.v1.LightningStoreService.StartRollout:output_type -> agl.v1.StartRolloutResponse
+	4,  // 92: agl.v1.LightningStoreService.EnqueueRollouts:output_type -> agl.v1.EnqueueRolloutsResponse
+	6,  // 93: agl.v1.LightningStoreService.DequeueRollout:output_type -> agl.v1.DequeueRolloutResponse
+	8,  // 94: agl.v1.LightningStoreService.StartAttempt:output_type -> agl.v1.StartAttemptResponse
+	10, // 95: agl.v1.LightningStoreService.GetRollout:output_type -> agl.v1.GetRolloutResponse
+	13, // 96: agl.v1.LightningStoreService.QueryRollouts:output_type -> agl.v1.QueryRolloutsResponse
+	15, // 97: agl.v1.LightningStoreService.QueryAttempts:output_type -> agl.v1.QueryAttemptsResponse
+	17, // 98: agl.v1.LightningStoreService.UpdateRollout:output_type -> agl.v1.UpdateRolloutResponse
+	19, // 99: agl.v1.LightningStoreService.UpdateAttempt:output_type -> agl.v1.UpdateAttemptResponse
+	21, // 100: agl.v1.LightningStoreService.AddResources:output_type -> agl.v1.AddResourcesResponse
+	23, // 101: agl.v1.LightningStoreService.UpdateResources:output_type -> agl.v1.UpdateResourcesResponse
+	25, // 102: agl.v1.LightningStoreService.GetResources:output_type -> agl.v1.GetResourcesResponse
+	27, // 103: agl.v1.LightningStoreService.QueryResources:output_type -> agl.v1.QueryResourcesResponse
+	29, // 104: agl.v1.LightningStoreService.IngestSpans:output_type -> agl.v1.IngestSpansResponse
+	31, // 105: agl.v1.LightningStoreService.QuerySpans:output_type -> agl.v1.QuerySpansResponse
+	33, // 106: agl.v1.LightningStoreService.NextSequenceIds:output_type -> agl.v1.NextSequenceIdsResponse
+	35, // 107: agl.v1.LightningStoreService.WaitForRollouts:output_type -> agl.v1.WaitForRolloutsResponse
+	37, // 108: agl.v1.LightningStoreService.WatchRollouts:output_type -> agl.v1.WatchRolloutsResponse
+	40, // 109: agl.v1.LightningStoreService.QueryWorkers:output_type -> agl.v1.QueryWorkersResponse
+	42, // 110: agl.v1.LightningStoreService.GetWorker:output_type -> agl.v1.GetWorkerResponse
+	44, // 111: agl.v1.LightningStoreService.UpdateWorker:output_type -> agl.v1.UpdateWorkerResponse
+	46, // 112: agl.v1.LightningStoreService.GetStats:output_type -> agl.v1.GetStatsResponse
+	48, // 113: agl.v1.LightningStoreService.DeleteRollouts:output_type -> agl.v1.DeleteRolloutsResponse
+	50, // 114: agl.v1.LightningStoreService.BackupStore:output_type -> agl.v1.BackupStoreResponse
+	91, // [91:115] is the sub-list for method output_type
+	67, // [67:91] is the sub-list for method input_type
+	67, // [67:67] is the sub-list for extension type_name
+	67, // [67:67] is the sub-list for extension extendee
+	0,  // [0:67] is the sub-list for field type_name
 }
 
 func init() { file_agl_v1_store_proto_init() }
@@ -3369,7 +3977,7 @@ func file_agl_v1_store_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_agl_v1_store_proto_rawDesc), len(file_agl_v1_store_proto_rawDesc)),
 			NumEnums:      0,
-			NumMessages:   50,
+			NumMessages:   55,
 			NumExtensions: 0,
 			NumServices:   1,
 		},

@@ -41,6 +41,8 @@ const (
 	LightningStoreService_GetWorker_FullMethodName       = "/agl.v1.LightningStoreService/GetWorker"
 	LightningStoreService_UpdateWorker_FullMethodName    = "/agl.v1.LightningStoreService/UpdateWorker"
 	LightningStoreService_GetStats_FullMethodName        = "/agl.v1.LightningStoreService/GetStats"
+	LightningStoreService_DeleteRollouts_FullMethodName  = "/agl.v1.LightningStoreService/DeleteRollouts"
+	LightningStoreService_BackupStore_FullMethodName     = "/agl.v1.LightningStoreService/BackupStore"
 )
 
 // LightningStoreServiceClient is the client API for LightningStoreService service.
@@ -95,6 +97,20 @@ type LightningStoreServiceClient interface {
 	// Records a worker heartbeat.
 	UpdateWorker(ctx context.Context, in *UpdateWorkerRequest, opts ...grpc.CallOption) (*UpdateWorkerResponse, error)
 	GetStats(ctx context.Context, in *GetStatsRequest, opts ...grpc.CallOption) (*GetStatsResponse, error)
+	// Deletes rollouts with their attempts, spans, events and every index entry.
+	// The selection is the rollouts that match every criterion set; at least one
+	// MUST be set. Only terminal rollouts (SUCCEEDED, FAILED, CANCELLED) are
+	// deleted unless `force` is set: naming a rollout that is not terminal by id
+	// without `force` is FAILED_PRECONDITION and deletes nothing. A large
+	// selection is deleted in many short write transactions, so other calls keep
+	// running meanwhile and a concurrent reader may see part of it gone.
+	DeleteRollouts(ctx context.Context, in *DeleteRolloutsRequest, opts ...grpc.CallOption) (*DeleteRolloutsResponse, error)
+	// Streams a compacted, consistent copy of the store's data file (one read
+	// snapshot, free pages left out) while the server keeps serving. Write the
+	// `data` of every message in order to `data.mdb` in an empty directory and
+	// check `total_bytes` and `sha256` of the last message; agl-server started
+	// with --data-dir on that directory serves the copy.
+	BackupStore(ctx context.Context, in *BackupStoreRequest, opts ...grpc.CallOption) (grpc.ServerStreamingClient[BackupStoreResponse], error)
 }
 
 type lightningStoreServiceClient struct {
@@ -346,6 +362,35 @@ func (c *lightningStoreServiceClient) GetStats(ctx context.Context, in *GetStats
 	return out, nil
 }
 
+func (c *lightningStoreServiceClient) DeleteRollouts(ctx context.Context, in *DeleteRolloutsRequest, opts ...grpc.CallOption) (*DeleteRolloutsResponse, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(DeleteRolloutsResponse)
+	err := c.cc.Invoke(ctx, LightningStoreService_DeleteRollouts_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
+func (c *lightningStoreServiceClient) BackupStore(ctx context.Context, in *BackupStoreRequest, opts ...grpc.CallOption) (grpc.ServerStreamingClient[BackupStoreResponse], error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	stream, err := c.cc.NewStream(ctx, &LightningStoreService_ServiceDesc.Streams[3], LightningStoreService_BackupStore_FullMethodName, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	x := &grpc.GenericClientStream[BackupStoreRequest, BackupStoreResponse]{ClientStream: stream}
+	if err := x.ClientStream.SendMsg(in); err != nil {
+		return nil, err
+	}
+	if err := x.ClientStream.CloseSend(); err != nil {
+		return nil, err
+	}
+	return x, nil
+}
+
+// This type alias is provided for backwards compatibility with existing code that references the prior non-generic stream type by name.
+type LightningStoreService_BackupStoreClient = grpc.ServerStreamingClient[BackupStoreResponse]
+
 // LightningStoreServiceServer is the server API for LightningStoreService service.
 // All implementations must embed UnimplementedLightningStoreServiceServer
 // for forward compatibility.
@@ -398,6 +443,20 @@ type LightningStoreServiceServer interface {
 	// Records a worker heartbeat.
 	UpdateWorker(context.Context, *UpdateWorkerRequest) (*UpdateWorkerResponse, error)
 	GetStats(context.Context, *GetStatsRequest) (*GetStatsResponse, error)
+	// Deletes rollouts with their attempts, spans, events and every index entry.
+	// The selection is the rollouts that match every criterion set; at least one
+	// MUST be set. Only terminal rollouts (SUCCEEDED, FAILED, CANCELLED) are
+	// deleted unless `force` is set: naming a rollout that is not terminal by id
+	// without `force` is FAILED_PRECONDITION and deletes nothing. A large
+	// selection is deleted in many short write transactions, so other calls keep
+	// running meanwhile and a concurrent reader may see part of it gone.
+	DeleteRollouts(context.Context, *DeleteRolloutsRequest) (*DeleteRolloutsResponse, error)
+	// Streams a compacted, consistent copy of the store's data file (one read
+	// snapshot, free pages left out) while the server keeps serving. Write the
+	// `data` of every message in order to `data.mdb` in an empty directory and
+	// check `total_bytes` and `sha256` of the last message; agl-server started
+	// with --data-dir on that directory serves the copy.
+	BackupStore(*BackupStoreRequest, grpc.ServerStreamingServer[BackupStoreResponse]) error
 	mustEmbedUnimplementedLightningStoreServiceServer()
 }
 
@@ -473,6 +532,12 @@ func (UnimplementedLightningStoreServiceServer) UpdateWorker(context.Context, *U
 }
 func (UnimplementedLightningStoreServiceServer) GetStats(context.Context, *GetStatsRequest) (*GetStatsResponse, error) {
 	return nil, status.Error(codes.Unimplemented, "method GetStats not implemented")
+}
+func (UnimplementedLightningStoreServiceServer) DeleteRollouts(context.Context, *DeleteRolloutsRequest) (*DeleteRolloutsResponse, error) {
+	return nil, status.Error(codes.Unimplemented, "method DeleteRollouts not implemented")
+}
+func (UnimplementedLightningStoreServiceServer) BackupStore(*BackupStoreRequest, grpc.ServerStreamingServer[BackupStoreResponse]) error {
+	return status.Error(codes.Unimplemented, "method BackupStore not implemented")
 }
 func (UnimplementedLightningStoreServiceServer) mustEmbedUnimplementedLightningStoreServiceServer() {}
 func (UnimplementedLightningStoreServiceServer) testEmbeddedByValue()                               {}
@@ -866,6 +931,35 @@ func _LightningStoreService_GetStats_Handler(srv interface{}, ctx context.Contex
 	return interceptor(ctx, in, info, handler)
 }
 
+func _LightningStoreService_DeleteRollouts_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(DeleteRolloutsRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(LightningStoreServiceServer).DeleteRollouts(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: LightningStoreService_DeleteRollouts_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(LightningStoreServiceServer).DeleteRollouts(ctx, req.(*DeleteRolloutsRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
+func _LightningStoreService_BackupStore_Handler(srv interface{}, stream grpc.ServerStream) error {
+	m := new(BackupStoreRequest)
+	if err := stream.RecvMsg(m); err != nil {
+		return err
+	}
+	return srv.(LightningStoreServiceServer).BackupStore(m, &grpc.GenericServerStream[BackupStoreRequest, BackupStoreResponse]{ServerStream: stream})
+}
+
+// This type alias is provided for backwards compatibility with existing code that references the prior non-generic stream type by name.
+type LightningStoreService_BackupStoreServer = grpc.ServerStreamingServer[BackupStoreResponse]
+
 // LightningStoreService_ServiceDesc is the grpc.ServiceDesc for LightningStoreService service.
 // It's only intended for direct use with grpc.RegisterService,
 // and not to be introspected or modified (even as a copy)
@@ -949,6 +1043,10 @@ var LightningStoreService_ServiceDesc = grpc.ServiceDesc{
 			MethodName: "GetStats",
 			Handler:    _LightningStoreService_GetStats_Handler,
 		},
+		{
+			MethodName: "DeleteRollouts",
+			Handler:    _LightningStoreService_DeleteRollouts_Handler,
+		},
 	},
 	Streams: []grpc.StreamDesc{
 		{
@@ -965,6 +1063,11 @@ var LightningStoreService_ServiceDesc = grpc.ServiceDesc{
 		{
 			StreamName:    "WatchRollouts",
 			Handler:       _LightningStoreService_WatchRollouts_Handler,
+			ServerStreams: true,
+		},
+		{
+			StreamName:    "BackupStore",
+			Handler:       _LightningStoreService_BackupStore_Handler,
 			ServerStreams: true,
 		},
 	},

@@ -577,14 +577,28 @@ type Rollout struct {
 	// Set when the rollout reaches a terminal status.
 	EndTime *timestamppb.Timestamp `protobuf:"bytes,4,opt,name=end_time,json=endTime,proto3" json:"end_time,omitempty"`
 	Mode    RolloutMode            `protobuf:"varint,5,opt,name=mode,proto3,enum=agl.v1.RolloutMode" json:"mode,omitempty"`
-	// The resources version the rollout MUST run with; empty: the latest.
+	// The resources version the rollout MUST run with. A rollout created
+	// without one records its namespace's latest set at that moment; it stays
+	// empty only when the namespace had none (then: the latest at dispatch).
 	ResourcesId string           `protobuf:"bytes,6,opt,name=resources_id,json=resourcesId,proto3" json:"resources_id,omitempty"`
 	Status      RolloutStatus    `protobuf:"varint,7,opt,name=status,proto3,enum=agl.v1.RolloutStatus" json:"status,omitempty"`
 	Config      *RolloutConfig   `protobuf:"bytes,8,opt,name=config,proto3" json:"config,omitempty"`
 	Metadata    *structpb.Struct `protobuf:"bytes,9,opt,name=metadata,proto3" json:"metadata,omitempty"`
 	// The latest attempt, filled in every response that returns a rollout once
 	// the rollout has an attempt. The store never persists it inside the rollout.
-	Attempt       *Attempt `protobuf:"bytes,10,opt,name=attempt,proto3" json:"attempt,omitempty"`
+	Attempt *Attempt `protobuf:"bytes,10,opt,name=attempt,proto3" json:"attempt,omitempty"`
+	// The namespace (experiment) the rollout belongs to. Always filled in
+	// responses: "default" for a rollout created without one. Rollouts of one
+	// namespace are invisible to dequeues, workers and queries of another.
+	Namespace string `protobuf:"bytes,11,opt,name=namespace,proto3" json:"namespace,omitempty"`
+	// The queue the rollout waits in. Always filled in responses: "default"
+	// for a rollout created without one. A retry goes back to the same queue.
+	Queue string `protobuf:"bytes,12,opt,name=queue,proto3" json:"queue,omitempty"`
+	// Labels a worker's label selector matches against (e.g. "lang": "go").
+	Labels map[string]string `protobuf:"bytes,13,rep,name=labels,proto3" json:"labels,omitempty" protobuf_key:"bytes,1,opt,name=key" protobuf_val:"bytes,2,opt,name=value"`
+	// Dispatch priority, 0 (default) to 1000: higher goes first; equal
+	// priorities go in the order they were queued (FIFO) within a queue.
+	Priority      int32 `protobuf:"varint,14,opt,name=priority,proto3" json:"priority,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -689,6 +703,34 @@ func (x *Rollout) GetAttempt() *Attempt {
 	return nil
 }
 
+func (x *Rollout) GetNamespace() string {
+	if x != nil {
+		return x.Namespace
+	}
+	return ""
+}
+
+func (x *Rollout) GetQueue() string {
+	if x != nil {
+		return x.Queue
+	}
+	return ""
+}
+
+func (x *Rollout) GetLabels() map[string]string {
+	if x != nil {
+		return x.Labels
+	}
+	return nil
+}
+
+func (x *Rollout) GetPriority() int32 {
+	if x != nil {
+		return x.Priority
+	}
+	return 0
+}
+
 // A worker (a runner process or thread) as the store sees it.
 type Worker struct {
 	state             protoimpl.MessageState `protogen:"open.v1"`
@@ -702,8 +744,14 @@ type Worker struct {
 	LastIdleTime      *timestamppb.Timestamp `protobuf:"bytes,8,opt,name=last_idle_time,json=lastIdleTime,proto3" json:"last_idle_time,omitempty"`
 	// Whatever the worker reports with its heartbeats (load, versions, ...).
 	HeartbeatStats *structpb.Struct `protobuf:"bytes,9,opt,name=heartbeat_stats,json=heartbeatStats,proto3" json:"heartbeat_stats,omitempty"`
-	unknownFields  protoimpl.UnknownFields
-	sizeCache      protoimpl.SizeCache
+	// The namespace the worker serves ("default" when it named none).
+	Namespace string `protobuf:"bytes,10,opt,name=namespace,proto3" json:"namespace,omitempty"`
+	// The queues the worker serves (["default"] when it named none).
+	Queues []string `protobuf:"bytes,11,rep,name=queues,proto3" json:"queues,omitempty"`
+	// The label selector the worker declared, as sent (empty: any labels).
+	LabelSelector string `protobuf:"bytes,12,opt,name=label_selector,json=labelSelector,proto3" json:"label_selector,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
 }
 
 func (x *Worker) Reset() {
@@ -797,6 +845,27 @@ func (x *Worker) GetHeartbeatStats() *structpb.Struct {
 		return x.HeartbeatStats
 	}
 	return nil
+}
+
+func (x *Worker) GetNamespace() string {
+	if x != nil {
+		return x.Namespace
+	}
+	return ""
+}
+
+func (x *Worker) GetQueues() []string {
+	if x != nil {
+		return x.Queues
+	}
+	return nil
+}
+
+func (x *Worker) GetLabelSelector() string {
+	if x != nil {
+		return x.LabelSelector
+	}
+	return ""
 }
 
 // A change of a rollout's status, as recorded in the store's event log. Event
@@ -976,7 +1045,7 @@ const file_agl_v1_types_proto_rawDesc = "" +
 	"\x06status\x18\x06 \x01(\x0e2\x15.agl.v1.AttemptStatusR\x06status\x12\x1b\n" +
 	"\tworker_id\x18\a \x01(\tR\bworkerId\x12J\n" +
 	"\x13last_heartbeat_time\x18\b \x01(\v2\x1a.google.protobuf.TimestampR\x11lastHeartbeatTime\x123\n" +
-	"\bmetadata\x18\t \x01(\v2\x17.google.protobuf.StructR\bmetadata\"\xd2\x03\n" +
+	"\bmetadata\x18\t \x01(\v2\x17.google.protobuf.StructR\bmetadata\"\x92\x05\n" +
 	"\aRollout\x12\x1d\n" +
 	"\n" +
 	"rollout_id\x18\x01 \x01(\tR\trolloutId\x12,\n" +
@@ -990,7 +1059,14 @@ const file_agl_v1_types_proto_rawDesc = "" +
 	"\x06config\x18\b \x01(\v2\x15.agl.v1.RolloutConfigR\x06config\x123\n" +
 	"\bmetadata\x18\t \x01(\v2\x17.google.protobuf.StructR\bmetadata\x12)\n" +
 	"\aattempt\x18\n" +
-	" \x01(\v2\x0f.agl.v1.AttemptR\aattempt\"\x89\x04\n" +
+	" \x01(\v2\x0f.agl.v1.AttemptR\aattempt\x12\x1c\n" +
+	"\tnamespace\x18\v \x01(\tR\tnamespace\x12\x14\n" +
+	"\x05queue\x18\f \x01(\tR\x05queue\x123\n" +
+	"\x06labels\x18\r \x03(\v2\x1b.agl.v1.Rollout.LabelsEntryR\x06labels\x12\x1a\n" +
+	"\bpriority\x18\x0e \x01(\x05R\bpriority\x1a9\n" +
+	"\vLabelsEntry\x12\x10\n" +
+	"\x03key\x18\x01 \x01(\tR\x03key\x12\x14\n" +
+	"\x05value\x18\x02 \x01(\tR\x05value:\x028\x01\"\xe6\x04\n" +
 	"\x06Worker\x12\x1b\n" +
 	"\tworker_id\x18\x01 \x01(\tR\bworkerId\x12,\n" +
 	"\x06status\x18\x02 \x01(\x0e2\x14.agl.v1.WorkerStatusR\x06status\x12J\n" +
@@ -1000,7 +1076,11 @@ const file_agl_v1_types_proto_rawDesc = "" +
 	"\x11last_dequeue_time\x18\x06 \x01(\v2\x1a.google.protobuf.TimestampR\x0flastDequeueTime\x12@\n" +
 	"\x0elast_busy_time\x18\a \x01(\v2\x1a.google.protobuf.TimestampR\flastBusyTime\x12@\n" +
 	"\x0elast_idle_time\x18\b \x01(\v2\x1a.google.protobuf.TimestampR\flastIdleTime\x12@\n" +
-	"\x0fheartbeat_stats\x18\t \x01(\v2\x17.google.protobuf.StructR\x0eheartbeatStats\"\x8f\x02\n" +
+	"\x0fheartbeat_stats\x18\t \x01(\v2\x17.google.protobuf.StructR\x0eheartbeatStats\x12\x1c\n" +
+	"\tnamespace\x18\n" +
+	" \x01(\tR\tnamespace\x12\x16\n" +
+	"\x06queues\x18\v \x03(\tR\x06queues\x12%\n" +
+	"\x0elabel_selector\x18\f \x01(\tR\rlabelSelector\"\x8f\x02\n" +
 	"\fRolloutEvent\x12\x19\n" +
 	"\bevent_id\x18\x01 \x01(\x03R\aeventId\x12\x1d\n" +
 	"\n" +
@@ -1064,7 +1144,7 @@ func file_agl_v1_types_proto_rawDescGZIP() []byte {
 }
 
 var file_agl_v1_types_proto_enumTypes = make([]protoimpl.EnumInfo, 6)
-var file_agl_v1_types_proto_msgTypes = make([]protoimpl.MessageInfo, 6)
+var file_agl_v1_types_proto_msgTypes = make([]protoimpl.MessageInfo, 7)
 var file_agl_v1_types_proto_goTypes = []any{
 	(RolloutStatus)(0),            // 0: agl.v1.RolloutStatus
 	(AttemptStatus)(0),            // 1: agl.v1.AttemptStatus
@@ -1078,40 +1158,42 @@ var file_agl_v1_types_proto_goTypes = []any{
 	(*Worker)(nil),                // 9: agl.v1.Worker
 	(*RolloutEvent)(nil),          // 10: agl.v1.RolloutEvent
 	(*ItemError)(nil),             // 11: agl.v1.ItemError
-	(*timestamppb.Timestamp)(nil), // 12: google.protobuf.Timestamp
-	(*structpb.Struct)(nil),       // 13: google.protobuf.Struct
-	(*structpb.Value)(nil),        // 14: google.protobuf.Value
+	nil,                           // 12: agl.v1.Rollout.LabelsEntry
+	(*timestamppb.Timestamp)(nil), // 13: google.protobuf.Timestamp
+	(*structpb.Struct)(nil),       // 14: google.protobuf.Struct
+	(*structpb.Value)(nil),        // 15: google.protobuf.Value
 }
 var file_agl_v1_types_proto_depIdxs = []int32{
 	1,  // 0: agl.v1.RolloutConfig.retry_condition:type_name -> agl.v1.AttemptStatus
-	12, // 1: agl.v1.Attempt.start_time:type_name -> google.protobuf.Timestamp
-	12, // 2: agl.v1.Attempt.end_time:type_name -> google.protobuf.Timestamp
+	13, // 1: agl.v1.Attempt.start_time:type_name -> google.protobuf.Timestamp
+	13, // 2: agl.v1.Attempt.end_time:type_name -> google.protobuf.Timestamp
 	1,  // 3: agl.v1.Attempt.status:type_name -> agl.v1.AttemptStatus
-	12, // 4: agl.v1.Attempt.last_heartbeat_time:type_name -> google.protobuf.Timestamp
-	13, // 5: agl.v1.Attempt.metadata:type_name -> google.protobuf.Struct
-	14, // 6: agl.v1.Rollout.input:type_name -> google.protobuf.Value
-	12, // 7: agl.v1.Rollout.start_time:type_name -> google.protobuf.Timestamp
-	12, // 8: agl.v1.Rollout.end_time:type_name -> google.protobuf.Timestamp
+	13, // 4: agl.v1.Attempt.last_heartbeat_time:type_name -> google.protobuf.Timestamp
+	14, // 5: agl.v1.Attempt.metadata:type_name -> google.protobuf.Struct
+	15, // 6: agl.v1.Rollout.input:type_name -> google.protobuf.Value
+	13, // 7: agl.v1.Rollout.start_time:type_name -> google.protobuf.Timestamp
+	13, // 8: agl.v1.Rollout.end_time:type_name -> google.protobuf.Timestamp
 	2,  // 9: agl.v1.Rollout.mode:type_name -> agl.v1.RolloutMode
 	0,  // 10: agl.v1.Rollout.status:type_name -> agl.v1.RolloutStatus
 	6,  // 11: agl.v1.Rollout.config:type_name -> agl.v1.RolloutConfig
-	13, // 12: agl.v1.Rollout.metadata:type_name -> google.protobuf.Struct
+	14, // 12: agl.v1.Rollout.metadata:type_name -> google.protobuf.Struct
 	7,  // 13: agl.v1.Rollout.attempt:type_name -> agl.v1.Attempt
-	3,  // 14: agl.v1.Worker.status:type_name -> agl.v1.WorkerStatus
-	12, // 15: agl.v1.Worker.last_heartbeat_time:type_name -> google.protobuf.Timestamp
-	12, // 16: agl.v1.Worker.last_dequeue_time:type_name -> google.protobuf.Timestamp
-	12, // 17: agl.v1.Worker.last_busy_time:type_name -> google.protobuf.Timestamp
-	12, // 18: agl.v1.Worker.last_idle_time:type_name -> google.protobuf.Timestamp
-	13, // 19: agl.v1.Worker.heartbeat_stats:type_name -> google.protobuf.Struct
-	0,  // 20: agl.v1.RolloutEvent.old_status:type_name -> agl.v1.RolloutStatus
-	0,  // 21: agl.v1.RolloutEvent.new_status:type_name -> agl.v1.RolloutStatus
-	12, // 22: agl.v1.RolloutEvent.time:type_name -> google.protobuf.Timestamp
-	8,  // 23: agl.v1.RolloutEvent.rollout:type_name -> agl.v1.Rollout
-	24, // [24:24] is the sub-list for method output_type
-	24, // [24:24] is the sub-list for method input_type
-	24, // [24:24] is the sub-list for extension type_name
-	24, // [24:24] is the sub-list for extension extendee
-	0,  // [0:24] is the sub-list for field type_name
+	12, // 14: agl.v1.Rollout.labels:type_name -> agl.v1.Rollout.LabelsEntry
+	3,  // 15: agl.v1.Worker.status:type_name -> agl.v1.WorkerStatus
+	13, // 16: agl.v1.Worker.last_heartbeat_time:type_name -> google.protobuf.Timestamp
+	13, // 17: agl.v1.Worker.last_dequeue_time:type_name -> google.protobuf.Timestamp
+	13, // 18: agl.v1.Worker.last_busy_time:type_name -> google.protobuf.Timestamp
+	13, // 19: agl.v1.Worker.last_idle_time:type_name -> google.protobuf.Timestamp
+	14, // 20: agl.v1.Worker.heartbeat_stats:type_name -> google.protobuf.Struct
+	0,  // 21: agl.v1.RolloutEvent.old_status:type_name -> agl.v1.RolloutStatus
+	0,  // 22: agl.v1.RolloutEvent.new_status:type_name -> agl.v1.RolloutStatus
+	13, // 23: agl.v1.RolloutEvent.time:type_name -> google.protobuf.Timestamp
+	8,  // 24: agl.v1.RolloutEvent.rollout:type_name -> agl.v1.Rollout
+	25, // [25:25] is the sub-list for method output_type
+	25, // [25:25] is the sub-list for method input_type
+	25, // [25:25] is the sub-list for extension type_name
+	25, // [25:25] is the sub-list for extension extendee
+	0,  // [0:25] is the sub-list for field type_name
 }
 
 func init() { file_agl_v1_types_proto_init() }
@@ -1126,7 +1208,7 @@ func file_agl_v1_types_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_agl_v1_types_proto_rawDesc), len(file_agl_v1_types_proto_rawDesc)),
 			NumEnums:      6,
-			NumMessages:   6,
+			NumMessages:   7,
 			NumExtensions: 0,
 			NumServices:   0,
 		},

@@ -16,7 +16,7 @@ import type { JsonObject, Message } from "@bufbuild/protobuf";
  * Describes the file agl/v1/runner.proto.
  */
 export const file_agl_v1_runner: GenFile = /*@__PURE__*/
-  fileDesc("ChNhZ2wvdjEvcnVubmVyLnByb3RvEgZhZ2wudjEiuAEKC1dvcmtSZXF1ZXN0EiQKBWhlbGxvGAEgASgLMhMuYWdsLnYxLldvcmtlckhlbGxvSAASJAoFcmVhZHkYAiABKAsyEy5hZ2wudjEuV29ya2VyUmVhZHlIABInCgZyZXBvcnQYAyABKAsyFS5hZ2wudjEuQXR0ZW1wdFJlcG9ydEgAEiwKCWhlYXJ0YmVhdBgEIAEoCzIXLmFnbC52MS5Xb3JrZXJIZWFydGJlYXRIAEIGCgRraW5kIqEBCgxXb3JrUmVzcG9uc2USKAoHd2VsY29tZRgBIAEoCzIVLmFnbC52MS5Xb3JrZXJXZWxjb21lSAASLwoKYXNzaWdubWVudBgCIAEoCzIZLmFnbC52MS5BdHRlbXB0QXNzaWdubWVudEgAEi4KCnJlcG9ydF9hY2sYAyABKAsyGC5hZ2wudjEuQXR0ZW1wdFJlcG9ydEFja0gAQgYKBGtpbmQiNAoKQXR0ZW1wdFJlZhISCgpyb2xsb3V0X2lkGAEgASgJEhIKCmF0dGVtcHRfaWQYAiABKAkivQEKC1dvcmtlckhlbGxvEhEKCXdvcmtlcl9pZBgBIAEoCRIQCghjYXBhY2l0eRgCIAEoBRI1ChJoZWFydGJlYXRfaW50ZXJ2YWwYAyABKAsyGS5nb29nbGUucHJvdG9idWYuRHVyYXRpb24SKwoPYWN0aXZlX2F0dGVtcHRzGAQgAygLMhIuYWdsLnYxLkF0dGVtcHRSZWYSJQoEaW5mbxgFIAEoCzIXLmdvb2dsZS5wcm90b2J1Zi5TdHJ1Y3QiWAoNV29ya2VyV2VsY29tZRIRCgl3b3JrZXJfaWQYASABKAkSNAoRaGVhcnRiZWF0X3RpbWVvdXQYAiABKAsyGS5nb29nbGUucHJvdG9idWYuRHVyYXRpb24iHwoLV29ya2VyUmVhZHkSEAoIY2FwYWNpdHkYASABKAUiegoRQXR0ZW1wdEFzc2lnbm1lbnQSIAoHcm9sbG91dBgBIAEoCzIPLmFnbC52MS5Sb2xsb3V0EioKCXJlc291cmNlcxgCIAEoCzIXLmFnbC52MS5SZXNvdXJjZXNVcGRhdGUSFwoPcmVzb3VyY2VzX2Vycm9yGAMgASgJIokBCg1BdHRlbXB0UmVwb3J0EhIKCnJvbGxvdXRfaWQYASABKAkSEgoKYXR0ZW1wdF9pZBgCIAEoCRIlCgZzdGF0dXMYAyABKA4yFS5hZ2wudjEuQXR0ZW1wdFN0YXR1cxIpCghtZXRhZGF0YRgEIAEoCzIXLmdvb2dsZS5wcm90b2J1Zi5TdHJ1Y3QigAEKEEF0dGVtcHRSZXBvcnRBY2sSEgoKcm9sbG91dF9pZBgBIAEoCRISCgphdHRlbXB0X2lkGAIgASgJEgwKBGNvZGUYAyABKAUSDwoHbWVzc2FnZRgEIAEoCRIlCgZzdGF0dXMYBSABKA4yFS5hZ2wudjEuQXR0ZW1wdFN0YXR1cyI5Cg9Xb3JrZXJIZWFydGJlYXQSJgoFc3RhdHMYASABKAsyFy5nb29nbGUucHJvdG9idWYuU3RydWN0MkYKDVJ1bm5lclNlcnZpY2USNQoEV29yaxITLmFnbC52MS5Xb3JrUmVxdWVzdBoULmFnbC52MS5Xb3JrUmVzcG9uc2UoATABQjRaMmdpdGh1Yi5jb20vYWdsLWRldi9hZ2wvY2xpZW50cy9nby9nZW4vYWdsL3YxO2FnbHYxYgZwcm90bzM", [file_agl_v1_resources, file_agl_v1_types, file_google_protobuf_duration, file_google_protobuf_struct]);
+  fileDesc("ChNhZ2wvdjEvcnVubmVyLnByb3RvEgZhZ2wudjEiuAEKC1dvcmtSZXF1ZXN0EiQKBWhlbGxvGAEgASgLMhMuYWdsLnYxLldvcmtlckhlbGxvSAASJAoFcmVhZHkYAiABKAsyEy5hZ2wudjEuV29ya2VyUmVhZHlIABInCgZyZXBvcnQYAyABKAsyFS5hZ2wudjEuQXR0ZW1wdFJlcG9ydEgAEiwKCWhlYXJ0YmVhdBgEIAEoCzIXLmFnbC52MS5Xb3JrZXJIZWFydGJlYXRIAEIGCgRraW5kIqEBCgxXb3JrUmVzcG9uc2USKAoHd2VsY29tZRgBIAEoCzIVLmFnbC52MS5Xb3JrZXJXZWxjb21lSAASLwoKYXNzaWdubWVudBgCIAEoCzIZLmFnbC52MS5BdHRlbXB0QXNzaWdubWVudEgAEi4KCnJlcG9ydF9hY2sYAyABKAsyGC5hZ2wudjEuQXR0ZW1wdFJlcG9ydEFja0gAQgYKBGtpbmQiNAoKQXR0ZW1wdFJlZhISCgpyb2xsb3V0X2lkGAEgASgJEhIKCmF0dGVtcHRfaWQYAiABKAki+AEKC1dvcmtlckhlbGxvEhEKCXdvcmtlcl9pZBgBIAEoCRIQCghjYXBhY2l0eRgCIAEoBRI1ChJoZWFydGJlYXRfaW50ZXJ2YWwYAyABKAsyGS5nb29nbGUucHJvdG9idWYuRHVyYXRpb24SKwoPYWN0aXZlX2F0dGVtcHRzGAQgAygLMhIuYWdsLnYxLkF0dGVtcHRSZWYSJQoEaW5mbxgFIAEoCzIXLmdvb2dsZS5wcm90b2J1Zi5TdHJ1Y3QSEQoJbmFtZXNwYWNlGAYgASgJEg4KBnF1ZXVlcxgHIAMoCRIWCg5sYWJlbF9zZWxlY3RvchgIIAEoCSJYCg1Xb3JrZXJXZWxjb21lEhEKCXdvcmtlcl9pZBgBIAEoCRI0ChFoZWFydGJlYXRfdGltZW91dBgCIAEoCzIZLmdvb2dsZS5wcm90b2J1Zi5EdXJhdGlvbiIfCgtXb3JrZXJSZWFkeRIQCghjYXBhY2l0eRgBIAEoBSJ6ChFBdHRlbXB0QXNzaWdubWVudBIgCgdyb2xsb3V0GAEgASgLMg8uYWdsLnYxLlJvbGxvdXQSKgoJcmVzb3VyY2VzGAIgASgLMhcuYWdsLnYxLlJlc291cmNlc1VwZGF0ZRIXCg9yZXNvdXJjZXNfZXJyb3IYAyABKAkiiQEKDUF0dGVtcHRSZXBvcnQSEgoKcm9sbG91dF9pZBgBIAEoCRISCgphdHRlbXB0X2lkGAIgASgJEiUKBnN0YXR1cxgDIAEoDjIVLmFnbC52MS5BdHRlbXB0U3RhdHVzEikKCG1ldGFkYXRhGAQgASgLMhcuZ29vZ2xlLnByb3RvYnVmLlN0cnVjdCKAAQoQQXR0ZW1wdFJlcG9ydEFjaxISCgpyb2xsb3V0X2lkGAEgASgJEhIKCmF0dGVtcHRfaWQYAiABKAkSDAoEY29kZRgDIAEoBRIPCgdtZXNzYWdlGAQgASgJEiUKBnN0YXR1cxgFIAEoDjIVLmFnbC52MS5BdHRlbXB0U3RhdHVzIjkKD1dvcmtlckhlYXJ0YmVhdBImCgVzdGF0cxgBIAEoCzIXLmdvb2dsZS5wcm90b2J1Zi5TdHJ1Y3QyRgoNUnVubmVyU2VydmljZRI1CgRXb3JrEhMuYWdsLnYxLldvcmtSZXF1ZXN0GhQuYWdsLnYxLldvcmtSZXNwb25zZSgBMAFCNFoyZ2l0aHViLmNvbS9hZ2wtZGV2L2FnbC9jbGllbnRzL2dvL2dlbi9hZ2wvdjE7YWdsdjFiBnByb3RvMw", [file_agl_v1_resources, file_agl_v1_types, file_google_protobuf_duration, file_google_protobuf_struct]);
 
 /**
  * A message from the worker.
@@ -182,6 +182,31 @@ export type WorkerHello = Message<"agl.v1.WorkerHello"> & {
    * @generated from field: google.protobuf.Struct info = 5;
    */
   info?: JsonObject | undefined;
+
+  /**
+   * The namespace (experiment) the worker serves. Empty: "default". Same
+   * syntax as LightningStoreService namespaces; else INVALID_ARGUMENT.
+   *
+   * @generated from field: string namespace = 6;
+   */
+  namespace: string;
+
+  /**
+   * The queues the worker serves. Empty: ["default"].
+   *
+   * @generated from field: repeated string queues = 7;
+   */
+  queues: string[];
+
+  /**
+   * Only rollouts whose labels match are pushed; syntax as in
+   * DequeueRolloutRequest.label_selector. Empty: any labels. Malformed:
+   * INVALID_ARGUMENT naming the part. Pushes go by priority (higher first),
+   * then by queue order (oldest first).
+   *
+   * @generated from field: string label_selector = 8;
+   */
+  labelSelector: string;
 };
 
 /**
@@ -250,8 +275,10 @@ export type AttemptAssignment = Message<"agl.v1.AttemptAssignment"> & {
   rollout?: Rollout | undefined;
 
   /**
-   * The resources to run with: the set `rollout.resources_id` names, or the
-   * latest set when that is empty. Unset when there is none.
+   * The resources to run with: the set `rollout.resources_id` names (the
+   * store records the namespace's latest there when the rollout is created
+   * without one), or the namespace's latest set when that is still empty.
+   * Unset when there is none.
    *
    * @generated from field: agl.v1.ResourcesUpdate resources = 2;
    */

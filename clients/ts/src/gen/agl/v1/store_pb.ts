@@ -18,7 +18,7 @@ import type { JsonObject, Message } from "@bufbuild/protobuf";
  * Describes the file agl/v1/store.proto.
  */
 export const file_agl_v1_store: GenFile = /*@__PURE__*/
-  fileDesc("ChJhZ2wvdjEvc3RvcmUucHJvdG8SBmFnbC52MSLTAQoLUm9sbG91dFNwZWMSEgoKcm9sbG91dF9pZBgBIAEoCRIlCgVpbnB1dBgCIAEoCzIWLmdvb2dsZS5wcm90b2J1Zi5WYWx1ZRIhCgRtb2RlGAMgASgOMhMuYWdsLnYxLlJvbGxvdXRNb2RlEhQKDHJlc291cmNlc19pZBgEIAEoCRIlCgZjb25maWcYBSABKAsyFS5hZ2wudjEuUm9sbG91dENvbmZpZxIpCghtZXRhZGF0YRgGIAEoCzIXLmdvb2dsZS5wcm90b2J1Zi5TdHJ1Y3QiTgoTU3RhcnRSb2xsb3V0UmVxdWVzdBIkCgdyb2xsb3V0GAEgASgLMhMuYWdsLnYxLlJvbGxvdXRTcGVjEhEKCXdvcmtlcl9pZBgCIAEoCSI4ChRTdGFydFJvbGxvdXRSZXNwb25zZRIgCgdyb2xsb3V0GAEgASgLMg8uYWdsLnYxLlJvbGxvdXQiPwoWRW5xdWV1ZVJvbGxvdXRzUmVxdWVzdBIlCghyb2xsb3V0cxgBIAMoCzITLmFnbC52MS5Sb2xsb3V0U3BlYyJfChdFbnF1ZXVlUm9sbG91dHNSZXNwb25zZRIhCghyb2xsb3V0cxgBIAMoCzIPLmFnbC52MS5Sb2xsb3V0EiEKBmVycm9ycxgCIAMoCzIRLmFnbC52MS5JdGVtRXJyb3IiYgoVRGVxdWV1ZVJvbGxvdXRSZXF1ZXN0EhEKCXdvcmtlcl9pZBgBIAEoCRINCgVsaW1pdBgCIAEoBRInCgR3YWl0GAMgASgLMhkuZ29vZ2xlLnByb3RvYnVmLkR1cmF0aW9uIjsKFkRlcXVldWVSb2xsb3V0UmVzcG9uc2USIQoIcm9sbG91dHMYASADKAsyDy5hZ2wudjEuUm9sbG91dCI8ChNTdGFydEF0dGVtcHRSZXF1ZXN0EhIKCnJvbGxvdXRfaWQYASABKAkSEQoJd29ya2VyX2lkGAIgASgJIjgKFFN0YXJ0QXR0ZW1wdFJlc3BvbnNlEiAKB3JvbGxvdXQYASABKAsyDy5hZ2wudjEuUm9sbG91dCInChFHZXRSb2xsb3V0UmVxdWVzdBISCgpyb2xsb3V0X2lkGAEgASgJIjYKEkdldFJvbGxvdXRSZXNwb25zZRIgCgdyb2xsb3V0GAEgASgLMg8uYWdsLnYxLlJvbGxvdXQiyAIKFFF1ZXJ5Um9sbG91dHNSZXF1ZXN0EigKCXN0YXR1c19pbhgBIAMoDjIVLmFnbC52MS5Sb2xsb3V0U3RhdHVzEhUKDXJvbGxvdXRfaWRfaW4YAiADKAkSGwoTcm9sbG91dF9pZF9jb250YWlucxgDIAEoCRIhCgRtb2RlGAQgASgOMhMuYWdsLnYxLlJvbGxvdXRNb2RlEg8KB3NvcnRfYnkYBSABKAkSIAoFb3JkZXIYBiABKA4yES5hZ2wudjEuU29ydE9yZGVyEg0KBWxpbWl0GAcgASgFEg4KBm9mZnNldBgIIAEoBRIpCgxmaWx0ZXJfbG9naWMYCSABKA4yEy5hZ2wudjEuRmlsdGVyTG9naWMSMgoNc3RhdHVzX2ZpbHRlchgKIAEoCzIbLmFnbC52MS5Sb2xsb3V0U3RhdHVzRmlsdGVyIj4KE1JvbGxvdXRTdGF0dXNGaWx0ZXISJwoIc3RhdHVzZXMYASADKA4yFS5hZ2wudjEuUm9sbG91dFN0YXR1cyJJChVRdWVyeVJvbGxvdXRzUmVzcG9uc2USIQoIcm9sbG91dHMYASADKAsyDy5hZ2wudjEuUm9sbG91dBINCgV0b3RhbBgCIAEoAyJrChRRdWVyeUF0dGVtcHRzUmVxdWVzdBISCgpyb2xsb3V0X2lkGAEgASgJEiAKBW9yZGVyGAIgASgOMhEuYWdsLnYxLlNvcnRPcmRlchINCgVsaW1pdBgDIAEoBRIOCgZvZmZzZXQYBCABKAUiSQoVUXVlcnlBdHRlbXB0c1Jlc3BvbnNlEiEKCGF0dGVtcHRzGAEgAygLMg8uYWdsLnYxLkF0dGVtcHQSDQoFdG90YWwYAiABKAMitwIKFFVwZGF0ZVJvbGxvdXRSZXF1ZXN0EhIKCnJvbGxvdXRfaWQYASABKAkSKgoGc3RhdHVzGAIgASgOMhUuYWdsLnYxLlJvbGxvdXRTdGF0dXNIAIgBARIlCgVpbnB1dBgDIAEoCzIWLmdvb2dsZS5wcm90b2J1Zi5WYWx1ZRImCgRtb2RlGAQgASgOMhMuYWdsLnYxLlJvbGxvdXRNb2RlSAGIAQESGQoMcmVzb3VyY2VzX2lkGAUgASgJSAKIAQESJQoGY29uZmlnGAYgASgLMhUuYWdsLnYxLlJvbGxvdXRDb25maWcSKQoIbWV0YWRhdGEYByABKAsyFy5nb29nbGUucHJvdG9idWYuU3RydWN0QgkKB19zdGF0dXNCBwoFX21vZGVCDwoNX3Jlc291cmNlc19pZCI5ChVVcGRhdGVSb2xsb3V0UmVzcG9uc2USIAoHcm9sbG91dBgBIAEoCzIPLmFnbC52MS5Sb2xsb3V0Iv8BChRVcGRhdGVBdHRlbXB0UmVxdWVzdBISCgpyb2xsb3V0X2lkGAEgASgJEhIKCmF0dGVtcHRfaWQYAiABKAkSKgoGc3RhdHVzGAMgASgOMhUuYWdsLnYxLkF0dGVtcHRTdGF0dXNIAIgBARIWCgl3b3JrZXJfaWQYBCABKAlIAYgBARI3ChNsYXN0X2hlYXJ0YmVhdF90aW1lGAUgASgLMhouZ29vZ2xlLnByb3RvYnVmLlRpbWVzdGFtcBIpCghtZXRhZGF0YRgGIAEoCzIXLmdvb2dsZS5wcm90b2J1Zi5TdHJ1Y3RCCQoHX3N0YXR1c0IMCgpfd29ya2VyX2lkIjkKFVVwZGF0ZUF0dGVtcHRSZXNwb25zZRIgCgdhdHRlbXB0GAEgASgLMg8uYWdsLnYxLkF0dGVtcHQirgEKE0FkZFJlc291cmNlc1JlcXVlc3QSPQoJcmVzb3VyY2VzGAEgAygLMiouYWdsLnYxLkFkZFJlc291cmNlc1JlcXVlc3QuUmVzb3VyY2VzRW50cnkSFAoMcmVzb3VyY2VzX2lkGAIgASgJGkIKDlJlc291cmNlc0VudHJ5EgsKA2tleRgBIAEoCRIfCgV2YWx1ZRgCIAEoCzIQLmFnbC52MS5SZXNvdXJjZToCOAEiQgoUQWRkUmVzb3VyY2VzUmVzcG9uc2USKgoJcmVzb3VyY2VzGAEgASgLMhcuYWdsLnYxLlJlc291cmNlc1VwZGF0ZSK0AQoWVXBkYXRlUmVzb3VyY2VzUmVxdWVzdBIUCgxyZXNvdXJjZXNfaWQYASABKAkSQAoJcmVzb3VyY2VzGAIgAygLMi0uYWdsLnYxLlVwZGF0ZVJlc291cmNlc1JlcXVlc3QuUmVzb3VyY2VzRW50cnkaQgoOUmVzb3VyY2VzRW50cnkSCwoDa2V5GAEgASgJEh8KBXZhbHVlGAIgASgLMhAuYWdsLnYxLlJlc291cmNlOgI4ASJFChdVcGRhdGVSZXNvdXJjZXNSZXNwb25zZRIqCglyZXNvdXJjZXMYASABKAsyFy5hZ2wudjEuUmVzb3VyY2VzVXBkYXRlIisKE0dldFJlc291cmNlc1JlcXVlc3QSFAoMcmVzb3VyY2VzX2lkGAEgASgJIkIKFEdldFJlc291cmNlc1Jlc3BvbnNlEioKCXJlc291cmNlcxgBIAEoCzIXLmFnbC52MS5SZXNvdXJjZXNVcGRhdGUizAEKFVF1ZXJ5UmVzb3VyY2VzUmVxdWVzdBIXCg9yZXNvdXJjZXNfaWRfaW4YASADKAkSDwoHc29ydF9ieRgCIAEoCRIgCgVvcmRlchgDIAEoDjIRLmFnbC52MS5Tb3J0T3JkZXISDQoFbGltaXQYBCABKAUSDgoGb2Zmc2V0GAUgASgFEh0KFXJlc291cmNlc19pZF9jb250YWlucxgGIAEoCRIpCgxmaWx0ZXJfbG9naWMYByABKA4yEy5hZ2wudjEuRmlsdGVyTG9naWMiUwoWUXVlcnlSZXNvdXJjZXNSZXNwb25zZRIqCglyZXNvdXJjZXMYASADKAsyFy5hZ2wudjEuUmVzb3VyY2VzVXBkYXRlEg0KBXRvdGFsGAIgASgDIkMKEkluZ2VzdFNwYW5zUmVxdWVzdBIQCghiYXRjaF9pZBgBIAEoAxIbCgVzcGFucxgCIAMoCzIMLmFnbC52MS5TcGFuInkKE0luZ2VzdFNwYW5zUmVzcG9uc2USEAoIYmF0Y2hfaWQYASABKAMSEAoIYWNjZXB0ZWQYAiABKAUSGQoRZHVwbGljYXRlX2luZGljZXMYAyADKAUSIwoIcmVqZWN0ZWQYBCADKAsyES5hZ2wudjEuSXRlbUVycm9yIsoCChFRdWVyeVNwYW5zUmVxdWVzdBISCgpyb2xsb3V0X2lkGAEgASgJEhIKCmF0dGVtcHRfaWQYAiABKAkSGQoRYWZ0ZXJfc2VxdWVuY2VfaWQYAyABKAMSDQoFbGltaXQYBCABKAUSEAoIdHJhY2VfaWQYBSABKAwSDwoHc3Bhbl9pZBgGIAEoDBIWCg5wYXJlbnRfc3Bhbl9pZBgHIAEoDBIMCgRuYW1lGAggASgJEhUKDW5hbWVfY29udGFpbnMYCSABKAkSKQoMZmlsdGVyX2xvZ2ljGAogASgOMhMuYWdsLnYxLkZpbHRlckxvZ2ljEg4KBm9mZnNldBgLIAEoBRIPCgdzb3J0X2J5GAwgASgJEiAKBW9yZGVyGA0gASgOMhEuYWdsLnYxLlNvcnRPcmRlchIVCg1pbmNsdWRlX3RvdGFsGA4gASgIIk8KElF1ZXJ5U3BhbnNSZXNwb25zZRIbCgVzcGFucxgBIAMoCzIMLmFnbC52MS5TcGFuEhIKBXRvdGFsGAIgASgDSACIAQFCCAoGX3RvdGFsIjsKFk5leHRTZXF1ZW5jZUlkc1JlcXVlc3QSEgoKcm9sbG91dF9pZBgBIAEoCRINCgVjb3VudBgCIAEoBSI3ChdOZXh0U2VxdWVuY2VJZHNSZXNwb25zZRINCgVmaXJzdBgBIAEoAxINCgVjb3VudBgCIAEoBSJZChZXYWl0Rm9yUm9sbG91dHNSZXF1ZXN0EhMKC3JvbGxvdXRfaWRzGAEgAygJEioKB3RpbWVvdXQYAiABKAsyGS5nb29nbGUucHJvdG9idWYuRHVyYXRpb24idgoXV2FpdEZvclJvbGxvdXRzUmVzcG9uc2USIQoIcm9sbG91dHMYASADKAsyDy5hZ2wudjEuUm9sbG91dBIbChNwZW5kaW5nX3JvbGxvdXRfaWRzGAIgAygJEhsKE3Vua25vd25fcm9sbG91dF9pZHMYAyADKAkihQEKFFdhdGNoUm9sbG91dHNSZXF1ZXN0EhMKC3JvbGxvdXRfaWRzGAEgAygJEigKCXN0YXR1c19pbhgCIAMoDjIVLmFnbC52MS5Sb2xsb3V0U3RhdHVzEhsKDmFmdGVyX2V2ZW50X2lkGAMgASgDSACIAQFCEQoPX2FmdGVyX2V2ZW50X2lkIlQKFVdhdGNoUm9sbG91dHNSZXNwb25zZRIkCgZldmVudHMYASADKAsyFC5hZ2wudjEuUm9sbG91dEV2ZW50EhUKDWxhc3RfZXZlbnRfaWQYAiABKAMioAIKE1F1ZXJ5V29ya2Vyc1JlcXVlc3QSJwoJc3RhdHVzX2luGAEgAygOMhQuYWdsLnYxLldvcmtlclN0YXR1cxIUCgx3b3JrZXJfaWRfaW4YAiADKAkSDwoHc29ydF9ieRgDIAEoCRIgCgVvcmRlchgEIAEoDjIRLmFnbC52MS5Tb3J0T3JkZXISDQoFbGltaXQYBSABKAUSDgoGb2Zmc2V0GAYgASgFEhoKEndvcmtlcl9pZF9jb250YWlucxgHIAEoCRIpCgxmaWx0ZXJfbG9naWMYCCABKA4yEy5hZ2wudjEuRmlsdGVyTG9naWMSMQoNc3RhdHVzX2ZpbHRlchgJIAEoCzIaLmFnbC52MS5Xb3JrZXJTdGF0dXNGaWx0ZXIiPAoSV29ya2VyU3RhdHVzRmlsdGVyEiYKCHN0YXR1c2VzGAEgAygOMhQuYWdsLnYxLldvcmtlclN0YXR1cyJGChRRdWVyeVdvcmtlcnNSZXNwb25zZRIfCgd3b3JrZXJzGAEgAygLMg4uYWdsLnYxLldvcmtlchINCgV0b3RhbBgCIAEoAyIlChBHZXRXb3JrZXJSZXF1ZXN0EhEKCXdvcmtlcl9pZBgBIAEoCSIzChFHZXRXb3JrZXJSZXNwb25zZRIeCgZ3b3JrZXIYASABKAsyDi5hZ2wudjEuV29ya2VyIpABChNVcGRhdGVXb3JrZXJSZXF1ZXN0EhEKCXdvcmtlcl9pZBgBIAEoCRIwCg9oZWFydGJlYXRfc3RhdHMYAiABKAsyFy5nb29nbGUucHJvdG9idWYuU3RydWN0EikKBnN0YXR1cxgDIAEoDjIULmFnbC52MS5Xb3JrZXJTdGF0dXNIAIgBAUIJCgdfc3RhdHVzIjYKFFVwZGF0ZVdvcmtlclJlc3BvbnNlEh4KBndvcmtlchgBIAEoCzIOLmFnbC52MS5Xb3JrZXIiEQoPR2V0U3RhdHNSZXF1ZXN0IogDChBHZXRTdGF0c1Jlc3BvbnNlEkoKEnJvbGxvdXRzX2J5X3N0YXR1cxgBIAMoCzIuLmFnbC52MS5HZXRTdGF0c1Jlc3BvbnNlLlJvbGxvdXRzQnlTdGF0dXNFbnRyeRIQCghyb2xsb3V0cxgCIAEoAxIQCghhdHRlbXB0cxgDIAEoAxINCgVzcGFucxgEIAEoAxIRCglyZXNvdXJjZXMYBSABKAMSDwoHd29ya2VycxgGIAEoAxIUCgxxdWV1ZV9sZW5ndGgYByABKAMSEgoKZGF0YV9ieXRlcxgIIAEoAxIWCg5tYXBfc2l6ZV9ieXRlcxgJIAEoAxIVCg1sYXN0X2V2ZW50X2lkGAogASgDEi4KCnN0YXJ0X3RpbWUYCyABKAsyGi5nb29nbGUucHJvdG9idWYuVGltZXN0YW1wEg8KB2JhY2tlbmQYDCABKAkaNwoVUm9sbG91dHNCeVN0YXR1c0VudHJ5EgsKA2tleRgBIAEoCRINCgV2YWx1ZRgCIAEoAzoCOAEyrA0KFUxpZ2h0bmluZ1N0b3JlU2VydmljZRJJCgxTdGFydFJvbGxvdXQSGy5hZ2wudjEuU3RhcnRSb2xsb3V0UmVxdWVzdBocLmFnbC52MS5TdGFydFJvbGxvdXRSZXNwb25zZRJSCg9FbnF1ZXVlUm9sbG91dHMSHi5hZ2wudjEuRW5xdWV1ZVJvbGxvdXRzUmVxdWVzdBofLmFnbC52MS5FbnF1ZXVlUm9sbG91dHNSZXNwb25zZRJPCg5EZXF1ZXVlUm9sbG91dBIdLmFnbC52MS5EZXF1ZXVlUm9sbG91dFJlcXVlc3QaHi5hZ2wudjEuRGVxdWV1ZVJvbGxvdXRSZXNwb25zZRJJCgxTdGFydEF0dGVtcHQSGy5hZ2wudjEuU3RhcnRBdHRlbXB0UmVxdWVzdBocLmFnbC52MS5TdGFydEF0dGVtcHRSZXNwb25zZRJDCgpHZXRSb2xsb3V0EhkuYWdsLnYxLkdldFJvbGxvdXRSZXF1ZXN0GhouYWdsLnYxLkdldFJvbGxvdXRSZXNwb25zZRJMCg1RdWVyeVJvbGxvdXRzEhwuYWdsLnYxLlF1ZXJ5Um9sbG91dHNSZXF1ZXN0Gh0uYWdsLnYxLlF1ZXJ5Um9sbG91dHNSZXNwb25zZRJMCg1RdWVyeUF0dGVtcHRzEhwuYWdsLnYxLlF1ZXJ5QXR0ZW1wdHNSZXF1ZXN0Gh0uYWdsLnYxLlF1ZXJ5QXR0ZW1wdHNSZXNwb25zZRJMCg1VcGRhdGVSb2xsb3V0EhwuYWdsLnYxLlVwZGF0ZVJvbGxvdXRSZXF1ZXN0Gh0uYWdsLnYxLlVwZGF0ZVJvbGxvdXRSZXNwb25zZRJMCg1VcGRhdGVBdHRlbXB0EhwuYWdsLnYxLlVwZGF0ZUF0dGVtcHRSZXF1ZXN0Gh0uYWdsLnYxLlVwZGF0ZUF0dGVtcHRSZXNwb25zZRJJCgxBZGRSZXNvdXJjZXMSGy5hZ2wudjEuQWRkUmVzb3VyY2VzUmVxdWVzdBocLmFnbC52MS5BZGRSZXNvdXJjZXNSZXNwb25zZRJSCg9VcGRhdGVSZXNvdXJjZXMSHi5hZ2wudjEuVXBkYXRlUmVzb3VyY2VzUmVxdWVzdBofLmFnbC52MS5VcGRhdGVSZXNvdXJjZXNSZXNwb25zZRJJCgxHZXRSZXNvdXJjZXMSGy5hZ2wudjEuR2V0UmVzb3VyY2VzUmVxdWVzdBocLmFnbC52MS5HZXRSZXNvdXJjZXNSZXNwb25zZRJPCg5RdWVyeVJlc291cmNlcxIdLmFnbC52MS5RdWVyeVJlc291cmNlc1JlcXVlc3QaHi5hZ2wudjEuUXVlcnlSZXNvdXJjZXNSZXNwb25zZRJKCgtJbmdlc3RTcGFucxIaLmFnbC52MS5Jbmdlc3RTcGFuc1JlcXVlc3QaGy5hZ2wudjEuSW5nZXN0U3BhbnNSZXNwb25zZSgBMAESRQoKUXVlcnlTcGFucxIZLmFnbC52MS5RdWVyeVNwYW5zUmVxdWVzdBoaLmFnbC52MS5RdWVyeVNwYW5zUmVzcG9uc2UwARJSCg9OZXh0U2VxdWVuY2VJZHMSHi5hZ2wudjEuTmV4dFNlcXVlbmNlSWRzUmVxdWVzdBofLmFnbC52MS5OZXh0U2VxdWVuY2VJZHNSZXNwb25zZRJSCg9XYWl0Rm9yUm9sbG91dHMSHi5hZ2wudjEuV2FpdEZvclJvbGxvdXRzUmVxdWVzdBofLmFnbC52MS5XYWl0Rm9yUm9sbG91dHNSZXNwb25zZRJOCg1XYXRjaFJvbGxvdXRzEhwuYWdsLnYxLldhdGNoUm9sbG91dHNSZXF1ZXN0Gh0uYWdsLnYxLldhdGNoUm9sbG91dHNSZXNwb25zZTABEkkKDFF1ZXJ5V29ya2VycxIbLmFnbC52MS5RdWVyeVdvcmtlcnNSZXF1ZXN0GhwuYWdsLnYxLlF1ZXJ5V29ya2Vyc1Jlc3BvbnNlEkAKCUdldFdvcmtlchIYLmFnbC52MS5HZXRXb3JrZXJSZXF1ZXN0GhkuYWdsLnYxLkdldFdvcmtlclJlc3BvbnNlEkkKDFVwZGF0ZVdvcmtlchIbLmFnbC52MS5VcGRhdGVXb3JrZXJSZXF1ZXN0GhwuYWdsLnYxLlVwZGF0ZVdvcmtlclJlc3BvbnNlEj0KCEdldFN0YXRzEhcuYWdsLnYxLkdldFN0YXRzUmVxdWVzdBoYLmFnbC52MS5HZXRTdGF0c1Jlc3BvbnNlQjRaMmdpdGh1Yi5jb20vYWdsLWRldi9hZ2wvY2xpZW50cy9nby9nZW4vYWdsL3YxO2FnbHYxYgZwcm90bzM", [file_agl_v1_resources, file_agl_v1_trace, file_agl_v1_types, file_google_protobuf_duration, file_google_protobuf_struct, file_google_protobuf_timestamp]);
+  fileDesc("ChJhZ2wvdjEvc3RvcmUucHJvdG8SBmFnbC52MSLUAgoLUm9sbG91dFNwZWMSEgoKcm9sbG91dF9pZBgBIAEoCRIlCgVpbnB1dBgCIAEoCzIWLmdvb2dsZS5wcm90b2J1Zi5WYWx1ZRIhCgRtb2RlGAMgASgOMhMuYWdsLnYxLlJvbGxvdXRNb2RlEhQKDHJlc291cmNlc19pZBgEIAEoCRIlCgZjb25maWcYBSABKAsyFS5hZ2wudjEuUm9sbG91dENvbmZpZxIpCghtZXRhZGF0YRgGIAEoCzIXLmdvb2dsZS5wcm90b2J1Zi5TdHJ1Y3QSDQoFcXVldWUYByABKAkSLwoGbGFiZWxzGAggAygLMh8uYWdsLnYxLlJvbGxvdXRTcGVjLkxhYmVsc0VudHJ5EhAKCHByaW9yaXR5GAkgASgFGi0KC0xhYmVsc0VudHJ5EgsKA2tleRgBIAEoCRINCgV2YWx1ZRgCIAEoCToCOAEiYQoTU3RhcnRSb2xsb3V0UmVxdWVzdBIkCgdyb2xsb3V0GAEgASgLMhMuYWdsLnYxLlJvbGxvdXRTcGVjEhEKCXdvcmtlcl9pZBgCIAEoCRIRCgluYW1lc3BhY2UYAyABKAkiOAoUU3RhcnRSb2xsb3V0UmVzcG9uc2USIAoHcm9sbG91dBgBIAEoCzIPLmFnbC52MS5Sb2xsb3V0IlIKFkVucXVldWVSb2xsb3V0c1JlcXVlc3QSJQoIcm9sbG91dHMYASADKAsyEy5hZ2wudjEuUm9sbG91dFNwZWMSEQoJbmFtZXNwYWNlGAIgASgJIl8KF0VucXVldWVSb2xsb3V0c1Jlc3BvbnNlEiEKCHJvbGxvdXRzGAEgAygLMg8uYWdsLnYxLlJvbGxvdXQSIQoGZXJyb3JzGAIgAygLMhEuYWdsLnYxLkl0ZW1FcnJvciKdAQoVRGVxdWV1ZVJvbGxvdXRSZXF1ZXN0EhEKCXdvcmtlcl9pZBgBIAEoCRINCgVsaW1pdBgCIAEoBRInCgR3YWl0GAMgASgLMhkuZ29vZ2xlLnByb3RvYnVmLkR1cmF0aW9uEhEKCW5hbWVzcGFjZRgEIAEoCRIOCgZxdWV1ZXMYBSADKAkSFgoObGFiZWxfc2VsZWN0b3IYBiABKAkiOwoWRGVxdWV1ZVJvbGxvdXRSZXNwb25zZRIhCghyb2xsb3V0cxgBIAMoCzIPLmFnbC52MS5Sb2xsb3V0IjwKE1N0YXJ0QXR0ZW1wdFJlcXVlc3QSEgoKcm9sbG91dF9pZBgBIAEoCRIRCgl3b3JrZXJfaWQYAiABKAkiOAoUU3RhcnRBdHRlbXB0UmVzcG9uc2USIAoHcm9sbG91dBgBIAEoCzIPLmFnbC52MS5Sb2xsb3V0IicKEUdldFJvbGxvdXRSZXF1ZXN0EhIKCnJvbGxvdXRfaWQYASABKAkiNgoSR2V0Um9sbG91dFJlc3BvbnNlEiAKB3JvbGxvdXQYASABKAsyDy5hZ2wudjEuUm9sbG91dCLzAgoUUXVlcnlSb2xsb3V0c1JlcXVlc3QSKAoJc3RhdHVzX2luGAEgAygOMhUuYWdsLnYxLlJvbGxvdXRTdGF0dXMSFQoNcm9sbG91dF9pZF9pbhgCIAMoCRIbChNyb2xsb3V0X2lkX2NvbnRhaW5zGAMgASgJEiEKBG1vZGUYBCABKA4yEy5hZ2wudjEuUm9sbG91dE1vZGUSDwoHc29ydF9ieRgFIAEoCRIgCgVvcmRlchgGIAEoDjIRLmFnbC52MS5Tb3J0T3JkZXISDQoFbGltaXQYByABKAUSDgoGb2Zmc2V0GAggASgFEikKDGZpbHRlcl9sb2dpYxgJIAEoDjITLmFnbC52MS5GaWx0ZXJMb2dpYxIyCg1zdGF0dXNfZmlsdGVyGAogASgLMhsuYWdsLnYxLlJvbGxvdXRTdGF0dXNGaWx0ZXISEQoJbmFtZXNwYWNlGAsgASgJEhYKDmFsbF9uYW1lc3BhY2VzGAwgASgIIj4KE1JvbGxvdXRTdGF0dXNGaWx0ZXISJwoIc3RhdHVzZXMYASADKA4yFS5hZ2wudjEuUm9sbG91dFN0YXR1cyJJChVRdWVyeVJvbGxvdXRzUmVzcG9uc2USIQoIcm9sbG91dHMYASADKAsyDy5hZ2wudjEuUm9sbG91dBINCgV0b3RhbBgCIAEoAyJrChRRdWVyeUF0dGVtcHRzUmVxdWVzdBISCgpyb2xsb3V0X2lkGAEgASgJEiAKBW9yZGVyGAIgASgOMhEuYWdsLnYxLlNvcnRPcmRlchINCgVsaW1pdBgDIAEoBRIOCgZvZmZzZXQYBCABKAUiSQoVUXVlcnlBdHRlbXB0c1Jlc3BvbnNlEiEKCGF0dGVtcHRzGAEgAygLMg8uYWdsLnYxLkF0dGVtcHQSDQoFdG90YWwYAiABKAMitwIKFFVwZGF0ZVJvbGxvdXRSZXF1ZXN0EhIKCnJvbGxvdXRfaWQYASABKAkSKgoGc3RhdHVzGAIgASgOMhUuYWdsLnYxLlJvbGxvdXRTdGF0dXNIAIgBARIlCgVpbnB1dBgDIAEoCzIWLmdvb2dsZS5wcm90b2J1Zi5WYWx1ZRImCgRtb2RlGAQgASgOMhMuYWdsLnYxLlJvbGxvdXRNb2RlSAGIAQESGQoMcmVzb3VyY2VzX2lkGAUgASgJSAKIAQESJQoGY29uZmlnGAYgASgLMhUuYWdsLnYxLlJvbGxvdXRDb25maWcSKQoIbWV0YWRhdGEYByABKAsyFy5nb29nbGUucHJvdG9idWYuU3RydWN0QgkKB19zdGF0dXNCBwoFX21vZGVCDwoNX3Jlc291cmNlc19pZCI5ChVVcGRhdGVSb2xsb3V0UmVzcG9uc2USIAoHcm9sbG91dBgBIAEoCzIPLmFnbC52MS5Sb2xsb3V0Iv8BChRVcGRhdGVBdHRlbXB0UmVxdWVzdBISCgpyb2xsb3V0X2lkGAEgASgJEhIKCmF0dGVtcHRfaWQYAiABKAkSKgoGc3RhdHVzGAMgASgOMhUuYWdsLnYxLkF0dGVtcHRTdGF0dXNIAIgBARIWCgl3b3JrZXJfaWQYBCABKAlIAYgBARI3ChNsYXN0X2hlYXJ0YmVhdF90aW1lGAUgASgLMhouZ29vZ2xlLnByb3RvYnVmLlRpbWVzdGFtcBIpCghtZXRhZGF0YRgGIAEoCzIXLmdvb2dsZS5wcm90b2J1Zi5TdHJ1Y3RCCQoHX3N0YXR1c0IMCgpfd29ya2VyX2lkIjkKFVVwZGF0ZUF0dGVtcHRSZXNwb25zZRIgCgdhdHRlbXB0GAEgASgLMg8uYWdsLnYxLkF0dGVtcHQiwQEKE0FkZFJlc291cmNlc1JlcXVlc3QSPQoJcmVzb3VyY2VzGAEgAygLMiouYWdsLnYxLkFkZFJlc291cmNlc1JlcXVlc3QuUmVzb3VyY2VzRW50cnkSFAoMcmVzb3VyY2VzX2lkGAIgASgJEhEKCW5hbWVzcGFjZRgDIAEoCRpCCg5SZXNvdXJjZXNFbnRyeRILCgNrZXkYASABKAkSHwoFdmFsdWUYAiABKAsyEC5hZ2wudjEuUmVzb3VyY2U6AjgBIkIKFEFkZFJlc291cmNlc1Jlc3BvbnNlEioKCXJlc291cmNlcxgBIAEoCzIXLmFnbC52MS5SZXNvdXJjZXNVcGRhdGUixwEKFlVwZGF0ZVJlc291cmNlc1JlcXVlc3QSFAoMcmVzb3VyY2VzX2lkGAEgASgJEkAKCXJlc291cmNlcxgCIAMoCzItLmFnbC52MS5VcGRhdGVSZXNvdXJjZXNSZXF1ZXN0LlJlc291cmNlc0VudHJ5EhEKCW5hbWVzcGFjZRgDIAEoCRpCCg5SZXNvdXJjZXNFbnRyeRILCgNrZXkYASABKAkSHwoFdmFsdWUYAiABKAsyEC5hZ2wudjEuUmVzb3VyY2U6AjgBIkUKF1VwZGF0ZVJlc291cmNlc1Jlc3BvbnNlEioKCXJlc291cmNlcxgBIAEoCzIXLmFnbC52MS5SZXNvdXJjZXNVcGRhdGUiPgoTR2V0UmVzb3VyY2VzUmVxdWVzdBIUCgxyZXNvdXJjZXNfaWQYASABKAkSEQoJbmFtZXNwYWNlGAIgASgJIkIKFEdldFJlc291cmNlc1Jlc3BvbnNlEioKCXJlc291cmNlcxgBIAEoCzIXLmFnbC52MS5SZXNvdXJjZXNVcGRhdGUi9wEKFVF1ZXJ5UmVzb3VyY2VzUmVxdWVzdBIXCg9yZXNvdXJjZXNfaWRfaW4YASADKAkSDwoHc29ydF9ieRgCIAEoCRIgCgVvcmRlchgDIAEoDjIRLmFnbC52MS5Tb3J0T3JkZXISDQoFbGltaXQYBCABKAUSDgoGb2Zmc2V0GAUgASgFEh0KFXJlc291cmNlc19pZF9jb250YWlucxgGIAEoCRIpCgxmaWx0ZXJfbG9naWMYByABKA4yEy5hZ2wudjEuRmlsdGVyTG9naWMSEQoJbmFtZXNwYWNlGAggASgJEhYKDmFsbF9uYW1lc3BhY2VzGAkgASgIIlMKFlF1ZXJ5UmVzb3VyY2VzUmVzcG9uc2USKgoJcmVzb3VyY2VzGAEgAygLMhcuYWdsLnYxLlJlc291cmNlc1VwZGF0ZRINCgV0b3RhbBgCIAEoAyJDChJJbmdlc3RTcGFuc1JlcXVlc3QSEAoIYmF0Y2hfaWQYASABKAMSGwoFc3BhbnMYAiADKAsyDC5hZ2wudjEuU3BhbiJ5ChNJbmdlc3RTcGFuc1Jlc3BvbnNlEhAKCGJhdGNoX2lkGAEgASgDEhAKCGFjY2VwdGVkGAIgASgFEhkKEWR1cGxpY2F0ZV9pbmRpY2VzGAMgAygFEiMKCHJlamVjdGVkGAQgAygLMhEuYWdsLnYxLkl0ZW1FcnJvciLKAgoRUXVlcnlTcGFuc1JlcXVlc3QSEgoKcm9sbG91dF9pZBgBIAEoCRISCgphdHRlbXB0X2lkGAIgASgJEhkKEWFmdGVyX3NlcXVlbmNlX2lkGAMgASgDEg0KBWxpbWl0GAQgASgFEhAKCHRyYWNlX2lkGAUgASgMEg8KB3NwYW5faWQYBiABKAwSFgoOcGFyZW50X3NwYW5faWQYByABKAwSDAoEbmFtZRgIIAEoCRIVCg1uYW1lX2NvbnRhaW5zGAkgASgJEikKDGZpbHRlcl9sb2dpYxgKIAEoDjITLmFnbC52MS5GaWx0ZXJMb2dpYxIOCgZvZmZzZXQYCyABKAUSDwoHc29ydF9ieRgMIAEoCRIgCgVvcmRlchgNIAEoDjIRLmFnbC52MS5Tb3J0T3JkZXISFQoNaW5jbHVkZV90b3RhbBgOIAEoCCJPChJRdWVyeVNwYW5zUmVzcG9uc2USGwoFc3BhbnMYASADKAsyDC5hZ2wudjEuU3BhbhISCgV0b3RhbBgCIAEoA0gAiAEBQggKBl90b3RhbCI7ChZOZXh0U2VxdWVuY2VJZHNSZXF1ZXN0EhIKCnJvbGxvdXRfaWQYASABKAkSDQoFY291bnQYAiABKAUiNwoXTmV4dFNlcXVlbmNlSWRzUmVzcG9uc2USDQoFZmlyc3QYASABKAMSDQoFY291bnQYAiABKAUiWQoWV2FpdEZvclJvbGxvdXRzUmVxdWVzdBITCgtyb2xsb3V0X2lkcxgBIAMoCRIqCgd0aW1lb3V0GAIgASgLMhkuZ29vZ2xlLnByb3RvYnVmLkR1cmF0aW9uInYKF1dhaXRGb3JSb2xsb3V0c1Jlc3BvbnNlEiEKCHJvbGxvdXRzGAEgAygLMg8uYWdsLnYxLlJvbGxvdXQSGwoTcGVuZGluZ19yb2xsb3V0X2lkcxgCIAMoCRIbChN1bmtub3duX3JvbGxvdXRfaWRzGAMgAygJIrABChRXYXRjaFJvbGxvdXRzUmVxdWVzdBITCgtyb2xsb3V0X2lkcxgBIAMoCRIoCglzdGF0dXNfaW4YAiADKA4yFS5hZ2wudjEuUm9sbG91dFN0YXR1cxIbCg5hZnRlcl9ldmVudF9pZBgDIAEoA0gAiAEBEhEKCW5hbWVzcGFjZRgEIAEoCRIWCg5hbGxfbmFtZXNwYWNlcxgFIAEoCEIRCg9fYWZ0ZXJfZXZlbnRfaWQiVAoVV2F0Y2hSb2xsb3V0c1Jlc3BvbnNlEiQKBmV2ZW50cxgBIAMoCzIULmFnbC52MS5Sb2xsb3V0RXZlbnQSFQoNbGFzdF9ldmVudF9pZBgCIAEoAyLLAgoTUXVlcnlXb3JrZXJzUmVxdWVzdBInCglzdGF0dXNfaW4YASADKA4yFC5hZ2wudjEuV29ya2VyU3RhdHVzEhQKDHdvcmtlcl9pZF9pbhgCIAMoCRIPCgdzb3J0X2J5GAMgASgJEiAKBW9yZGVyGAQgASgOMhEuYWdsLnYxLlNvcnRPcmRlchINCgVsaW1pdBgFIAEoBRIOCgZvZmZzZXQYBiABKAUSGgoSd29ya2VyX2lkX2NvbnRhaW5zGAcgASgJEikKDGZpbHRlcl9sb2dpYxgIIAEoDjITLmFnbC52MS5GaWx0ZXJMb2dpYxIxCg1zdGF0dXNfZmlsdGVyGAkgASgLMhouYWdsLnYxLldvcmtlclN0YXR1c0ZpbHRlchIRCgluYW1lc3BhY2UYCiABKAkSFgoOYWxsX25hbWVzcGFjZXMYCyABKAgiPAoSV29ya2VyU3RhdHVzRmlsdGVyEiYKCHN0YXR1c2VzGAEgAygOMhQuYWdsLnYxLldvcmtlclN0YXR1cyJGChRRdWVyeVdvcmtlcnNSZXNwb25zZRIfCgd3b3JrZXJzGAEgAygLMg4uYWdsLnYxLldvcmtlchINCgV0b3RhbBgCIAEoAyIlChBHZXRXb3JrZXJSZXF1ZXN0EhEKCXdvcmtlcl9pZBgBIAEoCSIzChFHZXRXb3JrZXJSZXNwb25zZRIeCgZ3b3JrZXIYASABKAsyDi5hZ2wudjEuV29ya2VyIpABChNVcGRhdGVXb3JrZXJSZXF1ZXN0EhEKCXdvcmtlcl9pZBgBIAEoCRIwCg9oZWFydGJlYXRfc3RhdHMYAiABKAsyFy5nb29nbGUucHJvdG9idWYuU3RydWN0EikKBnN0YXR1cxgDIAEoDjIULmFnbC52MS5Xb3JrZXJTdGF0dXNIAIgBAUIJCgdfc3RhdHVzIjYKFFVwZGF0ZVdvcmtlclJlc3BvbnNlEh4KBndvcmtlchgBIAEoCzIOLmFnbC52MS5Xb3JrZXIiEQoPR2V0U3RhdHNSZXF1ZXN0IusDChBHZXRTdGF0c1Jlc3BvbnNlEkoKEnJvbGxvdXRzX2J5X3N0YXR1cxgBIAMoCzIuLmFnbC52MS5HZXRTdGF0c1Jlc3BvbnNlLlJvbGxvdXRzQnlTdGF0dXNFbnRyeRIQCghyb2xsb3V0cxgCIAEoAxIQCghhdHRlbXB0cxgDIAEoAxINCgVzcGFucxgEIAEoAxIRCglyZXNvdXJjZXMYBSABKAMSDwoHd29ya2VycxgGIAEoAxIUCgxxdWV1ZV9sZW5ndGgYByABKAMSEgoKZGF0YV9ieXRlcxgIIAEoAxIWCg5tYXBfc2l6ZV9ieXRlcxgJIAEoAxIVCg1sYXN0X2V2ZW50X2lkGAogASgDEi4KCnN0YXJ0X3RpbWUYCyABKAsyGi5nb29nbGUucHJvdG9idWYuVGltZXN0YW1wEg8KB2JhY2tlbmQYDCABKAkSEgoKZmlsZV9ieXRlcxgNIAEoAxISCgp1c2VkX3BhZ2VzGA4gASgDEhIKCnVzZWRfYnl0ZXMYDyABKAMSEgoKZnJlZV9ieXRlcxgQIAEoAxIRCglwYWdlX3NpemUYESABKAMaNwoVUm9sbG91dHNCeVN0YXR1c0VudHJ5EgsKA2tleRgBIAEoCRINCgV2YWx1ZRgCIAEoAzoCOAEi1wEKFURlbGV0ZVJvbGxvdXRzUmVxdWVzdBITCgtyb2xsb3V0X2lkcxgBIAMoCRIwCgxlbmRlZF9iZWZvcmUYAiABKAsyGi5nb29nbGUucHJvdG9idWYuVGltZXN0YW1wEi0KCm9sZGVyX3RoYW4YAyABKAsyGS5nb29nbGUucHJvdG9idWYuRHVyYXRpb24SKAoJc3RhdHVzX2luGAQgAygOMhUuYWdsLnYxLlJvbGxvdXRTdGF0dXMSDQoFZm9yY2UYBSABKAgSDwoHZHJ5X3J1bhgGIAEoCCKaAQoWRGVsZXRlUm9sbG91dHNSZXNwb25zZRIYChBkZWxldGVkX3JvbGxvdXRzGAEgASgDEhgKEGRlbGV0ZWRfYXR0ZW1wdHMYAiABKAMSFQoNZGVsZXRlZF9zcGFucxgDIAEoAxIdChVub3RfZm91bmRfcm9sbG91dF9pZHMYBCADKAkSFgoOc2tpcHBlZF9hY3RpdmUYBSABKAMiFAoSQmFja3VwU3RvcmVSZXF1ZXN0IlYKE0JhY2t1cFN0b3JlUmVzcG9uc2USDAoEZGF0YRgBIAEoDBIMCgRkb25lGAIgASgIEhMKC3RvdGFsX2J5dGVzGAMgASgDEg4KBnNoYTI1NhgEIAEoDDLHDgoVTGlnaHRuaW5nU3RvcmVTZXJ2aWNlEkkKDFN0YXJ0Um9sbG91dBIbLmFnbC52MS5TdGFydFJvbGxvdXRSZXF1ZXN0GhwuYWdsLnYxLlN0YXJ0Um9sbG91dFJlc3BvbnNlElIKD0VucXVldWVSb2xsb3V0cxIeLmFnbC52MS5FbnF1ZXVlUm9sbG91dHNSZXF1ZXN0Gh8uYWdsLnYxLkVucXVldWVSb2xsb3V0c1Jlc3BvbnNlEk8KDkRlcXVldWVSb2xsb3V0Eh0uYWdsLnYxLkRlcXVldWVSb2xsb3V0UmVxdWVzdBoeLmFnbC52MS5EZXF1ZXVlUm9sbG91dFJlc3BvbnNlEkkKDFN0YXJ0QXR0ZW1wdBIbLmFnbC52MS5TdGFydEF0dGVtcHRSZXF1ZXN0GhwuYWdsLnYxLlN0YXJ0QXR0ZW1wdFJlc3BvbnNlEkMKCkdldFJvbGxvdXQSGS5hZ2wudjEuR2V0Um9sbG91dFJlcXVlc3QaGi5hZ2wudjEuR2V0Um9sbG91dFJlc3BvbnNlEkwKDVF1ZXJ5Um9sbG91dHMSHC5hZ2wudjEuUXVlcnlSb2xsb3V0c1JlcXVlc3QaHS5hZ2wudjEuUXVlcnlSb2xsb3V0c1Jlc3BvbnNlEkwKDVF1ZXJ5QXR0ZW1wdHMSHC5hZ2wudjEuUXVlcnlBdHRlbXB0c1JlcXVlc3QaHS5hZ2wudjEuUXVlcnlBdHRlbXB0c1Jlc3BvbnNlEkwKDVVwZGF0ZVJvbGxvdXQSHC5hZ2wudjEuVXBkYXRlUm9sbG91dFJlcXVlc3QaHS5hZ2wudjEuVXBkYXRlUm9sbG91dFJlc3BvbnNlEkwKDVVwZGF0ZUF0dGVtcHQSHC5hZ2wudjEuVXBkYXRlQXR0ZW1wdFJlcXVlc3QaHS5hZ2wudjEuVXBkYXRlQXR0ZW1wdFJlc3BvbnNlEkkKDEFkZFJlc291cmNlcxIbLmFnbC52MS5BZGRSZXNvdXJjZXNSZXF1ZXN0GhwuYWdsLnYxLkFkZFJlc291cmNlc1Jlc3BvbnNlElIKD1VwZGF0ZVJlc291cmNlcxIeLmFnbC52MS5VcGRhdGVSZXNvdXJjZXNSZXF1ZXN0Gh8uYWdsLnYxLlVwZGF0ZVJlc291cmNlc1Jlc3BvbnNlEkkKDEdldFJlc291cmNlcxIbLmFnbC52MS5HZXRSZXNvdXJjZXNSZXF1ZXN0GhwuYWdsLnYxLkdldFJlc291cmNlc1Jlc3BvbnNlEk8KDlF1ZXJ5UmVzb3VyY2VzEh0uYWdsLnYxLlF1ZXJ5UmVzb3VyY2VzUmVxdWVzdBoeLmFnbC52MS5RdWVyeVJlc291cmNlc1Jlc3BvbnNlEkoKC0luZ2VzdFNwYW5zEhouYWdsLnYxLkluZ2VzdFNwYW5zUmVxdWVzdBobLmFnbC52MS5Jbmdlc3RTcGFuc1Jlc3BvbnNlKAEwARJFCgpRdWVyeVNwYW5zEhkuYWdsLnYxLlF1ZXJ5U3BhbnNSZXF1ZXN0GhouYWdsLnYxLlF1ZXJ5U3BhbnNSZXNwb25zZTABElIKD05leHRTZXF1ZW5jZUlkcxIeLmFnbC52MS5OZXh0U2VxdWVuY2VJZHNSZXF1ZXN0Gh8uYWdsLnYxLk5leHRTZXF1ZW5jZUlkc1Jlc3BvbnNlElIKD1dhaXRGb3JSb2xsb3V0cxIeLmFnbC52MS5XYWl0Rm9yUm9sbG91dHNSZXF1ZXN0Gh8uYWdsLnYxLldhaXRGb3JSb2xsb3V0c1Jlc3BvbnNlEk4KDVdhdGNoUm9sbG91dHMSHC5hZ2wudjEuV2F0Y2hSb2xsb3V0c1JlcXVlc3QaHS5hZ2wudjEuV2F0Y2hSb2xsb3V0c1Jlc3BvbnNlMAESSQoMUXVlcnlXb3JrZXJzEhsuYWdsLnYxLlF1ZXJ5V29ya2Vyc1JlcXVlc3QaHC5hZ2wudjEuUXVlcnlXb3JrZXJzUmVzcG9uc2USQAoJR2V0V29ya2VyEhguYWdsLnYxLkdldFdvcmtlclJlcXVlc3QaGS5hZ2wudjEuR2V0V29ya2VyUmVzcG9uc2USSQoMVXBkYXRlV29ya2VyEhsuYWdsLnYxLlVwZGF0ZVdvcmtlclJlcXVlc3QaHC5hZ2wudjEuVXBkYXRlV29ya2VyUmVzcG9uc2USPQoIR2V0U3RhdHMSFy5hZ2wudjEuR2V0U3RhdHNSZXF1ZXN0GhguYWdsLnYxLkdldFN0YXRzUmVzcG9uc2USTwoORGVsZXRlUm9sbG91dHMSHS5hZ2wudjEuRGVsZXRlUm9sbG91dHNSZXF1ZXN0Gh4uYWdsLnYxLkRlbGV0ZVJvbGxvdXRzUmVzcG9uc2USSAoLQmFja3VwU3RvcmUSGi5hZ2wudjEuQmFja3VwU3RvcmVSZXF1ZXN0GhsuYWdsLnYxLkJhY2t1cFN0b3JlUmVzcG9uc2UwAUI0WjJnaXRodWIuY29tL2FnbC1kZXYvYWdsL2NsaWVudHMvZ28vZ2VuL2FnbC92MTthZ2x2MWIGcHJvdG8z", [file_agl_v1_resources, file_agl_v1_trace, file_agl_v1_types, file_google_protobuf_duration, file_google_protobuf_struct, file_google_protobuf_timestamp]);
 
 /**
  * A rollout to create.
@@ -63,6 +63,29 @@ export type RolloutSpec = Message<"agl.v1.RolloutSpec"> & {
    * @generated from field: google.protobuf.Struct metadata = 6;
    */
   metadata?: JsonObject | undefined;
+
+  /**
+   * The queue to wait in. Empty: "default". Same syntax as a namespace name.
+   *
+   * @generated from field: string queue = 7;
+   */
+  queue: string;
+
+  /**
+   * At most 32 labels. A key is 1 to 63 of A-Z, a-z, 0-9, '.', '_', '-',
+   * '/', starting with a letter or digit; a value is 0 to 63 of the same
+   * characters. Else INVALID_ARGUMENT.
+   *
+   * @generated from field: map<string, string> labels = 8;
+   */
+  labels: { [key: string]: string };
+
+  /**
+   * 0 (default) to 1000; higher is dispatched first. Else INVALID_ARGUMENT.
+   *
+   * @generated from field: int32 priority = 9;
+   */
+  priority: number;
 };
 
 /**
@@ -87,6 +110,17 @@ export type StartRolloutRequest = Message<"agl.v1.StartRolloutRequest"> & {
    * @generated from field: string worker_id = 2;
    */
   workerId: string;
+
+  /**
+   * The namespace (experiment). Empty: "default". A name is 1 to 63 of
+   * a-z, 0-9, '.', '_', '-', starting with a letter or digit; else
+   * INVALID_ARGUMENT.
+   * When rollout.resources_id is empty, the namespace's latest resources at
+   * this moment are recorded on the rollout (none yet: it stays empty).
+   *
+   * @generated from field: string namespace = 3;
+   */
+  namespace: string;
 };
 
 /**
@@ -123,6 +157,17 @@ export type EnqueueRolloutsRequest = Message<"agl.v1.EnqueueRolloutsRequest"> & 
    * @generated from field: repeated agl.v1.RolloutSpec rollouts = 1;
    */
   rollouts: RolloutSpec[];
+
+  /**
+   * The namespace (experiment). Empty: "default". A name is 1 to 63 of
+   * a-z, 0-9, '.', '_', '-', starting with a letter or digit; else
+   * INVALID_ARGUMENT.
+   * Every rollout is created in it; one without resources_id records the
+   * namespace's latest resources at enqueue (none yet: it stays empty).
+   *
+   * @generated from field: string namespace = 2;
+   */
+  namespace: string;
 };
 
 /**
@@ -182,6 +227,35 @@ export type DequeueRolloutRequest = Message<"agl.v1.DequeueRolloutRequest"> & {
    * @generated from field: google.protobuf.Duration wait = 3;
    */
   wait?: Duration | undefined;
+
+  /**
+   * The namespace (experiment). Empty: "default". A name is 1 to 63 of
+   * a-z, 0-9, '.', '_', '-', starting with a letter or digit; else
+   * INVALID_ARGUMENT.
+   * Only rollouts of this namespace are claimed.
+   *
+   * @generated from field: string namespace = 4;
+   */
+  namespace: string;
+
+  /**
+   * The queues to claim from. Empty: ["default"]. Each a queue name.
+   *
+   * @generated from field: repeated string queues = 5;
+   */
+  queues: string[];
+
+  /**
+   * Only rollouts whose labels match. Empty: any. Comma-separated
+   * requirements, all of which must hold: `k=v` (or `k==v`), `k!=v` (also
+   * true when k is absent), `k in (v1,v2)`, `k notin (v1,v2)`, `k` (has the
+   * label), `!k` (lacks it). Malformed: INVALID_ARGUMENT naming the part.
+   * Across the queues, the highest priority is claimed first, then the
+   * oldest.
+   *
+   * @generated from field: string label_selector = 6;
+   */
+  labelSelector: string;
 };
 
 /**
@@ -346,6 +420,23 @@ export type QueryRolloutsRequest = Message<"agl.v1.QueryRolloutsRequest"> & {
    * @generated from field: agl.v1.RolloutStatusFilter status_filter = 10;
    */
   statusFilter?: RolloutStatusFilter | undefined;
+
+  /**
+   * The namespace (experiment). Empty: "default". A name is 1 to 63 of
+   * a-z, 0-9, '.', '_', '-', starting with a letter or digit; else
+   * INVALID_ARGUMENT.
+   * Always applied (not subject to filter_logic) unless all_namespaces.
+   *
+   * @generated from field: string namespace = 11;
+   */
+  namespace: string;
+
+  /**
+   * Query every namespace (namespace is then ignored); for operators.
+   *
+   * @generated from field: bool all_namespaces = 12;
+   */
+  allNamespaces: boolean;
 };
 
 /**
@@ -598,6 +689,16 @@ export type AddResourcesRequest = Message<"agl.v1.AddResourcesRequest"> & {
    * @generated from field: string resources_id = 2;
    */
   resourcesId: string;
+
+  /**
+   * The namespace (experiment). Empty: "default". A name is 1 to 63 of
+   * a-z, 0-9, '.', '_', '-', starting with a letter or digit; else
+   * INVALID_ARGUMENT.
+   * The set belongs to it and becomes its latest.
+   *
+   * @generated from field: string namespace = 3;
+   */
+  namespace: string;
 };
 
 /**
@@ -637,6 +738,15 @@ export type UpdateResourcesRequest = Message<"agl.v1.UpdateResourcesRequest"> & 
    * @generated from field: map<string, agl.v1.Resource> resources = 2;
    */
   resources: { [key: string]: Resource };
+
+  /**
+   * The namespace of the set. Empty: "default". A set new to the store is
+   * created in it; a set of another namespace is NOT_FOUND (ids are global:
+   * choose another). The set becomes the namespace's latest.
+   *
+   * @generated from field: string namespace = 3;
+   */
+  namespace: string;
 };
 
 /**
@@ -668,11 +778,21 @@ export const UpdateResourcesResponseSchema: GenMessage<UpdateResourcesResponse> 
  */
 export type GetResourcesRequest = Message<"agl.v1.GetResourcesRequest"> & {
   /**
-   * Empty: the latest set.
+   * Empty: the latest set of the namespace.
    *
    * @generated from field: string resources_id = 1;
    */
   resourcesId: string;
+
+  /**
+   * The namespace (experiment). Empty: "default". A name is 1 to 63 of
+   * a-z, 0-9, '.', '_', '-', starting with a letter or digit; else
+   * INVALID_ARGUMENT.
+   * With resources_id set, a set of another namespace is NOT_FOUND.
+   *
+   * @generated from field: string namespace = 2;
+   */
+  namespace: string;
 };
 
 /**
@@ -743,6 +863,23 @@ export type QueryResourcesRequest = Message<"agl.v1.QueryResourcesRequest"> & {
    * @generated from field: agl.v1.FilterLogic filter_logic = 7;
    */
   filterLogic: FilterLogic;
+
+  /**
+   * The namespace (experiment). Empty: "default". A name is 1 to 63 of
+   * a-z, 0-9, '.', '_', '-', starting with a letter or digit; else
+   * INVALID_ARGUMENT.
+   * Always applied unless all_namespaces.
+   *
+   * @generated from field: string namespace = 8;
+   */
+  namespace: string;
+
+  /**
+   * Query every namespace (namespace is then ignored).
+   *
+   * @generated from field: bool all_namespaces = 9;
+   */
+  allNamespaces: boolean;
 };
 
 /**
@@ -1094,6 +1231,23 @@ export type WatchRolloutsRequest = Message<"agl.v1.WatchRolloutsRequest"> & {
    * @generated from field: optional int64 after_event_id = 3;
    */
   afterEventId?: bigint | undefined;
+
+  /**
+   * The namespace (experiment). Empty: "default". A name is 1 to 63 of
+   * a-z, 0-9, '.', '_', '-', starting with a letter or digit; else
+   * INVALID_ARGUMENT.
+   * Only changes of rollouts of this namespace, unless all_namespaces.
+   *
+   * @generated from field: string namespace = 4;
+   */
+  namespace: string;
+
+  /**
+   * Changes of every namespace (namespace is then ignored).
+   *
+   * @generated from field: bool all_namespaces = 5;
+   */
+  allNamespaces: boolean;
 };
 
 /**
@@ -1186,6 +1340,23 @@ export type QueryWorkersRequest = Message<"agl.v1.QueryWorkersRequest"> & {
    * @generated from field: agl.v1.WorkerStatusFilter status_filter = 9;
    */
   statusFilter?: WorkerStatusFilter | undefined;
+
+  /**
+   * The namespace (experiment). Empty: "default". A name is 1 to 63 of
+   * a-z, 0-9, '.', '_', '-', starting with a letter or digit; else
+   * INVALID_ARGUMENT.
+   * Only workers serving this namespace, unless all_namespaces.
+   *
+   * @generated from field: string namespace = 10;
+   */
+  namespace: string;
+
+  /**
+   * Workers of every namespace (namespace is then ignored).
+   *
+   * @generated from field: bool all_namespaces = 11;
+   */
+  allNamespaces: boolean;
 };
 
 /**
@@ -1405,6 +1576,41 @@ export type GetStatsResponse = Message<"agl.v1.GetStatsResponse"> & {
    * @generated from field: string backend = 12;
    */
   backend: string;
+
+  /**
+   * The size of the data file on disk. It never shrinks: pages freed by
+   * deletes are reused by later writes (see `free_bytes`); a compacted backup
+   * (BackupStore) is the way to a smaller file.
+   *
+   * @generated from field: int64 file_bytes = 13;
+   */
+  fileBytes: bigint;
+
+  /**
+   * Pages holding data (every sub-database's branch, leaf and overflow pages),
+   * and their bytes.
+   *
+   * @generated from field: int64 used_pages = 14;
+   */
+  usedPages: bigint;
+
+  /**
+   * @generated from field: int64 used_bytes = 15;
+   */
+  usedBytes: bigint;
+
+  /**
+   * Bytes below the high-water mark (`data_bytes`) not holding data: freed
+   * pages waiting for reuse, and the free list itself.
+   *
+   * @generated from field: int64 free_bytes = 16;
+   */
+  freeBytes: bigint;
+
+  /**
+   * @generated from field: int64 page_size = 17;
+   */
+  pageSize: bigint;
 };
 
 /**
@@ -1413,6 +1619,162 @@ export type GetStatsResponse = Message<"agl.v1.GetStatsResponse"> & {
  */
 export const GetStatsResponseSchema: GenMessage<GetStatsResponse> = /*@__PURE__*/
   messageDesc(file_agl_v1_store, 46);
+
+/**
+ * @generated from message agl.v1.DeleteRolloutsRequest
+ */
+export type DeleteRolloutsRequest = Message<"agl.v1.DeleteRolloutsRequest"> & {
+  /**
+   * Rollouts by id. Ids of no rollout are answered in
+   * `not_found_rollout_ids`, not as an error.
+   *
+   * @generated from field: repeated string rollout_ids = 1;
+   */
+  rolloutIds: string[];
+
+  /**
+   * Rollouts that ended before this time. A rollout that has not ended (only
+   * deleted with `force`) is judged by its start time.
+   *
+   * @generated from field: google.protobuf.Timestamp ended_before = 2;
+   */
+  endedBefore?: Timestamp | undefined;
+
+  /**
+   * Rollouts that ended more than this long ago, by the server's clock; MUST be
+   * positive. Combined with `ended_before`, the earlier cut-off applies.
+   *
+   * @generated from field: google.protobuf.Duration older_than = 3;
+   */
+  olderThan?: Duration | undefined;
+
+  /**
+   * Rollouts with one of these statuses. Without `force` only terminal
+   * statuses are allowed here.
+   *
+   * @generated from field: repeated agl.v1.RolloutStatus status_in = 4;
+   */
+  statusIn: RolloutStatus[];
+
+  /**
+   * Also delete rollouts that are not terminal (queued or running): their
+   * workers' later reports get NOT_FOUND.
+   *
+   * @generated from field: bool force = 5;
+   */
+  force: boolean;
+
+  /**
+   * Count what would be deleted and delete nothing.
+   *
+   * @generated from field: bool dry_run = 6;
+   */
+  dryRun: boolean;
+};
+
+/**
+ * Describes the message agl.v1.DeleteRolloutsRequest.
+ * Use `create(DeleteRolloutsRequestSchema)` to create a new message.
+ */
+export const DeleteRolloutsRequestSchema: GenMessage<DeleteRolloutsRequest> = /*@__PURE__*/
+  messageDesc(file_agl_v1_store, 47);
+
+/**
+ * @generated from message agl.v1.DeleteRolloutsResponse
+ */
+export type DeleteRolloutsResponse = Message<"agl.v1.DeleteRolloutsResponse"> & {
+  /**
+   * Rollouts deleted (or, with `dry_run`, that would be).
+   *
+   * @generated from field: int64 deleted_rollouts = 1;
+   */
+  deletedRollouts: bigint;
+
+  /**
+   * @generated from field: int64 deleted_attempts = 2;
+   */
+  deletedAttempts: bigint;
+
+  /**
+   * @generated from field: int64 deleted_spans = 3;
+   */
+  deletedSpans: bigint;
+
+  /**
+   * Requested ids that name no rollout.
+   *
+   * @generated from field: repeated string not_found_rollout_ids = 4;
+   */
+  notFoundRolloutIds: string[];
+
+  /**
+   * Rollouts matched by age or status but kept because they are not terminal
+   * and `force` was not set.
+   *
+   * @generated from field: int64 skipped_active = 5;
+   */
+  skippedActive: bigint;
+};
+
+/**
+ * Describes the message agl.v1.DeleteRolloutsResponse.
+ * Use `create(DeleteRolloutsResponseSchema)` to create a new message.
+ */
+export const DeleteRolloutsResponseSchema: GenMessage<DeleteRolloutsResponse> = /*@__PURE__*/
+  messageDesc(file_agl_v1_store, 48);
+
+/**
+ * @generated from message agl.v1.BackupStoreRequest
+ */
+export type BackupStoreRequest = Message<"agl.v1.BackupStoreRequest"> & {
+};
+
+/**
+ * Describes the message agl.v1.BackupStoreRequest.
+ * Use `create(BackupStoreRequestSchema)` to create a new message.
+ */
+export const BackupStoreRequestSchema: GenMessage<BackupStoreRequest> = /*@__PURE__*/
+  messageDesc(file_agl_v1_store, 49);
+
+/**
+ * @generated from message agl.v1.BackupStoreResponse
+ */
+export type BackupStoreResponse = Message<"agl.v1.BackupStoreResponse"> & {
+  /**
+   * The next part of the data file.
+   *
+   * @generated from field: bytes data = 1;
+   */
+  data: Uint8Array;
+
+  /**
+   * Set on the last message only, after all the data: the copy is complete.
+   *
+   * @generated from field: bool done = 2;
+   */
+  done: boolean;
+
+  /**
+   * On the last message: the length of the whole copy in bytes.
+   *
+   * @generated from field: int64 total_bytes = 3;
+   */
+  totalBytes: bigint;
+
+  /**
+   * On the last message: the SHA-256 of the whole copy.
+   *
+   * @generated from field: bytes sha256 = 4;
+   */
+  sha256: Uint8Array;
+};
+
+/**
+ * Describes the message agl.v1.BackupStoreResponse.
+ * Use `create(BackupStoreResponseSchema)` to create a new message.
+ */
+export const BackupStoreResponseSchema: GenMessage<BackupStoreResponse> = /*@__PURE__*/
+  messageDesc(file_agl_v1_store, 50);
 
 /**
  * The store: rollouts, attempts, spans, resources and workers, with the
@@ -1631,6 +1993,36 @@ export const LightningStoreService: GenService<{
     methodKind: "unary";
     input: typeof GetStatsRequestSchema;
     output: typeof GetStatsResponseSchema;
+  },
+  /**
+   * Deletes rollouts with their attempts, spans, events and every index entry.
+   * The selection is the rollouts that match every criterion set; at least one
+   * MUST be set. Only terminal rollouts (SUCCEEDED, FAILED, CANCELLED) are
+   * deleted unless `force` is set: naming a rollout that is not terminal by id
+   * without `force` is FAILED_PRECONDITION and deletes nothing. A large
+   * selection is deleted in many short write transactions, so other calls keep
+   * running meanwhile and a concurrent reader may see part of it gone.
+   *
+   * @generated from rpc agl.v1.LightningStoreService.DeleteRollouts
+   */
+  deleteRollouts: {
+    methodKind: "unary";
+    input: typeof DeleteRolloutsRequestSchema;
+    output: typeof DeleteRolloutsResponseSchema;
+  },
+  /**
+   * Streams a compacted, consistent copy of the store's data file (one read
+   * snapshot, free pages left out) while the server keeps serving. Write the
+   * `data` of every message in order to `data.mdb` in an empty directory and
+   * check `total_bytes` and `sha256` of the last message; agl-server started
+   * with --data-dir on that directory serves the copy.
+   *
+   * @generated from rpc agl.v1.LightningStoreService.BackupStore
+   */
+  backupStore: {
+    methodKind: "server_streaming";
+    input: typeof BackupStoreRequestSchema;
+    output: typeof BackupStoreResponseSchema;
   },
 }> = /*@__PURE__*/
   serviceDesc(file_agl_v1_store, 0);
