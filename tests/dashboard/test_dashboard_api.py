@@ -72,7 +72,7 @@ async def test_a_retried_rollout_shows_both_attempts_its_spans_and_reward(
     assert series["series"][0]["resources_id"] == "r1" and series["series"][0]["version"] == 1
     assert [p["reward"] for p in series["series"][0]["points"]] == [0.75]
     resources = await get(http, f"{base}/api/resources")
-    assert resources["latest"] == "r1"
+    assert resources["latest"] == {"default": "r1"}
     assert resources["items"][0]["resources"]["main_llm"]["api_key"] == "(set)"
     assert "sk-hidden" not in json.dumps(resources)
     workers = await get(http, f"{base}/api/workers")
@@ -102,6 +102,26 @@ async def test_bad_parameters_get_400_naming_them_and_change_nothing(
         assert name in body["error"], (query, body)
     assert (await store.stats())["rollouts_by_status"] == before["rollouts_by_status"]
     assert (await get(http, f"{base}/api/rollouts"))["total"] == 1
+
+
+async def test_every_namespace_by_default_one_with_namespace(
+    dashboard: tuple[GrpcStore, str], http: aiohttp.ClientSession
+) -> None:
+    store, base = dashboard
+    other = store.with_namespace("exp-2")
+    here = await store.enqueue_rollout({"n": 1})
+    there = await other.enqueue_rollout({"n": 2})
+    await other.add_resources({"main_llm": LLM(endpoint="http://llm", model="m")}, resources_id="exp2-r1")
+    rows = (await get(http, f"{base}/api/rollouts"))["items"]
+    assert {(r["rollout_id"], r["namespace"]) for r in rows} == {
+        (here.rollout_id, "default"),
+        (there.rollout_id, "exp-2"),
+    }
+    scoped = (await get(http, f"{base}/api/rollouts?namespace=exp-2"))["items"]
+    assert [r["rollout_id"] for r in scoped] == [there.rollout_id]
+    assert (await get(http, f"{base}/api/resources"))["latest"] == {"exp-2": "exp2-r1"}
+    body = await get(http, f"{base}/api/rollouts?namespace=no%20spaces", status=400)
+    assert "namespace" in body["error"]
 
 
 async def test_unknown_rollout_is_404_and_bad_resume_id_is_400(

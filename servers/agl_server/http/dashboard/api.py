@@ -107,12 +107,22 @@ def _guarded(handler: Handler) -> Handler:
     return guarded
 
 
+def _namespace(request: web.Request) -> str | None:
+    """``?namespace=NAME`` scopes a query to one namespace (experiment); without it, all of them."""
+    return request.query.get("namespace", "").strip() or None
+
+
 class DashboardApi:
     """The ``/api/`` handlers over one store."""
 
     def __init__(self, store: LightningStore) -> None:
         self.store = store
         self.rewards = RewardReader(store)
+
+    def scoped(self, request: web.Request) -> tuple[LightningStore, bool]:
+        """The store view a query runs on, and whether it spans every namespace."""
+        namespace = _namespace(request)
+        return (self.store.with_namespace(namespace), False) if namespace else (self.store, True)
 
     def routes(self) -> list[web.RouteDef]:
         return [
@@ -125,10 +135,12 @@ class DashboardApi:
         ]
 
     async def rollouts(self, request: web.Request) -> web.Response:
-        """``?status=a,b&mode=train&q=<id part>&sort=start_time&order=desc&limit=50&offset=0``"""
+        """``?status=a,b&mode=train&q=<id part>&namespace=NAME&sort=start_time&order=desc&limit=50&offset=0``"""
         statuses = _choices(request, "status", [s.value for s in RolloutStatus])
         mode = _choice(request, "mode", [m.value for m in RolloutMode], "")
-        page = await self.store.query_rollouts(
+        store, all_namespaces = self.scoped(request)
+        page = await store.query_rollouts(
+            all_namespaces=all_namespaces,
             status_in=statuses,
             mode=mode or None,
             rollout_id_contains=request.query.get("q", "").strip() or None,
@@ -163,9 +175,11 @@ class DashboardApi:
         # The latest started (the rollout index answers it without a scan, however many are stored),
         # plotted by when they finished; read a page at a time, since turning a thousand rollouts
         # into Python objects at once would hold up the event loop (and gRPC) for about 0.1 s.
+        store, all_namespaces = self.scoped(request)
         finished: dict[str, Rollout] = {}
         for offset in range(0, limit, CHART_PAGE):
-            page = await self.store.query_rollouts(
+            page = await store.query_rollouts(
+                all_namespaces=all_namespaces,
                 status_in=[RolloutStatus.SUCCEEDED, RolloutStatus.FAILED],
                 sort_by="start_time",
                 order="desc",
@@ -176,33 +190,36 @@ class DashboardApi:
             if offset + len(page.items) >= page.total:
                 break
         series = await self.rewards.series(list(finished.values()))
-        ids = [s["resources_id"] for s in series if s["resources_id"]]
+        ids = list(dict.fromkeys(s["resources_id"] for s in series if s["resources_id"]))
         versions = {}
         if ids:
-            found = await self.store.query_resources(resources_id_in=ids, limit=len(ids))
+            found = await self.store.query_resources(resources_id_in=ids, limit=len(ids), all_namespaces=True)
             versions = {r.resources_id: r.version for r in found.items}
         for entry in series:
             entry["version"] = versions.get(entry["resources_id"])
         return reply({"series": series, "rollouts": len(finished)})
 
     async def resources(self, request: web.Request) -> web.Response:
-        page = await self.store.query_resources(
+        store, all_namespaces = self.scoped(request)
+        page = await store.query_resources(
+            all_namespaces=all_namespaces,
             sort_by="update_time",
             order=_choice(request, "order", ["asc", "desc"], "desc"),
             limit=_int(request, "limit", 100, 1, MAX_PAGE),
             offset=_int(request, "offset", 0, 0, 2**31),
         )
-        latest = await self.store.get_latest_resources()
-        return reply(
-            {
-                "items": [views.resources_view(r) for r in page.items],
-                "total": page.total,
-                "latest": latest.resources_id if latest else None,
-            }
-        )
+        # "Latest" is per namespace: the latest set of each namespace on this page.
+        latest = {}
+        for namespace in sorted({r.namespace for r in page.items}):
+            found = await self.store.with_namespace(namespace).get_latest_resources()
+            if found is not None:
+                latest[namespace] = found.resources_id
+        return reply({"items": [views.resources_view(r) for r in page.items], "total": page.total, "latest": latest})
 
     async def workers(self, request: web.Request) -> web.Response:
-        page = await self.store.query_workers(
+        store, all_namespaces = self.scoped(request)
+        page = await store.query_workers(
+            all_namespaces=all_namespaces,
             status_in=_choices(request, "status", [s.value for s in WorkerStatus]),
             sort_by="worker_id",
             limit=_int(request, "limit", 200, 1, MAX_PAGE),

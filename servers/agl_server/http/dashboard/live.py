@@ -74,7 +74,7 @@ class LiveEvents:
 
     async def _pump(self, after: int | None, queue: asyncio.Queue[bytes]) -> None:
         try:
-            async with self.store.watch_rollouts(after_event_id=after) as watch:
+            async with self.store.watch_rollouts(after_event_id=after, all_namespaces=True) as watch:
                 ready = dumps({"last_event_id": watch.last_event_id})
                 await queue.put(f"event: ready\ndata: {ready}\n\n".encode())
                 async for event in watch:

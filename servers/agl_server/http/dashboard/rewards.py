@@ -47,16 +47,16 @@ class RewardReader:
         return reward
 
     async def series(self, rollouts: list[Rollout]) -> list[dict[str, Any]]:
-        """Finished rollouts with a reward, grouped by the resources they ran with, each group in
-        order of finishing: the points of the reward-over-time chart."""
-        groups: dict[str, list[dict[str, Any]]] = {}
+        """Finished rollouts with a reward, grouped by namespace and the resources they ran with, each
+        group in order of finishing: the points of the reward-over-time chart."""
+        groups: dict[tuple[str, str], list[dict[str, Any]]] = {}
         for rollout in rollouts:
             reward = await self.reward(rollout)
             if reward is None or rollout.end_time is None:
                 continue
-            points = groups.setdefault(rollout.resources_id or "", [])
+            points = groups.setdefault((rollout.namespace, rollout.resources_id or ""), [])
             points.append({"time": rollout.end_time, "reward": reward, "rollout_id": rollout.rollout_id})
         return [
-            {"resources_id": resources_id, "points": sorted(points, key=lambda p: p["time"])}
-            for resources_id, points in sorted(groups.items())
+            {"namespace": namespace, "resources_id": resources_id, "points": sorted(points, key=lambda p: p["time"])}
+            for (namespace, resources_id), points in sorted(groups.items())
         ]

@@ -53,6 +53,8 @@ def rollout_row(rollout: Rollout, reward: float | None) -> dict[str, Any]:
     attempt = rollout.attempt
     return {
         "rollout_id": rollout.rollout_id,
+        "namespace": rollout.namespace,
+        "queue": rollout.queue,
         "status": str(rollout.status),
         "mode": str(rollout.mode) if rollout.mode else None,
         "resources_id": rollout.resources_id,
@@ -78,6 +80,7 @@ def rollout_view(rollout: Rollout) -> dict[str, Any]:
 def worker_view(worker: Worker) -> dict[str, Any]:
     return {
         "worker_id": worker.worker_id,
+        "namespace": worker.namespace,
         "status": str(worker.status),
         "last_heartbeat_time": worker.last_heartbeat_time,
         "current_rollout_id": worker.current_rollout_id,
@@ -99,6 +102,7 @@ def resource_view(resource: Any) -> dict[str, Any]:
 def resources_view(update: ResourcesUpdate) -> dict[str, Any]:
     return {
         "resources_id": update.resources_id,
+        "namespace": update.namespace,
         "version": update.version,
         "create_time": update.create_time,
         "update_time": update.update_time,

@@ -38,7 +38,8 @@ export async function pageResources() {
   table.replaceChildren(
     h("thead", {}, h("tr", {}, ["resources", "version", "created", "updated", "resources"].map((c) => h("th", {}, c)))),
     h("tbody", {}, data.items.length ? data.items.map((r) => h("tr", { "data-resources-id": r.resources_id },
-      h("td", { class: "mono" }, r.resources_id, r.resources_id === data.latest ? h("span", { class: "badge ok" }, " latest") : null),
+      h("td", { class: "mono" }, r.resources_id, r.resources_id === data.latest[r.namespace] ? h("span", { class: "badge ok" }, " latest") : null,
+        r.namespace !== "default" ? h("div", { class: "empty" }, `namespace ${r.namespace}`) : null),
       h("td", { class: "num" }, String(r.version)), h("td", {}, fmtTime(r.create_time)), h("td", {}, fmtTime(r.update_time)),
       h("td", {}, Object.entries(r.resources).map(([name, res]) => h("div", {}, h("span", { class: "mono" }, name + " "), resourceSummary(res))))))
       : h("tr", {}, h("td", { colspan: 5, class: "empty" }, "no resources published"))));

@@ -2,6 +2,11 @@
 // the modules: the global uPlot) and a table per series.
 import { api, fmtReward, h, newest, show, showError, state, throttle } from "./util.js";
 
+// A series is a resources set of a namespace; the default namespace goes unnamed.
+function seriesName(s) {
+  return (s.namespace && s.namespace !== "default" ? s.namespace + "/" : "") + (s.resources_id || "(none)");
+}
+
 const SERIES_COLORS = ["#2f6fdd", "#e37400", "#1e8e3e", "#c5221f", "#7b61ff", "#00838f", "#8d6e63", "#d81b60"];
 
 let chart = null;
@@ -22,7 +27,7 @@ export async function pageRewards() {
         const rewards = s.points.map((p) => p.reward);
         const mean = rewards.reduce((a, b) => a + b, 0) / rewards.length;
         return h("tr", { "data-resources-id": s.resources_id },
-          h("td", { class: "mono" }, h("span", { style: `color:${SERIES_COLORS[i % SERIES_COLORS.length]}` }, "● "), s.resources_id || "(none)"),
+          h("td", { class: "mono" }, h("span", { style: `color:${SERIES_COLORS[i % SERIES_COLORS.length]}` }, "● "), seriesName(s)),
           h("td", { class: "num" }, s.version ?? ""), h("td", { class: "num", "data-testid": "series-count" }, String(s.points.length)),
           h("td", { class: "num" }, fmtReward(mean)), h("td", { class: "num" }, fmtReward(rewards[rewards.length - 1])));
       })));
@@ -52,7 +57,7 @@ function drawChart(holder, series) {
     scales: { x: { time: true } },
     axes: [{}, { label: "reward" }],
     series: [{ label: "finished" }, ...series.map((s, i) => ({
-      label: (s.resources_id || "(none)") + (s.version ? ` v${s.version}` : ""),
+      label: seriesName(s) + (s.version ? ` v${s.version}` : ""),
       stroke: SERIES_COLORS[i % SERIES_COLORS.length], width: 1.5, spanGaps: true,
       points: { show: true, size: 7, fill: SERIES_COLORS[i % SERIES_COLORS.length] },
     }))],

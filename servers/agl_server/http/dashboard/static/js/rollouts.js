@@ -40,6 +40,7 @@ export async function pageRollouts() {
         "data-rollout-id": r.rollout_id, "data-status": r.status,
         class: changed && changed.has(r.rollout_id) ? "flash" : null },
       h("td", { class: "mono" }, h("a", { href: "#/rollout/" + encodeURIComponent(r.rollout_id) }, r.rollout_id)),
+      h("td", { class: "mono", title: `queue ${r.queue}` }, r.namespace),
       h("td", {}, badge(r.status)),
       h("td", {}, r.mode || ""),
       h("td", { class: "mono" }, r.resources_id || ""),
@@ -50,9 +51,9 @@ export async function pageRollouts() {
       h("td", {}, fmtTime(r.end_time)),
       h("td", { class: "mono" }, r.input_preview)));
     table.replaceChildren(
-      h("thead", {}, h("tr", {}, ["rollout", "status", "mode", "resources", "attempts", "worker", "reward",
+      h("thead", {}, h("tr", {}, ["rollout", "namespace", "status", "mode", "resources", "attempts", "worker", "reward",
         "started", "ended", "input"].map((c) => h("th", {}, c)))),
-      h("tbody", {}, rows.length ? rows : h("tr", {}, h("td", { colspan: 10, class: "empty" }, "no rollouts match"))));
+      h("tbody", {}, rows.length ? rows : h("tr", {}, h("td", { colspan: 11, class: "empty" }, "no rollouts match"))));
     const first = data.total ? data.offset + 1 : 0;
     pager.replaceChildren(
       h("button", { disabled: data.offset === 0, onclick: () => { rolloutFilters.offset = Math.max(0, data.offset - PAGE); load(); } }, "‹ newer"),
