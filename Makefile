@@ -18,7 +18,7 @@ GO_TOOLS := .tools/bin
 TS := clients/ts
 
 .PHONY: help setup demo test check-generated generate lint test-python proto-baseline bench \
-	tools-go setup-go setup-ts test-go test-ts interop-vectors bench-clients test-loaded
+	tools-go setup-go setup-ts test-go test-ts interop-vectors bench-clients test-loaded setup-browser
 
 help:
 	@echo "make demo   - start agl-server on its embedded LMDB store and run the quick-start example"
@@ -87,8 +87,16 @@ lint: setup
 	$(VENV)/bin/ruff check .
 	$(VENV)/bin/ruff format --check .
 
+# The dashboard's browser test (tests/dashboard) drives Debian's chromium through Playwright; installed
+# only when missing (as root, or through sudo when there is one).
+setup-browser:
+	@if [ ! -x /usr/bin/chromium ]; then \
+		SUDO=$$( [ "$$(id -u)" = 0 ] || echo sudo ); \
+		$$SUDO apt-get update -qq && $$SUDO apt-get install -y --no-install-recommends chromium; \
+	fi
+
 # tests/interop also builds and runs the Go and TypeScript example agents.
-test-python: setup setup-go setup-ts $(VENV)/.verl-installed
+test-python: setup setup-go setup-ts setup-browser $(VENV)/.verl-installed
 	$(VENV)/bin/pytest $(PYTEST_ARGS)
 
 # The Go and TS suites start real agl-server processes from .venv, so they need the Python setup.
@@ -115,7 +123,7 @@ test: check-generated lint test-python test-go test-ts
 # The tests must hold on a busy machine (load 8-20 on 2 cores): the same suites beside busy-looping
 # processes, which scripts/cpu_hog.py always ends when the suites end or are interrupted.
 HOG_PER_CORE ?= 4
-test-loaded: setup setup-go setup-ts $(VENV)/.verl-installed
+test-loaded: setup setup-go setup-ts setup-browser $(VENV)/.verl-installed
 	$(PY) scripts/cpu_hog.py --per-core $(HOG_PER_CORE) -- $(MAKE) --no-print-directory test-python test-go test-ts
 
 demo: setup

@@ -32,6 +32,7 @@ ROUTE_MODULES: list[str] = [
     "agl_server.http.health",
     "agl_server.http.metrics",
     "agl_server.http.otlp",
+    "agl_server.http.dashboard",
 ]
 
 CTX_KEY = web.AppKey("agl_ctx", HttpContext)
@@ -56,15 +57,23 @@ def token_refusal(ctx: HttpContext, request: web.Request) -> str | None:
     given = request.headers.get("Authorization", "")
     if given and hmac.compare_digest(given.encode(), f"Bearer {ctx.token}".encode()):
         return None
+    if any(check(request) for check in ctx.browser_auth):
+        return None
     if not given:
         return "missing authorization: send the header 'Authorization: Bearer <token>' (the server's AGL_TOKEN)"
     return "the bearer token is not valid for this agl-server"
+
+
+def _wants_page(request: web.Request) -> bool:
+    return "text/html" in request.headers.get("Accept", "")
 
 
 def _auth_middleware(ctx: HttpContext) -> Callable[[web.Request, Handler], Awaitable[web.StreamResponse]]:
     @web.middleware
     async def check_token(request: web.Request, handler: Handler) -> web.StreamResponse:
         refusal = token_refusal(ctx, request)
+        if refusal is not None and ctx.login_path and request.method == "GET" and _wants_page(request):
+            raise web.HTTPFound(ctx.login_path)  # a person at a browser: ask for the token
         if refusal is not None:
             return error_response(401, refusal, {"WWW-Authenticate": 'Bearer realm="agl-server"'})
         return await handler(request)

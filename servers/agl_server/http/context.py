@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
+from aiohttp import web
 from prometheus_client import CollectorRegistry
 
 from agl_core.store.backend import StoreBackend
@@ -32,6 +34,9 @@ class HttpContext:
     :param ingest_budget: the IngestSpans memory budget (:class:`agl_server.ingest_budget.IngestBudget`).
     :param max_body_bytes: the largest request body accepted.
     :param open_paths: paths served without the token (health checks); route modules may add to it.
+    :param browser_auth: further ways a request may prove it holds the token, for browsers that cannot
+        send the header (the dashboard's login cookie); route modules append checks to it.
+    :param login_path: where a browser's page load without the token is sent instead of a 401.
     """
 
     store: StoreBackend
@@ -44,5 +49,7 @@ class HttpContext:
     ingest_budget: Any = None
     max_body_bytes: int = DEFAULT_MAX_BODY_BYTES
     open_paths: set[str] = field(default_factory=lambda: {"/healthz"})
+    browser_auth: list[Callable[[web.Request], bool]] = field(default_factory=list)
+    login_path: str | None = None
     # True once the store is open and the gRPC port serves, False again when shutdown begins.
     serving: bool = False
