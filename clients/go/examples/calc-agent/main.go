@@ -8,9 +8,12 @@
 // other words, 0 otherwise.
 //
 // It takes work on agl-server's Work stream (pushed as soon as it is queued; a killed agent's
-// attempts are retried at once), or with DequeueRollout long polls given -poll.
+// attempts are retried at once), or with DequeueRollout long polls given -poll. -namespace,
+// -queues and -selector say which work it takes: the rollouts of that namespace (experiment),
+// from those queues, whose labels match the selector.
 //
 //	go run ./examples/calc-agent -server 127.0.0.1:4747 -concurrency 4
+//	go run ./examples/calc-agent -namespace exp-a -queues default,math -selector lang=go
 package main
 
 import (
@@ -21,6 +24,7 @@ import (
 	"log/slog"
 	"os"
 	"os/signal"
+	"strings"
 	"syscall"
 	"time"
 
@@ -89,12 +93,15 @@ func main() {
 	wait := flag.Duration("wait", 10*time.Second, "long-poll wait of one dequeue (with -poll)")
 	concurrency := flag.Int("concurrency", 1, "attempts run at once")
 	prompt := flag.String("prompt-resource", "", "name of the prompt template resource (empty: the only one)")
+	namespace := flag.String("namespace", os.Getenv("AGL_NAMESPACE"), "namespace (experiment) to serve (env AGL_NAMESPACE; empty: default)")
+	queues := flag.String("queues", "", "comma-separated queues to take work from (empty: default)")
+	selector := flag.String("selector", "", `label selector of the work to take, e.g. "lang=go" (empty: any)`)
 	flag.Parse()
 	logger := slog.New(slog.NewTextHandler(os.Stderr, nil))
 	slog.SetDefault(logger)
 
 	// The token comes from $AGL_TOKEN (agl.NewClient reads it), never from the command line.
-	client, err := agl.NewClient(*server)
+	client, err := agl.NewClient(*server, agl.WithNamespace(*namespace))
 	if err != nil {
 		logger.Error("calc-agent: cannot create the client", "error", err)
 		os.Exit(2)
@@ -103,18 +110,24 @@ func main() {
 	defer stop()
 
 	a := &agent{promptResource: *prompt}
+	var queueNames []string
+	if *queues != "" {
+		queueNames = strings.Split(*queues, ",")
+	}
 	var source agl.WorkSource
 	var stream *agl.WorkStreamSource
 	if *poll {
-		source = agl.NewDequeueSource(client, *workerID, *wait)
+		source = agl.NewDequeueSource(client, *workerID, *wait, agl.WithQueues(queueNames...), agl.WithLabelSelector(*selector))
 	} else {
 		stream = agl.NewWorkStreamSource(client, agl.WorkStreamConfig{
-			WorkerID: *workerID, Capacity: *concurrency, Info: map[string]any{"agent": "calc-agent"}, Logger: logger,
+			WorkerID: *workerID, Capacity: *concurrency, Queues: queueNames, LabelSelector: *selector,
+			Info: map[string]any{"agent": "calc-agent"}, Logger: logger,
 		})
 		source = stream
 	}
 	runner := agl.NewRunner(client, source, agl.WithConcurrency(*concurrency))
-	logger.Info("calc-agent: serving", "server", client.Address(), "worker_id", *workerID, "work_stream", !*poll)
+	logger.Info("calc-agent: serving", "server", client.Address(), "worker_id", *workerID, "work_stream", !*poll,
+		"namespace", *namespace, "queues", *queues, "selector", *selector)
 	serveErr := runner.Serve(ctx, a.handle)
 
 	closeCtx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
