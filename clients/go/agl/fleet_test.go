@@ -153,6 +153,7 @@ func TestNamespacesKeepExperimentsApart(t *testing.T) {
 	if err := task.Finish(ctx, succeeded, nil); err != nil {
 		t.Fatal(err)
 	}
+	closeSource(t, streamA) // exp-a has no worker from now on
 
 	// B's latest resources change after b-1 and b-2 were queued; they still run with res-b.
 	if _, err := expB.AddResources(ctx, "res-b2", promptResources("newer: {question}")); err != nil {

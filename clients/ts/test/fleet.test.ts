@@ -139,6 +139,7 @@ describe("queues, labels and namespaces against a real agl-server", () => {
     assert.equal(resources.resourcesId, "res-a");
     assert.equal(resources.namespace, "exp-a");
     await task.finish(AttemptStatus.SUCCEEDED);
+    await streamA.close(); // exp-a has no worker from now on
 
     // B's latest changes after b-1 and b-2 were queued; they still run with res-b.
     await expB.addResources("res-b2", promptResources("newer: {question}"));
