@@ -3,12 +3,16 @@
 
 from __future__ import annotations
 
+import os
 import shutil
 import subprocess
 from pathlib import Path
 from typing import Any
 
 import pytest
+
+import agl_core
+import agl_server
 
 ROOT = Path(__file__).resolve().parents[2]
 GO_MODULE = ROOT / "clients" / "go"
@@ -38,6 +42,14 @@ def build_ts_agent() -> Path:
         pytest.fail(f"{tsc} is missing: run `make setup-ts`")
     subprocess.run([node, str(tsc), "-p", "tsconfig.json"], cwd=TS_PACKAGE, check=True, timeout=240)
     return TS_PACKAGE / "dist" / "examples" / "calc-agent.js"
+
+
+def python_runner_env() -> dict[str, str]:
+    """The environment of an ``agl runner`` process: it imports agl_core and agl_server from where
+    this test does (a worktree's PYTHONPATH, or the installed package), and nothing else of the
+    test's path, so the agent module comes from the runner's working directory."""
+    roots = dict.fromkeys(str(Path(m.__file__).resolve().parents[1]) for m in (agl_core, agl_server))
+    return {**os.environ, "PYTHONPATH": os.pathsep.join(roots)}
 
 
 class Runners:

@@ -11,7 +11,6 @@ known in advance whichever language ran it.
 from __future__ import annotations
 
 import asyncio
-import os
 import re
 import signal
 import sys
@@ -19,7 +18,7 @@ from collections import Counter
 from pathlib import Path
 from typing import Any
 
-from agent_processes import Runners
+from agent_processes import Runners, python_runner_env
 from calc_agent import calc
 from support.workers import until_connected
 
@@ -77,7 +76,7 @@ def test_baseline_trains_with_python_go_and_typescript_runners(
         "python",
         [sys.executable, "-m", "agl_core.cli", *python_runner, "--worker-id", "py", "--tracer", NULL_TRACER],
         cwd=HERE,  # the agent's module is importable from the working directory
-        env={**os.environ, "PYTHONPATH": ""},
+        env=python_runner_env(),
     )
     runners.start("go", [str(go_agent), "-server", address, "-worker-id", "go-0", "-concurrency", "2"])
     runners.start("ts", ["node", str(ts_agent), "--server", address, "--worker-id", "ts-0", "--concurrency", "2"])

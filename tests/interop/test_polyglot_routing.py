@@ -12,7 +12,6 @@ one terminal event), every reward right, and the decoys untouched.
 from __future__ import annotations
 
 import asyncio
-import os
 import re
 import signal
 import sys
@@ -20,7 +19,8 @@ from collections import Counter
 from pathlib import Path
 from typing import Any
 
-from agent_processes import Runners
+from agent_processes import Runners, python_runner_env
+from support.waits import until
 
 from agl_core.client import GrpcStore
 from agl_core.emitter.reward import find_final_reward
@@ -69,6 +69,18 @@ async def enqueue(address: str, tasks: dict[str, tuple[str, dict[str, Any], dict
         )
 
 
+async def until_serving(address: str, worker_ids: set[str], timeout: float) -> None:
+    """Return once every runner process has shown up in the namespace's worker records (hello on
+    the Work stream, or a first long poll): it serves, and a stop signal now is a clean stop."""
+    async with GrpcStore(address) as default:
+        store = default.with_namespace(NAMESPACE)
+
+        async def all_there() -> bool:
+            return worker_ids <= {w.worker_id for w in await store.query_workers()}
+
+        await until(all_there, timeout=timeout, what=f"workers {sorted(worker_ids)} serving {NAMESPACE!r}")
+
+
 async def wait_done(address: str, ids: list[str], timeout: float) -> None:
     async with GrpcStore(address) as store:
         done = await store.wait_for_rollouts(ids, timeout=timeout)
@@ -93,7 +105,9 @@ async def audit(address: str) -> dict[str, Any]:
         attempts = {rid: list(await store.query_attempts(rid)) for rid in rollouts}
         rewards = {rid: find_final_reward(await store.query_spans(rid)) for rid in rollouts}
         decoys = list(await default.query_rollouts(limit=1000))
+        workers = {w.worker_id: w for w in await store.query_workers()}
     return {
+        "workers": workers,
         "rollouts": rollouts,
         "attempts": attempts,
         "rewards": rewards,
@@ -107,8 +121,6 @@ def test_labels_route_tasks_to_their_languages_runners(
 ) -> None:
     address = server.address
     tasks = specs()
-    asyncio.run(enqueue(address, tasks))
-
     python_runner = ["runner", "--server", address, "--agent", "calc_agent:calc", "--tracer", NULL_TRACER]
     python_runner += ["--workers", "2", "--capacity", "2", "--worker-id", "py"]
     python_runner += ["--namespace", NAMESPACE, "--label-selector", "lang notin (go,ts)"]
@@ -116,7 +128,7 @@ def test_labels_route_tasks_to_their_languages_runners(
         "python",
         [sys.executable, "-m", "agl_core.cli", *python_runner],
         cwd=HERE,  # the agent's module is importable from the working directory
-        env={**os.environ, "PYTHONPATH": ""},
+        env=python_runner_env(),
     )
     go = [str(go_agent), "-server", address, "-namespace", NAMESPACE, "-selector", "lang=go"]
     runners.start("go-stream", [*go, "-worker-id", "go-stream"])
@@ -124,6 +136,9 @@ def test_labels_route_tasks_to_their_languages_runners(
     ts = ["node", str(ts_agent), "--server", address, "--namespace", NAMESPACE, "--selector", "lang=ts"]
     runners.start("ts-stream", [*ts, "--worker-id", "ts-stream"])
     runners.start("ts-poll", [*ts, "--worker-id", "ts-poll", "--poll", "--wait-ms", "2000"])
+    # All six serve before any work is queued, so every runner could take any task it is offered.
+    asyncio.run(until_serving(address, set(WORKERS), timeout=120))
+    asyncio.run(enqueue(address, tasks))
 
     asyncio.run(wait_done(address, list(tasks), timeout=240))
     for name in ("go-stream", "go-poll", "ts-stream", "ts-poll"):
@@ -153,6 +168,11 @@ def test_labels_route_tasks_to_their_languages_runners(
         stopped = re.search(r"succeeded=(\d+) failed=(\d+)", runners.log(name))
         assert stopped is not None, runners.log(name)
         assert (int(stopped[1]), int(stopped[2])) == (done_by[name], 0), name
+
+    # The worker records say what each runner asked for.
+    selectors = {"go": "lang=go", "ts": "lang=ts", "python": "lang notin (go,ts)"}
+    records = facts["workers"]
+    assert {w: records[w].label_selector for w in WORKERS} == {w: selectors[lang] for w, lang in WORKERS.items()}
 
     # The Go-labelled tasks of the default namespace were served by nobody.
     assert sorted(r.rollout_id for r in facts["decoys"]) == ["decoy-0", "decoy-1", "decoy-2"]
