@@ -393,6 +393,30 @@ async def ingest_only(args: argparse.Namespace, report: Report, workdir: str) ->
         server.stop()
 
 
+async def rollout_rates(args: argparse.Namespace, report: Report, workdir: str) -> None:
+    """Enqueue and dequeue rates alone, as in the full run (for before/after figures of the queue)."""
+    quick = args.quick
+    server = ServerProcess(os.path.join(workdir, "data"), log_path=os.path.join(workdir, "server.log")).start()
+    report.context["server"] = "agl-server, LMDB, --durability sync"
+    try:
+        async with GrpcStore(server.address) as store:
+            await store.wait_ready()
+            n = 500 if quick else 3_000
+            report.add("enqueue, 1 per call, 1 in flight", await enqueue_single(store, n, 1), "rollouts/s")
+            report.add("enqueue, 1 per call, 32 in flight", await enqueue_single(store, n, 32), "rollouts/s")
+            batched = await enqueue_batched(store, 20 if quick else 200, 100)
+            report.add("enqueue, 100 per call", batched, "rollouts/s", target=">= 20,000", met=batched >= 20_000)
+            queued = 2 * n + (20 if quick else 200) * 100
+            half = queued // 2
+            started = time.perf_counter()
+            for _ in range(half):
+                assert await store.dequeue_rollout(worker_id="solo") is not None
+            report.add("dequeue, 1 client", half / (time.perf_counter() - started), "rollouts/s")
+            report.add("dequeue, 8 clients", await dequeue_all(server.address, 8, queued - half), "rollouts/s")
+    finally:
+        server.stop()
+
+
 async def main_async(args: argparse.Namespace, report: Report, workdir: str) -> None:
     if args.ingest_only:
         await ingest_only(args, report, workdir)
@@ -401,6 +425,9 @@ async def main_async(args: argparse.Namespace, report: Report, workdir: str) -> 
     payload = llm_call_span("ro-0123456789abcdef", "at-0123456789abcdef").SerializeToString()
     report.context["span_bytes"] = len(payload)
     print(f"span payload: {len(payload)} bytes", flush=True)
+    if args.rollouts_only:
+        await rollout_rates(args, report, workdir)
+        return
 
     print("limits", flush=True)
     lmdb_rate = raw_lmdb_puts(workdir, 20_000 if quick else 200_000, payload)
@@ -535,6 +562,9 @@ def main() -> int:
     parser.add_argument("--quick", action="store_true", help="small sizes: a smoke test of the benchmark itself")
     parser.add_argument(
         "--ingest-only", action="store_true", help="only span ingestion, with the server's CPU time per span"
+    )
+    parser.add_argument(
+        "--rollouts-only", action="store_true", help="only the enqueue and dequeue rates (the queue's hot paths)"
     )
     parser.add_argument("--rss-spans", type=int, default=1_000_000, help="spans to accumulate for the memory check")
     parser.add_argument("--out", default="store_bench", help="result file name under bench/results")

@@ -25,9 +25,14 @@ class Algorithm:
 
     :cvar dev_compatible: whether ``Trainer.dev()`` may run this algorithm (a quick, cheap pass
         over the data that exercises the whole pipeline).
+    :ivar rollout_queue: the queue of the rollouts it enqueues without one (None: the Trainer's,
+        else "default"); likewise ``rollout_labels`` and ``rollout_priority`` (docs/queues.md).
     """
 
     dev_compatible: ClassVar[bool] = False
+    rollout_queue: str | None = None
+    rollout_labels: Mapping[str, str] | None = None
+    rollout_priority: int | None = None
 
     def __init__(self) -> None:
         self._store: Any = None

@@ -19,9 +19,11 @@ from pathlib import Path
 from typing import Any
 
 from agl_core.client.channel import default_address
+from agl_core.errors import InvalidArgumentError
 from agl_core.execution import runner_process
 from agl_core.execution.base import RunnerSpec, load_agent
 from agl_core.secrets import read_token
+from agl_core.store import routing
 from agl_core.trainer.components import import_object
 
 
@@ -69,6 +71,27 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--tls", action="store_true", help="connect with TLS")
     parser.add_argument("--tls-ca", type=Path, help="PEM CA certificate(s) to trust (implies --tls)")
     parser.add_argument("--log-level", default=os.environ.get("AGL_LOG_LEVEL", "info"))
+    parser.add_argument(
+        "--namespace",
+        default=os.environ.get("AGL_NAMESPACE", ""),
+        help="the namespace (experiment) to serve (env AGL_NAMESPACE; default: the default namespace)",
+    )
+    parser.add_argument(
+        "--queue",
+        action="append",
+        default=[],
+        dest="queues",
+        metavar="NAME",
+        help="a queue to take work from (repeatable; default: the 'default' queue)",
+    )
+    parser.add_argument(
+        "--selector",
+        "--label-selector",
+        dest="label_selector",
+        default="",
+        metavar="SELECTOR",
+        help="take only rollouts whose labels match, e.g. 'lang=py' or 'lang notin (go,ts),gpu' (see docs/queues.md)",
+    )
 
 
 def _hook(path: str) -> Any:
@@ -91,7 +114,15 @@ def run(args: argparse.Namespace) -> int:
     except SystemExit as exc:
         print(f"agl runner: {exc}", file=sys.stderr)
         return 2
+    try:
+        route = routing.Route.parse(args.namespace, args.queues, args.label_selector, "--")
+    except InvalidArgumentError as exc:
+        print(f"agl runner: {exc}", file=sys.stderr)
+        return 2
     spec = RunnerSpec(
+        namespace=route.namespace,
+        queues=route.queues,
+        label_selector=route.selector.text,
         agent=args.agent,
         tracer=args.tracer,
         hooks=tuple(_hook(path) for path in args.hook),

@@ -35,6 +35,9 @@ class RunnerSpec:
     :param tracer: the tracer spec (instance, class, registry name, dict; None: the default).
     :param capacity: attempts each runner runs at once.
     :param max_rollouts: each runner stops after this many attempts (None: never).
+    :param namespace: the namespace (experiment) the runners serve (empty: the default one).
+    :param queues: the queues they take work from (empty: "default").
+    :param label_selector: only rollouts whose labels match (docs/queues.md).
     """
 
     agent: LitAgent[Any] | str
@@ -43,6 +46,9 @@ class RunnerSpec:
     capacity: int = 1
     max_rollouts: int | None = None
     heartbeat_interval: float = 10.0
+    namespace: str = ""
+    queues: tuple[str, ...] = ()
+    label_selector: str = ""
     # The plugin manager of the process that made the spec, for runners started in that process;
     # other processes load their own.
     plugin_manager: AglPluginManager | None = field(default=None, compare=False, repr=False)

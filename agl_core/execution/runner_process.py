@@ -81,7 +81,9 @@ async def serve(
     agent = spec.load_agent()
     tracer = build_tracer(spec.tracer, pm)
     tracer.init()
-    store = GrpcStore(config.server, token=config.token, tls=config.tls, root_certificates=config.root_certificates)
+    store = GrpcStore(
+        config.server, token=config.token, tls=config.tls, root_certificates=config.root_certificates
+    ).with_namespace(spec.namespace)
     worker_id = config.default_worker_id()
     info = {"agent": getattr(agent, "name", type(agent).__name__), "runner_index": config.index}
     source: Any
@@ -95,6 +97,9 @@ async def serve(
             tls=config.tls,
             root_certificates=config.root_certificates,
             info=info,
+            namespace=spec.namespace,
+            queues=spec.queues,
+            label_selector=spec.label_selector,
         )
     else:
         source = DequeueSource(
@@ -104,6 +109,8 @@ async def serve(
             poll_wait=config.poll_wait,
             heartbeat_interval=spec.heartbeat_interval,
             info=info,
+            queues=spec.queues,
+            label_selector=spec.label_selector,
         )
     loop = asyncio.get_running_loop()
     stop = bridge(stop_event, loop) if stop_event is not None else asyncio.Event()

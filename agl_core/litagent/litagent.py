@@ -17,6 +17,7 @@ span; the rollout's retry policy decides what happens next.
 from __future__ import annotations
 
 import weakref
+from collections.abc import Mapping, Sequence
 from typing import TYPE_CHECKING, Any, Generic, TypeVar
 
 from agl_core.types.core import Rollout
@@ -33,7 +34,16 @@ RolloutResult = None | float | int | list[Span]
 
 
 class LitAgent(Generic[T]):
-    """Base class of agents. ``T`` is the type of the task (the rollout's input)."""
+    """Base class of agents. ``T`` is the type of the task (the rollout's input).
+
+    :ivar runner_queues: the queues the runners serving this agent take work from, unless the
+        Trainer names them (None: the Trainer's queue, else "default").
+    :ivar runner_label_selector: the label selector of those runners (docs/queues.md), e.g.
+        ``"lang=py"``, unless the Trainer gives one.
+    """
+
+    runner_queues: Sequence[str] | None = None
+    runner_label_selector: str | Mapping[str, str] | None = None
 
     def __init__(self) -> None:
         self._runner_ref: weakref.ReferenceType[Runner] | None = None

@@ -255,7 +255,7 @@ class AddResourcesResponse(_message.Message):
     def __init__(self, resources: _Optional[_Union[_resources_pb2.ResourcesUpdate, _Mapping]] = ...) -> None: ...
 
 class UpdateResourcesRequest(_message.Message):
-    __slots__ = ("resources_id", "resources")
+    __slots__ = ("resources_id", "resources", "namespace")
     class ResourcesEntry(_message.Message):
         __slots__ = ("key", "value")
         KEY_FIELD_NUMBER: _ClassVar[int]
@@ -265,9 +265,11 @@ class UpdateResourcesRequest(_message.Message):
         def __init__(self, key: _Optional[str] = ..., value: _Optional[_Union[_resources_pb2.Resource, _Mapping]] = ...) -> None: ...
     RESOURCES_ID_FIELD_NUMBER: _ClassVar[int]
     RESOURCES_FIELD_NUMBER: _ClassVar[int]
+    NAMESPACE_FIELD_NUMBER: _ClassVar[int]
     resources_id: str
     resources: _containers.MessageMap[str, _resources_pb2.Resource]
-    def __init__(self, resources_id: _Optional[str] = ..., resources: _Optional[_Mapping[str, _resources_pb2.Resource]] = ...) -> None: ...
+    namespace: str
+    def __init__(self, resources_id: _Optional[str] = ..., resources: _Optional[_Mapping[str, _resources_pb2.Resource]] = ..., namespace: _Optional[str] = ...) -> None: ...
 
 class UpdateResourcesResponse(_message.Message):
     __slots__ = ("resources",)

@@ -13,12 +13,13 @@ import asyncio
 import contextlib
 import logging
 import time
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 from agl_core.errors import AglError, FailedPreconditionError, NotFoundError
 from agl_core.runner.queue_signal import QueueSignal, store_follow
 from agl_core.runner.work import FINAL_STATUSES, Assignment, ReportOutcome, WorkSource, worker_info
+from agl_core.store import routing
 from agl_core.types.core import AttemptStatus, Rollout, WorkerStatus
 from agl_core.types.resources import ResourcesUpdate
 
@@ -33,6 +34,8 @@ class DequeueSource(WorkSource):
     :param poll_wait: ``None`` (default) waits for queued work on the event log; a number of
         seconds long-polls ``dequeue_rollouts`` instead.
     :param heartbeat_interval: seconds between heartbeats of the worker and its attempts.
+    :param queues: the queues served (default ``["default"]``); the namespace is the store's.
+    :param label_selector: only rollouts whose labels match (``"lang=go"``, ``{"lang": "go"}``).
     """
 
     def __init__(
@@ -44,7 +47,11 @@ class DequeueSource(WorkSource):
         poll_wait: float | None = None,
         heartbeat_interval: float = 10.0,
         info: Mapping[str, Any] | None = None,
+        queues: Sequence[str] | None = None,
+        label_selector: str | Mapping[str, str] | None = None,
     ) -> None:
+        # Checked here, so a malformed selector fails before the worker starts.
+        self.route = routing.Route.parse("", queues or (), routing.selector_text(label_selector))
         if capacity < 1:
             raise ValueError(f"capacity is {capacity}; a worker runs at least one attempt at a time")
         if poll_wait is not None and poll_wait <= 0:
@@ -102,7 +109,13 @@ class DequeueSource(WorkSource):
 
     async def _claim(self, limit: int) -> list[Rollout]:
         claim = asyncio.ensure_future(
-            self.store.dequeue_rollouts(limit=limit, worker_id=self.worker_id, wait=self.poll_wait)
+            self.store.dequeue_rollouts(
+                limit=limit,
+                worker_id=self.worker_id,
+                wait=self.poll_wait,
+                queues=self.route.queues,
+                label_selector=self.route.selector.text,
+            )
         )
         # Registered before anyone awaits the claim: the attempts are held (and given up on close)
         # even when the claimer is cancelled while the claim commits.

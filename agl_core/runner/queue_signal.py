@@ -90,7 +90,8 @@ def backend_follow(backend: Any) -> Follow:
     """Follow the queue through a :class:`~agl_core.store.backend.StoreBackend` (on its loop)."""
 
     async def follow(after: int | None) -> AsyncIterator[tuple[int, bool]]:
-        request = s.WatchRolloutsRequest(status_in=QUEUED_PB)
+        # Every namespace: one signal serves the Work streams of all of them.
+        request = s.WatchRolloutsRequest(status_in=QUEUED_PB, all_namespaces=True)
         if after is not None:
             request.after_event_id = after
         async for response in backend.watch_rollouts(request):

@@ -11,7 +11,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 import grpc
@@ -22,6 +22,7 @@ from agl_core.errors import AglError, UnavailableError, error_for_code
 from agl_core.proto import runner_pb2 as r
 from agl_core.proto import runner_pb2_grpc
 from agl_core.runner.work import FINAL_STATUSES, Assignment, ReportOutcome, WorkSource, worker_info
+from agl_core.store import routing
 from agl_core.types import convert
 from agl_core.types.core import AttemptStatus
 from agl_core.types.values import to_struct
@@ -40,6 +41,10 @@ class WorkStreamSource(WorkSource):
     :param retry_deadline: seconds to keep reconnecting after the stream broke before the source
         fails (``reconnect_timeout`` is an older name for it).
     :param info: extra facts about the worker for its record (agent name, version, ...).
+    :param namespace: the namespace (experiment) served; empty: the default one.
+    :param queues: the queues served (default ``["default"]``).
+    :param label_selector: only rollouts whose labels match (``"lang=go"``, ``{"lang": "go"}``;
+        see docs/queues.md). Checked here, so a malformed one fails before connecting.
     """
 
     def __init__(
@@ -55,8 +60,13 @@ class WorkStreamSource(WorkSource):
         retry_deadline: float = DEFAULT_RETRY_DEADLINE,
         info: Mapping[str, Any] | None = None,
         reconnect_timeout: float | None = None,
+        namespace: str = "",
+        queues: Sequence[str] | None = None,
+        label_selector: str | Mapping[str, str] | None = None,
     ) -> None:
         import os
+
+        self.route = routing.Route.parse(namespace, queues or (), routing.selector_text(label_selector))
 
         if reconnect_timeout is not None:
             retry_deadline = reconnect_timeout
@@ -242,6 +252,9 @@ class WorkStreamSource(WorkSource):
             capacity=0 if self._draining else self.capacity,
             active_attempts=[r.AttemptRef(rollout_id=rid, attempt_id=aid) for aid, rid in self.held.items()],
             info=to_struct(self.info, "info"),
+            namespace=self.route.namespace,
+            queues=self.route.queues,
+            label_selector=self.route.selector.text,
         )
         hello.heartbeat_interval.FromNanoseconds(int(self.heartbeat_interval * 1e9))
         await call.write(r.WorkRequest(hello=hello))

@@ -7,6 +7,7 @@ the same, down to the exceptions (:mod:`agl_core.errors`).
 
 from __future__ import annotations
 
+import copy
 from collections.abc import AsyncIterator, Iterable, Mapping, Sequence
 from typing import Any, Final
 
@@ -15,6 +16,7 @@ from google.protobuf import duration_pb2
 from agl_core.errors import AglError, BatchError, NotFoundError, error_for_code
 from agl_core.proto import store_pb2 as s
 from agl_core.proto import trace_pb2
+from agl_core.store import routing
 from agl_core.store.backend import StoreBackend
 from agl_core.types import convert
 from agl_core.types.core import (
@@ -91,8 +93,18 @@ class LightningStore:
     #: Rollouts per EnqueueRollouts request when a large batch is split.
     ENQUEUE_CHUNK = 1000
 
-    def __init__(self, backend: StoreBackend) -> None:
+    def __init__(self, backend: StoreBackend, *, namespace: str = "") -> None:
+        """:param namespace: the namespace (experiment) every call of this store is scoped to:
+        rollouts it creates and finds, resources it adds and the latest set it reads. Empty:
+        the default namespace. Use :meth:`with_namespace` for a view of another one."""
         self.backend = backend
+        self.namespace = routing.namespace(namespace)
+
+    def with_namespace(self, namespace: str) -> LightningStore:
+        """A view of the same store (same backend, same connection) scoped to ``namespace``."""
+        view = copy.copy(self)
+        view.namespace = routing.namespace(namespace)
+        return view
 
     async def __aenter__(self) -> LightningStore:
         return self
@@ -113,6 +125,9 @@ class LightningStore:
         config: RolloutConfig | Mapping[str, Any] | None,
         metadata: Mapping[str, Any] | None,
         rollout_id: str | None,
+        queue: str | None = None,
+        labels: Mapping[str, str] | None = None,
+        priority: int = 0,
     ) -> s.RolloutSpec:
         spec = s.RolloutSpec()
         convert.spec_to_pb(
@@ -123,6 +138,9 @@ class LightningStore:
                 config=RolloutConfig(**config) if isinstance(config, Mapping) else config,
                 metadata=dict(metadata) if metadata else None,
                 rollout_id=rollout_id,
+                queue=queue,
+                labels=dict(labels) if labels else None,
+                priority=priority,
             ),
             spec,
         )
@@ -138,10 +156,14 @@ class LightningStore:
         metadata: Mapping[str, Any] | None = None,
         rollout_id: str | None = None,
         worker_id: str | None = None,
+        labels: Mapping[str, str] | None = None,
     ) -> Rollout:
-        """Create a rollout and its first attempt at once, bypassing the queue."""
+        """Create a rollout and its first attempt at once, bypassing the queue. Without
+        ``resources_id`` it records the namespace's latest resources."""
         request = s.StartRolloutRequest(
-            rollout=self._spec(input, mode, resources_id, config, metadata, rollout_id), worker_id=worker_id or ""
+            rollout=self._spec(input, mode, resources_id, config, metadata, rollout_id, labels=labels),
+            worker_id=worker_id or "",
+            namespace=self.namespace,
         )
         return convert.rollout_from_pb((await self.backend.start_rollout(request)).rollout)
 
@@ -154,8 +176,17 @@ class LightningStore:
         config: RolloutConfig | Mapping[str, Any] | None = None,
         metadata: Mapping[str, Any] | None = None,
         rollout_id: str | None = None,
+        queue: str | None = None,
+        labels: Mapping[str, str] | None = None,
+        priority: int = 0,
     ) -> Rollout:
-        """Put a rollout at the back of the queue (status ``queuing``)."""
+        """Put a rollout at the back of its queue (status ``queuing``).
+
+        :param queue: the queue to wait in (default ``"default"``); workers name the queues they serve.
+        :param labels: matched by the workers' label selectors (e.g. ``{"lang": "go"}``).
+        :param priority: 0 (default) to 1000; higher is dispatched first, equal ones in queue order.
+        :param resources_id: the resources to run with; ``None`` records the namespace's latest now.
+        """
         rollouts = await self.enqueue_rollouts(
             [
                 RolloutSpec(
@@ -165,6 +196,9 @@ class LightningStore:
                     config=config,
                     metadata=dict(metadata) if metadata else None,
                     rollout_id=rollout_id,
+                    queue=queue,
+                    labels=dict(labels) if labels else None,
+                    priority=priority,
                 )
             ]
         )
@@ -182,7 +216,7 @@ class LightningStore:
         inputs: list[Any] = []  # the responses do not echo inputs back; the caller's objects are reused
         for spec in specs:
             if not requests or len(requests[-1].rollouts) >= self.ENQUEUE_CHUNK:
-                requests.append(s.EnqueueRolloutsRequest())
+                requests.append(s.EnqueueRolloutsRequest(namespace=self.namespace))
             convert.spec_to_pb(spec, requests[-1].rollouts.add())
             inputs.append(spec["input"] if isinstance(spec, Mapping) else spec.input)
         if not requests:
@@ -206,20 +240,45 @@ class LightningStore:
             raise BatchError(results, errors)
         return results  # type: ignore[return-value]
 
-    async def dequeue_rollout(self, *, worker_id: str | None = None, wait: float | None = None) -> Rollout | None:
-        """Claim the oldest queued rollout, creating its next attempt.
+    async def dequeue_rollout(
+        self,
+        *,
+        worker_id: str | None = None,
+        wait: float | None = None,
+        queues: Iterable[str] | None = None,
+        label_selector: str | Mapping[str, str] | None = None,
+    ) -> Rollout | None:
+        """Claim the next queued rollout of this store's namespace, creating its next attempt:
+        the highest priority first, then the oldest.
 
         :param wait: seconds to wait for work when the queue is empty (a long poll); ``None`` or 0
             returns at once.
+        :param queues: the queues to take from (default ``["default"]``).
+        :param label_selector: only rollouts whose labels match, as text (``"lang=go,tier!=gpu"``,
+            see docs/queues.md) or an equality map (``{"lang": "go"}``).
         :returns: the rollout with its new attempt, or ``None`` if no work came in time.
         """
-        rollouts = await self.dequeue_rollouts(limit=1, worker_id=worker_id, wait=wait)
+        rollouts = await self.dequeue_rollouts(
+            limit=1, worker_id=worker_id, wait=wait, queues=queues, label_selector=label_selector
+        )
         return rollouts[0] if rollouts else None
 
     async def dequeue_rollouts(
-        self, *, limit: int = 1, worker_id: str | None = None, wait: float | None = None
+        self,
+        *,
+        limit: int = 1,
+        worker_id: str | None = None,
+        wait: float | None = None,
+        queues: Iterable[str] | None = None,
+        label_selector: str | Mapping[str, str] | None = None,
     ) -> list[Rollout]:
-        request = s.DequeueRolloutRequest(worker_id=worker_id or "", limit=limit)
+        request = s.DequeueRolloutRequest(
+            worker_id=worker_id or "",
+            limit=limit,
+            namespace=self.namespace,
+            queues=list(queues or ()),
+            label_selector=routing.selector_text(label_selector),
+        )
         if wait:
             request.wait.CopyFrom(_duration(wait))
         response = await self.backend.dequeue_rollout(request)
@@ -250,8 +309,10 @@ class LightningStore:
         limit: int | None = None,
         offset: int = 0,
         filter_logic: str = "and",
+        all_namespaces: bool = False,
     ) -> Page[Rollout]:
-        """Rollouts matching the given filters, one page at a time (``limit`` at most 1000).
+        """Rollouts of this store's namespace (every namespace with ``all_namespaces``) matching
+        the given filters, one page at a time (``limit`` at most 1000).
 
         ``filter_logic="and"`` (default) keeps rollouts matching every given filter, ``"or"`` any.
         ``status_in=None`` does not filter on status; ``status_in=[]`` matches no status.
@@ -267,6 +328,8 @@ class LightningStore:
             limit=limit_,
             offset=offset_,
             filter_logic=_logic(filter_logic),
+            namespace=self.namespace,
+            all_namespaces=all_namespaces,
         )
         if status_in is not None:
             request.status_filter.SetInParent()
@@ -345,8 +408,8 @@ class LightningStore:
     async def add_resources(
         self, resources: Mapping[str, Resource | Mapping[str, Any]], *, resources_id: str | None = None
     ) -> ResourcesUpdate:
-        """Store a new resources set and make it the latest."""
-        request = s.AddResourcesRequest(resources_id=resources_id or "")
+        """Store a new resources set in this store's namespace and make it the namespace's latest."""
+        request = s.AddResourcesRequest(resources_id=resources_id or "", namespace=self.namespace)
         convert.resources_to_pb(resources, request.resources)
         return convert.resources_update_from_pb((await self.backend.add_resources(request)).resources)
 
@@ -354,8 +417,8 @@ class LightningStore:
         self, resources_id: str, resources: Mapping[str, Resource | Mapping[str, Any]]
     ) -> ResourcesUpdate:
         """Replace the resources of set ``resources_id`` (creating it if new), bump its version and
-        make it the latest."""
-        request = s.UpdateResourcesRequest(resources_id=resources_id)
+        make it the latest of its namespace. A new set is created in this store's namespace."""
+        request = s.UpdateResourcesRequest(resources_id=resources_id, namespace=self.namespace)
         convert.resources_to_pb(resources, request.resources)
         return convert.resources_update_from_pb((await self.backend.update_resources(request)).resources)
 
@@ -365,11 +428,14 @@ class LightningStore:
         return await self._get_resources(resources_id)
 
     async def get_latest_resources(self) -> ResourcesUpdate | None:
-        return await self._get_resources("")
+        """The latest set of this store's namespace."""
+        return await self._get_resources("", namespace=self.namespace)
 
-    async def _get_resources(self, resources_id: str) -> ResourcesUpdate | None:
+    async def _get_resources(self, resources_id: str, namespace: str = "") -> ResourcesUpdate | None:
         try:
-            response = await self.backend.get_resources(s.GetResourcesRequest(resources_id=resources_id))
+            response = await self.backend.get_resources(
+                s.GetResourcesRequest(resources_id=resources_id, namespace=namespace)
+            )
         except NotFoundError:
             return None
         return convert.resources_update_from_pb(response.resources)
@@ -384,10 +450,14 @@ class LightningStore:
         limit: int | None = None,
         offset: int = 0,
         filter_logic: str = "and",
+        all_namespaces: bool = False,
     ) -> Page[ResourcesUpdate]:
-        """Resources sets matching the id filters (``filter_logic``: ``"and"`` or ``"or"``)."""
+        """Resources sets of this store's namespace (every one with ``all_namespaces``) matching
+        the id filters (``filter_logic``: ``"and"`` or ``"or"``)."""
         limit_, offset_ = _page_args(limit, offset)
         request = s.QueryResourcesRequest(
+            namespace=self.namespace,
+            all_namespaces=all_namespaces,
             resources_id_in=list(resources_id_in or ()),
             resources_id_contains=resources_id_contains or "",
             filter_logic=_logic(filter_logic),
@@ -603,6 +673,7 @@ class LightningStore:
         rollout_ids: Iterable[str] | None = None,
         status_in: Iterable[RolloutStatus | str] | None = None,
         after_event_id: int | None = None,
+        all_namespaces: bool = False,
     ) -> RolloutWatch:
         """Status changes as they happen, as an async iterator of :class:`RolloutEvent`.
 
@@ -617,6 +688,8 @@ class LightningStore:
         request = s.WatchRolloutsRequest(
             rollout_ids=list(rollout_ids or ()),
             status_in=[convert.rollout_status_to_pb(st) for st in status_in or ()],
+            namespace=self.namespace,
+            all_namespaces=all_namespaces,
         )
         if after_event_id is not None:
             request.after_event_id = after_event_id
@@ -635,6 +708,7 @@ class LightningStore:
         limit: int | None = None,
         offset: int = 0,
         filter_logic: str = "and",
+        all_namespaces: bool = False,
     ) -> Page[Worker]:
         """Workers matching the given filters (``filter_logic``: ``"and"`` or ``"or"``).
         ``status_in=None`` does not filter on status; ``status_in=[]`` matches no status."""
@@ -647,6 +721,8 @@ class LightningStore:
             limit=limit_,
             offset=offset_,
             filter_logic=_logic(filter_logic),
+            namespace=self.namespace,
+            all_namespaces=all_namespaces,
         )
         if status_in is not None:
             request.status_filter.SetInParent()

@@ -10,7 +10,7 @@ from typing import Any
 
 from agl_core.errors import InvalidArgumentError
 from agl_core.proto import resources_pb2, store_pb2, trace_pb2
-from agl_core.store import rules
+from agl_core.store import routing, rules
 from agl_core.types.values import check_struct, check_value
 
 _ENGINES = frozenset(resources_pb2.PromptTemplateEngine.values())
@@ -57,6 +57,9 @@ def check_spec(spec: store_pb2.RolloutSpec, where: str) -> None:
     if not spec.HasField("input"):
         raise InvalidArgumentError(f"{where}.input is required; send a null Value for a task without input")
     check_value(spec.input, f"{where}.input")
+    routing.queue(spec.queue, f"{where}.queue")
+    routing.check_labels(spec.labels, f"{where}.labels")
+    routing.check_priority(spec.priority, f"{where}.priority")
     if spec.mode not in rules.ROLLOUT_MODES:
         raise InvalidArgumentError(f"{where}.mode {spec.mode} is not a RolloutMode; use train, val or test")
     optional_id(spec.resources_id, f"{where}.resources_id")

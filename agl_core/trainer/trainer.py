@@ -23,6 +23,7 @@ from agl_core.execution.base import AlgorithmBundle, ExecutionStrategy, RunnerSp
 from agl_core.litagent import LitAgent
 from agl_core.plugins import AglPluginManager, get_plugin_manager
 from agl_core.runner.hooks import Hook
+from agl_core.store import routing
 from agl_core.trainer.components import build, default_tracer
 from agl_core.trainer.progress import Progress
 from agl_core.trainer.result import FitResult, SplitSummary
@@ -69,6 +70,17 @@ class Trainer:
         keeps one live line on a terminal and prints periodic lines elsewhere; ``"lines"`` always
         prints lines (e.g. when the algorithm prints too); ``False`` shows nothing.
     :param progress_interval: seconds between progress lines when stderr is not a terminal.
+    :param namespace: the namespace (experiment) of this Trainer: its rollouts, resources and
+        runners. Two Trainers with different namespaces share one agl-server without seeing each
+        other's work or resources. Empty: the default namespace.
+    :param queue: the queue of the rollouts the algorithm enqueues (default: the algorithm's
+        ``rollout_queue``, else "default"); runners serve it unless ``runner_queues`` says otherwise.
+    :param labels: labels of those rollouts (default: the algorithm's ``rollout_labels``).
+    :param priority: their priority, 0 to 1000 (default: the algorithm's ``rollout_priority``, else 0).
+    :param runner_queues: the queues the runners serve (default: ``[queue]``, else the agent's
+        ``runner_queues``, else "default").
+    :param label_selector: the runners' label selector (default: the agent's
+        ``runner_label_selector``); see docs/queues.md.
     """
 
     def __init__(
@@ -88,7 +100,22 @@ class Trainer:
         progress: bool | Literal["live", "lines"] = True,
         progress_interval: float = 5.0,
         plugin_manager: AglPluginManager | None = None,
+        namespace: str = "",
+        queue: str | None = None,
+        labels: Mapping[str, str] | None = None,
+        priority: int | None = None,
+        runner_queues: Sequence[str] | None = None,
+        label_selector: str | Mapping[str, str] | None = None,
     ) -> None:
+        # Checked now, so a typo fails at construction and not in the middle of a run.
+        self.namespace = routing.namespace(namespace)
+        self.queue = routing.queue(queue) if queue else None
+        if labels:
+            routing.check_labels(labels)
+        self.labels = dict(labels) if labels else None
+        self.priority = routing.check_priority(priority) if priority is not None else None
+        self.runner_queues = routing.queues(runner_queues) if runner_queues else None
+        self.label_selector = routing.parse_selector(routing.selector_text(label_selector)).text or None
         self.plugin_manager = plugin_manager or get_plugin_manager()
         pm = self.plugin_manager
         self.algorithm: Algorithm | None = build(algorithm, kind="algorithms", base=Algorithm, pm=pm)
@@ -157,6 +184,8 @@ class Trainer:
         algorithm.set_initial_resources(self.initial_resources)
         algorithm.set_rollout_config(self.rollout_config)
         algorithm.set_dev_mode(dev)
+        queue = self.queue or algorithm.rollout_queue
+        selector = self.label_selector or routing.selector_text(agent.runner_label_selector)
         spec = RunnerSpec(
             agent=agent,
             tracer=self.tracer,
@@ -164,6 +193,9 @@ class Trainer:
             capacity=self.runner_capacity,
             max_rollouts=self.max_rollouts,
             plugin_manager=self.plugin_manager,
+            namespace=self.namespace,
+            queues=routing.queues(self.runner_queues or ([queue] if queue else None) or agent.runner_queues or ()),
+            label_selector=routing.parse_selector(selector, "label_selector").text,
         )
         outcome = self.strategy.execute(
             self._algorithm_bundle(algorithm, train_dataset, val_dataset), spec, store=self.store
@@ -182,7 +214,16 @@ class Trainer:
 
     def _algorithm_bundle(self, algorithm: Algorithm, train_dataset: Any, val_dataset: Any) -> AlgorithmBundle:
         async def run(store: Any) -> Any:
-            algorithm.set_store(with_rollout_defaults(store, self.rollout_config))
+            store = store.with_namespace(self.namespace)
+            algorithm.set_store(
+                with_rollout_defaults(
+                    store,
+                    self.rollout_config,
+                    queue=self.queue or algorithm.rollout_queue,
+                    labels=self.labels or algorithm.rollout_labels,
+                    priority=self.priority if self.priority is not None else algorithm.rollout_priority,
+                )
+            )
             # Progress always counts (the FitResult is made of its counts); it prints only when asked.
             if self.progress:
                 live = {"live": True, "lines": False}.get(self.progress) if isinstance(self.progress, str) else None

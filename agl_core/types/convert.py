@@ -146,6 +146,10 @@ def rollout_from_pb(pb: types_pb2.Rollout) -> Rollout:
         config=config_from_pb(pb.config),
         metadata=from_struct(pb.metadata),
         attempt=attempt_from_pb(pb.attempt) if pb.HasField("attempt") else None,
+        namespace=pb.namespace or "default",
+        queue=pb.queue or "default",
+        labels=dict(pb.labels),
+        priority=pb.priority,
     )
 
 
@@ -162,6 +166,11 @@ def spec_to_pb(spec: RolloutSpec | Mapping[str, Any], target: store_pb2.RolloutS
         target.metadata.CopyFrom(to_struct(spec.metadata))
     if spec.rollout_id:
         target.rollout_id = spec.rollout_id
+    if spec.queue:
+        target.queue = spec.queue
+    if spec.labels:
+        target.labels.update(spec.labels)
+    target.priority = spec.priority
 
 
 def event_from_pb(pb: types_pb2.RolloutEvent) -> RolloutEvent:
@@ -186,6 +195,9 @@ def worker_from_pb(pb: types_pb2.Worker) -> Worker:
         last_busy_time=opt_ts(pb, "last_busy_time"),
         last_idle_time=opt_ts(pb, "last_idle_time"),
         heartbeat_stats=from_struct(pb.heartbeat_stats),
+        namespace=pb.namespace or "default",
+        queues=list(pb.queues),
+        label_selector=pb.label_selector,
     )
 
 
@@ -267,4 +279,5 @@ def resources_update_from_pb(pb: resources_pb2.ResourcesUpdate) -> ResourcesUpda
         create_time=ts_to_float(pb.create_time),
         update_time=ts_to_float(pb.update_time),
         resources={name: resource_from_pb(r) for name, r in pb.resources.items()},
+        namespace=pb.namespace or "default",
     )

@@ -105,6 +105,12 @@ class Rollout:
     config: RolloutConfig = field(default_factory=RolloutConfig)
     metadata: dict[str, Any] = field(default_factory=dict)
     attempt: Attempt | None = None
+    #: The namespace (experiment) and queue the rollout belongs to, its labels and priority
+    #: (0 to 1000, higher first); see docs/queues.md.
+    namespace: str = "default"
+    queue: str = "default"
+    labels: dict[str, str] = field(default_factory=dict)
+    priority: int = 0
 
     @property
     def is_terminal(self) -> bool:
@@ -126,6 +132,11 @@ class RolloutSpec:
     config: RolloutConfig | None = None
     metadata: dict[str, Any] | None = None
     rollout_id: str | None = None
+    #: The queue to wait in (None: "default"), labels that workers' selectors match, and the
+    #: priority (0 to 1000, higher dispatched first).
+    queue: str | None = None
+    labels: dict[str, str] | None = None
+    priority: int = 0
 
 
 @dataclass(kw_only=True)
@@ -139,6 +150,10 @@ class Worker:
     last_busy_time: float | None = None
     last_idle_time: float | None = None
     heartbeat_stats: dict[str, Any] = field(default_factory=dict)
+    #: What the worker serves: its namespace, queues and label selector.
+    namespace: str = "default"
+    queues: list[str] = field(default_factory=list)
+    label_selector: str = ""
 
 
 @dataclass(kw_only=True)

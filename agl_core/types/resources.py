@@ -77,3 +77,5 @@ class ResourcesUpdate:
     create_time: float
     update_time: float
     resources: NamedResources = field(default_factory=dict)
+    #: The namespace the set belongs to; "latest" is per namespace.
+    namespace: str = "default"

@@ -102,13 +102,18 @@ class SharedMemoryStrategy(ExecutionStrategy):
                 task = asyncio.current_task()
                 assert task is not None
                 aborts.append((asyncio.get_running_loop(), task))
-                threadsafe = ThreadSafeStore(opened, loop=store_loop)
+                threadsafe = ThreadSafeStore(opened.with_namespace(runner.namespace), loop=store_loop)
                 source = DequeueSource(
                     threadsafe,
-                    worker_id=f"runner-{index}",
+                    # The namespace in the id: two trainers sharing one agl-server keep apart workers.
+                    worker_id=f"runner-{index}"
+                    if runner.namespace in ("", "default")
+                    else f"{runner.namespace}-runner-{index}",
                     capacity=runner.capacity,
                     heartbeat_interval=runner.heartbeat_interval,
                     info={"agent": agent.name, "runner_index": index},
+                    queues=runner.queues,
+                    label_selector=runner.label_selector,
                 )
                 built = runner.build(agent=agent, store=threadsafe, source=source, tracer=tracer, pm=pm)
                 return await built.run(bridge(stop))

@@ -6,9 +6,9 @@ import asyncio
 import time
 from typing import Any
 
-from agl_core.litagent import LitAgent, llm_rollout, rollout
+from agl_core.litagent import LitAgent, llm_rollout, prompt_rollout, rollout
 from agl_core.tracer import NullTracer
-from agl_core.types import Rollout
+from agl_core.types import PromptTemplate, Rollout
 
 
 @rollout
@@ -68,3 +68,9 @@ async def llm_quiz_agent(task: dict[str, Any], llm: Any) -> None:
 
 
 READY_TRACER = NullTracer()  # a component named by path as an instance (``--tracer runtime_agents:READY_TRACER``)
+
+
+@prompt_rollout
+def experiment_probe(task: dict[str, Any], prompt_template: PromptTemplate) -> float:
+    """Reward 1 when the prompt template is the one of the task's own experiment (namespace)."""
+    return 1.0 if prompt_template.template.startswith(f"{task['experiment']}:") else 0.0

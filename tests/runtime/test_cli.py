@@ -98,3 +98,71 @@ def test_remote_runners_serve_an_algorithm_running_elsewhere(server: ServerProce
     # Every rollout went to one of them, and both left cleanly (streams closed before they exited).
     assert sum(stats["assigned_attempts"] for stats in records.values()) == 40
     assert all(stats["connected"] is False for stats in records.values())
+
+
+def test_agl_runner_refuses_a_malformed_selector(server: ServerProcess) -> None:
+    done = subprocess.run(
+        agl_command(
+            "runner", "--server", server.address, "--agent", "runtime_agents:parity_agent", "--selector", "lang in (go"
+        ),
+        cwd=HERE,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert done.returncode == 2
+    assert "--label_selector 'lang in (go': a '(' is never closed" in done.stderr
+
+
+def test_agl_runner_serves_only_its_namespace_queue_and_selector(server: ServerProcess) -> None:
+    runner = subprocess.Popen(
+        agl_command(
+            "runner",
+            "--server",
+            server.address,
+            "--agent",
+            "runtime_agents:parity_agent",
+            "--tracer",
+            "agl_core.tracer.base:NullTracer",
+            "--worker-id",
+            "routed",
+            "--namespace",
+            "exp-cli",
+            "--queue",
+            "cli",
+            "--selector",
+            "lang=py",
+        ),
+        cwd=HERE,
+        env={**os.environ, "PYTHONPATH": ""},
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+
+    async def scenario() -> None:
+        await asyncio.wait_for(until_connected(server.address, {"routed"}), 60)
+        client = GrpcStore(server.address)
+        exp = client.with_namespace("exp-cli")
+        try:
+            # Queued first, so a runner that ignored its routing would take these before the others.
+            wrong_lang = await exp.enqueue_rollout(1, queue="cli", labels={"lang": "go"})
+            wrong_queue = await exp.enqueue_rollout(2, labels={"lang": "py"})
+            wrong_namespace = await client.enqueue_rollout(3, queue="cli", labels={"lang": "py"})
+            mine = [(await exp.enqueue_rollout(i, queue="cli", labels={"lang": "py"})).rollout_id for i in range(4)]
+            done = await exp.wait_for_rollouts(mine, timeout=60)
+            assert sorted(r.status for r in done) == ["succeeded"] * 4
+            for other in (wrong_lang, wrong_queue, wrong_namespace):
+                again = await client.get_rollout(other.rollout_id)
+                assert again is not None and again.status == "queuing", again
+            worker = await exp.get_worker("routed")
+            assert worker is not None
+            assert (worker.namespace, worker.queues, worker.label_selector) == ("exp-cli", ["cli"], "lang=py")
+        finally:
+            await client.close()
+
+    try:
+        asyncio.run(scenario())
+    finally:
+        runner.send_signal(signal.SIGINT)
+        _, stderr = runner.communicate(timeout=60)
+    assert runner.returncode == 0, stderr

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
 import os
 from collections.abc import AsyncIterator
 from pathlib import Path
@@ -10,79 +9,16 @@ from pathlib import Path
 import grpc
 import pytest
 from store_waits import wait_status
+from support.raw_worker import RawWorker
 
 from agl_core.client import GrpcStore
 from agl_core.proto import runner_pb2 as r
-from agl_core.proto import runner_pb2_grpc
 from agl_core.proto import types_pb2 as t
 from agl_core.types import AttemptStatus, PromptTemplate, RolloutConfig, RolloutStatus, WorkerStatus
 from agl_core.types.values import to_struct
 from agl_server.process import ServerProcess
 
 RETRY_UNRESPONSIVE = RolloutConfig(max_attempts=2, retry_condition=["unresponsive"])
-
-
-class RawWorker:
-    """One Work stream, driven by hand. A reader task collects what the server sends (cancelling a
-    pending read would cancel the whole call)."""
-
-    def __init__(self, address: str) -> None:
-        self.channel = grpc.aio.insecure_channel(address)
-        self.call = runner_pb2_grpc.RunnerServiceStub(self.channel).Work()
-        self.inbox: asyncio.Queue[r.WorkResponse | grpc.StatusCode] = asyncio.Queue()
-        self.reader = asyncio.ensure_future(self._read())
-
-    async def _read(self) -> None:
-        try:
-            while (response := await self.call.read()) is not grpc.aio.EOF:
-                self.inbox.put_nowait(response)
-            self.inbox.put_nowait(await self.call.code())
-        except grpc.aio.AioRpcError as exc:
-            self.inbox.put_nowait(exc.code())
-
-    async def hello(self, worker_id: str = "", capacity: int = 1, **fields: object) -> r.WorkerWelcome:
-        await self.call.write(r.WorkRequest(hello=r.WorkerHello(worker_id=worker_id, capacity=capacity, **fields)))
-        response = await self.recv()
-        assert response.WhichOneof("kind") == "welcome"
-        return response.welcome
-
-    async def send(self, **kind: object) -> None:
-        await self.call.write(r.WorkRequest(**kind))
-
-    async def recv(self, within: float = 10.0) -> r.WorkResponse:
-        response = await asyncio.wait_for(self.inbox.get(), within)
-        assert isinstance(response, r.WorkResponse), f"the server ended the stream with {response}"
-        return response
-
-    async def assignment(self, within: float = 10.0) -> r.AttemptAssignment:
-        response = await self.recv(within)
-        assert response.WhichOneof("kind") == "assignment", response
-        return response.assignment
-
-    async def report(self, assignment: r.AttemptAssignment, status: int, **fields: object) -> r.AttemptReportAck:
-        await self.send(
-            report=r.AttemptReport(
-                rollout_id=assignment.rollout.rollout_id,
-                attempt_id=assignment.rollout.attempt.attempt_id,
-                status=status,
-                **fields,
-            )
-        )
-        response = await self.recv()
-        assert response.WhichOneof("kind") == "report_ack", response
-        return response.report_ack
-
-    async def ended_with(self, within: float = 10.0) -> grpc.StatusCode:
-        """The status code the server ended the stream with (messages before it are skipped)."""
-        while True:
-            item = await asyncio.wait_for(self.inbox.get(), within)
-            if isinstance(item, grpc.StatusCode):
-                return item
-
-    async def close(self) -> None:
-        self.call.cancel()
-        self.reader.cancel()
-        await self.channel.close()
 
 
 @pytest.fixture

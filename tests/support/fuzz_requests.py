@@ -54,6 +54,31 @@ SECONDS = (0, 1, -1, 5, 1_700_000_000, 253402300799, 253402300800, 9223372036, 9
 SECONDS += (315576000000, 315576000001, 2**62, -(2**62), 2**63 - 1, -(2**63))
 NANOS = (0, 1, -1, 999_999_999, 1_000_000_000, 2**31 - 1, -(2**31))
 
+# Routing fields (issue 12): valid names and selectors beside each way to get them wrong, so the
+# fuzz reaches the dispatch index and not only the first check.
+NAMESPACE_POOL = ("", "default", "exp-a", "exp.b_2", "Exp", "-x", "a" * 63, "a" * 64, "no/slash", "é", "\x00")
+QUEUE_POOL = (*NAMESPACE_POOL, "gpu", "fz-q")
+SELECTOR_POOL = (
+    "",
+    "lang=go",
+    "lang==go,tier!=gpu",
+    "lang in (go,ts)",
+    "lang notin (go, ts),gpu",
+    "!lang",
+    "lang in (go",
+    "lang in ()",
+    "lang=go,,x",
+    "(",
+    ")",
+    "a in ((b))",
+    "k=" + "v" * 64,
+    "k" * 64,
+    "lang=go," * 300,
+    "é=ü",
+)
+LABEL_KEY_POOL = ("lang", "tier", "a/b.c_d-e", "", "bad key", "k" * 63, "k" * 64, "é", "-x")
+LABEL_VALUE_POOL = ("go", "ts", "", "spaced value", "v" * 63, "v" * 64, "ü", "a/b")
+
 F = descriptor.FieldDescriptor
 _MAX_DEPTH = 3
 
@@ -136,6 +161,12 @@ def _scalar(field: descriptor.FieldDescriptor) -> st.SearchStrategy[Any]:
     kind = field.type
     name = field.name
     if kind == F.TYPE_STRING:
+        if name == "namespace":
+            return st.one_of(st.sampled_from(NAMESPACE_POOL), _text())
+        if name in ("queue", "queues"):
+            return st.one_of(st.sampled_from(QUEUE_POOL), _text())
+        if name == "label_selector":
+            return st.one_of(st.sampled_from(SELECTOR_POOL), _text())
         return ids() if name.endswith(("_id", "_id_in", "_ids")) else _text()
     if kind == F.TYPE_BYTES:
         return st.one_of(st.binary(max_size=20), st.sampled_from((b"", b"\0" * 8, b"s" * 16, b"s" * 17)))
@@ -200,7 +231,10 @@ def messages(draw: st.DrawFn, message_descriptor: descriptor.Descriptor, depth: 
 def _set_message(draw: st.DrawFn, message: Any, field: descriptor.FieldDescriptor, depth: int) -> None:
     inner = field.message_type
     target = getattr(message, field.name)
-    if inner.GetOptions().map_entry:
+    if inner.GetOptions().map_entry and field.name == "labels":
+        for key in draw(st.lists(st.one_of(st.sampled_from(LABEL_KEY_POOL), _text()), max_size=3)):
+            target[key] = draw(st.one_of(st.sampled_from(LABEL_VALUE_POOL), _text()))
+    elif inner.GetOptions().map_entry:
         key_field, value_field = inner.fields_by_name["key"], inner.fields_by_name["value"]
         for key in draw(st.lists(_scalar(key_field), max_size=2)):
             if value_field.type == F.TYPE_MESSAGE:

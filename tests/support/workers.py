@@ -14,7 +14,11 @@ async def until_connected(address: str, worker_ids: set[str]) -> None:
     store = GrpcStore(address)
     try:
         while True:
-            connected = {w.worker_id for w in await store.query_workers() if w.heartbeat_stats.get("connected")}
+            connected = {
+                w.worker_id
+                for w in await store.query_workers(all_namespaces=True)
+                if w.heartbeat_stats.get("connected")
+            }
             if worker_ids <= connected:
                 return
             await asyncio.sleep(0.05)

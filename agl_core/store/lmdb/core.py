@@ -19,7 +19,7 @@ import lmdb
 
 from agl_core.errors import FailedPreconditionError
 from agl_core.store import rules
-from agl_core.store.lmdb import expiry, rollout_index
+from agl_core.store.lmdb import dispatch, expiry, rollout_index
 from agl_core.store.lmdb.reads import ReadGate, read_pool
 from agl_core.store.lmdb.records import Effects, Tx
 from agl_core.store.lmdb.resident import ResidentTrimmer
@@ -63,6 +63,7 @@ class LmdbCore:
         self.path = os.fspath(path) if path is not None else default_data_dir()
         self.env, self.dbs = open_environment(self.path, map_size=map_size, sync=sync)
         rollout_index.ensure(self.env, self.dbs)
+        self._dispatch = dispatch.rebuild(self.env, self.dbs)
         self._read_gate = ReadGate()
         self._read_pool = read_pool()
         self.sync = sync
@@ -103,7 +104,7 @@ class LmdbCore:
             loop,
             Effects,
             self._on_commit,
-            on_abort=self._span_ids.discard_pending,
+            on_abort=self._on_abort,
             pause_readers=self._read_gate.exclusive,
         )
         self._watchdog = Watchdog(loop, self._expire)
@@ -189,10 +190,19 @@ class LmdbCore:
             with self.env.begin() as txn:
                 return fn(txn)
 
+    def _on_abort(self) -> None:
+        """On the writer thread, whenever writes are rolled back."""
+        self._span_ids.discard_pending()
+        self._dispatch.restore()
+
     def _on_commit(self, effects: list[Effects]) -> None:
         enqueued = False
         events = False
         for effect in effects:
+            # Before anyone is woken: a woken dispatcher must find what was queued.
+            self._dispatch.confirm(effect.popped)
+            for entry in effect.queued:
+                self._dispatch.push(*entry)
             enqueued = enqueued or effect.enqueued > 0
             if effect.events:
                 events = True

@@ -11,11 +11,12 @@ import lmdb
 from agl_core.errors import InvalidArgumentError
 from agl_core.proto import store_pb2 as s
 from agl_core.proto import types_pb2 as t
-from agl_core.store import filters, rules, validation
+from agl_core.store import filters, routing, rules, validation
 from agl_core.store.lmdb import rollout_index
 from agl_core.store.lmdb.core import LmdbCore
 from agl_core.store.lmdb.records import RolloutRecord, Tx
 from agl_core.store.lmdb.scans import all_rollouts, status_nums
+from agl_core.store.lmdb.schema import MetaKey
 from agl_core.types.values import check_value
 
 
@@ -56,11 +57,21 @@ class LifecycleMixin(LmdbCore):
             predicates.append(lambda rec: rec.pb.mode == request.mode)
         # OR of a status set and a mode is not one range of the rollout index.
         indexed = indexed and not (use_or and len(predicates) > 1)
-        matches = filters.combine(predicates, request.filter_logic)
+        combined = filters.combine(predicates, request.filter_logic)
+        namespace = None if request.all_namespaces else routing.namespace(request.namespace)
+
+        def matches(rec: RolloutRecord) -> bool:
+            # The namespace is a scope, not a filter: it holds whatever filter_logic says.
+            in_scope = namespace is None or (rec.pb.namespace or routing.DEFAULT_NAMESPACE) == namespace
+            return in_scope and combined(rec)
 
         def read(txn: lmdb.Transaction) -> s.QueryRolloutsResponse:
             tx = Tx(txn, self.dbs)
-            if indexed:
+            # The rollout index knows no namespaces: it answers only while the scope is every rollout.
+            scoped = namespace is not None and (
+                namespace != routing.DEFAULT_NAMESPACE or txn.get(MetaKey.NAMESPACED, db=self.dbs.meta) is not None
+            )
+            if indexed and not scoped:
                 # Status and mode filters, sorted by creation or status: the rollout index answers the
                 # page and its counts the total, however many rollouts are stored.
                 prefixes = rollout_index.groups(txn, self.dbs, statuses, request.mode or None)

@@ -17,9 +17,10 @@ from agl_core.errors import (
 )
 from agl_core.proto import store_pb2 as s
 from agl_core.proto import types_pb2 as t
-from agl_core.store import rules, validation
+from agl_core.store import routing, rules, validation
 from agl_core.store.lmdb.core import LmdbCore, log_failure
 from agl_core.store.lmdb.records import Tx, new_id
+from agl_core.store.lmdb.resources import latest_resources_id
 from agl_core.store.lmdb.schema import U64, attempt_key
 
 logger = logging.getLogger(__name__)
@@ -32,7 +33,7 @@ class QueueMixin(LmdbCore):
     """Rollout creation and the FIFO queue."""
 
     def _create_rollout(
-        self, tx: Tx, spec: s.RolloutSpec, start: bool, worker_id: str, echo_input: bool = True
+        self, tx: Tx, spec: s.RolloutSpec, start: bool, worker_id: str, namespace: str, echo_input: bool = True
     ) -> t.Rollout:
         input_bytes = spec.input.SerializeToString(deterministic=True)
         if spec.rollout_id:
@@ -52,9 +53,15 @@ class QueueMixin(LmdbCore):
         pb = t.Rollout(
             rollout_id=rollout_id,
             mode=spec.mode,
-            resources_id=spec.resources_id,
+            # Pinned now (as the original did): the rollout says which version it ran with, however
+            # many updates come before a worker takes it.
+            resources_id=spec.resources_id or latest_resources_id(tx.txn, self.dbs, namespace),
             status=t.ROLLOUT_STATUS_PREPARING if start else t.ROLLOUT_STATUS_QUEUING,
             metadata=spec.metadata,
+            namespace=namespace,
+            queue=routing.queue(spec.queue),
+            labels=spec.labels,
+            priority=spec.priority,
         )
         pb.start_time.FromNanoseconds(tx.now_ns)
         pb.config.CopyFrom(spec.config)
@@ -73,12 +80,14 @@ class QueueMixin(LmdbCore):
     async def start_rollout(self, request: s.StartRolloutRequest) -> s.StartRolloutResponse:
         validation.check_spec(request.rollout, "rollout")
         worker_id = validation.optional_id(request.worker_id, "worker_id")
-        rollout = await self._write(lambda tx: self._create_rollout(tx, request.rollout, True, worker_id))
+        namespace = routing.namespace(request.namespace)
+        rollout = await self._write(lambda tx: self._create_rollout(tx, request.rollout, True, worker_id, namespace))
         return s.StartRolloutResponse(rollout=rollout)
 
     async def enqueue_rollouts(self, request: s.EnqueueRolloutsRequest) -> s.EnqueueRolloutsResponse:
         if not request.rollouts:
             raise InvalidArgumentError("rollouts is empty; send at least one rollout to enqueue")
+        namespace = routing.namespace(request.namespace)
         response = s.EnqueueRolloutsResponse()
         valid: list[tuple[int, s.RolloutSpec]] = []
         for i, spec in enumerate(request.rollouts):
@@ -92,7 +101,7 @@ class QueueMixin(LmdbCore):
             out: list[tuple[int, t.Rollout | AglError]] = []
             for i, spec in chunk:
                 try:
-                    out.append((i, self._create_rollout(tx, spec, False, "", echo_input=False)))
+                    out.append((i, self._create_rollout(tx, spec, False, "", namespace, echo_input=False)))
                 except AlreadyExistsError as exc:
                     out.append((i, exc))
             return out
@@ -125,16 +134,20 @@ class QueueMixin(LmdbCore):
         wait = request.wait.ToNanoseconds() / 1e9 if request.HasField("wait") else 0.0
         if wait < 0:
             raise InvalidArgumentError("wait must not be negative")
-        return await self.dequeue(worker_id, limit, wait)
+        route = routing.Route.parse(request.namespace, request.queues, request.label_selector)
+        return await self.dequeue(worker_id, limit, wait, route)
 
-    async def dequeue(self, worker_id: str, limit: int, wait: float) -> s.DequeueRolloutResponse:
+    async def dequeue(
+        self, worker_id: str, limit: int, wait: float, route: routing.Route | None = None
+    ) -> s.DequeueRolloutResponse:
         self._ensure_started()
+        route = route or routing.Route()
         deadline = time.monotonic() + wait
         marked_idle = False
         while True:
             changed = self._queue_changed  # taken before looking, so a commit in between still wakes us
-            if self._queue_entries() > 0:
-                claim = self._write(lambda tx: self._dequeue_op(tx, worker_id, limit))
+            if self._dispatch.has_match(route.namespace, route.queues, route.selector):
+                claim = self._write(lambda tx: self._dequeue_op(tx, worker_id, limit, route))
                 try:
                     rollouts = await asyncio.shield(claim)
                 except asyncio.CancelledError:
@@ -146,8 +159,8 @@ class QueueMixin(LmdbCore):
                     return s.DequeueRolloutResponse(rollouts=rollouts)
             if worker_id and not marked_idle:
                 marked_idle = True
-                if not self._is_idle(worker_id):
-                    await self._write(lambda tx: self._mark_idle(tx, worker_id))
+                if not self._is_idle(worker_id, route):
+                    await self._write(lambda tx: self._mark_idle(tx, worker_id, route))
             remaining = deadline - time.monotonic()
             if remaining <= 0 or self._closed:
                 return s.DequeueRolloutResponse()
@@ -156,19 +169,18 @@ class QueueMixin(LmdbCore):
             except TimeoutError:
                 return s.DequeueRolloutResponse()
 
-    def _queue_entries(self) -> int:
-        with self._begin() as txn:
-            return int(txn.stat(self.dbs.queue)["entries"])
-
-    def _dequeue_op(self, tx: Tx, worker_id: str, limit: int) -> list[t.Rollout]:
+    def _dequeue_op(self, tx: Tx, worker_id: str, limit: int, route: routing.Route) -> list[t.Rollout]:
+        assert tx.effects is not None
         claimed: list[t.Rollout] = []
-        cursor = tx.txn.cursor(db=self.dbs.queue)
-        while len(claimed) < limit and cursor.first():
-            key, rollout_id = cursor.item()
-            cursor.delete()
-            record = tx.find_rollout(rollout_id.decode())
-            if record is None or record.queue_seq != U64.unpack(key)[0]:
+        while len(claimed) < limit:
+            item = self._dispatch.pop(route.namespace, route.queues, route.selector)
+            if item is None:
+                break
+            tx.effects.popped.append(item)
+            record = tx.find_rollout(item.rollout_id)
+            if record is None or record.queue_seq != item.seq:
                 continue  # a stale entry: the rollout left the queue another way
+            tx.txn.delete(U64.pack(item.seq), db=self.dbs.queue)
             if record.pb.status not in rules.QUEUED_ROLLOUT:
                 record.queue_seq = 0
                 tx.put_rollout(record)
@@ -176,6 +188,10 @@ class QueueMixin(LmdbCore):
             record.queue_seq = 0
             tx.new_attempt(record, worker_id, dequeued=True)
             claimed.append(tx.full_rollout(record))
+        if claimed and worker_id:
+            worker = tx.find_worker(worker_id)
+            if worker is not None and _note_route(worker, route):
+                tx.put_worker(worker)
         return claimed
 
     def _release_abandoned(self, claim: asyncio.Future[list[t.Rollout]]) -> None:
@@ -225,13 +241,20 @@ class QueueMixin(LmdbCore):
             logger.info("released %d claimed rollouts whose worker went away before receiving them", released)
         return released
 
-    def _is_idle(self, worker_id: str) -> bool:
+    def _is_idle(self, worker_id: str, route: routing.Route) -> bool:
         with self._begin() as txn:
             worker = Tx(txn, self.dbs).find_worker(worker_id)
-        return worker is not None and worker.status == t.WORKER_STATUS_IDLE and not worker.current_attempt_id
+        return (
+            worker is not None
+            and worker.status == t.WORKER_STATUS_IDLE
+            and not worker.current_attempt_id
+            and not _note_route(t.Worker(), route, worker)
+        )
 
-    def _mark_idle(self, tx: Tx, worker_id: str) -> None:
+    def _mark_idle(self, tx: Tx, worker_id: str, route: routing.Route) -> None:
         worker = tx.find_worker(worker_id) or t.Worker(worker_id=worker_id)
+        if _note_route(worker, route):
+            tx.put_worker(worker)
         if worker.current_attempt_id:
             record = tx.find_rollout(worker.current_rollout_id)
             try:
@@ -245,3 +268,18 @@ class QueueMixin(LmdbCore):
         worker.last_idle_time.FromNanoseconds(tx.now_ns)
         worker.last_dequeue_time.FromNanoseconds(tx.now_ns)
         tx.put_worker(worker)
+
+
+def _note_route(worker: t.Worker, route: routing.Route, current: t.Worker | None = None) -> bool:
+    """Record on ``worker`` what it serves; whether that differs from ``current`` (default: itself)."""
+    current = current or worker
+    if (
+        current.namespace == route.namespace
+        and tuple(current.queues) == route.queues
+        and current.label_selector == route.selector.text
+    ):
+        return False
+    worker.namespace = route.namespace
+    worker.queues[:] = route.queues
+    worker.label_selector = route.selector.text
+    return True

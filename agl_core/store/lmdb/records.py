@@ -9,13 +9,14 @@ from __future__ import annotations
 
 import uuid
 from dataclasses import dataclass, field
+from typing import Any
 
 import lmdb
 from google.protobuf import timestamp_pb2
 
 from agl_core.errors import NotFoundError
 from agl_core.proto import types_pb2 as t
-from agl_core.store import rules
+from agl_core.store import routing, rules
 from agl_core.store.lmdb import rollout_index
 from agl_core.store.lmdb.schema import (
     ROLLOUT_HEADER,
@@ -36,6 +37,11 @@ class Effects:
     # (deadline, rollout num, attempt sequence) for the watchdog.
     watch: list[tuple[float, int, int]] = field(default_factory=list)
     spans: int = 0
+    # Rollouts that entered the queue: (namespace, queue, labels, priority, queue sequence, rollout
+    # id). The dispatch index learns them once committed, so a rolled-back write never shows there.
+    queued: list[tuple[str, str, dict[str, str], int, int, str]] = field(default_factory=list)
+    # Dispatch-index entries this write claimed (dispatch.Popped); confirmed once committed.
+    popped: list[Any] = field(default_factory=list)
 
     def merge(self, other: Effects) -> None:
         """Add the effects of a nested operation that committed into its parent."""
@@ -43,6 +49,8 @@ class Effects:
         self.enqueued += other.enqueued
         self.watch.extend(other.watch)
         self.spans += other.spans
+        self.queued.extend(other.queued)
+        self.popped.extend(other.popped)
 
 
 @dataclass
@@ -121,6 +129,10 @@ class Tx:
         """
         num = self.next_meta(MetaKey.NEXT_ROLLOUT_NUM)
         record = RolloutRecord(num, 0, 0, pb)
+        if pb.namespace and pb.namespace != routing.DEFAULT_NAMESPACE:
+            # From now on the rollout index (which knows no namespaces) no longer answers a query of
+            # the default namespace alone; see LifecycleMixin.query_rollouts.
+            self.txn.put(MetaKey.NAMESPACED, b"1", db=self.dbs.meta)
         key = pb.rollout_id.encode()
         self.txn.put(key, input_bytes, db=self.dbs.rollout_inputs)
         self.txn.put(U64.pack(num), key, db=self.dbs.rollout_nums)
@@ -146,6 +158,7 @@ class Tx:
         """The rollout as clients see it: with its input and latest attempt."""
         out = t.Rollout()
         out.CopyFrom(record.pb)
+        fill_routing(out)
         if with_input:
             out.input.ParseFromString(self.input_bytes(record.pb.rollout_id))
         latest = self.latest_attempt(record)
@@ -158,6 +171,17 @@ class Tx:
         self.txn.put(U64.pack(record.queue_seq), record.pb.rollout_id.encode(), db=self.dbs.queue)
         if self.effects is not None:
             self.effects.enqueued += 1
+            pb = record.pb
+            self.effects.queued.append(
+                (
+                    routing.namespace(pb.namespace),
+                    routing.queue(pb.queue),
+                    dict(pb.labels),
+                    pb.priority,
+                    record.queue_seq,
+                    pb.rollout_id,
+                )
+            )
 
     def set_rollout_status(self, record: RolloutRecord, status: int, latest: t.Attempt | None) -> None:
         """Move a rollout to ``status``: indexes, queue, end time, event log. Saves the record."""
@@ -177,7 +201,9 @@ class Tx:
             if record.queue_seq == 0:
                 self._push_queue(record)
         else:
-            # A queue entry left behind is skipped (and dropped) by the next dequeue that reaches it.
+            # The dispatch index skips (and drops) an entry left behind when a dequeue reaches it.
+            if record.queue_seq:
+                self.txn.delete(U64.pack(record.queue_seq), db=self.dbs.queue)
             record.queue_seq = 0
         self.put_rollout(record)
         self.append_event(record, old, status, latest)
@@ -189,6 +215,7 @@ class Tx:
         event = t.RolloutEvent(event_id=event_id, rollout_id=record.pb.rollout_id, old_status=old, new_status=new)
         event.time.FromNanoseconds(self.now_ns)
         event.rollout.CopyFrom(record.pb)
+        fill_routing(event.rollout)
         if latest is not None:
             event.rollout.attempt.CopyFrom(latest)
         elif record.attempts:
@@ -341,3 +368,11 @@ def expired_status(config: t.RolloutConfig, attempt: t.Attempt, now: float) -> i
         if now >= last + config.unresponsive_seconds:
             return t.ATTEMPT_STATUS_UNRESPONSIVE
     return None
+
+
+def fill_routing(rollout: t.Rollout) -> None:
+    """Rollouts stored before namespaces and queues existed belong to the defaults."""
+    if not rollout.namespace:
+        rollout.namespace = routing.DEFAULT_NAMESPACE
+    if not rollout.queue:
+        rollout.queue = routing.DEFAULT_QUEUE

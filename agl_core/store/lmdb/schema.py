@@ -14,7 +14,8 @@ rollout_nums        num                                   rollout_id
 status_index        status (1 byte) + num                 b""
 rollout_index       status (1 byte) + mode (1 byte) + num b"" (answers QueryRollouts; rollout_index.py)
 rollout_counts      status (1 byte) + mode (1 byte)       number of rollouts with that status and mode
-queue               queue sequence                        rollout_id
+queue               queue sequence                        rollout_id (dispatch order: dispatch.py, in
+                                                          memory, rebuilt from this at open)
 attempts            num + attempt sequence (4 bytes)      Attempt
 attempt_ids         attempt_id                            num + attempt sequence
 spans               num + attempt seq + span seq + id     Span, as received; its resource replaced by a
@@ -83,6 +84,9 @@ class MetaKey:
     LATEST_RESOURCES = b"latest_resources_id"
     # The LAST_EVENT_ID the rollout index was last kept in step with (see rollout_index.py).
     ROLLOUT_INDEX_EVENT = b"rollout_index_event_id"
+    # Present once a rollout of a namespace other than the default one was created.
+    NAMESPACED = b"namespaced"
+    # LATEST_RESOURCES + b"/" + namespace: the latest set of a namespace other than the default.
 
 
 @dataclass

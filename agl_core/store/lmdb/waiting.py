@@ -10,9 +10,9 @@ from collections.abc import AsyncIterator
 from agl_core.errors import InvalidArgumentError
 from agl_core.proto import store_pb2 as s
 from agl_core.proto import types_pb2 as t
-from agl_core.store import rules, validation
+from agl_core.store import routing, rules, validation
 from agl_core.store.lmdb.core import LmdbCore
-from agl_core.store.lmdb.records import Tx
+from agl_core.store.lmdb.records import Tx, fill_routing
 from agl_core.store.lmdb.schema import U64, MetaKey, read_counter
 
 EVENTS_PER_CHUNK = 256
@@ -85,11 +85,12 @@ class WaitingMixin(LmdbCore):
             raise InvalidArgumentError("after_event_id must not be negative")
         ids = set(request.rollout_ids)
         statuses = set(request.status_in)
+        namespace = None if request.all_namespaces else routing.namespace(request.namespace)
         last = request.after_event_id if request.HasField("after_event_id") else self.last_event_id()
         yield s.WatchRolloutsResponse(last_event_id=last)
         while not self._closed:
             changed = self._events_changed
-            events, scanned_to, full = self._read_events(last, ids, statuses)
+            events, scanned_to, full = self._read_events(last, ids, statuses, namespace)
             if events or scanned_to != last:
                 last = scanned_to
                 yield s.WatchRolloutsResponse(events=events, last_event_id=last)
@@ -98,7 +99,9 @@ class WaitingMixin(LmdbCore):
                 continue
             await changed.wait()
 
-    def _read_events(self, after: int, ids: set[str], statuses: set[int]) -> tuple[list[t.RolloutEvent], int, bool]:
+    def _read_events(
+        self, after: int, ids: set[str], statuses: set[int], namespace: str | None
+    ) -> tuple[list[t.RolloutEvent], int, bool]:
         events: list[t.RolloutEvent] = []
         scanned = 0
         with self._begin() as txn:
@@ -109,7 +112,12 @@ class WaitingMixin(LmdbCore):
                 after = U64.unpack(key)[0]
                 scanned += 1
                 event = t.RolloutEvent.FromString(raw)
-                if (not ids or event.rollout_id in ids) and (not statuses or event.new_status in statuses):
+                if (
+                    (not ids or event.rollout_id in ids)
+                    and (not statuses or event.new_status in statuses)
+                    and (namespace is None or (event.rollout.namespace or routing.DEFAULT_NAMESPACE) == namespace)
+                ):
+                    fill_routing(event.rollout)
                     stored_input = txn.get(event.rollout_id.encode(), db=self.dbs.rollout_inputs)
                     if stored_input:
                         event.rollout.input.ParseFromString(stored_input)

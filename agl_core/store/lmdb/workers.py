@@ -8,7 +8,7 @@ from typing import Any
 from agl_core.errors import InvalidArgumentError, NotFoundError
 from agl_core.proto import store_pb2 as s
 from agl_core.proto import types_pb2 as t
-from agl_core.store import filters, rules, validation
+from agl_core.store import filters, routing, rules, validation
 from agl_core.store.lmdb.core import LmdbCore
 from agl_core.store.lmdb.records import Tx
 
@@ -24,7 +24,12 @@ class WorkersMixin(LmdbCore):
         predicates = filters.id_predicates(request.worker_id_in, request.worker_id_contains, lambda w: w.worker_id)
         if statuses is not None:
             predicates.append(lambda w: w.status in statuses)
-        matches = filters.combine(predicates, request.filter_logic)
+        combined = filters.combine(predicates, request.filter_logic)
+        namespace = None if request.all_namespaces else routing.namespace(request.namespace)
+
+        def matches(w: t.Worker) -> bool:
+            return (namespace is None or (w.namespace or routing.DEFAULT_NAMESPACE) == namespace) and combined(w)
+
         # On a read thread: it reads every worker record.
         workers = await self._read(
             lambda txn: [
@@ -37,7 +42,8 @@ class WorkersMixin(LmdbCore):
             "status": lambda w: (w.status, w.worker_id),
         }
         workers.sort(key=keys[sort_by], reverse=desc)
-        return s.QueryWorkersResponse(workers=workers[offset : offset + limit], total=len(workers))
+        page = [_with_route(w) for w in workers[offset : offset + limit]]
+        return s.QueryWorkersResponse(workers=page, total=len(workers))
 
     async def get_worker(self, request: s.GetWorkerRequest) -> s.GetWorkerResponse:
         worker_id = validation.require_id(request.worker_id, "worker_id")
@@ -45,7 +51,7 @@ class WorkersMixin(LmdbCore):
             worker = Tx(txn, self.dbs).find_worker(worker_id)
         if worker is None:
             raise NotFoundError(f"worker {worker_id!r} not found")
-        return s.GetWorkerResponse(worker=worker)
+        return s.GetWorkerResponse(worker=_with_route(worker))
 
     async def update_worker(self, request: s.UpdateWorkerRequest) -> s.UpdateWorkerResponse:
         worker_id = validation.require_id(request.worker_id, "worker_id")
@@ -64,4 +70,13 @@ class WorkersMixin(LmdbCore):
             tx.put_worker(worker)
             return worker
 
-        return s.UpdateWorkerResponse(worker=await self._write(op))
+        return s.UpdateWorkerResponse(worker=_with_route(await self._write(op)))
+
+
+def _with_route(worker: t.Worker) -> t.Worker:
+    """A worker that has not said what it serves (yet) serves the defaults."""
+    if not worker.namespace:
+        worker.namespace = routing.DEFAULT_NAMESPACE
+    if not worker.queues:
+        worker.queues.append(routing.DEFAULT_QUEUE)
+    return worker

@@ -16,7 +16,7 @@ from agl_core.errors import AglError
 from agl_core.proto import runner_pb2 as r
 from agl_core.proto import types_pb2 as t
 from agl_core.runner.queue_signal import QueueSignal, backend_follow
-from agl_core.store import validation
+from agl_core.store import routing, validation
 from agl_core.store.backend import StoreBackend
 from agl_core.store.request_checks import check_request
 from agl_core.types.values import from_struct
@@ -137,6 +137,7 @@ class RunnerServicer:
                 else DEFAULT_HEARTBEAT_INTERVAL
             ),
             info=from_struct(hello.info),
+            route=routing.Route.parse(hello.namespace, hello.queues, hello.label_selector, "hello."),
             send=send,
             is_owner=lambda s: self.sessions.get(s.worker_id) is s,
         )
@@ -192,6 +193,7 @@ class RunnerServicer:
         for i, ref in enumerate(hello.active_attempts):
             validation.require_id(ref.rollout_id, f"hello.active_attempts[{i}].rollout_id")
             validation.require_id(ref.attempt_id, f"hello.active_attempts[{i}].attempt_id")
+        routing.Route.parse(hello.namespace, hello.queues, hello.label_selector, "hello.")
         return hello
 
     async def _open(self, session: WorkSession, hello: r.WorkerHello) -> None:
@@ -209,8 +211,11 @@ class RunnerServicer:
         await session.adopt(list(hello.active_attempts))
         await session.update_worker(status=t.WORKER_STATUS_BUSY if session.active else t.WORKER_STATUS_IDLE)
         logger.info(
-            "worker %s connected (capacity %d%s)",
+            "worker %s connected to namespace %s, queues %s%s (capacity %d%s)",
             session.worker_id,
+            session.route.namespace,
+            ",".join(session.route.queues),
+            f", selector {session.route.selector.text!r}" if session.route.selector.text else "",
             session.capacity,
             f", {len(session.active)} attempt(s) still running" if session.active else "",
         )

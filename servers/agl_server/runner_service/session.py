@@ -32,7 +32,7 @@ from agl_core.proto import runner_pb2 as r
 from agl_core.proto import store_pb2 as s
 from agl_core.proto import types_pb2 as t
 from agl_core.runner.queue_signal import QueueSignal
-from agl_core.store import validation
+from agl_core.store import routing, validation
 from agl_core.store.backend import StoreBackend
 from agl_core.store.request_checks import check_request
 from agl_core.types.values import from_struct, to_struct
@@ -97,6 +97,7 @@ class WorkSession:
         info: dict[str, Any],
         send: Callable[[r.WorkResponse], Awaitable[None]],
         is_owner: Callable[[WorkSession], bool],
+        route: routing.Route | None = None,
     ) -> None:
         self.backend = backend
         self.signal = signal
@@ -104,6 +105,7 @@ class WorkSession:
         self.capacity = capacity
         self.heartbeat_interval = heartbeat_interval
         self.info = info
+        self.route = route or routing.Route()
         self._send = send
         self._is_owner = is_owner
         # attempt id -> rollout id of every attempt given to the worker and not finally reported.
@@ -240,8 +242,19 @@ class WorkSession:
                 continue
             await self._push(claimed)
 
+    def dequeue_request(self, limit: int) -> s.DequeueRolloutRequest:
+        """A non-waiting claim of up to ``limit`` rollouts that the worker's namespace, queues and
+        selector allow."""
+        return s.DequeueRolloutRequest(
+            worker_id=self.worker_id,
+            limit=limit,
+            namespace=self.route.namespace,
+            queues=self.route.queues,
+            label_selector=self.route.selector.text,
+        )
+
     async def _claim(self, limit: int) -> list[t.Rollout]:
-        request = s.DequeueRolloutRequest(worker_id=self.worker_id, limit=min(limit, validation.MAX_PAGE))
+        request = self.dequeue_request(min(limit, validation.MAX_PAGE))
         claim = asyncio.ensure_future(self.backend.dequeue_rollout(request))
         # Registered before anyone awaits the claim, so the attempts are held (and given up if the
         # stream ends) even when the dispatcher is cancelled while the claim commits.
@@ -261,7 +274,7 @@ class WorkSession:
         resolved: dict[str, tuple[resources_pb2.ResourcesUpdate | None, str]] = {}
         for rollout in rollouts:
             if rollout.resources_id not in resolved:
-                resolved[rollout.resources_id] = await self._resources(rollout.resources_id)
+                resolved[rollout.resources_id] = await self._resources(rollout.resources_id, rollout.namespace)
             resources, error = resolved[rollout.resources_id]
             assignment = r.AttemptAssignment(rollout=rollout, resources_error=error)
             if resources is not None:
@@ -269,9 +282,11 @@ class WorkSession:
             await self._send(r.WorkResponse(assignment=assignment))
             self.assigned += 1
 
-    async def _resources(self, resources_id: str) -> tuple[resources_pb2.ResourcesUpdate | None, str]:
+    async def _resources(self, resources_id: str, namespace: str) -> tuple[resources_pb2.ResourcesUpdate | None, str]:
+        # The pinned set by its id (whatever its namespace); without one, the namespace's latest.
+        request = s.GetResourcesRequest(resources_id=resources_id, namespace="" if resources_id else namespace)
         try:
-            response = await self.backend.get_resources(s.GetResourcesRequest(resources_id=resources_id))
+            response = await self.backend.get_resources(request)
         except NotFoundError:
             if resources_id:
                 return None, f"resources {resources_id!r} not found in the store"

@@ -1432,9 +1432,13 @@ func (x *AddResourcesResponse) GetResources() *ResourcesUpdate {
 }
 
 type UpdateResourcesRequest struct {
-	state         protoimpl.MessageState `protogen:"open.v1"`
-	ResourcesId   string                 `protobuf:"bytes,1,opt,name=resources_id,json=resourcesId,proto3" json:"resources_id,omitempty"`
-	Resources     map[string]*Resource   `protobuf:"bytes,2,rep,name=resources,proto3" json:"resources,omitempty" protobuf_key:"bytes,1,opt,name=key" protobuf_val:"bytes,2,opt,name=value"`
+	state       protoimpl.MessageState `protogen:"open.v1"`
+	ResourcesId string                 `protobuf:"bytes,1,opt,name=resources_id,json=resourcesId,proto3" json:"resources_id,omitempty"`
+	Resources   map[string]*Resource   `protobuf:"bytes,2,rep,name=resources,proto3" json:"resources,omitempty" protobuf_key:"bytes,1,opt,name=key" protobuf_val:"bytes,2,opt,name=value"`
+	// The namespace of the set. Empty: "default". A set new to the store is
+	// created in it; a set of another namespace is NOT_FOUND (ids are global:
+	// choose another). The set becomes the namespace's latest.
+	Namespace     string `protobuf:"bytes,3,opt,name=namespace,proto3" json:"namespace,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -1481,6 +1485,13 @@ func (x *UpdateResourcesRequest) GetResources() map[string]*Resource {
 		return x.Resources
 	}
 	return nil
+}
+
+func (x *UpdateResourcesRequest) GetNamespace() string {
+	if x != nil {
+		return x.Namespace
+	}
+	return ""
 }
 
 type UpdateResourcesResponse struct {
@@ -3212,10 +3223,11 @@ const file_agl_v1_store_proto_rawDesc = "" +
 	"\x03key\x18\x01 \x01(\tR\x03key\x12&\n" +
 	"\x05value\x18\x02 \x01(\v2\x10.agl.v1.ResourceR\x05value:\x028\x01\"M\n" +
 	"\x14AddResourcesResponse\x125\n" +
-	"\tresources\x18\x01 \x01(\v2\x17.agl.v1.ResourcesUpdateR\tresources\"\xd8\x01\n" +
+	"\tresources\x18\x01 \x01(\v2\x17.agl.v1.ResourcesUpdateR\tresources\"\xf6\x01\n" +
 	"\x16UpdateResourcesRequest\x12!\n" +
 	"\fresources_id\x18\x01 \x01(\tR\vresourcesId\x12K\n" +
-	"\tresources\x18\x02 \x03(\v2-.agl.v1.UpdateResourcesRequest.ResourcesEntryR\tresources\x1aN\n" +
+	"\tresources\x18\x02 \x03(\v2-.agl.v1.UpdateResourcesRequest.ResourcesEntryR\tresources\x12\x1c\n" +
+	"\tnamespace\x18\x03 \x01(\tR\tnamespace\x1aN\n" +
 	"\x0eResourcesEntry\x12\x10\n" +
 	"\x03key\x18\x01 \x01(\tR\x03key\x12&\n" +
 	"\x05value\x18\x02 \x01(\v2\x10.agl.v1.ResourceR\x05value:\x028\x01\"P\n" +
