@@ -96,9 +96,14 @@ type Client struct {
 	opts    options
 	conn    *grpc.ClientConn
 	store   aglv1.LightningStoreServiceClient
+	spans   *sharedSpans // shared with the client's namespace views
+}
 
-	spansOnce sync.Once
-	spans     *SpanStream
+// sharedSpans is a client's span stream, opened on first use; spans name their rollout, so one
+// stream serves every namespace.
+type sharedSpans struct {
+	once   sync.Once
+	stream *SpanStream
 }
 
 // NewClient prepares a connection to the agl-server at address ("host:port"). Like
@@ -148,7 +153,18 @@ func NewClient(address string, opts ...Option) (*Client, error) {
 	if err != nil {
 		return nil, fmt.Errorf("agl: cannot use the address %q: %w", address, err)
 	}
-	return &Client{address: address, opts: o, conn: conn, store: aglv1.NewLightningStoreServiceClient(conn)}, nil
+	return &Client{
+		address: address, opts: o, conn: conn, store: aglv1.NewLightningStoreServiceClient(conn), spans: &sharedSpans{},
+	}, nil
+}
+
+// InNamespace is a view of the client scoped to another namespace (empty: the server's
+// "default"), for one process that works in several: it shares the client's connection and span
+// stream, so it costs nothing to make. Closing the client or any of its views closes them all.
+func (c *Client) InNamespace(namespace string) *Client {
+	view := *c
+	view.opts.namespace = namespace
+	return &view
 }
 
 // Address is the server address the client was made for.
@@ -166,16 +182,16 @@ func (c *Client) Conn() *grpc.ClientConn { return c.conn }
 
 // Spans is the client's span stream, opened on first use and shared by all its users.
 func (c *Client) Spans() *SpanStream {
-	c.spansOnce.Do(func() { c.spans = NewSpanStream(c, c.opts.spanOptions...) })
-	return c.spans
+	c.spans.once.Do(func() { c.spans.stream = NewSpanStream(c, c.opts.spanOptions...) })
+	return c.spans.stream
 }
 
 // Close flushes the span stream (waiting at most until ctx ends) and closes the connection.
 // Spans still unacknowledged then are reported as failed to whoever waits for them.
 func (c *Client) Close(ctx context.Context) error {
 	var err error
-	if c.spans != nil {
-		err = c.spans.Close(ctx)
+	if c.spans.stream != nil {
+		err = c.spans.stream.Close(ctx)
 	}
 	if cerr := c.conn.Close(); err == nil {
 		err = cerr

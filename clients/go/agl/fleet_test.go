@@ -121,9 +121,9 @@ func TestNamespacesKeepExperimentsApart(t *testing.T) {
 	ctx := testContext(t)
 	server := testserver.Start(t)
 	expA := newClient(t, server.Address, agl.WithNamespace("exp-a"))
-	expB := newClient(t, server.Address, agl.WithNamespace("exp-b"))
-	if expA.Namespace() != "exp-a" {
-		t.Fatalf("Namespace() = %q", expA.Namespace())
+	expB := expA.InNamespace("exp-b") // a view: same connection, another namespace
+	if expA.Namespace() != "exp-a" || expB.Namespace() != "exp-b" {
+		t.Fatalf("Namespace() = %q, %q", expA.Namespace(), expB.Namespace())
 	}
 	for _, c := range []struct {
 		client *agl.Client
@@ -186,7 +186,7 @@ func TestNamespacesKeepExperimentsApart(t *testing.T) {
 		t.Fatalf("exp-a reading exp-b's resources: %v, want NOT_FOUND", err)
 	}
 	// A worker of the default namespace finds nothing of either experiment.
-	defaultClient := newClient(t, server.Address)
+	defaultClient := expA.InNamespace("")
 	mustEnqueue(t, ctx, expA, agl.RolloutSpec{RolloutID: "a-2", Input: "a"})
 	if r, err := defaultClient.DequeueRollout(ctx, "worker-default", 0); err != nil || r != nil {
 		t.Fatalf("the default namespace's worker took %v, %v", r, err)

@@ -102,7 +102,8 @@ export class AglClient {
   readonly retryDeadlineMs: number;
   /** The namespace the client works in ("" is the server's "default"); see {@link ClientOptions.namespace}. */
   readonly namespace: string;
-  private spanStream: SpanStream | undefined;
+  /** The span stream, opened on first use; shared with the namespace views (spans name their rollout). */
+  private readonly shared: { spans?: SpanStream } = {};
 
   constructor(options: ClientOptions = {}) {
     this.options = options;
@@ -136,8 +137,18 @@ export class AglClient {
 
   /** The client's span stream, opened on first use and shared by all its users. */
   get spans(): SpanStream {
-    this.spanStream ??= new SpanStream(this, this.options.spanStream);
-    return this.spanStream;
+    this.shared.spans ??= new SpanStream(this, this.options.spanStream);
+    return this.shared.spans;
+  }
+
+  /**
+   * A view of the client scoped to another namespace ("" is the server's "default"), for one
+   * process that works in several: it shares this client's connection and span stream, so it
+   * costs nothing to make. Closing the client or any of its views closes them all.
+   */
+  withNamespace(namespace: string): AglClient {
+    const view = Object.create(AglClient.prototype) as AglClient;
+    return Object.assign(view, this, { namespace });
   }
 
   /**
@@ -146,7 +157,7 @@ export class AglClient {
    */
   async close(timeoutMs = 10_000): Promise<void> {
     try {
-      await this.spanStream?.close(timeoutMs);
+      await this.shared.spans?.close(timeoutMs);
     } finally {
       this.sessions.abort();
     }

@@ -120,7 +120,8 @@ describe("queues, labels and namespaces against a real agl-server", () => {
   it("keeps namespaces apart and runs rollouts with the resources pinned at enqueue", async () => {
     const signal = AbortSignal.timeout(60_000);
     const expA = client("exp-a");
-    const expB = client("exp-b");
+    const expB = expA.withNamespace("exp-b"); // a view: same connection, another namespace
+    assert.deepEqual([expA.namespace, expB.namespace], ["exp-a", "exp-b"]);
     await expA.addResources("res-a", promptResources("A: {question}"));
     await expB.addResources("res-b", promptResources("B: {question}"));
     // B's rollouts are older than A's: a worker that saw across namespaces would take them first.
@@ -160,7 +161,7 @@ describe("queues, labels and namespaces against a real agl-server", () => {
     await assert.rejects(expA.getResources("res-b"), (error) => codeOf(error) === Code.NotFound);
     // A worker of the default namespace finds nothing of either experiment.
     await expA.enqueueRollouts([{ rolloutId: "a-2", input: "a" }]);
-    assert.equal(await client().dequeueRollout("worker-default", 0), undefined);
+    assert.equal(await expA.withNamespace("").dequeueRollout("worker-default", 0), undefined);
     await assertQueuing(expA, "a-2");
   });
 
