@@ -113,7 +113,10 @@ func NewClient(address string, opts ...Option) (*Client, error) {
 	if address == "" {
 		address = DefaultAddressFromEnv()
 	}
-	o := options{token: os.Getenv("AGL_TOKEN"), namespace: os.Getenv("AGL_NAMESPACE"), timeout: 30 * time.Second, retryDeadline: DefaultRetryDeadline}
+	o := options{
+		token: os.Getenv("AGL_TOKEN"), namespace: os.Getenv("AGL_NAMESPACE"),
+		timeout: 30 * time.Second, retryDeadline: DefaultRetryDeadline,
+	}
 	for _, opt := range opts {
 		opt(&o)
 	}
@@ -158,21 +161,8 @@ func NewClient(address string, opts ...Option) (*Client, error) {
 	}, nil
 }
 
-// InNamespace is a view of the client scoped to another namespace (empty: the server's
-// "default"), for one process that works in several: it shares the client's connection and span
-// stream, so it costs nothing to make. Closing the client or any of its views closes them all.
-func (c *Client) InNamespace(namespace string) *Client {
-	view := *c
-	view.opts.namespace = namespace
-	return &view
-}
-
 // Address is the server address the client was made for.
 func (c *Client) Address() string { return c.address }
-
-// Namespace is the namespace the client works in (see [WithNamespace]); empty is the server's
-// "default".
-func (c *Client) Namespace() string { return c.opts.namespace }
 
 // Store is the generated client, for calls this package does not wrap.
 func (c *Client) Store() aglv1.LightningStoreServiceClient { return c.store }
@@ -315,23 +305,6 @@ func (c *Client) EnqueueRolloutSpecs(ctx context.Context, specs ...*aglv1.Rollou
 	return rollouts, nil
 }
 
-// A DequeueOption says which work a dequeue may claim (see [Client.DequeueRollout] and
-// [NewDequeueSource]).
-type DequeueOption func(*aglv1.DequeueRolloutRequest)
-
-// WithQueues claims from these queues only (default: "default"); across them the highest
-// priority goes first, then the oldest.
-func WithQueues(queues ...string) DequeueOption {
-	return func(r *aglv1.DequeueRolloutRequest) { r.Queues = append(r.Queues, queues...) }
-}
-
-// WithLabelSelector claims only rollouts whose labels match selector: comma-separated
-// requirements that must all hold, "k=v", "k!=v", "k in (a,b)", "k notin (a,b)", "k", "!k".
-// A malformed selector fails with INVALID_ARGUMENT naming the bad part.
-func WithLabelSelector(selector string) DequeueOption {
-	return func(r *aglv1.DequeueRolloutRequest) { r.LabelSelector = selector }
-}
-
 // DequeueRollout claims the next queued rollout of the client's namespace for workerID (highest
 // priority, then oldest; from the "default" queue unless [WithQueues] names others), with a new
 // attempt (in rollout.Attempt). When there is none it waits up to wait for work (a long poll) and
@@ -416,14 +389,6 @@ func (c *Client) getResources(ctx context.Context, namespace, resourcesID string
 		return nil, c.wrap(err, "get resources %q", resourcesID)
 	}
 	return resp.GetResources(), nil
-}
-
-// nsName is a namespace as the server names it: empty is "default".
-func nsName(namespace string) string {
-	if namespace == "" {
-		return "default"
-	}
-	return namespace
 }
 
 // WaitForRollouts blocks until all the rollouts are terminal or timeout passes, and returns the
