@@ -136,6 +136,10 @@ func TestNamespacesKeepExperimentsApart(t *testing.T) {
 	// B's rollouts are older than A's: a worker that saw across namespaces would take them first.
 	mustEnqueue(t, ctx, expB, agl.RolloutSpec{RolloutID: "b-1", Input: "b"}, agl.RolloutSpec{RolloutID: "b-2", Input: "b"})
 	mustEnqueue(t, ctx, expA, agl.RolloutSpec{RolloutID: "a-1", Input: "a"})
+	// A's latest changes after a-1 was queued: the Work stream still hands over res-a with it.
+	if _, err := expA.AddResources(ctx, "res-a2", promptResources("newer: {question}")); err != nil {
+		t.Fatal(err)
+	}
 
 	streamA := agl.NewWorkStreamSource(expA, agl.WorkStreamConfig{WorkerID: "worker-a"})
 	defer closeSource(t, streamA)
@@ -176,7 +180,7 @@ func TestNamespacesKeepExperimentsApart(t *testing.T) {
 	}
 
 	// "Latest" is per namespace, and a set of another namespace is not there.
-	if latest, err := expA.GetResources(ctx, ""); err != nil || latest.GetResourcesId() != "res-a" {
+	if latest, err := expA.GetResources(ctx, ""); err != nil || latest.GetResourcesId() != "res-a2" {
 		t.Fatalf("exp-a's latest: %v, %v", latest, err)
 	}
 	if latest, err := expB.GetResources(ctx, ""); err != nil || latest.GetResourcesId() != "res-b2" {

@@ -127,6 +127,8 @@ describe("queues, labels and namespaces against a real agl-server", () => {
     // B's rollouts are older than A's: a worker that saw across namespaces would take them first.
     await expB.enqueueRollouts([{ rolloutId: "b-1", input: "b" }, { rolloutId: "b-2", input: "b" }]);
     await expA.enqueueRollouts([{ rolloutId: "a-1", input: "a" }]);
+    // A's latest changes after a-1 was queued: the Work stream still hands over res-a with it.
+    await expA.addResources("res-a2", promptResources("newer: {question}"));
 
     const streamA = new WorkStreamSource(expA, { workerId: "worker-a", logger: quiet });
     sources.push(streamA);
@@ -138,6 +140,7 @@ describe("queues, labels and namespaces against a real agl-server", () => {
     assert.equal(task.resourcesId, "res-a");
     const resources = await task.getResources();
     assert.equal(resources.resourcesId, "res-a");
+    assert.equal((await task.promptTemplate()).template, "A: {question}");
     assert.equal(resources.namespace, "exp-a");
     await task.finish(AttemptStatus.SUCCEEDED);
     await streamA.close(); // exp-a has no worker from now on
@@ -156,7 +159,7 @@ describe("queues, labels and namespaces against a real agl-server", () => {
     }
 
     // "Latest" is per namespace, and a set of another namespace is not there.
-    assert.equal((await expA.getResources()).resourcesId, "res-a");
+    assert.equal((await expA.getResources()).resourcesId, "res-a2");
     assert.equal((await expB.getResources()).resourcesId, "res-b2");
     await assert.rejects(expA.getResources("res-b"), (error) => codeOf(error) === Code.NotFound);
     // A worker of the default namespace finds nothing of either experiment.
