@@ -19,6 +19,7 @@ from collections import Counter
 from pathlib import Path
 from typing import Any
 
+import pytest
 from agent_processes import Runners, python_runner_env
 from support.waits import until
 
@@ -116,6 +117,9 @@ async def audit(address: str) -> dict[str, Any]:
     }
 
 
+# Two agent builds (when this test runs first) and six runner processes on a loaded machine: more
+# than the suite's default 300s may be needed, and the waits inside fail first with their reason.
+@pytest.mark.timeout(600)
 def test_labels_route_tasks_to_their_languages_runners(
     server: ServerProcess, go_agent: Path, ts_agent: Path, runners: Runners
 ) -> None:
