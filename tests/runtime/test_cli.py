@@ -133,8 +133,7 @@ def test_agl_runner_serves_only_its_namespace_queue_and_selector(server: ServerP
             "--selector",
             "lang=py",
         ),
-        cwd=HERE,
-        env={**os.environ, "PYTHONPATH": ""},
+        cwd=HERE,  # the agent's module is importable from the working directory
         stderr=subprocess.PIPE,
         text=True,
     )

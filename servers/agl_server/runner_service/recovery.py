@@ -40,7 +40,9 @@ async def recover_orphans(backend: StoreBackend, *, connected: set[str]) -> int:
     absent: dict[str, t.Worker] = {}
     offset = 0
     while True:
-        page = await backend.query_workers(s.QueryWorkersRequest(limit=validation.MAX_PAGE, offset=offset))
+        page = await backend.query_workers(
+            s.QueryWorkersRequest(limit=validation.MAX_PAGE, offset=offset, all_namespaces=True)
+        )
         for worker in page.workers:
             if worker.worker_id not in connected and from_struct(worker.heartbeat_stats).get("work_stream") is True:
                 absent[worker.worker_id] = worker
@@ -49,11 +51,21 @@ async def recover_orphans(backend: StoreBackend, *, connected: set[str]) -> int:
             break
     if not absent:
         return 0
+    # Records that still say "connected" are of workers that vanished with the server. The records
+    # first (as when a stream ends): whoever sees the attempts given up also sees the workers gone.
+    vanished = [w for w in absent.values() if from_struct(w.heartbeat_stats).get("connected") is True]
+    for worker in vanished:
+        stats = {**from_struct(worker.heartbeat_stats), "connected": False}
+        request = s.UpdateWorkerRequest(worker_id=worker.worker_id, status=t.WORKER_STATUS_UNKNOWN)
+        request.heartbeat_stats.CopyFrom(to_struct(stats, "heartbeat_stats"))
+        await backend.update_worker(request)
     given_up = 0
     holders: set[str] = set()
     offset = 0
     while True:
-        request = s.QueryRolloutsRequest(status_in=_ACTIVE_ROLLOUT, limit=validation.MAX_PAGE, offset=offset)
+        request = s.QueryRolloutsRequest(
+            status_in=_ACTIVE_ROLLOUT, limit=validation.MAX_PAGE, offset=offset, all_namespaces=True
+        )
         page = await backend.query_rollouts(request)
         kept = 0
         for rollout in page.rollouts:
@@ -78,13 +90,6 @@ async def recover_orphans(backend: StoreBackend, *, connected: set[str]) -> int:
         if len(page.rollouts) < validation.MAX_PAGE:
             break
         await asyncio.sleep(0)
-    # Records that still say "connected" are of workers that vanished with the server.
-    vanished = [w for w in absent.values() if from_struct(w.heartbeat_stats).get("connected") is True]
-    for worker in vanished:
-        stats = {**from_struct(worker.heartbeat_stats), "connected": False}
-        request = s.UpdateWorkerRequest(worker_id=worker.worker_id, status=t.WORKER_STATUS_UNKNOWN)
-        request.heartbeat_stats.CopyFrom(to_struct(stats, "heartbeat_stats"))
-        await backend.update_worker(request)
     if vanished or given_up:
         logger.info(
             "%d worker(s) did not reconnect after the restart (%s); %d attempt(s) they held marked unresponsive",
