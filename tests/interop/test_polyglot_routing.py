@@ -4,9 +4,10 @@ Go runners (the Go ``calc-agent``, one on the Work stream and one long-polling) 
 ``lang=go``, TypeScript runners (the TS ``calc-agent``, likewise) ``lang=ts``, and ``agl runner``
 workers in Python ``lang notin (go,ts)``: the rest. All serve the namespace ``polyglot``. Tasks of
 each kind are enqueued at once into that namespace, plus Go-labelled decoys in the default
-namespace that no runner serves. Afterwards the store says who ran what: every Go task on a Go
-runner, every TS task on a TS runner, the rest on Python, each rollout exactly once (one attempt,
-one terminal event), every reward right, and the decoys untouched.
+namespace and in a queue of the namespace that no runner serves; the Go and TS runners also serve
+the queue ``tools``, which holds some of their tasks. Afterwards the store says who ran what:
+every Go task on a Go runner, every TS task on a TS runner, the rest on Python, each rollout
+exactly once (one attempt, one terminal event), every reward right, and the decoys untouched.
 """
 
 from __future__ import annotations
@@ -47,26 +48,40 @@ def expected_reward(task: dict[str, Any]) -> float:
     return 0.0 if task["n"] % 3 == 0 else 1.0
 
 
-def specs() -> dict[str, tuple[str, dict[str, Any], dict[str, str]]]:
-    """rollout id -> (the language that must run it, input, labels); kinds interleaved so that
-    no language's tasks are all at the head of the queue."""
-    out: dict[str, tuple[str, dict[str, Any], dict[str, str]]] = {}
+Spec = tuple[str, dict[str, Any], dict[str, str], str]
+
+
+def specs() -> dict[str, Spec]:
+    """rollout id -> (the language that must run it, input, labels, queue); kinds interleaved so
+    that no language's tasks are all at the head of a queue. The Go and TS runners also serve the
+    queue "tools", the Python ones only "default"."""
+    out: dict[str, Spec] = {}
     kinds = (("go", {"lang": "go"}), ("ts", {"lang": "ts"}), ("python", {}), ("python", {"lang": "python"}))
     for n in range(32):
         language, labels = kinds[n % len(kinds)]
-        out[f"ro-{n:02d}"] = (language, task(n), labels)
+        out[f"ro-{n:02d}"] = (language, task(n), labels, "default")
+    for n in range(32, 36):
+        language, labels = kinds[n % 2]
+        out[f"ro-{n:02d}"] = (language, task(n), labels, "tools")
     return out
 
 
-async def enqueue(address: str, tasks: dict[str, tuple[str, dict[str, Any], dict[str, str]]]) -> None:
+async def enqueue(address: str, tasks: dict[str, Spec]) -> None:
     async with GrpcStore(address) as default:
-        store = default.with_namespace(NAMESPACE)
-        await store.add_resources({"prompt": PromptTemplate(template=TERSE)})
-        await store.enqueue_rollouts(
-            [{"rollout_id": rid, "input": data, "labels": labels} for rid, (_, data, labels) in tasks.items()]
-        )
+        # Decoys nobody serves: Go tasks of the default namespace, and of a queue no runner names.
         await default.enqueue_rollouts(
             [{"rollout_id": f"decoy-{i}", "input": task(i), "labels": {"lang": "go"}} for i in range(3)]
+        )
+        store = default.with_namespace(NAMESPACE)
+        await store.enqueue_rollouts(
+            [{"rollout_id": "decoy-queue", "input": task(0), "labels": {"lang": "go"}, "queue": "gpu"}]
+        )
+        await store.add_resources({"prompt": PromptTemplate(template=TERSE)})
+        await store.enqueue_rollouts(
+            [
+                {"rollout_id": rid, "input": data, "labels": labels, "queue": queue}
+                for rid, (_, data, labels, queue) in tasks.items()
+            ]
         )
 
 
@@ -135,9 +150,11 @@ def test_labels_route_tasks_to_their_languages_runners(
         env=python_runner_env(),
     )
     go = [str(go_agent), "-server", address, "-namespace", NAMESPACE, "-selector", "lang=go"]
+    go += ["-queue", "default", "-queue", "tools"]
     runners.start("go-stream", [*go, "-worker-id", "go-stream"])
     runners.start("go-poll", [*go, "-worker-id", "go-poll", "-poll", "-wait", "2s"])
     ts = ["node", str(ts_agent), "--server", address, "--namespace", NAMESPACE, "--selector", "lang=ts"]
+    ts += ["--queue", "default", "--queue", "tools"]
     runners.start("ts-stream", [*ts, "--worker-id", "ts-stream"])
     runners.start("ts-poll", [*ts, "--worker-id", "ts-poll", "--poll", "--wait-ms", "2000"])
     # All six serve before any work is queued, so every runner could take any task it is offered.
@@ -152,11 +169,16 @@ def test_labels_route_tasks_to_their_languages_runners(
 
     # Every rollout of the namespace ran exactly once, on a runner of its language, and earned
     # the reward its task says.
-    assert set(facts["rollouts"]) == set(tasks)
+    assert set(facts["rollouts"]) == {*tasks, "decoy-queue"}
     ran_on: dict[str, str] = {}
-    for rid, (language, data, labels) in tasks.items():
+    for rid, (language, data, labels, queue) in tasks.items():
         rollout = facts["rollouts"][rid]
-        assert (rollout.status, rollout.namespace, rollout.labels) == (RolloutStatus.SUCCEEDED, NAMESPACE, labels)
+        assert (rollout.status, rollout.namespace, rollout.labels, rollout.queue) == (
+            RolloutStatus.SUCCEEDED,
+            NAMESPACE,
+            labels,
+            queue,
+        )
         assert facts["terminal_events"][rid] == 1, (rid, facts["terminal_events"][rid])
         [attempt] = facts["attempts"][rid]
         assert attempt.status == AttemptStatus.SUCCEEDED
@@ -166,7 +188,7 @@ def test_labels_route_tasks_to_their_languages_runners(
 
     # Each language's runners did their share, and each process's own count matches the store's.
     done_by = Counter(ran_on.values())
-    per_language = Counter(language for language, _, _ in tasks.values())
+    per_language = Counter(language for language, _, _, _ in tasks.values())
     assert {lang: sum(n for w, n in done_by.items() if WORKERS[w] == lang) for lang in per_language} == per_language
     for name in ("go-stream", "go-poll", "ts-stream", "ts-poll"):
         stopped = re.search(r"succeeded=(\d+) failed=(\d+)", runners.log(name))
@@ -177,7 +199,12 @@ def test_labels_route_tasks_to_their_languages_runners(
     selectors = {"go": "lang=go", "ts": "lang=ts", "python": "lang notin (go,ts)"}
     records = facts["workers"]
     assert {w: records[w].label_selector for w in WORKERS} == {w: selectors[lang] for w, lang in WORKERS.items()}
+    queues = {"go": ["default", "tools"], "ts": ["default", "tools"], "python": ["default"]}
+    assert {w: list(records[w].queues) for w in WORKERS} == {w: queues[lang] for w, lang in WORKERS.items()}
 
-    # The Go-labelled tasks of the default namespace were served by nobody.
+    # The Go-labelled tasks of the default namespace, and of a queue no runner serves, were
+    # served by nobody.
     assert sorted(r.rollout_id for r in facts["decoys"]) == ["decoy-0", "decoy-1", "decoy-2"]
-    assert all(r.status == RolloutStatus.QUEUING and r.attempt is None for r in facts["decoys"])
+    untouched = [*facts["decoys"], facts["rollouts"]["decoy-queue"]]
+    assert all(r.status == RolloutStatus.QUEUING and r.attempt is None for r in untouched)
+    assert facts["attempts"]["decoy-queue"] == []
