@@ -11,18 +11,14 @@ known in advance whichever language ran it.
 from __future__ import annotations
 
 import asyncio
-import os
 import re
-import shutil
 import signal
-import subprocess
 import sys
 from collections import Counter
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-import pytest
+from agent_processes import Runners, python_runner_env
 from calc_agent import calc
 from support.workers import until_connected
 
@@ -33,10 +29,7 @@ from agl_core.types import AttemptStatus, PromptTemplate, RolloutStatus
 from agl_plugins.algorithms.baseline import Baseline
 from agl_server.process import ServerProcess
 
-ROOT = Path(__file__).resolve().parents[2]
 HERE = Path(__file__).parent
-GO_MODULE = ROOT / "clients" / "go"
-TS_PACKAGE = ROOT / "clients" / "ts"
 TERSE = "Reply with only the number. {question}"
 TERMINAL = {RolloutStatus.SUCCEEDED, RolloutStatus.FAILED, RolloutStatus.CANCELLED}
 # The Python agent returns its reward; there are no LLM calls to trace.
@@ -54,66 +47,6 @@ def tasks(count: int, offset: int) -> list[dict[str, Any]]:
 
 def expected_reward(task: dict[str, Any]) -> float:
     return 0.0 if task["n"] % 3 == 0 else 1.0
-
-
-def _tool(name: str, setup: str) -> str:
-    path = shutil.which(name)
-    if path is None:
-        pytest.fail(f"this test runs Go and TypeScript runners: {name} is not on PATH ({setup})")
-    return path
-
-
-@pytest.fixture(scope="module")
-def go_agent(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    binary = tmp_path_factory.mktemp("go") / "calc-agent"
-    go = _tool("go", "install Go 1.25+, then `make setup-go`")
-    subprocess.run([go, "build", "-o", str(binary), "./examples/calc-agent"], cwd=GO_MODULE, check=True, timeout=240)
-    return binary
-
-
-@pytest.fixture(scope="module")
-def ts_agent() -> Path:
-    node = _tool("node", "install Node 20+, then `make setup-ts`")
-    tsc = TS_PACKAGE / "node_modules" / ".bin" / "tsc"
-    if not tsc.exists():
-        pytest.fail(f"{tsc} is missing: run `make setup-ts`")
-    subprocess.run([node, str(tsc), "-p", "tsconfig.json"], cwd=TS_PACKAGE, check=True, timeout=240)
-    return TS_PACKAGE / "dist" / "examples" / "calc-agent.js"
-
-
-class Runners:
-    """The runner processes of the test, stopped (and their output kept) at the end."""
-
-    def __init__(self, log_dir: Path) -> None:
-        self.log_dir = log_dir
-        self.processes: dict[str, subprocess.Popen[bytes]] = {}
-
-    def start(self, name: str, command: list[str], **kwargs: Any) -> None:
-        log = (self.log_dir / f"{name}.log").open("wb")
-        self.processes[name] = subprocess.Popen(command, stdout=log, stderr=subprocess.STDOUT, **kwargs)
-
-    def log(self, name: str) -> str:
-        return (self.log_dir / f"{name}.log").read_text(errors="replace")
-
-    def stop(self, name: str, signum: int) -> int:
-        process = self.processes[name]
-        process.send_signal(signum)
-        return process.wait(timeout=60)
-
-    def kill_all(self) -> None:
-        for process in self.processes.values():
-            if process.poll() is None:
-                process.kill()
-                process.wait()
-
-
-@pytest.fixture
-def runners(tmp_path: Path) -> Iterator[Runners]:
-    started = Runners(tmp_path)
-    try:
-        yield started
-    finally:
-        started.kill_all()
 
 
 async def audit(address: str) -> dict[str, Any]:
@@ -143,7 +76,7 @@ def test_baseline_trains_with_python_go_and_typescript_runners(
         "python",
         [sys.executable, "-m", "agl_core.cli", *python_runner, "--worker-id", "py", "--tracer", NULL_TRACER],
         cwd=HERE,  # the agent's module is importable from the working directory
-        env={**os.environ, "PYTHONPATH": ""},
+        env=python_runner_env(),
     )
     runners.start("go", [str(go_agent), "-server", address, "-worker-id", "go-0", "-concurrency", "2"])
     runners.start("ts", ["node", str(ts_agent), "--server", address, "--worker-id", "ts-0", "--concurrency", "2"])

@@ -24,6 +24,7 @@ from google.protobuf import descriptor_pool, json_format, message_factory
 from google.protobuf.message import Message
 from google.protobuf.unknown_fields import UnknownFieldSet
 
+import agl_core.proto.runner_pb2  # registers the Work stream's messages (WorkRequest, ...)
 import agl_core.proto.store_pb2  # noqa: F401 - registers every agl.v1 message in the default pool
 
 ROOT = Path(__file__).resolve().parents[2]

@@ -46,6 +46,7 @@ type options struct {
 	retryDeadline time.Duration
 	dialOptions   []grpc.DialOption
 	spanOptions   []SpanStreamOption
+	namespace     string
 }
 
 // An Option configures a Client.
@@ -77,6 +78,13 @@ func WithDialOptions(dialOptions ...grpc.DialOption) Option {
 	return func(o *options) { o.dialOptions = append(o.dialOptions, dialOptions...) }
 }
 
+// WithNamespace scopes the client to a namespace (an experiment): the rollouts it enqueues and
+// dequeues, the resources it adds and reads ("latest" is per namespace) and the Work streams it
+// opens belong to it, and it sees nothing of other namespaces. Default: $AGL_NAMESPACE, or the
+// server's "default". A name is 1 to 63 of a-z, 0-9, '.', '_', '-', starting with a letter or
+// digit; the server answers INVALID_ARGUMENT to anything else.
+func WithNamespace(namespace string) Option { return func(o *options) { o.namespace = namespace } }
+
 // WithSpanStreamOptions configures the client's span stream (see [Client.Spans]).
 func WithSpanStreamOptions(spanOptions ...SpanStreamOption) Option {
 	return func(o *options) { o.spanOptions = append(o.spanOptions, spanOptions...) }
@@ -88,9 +96,14 @@ type Client struct {
 	opts    options
 	conn    *grpc.ClientConn
 	store   aglv1.LightningStoreServiceClient
+	spans   *sharedSpans // shared with the client's namespace views
+}
 
-	spansOnce sync.Once
-	spans     *SpanStream
+// sharedSpans is a client's span stream, opened on first use; spans name their rollout, so one
+// stream serves every namespace.
+type sharedSpans struct {
+	once   sync.Once
+	stream *SpanStream
 }
 
 // NewClient prepares a connection to the agl-server at address ("host:port"). Like
@@ -100,7 +113,10 @@ func NewClient(address string, opts ...Option) (*Client, error) {
 	if address == "" {
 		address = DefaultAddressFromEnv()
 	}
-	o := options{token: os.Getenv("AGL_TOKEN"), timeout: 30 * time.Second, retryDeadline: DefaultRetryDeadline}
+	o := options{
+		token: os.Getenv("AGL_TOKEN"), namespace: os.Getenv("AGL_NAMESPACE"),
+		timeout: 30 * time.Second, retryDeadline: DefaultRetryDeadline,
+	}
 	for _, opt := range opts {
 		opt(&o)
 	}
@@ -140,7 +156,9 @@ func NewClient(address string, opts ...Option) (*Client, error) {
 	if err != nil {
 		return nil, fmt.Errorf("agl: cannot use the address %q: %w", address, err)
 	}
-	return &Client{address: address, opts: o, conn: conn, store: aglv1.NewLightningStoreServiceClient(conn)}, nil
+	return &Client{
+		address: address, opts: o, conn: conn, store: aglv1.NewLightningStoreServiceClient(conn), spans: &sharedSpans{},
+	}, nil
 }
 
 // Address is the server address the client was made for.
@@ -154,16 +172,16 @@ func (c *Client) Conn() *grpc.ClientConn { return c.conn }
 
 // Spans is the client's span stream, opened on first use and shared by all its users.
 func (c *Client) Spans() *SpanStream {
-	c.spansOnce.Do(func() { c.spans = NewSpanStream(c, c.opts.spanOptions...) })
-	return c.spans
+	c.spans.once.Do(func() { c.spans.stream = NewSpanStream(c, c.opts.spanOptions...) })
+	return c.spans.stream
 }
 
 // Close flushes the span stream (waiting at most until ctx ends) and closes the connection.
 // Spans still unacknowledged then are reported as failed to whoever waits for them.
 func (c *Client) Close(ctx context.Context) error {
 	var err error
-	if c.spans != nil {
-		err = c.spans.Close(ctx)
+	if c.spans.stream != nil {
+		err = c.spans.stream.Close(ctx)
 	}
 	if cerr := c.conn.Close(); err == nil {
 		err = cerr
@@ -181,8 +199,17 @@ type RolloutSpec struct {
 	RolloutID string
 	// Mode is "train", "val", "test" or empty.
 	Mode string
-	// ResourcesID pins the resources the rollout runs with; empty: the latest at enqueue.
+	// ResourcesID pins the resources the rollout runs with; empty: the server records the
+	// namespace's latest at enqueue on the rollout, and its runner gets exactly that version.
 	ResourcesID string
+	// Queue is the queue the rollout waits in; empty: "default". Workers take work from the
+	// queues they name ([WorkStreamConfig.Queues], [WithQueues]); a retry stays in the queue.
+	Queue string
+	// Labels are matched by workers' label selectors (e.g. {"lang": "go"}: only workers whose
+	// selector accepts lang=go get it). At most 32.
+	Labels map[string]string
+	// Priority is 0 (default) to 1000: higher is dispatched first, equal ones in queue order.
+	Priority int32
 	// Config sets timeouts and retries; nil: the server's defaults.
 	Config *aglv1.RolloutConfig
 	// Metadata is stored with the rollout, JSON-like values.
@@ -195,7 +222,10 @@ func (r RolloutSpec) Proto() (*aglv1.RolloutSpec, error) {
 	if err != nil {
 		return nil, err
 	}
-	spec := &aglv1.RolloutSpec{RolloutId: r.RolloutID, Input: input, ResourcesId: r.ResourcesID, Config: r.Config}
+	spec := &aglv1.RolloutSpec{
+		RolloutId: r.RolloutID, Input: input, ResourcesId: r.ResourcesID, Config: r.Config,
+		Queue: r.Queue, Labels: r.Labels, Priority: r.Priority,
+	}
 	if r.Mode != "" {
 		mode, ok := aglv1.RolloutMode_value["ROLLOUT_MODE_"+strings.ToUpper(r.Mode)]
 		if !ok {
@@ -234,9 +264,11 @@ func inputValue(v any) (*structpb.Value, error) {
 	return JSONValue(plain)
 }
 
-// EnqueueRollouts adds rollouts to the queue, their inputs in plain Go values:
+// EnqueueRollouts adds rollouts to their queues in the client's namespace, their inputs in plain
+// Go values:
 //
 //	client.EnqueueRollouts(ctx, agl.RolloutSpec{Input: map[string]any{"question": "2+2", "answer": 4}})
+//	client.EnqueueRollouts(ctx, agl.RolloutSpec{Input: task, Queue: "tools", Labels: map[string]string{"lang": "go"}, Priority: 10})
 //
 // Items succeed or fail on their own: when some fail, the error is an [*ItemErrors] and the
 // rollouts that were created are returned (nil at the failed indices).
@@ -257,7 +289,7 @@ func (c *Client) EnqueueRollouts(ctx context.Context, specs ...RolloutSpec) ([]*
 
 // EnqueueRolloutSpecs is [Client.EnqueueRollouts] with the generated messages.
 func (c *Client) EnqueueRolloutSpecs(ctx context.Context, specs ...*aglv1.RolloutSpec) ([]*aglv1.Rollout, error) {
-	resp, err := c.store.EnqueueRollouts(ctx, &aglv1.EnqueueRolloutsRequest{Rollouts: specs})
+	resp, err := c.store.EnqueueRollouts(ctx, &aglv1.EnqueueRolloutsRequest{Rollouts: specs, Namespace: c.opts.namespace})
 	if err != nil {
 		return nil, c.wrap(err, "enqueue %d rollouts", len(specs))
 	}
@@ -273,11 +305,17 @@ func (c *Client) EnqueueRolloutSpecs(ctx context.Context, specs ...*aglv1.Rollou
 	return rollouts, nil
 }
 
-// DequeueRollout claims the oldest queued rollout for workerID, with a new attempt (in
-// rollout.Attempt). When the queue is empty it waits up to wait for work (a long poll) and returns
-// nil, nil if none came.
-func (c *Client) DequeueRollout(ctx context.Context, workerID string, wait time.Duration) (*aglv1.Rollout, error) {
-	req := &aglv1.DequeueRolloutRequest{WorkerId: workerID, Limit: 1}
+// DequeueRollout claims the next queued rollout of the client's namespace for workerID (highest
+// priority, then oldest; from the "default" queue unless [WithQueues] names others), with a new
+// attempt (in rollout.Attempt). When there is none it waits up to wait for work (a long poll) and
+// returns nil, nil if none came.
+func (c *Client) DequeueRollout(
+	ctx context.Context, workerID string, wait time.Duration, opts ...DequeueOption,
+) (*aglv1.Rollout, error) {
+	req := &aglv1.DequeueRolloutRequest{WorkerId: workerID, Limit: 1, Namespace: c.opts.namespace}
+	for _, opt := range opts {
+		opt(req)
+	}
 	if wait > 0 {
 		req.Wait = durationpb.New(wait)
 		// The server answers just before the deadline, so the long poll gets the wait plus the
@@ -322,24 +360,31 @@ func (c *Client) UpdateAttempt(
 	return resp.GetAttempt(), nil
 }
 
-// AddResources stores a new resources set and makes it the latest. An empty resourcesID lets the
-// server pick one.
+// AddResources stores a new resources set in the client's namespace and makes it the
+// namespace's latest. An empty resourcesID lets the server pick one.
 func (c *Client) AddResources(
 	ctx context.Context, resourcesID string, resources map[string]*aglv1.Resource,
 ) (*aglv1.ResourcesUpdate, error) {
-	resp, err := c.store.AddResources(ctx, &aglv1.AddResourcesRequest{ResourcesId: resourcesID, Resources: resources})
+	resp, err := c.store.AddResources(ctx, &aglv1.AddResourcesRequest{
+		ResourcesId: resourcesID, Resources: resources, Namespace: c.opts.namespace,
+	})
 	if err != nil {
 		return nil, c.wrap(err, "add resources %q", resourcesID)
 	}
 	return resp.GetResources(), nil
 }
 
-// GetResources returns a resources set; an empty resourcesID returns the latest one.
+// GetResources returns a resources set of the client's namespace; an empty resourcesID returns
+// the namespace's latest one.
 func (c *Client) GetResources(ctx context.Context, resourcesID string) (*aglv1.ResourcesUpdate, error) {
-	resp, err := c.store.GetResources(ctx, &aglv1.GetResourcesRequest{ResourcesId: resourcesID})
+	return c.getResources(ctx, c.opts.namespace, resourcesID)
+}
+
+func (c *Client) getResources(ctx context.Context, namespace, resourcesID string) (*aglv1.ResourcesUpdate, error) {
+	resp, err := c.store.GetResources(ctx, &aglv1.GetResourcesRequest{ResourcesId: resourcesID, Namespace: namespace})
 	if err != nil {
 		if resourcesID == "" {
-			return nil, c.wrap(err, "get the latest resources")
+			return nil, c.wrap(err, "get the latest resources of namespace %q", nsName(namespace))
 		}
 		return nil, c.wrap(err, "get resources %q", resourcesID)
 	}

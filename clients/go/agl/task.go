@@ -55,6 +55,20 @@ func (t *Task) TraceID() []byte { return t.root.GetTraceId() }
 // RootSpanID is the id of the task's "agl.rollout" span, the default parent of its spans.
 func (t *Task) RootSpanID() []byte { return t.root.GetSpanId() }
 
+// Namespace is the namespace (experiment) the rollout belongs to.
+func (t *Task) Namespace() string { return t.Rollout.GetNamespace() }
+
+// Queue is the queue the rollout came from.
+func (t *Task) Queue() string { return t.Rollout.GetQueue() }
+
+// Labels are the rollout's labels (nil when it has none).
+func (t *Task) Labels() map[string]string { return t.Rollout.GetLabels() }
+
+// ResourcesID is the resources set the rollout runs with: the one it was enqueued with, or the
+// namespace's latest at enqueue, which the server records on the rollout. Empty when the
+// namespace had none then.
+func (t *Task) ResourcesID() string { return t.Rollout.GetResourcesId() }
+
 // Input is the task input as Go values (map[string]any, []any, float64, string, bool, nil).
 func (t *Task) Input() any { return t.Rollout.GetInput().AsInterface() }
 
@@ -70,8 +84,10 @@ func (t *Task) DecodeInput(v any) error {
 	return nil
 }
 
-// Resources returns the resources set the rollout runs with (the one it names, or the latest),
-// fetched once.
+// Resources returns the resources set the rollout runs with: the one it records ([Task.ResourcesID],
+// pinned at enqueue, so resources published later do not change what a queued task runs with),
+// or the namespace's latest when it records none. A Work stream hands it over with the attempt;
+// otherwise it is fetched once.
 func (t *Task) Resources(ctx context.Context) (*aglv1.ResourcesUpdate, error) {
 	t.mu.Lock()
 	resources := t.resources
@@ -79,7 +95,7 @@ func (t *Task) Resources(ctx context.Context) (*aglv1.ResourcesUpdate, error) {
 	if resources != nil {
 		return resources, nil
 	}
-	resources, err := t.client.GetResources(ctx, t.Rollout.GetResourcesId())
+	resources, err := t.client.getResources(ctx, t.Rollout.GetNamespace(), t.Rollout.GetResourcesId())
 	if err != nil {
 		return nil, err
 	}

@@ -40,14 +40,17 @@ type DequeueSource struct {
 	client   *Client
 	workerID string
 	wait     time.Duration
+	opts     []DequeueOption
 	logger   *slog.Logger
 }
 
-// NewDequeueSource takes work for workerID, waiting up to wait per poll (10s is a good value:
-// the poll returns the moment work arrives, so the wait only bounds how long a stop request or a
-// dead connection goes unnoticed).
-func NewDequeueSource(client *Client, workerID string, wait time.Duration) *DequeueSource {
-	return &DequeueSource{client: client, workerID: workerID, wait: wait, logger: slog.Default()}
+// NewDequeueSource takes work for workerID in the client's namespace, waiting up to wait per poll
+// (10s is a good value: the poll returns the moment work arrives, so the wait only bounds how long
+// a stop request or a dead connection goes unnoticed). opts say which work it takes:
+//
+//	agl.NewDequeueSource(client, "go-1", 10*time.Second, agl.WithQueues("tools"), agl.WithLabelSelector("lang=go"))
+func NewDequeueSource(client *Client, workerID string, wait time.Duration, opts ...DequeueOption) *DequeueSource {
+	return &DequeueSource{client: client, workerID: workerID, wait: wait, opts: opts, logger: slog.Default()}
 }
 
 // WorkerID is the id the source dequeues for.
@@ -57,7 +60,7 @@ func (d *DequeueSource) WorkerID() string { return d.workerID }
 func (d *DequeueSource) Next(ctx context.Context) (*Assignment, error) {
 	o := outage{deadline: d.client.opts.retryDeadline}
 	for {
-		rollout, err := d.client.DequeueRollout(ctx, d.workerID, d.wait)
+		rollout, err := d.client.DequeueRollout(ctx, d.workerID, d.wait, d.opts...)
 		if ctx.Err() != nil {
 			return nil, ctx.Err()
 		}

@@ -34,7 +34,7 @@ type Drainer interface {
 }
 
 // WorkStreamConfig configures a [WorkStreamSource]. The zero value works: a server-picked worker
-// id, capacity 1, heartbeats every 10s.
+// id, capacity 1, heartbeats every 10s, any work of the "default" queue of the client's namespace.
 type WorkStreamConfig struct {
 	// WorkerID is the worker's id; empty lets the server pick one (see [WorkStreamSource.WorkerID]).
 	WorkerID string
@@ -47,6 +47,17 @@ type WorkStreamConfig struct {
 	// RetryDeadline is how long to keep reconnecting after the stream broke (zero: the client's
 	// retry deadline, see [WithRetryDeadline]); after it, Next and Report fail for good.
 	RetryDeadline time.Duration
+	// Namespace is the namespace (experiment) the worker serves; empty: the client's (see
+	// [WithNamespace]).
+	Namespace string
+	// Queues are the queues the worker takes work from; empty: "default".
+	Queues []string
+	// LabelSelector limits the work pushed to rollouts whose labels match: comma-separated
+	// requirements that must all hold, "k=v", "k!=v", "k in (a,b)", "k notin (a,b)", "k", "!k"
+	// (e.g. "lang=go"). Empty: any labels. The server refuses a malformed one (INVALID_ARGUMENT,
+	// naming the bad part) and the source fails for good. Among the matching rollouts of its
+	// queues the worker gets the highest priority first, then the oldest.
+	LabelSelector string
 	// Info is what the worker wants to be known by in its worker record (agent name, version, ...),
 	// on top of host, pid and language, which the source fills in.
 	Info map[string]any
@@ -119,6 +130,9 @@ func NewWorkStreamSource(client *Client, cfg WorkStreamConfig) *WorkStreamSource
 	}
 	if cfg.RetryDeadline <= 0 {
 		cfg.RetryDeadline = client.opts.retryDeadline
+	}
+	if cfg.Namespace == "" {
+		cfg.Namespace = client.opts.namespace
 	}
 	logger := cfg.Logger
 	if logger == nil {
@@ -399,6 +413,7 @@ func (s *WorkStreamSource) serve() (welcomed bool, err error) {
 	hello := &aglv1.WorkerHello{
 		WorkerId: s.workerID, Capacity: int32(s.cfg.Capacity),
 		HeartbeatInterval: durationpb.New(s.cfg.HeartbeatInterval), Info: s.info,
+		Namespace: s.cfg.Namespace, Queues: s.cfg.Queues, LabelSelector: s.cfg.LabelSelector,
 	}
 	if s.draining {
 		hello.Capacity = 0

@@ -11,9 +11,12 @@
  * It takes work on agl-server's Work stream (pushed as soon as it is queued; a killed agent's
  * attempts are retried at once), or with DequeueRollout long polls given --poll. With --otel its
  * spans are made with the standard OpenTelemetry Node SDK and exported over OTLP/gRPC to
- * agl-server (see calc-agent-otel.ts).
+ * agl-server (see calc-agent-otel.ts). --namespace, --queue (repeatable) and --selector say which
+ * work it takes, as `agl runner` does: the rollouts of that namespace (experiment), from those
+ * queues, whose labels match the selector.
  *
  *     npm run build && node dist/examples/calc-agent.js --server 127.0.0.1:4747 --concurrency 4 [--otel]
+ *     node dist/examples/calc-agent.js --namespace exp-a --queue default --queue math --selector lang=ts
  *
  * The token comes from $AGL_TOKEN, never from the command line.
  */
@@ -55,15 +58,26 @@ async function main(): Promise<number> {
       concurrency: { type: "string", default: "1" },
       "prompt-resource": { type: "string", default: "" },
       otel: { type: "boolean", default: false },
+      namespace: { type: "string", default: process.env.AGL_NAMESPACE ?? "" },
+      queue: { type: "string", multiple: true, default: [] },
+      selector: { type: "string", default: "" },
+      "label-selector": { type: "string", default: "" },
     },
   });
-  const client = connect({ address: values.server });
+  const client = connect({ address: values.server, namespace: values.namespace });
   const workerId = values["worker-id"];
   const concurrency = Number(values.concurrency);
+  // Which work this agent takes: its namespace is the client's; queues and selector are the source's.
+  const selection = { queues: values.queue, labelSelector: values.selector || values["label-selector"] };
   const stream = values.poll
     ? undefined
-    : new WorkStreamSource(client, { workerId, capacity: concurrency, info: { agent: "calc-agent", otel: values.otel } });
-  const source = stream ?? new DequeueSource(client, workerId, Number(values["wait-ms"]));
+    : new WorkStreamSource(client, {
+        workerId,
+        capacity: concurrency,
+        ...selection,
+        info: { agent: "calc-agent", otel: values.otel },
+      });
+  const source = stream ?? new DequeueSource(client, { workerId, waitMs: Number(values["wait-ms"]), ...selection });
   const runner = new Runner(client, source, { concurrency });
   // With --otel the agent's spans go through the OpenTelemetry Node SDK (loaded only then).
   const otel = values.otel ? await import("./calc-agent-otel.js") : undefined;
@@ -73,7 +87,10 @@ async function main(): Promise<number> {
   for (const signal of ["SIGINT", "SIGTERM"] as const) {
     process.once(signal, () => stop.abort());
   }
-  console.error(`calc-agent: serving server=${client.address} worker_id=${workerId} work_stream=${!values.poll} otel=${values.otel}`);
+  console.error(
+    `calc-agent: serving server=${client.address} worker_id=${workerId} work_stream=${!values.poll} otel=${values.otel} ` +
+      `namespace=${values.namespace || "default"} queues=${values.queue.join(",") || "default"} selector=${selection.labelSelector}`,
+  );
   let code = 0;
   try {
     await runner.serve(handler, stop.signal);

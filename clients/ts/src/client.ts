@@ -45,6 +45,26 @@ export interface ClientOptions {
   interceptors?: Interceptor[];
   /** Tuning of the client's span stream. */
   spanStream?: SpanStreamOptions;
+  /**
+   * The namespace (experiment) the client works in: the rollouts it enqueues and dequeues, the
+   * resources it adds and reads ("latest" is per namespace) and its Work streams belong to it,
+   * and it sees nothing of other namespaces. Default `$AGL_NAMESPACE`, or the server's
+   * "default". A name is 1 to 63 of a-z, 0-9, '.', '_', '-', starting with a letter or digit; the
+   * server answers INVALID_ARGUMENT to anything else.
+   */
+  namespace?: string;
+}
+
+/** Which work a dequeue may claim (see `AglClient.dequeueRollout`, `DequeueSource`). */
+export interface WorkSelection {
+  /** The queues to take work from (default `["default"]`); across them the highest priority goes first, then the oldest. */
+  queues?: string[];
+  /**
+   * Only rollouts whose labels match: comma-separated requirements that must all hold, `k=v`,
+   * `k!=v`, `k in (a,b)`, `k notin (a,b)`, `k`, `!k` (e.g. `"lang=ts"`). Default: any labels. A
+   * malformed selector fails with INVALID_ARGUMENT naming the bad part.
+   */
+  labelSelector?: string;
 }
 
 /** Per-call options of the wrapped methods. */
@@ -56,7 +76,10 @@ export interface CallOptions {
 /**
  * A rollout to enqueue: the generated RolloutSpec's init shape, with the input as plain JSON
  * (`{ input: { question: "2+2", answer: 4 } }`; a `Value` message works too). Without a
- * `rolloutId` the client picks one, so a retried call cannot enqueue the task twice.
+ * `rolloutId` the client picks one, so a retried call cannot enqueue the task twice. `queue`
+ * (default "default"), `labels` (matched by workers' label selectors, e.g. `{ lang: "ts" }`) and
+ * `priority` (0 to 1000, higher first) say who takes it and when; without `resourcesId` the
+ * server records the namespace's latest resources on it, and its runner gets exactly that set.
  */
 export type RolloutSpecInit = Omit<MessageInitShape<typeof RolloutSpecSchema>, "input" | "$typeName"> & {
   input?: JsonValue | Value;
@@ -77,7 +100,10 @@ export class AglClient {
   private readonly timeoutMs: number;
   /** How long calls and streams keep retrying through an outage, in ms (docs/retry.md). */
   readonly retryDeadlineMs: number;
-  private spanStream: SpanStream | undefined;
+  /** The namespace the client works in ("" is the server's "default"); see {@link ClientOptions.namespace}. */
+  readonly namespace: string;
+  /** The span stream, opened on first use; shared with the namespace views (spans name their rollout). */
+  private readonly shared: { spans?: SpanStream } = {};
 
   constructor(options: ClientOptions = {}) {
     this.options = options;
@@ -85,6 +111,7 @@ export class AglClient {
     this.timeoutMs = options.timeoutMs ?? 30_000;
     const token = options.token ?? process.env.AGL_TOKEN ?? "";
     this.retryDeadlineMs = options.retryDeadlineMs ?? DEFAULT_RETRY_DEADLINE_MS;
+    this.namespace = options.namespace ?? process.env.AGL_NAMESPACE ?? "";
     if (this.retryDeadlineMs < 0) {
       throw new RangeError(`agl: retryDeadlineMs=${this.retryDeadlineMs}: give 0 (no retries) or more`);
     }
@@ -110,8 +137,18 @@ export class AglClient {
 
   /** The client's span stream, opened on first use and shared by all its users. */
   get spans(): SpanStream {
-    this.spanStream ??= new SpanStream(this, this.options.spanStream);
-    return this.spanStream;
+    this.shared.spans ??= new SpanStream(this, this.options.spanStream);
+    return this.shared.spans;
+  }
+
+  /**
+   * A view of the client scoped to another namespace ("" is the server's "default"), for one
+   * process that works in several: it shares this client's connection and span stream, so it
+   * costs nothing to make. Closing the client or any of its views closes them all.
+   */
+  withNamespace(namespace: string): AglClient {
+    const view = Object.create(AglClient.prototype) as AglClient;
+    return Object.assign(view, this, { namespace });
   }
 
   /**
@@ -120,7 +157,7 @@ export class AglClient {
    */
   async close(timeoutMs = 10_000): Promise<void> {
     try {
-      await this.spanStream?.close(timeoutMs);
+      await this.shared.spans?.close(timeoutMs);
     } finally {
       this.sessions.abort();
     }
@@ -140,8 +177,10 @@ export class AglClient {
   }
 
   /**
-   * Adds rollouts to the queue. Items succeed or fail on their own: when some fail, an
-   * {@link ItemErrors} is thrown whose `results` hold the rollouts that were created.
+   * Adds rollouts to their queues in the client's namespace:
+   * `enqueueRollouts([{ input: task, queue: "tools", labels: { lang: "ts" }, priority: 10 }])`.
+   * Items succeed or fail on their own: when some fail, an {@link ItemErrors} is thrown whose
+   * `results` hold the rollouts that were created.
    */
   async enqueueRollouts(specs: RolloutSpecInit[], options?: CallOptions): Promise<Rollout[]> {
     const rollouts = specs.map(({ input, ...rest }) =>
@@ -152,7 +191,7 @@ export class AglClient {
       }),
     );
     const response = await this.call(`enqueue ${specs.length} rollouts`, () =>
-      this.store.enqueueRollouts({ rollouts }, options),
+      this.store.enqueueRollouts({ rollouts, namespace: this.namespace }, options),
     );
     if (response.errors.length > 0) {
       const results = response.rollouts.map((r) => (r.rolloutId ? r : undefined));
@@ -162,14 +201,26 @@ export class AglClient {
   }
 
   /**
-   * Claims the oldest queued rollout for `workerId`, with a new attempt (`rollout.attempt`).
-   * When the queue is empty it waits up to `waitMs` for work (a long poll) and returns undefined
-   * if none came.
+   * Claims the next queued rollout of the client's namespace for `workerId` (highest priority,
+   * then oldest; from the "default" queue unless `options.queues` names others, matching
+   * `options.labelSelector`), with a new attempt (`rollout.attempt`). When there is none it
+   * waits up to `waitMs` for work (a long poll) and returns undefined if none came.
    */
-  async dequeueRollout(workerId: string, waitMs = 0, options: CallOptions = {}): Promise<Rollout | undefined> {
+  async dequeueRollout(
+    workerId: string,
+    waitMs = 0,
+    options: CallOptions & WorkSelection = {},
+  ): Promise<Rollout | undefined> {
     const response = await this.call(`dequeue a rollout for worker "${workerId}"`, () =>
       this.store.dequeueRollout(
-        { workerId, limit: 1, wait: waitMs > 0 ? durationFromMs(waitMs) : undefined },
+        {
+          workerId,
+          limit: 1,
+          wait: waitMs > 0 ? durationFromMs(waitMs) : undefined,
+          namespace: this.namespace,
+          queues: options.queues ?? [],
+          labelSelector: options.labelSelector ?? "",
+        },
         // The server answers just before the deadline, so the poll gets its wait on top.
         { signal: options.signal, timeoutMs: options.timeoutMs ?? waitMs + this.timeoutMs },
       ),
@@ -205,22 +256,31 @@ export class AglClient {
     return required(response.attempt, "UpdateAttempt");
   }
 
-  /** Stores a new resources set and makes it the latest; an empty id lets the server pick one. */
+  /**
+   * Stores a new resources set in the client's namespace and makes it the namespace's latest; an
+   * empty id lets the server pick one.
+   */
   async addResources(
     resourcesId: string,
     resources: { [name: string]: MessageInitShape<typeof ResourceSchema> },
     options?: CallOptions,
   ): Promise<ResourcesUpdate> {
     const response = await this.call(`add resources "${resourcesId}"`, () =>
-      this.store.addResources({ resourcesId, resources }, options),
+      this.store.addResources({ resourcesId, resources, namespace: this.namespace }, options),
     );
     return required(response.resources, "AddResources");
   }
 
-  /** A resources set; an empty id returns the latest one. */
-  async getResources(resourcesId = "", options?: CallOptions): Promise<ResourcesUpdate> {
-    const op = resourcesId ? `get resources "${resourcesId}"` : "get the latest resources";
-    const response = await this.call(op, () => this.store.getResources({ resourcesId }, options));
+  /**
+   * A resources set of the client's namespace (or of `options.namespace`); an empty id returns
+   * the namespace's latest one.
+   */
+  async getResources(resourcesId = "", options: CallOptions & { namespace?: string } = {}): Promise<ResourcesUpdate> {
+    const { namespace = this.namespace, ...call } = options;
+    const op = resourcesId
+      ? `get resources "${resourcesId}"`
+      : `get the latest resources of namespace "${namespace || "default"}"`;
+    const response = await this.call(op, () => this.store.getResources({ resourcesId, namespace }, call));
     return required(response.resources, "GetResources");
   }
 

@@ -16,7 +16,7 @@
  * @module
  */
 export { AglClient, connect, DEFAULT_ADDRESS, rolloutStatusName, statusName } from "./client.js";
-export type { CallOptions, ClientOptions, RolloutSpecInit } from "./client.js";
+export type { CallOptions, ClientOptions, RolloutSpecInit, WorkSelection } from "./client.js";
 export { AglError, ItemErrors } from "./errors.js";
 export { ackError, SpanStream } from "./ingest.js";
 export type { Ack, PendingAck, SpanStreamOptions, SpanStreamStats } from "./ingest.js";
@@ -30,7 +30,7 @@ export { Task } from "./task.js";
 export { anyValue, attr, attributeMap, attrs, double, fromAnyValue, int, jsonValue, valueJson } from "./values.js";
 export type { AttributeValue, PlainValue } from "./values.js";
 export { DequeueSource } from "./work.js";
-export type { Assignment, WorkSource } from "./work.js";
+export type { Assignment, DequeueSourceOptions, WorkSource } from "./work.js";
 export { WorkStreamSource } from "./workstream.js";
 export type { WorkStreamOptions, WorkStreamStats } from "./workstream.js";
 

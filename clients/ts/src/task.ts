@@ -54,6 +54,29 @@ export class Task {
     return this.root.spanId;
   }
 
+  /** The namespace (experiment) the rollout belongs to. */
+  get namespace(): string {
+    return this.rollout.namespace;
+  }
+
+  /** The queue the rollout came from. */
+  get queue(): string {
+    return this.rollout.queue;
+  }
+
+  /** The rollout's labels. */
+  get labels(): { [key: string]: string } {
+    return this.rollout.labels;
+  }
+
+  /**
+   * The resources set the rollout runs with: the one it was enqueued with, or the namespace's
+   * latest at enqueue, which the server records on the rollout. Empty when the namespace had none.
+   */
+  get resourcesId(): string {
+    return this.rollout.resourcesId;
+  }
+
   /** The task input as JSON. */
   get input(): JsonValue {
     return valueJson(this.rollout.input);
@@ -69,9 +92,14 @@ export class Task {
     return this.finishing;
   }
 
-  /** The resources set the rollout runs with (the one it names, or the latest), fetched once. */
+  /**
+   * The resources set the rollout runs with: the one it records ({@link Task.resourcesId}, pinned
+   * at enqueue, so resources published later do not change what a queued task runs with), or the
+   * namespace's latest when it records none. A Work stream hands it over with the attempt;
+   * otherwise it is fetched once.
+   */
   async getResources(): Promise<ResourcesUpdate> {
-    this.resources ??= await this.client.getResources(this.rollout.resourcesId);
+    this.resources ??= await this.client.getResources(this.rollout.resourcesId, { namespace: this.rollout.namespace });
     return this.resources;
   }
 

@@ -1,6 +1,6 @@
 import type { JsonObject } from "@bufbuild/protobuf";
 
-import type { AglClient } from "./client.js";
+import type { AglClient, WorkSelection } from "./client.js";
 import type { ResourcesUpdate } from "./gen/agl/v1/resources_pb.js";
 import type { AttemptStatus, Rollout } from "./gen/agl/v1/types_pb.js";
 import { failureCode, Outage, STREAM_RETRYABLE } from "./retry.js";
@@ -42,24 +42,47 @@ export interface WorkSource {
 }
 
 
+/** Options of a {@link DequeueSource}, for the form that takes one object. */
+export interface DequeueSourceOptions extends WorkSelection {
+  /** The worker's id. */
+  workerId: string;
+  /** The long-poll wait of one poll, in ms (default 10,000). */
+  waitMs?: number;
+  /** Called with each failed poll that is retried (default: a console warning). */
+  onRetry?: (error: unknown) => void;
+}
+
 /**
- * Takes work with DequeueRollout long polls, riding out a server that goes away (restarts,
- * upgrades) as a stream does (docs/retry.md): failed polls are retried with back-off until the
- * client's retry deadline or the signal aborts.
+ * Takes work of the client's namespace with DequeueRollout long polls, riding out a server that
+ * goes away (restarts, upgrades) as a stream does (docs/retry.md): failed polls are retried with
+ * back-off until the client's retry deadline or the signal aborts. Which work it takes:
+ * `new DequeueSource(client, { workerId, queues: ["tools"], labelSelector: "lang=ts" })`.
  */
 export class DequeueSource implements WorkSource {
+  readonly workerId: string;
+  private readonly waitMs: number;
+  private readonly onRetry: (error: unknown) => void;
+  private readonly selection: WorkSelection;
+
   /**
    * @param client the client to poll with.
-   * @param workerId the worker's id.
+   * @param worker the worker's id, or all the options ({@link DequeueSourceOptions}).
    * @param waitMs the long-poll wait of one poll (10s is a good value: the poll returns the
    *   moment work arrives, so the wait only bounds how long a dead connection goes unnoticed).
+   * @param onRetry called with each failed poll that is retried.
    */
   constructor(
     private readonly client: AglClient,
-    readonly workerId: string,
-    private readonly waitMs = 10_000,
-    private readonly onRetry: (error: unknown) => void = (error) => console.warn(`${error}; retrying`),
-  ) {}
+    worker: string | DequeueSourceOptions,
+    waitMs?: number,
+    onRetry?: (error: unknown) => void,
+  ) {
+    const options = typeof worker === "string" ? { workerId: worker, waitMs, onRetry } : worker;
+    this.workerId = options.workerId;
+    this.waitMs = options.waitMs ?? 10_000;
+    this.onRetry = options.onRetry ?? ((error) => console.warn(`${error}; retrying`));
+    this.selection = { queues: options.queues, labelSelector: options.labelSelector };
+  }
 
   async next(signal: AbortSignal): Promise<Assignment> {
     const outage = new Outage(this.client.retryDeadlineMs);
@@ -67,7 +90,7 @@ export class DequeueSource implements WorkSource {
       signal.throwIfAborted();
       let rollout: Rollout | undefined;
       try {
-        rollout = await this.client.dequeueRollout(this.workerId, this.waitMs, { signal });
+        rollout = await this.client.dequeueRollout(this.workerId, this.waitMs, { signal, ...this.selection });
       } catch (error) {
         signal.throwIfAborted();
         const wait = STREAM_RETRYABLE.has(failureCode(error)) ? outage.failed() : undefined;

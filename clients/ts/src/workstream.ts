@@ -38,6 +38,18 @@ export interface WorkStreamOptions {
    * `retryDeadlineMs`); after it, `next` and `report` fail for good.
    */
   retryDeadlineMs?: number;
+  /** The namespace (experiment) the worker serves; default: the client's (`ClientOptions.namespace`). */
+  namespace?: string;
+  /** The queues the worker takes work from; default `["default"]`. */
+  queues?: string[];
+  /**
+   * Only rollouts whose labels match are pushed: comma-separated requirements that must all
+   * hold, `k=v`, `k!=v`, `k in (a,b)`, `k notin (a,b)`, `k`, `!k` (e.g. `"lang=ts"`). Default:
+   * any labels. The server refuses a malformed one (INVALID_ARGUMENT, naming the bad part) and
+   * the source fails for good. Among the matching rollouts of its queues the worker gets the
+   * highest priority first, then the oldest.
+   */
+  labelSelector?: string;
   /** What the worker wants to be known by (agent name, version, ...), on top of host, pid and language. */
   info?: JsonObject;
   /** Where reconnects are logged (default console). */
@@ -82,6 +94,9 @@ export class WorkStreamSource implements WorkSource {
   private readonly heartbeatIntervalMs: number;
   private readonly retryDeadlineMs: number;
   private readonly info: JsonObject;
+  private readonly namespace: string;
+  private readonly queues: string[];
+  private readonly labelSelector: string;
   private readonly logger: Pick<Console, "warn" | "error">;
   private queue: Assignment[] = [];
   /** attempt id -> rollout id: assigned, not finally reported. */
@@ -109,6 +124,9 @@ export class WorkStreamSource implements WorkSource {
     this.heartbeatIntervalMs = options.heartbeatIntervalMs ?? 10_000;
     this.retryDeadlineMs = options.retryDeadlineMs ?? client.retryDeadlineMs;
     this.logger = options.logger ?? console;
+    this.namespace = options.namespace || client.namespace;
+    this.queues = options.queues ?? [];
+    this.labelSelector = options.labelSelector ?? "";
     this.info = {
       language: "typescript",
       node: process.version,
@@ -317,6 +335,9 @@ export class WorkStreamSource implements WorkSource {
             heartbeatInterval: durationFromMs(this.heartbeatIntervalMs),
             activeAttempts: [...this.held].map(([attemptId, rolloutId]) => ({ rolloutId, attemptId })),
             info: this.info,
+            namespace: this.namespace,
+            queues: this.queues,
+            labelSelector: this.labelSelector,
           },
         },
       }),

@@ -12,12 +12,13 @@ import { describe, it } from "node:test";
 import { createRegistry, fromBinary, fromJson, toBinary, toJson, type JsonValue, type Message } from "@bufbuild/protobuf";
 
 import { file_agl_v1_resources } from "../src/gen/agl/v1/resources_pb.js";
+import { file_agl_v1_runner } from "../src/gen/agl/v1/runner_pb.js";
 import { file_agl_v1_store } from "../src/gen/agl/v1/store_pb.js";
 import { file_agl_v1_trace } from "../src/gen/agl/v1/trace_pb.js";
 import { file_agl_v1_types } from "../src/gen/agl/v1/types_pb.js";
 import { repoRoot } from "./support/server.js";
 
-const registry = createRegistry(file_agl_v1_store, file_agl_v1_types, file_agl_v1_trace, file_agl_v1_resources);
+const registry = createRegistry(file_agl_v1_store, file_agl_v1_types, file_agl_v1_trace, file_agl_v1_resources, file_agl_v1_runner);
 const dir = join(repoRoot(), "clients", "interop", "vectors");
 const languages = ["python", "go", "ts"];
 const update = process.env.AGL_UPDATE_VECTORS === "1";

@@ -8,9 +8,12 @@
 // other words, 0 otherwise.
 //
 // It takes work on agl-server's Work stream (pushed as soon as it is queued; a killed agent's
-// attempts are retried at once), or with DequeueRollout long polls given -poll.
+// attempts are retried at once), or with DequeueRollout long polls given -poll. -namespace,
+// -queue (repeatable) and -selector say which work it takes, as `agl runner` does: the rollouts of
+// that namespace (experiment), from those queues, whose labels match the selector.
 //
 //	go run ./examples/calc-agent -server 127.0.0.1:4747 -concurrency 4
+//	go run ./examples/calc-agent -namespace exp-a -queue default -queue math -selector lang=go
 package main
 
 import (
@@ -89,12 +92,22 @@ func main() {
 	wait := flag.Duration("wait", 10*time.Second, "long-poll wait of one dequeue (with -poll)")
 	concurrency := flag.Int("concurrency", 1, "attempts run at once")
 	prompt := flag.String("prompt-resource", "", "name of the prompt template resource (empty: the only one)")
+	namespace := flag.String("namespace", os.Getenv("AGL_NAMESPACE"), "namespace (experiment) to serve (env AGL_NAMESPACE; empty: default)")
+	var queues []string
+	flag.Func("queue", "a queue to take work from (repeatable; default: the 'default' queue)", func(name string) error {
+		queues = append(queues, name)
+		return nil
+	})
+	var selector string
+	const selectorUsage = `label selector of the work to take, e.g. "lang=go" or "lang in (go,ts),!gpu" (empty: any)`
+	flag.StringVar(&selector, "selector", "", selectorUsage)
+	flag.StringVar(&selector, "label-selector", "", "the same as -selector")
 	flag.Parse()
 	logger := slog.New(slog.NewTextHandler(os.Stderr, nil))
 	slog.SetDefault(logger)
 
 	// The token comes from $AGL_TOKEN (agl.NewClient reads it), never from the command line.
-	client, err := agl.NewClient(*server)
+	client, err := agl.NewClient(*server, agl.WithNamespace(*namespace))
 	if err != nil {
 		logger.Error("calc-agent: cannot create the client", "error", err)
 		os.Exit(2)
@@ -106,15 +119,17 @@ func main() {
 	var source agl.WorkSource
 	var stream *agl.WorkStreamSource
 	if *poll {
-		source = agl.NewDequeueSource(client, *workerID, *wait)
+		source = agl.NewDequeueSource(client, *workerID, *wait, agl.WithQueues(queues...), agl.WithLabelSelector(selector))
 	} else {
 		stream = agl.NewWorkStreamSource(client, agl.WorkStreamConfig{
-			WorkerID: *workerID, Capacity: *concurrency, Info: map[string]any{"agent": "calc-agent"}, Logger: logger,
+			WorkerID: *workerID, Capacity: *concurrency, Queues: queues, LabelSelector: selector,
+			Info: map[string]any{"agent": "calc-agent"}, Logger: logger,
 		})
 		source = stream
 	}
 	runner := agl.NewRunner(client, source, agl.WithConcurrency(*concurrency))
-	logger.Info("calc-agent: serving", "server", client.Address(), "worker_id", *workerID, "work_stream", !*poll)
+	logger.Info("calc-agent: serving", "server", client.Address(), "worker_id", *workerID, "work_stream", !*poll,
+		"namespace", *namespace, "queues", queues, "selector", selector)
 	serveErr := runner.Serve(ctx, a.handle)
 
 	closeCtx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
