@@ -7,15 +7,15 @@ from Python with in-memory datasets.
 
 from __future__ import annotations
 
-import concurrent.futures
 import logging
 import os
-import threading
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
 from omegaconf import DictConfig, OmegaConf
+
+from agl_core.execution.keeper import init_in_keeper_thread
 
 logger = logging.getLogger(__name__)
 
@@ -86,31 +86,7 @@ def init_ray(config: DictConfig) -> None:
         )
         return
     kwargs = ray_init_kwargs(config)
-    _init_in_keeper_thread(lambda: ray.init(**kwargs))
-
-
-def _init_in_keeper_thread(start: Any) -> None:
-    """Call ``start`` (``ray.init``) in a thread that lives as long as the process.
-
-    Ray starts GCS and the raylet with ``PR_SET_PDEATHSIG(SIGKILL)``, which Linux ties to the
-    *thread* that forked them, not the process. Called from the trainer's thread, they were killed
-    the moment that thread ended (an error in a step then never printed: the driver aborts on "GCS
-    unavailable" inside Ray's excepthook first), and a loop's thread ends with its strategy. This
-    thread parks for good (daemon: it does not hold the interpreter up), so Ray goes with the process.
-    """
-    started: concurrent.futures.Future[None] = concurrent.futures.Future()
-
-    def keep() -> None:
-        try:
-            start()
-        except BaseException as exc:
-            started.set_exception(exc)
-            return
-        started.set_result(None)
-        threading.Event().wait()
-
-    threading.Thread(target=keep, name="agl-ray", daemon=True).start()
-    started.result()
+    init_in_keeper_thread(lambda: ray.init(**kwargs))
 
 
 def build_trainer(

@@ -1,17 +1,11 @@
-"""What the Ray strategy tests share: the plugin manager with the strategy, and the store's record."""
+"""What the Ray strategy tests share: the plugin manager with the strategy, and the store's record
+(support.ledger, re-exported)."""
 
 from __future__ import annotations
 
-from collections import Counter
-from dataclasses import dataclass
-from pathlib import Path
-from typing import Any
+from support.ledger import Ledger, assert_each_exactly_once, read_ledger
 
 from agl_core.plugins import AglPluginManager, get_plugin_manager
-from agl_core.store import LmdbStore
-from agl_core.types import AttemptStatus, RolloutEvent, RolloutStatus
-
-TERMINAL = {RolloutStatus.SUCCEEDED, RolloutStatus.FAILED, RolloutStatus.CANCELLED}
 
 
 def plugin_manager() -> AglPluginManager:
@@ -21,50 +15,6 @@ def plugin_manager() -> AglPluginManager:
     return pm
 
 
-@dataclass
-class Ledger:
-    """Everything the store recorded, read back from its data directory after the run."""
-
-    rollouts: dict[str, Any]
-    terminal_events: Counter[str]
-    attempts: dict[str, list[Any]]
-    workers: dict[str, Any]
-
-
-async def read_ledger(data_dir: Path) -> Ledger:
-    store = LmdbStore(data_dir)
-    try:
-        rollouts: dict[str, Any] = {}
-        while True:
-            page = await store.query_rollouts(limit=1000, offset=len(rollouts))
-            rollouts.update((r.rollout_id, r) for r in page)
-            if len(rollouts) >= page.total:
-                break
-        last = int((await store.stats())["last_event_id"])
-        events: list[RolloutEvent] = []
-        if last:
-            async for event in store.watch_rollouts(after_event_id=0):
-                events.append(event)
-                if event.event_id >= last:
-                    break
-        terminal = Counter(e.rollout_id for e in events if e.new_status in TERMINAL)
-        attempts = {rid: list(await store.query_attempts(rid)) for rid in rollouts}
-        workers = {w.worker_id: w for w in await store.query_workers()}
-        return Ledger(rollouts, terminal, attempts, workers)
-    finally:
-        await store.close()
-
-
-def assert_each_exactly_once(ledger: Ledger, count: int) -> None:
-    assert len(ledger.rollouts) == count
-    assert all(r.status == RolloutStatus.SUCCEEDED for r in ledger.rollouts.values())
-    # Exactly one terminal status event per rollout, and exactly one succeeded attempt.
-    assert set(ledger.terminal_events) == set(ledger.rollouts)
-    assert set(ledger.terminal_events.values()) == {1}
-    for rollout_id, attempts in ledger.attempts.items():
-        assert sum(a.status == AttemptStatus.SUCCEEDED for a in attempts) == 1, rollout_id
-
-
 def node_of(worker_id: str) -> str:
     """The (shortened) Ray node id in a runner actor's worker id ``ray-runner-I-NODE-PID``."""
     return worker_id.split("-")[3]
@@ -72,3 +22,6 @@ def node_of(worker_id: str) -> str:
 
 def index_of(worker_id: str) -> int:
     return int(worker_id.split("-")[2])
+
+
+__all__ = ["Ledger", "assert_each_exactly_once", "index_of", "node_of", "plugin_manager", "read_ledger"]

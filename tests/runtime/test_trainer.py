@@ -7,14 +7,13 @@ import asyncio
 import io
 import os
 import signal
-from collections import Counter
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import pytest
 import runtime_agents
 from runtime_agents import EchoAgent, block_the_loop, hang_first_attempt, hang_forever, parity_agent
+from support.ledger import assert_each_exactly_once, read_ledger
 
 from agl_core.algorithm import Algorithm, algo, run_rollouts
 from agl_core.client import GrpcStore
@@ -23,60 +22,11 @@ from agl_core.plugins import PluginError
 from agl_core.runner import Hook
 from agl_core.store import LmdbStore
 from agl_core.trainer import Progress, RunFailedError, Trainer
-from agl_core.types import AttemptStatus, PromptTemplate, RolloutEvent, RolloutStatus
+from agl_core.types import AttemptStatus, PromptTemplate, RolloutStatus
 from agl_plugins.algorithms.baseline import Baseline, BaselineResult
 from agl_plugins.strategies.cs import ClientServerStrategy
 from agl_plugins.strategies.shm import SharedMemoryStrategy
 from agl_server.process import ServerProcess
-
-TERMINAL = {RolloutStatus.SUCCEEDED, RolloutStatus.FAILED, RolloutStatus.CANCELLED}
-
-
-@dataclass
-class Ledger:
-    """Everything the store recorded, read back from its data directory after the run."""
-
-    rollouts: dict[str, Any]
-    terminal_events: Counter[str]
-    attempts: dict[str, list[Any]]
-    workers: dict[str, Any]
-
-
-async def read_ledger(data_dir: Path) -> Ledger:
-    store = LmdbStore(data_dir)
-    try:
-        rollouts: dict[str, Any] = {}
-        while True:
-            page = await store.query_rollouts(limit=1000, offset=len(rollouts))
-            rollouts.update((r.rollout_id, r) for r in page)
-            if len(rollouts) >= page.total:
-                break
-        last = int((await store.stats())["last_event_id"])
-        terminal: Counter[str] = Counter()
-        events: list[RolloutEvent] = []
-        if last:
-            async for event in store.watch_rollouts(after_event_id=0):
-                events.append(event)
-                if event.event_id >= last:
-                    break
-        for event in events:
-            if event.new_status in TERMINAL:
-                terminal[event.rollout_id] += 1
-        attempts = {rid: list(await store.query_attempts(rid)) for rid in rollouts}
-        workers = {w.worker_id: w for w in await store.query_workers()}
-        return Ledger(rollouts, terminal, attempts, workers)
-    finally:
-        await store.close()
-
-
-def assert_each_exactly_once(ledger: Ledger, count: int) -> None:
-    assert len(ledger.rollouts) == count
-    assert all(r.status == RolloutStatus.SUCCEEDED for r in ledger.rollouts.values())
-    # Exactly one terminal status event per rollout, and exactly one succeeded attempt.
-    assert set(ledger.terminal_events) == set(ledger.rollouts)
-    assert set(ledger.terminal_events.values()) == {1}
-    for rollout_id, attempts in ledger.attempts.items():
-        assert sum(a.status == AttemptStatus.SUCCEEDED for a in attempts) == 1, rollout_id
 
 
 def test_fit_shm_200_tasks_4_runners_each_exactly_once(tmp_path: Path) -> None:

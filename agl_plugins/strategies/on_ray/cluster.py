@@ -8,13 +8,14 @@ the end, which also ends a local cluster it started.
 
 from __future__ import annotations
 
-import concurrent.futures
 import importlib
 import logging
 import threading
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
+
+from agl_core.execution.keeper import init_in_keeper_thread
 
 logger = logging.getLogger(__name__)
 
@@ -69,30 +70,7 @@ def connect(address: str | None, init_args: Mapping[str, Any] | None = None) -> 
     connection = RayConnection(owned=True)
     args = dict(init_args or {})
     args.setdefault("log_to_driver", True)
-    _init_in_keeper_thread(lambda: ray.init(address=address, **args), connection._release)
+    init_in_keeper_thread(lambda: ray.init(address=address, **args), connection._release, "agl-ray-strategy")
     context = ray.get_runtime_context()
     logger.info("Ray connected: gcs %s, namespace %s", context.gcs_address, context.namespace)
     return connection
-
-
-def _init_in_keeper_thread(start: Any, release: threading.Event) -> None:
-    """Call ``start`` (``ray.init``) in a thread that lives until ``release``.
-
-    A local cluster's GCS and raylet are started with ``PR_SET_PDEATHSIG(SIGKILL)``, which Linux
-    ties to the *thread* that forked them: started from a thread that ends before the run (an
-    event loop's, a Trainer's), Ray would die under the runners. (The verl plugin's
-    ``init_ray`` does the same for the same reason.)
-    """
-    started: concurrent.futures.Future[None] = concurrent.futures.Future()
-
-    def keep() -> None:
-        try:
-            start()
-        except BaseException as exc:
-            started.set_exception(exc)
-            return
-        started.set_result(None)
-        release.wait()
-
-    threading.Thread(target=keep, name="agl-ray-strategy", daemon=True).start()
-    started.result()
