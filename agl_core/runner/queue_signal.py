@@ -41,6 +41,12 @@ class QueueSignal:
         self._event = asyncio.Event()
         self._subscribed = asyncio.Event()
         self._task: asyncio.Task[None] | None = None
+        self._listeners: list[Callable[[], None]] = []
+
+    def add_listener(self, callback: Callable[[], None]) -> None:
+        """Call ``callback`` (on the loop, without waiting) every time the signal fires: for a
+        single long-lived waiter that also waits for other things (agl-server's dispatcher)."""
+        self._listeners.append(callback)
 
     def current(self) -> asyncio.Event:
         return self._event
@@ -55,6 +61,8 @@ class QueueSignal:
     def fire(self) -> None:
         fired, self._event = self._event, asyncio.Event()
         fired.set()
+        for callback in self._listeners:
+            callback()
 
     async def _follow(self) -> None:
         last: int | None = None

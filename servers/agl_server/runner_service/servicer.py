@@ -20,6 +20,7 @@ from agl_core.store import routing, validation
 from agl_core.store.backend import StoreBackend
 from agl_core.store.request_checks import check_request
 from agl_core.types.values import from_struct
+from agl_server.runner_service.dispatcher import Dispatcher
 from agl_server.runner_service.recovery import recover_orphans
 from agl_server.runner_service.session import SessionEnded, WorkSession
 
@@ -57,6 +58,7 @@ class RunnerServicer:
         self.backend = backend
         self.shutting_down = shutting_down or asyncio.Event()
         self.signal = QueueSignal(backend_follow(backend), name="agl-server-queue-signal")
+        self.dispatcher = Dispatcher(backend, self.signal)
         self.sessions: dict[str, WorkSession] = {}
         if reconnect_grace is None:
             reconnect_grace = float(os.environ.get(RECONNECT_GRACE_ENV, DEFAULT_RECONNECT_GRACE))
@@ -100,6 +102,7 @@ class RunnerServicer:
         for task in (self._shutdown_watch, self._recovery):
             if task is not None:
                 task.cancel()
+        await self.dispatcher.close()
         await self.signal.close()
 
     def _watch_shutdown(self) -> None:
@@ -149,6 +152,7 @@ class RunnerServicer:
             route=routing.Route.parse(hello.namespace, hello.queues, hello.label_selector, "hello."),
             send=send,
             is_owner=lambda s: self.sessions.get(s.worker_id) is s,
+            dispatcher=self.dispatcher,
         )
         try:
             await self._open(session, hello)

@@ -1,7 +1,8 @@
 """One worker's Work stream on the server: dispatching, reports, heartbeats, and the end of it.
 
 A session runs three tasks: the *reader* (hands every message on at once, never waits on the
-store), the *dispatcher* (claims rollouts while the worker has room and pushes them) and the
+store), the *pusher* (claims once when the stream opens, then tells the server's
+:class:`~.dispatcher.Dispatcher` whenever the worker has room and pushes what it is given) and the
 *processor* (applies reports and heartbeats to the store, concurrently across attempts, in
 order within one attempt). Whatever ends first ends the session; :meth:`WorkSession.close`
 then marks every attempt the worker still holds UNRESPONSIVE, so the retry policy applies at
@@ -36,6 +37,7 @@ from agl_core.store import routing, validation
 from agl_core.store.backend import StoreBackend
 from agl_core.store.request_checks import check_request
 from agl_core.types.values import from_struct, to_struct
+from agl_server.runner_service.dispatcher import Dispatcher
 
 logger = logging.getLogger("agl_server")
 
@@ -61,6 +63,8 @@ class _Report:
     held: bool
     # Why the report cannot be applied (a value the store cannot hold); answered in its ack.
     problem: str | None = None
+    # A final report of a held attempt: the worker has room again once it is acknowledged.
+    frees: bool = False
 
 
 @dataclass
@@ -98,6 +102,7 @@ class WorkSession:
         send: Callable[[r.WorkResponse], Awaitable[None]],
         is_owner: Callable[[WorkSession], bool],
         route: routing.Route | None = None,
+        dispatcher: Dispatcher,
     ) -> None:
         self.backend = backend
         self.signal = signal
@@ -116,7 +121,10 @@ class WorkSession:
         # attempts are left running rather than given up.
         self.keep_attempts = False
         self._worker_stats: dict[str, Any] = {}
-        self._room = asyncio.Event()
+        self._dispatcher = dispatcher
+        self._outbox: asyncio.Queue[list[t.Rollout]] = asyncio.Queue()
+        # Set when the session stops taking work: a claim that lands later is handed back.
+        self._stopped = False
         self._inbox: asyncio.Queue[Any] = asyncio.Queue()
         self._claims: set[asyncio.Task[Any]] = set()
         self._reader: asyncio.Task[None] | None = None
@@ -131,11 +139,11 @@ class WorkSession:
     async def run(self, requests: AsyncIterator[r.WorkRequest]) -> None:
         """Serve the stream until the worker leaves, falls silent or breaks the protocol, a push
         fails, or :meth:`stop` is called."""
-        dispatcher = asyncio.create_task(self._dispatch(), name=f"agl-dispatch-{self.worker_id}")
+        pusher = asyncio.create_task(self._serve(), name=f"agl-push-{self.worker_id}")
         processor = asyncio.create_task(self._process(), name=f"agl-reports-{self.worker_id}")
         self._reader = asyncio.create_task(self._read(requests), name=f"agl-read-{self.worker_id}")
         try:
-            done, _ = await asyncio.wait({self._reader, dispatcher}, return_when=asyncio.FIRST_COMPLETED)
+            done, _ = await asyncio.wait({self._reader, pusher}, return_when=asyncio.FIRST_COMPLETED)
             for task in done:
                 if task.cancelled():
                     continue
@@ -145,7 +153,7 @@ class WorkSession:
                 elif error is not None and not isinstance(error, (asyncio.CancelledError, grpc.aio.AbortError)):
                     logger.info("work stream of worker %s ended: %s", self.worker_id, error)
         finally:
-            await self._shutdown_tasks(dispatcher, processor)
+            await self._shutdown_tasks(pusher, processor)
 
     def stop(self, code: grpc.StatusCode, message: str, *, keep_attempts: bool = False) -> None:
         """End the session from outside (a newer stream of the worker, server shutdown)."""
@@ -154,12 +162,14 @@ class WorkSession:
         if self._reader is not None:
             self._reader.cancel()
 
-    async def _shutdown_tasks(self, dispatcher: asyncio.Task[None], processor: asyncio.Task[None]) -> None:
+    async def _shutdown_tasks(self, pusher: asyncio.Task[None], processor: asyncio.Task[None]) -> None:
         assert self._reader is not None
-        for task in (self._reader, dispatcher):
+        self._stopped = True
+        self._dispatcher.forget(self)
+        for task in (self._reader, pusher):
             task.cancel()
-        await asyncio.gather(self._reader, dispatcher, return_exceptions=True)
-        # A claim that was committing when the dispatcher stopped still lands in `active`.
+        await asyncio.gather(self._reader, pusher, return_exceptions=True)
+        # The stream's own claim that was committing when the pusher stopped still lands in `active`.
         if self._claims:
             await asyncio.gather(*self._claims, return_exceptions=True)
         # Reports that arrived before the end are applied before anything is given up.
@@ -195,11 +205,12 @@ class WorkSession:
                 # Refused in its ack; the attempt stays held (and is given up if the stream ends).
                 self._inbox.put_nowait(_Report(report, held, exc.message))
                 return
-            if report.status in FINAL and held:
-                # The worker is done with it: its slot is free now, whatever the store says later.
+            frees = report.status in FINAL and held
+            if frees:
+                # The worker is done with it: it is no longer held (nor given up if the stream ends),
+                # whatever the store says later. New work follows the report's ack.
                 del self.active[report.attempt_id]
-                self._room.set()
-            self._inbox.put_nowait(_Report(report, held))
+            self._inbox.put_nowait(_Report(report, held, frees=frees))
         elif kind == "heartbeat":
             try:
                 check_request(request.heartbeat, "heartbeat")
@@ -215,7 +226,7 @@ class WorkSession:
                     f"ready.capacity is {request.ready.capacity}; it must be 0 (drain) or more",
                 )
             self.capacity = request.ready.capacity
-            self._room.set()
+            self._has_room()
         elif kind == "hello":
             raise SessionEnded(
                 grpc.StatusCode.INVALID_ARGUMENT,
@@ -229,18 +240,35 @@ class WorkSession:
 
     # --- dispatching -------------------------------------------------------------------------------
 
-    async def _dispatch(self) -> None:
+    def room(self) -> int:
+        """Attempts the worker can take now (0 once the session stops)."""
+        return 0 if self._stopped else self.capacity - len(self.active)
+
+    def deliver(self, rollouts: list[t.Rollout]) -> bool:
+        """Rollouts the dispatcher claimed for this worker: held at once, pushed in order by the
+        session's pusher. False when the session has stopped (the caller hands them back)."""
+        if self._stopped:
+            return False
+        for rollout in rollouts:
+            self.active[rollout.attempt.attempt_id] = rollout.rollout_id
+        self._outbox.put_nowait(rollouts)
+        return True
+
+    def _has_room(self) -> None:
+        self._dispatcher.want(self)
+
+    async def _serve(self) -> None:
+        """Push what the worker is given, in order. One claim of its own first: it also records
+        the worker's route and marks it idle when nothing is queued for it; from then on the
+        server's dispatcher claims for it whenever it has room."""
         await self.signal.ready()
+        if self.room() > 0:
+            claimed = await self._claim(self.room())
+            if claimed:
+                await self._push(claimed)
+        self._has_room()
         while True:
-            while self.capacity - len(self.active) <= 0:
-                self._room.clear()
-                await self._room.wait()
-            changed = self.signal.current()  # before looking: a rollout queued meanwhile still wakes us
-            claimed = await self._claim(self.capacity - len(self.active))
-            if not claimed:
-                await changed.wait()
-                continue
-            await self._push(claimed)
+            await self._push(await self._outbox.get())
 
     def dequeue_request(self, limit: int) -> s.DequeueRolloutRequest:
         """A non-waiting claim of up to ``limit`` rollouts that the worker's namespace, queues and
@@ -349,6 +377,8 @@ class WorkSession:
             ack.message = exc.message
         with contextlib.suppress(Exception):  # the stream may be gone; the store has the report
             await self._send(r.WorkResponse(report_ack=ack))
+        if item.frees:
+            self._has_room()
 
     async def _check_owner(self, report: r.AttemptReport) -> None:
         """A report of an attempt this stream does not hold: accept it only from its own worker
