@@ -19,7 +19,7 @@ fsync per commit) and runs, one after the other on that server:
 Around each scenario it samples the server process's CPU time (its threads and any children) and
 RSS. Prints a table and saves bench/results/<--out>.json, with the load average of the machine
 (another job may share the CPUs: read the figures with it). ``--quick`` shrinks every size (a
-smoke test of the benchmark itself; tests/integration/test_fleet_bench_quick.py runs it).
+smoke test of the benchmark itself; tests/bench/test_fleet_bench_quick.py runs it).
 """
 
 from __future__ import annotations
