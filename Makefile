@@ -18,7 +18,7 @@ GO_TOOLS := .tools/bin
 TS := clients/ts
 
 .PHONY: help setup demo test check-generated generate lint test-python proto-baseline bench \
-	tools-go setup-go setup-ts test-go test-ts interop-vectors bench-clients test-loaded setup-browser
+	tools-go setup-go setup-ts test-go test-ts interop-vectors bench-clients bench-fleet test-loaded setup-browser
 
 help:
 	@echo "make demo   - start agl-server on its embedded LMDB store and run the quick-start example"
@@ -132,6 +132,10 @@ demo: setup
 # Span streaming through the Python, Go and TypeScript clients, same server, same run.
 bench-clients: setup setup-go setup-ts
 	$(PY) bench/clients_bench.py
+
+# 1,000 goroutine workers on their own Work streams against one agl-server (bench/fleet_bench.py).
+bench-fleet: setup setup-go
+	$(PY) bench/fleet_bench.py
 
 bench: setup
 	$(PY) bench/store_bench.py

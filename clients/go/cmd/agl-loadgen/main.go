@@ -1,0 +1,131 @@
+// Command agl-loadgen puts agl-server under the load of many lightweight workers (issue 16).
+//
+// Every worker is a goroutine with its own Work stream, spread over -conns gRPC connections, and
+// speaks the protocol through the raw generated stubs rather than the high-level Runner: the
+// client's own cost stays small, so what is measured is the server. The agent does no work: a
+// worker reports RUNNING (unless -running-report=false), waits for its ack, reports SUCCEEDED and
+// waits for that ack, as the Go Runner does.
+//
+// Scenarios (-scenario):
+//
+//	welcome      open -workers streams at once and time the welcomes; then, with all of them open,
+//	             enqueue single rollouts at -rate for -duration and time each from just before its
+//	             EnqueueRollouts call to its assignment's arrival at a worker (dispatch latency).
+//	large-batch  -workers workers connect; -tasks rollouts are enqueued in batches of -batch; the
+//	             run ends when every one is reported with its ack. Checks exactly-once: each rollout
+//	             assigned once, every ack code 0, and (QueryRollouts) each SUCCEEDED after one attempt.
+//	lifecycle    -workers workers; a backlog of -backlog rollouts is kept queued for -duration;
+//	             completed rollouts/s and the report-ack latency of RUNNING and final reports.
+//
+// Each run uses a namespace of its own (-namespace), so runs against one server do not mix.
+// Progress goes to stderr; with -json, one JSON object with the figures goes to stdout.
+package main
+
+import (
+	"context"
+	"encoding/json"
+	"flag"
+	"fmt"
+	"os"
+	"strconv"
+	"time"
+)
+
+type config struct {
+	server         string
+	token          string
+	namespace      string
+	scenario       string
+	workers        int
+	capacity       int
+	conns          int
+	tasks          int
+	batch          int
+	backlog        int
+	rate           float64
+	duration       time.Duration
+	warmup         time.Duration
+	heartbeat      time.Duration
+	welcomeTimeout time.Duration
+	timeout        time.Duration
+	runningReport  bool
+	json           bool
+}
+
+func main() {
+	cfg := config{}
+	flag.StringVar(&cfg.server, "server", "127.0.0.1:4747", "agl-server address (host:port)")
+	flag.StringVar(&cfg.token, "token", os.Getenv("AGL_TOKEN"), "bearer token (agl-server --token); default env AGL_TOKEN")
+	flag.StringVar(&cfg.namespace, "namespace", "", "namespace of the run's rollouts and workers (default: lg-<scenario>-<time>)")
+	flag.StringVar(&cfg.scenario, "scenario", "lifecycle", "welcome, large-batch or lifecycle")
+	flag.IntVar(&cfg.workers, "workers", 1000, "workers (one Work stream each)")
+	flag.IntVar(&cfg.capacity, "capacity", 1, "attempts each worker holds at once")
+	flag.IntVar(&cfg.conns, "conns", 8, "gRPC connections the streams are spread over")
+	flag.IntVar(&cfg.tasks, "tasks", 50000, "large-batch: rollouts to enqueue")
+	flag.IntVar(&cfg.batch, "batch", 8192, "rollouts per EnqueueRollouts call (large-batch, lifecycle)")
+	flag.IntVar(&cfg.backlog, "backlog", 0, "lifecycle: rollouts kept queued ahead of the workers (default 2 x workers x capacity, at least 64)")
+	flag.Float64Var(&cfg.rate, "rate", 50, "welcome: single-rollout enqueues per second while the streams are open")
+	flag.DurationVar(&cfg.duration, "duration", 10*time.Second, "welcome: how long to enqueue at -rate; lifecycle: the measured window")
+	flag.DurationVar(&cfg.warmup, "warmup", 2*time.Second, "lifecycle: run this long before the measured window")
+	flag.DurationVar(&cfg.heartbeat, "heartbeat", 10*time.Second, "heartbeat interval each worker announces and keeps")
+	flag.DurationVar(&cfg.welcomeTimeout, "welcome-timeout", 120*time.Second, "how long to wait for every welcome before going on with those that came")
+	flag.DurationVar(&cfg.timeout, "timeout", 300*time.Second, "large-batch: give up waiting for the last ack after this long (the result says timed_out)")
+	flag.BoolVar(&cfg.runningReport, "running-report", true, "report RUNNING (and wait for its ack) before the final report")
+	flag.BoolVar(&cfg.json, "json", false, "print one JSON object with the figures on stdout")
+	flag.Parse()
+	if cfg.workers < 1 || cfg.capacity < 1 || cfg.conns < 1 || cfg.batch < 1 {
+		fail(fmt.Errorf("-workers, -capacity, -conns and -batch must be at least 1"))
+	}
+	if cfg.namespace == "" {
+		cfg.namespace = "lg-" + cfg.scenario + "-" + strconv.FormatInt(time.Now().UnixNano(), 36)
+	}
+	if cfg.backlog <= 0 {
+		cfg.backlog = max(64, 2*cfg.workers*cfg.capacity)
+	}
+
+	f, err := newFleet(cfg)
+	if err != nil {
+		fail(err)
+	}
+	defer f.closeConns()
+	ctx := context.Background()
+	var result map[string]any
+	switch cfg.scenario {
+	case "welcome":
+		result, err = runWelcome(ctx, f)
+	case "large-batch":
+		result, err = runLargeBatch(ctx, f)
+	case "lifecycle":
+		result, err = runLifecycle(ctx, f)
+	default:
+		err = fmt.Errorf("unknown -scenario %q (welcome, large-batch, lifecycle)", cfg.scenario)
+	}
+	if err != nil {
+		fail(err)
+	}
+	result["scenario"] = cfg.scenario
+	result["namespace"] = cfg.namespace
+	result["workers"] = cfg.workers
+	result["capacity"] = cfg.capacity
+	result["conns"] = cfg.conns
+	result["running_report"] = cfg.runningReport
+	if cfg.json {
+		out, err := json.Marshal(result)
+		if err != nil {
+			fail(err)
+		}
+		fmt.Println(string(out))
+	} else {
+		out, _ := json.MarshalIndent(result, "", "  ")
+		fmt.Println(string(out))
+	}
+}
+
+func logf(format string, args ...any) {
+	fmt.Fprintf(os.Stderr, "agl-loadgen: "+format+"\n", args...)
+}
+
+func fail(err error) {
+	fmt.Fprintln(os.Stderr, "agl-loadgen:", err)
+	os.Exit(1)
+}

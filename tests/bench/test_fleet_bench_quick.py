@@ -1,0 +1,66 @@
+"""bench/fleet_bench.py --quick against a real agl-server: the load generator builds, every scenario
+runs, the exactly-once check of the large batch passes and the result file has its fields. A smoke
+test of the benchmark; the figures themselves are read from its table, never asserted."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[2]
+OUT = "fleet_bench_smoke_quick"  # *_quick.json is ignored by git
+
+
+@pytest.mark.skipif(shutil.which("go") is None, reason="the fleet bench's load generator needs the Go toolchain")
+def test_fleet_bench_quick_runs_every_scenario_exactly_once() -> None:
+    env = dict(os.environ)
+    env["PYTHONPATH"] = os.pathsep.join([str(ROOT), str(ROOT / "servers"), env.get("PYTHONPATH", "")])
+    path = ROOT / "bench" / "results" / f"{OUT}.json"
+    path.unlink(missing_ok=True)
+    # 240 s: a cold Go build cache compiles gRPC first; the run itself takes about 10 s.
+    done = subprocess.run(
+        [sys.executable, "bench/fleet_bench.py", "--quick", "--out", OUT],
+        cwd=ROOT,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=240,
+        check=False,
+    )
+    assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
+
+    saved = json.loads(path.read_text())
+    results = saved["context"]["results"]
+    assert set(results) == {"welcome", "large-batch", "lifecycle-8"}
+    sizes = saved["context"]["sizes"]
+
+    welcome = results["welcome"]
+    assert welcome["welcomed"] == sizes["workers"] == 50
+    assert welcome["stream_errors"] == 0
+    assert welcome["dispatch_count"] == welcome["dispatch_enqueued"] > 0
+    assert welcome["dispatch_missing"] == 0
+
+    batch = results["large-batch"]
+    assert batch["exactly_once"] is True
+    assert batch["duplicates"] == batch["missing"] == batch["failed_acks"] == batch["verify_bad"] == 0
+    assert batch["verified_succeeded_one_attempt"] == batch["completed"] == sizes["tasks"] == 2_000
+    assert batch["rollouts_per_s"] > 0
+
+    lifecycle = results["lifecycle-8"]
+    assert lifecycle["completed_in_window"] > 0 and lifecycle["duplicates"] == 0
+    assert lifecycle["ack_running_count"] > 0 and lifecycle["ack_final_count"] > 0
+
+    for result in results.values():
+        server = result["server"]
+        assert server["cpu_s"] > 0 and server["cpu_ms_per_rollout"] > 0
+        assert server["rss_peak_mb"] >= server["rss_before_mb"] > 0
+    names = [row["name"] for row in saved["rows"]]
+    for expected in ("all welcomed after", "dispatch latency", "exactly-once check", "lifecycle, 8 workers"):
+        assert any(expected in name for name in names), (expected, names)
+    assert "load_average_start" in saved["context"] and "uptime_end" in saved["context"]
