@@ -117,6 +117,19 @@ class DispatchIndex:
         with self._lock:
             return self._best(namespace, queues, selector) is not None
 
+    def count_matching(self, namespace: str, queues: Sequence[str], selector: Selector, cap: int) -> int:
+        """Entries (stale ones included) a worker with these queues and selector could take, counted
+        up to ``cap``: how many claims are worth making for such workers."""
+        count = 0
+        with self._lock:
+            for queue in queues:
+                for key, label_class in (self._queues.get((namespace, queue)) or {}).items():
+                    if self._matches_class(selector, key, label_class):
+                        count += len(label_class.heap)
+                        if count >= cap:
+                            return cap
+        return count
+
     def pop(self, namespace: str, queues: Sequence[str], selector: Selector) -> Popped | None:
         """Take the best entry for the worker; it stays pending until :meth:`confirm`."""
         with self._lock:

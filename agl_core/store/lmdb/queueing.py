@@ -169,40 +169,44 @@ class QueueMixin(LmdbCore):
             except TimeoutError:
                 return s.DequeueRolloutResponse()
 
-    def has_queued_match(self, route: routing.Route) -> bool:
-        """Whether a rollout that ``route`` matches is queued (in memory; may be stale by one commit)."""
-        return self._dispatch.has_match(route.namespace, route.queues, route.selector)
+    def queued_matching(self, route: routing.Route, cap: int) -> int:
+        """Rollouts (an upper bound, in memory) a worker of ``route`` could claim now, up to ``cap``."""
+        return self._dispatch.count_matching(route.namespace, route.queues, route.selector, cap)
 
-    async def dequeue_for_workers(self, claims: Sequence[tuple[str, int, routing.Route]]) -> list[list[t.Rollout]]:
-        """Claim for many workers in one write: each claim ``(worker id, limit, route)`` takes up to
-        ``limit`` rollouts its route matches, in the order the claims are given. The answer has one
-        list per claim. agl-server's Work streams are served this way (one write per round for every
-        waiting stream, instead of one claim per stream for every rollout queued)."""
+    async def dequeue_for_workers(
+        self, groups: Sequence[tuple[routing.Route, Sequence[tuple[str, int]]]]
+    ) -> list[list[list[t.Rollout]]]:
+        """Claim for many workers in one write. ``groups``: per route, the workers that serve it as
+        ``(worker id, limit)``, served in that order, each taking up to ``limit`` rollouts the route
+        matches; once one gets fewer than it asked, the route's queues hold nothing more for the
+        rest. The answer has, per group, one list per worker. agl-server's dispatcher claims for
+        all its Work streams this way, one write per round."""
         self._ensure_started()
-        claim = self._write(lambda tx: self._dequeue_many_op(tx, claims))
+        claim = self._write(lambda tx: self._dequeue_many_op(tx, groups))
         try:
             return await asyncio.shield(claim)
         except asyncio.CancelledError:
             claim.add_done_callback(self._release_abandoned_many)
             raise
 
-    def _dequeue_many_op(self, tx: Tx, claims: Sequence[tuple[str, int, routing.Route]]) -> list[list[t.Rollout]]:
-        exhausted: set[routing.Route] = set()  # routes whose queues held fewer than asked: skip the rest
-        out: list[list[t.Rollout]] = []
-        for worker_id, limit, route in claims:
-            if route in exhausted:
-                out.append([])
-                continue
-            claimed = self._dequeue_op(tx, worker_id, limit, route)
-            if len(claimed) < limit:
-                exhausted.add(route)
-            out.append(claimed)
+    def _dequeue_many_op(
+        self, tx: Tx, groups: Sequence[tuple[routing.Route, Sequence[tuple[str, int]]]]
+    ) -> list[list[list[t.Rollout]]]:
+        out: list[list[list[t.Rollout]]] = []
+        for route, claims in groups:
+            results: list[list[t.Rollout]] = []
+            exhausted = False
+            for worker_id, limit in claims:
+                claimed = [] if exhausted else self._dequeue_op(tx, worker_id, limit, route)
+                exhausted = exhausted or len(claimed) < limit
+                results.append(claimed)
+            out.append(results)
         return out
 
-    def _release_abandoned_many(self, claim: asyncio.Future[list[list[t.Rollout]]]) -> None:
+    def _release_abandoned_many(self, claim: asyncio.Future[list[list[list[t.Rollout]]]]) -> None:
         if claim.cancelled() or claim.exception() is not None:
             return
-        rollouts = [rollout for claimed in claim.result() for rollout in claimed]
+        rollouts = [rollout for group in claim.result() for claimed in group for rollout in claimed]
         if rollouts:
             self._write(lambda tx: self._release_op(tx, rollouts)).add_done_callback(log_failure("release"))
 

@@ -4,9 +4,9 @@ Each stream used to claim work for itself: a rollout entering the queue woke eve
 and each sent its own claim to the store's single writer, so with 1,000 idle workers one rollout
 cost 1,000 claims (999 of them empty) and the time to hand it over grew with the number of
 streams. Here one task claims for every waiting stream in one write operation per round
-(:meth:`dequeue_for_workers` of the LMDB backend). Streams with the same route (namespace, queues,
-selector) are served in the order they began to wait, a stream that got work and still has room
-goes to the back, and a route is passed over as soon as its queues hold nothing it matches. What a
+(:meth:`dequeue_for_workers` of the LMDB backend), for no more streams than there are rollouts
+their routes match. Streams with the same route (namespace, queues, selector) are served in the
+order they began to wait, and a stream that got work and still has room goes to the back. What a
 stream gets is pushed by that stream's own task, so a slow stream holds up no other.
 """
 
@@ -63,7 +63,7 @@ class Dispatcher:
         # The LMDB backend claims for many workers in one write and knows what is queued; another
         # backend is asked stream by stream.
         self._claim_many = getattr(backend, "dequeue_for_workers", None)
-        self._has_match = getattr(backend, "has_queued_match", None)
+        self._count = getattr(backend, "queued_matching", None)
         signal.add_listener(self._wake.set)
         self.rounds = 0
 
@@ -108,51 +108,65 @@ class Dispatcher:
             if not progressed:
                 await self._wake.wait()
 
-    def _claims(self) -> list[tuple[Claimant, int]]:
-        claims: list[tuple[Claimant, int]] = []
-        total = 0
+    def _claims(self) -> list[tuple[routing.Route, list[tuple[Claimant, int]]]]:
+        """Per route with matching work queued, the waiting streams to claim for, oldest first, no
+        more of them than the work there is (so one rollout queued is one claim, not one per
+        waiting stream)."""
+        groups: list[tuple[routing.Route, list[tuple[Claimant, int]]]] = []
+        budget = MAX_ROUND
         for route, streams in list(self._waiting.items()):
-            if self._has_match is not None and not self._has_match(route):
-                continue
+            available = self._count(route, budget) if self._count is not None else budget
+            group: list[tuple[Claimant, int]] = []
             for stream in list(streams):
-                room = min(stream.room(), validation.MAX_PAGE)
+                if available <= 0:
+                    break
+                room = min(stream.room(), validation.MAX_PAGE, available)
                 if room <= 0:
                     self.forget(stream)
                     continue
-                claims.append((stream, room))
-                total += room
-                if total >= MAX_ROUND:
-                    return claims
-        return claims
+                group.append((stream, room))
+                available -= room
+                budget -= room
+            if group:
+                groups.append((route, group))
+            if budget <= 0:
+                break
+        return groups
 
     async def _round(self) -> bool:
         """Claim once for the waiting streams whose routes match queued work; whether any got some."""
-        claims = self._claims()
-        if not claims:
+        groups = self._claims()
+        if not groups:
             return False
         self.rounds += 1
-        results = await self._claim(claims)
+        results = await self._claim(groups)
         progressed = False
-        for (stream, _), rollouts in zip(claims, results, strict=True):
-            if not rollouts:
-                continue
-            progressed = True
-            if not stream.deliver(rollouts):
-                self._release(rollouts)  # the stream ended while its claim committed
-            self.forget(stream)
-            if stream.room() > 0:
-                self._waiting.setdefault(stream.route, {})[stream] = None  # to the back of its route
+        for (_, group), claimed in zip(groups, results, strict=True):
+            for (stream, _), rollouts in zip(group, claimed, strict=True):
+                if not rollouts:
+                    continue
+                progressed = True
+                if not stream.deliver(rollouts):
+                    self._release(rollouts)  # the stream ended while its claim committed
+                self.forget(stream)
+                if stream.room() > 0:
+                    self._waiting.setdefault(stream.route, {})[stream] = None  # to the back of its route
         return progressed
 
-    async def _claim(self, claims: list[tuple[Claimant, int]]) -> list[list[t.Rollout]]:
+    async def _claim(
+        self, groups: list[tuple[routing.Route, list[tuple[Claimant, int]]]]
+    ) -> list[list[list[t.Rollout]]]:
         if self._claim_many is not None:
-            result: list[list[t.Rollout]] = await self._claim_many(
-                [(stream.worker_id, room, stream.route) for stream, room in claims]
+            result: list[list[list[t.Rollout]]] = await self._claim_many(
+                [(route, [(stream.worker_id, room) for stream, room in group]) for route, group in groups]
             )
             return result
         # Another backend: stream by stream, without waiting.
         dequeue = self.backend.dequeue_rollout
-        return [list((await dequeue(stream.dequeue_request(room))).rollouts) for stream, room in claims]
+        return [
+            [list((await dequeue(stream.dequeue_request(room))).rollouts) for stream, room in group]
+            for _, group in groups
+        ]
 
     def _release(self, rollouts: list[t.Rollout]) -> None:
         release = getattr(self.backend, "release_claims", None)

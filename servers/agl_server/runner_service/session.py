@@ -63,7 +63,7 @@ class _Report:
     held: bool
     # Why the report cannot be applied (a value the store cannot hold); answered in its ack.
     problem: str | None = None
-    # A final report of a held attempt: the worker has room again once it is acknowledged.
+    # A final report of a held attempt: it frees a slot (new work is pushed after its ack).
     frees: bool = False
 
 
@@ -125,6 +125,11 @@ class WorkSession:
         self._outbox: asyncio.Queue[list[t.Rollout]] = asyncio.Queue()
         # Set when the session stops taking work: a claim that lands later is handed back.
         self._stopped = False
+        # Final reports received and not yet acknowledged: work claimed for the slots they freed
+        # is pushed only after their acks, so a worker sees a report's ack before new work.
+        self._unacked_frees = 0
+        self._frees_acked = asyncio.Event()
+        self._frees_acked.set()
         self._inbox: asyncio.Queue[Any] = asyncio.Queue()
         self._claims: set[asyncio.Task[Any]] = set()
         self._reader: asyncio.Task[None] | None = None
@@ -207,9 +212,12 @@ class WorkSession:
                 return
             frees = report.status in FINAL and held
             if frees:
-                # The worker is done with it: it is no longer held (nor given up if the stream ends),
-                # whatever the store says later. New work follows the report's ack.
+                # The worker is done with it: its slot is free now, whatever the store says later, so
+                # the claim for it shares a commit with the report (new work follows the ack).
                 del self.active[report.attempt_id]
+                self._unacked_frees += 1
+                self._frees_acked.clear()
+                self._has_room()
             self._inbox.put_nowait(_Report(report, held, frees=frees))
         elif kind == "heartbeat":
             try:
@@ -307,6 +315,7 @@ class WorkSession:
             assignment = r.AttemptAssignment(rollout=rollout, resources_error=error)
             if resources is not None:
                 assignment.resources.CopyFrom(resources)
+            await self._frees_acked.wait()
             await self._send(r.WorkResponse(assignment=assignment))
             self.assigned += 1
 
@@ -352,6 +361,15 @@ class WorkSession:
                 logger.exception("worker %s: applying %s failed", self.worker_id, type(item).__name__)
 
     async def _apply_report(self, item: _Report) -> None:
+        try:
+            await self._record_report(item)
+        finally:
+            if item.frees:
+                self._unacked_frees -= 1
+                if not self._unacked_frees:
+                    self._frees_acked.set()
+
+    async def _record_report(self, item: _Report) -> None:
         report = item.report
         ack = r.AttemptReportAck(rollout_id=report.rollout_id, attempt_id=report.attempt_id, status=report.status)
         try:
@@ -377,8 +395,6 @@ class WorkSession:
             ack.message = exc.message
         with contextlib.suppress(Exception):  # the stream may be gone; the store has the report
             await self._send(r.WorkResponse(report_ack=ack))
-        if item.frees:
-            self._has_room()
 
     async def _check_owner(self, report: r.AttemptReport) -> None:
         """A report of an attempt this stream does not hold: accept it only from its own worker
