@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import os
 import shutil
 import socket
 import subprocess
@@ -171,3 +172,23 @@ def test_port_in_use_is_reported(tmp_path: Path) -> None:
             ServerProcess(tmp_path / "data", port=port).start(timeout=30)
         assert f"agl-server: could not bind 127.0.0.1:{port}: the port is in use" in str(info.value)
         assert "Traceback" not in str(info.value)
+
+
+def test_gc_thresholds_are_checked_before_start(tmp_path: Path) -> None:
+    # agl-server freezes start-up objects and raises the collector's thresholds (gc_tuning); a bad
+    # override is refused with the form to use, before anything is opened.
+    env = {**os.environ, "AGL_SERVER_GC_THRESHOLDS": "700,ten,10"}
+    result = subprocess.run(
+        [sys.executable, "-m", "agl_server", "--data-dir", str(tmp_path / "d"), "--port", "0"],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        env=env,
+    )
+    assert result.returncode != 0
+    assert "AGL_SERVER_GC_THRESHOLDS='700,ten,10': give three positive integers 'g0,g1,g2'" in result.stderr
+    assert "Traceback" not in result.stderr and not (tmp_path / "d").exists()
+    # A good override is taken.
+    server = ServerProcess(tmp_path / "data", env={"AGL_SERVER_GC_THRESHOLDS": "1000,10,10"})
+    with server:
+        assert server.address
