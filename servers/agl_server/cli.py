@@ -16,7 +16,7 @@ from agl_core.plugins import AglPluginManager, PluginError, get_plugin_manager
 from agl_core.secrets import exposure_warning, read_token
 from agl_core.store.backend import StoreBackend
 from agl_core.store.lmdb.backend import DEFAULT_MAP_SIZE, default_data_dir
-from agl_server import gc_tuning
+from agl_server import tuning
 from agl_server.app import DEFAULT_PORT, AglServer, ServerConfig
 from agl_server.logs import setup_logging
 from agl_server.retention import RetentionPolicy
@@ -189,7 +189,7 @@ def extra_services(pm: AglPluginManager, backend: StoreBackend) -> list[object]:
 async def serve(args: argparse.Namespace) -> None:
     config = config_from_args(args)
     try:
-        gc_thresholds = gc_tuning.thresholds()
+        interpreter = tuning.Tuning.from_env()
     except ValueError as exc:
         raise SystemExit(f"agl-server: {exc}") from None
     pm = get_plugin_manager()
@@ -230,7 +230,7 @@ async def serve(args: argparse.Namespace) -> None:
             server.http_port,
             extra={"http_port": server.http_port},
         )
-    gc_tuning.settle_after_start(gc_thresholds)  # start-up is over: see gc_tuning
+    interpreter.apply_after_start()  # start-up is over: see agl_server.tuning
     if args.ready_file:
         tmp = args.ready_file.with_suffix(".tmp")
         tmp.write_text(json.dumps(ready))

@@ -174,21 +174,31 @@ def test_port_in_use_is_reported(tmp_path: Path) -> None:
         assert "Traceback" not in str(info.value)
 
 
-def test_gc_thresholds_are_checked_before_start(tmp_path: Path) -> None:
-    # agl-server freezes start-up objects and raises the collector's thresholds (gc_tuning); a bad
-    # override is refused with the form to use, before anything is opened.
-    env = {**os.environ, "AGL_SERVER_GC_THRESHOLDS": "700,ten,10"}
+@pytest.mark.parametrize(
+    ("name", "value", "advice"),
+    [
+        ("AGL_SERVER_GC_THRESHOLDS", "700,ten,10", "give three positive integers 'g0,g1,g2'"),
+        ("AGL_SERVER_GC_THRESHOLDS", "700,10", "give three positive integers 'g0,g1,g2'"),
+        ("AGL_SERVER_SWITCH_INTERVAL_MS", "0", "give milliseconds between 0.01 and 100"),
+        ("AGL_SERVER_SWITCH_INTERVAL_MS", "nan", "give milliseconds between 0.01 and 100"),
+    ],
+)
+def test_interpreter_settings_are_checked_before_start(tmp_path: Path, name: str, value: str, advice: str) -> None:
+    # agl-server tunes the garbage collector and the GIL switch interval once started
+    # (agl_server.tuning); a bad override is refused with the form to use, before anything is opened.
     result = subprocess.run(
         [sys.executable, "-m", "agl_server", "--data-dir", str(tmp_path / "d"), "--port", "0"],
         capture_output=True,
         text=True,
         timeout=60,
-        env=env,
+        env={**os.environ, name: value},
     )
     assert result.returncode != 0
-    assert "AGL_SERVER_GC_THRESHOLDS='700,ten,10': give three positive integers 'g0,g1,g2'" in result.stderr
+    assert f"agl-server: {name}={value!r}: {advice}" in result.stderr
     assert "Traceback" not in result.stderr and not (tmp_path / "d").exists()
-    # A good override is taken.
-    server = ServerProcess(tmp_path / "data", env={"AGL_SERVER_GC_THRESHOLDS": "1000,10,10"})
-    with server:
+
+
+def test_interpreter_settings_can_be_overridden(tmp_path: Path) -> None:
+    env = {**os.environ, "AGL_SERVER_GC_THRESHOLDS": "1000,10,10", "AGL_SERVER_SWITCH_INTERVAL_MS": "5"}
+    with ServerProcess(tmp_path / "data", env=env) as server:
         assert server.address
