@@ -14,7 +14,9 @@ fsync per commit) and runs, one after the other on that server:
   workers running a no-op agent, with the exactly-once check (each rollout assigned once, every ack
   code 0, and through QueryRollouts each SUCCEEDED after exactly one attempt);
 - lifecycle: for each of ``--lifecycle-workers``, a backlog kept queued for ``--lifecycle-seconds``:
-  completed rollouts/s and the report-ack latency of RUNNING and final reports.
+  completed rollouts/s and the report-ack latency of RUNNING and final reports. Workers send
+  RUNNING and the final report back to back (pipelined, as the runners do); ``--running-wait``
+  makes them wait for RUNNING's ack first (the runners before RUNNING went without a round trip).
 
 Around each scenario it samples the server process's CPU time (its threads and any children) and
 RSS. Prints a table and saves bench/results/<--out>.json, with the load average of the machine
@@ -229,6 +231,11 @@ def main() -> int:
     parser.add_argument("--lifecycle-seconds", type=float, help="lifecycle: the measured window (default 10)")
     parser.add_argument("--no-running-report", action="store_true", help="workers report only the final status")
     parser.add_argument(
+        "--running-wait",
+        action="store_true",
+        help="workers wait for RUNNING's ack before the final report (default: both back to back, pipelined)",
+    )
+    parser.add_argument(
         "--timeout", type=float, default=300.0, help="large-batch: seconds before giving up on the last ack (a cap)"
     )
     parser.add_argument(
@@ -252,12 +259,14 @@ def main() -> int:
         "workers": workers, "conns": args.conns, "rate": args.rate, "dispatch_seconds": dispatch_seconds,
         "tasks": tasks, "batch": batch, "lifecycle_workers": lifecycle_workers,
         "lifecycle_seconds": lifecycle_seconds, "running_report": not args.no_running_report,
+        "running_wait": args.running_wait and not args.no_running_report,
         "large_batch_timeout_s": args.timeout, "welcome_timeout_s": args.welcome_timeout,
     }  # fmt: skip
     binary = build_loadgen()
     base = {
         "conns": args.conns,
         "running-report": not args.no_running_report,
+        "running-wait": args.running_wait,
         "welcome-timeout": f"{args.welcome_timeout}s",
     }
     results: dict[str, Any] = {}

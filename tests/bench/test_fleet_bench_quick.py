@@ -55,6 +55,9 @@ def test_fleet_bench_quick_runs_every_scenario_exactly_once() -> None:
     lifecycle = results["lifecycle-8"]
     assert lifecycle["completed_in_window"] > 0 and lifecycle["duplicates"] == 0
     assert lifecycle["ack_running_count"] > 0 and lifecycle["ack_final_count"] > 0
+    # The default: RUNNING and the final report back to back (pipelined), both acks still timed.
+    assert sizes["running_wait"] is False
+    assert lifecycle["running_report"] is True and lifecycle["running_wait"] is False
 
     for result in results.values():
         server = result["server"]

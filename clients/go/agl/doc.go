@@ -17,6 +17,12 @@
 //
 // Serve returns once ctx ends (cancel it on SIGTERM), after the running attempts finish.
 //
+// For each attempt the runner sends the RUNNING report and starts the handler at once, without
+// waiting a durable round trip for its ack; the final report waits for RUNNING's outcome, so the
+// store records the two in order. If the server refuses RUNNING (the attempt timed out or was
+// cancelled meanwhile), the handler's context is cancelled with [ErrNotStarted] as its cause and
+// nothing final is reported for the attempt.
+//
 // Every call takes a [context.Context]; calls without a deadline get the client's default one
 // (30s), and calls that fail with UNAVAILABLE before the server saw them are retried by gRPC's
 // retry policy. Spans travel on one batched, pipelined, acknowledged IngestSpans stream per

@@ -13,6 +13,13 @@ import (
 	aglv1 "github.com/agl-dev/agl/clients/go/gen/agl/v1"
 )
 
+// ErrNotStarted is the cause ([context.Cause]) of a handler's context when the server refused
+// the attempt's RUNNING report: the attempt is no longer the worker's to run (it timed out, was
+// cancelled, or the worker lost it), so the handler should stop. The runner reports nothing
+// final for it; the source frees its slot. [Task.Finish] returns an error that is ErrNotStarted
+// for such an attempt.
+var ErrNotStarted = errors.New("agl: the server refused to start the attempt")
+
 // Error is a call to agl-server that failed: what the client was doing and the gRPC status the
 // server (or the transport) gave. [status.Code] and [status.FromError] see through it.
 type Error struct {

@@ -15,6 +15,12 @@ import (
 
 // Handler runs one attempt. Returning nil finishes the attempt SUCCEEDED, an error finishes it
 // FAILED (with an "agl.exception" span); a handler may also call [Task.Finish] itself.
+//
+// The runner starts the handler as soon as it has sent the attempt's RUNNING report, before the
+// server acknowledged it. If the server refuses it (the attempt timed out or was cancelled
+// meanwhile), ctx is cancelled with [ErrNotStarted] as its cause ([context.Cause]) and whatever
+// the handler returns is not reported. ctx is also cancelled when the runner's drain timeout
+// passes after a stop.
 type Handler func(ctx context.Context, task *Task) error
 
 // A RunnerOption configures a Runner.
@@ -33,6 +39,9 @@ func WithLogger(logger *slog.Logger) RunnerOption { return func(r *Runner) { r.l
 // RunnerStats counts the attempts a Runner finished.
 type RunnerStats struct {
 	Succeeded, Failed int64
+	// Refused counts the attempts whose RUNNING report the server refused (they had timed out or
+	// been cancelled meanwhile): their handlers were stopped and nothing final was reported.
+	Refused int64
 }
 
 // Runner serves attempts from a WorkSource with a Handler.
@@ -44,6 +53,7 @@ type Runner struct {
 	logger      *slog.Logger
 	succeeded   atomic.Int64
 	failed      atomic.Int64
+	refused     atomic.Int64
 }
 
 // NewRunner makes a runner that takes work from source and sends spans through client.
@@ -57,7 +67,7 @@ func NewRunner(client *Client, source WorkSource, opts ...RunnerOption) *Runner 
 
 // Stats returns how many attempts the runner finished so far.
 func (r *Runner) Stats() RunnerStats {
-	return RunnerStats{Succeeded: r.succeeded.Load(), Failed: r.failed.Load()}
+	return RunnerStats{Succeeded: r.succeeded.Load(), Failed: r.failed.Load(), Refused: r.refused.Load()}
 }
 
 // Serve takes attempts and runs handler on each until ctx ends. Then it takes no more work (a
@@ -111,12 +121,32 @@ func (r *Runner) Serve(ctx context.Context, handler Handler) error {
 func (r *Runner) run(ctx context.Context, handler Handler, assignment *Assignment) {
 	task := NewTask(r.client, r.source, assignment)
 	log := r.logger.With("rollout_id", task.RolloutID(), "attempt_id", task.AttemptID())
-	if err := r.source.Report(ctx, task.RolloutID(), task.AttemptID(), aglv1.AttemptStatus_ATTEMPT_STATUS_RUNNING, nil); err != nil {
+	// RUNNING goes out now and the handler starts at once, without waiting a durable round trip
+	// for the ack. If the server refuses it (the attempt timed out or was cancelled meanwhile, or
+	// the server is gone), the handler's context is cancelled with ErrNotStarted as its cause.
+	started := reportSoon(ctx, r.source, r.client.address, task.RolloutID(), task.AttemptID(),
+		aglv1.AttemptStatus_ATTEMPT_STATUS_RUNNING, nil)
+	task.started = started
+	handlerCtx, stop := context.WithCancelCause(ctx)
+	defer stop(nil)
+	go func() {
+		select {
+		case <-started.Done():
+			if err := started.Err(); err != nil {
+				stop(fmt.Errorf("%w: %w", ErrNotStarted, err))
+			}
+		case <-handlerCtx.Done():
+		}
+	}()
+	err, stack := call(handlerCtx, handler, task)
+	// The final report waits for RUNNING's outcome (Task.Finish does too), so the two reach the
+	// store in order; an attempt whose start was refused gets no final report from the runner.
+	if startErr := task.startErr(ctx); startErr != nil {
 		// The attempt is not ours to run any more (timed out, cancelled) or the server is gone.
-		log.Warn("agl: cannot start the attempt; skipping it", "error", err)
+		log.Warn("agl: cannot start the attempt; its handler was stopped", "error", startErr)
+		r.refused.Add(1)
 		return
 	}
-	err, stack := call(ctx, handler, task)
 	if task.Finished() {
 		r.count(task)
 		return

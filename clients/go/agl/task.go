@@ -23,6 +23,9 @@ type Task struct {
 
 	client *Client
 	source WorkSource
+	// started is the RUNNING report the runner sent without waiting (nil: none to wait for);
+	// Finish waits for its outcome so the final report comes after it.
+	started *Reported
 
 	mu        sync.Mutex
 	resources *aglv1.ResourcesUpdate
@@ -202,7 +205,9 @@ func (t *Task) EmitRewards(ctx context.Context, primary string, rewards map[stri
 // acknowledged (so whoever sees the final status also sees the spans) and reports status
 // (SUCCEEDED or FAILED). If spans were rejected or could not be delivered, the attempt is
 // reported FAILED instead and the error says why. cause, when not nil, is recorded as the
-// failure's reason in the attempt's metadata.
+// failure's reason in the attempt's metadata. Under a [Runner], Finish first waits for the
+// outcome of the attempt's RUNNING report; if the server refused it (the attempt timed out or was
+// cancelled meanwhile) Finish reports nothing and returns an error that is [ErrNotStarted].
 func (t *Task) Finish(ctx context.Context, status aglv1.AttemptStatus, cause error) error {
 	t.mu.Lock()
 	if t.finishing {
@@ -237,6 +242,9 @@ func (t *Task) Finish(ctx context.Context, status aglv1.AttemptStatus, cause err
 	if cause != nil {
 		metadata = &structpb.Struct{Fields: map[string]*structpb.Value{"error": structpb.NewStringValue(cause.Error())}}
 	}
+	if err := t.startErr(ctx); err != nil {
+		return errors.Join(spanErr, err)
+	}
 	if err := t.source.Report(ctx, t.RolloutID(), t.AttemptID(), status, metadata); err != nil {
 		return errors.Join(spanErr, err)
 	}
@@ -244,6 +252,23 @@ func (t *Task) Finish(ctx context.Context, status aglv1.AttemptStatus, cause err
 	t.outcome = status
 	t.mu.Unlock()
 	return spanErr
+}
+
+// startErr waits for the outcome of the RUNNING report: an error that is [ErrNotStarted] when
+// the server refused it. If ctx ends first it returns nil: the final report then goes out (and
+// fails on ctx) as it would have, behind RUNNING on the stream.
+func (t *Task) startErr(ctx context.Context) error {
+	if t.started == nil {
+		return nil
+	}
+	select {
+	case <-t.started.Done():
+		if err := t.started.Err(); err != nil {
+			return fmt.Errorf("%w: %w", ErrNotStarted, err)
+		}
+	case <-ctx.Done():
+	}
+	return nil
 }
 
 // Outcome is the final status Finish reported (UNSPECIFIED until it succeeded in reporting one).

@@ -2,6 +2,7 @@ package agl
 
 import (
 	"context"
+	"fmt"
 	"log/slog"
 	"time"
 
@@ -31,6 +32,82 @@ type WorkSource interface {
 	Report(ctx context.Context, rolloutID, attemptID string, status aglv1.AttemptStatus, metadata *structpb.Struct) error
 	// WorkerID is the worker's id as the server knows it.
 	WorkerID() string
+}
+
+// A SoonReporter is a [WorkSource] that can send a report without waiting for its outcome. The
+// [Runner] sends RUNNING this way and starts the handler at once, so an attempt does not wait a
+// durable round trip to start; it waits for RUNNING's outcome before the final report, so the two
+// reach the store in order. Both sources of this package are SoonReporters; for another source
+// the runner calls Report on a goroutine instead.
+type SoonReporter interface {
+	// ReportSoon sends the report as Report does and returns at once; the [Reported] says how it
+	// went. ctx bounds the report where the source needs a call for it (the Work stream only queues
+	// it and delivers it, like Report, even after ctx ends).
+	ReportSoon(ctx context.Context, rolloutID, attemptID string, status aglv1.AttemptStatus, metadata *structpb.Struct) *Reported
+}
+
+// Reported is the outcome of a report sent with [SoonReporter.ReportSoon].
+type Reported struct {
+	done   <-chan struct{}
+	result func() error // the outcome; called only once done is closed
+	op     string
+	addr   string
+}
+
+// Done is closed once the report's outcome is known: the server's ack, or a failure for good.
+func (r *Reported) Done() <-chan struct{} { return r.done }
+
+// Err is nil until Done is closed, then the report's outcome: nil when the server recorded it,
+// else why not (the store's code, e.g. FAILED_PRECONDITION for an attempt that timed out or was
+// cancelled, or the failure that ended the source).
+func (r *Reported) Err() error {
+	select {
+	case <-r.done:
+		return r.result()
+	default:
+		return nil
+	}
+}
+
+// Wait waits for the outcome (see [Reported.Err]); if ctx ends first it returns ctx's error (as
+// a gRPC status) and the report is still delivered when it can be.
+func (r *Reported) Wait(ctx context.Context) error {
+	select {
+	case <-r.done:
+		return r.result()
+	case <-ctx.Done():
+		return &Error{Op: r.op, Address: r.addr, Err: status.FromContextError(ctx.Err()).Err()}
+	}
+}
+
+// reportedNow is a Reported whose outcome is known already.
+func reportedNow(err error) *Reported {
+	done := make(chan struct{})
+	close(done)
+	return &Reported{done: done, result: func() error { return err }}
+}
+
+// reportedBy runs report on a goroutine: the way to send a report soon through any source.
+func reportedBy(op, addr string, report func() error) *Reported {
+	done := make(chan struct{})
+	var err error
+	go func() {
+		defer close(done)
+		err = report()
+	}()
+	return &Reported{done: done, result: func() error { return err }, op: op, addr: addr}
+}
+
+// reportSoon sends a report through source without waiting: with ReportSoon when the source has
+// it, else with Report on a goroutine.
+func reportSoon(
+	ctx context.Context, source WorkSource, addr, rolloutID, attemptID string, st aglv1.AttemptStatus, metadata *structpb.Struct,
+) *Reported {
+	if soon, ok := source.(SoonReporter); ok {
+		return soon.ReportSoon(ctx, rolloutID, attemptID, st, metadata)
+	}
+	op := fmt.Sprintf("report attempt %q of rollout %q as %s", attemptID, rolloutID, statusName(st))
+	return reportedBy(op, addr, func() error { return source.Report(ctx, rolloutID, attemptID, st, metadata) })
 }
 
 // DequeueSource takes work with DequeueRollout long polls. It rides out a server that goes
@@ -98,4 +175,13 @@ func (d *DequeueSource) Report(
 		return d.client.wrap(err, "set attempt %q of rollout %q to %s", attemptID, rolloutID, statusName(status))
 	}
 	return nil
+}
+
+// ReportSoon calls Report on a goroutine under ctx: UpdateAttempt is one call per report, so
+// there is nothing to pipeline, but the caller need not wait for it.
+func (d *DequeueSource) ReportSoon(
+	ctx context.Context, rolloutID, attemptID string, st aglv1.AttemptStatus, metadata *structpb.Struct,
+) *Reported {
+	op := fmt.Sprintf("set attempt %q of rollout %q to %s", attemptID, rolloutID, statusName(st))
+	return reportedBy(op, d.client.address, func() error { return d.Report(ctx, rolloutID, attemptID, st, metadata) })
 }

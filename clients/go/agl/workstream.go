@@ -243,17 +243,27 @@ func (s *WorkStreamSource) Next(ctx context.Context) (*Assignment, error) {
 func (s *WorkStreamSource) Report(
 	ctx context.Context, rolloutID, attemptID string, st aglv1.AttemptStatus, metadata *structpb.Struct,
 ) error {
+	return s.ReportSoon(ctx, rolloutID, attemptID, st, metadata).Wait(ctx)
+}
+
+// ReportSoon is Report without the wait: the report is on its way (or queued for the next
+// stream) when it returns, and the [Reported] says what the server answered. Reports of one
+// attempt reach the server in the order they were made and it applies them in that order. ctx
+// is not used: the report is delivered whatever happens to it (Close waits for it).
+func (s *WorkStreamSource) ReportSoon(
+	_ context.Context, rolloutID, attemptID string, st aglv1.AttemptStatus, metadata *structpb.Struct,
+) *Reported {
 	op := fmt.Sprintf("report attempt %q of rollout %q as %s", attemptID, rolloutID, statusName(st))
 	report := &aglv1.AttemptReport{RolloutId: rolloutID, AttemptId: attemptID, Status: st, Metadata: metadata}
 	s.mu.Lock()
 	if s.err != nil {
 		err := s.err
 		s.mu.Unlock()
-		return err
+		return reportedNow(err)
 	}
 	if s.closing {
 		s.mu.Unlock()
-		return &Error{Op: op, Address: s.client.address, Err: status.Error(codes.Unavailable, "the Work stream is closed")}
+		return reportedNow(&Error{Op: op, Address: s.client.address, Err: status.Error(codes.Unavailable, "the Work stream is closed")})
 	}
 	key := reportKey{attemptID, st}
 	p, dup := s.pending[key]
@@ -271,18 +281,15 @@ func (s *WorkStreamSource) Report(
 	if !dup && stream != nil {
 		s.send(stream, &aglv1.WorkRequest{Kind: &aglv1.WorkRequest_Report{Report: report}})
 	}
-	select {
-	case <-p.done:
-	case <-ctx.Done():
-		return &Error{Op: op, Address: s.client.address, Err: status.FromContextError(ctx.Err()).Err()}
-	}
-	if p.err != nil {
-		return p.err
-	}
-	if p.ack.GetCode() != 0 {
-		return &Error{Op: op, Address: s.client.address, Err: status.Error(codes.Code(p.ack.GetCode()), p.ack.GetMessage())}
-	}
-	return nil
+	return &Reported{done: p.done, op: op, addr: s.client.address, result: func() error {
+		if p.err != nil {
+			return p.err
+		}
+		if p.ack.GetCode() != 0 {
+			return &Error{Op: op, Address: s.client.address, Err: status.Error(codes.Code(p.ack.GetCode()), p.ack.GetMessage())}
+		}
+		return nil
+	}}
 }
 
 // Drain asks the server for no new work (capacity 0); the attempts the worker holds run on. A

@@ -62,3 +62,26 @@ export class ItemErrors<T = unknown> extends Error {
     );
   }
 }
+
+/**
+ * Why a handler's signal aborted when the server refused its attempt's RUNNING report: the
+ * attempt is no longer the worker's to run (it timed out, was cancelled, or the worker lost it),
+ * so the handler should stop. The runner reports nothing final for it (the source frees its
+ * slot), and `Task.finish` rejects with this error for it. `cause` is the report's error (an
+ * `AglError` with the store's code, e.g. FailedPrecondition).
+ */
+export class NotStartedError extends Error {
+  override readonly name = "NotStartedError";
+
+  constructor(
+    readonly rolloutId: string,
+    readonly attemptId: string,
+    cause: unknown,
+  ) {
+    super(
+      `agl: the server refused to start attempt "${attemptId}" of rollout "${rolloutId}": ` +
+        (cause instanceof Error ? cause.message : String(cause)),
+      { cause },
+    );
+  }
+}

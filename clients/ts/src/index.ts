@@ -17,7 +17,7 @@
  */
 export { AglClient, connect, DEFAULT_ADDRESS, rolloutStatusName, statusName } from "./client.js";
 export type { CallOptions, ClientOptions, RolloutSpecInit, WorkSelection } from "./client.js";
-export { AglError, ItemErrors } from "./errors.js";
+export { AglError, ItemErrors, NotStartedError } from "./errors.js";
 export { ackError, SpanStream } from "./ingest.js";
 export type { Ack, PendingAck, SpanStreamOptions, SpanStreamStats } from "./ingest.js";
 export { formatPrompt } from "./prompt.js";

@@ -1,5 +1,6 @@
 import type { AglClient } from "./client.js";
 import { AttemptStatus } from "./gen/agl/v1/types_pb.js";
+import { NotStartedError } from "./errors.js";
 import { exceptionSpan } from "./spans.js";
 import { Task } from "./task.js";
 import type { Assignment, WorkSource } from "./work.js";
@@ -8,6 +9,11 @@ import type { Assignment, WorkSource } from "./work.js";
  * Runs one attempt. Resolving finishes the attempt SUCCEEDED; throwing finishes it FAILED (with
  * an "agl.exception" span). A handler may also call `task.finish` itself. `signal` aborts when
  * the runner's drain timeout passes after a stop request.
+ *
+ * The runner starts the handler as soon as it has sent the attempt's RUNNING report, before the
+ * server acknowledged it. If the server refuses it (the attempt timed out or was cancelled
+ * meanwhile), `signal` aborts with a {@link NotStartedError} as its reason and whatever the
+ * handler does is not reported.
  */
 export type Handler = (task: Task, signal: AbortSignal) => Promise<void>;
 
@@ -26,7 +32,7 @@ export class Runner {
   private readonly concurrency: number;
   private readonly drainTimeoutMs: number;
   private readonly logger: Pick<Console, "info" | "warn">;
-  private readonly counts = { succeeded: 0, failed: 0 };
+  private readonly counts = { succeeded: 0, failed: 0, refused: 0 };
 
   constructor(
     private readonly client: AglClient,
@@ -38,8 +44,11 @@ export class Runner {
     this.logger = options.logger ?? console;
   }
 
-  /** How many attempts the runner finished so far. */
-  stats(): { succeeded: number; failed: number } {
+  /**
+   * How many attempts the runner finished so far; `refused` counts those whose RUNNING report the
+   * server refused (their handlers were stopped and nothing final was reported).
+   */
+  stats(): { succeeded: number; failed: number; refused: number } {
     return { ...this.counts };
   }
 
@@ -89,23 +98,47 @@ export class Runner {
     }
   }
 
-  private async run(handler: Handler, assignment: Assignment, signal: AbortSignal): Promise<void> {
-    const task = new Task(this.client, this.source, assignment);
-    const where = `rollout ${task.rolloutId} attempt ${task.attemptId}`;
+  private async run(handler: Handler, assignment: Assignment, tasks: AbortSignal): Promise<void> {
+    const rolloutId = assignment.rollout.rolloutId;
+    const attemptId = assignment.rollout.attempt?.attemptId ?? "";
+    const where = `rollout ${rolloutId} attempt ${attemptId}`;
+    // RUNNING goes out now and the handler starts at once, without waiting a durable round trip
+    // for the ack. If the server refuses it (the attempt timed out or was cancelled meanwhile, or
+    // the server is gone), the handler's signal aborts with a NotStartedError.
+    let started: Promise<void>;
     try {
-      await this.source.report(task.rolloutId, task.attemptId, AttemptStatus.RUNNING);
+      started = this.source.report(rolloutId, attemptId, AttemptStatus.RUNNING);
     } catch (error) {
-      // The attempt is not ours to run any more (timed out, cancelled) or the server is gone.
-      this.logger.warn(`agl: cannot start ${where}; skipping it: ${error}`);
-      return;
+      started = Promise.reject(error);
     }
+    const task = new Task(this.client, this.source, assignment, started);
+    const stop = new AbortController();
+    const onStop = () => stop.abort(tasks.reason);
+    if (tasks.aborted) {
+      onStop();
+    } else {
+      tasks.addEventListener("abort", onStop, { once: true });
+    }
+    started.catch((error) => stop.abort(new NotStartedError(rolloutId, attemptId, error)));
     let failure: unknown;
     let failed = false;
     try {
-      await handler(task, signal);
+      await handler(task, stop.signal);
     } catch (error) {
       failure = error;
       failed = true;
+    } finally {
+      tasks.removeEventListener("abort", onStop);
+    }
+    // The final report waits for RUNNING's outcome (task.finish does too), so the two reach the
+    // store in order; an attempt whose start was refused gets no final report from the runner.
+    try {
+      await started;
+    } catch (error) {
+      // The attempt is not ours to run any more (timed out, cancelled) or the server is gone.
+      this.logger.warn(`agl: cannot start ${where}; its handler was stopped: ${error}`);
+      this.counts.refused++;
+      return;
     }
     try {
       if (!task.isFinished) {

@@ -1,6 +1,7 @@
 import { create, type JsonObject, type JsonValue } from "@bufbuild/protobuf";
 
 import type { AglClient } from "./client.js";
+import { NotStartedError } from "./errors.js";
 import type { PromptTemplate, ResourcesUpdate } from "./gen/agl/v1/resources_pb.js";
 import { type KeyValue, type Span, SpanStatusCode, SpanStatusSchema } from "./gen/agl/v1/trace_pb.js";
 import { AttemptStatus, type Rollout } from "./gen/agl/v1/types_pb.js";
@@ -24,10 +25,15 @@ export class Task {
   private finished = false;
   private result: AttemptStatus = AttemptStatus.UNSPECIFIED;
 
+  /**
+   * @param started the outcome of the attempt's RUNNING report when it was sent without waiting
+   *   (a `Runner` does this); `finish` waits for it before the final report.
+   */
   constructor(
     private readonly client: AglClient,
     private readonly source: WorkSource,
     assignment: Assignment,
+    private readonly started?: Promise<void>,
   ) {
     this.rollout = assignment.rollout;
     this.resources = assignment.resources;
@@ -187,7 +193,9 @@ export class Task {
    * (so whoever sees the final status also sees the spans) and reports `status` (SUCCEEDED or
    * FAILED). If spans were rejected or could not be delivered, the attempt is reported FAILED
    * instead and the returned promise rejects with why. `cause` is recorded as the failure's
-   * reason in the attempt's metadata.
+   * reason in the attempt's metadata. Under a `Runner`, `finish` first waits for the outcome of
+   * the attempt's RUNNING report; if the server refused it (the attempt timed out or was
+   * cancelled meanwhile), it reports nothing and rejects with a {@link NotStartedError}.
    */
   async finish(status: AttemptStatus, cause?: unknown): Promise<void> {
     if (this.finishing) {
@@ -221,6 +229,14 @@ export class Task {
       metadata = { error: [...(cause === undefined ? [] : [errorMessage(cause)]), ...problems].join("; ") };
     } else if (cause !== undefined) {
       metadata = { error: errorMessage(cause) };
+    }
+    if (this.started !== undefined) {
+      // RUNNING first, so the store records the two in order; a refused start gets no final report.
+      try {
+        await this.started;
+      } catch (error) {
+        throw new NotStartedError(this.rolloutId, this.attemptId, error);
+      }
     }
     await this.source.report(this.rolloutId, this.attemptId, status, metadata);
     this.result = status;

@@ -29,7 +29,11 @@ export interface WorkSource {
   next(signal: AbortSignal): Promise<Assignment | undefined>;
   /**
    * Records the status of an attempt this source assigned: RUNNING when it starts, SUCCEEDED or
-   * FAILED when it ends. `metadata`, when given, replaces the attempt's metadata.
+   * FAILED when it ends. `metadata`, when given, replaces the attempt's metadata. `report` sends
+   * at once; the promise settles with the server's answer. A `Runner`
+   * sends RUNNING this way and starts the handler without awaiting it (no durable round trip
+   * before an attempt starts), then awaits it before the final report, so the store records the
+   * two in order.
    */
   report(rolloutId: string, attemptId: string, status: AttemptStatus, metadata?: JsonObject): Promise<void>;
   /**

@@ -199,6 +199,9 @@ export class WorkStreamSource implements WorkSource {
    * Sends an attempt's status on the stream and resolves once the server acknowledged it; rejects
    * with the store's code when it refused the report. A final status (SUCCEEDED, FAILED) frees
    * one unit of capacity. A report the stream could not deliver goes again on the next stream.
+   * The report is queued on the stream (or for the next one) before this returns its promise, and
+   * the server applies one attempt's reports in the order they came: a `Runner` sends RUNNING and
+   * starts the handler without awaiting the ack, and awaits it only before the final report.
    */
   async report(rolloutId: string, attemptId: string, status: AttemptStatus, metadata?: JsonObject): Promise<void> {
     const op = `report attempt "${attemptId}" of rollout "${rolloutId}" as ${statusName(status)}`;

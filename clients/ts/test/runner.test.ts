@@ -37,7 +37,7 @@ describe("Runner against a real agl-server", () => {
     });
     stop.abort();
     await served;
-    assert.deepEqual(runner.stats(), { succeeded: 1, failed: 2 });
+    assert.deepEqual(runner.stats(), { succeeded: 1, failed: 2, refused: 0 });
 
     const finished = await suite.client.getRollout("ro-finish");
     assert.equal(finished.attempt?.metadata?.error, "gave up politely");

@@ -160,7 +160,7 @@ describe("WorkStreamSource against a real agl-server", () => {
     });
     stop.abort();
     await served;
-    assert.deepEqual(runner.stats(), { succeeded: 6, failed: 0 });
+    assert.deepEqual(runner.stats(), { succeeded: 6, failed: 0, refused: 0 });
     // Drained: queued work stays queued for other workers.
     await enqueue(client, ["ro-later"]);
     assert.equal(source.stats().held, 0);
@@ -190,7 +190,7 @@ describe("WorkStreamSource against a real agl-server", () => {
     release();
     await served;
     assert.deepEqual(started, ["ro-first", "ro-second"], "the runner stopped without running what its source held");
-    assert.deepEqual(runner.stats(), { succeeded: 2, failed: 0 });
+    assert.deepEqual(runner.stats(), { succeeded: 2, failed: 0, refused: 0 });
     await source.close();
     for (const id of ["ro-first", "ro-second"]) {
       assert.equal((await client.getRollout(id)).status, RolloutStatus.SUCCEEDED, id);

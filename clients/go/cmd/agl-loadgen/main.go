@@ -3,8 +3,11 @@
 // Every worker is a goroutine with its own Work stream, spread over -conns gRPC connections, and
 // speaks the protocol through the raw generated stubs rather than the high-level Runner: the
 // client's own cost stays small, so what is measured is the server. The agent does no work: a
-// worker reports RUNNING (unless -running-report=false), waits for its ack, reports SUCCEEDED and
-// waits for that ack, as the Go Runner does.
+// worker reports RUNNING (unless -running-report=false) and SUCCEEDED back to back, as the runners
+// do when the agent's work outlasts RUNNING's round trip (they send RUNNING without waiting for
+// its ack and wait for it only before the final report), and counts the attempt done at the final
+// ack. -running-wait makes it wait for RUNNING's ack before reporting SUCCEEDED (the runners
+// before they sent RUNNING without a round trip). Both acks are timed from their report's send.
 //
 // Scenarios (-scenario):
 //
@@ -49,6 +52,7 @@ type config struct {
 	welcomeTimeout time.Duration
 	timeout        time.Duration
 	runningReport  bool
+	runningWait    bool
 	json           bool
 }
 
@@ -70,7 +74,9 @@ func main() {
 	flag.DurationVar(&cfg.heartbeat, "heartbeat", 10*time.Second, "heartbeat interval each worker announces and keeps")
 	flag.DurationVar(&cfg.welcomeTimeout, "welcome-timeout", 120*time.Second, "how long to wait for every welcome before going on with those that came")
 	flag.DurationVar(&cfg.timeout, "timeout", 300*time.Second, "large-batch: give up waiting for the last ack after this long (the result says timed_out)")
-	flag.BoolVar(&cfg.runningReport, "running-report", true, "report RUNNING (and wait for its ack) before the final report")
+	flag.BoolVar(&cfg.runningReport, "running-report", true, "report RUNNING before the final report")
+	flag.BoolVar(&cfg.runningWait, "running-wait", false,
+		"wait for RUNNING's ack before the final report (default: send both back to back, pipelined)")
 	flag.BoolVar(&cfg.json, "json", false, "print one JSON object with the figures on stdout")
 	flag.Parse()
 	if cfg.workers < 1 || cfg.capacity < 1 || cfg.conns < 1 || cfg.batch < 1 {
@@ -109,6 +115,7 @@ func main() {
 	result["capacity"] = cfg.capacity
 	result["conns"] = cfg.conns
 	result["running_report"] = cfg.runningReport
+	result["running_wait"] = cfg.runningReport && cfg.runningWait
 	if cfg.json {
 		out, err := json.Marshal(result)
 		if err != nil {

@@ -81,11 +81,18 @@ func (w *worker) run(ctx context.Context) {
 			w.holding.Add(1)
 			w.f.onAssignment(kind.Assignment, now)
 			attempt := kind.Assignment.GetRollout().GetAttempt()
-			first := aglv1.AttemptStatus_ATTEMPT_STATUS_SUCCEEDED
-			if w.f.cfg.runningReport {
-				first = aglv1.AttemptStatus_ATTEMPT_STATUS_RUNNING
+			rolloutID, attemptID := attempt.GetRolloutId(), attempt.GetAttemptId()
+			switch {
+			case !w.f.cfg.runningReport:
+				w.report(rolloutID, attemptID, aglv1.AttemptStatus_ATTEMPT_STATUS_SUCCEEDED)
+			case w.f.cfg.runningWait:
+				w.report(rolloutID, attemptID, aglv1.AttemptStatus_ATTEMPT_STATUS_RUNNING) // SUCCEEDED after its ack
+			default:
+				// Pipelined: both reports back to back; the server applies one attempt's reports in
+				// the order they came, so RUNNING is recorded first.
+				w.report(rolloutID, attemptID, aglv1.AttemptStatus_ATTEMPT_STATUS_RUNNING)
+				w.report(rolloutID, attemptID, aglv1.AttemptStatus_ATTEMPT_STATUS_SUCCEEDED)
 			}
-			w.report(attempt.GetRolloutId(), attempt.GetAttemptId(), first)
 		case *aglv1.WorkResponse_ReportAck:
 			ack := kind.ReportAck
 			key := reportKey{ack.GetAttemptId(), ack.GetStatus()}
@@ -95,10 +102,15 @@ func (w *worker) run(ctx context.Context) {
 				sentAt = now
 			}
 			w.f.onAck(ack, now.Sub(sentAt))
-			if ack.GetStatus() == aglv1.AttemptStatus_ATTEMPT_STATUS_RUNNING && ack.GetCode() == 0 {
+			switch {
+			case ack.GetStatus() != aglv1.AttemptStatus_ATTEMPT_STATUS_RUNNING:
+				w.holding.Add(-1) // a final ack
+			case !w.f.cfg.runningWait:
+				// Pipelined: the final report went with RUNNING; its ack ends the attempt.
+			case ack.GetCode() == 0:
 				w.report(ack.GetRolloutId(), ack.GetAttemptId(), aglv1.AttemptStatus_ATTEMPT_STATUS_SUCCEEDED)
-			} else {
-				// A final ack, or a refused RUNNING (the attempt is not ours to run any more).
+			default:
+				// A refused RUNNING: the attempt is not ours to run any more.
 				w.holding.Add(-1)
 			}
 		}
