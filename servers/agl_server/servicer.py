@@ -25,10 +25,10 @@ from agl_core.proto import trace_pb2
 from agl_core.store.backend import StoreBackend
 from agl_core.store.request_checks import check_request
 from agl_core.store.span_outcomes import SpanOutcomes, reason_for_code
-from agl_core.store.wire import IngestSpansRequestView, repeated_message_field
+from agl_core.store.wire import repeated_message_field
 from agl_server.batches import enqueue_items_alone
 from agl_server.ingest_budget import DEFAULT_BUDGET_BYTES, IngestBudget
-from agl_server.span_checks import ingest_checked
+from agl_server.span_checks import ReceivedSpans, ingest_checked
 
 logger = logging.getLogger("agl_server")
 
@@ -69,6 +69,13 @@ def _deserializer(message_class: Any) -> Callable[[bytes], Any]:
     return deserialize
 
 
+def _received_spans(raw: bytes) -> Any:
+    try:
+        return ReceivedSpans(raw)
+    except Exception as exc:  # DecodeError, or upb's depth limit
+        return MalformedRequest(s.IngestSpansRequest.DESCRIPTOR.full_name, exc)
+
+
 def _serialize(message: Any) -> bytes:
     # Responses built from stored bytes (span chunks) pass through untouched.
     return message if isinstance(message, bytes) else message.SerializeToString()
@@ -106,10 +113,10 @@ class StoreServicer:
         handlers: dict[str, grpc.RpcMethodHandler] = {}
         for method in SERVICE.methods:
             request_class = message_factory.GetMessageClass(method.input_type)
+            deserialize = _deserializer(request_class)
             if method.name == "IngestSpans":
                 # Spans stay serialized: the backend stores them as received (agl_core.store.wire).
-                request_class = IngestSpansRequestView
-            deserialize = _deserializer(request_class)
+                deserialize = _received_spans
             custom = getattr(self, method.name, None)
             if method.client_streaming and method.server_streaming:
                 handler = grpc.stream_stream_rpc_method_handler(
@@ -260,7 +267,7 @@ class StoreServicer:
             started = time.perf_counter()
             try:
                 # Only spans every client can read back reach the store (see span_checks).
-                response = await ingest_checked(list(request.spans), store)
+                response = await ingest_checked(list(request.spans), store, whole=request.raw)
             finally:
                 budget.release(size)  # written (or failed): its bytes are no longer held
             response.batch_id = request.batch_id

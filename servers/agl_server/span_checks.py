@@ -20,6 +20,7 @@ so rejections carry the same messages either way.
 from __future__ import annotations
 
 from collections.abc import Awaitable, Callable, Sequence
+from typing import Any
 
 from agl_core.errors import InvalidArgumentError
 from agl_core.proto import store_pb2 as s
@@ -46,24 +47,53 @@ def span_problem(raw: bytes, where: str) -> str | None:
     return None
 
 
-def _all_readable(raws: Sequence[bytes]) -> bool:
+def _all_readable(raws: Sequence[bytes], whole: bytes | None = None) -> bool:
     """Whether every span parses the way readers parse it (see the module's docstring), at once.
 
-    The spans are wrapped by the wire view of ``IngestSpansRequest`` (in C: no per-span Python) and
-    parsed as ``IngestSpansRequest``, where each is a ``Span`` one level down, as in a
-    ``QuerySpansResponse``: the same UTF-8 checks and the same depth."""
+    ``whole``: the IngestSpansRequest the spans arrived in, parsed as it is. Without it the spans
+    are wrapped by the wire view of ``IngestSpansRequest`` (in C: no per-span Python) and parsed
+    as ``IngestSpansRequest``. Either way each span is a ``Span`` one level down, as in a
+    ``QuerySpansResponse``: the same UTF-8 checks and the same depth. (Wrapping costs ~2 us per
+    1 KB span, parsing ~4 us: a third of the server's CPU per span, so the request's own bytes are
+    used where there are some.)"""
     try:
-        s.IngestSpansRequest.FromString(IngestSpansRequestView(spans=raws).SerializeToString())
+        s.IngestSpansRequest.FromString(
+            whole if whole is not None else IngestSpansRequestView(spans=raws).SerializeToString()
+        )
     except Exception:
         return False
     return True
 
 
+class ReceivedSpans:
+    """An IngestSpansRequest as it arrived: its spans as bytes (the store keeps them as received)
+    and the message's own bytes, which the edge check parses whole (span_checks) instead of
+    serializing the spans again to parse them."""
+
+    __slots__ = ("raw", "view")
+
+    def __init__(self, raw: bytes) -> None:
+        self.raw = raw
+        self.view = IngestSpansRequestView.FromString(raw)
+
+    @property
+    def spans(self) -> Any:
+        return self.view.spans
+
+    @property
+    def batch_id(self) -> int:
+        return self.view.batch_id  # type: ignore[no-any-return]
+
+
 async def ingest_checked(
-    raws: Sequence[bytes], store: Callable[[list[bytes]], Awaitable[s.IngestSpansResponse]]
+    raws: Sequence[bytes],
+    store: Callable[[list[bytes]], Awaitable[s.IngestSpansResponse]],
+    *,
+    whole: bytes | None = None,
 ) -> s.IngestSpansResponse:
-    """Check each span, hand the good ones to ``store`` and answer for all, by their own indices."""
-    if _all_readable(raws):
+    """Check each span, hand the good ones to ``store`` and answer for all, by their own indices.
+    ``whole``: the serialized IngestSpansRequest that carried exactly these spans, if at hand."""
+    if _all_readable(raws, whole):
         return await store(list(raws))
     response = s.IngestSpansResponse()
     good: list[int] = []
