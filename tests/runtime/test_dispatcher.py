@@ -25,12 +25,8 @@ WRITES = "agl_store_commit_group_operations_sum"
 
 @pytest.fixture
 def metered_server(tmp_path: Path) -> Iterator[ServerProcess]:
-    process = ServerProcess(tmp_path / "data", args=["--http-port", "0"], log_path=tmp_path / "server.log")
-    process.start()
-    try:
+    with ServerProcess(tmp_path / "data", args=["--http-port", "0"], log_path=tmp_path / "server.log") as process:
         yield process
-    finally:
-        process.stop()
 
 
 @pytest.fixture

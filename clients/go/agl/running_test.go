@@ -98,14 +98,7 @@ func TestRunnerRecordsRunningBeforeTheFinalStatus(t *testing.T) {
 				})
 			}()
 			rollouts := waitDone(t, ctx, client, ids...)
-			stop()
-			if err := <-served; err != nil {
-				t.Fatalf("Serve after stop: %v", err)
-			}
-			closeAny(t, source)
-			if stats := runner.Stats(); stats.Succeeded != 21 || stats.Failed != 3 || stats.Refused != 0 {
-				t.Fatalf("stats %+v", stats)
-			}
+			stopServing(t, stop, served, source, runner, agl.RunnerStats{Succeeded: 21, Failed: 3})
 			log := events(t, ctx, client, ids...)
 			for _, id := range ids {
 				attemptID := rollouts[id].GetAttempt().GetAttemptId()
@@ -203,14 +196,7 @@ func TestRunnerStopsTheHandlerOfARefusedAttempt(t *testing.T) {
 			if after.GetStatus() != aglv1.RolloutStatus_ROLLOUT_STATUS_SUCCEEDED {
 				t.Fatalf("ro-after: %v", after.GetStatus())
 			}
-			stop()
-			if err := <-served; err != nil {
-				t.Fatalf("Serve after stop: %v", err)
-			}
-			closeAny(t, real)
-			if stats := runner.Stats(); stats.Succeeded != 1 || stats.Failed != 0 || stats.Refused != 1 {
-				t.Fatalf("stats %+v", stats)
-			}
+			stopServing(t, stop, served, real, runner, agl.RunnerStats{Succeeded: 1, Refused: 1})
 			refused, err := client.GetRollout(ctx, "ro-refused")
 			if err != nil {
 				t.Fatal(err)
@@ -225,5 +211,18 @@ func TestRunnerStopsTheHandlerOfARefusedAttempt(t *testing.T) {
 				}
 			}
 		})
+	}
+}
+
+// stopServing ends Serve, closes the source and checks the runner's counts.
+func stopServing(t *testing.T, stop func(), served <-chan error, source agl.WorkSource, runner *agl.Runner, want agl.RunnerStats) {
+	t.Helper()
+	stop()
+	if err := <-served; err != nil {
+		t.Fatalf("Serve after stop: %v", err)
+	}
+	closeAny(t, source)
+	if stats := runner.Stats(); stats != want {
+		t.Fatalf("stats %+v, want %+v", stats, want)
 	}
 }
