@@ -258,9 +258,9 @@ class StoreServicer:
         outcomes = self.outcomes
         metrics = self.metrics
 
-        async def store(raws: list[bytes]) -> s.IngestSpansResponse:
+        async def store(raws: list[bytes], whole: bytes | None) -> s.IngestSpansResponse:
             if raw_ingest is not None:
-                return await raw_ingest(raws)
+                return await raw_ingest(raws, whole)
             return await self.backend.ingest_spans(_parse_spans(raws))  # a backend without the byte path
 
         async def ingest(request: Any, size: int) -> s.IngestSpansResponse:

@@ -87,14 +87,15 @@ class ReceivedSpans:
 
 async def ingest_checked(
     raws: Sequence[bytes],
-    store: Callable[[list[bytes]], Awaitable[s.IngestSpansResponse]],
+    store: Callable[[list[bytes], bytes | None], Awaitable[s.IngestSpansResponse]],
     *,
     whole: bytes | None = None,
 ) -> s.IngestSpansResponse:
     """Check each span, hand the good ones to ``store`` and answer for all, by their own indices.
-    ``whole``: the serialized IngestSpansRequest that carried exactly these spans, if at hand."""
+    ``whole``: the serialized IngestSpansRequest that carried exactly these spans, if at hand;
+    ``store`` gets it with the spans when they all go on (the store reads their ids from it)."""
     if _all_readable(raws, whole):
-        return await store(list(raws))
+        return await store(list(raws), whole)
     response = s.IngestSpansResponse()
     good: list[int] = []
     for i, raw in enumerate(raws):
@@ -106,8 +107,8 @@ async def ingest_checked(
     if not good:
         return response
     if len(good) == len(raws):
-        return await store(list(raws))
-    stored = await store([raws[i] for i in good])
+        return await store(list(raws), None)
+    stored = await store([raws[i] for i in good], None)
     response.accepted = stored.accepted
     response.duplicate_indices.extend(good[i] for i in stored.duplicate_indices)
     for error in stored.rejected:

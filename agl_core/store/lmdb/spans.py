@@ -39,13 +39,14 @@ class SpansMixin(LmdbCore):
         each one that cannot be placed is reported in ``rejected``."""
         return await self.ingest_span_bytes([span.SerializeToString() for span in spans])
 
-    async def ingest_span_bytes(self, raws: Sequence[bytes]) -> s.IngestSpansResponse:
-        """:meth:`ingest_spans` for serialized spans: each is stored as received (see ``wire``)."""
+    async def ingest_span_bytes(self, raws: Sequence[bytes], whole: bytes | None = None) -> s.IngestSpansResponse:
+        """:meth:`ingest_spans` for serialized spans: each is stored as received (see ``wire``).
+        ``whole``: the serialized IngestSpansRequest that carried exactly ``raws``, when at hand."""
         response = s.IngestSpansResponse()
         valid: list[tuple[int, Any, bytes]] = []
         parse = SpanHeader.FromString
         well_formed = validation.span_ids_well_formed
-        headers = span_headers(raws)
+        headers = span_headers(raws, whole)
         for i, raw in enumerate(raws):
             if headers is not None:
                 header = headers[i]
