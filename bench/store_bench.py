@@ -454,9 +454,37 @@ async def rollout_rates(args: argparse.Namespace, report: Report, workdir: str) 
         server.stop()
 
 
+async def report_ack_latency(address: str, coords: list[tuple[str, str]], report: Report, quick: bool) -> None:
+    print("ack latency", flush=True)
+    rounds = 200 if quick else 1_500
+    for writers, target in ((1, 2.0), (8, 5.0)):
+        latencies = await ack_latency(address, coords, writers, rounds // writers if writers > 1 else rounds)
+        p50, p99 = percentile(latencies, 50) * 1e3, percentile(latencies, 99) * 1e3
+        report.add(f"ack latency p50, {writers} writer(s), 10 spans/batch", p50, "ms")
+        report.add(
+            f"ack latency p99, {writers} writer(s), 10 spans/batch",
+            p99,
+            "ms",
+            target=f"<= {target:g} ms",
+            met=p99 <= target,
+        )
+
+
+async def ack_only(args: argparse.Namespace, report: Report, workdir: str) -> None:
+    """Only the ack latency section, on a fresh server (repeat it to see the spread)."""
+    with ServerProcess(os.path.join(workdir, "data"), log_path=os.path.join(workdir, "server.log")) as server:
+        async with GrpcStore(server.address) as store:
+            await store.wait_ready()
+            coords = await targets(store, 64)
+        await report_ack_latency(server.address, coords, report, args.quick)
+
+
 async def main_async(args: argparse.Namespace, report: Report, workdir: str) -> None:
     if args.ingest_only:
         await ingest_only(args, report, workdir)
+        return
+    if args.ack_only:
+        await ack_only(args, report, workdir)
         return
     quick = args.quick
     payload = llm_call_span("ro-0123456789abcdef", "at-0123456789abcdef").SerializeToString()
@@ -530,19 +558,7 @@ async def main_async(args: argparse.Namespace, report: Report, workdir: str) -> 
         report.add("ingest, 8 client streams (8 processes)", eight, "spans/s")
         report.add("  as a fraction of raw LMDB puts", eight / lmdb_rate, "x")
 
-        print("ack latency", flush=True)
-        rounds = 200 if quick else 1_500
-        for writers, target in ((1, 2.0), (8, 5.0)):
-            latencies = await ack_latency(server.address, coords, writers, rounds // writers if writers > 1 else rounds)
-            p50, p99 = percentile(latencies, 50) * 1e3, percentile(latencies, 99) * 1e3
-            report.add(f"ack latency p50, {writers} writer(s), 10 spans/batch", p50, "ms")
-            report.add(
-                f"ack latency p99, {writers} writer(s), 10 spans/batch",
-                p99,
-                "ms",
-                target=f"<= {target:g} ms",
-                met=p99 <= target,
-            )
+        await report_ack_latency(server.address, coords, report, quick)
 
         print("rollout lifecycle", flush=True)
         per_worker = 100 if quick else 600
@@ -608,6 +624,9 @@ def main() -> int:
     parser.add_argument("--scrape-interval", type=float, default=1.0, help="seconds between scrapes (default 1)")
     parser.add_argument(
         "--rollouts-only", action="store_true", help="only the enqueue and dequeue rates (the queue's hot paths)"
+    )
+    parser.add_argument(
+        "--ack-only", action="store_true", help="only the ack latency of 1 and 8 closed-loop span writers"
     )
     parser.add_argument("--rss-spans", type=int, default=1_000_000, help="spans to accumulate for the memory check")
     parser.add_argument("--out", default="store_bench", help="result file name under bench/results")
