@@ -3,7 +3,7 @@
 A session runs three tasks: the *reader* (hands every message on at once, never waits on the
 store), the *pusher* (claims once when the stream opens, then tells the server's
 :class:`~.dispatcher.Dispatcher` whenever the worker has room and pushes what it is given) and the
-*processor* (applies reports and heartbeats to the store, concurrently across attempts, in
+*processor* (:mod:`.reports`: applies reports and heartbeats to the store, concurrently across attempts, in
 order within one attempt). Whatever ends first ends the session; :meth:`WorkSession.close`
 then marks every attempt the worker still holds UNRESPONSIVE, so the retry policy applies at
 once instead of after a timeout.
@@ -14,9 +14,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-import time
 from collections.abc import AsyncIterator, Awaitable, Callable
-from dataclasses import dataclass
 from typing import Any
 
 import grpc
@@ -26,7 +24,6 @@ from agl_core.errors import (
     FailedPreconditionError,
     InvalidArgumentError,
     NotFoundError,
-    code_number,
 )
 from agl_core.proto import resources_pb2
 from agl_core.proto import runner_pb2 as r
@@ -38,10 +35,10 @@ from agl_core.store.backend import StoreBackend
 from agl_core.store.request_checks import check_request
 from agl_core.types.values import from_struct, to_struct
 from agl_server.runner_service.dispatcher import Dispatcher
+from agl_server.runner_service.reports import STOP, QueuedHeartbeat, QueuedReport, ReportProcessing
 
 logger = logging.getLogger("agl_server")
 
-REPORTABLE = frozenset({t.ATTEMPT_STATUS_RUNNING, t.ATTEMPT_STATUS_SUCCEEDED, t.ATTEMPT_STATUS_FAILED})
 FINAL = frozenset({t.ATTEMPT_STATUS_SUCCEEDED, t.ATTEMPT_STATUS_FAILED})
 # Intervals without any message from the worker after which its stream is ended.
 SILENT_INTERVALS = 3
@@ -56,34 +53,7 @@ class SessionEnded(Exception):
         self.message = message
 
 
-@dataclass
-class _Report:
-    report: r.AttemptReport
-    # Whether the attempt was held on this stream when the report arrived (else it is checked).
-    held: bool
-    # Why the report cannot be applied (a value the store cannot hold); answered in its ack.
-    problem: str | None = None
-    # A final report of a held attempt: it frees a slot (new work is pushed after its ack).
-    frees: bool = False
-
-
-@dataclass
-class _Heartbeat:
-    stats: dict[str, Any] | None
-
-
-_STOP = object()
-
-
-def _status_name(status: int) -> str:
-    return (
-        t.AttemptStatus.Name(status).removeprefix("ATTEMPT_STATUS_").lower()
-        if status in t.AttemptStatus.values()
-        else str(status)
-    )
-
-
-class WorkSession:
+class WorkSession(ReportProcessing):
     """The server side of one worker's Work stream.
 
     :param send: writes one response on the stream (the caller serialises writes).
@@ -178,7 +148,7 @@ class WorkSession:
         if self._claims:
             await asyncio.gather(*self._claims, return_exceptions=True)
         # Reports that arrived before the end are applied before anything is given up.
-        self._inbox.put_nowait(_STOP)
+        self._inbox.put_nowait(STOP)
         await asyncio.gather(processor, return_exceptions=True)
 
     # --- reading -----------------------------------------------------------------------------------
@@ -208,7 +178,7 @@ class WorkSession:
                 check_request(report, "report")
             except InvalidArgumentError as exc:
                 # Refused in its ack; the attempt stays held (and is given up if the stream ends).
-                self._inbox.put_nowait(_Report(report, held, exc.message))
+                self._inbox.put_nowait(QueuedReport(report, held, exc.message))
                 return
             frees = report.status in FINAL and held
             if frees:
@@ -218,14 +188,14 @@ class WorkSession:
                 self._unacked_frees += 1
                 self._frees_acked.clear()
                 self._has_room()
-            self._inbox.put_nowait(_Report(report, held, frees=frees))
+            self._inbox.put_nowait(QueuedReport(report, held, frees=frees))
         elif kind == "heartbeat":
             try:
                 check_request(request.heartbeat, "heartbeat")
             except InvalidArgumentError as exc:
                 raise SessionEnded(grpc.StatusCode.INVALID_ARGUMENT, exc.message) from None
             self._inbox.put_nowait(
-                _Heartbeat(from_struct(request.heartbeat.stats) if request.heartbeat.HasField("stats") else None)
+                QueuedHeartbeat(from_struct(request.heartbeat.stats) if request.heartbeat.HasField("stats") else None)
             )
         elif kind == "ready":
             if request.ready.capacity < 0:
@@ -329,102 +299,6 @@ class WorkSession:
                 return None, f"resources {resources_id!r} not found in the store"
             return None, ""
         return response.resources, ""
-
-    # --- reports and heartbeats --------------------------------------------------------------------
-
-    async def _process(self) -> None:
-        stopping = False
-        while not stopping:
-            batch = [await self._inbox.get()]
-            while not self._inbox.empty():
-                batch.append(self._inbox.get_nowait())
-            # Reports of different attempts are applied together (they share a group commit);
-            # those of one attempt in the order they came (RUNNING before SUCCEEDED).
-            groups: dict[str, list[Any]] = {}
-            for item in batch:
-                if item is _STOP:
-                    stopping = True
-                elif isinstance(item, _Report):
-                    groups.setdefault(item.report.attempt_id, []).append(item)
-                else:
-                    groups.setdefault("", []).append(item)
-            await asyncio.gather(*(self._apply(items) for items in groups.values()))
-
-    async def _apply(self, items: list[Any]) -> None:
-        for item in items:
-            try:
-                if isinstance(item, _Report):
-                    await self._apply_report(item)
-                else:
-                    await self._apply_heartbeat(item)
-            except Exception:
-                logger.exception("worker %s: applying %s failed", self.worker_id, type(item).__name__)
-
-    async def _apply_report(self, item: _Report) -> None:
-        try:
-            await self._record_report(item)
-        finally:
-            if item.frees:
-                self._unacked_frees -= 1
-                if not self._unacked_frees:
-                    self._frees_acked.set()
-
-    async def _record_report(self, item: _Report) -> None:
-        report = item.report
-        ack = r.AttemptReportAck(rollout_id=report.rollout_id, attempt_id=report.attempt_id, status=report.status)
-        try:
-            if item.problem is not None:
-                raise InvalidArgumentError(item.problem)
-            if report.status not in REPORTABLE:
-                raise InvalidArgumentError(
-                    f"report.status is {_status_name(report.status)}; a worker reports running, succeeded or "
-                    "failed (timeout and unresponsive are decided by the store)"
-                )
-            validation.require_id(report.rollout_id, "report.rollout_id")
-            validation.require_id(report.attempt_id, "report.attempt_id")
-            if not item.held:
-                await self._check_owner(report)
-            request = s.UpdateAttemptRequest(
-                rollout_id=report.rollout_id, attempt_id=report.attempt_id, status=report.status
-            )
-            if report.HasField("metadata"):
-                request.metadata.CopyFrom(report.metadata)
-            await self.backend.update_attempt(request)
-        except AglError as exc:
-            ack.code = code_number(exc)
-            ack.message = exc.message
-        with contextlib.suppress(Exception):  # the stream may be gone; the store has the report
-            await self._send(r.WorkResponse(report_ack=ack))
-
-    async def _check_owner(self, report: r.AttemptReport) -> None:
-        """A report of an attempt this stream does not hold: accept it only from its own worker
-        (a worker finishing an attempt of an earlier stream)."""
-        response = await self.backend.query_attempts(
-            s.QueryAttemptsRequest(rollout_id=report.rollout_id, order=t.SORT_ORDER_DESC, limit=validation.MAX_PAGE)
-        )
-        attempt = next((a for a in response.attempts if a.attempt_id == report.attempt_id), None)
-        if attempt is None:
-            raise NotFoundError(f"attempt {report.attempt_id!r} of rollout {report.rollout_id!r} not found")
-        if attempt.worker_id != self.worker_id:
-            raise FailedPreconditionError(
-                f"attempt {report.attempt_id!r} belongs to worker {attempt.worker_id!r}, "
-                f"not {self.worker_id!r}; "
-                "a worker reports only the attempts it was given"
-            )
-
-    async def _apply_heartbeat(self, item: _Heartbeat) -> None:
-        if item.stats is not None:
-            self._worker_stats = item.stats
-        await self.update_worker()
-        now = time.time_ns()
-        updates = []
-        for attempt_id, rollout_id in list(self.active.items()):
-            request = s.UpdateAttemptRequest(rollout_id=rollout_id, attempt_id=attempt_id)
-            request.last_heartbeat_time.FromNanoseconds(now)
-            updates.append(self.backend.update_attempt(request))
-        for result in await asyncio.gather(*updates, return_exceptions=True):
-            if isinstance(result, Exception) and not isinstance(result, (AglError,)):
-                logger.warning("worker %s: attempt heartbeat failed: %s", self.worker_id, result)
 
     def stats(self, connected: bool) -> dict[str, Any]:
         return {

@@ -1,0 +1,160 @@
+"""The part of a Work session that applies what the worker reports: attempt reports (acknowledged
+one by one, in order within an attempt, concurrently across attempts so they share group commits)
+and heartbeats (the worker record and the heartbeat of every attempt it holds)."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import time
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+from typing import Any
+
+from agl_core.errors import AglError, FailedPreconditionError, InvalidArgumentError, NotFoundError, code_number
+from agl_core.proto import runner_pb2 as r
+from agl_core.proto import store_pb2 as s
+from agl_core.proto import types_pb2 as t
+from agl_core.store import validation
+from agl_core.store.backend import StoreBackend
+
+logger = logging.getLogger("agl_server")
+
+REPORTABLE = frozenset({t.ATTEMPT_STATUS_RUNNING, t.ATTEMPT_STATUS_SUCCEEDED, t.ATTEMPT_STATUS_FAILED})
+
+
+@dataclass
+class QueuedReport:
+    report: r.AttemptReport
+    # Whether the attempt was held on this stream when the report arrived (else it is checked).
+    held: bool
+    # Why the report cannot be applied (a value the store cannot hold); answered in its ack.
+    problem: str | None = None
+    # A final report of a held attempt: it frees a slot (new work is pushed after its ack).
+    frees: bool = False
+
+
+@dataclass
+class QueuedHeartbeat:
+    stats: dict[str, Any] | None
+
+
+STOP = object()
+
+
+def status_name(status: int) -> str:
+    return (
+        t.AttemptStatus.Name(status).removeprefix("ATTEMPT_STATUS_").lower()
+        if status in t.AttemptStatus.values()
+        else str(status)
+    )
+
+
+class ReportProcessing:
+    """Mixed into :class:`~.session.WorkSession`, which sets these attributes."""
+
+    backend: StoreBackend
+    worker_id: str
+    active: dict[str, str]
+    _inbox: asyncio.Queue[Any]
+    _send: Callable[[r.WorkResponse], Awaitable[None]]
+    _worker_stats: dict[str, Any]
+    _unacked_frees: int
+    _frees_acked: asyncio.Event
+
+    update_worker: Callable[..., Awaitable[None]]
+
+    async def _process(self) -> None:
+        stopping = False
+        while not stopping:
+            batch = [await self._inbox.get()]
+            while not self._inbox.empty():
+                batch.append(self._inbox.get_nowait())
+            # Reports of different attempts are applied together (they share a group commit);
+            # those of one attempt in the order they came (RUNNING before SUCCEEDED).
+            groups: dict[str, list[Any]] = {}
+            for item in batch:
+                if item is STOP:
+                    stopping = True
+                elif isinstance(item, QueuedReport):
+                    groups.setdefault(item.report.attempt_id, []).append(item)
+                else:
+                    groups.setdefault("", []).append(item)
+            await asyncio.gather(*(self._apply(items) for items in groups.values()))
+
+    async def _apply(self, items: list[Any]) -> None:
+        for item in items:
+            try:
+                if isinstance(item, QueuedReport):
+                    await self._apply_report(item)
+                else:
+                    await self._apply_heartbeat(item)
+            except Exception:
+                logger.exception("worker %s: applying %s failed", self.worker_id, type(item).__name__)
+
+    async def _apply_report(self, item: QueuedReport) -> None:
+        try:
+            await self._record_report(item)
+        finally:
+            if item.frees:
+                self._unacked_frees -= 1
+                if not self._unacked_frees:
+                    self._frees_acked.set()
+
+    async def _record_report(self, item: QueuedReport) -> None:
+        report = item.report
+        ack = r.AttemptReportAck(rollout_id=report.rollout_id, attempt_id=report.attempt_id, status=report.status)
+        try:
+            if item.problem is not None:
+                raise InvalidArgumentError(item.problem)
+            if report.status not in REPORTABLE:
+                raise InvalidArgumentError(
+                    f"report.status is {status_name(report.status)}; a worker reports running, succeeded or "
+                    "failed (timeout and unresponsive are decided by the store)"
+                )
+            validation.require_id(report.rollout_id, "report.rollout_id")
+            validation.require_id(report.attempt_id, "report.attempt_id")
+            if not item.held:
+                await self._check_owner(report)
+            request = s.UpdateAttemptRequest(
+                rollout_id=report.rollout_id, attempt_id=report.attempt_id, status=report.status
+            )
+            if report.HasField("metadata"):
+                request.metadata.CopyFrom(report.metadata)
+            await self.backend.update_attempt(request)
+        except AglError as exc:
+            ack.code = code_number(exc)
+            ack.message = exc.message
+        with contextlib.suppress(Exception):  # the stream may be gone; the store has the report
+            await self._send(r.WorkResponse(report_ack=ack))
+
+    async def _check_owner(self, report: r.AttemptReport) -> None:
+        """A report of an attempt this stream does not hold: accept it only from its own worker
+        (a worker finishing an attempt of an earlier stream)."""
+        response = await self.backend.query_attempts(
+            s.QueryAttemptsRequest(rollout_id=report.rollout_id, order=t.SORT_ORDER_DESC, limit=validation.MAX_PAGE)
+        )
+        attempt = next((a for a in response.attempts if a.attempt_id == report.attempt_id), None)
+        if attempt is None:
+            raise NotFoundError(f"attempt {report.attempt_id!r} of rollout {report.rollout_id!r} not found")
+        if attempt.worker_id != self.worker_id:
+            raise FailedPreconditionError(
+                f"attempt {report.attempt_id!r} belongs to worker {attempt.worker_id!r}, "
+                f"not {self.worker_id!r}; "
+                "a worker reports only the attempts it was given"
+            )
+
+    async def _apply_heartbeat(self, item: QueuedHeartbeat) -> None:
+        if item.stats is not None:
+            self._worker_stats = item.stats
+        await self.update_worker()
+        now = time.time_ns()
+        updates = []
+        for attempt_id, rollout_id in list(self.active.items()):
+            request = s.UpdateAttemptRequest(rollout_id=rollout_id, attempt_id=attempt_id)
+            request.last_heartbeat_time.FromNanoseconds(now)
+            updates.append(self.backend.update_attempt(request))
+        for result in await asyncio.gather(*updates, return_exceptions=True):
+            if isinstance(result, Exception) and not isinstance(result, (AglError,)):
+                logger.warning("worker %s: attempt heartbeat failed: %s", self.worker_id, result)
