@@ -62,8 +62,10 @@ class RunnerProcessConfig:
     # signal handlers only there, and the host (Ray) owns the process's signals.
     handle_signals: bool = True
 
-    def default_worker_id(self) -> str:
-        return self.worker_id or f"runner-{self.index}-{socket.gethostname()}-{os.getpid()}"
+    def default_worker_id(self, pid: int | None = None) -> str:
+        """The worker id: ``worker_id``, else one made of the index, host and process id (``pid``:
+        the runner process's, known to its parent; default: this process)."""
+        return self.worker_id or f"runner-{self.index}-{socket.gethostname()}-{pid or os.getpid()}"
 
 
 async def serve(

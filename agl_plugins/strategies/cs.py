@@ -34,7 +34,7 @@ from pathlib import Path
 from typing import Any, Literal
 
 from agl_core.client import GrpcStore
-from agl_core.execution import runner_process
+from agl_core.execution import departures, runner_process
 from agl_core.execution.base import AlgorithmBundle, ExecutionStrategy, RunnerSpec
 from agl_core.plugins import hookimpl
 from agl_server.process import ServerProcess
@@ -110,6 +110,7 @@ class ClientServerStrategy(ExecutionStrategy):
         self.runner_start_timeout = runner_start_timeout
         self.server: ServerProcess | None = None
         self.processes: list[BaseProcess] = []
+        self.worker_ids: list[str] = []  # the runner processes' worker ids on agl-server
 
     # --- the run -----------------------------------------------------------------------------------
 
@@ -126,7 +127,7 @@ class ClientServerStrategy(ExecutionStrategy):
         if self.role != "runner" and algorithm is None:
             raise ValueError(f"role {self.role!r} runs the algorithm; give it one")
         temporary: Path | None = None
-        self.server, self.processes = None, []
+        self.server, self.processes, self.worker_ids = None, [], []
         # The runners' stop signal: closing the write end stops them all (see agl_core.execution.events).
         stop_read, stop = self.context.Pipe(duplex=False)
         aborted = False
@@ -162,6 +163,14 @@ class ClientServerStrategy(ExecutionStrategy):
             raise
         finally:
             self._stop_runners(stop, abort=aborted)
+            if self.processes and address is not None and any(p.exitcode != 0 for p in self.processes):
+                # A runner killed (or crashed) left its Work stream broken: the server must see
+                # that before it stops, or it keeps the attempts running for a reconnect.
+                departures.wait_killed_runners_gone(
+                    address,
+                    self.worker_ids,
+                    token=token,
+                )
             if self.server is not None:
                 self.server.stop()
             if temporary is not None:
@@ -191,6 +200,7 @@ class ClientServerStrategy(ExecutionStrategy):
                 target=runner_process.main, args=(config, stop, ready), name=f"agl-runner-{index}", daemon=False
             )
             process.start()
+            self.worker_ids.append(config.default_worker_id(process.pid))
             ready.close()  # the runner holds the write end: its exit reads as end of file here
             processes.append(process)
             started[ready_read] = process

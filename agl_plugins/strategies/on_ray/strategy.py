@@ -14,8 +14,9 @@ the store ends every rollout once, whatever the runners do.
 
 Shutdown (end of run, error, Ctrl-C): runners drain (``graceful_timeout``; on Ctrl-C not at
 all), then every actor is killed without restart, the placement group removed, the server
-stopped, and Ray disconnected if the strategy connected it (which ends a local cluster it
-started). Actors are owned by this driver, so Ray also ends them if this process dies.
+stopped once it has seen the killed runners go (so the attempts they held end ``unresponsive``),
+and Ray disconnected if the strategy connected it (which ends a local cluster it started). Actors
+are owned by this driver, so Ray also ends them if this process dies.
 """
 
 from __future__ import annotations
@@ -30,7 +31,7 @@ from pathlib import Path
 from typing import Any
 
 from agl_core.client import GrpcStore
-from agl_core.execution import runner_process
+from agl_core.execution import departures, runner_process
 from agl_core.execution.base import AlgorithmBundle, ExecutionStrategy, RunnerSpec
 from agl_plugins.strategies.on_ray.cluster import connect, require_ray
 
@@ -201,6 +202,16 @@ class RayStrategy(ExecutionStrategy):
         finally:
             try:
                 self._stop_runners(ray, runners, runs, abort=aborted)
+                if runners and address is not None:
+                    # Killed runners' streams broke; the server must see that before it stops, or
+                    # it keeps their attempts running for a reconnect that never comes.
+                    departures.wait_killed_runners_gone(
+                        address,
+                        [p["worker_id"] for p in self.placed if p.get("worker_id")],
+                        token=token,
+                        tls=self.tls,
+                        root_certificates=self.root_certificates,
+                    )
                 if server is not None:
                     with contextlib.suppress(Exception):
                         ray.get(server.stop.remote(), timeout=30)
