@@ -454,10 +454,16 @@ async def rollout_rates(args: argparse.Namespace, report: Report, workdir: str) 
         server.stop()
 
 
-async def report_ack_latency(address: str, coords: list[tuple[str, str]], report: Report, quick: bool) -> None:
+async def report_ack_latency(
+    address: str, coords: list[tuple[str, str]], report: Report, quick: bool, server_pid: int | None = None
+) -> None:
+    """Ack latency of closed-loop writers, and the CPU each batch cost the server and this client
+    (with the writers closed-loop, the 8-writer latency is mostly the time to serve 8 batches)."""
     print("ack latency", flush=True)
     rounds = 200 if quick else 1_500
+    server = psutil.Process(server_pid) if server_pid is not None else None
     for writers, target in ((1, 2.0), (8, 5.0)):
+        server_cpu, client_cpu = _cpu_seconds(server), _cpu_seconds(psutil.Process())
         latencies = await ack_latency(address, coords, writers, rounds // writers if writers > 1 else rounds)
         p50, p99 = percentile(latencies, 50) * 1e3, percentile(latencies, 99) * 1e3
         report.add(f"ack latency p50, {writers} writer(s), 10 spans/batch", p50, "ms")
@@ -468,6 +474,18 @@ async def report_ack_latency(address: str, coords: list[tuple[str, str]], report
             target=f"<= {target:g} ms",
             met=p99 <= target,
         )
+        if server is not None:
+            per_batch = (_cpu_seconds(server) - server_cpu) / len(latencies) * 1e6
+            report.add(f"  server CPU per batch, {writers} writer(s)", per_batch, "us")
+        per_batch = (_cpu_seconds(psutil.Process()) - client_cpu) / len(latencies) * 1e6
+        report.add(f"  client CPU per batch, {writers} writer(s)", per_batch, "us")
+
+
+def _cpu_seconds(process: psutil.Process | None) -> float:
+    if process is None:
+        return 0.0
+    times = process.cpu_times()
+    return float(times.user + times.system)
 
 
 async def ack_only(args: argparse.Namespace, report: Report, workdir: str) -> None:
@@ -476,7 +494,9 @@ async def ack_only(args: argparse.Namespace, report: Report, workdir: str) -> No
         async with GrpcStore(server.address) as store:
             await store.wait_ready()
             coords = await targets(store, 64)
-        await report_ack_latency(server.address, coords, report, args.quick)
+        await report_ack_latency(
+            server.address, coords, report, args.quick, server.process.pid if server.process else None
+        )
 
 
 async def main_async(args: argparse.Namespace, report: Report, workdir: str) -> None:
@@ -558,7 +578,7 @@ async def main_async(args: argparse.Namespace, report: Report, workdir: str) -> 
         report.add("ingest, 8 client streams (8 processes)", eight, "spans/s")
         report.add("  as a fraction of raw LMDB puts", eight / lmdb_rate, "x")
 
-        await report_ack_latency(server.address, coords, report, quick)
+        await report_ack_latency(server.address, coords, report, quick, server.process.pid if server.process else None)
 
         print("rollout lifecycle", flush=True)
         per_worker = 100 if quick else 600
