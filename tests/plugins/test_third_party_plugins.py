@@ -15,8 +15,11 @@ import sys
 from pathlib import Path
 
 import pytest
+from support.raw_worker import RawWorker
 
 from agl_core.client import GrpcStore
+from agl_core.proto import types_pb2 as t
+from agl_core.types import RolloutStatus, new_span
 from agl_server.process import ServerProcess
 
 HERE = Path(__file__).parent
@@ -73,7 +76,7 @@ def test_agl_plugins_lists_the_installed_plugins_and_names_the_broken_one(site: 
     listing = agl(site, "plugins")
     assert listing.returncode == 1  # a broken plugin makes the check fail
     assert "sample" in listing.stdout and "agl-sample-plugin 0.1.0" in listing.stdout
-    assert "algorithms: sample-algo" in listing.stdout
+    assert "algorithms: sample-algo" in listing.stdout and "store backends: sample-relay" in listing.stdout
     assert "lifecycle hooks: agl_on_rollout_end" in listing.stdout
     assert "execution strategies: cs" in listing.stdout and "store backends: lmdb" in listing.stdout
     [error] = [line for line in listing.stderr.splitlines() if "'broken'" in line]
@@ -82,7 +85,8 @@ def test_agl_plugins_lists_the_installed_plugins_and_names_the_broken_one(site: 
 
     as_json = json.loads(agl(site, "plugins", "--json").stdout)
     sample = next(p for p in as_json["plugins"] if p["name"] == "sample")
-    assert sample["provides"] == {"algorithms": ["sample-algo"]} and sample["module"] == "agl_sample_plugin"
+    assert sample["provides"] == {"algorithms": ["sample-algo"], "store_backends": ["sample-relay"]}
+    assert sample["module"] == "agl_sample_plugin"
     assert [f["name"] for f in as_json["failures"]] == ["broken"]
 
     blocked = agl(site, "plugins", AGL_DISABLE_PLUGINS="broken,conflicting")
@@ -180,3 +184,56 @@ async def test_agl_server_serves_despite_a_broken_plugin(site: Path, data_dir: P
         assert "agl plugin 'broken' (from agl-broken-plugin 0.1.0) failed to load" in server.log_tail(200)
     finally:
         server.stop()
+
+
+async def test_a_third_party_store_backend_serves_work_and_spans(site: Path, tmp_path: Path) -> None:
+    """agl-server over ``sample-relay`` (a plugin's store backend with only the StoreBackend
+    protocol: work is claimed stream by stream, spans go through ``ingest_spans``), everything
+    kept by an upstream agl-server."""
+    upstream = ServerProcess(tmp_path / "upstream", log_path=tmp_path / "upstream.log").start()
+    relay = ServerProcess(
+        tmp_path / "relay",
+        args=["--store", "sample-relay", "--store-option", f"upstream={upstream.address}"],
+        env=env_with(site),
+        log_path=tmp_path / "relay.log",
+    )
+    stores: list[GrpcStore] = []
+    worker: RawWorker | None = None
+    try:
+        relay.start()
+        store = GrpcStore(relay.address)
+        stores.append(store)
+        await store.enqueue_rollout({"x": 1}, rollout_id="relayed")
+        worker = RawWorker(relay.address)
+        await worker.hello(worker_id="w-relay", capacity=2)
+        assignment = await worker.assignment()
+        assert assignment.rollout.rollout_id == "relayed"
+        attempt_id = assignment.rollout.attempt.attempt_id
+        assert (await worker.report(assignment, t.ATTEMPT_STATUS_RUNNING)).code == 0
+        spans = [new_span(f"step-{i}", rollout_id="relayed", attempt_id=attempt_id) for i in range(3)]
+        spans.append(new_span("lost", rollout_id="nowhere", attempt_id="a-none"))
+        result = await store.add_spans(spans)
+        assert result.accepted == 3 and [index for index, _ in result.rejected] == [3], result
+        assert (await store.add_spans(spans[:1])).duplicates == 1
+        assert (await worker.report(assignment, t.ATTEMPT_STATUS_SUCCEEDED)).code == 0
+        # A rollout queued while the stream waits reaches it too (the relay follows the upstream's events).
+        await store.enqueue_rollout({"x": 2}, rollout_id="relayed-later")
+        later = await worker.assignment()
+        assert later.rollout.rollout_id == "relayed-later"
+
+        # Everything is in the upstream store, and reads back the same through the relay.
+        direct = GrpcStore(upstream.address)
+        stores.append(direct)
+        rollout = await direct.get_rollout("relayed")
+        assert rollout is not None and rollout.status == RolloutStatus.SUCCEEDED
+        assert rollout.attempt is not None and rollout.attempt.worker_id == "w-relay"
+        names = [span.name for span in await direct.query_spans("relayed")]
+        assert names == ["step-0", "step-1", "step-2"]
+        assert [span.name for span in await store.query_spans("relayed")] == names
+    finally:
+        if worker is not None:
+            await worker.close()
+        for opened in stores:
+            await opened.close()
+        relay.stop()
+        upstream.stop()

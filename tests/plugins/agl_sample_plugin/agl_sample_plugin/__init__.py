@@ -1,7 +1,13 @@
-"""A third-party agl plugin: the ``sample-algo`` algorithm and an ``agl_on_rollout_end`` observer.
+"""A third-party agl plugin: the ``sample-algo`` algorithm, an ``agl_on_rollout_end`` observer and
+the ``sample-relay`` store backend.
 
 The observer appends one line per finished attempt to the file named by ``AGL_SAMPLE_PLUGIN_LOG``,
 so a test can see it ran inside the runners (threads or processes).
+
+``agl-server --store sample-relay --store-option upstream=HOST:PORT`` keeps nothing itself: every
+store call goes to the upstream agl-server through agl's gRPC client backend, which implements
+only the ``StoreBackend`` protocol (none of the embedded store's fast paths), as a store backend
+written by a third party would.
 """
 
 from __future__ import annotations
@@ -11,6 +17,8 @@ from typing import Any
 
 from agl_core import hookimpl
 from agl_core.algorithm import Algorithm, mean_reward, run_rollouts
+from agl_core.client.backend import GrpcBackend
+from agl_core.client.channel import ChannelConfig
 
 
 class SampleAlgorithm(Algorithm):
@@ -36,3 +44,14 @@ def agl_on_rollout_end(rollout: Any, status: Any, worker_id: str) -> None:
     if path:
         with open(path, "a") as log:
             log.write(f"{rollout.rollout_id} {status} {worker_id}\n")
+
+
+def open_relay(path: str, *, upstream: str, **unknown: Any) -> GrpcBackend:
+    if unknown:
+        raise TypeError(f"the sample-relay store takes the option upstream, not {', '.join(sorted(unknown))}")
+    return GrpcBackend(ChannelConfig(address=upstream))
+
+
+@hookimpl
+def agl_store_backends() -> dict[str, Any]:
+    return {"sample-relay": open_relay}
