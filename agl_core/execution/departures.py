@@ -28,17 +28,28 @@ CONNECTED = (WorkerStatus.IDLE, WorkerStatus.BUSY)
 
 
 async def wait_workers_gone(
-    store: GrpcStore, worker_ids: Collection[str], timeout: float, poll_interval: float = 0.05
+    store: GrpcStore,
+    worker_ids: Collection[str],
+    timeout: float,
+    poll_interval: float = 0.05,
+    *,
+    id_prefix: str | None = None,
 ) -> list[str]:
-    """Until none of ``worker_ids`` is connected to the server, or ``timeout``; returns the ones
-    still connected (empty when all are gone)."""
+    """Until none of ``worker_ids`` (nor, with ``id_prefix``, any worker whose id starts with it)
+    is connected to the server, or ``timeout``; returns the ones still connected (empty when all
+    are gone)."""
     ids = sorted(set(worker_ids))
     deadline = time.monotonic() + timeout
     while True:
-        page = await store.query_workers(worker_id_in=ids, status_in=CONNECTED, all_namespaces=True)
-        connected = sorted(w.worker_id for w in page.items)
+        connected: set[str] = set()
+        if ids:
+            page = await store.query_workers(worker_id_in=ids, status_in=CONNECTED, all_namespaces=True)
+            connected.update(w.worker_id for w in page.items)
+        if id_prefix:
+            page = await store.query_workers(worker_id_contains=id_prefix, status_in=CONNECTED, all_namespaces=True)
+            connected.update(w.worker_id for w in page.items if w.worker_id.startswith(id_prefix))
         if not connected or time.monotonic() >= deadline:
-            return connected
+            return sorted(connected)
         await asyncio.sleep(poll_interval)
 
 
@@ -50,16 +61,18 @@ def wait_killed_runners_gone(
     tls: bool = False,
     root_certificates: bytes | None = None,
     timeout: float = 10.0,
+    id_prefix: str | None = None,
 ) -> None:
     """:func:`wait_workers_gone` from synchronous shutdown code; a server that does not answer
     (it died, or is unreachable) is logged, never raised: the shutdown goes on."""
-    if not worker_ids:
+    if not worker_ids and not id_prefix:
         return
 
     async def wait() -> list[str]:
         store = GrpcStore(address, token=token, tls=tls, root_certificates=root_certificates)
         try:
-            return await asyncio.wait_for(wait_workers_gone(store, worker_ids, timeout), timeout + 5.0)
+            waiting = wait_workers_gone(store, worker_ids, timeout, id_prefix=id_prefix)
+            return await asyncio.wait_for(waiting, timeout + 5.0)
         finally:
             await store.close()
 
@@ -78,4 +91,4 @@ def wait_killed_runners_gone(
             ", ".join(left),
         )
     else:
-        logger.debug("agl-server saw %d killed runner(s) go in %.2fs", len(worker_ids), time.monotonic() - started)
+        logger.debug("agl-server saw the killed runners go in %.2fs", time.monotonic() - started)

@@ -30,8 +30,11 @@ async def test_a_broken_stream_is_waited_for_and_its_attempt_given_up_before_the
             await worker.report(assignment, t.ATTEMPT_STATUS_RUNNING)
             # Connected: the wait runs out and names it; a worker that never registered is not waited for.
             assert await wait_workers_gone(store, ["w-held", "w-never"], timeout=0.2) == ["w-held"]
+            # By prefix too (workers whose ids the caller cannot know, as restarted runners).
+            assert await wait_workers_gone(store, [], timeout=0.2, id_prefix="w-h") == ["w-held"]
+            assert await wait_workers_gone(store, [], timeout=0.2, id_prefix="held") == []
             await worker.close()  # the stream breaks, as when the runner's process is killed
-            assert await wait_workers_gone(store, ["w-held", "w-never"], timeout=60.0) == []
+            assert await wait_workers_gone(store, ["w-never"], timeout=60.0, id_prefix="w-") == []
         finally:
             await store.close()
     finally:

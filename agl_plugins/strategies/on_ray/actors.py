@@ -23,6 +23,9 @@ from agl_server.process import ServerProcess
 
 logger = logging.getLogger(__name__)
 
+# Worker ids of runner actors: ray-runner-INDEX-NODE-PID (a restarted actor is a new worker).
+RUNNER_ID_PREFIX = "ray-runner-"
+
 
 class ServerActor:
     """agl-server as a child process of this actor, its data directory on this node's disk.
@@ -117,7 +120,7 @@ class RunnerActor:
         node_id = ray.get_runtime_context().get_node_id()
         self.config = dataclasses.replace(
             config,
-            worker_id=config.worker_id or f"ray-runner-{config.index}-{node_id[:12]}-{os.getpid()}",
+            worker_id=config.worker_id or f"{RUNNER_ID_PREFIX}{config.index}-{node_id[:12]}-{os.getpid()}",
             handle_signals=False,
         )
         self.node_id = node_id

@@ -153,7 +153,7 @@ class RayStrategy(ExecutionStrategy):
                 "server, or strategy={'type': 'ray', 'server_address': 'host:port'}"
             )
         ray = require_ray()
-        from agl_plugins.strategies.on_ray.actors import RunnerActor, ServerActor
+        from agl_plugins.strategies.on_ray.actors import RUNNER_ID_PREFIX, RunnerActor, ServerActor
 
         connection = connect(self.address, self.init_args)
         run_id = uuid.uuid4().hex[:8]
@@ -204,13 +204,15 @@ class RayStrategy(ExecutionStrategy):
                 self._stop_runners(ray, runners, runs, abort=aborted)
                 if runners and address is not None:
                     # Killed runners' streams broke; the server must see that before it stops, or
-                    # it keeps their attempts running for a reconnect that never comes.
+                    # it keeps their attempts running for a reconnect that never comes. On a server
+                    # of this run every runner worker is ours, restarted ones (new ids) included.
                     departures.wait_killed_runners_gone(
                         address,
                         [p["worker_id"] for p in self.placed if p.get("worker_id")],
                         token=token,
                         tls=self.tls,
                         root_certificates=self.root_certificates,
+                        id_prefix=RUNNER_ID_PREFIX if server is not None else None,
                     )
                 if server is not None:
                     with contextlib.suppress(Exception):
