@@ -7,7 +7,9 @@ from __future__ import annotations
 
 import asyncio
 import os
+import shutil
 import signal
+import subprocess
 import time
 from pathlib import Path
 from typing import Any
@@ -20,7 +22,10 @@ from conftest import RayCluster
 from ray_agents import gated_agent
 from ray_support import assert_each_exactly_once, index_of, node_of, plugin_manager, read_ledger
 
-from agl_core.algorithm import algo
+from agl_core import UnauthenticatedError
+from agl_core.algorithm import algo, run_rollouts
+from agl_core.client import GrpcStore
+from agl_core.errors import UnavailableError
 from agl_core.trainer import Trainer
 from agl_core.types import AttemptStatus, RolloutStatus
 from agl_plugins.strategies.on_ray.strategy import RayStrategy
@@ -211,4 +216,60 @@ def test_a_node_lost_midrun_loses_nothing_and_counts_nothing_twice(ray_cluster: 
     # Runners that lived on the lost node served again elsewhere, as new workers.
     elsewhere = {index_of(w) for w in ledger.workers if node_of(w) != victim}
     assert witness["victims"] <= elsewhere and len(ledger.workers) == RUNNERS + len(witness["victims"])
+    assert_nothing_left(ray_cluster.address, data_dir)
+
+
+@pytest.mark.skipif(shutil.which("openssl") is None, reason="openssl is needed to make a test certificate")
+def test_a_token_and_tls_reach_the_server_the_runners_and_the_algorithm(
+    ray_cluster: RayCluster, tmp_path: Path
+) -> None:
+    cert, key = tmp_path / "cert.pem", tmp_path / "key.pem"
+    request = ["openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "1", "-subj", "/CN=localhost"]
+    subprocess.run(
+        [*request, "-addext", "subjectAltName=DNS:localhost", "-keyout", str(key), "-out", str(cert)],
+        check=True,
+        capture_output=True,
+    )
+    data_dir = tmp_path / "store"
+    strategy = RayStrategy(
+        address=ray_cluster.address,
+        runner_resources=ON_RUNNER_NODES,
+        server_resources=ON_HEAD,
+        data_dir=data_dir,
+        keep_data=True,
+        # One machine: every node reaches the server at the name its certificate carries.
+        host="127.0.0.1",
+        advertise_host="localhost",
+        token="ray-strategy-test-token",
+        server_args=["--tls-cert", str(cert), "--tls-key", str(key)],
+        tls=True,
+        root_certificates=cert,
+    )
+    refused: list[str] = []
+
+    @algo
+    async def through_the_door(*, store: Any, train_dataset: list[dict[str, Any]]) -> None:
+        # The server the strategy started asks for the token, and speaks TLS only.
+        roots = cert.read_bytes()
+        wrong = GrpcStore(store.address, tls=True, root_certificates=roots, token="wrong", retry_deadline=0)
+        async with wrong as other:
+            with pytest.raises(UnauthenticatedError):
+                await other.query_rollouts()
+            refused.append("token")
+        async with GrpcStore(store.address, token="ray-strategy-test-token", retry_deadline=0, timeout=5) as plain:
+            with pytest.raises(UnavailableError):
+                await plain.query_rollouts()
+            refused.append("plaintext")
+        await run_rollouts(store, train_dataset)
+
+    trainer = Trainer(
+        algorithm=through_the_door, strategy=strategy, n_runners=2, progress=False, plugin_manager=plugin_manager()
+    )
+    trainer.fit(gated_agent, [{"i": i} for i in range(8)])
+    assert refused == ["token", "plaintext"]
+    ledger = asyncio.run(read_ledger(data_dir))
+    assert_each_exactly_once(ledger, 8)
+    # The runner actors took the work (over TLS, with the token): the store names them.
+    assert {w for w in ledger.workers if w.startswith("ray-runner-")} == {p["worker_id"] for p in strategy.placed}
+    assert len(strategy.placed) == 2
     assert_nothing_left(ray_cluster.address, data_dir)
