@@ -1,0 +1,59 @@
+"""bench/store_bench.py's sections that run alone (--ack-only, --rollouts-only), --quick, against a
+real agl-server: each runs, prints its table and saves every row. A smoke test of the benchmark;
+the figures themselves are read from its table, never asserted."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+def run_section(flag: str, out: str) -> dict[str, tuple[float, str]]:
+    """Run one section; its saved rows by name: (value, unit)."""
+    env = dict(os.environ)
+    env["PYTHONPATH"] = os.pathsep.join([str(ROOT), str(ROOT / "servers"), env.get("PYTHONPATH", "")])
+    path = ROOT / "bench" / "results" / f"{out}.json"  # *_quick.json is ignored by git
+    path.unlink(missing_ok=True)
+    done = subprocess.run(
+        [sys.executable, "bench/store_bench.py", "--quick", flag, "--out", out],
+        cwd=ROOT,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=180,
+        check=False,
+    )
+    assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
+    assert "| measure" in done.stdout  # the table was printed
+    rows = json.loads(path.read_text())["rows"]
+    return {row["name"].strip(): (row["value"], row["unit"]) for row in rows}
+
+
+def test_ack_only_reports_latency_and_cpu_per_batch() -> None:
+    rows = run_section("--ack-only", "store_bench_ack_smoke_quick")
+    for writers in (1, 8):
+        p50 = rows[f"ack latency p50, {writers} writer(s), 10 spans/batch"]
+        p99 = rows[f"ack latency p99, {writers} writer(s), 10 spans/batch"]
+        assert p50[1] == p99[1] == "ms" and 0 < p50[0] <= p99[0]
+        for side in ("server", "client"):
+            value, unit = rows[f"{side} CPU per batch, {writers} writer(s)"]
+            assert unit == "us" and value > 0, (side, writers)
+
+
+def test_rollouts_only_reports_every_rate() -> None:
+    rows = run_section("--rollouts-only", "store_bench_rollouts_smoke_quick")
+    names = [
+        "enqueue, 1 per call, 1 in flight",
+        "enqueue, 1 per call, 32 in flight",
+        "enqueue, 100 per call",
+        "dequeue, 1 client",
+        "dequeue, 8 clients",
+    ]
+    for name in names:
+        value, unit = rows[name]
+        assert unit == "rollouts/s" and value > 0, name
