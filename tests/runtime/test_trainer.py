@@ -148,6 +148,20 @@ def test_cs_shutdown_escalates(server: ServerProcess, agent: Any, exit_code: int
     assert attempt.status == AttemptStatus.UNRESPONSIVE
 
 
+def test_cs_own_server_stops_only_after_recording_a_killed_runners_attempt(tmp_path: Path) -> None:
+    # The strategy's own server is stopped right after the runner is killed: the attempt must be
+    # given up before that (agl_core.execution.departures), not left running for a reconnect.
+    data_dir = tmp_path / "store"
+    strategy = ClientServerStrategy(data_dir=data_dir, keep_data=True, graceful_timeout=0.5, terminate_timeout=1.0)
+    Trainer(algorithm=leave_a_stuck_attempt, strategy=strategy, n_runners=1, progress=False).fit(block_the_loop, [])
+    [process] = strategy.processes
+    assert process.exitcode == -signal.SIGTERM  # its loop was stuck: SIGINT could not end it
+    ledger = asyncio.run(read_ledger(data_dir))
+    assert [a.status for a in ledger.attempts["stuck"]] == [AttemptStatus.UNRESPONSIVE]
+    [worker] = strategy.worker_ids
+    assert ledger.workers[worker].status == "unknown"
+
+
 # --- components ------------------------------------------------------------------------------------
 
 
