@@ -3,13 +3,12 @@
 from __future__ import annotations
 
 import os
-import shutil
 import ssl
-import subprocess
 from pathlib import Path
 
 import aiohttp
 import pytest
+from support.certs import needs_openssl, self_signed
 from support.http_listener import TOKEN, scrape
 
 from agl_server.process import ServerProcess
@@ -60,15 +59,9 @@ def test_port_in_use_fails_the_start_with_a_message(http_server: ServerProcess, 
     assert other.process is not None and other.process.returncode == 1
 
 
-@pytest.mark.skipif(shutil.which("openssl") is None, reason="openssl is needed to make a test certificate")
+@needs_openssl
 async def test_listener_serves_https_with_the_servers_certificate(tmp_path: Path, http: aiohttp.ClientSession):
-    cert, key = tmp_path / "cert.pem", tmp_path / "key.pem"
-    request = ["openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "1", "-subj", "/CN=localhost"]
-    subprocess.run(
-        [*request, "-addext", "subjectAltName=IP:127.0.0.1,DNS:localhost", "-keyout", str(key), "-out", str(cert)],
-        check=True,
-        capture_output=True,
-    )
+    cert, key = self_signed(tmp_path)
     args = ["--http-port", "0", "--tls-cert", str(cert), "--tls-key", str(key)]
     with ServerProcess(tmp_path / "data", args=args, log_path=tmp_path / "server.log") as server:
         https = server.http_url.replace("http://", "https://")

@@ -5,7 +5,6 @@ from __future__ import annotations
 import asyncio
 import json
 import os
-import shutil
 import socket
 import subprocess
 import sys
@@ -16,6 +15,7 @@ import grpc
 import pytest
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection_pb2, reflection_pb2_grpc
+from support.certs import needs_openssl, self_signed
 from support.waits import until_polling
 
 from agl_core import UnauthenticatedError, UnavailableError
@@ -73,31 +73,9 @@ async def test_token_auth(tmp_path: Path) -> None:
             assert reply.status == health_pb2.HealthCheckResponse.SERVING
 
 
-@pytest.mark.skipif(shutil.which("openssl") is None, reason="openssl is needed to make a test certificate")
+@needs_openssl
 async def test_tls(tmp_path: Path) -> None:
-    cert, key = tmp_path / "cert.pem", tmp_path / "key.pem"
-    subprocess.run(
-        [
-            "openssl",
-            "req",
-            "-x509",
-            "-newkey",
-            "rsa:2048",
-            "-nodes",
-            "-days",
-            "1",
-            "-subj",
-            "/CN=localhost",
-            "-addext",
-            "subjectAltName=IP:127.0.0.1,DNS:localhost",
-            "-keyout",
-            str(key),
-            "-out",
-            str(cert),
-        ],
-        check=True,
-        capture_output=True,
-    )
+    cert, key = self_signed(tmp_path)
     with ServerProcess(tmp_path / "data", args=["--tls-cert", str(cert), "--tls-key", str(key)]) as server:
         async with GrpcStore(server.address, root_certificates=cert.read_bytes()) as secure:
             rollout = await secure.enqueue_rollout({"over": "tls"})

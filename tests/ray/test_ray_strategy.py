@@ -7,9 +7,7 @@ from __future__ import annotations
 
 import asyncio
 import os
-import shutil
 import signal
-import subprocess
 import time
 from pathlib import Path
 from typing import Any
@@ -21,6 +19,7 @@ from conftest import RUNNER_SLOTS as RUNNER_SLOTS_PER_NODE
 from conftest import RayCluster
 from ray_agents import gated_agent
 from ray_support import assert_each_exactly_once, index_of, node_of, plugin_manager, read_ledger
+from support.certs import needs_openssl, self_signed
 
 from agl_core import UnauthenticatedError
 from agl_core.algorithm import algo, run_rollouts
@@ -219,17 +218,11 @@ def test_a_node_lost_midrun_loses_nothing_and_counts_nothing_twice(ray_cluster: 
     assert_nothing_left(ray_cluster.address, data_dir)
 
 
-@pytest.mark.skipif(shutil.which("openssl") is None, reason="openssl is needed to make a test certificate")
+@needs_openssl
 def test_a_token_and_tls_reach_the_server_the_runners_and_the_algorithm(
     ray_cluster: RayCluster, tmp_path: Path
 ) -> None:
-    cert, key = tmp_path / "cert.pem", tmp_path / "key.pem"
-    request = ["openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "1", "-subj", "/CN=localhost"]
-    subprocess.run(
-        [*request, "-addext", "subjectAltName=DNS:localhost", "-keyout", str(key), "-out", str(cert)],
-        check=True,
-        capture_output=True,
-    )
+    cert, key = self_signed(tmp_path, "DNS:localhost")
     data_dir = tmp_path / "store"
     strategy = RayStrategy(
         address=ray_cluster.address,
