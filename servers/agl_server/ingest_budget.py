@@ -5,7 +5,7 @@ its bytes are freed; only the small acknowledgement waits for the client). A str
 does not fit waits before reading more, so HTTP/2 flow control holds its client back. Since the
 charge ends with the write and not with the client reading its acks, a stream that never reads
 them holds nothing of the budget: it stops being read once its window of unacknowledged batches
-is full (``MAX_INFLIGHT_BATCHES`` in the servicer) and cannot starve the other streams.
+is full (``MAX_INFLIGHT_BATCHES`` in ``span_streams``) and cannot starve the other streams.
 """
 
 from __future__ import annotations

@@ -12,51 +12,32 @@ import asyncio
 import contextlib
 import logging
 import re
-import time
 from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import Any
 
 import grpc
 from google.protobuf import message_factory
 
-from agl_core.errors import AglError, InvalidArgumentError, error_for_code
+from agl_core.errors import error_for_code
 from agl_core.proto import store_pb2 as s
-from agl_core.proto import trace_pb2
 from agl_core.store.backend import StoreBackend
 from agl_core.store.request_checks import check_request
-from agl_core.store.span_outcomes import SpanOutcomes, reason_for_code
-from agl_core.store.wire import repeated_message_field
+from agl_core.store.span_outcomes import SpanOutcomes
 from agl_server.batches import enqueue_items_alone
 from agl_server.ingest_budget import DEFAULT_BUDGET_BYTES, IngestBudget
-from agl_server.span_checks import ReceivedSpans, ingest_checked
+from agl_server.rpc_errors import MalformedRequest, abort_with
+from agl_server.span_streams import SpanStreams, received_spans
 
 logger = logging.getLogger("agl_server")
 
 SERVICE_NAME = "agl.v1.LightningStoreService"
 SERVICE = s.DESCRIPTOR.services_by_name["LightningStoreService"]
-# Batches of one ingest stream being written at once; past this the server stops reading the
-# stream and HTTP/2 flow control holds the client back.
-MAX_INFLIGHT_BATCHES = 32
 # A long poll ends this long before the caller's deadline, so the answer arrives in time.
 _DEADLINE_MARGIN = 0.25
 
 
 def _snake(name: str) -> str:
     return re.sub(r"(?<!^)(?=[A-Z])", "_", name).lower()
-
-
-class MalformedRequest:
-    """Stands in for a request that could not be decoded, so the handler can answer precisely."""
-
-    def __init__(self, message_type: str, error: Exception) -> None:
-        self.message_type = message_type
-        self.error = error
-
-    def describe(self) -> str:
-        return (
-            f"the request could not be decoded as {self.message_type} ({self.error}); check that the client "
-            "was generated from the same agl.v1 protos and that messages nest at most 100 levels"
-        )
 
 
 def _deserializer(message_class: Any) -> Callable[[bytes], Any]:
@@ -69,31 +50,12 @@ def _deserializer(message_class: Any) -> Callable[[bytes], Any]:
     return deserialize
 
 
-def _received_spans(raw: bytes) -> Any:
-    try:
-        return ReceivedSpans(raw)
-    except Exception as exc:  # DecodeError, or upb's depth limit
-        return MalformedRequest(s.IngestSpansRequest.DESCRIPTOR.full_name, exc)
-
-
 def _serialize(message: Any) -> bytes:
     # Responses built from stored bytes (span chunks) pass through untouched.
     return message if isinstance(message, bytes) else message.SerializeToString()
 
 
-def _spans_response_bytes(chunk: list[bytes]) -> bytes:
-    """QuerySpansResponse{spans: chunk} serialized, without parsing the stored spans."""
-    return repeated_message_field(1, chunk)
-
-
-async def _abort(context: grpc.aio.ServicerContext, error: Exception, method: str) -> None:
-    if isinstance(error, AglError):
-        await context.abort(error.code, error.message)
-    logger.exception("%s failed", method)
-    await context.abort(grpc.StatusCode.INTERNAL, f"{method} failed inside agl-server: {type(error).__name__}: {error}")
-
-
-class StoreServicer:
+class StoreServicer(SpanStreams):
     """Serves one backend. ``shutting_down`` is set by the server before it stops."""
 
     def __init__(
@@ -116,7 +78,7 @@ class StoreServicer:
             deserialize = _deserializer(request_class)
             if method.name == "IngestSpans":
                 # Spans stay serialized: the backend stores them as received (agl_core.store.wire).
-                deserialize = _received_spans
+                deserialize = received_spans
             custom = getattr(self, method.name, None)
             if method.client_streaming and method.server_streaming:
                 handler = grpc.stream_stream_rpc_method_handler(
@@ -163,7 +125,7 @@ class StoreServicer:
                 check_request(request)
                 return await method(request)
             except Exception as exc:
-                await _abort(context, exc, name)
+                await abort_with(context, exc, name)
 
         handle.__name__ = name
         return handle
@@ -201,7 +163,7 @@ class StoreServicer:
         try:
             return await enqueue_items_alone(self.backend, request)
         except Exception as exc:
-            await _abort(context, exc, "EnqueueRollouts")
+            await abort_with(context, exc, "EnqueueRollouts")
 
     async def DequeueRollout(self, request: s.DequeueRolloutRequest, context: grpc.aio.ServicerContext) -> Any:
         try:
@@ -219,7 +181,7 @@ class StoreServicer:
                 await release(response.rollouts)  # the caller is gone; the answer would be lost
             return response
         except Exception as exc:
-            await _abort(context, exc, "DequeueRollout")
+            await abort_with(context, exc, "DequeueRollout")
 
     async def WaitForRollouts(self, request: s.WaitForRolloutsRequest, context: grpc.aio.ServicerContext) -> Any:
         try:
@@ -230,7 +192,7 @@ class StoreServicer:
                 request.timeout.FromNanoseconds(int(capped * 1e9))
             finished, response = await self._until_shutdown(self.backend.wait_for_rollouts(request))
         except Exception as exc:
-            await _abort(context, exc, "WaitForRollouts")
+            await abort_with(context, exc, "WaitForRollouts")
         if not finished:
             await context.abort(grpc.StatusCode.UNAVAILABLE, "agl-server is shutting down; call again to keep waiting")
         return response
@@ -240,98 +202,11 @@ class StoreServicer:
         try:
             response = await self.backend.get_stats(request)
         except Exception as exc:
-            await _abort(context, exc, "GetStats")
+            await abort_with(context, exc, "GetStats")
         context.set_trailing_metadata(tuple((key, str(value)) for key, value in self.ingest_budget.gauges().items()))
         return response
 
     # --- streams -----------------------------------------------------------------------------------
-
-    async def IngestSpans(
-        self, requests: AsyncIterator[s.IngestSpansRequest], context: grpc.aio.ServicerContext
-    ) -> AsyncIterator[s.IngestSpansResponse]:
-        """Batches are written concurrently (so they share group commits) and acked in order."""
-        inflight: asyncio.Queue[asyncio.Future[s.IngestSpansResponse] | None] = asyncio.Queue(MAX_INFLIGHT_BATCHES)
-
-        raw_ingest = getattr(self.backend, "ingest_span_bytes", None)
-
-        budget = self.ingest_budget
-        outcomes = self.outcomes
-        metrics = self.metrics
-
-        async def store(raws: list[bytes], whole: bytes | None) -> s.IngestSpansResponse:
-            if raw_ingest is not None:
-                return await raw_ingest(raws, whole)
-            return await self.backend.ingest_spans(_parse_spans(raws))  # a backend without the byte path
-
-        async def ingest(request: Any, size: int) -> s.IngestSpansResponse:
-            started = time.perf_counter()
-            try:
-                # Only spans every client can read back reach the store (see span_checks).
-                response = await ingest_checked(list(request.spans), store, whole=request.raw)
-            finally:
-                budget.release(size)  # written (or failed): its bytes are no longer held
-            response.batch_id = request.batch_id
-            outcomes.stored(response.accepted, len(response.duplicate_indices))
-            if response.rejected:
-                _count_rejected(outcomes, response)
-            if metrics is not None:
-                metrics.ingest_batch_spans.observe(len(request.spans))
-                metrics.ingest_ack_seconds.observe(time.perf_counter() - started)
-            return response
-
-        async def read() -> None:
-            try:
-                async for request in requests:
-                    if self.shutting_down.is_set():
-                        break
-                    if isinstance(request, MalformedRequest):
-                        raise InvalidArgumentError(request.describe())
-                    size = sum(map(len, request.spans))
-                    await budget.acquire(size)  # across all streams; waiting here stops reading this one
-                    await inflight.put(asyncio.ensure_future(ingest(request, size)))
-            finally:
-                await inflight.put(None)
-
-        reader = asyncio.ensure_future(read())
-        pending: list[asyncio.Future[Any]] = []
-        try:
-            while True:
-                getter = asyncio.ensure_future(inflight.get())
-                pending = [getter]
-                future = await getter
-                if future is None:
-                    break
-                pending = [future]
-                yield await future
-            await reader  # surfaces a read error (a malformed or oversized message)
-        except AglError as exc:
-            await context.abort(exc.code, exc.message)
-        except (asyncio.CancelledError, grpc.aio.AbortError):
-            raise
-        except Exception as exc:
-            await _abort(context, exc, "IngestSpans")
-        finally:
-            reader.cancel()
-            for future in pending:
-                future.cancel()
-        if self.shutting_down.is_set():
-            await context.abort(
-                grpc.StatusCode.UNAVAILABLE, "agl-server is shutting down; resend unacknowledged batches elsewhere"
-            )
-
-    async def QuerySpans(self, request: s.QuerySpansRequest, context: grpc.aio.ServicerContext) -> AsyncIterator[Any]:
-        try:
-            check_request(request)
-            # The raw path streams stored bytes as they are; a total needs the parsed responses.
-            raw = None if request.include_total else getattr(self.backend, "query_span_bytes", None)
-            if raw is not None:
-                async for chunk in raw(request):
-                    yield _spans_response_bytes(chunk)
-            else:
-                async for response in self.backend.query_spans(request):
-                    yield response
-        except Exception as exc:
-            await _abort(context, exc, "QuerySpans")
 
     async def BackupStore(
         self, request: s.BackupStoreRequest, context: grpc.aio.ServicerContext
@@ -355,7 +230,7 @@ class StoreServicer:
                     break
                 yield response
         except Exception as exc:
-            await _abort(context, exc, "BackupStore")
+            await abort_with(context, exc, "BackupStore")
         if not finished:
             await context.abort(grpc.StatusCode.UNAVAILABLE, "agl-server is shutting down; run the backup again")
 
@@ -373,31 +248,11 @@ class StoreServicer:
                 last = response.last_event_id
                 yield response
         except Exception as exc:
-            await _abort(context, exc, "WatchRollouts")
+            await abort_with(context, exc, "WatchRollouts")
         await context.abort(
             grpc.StatusCode.UNAVAILABLE,
             f"agl-server is shutting down; reconnect and resume after event {last}",
         )
-
-
-def _count_rejected(outcomes: SpanOutcomes, response: s.IngestSpansResponse) -> None:
-    by_reason: dict[str, tuple[int, str]] = {}
-    for error in response.rejected:
-        reason = reason_for_code(error.code)
-        count, first = by_reason.get(reason, (0, error.message))
-        by_reason[reason] = (count + 1, first)
-    for reason, (count, first) in by_reason.items():
-        outcomes.reject(reason, count, first)
-
-
-def _parse_spans(raws: Any) -> list[trace_pb2.Span]:
-    spans = []
-    for i, raw in enumerate(raws):
-        try:
-            spans.append(trace_pb2.Span.FromString(raw))
-        except Exception as exc:
-            raise InvalidArgumentError(f"spans[{i}] could not be decoded as agl.v1.Span ({exc})") from None
-    return spans
 
 
 def _checked(handler: Callable[[Any, Any], Awaitable[Any]]) -> Callable[[Any, Any], Awaitable[Any]]:

@@ -1,0 +1,156 @@
+"""The span streams of ``LightningStoreService``: IngestSpans (batches written concurrently so they
+share group commits, acked in order, under the server-wide ingest budget) and QuerySpans (stored
+bytes streamed as they are where the backend keeps them so)."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import AsyncIterator
+from typing import Any
+
+import grpc
+
+from agl_core.errors import AglError, InvalidArgumentError
+from agl_core.proto import store_pb2 as s
+from agl_core.proto import trace_pb2
+from agl_core.store.backend import StoreBackend
+from agl_core.store.request_checks import check_request
+from agl_core.store.span_outcomes import SpanOutcomes, reason_for_code
+from agl_core.store.wire import repeated_message_field
+from agl_server.ingest_budget import IngestBudget
+from agl_server.rpc_errors import MalformedRequest, abort_with
+from agl_server.span_checks import ReceivedSpans, ingest_checked
+
+# Batches of one ingest stream being written at once; past this the server stops reading the
+# stream and HTTP/2 flow control holds the client back.
+MAX_INFLIGHT_BATCHES = 32
+
+
+def received_spans(raw: bytes) -> Any:
+    try:
+        return ReceivedSpans(raw)
+    except Exception as exc:  # DecodeError, or upb's depth limit
+        return MalformedRequest(s.IngestSpansRequest.DESCRIPTOR.full_name, exc)
+
+
+def _spans_response_bytes(chunk: list[bytes]) -> bytes:
+    """QuerySpansResponse{spans: chunk} serialized, without parsing the stored spans."""
+    return repeated_message_field(1, chunk)
+
+
+class SpanStreams:
+    """The span RPCs of :class:`~agl_server.servicer.StoreServicer`, which provides these attributes."""
+
+    backend: StoreBackend
+    shutting_down: asyncio.Event
+    ingest_budget: IngestBudget
+    outcomes: SpanOutcomes
+    metrics: Any
+
+    async def IngestSpans(
+        self, requests: AsyncIterator[s.IngestSpansRequest], context: grpc.aio.ServicerContext
+    ) -> AsyncIterator[s.IngestSpansResponse]:
+        """Batches are written concurrently (so they share group commits) and acked in order."""
+        inflight: asyncio.Queue[asyncio.Future[s.IngestSpansResponse] | None] = asyncio.Queue(MAX_INFLIGHT_BATCHES)
+
+        raw_ingest = getattr(self.backend, "ingest_span_bytes", None)
+
+        budget = self.ingest_budget
+        outcomes = self.outcomes
+        metrics = self.metrics
+
+        async def store(raws: list[bytes], whole: bytes | None) -> s.IngestSpansResponse:
+            if raw_ingest is not None:
+                return await raw_ingest(raws, whole)
+            return await self.backend.ingest_spans(_parse_spans(raws))  # a backend without the byte path
+
+        async def ingest(request: Any, size: int) -> s.IngestSpansResponse:
+            started = time.perf_counter()
+            try:
+                # Only spans every client can read back reach the store (see span_checks).
+                response = await ingest_checked(list(request.spans), store, whole=request.raw)
+            finally:
+                budget.release(size)  # written (or failed): its bytes are no longer held
+            response.batch_id = request.batch_id
+            outcomes.stored(response.accepted, len(response.duplicate_indices))
+            if response.rejected:
+                _count_rejected(outcomes, response)
+            if metrics is not None:
+                metrics.ingest_batch_spans.observe(len(request.spans))
+                metrics.ingest_ack_seconds.observe(time.perf_counter() - started)
+            return response
+
+        async def read() -> None:
+            try:
+                async for request in requests:
+                    if self.shutting_down.is_set():
+                        break
+                    if isinstance(request, MalformedRequest):
+                        raise InvalidArgumentError(request.describe())
+                    size = sum(map(len, request.spans))
+                    await budget.acquire(size)  # across all streams; waiting here stops reading this one
+                    await inflight.put(asyncio.ensure_future(ingest(request, size)))
+            finally:
+                await inflight.put(None)
+
+        reader = asyncio.ensure_future(read())
+        pending: list[asyncio.Future[Any]] = []
+        try:
+            while True:
+                getter = asyncio.ensure_future(inflight.get())
+                pending = [getter]
+                future = await getter
+                if future is None:
+                    break
+                pending = [future]
+                yield await future
+            await reader  # surfaces a read error (a malformed or oversized message)
+        except AglError as exc:
+            await context.abort(exc.code, exc.message)
+        except (asyncio.CancelledError, grpc.aio.AbortError):
+            raise
+        except Exception as exc:
+            await abort_with(context, exc, "IngestSpans")
+        finally:
+            reader.cancel()
+            for future in pending:
+                future.cancel()
+        if self.shutting_down.is_set():
+            await context.abort(
+                grpc.StatusCode.UNAVAILABLE, "agl-server is shutting down; resend unacknowledged batches elsewhere"
+            )
+
+    async def QuerySpans(self, request: s.QuerySpansRequest, context: grpc.aio.ServicerContext) -> AsyncIterator[Any]:
+        try:
+            check_request(request)
+            # The raw path streams stored bytes as they are; a total needs the parsed responses.
+            raw = None if request.include_total else getattr(self.backend, "query_span_bytes", None)
+            if raw is not None:
+                async for chunk in raw(request):
+                    yield _spans_response_bytes(chunk)
+            else:
+                async for response in self.backend.query_spans(request):
+                    yield response
+        except Exception as exc:
+            await abort_with(context, exc, "QuerySpans")
+
+
+def _count_rejected(outcomes: SpanOutcomes, response: s.IngestSpansResponse) -> None:
+    by_reason: dict[str, tuple[int, str]] = {}
+    for error in response.rejected:
+        reason = reason_for_code(error.code)
+        count, first = by_reason.get(reason, (0, error.message))
+        by_reason[reason] = (count + 1, first)
+    for reason, (count, first) in by_reason.items():
+        outcomes.reject(reason, count, first)
+
+
+def _parse_spans(raws: Any) -> list[trace_pb2.Span]:
+    spans = []
+    for i, raw in enumerate(raws):
+        try:
+            spans.append(trace_pb2.Span.FromString(raw))
+        except Exception as exc:
+            raise InvalidArgumentError(f"spans[{i}] could not be decoded as agl.v1.Span ({exc})") from None
+    return spans
