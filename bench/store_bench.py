@@ -19,328 +19,35 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import multiprocessing as mp
 import os
-import struct
-import subprocess
 import sys
 import tempfile
 import threading
 import time
 import urllib.request
 from pathlib import Path
-from typing import Any
 
-import grpc
-import lmdb
 import psutil
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from common import ROOT, Report, llm_call_span, percentile
+from store_bench_limits import raw_commit_latency, raw_grpc_stream, raw_lmdb_puts, raw_unary_rate, start_raw_server
+from store_bench_workloads import (
+    ack_latency,
+    aggregate_rate,
+    dequeue_all,
+    enqueue_batched,
+    enqueue_single,
+    ingest,
+    ingest_process,
+    lifecycle_process,
+    lifecycle_through_runners,
+    run_processes,
+    targets,
+)
 
 from agl_core.client import GrpcStore
 from agl_server.process import ServerProcess
-
-# --- limits ---------------------------------------------------------------------------------------
-
-
-def raw_lmdb_puts(directory: str, total: int, payload: bytes) -> float:
-    env = lmdb.open(os.path.join(directory, "raw-lmdb"), map_size=1 << 34)
-    key = struct.Struct(">QIQ")
-    written = 0
-    started = time.perf_counter()
-    while written < total:
-        with env.begin(write=True) as txn:  # synced commit, like agl-server's default
-            for _ in range(100):
-                txn.put(key.pack(written // 1000, 1, written) + b"spanid00", payload)
-                written += 1
-    elapsed = time.perf_counter() - started
-    env.close()
-    return written / elapsed
-
-
-async def raw_grpc_stream(address: str, payload: bytes, per_message: int, messages: int, window: int = 16) -> float:
-    """Spans/s through a bare bidi stream with ``per_message`` spans per message, ``window`` in flight."""
-    message = b"".join([payload] * per_message)
-    async with grpc.aio.insecure_channel(address, options=[("grpc.max_send_message_length", 64 << 20)]) as channel:
-        stream = channel.stream_stream("/bench.Raw/Stream", request_serializer=None, response_deserializer=None)
-        call = stream()
-        started = time.perf_counter()
-        sent = received = 0
-        while received < messages:
-            while sent < messages and sent - received < window:
-                await call.write(message)
-                sent += 1
-            await call.read()
-            received += 1
-        elapsed = time.perf_counter() - started
-        await call.done_writing()
-    return messages * per_message / elapsed
-
-
-async def raw_unary_rate(address: str, calls: int, concurrency: int) -> float:
-    """Unary round trips/s to a handler that does nothing: the ceiling of any store call."""
-    async with grpc.aio.insecure_channel(address) as channel:
-        echo = channel.unary_unary("/bench.Raw/Echo", request_serializer=None, response_deserializer=None)
-        await echo(b"warm-up")
-        semaphore = asyncio.Semaphore(concurrency)
-
-        async def one() -> None:
-            async with semaphore:
-                await echo(b"x" * 100)
-
-        started = time.perf_counter()
-        await asyncio.gather(*(one() for _ in range(calls)))
-        return calls / (time.perf_counter() - started)
-
-
-def raw_commit_latency(directory: str, payload: bytes, commits: int) -> list[float]:
-    """Latency of one synced LMDB commit of 10 spans: the floor under an acknowledgement."""
-    env = lmdb.open(os.path.join(directory, "raw-commit"), map_size=1 << 30)
-    key = struct.Struct(">QIQ")
-    latencies = []
-    for c in range(commits):
-        started = time.perf_counter()
-        with env.begin(write=True) as txn:
-            for i in range(10):
-                txn.put(key.pack(1, 1, c * 10 + i) + b"spanid00", payload)
-        latencies.append(time.perf_counter() - started)
-    env.close()
-    return latencies
-
-
-def start_raw_server(directory: str) -> tuple[subprocess.Popen[bytes], str]:
-    port_file = os.path.join(directory, "raw-port")
-    process = subprocess.Popen([sys.executable, str(ROOT / "bench" / "raw_grpc_server.py"), port_file])
-    deadline = time.monotonic() + 30
-    while not os.path.exists(port_file):
-        if time.monotonic() > deadline or process.poll() is not None:
-            raise RuntimeError("the raw gRPC server did not start")
-        time.sleep(0.02)
-    return process, f"127.0.0.1:{Path(port_file).read_text()}"
-
-
-# --- store workloads -------------------------------------------------------------------------------
-
-
-async def enqueue_single(store: GrpcStore, count: int, concurrency: int) -> float:
-    semaphore = asyncio.Semaphore(concurrency)
-
-    async def one(i: int) -> None:
-        async with semaphore:
-            await store.enqueue_rollout({"i": i})
-
-    started = time.perf_counter()
-    await asyncio.gather(*(one(i) for i in range(count)))
-    return count / (time.perf_counter() - started)
-
-
-async def enqueue_batched(store: GrpcStore, batches: int, size: int) -> float:
-    started = time.perf_counter()
-    for b in range(batches):
-        await store.enqueue_rollouts([{"input": {"b": b, "i": i}} for i in range(size)])
-    return batches * size / (time.perf_counter() - started)
-
-
-async def dequeue_all(address: str, clients: int, expected: int) -> float:
-    stores = [GrpcStore(address) for _ in range(clients)]
-    claimed = 0
-
-    async def drain(store: GrpcStore, worker: int) -> None:
-        nonlocal claimed
-        while await store.dequeue_rollout(worker_id=f"d{worker}") is not None:
-            claimed += 1
-
-    started = time.perf_counter()
-    await asyncio.gather(*(drain(s, i) for i, s in enumerate(stores)))
-    elapsed = time.perf_counter() - started
-    for store in stores:
-        await store.close()
-    assert claimed == expected, (claimed, expected)
-    return claimed / elapsed
-
-
-async def targets(store: GrpcStore, count: int) -> list[tuple[str, str]]:
-    out = []
-    for i in range(count):
-        rollout = await store.start_rollout({"target": i})
-        out.append((rollout.rollout_id, rollout.attempt.attempt_id))  # type: ignore[union-attr]
-    return out
-
-
-async def ingest(store: GrpcStore, coords: list[tuple[str, str]], total: int, batch: int, inflight: int) -> float:
-    """Acked spans/s: ``total`` spans in add_spans calls of ``batch``, ``inflight`` calls at once."""
-    pool = [llm_call_span(r, a, i) for i, (r, a) in enumerate(coords * (batch // len(coords) + 1))][:batch]
-    semaphore = asyncio.Semaphore(inflight)
-    accepted = 0
-
-    async def send() -> None:
-        nonlocal accepted
-        async with semaphore:
-            for span in pool:
-                span.span_id = os.urandom(8)  # fresh ids; the payload is serialized on submit
-            result = await store.add_spans(pool)
-            accepted += result.accepted
-
-    started = time.perf_counter()
-    await asyncio.gather(*(send() for _ in range(total // batch)))
-    elapsed = time.perf_counter() - started
-    assert accepted == total // batch * batch, accepted
-    return accepted / elapsed
-
-
-async def ack_latency(address: str, coords: list[tuple[str, str]], writers: int, rounds: int) -> list[float]:
-    stores = [GrpcStore(address) for _ in range(writers)]
-    latencies: list[float] = []
-
-    async def writer(store: GrpcStore, w: int) -> None:
-        rollout_id, attempt_id = coords[w % len(coords)]
-        spans = [llm_call_span(rollout_id, attempt_id, i) for i in range(10)]
-        await store.add_spans(spans[:1])  # open the stream first
-        for _ in range(rounds):
-            for span in spans:
-                span.span_id = os.urandom(8)
-            started = time.perf_counter()
-            await store.add_spans(spans)
-            latencies.append(time.perf_counter() - started)
-
-    await asyncio.gather(*(writer(s, w) for w, s in enumerate(stores)))
-    for store in stores:
-        await store.close()
-    return latencies
-
-
-# --- multi-process workers -------------------------------------------------------------------------
-
-
-def _ingest_process(address: str, coords: list[tuple[str, str]], total: int, start: Any, out: Any) -> None:
-    async def run() -> None:
-        async with GrpcStore(address) as store:
-            await store.wait_ready()
-            start.wait()
-            begun = time.time()
-            rate = await ingest(store, coords, total, 256, 8)
-            out.put((begun, time.time(), rate))
-
-    asyncio.run(run())
-
-
-def _lifecycle_process(address: str, worker: str, count: int, start: Any, out: Any) -> None:
-    async def run() -> None:
-        async with GrpcStore(address) as store:
-            await store.wait_ready()
-            template = [llm_call_span("r", "a", i) for i in range(10)]
-            start.wait()
-            begun = time.time()
-            done = 0
-            for i in range(count):
-                await store.enqueue_rollout({"worker": worker, "i": i})
-                rollout = await store.dequeue_rollout(worker_id=worker, wait=5)
-                assert rollout is not None and rollout.attempt is not None
-                for span in template:
-                    span.rollout_id, span.attempt_id, span.span_id = (
-                        rollout.rollout_id,
-                        rollout.attempt.attempt_id,
-                        os.urandom(8),
-                    )
-                await store.add_spans(template)
-                await store.update_attempt(rollout.rollout_id, rollout.attempt.attempt_id, status="succeeded")
-                spans = await store.query_spans(rollout.rollout_id)
-                assert len(spans) == 10
-                done += 1
-            out.put((begun, time.time(), done))
-
-    asyncio.run(run())
-
-
-def _runner_process(address: str, worker: str, done: Any, out: Any) -> None:
-    """An agl Runner on the Work stream whose agent returns 10 LLM-call spans per rollout."""
-    from agl_core.litagent import rollout as rollout_agent
-    from agl_core.runner import Runner, WorkStreamSource
-
-    template = [llm_call_span("r", "a", i) for i in range(10)]
-
-    @rollout_agent
-    async def agent(task: Any, rollout: Any) -> list[Any]:
-        spans = []
-        for span in template:
-            copy = type(span)()
-            copy.CopyFrom(span)
-            copy.rollout_id, copy.attempt_id, copy.span_id = (
-                rollout.rollout_id,
-                rollout.attempt.attempt_id,
-                os.urandom(8),
-            )
-            spans.append(copy)
-        return spans
-
-    async def run() -> None:
-        async with GrpcStore(address) as store:
-            await store.wait_ready()
-            stop = asyncio.Event()
-            runner = Runner(agent, store=store, source=WorkStreamSource(address, worker_id=worker, capacity=2))
-            task = asyncio.create_task(runner.run(stop))
-            out.put(("ready", worker))
-            await asyncio.to_thread(done.wait)  # runners take work as it arrives; this is the stop
-            stop.set()
-            await task
-
-    asyncio.run(run())
-
-
-async def lifecycle_through_runners(address: str, workers: int, rollouts: int, server_pid: int) -> tuple[float, float]:
-    """Rollouts/s as agl runs them: the algorithm enqueues a batch and follows completions on the watch
-    stream, reading each finished rollout's spans; Runner processes take work on the Work stream."""
-    context = mp.get_context("spawn")
-    done, out = context.Event(), context.Queue()
-    processes = [context.Process(target=_runner_process, args=(address, f"run-{w}", done, out)) for w in range(workers)]
-    for process in processes:
-        process.start()
-    for _ in processes:
-        out.get(timeout=120)
-    server = psutil.Process(server_pid)
-    async with GrpcStore(address) as store:
-        cpu_before = sum(server.cpu_times()[:2])
-        started = time.perf_counter()
-        async with store.watch_rollouts(status_in=["succeeded", "failed"]) as watch:
-            ids = {r.rollout_id for r in await store.enqueue_rollouts([{"input": i} for i in range(rollouts)])}
-            reads: list[asyncio.Task[Any]] = []
-            async for event in watch:
-                if event.rollout_id in ids:
-                    ids.discard(event.rollout_id)
-                    reads.append(asyncio.create_task(store.query_spans(event.rollout_id, "latest")))
-                    if not ids:
-                        break
-            spans = await asyncio.gather(*reads)
-        elapsed = time.perf_counter() - started
-        server_cpu = sum(server.cpu_times()[:2]) - cpu_before
-    assert all(len(s) == 10 for s in spans), "every rollout must come back with its 10 spans"
-    done.set()
-    for process in processes:
-        process.join(60)
-    return rollouts / elapsed, server_cpu / rollouts
-
-
-def run_processes(target: Any, args_list: list[tuple[Any, ...]]) -> list[Any]:
-    context = mp.get_context("spawn")
-    start = context.Event()
-    out = context.Queue()
-    processes = [context.Process(target=target, args=(*args, start, out)) for args in args_list]
-    for process in processes:
-        process.start()
-    time.sleep(1.0)  # let the workers connect; the measured window starts at the shared start event
-    start.set()
-    results = [out.get(timeout=600) for _ in processes]
-    for process in processes:
-        process.join(60)
-    return results
-
-
-def aggregate_rate(results: list[tuple[float, float, float]], amount_of: Any) -> float:
-    begun = min(r[0] for r in results)
-    ended = max(r[1] for r in results)
-    return sum(amount_of(r) for r in results) / (ended - begun)
-
 
 # --- memory ----------------------------------------------------------------------------------------
 
@@ -407,7 +114,7 @@ async def ingest_only(args: argparse.Namespace, report: Report, workdir: str) ->
             note=f"server CPU {cpu / spans_total * 1e6:.1f} us/span",
         )
         cpu = sum(process.cpu_times()[:2])
-        results = run_processes(_ingest_process, [(server.address, coords, spans_total // 8) for _ in range(8)])
+        results = run_processes(ingest_process, [(server.address, coords, spans_total // 8) for _ in range(8)])
         cpu = sum(process.cpu_times()[:2]) - cpu
         stored = spans_total // 8 // 256 * 256 * 8
         eight = aggregate_rate(results, lambda r: spans_total // 8 // 256 * 256)
@@ -573,7 +280,7 @@ async def main_async(args: argparse.Namespace, report: Report, workdir: str) -> 
             report.add("  as a fraction of raw LMDB puts", fraction, "x", target=">= 0.45", met=fraction >= 0.45)
             report.add("  as a fraction of raw gRPC stream (64/msg)", one_stream / raw_64, "x")
 
-        results = run_processes(_ingest_process, [(server.address, coords, spans_total // 8) for _ in range(8)])
+        results = run_processes(ingest_process, [(server.address, coords, spans_total // 8) for _ in range(8)])
         eight = aggregate_rate(results, lambda r: spans_total // 8 // 256 * 256)
         report.add("ingest, 8 client streams (8 processes)", eight, "spans/s")
         report.add("  as a fraction of raw LMDB puts", eight / lmdb_rate, "x")
@@ -585,7 +292,7 @@ async def main_async(args: argparse.Namespace, report: Report, workdir: str) -> 
         for workers in (1, 8):
             count = per_worker if workers == 1 else per_worker * 2 // workers
             results = run_processes(
-                _lifecycle_process, [(server.address, f"life-{workers}-{w}", count) for w in range(workers)]
+                lifecycle_process, [(server.address, f"life-{workers}-{w}", count) for w in range(workers)]
             )
             rate = aggregate_rate(results, lambda r: r[2])
             report.add(f"rollout lifecycle, 5 calls per rollout, {workers} worker process(es)", rate, "rollouts/s")
