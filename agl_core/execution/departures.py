@@ -42,13 +42,18 @@ async def wait_workers_gone(
     deadline = time.monotonic() + timeout
     while True:
         connected: set[str] = set()
+        # Counted from the totals: a page may not hold every match (past the page, still waited for).
+        pending = 0
         if ids:
             page = await store.query_workers(worker_id_in=ids, status_in=CONNECTED, all_namespaces=True)
             connected.update(w.worker_id for w in page.items)
+            pending += page.total
         if id_prefix:
             page = await store.query_workers(worker_id_contains=id_prefix, status_in=CONNECTED, all_namespaces=True)
-            connected.update(w.worker_id for w in page.items if w.worker_id.startswith(id_prefix))
-        if not connected or time.monotonic() >= deadline:
+            matched = [w.worker_id for w in page.items if w.worker_id.startswith(id_prefix)]
+            connected.update(matched)
+            pending += len(matched) + page.total - len(page.items)
+        if not pending or time.monotonic() >= deadline:
             return sorted(connected)
         await asyncio.sleep(poll_interval)
 
