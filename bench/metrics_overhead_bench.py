@@ -46,7 +46,7 @@ def per_group_cost(metrics: ServerMetrics) -> float:
     effects = [Effects(spans=SPANS_PER_BATCH) for _ in range(BATCHES_PER_GROUP)]
     started = time.perf_counter()
     for _ in range(ROUNDS):
-        metrics.observe_commit(BATCHES_PER_GROUP, 0.001)
+        metrics.observe_commit(BATCHES_PER_GROUP, 0.001, 0.0005)
         metrics.on_commit(effects)
     return (time.perf_counter() - started) / ROUNDS
 

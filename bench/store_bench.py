@@ -45,6 +45,7 @@ from store_bench_workloads import (
     run_processes,
     targets,
 )
+from writer_metrics import WriterShare, writer_totals
 
 from agl_core.client import GrpcStore
 from agl_server.process import ServerProcess
@@ -162,16 +163,26 @@ async def rollout_rates(args: argparse.Namespace, report: Report, workdir: str) 
 
 
 async def report_ack_latency(
-    address: str, coords: list[tuple[str, str]], report: Report, quick: bool, server_pid: int | None = None
+    address: str,
+    coords: list[tuple[str, str]],
+    report: Report,
+    quick: bool,
+    server_pid: int | None = None,
+    metrics_url: str | None = None,
 ) -> None:
-    """Ack latency of closed-loop writers, and the CPU each batch cost the server and this client
-    (with the writers closed-loop, the 8-writer latency is mostly the time to serve 8 batches)."""
+    """Ack latency of closed-loop writers, the CPU each batch cost the server and this client, and
+    (with ``metrics_url``, the server's /metrics) how busy the store's writer was and what each of
+    its groups cost: with the writers closed-loop, the 8-writer latency is mostly the time the
+    writer takes to serve the batches ahead."""
     print("ack latency", flush=True)
     rounds = 200 if quick else 1_500
     server = psutil.Process(server_pid) if server_pid is not None else None
     for writers, target in ((1, 2.0), (8, 5.0)):
         server_cpu, client_cpu = _cpu_seconds(server), _cpu_seconds(psutil.Process())
+        totals = writer_totals(metrics_url) if metrics_url else None
+        started = time.perf_counter()
         latencies = await ack_latency(address, coords, writers, rounds // writers if writers > 1 else rounds)
+        wall = time.perf_counter() - started
         p50, p99 = percentile(latencies, 50) * 1e3, percentile(latencies, 99) * 1e3
         report.add(f"ack latency p50, {writers} writer(s), 10 spans/batch", p50, "ms")
         report.add(
@@ -186,6 +197,12 @@ async def report_ack_latency(
             report.add(f"  server CPU per batch, {writers} writer(s)", per_batch, "us")
         per_batch = (_cpu_seconds(psutil.Process()) - client_cpu) / len(latencies) * 1e6
         report.add(f"  client CPU per batch, {writers} writer(s)", per_batch, "us")
+        if metrics_url and totals is not None:
+            share = WriterShare.between(totals, writer_totals(metrics_url), wall)
+            report.add(f"  store writer busy, {writers} writer(s)", share.busy * 100, "%")
+            report.add(f"  operations per group commit, {writers} writer(s)", share.operations_per_group, "ops")
+            report.add(f"  per group: running its operations, {writers} writer(s)", share.run_ms_per_group, "ms")
+            report.add(f"  per group: commit (write + sync), {writers} writer(s)", share.commit_ms_per_group, "ms")
 
 
 def _cpu_seconds(process: psutil.Process | None) -> float:
@@ -197,13 +214,13 @@ def _cpu_seconds(process: psutil.Process | None) -> float:
 
 async def ack_only(args: argparse.Namespace, report: Report, workdir: str) -> None:
     """Only the ack latency section, on a fresh server (repeat it to see the spread)."""
-    with ServerProcess(os.path.join(workdir, "data"), log_path=os.path.join(workdir, "server.log")) as server:
+    data, log = os.path.join(workdir, "data"), os.path.join(workdir, "server.log")
+    with ServerProcess(data, args=["--http-port", "0"], log_path=log) as server:
         async with GrpcStore(server.address) as store:
             await store.wait_ready()
             coords = await targets(store, 64)
-        await report_ack_latency(
-            server.address, coords, report, args.quick, server.process.pid if server.process else None
-        )
+        pid = server.process.pid if server.process else None
+        await report_ack_latency(server.address, coords, report, args.quick, pid, f"{server.http_url}/metrics")
 
 
 async def main_async(args: argparse.Namespace, report: Report, workdir: str) -> None:

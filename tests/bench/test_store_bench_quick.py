@@ -43,6 +43,15 @@ def test_ack_only_reports_latency_and_cpu_per_batch() -> None:
         for side in ("server", "client"):
             value, unit = rows[f"{side} CPU per batch, {writers} writer(s)"]
             assert unit == "us" and value > 0, (side, writers)
+        # The store's writer, from the server's /metrics: it ran groups, each with its operations
+        # and a commit, and cannot have been busy longer than the run.
+        busy, unit = rows[f"store writer busy, {writers} writer(s)"]
+        assert unit == "%" and 0 < busy <= 100, (busy, writers)
+        per_group, _ = rows[f"operations per group commit, {writers} writer(s)"]
+        assert per_group >= 1, writers
+        run, _ = rows[f"per group: running its operations, {writers} writer(s)"]
+        commit, _ = rows[f"per group: commit (write + sync), {writers} writer(s)"]
+        assert run > 0 and commit > 0, (run, commit, writers)
 
 
 def test_rollouts_only_reports_every_rate() -> None:

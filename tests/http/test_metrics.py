@@ -73,6 +73,9 @@ async def test_metrics_follow_rollouts_spans_attempts_and_workers(
     assert after["agl_ingest_ack_seconds_count"] == 3
     assert after["agl_store_commit_seconds_count"] >= 5
     assert after["agl_store_commit_groups_total"] >= after["agl_store_commit_seconds_count"]
+    # Every group's commit is timed as a part of the group's time.
+    assert after["agl_store_commit_flush_seconds_count"] == after["agl_store_commit_seconds_count"]
+    assert 0 < after["agl_store_commit_flush_seconds_sum"] <= after["agl_store_commit_seconds_sum"]
     assert after["agl_lmdb_data_bytes"] > 0
     assert 0 < after["agl_lmdb_map_used_ratio"] < 1
     assert after["agl_lmdb_file_bytes"] > 0

@@ -75,7 +75,7 @@ class LmdbCore:
         self._events_changed = asyncio.Event()
         self._terminal_waiters: dict[str, set[asyncio.Future[None]]] = {}
         self._listeners: list[Listener] = []
-        self._commit_observers: list[Callable[[int, float], None]] = []
+        self._commit_observers: list[Callable[[int, float, float], None]] = []
         # Used only by the writer thread.
         self._span_ids = SpanIdIndex()
         self._closed = False
@@ -153,8 +153,9 @@ class LmdbCore:
         """Call ``listener`` on the event loop with the effects of every commit (events, span counts)."""
         self._listeners.append(listener)
 
-    def add_commit_observer(self, observer: Callable[[int, float], None]) -> None:
-        """Call ``observer(operations, seconds)`` on the writer thread after each group commit."""
+    def add_commit_observer(self, observer: Callable[[int, float, float], None]) -> None:
+        """Call ``observer(operations, seconds, commit_seconds)`` on the writer thread after each group
+        commit: the group's size, the seconds it took to run and commit, and of those the commit's."""
         self._commit_observers.append(observer)
 
     @property

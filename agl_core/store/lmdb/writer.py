@@ -53,15 +53,16 @@ class Writer(Generic[E]):
         name: str = "agl-lmdb-writer",
         on_abort: Callable[[], None] = lambda: None,
         pause_readers: Callable[[], contextlib.AbstractContextManager[Any]] = contextlib.nullcontext,
-        observers: list[Callable[[int, float], None]] | None = None,
+        observers: list[Callable[[int, float, float], None]] | None = None,
     ) -> None:
         """:param on_abort: called on the writer thread whenever writes are rolled back (an operation
         failed, or a whole group), so caches of what is on disk can be dropped.
         :param pause_readers: held while the map grows: waits for read transactions running off the
             event loop to end and holds new ones back (those on the loop cannot be open then).
-        :param observers: called on the writer thread after each group with its number of operations
-            and the seconds it took to run and commit (agl-server's metrics); a list the owner may
-            add to later."""
+        :param observers: called on the writer thread after each group with its number of operations,
+            the seconds it took to run and commit, and of those the seconds the commit itself took
+            (writing the pages and, when durable, syncing them: agl-server's metrics); a list the
+            owner may add to later."""
         self._pause_readers = pause_readers
         self._env = env
         self._loop = loop
@@ -112,9 +113,10 @@ class Writer(Generic[E]):
 
     def _run_group(self, group: list[tuple[Op, asyncio.Future[Any]]]) -> None:
         started = time.perf_counter()
+        flush = 0.0
         while True:
             try:
-                outcomes, effects = self._execute(group)
+                outcomes, effects, flush = self._execute(group)
                 break
             except lmdb.MapFullError:
                 self._on_abort()
@@ -137,7 +139,7 @@ class Writer(Generic[E]):
             elapsed = time.perf_counter() - started
             for observe in self._observers:
                 try:
-                    observe(len(group), elapsed)
+                    observe(len(group), elapsed, flush)
                 except Exception:
                     logger.exception("a commit observer failed")
         try:
@@ -145,10 +147,13 @@ class Writer(Generic[E]):
         except RuntimeError:
             pass  # the loop is closed: nobody is waiting any more
 
-    def _execute(self, group: list[tuple[Op, asyncio.Future[Any]]]) -> tuple[list[tuple[bool, Any]], list[E]]:
+    def _execute(self, group: list[tuple[Op, asyncio.Future[Any]]]) -> tuple[list[tuple[bool, Any]], list[E], float]:
+        """Run the group in one transaction and commit it: the outcomes, the effects of the operations
+        that succeeded, and the seconds the commit took."""
         outcomes: list[tuple[bool, Any]] = []
         effects: list[E] = []
-        with self._env.begin(write=True) as txn:
+        txn = self._env.begin(write=True)
+        try:
             for op, future in group:
                 if future.cancelled():
                     # The caller gave up before the write started; nothing to do. A caller that gives up
@@ -172,7 +177,12 @@ class Writer(Generic[E]):
                     continue
                 outcomes.append((True, result))
                 effects.append(op_effects)
-        return outcomes, effects
+        except BaseException:
+            txn.abort()
+            raise
+        committing = time.perf_counter()
+        txn.commit()
+        return outcomes, effects, time.perf_counter() - committing
 
     def _grow_map(self) -> bool:
         size = self._env.info()["map_size"]

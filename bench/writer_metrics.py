@@ -1,0 +1,64 @@
+"""Where the store's single writer spends its time, read from agl-server's /metrics.
+
+The writer runs every write of the server in group commits, one group at a time. Two scrapes of
+``agl_store_commit_seconds`` (a whole group: its operations, then the commit) and
+``agl_store_commit_flush_seconds`` (the commit alone: pages written and synced) around a workload
+tell how busy it was and what each group cost. A writer busy close to 100% of the time is the
+bound on every acknowledgement."""
+
+from __future__ import annotations
+
+import urllib.request
+from dataclasses import dataclass
+
+from prometheus_client.parser import text_string_to_metric_families
+
+_WANTED = {
+    "agl_store_commit_seconds_sum": "seconds",
+    "agl_store_commit_seconds_count": "groups",
+    "agl_store_commit_flush_seconds_sum": "flush_seconds",
+    "agl_store_commit_group_operations_sum": "operations",
+}
+
+
+@dataclass(frozen=True)
+class WriterTotals:
+    seconds: float = 0.0
+    groups: float = 0.0
+    flush_seconds: float = 0.0
+    operations: float = 0.0
+
+
+def writer_totals(metrics_url: str) -> WriterTotals:
+    """The writer's running totals now, scraped from ``metrics_url`` (``http://host:port/metrics``)."""
+    with urllib.request.urlopen(metrics_url, timeout=10) as response:
+        text = response.read().decode()
+    found: dict[str, float] = {}
+    for family in text_string_to_metric_families(text):
+        for sample in family.samples:
+            field = _WANTED.get(sample.name)
+            if field is not None:
+                found[field] = sample.value
+    return WriterTotals(**found)
+
+
+@dataclass(frozen=True)
+class WriterShare:
+    """The writer over one interval of ``wall`` seconds."""
+
+    busy: float  # fraction of the interval spent running groups
+    operations_per_group: float
+    run_ms_per_group: float  # running the operations, waits for the GIL included
+    commit_ms_per_group: float  # writing and syncing the pages
+
+    @classmethod
+    def between(cls, before: WriterTotals, after: WriterTotals, wall: float) -> WriterShare:
+        groups = max(after.groups - before.groups, 1.0)
+        seconds = after.seconds - before.seconds
+        flush = after.flush_seconds - before.flush_seconds
+        return cls(
+            busy=seconds / wall if wall > 0 else 0.0,
+            operations_per_group=(after.operations - before.operations) / groups,
+            run_ms_per_group=(seconds - flush) / groups * 1e3,
+            commit_ms_per_group=flush / groups * 1e3,
+        )
