@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import copy
 from collections.abc import Iterable, Mapping
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from agl_core.errors import AglError, BatchError, NotFoundError, error_for_code
 from agl_core.proto import store_pb2 as s
@@ -17,6 +17,7 @@ from agl_core.store import routing
 from agl_core.store.admin_calls import AdminCalls
 from agl_core.store.backend import StoreBackend
 from agl_core.store.calls import UNSET, _duration, _logic, _order, _page_args, _Unset
+from agl_core.store.resource_calls import ResourceCalls
 from agl_core.store.span_calls import SpanCalls
 from agl_core.store.watch import RolloutWatch, WatchCalls
 from agl_core.types import convert
@@ -30,14 +31,10 @@ from agl_core.types.core import (
     RolloutSpec,
     RolloutStatus,
 )
-from agl_core.types.resources import Resource, ResourcesUpdate
-
-if TYPE_CHECKING:
-    pass
 from agl_core.types.values import to_struct, to_value
 
 
-class LightningStore(SpanCalls, WatchCalls, AdminCalls):
+class LightningStore(SpanCalls, WatchCalls, ResourceCalls, AdminCalls):
     """The store: rollouts, attempts, spans, resources and workers.
 
     Every method is a coroutine (or an async iterator) and must run on one event loop; use
@@ -356,74 +353,6 @@ class LightningStore(SpanCalls, WatchCalls, AdminCalls):
         if not isinstance(metadata, _Unset):
             request.metadata.CopyFrom(to_struct(metadata))
         return convert.attempt_from_pb((await self.backend.update_attempt(request)).attempt)
-
-    # --- resources ---------------------------------------------------------------------------------
-
-    async def add_resources(
-        self, resources: Mapping[str, Resource | Mapping[str, Any]], *, resources_id: str | None = None
-    ) -> ResourcesUpdate:
-        """Store a new resources set in this store's namespace and make it the namespace's latest."""
-        request = s.AddResourcesRequest(resources_id=resources_id or "", namespace=self.namespace)
-        convert.resources_to_pb(resources, request.resources)
-        return convert.resources_update_from_pb((await self.backend.add_resources(request)).resources)
-
-    async def update_resources(
-        self, resources_id: str, resources: Mapping[str, Resource | Mapping[str, Any]]
-    ) -> ResourcesUpdate:
-        """Replace the resources of set ``resources_id`` (creating it if new), bump its version and
-        make it the latest of its namespace. A new set is created in this store's namespace."""
-        request = s.UpdateResourcesRequest(resources_id=resources_id, namespace=self.namespace)
-        convert.resources_to_pb(resources, request.resources)
-        return convert.resources_update_from_pb((await self.backend.update_resources(request)).resources)
-
-    async def get_resources(self, resources_id: str) -> ResourcesUpdate | None:
-        if not resources_id:
-            raise ValueError("resources_id is required; use get_latest_resources() for the latest set")
-        return await self._get_resources(resources_id)
-
-    async def get_latest_resources(self) -> ResourcesUpdate | None:
-        """The latest set of this store's namespace."""
-        return await self._get_resources("", namespace=self.namespace)
-
-    async def _get_resources(self, resources_id: str, namespace: str = "") -> ResourcesUpdate | None:
-        try:
-            response = await self.backend.get_resources(
-                s.GetResourcesRequest(resources_id=resources_id, namespace=namespace)
-            )
-        except NotFoundError:
-            return None
-        return convert.resources_update_from_pb(response.resources)
-
-    async def query_resources(
-        self,
-        *,
-        resources_id_in: Iterable[str] | None = None,
-        resources_id_contains: str | None = None,
-        sort_by: str | None = None,
-        order: str = "asc",
-        limit: int | None = None,
-        offset: int = 0,
-        filter_logic: str = "and",
-        all_namespaces: bool = False,
-    ) -> Page[ResourcesUpdate]:
-        """Resources sets of this store's namespace (every one with ``all_namespaces``) matching
-        the id filters (``filter_logic``: ``"and"`` or ``"or"``)."""
-        limit_, offset_ = _page_args(limit, offset)
-        request = s.QueryResourcesRequest(
-            namespace=self.namespace,
-            all_namespaces=all_namespaces,
-            resources_id_in=list(resources_id_in or ()),
-            resources_id_contains=resources_id_contains or "",
-            filter_logic=_logic(filter_logic),
-            sort_by=sort_by or "",
-            order=_order(order),
-            limit=limit_,
-            offset=offset_,
-        )
-        response = await self.backend.query_resources(request)
-        return Page(
-            [convert.resources_update_from_pb(pb) for pb in response.resources], response.total, limit_, offset_
-        )
 
 
 __all__ = ["UNSET", "LightningStore", "RolloutWatch"]

@@ -32,7 +32,7 @@ export type { AttributeValue, PlainValue } from "./values.js";
 export { DequeueSource } from "./work.js";
 export type { Assignment, DequeueSourceOptions, WorkSource } from "./work.js";
 export { WorkStreamSource } from "./workstream.js";
-export type { WorkStreamOptions, WorkStreamStats } from "./workstream.js";
+export type { WorkStreamOptions, WorkStreamStats } from "./workstream_options.js";
 
 export * from "./gen/agl/v1/resources_pb.js";
 export * from "./gen/agl/v1/runner_pb.js";

@@ -16,55 +16,10 @@ import {
 } from "./gen/agl/v1/runner_pb.js";
 import { AttemptStatus } from "./gen/agl/v1/types_pb.js";
 import { failureCode, Outage, STREAM_RETRYABLE } from "./retry.js";
+import { Outbox } from "./outbox.js";
 import { abortion, type Deferred, deferred, sleep } from "./util.js";
 import type { Assignment, WorkSource } from "./work.js";
-
-/** Options of a {@link WorkStreamSource}. */
-export interface WorkStreamOptions {
-  /** The worker's id; empty lets the server pick one (then read `workerId` once started). */
-  workerId?: string;
-  /**
-   * Attempts the worker runs at once (default 1). Give a `Runner` the same concurrency: attempts
-   * beyond it wait in the source while the server counts them as running.
-   */
-  capacity?: number;
-  /**
-   * How often the worker says it is alive, in ms (default 10,000). The server ends a stream that
-   * is silent for three intervals and gives up the attempts it held.
-   */
-  heartbeatIntervalMs?: number;
-  /**
-   * How long to keep reconnecting after the stream broke, in ms (default: the client's
-   * `retryDeadlineMs`); after it, `next` and `report` fail for good.
-   */
-  retryDeadlineMs?: number;
-  /** The namespace (experiment) the worker serves; default: the client's (`ClientOptions.namespace`). */
-  namespace?: string;
-  /** The queues the worker takes work from; default `["default"]`. */
-  queues?: string[];
-  /**
-   * Only rollouts whose labels match are pushed: comma-separated requirements that must all
-   * hold, `k=v`, `k!=v`, `k in (a,b)`, `k notin (a,b)`, `k`, `!k` (e.g. `"lang=ts"`). Default:
-   * any labels. The server refuses a malformed one (INVALID_ARGUMENT, naming the bad part) and
-   * the source fails for good. Among the matching rollouts of its queues the worker gets the
-   * highest priority first, then the oldest.
-   */
-  labelSelector?: string;
-  /** What the worker wants to be known by (agent name, version, ...), on top of host, pid and language. */
-  info?: JsonObject;
-  /** Where reconnects are logged (default console). */
-  logger?: Pick<Console, "warn" | "error">;
-}
-
-/** Counters of a WorkStreamSource, for monitoring and tests. */
-export interface WorkStreamStats {
-  /** Streams the server welcomed: 1, plus one per reconnect. */
-  streams: number;
-  /** Attempts the worker holds: assigned and not finally reported. */
-  held: number;
-  /** How many of those `next` has not handed out yet. */
-  queued: number;
-}
+import type { WorkStreamOptions, WorkStreamStats } from "./workstream_options.js";
 
 interface PendingReport {
   seq: number;
@@ -105,7 +60,7 @@ export class WorkStreamSource implements WorkSource {
   private readonly pending = new Map<string, PendingReport>();
   private seq = 0;
   private streams = 0;
-  private outbox: Outbox | undefined; // the welcomed stream's requests, while there is one
+  private outbox: Outbox<WorkRequest> | undefined; // the welcomed stream's requests, while there is one
   private draining = false;
   private closing = false;
   private failure: Error | undefined;
@@ -327,7 +282,7 @@ export class WorkStreamSource implements WorkSource {
 
   /** Runs one stream: hello, welcome, resends, then assignments and acks until it ends. */
   private async serve(): Promise<{ welcomed: boolean; error: ConnectError }> {
-    const outbox = new Outbox();
+    const outbox = new Outbox<WorkRequest>();
     outbox.push(
       create(WorkRequestSchema, {
         kind: {
@@ -379,7 +334,7 @@ export class WorkStreamSource implements WorkSource {
     }
   }
 
-  private welcome(workerId: string, outbox: Outbox): void {
+  private welcome(workerId: string, outbox: Outbox<WorkRequest>): void {
     this.id = workerId;
     this.streams++;
     // Reports the previous stream did not acknowledge go first, in the order they were made;
@@ -449,45 +404,4 @@ export class WorkStreamSource implements WorkSource {
 
 function ready(capacity: number): WorkRequest {
   return create(WorkRequestSchema, { kind: { case: "ready", value: { capacity } } });
-}
-
-/** The requests of one stream, in the order they are pushed; ending it half-closes the stream. */
-class Outbox {
-  private items: WorkRequest[] = [];
-  private ended = false;
-  private wake = deferred<void>();
-
-  push(request: WorkRequest): void {
-    if (!this.ended) {
-      this.items.push(request);
-      this.wake.resolve();
-    }
-  }
-
-  end(): void {
-    this.ended = true;
-    this.wake.resolve();
-  }
-
-  async *requests(signal: AbortSignal): AsyncGenerator<WorkRequest> {
-    const aborted = abortion(signal);
-    try {
-      for (;;) {
-        const request = this.items.shift();
-        if (request !== undefined) {
-          yield request;
-          continue;
-        }
-        if (this.ended) {
-          return;
-        }
-        await Promise.race([this.wake.promise, aborted.promise]);
-        this.wake = deferred<void>();
-      }
-    } catch {
-      return; // aborted: the call is over
-    } finally {
-      aborted.detach();
-    }
-  }
 }
