@@ -12,9 +12,10 @@ import pytest
 from agl_core.adapter import TracerTraceToTriplet
 from agl_core.types import CustomResource, PromptTemplate, ResourcesUpdate
 from agl_plugins.algorithms.apo import APO, CANDIDATE_RESOURCE, Candidate, ChatTemplate, Score, TemplateError
-from agl_plugins.algorithms.apo.algorithm import batches, clean_edit
 from agl_plugins.algorithms.apo.candidates import Gradient, candidate_of, lineage
 from agl_plugins.algorithms.apo.evaluation import clip, conversation
+from agl_plugins.algorithms.apo.sampling import batches
+from agl_plugins.algorithms.apo.steps import clean_edit
 from agl_plugins.algorithms.apo.templates import builtin_template, load_templates, template_fields
 
 EXPERIMENT = {

@@ -18,119 +18,30 @@ import asyncio
 import logging
 import os
 import random
-import re
 import sys
 import time
 import uuid
 from collections.abc import Iterator, Sequence
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, TextIO
 
 from agl_core.adapter.messages import TraceToMessages
 from agl_core.algorithm import Algorithm
-from agl_core.types.core import RolloutMode
 from agl_core.types.resources import PromptTemplate, Resource
 from agl_plugins.algorithms.apo import candidates as book
-from agl_plugins.algorithms.apo.candidates import Candidate, Gradient, Score
-from agl_plugins.algorithms.apo.evaluation import Evaluation, evaluate, experiments
-from agl_plugins.algorithms.apo.llm import ChatClient, LLMCallError, LLMStats
+from agl_plugins.algorithms.apo.candidates import Candidate, Score
+from agl_plugins.algorithms.apo.llm import ChatClient
+from agl_plugins.algorithms.apo.results import APOResult, RoundSummary
+from agl_plugins.algorithms.apo.sampling import batches
+from agl_plugins.algorithms.apo.steps import EditSteps
 from agl_plugins.algorithms.apo.templates import ChatTemplate, load_templates, template_fields
 
 logger = logging.getLogger(__name__)
 
 DEFAULT_MODEL = "gpt-4.1-mini"
-_FENCE = re.compile(r"^```[\w-]*\n(.*?)\n?```$", re.DOTALL)
-_TAGGED = re.compile(r"<prompt_template>\n?(.*?)\n?</prompt_template>", re.DOTALL)
 
 
-@dataclass
-class RoundSummary:
-    """What one round did.
-
-    :ivar proposed: edits asked for (parents x branches).
-    :ivar new: candidates that entered the validation (valid, not a repeat).
-    :ivar rejected: edits dropped, by reason (critique or edit call failed, placeholders changed,
-        unchanged or repeated prompt).
-    :ivar beam: the new beam, best first, as (candidate id, validation-batch score).
-    :ivar leader_score: the beam leader's score on the whole validation set.
-    :ivar best_score: the best whole-validation score so far (the seed's included).
-    """
-
-    round: int
-    proposed: int
-    new: int
-    rejected: dict[str, int]
-    beam: list[tuple[str, float]]
-    leader_id: str
-    leader_score: float
-    best_id: str
-    best_score: float
-    seconds: float
-    llm: dict[str, Any]
-
-
-@dataclass
-class APOResult:
-    """The outcome of an APO run; every candidate is also in the store (see ``load_history``)."""
-
-    run_id: str
-    resource_name: str
-    best: Candidate
-    seed: Candidate
-    rounds: list[RoundSummary]
-    candidates: list[Candidate]
-    llm: LLMStats
-    resources_id: str = field(default="")
-
-    @property
-    def best_prompt(self) -> PromptTemplate:
-        return self.best.prompt
-
-    @property
-    def best_score(self) -> float | None:
-        return self.best.full_score
-
-    @property
-    def seed_score(self) -> float | None:
-        return self.seed.full_score
-
-
-def batches(items: Sequence[Any], size: int, rng: random.Random) -> Iterator[list[Any]]:
-    """Endless batches of ``size`` items; each pass over ``items`` is a new shuffle, and a batch
-    that reaches the end of a pass continues into the next (no item twice in one batch, unless the
-    batch is larger than ``items``, which gives all of them each time)."""
-    if size >= len(items):
-        while True:
-            yield list(items)
-    order: list[int] = []
-    while True:
-        batch: list[Any] = []
-        taken: set[int] = set()
-        while len(batch) < size:
-            if not order:
-                order = list(range(len(items)))
-                rng.shuffle(order)
-            index = order.pop()
-            if index in taken:  # a new pass began inside this batch: keep the repeat for later
-                order.insert(0, index)
-                continue
-            taken.add(index)
-            batch.append(items[index])
-        yield batch
-
-
-def clean_edit(text: str) -> str:
-    """The prompt an edit model answered with, without a code fence or tags around it."""
-    text = text.strip()
-    tagged = _TAGGED.search(text)
-    if tagged:
-        text = tagged.group(1).strip()
-    fenced = _FENCE.match(text)
-    return fenced.group(1).strip() if fenced else text
-
-
-class APO(Algorithm):
+class APO(EditSteps, Algorithm):
     """Automatic prompt optimisation: beam search over a prompt template with textual gradients.
 
     The template to optimise is the ``PromptTemplate`` among the Trainer's ``initial_resources``
@@ -510,103 +421,6 @@ class APO(Algorithm):
             + (f"; {retries} LLM calls retried" if retries else "")
             + f"; {summary.seconds:.1f}s"
         )
-
-    # --- the pieces --------------------------------------------------------------------------------
-
-    async def _score(self, store: Any, pool: list[Candidate], tasks: list[Any], split: str, round_: int) -> None:
-        """Run every candidate of ``pool`` on ``tasks`` (all at once) and record the scores."""
-        evaluations = await asyncio.gather(
-            *(self._evaluate(store, c, tasks, RolloutMode.VAL, split, round_) for c in pool)
-        )
-        for candidate, evaluation in zip(pool, evaluations, strict=True):
-            candidate.scores.append(Score(round_, split, evaluation.score, len(tasks), evaluation.failed))
-
-    async def _evaluate(
-        self, store: Any, candidate: Candidate, tasks: list[Any], mode: RolloutMode, purpose: str, round_: int
-    ) -> Evaluation:
-        return await evaluate(
-            store,
-            tasks,
-            resources_id=candidate.candidate_id,
-            mode=mode,
-            metadata={
-                "apo.run": self.run_id,
-                "apo.candidate": candidate.candidate_id,
-                "apo.round": round_,
-                "apo.purpose": purpose,
-            },
-            timeout=self.rollout_batch_timeout,
-            failure_reward=self.failure_reward,
-        )
-
-    async def _branch(
-        self,
-        store: Any,
-        parent: Candidate,
-        tasks: list[Any],
-        critique_template: ChatTemplate,
-        edit_template: ChatTemplate,
-        fields: set[str],
-        round_: int,
-    ) -> Candidate | str:
-        """One edit of ``parent``: run it on ``tasks``, critique, edit. Returns the new candidate
-        (not yet published) or why there is none."""
-        assert self.chat is not None
-        evaluation = await self._evaluate(store, parent, tasks, RolloutMode.TRAIN, "gradient", round_)
-        parent.scores.append(Score(round_, "train_batch", evaluation.score, len(tasks), evaluation.failed))
-        shown = await experiments(store, tasks, evaluation, self.get_adapter(), max_chars=self.max_experiment_chars)
-        purpose = f"round {round_} critique of {parent.candidate_id}"
-        try:
-            critique = await self.chat.complete(
-                model=self.gradient_model,
-                messages=critique_template.render(
-                    prompt_template=parent.template, experiments=shown, mean_reward=evaluation.score
-                ),
-                temperature=self.diversity_temperature,
-                purpose=purpose,
-            )
-            edited = await self.chat.complete(
-                model=self.edit_model,
-                messages=edit_template.render(
-                    prompt_template=parent.template,
-                    critique=critique,
-                    fields=sorted(fields),
-                    engine=parent.engine,
-                ),
-                temperature=self.diversity_temperature,
-                purpose=f"round {round_} edit of {parent.candidate_id}",
-            )
-        except LLMCallError as exc:
-            logger.warning("apo: %s dropped: %s", purpose, exc)
-            return "LLM call failed"
-        template = clean_edit(edited)
-        child = Candidate(
-            candidate_id="",
-            run_id=parent.run_id,
-            round=round_,
-            template=template,
-            engine=parent.engine,
-            resource_name=parent.resource_name,
-            parent_id=parent.candidate_id,
-            critique=critique,
-            gradient=Gradient(
-                rollout_ids=[o.rollout.rollout_id for o in evaluation.outcomes],
-                parent_score=evaluation.score,
-                critique_template=critique_template.name,
-                edit_template=edit_template.name,
-            ),
-        )
-        if template == parent.template:
-            return "left the prompt unchanged"
-        try:
-            changed = template_fields(child.prompt) != fields
-        except ValueError as exc:
-            logger.info("apo: an edit of %s is not a valid template (%s); dropped", parent.candidate_id, exc)
-            return "not a valid template"
-        if changed:
-            logger.info("apo: an edit of %s changed the template's placeholders; dropped", parent.candidate_id)
-            return "changed the placeholders"
-        return child
 
 
 def _fmt(score: float | None) -> str:
