@@ -7,6 +7,7 @@ their PYTHONPATH, so the development environment is left as it was.
 
 from __future__ import annotations
 
+import asyncio
 import json
 import os
 import shutil
@@ -16,6 +17,7 @@ from pathlib import Path
 
 import pytest
 from support.raw_worker import RawWorker
+from support.waits import until
 
 from agl_core.client import GrpcStore
 from agl_core.proto import types_pb2 as t
@@ -237,3 +239,69 @@ async def test_a_third_party_store_backend_serves_work_and_spans(site: Path, tmp
             await opened.close()
         relay.stop()
         upstream.stop()
+
+
+async def test_a_third_party_backend_claims_once_per_rollout_not_once_per_waiting_stream(
+    site: Path, tmp_path: Path
+) -> None:
+    """With a backend that cannot count what is queued (sample-relay), the dispatcher claims stream
+    by stream; a claim that comes back short means the route's queue is empty, so the streams
+    after it are not asked. Each claim is a round trip to the upstream server, and a stream's work
+    waited for all the claims of its round: asking every waiting stream made 30 streams joining
+    one by one cost 350-390 claims (each join a round over all of them) and one rollout 8-29."""
+    upstream = ServerProcess(tmp_path / "upstream", log_path=tmp_path / "upstream.log").start()
+    relay = ServerProcess(
+        tmp_path / "relay",
+        args=["--store", "sample-relay", "--store-option", f"upstream={upstream.address}", "--log-level", "debug"],
+        env=env_with(site),
+        log_path=tmp_path / "relay.log",
+    )
+    workers: list[RawWorker] = []
+    store: GrpcStore | None = None
+    try:
+        relay.start()
+        store = GrpcStore(relay.address)
+        for i in range(30):
+            workers.append(await idle_relay_worker(relay, store, f"w-{i:02d}"))
+        joined = before = relayed_claims(relay)
+
+        rollout = await store.enqueue_rollout({"task": "one"})
+        done, pending = await asyncio.wait(
+            [asyncio.ensure_future(worker.assignment(within=30)) for worker in workers],
+            return_when=asyncio.FIRST_COMPLETED,
+        )
+        for waiting in pending:
+            waiting.cancel()
+        assert next(iter(done)).result().rollout.rollout_id == rollout.rollout_id
+
+        # About two claims per stream joining; for the rollout, the claim that got it, the short one
+        # after it and the next round's (a round under way when it was queued may add one or two).
+        claims = relayed_claims(relay) - before
+        assert 30 <= joined <= 100, f"{joined} claims relayed while 30 streams joined"
+        assert 1 <= claims <= 6, f"{claims} claims relayed for one rollout handed to one of 30 waiting streams"
+        assert [w for w in workers if not w.inbox.empty()] == []  # nobody else got it
+    finally:
+        for worker in workers:
+            await worker.close()
+        if store is not None:
+            await store.close()
+        relay.stop()
+        upstream.stop()
+
+
+async def idle_relay_worker(server: ServerProcess, store: GrpcStore, worker_id: str) -> RawWorker:
+    """A Work stream on ``server`` whose first (empty) claim is done: from then on it waits."""
+    worker = RawWorker(server.address)
+    await worker.hello(worker_id=worker_id, capacity=1)
+
+    async def looked() -> bool:
+        record = await store.get_worker(worker_id)
+        return record is not None and record.last_dequeue_time is not None
+
+    await until(looked, timeout=30, what=f"{worker_id} looking at the empty queue")
+    return worker
+
+
+def relayed_claims(relay: ServerProcess) -> int:
+    """Claims the relay has sent upstream so far (its debug log)."""
+    return Path(relay.log_path).read_text().count("sample-relay: DequeueRollout")

@@ -5,7 +5,8 @@ and each sent its own claim to the store's single writer, so with 1,000 idle wor
 cost 1,000 claims (999 of them empty) and the time to hand it over grew with the number of
 streams. Here one task claims for every waiting stream in one write operation per round
 (:meth:`dequeue_for_workers` of the LMDB backend), for no more streams than there are rollouts
-their routes match. Streams with the same route (namespace, queues, selector) are served in the
+their routes match (a backend that cannot count them is asked stream by stream until a claim
+comes back short). Streams with the same route (namespace, queues, selector) are served in the
 order they began to wait, and a stream that got work and still has room goes to the back. What a
 stream gets is pushed by that stream's own task, so a slow stream holds up no other.
 """
@@ -161,12 +162,21 @@ class Dispatcher:
                 [(route, [(stream.worker_id, room) for stream, room in group]) for route, group in groups]
             )
             return result
-        # Another backend: stream by stream, without waiting.
+        # Another backend: stream by stream, without waiting. It cannot say how much is queued, so
+        # a claim that comes back short is the sign: the route's queue is empty and the streams
+        # after it would get nothing (one rollout queued costs two claims, not one per waiting
+        # stream). A rollout queued meanwhile wakes the next round.
         dequeue = self.backend.dequeue_rollout
-        return [
-            [list((await dequeue(stream.dequeue_request(room))).rollouts) for stream, room in group]
-            for _, group in groups
-        ]
+        results: list[list[list[t.Rollout]]] = []
+        for _, group in groups:
+            claimed: list[list[t.Rollout]] = []
+            exhausted = False
+            for stream, room in group:
+                got = [] if exhausted else list((await dequeue(stream.dequeue_request(room))).rollouts)
+                exhausted = exhausted or len(got) < room
+                claimed.append(got)
+            results.append(claimed)
+        return results
 
     def _release(self, rollouts: list[t.Rollout]) -> None:
         release = getattr(self.backend, "release_claims", None)

@@ -7,11 +7,13 @@ so a test can see it ran inside the runners (threads or processes).
 ``agl-server --store sample-relay --store-option upstream=HOST:PORT`` keeps nothing itself: every
 store call goes to the upstream agl-server through agl's gRPC client backend, which implements
 only the ``StoreBackend`` protocol (none of the embedded store's fast paths), as a store backend
-written by a third party would.
+written by a third party would. At debug level it logs each claim it relays
+(``sample-relay: DequeueRollout``), so a test can count them.
 """
 
 from __future__ import annotations
 
+import logging
 import os
 from typing import Any
 
@@ -46,10 +48,21 @@ def agl_on_rollout_end(rollout: Any, status: Any, worker_id: str) -> None:
             log.write(f"{rollout.rollout_id} {status} {worker_id}\n")
 
 
+logger = logging.getLogger("agl_sample_plugin")
+
+
+class RelayBackend(GrpcBackend):
+    """agl's gRPC client backend, logging the claims it relays."""
+
+    async def dequeue_rollout(self, request: Any) -> Any:
+        logger.debug("sample-relay: DequeueRollout for %s", request.worker_id)
+        return await super().dequeue_rollout(request)
+
+
 def open_relay(path: str, *, upstream: str, **unknown: Any) -> GrpcBackend:
     if unknown:
         raise TypeError(f"the sample-relay store takes the option upstream, not {', '.join(sorted(unknown))}")
-    return GrpcBackend(ChannelConfig(address=upstream))
+    return RelayBackend(ChannelConfig(address=upstream))
 
 
 @hookimpl
