@@ -16,8 +16,7 @@ import sys
 from pathlib import Path
 
 import pytest
-from support.raw_worker import RawWorker
-from support.waits import until
+from support.raw_worker import RawWorker, idle_worker
 
 from agl_core.client import GrpcStore
 from agl_core.proto import types_pb2 as t
@@ -262,7 +261,7 @@ async def test_a_third_party_backend_claims_once_per_rollout_not_once_per_waitin
         relay.start()
         store = GrpcStore(relay.address)
         for i in range(30):
-            workers.append(await idle_relay_worker(relay, store, f"w-{i:02d}"))
+            workers.append(await idle_worker(relay.address, store, f"w-{i:02d}"))
         joined = before = relayed_claims(relay)
 
         rollout = await store.enqueue_rollout({"task": "one"})
@@ -287,19 +286,6 @@ async def test_a_third_party_backend_claims_once_per_rollout_not_once_per_waitin
             await store.close()
         relay.stop()
         upstream.stop()
-
-
-async def idle_relay_worker(server: ServerProcess, store: GrpcStore, worker_id: str) -> RawWorker:
-    """A Work stream on ``server`` whose first (empty) claim is done: from then on it waits."""
-    worker = RawWorker(server.address)
-    await worker.hello(worker_id=worker_id, capacity=1)
-
-    async def looked() -> bool:
-        record = await store.get_worker(worker_id)
-        return record is not None and record.last_dequeue_time is not None
-
-    await until(looked, timeout=30, what=f"{worker_id} looking at the empty queue")
-    return worker
 
 
 def relayed_claims(relay: ServerProcess) -> int:

@@ -13,8 +13,7 @@ from pathlib import Path
 import aiohttp
 import pytest
 from support.http_listener import scrape
-from support.raw_worker import RawWorker
-from support.waits import until
+from support.raw_worker import RawWorker, idle_worker
 
 from agl_core.client import GrpcStore
 from agl_core.proto import types_pb2 as t
@@ -49,25 +48,10 @@ async def opened() -> AsyncIterator[list[RawWorker]]:
     await asyncio.gather(*(worker.close() for worker in workers), return_exceptions=True)
 
 
-async def idle_worker(server: ServerProcess, client: GrpcStore, opened: list[RawWorker], worker_id: str) -> RawWorker:
-    """A Work stream whose first look at the (empty) queue is done: from then on it waits for the
-    dispatcher. The store records that look as the worker's last dequeue."""
-    worker = RawWorker(server.address)
-    opened.append(worker)
-    await worker.hello(worker_id=worker_id, capacity=1)
-
-    async def looked() -> bool:
-        record = await client.get_worker(worker_id)
-        return record is not None and record.last_dequeue_time is not None
-
-    await until(looked, timeout=30, what=f"{worker_id} looking at the empty queue")
-    return worker
-
-
 async def test_one_rollout_queued_costs_one_claim_however_many_streams_wait(
     metered_server: ServerProcess, client: GrpcStore, http: aiohttp.ClientSession, opened: list[RawWorker]
 ) -> None:
-    workers = [await idle_worker(metered_server, client, opened, f"w-{i:02d}") for i in range(40)]
+    workers = [await idle_worker(metered_server.address, client, f"w-{i:02d}", opened) for i in range(40)]
     before = (await scrape(http, metered_server))[WRITES]
 
     rollout = await client.enqueue_rollout({"task": "one"})
@@ -92,7 +76,9 @@ async def test_the_stream_that_waited_longest_gets_the_next_rollout(
     metered_server: ServerProcess, client: GrpcStore, opened: list[RawWorker]
 ) -> None:
     names = ["w-a", "w-b", "w-c"]
-    workers = dict(zip(names, [await idle_worker(metered_server, client, opened, n) for n in names], strict=True))
+    workers = dict(
+        zip(names, [await idle_worker(metered_server.address, client, n, opened) for n in names], strict=True)
+    )
     order = []
     for i in range(6):
         rollout = await client.enqueue_rollout({"i": i})

@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 import asyncio
+from typing import Any
 
 import grpc
 
 from agl_core.proto import runner_pb2 as r
 from agl_core.proto import runner_pb2_grpc
+from support.waits import until
 
 
 class RawWorker:
@@ -71,3 +73,21 @@ class RawWorker:
         self.call.cancel()
         self.reader.cancel()
         await self.channel.close()
+
+
+async def idle_worker(address: str, store: Any, worker_id: str, opened: list[RawWorker] | None = None) -> RawWorker:
+    """A Work stream (capacity 1) whose first look at the empty queue is done: from then on it
+    waits for the dispatcher. The store (any client of the server) records that look as the
+    worker's last dequeue. ``opened``: a list the worker is added to before it says hello, for the
+    caller to close."""
+    worker = RawWorker(address)
+    if opened is not None:
+        opened.append(worker)
+    await worker.hello(worker_id=worker_id, capacity=1)
+
+    async def looked() -> bool:
+        record = await store.get_worker(worker_id)
+        return record is not None and record.last_dequeue_time is not None
+
+    await until(looked, timeout=30, what=f"{worker_id} looking at the empty queue")
+    return worker
