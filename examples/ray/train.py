@@ -16,7 +16,7 @@ import argparse
 import os
 from pathlib import Path
 
-from agents import parity
+from parity_agent import parity
 
 from agl_core.trainer import Trainer
 

@@ -9,6 +9,7 @@ applied."""
 from __future__ import annotations
 
 import asyncio
+import importlib.util
 import os
 import shutil
 import socket
@@ -162,8 +163,11 @@ def _custom_resources(group: dict[str, Any]) -> dict[str, int]:
 def test_the_job_sees_the_strategy_the_docstring_describes(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
     """train.py's strategy spec from its environment, without a cluster: data dir and token as
     given, TLS only with AGL_TLS_DIR, and then under AGL_SERVER_NAME."""
-    monkeypatch.syspath_prepend(str(EXAMPLE))
-    import train
+    monkeypatch.syspath_prepend(str(EXAMPLE))  # for its ``from parity_agent import parity``
+    spec = importlib.util.spec_from_file_location("ray_example_train", EXAMPLE / "train.py")
+    assert spec is not None and spec.loader is not None
+    train = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(train)
 
     monkeypatch.setenv("AGL_DATA_DIR", str(tmp_path))
     monkeypatch.setenv("AGL_TOKEN", "t0ken")

@@ -1,5 +1,6 @@
 """The agent of ``train.py``: a module of its own, shipped to every node with the job's working
-directory, where the runner actors import it by path."""
+directory, where the runner actors import it by path. (Its name is its own: a module named
+``agents`` would be shadowed by, or shadow, the OpenAI Agents SDK's package.)"""
 
 from __future__ import annotations
 
