@@ -18,7 +18,8 @@ import { RunnerService } from "./gen/agl/v1/runner_pb.js";
 import { LightningStoreService, RolloutSpecSchema } from "./gen/agl/v1/store_pb.js";
 import type { Span } from "./gen/agl/v1/trace_pb.js";
 import { AttemptStatus, RolloutStatus, type Attempt, type Rollout } from "./gen/agl/v1/types_pb.js";
-import { SpanStream, type SpanStreamOptions } from "./ingest.js";
+import { SpanStream } from "./ingest.js";
+import type { SpanStreamOptions } from "./span_stream_types.js";
 import { DEFAULT_RETRY_DEADLINE_MS, Outage, UNARY_RETRYABLE } from "./retry.js";
 import { sleep } from "./util.js";
 

@@ -19,7 +19,7 @@ export { AglClient, connect, DEFAULT_ADDRESS, rolloutStatusName, statusName } fr
 export type { CallOptions, ClientOptions, RolloutSpecInit, WorkSelection } from "./client.js";
 export { AglError, ItemErrors, NotStartedError } from "./errors.js";
 export { ackError, SpanStream } from "./ingest.js";
-export type { Ack, PendingAck, SpanStreamOptions, SpanStreamStats } from "./ingest.js";
+export type { Ack, PendingAck, SpanStreamOptions, SpanStreamStats } from "./span_stream_types.js";
 export { formatPrompt } from "./prompt.js";
 export { backoffMs, DEFAULT_RETRY_DEADLINE_MS, failureCode, Outage, STREAM_RETRYABLE, UNARY_RETRYABLE } from "./retry.js";
 export { Runner } from "./runner.js";

@@ -1,64 +1,18 @@
 import { create, toBinary } from "@bufbuild/protobuf";
-import { Code, ConnectError, type Client } from "@connectrpc/connect";
+import { Code, ConnectError } from "@connectrpc/connect";
 
 import { AglError, ItemErrors } from "./errors.js";
 import {
   IngestSpansRequestSchema,
   type IngestSpansRequest,
   type IngestSpansResponse,
-  type LightningStoreService,
 } from "./gen/agl/v1/store_pb.js";
-import { type AnyValue, type KeyValue, type Span, SpanSchema } from "./gen/agl/v1/trace_pb.js";
-import { type ItemError, ItemErrorSchema } from "./gen/agl/v1/types_pb.js";
+import { type Span, SpanSchema } from "./gen/agl/v1/trace_pb.js";
+import { ItemErrorSchema } from "./gen/agl/v1/types_pb.js";
 import { failureCode, Outage, STREAM_RETRYABLE } from "./retry.js";
+import { estimateSize } from "./span_size.js";
+import type { Ack, PendingAck, SpanStreamClient, SpanStreamOptions, SpanStreamStats } from "./span_stream_types.js";
 import { abortion, deferred, sleep } from "./util.js";
-
-/** Tuning of a {@link SpanStream}. */
-export interface SpanStreamOptions {
-  /** Spans per batch (one IngestSpans message) at most; default 1024. */
-  batchSpans?: number;
-  /** Bytes per batch at most (one larger span still goes alone); default 1 MiB. */
-  batchBytes?: number;
-  /** Batches awaiting their ack at once; default 16. */
-  inflightBatches?: number;
-  /** Spans queued or unacknowledged at most; past it `enqueue` waits for acks. Default 100,000. */
-  queueLimit?: number;
-  /** A single span larger than this is rejected at once with RESOURCE_EXHAUSTED; default 16 MiB. */
-  maxSpanBytes?: number;
-}
-
-/** The outcome of one `enqueue`/`send`; indices refer to the spans of that call. */
-export interface Ack {
-  /** Spans stored by this call. */
-  accepted: number;
-  /** Spans already stored (a resend after a reconnect, or an id sent twice): the first copy stays. */
-  duplicates: number[];
-  /** Spans that could not be stored (unknown rollout or attempt, missing ids, too large). */
-  rejected: ItemError[];
-}
-
-/** Spans handed to the stream; `acked` settles once all of them are acknowledged or failed. */
-export interface PendingAck {
-  readonly acked: Promise<Ack>;
-}
-
-/** Counters of a SpanStream, for monitoring and tests. */
-export interface SpanStreamStats {
-  batchesAcked: number;
-  reconnects: number;
-  /** Spans queued or awaiting their ack. */
-  queued: number;
-  /** Batches sent and awaiting their ack. */
-  inflight: number;
-}
-
-/** The parts of a client a SpanStream uses. */
-export interface SpanStreamClient {
-  readonly address: string;
-  readonly store: Client<typeof LightningStoreService>;
-  /** How long the stream keeps reconnecting without an ack before the spans it holds fail. */
-  readonly retryDeadlineMs: number;
-}
 
 interface Pending {
   ack: Ack;
@@ -443,47 +397,4 @@ function fail(pending: Pending, error: Error): void {
 /** The ack's rejected spans as an error, or undefined when none was rejected. */
 export function ackError(ack: Ack): ItemErrors | undefined {
   return ack.rejected.length > 0 ? new ItemErrors("ingest spans", ack.rejected) : undefined;
-}
-
-/** Roughly the encoded size of a span (within a few bytes per field), without encoding it. */
-export function estimateSize(span: Span): number {
-  let size = 64 + utf8(span.name) + span.traceId.length + span.spanId.length + span.parentSpanId.length;
-  size += utf8(span.rolloutId) + utf8(span.attemptId) + utf8(span.traceState);
-  size += attributesSize(span.attributes);
-  for (const event of span.events) {
-    size += 16 + utf8(event.name) + attributesSize(event.attributes);
-  }
-  for (const link of span.links) {
-    size += 16 + link.traceId.length + link.spanId.length + utf8(link.traceState) + attributesSize(link.attributes);
-  }
-  size += attributesSize(span.resource?.attributes ?? []) + attributesSize(span.scope?.attributes ?? []);
-  return size + utf8(span.status?.message ?? "") + utf8(span.scope?.name ?? "") + utf8(span.scope?.version ?? "");
-}
-
-function attributesSize(kvs: readonly KeyValue[]): number {
-  let size = 0;
-  for (const kv of kvs) {
-    size += 6 + utf8(kv.key) + anyValueSize(kv.value);
-  }
-  return size;
-}
-
-function anyValueSize(value: AnyValue | undefined): number {
-  const v = value?.value;
-  switch (v?.case) {
-    case "stringValue":
-      return 4 + utf8(v.value);
-    case "bytesValue":
-      return 4 + v.value.length;
-    case "arrayValue":
-      return 4 + v.value.values.reduce((sum, item) => sum + 2 + anyValueSize(item), 0);
-    case "kvlistValue":
-      return 4 + attributesSize(v.value.values);
-    default:
-      return 11; // a varint, double or bool with its tags
-  }
-}
-
-function utf8(text: string): number {
-  return Buffer.byteLength(text, "utf8");
 }

@@ -21,7 +21,7 @@ import {
   SpanSchema,
   valueJson,
 } from "../src/index.js";
-import { estimateSize } from "../src/ingest.js";
+import { estimateSize } from "../src/span_size.js";
 
 describe("attribute values", () => {
   it("round-trips every kind", () => {
