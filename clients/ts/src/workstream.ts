@@ -7,7 +7,6 @@ import { Code, ConnectError } from "@connectrpc/connect";
 import { type AglClient, statusName } from "./client.js";
 import { AglError } from "./errors.js";
 import {
-  AttemptReportSchema,
   type AttemptAssignment,
   type AttemptReport,
   type AttemptReportAck,
@@ -17,15 +16,10 @@ import {
 import { AttemptStatus } from "./gen/agl/v1/types_pb.js";
 import { failureCode, Outage, STREAM_RETRYABLE } from "./retry.js";
 import { Outbox } from "./outbox.js";
-import { abortion, type Deferred, deferred, sleep } from "./util.js";
+import { PendingReports } from "./pending_reports.js";
+import { abortion, deferred, sleep } from "./util.js";
 import type { Assignment, WorkSource } from "./work.js";
 import type { WorkStreamOptions, WorkStreamStats } from "./workstream_options.js";
-
-interface PendingReport {
-  seq: number;
-  report: AttemptReport;
-  ack: Deferred<AttemptReportAck>;
-}
 
 /**
  * Takes work that agl-server pushes on a RunnerService Work stream: the server assigns an
@@ -56,9 +50,8 @@ export class WorkStreamSource implements WorkSource {
   private queue: Assignment[] = [];
   /** attempt id -> rollout id: assigned, not finally reported. */
   private readonly held = new Map<string, string>();
-  /** Reports sent (or to send) and not acknowledged, by attempt id and status. */
-  private readonly pending = new Map<string, PendingReport>();
-  private seq = 0;
+  /** Reports sent (or to send) and not acknowledged. */
+  private readonly pending = new PendingReports();
   private streams = 0;
   private outbox: Outbox<WorkRequest> | undefined; // the welcomed stream's requests, while there is one
   private draining = false;
@@ -166,20 +159,15 @@ export class WorkStreamSource implements WorkSource {
     if (this.closing) {
       throw new AglError(op, this.client.address, new ConnectError("the Work stream is closed", Code.Unavailable));
     }
-    const key = `${attemptId}\u0000${status}`;
-    let pending = this.pending.get(key);
-    if (pending === undefined) {
-      const report = create(AttemptReportSchema, { rolloutId, attemptId, status, metadata });
-      pending = { seq: ++this.seq, report, ack: deferred() };
-      pending.ack.promise.catch(() => undefined);
-      this.pending.set(key, pending);
-      this.outbox?.push(create(WorkRequestSchema, { kind: { case: "report", value: report } }));
+    const { report, ack: acked, added } = this.pending.add(rolloutId, attemptId, status, metadata);
+    if (added) {
+      this.outbox?.push(reportRequest(report));
     }
     if (status === AttemptStatus.SUCCEEDED || status === AttemptStatus.FAILED) {
       this.held.delete(attemptId);
       this.notify();
     }
-    const ack = await pending.ack.promise;
+    const ack = await acked;
     if (ack.code !== 0) {
       throw new AglError(op, this.client.address, new ConnectError(ack.message, ack.code as Code));
     }
@@ -240,10 +228,7 @@ export class WorkStreamSource implements WorkSource {
       this.client.address,
       new ConnectError("the Work stream was closed before the report was acknowledged", Code.Unavailable),
     );
-    for (const pending of this.pending.values()) {
-      pending.ack.reject(closed);
-    }
-    this.pending.clear();
+    this.pending.rejectAll(closed);
     this.notify();
     if (unacknowledged > 0) {
       throw new Error(`agl: closing the Work stream: ${unacknowledged} reports not acknowledged in ${timeoutMs}ms`);
@@ -339,8 +324,8 @@ export class WorkStreamSource implements WorkSource {
     this.streams++;
     // Reports the previous stream did not acknowledge go first, in the order they were made;
     // the outbox becomes current only after them, so new reports cannot overtake them.
-    for (const pending of [...this.pending.values()].sort((a, b) => a.seq - b.seq)) {
-      outbox.push(create(WorkRequestSchema, { kind: { case: "report", value: pending.report } }));
+    for (const report of this.pending.inOrder()) {
+      outbox.push(reportRequest(report));
     }
     if (this.draining) {
       outbox.push(ready(0));
@@ -361,13 +346,9 @@ export class WorkStreamSource implements WorkSource {
   }
 
   private acknowledged(ack: AttemptReportAck): void {
-    const key = `${ack.attemptId}\u0000${ack.status}`;
-    const pending = this.pending.get(key);
-    if (pending === undefined) {
+    if (!this.pending.acknowledge(ack)) {
       return;
     }
-    this.pending.delete(key);
-    pending.ack.resolve(ack);
     this.notify();
     // The store refused to start an attempt (it timed out, was cancelled): it is not the worker's
     // to run, yet the server counts it against the capacity until a final report frees it.
@@ -388,10 +369,7 @@ export class WorkStreamSource implements WorkSource {
   private fail(error: Error): void {
     this.logger.error(`agl: the Work stream failed for good: ${error.message}`);
     this.failure = error;
-    for (const pending of this.pending.values()) {
-      pending.ack.reject(error);
-    }
-    this.pending.clear();
+    this.pending.rejectAll(error);
     this.welcomed.reject(error);
     this.notify();
   }
@@ -400,6 +378,10 @@ export class WorkStreamSource implements WorkSource {
     this.changed.resolve();
     this.changed = deferred<void>();
   }
+}
+
+function reportRequest(report: AttemptReport): WorkRequest {
+  return create(WorkRequestSchema, { kind: { case: "report", value: report } });
 }
 
 function ready(capacity: number): WorkRequest {
