@@ -14,7 +14,6 @@ calls of a branch start as soon as its batch is done.
 
 from __future__ import annotations
 
-import asyncio
 import logging
 import os
 import random
@@ -29,11 +28,11 @@ from agl_core.adapter.messages import TraceToMessages
 from agl_core.algorithm import Algorithm
 from agl_core.types.resources import PromptTemplate, Resource
 from agl_plugins.algorithms.apo import candidates as book
-from agl_plugins.algorithms.apo.candidates import Candidate, Score
+from agl_plugins.algorithms.apo.candidates import Candidate
 from agl_plugins.algorithms.apo.llm import ChatClient
 from agl_plugins.algorithms.apo.results import APOResult, RoundSummary
 from agl_plugins.algorithms.apo.sampling import batches
-from agl_plugins.algorithms.apo.steps import EditSteps
+from agl_plugins.algorithms.apo.steps import RoundSteps
 from agl_plugins.algorithms.apo.templates import ChatTemplate, load_templates, template_fields
 
 logger = logging.getLogger(__name__)
@@ -41,7 +40,7 @@ logger = logging.getLogger(__name__)
 DEFAULT_MODEL = "gpt-4.1-mini"
 
 
-class APO(EditSteps, Algorithm):
+class APO(RoundSteps, Algorithm):
     """Automatic prompt optimisation: beam search over a prompt template with textual gradients.
 
     The template to optimise is the ``PromptTemplate`` among the Trainer's ``initial_resources``
@@ -349,60 +348,6 @@ class APO(EditSteps, Algorithm):
             resources_id=update.resources_id,
         )
         return self.result
-
-    async def _expand(
-        self, store: Any, beam: list[Candidate], everyone: list[Candidate], fields: set[str], round_: int
-    ) -> tuple[list[Candidate], dict[str, int], int]:
-        """``branch_factor`` edits of each parent (the beam, cycled to ``beam_width`` parents), all
-        at once. Returns the new candidates (named, not yet published), why the other edits were
-        dropped, and how many edits were asked for."""
-        parents = [beam[i % len(beam)] for i in range(self.beam_width)]
-        jobs = [
-            # Batches and templates are drawn here, in order, so a seeded run is reproducible.
-            self._branch(
-                store,
-                parent,
-                next(self._grad_batches),
-                self.rng.choice(self.critique_templates),
-                self.rng.choice(self.edit_templates),
-                fields,
-                round_,
-            )
-            for parent in parents
-            for _ in range(self.branch_factor)
-        ]
-        rejected: dict[str, int] = {}
-        known = {c.template for c in everyone}
-        children: list[Candidate] = []
-        for outcome in await asyncio.gather(*jobs):
-            if isinstance(outcome, Candidate) and outcome.template in known:
-                outcome = "repeats a prompt already tried"
-            if isinstance(outcome, str):
-                rejected[outcome] = rejected.get(outcome, 0) + 1
-                continue
-            known.add(outcome.template)
-            outcome.candidate_id = self._new_id(round_)
-            children.append(outcome)
-        return children, rejected, len(jobs)
-
-    async def _select(
-        self, store: Any, pool: list[Candidate], batch: list[Any], val: list[Any], round_: int
-    ) -> list[Candidate]:
-        """Rank ``pool`` on one validation batch, keep the best ``beam_width``, and score the
-        leader on the whole validation set. Returns the new beam, best first."""
-        await self._score(store, pool, batch, "val_batch", round_)
-        # Ties keep the older prompt (the pool lists the beam first): a new one must do better.
-        beam = sorted(pool, key=lambda c: -(c.batch_score or 0.0))[: self.beam_width]
-        for candidate in pool:
-            candidate.in_beam = candidate in beam
-        leader = beam[0]
-        if len(batch) >= len(val):  # the batch was the whole validation set: its score is the full one
-            latest = leader.latest("val_batch")
-            assert latest is not None
-            leader.scores.append(Score(round_, "val_full", latest.score, latest.n, latest.failed))
-        else:
-            await self._score(store, [leader], val, "val_full", round_)
-        return beam
 
     def get_best_prompt(self) -> PromptTemplate:
         """The best prompt of the last run."""

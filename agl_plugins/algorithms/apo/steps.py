@@ -1,12 +1,14 @@
-"""The steps of an APO round: scoring candidates on tasks, and one textual-gradient edit (run the
-parent on a batch, have the critique model say what to change, have the edit model change it)."""
+"""The steps of an APO round: expanding the beam with textual-gradient edits (run the parent on a
+batch, have the critique model say what to change, have the edit model change it), and selecting
+the next beam by scoring the candidates on validation tasks."""
 
 from __future__ import annotations
 
 import asyncio
 import logging
+import random
 import re
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from typing import Any
 
 from agl_core.adapter.messages import TraceToMessages
@@ -33,8 +35,8 @@ def clean_edit(text: str) -> str:
     return fenced.group(1).strip() if fenced else text
 
 
-class EditSteps:
-    """Scoring and editing candidates (a part of :class:`~agl_plugins.algorithms.apo.algorithm.APO`,
+class RoundSteps:
+    """Expanding and selecting the beam (a part of :class:`~agl_plugins.algorithms.apo.algorithm.APO`,
     which provides these attributes)."""
 
     chat: ChatClient | None
@@ -46,7 +48,69 @@ class EditSteps:
     edit_model: str
     diversity_temperature: float | None
 
+    beam_width: int
+    branch_factor: int
+    rng: random.Random
+    critique_templates: list[ChatTemplate]
+    edit_templates: list[ChatTemplate]
+    _grad_batches: Iterator[list[Any]]
+
     get_adapter: Callable[[], TraceToMessages]
+    _new_id: Callable[[int], str]
+
+    async def _expand(
+        self, store: Any, beam: list[Candidate], everyone: list[Candidate], fields: set[str], round_: int
+    ) -> tuple[list[Candidate], dict[str, int], int]:
+        """``branch_factor`` edits of each parent (the beam, cycled to ``beam_width`` parents), all
+        at once. Returns the new candidates (named, not yet published), why the other edits were
+        dropped, and how many edits were asked for."""
+        parents = [beam[i % len(beam)] for i in range(self.beam_width)]
+        jobs = [
+            # Batches and templates are drawn here, in order, so a seeded run is reproducible.
+            self._branch(
+                store,
+                parent,
+                next(self._grad_batches),
+                self.rng.choice(self.critique_templates),
+                self.rng.choice(self.edit_templates),
+                fields,
+                round_,
+            )
+            for parent in parents
+            for _ in range(self.branch_factor)
+        ]
+        rejected: dict[str, int] = {}
+        known = {c.template for c in everyone}
+        children: list[Candidate] = []
+        for outcome in await asyncio.gather(*jobs):
+            if isinstance(outcome, Candidate) and outcome.template in known:
+                outcome = "repeats a prompt already tried"
+            if isinstance(outcome, str):
+                rejected[outcome] = rejected.get(outcome, 0) + 1
+                continue
+            known.add(outcome.template)
+            outcome.candidate_id = self._new_id(round_)
+            children.append(outcome)
+        return children, rejected, len(jobs)
+
+    async def _select(
+        self, store: Any, pool: list[Candidate], batch: list[Any], val: list[Any], round_: int
+    ) -> list[Candidate]:
+        """Rank ``pool`` on one validation batch, keep the best ``beam_width``, and score the
+        leader on the whole validation set. Returns the new beam, best first."""
+        await self._score(store, pool, batch, "val_batch", round_)
+        # Ties keep the older prompt (the pool lists the beam first): a new one must do better.
+        beam = sorted(pool, key=lambda c: -(c.batch_score or 0.0))[: self.beam_width]
+        for candidate in pool:
+            candidate.in_beam = candidate in beam
+        leader = beam[0]
+        if len(batch) >= len(val):  # the batch was the whole validation set: its score is the full one
+            latest = leader.latest("val_batch")
+            assert latest is not None
+            leader.scores.append(Score(round_, "val_full", latest.score, latest.n, latest.failed))
+        else:
+            await self._score(store, [leader], val, "val_full", round_)
+        return beam
 
     async def _score(self, store: Any, pool: list[Candidate], tasks: list[Any], split: str, round_: int) -> None:
         """Run every candidate of ``pool`` on ``tasks`` (all at once) and record the scores."""
