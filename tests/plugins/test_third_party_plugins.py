@@ -261,7 +261,7 @@ async def test_a_third_party_backend_claims_once_per_rollout_not_once_per_waitin
         relay.start()
         store = GrpcStore(relay.address)
         for i in range(30):
-            workers.append(await idle_worker(relay.address, store, f"w-{i:02d}"))
+            await idle_worker(relay.address, store, f"w-{i:02d}", workers)
         joined = before = relayed_claims(relay)
 
         rollout = await store.enqueue_rollout({"task": "one"})
