@@ -27,9 +27,7 @@ smoke test of the benchmark itself; tests/bench/test_fleet_bench_quick.py runs i
 from __future__ import annotations
 
 import argparse
-import json
 import os
-import shutil
 import subprocess
 import sys
 import tempfile
@@ -42,25 +40,13 @@ import psutil
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from common import ROOT, Report
+from loadgen import build_loadgen, loadgen_command, result_of
 
 from agl_server.process import ServerProcess
-
-GO_MODULE = ROOT / "clients" / "go"
-BIN_DIR = ROOT / "bench" / ".bin"  # ignored by git
 
 
 def _load() -> str:
     return "/".join(f"{x:.1f}" for x in os.getloadavg())
-
-
-def build_loadgen(out_dir: Path = BIN_DIR) -> Path:
-    go = shutil.which("go")
-    if go is None:
-        raise SystemExit("fleet_bench: the Go toolchain (go) is not on PATH; install Go 1.25+")
-    out_dir.mkdir(parents=True, exist_ok=True)
-    binary = out_dir / "agl-loadgen"
-    subprocess.run([go, "build", "-o", str(binary), "./cmd/agl-loadgen"], cwd=GO_MODULE, check=True, timeout=600)
-    return binary
 
 
 class ServerSampler:
@@ -116,9 +102,7 @@ def run_scenario(
     binary: Path, address: str, sampler: ServerSampler, options: dict[str, Any], timeout: float
 ) -> dict[str, Any]:
     """One agl-loadgen run; its JSON result with the server's CPU and RSS around it added."""
-    command = [str(binary), "-server", address, "-json"]
-    for name, value in options.items():
-        command.append(f"-{name}={str(value).lower() if isinstance(value, bool) else value}")
+    command = loadgen_command(binary, address, options)
     print("$", " ".join(command), flush=True)
     rss_before, cpu_before = sampler.rss(), sampler.cpu()
     sampler.peak_rss = rss_before
@@ -129,7 +113,7 @@ def run_scenario(
     wall = time.perf_counter() - started
     if done.returncode != 0:
         raise SystemExit(f"agl-loadgen failed (exit {done.returncode}): {' '.join(command)}")
-    result: dict[str, Any] = json.loads(done.stdout.strip().splitlines()[-1])
+    result = result_of(done.stdout)
     cpu = sampler.cpu() - cpu_before
     completed = max(1, int(result.get("completed") or 0))
     result["server"] = {

@@ -7,7 +7,8 @@ Measures, in one run:
 - enqueue (single and batched), dequeue (1 and 8 clients);
 - acknowledged, durable span ingestion of ~1 KB LLM-call spans over one client stream and over
   8 concurrent streams (8 processes), with each figure as a fraction of the limits;
-- ack latency p50/p99 with 1 and 8 closed-loop writers;
+- ack latency p50/p99 with 1 and 8 closed-loop writers (``--ack-only --go-client``: the same
+  writers again as goroutines of the Go load generator, a client far cheaper than this process);
 - the full rollout lifecycle (enqueue, dequeue, 10 spans, succeed, query spans) with 1 and 8
   worker processes;
 - server memory (RSS and private) as 1M spans accumulate.
@@ -31,6 +32,7 @@ import psutil
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from common import ROOT, Report, llm_call_span, percentile
+from loadgen import build_loadgen, run_span_ack, write_span_batches
 from store_bench_limits import raw_commit_latency, raw_grpc_stream, raw_lmdb_puts, raw_unary_rate, start_raw_server
 from store_bench_workloads import (
     ack_latency,
@@ -48,6 +50,7 @@ from store_bench_workloads import (
 from writer_metrics import WriterShare, writer_totals
 
 from agl_core.client import GrpcStore
+from agl_core.proto import store_pb2 as s
 from agl_server.process import ServerProcess
 
 # --- memory ----------------------------------------------------------------------------------------
@@ -212,6 +215,35 @@ def _cpu_seconds(process: psutil.Process | None) -> float:
     return float(times.user + times.system)
 
 
+def report_go_ack_latency(
+    address: str, coords: list[tuple[str, str]], report: Report, quick: bool, workdir: str, server_pid: int | None
+) -> None:
+    """The same closed-loop writers, spans and targets as goroutines of agl-loadgen (Go client): a
+    client far cheaper than this process, so what remains is the server's latency."""
+    print("ack latency, Go client (agl-loadgen span-ack)", flush=True)
+    binary = build_loadgen()
+    batches = [
+        s.IngestSpansRequest(spans=[llm_call_span(rollout_id, attempt_id, i) for i in range(10)]).SerializeToString()
+        for rollout_id, attempt_id in coords
+    ]
+    path = write_span_batches(Path(workdir) / "span_batches.json", batches)
+    server = psutil.Process(server_pid) if server_pid is not None else None
+    for writers, target in ((1, 2.0), (8, 5.0)):
+        server_cpu = _cpu_seconds(server)
+        result = run_span_ack(binary, address, path, writers, 1.0 if quick else 5.0)
+        label = f"{writers} writer(s), 10 spans/batch, Go client"
+        p99 = result["ack_p99_ms"]
+        report.add(
+            f"ack latency p50, {label}", result["ack_p50_ms"], "ms", note=f"{result['batches_per_s']:.0f} batches/s"
+        )
+        report.add(f"ack latency p99, {label}", p99, "ms", target=f"<= {target:g} ms", met=p99 <= target)
+        if server is not None:
+            per_batch = (_cpu_seconds(server) - server_cpu) / max(1, result["batches_total"]) * 1e6
+            report.add(f"  server CPU per batch, {label}", per_batch, "us", note="warm-up included")
+        bad = result["bad_acks"]
+        report.add(f"  batches not wholly stored, {label}", bad, "batches", target="0", met=bad == 0)
+
+
 async def ack_only(args: argparse.Namespace, report: Report, workdir: str) -> None:
     """Only the ack latency section, on a fresh server (repeat it to see the spread)."""
     data, log = os.path.join(workdir, "data"), os.path.join(workdir, "server.log")
@@ -221,6 +253,8 @@ async def ack_only(args: argparse.Namespace, report: Report, workdir: str) -> No
             coords = await targets(store, 64)
         pid = server.process.pid if server.process else None
         await report_ack_latency(server.address, coords, report, args.quick, pid, f"{server.http_url}/metrics")
+        if args.go_client:
+            report_go_ack_latency(server.address, coords, report, args.quick, workdir, pid)
 
 
 async def main_async(args: argparse.Namespace, report: Report, workdir: str) -> None:
@@ -371,6 +405,11 @@ def main() -> int:
     )
     parser.add_argument(
         "--ack-only", action="store_true", help="only the ack latency of 1 and 8 closed-loop span writers"
+    )
+    parser.add_argument(
+        "--go-client",
+        action="store_true",
+        help="with --ack-only: the same writers again as goroutines of agl-loadgen (needs go on PATH)",
     )
     parser.add_argument("--rss-spans", type=int, default=1_000_000, help="spans to accumulate for the memory check")
     parser.add_argument("--out", default="store_bench", help="result file name under bench/results")

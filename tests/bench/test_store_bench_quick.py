@@ -13,14 +13,14 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[2]
 
 
-def run_section(flag: str, out: str) -> dict[str, tuple[float, str]]:
+def run_section(flags: list[str], out: str) -> dict[str, tuple[float, str]]:
     """Run one section; its saved rows by name: (value, unit)."""
     env = dict(os.environ)
     env["PYTHONPATH"] = os.pathsep.join([str(ROOT), str(ROOT / "servers"), env.get("PYTHONPATH", "")])
     path = ROOT / "bench" / "results" / f"{out}.json"  # *_quick.json is ignored by git
     path.unlink(missing_ok=True)
     done = subprocess.run(
-        [sys.executable, "bench/store_bench.py", "--quick", flag, "--out", out],
+        [sys.executable, "bench/store_bench.py", "--quick", *flags, "--out", out],
         cwd=ROOT,
         env=env,
         capture_output=True,
@@ -35,7 +35,7 @@ def run_section(flag: str, out: str) -> dict[str, tuple[float, str]]:
 
 
 def test_ack_only_reports_latency_and_cpu_per_batch() -> None:
-    rows = run_section("--ack-only", "store_bench_ack_smoke_quick")
+    rows = run_section(["--ack-only", "--go-client"], "store_bench_ack_smoke_quick")
     for writers in (1, 8):
         p50 = rows[f"ack latency p50, {writers} writer(s), 10 spans/batch"]
         p99 = rows[f"ack latency p99, {writers} writer(s), 10 spans/batch"]
@@ -52,10 +52,16 @@ def test_ack_only_reports_latency_and_cpu_per_batch() -> None:
         run, _ = rows[f"per group: running its operations, {writers} writer(s)"]
         commit, _ = rows[f"per group: commit (write + sync), {writers} writer(s)"]
         assert run > 0 and commit > 0, (run, commit, writers)
+        # The same writers as goroutines of agl-loadgen: every batch acked with all its spans stored.
+        label = f"{writers} writer(s), 10 spans/batch, Go client"
+        p50, p99 = rows[f"ack latency p50, {label}"], rows[f"ack latency p99, {label}"]
+        assert p50[1] == p99[1] == "ms" and 0 < p50[0] <= p99[0], (p50, p99)
+        assert rows[f"server CPU per batch, {label}"][0] > 0
+        assert rows[f"batches not wholly stored, {label}"] == (0, "batches")
 
 
 def test_rollouts_only_reports_every_rate() -> None:
-    rows = run_section("--rollouts-only", "store_bench_rollouts_smoke_quick")
+    rows = run_section(["--rollouts-only"], "store_bench_rollouts_smoke_quick")
     names = [
         "enqueue, 1 per call, 1 in flight",
         "enqueue, 1 per call, 32 in flight",

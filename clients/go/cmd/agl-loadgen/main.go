@@ -19,6 +19,9 @@
 //	             assigned once, every ack code 0, and (QueryRollouts) each SUCCEEDED after one attempt.
 //	lifecycle    -workers workers; a backlog of -backlog rollouts is kept queued for -duration;
 //	             completed rollouts/s and the report-ack latency of RUNNING and final reports.
+//	span-ack     -writers closed-loop span writers, an IngestSpans stream each, send the batches of
+//	             -batches (fresh span ids each time) for -duration after -warmup; the ack latency
+//	             of each batch, from its send to its ack, and batches/s.
 //
 // Each run uses a namespace of its own (-namespace), so runs against one server do not mix.
 // Progress goes to stderr; with -json, one JSON object with the figures goes to stdout.
@@ -54,6 +57,8 @@ type config struct {
 	runningReport  bool
 	runningWait    bool
 	json           bool
+	writers        int
+	batches        string
 }
 
 func main() {
@@ -61,7 +66,7 @@ func main() {
 	flag.StringVar(&cfg.server, "server", "127.0.0.1:4747", "agl-server address (host:port)")
 	flag.StringVar(&cfg.token, "token", os.Getenv("AGL_TOKEN"), "bearer token (agl-server --token); default env AGL_TOKEN")
 	flag.StringVar(&cfg.namespace, "namespace", "", "namespace of the run's rollouts and workers (default: lg-<scenario>-<time>)")
-	flag.StringVar(&cfg.scenario, "scenario", "lifecycle", "welcome, large-batch or lifecycle")
+	flag.StringVar(&cfg.scenario, "scenario", "lifecycle", "welcome, large-batch, lifecycle or span-ack")
 	flag.IntVar(&cfg.workers, "workers", 1000, "workers (one Work stream each)")
 	flag.IntVar(&cfg.capacity, "capacity", 1, "attempts each worker holds at once")
 	flag.IntVar(&cfg.conns, "conns", 8, "gRPC connections the streams are spread over")
@@ -70,17 +75,19 @@ func main() {
 	flag.IntVar(&cfg.backlog, "backlog", 0, "lifecycle: rollouts kept queued ahead of the workers (default 2 x workers x capacity, at least 64)")
 	flag.Float64Var(&cfg.rate, "rate", 50, "welcome: single-rollout enqueues per second while the streams are open")
 	flag.DurationVar(&cfg.duration, "duration", 10*time.Second, "welcome: how long to enqueue at -rate; lifecycle: the measured window")
-	flag.DurationVar(&cfg.warmup, "warmup", 2*time.Second, "lifecycle: run this long before the measured window")
+	flag.DurationVar(&cfg.warmup, "warmup", 2*time.Second, "lifecycle, span-ack: run this long before the measured window")
 	flag.DurationVar(&cfg.heartbeat, "heartbeat", 10*time.Second, "heartbeat interval each worker announces and keeps")
 	flag.DurationVar(&cfg.welcomeTimeout, "welcome-timeout", 120*time.Second, "how long to wait for every welcome before going on with those that came")
 	flag.DurationVar(&cfg.timeout, "timeout", 300*time.Second, "large-batch: give up waiting for the last ack after this long (the result says timed_out)")
 	flag.BoolVar(&cfg.runningReport, "running-report", true, "report RUNNING before the final report")
 	flag.BoolVar(&cfg.runningWait, "running-wait", false,
 		"wait for RUNNING's ack before the final report (default: send both back to back, pipelined)")
+	flag.IntVar(&cfg.writers, "writers", 8, "span-ack: closed-loop span writers (an IngestSpans stream each)")
+	flag.StringVar(&cfg.batches, "batches", "", "span-ack: JSON list of base64 IngestSpansRequest messages; writer i sends the (i mod n)th")
 	flag.BoolVar(&cfg.json, "json", false, "print one JSON object with the figures on stdout")
 	flag.Parse()
-	if cfg.workers < 1 || cfg.capacity < 1 || cfg.conns < 1 || cfg.batch < 1 {
-		fail(fmt.Errorf("-workers, -capacity, -conns and -batch must be at least 1"))
+	if cfg.workers < 1 || cfg.capacity < 1 || cfg.conns < 1 || cfg.batch < 1 || cfg.writers < 1 {
+		fail(fmt.Errorf("-workers, -capacity, -conns, -batch and -writers must be at least 1"))
 	}
 	if cfg.namespace == "" {
 		cfg.namespace = "lg-" + cfg.scenario + "-" + strconv.FormatInt(time.Now().UnixNano(), 36)
@@ -103,8 +110,10 @@ func main() {
 		result, err = runLargeBatch(ctx, f)
 	case "lifecycle":
 		result, err = runLifecycle(ctx, f)
+	case "span-ack":
+		result, err = runSpanAck(ctx, f)
 	default:
-		err = fmt.Errorf("unknown -scenario %q (welcome, large-batch, lifecycle)", cfg.scenario)
+		err = fmt.Errorf("unknown -scenario %q (welcome, large-batch, lifecycle, span-ack)", cfg.scenario)
 	}
 	if err != nil {
 		fail(err)

@@ -1,0 +1,150 @@
+package main
+
+import (
+	"context"
+	"crypto/rand"
+	"encoding/base64"
+	"encoding/json"
+	"fmt"
+	"os"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	aglv1 "github.com/agl-dev/agl/clients/go/gen/agl/v1"
+	"google.golang.org/protobuf/proto"
+)
+
+// loadBatches reads the span batches a span-ack run sends: a JSON list of base64-encoded
+// IngestSpansRequest messages, written by bench/store_bench.py so that the Go writers send exactly
+// the spans its Python writers send (and to rollouts that exist).
+func loadBatches(path string) ([]*aglv1.IngestSpansRequest, error) {
+	if path == "" {
+		return nil, fmt.Errorf("-scenario span-ack needs -batches (a JSON list of base64 IngestSpansRequest messages)")
+	}
+	data, err := os.ReadFile(path)
+	if err != nil {
+		return nil, fmt.Errorf("cannot read -batches: %w", err)
+	}
+	var encoded []string
+	if err := json.Unmarshal(data, &encoded); err != nil {
+		return nil, fmt.Errorf("-batches %s is not a JSON list of strings: %w", path, err)
+	}
+	batches := make([]*aglv1.IngestSpansRequest, 0, len(encoded))
+	for i, text := range encoded {
+		raw, err := base64.StdEncoding.DecodeString(text)
+		if err != nil {
+			return nil, fmt.Errorf("-batches[%d] is not base64: %w", i, err)
+		}
+		batch := &aglv1.IngestSpansRequest{}
+		if err := proto.Unmarshal(raw, batch); err != nil {
+			return nil, fmt.Errorf("-batches[%d] is not an IngestSpansRequest: %w", i, err)
+		}
+		if len(batch.GetSpans()) == 0 {
+			return nil, fmt.Errorf("-batches[%d] holds no spans", i)
+		}
+		batches = append(batches, batch)
+	}
+	if len(batches) == 0 {
+		return nil, fmt.Errorf("-batches %s holds no batch", path)
+	}
+	return batches, nil
+}
+
+// runSpanAck runs -writers closed-loop span writers, each with an IngestSpans stream of its own
+// (spread over the -conns connections): a writer sends one batch (fresh span ids, so every span is
+// stored anew), waits for its ack and sends the next. Over the measured window it times each
+// batch from its send to its ack: the latency of a durable span write as a writer sees it.
+func runSpanAck(ctx context.Context, f *fleet) (map[string]any, error) {
+	batches, err := loadBatches(f.cfg.batches)
+	if err != nil {
+		return nil, err
+	}
+	var (
+		measuring atomic.Bool
+		stop      atomic.Bool
+		acked     atomic.Int64 // batches acked with every span stored, in the window
+		total     atomic.Int64 // batches acked with every span stored, warm-up included
+		bad       atomic.Int64 // acks that did not store every span, any time
+		mu        sync.Mutex
+		latencies []float64
+	)
+	errs := make(chan error, f.cfg.writers)
+	var wg sync.WaitGroup
+	for w := range f.cfg.writers {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			template := batches[w%len(batches)]
+			client := aglv1.NewLightningStoreServiceClient(f.conns[w%len(f.conns)])
+			streamCtx, cancel := context.WithCancel(ctx)
+			defer cancel()
+			stream, err := client.IngestSpans(streamCtx)
+			if err != nil {
+				errs <- fmt.Errorf("writer %d: IngestSpans: %w", w, err)
+				return
+			}
+			mine := make([]float64, 0, 4096)
+			for id := int64(1); !stop.Load(); id++ {
+				batch := &aglv1.IngestSpansRequest{BatchId: id, Spans: make([]*aglv1.Span, len(template.Spans))}
+				for i, span := range template.Spans {
+					fresh := proto.Clone(span).(*aglv1.Span)
+					fresh.SpanId = make([]byte, 8)
+					_, _ = rand.Read(fresh.SpanId)
+					batch.Spans[i] = fresh
+				}
+				sent := time.Now()
+				if err := stream.Send(batch); err != nil {
+					errs <- fmt.Errorf("writer %d: send: %w", w, err)
+					return
+				}
+				ack, err := stream.Recv()
+				if err != nil {
+					errs <- fmt.Errorf("writer %d: ack: %w", w, err)
+					return
+				}
+				took := time.Since(sent).Seconds()
+				if ack.GetBatchId() != id || int(ack.GetAccepted()) != len(batch.Spans) {
+					if bad.Add(1) <= 3 {
+						logf("writer %d: batch %d acked as %d with %d of %d spans stored (%d rejected)",
+							w, id, ack.GetBatchId(), ack.GetAccepted(), len(batch.Spans), len(ack.GetRejected()))
+					}
+					continue
+				}
+				total.Add(1)
+				if measuring.Load() {
+					acked.Add(1)
+					mine = append(mine, took)
+				}
+			}
+			_ = stream.CloseSend()
+			mu.Lock()
+			latencies = append(latencies, mine...)
+			mu.Unlock()
+		}()
+	}
+	time.Sleep(f.cfg.warmup)
+	logf("measuring %s with %d span writers", f.cfg.duration, f.cfg.writers)
+	measuring.Store(true)
+	started := time.Now()
+	time.Sleep(f.cfg.duration)
+	measuring.Store(false)
+	window := time.Since(started)
+	stop.Store(true)
+	wg.Wait()
+	close(errs)
+	if err := <-errs; err != nil {
+		return nil, err
+	}
+	out := map[string]any{
+		"writers":         f.cfg.writers,
+		"spans_per_batch": len(batches[0].GetSpans()),
+		"window_s":        window.Seconds(),
+		"batches_acked":   acked.Load(),
+		"batches_per_s":   float64(acked.Load()) / window.Seconds(),
+		"batches_total":   total.Load(),
+		"bad_acks":        bad.Load(),
+	}
+	addPercentiles(out, "ack", latencies)
+	return out, nil
+}
