@@ -20,8 +20,9 @@ the ``[DONE]`` or ``message_stop`` of a stream): once an agent has its answer, t
 store, so a rollout that finishes right after its last call never misses it.
 
 The OpenAI routes are in :mod:`agl_llm_proxy.openai_api`, the Messages API in
-:mod:`agl_llm_proxy.messages`; this module holds what they share: choosing a backend and failing
-over, auth, errors, metrics and recording.
+:mod:`agl_llm_proxy.messages`, auth, error pages and per-call metrics in
+:mod:`agl_llm_proxy.middleware`; this module holds what the routes share: choosing a backend and
+failing over, and recording.
 
 Errors: an unknown route gets 404, a malformed body 400, a call no backend could take 502 (504
 when the backend timed out), as OpenAI-style JSON errors (Anthropic's error shape on the
@@ -36,11 +37,9 @@ sends it, ``x-api-key: <token>``.
 from __future__ import annotations
 
 import asyncio
-import hmac
 import logging
 import ssl
-import time
-from collections.abc import Awaitable, Callable, Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from typing import Any
 
 import aiohttp
@@ -53,7 +52,8 @@ from agl_llm_proxy import messages, openai_api
 from agl_llm_proxy.backends import Backend, BackendPool, NoBackendError
 from agl_llm_proxy.config import ProxyConfig
 from agl_llm_proxy.errors import error_for_path
-from agl_llm_proxy.metrics import CONTENT_TYPE, ProxyMetrics, route_kind
+from agl_llm_proxy.metrics import CONTENT_TYPE, ProxyMetrics
+from agl_llm_proxy.middleware import BACKEND_KEY, auth_middleware, errors_middleware, metrics_middleware
 from agl_llm_proxy.recording import CallRecord
 
 logger = logging.getLogger("agl_llm_proxy")
@@ -69,9 +69,6 @@ _FORWARD_HEADERS = (
     "anthropic-version",
     "anthropic-beta",
 )
-# Where a handler notes the backend that served the call (for the metrics middleware). RequestKey
-# is aiohttp >= 3.13; older versions take a plain string key.
-BACKEND_KEY: Any = web.RequestKey("agl_backend", str) if hasattr(web, "RequestKey") else "agl_backend"
 # What a route's error answers look like: (status, message, OpenAI error type) -> response.
 ErrorFn = Callable[[int, str, str], web.Response]
 
@@ -118,7 +115,11 @@ class LLMProxy:
     def _build_app(self) -> web.Application:
         app = web.Application(
             client_max_size=int(self.config.max_body_mb * 1024 * 1024),
-            middlewares=[self._metrics_middleware, self._auth_middleware, self._errors_middleware],
+            middlewares=[
+                metrics_middleware(self.metrics),
+                auth_middleware(self.config, self.counters),
+                errors_middleware(self.config),
+            ],
         )
         prefix = "/rollout/{rollout_id}/attempt/{attempt_id}"
         for base in (prefix, ""):
@@ -187,72 +188,6 @@ class LLMProxy:
             api_key=self.config.token,  # the agent's OpenAI client sends it as its bearer token
             sampling_parameters=dict(sampling_parameters or {}),
         )
-
-    # --- middleware --------------------------------------------------------------------------------
-
-    @web.middleware
-    async def _metrics_middleware(
-        self, request: web.Request, handler: Callable[[web.Request], Awaitable[web.StreamResponse]]
-    ) -> web.StreamResponse:
-        if request.path in ("/health", "/metrics"):
-            return await handler(request)
-        started = time.perf_counter()
-        status = 500
-        try:
-            response = await handler(request)
-            status = response.status
-            return response
-        finally:
-            # Handlers note the backend that served the call on the request.
-            backend = request.get(BACKEND_KEY)
-            self.metrics.observe_call(backend, route_kind(request.path), status, time.perf_counter() - started)
-
-    @web.middleware
-    async def _auth_middleware(
-        self, request: web.Request, handler: Callable[[web.Request], Awaitable[web.StreamResponse]]
-    ) -> web.StreamResponse:
-        # Checked before the body is read. /health stays open for probes, like agl-server's.
-        if self.config.token is None or request.path == "/health":
-            return await handler(request)
-        expected = self.config.token.encode()
-        bearer = request.headers.get("authorization", "")
-        api_key = request.headers.get("x-api-key", "")  # the Anthropic SDK's way to send its key
-        if hmac.compare_digest(bearer.encode(), b"Bearer " + expected) or hmac.compare_digest(
-            api_key.encode(), expected
-        ):
-            return await handler(request)
-        self.counters["unauthorized"] += 1
-        message = (
-            "missing authorization: send 'Authorization: Bearer <token>' or 'x-api-key: <token>' (the client's api_key)"
-            if not bearer and not api_key
-            else "the token is not valid for this LLM proxy"
-        )
-        response = error_for_path(request.path, 401, message, "authentication_error")
-        response.headers["WWW-Authenticate"] = 'Bearer realm="agl-llm-proxy"'
-        return response
-
-    @web.middleware
-    async def _errors_middleware(
-        self, request: web.Request, handler: Callable[[web.Request], Awaitable[web.StreamResponse]]
-    ) -> web.StreamResponse:
-        try:
-            return await handler(request)
-        except web.HTTPNotFound:
-            return error_for_path(
-                request.path,
-                404,
-                f"no route {request.method} {request.path}; calls go to "
-                "/rollout/{rollout_id}/attempt/{attempt_id}/v1/chat/completions (or /completions, /messages)",
-                "not_found_error",
-            )
-        except web.HTTPMethodNotAllowed as exc:
-            return error_for_path(
-                request.path,
-                405,
-                f"{request.method} is not allowed on {request.path} (use {', '.join(sorted(exc.allowed_methods))})",
-            )
-        except web.HTTPRequestEntityTooLarge:
-            return error_for_path(request.path, 413, f"the request body is larger than {self.config.max_body_mb:g} MB")
 
     # --- handlers ----------------------------------------------------------------------------------
 
