@@ -43,6 +43,8 @@ class GrpcBackend:
     """A :class:`~agl_core.store.backend.StoreBackend` that calls agl-server."""
 
     name = "grpc"
+    # agl-server answers QuerySpans of several rollouts (rollout_ids) in one call.
+    queries_many_rollouts = True
 
     def __init__(self, config: ChannelConfig, **streamer_options: Any) -> None:
         self.config = config

@@ -342,7 +342,7 @@ class IngestSpansResponse(_message.Message):
     def __init__(self, batch_id: _Optional[int] = ..., accepted: _Optional[int] = ..., duplicate_indices: _Optional[_Iterable[int]] = ..., rejected: _Optional[_Iterable[_Union[_types_pb2.ItemError, _Mapping]]] = ...) -> None: ...
 
 class QuerySpansRequest(_message.Message):
-    __slots__ = ("rollout_id", "attempt_id", "after_sequence_id", "limit", "trace_id", "span_id", "parent_span_id", "name", "name_contains", "filter_logic", "offset", "sort_by", "order", "include_total")
+    __slots__ = ("rollout_id", "attempt_id", "after_sequence_id", "limit", "trace_id", "span_id", "parent_span_id", "name", "name_contains", "filter_logic", "offset", "sort_by", "order", "include_total", "rollout_ids")
     ROLLOUT_ID_FIELD_NUMBER: _ClassVar[int]
     ATTEMPT_ID_FIELD_NUMBER: _ClassVar[int]
     AFTER_SEQUENCE_ID_FIELD_NUMBER: _ClassVar[int]
@@ -357,6 +357,7 @@ class QuerySpansRequest(_message.Message):
     SORT_BY_FIELD_NUMBER: _ClassVar[int]
     ORDER_FIELD_NUMBER: _ClassVar[int]
     INCLUDE_TOTAL_FIELD_NUMBER: _ClassVar[int]
+    ROLLOUT_IDS_FIELD_NUMBER: _ClassVar[int]
     rollout_id: str
     attempt_id: str
     after_sequence_id: int
@@ -371,7 +372,8 @@ class QuerySpansRequest(_message.Message):
     sort_by: str
     order: _types_pb2.SortOrder
     include_total: bool
-    def __init__(self, rollout_id: _Optional[str] = ..., attempt_id: _Optional[str] = ..., after_sequence_id: _Optional[int] = ..., limit: _Optional[int] = ..., trace_id: _Optional[bytes] = ..., span_id: _Optional[bytes] = ..., parent_span_id: _Optional[bytes] = ..., name: _Optional[str] = ..., name_contains: _Optional[str] = ..., filter_logic: _Optional[_Union[_types_pb2.FilterLogic, str]] = ..., offset: _Optional[int] = ..., sort_by: _Optional[str] = ..., order: _Optional[_Union[_types_pb2.SortOrder, str]] = ..., include_total: _Optional[bool] = ...) -> None: ...
+    rollout_ids: _containers.RepeatedScalarFieldContainer[str]
+    def __init__(self, rollout_id: _Optional[str] = ..., attempt_id: _Optional[str] = ..., after_sequence_id: _Optional[int] = ..., limit: _Optional[int] = ..., trace_id: _Optional[bytes] = ..., span_id: _Optional[bytes] = ..., parent_span_id: _Optional[bytes] = ..., name: _Optional[str] = ..., name_contains: _Optional[str] = ..., filter_logic: _Optional[_Union[_types_pb2.FilterLogic, str]] = ..., offset: _Optional[int] = ..., sort_by: _Optional[str] = ..., order: _Optional[_Union[_types_pb2.SortOrder, str]] = ..., include_total: _Optional[bool] = ..., rollout_ids: _Optional[_Iterable[str]] = ...) -> None: ...
 
 class QuerySpansResponse(_message.Message):
     __slots__ = ("spans", "total")

@@ -10,6 +10,7 @@ from agl_core.proto import store_pb2 as s
 from agl_core.proto import trace_pb2
 from agl_core.store.backend import StoreBackend
 from agl_core.store.calls import _logic, _order
+from agl_core.store.span_query import each_rollout
 from agl_core.types.core import (
     IngestResult,
     Page,
@@ -158,6 +159,55 @@ class SpanCalls:
             order=order,
         )
         return [span async for span in spans]
+
+    async def query_spans_of_rollouts(
+        self,
+        rollout_ids: Sequence[str],
+        attempt_id: str | None = None,
+        *,
+        trace_id: bytes | None = None,
+        span_id: bytes | None = None,
+        parent_span_id: bytes | None = None,
+        name: str | None = None,
+        name_contains: str | None = None,
+        filter_logic: str = "and",
+        sort_by: str | None = None,
+        order: str = "asc",
+    ) -> dict[str, list[trace_pb2.Span]]:
+        """The spans of several rollouts in one query (one call to agl-server): rollout id -> its
+        spans, with every id given as a key (an empty list when it has none), in the order given.
+
+        What an algorithm reads when a batch of rollouts has finished (``attempt_id="latest"``: the
+        attempts that finished them). The arguments apply to each rollout as in :meth:`iter_spans`;
+        at most 1,000 ids, none twice; an id that names no rollout raises ``NotFoundError``.
+        """
+        request = self._spans_request(
+            "",
+            attempt_id,
+            trace_id=trace_id,
+            span_id=span_id,
+            parent_span_id=parent_span_id,
+            name=name,
+            name_contains=name_contains,
+            filter_logic=filter_logic,
+            sort_by=sort_by,
+            order=order,
+        )
+        request.rollout_ids.extend(rollout_ids)
+        spans: dict[str, list[trace_pb2.Span]] = {rollout_id: [] for rollout_id in rollout_ids}
+        if not spans:
+            return spans
+        # agl-server runs the per-rollout queries itself (one round trip); an in-process backend
+        # answers one rollout at a time.
+        chunks = (
+            self.backend.query_spans(request)
+            if getattr(self.backend, "queries_many_rollouts", False)
+            else each_rollout(self.backend.query_spans, request)
+        )
+        async for chunk in chunks:
+            for span in chunk.spans:
+                spans.setdefault(span.rollout_id, []).append(span)
+        return spans
 
     async def query_spans_page(
         self,

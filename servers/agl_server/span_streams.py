@@ -17,6 +17,7 @@ from agl_core.proto import trace_pb2
 from agl_core.store.backend import StoreBackend
 from agl_core.store.request_checks import check_request
 from agl_core.store.span_outcomes import SpanOutcomes, reason_for_code
+from agl_core.store.span_query import each_rollout
 from agl_core.store.wire import repeated_message_field
 from agl_server.ingest_budget import IngestBudget
 from agl_server.rpc_errors import MalformedRequest, abort_with
@@ -126,11 +127,12 @@ class SpanStreams:
             check_request(request)
             # The raw path streams stored bytes as they are; a total needs the parsed responses.
             raw = None if request.include_total else getattr(self.backend, "query_span_bytes", None)
+            # Several rollouts (rollout_ids) are queried one after the other, whatever the backend.
             if raw is not None:
-                async for chunk in raw(request):
+                async for chunk in each_rollout(raw, request):
                     yield _spans_response_bytes(chunk)
             else:
-                async for response in self.backend.query_spans(request):
+                async for response in each_rollout(self.backend.query_spans, request):
                     yield response
         except Exception as exc:
             await abort_with(context, exc, "QuerySpans")

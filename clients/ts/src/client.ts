@@ -313,6 +313,36 @@ export class AglClient {
       return spans;
     });
   }
+
+  /**
+   * The stored spans of several rollouts from one QuerySpans call, by rollout id: every id given
+   * is a key, in the order given (an empty list when it has no spans), each rollout's spans in
+   * sequence order. `attemptId` applies to each rollout: an id, "latest", or "" for all. At most
+   * 1,000 ids, none twice; an id that names no rollout fails the call (NotFound).
+   */
+  async querySpansOfRollouts(
+    rolloutIds: readonly string[],
+    attemptId = "",
+    options?: CallOptions,
+  ): Promise<Map<string, Span[]>> {
+    const found = new Map<string, Span[]>(rolloutIds.map((id) => [id, []]));
+    if (rolloutIds.length === 0) {
+      return found;
+    }
+    return this.call(`query the spans of ${rolloutIds.length} rollouts`, async () => {
+      for await (const chunk of this.store.querySpans({ rolloutIds: [...rolloutIds], attemptId }, options)) {
+        for (const span of chunk.spans) {
+          const list = found.get(span.rolloutId);
+          if (list === undefined) {
+            found.set(span.rolloutId, [span]);
+          } else {
+            list.push(span);
+          }
+        }
+      }
+      return found;
+    });
+  }
 }
 
 /** A client for the agl-server at `options.address` (see {@link ClientOptions}). */

@@ -202,6 +202,42 @@ describe("AglClient against a real agl-server", () => {
     assert.equal(sized.accepted, 1);
     assert.deepEqual(sized.rejected.map((e) => [e.index, e.code]), [[1, Code.ResourceExhausted]]);
   });
+
+  // One QuerySpans call for the spans of several rollouts, by rollout id in the order asked.
+  it("queries the spans of several rollouts in one call", async () => {
+    const client = pool.make({ address: server.address });
+    await client.enqueueRollouts([
+      { rolloutId: "ro-many-1", input: jsonValue(null), queue: "many" },
+      { rolloutId: "ro-many-2", input: jsonValue(null), queue: "many" },
+      { rolloutId: "ro-many-queued", input: jsonValue(null), queue: "other" },
+    ]);
+    const counts: Record<string, number> = { "ro-many-1": 3, "ro-many-2": 1 };
+    for (let i = 0; i < 2; i++) {
+      const rollout = await client.dequeueRollout("w-many", 1000, { queues: ["many"] });
+      const id = rollout?.rolloutId ?? "";
+      const sent = spansFor(id, rollout?.attempt?.attemptId ?? "", id, counts[id] ?? 0);
+      assert.equal((await client.spans.send(sent)).accepted, sent.length);
+    }
+    const found = await client.querySpansOfRollouts(["ro-many-2", "ro-many-queued", "ro-many-1"], "latest");
+    assert.deepEqual([...found.keys()], ["ro-many-2", "ro-many-queued", "ro-many-1"]);
+    assert.deepEqual(found.get("ro-many-queued"), []);
+    for (const [id, n] of Object.entries(counts)) {
+      const spans = found.get(id) ?? [];
+      assert.deepEqual(spans.map((s) => [s.rolloutId, s.name, Number(s.sequenceId)]), Array.from({ length: n }, (_, i) => [id, id, i + 1]));
+    }
+    await assert.rejects(client.querySpansOfRollouts(["ro-many-1", "ro-many-1"]), (error) => {
+      assert.ok(error instanceof AglError);
+      assert.equal(error.code, Code.InvalidArgument);
+      assert.match(error.message, /rollout_ids\[1\] repeats rollout_ids\[0\]/);
+      return true;
+    });
+    await assert.rejects(client.querySpansOfRollouts(["ro-many-1", "ro-many-missing"]), (error) => {
+      assert.ok(error instanceof AglError);
+      assert.equal(error.code, Code.NotFound);
+      assert.match(error.message, /ro-many-missing/);
+      return true;
+    });
+  });
 });
 
 function spansFor(rolloutId: string, attemptId: string, prefix: string, n: number): Span[] {

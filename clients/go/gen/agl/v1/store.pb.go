@@ -1959,7 +1959,15 @@ type QuerySpansRequest struct {
 	Order  SortOrder `protobuf:"varint,13,opt,name=order,proto3,enum=agl.v1.SortOrder" json:"order,omitempty"`
 	// Count every matching span (ignoring limit and offset) and send the count
 	// as `total` on the last response.
-	IncludeTotal  bool `protobuf:"varint,14,opt,name=include_total,json=includeTotal,proto3" json:"include_total,omitempty"`
+	IncludeTotal bool `protobuf:"varint,14,opt,name=include_total,json=includeTotal,proto3" json:"include_total,omitempty"`
+	// The spans of several rollouts in one call, instead of rollout_id (set one
+	// or the other): each rollout's spans in turn, in the order given, as a
+	// query of that rollout alone with the same attempt_id, filters, sort_by and
+	// order sends them; every span carries its rollout_id. At most 1,000 ids, no
+	// id twice; limit, offset, after_sequence_id and include_total page or tail
+	// one rollout and must be unset. An id that names no rollout ends the call
+	// with NOT_FOUND.
+	RolloutIds    []string `protobuf:"bytes,15,rep,name=rollout_ids,json=rolloutIds,proto3" json:"rollout_ids,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -2090,6 +2098,13 @@ func (x *QuerySpansRequest) GetIncludeTotal() bool {
 		return x.IncludeTotal
 	}
 	return false
+}
+
+func (x *QuerySpansRequest) GetRolloutIds() []string {
+	if x != nil {
+		return x.RolloutIds
+	}
+	return nil
 }
 
 type QuerySpansResponse struct {
@@ -3588,7 +3603,7 @@ const file_agl_v1_store_proto_rawDesc = "" +
 	"\bbatch_id\x18\x01 \x01(\x03R\abatchId\x12\x1a\n" +
 	"\baccepted\x18\x02 \x01(\x05R\baccepted\x12+\n" +
 	"\x11duplicate_indices\x18\x03 \x03(\x05R\x10duplicateIndices\x12-\n" +
-	"\brejected\x18\x04 \x03(\v2\x11.agl.v1.ItemErrorR\brejected\"\xdd\x03\n" +
+	"\brejected\x18\x04 \x03(\v2\x11.agl.v1.ItemErrorR\brejected\"\xfe\x03\n" +
 	"\x11QuerySpansRequest\x12\x1d\n" +
 	"\n" +
 	"rollout_id\x18\x01 \x01(\tR\trolloutId\x12\x1d\n" +
@@ -3606,7 +3621,9 @@ const file_agl_v1_store_proto_rawDesc = "" +
 	"\x06offset\x18\v \x01(\x05R\x06offset\x12\x17\n" +
 	"\asort_by\x18\f \x01(\tR\x06sortBy\x12'\n" +
 	"\x05order\x18\r \x01(\x0e2\x11.agl.v1.SortOrderR\x05order\x12#\n" +
-	"\rinclude_total\x18\x0e \x01(\bR\fincludeTotal\"]\n" +
+	"\rinclude_total\x18\x0e \x01(\bR\fincludeTotal\x12\x1f\n" +
+	"\vrollout_ids\x18\x0f \x03(\tR\n" +
+	"rolloutIds\"]\n" +
 	"\x12QuerySpansResponse\x12\"\n" +
 	"\x05spans\x18\x01 \x03(\v2\f.agl.v1.SpanR\x05spans\x12\x19\n" +
 	"\x05total\x18\x02 \x01(\x03H\x00R\x05total\x88\x01\x01B\b\n" +
