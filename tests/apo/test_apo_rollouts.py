@@ -7,12 +7,13 @@ import asyncio
 
 import pytest
 
+from agl_core import semconv
 from agl_core.adapter.messages import TraceToMessages
 from agl_core.algorithm import run_rollouts
 from agl_core.runner.results import reward_span
 from agl_core.store import LightningStore
 from agl_core.types import RolloutStatus
-from agl_plugins.algorithms.apo.evaluation import Evaluation, experiments
+from agl_plugins.algorithms.apo.evaluation import Evaluation, experiments, spans_of
 
 
 async def finish_one(store: LightningStore, reward: float) -> str:
@@ -58,3 +59,27 @@ async def test_a_rollout_cancelled_before_any_attempt_is_shown_to_the_critique(s
     [shown] = await experiments(store, tasks, Evaluation(outcomes, 0.0), TraceToMessages(), max_chars=2000)
     assert (shown["status"], shown["score"], shown["conversation"]) == ("cancelled", 0.0, [])
     assert shown["error"] == "no runner took the rollout before the batch deadline; it was cancelled"
+
+
+class QuerySpansOnly:
+    """A store as a third-party object may be one: ``query_spans`` of one rollout, and no more."""
+
+    def __init__(self, store: LightningStore) -> None:
+        self.query_spans = store.query_spans
+
+
+async def test_the_critique_reads_a_batch_spans_in_one_query_or_rollout_by_rollout(store: LightningStore) -> None:
+    runner = asyncio.create_task(finish_one(store, 0.5))
+    outcomes = await run_rollouts(store, ["done", "never taken"], timeout=2.0, cancel_on_timeout=True)
+    done, cancelled = (outcome.rollout.rollout_id for outcome in outcomes)
+    assert await runner == done
+    # One query of the batch, and rollout by rollout for a store without it: the same spans, and
+    # none (not an error) for the rollout cancelled before any attempt.
+    for reader in (store, QuerySpansOnly(store)):
+        spans = await spans_of(reader, [done, cancelled])
+        assert [span.name for span in spans[done]] == [semconv.SPAN_REWARD]
+        assert spans[cancelled] == []
+    shown = await experiments(
+        store, ["done", "never taken"], Evaluation(outcomes, 0.0), TraceToMessages(), max_chars=2000
+    )
+    assert [(s["status"], s["reward"]) for s in shown] == [("succeeded", 0.5), ("cancelled", None)]

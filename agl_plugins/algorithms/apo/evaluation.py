@@ -18,11 +18,13 @@ from typing import Any
 from agl_core import semconv
 from agl_core.algorithm import RolloutOutcome, run_rollouts
 from agl_core.errors import NotFoundError
+from agl_core.proto.trace_pb2 import Span
+from agl_core.store.span_query import MAX_QUERY_ROLLOUTS
 from agl_core.types import RolloutMode, RolloutStatus, span_attributes
 
 logger = logging.getLogger(__name__)
 
-SPAN_READS = 8  # rollouts whose spans are read at once
+SPAN_READS = 8  # rollouts whose spans are read at once, where a store reads them one by one
 
 
 @dataclass
@@ -127,17 +129,48 @@ def conversation(records: Sequence[Mapping[str, Any]]) -> list[dict[str, str]]:
     return lines
 
 
-async def experiment(
-    store: Any, index: int, task: Any, outcome: RolloutOutcome, adapter: Any, *, max_chars: int, failure_reward: float
+async def spans_of(store: Any, rollout_ids: Sequence[str]) -> dict[str, list[Span]]:
+    """The spans of each rollout's latest attempt: one query per 1,000 rollouts where the store has
+    ``query_spans_of_rollouts``, rollout by rollout otherwise.
+
+    A rollout cancelled at the batch deadline before any runner took it has no attempt, so no
+    spans; some stores answer "latest" of no attempt with NOT_FOUND, others with nothing. A query
+    of many that fails so is read again rollout by rollout, each NOT_FOUND counting as no spans."""
+    many = getattr(store, "query_spans_of_rollouts", None)
+    if many is not None:
+        found: dict[str, list[Span]] = {}
+        try:
+            for start in range(0, len(rollout_ids), MAX_QUERY_ROLLOUTS):
+                found.update(await many(rollout_ids[start : start + MAX_QUERY_ROLLOUTS], "latest"))
+            return found
+        except NotFoundError:
+            pass
+    reads = asyncio.Semaphore(SPAN_READS)
+
+    async def one(rollout_id: str) -> list[Span]:
+        async with reads:
+            try:
+                spans: list[Span] = await store.query_spans(rollout_id, "latest")
+                return spans
+            except NotFoundError:
+                return []
+
+    return dict(zip(rollout_ids, await asyncio.gather(*(one(r) for r in rollout_ids)), strict=True))
+
+
+def experiment(
+    index: int,
+    task: Any,
+    outcome: RolloutOutcome,
+    spans: list[Span],
+    adapter: Any,
+    *,
+    max_chars: int,
+    failure_reward: float,
 ) -> dict[str, Any]:
-    """One rollout as the critique template sees it (see ``prompts/critique.toml``)."""
+    """One rollout as the critique template sees it (see ``prompts/critique.toml``), from the spans
+    of its latest attempt."""
     rollout = outcome.rollout
-    try:
-        spans = await store.query_spans(rollout.rollout_id, "latest")
-    except NotFoundError:
-        # A rollout cancelled at the batch deadline before any runner took it has no attempt, so no
-        # spans; some stores answer "latest" of no attempt with NOT_FOUND, others with nothing.
-        spans = []
     try:
         lines = conversation(adapter.adapt(spans))
     except Exception:  # a trace the adapter cannot read still leaves the reward and feedback to show
@@ -181,13 +214,17 @@ async def experiments(
     store: Any, tasks: Sequence[Any], evaluation: Evaluation, adapter: Any, *, max_chars: int
 ) -> list[dict[str, Any]]:
     """Every rollout of a batch (of ``tasks``, in order) as the critique template sees it."""
-    reads = asyncio.Semaphore(SPAN_READS)
-
-    async def one(index: int, task: Any, outcome: RolloutOutcome) -> dict[str, Any]:
-        async with reads:
-            return await experiment(
-                store, index, task, outcome, adapter, max_chars=max_chars, failure_reward=evaluation.failure_reward
-            )
-
+    spans = await spans_of(store, [outcome.rollout.rollout_id for outcome in evaluation.outcomes])
     pairs = zip(tasks, evaluation.outcomes, strict=True)
-    return list(await asyncio.gather(*(one(i, task, o) for i, (task, o) in enumerate(pairs, 1))))
+    return [
+        experiment(
+            i,
+            task,
+            outcome,
+            spans.get(outcome.rollout.rollout_id, []),
+            adapter,
+            max_chars=max_chars,
+            failure_reward=evaluation.failure_reward,
+        )
+        for i, (task, outcome) in enumerate(pairs, 1)
+    ]
