@@ -119,12 +119,14 @@ func main() {
 		fail(err)
 	}
 	result["scenario"] = cfg.scenario
-	result["namespace"] = cfg.namespace
-	result["workers"] = cfg.workers
-	result["capacity"] = cfg.capacity
 	result["conns"] = cfg.conns
-	result["running_report"] = cfg.runningReport
-	result["running_wait"] = cfg.runningReport && cfg.runningWait
+	if cfg.scenario != "span-ack" { // span writers have no namespace, workers or reports
+		result["namespace"] = cfg.namespace
+		result["workers"] = cfg.workers
+		result["capacity"] = cfg.capacity
+		result["running_report"] = cfg.runningReport
+		result["running_wait"] = cfg.runningReport && cfg.runningWait
+	}
 	if cfg.json {
 		out, err := json.Marshal(result)
 		if err != nil {
