@@ -4,38 +4,18 @@ test of the benchmark; the figures themselves are read from its table, never ass
 
 from __future__ import annotations
 
-import json
-import os
 import shutil
-import subprocess
-import sys
-from pathlib import Path
 
 import pytest
+from support.bench_runs import run_bench
 
-ROOT = Path(__file__).resolve().parents[2]
 OUT = "fleet_bench_smoke_quick"  # *_quick.json is ignored by git
 
 
 @pytest.mark.skipif(shutil.which("go") is None, reason="the fleet bench's load generator needs the Go toolchain")
 def test_fleet_bench_quick_runs_every_scenario_exactly_once() -> None:
-    env = dict(os.environ)
-    env["PYTHONPATH"] = os.pathsep.join([str(ROOT), str(ROOT / "servers"), env.get("PYTHONPATH", "")])
-    path = ROOT / "bench" / "results" / f"{OUT}.json"
-    path.unlink(missing_ok=True)
     # 240 s: a cold Go build cache compiles gRPC first; the run itself takes about 10 s.
-    done = subprocess.run(
-        [sys.executable, "bench/fleet_bench.py", "--quick", "--out", OUT],
-        cwd=ROOT,
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=240,
-        check=False,
-    )
-    assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
-
-    saved = json.loads(path.read_text())
+    saved = run_bench("fleet_bench.py", ["--quick"], OUT, timeout=240)
     results = saved["context"]["results"]
     assert set(results) == {"welcome", "large-batch", "lifecycle-8"}
     sizes = saved["context"]["sizes"]

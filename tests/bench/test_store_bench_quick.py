@@ -4,34 +4,13 @@ the figures themselves are read from its table, never asserted."""
 
 from __future__ import annotations
 
-import json
-import os
-import subprocess
-import sys
-from pathlib import Path
-
-ROOT = Path(__file__).resolve().parents[2]
+from support.bench_runs import rows_by_name, run_bench
 
 
 def run_section(flags: list[str], out: str) -> dict[str, tuple[float, str]]:
-    """Run one section; its saved rows by name: (value, unit)."""
-    env = dict(os.environ)
-    env["PYTHONPATH"] = os.pathsep.join([str(ROOT), str(ROOT / "servers"), env.get("PYTHONPATH", "")])
-    path = ROOT / "bench" / "results" / f"{out}.json"  # *_quick.json is ignored by git
-    path.unlink(missing_ok=True)
-    done = subprocess.run(
-        [sys.executable, "bench/store_bench.py", "--quick", *flags, "--out", out],
-        cwd=ROOT,
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=180,
-        check=False,
-    )
-    assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
-    assert "| measure" in done.stdout  # the table was printed
-    rows = json.loads(path.read_text())["rows"]
-    return {row["name"].strip(): (row["value"], row["unit"]) for row in rows}
+    """Run one section; its saved rows by name: (value, unit). ``out`` ends in _quick (ignored by git)."""
+    rows = rows_by_name(run_bench("store_bench.py", ["--quick", *flags], out, timeout=180))
+    return {name: (row["value"], row["unit"]) for name, row in rows.items()}
 
 
 def test_ack_only_reports_latency_and_cpu_per_batch() -> None:

@@ -1,0 +1,39 @@
+"""Running a benchmark of bench/ the way its smoke tests do: as a script, against the checkout."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+from typing import Any
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+def run_bench(script: str, args: list[str], out: str, timeout: float) -> dict[str, Any]:
+    """Run ``bench/<script> *args --out <out>`` and return the result file it saved (asserting that
+    it exited 0 and printed its table). ``out`` should end in ``_quick`` (ignored by git)."""
+    env = dict(os.environ)
+    env["PYTHONPATH"] = os.pathsep.join([str(ROOT), str(ROOT / "servers"), env.get("PYTHONPATH", "")])
+    path = ROOT / "bench" / "results" / f"{out}.json"
+    path.unlink(missing_ok=True)
+    done = subprocess.run(
+        [sys.executable, f"bench/{script}", *args, "--out", out],
+        cwd=ROOT,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        check=False,
+    )
+    assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
+    assert "| measure" in done.stdout  # the table was printed
+    saved: dict[str, Any] = json.loads(path.read_text())
+    return saved
+
+
+def rows_by_name(saved: dict[str, Any]) -> dict[str, dict[str, Any]]:
+    """The saved rows by their name (without the indentation of sub-rows)."""
+    return {row["name"].strip(): row for row in saved["rows"]}
