@@ -127,9 +127,11 @@ class SpanStreams:
             check_request(request)
             # The raw path streams stored bytes as they are; a total needs the parsed responses.
             raw = None if request.include_total else getattr(self.backend, "query_span_bytes", None)
-            # Several rollouts (rollout_ids) are queried one after the other, whatever the backend.
             if raw is not None:
-                async for chunk in each_rollout(raw, request):
+                # Several rollouts (rollout_ids) are queried one after the other, whatever the
+                # backend; one rollout goes straight to it (no generator in between on a hot path).
+                chunks = each_rollout(raw, request) if request.rollout_ids else raw(request)
+                async for chunk in chunks:
                     yield _spans_response_bytes(chunk)
             else:
                 async for response in each_rollout(self.backend.query_spans, request):
