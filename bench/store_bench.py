@@ -32,10 +32,9 @@ import psutil
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from common import ROOT, Report, llm_call_span, percentile
-from loadgen import build_loadgen, run_span_ack, write_span_batches
+from store_bench_ack import ack_only, report_ack_latency
 from store_bench_limits import raw_commit_latency, raw_grpc_stream, raw_lmdb_puts, raw_unary_rate, start_raw_server
 from store_bench_workloads import (
-    ack_latency,
     aggregate_rate,
     dequeue_all,
     enqueue_batched,
@@ -47,10 +46,8 @@ from store_bench_workloads import (
     run_processes,
     targets,
 )
-from writer_metrics import WriterShare, writer_totals
 
 from agl_core.client import GrpcStore
-from agl_core.proto import store_pb2 as s
 from agl_server.process import ServerProcess
 
 # --- memory ----------------------------------------------------------------------------------------
@@ -163,98 +160,6 @@ async def rollout_rates(args: argparse.Namespace, report: Report, workdir: str) 
             report.add("dequeue, 8 clients", await dequeue_all(server.address, 8, queued - half), "rollouts/s")
     finally:
         server.stop()
-
-
-async def report_ack_latency(
-    address: str,
-    coords: list[tuple[str, str]],
-    report: Report,
-    quick: bool,
-    server_pid: int | None = None,
-    metrics_url: str | None = None,
-) -> None:
-    """Ack latency of closed-loop writers, the CPU each batch cost the server and this client, and
-    (with ``metrics_url``, the server's /metrics) how busy the store's writer was and what each of
-    its groups cost: with the writers closed-loop, the 8-writer latency is mostly the time the
-    writer takes to serve the batches ahead."""
-    print("ack latency", flush=True)
-    rounds = 200 if quick else 1_500
-    server = psutil.Process(server_pid) if server_pid is not None else None
-    for writers, target in ((1, 2.0), (8, 5.0)):
-        server_cpu, client_cpu = _cpu_seconds(server), _cpu_seconds(psutil.Process())
-        totals = writer_totals(metrics_url) if metrics_url else None
-        started = time.perf_counter()
-        latencies = await ack_latency(address, coords, writers, rounds // writers if writers > 1 else rounds)
-        wall = time.perf_counter() - started
-        p50, p99 = percentile(latencies, 50) * 1e3, percentile(latencies, 99) * 1e3
-        report.add(f"ack latency p50, {writers} writer(s), 10 spans/batch", p50, "ms")
-        report.add(
-            f"ack latency p99, {writers} writer(s), 10 spans/batch",
-            p99,
-            "ms",
-            target=f"<= {target:g} ms",
-            met=p99 <= target,
-        )
-        if server is not None:
-            per_batch = (_cpu_seconds(server) - server_cpu) / len(latencies) * 1e6
-            report.add(f"  server CPU per batch, {writers} writer(s)", per_batch, "us")
-        per_batch = (_cpu_seconds(psutil.Process()) - client_cpu) / len(latencies) * 1e6
-        report.add(f"  client CPU per batch, {writers} writer(s)", per_batch, "us")
-        if metrics_url and totals is not None:
-            share = WriterShare.between(totals, writer_totals(metrics_url), wall)
-            report.add(f"  store writer busy, {writers} writer(s)", share.busy * 100, "%")
-            report.add(f"  operations per group commit, {writers} writer(s)", share.operations_per_group, "ops")
-            report.add(f"  per group: running its operations, {writers} writer(s)", share.run_ms_per_group, "ms")
-            report.add(f"  per group: commit (write + sync), {writers} writer(s)", share.commit_ms_per_group, "ms")
-
-
-def _cpu_seconds(process: psutil.Process | None) -> float:
-    if process is None:
-        return 0.0
-    times = process.cpu_times()
-    return float(times.user + times.system)
-
-
-def report_go_ack_latency(
-    address: str, coords: list[tuple[str, str]], report: Report, quick: bool, workdir: str, server_pid: int | None
-) -> None:
-    """The same closed-loop writers, spans and targets as goroutines of agl-loadgen (Go client): a
-    client far cheaper than this process, so what remains is the server's latency."""
-    print("ack latency, Go client (agl-loadgen span-ack)", flush=True)
-    binary = build_loadgen()
-    batches = [
-        s.IngestSpansRequest(spans=[llm_call_span(rollout_id, attempt_id, i) for i in range(10)]).SerializeToString()
-        for rollout_id, attempt_id in coords
-    ]
-    path = write_span_batches(Path(workdir) / "span_batches.json", batches)
-    server = psutil.Process(server_pid) if server_pid is not None else None
-    for writers, target in ((1, 2.0), (8, 5.0)):
-        server_cpu = _cpu_seconds(server)
-        result = run_span_ack(binary, address, path, writers, 1.0 if quick else 5.0)
-        label = f"{writers} writer(s), 10 spans/batch, Go client"
-        p99 = result["ack_p99_ms"]
-        report.add(
-            f"ack latency p50, {label}", result["ack_p50_ms"], "ms", note=f"{result['batches_per_s']:.0f} batches/s"
-        )
-        report.add(f"ack latency p99, {label}", p99, "ms", target=f"<= {target:g} ms", met=p99 <= target)
-        if server is not None:
-            per_batch = (_cpu_seconds(server) - server_cpu) / max(1, result["batches_total"]) * 1e6
-            report.add(f"  server CPU per batch, {label}", per_batch, "us", note="warm-up included")
-        bad = result["bad_acks"]
-        report.add(f"  batches not wholly stored, {label}", bad, "batches", target="0", met=bad == 0)
-
-
-async def ack_only(args: argparse.Namespace, report: Report, workdir: str) -> None:
-    """Only the ack latency section, on a fresh server (repeat it to see the spread)."""
-    data, log = os.path.join(workdir, "data"), os.path.join(workdir, "server.log")
-    with ServerProcess(data, args=["--http-port", "0"], log_path=log) as server:
-        async with GrpcStore(server.address) as store:
-            await store.wait_ready()
-            coords = await targets(store, 64)
-        pid = server.process.pid if server.process else None
-        await report_ack_latency(server.address, coords, report, args.quick, pid, f"{server.http_url}/metrics")
-        if args.go_client:
-            report_go_ack_latency(server.address, coords, report, args.quick, workdir, pid)
 
 
 async def main_async(args: argparse.Namespace, report: Report, workdir: str) -> None:
