@@ -20,8 +20,8 @@ import type { Span } from "./gen/agl/v1/trace_pb.js";
 import { AttemptStatus, RolloutStatus, type Attempt, type Rollout } from "./gen/agl/v1/types_pb.js";
 import { SpanStream } from "./ingest.js";
 import type { SpanStreamOptions } from "./span_stream_types.js";
-import { DEFAULT_RETRY_DEADLINE_MS, Outage, UNARY_RETRYABLE } from "./retry.js";
-import { sleep } from "./util.js";
+import { bearer, retryUnavailable } from "./interceptors.js";
+import { DEFAULT_RETRY_DEADLINE_MS } from "./retry.js";
 
 /** Where agl-server listens unless told otherwise. */
 export const DEFAULT_ADDRESS = "127.0.0.1:4747";
@@ -370,37 +370,4 @@ export function rolloutStatusName(status: RolloutStatus): string {
 /** An id like the Python client's: "ro-" and 16 hex digits. */
 function newRolloutId(): string {
   return `ro-${randomBytes(8).toString("hex")}`;
-}
-
-function bearer(token: string): Interceptor {
-  return (next) => (req) => {
-    req.header.set("authorization", `Bearer ${token}`);
-    return next(req);
-  };
-}
-
-/**
- * Retries unary calls that fail with UNAVAILABLE (server down, restarting, overloaded) until the
- * retry deadline or the call's own deadline (docs/retry.md). Calls that create things are safe to
- * retry: rollouts with client-chosen ids and spans with their ids are deduplicated by the server.
- */
-function retryUnavailable(deadlineMs: number): Interceptor {
-  return (next) => async (req) => {
-    if (req.stream) {
-      return next(req);
-    }
-    const outage = new Outage(deadlineMs);
-    for (;;) {
-      let wait: number | undefined;
-      try {
-        return await next(req);
-      } catch (error) {
-        wait = UNARY_RETRYABLE.has(ConnectError.from(error).code) ? outage.failed() : undefined;
-        if (wait === undefined || req.signal.aborted) {
-          throw error;
-        }
-      }
-      await sleep(wait, req.signal);
-    }
-  };
 }
