@@ -28,7 +28,7 @@ from google.protobuf import duration_pb2 as google_dot_protobuf_dot_duration__pb
 from google.protobuf import struct_pb2 as google_dot_protobuf_dot_struct__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x13\x61gl/v1/runner.proto\x12\x06\x61gl.v1\x1a\x16\x61gl/v1/resources.proto\x1a\x12\x61gl/v1/types.proto\x1a\x1egoogle/protobuf/duration.proto\x1a\x1cgoogle/protobuf/struct.proto\"\xb8\x01\n\x0bWorkRequest\x12$\n\x05hello\x18\x01 \x01(\x0b\x32\x13.agl.v1.WorkerHelloH\x00\x12$\n\x05ready\x18\x02 \x01(\x0b\x32\x13.agl.v1.WorkerReadyH\x00\x12\'\n\x06report\x18\x03 \x01(\x0b\x32\x15.agl.v1.AttemptReportH\x00\x12,\n\theartbeat\x18\x04 \x01(\x0b\x32\x17.agl.v1.WorkerHeartbeatH\x00\x42\x06\n\x04kind\"\xa1\x01\n\x0cWorkResponse\x12(\n\x07welcome\x18\x01 \x01(\x0b\x32\x15.agl.v1.WorkerWelcomeH\x00\x12/\n\nassignment\x18\x02 \x01(\x0b\x32\x19.agl.v1.AttemptAssignmentH\x00\x12.\n\nreport_ack\x18\x03 \x01(\x0b\x32\x18.agl.v1.AttemptReportAckH\x00\x42\x06\n\x04kind\"4\n\nAttemptRef\x12\x12\n\nrollout_id\x18\x01 \x01(\t\x12\x12\n\nattempt_id\x18\x02 \x01(\t\"\xf8\x01\n\x0bWorkerHello\x12\x11\n\tworker_id\x18\x01 \x01(\t\x12\x10\n\x08\x63\x61pacity\x18\x02 \x01(\x05\x12\x35\n\x12heartbeat_interval\x18\x03 \x01(\x0b\x32\x19.google.protobuf.Duration\x12+\n\x0f\x61\x63tive_attempts\x18\x04 \x03(\x0b\x32\x12.agl.v1.AttemptRef\x12%\n\x04info\x18\x05 \x01(\x0b\x32\x17.google.protobuf.Struct\x12\x11\n\tnamespace\x18\x06 \x01(\t\x12\x0e\n\x06queues\x18\x07 \x03(\t\x12\x16\n\x0elabel_selector\x18\x08 \x01(\t\"X\n\rWorkerWelcome\x12\x11\n\tworker_id\x18\x01 \x01(\t\x12\x34\n\x11heartbeat_timeout\x18\x02 \x01(\x0b\x32\x19.google.protobuf.Duration\"\x1f\n\x0bWorkerReady\x12\x10\n\x08\x63\x61pacity\x18\x01 \x01(\x05\"z\n\x11\x41ttemptAssignment\x12 \n\x07rollout\x18\x01 \x01(\x0b\x32\x0f.agl.v1.Rollout\x12*\n\tresources\x18\x02 \x01(\x0b\x32\x17.agl.v1.ResourcesUpdate\x12\x17\n\x0fresources_error\x18\x03 \x01(\t\"\x89\x01\n\rAttemptReport\x12\x12\n\nrollout_id\x18\x01 \x01(\t\x12\x12\n\nattempt_id\x18\x02 \x01(\t\x12%\n\x06status\x18\x03 \x01(\x0e\x32\x15.agl.v1.AttemptStatus\x12)\n\x08metadata\x18\x04 \x01(\x0b\x32\x17.google.protobuf.Struct\"\x80\x01\n\x10\x41ttemptReportAck\x12\x12\n\nrollout_id\x18\x01 \x01(\t\x12\x12\n\nattempt_id\x18\x02 \x01(\t\x12\x0c\n\x04\x63ode\x18\x03 \x01(\x05\x12\x0f\n\x07message\x18\x04 \x01(\t\x12%\n\x06status\x18\x05 \x01(\x0e\x32\x15.agl.v1.AttemptStatus\"9\n\x0fWorkerHeartbeat\x12&\n\x05stats\x18\x01 \x01(\x0b\x32\x17.google.protobuf.Struct2F\n\rRunnerService\x12\x35\n\x04Work\x12\x13.agl.v1.WorkRequest\x1a\x14.agl.v1.WorkResponse(\x01\x30\x01\x62\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x13\x61gl/v1/runner.proto\x12\x06\x61gl.v1\x1a\x16\x61gl/v1/resources.proto\x1a\x12\x61gl/v1/types.proto\x1a\x1egoogle/protobuf/duration.proto\x1a\x1cgoogle/protobuf/struct.proto\"\xb8\x01\n\x0bWorkRequest\x12$\n\x05hello\x18\x01 \x01(\x0b\x32\x13.agl.v1.WorkerHelloH\x00\x12$\n\x05ready\x18\x02 \x01(\x0b\x32\x13.agl.v1.WorkerReadyH\x00\x12\'\n\x06report\x18\x03 \x01(\x0b\x32\x15.agl.v1.AttemptReportH\x00\x12,\n\theartbeat\x18\x04 \x01(\x0b\x32\x17.agl.v1.WorkerHeartbeatH\x00\x42\x06\n\x04kind\"\xa1\x01\n\x0cWorkResponse\x12(\n\x07welcome\x18\x01 \x01(\x0b\x32\x15.agl.v1.WorkerWelcomeH\x00\x12/\n\nassignment\x18\x02 \x01(\x0b\x32\x19.agl.v1.AttemptAssignmentH\x00\x12.\n\nreport_ack\x18\x03 \x01(\x0b\x32\x18.agl.v1.AttemptReportAckH\x00\x42\x06\n\x04kind\"4\n\nAttemptRef\x12\x12\n\nrollout_id\x18\x01 \x01(\t\x12\x12\n\nattempt_id\x18\x02 \x01(\t\"\x95\x02\n\x0bWorkerHello\x12\x11\n\tworker_id\x18\x01 \x01(\t\x12\x10\n\x08\x63\x61pacity\x18\x02 \x01(\x05\x12\x35\n\x12heartbeat_interval\x18\x03 \x01(\x0b\x32\x19.google.protobuf.Duration\x12+\n\x0f\x61\x63tive_attempts\x18\x04 \x03(\x0b\x32\x12.agl.v1.AttemptRef\x12%\n\x04info\x18\x05 \x01(\x0b\x32\x17.google.protobuf.Struct\x12\x11\n\tnamespace\x18\x06 \x01(\t\x12\x0e\n\x06queues\x18\x07 \x03(\t\x12\x16\n\x0elabel_selector\x18\x08 \x01(\t\x12\x1b\n\x13start_on_assignment\x18\t \x01(\x08\"X\n\rWorkerWelcome\x12\x11\n\tworker_id\x18\x01 \x01(\t\x12\x34\n\x11heartbeat_timeout\x18\x02 \x01(\x0b\x32\x19.google.protobuf.Duration\"\x1f\n\x0bWorkerReady\x12\x10\n\x08\x63\x61pacity\x18\x01 \x01(\x05\"z\n\x11\x41ttemptAssignment\x12 \n\x07rollout\x18\x01 \x01(\x0b\x32\x0f.agl.v1.Rollout\x12*\n\tresources\x18\x02 \x01(\x0b\x32\x17.agl.v1.ResourcesUpdate\x12\x17\n\x0fresources_error\x18\x03 \x01(\t\"\x89\x01\n\rAttemptReport\x12\x12\n\nrollout_id\x18\x01 \x01(\t\x12\x12\n\nattempt_id\x18\x02 \x01(\t\x12%\n\x06status\x18\x03 \x01(\x0e\x32\x15.agl.v1.AttemptStatus\x12)\n\x08metadata\x18\x04 \x01(\x0b\x32\x17.google.protobuf.Struct\"\x80\x01\n\x10\x41ttemptReportAck\x12\x12\n\nrollout_id\x18\x01 \x01(\t\x12\x12\n\nattempt_id\x18\x02 \x01(\t\x12\x0c\n\x04\x63ode\x18\x03 \x01(\x05\x12\x0f\n\x07message\x18\x04 \x01(\t\x12%\n\x06status\x18\x05 \x01(\x0e\x32\x15.agl.v1.AttemptStatus\"9\n\x0fWorkerHeartbeat\x12&\n\x05stats\x18\x01 \x01(\x0b\x32\x17.google.protobuf.Struct2F\n\rRunnerService\x12\x35\n\x04Work\x12\x13.agl.v1.WorkRequest\x1a\x14.agl.v1.WorkResponse(\x01\x30\x01\x62\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
@@ -42,19 +42,19 @@ if not _descriptor._USE_C_DESCRIPTORS:
   _globals['_ATTEMPTREF']._serialized_start=488
   _globals['_ATTEMPTREF']._serialized_end=540
   _globals['_WORKERHELLO']._serialized_start=543
-  _globals['_WORKERHELLO']._serialized_end=791
-  _globals['_WORKERWELCOME']._serialized_start=793
-  _globals['_WORKERWELCOME']._serialized_end=881
-  _globals['_WORKERREADY']._serialized_start=883
-  _globals['_WORKERREADY']._serialized_end=914
-  _globals['_ATTEMPTASSIGNMENT']._serialized_start=916
-  _globals['_ATTEMPTASSIGNMENT']._serialized_end=1038
-  _globals['_ATTEMPTREPORT']._serialized_start=1041
-  _globals['_ATTEMPTREPORT']._serialized_end=1178
-  _globals['_ATTEMPTREPORTACK']._serialized_start=1181
-  _globals['_ATTEMPTREPORTACK']._serialized_end=1309
-  _globals['_WORKERHEARTBEAT']._serialized_start=1311
-  _globals['_WORKERHEARTBEAT']._serialized_end=1368
-  _globals['_RUNNERSERVICE']._serialized_start=1370
-  _globals['_RUNNERSERVICE']._serialized_end=1440
+  _globals['_WORKERHELLO']._serialized_end=820
+  _globals['_WORKERWELCOME']._serialized_start=822
+  _globals['_WORKERWELCOME']._serialized_end=910
+  _globals['_WORKERREADY']._serialized_start=912
+  _globals['_WORKERREADY']._serialized_end=943
+  _globals['_ATTEMPTASSIGNMENT']._serialized_start=945
+  _globals['_ATTEMPTASSIGNMENT']._serialized_end=1067
+  _globals['_ATTEMPTREPORT']._serialized_start=1070
+  _globals['_ATTEMPTREPORT']._serialized_end=1207
+  _globals['_ATTEMPTREPORTACK']._serialized_start=1210
+  _globals['_ATTEMPTREPORTACK']._serialized_end=1338
+  _globals['_WORKERHEARTBEAT']._serialized_start=1340
+  _globals['_WORKERHEARTBEAT']._serialized_end=1397
+  _globals['_RUNNERSERVICE']._serialized_start=1399
+  _globals['_RUNNERSERVICE']._serialized_end=1469
 # @@protoc_insertion_point(module_scope)

@@ -43,7 +43,7 @@ class AttemptRef(_message.Message):
     def __init__(self, rollout_id: _Optional[str] = ..., attempt_id: _Optional[str] = ...) -> None: ...
 
 class WorkerHello(_message.Message):
-    __slots__ = ("worker_id", "capacity", "heartbeat_interval", "active_attempts", "info", "namespace", "queues", "label_selector")
+    __slots__ = ("worker_id", "capacity", "heartbeat_interval", "active_attempts", "info", "namespace", "queues", "label_selector", "start_on_assignment")
     WORKER_ID_FIELD_NUMBER: _ClassVar[int]
     CAPACITY_FIELD_NUMBER: _ClassVar[int]
     HEARTBEAT_INTERVAL_FIELD_NUMBER: _ClassVar[int]
@@ -52,6 +52,7 @@ class WorkerHello(_message.Message):
     NAMESPACE_FIELD_NUMBER: _ClassVar[int]
     QUEUES_FIELD_NUMBER: _ClassVar[int]
     LABEL_SELECTOR_FIELD_NUMBER: _ClassVar[int]
+    START_ON_ASSIGNMENT_FIELD_NUMBER: _ClassVar[int]
     worker_id: str
     capacity: int
     heartbeat_interval: _duration_pb2.Duration
@@ -60,7 +61,8 @@ class WorkerHello(_message.Message):
     namespace: str
     queues: _containers.RepeatedScalarFieldContainer[str]
     label_selector: str
-    def __init__(self, worker_id: _Optional[str] = ..., capacity: _Optional[int] = ..., heartbeat_interval: _Optional[_Union[datetime.timedelta, _duration_pb2.Duration, _Mapping]] = ..., active_attempts: _Optional[_Iterable[_Union[AttemptRef, _Mapping]]] = ..., info: _Optional[_Union[_struct_pb2.Struct, _Mapping]] = ..., namespace: _Optional[str] = ..., queues: _Optional[_Iterable[str]] = ..., label_selector: _Optional[str] = ...) -> None: ...
+    start_on_assignment: bool
+    def __init__(self, worker_id: _Optional[str] = ..., capacity: _Optional[int] = ..., heartbeat_interval: _Optional[_Union[datetime.timedelta, _duration_pb2.Duration, _Mapping]] = ..., active_attempts: _Optional[_Iterable[_Union[AttemptRef, _Mapping]]] = ..., info: _Optional[_Union[_struct_pb2.Struct, _Mapping]] = ..., namespace: _Optional[str] = ..., queues: _Optional[_Iterable[str]] = ..., label_selector: _Optional[str] = ..., start_on_assignment: _Optional[bool] = ...) -> None: ...
 
 class WorkerWelcome(_message.Message):
     __slots__ = ("worker_id", "heartbeat_timeout")

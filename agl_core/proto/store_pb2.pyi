@@ -76,20 +76,22 @@ class EnqueueRolloutsResponse(_message.Message):
     def __init__(self, rollouts: _Optional[_Iterable[_Union[_types_pb2.Rollout, _Mapping]]] = ..., errors: _Optional[_Iterable[_Union[_types_pb2.ItemError, _Mapping]]] = ...) -> None: ...
 
 class DequeueRolloutRequest(_message.Message):
-    __slots__ = ("worker_id", "limit", "wait", "namespace", "queues", "label_selector")
+    __slots__ = ("worker_id", "limit", "wait", "namespace", "queues", "label_selector", "running")
     WORKER_ID_FIELD_NUMBER: _ClassVar[int]
     LIMIT_FIELD_NUMBER: _ClassVar[int]
     WAIT_FIELD_NUMBER: _ClassVar[int]
     NAMESPACE_FIELD_NUMBER: _ClassVar[int]
     QUEUES_FIELD_NUMBER: _ClassVar[int]
     LABEL_SELECTOR_FIELD_NUMBER: _ClassVar[int]
+    RUNNING_FIELD_NUMBER: _ClassVar[int]
     worker_id: str
     limit: int
     wait: _duration_pb2.Duration
     namespace: str
     queues: _containers.RepeatedScalarFieldContainer[str]
     label_selector: str
-    def __init__(self, worker_id: _Optional[str] = ..., limit: _Optional[int] = ..., wait: _Optional[_Union[datetime.timedelta, _duration_pb2.Duration, _Mapping]] = ..., namespace: _Optional[str] = ..., queues: _Optional[_Iterable[str]] = ..., label_selector: _Optional[str] = ...) -> None: ...
+    running: bool
+    def __init__(self, worker_id: _Optional[str] = ..., limit: _Optional[int] = ..., wait: _Optional[_Union[datetime.timedelta, _duration_pb2.Duration, _Mapping]] = ..., namespace: _Optional[str] = ..., queues: _Optional[_Iterable[str]] = ..., label_selector: _Optional[str] = ..., running: _Optional[bool] = ...) -> None: ...
 
 class DequeueRolloutResponse(_message.Message):
     __slots__ = ("rollouts",)

@@ -36,6 +36,9 @@ class DequeueSource(WorkSource):
     :param heartbeat_interval: seconds between heartbeats of the worker and its attempts.
     :param queues: the queues served (default ``["default"]``); the namespace is the store's.
     :param label_selector: only rollouts whose labels match (``"lang=go"``, ``{"lang": "go"}``).
+    :param start_on_assignment: claim attempts RUNNING (the runner starts each one when it gets
+        it, so it sends no RUNNING update: one durable write fewer per attempt). False: they are
+        claimed PREPARING and reported RUNNING.
     """
 
     def __init__(
@@ -49,6 +52,7 @@ class DequeueSource(WorkSource):
         info: Mapping[str, Any] | None = None,
         queues: Sequence[str] | None = None,
         label_selector: str | Mapping[str, str] | None = None,
+        start_on_assignment: bool = True,
     ) -> None:
         # Checked here, so a malformed selector fails before the worker starts.
         self.route = routing.Route.parse("", queues or (), routing.selector_text(label_selector))
@@ -58,6 +62,7 @@ class DequeueSource(WorkSource):
             raise ValueError(f"poll_wait is {poll_wait}; give a positive number of seconds, or None")
         self.store = store
         self.worker_id = worker_id
+        self.start_on_assignment = start_on_assignment
         self.capacity = capacity
         self.poll_wait = poll_wait
         self.heartbeat_interval = heartbeat_interval
@@ -115,6 +120,7 @@ class DequeueSource(WorkSource):
                 wait=self.poll_wait,
                 queues=self.route.queues,
                 label_selector=self.route.selector.text,
+                running=self.start_on_assignment,
             )
         )
         # Registered before anyone awaits the claim: the attempts are held (and given up on close)

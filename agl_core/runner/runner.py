@@ -28,7 +28,7 @@ from agl_core.litagent.litagent import LitAgent
 from agl_core.plugins.lifecycle import call_accepting, notify
 from agl_core.runner.hooks import Hook
 from agl_core.runner.results import deliver, exception_span
-from agl_core.runner.work import Assignment, WorkSource
+from agl_core.runner.work import Assignment, ReportOutcome, WorkSource
 from agl_core.tracer.base import NullTracer, Tracer
 from agl_core.types.core import AttemptStatus, RolloutMode
 from agl_core.types.spans import Span
@@ -152,7 +152,12 @@ class Runner:
         )
         # `running` is on its way before the agent starts, but the agent does not wait for the
         # store to record it; the final report waits for it, so the two reach the store in order.
-        started = await self.source.report_soon(rollout_id, attempt_id, AttemptStatus.RUNNING)
+        # An attempt handed over RUNNING already (a Work stream with start_on_assignment) needs none.
+        if rollout.attempt is not None and rollout.attempt.status == AttemptStatus.RUNNING:
+            started: asyncio.Future[ReportOutcome] = asyncio.get_running_loop().create_future()
+            started.set_result(ReportOutcome(rollout_id, attempt_id, AttemptStatus.RUNNING))
+        else:
+            started = await self.source.report_soon(rollout_id, attempt_id, AttemptStatus.RUNNING)
         status, error, spans = AttemptStatus.SUCCEEDED, None, []
         try:
             spans = await self._traced(assignment)

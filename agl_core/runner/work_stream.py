@@ -45,6 +45,9 @@ class WorkStreamSource(WorkSource):
     :param queues: the queues served (default ``["default"]``).
     :param label_selector: only rollouts whose labels match (``"lang=go"``, ``{"lang": "go"}``;
         see docs/queues.md). Checked here, so a malformed one fails before connecting.
+    :param start_on_assignment: the runner starts each attempt when it gets it, so agl-server
+        hands it over RUNNING and the runner sends no RUNNING report (one message, its ack and a
+        store write fewer per attempt). False: attempts arrive PREPARING and are reported RUNNING.
     """
 
     def __init__(
@@ -63,6 +66,7 @@ class WorkStreamSource(WorkSource):
         namespace: str = "",
         queues: Sequence[str] | None = None,
         label_selector: str | Mapping[str, str] | None = None,
+        start_on_assignment: bool = True,
     ) -> None:
         import os
 
@@ -82,6 +86,7 @@ class WorkStreamSource(WorkSource):
         )
         self.worker_id = worker_id or ""
         self.capacity = capacity
+        self.start_on_assignment = start_on_assignment
         self.heartbeat_interval = heartbeat_interval
         self.info = worker_info(**(info or {}))
         # attempt id -> rollout id: given to this worker and not finally reported.
@@ -255,6 +260,7 @@ class WorkStreamSource(WorkSource):
             namespace=self.route.namespace,
             queues=self.route.queues,
             label_selector=self.route.selector.text,
+            start_on_assignment=self.start_on_assignment,
         )
         hello.heartbeat_interval.FromNanoseconds(int(self.heartbeat_interval * 1e9))
         await call.write(r.WorkRequest(hello=hello))

@@ -198,6 +198,7 @@ class LightningStore(SpanCalls, WatchCalls, ResourceCalls, AdminCalls):
         wait: float | None = None,
         queues: Iterable[str] | None = None,
         label_selector: str | Mapping[str, str] | None = None,
+        running: bool = False,
     ) -> Rollout | None:
         """Claim the next queued rollout of this store's namespace, creating its next attempt:
         the highest priority first, then the oldest.
@@ -207,10 +208,12 @@ class LightningStore(SpanCalls, WatchCalls, ResourceCalls, AdminCalls):
         :param queues: the queues to take from (default ``["default"]``).
         :param label_selector: only rollouts whose labels match, as text (``"lang=go,tier!=gpu"``,
             see docs/queues.md) or an equality map (``{"lang": "go"}``).
+        :param running: claim the attempt RUNNING rather than PREPARING (rollout too), for a worker
+            that starts it at once and so need not update it to RUNNING.
         :returns: the rollout with its new attempt, or ``None`` if no work came in time.
         """
         rollouts = await self.dequeue_rollouts(
-            limit=1, worker_id=worker_id, wait=wait, queues=queues, label_selector=label_selector
+            limit=1, worker_id=worker_id, wait=wait, queues=queues, label_selector=label_selector, running=running
         )
         return rollouts[0] if rollouts else None
 
@@ -222,6 +225,7 @@ class LightningStore(SpanCalls, WatchCalls, ResourceCalls, AdminCalls):
         wait: float | None = None,
         queues: Iterable[str] | None = None,
         label_selector: str | Mapping[str, str] | None = None,
+        running: bool = False,
     ) -> list[Rollout]:
         request = s.DequeueRolloutRequest(
             worker_id=worker_id or "",
@@ -229,6 +233,7 @@ class LightningStore(SpanCalls, WatchCalls, ResourceCalls, AdminCalls):
             namespace=self.namespace,
             queues=list(queues or ()),
             label_selector=routing.selector_text(label_selector),
+            running=running,
         )
         if wait:
             request.wait.CopyFrom(_duration(wait))

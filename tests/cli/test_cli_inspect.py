@@ -83,8 +83,7 @@ def test_rollouts_show_attempts_reward_resources_and_history(held: Held, agl: An
     history = data["history"]
     assert [(e["old_status"], e["new_status"]) for e in history] == [
         (None, "queuing"),
-        ("queuing", "preparing"),
-        ("preparing", "running"),
+        ("queuing", "running"),  # the runner's Work stream has its attempts claimed RUNNING
         ("running", "succeeded"),
     ]
     assert [e["event_id"] for e in history] == sorted(e["event_id"] for e in history)

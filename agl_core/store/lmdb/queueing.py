@@ -135,10 +135,16 @@ class QueueMixin(LmdbCore):
         if wait < 0:
             raise InvalidArgumentError("wait must not be negative")
         route = routing.Route.parse(request.namespace, request.queues, request.label_selector)
-        return await self.dequeue(worker_id, limit, wait, route)
+        return await self.dequeue(worker_id, limit, wait, route, running=request.running)
 
     async def dequeue(
-        self, worker_id: str, limit: int, wait: float, route: routing.Route | None = None
+        self,
+        worker_id: str,
+        limit: int,
+        wait: float,
+        route: routing.Route | None = None,
+        *,
+        running: bool = False,
     ) -> s.DequeueRolloutResponse:
         self._ensure_started()
         route = route or routing.Route()
@@ -147,7 +153,7 @@ class QueueMixin(LmdbCore):
         while True:
             changed = self._queue_changed  # taken before looking, so a commit in between still wakes us
             if self._dispatch.has_match(route.namespace, route.queues, route.selector):
-                claim = self._write(lambda tx: self._dequeue_op(tx, worker_id, limit, route))
+                claim = self._write(lambda tx: self._dequeue_op(tx, worker_id, limit, route, running))
                 try:
                     rollouts = await asyncio.shield(claim)
                 except asyncio.CancelledError:
@@ -174,13 +180,14 @@ class QueueMixin(LmdbCore):
         return self._dispatch.count_matching(route.namespace, route.queues, route.selector, cap)
 
     async def dequeue_for_workers(
-        self, groups: Sequence[tuple[routing.Route, Sequence[tuple[str, int]]]]
+        self, groups: Sequence[tuple[routing.Route, Sequence[tuple[str, int, bool]]]]
     ) -> list[list[list[t.Rollout]]]:
         """Claim for many workers in one write. ``groups``: per route, the workers that serve it as
-        ``(worker id, limit)``, served in that order, each taking up to ``limit`` rollouts the route
-        matches; once one gets fewer than it asked, the route's queues hold nothing more for the
-        rest. The answer has, per group, one list per worker. agl-server's dispatcher claims for
-        all its Work streams this way, one write per round."""
+        ``(worker id, limit, running)``, served in that order, each taking up to ``limit`` rollouts
+        the route matches (claimed RUNNING when ``running``, as DequeueRolloutRequest.running); once
+        one gets fewer than it asked, the route's queues hold nothing more for the rest. The answer
+        has, per group, one list per worker. agl-server's dispatcher claims for all its Work streams
+        this way, one write per round."""
         self._ensure_started()
         claim = self._write(lambda tx: self._dequeue_many_op(tx, groups))
         try:
@@ -190,14 +197,14 @@ class QueueMixin(LmdbCore):
             raise
 
     def _dequeue_many_op(
-        self, tx: Tx, groups: Sequence[tuple[routing.Route, Sequence[tuple[str, int]]]]
+        self, tx: Tx, groups: Sequence[tuple[routing.Route, Sequence[tuple[str, int, bool]]]]
     ) -> list[list[list[t.Rollout]]]:
         out: list[list[list[t.Rollout]]] = []
         for route, claims in groups:
             results: list[list[t.Rollout]] = []
             exhausted = False
-            for worker_id, limit in claims:
-                claimed = [] if exhausted else self._dequeue_op(tx, worker_id, limit, route)
+            for worker_id, limit, running in claims:
+                claimed = [] if exhausted else self._dequeue_op(tx, worker_id, limit, route, running)
                 exhausted = exhausted or len(claimed) < limit
                 results.append(claimed)
             out.append(results)
@@ -210,7 +217,9 @@ class QueueMixin(LmdbCore):
         if rollouts:
             self._write(lambda tx: self._release_op(tx, rollouts)).add_done_callback(log_failure("release"))
 
-    def _dequeue_op(self, tx: Tx, worker_id: str, limit: int, route: routing.Route) -> list[t.Rollout]:
+    def _dequeue_op(
+        self, tx: Tx, worker_id: str, limit: int, route: routing.Route, running: bool = False
+    ) -> list[t.Rollout]:
         assert tx.effects is not None
         claimed: list[t.Rollout] = []
         while len(claimed) < limit:
@@ -227,7 +236,7 @@ class QueueMixin(LmdbCore):
                 tx.put_rollout(record)
                 continue
             record.queue_seq = 0
-            tx.new_attempt(record, worker_id, dequeued=True)
+            tx.new_attempt(record, worker_id, dequeued=True, running=running)
             claimed.append(tx.full_rollout(record))
         if claimed and worker_id:
             worker = tx.find_worker(worker_id)
@@ -242,9 +251,9 @@ class QueueMixin(LmdbCore):
 
     async def release_claims(self, rollouts: Sequence[t.Rollout]) -> None:
         """Undo claims whose answer never reached a worker (agl-server calls this when the caller of
-        DequeueRollout went away): each attempt that is still untouched (PREPARING, no heartbeat) is
-        dropped and its rollout goes back to the queue, so it is not stuck waiting for a worker that
-        does not know it holds it."""
+        DequeueRollout went away): each attempt that is still untouched (the status it was claimed
+        with, PREPARING or RUNNING, and no heartbeat) is dropped and its rollout goes back to the
+        queue, so it is not stuck waiting for a worker that does not know it holds it."""
         if rollouts:
             await self._write(lambda tx: self._release_op(tx, list(rollouts)))
 
@@ -257,9 +266,10 @@ class QueueMixin(LmdbCore):
                 record is None
                 or latest is None
                 or latest.attempt_id != claimed.attempt.attempt_id
-                or latest.status != t.ATTEMPT_STATUS_PREPARING
+                or latest.status != claimed.attempt.status
+                or latest.status not in (t.ATTEMPT_STATUS_PREPARING, t.ATTEMPT_STATUS_RUNNING)
                 or latest.HasField("last_heartbeat_time")
-                or record.pb.status != t.ROLLOUT_STATUS_PREPARING
+                or record.pb.status != claimed.status
             ):
                 continue  # someone acted on it after all; leave it alone
             tx.txn.delete(attempt_key(record.num, latest.sequence_id), db=self.dbs.attempts)

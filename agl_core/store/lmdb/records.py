@@ -266,21 +266,24 @@ class Tx:
     def put_attempt(self, num: int, attempt: t.Attempt) -> None:
         self.txn.put(attempt_key(num, attempt.sequence_id), attempt.SerializeToString(), db=self.dbs.attempts)
 
-    def new_attempt(self, record: RolloutRecord, worker_id: str, dequeued: bool = False) -> t.Attempt:
-        """Create the next attempt of ``record`` (PREPARING) and move the rollout to PREPARING."""
+    def new_attempt(
+        self, record: RolloutRecord, worker_id: str, dequeued: bool = False, running: bool = False
+    ) -> t.Attempt:
+        """Create the next attempt of ``record`` (PREPARING) and move the rollout to PREPARING;
+        ``running``: both RUNNING at once, for a worker that starts the attempt when it gets it."""
         record.attempts += 1
         attempt = t.Attempt(
             rollout_id=record.pb.rollout_id,
             attempt_id=new_id("at"),
             sequence_id=record.attempts,
-            status=t.ATTEMPT_STATUS_PREPARING,
+            status=t.ATTEMPT_STATUS_RUNNING if running else t.ATTEMPT_STATUS_PREPARING,
             worker_id=worker_id,
         )
         attempt.start_time.FromNanoseconds(self.now_ns)
         self.put_attempt(record.num, attempt)
         self.txn.put(attempt.attempt_id.encode(), attempt_key(record.num, record.attempts), db=self.dbs.attempt_ids)
         self.put_rollout(record)  # the attempt count changed even if the status does not
-        self.set_rollout_status(record, t.ROLLOUT_STATUS_PREPARING, attempt)
+        self.set_rollout_status(record, t.ROLLOUT_STATUS_RUNNING if running else t.ROLLOUT_STATUS_PREPARING, attempt)
         self.sync_worker(attempt, dequeued=dequeued)
         self.watch(record, attempt)
         return attempt

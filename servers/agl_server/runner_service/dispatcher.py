@@ -36,6 +36,8 @@ class Claimant(Protocol):
 
     worker_id: str
     route: routing.Route
+    # Claim its attempts RUNNING (the worker starts them when it gets them).
+    start_on_assignment: bool
 
     def room(self) -> int:
         """Attempts the stream can take now (0 once it has stopped)."""
@@ -159,7 +161,10 @@ class Dispatcher:
     ) -> list[list[list[t.Rollout]]]:
         if self._claim_many is not None:
             result: list[list[list[t.Rollout]]] = await self._claim_many(
-                [(route, [(stream.worker_id, room) for stream, room in group]) for route, group in groups]
+                [
+                    (route, [(stream.worker_id, room, stream.start_on_assignment) for stream, room in group])
+                    for route, group in groups
+                ]
             )
             return result
         # Another backend: stream by stream, without waiting. It cannot say how much is queued, so

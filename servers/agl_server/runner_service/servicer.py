@@ -150,6 +150,7 @@ class RunnerServicer:
             ),
             info=from_struct(hello.info),
             route=routing.Route.parse(hello.namespace, hello.queues, hello.label_selector, "hello."),
+            start_on_assignment=hello.start_on_assignment,
             send=send,
             is_owner=lambda s: self.sessions.get(s.worker_id) is s,
             dispatcher=self.dispatcher,

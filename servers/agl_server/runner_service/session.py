@@ -73,6 +73,7 @@ class WorkSession(ReportProcessing):
         is_owner: Callable[[WorkSession], bool],
         route: routing.Route | None = None,
         dispatcher: Dispatcher,
+        start_on_assignment: bool = False,
     ) -> None:
         self.backend = backend
         self.signal = signal
@@ -81,6 +82,8 @@ class WorkSession(ReportProcessing):
         self.heartbeat_interval = heartbeat_interval
         self.info = info
         self.route = route or routing.Route()
+        # The worker starts what it is given at once: its attempts are claimed RUNNING.
+        self.start_on_assignment = start_on_assignment
         self._send = send
         self._is_owner = is_owner
         # attempt id -> rollout id of every attempt given to the worker and not finally reported.
@@ -257,6 +260,7 @@ class WorkSession(ReportProcessing):
             namespace=self.route.namespace,
             queues=self.route.queues,
             label_selector=self.route.selector.text,
+            running=self.start_on_assignment,
         )
 
     async def _claim(self, limit: int) -> list[t.Rollout]:

@@ -327,8 +327,15 @@ type WorkerHello struct {
 	// INVALID_ARGUMENT naming the part. Pushes go by priority (higher first),
 	// then by queue order (oldest first).
 	LabelSelector string `protobuf:"bytes,8,opt,name=label_selector,json=labelSelector,proto3" json:"label_selector,omitempty"`
-	unknownFields protoimpl.UnknownFields
-	sizeCache     protoimpl.SizeCache
+	// The worker starts every attempt the moment it is assigned: the server
+	// claims it RUNNING (attempt and rollout) rather than PREPARING, in the
+	// claim's own commit, so the worker need not report RUNNING (a report of it
+	// anyway is acknowledged and changes nothing). Saves a message, its ack and
+	// a store write per attempt. An assignment whose attempt is PREPARING means
+	// the server or its store did not honour this: report RUNNING as usual.
+	StartOnAssignment bool `protobuf:"varint,9,opt,name=start_on_assignment,json=startOnAssignment,proto3" json:"start_on_assignment,omitempty"`
+	unknownFields     protoimpl.UnknownFields
+	sizeCache         protoimpl.SizeCache
 }
 
 func (x *WorkerHello) Reset() {
@@ -415,6 +422,13 @@ func (x *WorkerHello) GetLabelSelector() string {
 		return x.LabelSelector
 	}
 	return ""
+}
+
+func (x *WorkerHello) GetStartOnAssignment() bool {
+	if x != nil {
+		return x.StartOnAssignment
+	}
+	return false
 }
 
 type WorkerWelcome struct {
@@ -806,7 +820,7 @@ const file_agl_v1_runner_proto_rawDesc = "" +
 	"\n" +
 	"rollout_id\x18\x01 \x01(\tR\trolloutId\x12\x1d\n" +
 	"\n" +
-	"attempt_id\x18\x02 \x01(\tR\tattemptId\"\xd7\x02\n" +
+	"attempt_id\x18\x02 \x01(\tR\tattemptId\"\x87\x03\n" +
 	"\vWorkerHello\x12\x1b\n" +
 	"\tworker_id\x18\x01 \x01(\tR\bworkerId\x12\x1a\n" +
 	"\bcapacity\x18\x02 \x01(\x05R\bcapacity\x12H\n" +
@@ -815,7 +829,8 @@ const file_agl_v1_runner_proto_rawDesc = "" +
 	"\x04info\x18\x05 \x01(\v2\x17.google.protobuf.StructR\x04info\x12\x1c\n" +
 	"\tnamespace\x18\x06 \x01(\tR\tnamespace\x12\x16\n" +
 	"\x06queues\x18\a \x03(\tR\x06queues\x12%\n" +
-	"\x0elabel_selector\x18\b \x01(\tR\rlabelSelector\"t\n" +
+	"\x0elabel_selector\x18\b \x01(\tR\rlabelSelector\x12.\n" +
+	"\x13start_on_assignment\x18\t \x01(\bR\x11startOnAssignment\"t\n" +
 	"\rWorkerWelcome\x12\x1b\n" +
 	"\tworker_id\x18\x01 \x01(\tR\bworkerId\x12F\n" +
 	"\x11heartbeat_timeout\x18\x02 \x01(\v2\x19.google.protobuf.DurationR\x10heartbeatTimeout\")\n" +

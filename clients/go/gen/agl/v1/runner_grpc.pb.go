@@ -41,7 +41,10 @@ const (
 //  3. The worker SHOULD report RUNNING when it starts an attempt and MUST report
 //     the final status (SUCCEEDED or FAILED) of every attempt it was given. The
 //     server answers every report with a `report_ack`. A final report frees one
-//     unit of capacity.
+//     unit of capacity. A worker that starts every attempt the moment it gets
+//     it says so in hello (`start_on_assignment`): its attempts then arrive
+//     RUNNING already, and it reports RUNNING only for an assignment whose
+//     attempt is still PREPARING (a server or store that predates the field).
 //  4. Spans do not travel on this stream: they go through
 //     LightningStoreService.IngestSpans (batched, acknowledged once durable).
 //     A worker MUST have the acks for an attempt's spans before it reports the
@@ -108,7 +111,10 @@ type RunnerService_WorkClient = grpc.BidiStreamingClient[WorkRequest, WorkRespon
 //  3. The worker SHOULD report RUNNING when it starts an attempt and MUST report
 //     the final status (SUCCEEDED or FAILED) of every attempt it was given. The
 //     server answers every report with a `report_ack`. A final report frees one
-//     unit of capacity.
+//     unit of capacity. A worker that starts every attempt the moment it gets
+//     it says so in hello (`start_on_assignment`): its attempts then arrive
+//     RUNNING already, and it reports RUNNING only for an assignment whose
+//     attempt is still PREPARING (a server or store that predates the field).
 //  4. Spans do not travel on this stream: they go through
 //     LightningStoreService.IngestSpans (batched, acknowledged once durable).
 //     A worker MUST have the acks for an attempt's spans before it reports the

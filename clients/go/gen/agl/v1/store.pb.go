@@ -388,6 +388,11 @@ type DequeueRolloutRequest struct {
 	// Across the queues, the highest priority is claimed first, then the
 	// oldest.
 	LabelSelector string `protobuf:"bytes,6,opt,name=label_selector,json=labelSelector,proto3" json:"label_selector,omitempty"`
+	// Claim the attempts RUNNING (attempt and rollout) rather than PREPARING:
+	// for a worker that starts them the moment it has them, which then need
+	// not update them to RUNNING. A store that predates the field leaves them
+	// PREPARING; callers look at the attempt's status.
+	Running       bool `protobuf:"varint,7,opt,name=running,proto3" json:"running,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -462,6 +467,13 @@ func (x *DequeueRolloutRequest) GetLabelSelector() string {
 		return x.LabelSelector
 	}
 	return ""
+}
+
+func (x *DequeueRolloutRequest) GetRunning() bool {
+	if x != nil {
+		return x.Running
+	}
+	return false
 }
 
 type DequeueRolloutResponse struct {
@@ -3483,14 +3495,15 @@ const file_agl_v1_store_proto_rawDesc = "" +
 	"\tnamespace\x18\x02 \x01(\tR\tnamespace\"q\n" +
 	"\x17EnqueueRolloutsResponse\x12+\n" +
 	"\brollouts\x18\x01 \x03(\v2\x0f.agl.v1.RolloutR\brollouts\x12)\n" +
-	"\x06errors\x18\x02 \x03(\v2\x11.agl.v1.ItemErrorR\x06errors\"\xd6\x01\n" +
+	"\x06errors\x18\x02 \x03(\v2\x11.agl.v1.ItemErrorR\x06errors\"\xf0\x01\n" +
 	"\x15DequeueRolloutRequest\x12\x1b\n" +
 	"\tworker_id\x18\x01 \x01(\tR\bworkerId\x12\x14\n" +
 	"\x05limit\x18\x02 \x01(\x05R\x05limit\x12-\n" +
 	"\x04wait\x18\x03 \x01(\v2\x19.google.protobuf.DurationR\x04wait\x12\x1c\n" +
 	"\tnamespace\x18\x04 \x01(\tR\tnamespace\x12\x16\n" +
 	"\x06queues\x18\x05 \x03(\tR\x06queues\x12%\n" +
-	"\x0elabel_selector\x18\x06 \x01(\tR\rlabelSelector\"E\n" +
+	"\x0elabel_selector\x18\x06 \x01(\tR\rlabelSelector\x12\x18\n" +
+	"\arunning\x18\a \x01(\bR\arunning\"E\n" +
 	"\x16DequeueRolloutResponse\x12+\n" +
 	"\brollouts\x18\x01 \x03(\v2\x0f.agl.v1.RolloutR\brollouts\"Q\n" +
 	"\x13StartAttemptRequest\x12\x1d\n" +

@@ -16,7 +16,7 @@ import type { JsonObject, Message } from "@bufbuild/protobuf";
  * Describes the file agl/v1/runner.proto.
  */
 export const file_agl_v1_runner: GenFile = /*@__PURE__*/
-  fileDesc("ChNhZ2wvdjEvcnVubmVyLnByb3RvEgZhZ2wudjEiuAEKC1dvcmtSZXF1ZXN0EiQKBWhlbGxvGAEgASgLMhMuYWdsLnYxLldvcmtlckhlbGxvSAASJAoFcmVhZHkYAiABKAsyEy5hZ2wudjEuV29ya2VyUmVhZHlIABInCgZyZXBvcnQYAyABKAsyFS5hZ2wudjEuQXR0ZW1wdFJlcG9ydEgAEiwKCWhlYXJ0YmVhdBgEIAEoCzIXLmFnbC52MS5Xb3JrZXJIZWFydGJlYXRIAEIGCgRraW5kIqEBCgxXb3JrUmVzcG9uc2USKAoHd2VsY29tZRgBIAEoCzIVLmFnbC52MS5Xb3JrZXJXZWxjb21lSAASLwoKYXNzaWdubWVudBgCIAEoCzIZLmFnbC52MS5BdHRlbXB0QXNzaWdubWVudEgAEi4KCnJlcG9ydF9hY2sYAyABKAsyGC5hZ2wudjEuQXR0ZW1wdFJlcG9ydEFja0gAQgYKBGtpbmQiNAoKQXR0ZW1wdFJlZhISCgpyb2xsb3V0X2lkGAEgASgJEhIKCmF0dGVtcHRfaWQYAiABKAki+AEKC1dvcmtlckhlbGxvEhEKCXdvcmtlcl9pZBgBIAEoCRIQCghjYXBhY2l0eRgCIAEoBRI1ChJoZWFydGJlYXRfaW50ZXJ2YWwYAyABKAsyGS5nb29nbGUucHJvdG9idWYuRHVyYXRpb24SKwoPYWN0aXZlX2F0dGVtcHRzGAQgAygLMhIuYWdsLnYxLkF0dGVtcHRSZWYSJQoEaW5mbxgFIAEoCzIXLmdvb2dsZS5wcm90b2J1Zi5TdHJ1Y3QSEQoJbmFtZXNwYWNlGAYgASgJEg4KBnF1ZXVlcxgHIAMoCRIWCg5sYWJlbF9zZWxlY3RvchgIIAEoCSJYCg1Xb3JrZXJXZWxjb21lEhEKCXdvcmtlcl9pZBgBIAEoCRI0ChFoZWFydGJlYXRfdGltZW91dBgCIAEoCzIZLmdvb2dsZS5wcm90b2J1Zi5EdXJhdGlvbiIfCgtXb3JrZXJSZWFkeRIQCghjYXBhY2l0eRgBIAEoBSJ6ChFBdHRlbXB0QXNzaWdubWVudBIgCgdyb2xsb3V0GAEgASgLMg8uYWdsLnYxLlJvbGxvdXQSKgoJcmVzb3VyY2VzGAIgASgLMhcuYWdsLnYxLlJlc291cmNlc1VwZGF0ZRIXCg9yZXNvdXJjZXNfZXJyb3IYAyABKAkiiQEKDUF0dGVtcHRSZXBvcnQSEgoKcm9sbG91dF9pZBgBIAEoCRISCgphdHRlbXB0X2lkGAIgASgJEiUKBnN0YXR1cxgDIAEoDjIVLmFnbC52MS5BdHRlbXB0U3RhdHVzEikKCG1ldGFkYXRhGAQgASgLMhcuZ29vZ2xlLnByb3RvYnVmLlN0cnVjdCKAAQoQQXR0ZW1wdFJlcG9ydEFjaxISCgpyb2xsb3V0X2lkGAEgASgJEhIKCmF0dGVtcHRfaWQYAiABKAkSDAoEY29kZRgDIAEoBRIPCgdtZXNzYWdlGAQgASgJEiUKBnN0YXR1cxgFIAEoDjIVLmFnbC52MS5BdHRlbXB0U3RhdHVzIjkKD1dvcmtlckhlYXJ0YmVhdBImCgVzdGF0cxgBIAEoCzIXLmdvb2dsZS5wcm90b2J1Zi5TdHJ1Y3QyRgoNUnVubmVyU2VydmljZRI1CgRXb3JrEhMuYWdsLnYxLldvcmtSZXF1ZXN0GhQuYWdsLnYxLldvcmtSZXNwb25zZSgBMAFCNFoyZ2l0aHViLmNvbS9hZ2wtZGV2L2FnbC9jbGllbnRzL2dvL2dlbi9hZ2wvdjE7YWdsdjFiBnByb3RvMw", [file_agl_v1_resources, file_agl_v1_types, file_google_protobuf_duration, file_google_protobuf_struct]);
+  fileDesc("ChNhZ2wvdjEvcnVubmVyLnByb3RvEgZhZ2wudjEiuAEKC1dvcmtSZXF1ZXN0EiQKBWhlbGxvGAEgASgLMhMuYWdsLnYxLldvcmtlckhlbGxvSAASJAoFcmVhZHkYAiABKAsyEy5hZ2wudjEuV29ya2VyUmVhZHlIABInCgZyZXBvcnQYAyABKAsyFS5hZ2wudjEuQXR0ZW1wdFJlcG9ydEgAEiwKCWhlYXJ0YmVhdBgEIAEoCzIXLmFnbC52MS5Xb3JrZXJIZWFydGJlYXRIAEIGCgRraW5kIqEBCgxXb3JrUmVzcG9uc2USKAoHd2VsY29tZRgBIAEoCzIVLmFnbC52MS5Xb3JrZXJXZWxjb21lSAASLwoKYXNzaWdubWVudBgCIAEoCzIZLmFnbC52MS5BdHRlbXB0QXNzaWdubWVudEgAEi4KCnJlcG9ydF9hY2sYAyABKAsyGC5hZ2wudjEuQXR0ZW1wdFJlcG9ydEFja0gAQgYKBGtpbmQiNAoKQXR0ZW1wdFJlZhISCgpyb2xsb3V0X2lkGAEgASgJEhIKCmF0dGVtcHRfaWQYAiABKAkilQIKC1dvcmtlckhlbGxvEhEKCXdvcmtlcl9pZBgBIAEoCRIQCghjYXBhY2l0eRgCIAEoBRI1ChJoZWFydGJlYXRfaW50ZXJ2YWwYAyABKAsyGS5nb29nbGUucHJvdG9idWYuRHVyYXRpb24SKwoPYWN0aXZlX2F0dGVtcHRzGAQgAygLMhIuYWdsLnYxLkF0dGVtcHRSZWYSJQoEaW5mbxgFIAEoCzIXLmdvb2dsZS5wcm90b2J1Zi5TdHJ1Y3QSEQoJbmFtZXNwYWNlGAYgASgJEg4KBnF1ZXVlcxgHIAMoCRIWCg5sYWJlbF9zZWxlY3RvchgIIAEoCRIbChNzdGFydF9vbl9hc3NpZ25tZW50GAkgASgIIlgKDVdvcmtlcldlbGNvbWUSEQoJd29ya2VyX2lkGAEgASgJEjQKEWhlYXJ0YmVhdF90aW1lb3V0GAIgASgLMhkuZ29vZ2xlLnByb3RvYnVmLkR1cmF0aW9uIh8KC1dvcmtlclJlYWR5EhAKCGNhcGFjaXR5GAEgASgFInoKEUF0dGVtcHRBc3NpZ25tZW50EiAKB3JvbGxvdXQYASABKAsyDy5hZ2wudjEuUm9sbG91dBIqCglyZXNvdXJjZXMYAiABKAsyFy5hZ2wudjEuUmVzb3VyY2VzVXBkYXRlEhcKD3Jlc291cmNlc19lcnJvchgDIAEoCSKJAQoNQXR0ZW1wdFJlcG9ydBISCgpyb2xsb3V0X2lkGAEgASgJEhIKCmF0dGVtcHRfaWQYAiABKAkSJQoGc3RhdHVzGAMgASgOMhUuYWdsLnYxLkF0dGVtcHRTdGF0dXMSKQoIbWV0YWRhdGEYBCABKAsyFy5nb29nbGUucHJvdG9idWYuU3RydWN0IoABChBBdHRlbXB0UmVwb3J0QWNrEhIKCnJvbGxvdXRfaWQYASABKAkSEgoKYXR0ZW1wdF9pZBgCIAEoCRIMCgRjb2RlGAMgASgFEg8KB21lc3NhZ2UYBCABKAkSJQoGc3RhdHVzGAUgASgOMhUuYWdsLnYxLkF0dGVtcHRTdGF0dXMiOQoPV29ya2VySGVhcnRiZWF0EiYKBXN0YXRzGAEgASgLMhcuZ29vZ2xlLnByb3RvYnVmLlN0cnVjdDJGCg1SdW5uZXJTZXJ2aWNlEjUKBFdvcmsSEy5hZ2wudjEuV29ya1JlcXVlc3QaFC5hZ2wudjEuV29ya1Jlc3BvbnNlKAEwAUI0WjJnaXRodWIuY29tL2FnbC1kZXYvYWdsL2NsaWVudHMvZ28vZ2VuL2FnbC92MTthZ2x2MWIGcHJvdG8z", [file_agl_v1_resources, file_agl_v1_types, file_google_protobuf_duration, file_google_protobuf_struct]);
 
 /**
  * A message from the worker.
@@ -207,6 +207,18 @@ export type WorkerHello = Message<"agl.v1.WorkerHello"> & {
    * @generated from field: string label_selector = 8;
    */
   labelSelector: string;
+
+  /**
+   * The worker starts every attempt the moment it is assigned: the server
+   * claims it RUNNING (attempt and rollout) rather than PREPARING, in the
+   * claim's own commit, so the worker need not report RUNNING (a report of it
+   * anyway is acknowledged and changes nothing). Saves a message, its ack and
+   * a store write per attempt. An assignment whose attempt is PREPARING means
+   * the server or its store did not honour this: report RUNNING as usual.
+   *
+   * @generated from field: bool start_on_assignment = 9;
+   */
+  startOnAssignment: boolean;
 };
 
 /**
@@ -417,7 +429,10 @@ export const WorkerHeartbeatSchema: GenMessage<WorkerHeartbeat> = /*@__PURE__*/
  * 3. The worker SHOULD report RUNNING when it starts an attempt and MUST report
  *    the final status (SUCCEEDED or FAILED) of every attempt it was given. The
  *    server answers every report with a `report_ack`. A final report frees one
- *    unit of capacity.
+ *    unit of capacity. A worker that starts every attempt the moment it gets
+ *    it says so in hello (`start_on_assignment`): its attempts then arrive
+ *    RUNNING already, and it reports RUNNING only for an assignment whose
+ *    attempt is still PREPARING (a server or store that predates the field).
  * 4. Spans do not travel on this stream: they go through
  *    LightningStoreService.IngestSpans (batched, acknowledged once durable).
  *    A worker MUST have the acks for an attempt's spans before it reports the
