@@ -124,8 +124,12 @@ func (r *Runner) run(ctx context.Context, handler Handler, assignment *Assignmen
 	// RUNNING goes out now and the handler starts at once, without waiting a durable round trip
 	// for the ack. If the server refuses it (the attempt timed out or was cancelled meanwhile, or
 	// the server is gone), the handler's context is cancelled with ErrNotStarted as its cause.
-	started := reportSoon(ctx, r.source, r.client.address, task.RolloutID(), task.AttemptID(),
-		aglv1.AttemptStatus_ATTEMPT_STATUS_RUNNING, nil)
+	// An attempt handed over RUNNING already (a Work stream's start_on_assignment) needs none.
+	started := alreadyReported()
+	if assignment.Rollout.GetAttempt().GetStatus() != aglv1.AttemptStatus_ATTEMPT_STATUS_RUNNING {
+		started = reportSoon(ctx, r.source, r.client.address, task.RolloutID(), task.AttemptID(),
+			aglv1.AttemptStatus_ATTEMPT_STATUS_RUNNING, nil)
+	}
 	task.started = started
 	handlerCtx, stop := context.WithCancelCause(ctx)
 	defer stop(nil)

@@ -4,27 +4,33 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"sync"
 	"testing"
 	"time"
 
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/status"
 	"google.golang.org/protobuf/proto"
+	"google.golang.org/protobuf/types/known/structpb"
 
 	"github.com/agl-dev/agl/clients/go/agl"
 	aglv1 "github.com/agl-dev/agl/clients/go/gen/agl/v1"
 	"github.com/agl-dev/agl/clients/go/internal/testserver"
 )
 
-// The runner sends RUNNING without waiting for its ack and starts the handler at once; these
-// tests check what can be observed of that from outside: the store records RUNNING before the
-// final status of every attempt, and a handler whose attempt the store refused to start is told
-// to stop through its context.
+// The runner sends RUNNING (for an attempt that arrives PREPARING) without waiting for its ack
+// and starts the handler at once; these tests check what can be observed of that from outside:
+// the store records RUNNING before the final status of every attempt, a handler whose attempt the
+// store refused to start is told to stop through its context, and an attempt a Work stream has
+// claimed RUNNING gets no RUNNING report.
 
 // sources makes each kind of work source the runner takes, for table tests.
 var sources = map[string]func(client *agl.Client, workerID string, capacity int) agl.WorkSource{
 	"stream": func(client *agl.Client, workerID string, capacity int) agl.WorkSource {
 		return agl.NewWorkStreamSource(client, agl.WorkStreamConfig{WorkerID: workerID, Capacity: capacity})
+	},
+	"stream-preparing": func(client *agl.Client, workerID string, capacity int) agl.WorkSource {
+		return agl.NewWorkStreamSource(client, agl.WorkStreamConfig{WorkerID: workerID, Capacity: capacity, AssignPreparing: true})
 	},
 	"dequeue": func(client *agl.Client, workerID string, _ int) agl.WorkSource {
 		return agl.NewDequeueSource(client, workerID, time.Second)
@@ -145,8 +151,14 @@ func (r refusing) Next(ctx context.Context) (*agl.Assignment, error) {
 // The runner does not wait for RUNNING's ack, so the handler of an attempt the store refuses to
 // start is running; it is told to stop through its context (cause ErrNotStarted, with the
 // store's code), what it returns is not reported, and the worker's slot goes to the next attempt.
+//
+// A Work stream that has its attempts claimed RUNNING (the default) sends no RUNNING report, so
+// there is nothing to refuse: such an attempt's final report is refused instead.
 func TestRunnerStopsTheHandlerOfARefusedAttempt(t *testing.T) {
 	for name, newSource := range sources {
+		if name == "stream" {
+			continue
+		}
 		t.Run(name, func(t *testing.T) {
 			ctx := testContext(t)
 			server := testserver.Start(t)
@@ -224,5 +236,97 @@ func stopServing(t *testing.T, stop func(), served <-chan error, source agl.Work
 	closeAny(t, source)
 	if stats := runner.Stats(); stats != want {
 		t.Fatalf("stats %+v, want %+v", stats, want)
+	}
+}
+
+const (
+	preparingRollout = aglv1.RolloutStatus_ROLLOUT_STATUS_PREPARING
+	runningRollout   = aglv1.RolloutStatus_ROLLOUT_STATUS_RUNNING
+	succeededRollout = aglv1.RolloutStatus_ROLLOUT_STATUS_SUCCEEDED
+)
+
+// recording is a work source that notes every report the runner makes through it; everything
+// else is the real source.
+type recording struct {
+	agl.WorkSource
+	soon agl.SoonReporter
+	mu   sync.Mutex
+	sent map[string][]aglv1.AttemptStatus // rollout id -> statuses reported, in order
+}
+
+func (r *recording) note(rolloutID string, st aglv1.AttemptStatus) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	r.sent[rolloutID] = append(r.sent[rolloutID], st)
+}
+
+func (r *recording) Report(ctx context.Context, rolloutID, attemptID string, st aglv1.AttemptStatus, metadata *structpb.Struct) error {
+	r.note(rolloutID, st)
+	return r.WorkSource.Report(ctx, rolloutID, attemptID, st, metadata)
+}
+
+func (r *recording) ReportSoon(ctx context.Context, rolloutID, attemptID string, st aglv1.AttemptStatus, metadata *structpb.Struct) *agl.Reported {
+	r.note(rolloutID, st)
+	return r.soon.ReportSoon(ctx, rolloutID, attemptID, st, metadata)
+}
+
+// A Work stream claims its attempts RUNNING unless AssignPreparing is set; the runner reports
+// RUNNING only for an attempt that arrives PREPARING, so with the default no RUNNING report is
+// sent and the rollout goes from QUEUING to RUNNING in the claim itself.
+func TestRunnerReportsRunningOnlyForAttemptsThatArrivePreparing(t *testing.T) {
+	for name, newSource := range sources {
+		t.Run(name, func(t *testing.T) {
+			ctx := testContext(t)
+			server := testserver.Start(t)
+			client := newClient(t, server.Address)
+			ids := []string{"ro-a", "ro-b", "ro-c"}
+			enqueue(t, ctx, client, nil, ids...)
+			real := newSource(client, "rec-"+name, 1)
+			source := &recording{WorkSource: real, soon: real.(agl.SoonReporter), sent: map[string][]aglv1.AttemptStatus{}}
+			var wrapped agl.WorkSource = source
+			if stream, ok := real.(*agl.WorkStreamSource); ok {
+				wrapped = struct {
+					*recording
+					agl.Drainer
+				}{source, stream}
+			}
+			runner := agl.NewRunner(client, wrapped, agl.WithConcurrency(1))
+			serveCtx, stop := context.WithCancel(ctx)
+			served := make(chan error, 1)
+			arrived := make(chan aglv1.AttemptStatus, len(ids))
+			go func() {
+				served <- runner.Serve(serveCtx, func(ctx context.Context, task *agl.Task) error {
+					arrived <- task.Rollout.GetAttempt().GetStatus()
+					return task.EmitReward(ctx, 1)
+				})
+			}()
+			waitDone(t, ctx, client, ids...)
+			stopServing(t, stop, served, real, runner, agl.RunnerStats{Succeeded: int64(len(ids))})
+			close(arrived)
+			want, wantLog := aglv1.AttemptStatus_ATTEMPT_STATUS_PREPARING, []aglv1.RolloutStatus{queuing, preparingRollout, runningRollout, succeededRollout}
+			wantSent := []aglv1.AttemptStatus{running, succeeded}
+			if name == "stream" {
+				want, wantLog = running, []aglv1.RolloutStatus{queuing, runningRollout, succeededRollout}
+				wantSent = []aglv1.AttemptStatus{succeeded}
+			}
+			for got := range arrived {
+				if got != want {
+					t.Errorf("an attempt arrived %v, want %v", got, want)
+				}
+			}
+			log := events(t, ctx, client, ids...)
+			for _, id := range ids {
+				if fmt.Sprint(source.sent[id]) != fmt.Sprint(wantSent) {
+					t.Errorf("%s: the runner reported %v, want %v", id, source.sent[id], wantSent)
+				}
+				var order []aglv1.RolloutStatus
+				for _, event := range log[id] {
+					order = append(order, event.GetNewStatus())
+				}
+				if fmt.Sprint(order) != fmt.Sprint(wantLog) {
+					t.Errorf("%s: statuses %v, want %v", id, order, wantLog)
+				}
+			}
+		})
 	}
 }

@@ -98,6 +98,13 @@ func reportedBy(op, addr string, report func() error) *Reported {
 	return &Reported{done: done, result: func() error { return err }, op: op, addr: addr}
 }
 
+// alreadyReported is a report that needs no sending: its outcome, success, is known now.
+func alreadyReported() *Reported {
+	done := make(chan struct{})
+	close(done)
+	return &Reported{done: done, result: func() error { return nil }}
+}
+
 // reportSoon sends a report through source without waiting: with ReportSoon when the source has
 // it, else with Report on a goroutine.
 func reportSoon(

@@ -56,6 +56,13 @@ type WorkStreamConfig struct {
 	// naming the bad part) and the source fails for good. Among the matching rollouts of its
 	// queues the worker gets the highest priority first, then the oldest.
 	LabelSelector string
+	// AssignPreparing asks for attempts in PREPARING, which a [Runner] reports RUNNING when it
+	// starts them. By default the source says start_on_assignment in its hello: a Runner starts
+	// each attempt the moment it gets it, so the server hands it over RUNNING already and no
+	// RUNNING report is sent (one message, its ack and a store write fewer per attempt). Set it
+	// when attempts wait in the source before they start (a Runner with less concurrency than
+	// Capacity), so their status says they have not started yet.
+	AssignPreparing bool
 	// Info is what the worker wants to be known by in its worker record (agent name, version, ...),
 	// on top of host, pid and language, which the source fills in.
 	Info map[string]any

@@ -66,6 +66,7 @@ func (s *WorkStreamSource) serve() (welcomed bool, err error) {
 		WorkerId: s.workerID, Capacity: int32(s.cfg.Capacity),
 		HeartbeatInterval: durationpb.New(s.cfg.HeartbeatInterval), Info: s.info,
 		Namespace: s.cfg.Namespace, Queues: s.cfg.Queues, LabelSelector: s.cfg.LabelSelector,
+		StartOnAssignment: !s.cfg.AssignPreparing,
 	}
 	if s.draining {
 		hello.Capacity = 0

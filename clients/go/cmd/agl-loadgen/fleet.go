@@ -29,11 +29,13 @@ type fleet struct {
 	workers []*worker
 
 	// Counters of the whole run.
-	assigned    atomic.Int64
-	finalAcked  atomic.Int64 // final reports acknowledged with code 0
-	failedAcks  atomic.Int64 // acks with a code other than 0, of any report
-	lastFinalNs atomic.Int64 // when the latest final ack arrived, ns since base
-	base        time.Time
+	assigned atomic.Int64
+	// Assignments whose attempt arrived RUNNING (start_on_assignment honoured).
+	assignedRunning atomic.Int64
+	finalAcked      atomic.Int64 // final reports acknowledged with code 0
+	failedAcks      atomic.Int64 // acks with a code other than 0, of any report
+	lastFinalNs     atomic.Int64 // when the latest final ack arrived, ns since base
+	base            time.Time
 
 	// When set, a final ack that makes finalAcked reach target closes reached.
 	target  int64
@@ -124,6 +126,9 @@ func (f *fleet) since() int64 { return int64(time.Since(f.base)) }
 func (f *fleet) onAssignment(a *aglv1.AttemptAssignment, arrived time.Time) {
 	f.assigned.Add(1)
 	rollout := a.GetRollout()
+	if rollout.GetAttempt().GetStatus() == aglv1.AttemptStatus_ATTEMPT_STATUS_RUNNING {
+		f.assignedRunning.Add(1)
+	}
 	var probe float64 = -1
 	if f.probeSent != nil {
 		probe = rollout.GetInput().GetNumberValue()

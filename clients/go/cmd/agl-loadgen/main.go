@@ -8,6 +8,8 @@
 // its ack and wait for it only before the final report), and counts the attempt done at the final
 // ack. -running-wait makes it wait for RUNNING's ack before reporting SUCCEEDED (the runners
 // before they sent RUNNING without a round trip). Both acks are timed from their report's send.
+// With -start-on-assignment (the default, as the runners do) the hello asks for attempts claimed
+// RUNNING; an assignment that arrives RUNNING gets its final report alone (no RUNNING report).
 //
 // Scenarios (-scenario):
 //
@@ -56,6 +58,7 @@ type config struct {
 	timeout        time.Duration
 	runningReport  bool
 	runningWait    bool
+	startOnAssign  bool
 	json           bool
 	writers        int
 	batches        string
@@ -80,6 +83,8 @@ func main() {
 	flag.DurationVar(&cfg.welcomeTimeout, "welcome-timeout", 120*time.Second, "how long to wait for every welcome before going on with those that came")
 	flag.DurationVar(&cfg.timeout, "timeout", 300*time.Second, "large-batch: give up waiting for the last ack after this long (the result says timed_out)")
 	flag.BoolVar(&cfg.runningReport, "running-report", true, "report RUNNING before the final report")
+	flag.BoolVar(&cfg.startOnAssign, "start-on-assignment", true,
+		"say start_on_assignment in hello: attempts arrive RUNNING and get no RUNNING report")
 	flag.BoolVar(&cfg.runningWait, "running-wait", false,
 		"wait for RUNNING's ack before the final report (default: send both back to back, pipelined)")
 	flag.IntVar(&cfg.writers, "writers", 8, "span-ack: closed-loop span writers (an IngestSpans stream each)")
@@ -126,6 +131,8 @@ func main() {
 		result["capacity"] = cfg.capacity
 		result["running_report"] = cfg.runningReport
 		result["running_wait"] = cfg.runningReport && cfg.runningWait
+		result["start_on_assignment"] = cfg.startOnAssign
+		result["assigned_running"] = f.assignedRunning.Load()
 	}
 	if cfg.json {
 		out, err := json.Marshal(result)

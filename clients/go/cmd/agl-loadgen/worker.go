@@ -57,7 +57,7 @@ func (w *worker) run(ctx context.Context) {
 	w.sendMu.Unlock()
 	hello := &aglv1.WorkerHello{
 		WorkerId: w.id, Capacity: int32(w.f.cfg.capacity), HeartbeatInterval: durationpb.New(w.f.cfg.heartbeat),
-		Namespace: w.f.cfg.namespace, Info: &structpb.Struct{Fields: map[string]*structpb.Value{
+		Namespace: w.f.cfg.namespace, StartOnAssignment: w.f.cfg.startOnAssign, Info: &structpb.Struct{Fields: map[string]*structpb.Value{
 			"agent": structpb.NewStringValue("agl-loadgen"),
 		}},
 	}
@@ -83,7 +83,7 @@ func (w *worker) run(ctx context.Context) {
 			attempt := kind.Assignment.GetRollout().GetAttempt()
 			rolloutID, attemptID := attempt.GetRolloutId(), attempt.GetAttemptId()
 			switch {
-			case !w.f.cfg.runningReport:
+			case !w.f.cfg.runningReport || attempt.GetStatus() == aglv1.AttemptStatus_ATTEMPT_STATUS_RUNNING:
 				w.report(rolloutID, attemptID, aglv1.AttemptStatus_ATTEMPT_STATUS_SUCCEEDED)
 			case w.f.cfg.runningWait:
 				w.report(rolloutID, attemptID, aglv1.AttemptStatus_ATTEMPT_STATUS_RUNNING) // SUCCEEDED after its ack
