@@ -11,9 +11,10 @@ import type { Assignment, WorkSource } from "./work.js";
  * the runner's drain timeout passes after a stop request.
  *
  * The runner starts the handler as soon as it has sent the attempt's RUNNING report, before the
- * server acknowledged it. If the server refuses it (the attempt timed out or was cancelled
- * meanwhile), `signal` aborts with a {@link NotStartedError} as its reason and whatever the
- * handler does is not reported.
+ * server acknowledged it, or at once when the attempt came RUNNING already (a Work stream's
+ * default, `startOnAssignment`: no report is sent then). If the server refuses the report (the
+ * attempt timed out or was cancelled meanwhile), `signal` aborts with a {@link NotStartedError}
+ * as its reason and whatever the handler does is not reported.
  */
 export type Handler = (task: Task, signal: AbortSignal) => Promise<void>;
 
@@ -102,14 +103,21 @@ export class Runner {
     const rolloutId = assignment.rollout.rolloutId;
     const attemptId = assignment.rollout.attempt?.attemptId ?? "";
     const where = `rollout ${rolloutId} attempt ${attemptId}`;
-    // RUNNING goes out now and the handler starts at once, without waiting a durable round trip
-    // for the ack. If the server refuses it (the attempt timed out or was cancelled meanwhile, or
-    // the server is gone), the handler's signal aborts with a NotStartedError.
+    // An attempt handed over RUNNING already (a Work stream with startOnAssignment: the server
+    // claimed it RUNNING) needs no report: its start is a settled success, so what follows (the
+    // final report waiting for it) is the same either way. Otherwise RUNNING goes out now and the
+    // handler starts at once, without waiting a durable round trip for the ack. If the server
+    // refuses it (the attempt timed out or was cancelled meanwhile, or the server is gone), the
+    // handler's signal aborts with a NotStartedError.
     let started: Promise<void>;
-    try {
-      started = this.source.report(rolloutId, attemptId, AttemptStatus.RUNNING);
-    } catch (error) {
-      started = Promise.reject(error);
+    if (assignment.rollout.attempt?.status === AttemptStatus.RUNNING) {
+      started = Promise.resolve();
+    } else {
+      try {
+        started = this.source.report(rolloutId, attemptId, AttemptStatus.RUNNING);
+      } catch (error) {
+        started = Promise.reject(error);
+      }
     }
     const task = new Task(this.client, this.source, assignment, started);
     const stop = new AbortController();

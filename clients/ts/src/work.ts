@@ -33,7 +33,7 @@ export interface WorkSource {
    * at once; the promise settles with the server's answer. A `Runner`
    * sends RUNNING this way and starts the handler without awaiting it (no durable round trip
    * before an attempt starts), then awaits it before the final report, so the store records the
-   * two in order.
+   * two in order. It sends none for an attempt that was handed over RUNNING already.
    */
   report(rolloutId: string, attemptId: string, status: AttemptStatus, metadata?: JsonObject): Promise<void>;
   /**

@@ -46,6 +46,7 @@ export class WorkStreamSource implements WorkSource {
   private readonly namespace: string;
   private readonly queues: string[];
   private readonly labelSelector: string;
+  private readonly startOnAssignment: boolean;
   private readonly logger: Pick<Console, "warn" | "error">;
   private queue: Assignment[] = [];
   /** attempt id -> rollout id: assigned, not finally reported. */
@@ -75,6 +76,7 @@ export class WorkStreamSource implements WorkSource {
     this.namespace = options.namespace || client.namespace;
     this.queues = options.queues ?? [];
     this.labelSelector = options.labelSelector ?? "";
+    this.startOnAssignment = options.startOnAssignment ?? true;
     this.info = {
       language: "typescript",
       node: process.version,
@@ -149,7 +151,9 @@ export class WorkStreamSource implements WorkSource {
    * one unit of capacity. A report the stream could not deliver goes again on the next stream.
    * The report is queued on the stream (or for the next one) before this returns its promise, and
    * the server applies one attempt's reports in the order they came: a `Runner` sends RUNNING and
-   * starts the handler without awaiting the ack, and awaits it only before the final report.
+   * starts the handler without awaiting the ack, and awaits it only before the final report. With
+   * `startOnAssignment` (the default) attempts arrive RUNNING and need no RUNNING report; one sent
+   * anyway is acknowledged and changes nothing.
    */
   async report(rolloutId: string, attemptId: string, status: AttemptStatus, metadata?: JsonObject): Promise<void> {
     const op = `report attempt "${attemptId}" of rollout "${rolloutId}" as ${statusName(status)}`;
@@ -281,6 +285,7 @@ export class WorkStreamSource implements WorkSource {
             namespace: this.namespace,
             queues: this.queues,
             labelSelector: this.labelSelector,
+            startOnAssignment: this.startOnAssignment,
           },
         },
       }),

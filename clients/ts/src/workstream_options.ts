@@ -31,6 +31,15 @@ export interface WorkStreamOptions {
    * highest priority first, then the oldest.
    */
   labelSelector?: string;
+  /**
+   * The worker starts every attempt the moment it gets it (default true, as a `Runner` does):
+   * hello says so and the server claims the attempts RUNNING (attempt and rollout) rather than
+   * PREPARING, so no RUNNING report is needed (one message, its ack and a store write fewer per
+   * attempt). A `Runner` reports RUNNING only for an attempt that arrives PREPARING anyway (a
+   * server or store that predates this). Set false for a source driven by hand (`next`, then
+   * `report` RUNNING when the work really begins): attempts then arrive PREPARING.
+   */
+  startOnAssignment?: boolean;
   /** What the worker wants to be known by (agent name, version, ...), on top of host, pid and language. */
   info?: JsonObject;
   /** Where reconnects are logged (default console). */

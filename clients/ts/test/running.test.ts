@@ -19,18 +19,28 @@ import {
 } from "../src/index.js";
 import { serverForSuite } from "./support/server.js";
 
-// The runner sends RUNNING without awaiting its ack and starts the handler at once; these tests
-// check what can be observed of that from outside: the store records RUNNING before the final
-// status of every attempt, and a handler whose attempt the store refused to start is told to stop
-// through its signal.
+// The runner sends RUNNING without awaiting its ack and starts the handler at once (or sends none
+// for an attempt the Work stream handed over RUNNING already); these tests check what can be
+// observed of that from outside: the store records RUNNING before the final status of every
+// attempt, a handler whose attempt the store refused to start is told to stop through its signal,
+// and which reports the runner sends.
 
 const quiet = { warn: () => undefined, error: () => undefined, info: () => undefined };
 
-/** Each kind of work source the runner takes, for table tests. */
+/**
+ * Each kind of work source the runner takes, for table tests: the Work stream as it comes (its
+ * attempts arrive RUNNING), the Work stream with attempts arriving PREPARING, and long polls
+ * (PREPARING too).
+ */
 const sources: Record<string, (client: AglClient, workerId: string, capacity: number) => WorkSource> = {
   stream: (client, workerId, capacity) => new WorkStreamSource(client, { workerId, capacity, logger: quiet }),
+  "stream-preparing": (client, workerId, capacity) =>
+    new WorkStreamSource(client, { workerId, capacity, startOnAssignment: false, logger: quiet }),
   dequeue: (client, workerId) => new DequeueSource(client, workerId, 1000, () => undefined),
 };
+
+/** The kinds whose attempts arrive PREPARING, so the runner reports RUNNING itself. */
+const REPORTS_RUNNING = new Set(["stream-preparing", "dequeue"]);
 
 async function closeAny(source: WorkSource): Promise<void> {
   if (source instanceof WorkStreamSource) {
@@ -93,6 +103,24 @@ function refusing(client: AglClient, source: WorkSource, rolloutId: string): Wor
   return wrapper;
 }
 
+/** The real source, recording each report the runner makes as `rollout id: status name`. */
+function recording(source: WorkSource, reports: string[]): WorkSource {
+  const wrapper: WorkSource = {
+    get workerId() {
+      return source.workerId;
+    },
+    next: (signal) => source.next(signal),
+    report(rolloutId, attemptId, status, metadata) {
+      reports.push(`${rolloutId}: ${AttemptStatus[status]}`);
+      return source.report(rolloutId, attemptId, status, metadata);
+    },
+  };
+  if (source.drain) {
+    wrapper.drain = () => source.drain?.();
+  }
+  return wrapper;
+}
+
 describe("Runner's RUNNING report against a real agl-server", () => {
   const suite = serverForSuite();
 
@@ -140,6 +168,61 @@ describe("Runner's RUNNING report against a real agl-server", () => {
         );
       }
     });
+
+    // An attempt that arrives RUNNING (the Work stream's default) gets no RUNNING report: the store
+    // has it RUNNING while its handler runs, before the runner reported anything for it, and the
+    // log never had it PREPARING. One that arrives PREPARING is reported RUNNING, then finished.
+    it(`reports RUNNING only for attempts that arrive PREPARING (${kind})`, async () => {
+      const client = suite.client;
+      const ids = Array.from({ length: 6 }, (_, i) => `ro-report-${kind}-${i}`);
+      await client.enqueueRollouts(ids.map((rolloutId) => ({ rolloutId, input: jsonValue(rolloutId) })));
+      const reports: string[] = [];
+      const real = newSource(client, `report-${kind}`, 2);
+      const runner = new Runner(client, recording(real, reports), { concurrency: 2, logger: quiet });
+      const reportsRunning = REPORTS_RUNNING.has(kind);
+      const arrived = new Map<string, string>();
+      // What the store says while each handler runs, with the reports made for it so far.
+      const seen = new Map<string, string>();
+      const stop = new AbortController();
+      const served = runner.serve(async (task) => {
+        arrived.set(task.rolloutId, AttemptStatus[task.rollout.attempt?.status ?? AttemptStatus.UNSPECIFIED]);
+        const stored = await client.getRollout(task.rolloutId);
+        const before = reports.filter((r) => r.startsWith(`${task.rolloutId}:`));
+        seen.set(task.rolloutId, `${RolloutStatus[stored.status]}/${AttemptStatus[stored.attempt?.status ?? 0]} [${before}]`);
+        await task.emitReward(1);
+      }, stop.signal);
+      const { rollouts, pending } = await client.waitForRollouts(ids, 30_000);
+      assert.deepEqual(pending, []);
+      stop.abort();
+      await served;
+      await closeAny(real);
+      assert.deepEqual(runner.stats(), { succeeded: ids.length, failed: 0, refused: 0 });
+      const arrival = reportsRunning ? "PREPARING" : "RUNNING";
+      assert.deepEqual(Object.fromEntries(arrived), Object.fromEntries(ids.map((id) => [id, arrival])));
+      if (!reportsRunning) {
+        // RUNNING in the store with no report made: the claim itself started the attempt.
+        assert.deepEqual(Object.fromEntries(seen), Object.fromEntries(ids.map((id) => [id, "RUNNING/RUNNING []"])));
+      }
+      const log = await events(client, ids);
+      for (const rollout of rollouts) {
+        const id = rollout.rolloutId;
+        assert.equal(rollout.status, RolloutStatus.SUCCEEDED, id);
+        assert.deepEqual(
+          reports.filter((r) => r.startsWith(`${id}:`)),
+          reportsRunning ? [`${id}: RUNNING`, `${id}: SUCCEEDED`] : [`${id}: SUCCEEDED`],
+        );
+        const statuses = (log.get(id) ?? []).map((e) => RolloutStatus[e.newStatus]);
+        assert.deepEqual(
+          statuses.filter((status) => status !== "QUEUING"),
+          reportsRunning ? ["PREPARING", "RUNNING", "SUCCEEDED"] : ["RUNNING", "SUCCEEDED"],
+          `${id}'s events`,
+        );
+      }
+    });
+
+    if (!REPORTS_RUNNING.has(kind)) {
+      continue; // an attempt handed over RUNNING has no start for the store to refuse
+    }
 
     // The runner does not await RUNNING's ack, so the handler of an attempt the store refuses to
     // start is running; its signal aborts (reason NotStartedError, caused by the store's refusal),

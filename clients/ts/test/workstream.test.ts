@@ -131,6 +131,54 @@ describe("WorkStreamSource against a real agl-server", () => {
     assert.equal(record.heartbeatStats?.connected, false);
   });
 
+  // startOnAssignment (the default) says in hello that the worker starts what it gets at once: the
+  // server claims the attempt RUNNING, so the assignment and the store say RUNNING before the worker
+  // reported anything, and a RUNNING report sent anyway is acknowledged and changes nothing.
+  // Without it the attempt arrives PREPARING and only the worker's RUNNING report moves it on.
+  it("hands attempts over RUNNING unless told not to", async () => {
+    const { client } = await setup();
+    const signal = AbortSignal.timeout(30_000);
+
+    await enqueue(client, ["ro-started"]);
+    const eager = new WorkStreamSource(client, { workerId: "eager", logger: quiet });
+    const started = await eager.next(signal);
+    assert.equal(started?.rollout.rolloutId, "ro-started");
+    assert.equal(started.rollout.status, RolloutStatus.RUNNING, "the assignment's rollout");
+    assert.equal(started.rollout.attempt?.status, AttemptStatus.RUNNING, "the assignment's attempt");
+    const startedAttempt = started.rollout.attempt?.attemptId ?? "";
+    let stored = await client.getRollout("ro-started"); // no report sent yet
+    assert.equal(stored.status, RolloutStatus.RUNNING);
+    assert.equal(stored.attempt?.attemptId, startedAttempt);
+    assert.equal(stored.attempt?.status, AttemptStatus.RUNNING);
+    await eager.report("ro-started", startedAttempt, AttemptStatus.RUNNING); // acknowledged with code 0
+    assert.deepEqual(
+      (await attemptsOf(client, "ro-started")).map((a) => [a.attemptId, a.status, a.workerId]),
+      [[startedAttempt, AttemptStatus.RUNNING, "eager"]],
+    );
+    await eager.report("ro-started", startedAttempt, AttemptStatus.SUCCEEDED);
+    await eager.close();
+    assert.equal((await client.getRollout("ro-started")).status, RolloutStatus.SUCCEEDED);
+
+    await enqueue(client, ["ro-prepared"]);
+    const careful = new WorkStreamSource(client, { workerId: "careful", startOnAssignment: false, logger: quiet });
+    const prepared = await careful.next(signal);
+    assert.equal(prepared?.rollout.rolloutId, "ro-prepared");
+    assert.equal(prepared.rollout.status, RolloutStatus.PREPARING, "the assignment's rollout");
+    assert.equal(prepared.rollout.attempt?.status, AttemptStatus.PREPARING, "the assignment's attempt");
+    const preparedAttempt = prepared.rollout.attempt?.attemptId ?? "";
+    stored = await client.getRollout("ro-prepared");
+    assert.equal(stored.status, RolloutStatus.PREPARING);
+    assert.equal(stored.attempt?.status, AttemptStatus.PREPARING);
+    await careful.report("ro-prepared", preparedAttempt, AttemptStatus.RUNNING);
+    stored = await client.getRollout("ro-prepared");
+    assert.equal(stored.status, RolloutStatus.RUNNING);
+    assert.equal(stored.attempt?.attemptId, preparedAttempt);
+    assert.equal(stored.attempt?.status, AttemptStatus.RUNNING);
+    await careful.report("ro-prepared", preparedAttempt, AttemptStatus.SUCCEEDED);
+    await careful.close();
+    assert.equal((await client.getRollout("ro-prepared")).status, RolloutStatus.SUCCEEDED);
+  });
+
   // A Runner serves attempts from the Work stream: spans and rewards land (checked from Python),
   // and stopping drains the stream: nothing is left assigned to the worker.
   it("feeds a Runner and drains when it stops", async () => {
