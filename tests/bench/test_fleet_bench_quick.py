@@ -34,10 +34,12 @@ def test_fleet_bench_quick_runs_every_scenario_exactly_once() -> None:
 
     lifecycle = results["lifecycle-8"]
     assert lifecycle["completed_in_window"] > 0 and lifecycle["duplicates"] == 0
-    assert lifecycle["ack_running_count"] > 0 and lifecycle["ack_final_count"] > 0
-    # The default: RUNNING and the final report back to back (pipelined), both acks still timed.
-    assert sizes["running_wait"] is False
-    assert lifecycle["running_report"] is True and lifecycle["running_wait"] is False
+    # The default, as the runners do: start_on_assignment, so every attempt arrives RUNNING and
+    # gets its final report alone (no RUNNING report, no RUNNING ack).
+    assert sizes["start_on_assignment"] is True and lifecycle["start_on_assignment"] is True
+    assert lifecycle["assigned_running"] == lifecycle["assigned"] > 0
+    assert lifecycle["ack_running_count"] == 0 and lifecycle["ack_final_count"] > 0
+    assert batch["assigned_running"] == batch["assigned"] == 2_000
 
     for result in results.values():
         server = result["server"]
@@ -47,3 +49,20 @@ def test_fleet_bench_quick_runs_every_scenario_exactly_once() -> None:
     for expected in ("all welcomed after", "dispatch latency", "exactly-once check", "lifecycle, 8 workers"):
         assert any(expected in name for name in names), (expected, names)
     assert "load_average_start" in saved["context"] and "uptime_end" in saved["context"]
+
+
+@pytest.mark.skipif(shutil.which("go") is None, reason="the fleet bench's load generator needs the Go toolchain")
+def test_fleet_bench_assign_preparing_reports_running() -> None:
+    """--assign-preparing: the workers leave start_on_assignment out, so attempts arrive PREPARING
+    and are reported RUNNING (back to back with the final report); both acks are timed."""
+    saved = run_bench(
+        "fleet_bench.py",
+        ["--quick", "--scenarios", "lifecycle", "--assign-preparing"],
+        "fleet_bench_smoke_preparing_quick",
+        timeout=240,
+    )
+    lifecycle = saved["context"]["results"]["lifecycle-8"]
+    assert lifecycle["start_on_assignment"] is False and lifecycle["assigned_running"] == 0
+    assert lifecycle["ack_running_count"] > 0 and lifecycle["ack_final_count"] > 0
+    assert lifecycle["running_report"] is True and lifecycle["running_wait"] is False
+    assert lifecycle["failed_acks"] == 0 and lifecycle["duplicates"] == 0
