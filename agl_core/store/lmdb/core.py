@@ -20,7 +20,7 @@ import lmdb
 from agl_core.errors import FailedPreconditionError
 from agl_core.store import rules
 from agl_core.store.lmdb import dispatch, expiry, rollout_index
-from agl_core.store.lmdb.reads import ReadGate, read_pool
+from agl_core.store.lmdb.reads import ReadGate, ReadTransaction, begin_read, read_pool
 from agl_core.store.lmdb.records import Effects, Tx
 from agl_core.store.lmdb.resident import ResidentTrimmer
 from agl_core.store.lmdb.schema import open_environment
@@ -175,7 +175,7 @@ class LmdbCore:
 
         return writer.submit(run)
 
-    def _begin(self) -> lmdb.Transaction:
+    def _begin(self) -> ReadTransaction:
         """A read transaction. Use it in a ``with`` block that holds no ``await``: reads never span a
         suspension, which is what lets the writer grow the map from the loop thread."""
         if self._closed:
@@ -187,7 +187,7 @@ class LmdbCore:
                 running = None
             if running is not self._loop:
                 raise RuntimeError(_WRONG_LOOP)
-        return self.env.begin()
+        return begin_read(self.env)
 
     async def _read(self, fn: Callable[[lmdb.Transaction], Any]) -> Any:
         """Run ``fn`` in a read transaction on the read pool: for reads that can take long, so the
@@ -200,7 +200,7 @@ class LmdbCore:
         with self._read_gate.reading():
             if self._closed:
                 raise FailedPreconditionError(f"the store at {self.path!r} is closed")
-            with self.env.begin() as txn:
+            with begin_read(self.env) as txn:
                 return fn(txn)
 
     def _on_abort(self) -> None:
