@@ -4,7 +4,6 @@ namespaces and pinned resources, spoken message by message with raw gRPC."""
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator
 
 import grpc
 import pytest
@@ -15,21 +14,6 @@ from agl_core.proto import runner_pb2 as r
 from agl_core.proto import types_pb2 as t
 from agl_core.types import PromptTemplate, RolloutStatus
 from agl_server.process import ServerProcess
-
-
-@pytest.fixture
-async def client(server: ServerProcess) -> AsyncIterator[GrpcStore]:
-    store = GrpcStore(server.address)
-    yield store
-    await store.close()
-
-
-@pytest.fixture
-async def workers() -> AsyncIterator[list[RawWorker]]:
-    opened: list[RawWorker] = []
-    yield opened
-    for worker in opened:
-        await worker.close()
 
 
 async def serve(worker: RawWorker, taken: list[str], done: asyncio.Event) -> None:

@@ -27,21 +27,6 @@ from agl_server.process import ServerProcess
 TERMINAL = {RolloutStatus.SUCCEEDED, RolloutStatus.FAILED, RolloutStatus.CANCELLED}
 
 
-@pytest.fixture
-async def client(server: ServerProcess) -> AsyncIterator[GrpcStore]:
-    store = GrpcStore(server.address)
-    yield store
-    await store.close()
-
-
-@pytest.fixture
-async def workers() -> AsyncIterator[list[RawWorker]]:
-    opened: list[RawWorker] = []
-    yield opened
-    for worker in opened:
-        await worker.close()
-
-
 async def history(store: Any, rollout_id: str, within: float = 15.0) -> list[RolloutStatus]:
     """The statuses the rollout went through, from its creation to a terminal one."""
     statuses: list[RolloutStatus] = []

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import os
-from collections.abc import AsyncIterator
 from pathlib import Path
 
 import grpc
@@ -19,21 +18,6 @@ from agl_core.types.values import to_struct
 from agl_server.process import ServerProcess
 
 RETRY_UNRESPONSIVE = RolloutConfig(max_attempts=2, retry_condition=["unresponsive"])
-
-
-@pytest.fixture
-async def client(server: ServerProcess) -> AsyncIterator[GrpcStore]:
-    store = GrpcStore(server.address)
-    yield store
-    await store.close()
-
-
-@pytest.fixture
-async def workers(server: ServerProcess) -> AsyncIterator[list[RawWorker]]:
-    opened: list[RawWorker] = []
-    yield opened
-    for worker in opened:
-        await worker.close()
 
 
 def new_worker(server: ServerProcess, opened: list[RawWorker]) -> RawWorker:
