@@ -98,15 +98,15 @@ class ServerMetrics:
     def on_commit(self, effects: Sequence[Any]) -> None:
         """A store listener: counts attempt outcomes from the status changes of one commit."""
         for effect in effects:
+            # Counted where attempts are made: one claimed RUNNING (start_on_assignment) takes its
+            # rollout straight to RUNNING, so no PREPARING event tells of it.
+            if effect.attempts_started:
+                self.attempts_started.inc(effect.attempts_started)
             for event in effect.events:
                 self._count(event)
 
     def _count(self, event: t.RolloutEvent) -> None:
         new, old = event.new_status, event.old_status
-        # Only a new attempt moves a rollout to PREPARING (from the queue, from a new StartRollout,
-        # or from a running attempt that StartAttempt replaces).
-        if new == t.ROLLOUT_STATUS_PREPARING:
-            self.attempts_started.inc()
         if new == t.ROLLOUT_STATUS_REQUEUING:
             self.attempts_retried.inc()
         if new in _RETRY_OR_FAIL and old in _ACTIVE_ROLLOUT:

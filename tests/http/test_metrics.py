@@ -13,6 +13,7 @@ from support.waits import until
 from agl_core.client import GrpcStore
 from agl_core.proto import runner_pb2 as r
 from agl_core.proto import runner_pb2_grpc
+from agl_core.proto import types_pb2 as t
 from agl_core.types import new_span
 from agl_server.process import ServerProcess
 
@@ -110,6 +111,26 @@ async def test_work_streams_and_unresponsive_attempts(
     samples = await scrape(http, http_server)
     assert samples["agl_workers_connected"] == 0
     assert samples["agl_rollouts_ended_total{status=failed}"] == 1  # max_attempts 1: no retry
+    assert samples["agl_attempts_started_total"] == 1
+
+    # A worker that starts on assignment: its attempts are claimed RUNNING (no PREPARING event)
+    # and are counted as started all the same.
+    await grpc_store.enqueue_rollouts([{"input": {"task": "eager"}}, {"input": {"task": "eager"}}])
+    async with grpc.aio.insecure_channel(http_server.address) as channel:
+        call = runner_pb2_grpc.RunnerServiceStub(channel).Work()
+        hello = r.WorkerHello(worker_id="wk-eager", capacity=2, start_on_assignment=True)
+        await call.write(r.WorkRequest(hello=hello))
+        statuses = []
+        async with asyncio.timeout(60):
+            while len(statuses) < 2:
+                response = await call.read()
+                if response.WhichOneof("kind") == "assignment":
+                    statuses.append(response.assignment.rollout.attempt.status)
+        assert statuses == [t.ATTEMPT_STATUS_RUNNING] * 2
+        samples = await scrape(http, http_server)
+        assert samples["agl_attempts_started_total"] == 3
+        assert samples["agl_rollouts{status=running}"] == 2
+        call.cancel()
 
 
 async def test_openmetrics_is_served_when_asked(http_server: ServerProcess, http: aiohttp.ClientSession) -> None:

@@ -43,6 +43,8 @@ class Effects:
     queued: list[tuple[str, str, dict[str, str], int, int, str]] = field(default_factory=list)
     # Dispatch-index entries this write claimed (dispatch.Popped); confirmed once committed.
     popped: list[Any] = field(default_factory=list)
+    # Attempts created (claimed, started or re-run by hand), PREPARING or RUNNING.
+    attempts_started: int = 0
 
     def merge(self, other: Effects) -> None:
         """Add the effects of a nested operation that committed into its parent."""
@@ -52,6 +54,7 @@ class Effects:
         self.spans += other.spans
         self.queued.extend(other.queued)
         self.popped.extend(other.popped)
+        self.attempts_started += other.attempts_started
 
 
 @dataclass
@@ -280,6 +283,8 @@ class Tx:
             worker_id=worker_id,
         )
         attempt.start_time.FromNanoseconds(self.now_ns)
+        if self.effects is not None:
+            self.effects.attempts_started += 1
         self.put_attempt(record.num, attempt)
         self.txn.put(attempt.attempt_id.encode(), attempt_key(record.num, record.attempts), db=self.dbs.attempt_ids)
         self.put_rollout(record)  # the attempt count changed even if the status does not

@@ -186,7 +186,7 @@ class Dispatcher:
     def _release(self, rollouts: list[t.Rollout]) -> None:
         release = getattr(self.backend, "release_claims", None)
         if release is None:
-            return  # the attempts stay PREPARING until their timeouts apply
+            return  # the attempts stay as claimed until their timeouts apply
         task = asyncio.ensure_future(release(rollouts))
         self._releases.add(task)
         task.add_done_callback(self._releases.discard)
