@@ -159,11 +159,14 @@ def test_port_in_use_is_reported(tmp_path: Path) -> None:
         ("AGL_SERVER_GC_THRESHOLDS", "700,10", "give three positive integers 'g0,g1,g2'"),
         ("AGL_SERVER_SWITCH_INTERVAL_MS", "0", "give milliseconds between 0.01 and 100"),
         ("AGL_SERVER_SWITCH_INTERVAL_MS", "nan", "give milliseconds between 0.01 and 100"),
+        ("AGL_SERVER_PYTHON_CPU", "first", "give 'auto', 'off' or "),
+        ("AGL_SERVER_PYTHON_CPU", "4096", "give 'auto', 'off' or "),
     ],
 )
 def test_interpreter_settings_are_checked_before_start(tmp_path: Path, name: str, value: str, advice: str) -> None:
-    # agl-server tunes the garbage collector and the GIL switch interval once started
-    # (agl_server.tuning); a bad override is refused with the form to use, before anything is opened.
+    # agl-server tunes the garbage collector, the GIL switch interval and its Python threads' CPU once
+    # started (agl_server.tuning); a bad override is refused with the form to use, before anything is
+    # opened.
     result = subprocess.run(
         [sys.executable, "-m", "agl_server", "--data-dir", str(tmp_path / "d"), "--port", "0"],
         capture_output=True,
