@@ -231,11 +231,17 @@ async def serve(args: argparse.Namespace) -> None:
             extra={"http_port": server.http_port},
         )
     interpreter.apply_after_start()  # start-up is over: see agl_server.tuning
+    metrics = server.metrics
+    pinning = interpreter.start_pinning(metrics.python_cpu_pinned if metrics is not None else None)
     if args.ready_file:
         tmp = args.ready_file.with_suffix(".tmp")
         tmp.write_text(json.dumps(ready))
         tmp.replace(args.ready_file)  # atomic: readers never see half a file
-    await server.wait_closed()
+    try:
+        await server.wait_closed()
+    finally:
+        if pinning is not None:
+            pinning.cancel()
 
 
 def main(argv: Sequence[str] | None = None) -> int:

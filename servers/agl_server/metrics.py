@@ -11,7 +11,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Any
 
-from prometheus_client import CollectorRegistry, Counter, Histogram
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 
 from agl_core.proto import types_pb2 as t
 
@@ -77,6 +77,12 @@ class ServerMetrics:
             "Latest attempts marked UNRESPONSIVE (no heartbeat in time, or their worker's stream broke)",
             registry=registry,
         )
+        self.python_cpu = Gauge(
+            "agl_server_python_cpu",
+            "The CPU the server's Python threads are pinned to while it is busy; -1 while they may run on any",
+            registry=registry,
+        )
+        self.python_cpu.set(-1)
         self.rollouts_ended = Counter(
             "agl_rollouts_ended", "Rollouts that reached a terminal status", ["status"], registry=registry
         )
@@ -88,6 +94,10 @@ class ServerMetrics:
                 (t.ROLLOUT_STATUS_CANCELLED, "cancelled"),
             )
         }
+
+    def python_cpu_pinned(self, cpu: int | None) -> None:
+        """Hears agl_server.cpu_affinity.LoadPinning pin the Python threads (or spread them: None)."""
+        self.python_cpu.set(-1 if cpu is None else cpu)
 
     def observe_commit(self, operations: int, seconds: float, flush_seconds: float) -> None:
         """A commit observer of the store's writer (runs on the writer thread; histograms are thread-safe)."""

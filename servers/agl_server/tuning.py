@@ -16,24 +16,26 @@ the loop is busy a finished commit could wait up to 5 ms before its callers hear
 0.5 ms, the ack p99 of 8 closed-loop span writers fell from 10-17 ms to 5-7 ms (interleaved runs
 of ``bench/store_bench.py``'s ack latency on this 2-core machine), one writer unchanged.
 
-**One CPU for the Python threads.** The event loop, grpc's poller and the store's writer take
-turns holding the GIL, and the writer gives it up around every LMDB call. When the kernel runs
-them on different cores, each hand-over wakes a thread on another core: with 8 closed-loop span
-writers the writer's operations took 2.2x their CPU time in wall time, most of it waiting for the
-GIL. On one core the hand-over is a plain context switch: wall time equal to CPU time, 26% more
-span batches per second at a lower ack p99, and 17-35% more rollouts per second in the fleet
-scenarios (docs/server.md, "Many workers"; the pinning is :mod:`agl_server.cpu_affinity`). Only Python
-threads are pinned (those running now, and the ones they start later inherit it); grpc's own C++
-threads, which never need the GIL, keep every CPU.
+**One CPU for the Python threads, under load.** The event loop, grpc's poller and the store's
+writer take turns holding the GIL, and the writer gives it up around every LMDB call. When the
+kernel runs them on different cores, each hand-over wakes a thread on another core: with 8
+closed-loop span writers the writer's operations took 2.2x their CPU time in wall time, most of it
+waiting for the GIL. On one core the hand-over is a plain context switch: wall time equal to CPU
+time, 26% more span batches per second at a lower ack p99, and 17-35% more rollouts per second in
+the fleet scenarios (docs/server.md, "Many workers"). Idle, one core is slower by a fraction of a
+millisecond per request, so the threads are pinned only while the server uses half a core or more
+(:mod:`agl_server.cpu_affinity`). Only Python threads are pinned (those running then, and the ones
+they start meanwhile inherit it); grpc's own C++ threads, which never need the GIL, keep every CPU.
 """
 
 from __future__ import annotations
 
+import asyncio
 import gc
 import logging
 import os
 import sys
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 
 from agl_server import cpu_affinity
@@ -53,7 +55,7 @@ PYTHON_CPU_ENV = "AGL_SERVER_PYTHON_CPU"
 class Tuning:
     gc_thresholds: tuple[int, int, int] = DEFAULT_GC_THRESHOLDS
     switch_interval_ms: float = DEFAULT_SWITCH_INTERVAL_MS
-    # "auto": the CPU the event loop runs on when the server has started; "off": no pinning; or a CPU.
+    # While busy, "auto": pin to the CPU the event loop runs on then; a number: to that CPU; "off": never.
     python_cpu: int | str = "auto"
 
     @classmethod
@@ -69,18 +71,38 @@ class Tuning:
 
     def apply_after_start(self) -> None:
         """Call once the server is up: collect what start-up left, freeze the survivors, set the
-        thresholds and the switch interval, and put the Python threads on one CPU."""
+        thresholds and the switch interval."""
         gc.collect()
         gc.freeze()
         gc.set_threshold(*self.gc_thresholds)
         sys.setswitchinterval(self.switch_interval_ms / 1000)
+
+    def start_pinning(self, on_pinned: Callable[[int | None], None] | None = None) -> asyncio.Task[None] | None:
+        """Start pinning the Python threads to one CPU while the server is busy (on the running
+        loop; cancel the task to stop, which spreads them again). None when turned off or when
+        there is no choice of CPU. ``on_pinned`` hears the CPU, or None when spread again."""
         if self.python_cpu == "off":
-            return
-        cpu = cpu_affinity.pin_python_threads(None if self.python_cpu == "auto" else int(self.python_cpu))
-        if cpu is not None:
-            logger.info(
-                "Python threads run on CPU %d (%s=off lets them spread)", cpu, PYTHON_CPU_ENV, extra={"python_cpu": cpu}
-            )
+            return None
+
+        def changed(cpu: int | None, cores: float) -> None:
+            if cpu is None:
+                logger.info("Python threads spread over every CPU again (the server used %.2f cores)", cores)
+            else:
+                logger.info(
+                    "busy (%.2f cores): Python threads run on CPU %d (%s=off leaves them spread)",
+                    cores,
+                    cpu,
+                    PYTHON_CPU_ENV,
+                    extra={"python_cpu": cpu},
+                )
+            if on_pinned is not None:
+                on_pinned(cpu)
+
+        chosen = None if self.python_cpu == "auto" else int(self.python_cpu)
+        pinning = cpu_affinity.LoadPinning(chosen, on_change=changed)
+        if not pinning.possible:
+            return None
+        return asyncio.ensure_future(pinning.run())
 
 
 def _gc_thresholds(text: str) -> tuple[int, int, int]:

@@ -1,21 +1,35 @@
-"""agl-server puts its Python threads on one CPU (agl_server.cpu_affinity) and leaves grpc's own
-C++ threads on every CPU; AGL_SERVER_PYTHON_CPU chooses the CPU or turns it off."""
+"""agl-server pins its Python threads to one CPU while it is busy and spreads them again when idle
+(agl_server.cpu_affinity); grpc's own C++ threads keep every CPU throughout. AGL_SERVER_PYTHON_CPU
+chooses the CPU or turns the pinning off."""
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import os
 import re
+import time
+from collections.abc import AsyncIterator, Callable
 from pathlib import Path
 
+import aiohttp
+import grpc
 import pytest
+from support.http_listener import scrape
+from support.waits import until
 
+from agl_core import new_span
 from agl_core.client import GrpcStore
+from agl_core.proto import store_pb2 as s
 from agl_server.process import ServerProcess
 
 pytestmark = pytest.mark.skipif(
     not hasattr(os, "sched_getaffinity") or len(os.sched_getaffinity(0)) < 2,
     reason="pinning needs Linux CPU affinity and at least two CPUs to choose from",
 )
+ALLOWED = os.sched_getaffinity(0) if hasattr(os, "sched_getaffinity") else set()
+PINNED = re.compile(r"busy \([\d.]+ cores\): Python threads run on CPU (\d+) \(AGL_SERVER_PYTHON_CPU=off")
+SPREAD = "Python threads spread over every CPU again"
 
 
 def _cpu_list(text: str) -> set[int]:
@@ -26,67 +40,142 @@ def _cpu_list(text: str) -> set[int]:
     return cpus
 
 
-def _threads(pid: int) -> list[tuple[int, str, set[int]]]:
-    """(thread id, name, CPUs it may run on) of every thread of process ``pid``."""
+def _threads(pid: int) -> tuple[list[set[int]], list[set[int]]]:
+    """The CPUs each Python thread of process ``pid`` may run on, and each of grpc's C++ threads.
+    Python threads keep the process's name; grpc names its own (event_engine, grpc_global_timer)."""
     found = []
     for tid in os.listdir(f"/proc/{pid}/task"):
-        try:
+        with contextlib.suppress(FileNotFoundError):  # it ended meanwhile
             status = Path(f"/proc/{pid}/task/{tid}/status").read_text()
-        except FileNotFoundError:
-            continue  # it ended meanwhile
-        name = re.search(r"^Name:\t(.*)$", status, re.M).group(1)  # type: ignore[union-attr]
-        cpus = re.search(r"^Cpus_allowed_list:\t(.*)$", status, re.M).group(1)  # type: ignore[union-attr]
-        found.append((int(tid), name, _cpu_list(cpus)))
-    return found
-
-
-async def _write_once(server: ServerProcess) -> None:
-    # The store's writer thread starts with the first write, from the (pinned) event loop thread.
-    async with GrpcStore(server.address) as store:
-        await store.wait_ready()
-        await store.enqueue_rollout({"task": 1})
-
-
-def _python_and_native(pid: int) -> tuple[list[set[int]], list[set[int]]]:
-    threads = _threads(pid)
-    main_name = next(name for tid, name, _ in threads if tid == pid)
-    # Python threads keep the process's name; grpc names its own (event_engine, grpc_global_timer).
-    python = [cpus for _, name, cpus in threads if name == main_name]
-    native = [cpus for _, name, cpus in threads if name.startswith(("event_engine", "grpc"))]
+            name = re.search(r"^Name:\t(.*)$", status, re.M).group(1)  # type: ignore[union-attr]
+            cpus = re.search(r"^Cpus_allowed_list:\t(.*)$", status, re.M).group(1)  # type: ignore[union-attr]
+            found.append((int(tid), name, _cpu_list(cpus)))
+    main_name = next(name for tid, name, _ in found if tid == pid)
+    python = [cpus for _, name, cpus in found if name == main_name]
+    native = [cpus for _, name, cpus in found if name.startswith(("event_engine", "grpc"))]
     return python, native
 
 
-async def test_python_threads_share_the_cpu_the_server_names_and_grpc_threads_keep_all(tmp_path: Path) -> None:
-    allowed = os.sched_getaffinity(0)
-    with ServerProcess(tmp_path / "data") as server:
-        assert server.process is not None
-        await _write_once(server)
-        logged = re.findall(r"Python threads run on CPU (\d+) \(AGL_SERVER_PYTHON_CPU=off", server.log_path.read_text())
-        assert len(logged) == 1, server.log_tail()
-        cpu = int(logged[0])
-        assert cpu in allowed
-        python, native = _python_and_native(server.process.pid)
-        # The event loop, grpc's poller and the store's writer (started after the pinning) at least.
-        assert len(python) >= 2
-        assert all(cpus == {cpu} for cpus in python), python
-        assert native and all(cpus == allowed for cpus in native), native
+@contextlib.asynccontextmanager
+async def _busy(server: ServerProcess) -> AsyncIterator[Callable[[], float]]:
+    """Keep the server busy with four IngestSpans streams of 200-span batches (bytes built once:
+    the client costs little) while the block runs. Yields a function that gives the server's CPU
+    use over the last second, in cores, as /proc reads it."""
+    async with GrpcStore(server.address) as store:
+        await store.wait_ready()
+        await store.enqueue_rollout({"task": "load"})
+        rollout = await store.dequeue_rollout(worker_id="load")
+        assert rollout is not None and rollout.attempt is not None
+        ids = (rollout.rollout_id, rollout.attempt.attempt_id)
+    batches = [
+        s.IngestSpansRequest(
+            batch_id=b, spans=[new_span(f"s{b}-{i}", rollout_id=ids[0], attempt_id=ids[1]) for i in range(200)]
+        ).SerializeToString()
+        for b in range(50)
+    ]
+    stop = asyncio.Event()
+
+    async def stream(channel: grpc.aio.Channel) -> None:
+        call = channel.stream_stream(
+            "/agl.v1.LightningStoreService/IngestSpans",
+            request_serializer=None,
+            response_deserializer=s.IngestSpansResponse.FromString,
+        )()
+        while not stop.is_set():  # resent batches are duplicates: still parsed, checked and acked
+            for batch in batches:
+                await call.write(batch)
+                await call.read()
+        await call.done_writing()
+
+    clock = os.sysconf("SC_CLK_TCK")
+    samples: list[tuple[float, float]] = []
+
+    def cores() -> float:
+        fields = Path(f"/proc/{server.process.pid}/stat").read_text().rsplit(")", 1)[1].split()  # type: ignore[union-attr]
+        samples.append((time.monotonic(), (int(fields[11]) + int(fields[12])) / clock))
+        recent = [x for x in samples if x[0] >= samples[-1][0] - 1.0]
+        (t0, c0), (t1, c1) = recent[0], recent[-1]
+        return (c1 - c0) / (t1 - t0) if t1 - t0 >= 0.5 else 0.0
+
+    async with grpc.aio.insecure_channel(server.address) as channel:
+        tasks = [asyncio.ensure_future(stream(channel)) for _ in range(4)]
+        try:
+            yield cores
+        finally:
+            stop.set()
+            await asyncio.gather(*tasks)
+
+
+def _pinned_to(server: ServerProcess) -> list[int]:
+    return [int(cpu) for cpu in PINNED.findall(server.log_path.read_text())]
+
+
+async def test_busy_pins_the_python_threads_and_idle_spreads_them_again(tmp_path: Path) -> None:
+    with ServerProcess(tmp_path / "data", args=["--http-port", "0"]) as server:
+        async with aiohttp.ClientSession() as http:
+            await _busy_then_idle(server, http)
+
+
+async def _busy_then_idle(server: ServerProcess, http: aiohttp.ClientSession) -> None:
+    assert server.process is not None
+    pid = server.process.pid
+    python, native = _threads(pid)
+    assert python and all(cpus == ALLOWED for cpus in python), "pinned before any load"
+    assert (await scrape(http, server))["agl_server_python_cpu"] == -1
+
+    async with _busy(server):
+
+        async def pinned() -> bool:
+            return bool(_pinned_to(server))
+
+        await until(pinned, timeout=60, what="pinning under load")
+        (cpu,) = _pinned_to(server)
+        assert cpu in ALLOWED
+        python, native = _threads(pid)
+        # The event loop, grpc's poller and the store's writer at least; grpc's C++ threads not.
+        assert len(python) >= 3 and all(cpus == {cpu} for cpus in python), python
+        assert native and all(cpus == ALLOWED for cpus in native), native
+        assert (await scrape(http, server))["agl_server_python_cpu"] == cpu
+
+    async def spread() -> bool:
+        return SPREAD in server.log_path.read_text()
+
+    await until(spread, timeout=60, what="spreading once idle")
+    python, _ = _threads(pid)
+    assert all(cpus == ALLOWED for cpus in python), python
+    assert (await scrape(http, server))["agl_server_python_cpu"] == -1
 
 
 async def test_the_cpu_can_be_chosen(tmp_path: Path) -> None:
-    chosen = max(os.sched_getaffinity(0))
+    chosen = max(ALLOWED)
     with ServerProcess(tmp_path / "data", env={**os.environ, "AGL_SERVER_PYTHON_CPU": str(chosen)}) as server:
         assert server.process is not None
-        await _write_once(server)
-        assert f"Python threads run on CPU {chosen} " in server.log_path.read_text()
-        python, _ = _python_and_native(server.process.pid)
-        assert python and all(cpus == {chosen} for cpus in python), python
+        async with _busy(server):
+
+            async def pinned() -> bool:
+                return bool(_pinned_to(server))
+
+            await until(pinned, timeout=60, what="pinning under load")
+            assert _pinned_to(server) == [chosen]
+            python, _ = _threads(server.process.pid)
+            assert python and all(cpus == {chosen} for cpus in python), python
 
 
 async def test_pinning_can_be_turned_off(tmp_path: Path) -> None:
-    allowed = os.sched_getaffinity(0)
     with ServerProcess(tmp_path / "data", env={**os.environ, "AGL_SERVER_PYTHON_CPU": "off"}) as server:
         assert server.process is not None
-        await _write_once(server)
-        assert "Python threads run on CPU" not in server.log_path.read_text()
-        python, _ = _python_and_native(server.process.pid)
-        assert python and all(cpus == allowed for cpus in python), python
+        async with _busy(server) as cores:
+            busy_since: list[float] = []
+
+            async def busy_for_two_samples() -> bool:
+                # Busy enough to be pinned (half a core) for over two of the server's 1 s samples.
+                if cores() < 0.5:
+                    busy_since.clear()
+                    return False
+                busy_since.append(time.monotonic())
+                return busy_since[-1] - busy_since[0] > 2.5
+
+            await until(busy_for_two_samples, timeout=60, what="the server using half a core for 2.5 s")
+            assert not _pinned_to(server)
+            python, _ = _threads(server.process.pid)
+            assert python and all(cpus == ALLOWED for cpus in python), python
