@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import contextvars
+import os
 from collections.abc import AsyncIterator, Callable, Iterator
 from contextlib import asynccontextmanager, contextmanager
 from dataclasses import dataclass, field
@@ -390,7 +391,11 @@ async def test_stop_drains_and_cancel_gives_attempts_up(setup: Setup) -> None:
 
 
 async def test_work_stream_survives_a_server_restart(data_dir: Path) -> None:
-    server = ServerProcess(data_dir, log_path=data_dir.parent / "server.log").start()
+    # A short grace: if the kill lands between the claim's commit and its assignment leaving the
+    # server, the worker comes back without the attempt and recovery puts the rollout back in the
+    # queue (runner_service/recovery.py) within the wait below.
+    env = {**os.environ, "AGL_RUNNER_RECONNECT_GRACE": "1"}
+    server = ServerProcess(data_dir, env=env, log_path=data_dir.parent / "server.log").start()
     store = GrpcStore(server.address)
     release = asyncio.Event()
 

@@ -6,6 +6,7 @@ import asyncio
 import contextlib
 import logging
 import os
+import time
 import uuid
 from collections.abc import AsyncIterator
 from typing import Any
@@ -66,18 +67,23 @@ class RunnerServicer:
         self._closing: set[asyncio.Task[None]] = set()
         self._shutdown_watch: asyncio.Task[None] | None = None
         self._recovery: asyncio.Task[int] | None = None
+        self._started_ns = 0  # when start() ran: attempts before it are of an earlier server life
         # Work streams being served (a reconnecting worker may briefly have two): a metrics gauge.
         self.open_streams = 0
 
     def start(self) -> None:
         """Once the store is open: give workers of an earlier server life ``reconnect_grace``
         seconds to come back, then give up the attempts of those that did not."""
+        self._started_ns = time.time_ns()
         self._recovery = asyncio.create_task(self._recover_orphans(), name="agl-runner-recovery")
 
     async def _recover_orphans(self) -> int:
         await asyncio.sleep(self.reconnect_grace)
         try:
-            return await recover_orphans(self.backend, connected=set(self.sessions))
+            holding = {worker: set(session.active) for worker, session in self.sessions.items()}
+            return await recover_orphans(
+                self.backend, connected=set(self.sessions), holding=holding, before_ns=self._started_ns
+            )
         except Exception:
             logger.exception("giving up the attempts of workers that did not come back failed")
             return 0
