@@ -96,16 +96,21 @@ class SpanIdIndex:
     def add_if_new(self, txn: lmdb.Transaction, log_db: lmdb._Database, num: int, seq: int, span_id: bytes) -> bool:
         """True (and the id is recorded) if ``span_id`` is new for the attempt; False for a duplicate."""
         entry = log_entry(span_id)
-        flt = self._filter(txn, log_db, num, seq)
-        if entry in flt.pending:
+        key = (num, seq)
+        flt = self._filters.get(key)
+        if flt is None:
+            flt = self._rebuild(txn, log_db, num, seq)
+        pending = flt.pending
+        if entry in pending:
             return False
         if flt.add(entry):
             self.exact_checks += 1
             if self._in_log(txn, log_db, num, seq, entry):
                 return False
         flt.count += 1
-        flt.pending.add(entry)
-        self._dirty[(num, seq)] = flt
+        if not pending:
+            self._dirty[key] = flt
+        pending.add(entry)
         return True
 
     def flush(self, txn: lmdb.Transaction, log_db: lmdb._Database) -> None:
@@ -115,6 +120,7 @@ class SpanIdIndex:
         for (num, seq), flt in list(self._dirty.items()):
             if not flt.pending:
                 continue
+            self._filters.move_to_end((num, seq))  # least recently used first, for _evict
             _append(txn, log_db, num, seq, list(flt.pending))
             self.appends += 1
             flt.pending.clear()
@@ -138,15 +144,6 @@ class SpanIdIndex:
             self._dirty.pop((num, seq), None)
 
     # --- internals -----------------------------------------------------------------------------------
-
-    def _filter(self, txn: lmdb.Transaction, log_db: lmdb._Database, num: int, seq: int) -> _Filter:
-        key = (num, seq)
-        flt = self._filters.get(key)
-        if flt is None:
-            flt = self._rebuild(txn, log_db, num, seq)
-        else:
-            self._filters.move_to_end(key)
-        return flt
 
     def _rebuild(
         self, txn: lmdb.Transaction, log_db: lmdb._Database, num: int, seq: int, grow: bool = False

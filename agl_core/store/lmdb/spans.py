@@ -16,10 +16,10 @@ from agl_core.store import filters, validation
 from agl_core.store.lmdb.core import LmdbCore
 from agl_core.store.lmdb.records import RolloutRecord, Tx
 from agl_core.store.lmdb.schema import (
+    SPAN_PREFIX,
     U64,
     next_counter,
     read_counter,
-    span_key,
 )
 from agl_core.store.lmdb.span_resources import ResourceReader, ResourceWriter
 from agl_core.store.wire import SpanHeader, span_headers, with_sequence_id
@@ -76,45 +76,45 @@ class SpansMixin(LmdbCore):
     def _ingest_op(
         self, tx: Tx, spans: list[tuple[int, Any, bytes]]
     ) -> tuple[int, list[int], list[tuple[int, int, str]]]:
+        # The writer's hot path: every span of every batch passes here, on the one writer thread, so
+        # what is used per span is bound to locals and each header field is read once.
         dbs = self.dbs
         txn = tx.txn
+        put = txn.put
+        spans_db = dbs.spans
+        log_db = dbs.span_id_log
+        add_if_new = self._span_ids.add_if_new
+        pack_prefix = SPAN_PREFIX.pack
         accepted = 0
         duplicates: list[int] = []
         rejected: list[tuple[int, int, str]] = []
-        targets: dict[tuple[str, str], tuple[RolloutRecord, t.Attempt] | str] = {}
+        # (record, attempt, rollout num, attempt seq) by (rollout id, attempt id), or why not found.
+        targets: dict[tuple[str, str], tuple[RolloutRecord, t.Attempt, int, int] | str] = {}
         counters: dict[int, int] = {}
-        touched: dict[tuple[str, str], tuple[RolloutRecord, t.Attempt]] = {}
-        resources = ResourceWriter(txn, dbs.span_resources)
+        touched: dict[tuple[str, str], tuple[RolloutRecord, t.Attempt, int, int]] = {}
+        resources: ResourceWriter | None = None
         for i, header, raw in spans:
             coords = (header.rollout_id, header.attempt_id)
             target = targets.get(coords)
             if target is None:
-                record = tx.find_rollout(header.rollout_id)
-                if record is None:
-                    target = f"rollout {header.rollout_id!r} not found"
-                else:
-                    try:
-                        target = (record, tx.find_attempt(record, header.attempt_id))
-                    except NotFoundError as exc:
-                        target = str(exc)
+                target = self._ingest_target(tx, header.rollout_id, header.attempt_id)
                 targets[coords] = target
-            if isinstance(target, str):
+            if type(target) is str:
                 rejected.append((i, 5, f"spans[{i}]: {target}"))
                 continue
-            record, attempt = target
-            num, seq = record.num, attempt.sequence_id
+            num, seq = target[2], target[3]
             span_id = header.span_id
+            sequence_id = header.sequence_id
             last = counters.get(num)
             if last is None:
                 last = read_counter(txn, dbs.span_seqs, U64.pack(num))
-            if header.sequence_id == 0 and last >= MAX_SEQUENCE_ID:
+            if sequence_id == 0 and last >= MAX_SEQUENCE_ID:
                 # Checked before the span id is recorded, so the span can be sent again with an id.
                 rejected.append((i, FAILED_PRECONDITION, f"spans[{i}]: {_exhausted(header.rollout_id, last)}"))
                 continue
-            if not self._span_ids.add_if_new(txn, dbs.span_id_log, num, seq, span_id):
+            if not add_if_new(txn, log_db, num, seq, span_id):
                 duplicates.append(i)
                 continue
-            sequence_id = header.sequence_id
             if sequence_id == 0:
                 last += 1
                 sequence_id = last
@@ -123,17 +123,32 @@ class SpansMixin(LmdbCore):
                 last = sequence_id
             counters[num] = last
             # The header parsed the resource field: spans without one skip the resource code entirely.
-            value = resources.store(raw) if header.resource else raw
-            txn.put(span_key(num, seq, sequence_id, span_id), value, db=dbs.spans)
+            if header.resource:
+                if resources is None:
+                    resources = ResourceWriter(txn, dbs.span_resources)
+                raw = resources.store(raw)
+            put(pack_prefix(num, seq, sequence_id) + span_id, raw, db=spans_db)
             touched[coords] = target
             accepted += 1
-        self._span_ids.flush(txn, dbs.span_id_log)
+        self._span_ids.flush(txn, log_db)
         for num, last in counters.items():
-            txn.put(U64.pack(num), U64.pack(last), db=dbs.span_seqs)
-        for record, attempt in touched.values():
+            put(U64.pack(num), U64.pack(last), db=dbs.span_seqs)
+        for record, attempt, _, _ in touched.values():
             tx.heartbeat(record, attempt)
         tx.effects.spans += accepted  # type: ignore[union-attr]
         return accepted, duplicates, rejected
+
+    @staticmethod
+    def _ingest_target(tx: Tx, rollout_id: str, attempt_id: str) -> tuple[RolloutRecord, t.Attempt, int, int] | str:
+        """Where the spans of ``(rollout_id, attempt_id)`` go, or why they cannot be placed."""
+        record = tx.find_rollout(rollout_id)
+        if record is None:
+            return f"rollout {rollout_id!r} not found"
+        try:
+            attempt = tx.find_attempt(record, attempt_id)
+        except NotFoundError as exc:
+            return str(exc)
+        return record, attempt, record.num, attempt.sequence_id
 
     async def query_spans(self, request: s.QuerySpansRequest) -> AsyncIterator[s.QuerySpansResponse]:
         """Stream the spans of a rollout in chunks; each chunk is read in its own short transaction.
