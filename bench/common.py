@@ -101,8 +101,10 @@ class Report:
             "time": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
             "machine": {"cpus": os.cpu_count(), "python": platform.python_version(), "platform": platform.platform()},
             "context": self.context,
-            # Overrides of agl-server's interpreter settings (agl_server.tuning) its servers inherited.
-            "server_settings": {k: v for k, v in sorted(os.environ.items()) if k.startswith("AGL_SERVER_")},
+            # Overrides its servers inherited: interpreter settings (agl_server.tuning) and durability.
+            "server_settings": {
+                k: v for k, v in sorted(os.environ.items()) if k.startswith("AGL_SERVER_") or k == "AGL_DURABILITY"
+            },
             "rows": [asdict(row) for row in self.rows],
         }
         path.write_text(json.dumps(payload, indent=2) + "\n")

@@ -1,0 +1,116 @@
+#!/usr/bin/env python3
+"""What a durable commit's syncs cost on a disk: the floor under every acknowledged write.
+
+A durable LMDB commit writes its pages, syncs them (``fdatasync``), then writes the meta page
+through a descriptor opened with ``O_DSYNC``. This times the same calls on a file in ``--dir``
+(put it on the disk of the data directory), microseconds per sync:
+
+- pages appended at the end of a growing file, as LMDB writes the pages a growing store adds: the
+  filesystem also records the new size and blocks in its journal, so the sync flushes that too;
+- pages written into blocks already allocated with ``fallocate`` (their extents still need to be
+  marked written, in the journal);
+- pages overwritten in blocks already written and synced: the data alone;
+- a 120-byte ``O_DSYNC`` write over the start of the file, as LMDB writes its meta page.
+
+    python bench/fsync_bench.py [--dir /tmp] [--syncs 400] [--pages 6] [--out fsync_bench]
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+import tempfile
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from common import Report, percentile
+
+PAGE = 4096
+
+
+def _zero_fill(fd: int, size: int) -> None:
+    zeros = bytes(1 << 20)
+    for offset in range(0, size, len(zeros)):
+        os.pwrite(fd, zeros, offset)
+
+
+def time_syncs(directory: str, syncs: int, pages: int, prepare: Callable[[int, int], None] | None) -> list[float]:
+    """Seconds of each ``fdatasync`` after writing ``pages`` new pages, ``syncs`` times, into a file
+    made ready by ``prepare(fd, size)`` (None: the file grows with each write)."""
+    fd, path = tempfile.mkstemp(prefix="agl-fsync-", dir=directory)
+    try:
+        size = syncs * pages * PAGE
+        if prepare is not None:
+            prepare(fd, size)
+        os.fsync(fd)
+        page = os.urandom(PAGE)
+        timings = []
+        offset = 0
+        for _ in range(syncs):
+            for _ in range(pages):
+                os.pwrite(fd, page, offset)
+                offset += PAGE
+            started = time.perf_counter()
+            os.fdatasync(fd)
+            timings.append(time.perf_counter() - started)
+        return timings
+    finally:
+        os.close(fd)
+        os.unlink(path)
+
+
+def time_meta_writes(directory: str, syncs: int) -> list[float]:
+    """Seconds of each 120-byte ``O_DSYNC`` overwrite at offset 32 of a synced two-page file."""
+    fd, path = tempfile.mkstemp(prefix="agl-fsync-", dir=directory)
+    try:
+        os.pwrite(fd, bytes(2 * PAGE), 0)
+        os.fsync(fd)
+        meta = os.open(path, os.O_WRONLY | os.O_DSYNC)
+        try:
+            record = os.urandom(120)
+            timings = []
+            for _ in range(syncs):
+                started = time.perf_counter()
+                os.pwrite(meta, record, 32)
+                timings.append(time.perf_counter() - started)
+            return timings
+        finally:
+            os.close(meta)
+    finally:
+        os.close(fd)
+        os.unlink(path)
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--dir", default=tempfile.gettempdir(), help="a directory on the disk to measure")
+    parser.add_argument("--syncs", type=int, default=400, help="syncs per way of writing (default 400)")
+    parser.add_argument("--pages", type=int, default=6, help="4 KiB pages written before each sync (default 6)")
+    parser.add_argument("--out", default="fsync_bench", help="result file name under bench/results")
+    args = parser.parse_args()
+    if not hasattr(os, "fdatasync"):
+        raise SystemExit("fsync_bench needs os.fdatasync (Linux)")
+    report = Report("what a durable commit's syncs cost", context=vars(args))
+    ways: list[tuple[str, Callable[[int, int], None] | None]] = [
+        ("appended (the file grows)", None),
+        ("into fallocate'd blocks", lambda fd, size: os.posix_fallocate(fd, 0, size)),
+        ("over written blocks", _zero_fill),
+    ]
+    for name, prepare in ways:
+        timings = time_syncs(args.dir, args.syncs, args.pages, prepare)
+        note = f"{args.pages} pages per sync"
+        report.add(f"fdatasync, pages {name}: p50", percentile(timings, 50) * 1e6, "us", note=note)
+        report.add(f"fdatasync, pages {name}: p99", percentile(timings, 99) * 1e6, "us")
+    timings = time_meta_writes(args.dir, args.syncs)
+    report.add("O_DSYNC 120-byte overwrite (a meta page): p50", percentile(timings, 50) * 1e6, "us")
+    report.add("O_DSYNC 120-byte overwrite (a meta page): p99", percentile(timings, 99) * 1e6, "us")
+    print(report.table())
+    print(f"\nsaved {report.save(args.out)}")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
