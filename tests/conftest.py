@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import signal
 import sys
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
@@ -13,6 +14,15 @@ from support.openai_server import OpenAIServer
 from agl_core.client import GrpcStore
 from agl_core.store import LightningStore, LmdbStore
 from agl_server.process import ServerProcess
+
+# A test run started in the background of a non-interactive shell (`make test &`, `nohup`, a
+# script's `&`) inherits SIGINT ignored, and an ignored signal stays ignored in every process it
+# starts: the tests that press Ctrl-C, on this process (asyncio.run turns it into
+# KeyboardInterrupt only where Python's own handler is installed) or on a CLI they start, would
+# wait for their deadline. Python's handler puts SIGINT back as at a terminal, for this process and,
+# since handlers are reset on exec, for every child.
+if signal.getsignal(signal.SIGINT) == signal.SIG_IGN:
+    signal.signal(signal.SIGINT, signal.default_int_handler)
 
 
 @pytest.fixture

@@ -38,7 +38,13 @@ async def subscribed(process: asyncio.subprocess.Process) -> str:
 
 
 async def finish(process: asyncio.subprocess.Process) -> tuple[int, str, str]:
-    out, err = await asyncio.wait_for(process.communicate(), DEADLINE)
+    try:
+        out, err = await asyncio.wait_for(process.communicate(), DEADLINE)
+    except TimeoutError:
+        # Not left running: its pipes, collected later, would fail whichever test runs then.
+        process.kill()
+        await process.wait()
+        raise
     return process.returncode or 0, out.decode(), err.decode()
 
 
