@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import time
+from pathlib import Path
 from typing import Any
 
 from agl_core.litagent import LitAgent, llm_rollout, prompt_rollout, rollout
@@ -32,6 +33,7 @@ async def hang_first_attempt(task: dict[str, Any], rollout: Rollout) -> float:
 @rollout
 async def hang_forever(task: Any) -> float:
     """Never finishes (while letting its event loop run)."""
+    _say_started(task)
     await asyncio.Event().wait()
     return 0.0
 
@@ -39,6 +41,7 @@ async def hang_forever(task: Any) -> float:
 @rollout
 async def block_the_loop(task: Any) -> float:
     """A stuck agent that blocks its runner's event loop (ignores the stop event and SIGINT)."""
+    _say_started(task)
     time.sleep(120)
     return 0.0
 
@@ -74,3 +77,10 @@ READY_TRACER = NullTracer()  # a component named by path as an instance (``--tra
 def experiment_probe(task: dict[str, Any], prompt_template: PromptTemplate) -> float:
     """Reward 1 when the prompt template is the one of the task's own experiment (namespace)."""
     return 1.0 if prompt_template.template.startswith(f"{task['experiment']}:") else 0.0
+
+
+def _say_started(task: Any) -> None:
+    """Create the file a task names under "started": an attempt claimed RUNNING has not reached its
+    agent yet, so a test that must act while the agent runs waits for this file instead."""
+    if isinstance(task, dict) and task.get("started"):
+        Path(task["started"]).touch()

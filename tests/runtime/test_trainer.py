@@ -7,6 +7,8 @@ import asyncio
 import io
 import os
 import signal
+import tempfile
+import time
 from pathlib import Path
 from typing import Any
 
@@ -103,12 +105,16 @@ def test_cs_runner_killed_midrun_loses_nothing_and_counts_nothing_twice(tmp_path
 
 @algo
 async def leave_a_stuck_attempt(*, store: Any) -> str:
-    """Start one rollout whose agent never returns, wait until it runs, and finish regardless."""
-    rollout = await store.enqueue_rollout("stuck", rollout_id="stuck")
-    async for event in store.watch_rollouts(rollout_ids=["stuck"], after_event_id=0):
-        if event.new_status == RolloutStatus.RUNNING:
-            return rollout.rollout_id
-    raise AssertionError("unreachable")
+    """Start one rollout whose agent never returns, wait until the agent runs, and finish regardless.
+    RUNNING alone is not enough: an attempt claimed RUNNING may not have reached its agent yet, and
+    a runner stopped before that ends cleanly instead of being stuck."""
+    started = Path(tempfile.mkdtemp(prefix="agl-stuck-")) / "started"
+    rollout = await store.enqueue_rollout({"started": str(started)}, rollout_id="stuck")
+    deadline = time.monotonic() + 120
+    while not started.exists():
+        assert time.monotonic() < deadline, "the stuck agent never started"
+        await asyncio.sleep(0.05)
+    return rollout.rollout_id
 
 
 @pytest.mark.parametrize(
