@@ -1,6 +1,8 @@
 """store_bench's ack latency section: closed-loop span writers (Python, and with ``--go-client``
 goroutines of agl-loadgen), each batch's ack timed, with the CPU each batch cost and, from the
-server's /metrics, how busy the store's writer was."""
+server's /metrics, how busy the store's writer was. With ``--go-client`` the same Go writers then
+run against a bare grpc.aio handler that parses and acks each batch without storing it
+(bench/raw_grpc_server.py): the floor the transport alone sets on this machine."""
 
 from __future__ import annotations
 
@@ -12,6 +14,7 @@ from pathlib import Path
 import psutil
 from common import Report, llm_call_span, percentile
 from loadgen import build_loadgen, run_span_ack, write_span_batches
+from store_bench_limits import start_raw_server
 from store_bench_workloads import ack_latency, targets
 from writer_metrics import WriterShare, writer_totals
 
@@ -63,6 +66,27 @@ async def report_ack_latency(
             report.add(f"  per group: commit (write + sync), {writers} writer(s)", share.commit_ms_per_group, "ms")
 
 
+def _thread_cpu(process: psutil.Process | None) -> dict[str, tuple[float, float]]:
+    """The server's CPU (user, system seconds) by kind of thread, from /proc: its main thread runs
+    the event loop (gRPC's Python side and the store's calls), grpc's C core names its threads
+    event_engine, and the rest are Python threads: the store's writer and grpc.aio's poller."""
+    if process is None:
+        return {}
+    groups: dict[str, tuple[float, float]] = {}
+    for thread in process.threads():
+        if thread.id == process.pid:
+            group = "event loop thread"
+        else:
+            try:
+                name = Path(f"/proc/{process.pid}/task/{thread.id}/comm").read_text().strip()
+            except OSError:  # the thread ended meanwhile
+                continue
+            group = "grpc event_engine threads" if name == "event_engine" else "other threads (store writer, poller)"
+        user, system = groups.get(group, (0.0, 0.0))
+        groups[group] = (user + thread.user_time, system + thread.system_time)
+    return groups
+
+
 def _cpu_seconds(process: psutil.Process | None) -> float:
     if process is None:
         return 0.0
@@ -72,7 +96,7 @@ def _cpu_seconds(process: psutil.Process | None) -> float:
 
 def report_go_ack_latency(
     address: str, coords: list[tuple[str, str]], report: Report, quick: bool, workdir: str, server_pid: int | None
-) -> None:
+) -> Path:
     """The same closed-loop writers, spans and targets as goroutines of agl-loadgen (Go client): a
     client far cheaper than this process, so what remains is the server's latency."""
     print("ack latency, Go client (agl-loadgen span-ack)", flush=True)
@@ -84,7 +108,7 @@ def report_go_ack_latency(
     path = write_span_batches(Path(workdir) / "span_batches.json", batches)
     server = psutil.Process(server_pid) if server_pid is not None else None
     for writers, target in ((1, 2.0), (8, 5.0)):
-        server_cpu = _cpu_seconds(server)
+        server_cpu, threads = _cpu_seconds(server), _thread_cpu(server)
         result = run_span_ack(binary, address, path, writers, 1.0 if quick else 5.0)
         label = f"{writers} writer(s), 10 spans/batch, Go client"
         p99 = result["ack_p99_ms"]
@@ -95,8 +119,43 @@ def report_go_ack_latency(
         if server is not None:
             per_batch = (_cpu_seconds(server) - server_cpu) / max(1, result["batches_total"]) * 1e6
             report.add(f"  server CPU per batch, {label}", per_batch, "us", note="warm-up included")
+            for group, (user, system) in _thread_cpu(server).items():
+                before_user, before_system = threads.get(group, (0.0, 0.0))
+                spent = (user + system - before_user - before_system) / max(1, result["batches_total"]) * 1e6
+                kernel = (system - before_system) / max(1, result["batches_total"]) * 1e6
+                report.add(f"    of it {group}, {label}", spent, "us", note=f"{kernel:.0f} us in the kernel")
         bad = result["bad_acks"]
         report.add(f"  batches not wholly stored, {label}", bad, "batches", target="0", met=bad == 0)
+    return path
+
+
+def report_go_ack_floor(batches: Path, report: Report, quick: bool, workdir: str) -> None:
+    """The same Go writers and batches against bench/raw_grpc_server.py, which parses each batch
+    whole (as agl-server's edge check does) and acks it without storing anything, on the same
+    uvloop: what is left of agl's latency once this is taken off is agl's own."""
+    print("ack latency floor: the same Go writers against a bare grpc.aio handler", flush=True)
+    binary = build_loadgen()
+    process, address = start_raw_server(workdir)
+    try:
+        raw = psutil.Process(process.pid)
+        for writers in (1, 8):
+            cpu = _cpu_seconds(raw)
+            result = run_span_ack(binary, address, batches, writers, 1.0 if quick else 5.0)
+            label = f"{writers} writer(s), 10 spans/batch, Go client, bare grpc.aio (no store)"
+            report.add(
+                f"floor: ack latency p50, {label}",
+                result["ack_p50_ms"],
+                "ms",
+                note=f"{result['batches_per_s']:.0f} batches/s",
+            )
+            report.add(f"floor: ack latency p99, {label}", result["ack_p99_ms"], "ms")
+            per_batch = (_cpu_seconds(raw) - cpu) / max(1, result["batches_total"]) * 1e6
+            report.add(f"  floor: server CPU per batch, {label}", per_batch, "us", note="warm-up included")
+            bad = result["bad_acks"]
+            report.add(f"  floor: acks not for the whole batch, {label}", bad, "batches", target="0", met=bad == 0)
+    finally:
+        process.terminate()
+        process.wait(timeout=30)
 
 
 async def ack_only(args: argparse.Namespace, report: Report, workdir: str) -> None:
@@ -109,4 +168,6 @@ async def ack_only(args: argparse.Namespace, report: Report, workdir: str) -> No
         pid = server.process.pid if server.process else None
         await report_ack_latency(server.address, coords, report, args.quick, pid, f"{server.http_url}/metrics")
         if args.go_client:
-            report_go_ack_latency(server.address, coords, report, args.quick, workdir, pid)
+            batches = report_go_ack_latency(server.address, coords, report, args.quick, workdir, pid)
+    if args.go_client:
+        report_go_ack_floor(batches, report, args.quick, workdir)

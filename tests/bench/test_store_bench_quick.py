@@ -36,7 +36,17 @@ def test_ack_only_reports_latency_and_cpu_per_batch() -> None:
         p50, p99 = rows[f"ack latency p50, {label}"], rows[f"ack latency p99, {label}"]
         assert p50[1] == p99[1] == "ms" and 0 < p50[0] <= p99[0], (p50, p99)
         assert rows[f"server CPU per batch, {label}"][0] > 0
+        # The server's CPU by thread: the event loop and the store's writer both worked on every batch.
+        assert rows[f"of it event loop thread, {label}"][0] > 0
+        assert rows[f"of it other threads (store writer, poller), {label}"][0] > 0
         assert rows[f"batches not wholly stored, {label}"] == (0, "batches")
+        # The same writers against the bare grpc.aio handler (no store), which answers each batch
+        # as agl-server does: its id, every span accepted (agl-loadgen counts any other ack as bad).
+        floor = f"{label}, bare grpc.aio (no store)"
+        p50, p99 = rows[f"floor: ack latency p50, {floor}"], rows[f"floor: ack latency p99, {floor}"]
+        assert p50[1] == p99[1] == "ms" and 0 < p50[0] <= p99[0], (p50, p99)
+        assert rows[f"floor: server CPU per batch, {floor}"][0] > 0
+        assert rows[f"floor: acks not for the whole batch, {floor}"] == (0, "batches")
 
 
 def test_rollouts_only_reports_every_rate() -> None:
