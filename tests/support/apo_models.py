@@ -1,5 +1,5 @@
 """Three toy models for APO tests, served by :class:`~support.openai_server.OpenAIServer`
-(``OpenAIServer(reply=apo_models.reply)``, or ``python tests/support/openai_server.py --reply
+(``OpenAIServer(reply=apo_models.reply)``, or ``python -m support.openai_server --reply
 support.apo_models:reply`` from ``tests/``), playing the order-extraction world of
 ``examples/apo_orders``.
 

@@ -2,7 +2,7 @@
 not, returning token ids the way vLLM does with ``return_token_ids``.
 
 Standard library only (``http.server``): it needs no event loop, runs in a background thread of the
-test process (or as its own process: ``python tests/support/openai_server.py --port 8000``), and
+test process (or as its own process: ``cd tests && python -m support.openai_server --port 8000``), and
 speaks HTTP/1.1 with keep-alive and chunked server-sent events like a real server.
 
 Usage::
@@ -29,72 +29,34 @@ Knobs (constructor arguments, all optional):
 - :meth:`fail_next` makes the next calls fail with an HTTP error (optionally only those for one
   model, with extra headers such as ``retry-after``).
 
-The tokenizer is a toy: a token is a word with its trailing spaces, its id a CRC32 of the text
-(so ids are stable across runs and machines); specials: 1 = BOS, 2 = EOS, 3 = end of message,
-10.. = role markers. ``logprobs: true`` gives each response token a log probability of
-``-(position % 7 + 1) / 10``.
+The tokenizer is a toy (support.toy_tokenizer): a token is a word with its trailing spaces, its id a
+CRC32 of the text; ``logprobs: true`` gives each response token a log probability of
+``-(position % 7 + 1) / 10``. The HTTP side (routes, errors, server-sent events) is in
+support.openai_http.
 """
 
 from __future__ import annotations
 
 import argparse
 import json
-import re
 import threading
-import time
-import zlib
 from collections import deque
-from collections.abc import Callable, Iterator, Mapping, Sequence
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from collections.abc import Callable, Iterator, Mapping
+from http.server import ThreadingHTTPServer
 from typing import Any
 
-BOS, EOS, END = 1, 2, 3
-ROLES = {"system": 10, "user": 11, "assistant": 12, "tool": 13, "developer": 14}
-CREATED = 1_700_000_000
-_TOKEN = re.compile(r"\S+\s*|\s+")
+from support.openai_http import CREATED, handler_for
+from support.toy_tokenizer import BOS, EOS, content_text, logprob, prompt_token_ids, token_ids, tokens
+
+__all__ = ["BOS", "EOS", "OpenAIServer", "default_reply", "prompt_token_ids", "token_ids"]
 
 Reply = Callable[[Mapping[str, Any], int], "str | Mapping[str, Any]"]
-
-
-def token_ids(text: str) -> list[int]:
-    """The toy tokenizer: one id per word (with its trailing whitespace)."""
-    return [1000 + zlib.crc32(piece.encode()) % 50_000 for piece in _TOKEN.findall(text)]
-
-
-def tokens(text: str) -> list[str]:
-    return _TOKEN.findall(text)
-
-
-def _content_text(content: Any) -> str:
-    if isinstance(content, str):
-        return content
-    if isinstance(content, list):  # content parts
-        return "".join(part.get("text", "") for part in content if isinstance(part, Mapping))
-    return ""
-
-
-def prompt_token_ids(messages: Sequence[Mapping[str, Any]]) -> list[int]:
-    """The prompt ids of a chat: BOS, then per message its role marker, content and END, then the
-    assistant marker (the generation prompt)."""
-    ids = [BOS]
-    for message in messages:
-        ids.append(ROLES.get(str(message.get("role")), 15))
-        ids.extend(token_ids(_content_text(message.get("content"))))
-        for call in message.get("tool_calls") or ():
-            ids.extend(token_ids(json.dumps(call.get("function", call), sort_keys=True)))
-        ids.append(END)
-    ids.append(ROLES["assistant"])
-    return ids
-
-
-def logprob(position: int) -> float:
-    return -((position % 7) + 1) / 10
 
 
 def default_reply(body: Mapping[str, Any], index: int) -> str:
     if "messages" in body:
         users = [m for m in body["messages"] if isinstance(m, Mapping) and m.get("role") == "user"]
-        last = _content_text(users[-1].get("content")) if users else ""
+        last = content_text(users[-1].get("content")) if users else ""
     else:
         prompt = body.get("prompt")
         last = prompt if isinstance(prompt, str) else ""
@@ -137,7 +99,7 @@ class OpenAIServer:
         self._failures: deque[_Failure] = deque()
         self._lock = threading.Lock()
         self._counter = 0
-        self._httpd = ThreadingHTTPServer((host, port), _handler_for(self))
+        self._httpd = ThreadingHTTPServer((host, port), handler_for(self))
         self._httpd.daemon_threads = True
         self._thread: threading.Thread | None = None
 
@@ -377,110 +339,6 @@ class OpenAIServer:
             yield {**head, "object": kind, "choices": [final]}
         if (body.get("stream_options") or {}).get("include_usage"):
             yield {**head, "object": kind, "choices": [], "usage": self._usage(prompt_ids, replies)}
-
-
-def _error(status: int, message: str, kind: str = "invalid_request_error") -> dict[str, Any]:
-    return {"error": {"message": message, "type": kind, "code": status}}
-
-
-def _handler_for(server: OpenAIServer) -> type[BaseHTTPRequestHandler]:
-    class Handler(BaseHTTPRequestHandler):
-        protocol_version = "HTTP/1.1"
-
-        def log_message(self, format: str, *args: Any) -> None:  # keep test output clean
-            return
-
-        def _send_json(self, status: int, payload: Any, headers: Mapping[str, str] | None = None) -> None:
-            data = json.dumps(payload).encode()
-            self.send_response(status)
-            self.send_header("Content-Type", "application/json")
-            for name, value in (headers or {}).items():
-                self.send_header(name, value)
-            self.send_header("Content-Length", str(len(data)))
-            self.end_headers()
-            self.wfile.write(data)
-
-        def _authorised(self) -> bool:
-            if server.api_key is None or self.headers.get("Authorization") == f"Bearer {server.api_key}":
-                return True
-            self._send_json(401, _error(401, "invalid api key", "authentication_error"))
-            return False
-
-        def do_GET(self) -> None:
-            if not self._authorised():
-                return
-            if self.path.rstrip("/") == "/v1/models":
-                self._send_json(
-                    200,
-                    {
-                        "object": "list",
-                        "data": [
-                            {
-                                "id": server.model,
-                                "object": "model",
-                                "created": CREATED,
-                                "owned_by": "agl-tests",
-                            }
-                        ],
-                    },
-                )
-            else:
-                self._send_json(404, _error(404, f"no route {self.path}"))
-
-        def do_POST(self) -> None:
-            length = int(self.headers.get("Content-Length") or 0)
-            raw = self.rfile.read(length)
-            if not self._authorised():
-                return
-            path = self.path.rstrip("/")
-            if path not in ("/v1/chat/completions", "/v1/completions"):
-                self._send_json(404, _error(404, f"no route {self.path}"))
-                return
-            try:
-                body = json.loads(raw or b"{}")
-            except json.JSONDecodeError as exc:
-                self._send_json(400, _error(400, f"the body is not JSON: {exc}"))
-                return
-            chat = path == "/v1/chat/completions"
-            if chat and not isinstance(body.get("messages"), list):
-                self._send_json(400, _error(400, "messages is required and must be a list"))
-                return
-            if not chat and "prompt" not in body:
-                self._send_json(400, _error(400, "prompt is required"))
-                return
-            with server._lock:
-                server.requests.append(body)
-            if server.latency:
-                time.sleep(server.latency)
-            failure = server._take_failure(body)
-            if failure is not None:
-                self._send_json(
-                    failure.status, _error(failure.status, failure.message, "server_error"), failure.headers
-                )
-                return
-            if body.get("stream"):
-                self._stream(body, chat)
-            else:
-                self._send_json(200, server.full_response(body, chat))
-
-        def _stream(self, body: dict[str, Any], chat: bool) -> None:
-            self.send_response(200)
-            self.send_header("Content-Type", "text/event-stream")
-            self.send_header("Cache-Control", "no-cache")
-            self.send_header("Transfer-Encoding", "chunked")
-            self.end_headers()
-
-            def write(data: bytes) -> None:
-                self.wfile.write(f"{len(data):X}\r\n".encode() + data + b"\r\n")
-                self.wfile.flush()
-
-            for chunk in server.stream_chunks(body, chat):
-                write(b"data: " + json.dumps(chunk).encode() + b"\n\n")
-            write(b"data: [DONE]\n\n")
-            self.wfile.write(b"0\r\n\r\n")
-            self.wfile.flush()
-
-    return Handler
 
 
 def main() -> None:
