@@ -4,6 +4,7 @@ changes made after it started (the test waits for its ``watching`` line, an even
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import signal
 import subprocess
@@ -41,8 +42,10 @@ async def finish(process: asyncio.subprocess.Process) -> tuple[int, str, str]:
     try:
         out, err = await asyncio.wait_for(process.communicate(), DEADLINE)
     except TimeoutError:
-        # Not left running: its pipes, collected later, would fail whichever test runs then.
-        process.kill()
+        # Not left running: its pipes, collected later, would fail whichever test runs then. It may
+        # have exited just as the deadline passed; then there is nothing to kill.
+        with contextlib.suppress(ProcessLookupError):
+            process.kill()
         await process.wait()
         raise
     return process.returncode or 0, out.decode(), err.decode()
