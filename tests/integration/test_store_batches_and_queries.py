@@ -8,13 +8,7 @@ import asyncio
 import pytest
 from store_steps import BOUND, claim
 
-from agl_core import (
-    AlreadyExistsError,
-    BatchError,
-    InvalidArgumentError,
-    LightningStore,
-    RolloutConfig,
-)
+from agl_core import AlreadyExistsError, BatchError, InvalidArgumentError, LightningStore, RolloutConfig
 from agl_core.types import RolloutStatus, WorkerStatus
 
 # --- batches, ids, queries --------------------------------------------------------------------------

@@ -10,12 +10,7 @@ import time
 import pytest
 from store_steps import BOUND, claim, wait_terminal
 
-from agl_core import (
-    FailedPreconditionError,
-    LightningStore,
-    NotFoundError,
-    RolloutConfig,
-)
+from agl_core import FailedPreconditionError, LightningStore, NotFoundError, RolloutConfig
 from agl_core.types import RolloutStatus
 
 # --- waiting and watching --------------------------------------------------------------------------

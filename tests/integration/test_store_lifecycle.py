@@ -15,11 +15,7 @@ import pytest
 from store_steps import BOUND, claim, span_for, wait_terminal
 from support.waits import until_polling
 
-from agl_core import (
-    FailedPreconditionError,
-    LightningStore,
-    RolloutConfig,
-)
+from agl_core import FailedPreconditionError, LightningStore, RolloutConfig
 from agl_core.types import AttemptStatus, RolloutStatus, WorkerStatus
 
 # --- lifecycle ---------------------------------------------------------------------------------------

@@ -5,14 +5,7 @@ from __future__ import annotations
 
 import pytest
 
-from agl_core import (
-    AlreadyExistsError,
-    InvalidArgumentError,
-    LightningStore,
-    NotFoundError,
-    PromptTemplate,
-    new_span,
-)
+from agl_core import AlreadyExistsError, InvalidArgumentError, LightningStore, NotFoundError, PromptTemplate, new_span
 from agl_core.types import LLM
 
 # --- spans -----------------------------------------------------------------------------------------
