@@ -8,7 +8,9 @@ Measures, in one run:
 - acknowledged, durable span ingestion of ~1 KB LLM-call spans over one client stream and over
   8 concurrent streams (8 processes), with each figure as a fraction of the limits;
 - ack latency p50/p99 with 1 and 8 closed-loop writers (``--ack-only --go-client``: the same
-  writers again as goroutines of the Go load generator, a client far cheaper than this process);
+  writers again as goroutines of the Go load generator, a client far cheaper than this process, with
+  the server's CPU per batch by thread; then against bench/raw_grpc_server.py, which parses and
+  acks each batch without storing it: the floor grpc.aio alone sets);
 - the full rollout lifecycle (enqueue, dequeue, 10 spans, succeed, query spans) with 1 and 8
   worker processes;
 - server memory (RSS and private) as 1M spans accumulate.
@@ -314,7 +316,8 @@ def main() -> int:
     parser.add_argument(
         "--go-client",
         action="store_true",
-        help="with --ack-only: the same writers again as goroutines of agl-loadgen (needs go on PATH)",
+        help="with --ack-only: the same writers again as goroutines of agl-loadgen (needs go on PATH), then "
+        "against a bare grpc.aio handler that stores nothing (the transport's floor)",
     )
     parser.add_argument("--rss-spans", type=int, default=1_000_000, help="spans to accumulate for the memory check")
     parser.add_argument("--out", default="store_bench", help="result file name under bench/results")
