@@ -7,6 +7,7 @@ import asyncio
 
 import pytest
 from store_steps import BOUND, claim
+from support.waits import until
 
 from agl_core import AlreadyExistsError, BatchError, InvalidArgumentError, LightningStore, RolloutConfig
 from agl_core.types import RolloutStatus, WorkerStatus
@@ -106,10 +107,12 @@ async def test_a_claim_whose_caller_left_goes_back_to_the_queue(data_dir) -> Non
         blocker = backend._write(hold)
         await asyncio.to_thread(started.wait, 10)
         poll = asyncio.create_task(store.dequeue_rollout(worker_id="quitter", wait=5))
+
         # The writer has no event for "an operation is queued"; check its queue under a deadline.
-        async with asyncio.timeout(BOUND):
-            while not backend._writer._pending:  # type: ignore[union-attr]  # noqa: ASYNC110
-                await asyncio.sleep(0.01)
+        async def claim_queued() -> bool:
+            return bool(backend._writer._pending)  # type: ignore[union-attr]
+
+        await until(claim_queued, timeout=BOUND, what="the claim queued behind the held writer")
         poll.cancel()
         gate.set()
         await blocker

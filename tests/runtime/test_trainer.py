@@ -8,7 +8,6 @@ import io
 import os
 import signal
 import tempfile
-import time
 from pathlib import Path
 from typing import Any
 
@@ -16,6 +15,7 @@ import pytest
 import runtime_agents
 from runtime_agents import EchoAgent, block_the_loop, hang_first_attempt, hang_forever, parity_agent
 from support.ledger import assert_each_exactly_once, read_ledger
+from support.waits import until
 
 from agl_core.algorithm import Algorithm, algo, run_rollouts
 from agl_core.client import GrpcStore
@@ -110,10 +110,11 @@ async def leave_a_stuck_attempt(*, store: Any) -> str:
     a runner stopped before that ends cleanly instead of being stuck."""
     started = Path(tempfile.mkdtemp(prefix="agl-stuck-")) / "started"
     rollout = await store.enqueue_rollout({"started": str(started)}, rollout_id="stuck")
-    deadline = time.monotonic() + 120
-    while not started.exists():
-        assert time.monotonic() < deadline, "the stuck agent never started"
-        await asyncio.sleep(0.05)
+
+    async def agent_started() -> bool:  # the agent runs in a runner process: a file is what it leaves
+        return started.exists()
+
+    await until(agent_started, timeout=120, what="the stuck agent's start")
     return rollout.rollout_id
 
 
