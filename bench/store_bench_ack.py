@@ -94,18 +94,22 @@ def _cpu_seconds(process: psutil.Process | None) -> float:
     return float(times.user + times.system)
 
 
-def report_go_ack_latency(
-    address: str, coords: list[tuple[str, str]], report: Report, quick: bool, workdir: str, server_pid: int | None
-) -> Path:
-    """The same closed-loop writers, spans and targets as goroutines of agl-loadgen (Go client): a
-    client far cheaper than this process, so what remains is the server's latency."""
-    print("ack latency, Go client (agl-loadgen span-ack)", flush=True)
-    binary = build_loadgen()
+def go_writers(coords: list[tuple[str, str]], workdir: str) -> tuple[Path, Path]:
+    """agl-loadgen, built, and the file of span batches its span-ack writers send: the Python
+    writers' spans, one 10-span batch per (rollout, attempt) of ``coords``."""
     batches = [
         s.IngestSpansRequest(spans=[llm_call_span(rollout_id, attempt_id, i) for i in range(10)]).SerializeToString()
         for rollout_id, attempt_id in coords
     ]
-    path = write_span_batches(Path(workdir) / "span_batches.json", batches)
+    return build_loadgen(), write_span_batches(Path(workdir) / "span_batches.json", batches)
+
+
+def report_go_ack_latency(
+    binary: Path, path: Path, address: str, report: Report, quick: bool, server_pid: int | None
+) -> None:
+    """The same closed-loop writers, spans and targets as goroutines of agl-loadgen (Go client): a
+    client far cheaper than this process, so what remains is the server's latency."""
+    print("ack latency, Go client (agl-loadgen span-ack)", flush=True)
     server = psutil.Process(server_pid) if server_pid is not None else None
     for writers, target in ((1, 2.0), (8, 5.0)):
         server_cpu, threads = _cpu_seconds(server), _thread_cpu(server)
@@ -126,15 +130,13 @@ def report_go_ack_latency(
                 report.add(f"    of it {group}, {label}", spent, "us", note=f"{kernel:.0f} us in the kernel")
         bad = result["bad_acks"]
         report.add(f"  batches not wholly stored, {label}", bad, "batches", target="0", met=bad == 0)
-    return path
 
 
-def report_go_ack_floor(batches: Path, report: Report, quick: bool, workdir: str) -> None:
+def report_go_ack_floor(binary: Path, batches: Path, report: Report, quick: bool, workdir: str) -> None:
     """The same Go writers and batches against bench/raw_grpc_server.py, which parses each batch
     whole (as agl-server's edge check does) and acks it without storing anything, on the same
     uvloop: what is left of agl's latency once this is taken off is agl's own."""
     print("ack latency floor: the same Go writers against a bare grpc.aio handler", flush=True)
-    binary = build_loadgen()
     process, address = start_raw_server(workdir)
     try:
         raw = psutil.Process(process.pid)
@@ -167,7 +169,8 @@ async def ack_only(args: argparse.Namespace, report: Report, workdir: str) -> No
             coords = await targets(store, 64)
         pid = server.process.pid if server.process else None
         await report_ack_latency(server.address, coords, report, args.quick, pid, f"{server.http_url}/metrics")
-        if args.go_client:
-            batches = report_go_ack_latency(server.address, coords, report, args.quick, workdir, pid)
-    if args.go_client:
-        report_go_ack_floor(batches, report, args.quick, workdir)
+        if not args.go_client:
+            return
+        binary, batches = go_writers(coords, workdir)
+        report_go_ack_latency(binary, batches, server.address, report, args.quick, pid)
+    report_go_ack_floor(binary, batches, report, args.quick, workdir)
