@@ -21,12 +21,17 @@ BIN_DIR = ROOT / "bench" / ".bin"  # ignored by git
 
 
 def build_loadgen(out_dir: Path = BIN_DIR) -> Path:
+    return build_go_command("agl-loadgen", out_dir)
+
+
+def build_go_command(name: str, out_dir: Path = BIN_DIR) -> Path:
+    """``clients/go/cmd/<name>``, built into ``out_dir``."""
     go = shutil.which("go")
     if go is None:
-        raise SystemExit("the Go toolchain (go) is not on PATH; install Go 1.25+ to build agl-loadgen")
+        raise SystemExit(f"the Go toolchain (go) is not on PATH; install Go 1.25+ to build {name}")
     out_dir.mkdir(parents=True, exist_ok=True)
-    binary = out_dir / "agl-loadgen"
-    subprocess.run([go, "build", "-o", str(binary), "./cmd/agl-loadgen"], cwd=GO_MODULE, check=True, timeout=600)
+    binary = out_dir / name
+    subprocess.run([go, "build", "-o", str(binary), f"./cmd/{name}"], cwd=GO_MODULE, check=True, timeout=600)
     return binary
 
 

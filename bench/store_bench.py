@@ -9,8 +9,9 @@ Measures, in one run:
   8 concurrent streams (8 processes), with each figure as a fraction of the limits;
 - ack latency p50/p99 with 1 and 8 closed-loop writers (``--ack-only --go-client``: the same
   writers again as goroutines of the Go load generator, a client far cheaper than this process, with
-  the server's CPU per batch by thread; then against bench/raw_grpc_server.py, which parses and
-  acks each batch without storing it: the floor grpc.aio alone sets);
+  the server's CPU per batch by thread and the writers' own; then against bare handlers that parse
+  and ack each batch without storing it, in grpc.aio, grpc-go and Rust's tonic (``--floors``,
+  bench/ack_floors.py): the floor each transport alone sets);
 - the full rollout lifecycle (enqueue, dequeue, 10 spans, succeed, query spans) with 1 and 8
   worker processes;
 - server memory (RSS and private) as 1M spans accumulate.
@@ -33,6 +34,7 @@ from pathlib import Path
 import psutil
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
+from ack_floors import parse_floors
 from common import ROOT, Report, llm_call_span, percentile
 from store_bench_ack import ack_only, report_ack_latency
 from store_bench_limits import raw_commit_latency, raw_grpc_stream, raw_lmdb_puts, raw_unary_rate, start_raw_server
@@ -317,7 +319,14 @@ def main() -> int:
         "--go-client",
         action="store_true",
         help="with --ack-only: the same writers again as goroutines of agl-loadgen (needs go on PATH), then "
-        "against a bare grpc.aio handler that stores nothing (the transport's floor)",
+        "against bare handlers that store nothing (the transports' floors, see --floors)",
+    )
+    parser.add_argument(
+        "--floors",
+        type=parse_floors,
+        default="grpc.aio,grpc-go,rust-tonic",
+        help="with --go-client: the bare handlers to measure, separated by commas, or none (default: "
+        "grpc.aio,grpc-go,rust-tonic; rust-tonic is built with cargo and skipped without it)",
     )
     parser.add_argument("--rss-spans", type=int, default=1_000_000, help="spans to accumulate for the memory check")
     parser.add_argument("--out", default="store_bench", help="result file name under bench/results")

@@ -1,20 +1,21 @@
 """store_bench's ack latency section: closed-loop span writers (Python, and with ``--go-client``
 goroutines of agl-loadgen), each batch's ack timed, with the CPU each batch cost and, from the
 server's /metrics, how busy the store's writer was. With ``--go-client`` the same Go writers then
-run against a bare grpc.aio handler that parses and acks each batch without storing it
-(bench/raw_grpc_server.py): the floor the transport alone sets on this machine."""
+run against bare handlers that parse and ack each batch without storing it (bench/ack_floors.py:
+grpc.aio, grpc-go, Rust's tonic): the floor each transport alone sets on this machine."""
 
 from __future__ import annotations
 
 import argparse
 import os
+import resource
 import time
 from pathlib import Path
 
 import psutil
+from ack_floors import Floor, FloorUnavailable, start_floor
 from common import Report, llm_call_span, percentile
 from loadgen import build_loadgen, run_span_ack, write_span_batches
-from store_bench_limits import start_raw_server
 from store_bench_workloads import ack_latency, targets
 from writer_metrics import WriterShare, writer_totals
 
@@ -87,6 +88,17 @@ def _thread_cpu(process: psutil.Process | None) -> dict[str, tuple[float, float]
     return groups
 
 
+# The Go writers share this machine's CPUs with the server: what they spend is not the server's.
+CLIENT_NOTE = "the Go writers' process, start and warm-up included"
+
+
+def _children_cpu_seconds() -> float:
+    """CPU of this process's ended children: each agl-loadgen run is one, waited for at its end
+    (the servers are children too, but none ends during a run)."""
+    usage = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return usage.ru_utime + usage.ru_stime
+
+
 def _cpu_seconds(process: psutil.Process | None) -> float:
     if process is None:
         return 0.0
@@ -112,8 +124,9 @@ def report_go_ack_latency(
     print("ack latency, Go client (agl-loadgen span-ack)", flush=True)
     server = psutil.Process(server_pid) if server_pid is not None else None
     for writers, target in ((1, 2.0), (8, 5.0)):
-        server_cpu, threads = _cpu_seconds(server), _thread_cpu(server)
+        server_cpu, threads, client = _cpu_seconds(server), _thread_cpu(server), _children_cpu_seconds()
         result = run_span_ack(binary, address, path, writers, 1.0 if quick else 5.0)
+        client = _children_cpu_seconds() - client
         label = f"{writers} writer(s), 10 spans/batch, Go client"
         p99 = result["ack_p99_ms"]
         report.add(
@@ -128,36 +141,50 @@ def report_go_ack_latency(
                 spent = (user + system - before_user - before_system) / max(1, result["batches_total"]) * 1e6
                 kernel = (system - before_system) / max(1, result["batches_total"]) * 1e6
                 report.add(f"    of it {group}, {label}", spent, "us", note=f"{kernel:.0f} us in the kernel")
+        per_batch = client / max(1, result["batches_total"]) * 1e6
+        report.add(f"  client CPU per batch (agl-loadgen), {label}", per_batch, "us", note=CLIENT_NOTE)
         bad = result["bad_acks"]
         report.add(f"  batches not wholly stored, {label}", bad, "batches", target="0", met=bad == 0)
 
 
-def report_go_ack_floor(binary: Path, batches: Path, report: Report, quick: bool, workdir: str) -> None:
-    """The same Go writers and batches against bench/raw_grpc_server.py, which parses each batch
-    whole (as agl-server's edge check does) and acks it without storing anything, on the same
-    uvloop: what is left of agl's latency once this is taken off is agl's own."""
-    print("ack latency floor: the same Go writers against a bare grpc.aio handler", flush=True)
-    process, address = start_raw_server(workdir)
-    try:
-        raw = psutil.Process(process.pid)
-        for writers in (1, 8):
-            cpu = _cpu_seconds(raw)
-            result = run_span_ack(binary, address, batches, writers, 1.0 if quick else 5.0)
-            label = f"{writers} writer(s), 10 spans/batch, Go client, bare grpc.aio (no store)"
-            report.add(
-                f"floor: ack latency p50, {label}",
-                result["ack_p50_ms"],
-                "ms",
-                note=f"{result['batches_per_s']:.0f} batches/s",
-            )
-            report.add(f"floor: ack latency p99, {label}", result["ack_p99_ms"], "ms")
-            per_batch = (_cpu_seconds(raw) - cpu) / max(1, result["batches_total"]) * 1e6
-            report.add(f"  floor: server CPU per batch, {label}", per_batch, "us", note="warm-up included")
-            bad = result["bad_acks"]
-            report.add(f"  floor: acks not for the whole batch, {label}", bad, "batches", target="0", met=bad == 0)
-    finally:
-        process.terminate()
-        process.wait(timeout=30)
+def report_go_ack_floors(
+    binary: Path, batches: Path, report: Report, quick: bool, workdir: str, floors: list[Floor]
+) -> None:
+    """The same Go writers and batches against each bare handler of ``floors``, which parses each
+    batch whole (as agl-server's edge check does) and acks it without storing anything: what is
+    left of agl's latency once the grpc.aio floor is taken off is agl's own, and the compiled
+    stacks' floors show what a front end in Go or Rust would leave for the store."""
+    for floor in floors:
+        print(f"ack latency floor: the same Go writers against a {floor.label} handler", flush=True)
+        try:
+            process, address = start_floor(floor, workdir)
+        except FloorUnavailable as exc:
+            print(f"  skipped: {exc}", flush=True)
+            report.context[f"floor skipped: {floor.name}"] = str(exc)
+            continue
+        try:
+            server = psutil.Process(process.pid)
+            for writers in (1, 8):
+                cpu, client = _cpu_seconds(server), _children_cpu_seconds()
+                result = run_span_ack(binary, address, batches, writers, 1.0 if quick else 5.0)
+                label = f"{writers} writer(s), 10 spans/batch, Go client, {floor.label}"
+                batches_total = max(1, result["batches_total"])
+                report.add(
+                    f"floor: ack latency p50, {label}",
+                    result["ack_p50_ms"],
+                    "ms",
+                    note=f"{result['batches_per_s']:.0f} batches/s",
+                )
+                report.add(f"floor: ack latency p99, {label}", result["ack_p99_ms"], "ms")
+                per_batch = (_cpu_seconds(server) - cpu) / batches_total * 1e6
+                report.add(f"  floor: server CPU per batch, {label}", per_batch, "us", note="warm-up included")
+                per_batch = (_children_cpu_seconds() - client) / batches_total * 1e6
+                report.add(f"  floor: client CPU per batch, {label}", per_batch, "us", note=CLIENT_NOTE)
+                bad = result["bad_acks"]
+                report.add(f"  floor: acks not for the whole batch, {label}", bad, "batches", target="0", met=bad == 0)
+        finally:
+            process.terminate()
+            process.wait(timeout=30)
 
 
 async def ack_only(args: argparse.Namespace, report: Report, workdir: str) -> None:
@@ -173,4 +200,4 @@ async def ack_only(args: argparse.Namespace, report: Report, workdir: str) -> No
             return
         binary, batches = go_writers(coords, workdir)
         report_go_ack_latency(binary, batches, server.address, report, args.quick, pid)
-    report_go_ack_floor(binary, batches, report, args.quick, workdir)
+    report_go_ack_floors(binary, batches, report, args.quick, workdir, args.floors)

@@ -15,7 +15,7 @@ import grpc
 import lmdb
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from common import ROOT
+from ack_floors import FLOORS, start_floor
 
 
 def raw_lmdb_puts(directory: str, total: int, payload: bytes) -> float:
@@ -84,11 +84,5 @@ def raw_commit_latency(directory: str, payload: bytes, commits: int) -> list[flo
 
 
 def start_raw_server(directory: str) -> tuple[subprocess.Popen[bytes], str]:
-    port_file = os.path.join(directory, "raw-port")
-    process = subprocess.Popen([sys.executable, str(ROOT / "bench" / "raw_grpc_server.py"), port_file])
-    deadline = time.monotonic() + 30
-    while not os.path.exists(port_file):
-        if time.monotonic() > deadline or process.poll() is not None:
-            raise RuntimeError("the raw gRPC server did not start")
-        time.sleep(0.02)
-    return process, f"127.0.0.1:{Path(port_file).read_text()}"
+    """bench/raw_grpc_server.py, started: the process and its address."""
+    return start_floor(FLOORS["grpc.aio"], directory)

@@ -4,17 +4,21 @@ the figures themselves are read from its table, never asserted."""
 
 from __future__ import annotations
 
+import shutil
+
+import pytest
 from support.bench_runs import rows_by_name, run_bench
 
 
-def run_section(flags: list[str], out: str) -> dict[str, tuple[float, str]]:
+def run_section(flags: list[str], out: str, timeout: float = 180) -> dict[str, tuple[float, str]]:
     """Run one section; its saved rows by name: (value, unit). ``out`` ends in _quick (ignored by git)."""
-    rows = rows_by_name(run_bench("store_bench.py", ["--quick", *flags], out, timeout=180))
+    rows = rows_by_name(run_bench("store_bench.py", ["--quick", *flags], out, timeout=timeout))
     return {name: (row["value"], row["unit"]) for name, row in rows.items()}
 
 
 def test_ack_only_reports_latency_and_cpu_per_batch() -> None:
-    rows = run_section(["--ack-only", "--go-client"], "store_bench_ack_smoke_quick")
+    # The grpc.aio and grpc-go floors here; Rust's in test_ack_floor_of_rust_tonic.
+    rows = run_section(["--ack-only", "--go-client", "--floors", "grpc.aio,grpc-go"], "store_bench_ack_smoke_quick")
     for writers in (1, 8):
         p50 = rows[f"ack latency p50, {writers} writer(s), 10 spans/batch"]
         p99 = rows[f"ack latency p99, {writers} writer(s), 10 spans/batch"]
@@ -40,13 +44,33 @@ def test_ack_only_reports_latency_and_cpu_per_batch() -> None:
         assert rows[f"of it event loop thread, {label}"][0] > 0
         assert rows[f"of it other threads (store writer, poller), {label}"][0] > 0
         assert rows[f"batches not wholly stored, {label}"] == (0, "batches")
-        # The same writers against the bare grpc.aio handler (no store), which answers each batch
-        # as agl-server does: its id, every span accepted (agl-loadgen counts any other ack as bad).
-        floor = f"{label}, bare grpc.aio (no store)"
-        p50, p99 = rows[f"floor: ack latency p50, {floor}"], rows[f"floor: ack latency p99, {floor}"]
-        assert p50[1] == p99[1] == "ms" and 0 < p50[0] <= p99[0], (p50, p99)
-        assert rows[f"floor: server CPU per batch, {floor}"][0] > 0
-        assert rows[f"floor: acks not for the whole batch, {floor}"] == (0, "batches")
+        # The Go writers' own CPU, which shares the machine with the server's.
+        assert rows[f"client CPU per batch (agl-loadgen), {label}"][0] > 0
+        for stack in ("grpc.aio", "grpc-go"):
+            check_floor_rows(rows, f"{label}, bare {stack} (no store)")
+
+
+def check_floor_rows(rows: dict[str, tuple[float, str]], floor: str) -> None:
+    """The same writers against a bare handler (no store), which answers each batch as agl-server
+    does: its id, every span accepted (agl-loadgen counts any other ack as bad)."""
+    p50, p99 = rows[f"floor: ack latency p50, {floor}"], rows[f"floor: ack latency p99, {floor}"]
+    assert p50[1] == p99[1] == "ms" and 0 < p50[0] <= p99[0], (floor, p50, p99)
+    for side in ("server", "client"):
+        value, unit = rows[f"floor: {side} CPU per batch, {floor}"]
+        assert unit == "us" and value > 0, (floor, side)
+    assert rows[f"floor: acks not for the whole batch, {floor}"] == (0, "batches"), floor
+
+
+def test_ack_floor_of_rust_tonic() -> None:
+    """bench/floors/rust-ackfloor, built with cargo from the committed Cargo.lock (the first build
+    fetches and compiles its crates: about two minutes here), answers the Go writers as agl-server does."""
+    if shutil.which("cargo") is None:
+        pytest.skip("cargo is not on PATH: the Rust floor cannot be built (install Rust with rustup)")
+    rows = run_section(
+        ["--ack-only", "--go-client", "--floors", "rust-tonic"], "store_bench_ack_rust_smoke_quick", timeout=900
+    )
+    for writers in (1, 8):
+        check_floor_rows(rows, f"{writers} writer(s), 10 spans/batch, Go client, bare Rust tonic (no store)")
 
 
 def test_rollouts_only_reports_every_rate() -> None:

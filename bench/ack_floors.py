@@ -1,0 +1,101 @@
+"""Bare IngestSpans handlers that parse each batch whole and ack it without storing anything, one per
+server stack: grpc.aio (bench/raw_grpc_server.py, agl-server's own stack), grpc-go
+(clients/go/cmd/agl-ackfloor) and Rust's tonic (bench/floors/rust-ackfloor). agl-loadgen's span-ack
+writers run against each unchanged, so their ack latency there is the floor that stack sets on this
+machine before any store work: whether a compiled front end would leave room for the store."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+import sys
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+from common import ROOT
+from loadgen import BIN_DIR, build_go_command
+
+RUST_CRATE = ROOT / "bench" / "floors" / "rust-ackfloor"
+CARGO_TARGET = BIN_DIR / "cargo"  # under bench/.bin, ignored by git
+
+
+class FloorUnavailable(Exception):
+    """A floor whose toolchain is missing here: the bench reports it skipped, with this reason."""
+
+
+@dataclass(frozen=True)
+class Floor:
+    name: str  # as given to --floors
+    label: str  # in the rows' names
+    command: Callable[[str], list[str]]  # the server's command line, given its port file; builds it first
+
+
+def _grpc_aio(port_file: str) -> list[str]:
+    return [sys.executable, str(ROOT / "bench" / "raw_grpc_server.py"), port_file]
+
+
+def _grpc_go(port_file: str) -> list[str]:
+    return [str(build_go_command("agl-ackfloor")), "-port-file", port_file]
+
+
+def _rust_tonic(port_file: str) -> list[str]:
+    cargo = shutil.which("cargo")
+    if cargo is None:
+        raise FloorUnavailable("cargo is not on PATH; install Rust (rustup) to build bench/floors/rust-ackfloor")
+    env = {**os.environ, "CARGO_TARGET_DIR": str(CARGO_TARGET), "PROTOC": str(_protoc())}
+    manifest = RUST_CRATE / "Cargo.toml"
+    # --locked: the crates of the committed Cargo.lock, so every run measures the same code.
+    command = [cargo, "build", "--release", "--locked", "--manifest-path", str(manifest)]
+    subprocess.run(command, env=env, check=True, timeout=1200)
+    return [str(CARGO_TARGET / "release" / "agl-rust-ackfloor"), port_file]
+
+
+def _protoc() -> Path:
+    """tonic's code generator runs ``$PROTOC``: grpcio-tools' protoc (a dev dependency), which sees
+    the well-known types (google/protobuf/*.proto) shipped with it."""
+    import grpc_tools
+
+    includes = Path(grpc_tools.__file__).parent / "_proto"
+    BIN_DIR.mkdir(parents=True, exist_ok=True)
+    wrapper = BIN_DIR / "protoc"
+    wrapper.write_text(f'#!/bin/sh\nexec "{sys.executable}" -m grpc_tools.protoc -I"{includes}" "$@"\n')
+    wrapper.chmod(0o755)
+    return wrapper
+
+
+FLOORS = {
+    floor.name: floor
+    for floor in (
+        Floor("grpc.aio", "bare grpc.aio (no store)", _grpc_aio),
+        Floor("grpc-go", "bare grpc-go (no store)", _grpc_go),
+        Floor("rust-tonic", "bare Rust tonic (no store)", _rust_tonic),
+    )
+}
+
+
+def start_floor(floor: Floor, workdir: str) -> tuple[subprocess.Popen[bytes], str]:
+    """Build (where needed) and start ``floor``'s server: the process and its address."""
+    port_file = os.path.join(workdir, f"{floor.name}-port")
+    command = floor.command(port_file)
+    process = subprocess.Popen(command)
+    deadline = time.monotonic() + 30
+    while not os.path.exists(port_file):
+        if time.monotonic() > deadline or process.poll() is not None:
+            process.kill()
+            raise RuntimeError(f"the {floor.label} server did not start: {' '.join(command)}")
+        time.sleep(0.02)
+    return process, f"127.0.0.1:{Path(port_file).read_text()}"
+
+
+def parse_floors(value: str) -> list[Floor]:
+    """``--floors``: names separated by commas (or "none")."""
+    if value.strip() == "none":
+        return []
+    names = [name.strip() for name in value.split(",") if name.strip()]
+    unknown = [name for name in names if name not in FLOORS]
+    if unknown:
+        raise SystemExit(f"--floors: unknown {', '.join(unknown)}; choose from {', '.join(FLOORS)} or none")
+    return [FLOORS[name] for name in names]
