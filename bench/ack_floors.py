@@ -16,6 +16,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from common import ROOT
+from cpu_split import spawning_on
 from loadgen import BIN_DIR, build_go_command
 
 RUST_CRATE = ROOT / "bench" / "floors" / "rust-ackfloor"
@@ -76,11 +77,12 @@ FLOORS = {
 }
 
 
-def start_floor(floor: Floor, workdir: str) -> tuple[subprocess.Popen[bytes], str]:
-    """Build (where needed) and start ``floor``'s server: the process and its address."""
+def start_floor(floor: Floor, workdir: str, cpus: frozenset[int] | None = None) -> tuple[subprocess.Popen[bytes], str]:
+    """Build (where needed) and start ``floor``'s server, on ``cpus`` if given: the process and its address."""
     port_file = os.path.join(workdir, f"{floor.name}-port")
     command = floor.command(port_file)
-    process = subprocess.Popen(command)
+    with spawning_on(cpus):
+        process = subprocess.Popen(command)
     deadline = time.monotonic() + 30
     while not os.path.exists(port_file):
         if time.monotonic() > deadline or process.poll() is not None:

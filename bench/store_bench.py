@@ -11,7 +11,8 @@ Measures, in one run:
   writers again as goroutines of the Go load generator, a client far cheaper than this process, with
   the server's CPU per batch by thread and the writers' own; then against bare handlers that parse
   and ack each batch without storing it, in grpc.aio, grpc-go and Rust's tonic (``--floors``,
-  bench/ack_floors.py): the floor each transport alone sets);
+  bench/ack_floors.py): the floor each transport alone sets; ``--split-cpus`` puts the servers on
+  CPU 0 and the writers on the other CPUs);
 - the full rollout lifecycle (enqueue, dequeue, 10 spans, succeed, query spans) with 1 and 8
   worker processes;
 - server memory (RSS and private) as 1M spans accumulate.
@@ -327,6 +328,12 @@ def main() -> int:
         default="grpc.aio,grpc-go,rust-tonic",
         help="with --go-client: the bare handlers to measure, separated by commas, or none (default: "
         "grpc.aio,grpc-go,rust-tonic; rust-tonic is built with cargo and skipped without it)",
+    )
+    parser.add_argument(
+        "--split-cpus",
+        action="store_true",
+        help="with --ack-only: agl-server and the floors on CPU 0, this process and the Go writers on the "
+        "other CPUs (bench/cpu_split.py), so that the writers' CPU is not taken from the server's",
     )
     parser.add_argument("--rss-spans", type=int, default=1_000_000, help="spans to accumulate for the memory check")
     parser.add_argument("--out", default="store_bench", help="result file name under bench/results")

@@ -15,6 +15,7 @@ from pathlib import Path
 import psutil
 from ack_floors import Floor, FloorUnavailable, start_floor
 from common import Report, llm_call_span, percentile
+from cpu_split import spawning_on, split
 from loadgen import build_loadgen, run_span_ack, write_span_batches
 from store_bench_workloads import ack_latency, targets
 from writer_metrics import WriterShare, writer_totals
@@ -148,7 +149,13 @@ def report_go_ack_latency(
 
 
 def report_go_ack_floors(
-    binary: Path, batches: Path, report: Report, quick: bool, workdir: str, floors: list[Floor]
+    binary: Path,
+    batches: Path,
+    report: Report,
+    quick: bool,
+    workdir: str,
+    floors: list[Floor],
+    server_cpus: frozenset[int] | None = None,
 ) -> None:
     """The same Go writers and batches against each bare handler of ``floors``, which parses each
     batch whole (as agl-server's edge check does) and acks it without storing anything: what is
@@ -157,7 +164,7 @@ def report_go_ack_floors(
     for floor in floors:
         print(f"ack latency floor: the same Go writers against a {floor.label} handler", flush=True)
         try:
-            process, address = start_floor(floor, workdir)
+            process, address = start_floor(floor, workdir, server_cpus)
         except FloorUnavailable as exc:
             print(f"  skipped: {exc}", flush=True)
             report.context[f"floor skipped: {floor.name}"] = str(exc)
@@ -190,7 +197,10 @@ def report_go_ack_floors(
 async def ack_only(args: argparse.Namespace, report: Report, workdir: str) -> None:
     """Only the ack latency section, on a fresh server (repeat it to see the spread)."""
     data, log = os.path.join(workdir, "data"), os.path.join(workdir, "server.log")
-    with ServerProcess(data, args=["--http-port", "0"], log_path=log) as server:
+    server_cpus = split(report.context) if args.split_cpus else None
+    with spawning_on(server_cpus):
+        server = ServerProcess(data, args=["--http-port", "0"], log_path=log).start()
+    with server:
         async with GrpcStore(server.address) as store:
             await store.wait_ready()
             coords = await targets(store, 64)
@@ -200,4 +210,4 @@ async def ack_only(args: argparse.Namespace, report: Report, workdir: str) -> No
             return
         binary, batches = go_writers(coords, workdir)
         report_go_ack_latency(binary, batches, server.address, report, args.quick, pid)
-    report_go_ack_floors(binary, batches, report, args.quick, workdir, args.floors)
+    report_go_ack_floors(binary, batches, report, args.quick, workdir, args.floors, server_cpus)

@@ -4,6 +4,7 @@ the figures themselves are read from its table, never asserted."""
 
 from __future__ import annotations
 
+import os
 import shutil
 
 import pytest
@@ -61,16 +62,23 @@ def check_floor_rows(rows: dict[str, tuple[float, str]], floor: str) -> None:
     assert rows[f"floor: acks not for the whole batch, {floor}"] == (0, "batches"), floor
 
 
-def test_ack_floor_of_rust_tonic() -> None:
+def test_ack_floor_of_rust_tonic_with_split_cpus() -> None:
     """bench/floors/rust-ackfloor, built with cargo from the committed Cargo.lock (the first build
-    fetches and compiles its crates: about two minutes here), answers the Go writers as agl-server does."""
+    fetches and compiles its crates: about two minutes here), answers the Go writers as agl-server
+    does; with --split-cpus, agl-server and the floor run on CPU 0 and the writers on the others."""
     if shutil.which("cargo") is None:
         pytest.skip("cargo is not on PATH: the Rust floor cannot be built (install Rust with rustup)")
-    rows = run_section(
-        ["--ack-only", "--go-client", "--floors", "rust-tonic"], "store_bench_ack_rust_smoke_quick", timeout=900
-    )
+    if len(os.sched_getaffinity(0)) < 2 or 0 not in os.sched_getaffinity(0):
+        pytest.skip("--split-cpus needs CPU 0 and another CPU")
+    flags = ["--quick", "--ack-only", "--go-client", "--floors", "rust-tonic", "--split-cpus"]
+    saved = run_bench("store_bench.py", flags, "store_bench_ack_rust_smoke_quick", timeout=900)
+    others = sorted(os.sched_getaffinity(0) - {0})
+    assert saved["context"]["cpus"] == f"servers on [0], the bench and its load generators on {others}"
+    rows = {name: (row["value"], row["unit"]) for name, row in rows_by_name(saved).items()}
     for writers in (1, 8):
-        check_floor_rows(rows, f"{writers} writer(s), 10 spans/batch, Go client, bare Rust tonic (no store)")
+        label = f"{writers} writer(s), 10 spans/batch, Go client"
+        assert rows[f"batches not wholly stored, {label}"] == (0, "batches")
+        check_floor_rows(rows, f"{label}, bare Rust tonic (no store)")
 
 
 def test_rollouts_only_reports_every_rate() -> None:

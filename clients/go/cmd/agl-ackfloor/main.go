@@ -44,8 +44,8 @@ func (ackOnly) IngestSpans(stream aglv1.LightningStoreService_IngestSpansServer)
 func main() {
 	portFile := flag.String("port-file", "", "write the port listened on to this file (required)")
 	// grpc-go starts a goroutine per stream unless it has workers; a pool as large as the CPUs gave
-	// the lowest ack latency on the 2-core machine the bench runs on (p99 6.0-7.8 ms against
-	// 7.4-8.2 ms without, eight writers).
+	// the lowest ack latency on the 2-core machine the bench runs on (eight writers' p99
+	// 6.0-7.8 ms in five runs, against 8.1-8.2 ms in four without).
 	workers := flag.Int("stream-workers", runtime.NumCPU(), "grpc.NumStreamWorkers; 0: a goroutine per stream")
 	flag.Parse()
 	if *portFile == "" {
