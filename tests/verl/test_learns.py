@@ -19,13 +19,19 @@ from pathlib import Path
 import pytest
 
 EXAMPLE = Path(__file__).parents[2] / "examples" / "verl_cpu" / "train.py"
+# Four steps past the example's 12. Most runs are at 0.92-0.96 by step 8 and 1.0 by 12, but a run
+# can start slowly: in one CI run the training reward first fell (0.13 to 0.04 by step 4) while the
+# policy drifted toward digits, and validation reached only 0.50 at step 12, still climbing. The
+# steps give such a run room; the bar it must clear at the end stays the same.
+STEPS = 16
 
 
 @pytest.mark.slow
 @pytest.mark.timeout(900)
 def test_grpo_raises_the_reward_of_a_policy_serving_its_own_rollouts(tmp_path: Path) -> None:
+    command = [sys.executable, "-W", "ignore", str(EXAMPLE), "--out", str(tmp_path), "--strategy", "cs"]
     run = subprocess.run(
-        [sys.executable, "-W", "ignore", str(EXAMPLE), "--out", str(tmp_path), "--strategy", "cs"],
+        [*command, "--steps", str(STEPS)],
         capture_output=True,
         text=True,
         timeout=840,
@@ -39,7 +45,8 @@ def test_grpo_raises_the_reward_of_a_policy_serving_its_own_rollouts(tmp_path: P
 
     # Learning: validation (sampled at temperature 1, 16 replies) goes from mostly digits to words.
     assert validation[0][0] == 0 and validation[0][1] < 0.2, summary
-    assert validation[-1][0] == curve["settings"]["steps"] and validation[-1][1] > 0.8, summary
+    assert curve["settings"]["steps"] == STEPS
+    assert validation[-1][0] == STEPS and validation[-1][1] > 0.8, summary
     assert len(trained) == curve["settings"]["steps"]
     assert all(s["rollouts"] == curve["settings"]["tasks_per_step"] * curve["settings"]["n"] for s in trained)
 
