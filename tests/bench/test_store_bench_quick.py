@@ -6,15 +6,20 @@ from __future__ import annotations
 
 import os
 import shutil
+from typing import Any
 
 import pytest
 from support.bench_runs import rows_by_name, run_bench
 
 
-def run_section(flags: list[str], out: str, timeout: float = 180) -> dict[str, tuple[float, str]]:
+def run_section(flags: list[str], out: str) -> dict[str, tuple[float, str]]:
     """Run one section; its saved rows by name: (value, unit). ``out`` ends in _quick (ignored by git)."""
-    rows = rows_by_name(run_bench("store_bench.py", ["--quick", *flags], out, timeout=timeout))
-    return {name: (row["value"], row["unit"]) for name, row in rows.items()}
+    return values(run_bench("store_bench.py", ["--quick", *flags], out, timeout=180))
+
+
+def values(saved: dict[str, Any]) -> dict[str, tuple[float, str]]:
+    """A saved result's rows by name: (value, unit)."""
+    return {name: (row["value"], row["unit"]) for name, row in rows_by_name(saved).items()}
 
 
 def test_ack_only_reports_latency_and_cpu_per_batch() -> None:
@@ -74,7 +79,7 @@ def test_ack_floor_of_rust_tonic_with_split_cpus() -> None:
     saved = run_bench("store_bench.py", flags, "store_bench_ack_rust_smoke_quick", timeout=900)
     others = sorted(os.sched_getaffinity(0) - {0})
     assert saved["context"]["cpus"] == f"servers on [0], the bench and its load generators on {others}"
-    rows = {name: (row["value"], row["unit"]) for name, row in rows_by_name(saved).items()}
+    rows = values(saved)
     for writers in (1, 8):
         label = f"{writers} writer(s), 10 spans/batch, Go client"
         assert rows[f"batches not wholly stored, {label}"] == (0, "batches")
