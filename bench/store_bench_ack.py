@@ -127,22 +127,22 @@ def report_go_ack_latency(
     for writers, target in ((1, 2.0), (8, 5.0)):
         server_cpu, threads, client = _cpu_seconds(server), _thread_cpu(server), _children_cpu_seconds()
         result = run_span_ack(binary, address, path, writers, 1.0 if quick else 5.0)
-        client = _children_cpu_seconds() - client
         label = f"{writers} writer(s), 10 spans/batch, Go client"
+        batches_total = max(1, result["batches_total"])
         p99 = result["ack_p99_ms"]
         report.add(
             f"ack latency p50, {label}", result["ack_p50_ms"], "ms", note=f"{result['batches_per_s']:.0f} batches/s"
         )
         report.add(f"ack latency p99, {label}", p99, "ms", target=f"<= {target:g} ms", met=p99 <= target)
         if server is not None:
-            per_batch = (_cpu_seconds(server) - server_cpu) / max(1, result["batches_total"]) * 1e6
+            per_batch = (_cpu_seconds(server) - server_cpu) / batches_total * 1e6
             report.add(f"  server CPU per batch, {label}", per_batch, "us", note="warm-up included")
             for group, (user, system) in _thread_cpu(server).items():
                 before_user, before_system = threads.get(group, (0.0, 0.0))
-                spent = (user + system - before_user - before_system) / max(1, result["batches_total"]) * 1e6
-                kernel = (system - before_system) / max(1, result["batches_total"]) * 1e6
+                spent = (user + system - before_user - before_system) / batches_total * 1e6
+                kernel = (system - before_system) / batches_total * 1e6
                 report.add(f"    of it {group}, {label}", spent, "us", note=f"{kernel:.0f} us in the kernel")
-        per_batch = client / max(1, result["batches_total"]) * 1e6
+        per_batch = (_children_cpu_seconds() - client) / batches_total * 1e6
         report.add(f"  client CPU per batch (agl-loadgen), {label}", per_batch, "us", note=CLIENT_NOTE)
         bad = result["bad_acks"]
         report.add(f"  batches not wholly stored, {label}", bad, "batches", target="0", met=bad == 0)
