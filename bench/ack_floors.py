@@ -2,7 +2,12 @@
 server stack: grpc.aio (bench/raw_grpc_server.py, agl-server's own stack), grpc-go
 (clients/go/cmd/agl-ackfloor) and Rust's tonic (bench/floors/rust-ackfloor). agl-loadgen's span-ack
 writers run against each unchanged, so their ack latency there is the floor that stack sets on this
-machine before any store work: whether a compiled front end would leave room for the store."""
+machine before any store work: whether a compiled front end would leave room for the store.
+
+Two more store: ``rust-tonic-lmdb`` is the tonic handler putting every span into LMDB before its
+ack (group commits, a sync each, none of agl's checks or indexes), the floor under any durable
+store on this machine however it were compiled; ``rust-tonic-lmdb-nosync`` the same without syncs,
+so the difference between the two is the disk's."""
 
 from __future__ import annotations
 
@@ -31,18 +36,35 @@ class FloorUnavailable(Exception):
 class Floor:
     name: str  # as given to --floors
     label: str  # in the rows' names
-    command: Callable[[str], list[str]]  # the server's command line, given its port file; builds it first
+    # The server's command line, given its port file and its data directory (see ``stores``); builds it first.
+    command: Callable[[str, str], list[str]]
+    stores: bool = False  # puts every span into an LMDB environment in its data directory (its sub-database "spans")
+
+    def data_dir(self, workdir: str) -> str:
+        return os.path.join(workdir, f"{self.name}-data")
 
 
-def _grpc_aio(port_file: str) -> list[str]:
+def _grpc_aio(port_file: str, data: str) -> list[str]:
     return [sys.executable, str(ROOT / "bench" / "raw_grpc_server.py"), port_file]
 
 
-def _grpc_go(port_file: str) -> list[str]:
+def _grpc_go(port_file: str, data: str) -> list[str]:
     return [str(build_go_command("agl-ackfloor")), "-port-file", port_file]
 
 
-def _rust_tonic(port_file: str) -> list[str]:
+def _rust_tonic(port_file: str, data: str) -> list[str]:
+    return [str(_build_rust_floor()), port_file]
+
+
+def _rust_tonic_lmdb(port_file: str, data: str) -> list[str]:
+    return [str(_build_rust_floor()), port_file, "--lmdb", data]
+
+
+def _rust_tonic_lmdb_nosync(port_file: str, data: str) -> list[str]:
+    return [str(_build_rust_floor()), port_file, "--lmdb-nosync", data]
+
+
+def _build_rust_floor() -> Path:
     cargo = shutil.which("cargo")
     if cargo is None:
         raise FloorUnavailable("cargo is not on PATH; install Rust (rustup) to build bench/floors/rust-ackfloor")
@@ -51,7 +73,7 @@ def _rust_tonic(port_file: str) -> list[str]:
     # --locked: the crates of the committed Cargo.lock, so every run measures the same code.
     command = [cargo, "build", "--release", "--locked", "--manifest-path", str(manifest)]
     subprocess.run(command, env=env, check=True, timeout=1200)
-    return [str(CARGO_TARGET / "release" / "agl-rust-ackfloor"), port_file]
+    return CARGO_TARGET / "release" / "agl-rust-ackfloor"
 
 
 def _protoc() -> Path:
@@ -73,6 +95,8 @@ FLOORS = {
         Floor("grpc.aio", "bare grpc.aio (no store)", _grpc_aio),
         Floor("grpc-go", "bare grpc-go (no store)", _grpc_go),
         Floor("rust-tonic", "bare Rust tonic (no store)", _rust_tonic),
+        Floor("rust-tonic-lmdb", "Rust tonic, spans durably into LMDB", _rust_tonic_lmdb, stores=True),
+        Floor("rust-tonic-lmdb-nosync", "Rust tonic, spans into LMDB unsynced", _rust_tonic_lmdb_nosync, stores=True),
     )
 }
 
@@ -80,7 +104,7 @@ FLOORS = {
 def start_floor(floor: Floor, workdir: str, cpus: frozenset[int] | None = None) -> tuple[subprocess.Popen[bytes], str]:
     """Build (where needed) and start ``floor``'s server, on ``cpus`` if given: the process and its address."""
     port_file = os.path.join(workdir, f"{floor.name}-port")
-    command = floor.command(port_file)
+    command = floor.command(port_file, floor.data_dir(workdir))
     with spawning_on(cpus):
         process = subprocess.Popen(command)
     deadline = time.monotonic() + 30
@@ -90,6 +114,15 @@ def start_floor(floor: Floor, workdir: str, cpus: frozenset[int] | None = None) 
             raise RuntimeError(f"the {floor.label} server did not start: {' '.join(command)}")
         time.sleep(0.02)
     return process, f"127.0.0.1:{Path(port_file).read_text()}"
+
+
+def spans_stored(floor: Floor, workdir: str) -> int:
+    """How many spans a floor that ``stores`` holds in its environment (read once it has stopped)."""
+    import lmdb
+
+    with lmdb.open(floor.data_dir(workdir), readonly=True, lock=False, max_dbs=1) as env:
+        with env.begin() as txn:
+            return int(txn.stat(env.open_db(b"spans", txn=txn, create=False))["entries"])
 
 
 def parse_floors(value: str) -> list[Floor]:

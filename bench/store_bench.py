@@ -11,7 +11,8 @@ Measures, in one run:
   writers again as goroutines of the Go load generator, a client far cheaper than this process, with
   the server's CPU per batch by thread and the writers' own; then against bare handlers that parse
   and ack each batch without storing it, in grpc.aio, grpc-go and Rust's tonic (``--floors``,
-  bench/ack_floors.py): the floor each transport alone sets; ``--split-cpus`` puts the servers on
+  bench/ack_floors.py): the floor each transport alone sets, and Rust's with every span put into
+  LMDB, synced (the floor of any durable store) and not; ``--split-cpus`` puts the servers on
   CPU 0 and the writers on the other CPUs);
 - the full rollout lifecycle (enqueue, dequeue, 10 spans, succeed, query spans) with 1 and 8
   worker processes;
@@ -35,7 +36,7 @@ from pathlib import Path
 import psutil
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from ack_floors import parse_floors
+from ack_floors import FLOORS, parse_floors
 from common import ROOT, Report, llm_call_span, percentile
 from store_bench_ack import ack_only, report_ack_latency
 from store_bench_limits import raw_commit_latency, raw_grpc_stream, raw_lmdb_puts, raw_unary_rate, start_raw_server
@@ -325,9 +326,10 @@ def main() -> int:
     parser.add_argument(
         "--floors",
         type=parse_floors,
-        default="grpc.aio,grpc-go,rust-tonic",
-        help="with --go-client: the bare handlers to measure, separated by commas, or none (default: "
-        "grpc.aio,grpc-go,rust-tonic; rust-tonic is built with cargo and skipped without it)",
+        default=",".join(FLOORS),
+        help=f"with --go-client: the handlers to measure, separated by commas, or none (default: {','.join(FLOORS)}; "
+        "the Rust ones are built with cargo and skipped without it; rust-tonic-lmdb puts every span into LMDB, "
+        "synced, with none of agl's checks, and rust-tonic-lmdb-nosync the same unsynced)",
     )
     parser.add_argument(
         "--split-cpus",

@@ -13,7 +13,7 @@ import time
 from pathlib import Path
 
 import psutil
-from ack_floors import Floor, FloorUnavailable, start_floor
+from ack_floors import Floor, FloorUnavailable, spans_stored, start_floor
 from common import Report, llm_call_span, percentile
 from cpu_split import spawning_on, split
 from loadgen import build_loadgen, run_span_ack, write_span_batches
@@ -23,6 +23,8 @@ from writer_metrics import WriterShare, writer_totals
 from agl_core.client import GrpcStore
 from agl_core.proto import store_pb2 as s
 from agl_server.process import ServerProcess
+
+SPANS_PER_BATCH = 10
 
 
 async def report_ack_latency(
@@ -111,7 +113,9 @@ def go_writers(coords: list[tuple[str, str]], workdir: str) -> tuple[Path, Path]
     """agl-loadgen, built, and the file of span batches its span-ack writers send: the Python
     writers' spans, one 10-span batch per (rollout, attempt) of ``coords``."""
     batches = [
-        s.IngestSpansRequest(spans=[llm_call_span(rollout_id, attempt_id, i) for i in range(10)]).SerializeToString()
+        s.IngestSpansRequest(
+            spans=[llm_call_span(rollout_id, attempt_id, i) for i in range(SPANS_PER_BATCH)]
+        ).SerializeToString()
         for rollout_id, attempt_id in coords
     ]
     return build_loadgen(), write_span_batches(Path(workdir) / "span_batches.json", batches)
@@ -169,12 +173,14 @@ def report_go_ack_floors(
             print(f"  skipped: {exc}", flush=True)
             report.context[f"floor skipped: {floor.name}"] = str(exc)
             continue
+        acked = 0
         try:
             server = psutil.Process(process.pid)
             for writers in (1, 8):
                 cpu, client = _cpu_seconds(server), _children_cpu_seconds()
                 result = run_span_ack(binary, address, batches, writers, 1.0 if quick else 5.0)
                 label = f"{writers} writer(s), 10 spans/batch, Go client, {floor.label}"
+                acked += result["batches_total"]
                 batches_total = max(1, result["batches_total"])
                 report.add(
                     f"floor: ack latency p50, {label}",
@@ -192,6 +198,12 @@ def report_go_ack_floors(
         finally:
             process.terminate()
             process.wait(timeout=30)
+        if floor.stores:
+            # Every acked batch's spans must be in its environment, or its latency is no floor.
+            stored, wanted = spans_stored(floor, workdir), acked * SPANS_PER_BATCH
+            report.add(
+                f"  floor: spans stored, {floor.label}", stored, "spans", target=f">= {wanted}", met=stored >= wanted
+            )
 
 
 async def ack_only(args: argparse.Namespace, report: Report, workdir: str) -> None:

@@ -23,7 +23,7 @@ def values(saved: dict[str, Any]) -> dict[str, tuple[float, str]]:
 
 
 def test_ack_only_reports_latency_and_cpu_per_batch() -> None:
-    # The grpc.aio and grpc-go floors here; Rust's in test_ack_floor_of_rust_tonic.
+    # The grpc.aio and grpc-go floors here; Rust's in test_ack_floors_of_rust_tonic_with_split_cpus.
     rows = run_section(["--ack-only", "--go-client", "--floors", "grpc.aio,grpc-go"], "store_bench_ack_smoke_quick")
     for writers in (1, 8):
         p50 = rows[f"ack latency p50, {writers} writer(s), 10 spans/batch"]
@@ -67,15 +67,16 @@ def check_floor_rows(rows: dict[str, tuple[float, str]], floor: str) -> None:
     assert rows[f"floor: acks not for the whole batch, {floor}"] == (0, "batches"), floor
 
 
-def test_ack_floor_of_rust_tonic_with_split_cpus() -> None:
+def test_ack_floors_of_rust_tonic_with_split_cpus() -> None:
     """bench/floors/rust-ackfloor, built with cargo from the committed Cargo.lock (the first build
     fetches and compiles its crates: about two minutes here), answers the Go writers as agl-server
-    does; with --split-cpus, agl-server and the floor run on CPU 0 and the writers on the others."""
+    does, bare and storing every span durably in LMDB (all of them there once it stops); with
+    --split-cpus, agl-server and the floors run on CPU 0 and the writers on the others."""
     if shutil.which("cargo") is None:
         pytest.skip("cargo is not on PATH: the Rust floor cannot be built (install Rust with rustup)")
     if len(os.sched_getaffinity(0)) < 2 or 0 not in os.sched_getaffinity(0):
         pytest.skip("--split-cpus needs CPU 0 and another CPU")
-    flags = ["--quick", "--ack-only", "--go-client", "--floors", "rust-tonic", "--split-cpus"]
+    flags = ["--quick", "--ack-only", "--go-client", "--floors", "rust-tonic,rust-tonic-lmdb", "--split-cpus"]
     saved = run_bench("store_bench.py", flags, "store_bench_ack_rust_smoke_quick", timeout=900)
     others = sorted(os.sched_getaffinity(0) - {0})
     assert saved["context"]["cpus"] == f"servers on [0], the bench and its load generators on {others}"
@@ -84,6 +85,10 @@ def test_ack_floor_of_rust_tonic_with_split_cpus() -> None:
         label = f"{writers} writer(s), 10 spans/batch, Go client"
         assert rows[f"batches not wholly stored, {label}"] == (0, "batches")
         check_floor_rows(rows, f"{label}, bare Rust tonic (no store)")
+        check_floor_rows(rows, f"{label}, Rust tonic, spans durably into LMDB")
+    row = rows_by_name(saved)["floor: spans stored, Rust tonic, spans durably into LMDB"]
+    acked = int(row["target"].removeprefix(">= "))
+    assert row["met"] and row["value"] >= acked > 0, row
 
 
 def test_rollouts_only_reports_every_rate() -> None:

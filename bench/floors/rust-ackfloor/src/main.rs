@@ -4,10 +4,18 @@
 //! --go-client --floors): agl-loadgen's span-ack writers run against it unchanged, so their ack
 //! latency here is what a compiled Rust front end would cost before any store work.
 //!
-//! Usage: agl-rust-ackfloor PORT_FILE (listens on 127.0.0.1, a free port, written to PORT_FILE).
-//! TOKIO_WORKER_THREADS sets the runtime's threads.
+//! With `--lmdb DIR` it also stores every span durably in an LMDB environment under DIR before
+//! acking its batch (src/durable.rs): the floor of a durable store behind the same front end.
+//! `--lmdb-nosync DIR` stores them without syncing.
+//!
+//! Usage: agl-rust-ackfloor PORT_FILE [--lmdb DIR | --lmdb-nosync DIR] (listens on 127.0.0.1, a free port, written to
+//! PORT_FILE). TOKIO_WORKER_THREADS sets the runtime's threads.
+
+mod durable;
 
 use std::pin::Pin;
+
+use prost::Message;
 
 use tokio_stream::{wrappers::ReceiverStream, wrappers::TcpListenerStream, Stream, StreamExt};
 use tonic::{Request, Response, Status, Streaming};
@@ -23,7 +31,9 @@ use pb::{IngestSpansRequest, IngestSpansResponse};
 // holds the client back), as agl-server's in-flight bound does.
 const INFLIGHT: usize = 32;
 
-struct AckOnly;
+struct AckOnly {
+    store: Option<durable::Store>,
+}
 
 type AckStream = Pin<Box<dyn Stream<Item = Result<IngestSpansResponse, Status>> + Send + 'static>>;
 
@@ -35,13 +45,22 @@ impl LightningStoreService for AckOnly {
     ) -> Result<Response<AckStream>, Status> {
         let mut batches = request.into_inner();
         let (acks, out) = tokio::sync::mpsc::channel(INFLIGHT);
+        let store = self.store.clone();
         tokio::spawn(async move {
             while let Some(batch) = batches.next().await {
-                let ack = batch.map(|b| IngestSpansResponse {
-                    batch_id: b.batch_id,
-                    accepted: b.spans.len() as i32,
-                    ..Default::default()
-                });
+                let ack = match (batch, &store) {
+                    (Err(status), _) => Err(status),
+                    (Ok(b), None) => Ok(ack_of(&b)),
+                    // One batch of a stream stored at a time: the bench's writers are closed-loop,
+                    // each waiting for its ack before sending the next batch, so nothing is lost.
+                    (Ok(b), Some(store)) => {
+                        let spans = b.spans.iter().map(|span| span.encode_to_vec()).collect();
+                        match store.write(spans).await {
+                            Ok(()) => Ok(ack_of(&b)),
+                            Err(message) => Err(Status::unavailable(message)),
+                        }
+                    }
+                };
                 if acks.send(ack).await.is_err() {
                     break; // the client went away
                 }
@@ -51,11 +70,29 @@ impl LightningStoreService for AckOnly {
     }
 }
 
+fn ack_of(batch: &IngestSpansRequest) -> IngestSpansResponse {
+    IngestSpansResponse {
+        batch_id: batch.batch_id,
+        accepted: batch.spans.len() as i32,
+        ..Default::default()
+    }
+}
+
 #[tokio::main]
 async fn main() -> Result<(), Box<dyn std::error::Error>> {
-    let port_file = std::env::args()
-        .nth(1)
-        .ok_or("usage: agl-rust-ackfloor PORT_FILE")?;
+    const USAGE: &str = "usage: agl-rust-ackfloor PORT_FILE [--lmdb DIR | --lmdb-nosync DIR]";
+    let args: Vec<String> = std::env::args().skip(1).collect();
+    let (port_file, store) = match args.as_slice() {
+        [port_file] => (port_file.clone(), None),
+        [port_file, flag, dir] if flag == "--lmdb" || flag == "--lmdb-nosync" => {
+            let sync = flag == "--lmdb";
+            (
+                port_file.clone(),
+                Some(durable::Store::open(std::path::Path::new(dir), sync)?),
+            )
+        }
+        _ => return Err(USAGE.into()),
+    };
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
     let port = listener.local_addr()?.port();
     // Written whole and renamed, so a reader polling the file never sees half a number.
@@ -69,7 +106,9 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
         })
     });
     tonic::transport::Server::builder()
-        .add_service(LightningStoreServiceServer::new(AckOnly).max_decoding_message_size(64 << 20))
+        .add_service(
+            LightningStoreServiceServer::new(AckOnly { store }).max_decoding_message_size(64 << 20),
+        )
         .serve_with_incoming(incoming)
         .await?;
     Ok(())
