@@ -20,6 +20,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
+import lmdb
 from common import ROOT
 from cpu_split import spawning_on
 from loadgen import BIN_DIR, build_go_command
@@ -118,8 +119,6 @@ def start_floor(floor: Floor, workdir: str, cpus: frozenset[int] | None = None) 
 
 def spans_stored(floor: Floor, workdir: str) -> int:
     """How many spans a floor that ``stores`` holds in its environment (read once it has stopped)."""
-    import lmdb
-
     with lmdb.open(floor.data_dir(workdir), readonly=True, lock=False, max_dbs=1) as env:
         with env.begin() as txn:
             return int(txn.stat(env.open_db(b"spans", txn=txn, create=False))["entries"])

@@ -2,7 +2,8 @@
 goroutines of agl-loadgen), each batch's ack timed, with the CPU each batch cost and, from the
 server's /metrics, how busy the store's writer was. With ``--go-client`` the same Go writers then
 run against bare handlers that parse and ack each batch without storing it (bench/ack_floors.py:
-grpc.aio, grpc-go, Rust's tonic): the floor each transport alone sets on this machine."""
+grpc.aio, grpc-go, Rust's tonic): the floor each transport alone sets on this machine; and against
+the tonic handler putting every span into LMDB first, synced and not: the floor of a durable store."""
 
 from __future__ import annotations
 
@@ -10,7 +11,9 @@ import argparse
 import os
 import resource
 import time
+from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import psutil
 from ack_floors import Floor, FloorUnavailable, spans_stored, start_floor
@@ -109,6 +112,26 @@ def _cpu_seconds(process: psutil.Process | None) -> float:
     return float(times.user + times.system)
 
 
+@dataclass(frozen=True)
+class GoWritersRun:
+    """One agl-loadgen span-ack run and the CPU it cost, per batch acked (warm-up included)."""
+
+    result: dict[str, Any]  # agl-loadgen's figures
+    batches: int  # batches acked, at least 1 (the divisor of the per-batch figures)
+    server_us: float  # the server's CPU per batch
+    client_us: float  # the Go writers' own
+
+
+def run_go_writers(
+    binary: Path, address: str, batches: Path, writers: int, quick: bool, server: psutil.Process | None
+) -> GoWritersRun:
+    server_cpu, client_cpu = _cpu_seconds(server), _children_cpu_seconds()
+    result = run_span_ack(binary, address, batches, writers, 1.0 if quick else 5.0)
+    count = max(1, result["batches_total"])
+    server_us = (_cpu_seconds(server) - server_cpu) / count * 1e6
+    return GoWritersRun(result, count, server_us, (_children_cpu_seconds() - client_cpu) / count * 1e6)
+
+
 def go_writers(coords: list[tuple[str, str]], workdir: str) -> tuple[Path, Path]:
     """agl-loadgen, built, and the file of span batches its span-ack writers send: the Python
     writers' spans, one 10-span batch per (rollout, attempt) of ``coords``."""
@@ -129,25 +152,23 @@ def report_go_ack_latency(
     print("ack latency, Go client (agl-loadgen span-ack)", flush=True)
     server = psutil.Process(server_pid) if server_pid is not None else None
     for writers, target in ((1, 2.0), (8, 5.0)):
-        server_cpu, threads, client = _cpu_seconds(server), _thread_cpu(server), _children_cpu_seconds()
-        result = run_span_ack(binary, address, path, writers, 1.0 if quick else 5.0)
+        threads = _thread_cpu(server)
+        run = run_go_writers(binary, address, path, writers, quick, server)
+        result, batches_total = run.result, run.batches
         label = f"{writers} writer(s), 10 spans/batch, Go client"
-        batches_total = max(1, result["batches_total"])
         p99 = result["ack_p99_ms"]
         report.add(
             f"ack latency p50, {label}", result["ack_p50_ms"], "ms", note=f"{result['batches_per_s']:.0f} batches/s"
         )
         report.add(f"ack latency p99, {label}", p99, "ms", target=f"<= {target:g} ms", met=p99 <= target)
         if server is not None:
-            per_batch = (_cpu_seconds(server) - server_cpu) / batches_total * 1e6
-            report.add(f"  server CPU per batch, {label}", per_batch, "us", note="warm-up included")
+            report.add(f"  server CPU per batch, {label}", run.server_us, "us", note="warm-up included")
             for group, (user, system) in _thread_cpu(server).items():
                 before_user, before_system = threads.get(group, (0.0, 0.0))
                 spent = (user + system - before_user - before_system) / batches_total * 1e6
                 kernel = (system - before_system) / batches_total * 1e6
                 report.add(f"    of it {group}, {label}", spent, "us", note=f"{kernel:.0f} us in the kernel")
-        per_batch = (_children_cpu_seconds() - client) / batches_total * 1e6
-        report.add(f"  client CPU per batch (agl-loadgen), {label}", per_batch, "us", note=CLIENT_NOTE)
+        report.add(f"  client CPU per batch (agl-loadgen), {label}", run.client_us, "us", note=CLIENT_NOTE)
         bad = result["bad_acks"]
         report.add(f"  batches not wholly stored, {label}", bad, "batches", target="0", met=bad == 0)
 
@@ -161,10 +182,11 @@ def report_go_ack_floors(
     floors: list[Floor],
     server_cpus: frozenset[int] | None = None,
 ) -> None:
-    """The same Go writers and batches against each bare handler of ``floors``, which parses each
-    batch whole (as agl-server's edge check does) and acks it without storing anything: what is
-    left of agl's latency once the grpc.aio floor is taken off is agl's own, and the compiled
-    stacks' floors show what a front end in Go or Rust would leave for the store."""
+    """The same Go writers and batches against each handler of ``floors``, which parses each batch
+    whole (as agl-server's edge check does) and acks it, storing nothing or (``Floor.stores``) only
+    its spans, in LMDB: what is left of agl's latency once the grpc.aio floor is taken off is agl's
+    own, the compiled stacks' floors show what a front end in Go or Rust would leave for the store,
+    and the storing ones what any durable store costs here."""
     for floor in floors:
         print(f"ack latency floor: the same Go writers against a {floor.label} handler", flush=True)
         try:
@@ -177,11 +199,10 @@ def report_go_ack_floors(
         try:
             server = psutil.Process(process.pid)
             for writers in (1, 8):
-                cpu, client = _cpu_seconds(server), _children_cpu_seconds()
-                result = run_span_ack(binary, address, batches, writers, 1.0 if quick else 5.0)
+                run = run_go_writers(binary, address, batches, writers, quick, server)
+                result = run.result
                 label = f"{writers} writer(s), 10 spans/batch, Go client, {floor.label}"
                 acked += result["batches_total"]
-                batches_total = max(1, result["batches_total"])
                 report.add(
                     f"floor: ack latency p50, {label}",
                     result["ack_p50_ms"],
@@ -189,10 +210,8 @@ def report_go_ack_floors(
                     note=f"{result['batches_per_s']:.0f} batches/s",
                 )
                 report.add(f"floor: ack latency p99, {label}", result["ack_p99_ms"], "ms")
-                per_batch = (_cpu_seconds(server) - cpu) / batches_total * 1e6
-                report.add(f"  floor: server CPU per batch, {label}", per_batch, "us", note="warm-up included")
-                per_batch = (_children_cpu_seconds() - client) / batches_total * 1e6
-                report.add(f"  floor: client CPU per batch, {label}", per_batch, "us", note=CLIENT_NOTE)
+                report.add(f"  floor: server CPU per batch, {label}", run.server_us, "us", note="warm-up included")
+                report.add(f"  floor: client CPU per batch, {label}", run.client_us, "us", note=CLIENT_NOTE)
                 bad = result["bad_acks"]
                 report.add(f"  floor: acks not for the whole batch, {label}", bad, "batches", target="0", met=bad == 0)
         finally:

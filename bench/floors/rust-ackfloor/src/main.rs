@@ -8,8 +8,8 @@
 //! acking its batch (src/durable.rs): the floor of a durable store behind the same front end.
 //! `--lmdb-nosync DIR` stores them without syncing.
 //!
-//! Usage: agl-rust-ackfloor PORT_FILE [--lmdb DIR | --lmdb-nosync DIR] (listens on 127.0.0.1, a free port, written to
-//! PORT_FILE). TOKIO_WORKER_THREADS sets the runtime's threads.
+//! Usage: agl-rust-ackfloor PORT_FILE [--lmdb DIR | --lmdb-nosync DIR] (listens on 127.0.0.1, a
+//! free port, written to PORT_FILE). TOKIO_WORKER_THREADS sets the runtime's threads.
 
 mod durable;
 
