@@ -53,7 +53,9 @@ class RunnerServiceStub:
     5. The worker SHOULD send a `heartbeat` every `heartbeat_interval`; it
     refreshes the worker record and the heartbeat of every attempt the worker
     holds. A stream on which nothing arrives for three intervals is ended by
-    the server (DEADLINE_EXCEEDED).
+    the server (DEADLINE_EXCEEDED). The first SHOULD come at a random point
+    of the first interval: each heartbeat is a store write, and workers
+    started together would otherwise all beat in the same instant.
     6. To leave cleanly, a worker sends `ready` with capacity 0, waits for the
     acks of its final reports and closes its side of the stream.
 
@@ -109,7 +111,9 @@ class RunnerServiceServicer:
     5. The worker SHOULD send a `heartbeat` every `heartbeat_interval`; it
     refreshes the worker record and the heartbeat of every attempt the worker
     holds. A stream on which nothing arrives for three intervals is ended by
-    the server (DEADLINE_EXCEEDED).
+    the server (DEADLINE_EXCEEDED). The first SHOULD come at a random point
+    of the first interval: each heartbeat is a store write, and workers
+    started together would otherwise all beat in the same instant.
     6. To leave cleanly, a worker sends `ready` with capacity 0, waits for the
     acks of its final reports and closes its side of the stream.
 
@@ -175,7 +179,9 @@ class RunnerService:
     5. The worker SHOULD send a `heartbeat` every `heartbeat_interval`; it
     refreshes the worker record and the heartbeat of every attempt the worker
     holds. A stream on which nothing arrives for three intervals is ended by
-    the server (DEADLINE_EXCEEDED).
+    the server (DEADLINE_EXCEEDED). The first SHOULD come at a random point
+    of the first interval: each heartbeat is a store write, and workers
+    started together would otherwise all beat in the same instant.
     6. To leave cleanly, a worker sends `ready` with capacity 0, waits for the
     acks of its final reports and closes its side of the stream.
 

@@ -12,6 +12,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import random
 import time
 from collections.abc import Mapping, Sequence
 from typing import Any
@@ -236,8 +237,12 @@ class DequeueSource(WorkSource):
         }
 
     async def _heartbeat_loop(self) -> None:
+        # The first at a random point of the first interval, as WorkStreamSource does: workers
+        # started together would otherwise write their heartbeats in the same instant every interval.
+        delay = random.uniform(0, self.heartbeat_interval)
         while True:
-            await asyncio.sleep(self.heartbeat_interval)
+            await asyncio.sleep(delay)
+            delay = self.heartbeat_interval
             try:
                 await self.store.update_worker(self.worker_id, heartbeat_stats=self._stats(True))
                 now = time.time()

@@ -40,7 +40,9 @@ type WorkStreamConfig struct {
 	// concurrency: attempts beyond it wait in the source while the server counts them as running.
 	Capacity int
 	// HeartbeatInterval is how often the worker says it is alive (default 10s). The server ends a
-	// stream that is silent for three intervals and gives up the attempts it held.
+	// stream that is silent for three intervals and gives up the attempts it held. The first
+	// heartbeat comes at a random point of the first interval, so that workers started together
+	// do not all beat at once.
 	HeartbeatInterval time.Duration
 	// RetryDeadline is how long to keep reconnecting after the stream broke (zero: the client's
 	// retry deadline, see [WithRetryDeadline]); after it, Next and Report fail for good.

@@ -6,6 +6,7 @@ package agl
 import (
 	"context"
 	"fmt"
+	"math/rand/v2"
 	"slices"
 	"time"
 
@@ -180,11 +181,15 @@ func (s *WorkStreamSource) send(stream aglv1.RunnerService_WorkClient, req *aglv
 }
 
 func (s *WorkStreamSource) heartbeats() {
-	ticker := time.NewTicker(s.cfg.HeartbeatInterval)
-	defer ticker.Stop()
+	// The first heartbeat comes at a random point of the first interval. Workers started together
+	// (a launcher starting a fleet) would otherwise beat in the same instant every interval, and
+	// each beat is a store write: 1,000 at once held dispatch back for tens of milliseconds.
+	timer := time.NewTimer(rand.N(s.cfg.HeartbeatInterval))
+	defer timer.Stop()
 	for {
 		select {
-		case <-ticker.C:
+		case <-timer.C:
+			timer.Reset(s.cfg.HeartbeatInterval)
 		case <-s.ctx.Done():
 			return
 		case <-s.done:

@@ -105,7 +105,14 @@ export class WorkStreamSource implements WorkSource {
   async start(signal?: AbortSignal): Promise<void> {
     if (this.supervisor === undefined) {
       this.supervisor = this.supervise();
-      this.heartbeats = setInterval(() => this.heartbeat(), this.heartbeatIntervalMs);
+      // The first heartbeat comes at a random point of the first interval. Workers started together
+      // (a launcher starting a fleet) would otherwise beat in the same instant every interval, and
+      // each beat is a store write: 1,000 at once held dispatch back for tens of milliseconds.
+      this.heartbeats = setTimeout(() => {
+        this.heartbeat();
+        this.heartbeats = setInterval(() => this.heartbeat(), this.heartbeatIntervalMs);
+        this.heartbeats.unref();
+      }, Math.random() * this.heartbeatIntervalMs);
       this.heartbeats.unref();
     }
     const aborted = signal ? abortion(signal) : undefined;
@@ -224,7 +231,7 @@ export class WorkStreamSource implements WorkSource {
       }
       this.stop.abort();
       await this.supervisor;
-      clearInterval(this.heartbeats);
+      clearTimeout(this.heartbeats); // the first beat's timeout or, after it, the interval
     }
     this.closing = true;
     const closed = new AglError(

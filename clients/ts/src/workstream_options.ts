@@ -11,7 +11,8 @@ export interface WorkStreamOptions {
   capacity?: number;
   /**
    * How often the worker says it is alive, in ms (default 10,000). The server ends a stream that
-   * is silent for three intervals and gives up the attempts it held.
+   * is silent for three intervals and gives up the attempts it held. The first heartbeat comes at a
+   * random point of the first interval, so that workers started together do not all beat at once.
    */
   heartbeatIntervalMs?: number;
   /**

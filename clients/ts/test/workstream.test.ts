@@ -359,4 +359,53 @@ describe("WorkStreamSource against a real agl-server", () => {
     await source.close();
     assert.equal((await client.getRollout("ro-adopted")).attempt?.status, AttemptStatus.UNRESPONSIVE);
   });
+
+  // Workers started together do not heartbeat together: each source sends its first heartbeat at a
+  // random point of its first interval (every heartbeat is a store write, and 1,000 aligned ones
+  // held dispatch back for tens of milliseconds in bench/fleet_bench.py).
+  it("spreads the heartbeats of workers started together", async () => {
+    const { client } = await setup();
+    const intervalMs = 1_000;
+    const sources = Array.from(
+      { length: 16 },
+      (_, i) =>
+        new WorkStreamSource(client, { workerId: `w-phase-${i}`, heartbeatIntervalMs: intervalMs, logger: quiet }),
+    );
+    const signal = AbortSignal.timeout(30_000);
+    try {
+      await Promise.all(sources.map((source) => source.start(signal)));
+      // The worker record is written at welcome and at each heartbeat, with the store's clock: the
+      // gap between the two writes is the first heartbeat's delay, however often this polls.
+      const stamp = async (workerId: string) => {
+        const time = (await workerRecord(client, workerId)).lastHeartbeatTime;
+        assert.ok(time, `no heartbeat time for ${workerId}`);
+        return Number(time.seconds) * 1_000 + time.nanos / 1e6;
+      };
+      const welcomed = await Promise.all(
+        sources.map(async (source) => [source.workerId, await stamp(source.workerId)] as const),
+      );
+      const offsets: number[] = [];
+      const deadline = Date.now() + 10 * intervalMs;
+      for (const [workerId, welcomedAt] of welcomed) {
+        for (;;) {
+          const at = await stamp(workerId);
+          if (at > welcomedAt) {
+            offsets.push(at - welcomedAt);
+            break;
+          }
+          assert.ok(Date.now() < deadline, `worker ${workerId} sent no heartbeat in time`);
+          await new Promise((resolve) => setTimeout(resolve, 50)); // a poll, bounded by the deadline
+        }
+      }
+      const first = Math.min(...offsets);
+      const last = Math.max(...offsets);
+      // Aligned, every offset would be one interval; spread uniformly over it, 16 offsets span less
+      // than 0.4 of it with a probability of about 1e-5.
+      assert.ok(last - first >= 0.4 * intervalMs, `first heartbeats after welcome: ${offsets}`);
+      // Within the first interval, or the second when the first fell before the stream was open.
+      assert.ok(last <= 2 * intervalMs + 500, `first heartbeats after welcome: ${offsets}`);
+    } finally {
+      await Promise.all(sources.map((source) => source.close()));
+    }
+  });
 });

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"io"
+	"math/rand/v2"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -144,13 +145,16 @@ func (w *worker) send(req *aglv1.WorkRequest) bool {
 }
 
 func (w *worker) heartbeats(ctx context.Context) {
-	ticker := time.NewTicker(w.f.cfg.heartbeat)
-	defer ticker.Stop()
+	// The first at a random point of the first interval, as the agl package's workers do: a fleet
+	// started at once would otherwise beat in the same instant every interval.
+	timer := time.NewTimer(rand.N(w.f.cfg.heartbeat))
+	defer timer.Stop()
 	for {
 		select {
 		case <-ctx.Done():
 			return
-		case <-ticker.C:
+		case <-timer.C:
+			timer.Reset(w.f.cfg.heartbeat)
 			if w.stopping.Load() {
 				return
 			}
