@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from typing import Any
 
 from agl_core.errors import InvalidArgumentError, NotFoundError
@@ -54,23 +54,41 @@ class WorkersMixin(LmdbCore):
         return s.GetWorkerResponse(worker=_with_route(worker))
 
     async def update_worker(self, request: s.UpdateWorkerRequest) -> s.UpdateWorkerResponse:
-        worker_id = validation.require_id(request.worker_id, "worker_id")
-        if request.HasField("status") and (request.status not in t.WorkerStatus.values() or request.status == 0):
-            raise InvalidArgumentError(f"status {request.status} is not a worker status; use idle, busy or unknown")
+        check_worker_update(request)
+        return s.UpdateWorkerResponse(worker=_with_route(await self._write(lambda tx: _apply_update(tx, request))))
 
-        def op(tx: Tx) -> t.Worker:
-            # A worker first heard of here has told nothing about its work yet: UNKNOWN until it
-            # says (or the store sees it take or finish an attempt).
-            worker = tx.find_worker(worker_id) or t.Worker(worker_id=worker_id, status=t.WORKER_STATUS_UNKNOWN)
-            worker.last_heartbeat_time.FromNanoseconds(tx.now_ns)
-            if request.HasField("heartbeat_stats"):
-                worker.heartbeat_stats.CopyFrom(request.heartbeat_stats)
-            if request.HasField("status"):
-                worker.status = request.status
-            tx.put_worker(worker)
-            return worker
+    async def update_workers(self, requests: Sequence[s.UpdateWorkerRequest]) -> None:
+        """Several :meth:`update_worker` calls in one store operation, applied in order: agl-server
+        writes the heartbeats of all its Work streams so (one operation, and one wake-up of its
+        caller, per many workers instead of per worker). All are checked before any is written."""
+        for request in requests:
+            check_worker_update(request)
 
-        return s.UpdateWorkerResponse(worker=_with_route(await self._write(op)))
+        def op(tx: Tx) -> None:
+            for request in requests:
+                _apply_update(tx, request)
+
+        await self._write(op)
+
+
+def check_worker_update(request: s.UpdateWorkerRequest) -> None:
+    """Raises InvalidArgumentError for an update that cannot be applied."""
+    validation.require_id(request.worker_id, "worker_id")
+    if request.HasField("status") and (request.status not in t.WorkerStatus.values() or request.status == 0):
+        raise InvalidArgumentError(f"status {request.status} is not a worker status; use idle, busy or unknown")
+
+
+def _apply_update(tx: Tx, request: s.UpdateWorkerRequest) -> t.Worker:
+    # A worker first heard of here has told nothing about its work yet: UNKNOWN until it says (or
+    # the store sees it take or finish an attempt).
+    worker = tx.find_worker(request.worker_id) or t.Worker(worker_id=request.worker_id, status=t.WORKER_STATUS_UNKNOWN)
+    worker.last_heartbeat_time.FromNanoseconds(tx.now_ns)
+    if request.HasField("heartbeat_stats"):
+        worker.heartbeat_stats.CopyFrom(request.heartbeat_stats)
+    if request.HasField("status"):
+        worker.status = request.status
+    tx.put_worker(worker)
+    return worker
 
 
 def _with_route(worker: t.Worker) -> t.Worker:

@@ -24,6 +24,7 @@ from agl_core.types.values import from_struct
 from agl_server.runner_service.dispatcher import Dispatcher
 from agl_server.runner_service.recovery import recover_orphans
 from agl_server.runner_service.session import SessionEnded, WorkSession
+from agl_server.runner_service.worker_writes import WorkerWrites
 
 logger = logging.getLogger("agl_server")
 
@@ -60,6 +61,7 @@ class RunnerServicer:
         self.shutting_down = shutting_down or asyncio.Event()
         self.signal = QueueSignal(backend_follow(backend), name="agl-server-queue-signal")
         self.dispatcher = Dispatcher(backend, self.signal)
+        self.worker_writes = WorkerWrites(backend)
         self.sessions: dict[str, WorkSession] = {}
         if reconnect_grace is None:
             reconnect_grace = float(os.environ.get(RECONNECT_GRACE_ENV, DEFAULT_RECONNECT_GRACE))
@@ -160,6 +162,7 @@ class RunnerServicer:
             send=send,
             is_owner=lambda s: self.sessions.get(s.worker_id) is s,
             dispatcher=self.dispatcher,
+            worker_writes=self.worker_writes,
         )
         try:
             await self._open(session, hello)

@@ -36,6 +36,7 @@ from agl_core.store.request_checks import check_request
 from agl_core.types.values import from_struct, to_struct
 from agl_server.runner_service.dispatcher import Dispatcher
 from agl_server.runner_service.reports import STOP, QueuedHeartbeat, QueuedReport, ReportProcessing
+from agl_server.runner_service.worker_writes import WorkerWrites
 
 logger = logging.getLogger("agl_server")
 
@@ -73,6 +74,7 @@ class WorkSession(ReportProcessing):
         is_owner: Callable[[WorkSession], bool],
         route: routing.Route | None = None,
         dispatcher: Dispatcher,
+        worker_writes: WorkerWrites | None = None,
         start_on_assignment: bool = False,
     ) -> None:
         self.backend = backend
@@ -95,6 +97,8 @@ class WorkSession(ReportProcessing):
         self.keep_attempts = False
         self._worker_stats: dict[str, Any] = {}
         self._dispatcher = dispatcher
+        # Worker-record writes (welcome, heartbeats, the end) go with other streams' (worker_writes.py).
+        self._worker_writes = worker_writes or WorkerWrites(backend)
         self._outbox: asyncio.Queue[list[t.Rollout]] = asyncio.Queue()
         # Set when the session stops taking work: a claim that lands later is handed back.
         self._stopped = False
@@ -321,7 +325,7 @@ class WorkSession(ReportProcessing):
         request.heartbeat_stats.CopyFrom(to_struct(self.stats(connected), "heartbeat_stats"))
         if status is not None:
             request.status = status
-        await self.backend.update_worker(request)
+        await self._worker_writes.update(request)
 
     # --- the end -----------------------------------------------------------------------------------
 
