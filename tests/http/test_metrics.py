@@ -101,6 +101,9 @@ async def test_work_streams_and_unresponsive_attempts(
         assert samples["agl_workers_connected"] == 1
         assert samples["agl_workers_capacity"] == 2
         assert samples["agl_workers_attempts_held"] == 1
+        # The welcome's write of the worker record (coalesced writes: see worker_writes.py).
+        assert samples["agl_worker_record_updates_total"] >= 1
+        assert 1 <= samples["agl_worker_record_writes_total"] <= samples["agl_worker_record_updates_total"]
         call.cancel()  # the worker goes away holding its attempt: it is given up as unresponsive
 
     async def given_up() -> bool:

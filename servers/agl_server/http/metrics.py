@@ -125,6 +125,17 @@ class ServerCollector(Collector):
             "Attempts connected workers hold, summed",
             sum(len(x.active) for x in sessions.values()),
         )
+        writes = runner.worker_writes
+        yield CounterMetricFamily(
+            "agl_worker_record_updates",
+            "Worker-record updates written for Work streams (welcomes, heartbeats, ends)",
+            writes.updates,
+        )
+        yield CounterMetricFamily(
+            "agl_worker_record_writes",
+            "Store operations those updates took (fewer when several streams' updates went together)",
+            writes.writes,
+        )
 
     def _budget(self) -> Iterator[Metric]:
         budget = self.ctx.ingest_budget

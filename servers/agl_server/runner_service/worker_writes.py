@@ -37,8 +37,8 @@ class WorkerWrites:
         )
         self._waiting: list[tuple[s.UpdateWorkerRequest, asyncio.Future[None]]] = []
         self._writing: asyncio.Task[None] | None = None
-        self.writes = 0  # store operations made (tests read these two)
-        self.updates = 0
+        self.writes = 0  # store operations made (/metrics: agl_worker_record_writes_total)
+        self.updates = 0  # agl_worker_record_updates_total
 
     async def update(self, request: s.UpdateWorkerRequest) -> None:
         """Write ``request``; returns once it is durable (or raises what the store raised for it)."""
