@@ -6,9 +6,9 @@ bench/fleet_bench.py)."""
 from __future__ import annotations
 
 import asyncio
-import time
 
 import pytest
+from support.waits import until
 
 from agl_core.client import GrpcStore
 from agl_core.runner import DequeueSource, WorkStreamSource
@@ -21,13 +21,16 @@ INTERVAL = 1.0
 async def first_heartbeat_after_welcome(client: GrpcStore, worker_id: str, welcomed: float) -> float:
     """Seconds from the worker record's write at welcome to its next write (the first heartbeat):
     both are the store's own timestamps, so how often this polls does not matter."""
-    deadline = time.monotonic() + 10 * INTERVAL
-    while time.monotonic() < deadline:
+    offset: list[float] = []
+
+    async def beaten() -> bool:
         stamp = (await client.get_worker(worker_id)).last_heartbeat_time
         if stamp is not None and stamp > welcomed:
-            return stamp - welcomed
-        await asyncio.sleep(0.05)  # a poll interval, not a synchronisation: the deadline bounds it
-    raise AssertionError(f"worker {worker_id} sent no heartbeat within {10 * INTERVAL:g}s")
+            offset.append(stamp - welcomed)
+        return bool(offset)
+
+    await until(beaten, timeout=10 * INTERVAL, what=f"a heartbeat of worker {worker_id}")
+    return offset[0]
 
 
 @pytest.mark.parametrize("kind", ["work stream", "polling"])

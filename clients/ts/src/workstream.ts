@@ -14,6 +14,7 @@ import {
   WorkRequestSchema,
 } from "./gen/agl/v1/runner_pb.js";
 import { AttemptStatus } from "./gen/agl/v1/types_pb.js";
+import { startHeartbeats } from "./heartbeats.js";
 import { failureCode, Outage, STREAM_RETRYABLE } from "./retry.js";
 import { Outbox } from "./outbox.js";
 import { PendingReports } from "./pending_reports.js";
@@ -61,7 +62,7 @@ export class WorkStreamSource implements WorkSource {
   private changed = deferred<void>();
   private readonly welcomed = deferred<void>();
   private supervisor: Promise<void> | undefined;
-  private heartbeats: NodeJS.Timeout | undefined;
+  private stopHeartbeats: (() => void) | undefined;
   private readonly stop = new AbortController();
 
   constructor(
@@ -105,15 +106,7 @@ export class WorkStreamSource implements WorkSource {
   async start(signal?: AbortSignal): Promise<void> {
     if (this.supervisor === undefined) {
       this.supervisor = this.supervise();
-      // The first heartbeat comes at a random point of the first interval. Workers started together
-      // (a launcher starting a fleet) would otherwise beat in the same instant every interval, and
-      // each beat is a store write: 1,000 at once held dispatch back for tens of milliseconds.
-      this.heartbeats = setTimeout(() => {
-        this.heartbeat();
-        this.heartbeats = setInterval(() => this.heartbeat(), this.heartbeatIntervalMs);
-        this.heartbeats.unref();
-      }, Math.random() * this.heartbeatIntervalMs);
-      this.heartbeats.unref();
+      this.stopHeartbeats = startHeartbeats(this.heartbeatIntervalMs, () => this.heartbeat());
     }
     const aborted = signal ? abortion(signal) : undefined;
     try {
@@ -231,7 +224,7 @@ export class WorkStreamSource implements WorkSource {
       }
       this.stop.abort();
       await this.supervisor;
-      clearTimeout(this.heartbeats); // the first beat's timeout or, after it, the interval
+      this.stopHeartbeats?.();
     }
     this.closing = true;
     const closed = new AglError(

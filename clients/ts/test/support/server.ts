@@ -193,10 +193,13 @@ export function serverForSuite(...args: string[]): { readonly server: TestServer
   return state;
 }
 
-/** Polls a condition of a client (there is no event to wait on) with a deadline. */
-export async function waitUntil(cond: () => boolean, timeoutMs = 10_000): Promise<void> {
+/**
+ * Polls a condition (of a client, or a store record read with `await`: there is no event to wait
+ * on) with a deadline.
+ */
+export async function waitUntil(cond: () => boolean | Promise<boolean>, timeoutMs = 10_000): Promise<void> {
   const deadline = Date.now() + timeoutMs;
-  while (!cond()) {
+  while (!(await cond())) {
     if (Date.now() >= deadline) {
       throw new Error(`condition not reached in ${timeoutMs}ms`);
     }
