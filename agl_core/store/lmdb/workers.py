@@ -54,7 +54,7 @@ class WorkersMixin(LmdbCore):
         return s.GetWorkerResponse(worker=_with_route(worker))
 
     async def update_worker(self, request: s.UpdateWorkerRequest) -> s.UpdateWorkerResponse:
-        check_worker_update(request)
+        _check_update(request)
         return s.UpdateWorkerResponse(worker=_with_route(await self._write(lambda tx: _apply_update(tx, request))))
 
     async def update_workers(self, requests: Sequence[s.UpdateWorkerRequest]) -> None:
@@ -62,7 +62,7 @@ class WorkersMixin(LmdbCore):
         writes the heartbeats of all its Work streams so (one operation, and one wake-up of its
         caller, per many workers instead of per worker). All are checked before any is written."""
         for request in requests:
-            check_worker_update(request)
+            _check_update(request)
 
         def op(tx: Tx) -> None:
             for request in requests:
@@ -71,7 +71,7 @@ class WorkersMixin(LmdbCore):
         await self._write(op)
 
 
-def check_worker_update(request: s.UpdateWorkerRequest) -> None:
+def _check_update(request: s.UpdateWorkerRequest) -> None:
     """Raises InvalidArgumentError for an update that cannot be applied."""
     validation.require_id(request.worker_id, "worker_id")
     if request.HasField("status") and (request.status not in t.WorkerStatus.values() or request.status == 0):

@@ -74,7 +74,7 @@ class WorkSession(ReportProcessing):
         is_owner: Callable[[WorkSession], bool],
         route: routing.Route | None = None,
         dispatcher: Dispatcher,
-        worker_writes: WorkerWrites | None = None,
+        worker_writes: WorkerWrites,
         start_on_assignment: bool = False,
     ) -> None:
         self.backend = backend
@@ -98,7 +98,7 @@ class WorkSession(ReportProcessing):
         self._worker_stats: dict[str, Any] = {}
         self._dispatcher = dispatcher
         # Worker-record writes (welcome, heartbeats, the end) go with other streams' (worker_writes.py).
-        self._worker_writes = worker_writes or WorkerWrites(backend)
+        self._worker_writes = worker_writes
         self._outbox: asyncio.Queue[list[t.Rollout]] = asyncio.Queue()
         # Set when the session stops taking work: a claim that lands later is handed back.
         self._stopped = False

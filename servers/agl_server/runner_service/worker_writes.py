@@ -44,13 +44,15 @@ class WorkerWrites:
         """Write ``request``; returns once it is durable (or raises what the store raised for it)."""
         if self._many is None:
             await self._backend.update_worker(request)
+            self.writes += 1
+            self.updates += 1
             return
         future = asyncio.get_running_loop().create_future()
         self._waiting.append((request, future))
         if self._writing is None:
             self._writing = asyncio.ensure_future(self._drain())
-        # Shielded: a caller that gives up does not cancel the write the others wait for.
-        await asyncio.shield(future)
+        # A caller that gives up cancels only its own future; the write goes on for the others.
+        await future
 
     async def _drain(self) -> None:
         try:
