@@ -20,6 +20,11 @@ fsync per commit) and runs, one after the other on that server:
   Workers say ``start_on_assignment`` in hello, as the runners do: their attempts arrive RUNNING
   and get the final report alone; ``--assign-preparing`` leaves it out (attempts arrive PREPARING
   and are reported RUNNING, as before the field existed).
+- held (not run by default): ``--held-workers`` workers of capacity ``--capacity`` whose agent works
+  ``--hold`` seconds on each attempt (on average), with a heartbeat every ``--heartbeat`` seconds, and a backlog
+  kept queued for ``--lifecycle-seconds``: a fleet whose workers hold many attempts, so that each
+  heartbeat also refreshes every attempt its worker holds. Completed rollouts/s (at most
+  workers x capacity / hold) and the server's CPU per rollout, heartbeats included.
 
 Around each scenario it samples the server process's CPU time (its threads and any children) and
 RSS. Prints a table and saves bench/results/<--out>.json, with the load average of the machine
@@ -36,6 +41,7 @@ import sys
 import tempfile
 import threading
 import time
+import urllib.request
 from pathlib import Path
 from typing import Any
 
@@ -44,6 +50,8 @@ import psutil
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from common import ROOT, Report
 from loadgen import build_loadgen, loadgen_command, result_of
+from prometheus_client.parser import text_string_to_metric_families
+from writer_metrics import writer_totals
 
 from agl_server.process import ServerProcess
 
@@ -204,6 +212,37 @@ def report_lifecycle(report: Report, r: dict[str, Any]) -> None:
     report.add("  server RSS peak", r["server"]["rss_peak_mb"], "MiB")
 
 
+def store_writes(metrics_url: str) -> dict[str, float]:
+    """The store writer's running totals and the attempt-heartbeat counters, from /metrics."""
+    totals = writer_totals(metrics_url)
+    with urllib.request.urlopen(metrics_url, timeout=10) as response:
+        families = text_string_to_metric_families(response.read().decode())
+        samples = {sample.name: sample.value for family in families for sample in family.samples}
+    wanted = ("agl_attempt_heartbeats_total", "agl_attempt_heartbeat_writes_total")
+    # A server without these counters (before agl-server coalesced attempt heartbeats) leaves them out.
+    return {"groups": totals.groups, "operations": totals.operations, **{k: samples[k] for k in wanted if k in samples}}
+
+
+def report_held(report: Report, r: dict[str, Any], args: argparse.Namespace) -> None:
+    held = r["workers"] * args.capacity
+    label = f"held: {r['workers']} workers x {args.capacity} attempts, {args.hold:g} s each"
+    label += f", heartbeat {args.heartbeat:g} s"
+    ceiling = held / args.hold
+    report.add(label, r["rollouts_per_s"], "rollouts/s", note=f"at most {ceiling:,.0f}: {held:,} attempts held at once")
+    if r.get("ack_final_count"):
+        note = f"p50 {_ms(r['ack_final_p50_ms']):.2f} ms"
+        report.add("  report ack p99, final", _ms(r["ack_final_p99_ms"]), "ms", note=note)
+    report.add("  server CPU per rollout", r["server"]["cpu_ms_per_rollout"], "ms", note="heartbeats included")
+    writes, wall = r["store_writes"], r["server"]["wall_s"]
+    report.add("  store operations per second", writes["operations"] / wall, "ops/s", note="warm-up included")
+    report.add("  group commits per second", writes["groups"] / wall, "commits/s")
+    if "agl_attempt_heartbeats_total" in writes:
+        beats = writes["agl_attempt_heartbeats_total"]
+        note = f"{beats / max(writes['agl_attempt_heartbeat_writes_total'], 1):.1f} per store operation"
+        report.add("  attempt heartbeats written per second", beats / wall, "beats/s", note=note)
+    report.add("  server RSS peak", r["server"]["rss_peak_mb"], "MiB")
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true", help="small sizes: a smoke test of the benchmark itself")
@@ -219,6 +258,10 @@ def main() -> int:
     parser.add_argument("--batch", type=int, help="large-batch: rollouts per EnqueueRollouts (default 8,192)")
     parser.add_argument("--lifecycle-workers", help="lifecycle: worker counts, comma-separated (default 1,8,64,256)")
     parser.add_argument("--lifecycle-seconds", type=float, help="lifecycle: the measured window (default 10)")
+    parser.add_argument("--held-workers", type=int, default=256, help="held: workers (default 256)")
+    parser.add_argument("--capacity", type=int, default=8, help="held: attempts each worker holds at once (default 8)")
+    parser.add_argument("--hold", type=float, default=2.0, help="held: seconds the agent works per attempt (default 2)")
+    parser.add_argument("--heartbeat", type=float, default=1.0, help="held: seconds between heartbeats (default 1)")
     parser.add_argument("--no-running-report", action="store_true", help="workers report only the final status")
     parser.add_argument(
         "--assign-preparing",
@@ -257,6 +300,8 @@ def main() -> int:
         "running_wait": args.running_wait and not args.no_running_report,
         "start_on_assignment": not args.assign_preparing,
         "large_batch_timeout_s": args.timeout, "welcome_timeout_s": args.welcome_timeout,
+        "held": {"workers": args.held_workers, "capacity": args.capacity, "hold_s": args.hold,
+                 "heartbeat_s": args.heartbeat},
     }  # fmt: skip
     binary = build_loadgen()
     base = {
@@ -270,7 +315,9 @@ def main() -> int:
     context["results"] = results
     slack = args.welcome_timeout + 120
     with tempfile.TemporaryDirectory(dir=args.workdir) as workdir:
-        server = ServerProcess(os.path.join(workdir, "data"), log_path=os.path.join(workdir, "server.log")).start()
+        # The HTTP listener only answers the held scenario's two scrapes of /metrics.
+        data, log = os.path.join(workdir, "data"), os.path.join(workdir, "server.log")
+        server = ServerProcess(data, args=["--http-port", "0"], log_path=log).start()
         try:
             assert server.process is not None
             sampler = ServerSampler(server.process.pid)
@@ -295,6 +342,16 @@ def main() -> int:
                     r = run_scenario(binary, server.address, sampler, options, lifecycle_seconds + slack)
                     results[f"lifecycle-{n}"] = r
                     report_lifecycle(report, r)
+            if "held" in scenarios:
+                options = {**base, "scenario": "lifecycle", "workers": args.held_workers, "batch": 1_000}
+                options.update(capacity=args.capacity, hold=f"{args.hold}s", heartbeat=f"{args.heartbeat}s")
+                options.update(duration=f"{lifecycle_seconds}s", warmup=f"{max(2.0, 2 * args.hold)}s")
+                metrics_url = server.http_url + "/metrics"
+                before = store_writes(metrics_url)
+                r = run_scenario(binary, server.address, sampler, options, lifecycle_seconds + slack)
+                r["store_writes"] = {k: v - before.get(k, 0.0) for k, v in store_writes(metrics_url).items()}
+                results["held"] = r
+                report_held(report, r, args)
             peaks = [r["server"]["rss_peak_mb"] for r in results.values()]
             report.add("server RSS peak, all scenarios", max(peaks, default=float("nan")), "MiB")
         finally:

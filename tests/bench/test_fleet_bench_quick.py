@@ -66,3 +66,24 @@ def test_fleet_bench_assign_preparing_reports_running() -> None:
     assert lifecycle["ack_running_count"] > 0 and lifecycle["ack_final_count"] > 0
     assert lifecycle["running_report"] is True and lifecycle["running_wait"] is False
     assert lifecycle["failed_acks"] == 0 and lifecycle["duplicates"] == 0
+
+
+@pytest.mark.skipif(shutil.which("go") is None, reason="the fleet bench's load generator needs the Go toolchain")
+def test_fleet_bench_held_attempts_are_heartbeaten_together() -> None:
+    """The held scenario: agents that work (agl-loadgen -hold), so workers hold several attempts at
+    each heartbeat, and agl-server writes those attempts' heartbeats several to a store operation."""
+    saved = run_bench(
+        "fleet_bench.py",
+        ["--quick", "--scenarios", "held", "--held-workers", "8", "--capacity", "4", "--hold", "0.5",
+         "--heartbeat", "0.2"],
+        "fleet_bench_smoke_held_quick",
+        timeout=240,
+    )  # fmt: skip
+    held = saved["context"]["results"]["held"]
+    assert held["completed_in_window"] > 0 and held["duplicates"] == 0 and held["failed_acks"] == 0
+    assert held["ack_final_count"] > 0
+    writes = held["store_writes"]
+    # 8 workers beating every 0.2 s over the whole run, each with the attempts it holds.
+    assert writes["agl_attempt_heartbeats_total"] > 8
+    assert 0 < writes["agl_attempt_heartbeat_writes_total"] < writes["agl_attempt_heartbeats_total"]
+    assert writes["groups"] > 0 and writes["operations"] >= writes["groups"]

@@ -10,6 +10,10 @@
 // before they sent RUNNING without a round trip). Both acks are timed from their report's send.
 // With -start-on-assignment (the default, as the runners do) the hello asks for attempts claimed
 // RUNNING; an assignment that arrives RUNNING gets its final report alone (no RUNNING report).
+// -hold makes the agent take that long on average (uniform between half and one and a half times
+// it): the final report goes that long after the assignment (and after RUNNING, when one is sent),
+// so each worker holds up to -capacity attempts at a time and its heartbeats carry them, as a fleet
+// of real agents does.
 //
 // Scenarios (-scenario):
 //
@@ -58,6 +62,7 @@ type config struct {
 	timeout        time.Duration
 	runningReport  bool
 	runningWait    bool
+	hold           time.Duration
 	startOnAssign  bool
 	json           bool
 	writers        int
@@ -87,6 +92,7 @@ func main() {
 		"say start_on_assignment in hello: attempts arrive RUNNING and get no RUNNING report")
 	flag.BoolVar(&cfg.runningWait, "running-wait", false,
 		"wait for RUNNING's ack before the final report (default: send both back to back, pipelined)")
+	flag.DurationVar(&cfg.hold, "hold", 0, "how long the agent works on each attempt, on average, before its final report (default: no work)")
 	flag.IntVar(&cfg.writers, "writers", 8, "span-ack: closed-loop span writers (an IngestSpans stream each)")
 	flag.StringVar(&cfg.batches, "batches", "", "span-ack: JSON list of base64 IngestSpansRequest messages; writer i sends the (i mod n)th")
 	flag.BoolVar(&cfg.json, "json", false, "print one JSON object with the figures on stdout")

@@ -38,7 +38,8 @@ type worker struct {
 	failed            atomic.Bool  // the stream ended with an error before the run closed it
 	holding           atomic.Int64 // attempts assigned and not finally acknowledged
 
-	sent map[reportKey]time.Time // receive goroutine only
+	sentMu sync.Mutex // with -hold, final reports are sent from timers
+	sent   map[reportKey]time.Time
 }
 
 var loggedErrors atomic.Int32
@@ -84,6 +85,15 @@ func (w *worker) run(ctx context.Context) {
 			attempt := kind.Assignment.GetRollout().GetAttempt()
 			rolloutID, attemptID := attempt.GetRolloutId(), attempt.GetAttemptId()
 			switch {
+			case w.f.cfg.hold > 0:
+				if w.f.cfg.runningReport && attempt.GetStatus() != aglv1.AttemptStatus_ATTEMPT_STATUS_RUNNING {
+					w.report(rolloutID, attemptID, aglv1.AttemptStatus_ATTEMPT_STATUS_RUNNING)
+				}
+				// Uniform over [hold/2, 3hold/2]: agents' times vary, and equal ones would send the
+				// final reports of a batch of assignments in one burst.
+				time.AfterFunc(w.f.cfg.hold/2+rand.N(w.f.cfg.hold), func() {
+					w.report(rolloutID, attemptID, aglv1.AttemptStatus_ATTEMPT_STATUS_SUCCEEDED)
+				})
 			case !w.f.cfg.runningReport || attempt.GetStatus() == aglv1.AttemptStatus_ATTEMPT_STATUS_RUNNING:
 				w.report(rolloutID, attemptID, aglv1.AttemptStatus_ATTEMPT_STATUS_SUCCEEDED)
 			case w.f.cfg.runningWait:
@@ -97,8 +107,10 @@ func (w *worker) run(ctx context.Context) {
 		case *aglv1.WorkResponse_ReportAck:
 			ack := kind.ReportAck
 			key := reportKey{ack.GetAttemptId(), ack.GetStatus()}
+			w.sentMu.Lock()
 			sentAt, ok := w.sent[key]
 			delete(w.sent, key)
+			w.sentMu.Unlock()
 			if !ok {
 				sentAt = now
 			}
@@ -106,8 +118,9 @@ func (w *worker) run(ctx context.Context) {
 			switch {
 			case ack.GetStatus() != aglv1.AttemptStatus_ATTEMPT_STATUS_RUNNING:
 				w.holding.Add(-1) // a final ack
-			case !w.f.cfg.runningWait:
-				// Pipelined: the final report went with RUNNING; its ack ends the attempt.
+			case !w.f.cfg.runningWait || w.f.cfg.hold > 0:
+				// Pipelined (the final report went with RUNNING) or held (it goes when the agent is
+				// done): the final report's ack ends the attempt.
 			case ack.GetCode() == 0:
 				w.report(ack.GetRolloutId(), ack.GetAttemptId(), aglv1.AttemptStatus_ATTEMPT_STATUS_SUCCEEDED)
 			default:
@@ -129,7 +142,9 @@ func (w *worker) end(err error) {
 }
 
 func (w *worker) report(rolloutID, attemptID string, status aglv1.AttemptStatus) {
+	w.sentMu.Lock()
 	w.sent[reportKey{attemptID, status}] = time.Now()
+	w.sentMu.Unlock()
 	w.send(&aglv1.WorkRequest{Kind: &aglv1.WorkRequest_Report{Report: &aglv1.AttemptReport{
 		RolloutId: rolloutID, AttemptId: attemptID, Status: status,
 	}}})
