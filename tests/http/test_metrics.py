@@ -104,6 +104,15 @@ async def test_work_streams_and_unresponsive_attempts(
         # The welcome's write of the worker record (coalesced writes: see worker_writes.py).
         assert samples["agl_worker_record_updates_total"] >= 1
         assert 1 <= samples["agl_worker_record_writes_total"] <= samples["agl_worker_record_updates_total"]
+        # A heartbeat refreshes the attempt the worker holds (coalesced: see attempt_heartbeats.py).
+        assert samples["agl_attempt_heartbeats_total"] == 0
+        await call.write(r.WorkRequest(heartbeat=r.WorkerHeartbeat()))
+
+        async def beat_written() -> bool:
+            return (await scrape(http, http_server))["agl_attempt_heartbeats_total"] == 1
+
+        await until(beat_written, timeout=30, what="the held attempt's heartbeat written")
+        assert (await scrape(http, http_server))["agl_attempt_heartbeat_writes_total"] == 1
         call.cancel()  # the worker goes away holding its attempt: it is given up as unresponsive
 
     async def given_up() -> bool:

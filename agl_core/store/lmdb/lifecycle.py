@@ -4,11 +4,11 @@ in ``rules.py`` and ``records.py`` decide the statuses), and reading rollouts an
 from __future__ import annotations
 
 import heapq
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 
 import lmdb
 
-from agl_core.errors import InvalidArgumentError
+from agl_core.errors import AglError, InvalidArgumentError
 from agl_core.proto import store_pb2 as s
 from agl_core.proto import types_pb2 as t
 from agl_core.store import filters, routing, rules, validation
@@ -188,3 +188,43 @@ class LifecycleMixin(LmdbCore):
             return attempt
 
         return s.UpdateAttemptResponse(attempt=await self._write(op))
+
+    async def heartbeat_attempts(self, beats: Sequence[tuple[str, str, int]]) -> list[AglError | None]:
+        """Set the last heartbeat time of many attempts in one store operation, each beat a
+        ``(rollout_id, attempt_id, time_ns)``, as :meth:`update_attempt` with only
+        ``last_heartbeat_time`` does for one. agl-server refreshes the attempts its workers hold so
+        at each heartbeat, many workers' at once. Each beat succeeds or fails alone (its attempt
+        may be gone meanwhile): the answer holds, in order, None for each written and the error
+        of each not."""
+        outcomes: list[AglError | None] = [None] * len(beats)
+        valid: list[tuple[int, str, str, int]] = []
+        for i, (rollout_id, attempt_id, time_ns) in enumerate(beats):
+            try:
+                valid.append(
+                    (
+                        i,
+                        validation.require_id(rollout_id, "rollout_id"),
+                        validation.require_id(attempt_id, "attempt_id"),
+                        time_ns,
+                    )
+                )
+            except InvalidArgumentError as exc:
+                outcomes[i] = exc
+
+        def op(tx: Tx) -> list[tuple[int, AglError]]:
+            failed: list[tuple[int, AglError]] = []
+            for i, rollout_id, attempt_id, time_ns in valid:
+                try:  # looked up before anything is written: a beat that fails writes nothing
+                    record = tx.rollout(rollout_id)
+                    attempt = tx.find_attempt(record, attempt_id)
+                except AglError as exc:
+                    failed.append((i, exc))
+                    continue
+                attempt.last_heartbeat_time.FromNanoseconds(time_ns)
+                tx.put_attempt(record.num, attempt)
+            return failed
+
+        if valid:
+            for i, error in await self._write(op):
+                outcomes[i] = error
+        return outcomes

@@ -136,6 +136,17 @@ class ServerCollector(Collector):
             "Store operations those updates took (fewer when several streams' updates went together)",
             writes.writes,
         )
+        beats = runner.attempt_heartbeats
+        yield CounterMetricFamily(
+            "agl_attempt_heartbeats",
+            "Heartbeats of attempts written for Work streams (each worker heartbeat refreshes the attempts it holds)",
+            beats.beats,
+        )
+        yield CounterMetricFamily(
+            "agl_attempt_heartbeat_writes",
+            "Store operations those heartbeats took (fewer when several went together)",
+            beats.writes,
+        )
 
     def _budget(self) -> Iterator[Metric]:
         budget = self.ctx.ingest_budget

@@ -18,6 +18,7 @@ from agl_core.proto import store_pb2 as s
 from agl_core.proto import types_pb2 as t
 from agl_core.store import validation
 from agl_core.store.backend import StoreBackend
+from agl_server.runner_service.attempt_heartbeats import AttemptHeartbeats
 
 logger = logging.getLogger("agl_server")
 
@@ -63,6 +64,7 @@ class ReportProcessing:
     _unacked_frees: int
     _frees_acked: asyncio.Event
 
+    attempt_heartbeats: AttemptHeartbeats
     update_worker: Callable[..., Awaitable[None]]
 
     async def _process(self) -> None:
@@ -148,13 +150,13 @@ class ReportProcessing:
     async def _apply_heartbeat(self, item: QueuedHeartbeat) -> None:
         if item.stats is not None:
             self._worker_stats = item.stats
-        await self.update_worker()
-        now = time.time_ns()
-        updates = []
-        for attempt_id, rollout_id in list(self.active.items()):
-            request = s.UpdateAttemptRequest(rollout_id=rollout_id, attempt_id=attempt_id)
-            request.last_heartbeat_time.FromNanoseconds(now)
-            updates.append(self.backend.update_attempt(request))
-        for result in await asyncio.gather(*updates, return_exceptions=True):
-            if isinstance(result, Exception) and not isinstance(result, (AglError,)):
+        # The worker record and the held attempts' beats are asked for together, so they share a
+        # group commit: one sync per heartbeat, not one for the record and then one for the beats.
+        beats = self.attempt_heartbeats.beat_all(dict(self.active), time.time_ns())
+        worker, results = await asyncio.gather(self.update_worker(), beats, return_exceptions=True)
+        # An attempt finished meanwhile is no longer found (an AglError): nothing to say.
+        for result in results if isinstance(results, list) else [results]:
+            if isinstance(result, Exception) and not isinstance(result, AglError):
                 logger.warning("worker %s: attempt heartbeat failed: %s", self.worker_id, result)
+        if isinstance(worker, BaseException):
+            raise worker

@@ -21,6 +21,7 @@ from agl_core.store import routing, validation
 from agl_core.store.backend import StoreBackend
 from agl_core.store.request_checks import check_request
 from agl_core.types.values import from_struct
+from agl_server.runner_service.attempt_heartbeats import AttemptHeartbeats
 from agl_server.runner_service.dispatcher import Dispatcher
 from agl_server.runner_service.recovery import recover_orphans
 from agl_server.runner_service.session import SessionEnded, WorkSession
@@ -62,6 +63,7 @@ class RunnerServicer:
         self.signal = QueueSignal(backend_follow(backend), name="agl-server-queue-signal")
         self.dispatcher = Dispatcher(backend, self.signal)
         self.worker_writes = WorkerWrites(backend)
+        self.attempt_heartbeats = AttemptHeartbeats(backend)
         self.sessions: dict[str, WorkSession] = {}
         if reconnect_grace is None:
             reconnect_grace = float(os.environ.get(RECONNECT_GRACE_ENV, DEFAULT_RECONNECT_GRACE))
@@ -163,6 +165,7 @@ class RunnerServicer:
             is_owner=lambda s: self.sessions.get(s.worker_id) is s,
             dispatcher=self.dispatcher,
             worker_writes=self.worker_writes,
+            attempt_heartbeats=self.attempt_heartbeats,
         )
         try:
             await self._open(session, hello)

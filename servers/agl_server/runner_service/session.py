@@ -34,6 +34,7 @@ from agl_core.store import routing, validation
 from agl_core.store.backend import StoreBackend
 from agl_core.store.request_checks import check_request
 from agl_core.types.values import from_struct, to_struct
+from agl_server.runner_service.attempt_heartbeats import AttemptHeartbeats
 from agl_server.runner_service.dispatcher import Dispatcher
 from agl_server.runner_service.reports import STOP, QueuedHeartbeat, QueuedReport, ReportProcessing
 from agl_server.runner_service.worker_writes import WorkerWrites
@@ -75,6 +76,7 @@ class WorkSession(ReportProcessing):
         route: routing.Route | None = None,
         dispatcher: Dispatcher,
         worker_writes: WorkerWrites,
+        attempt_heartbeats: AttemptHeartbeats,
         start_on_assignment: bool = False,
     ) -> None:
         self.backend = backend
@@ -99,6 +101,8 @@ class WorkSession(ReportProcessing):
         self._dispatcher = dispatcher
         # Worker-record writes (welcome, heartbeats, the end) go with other streams' (worker_writes.py).
         self._worker_writes = worker_writes
+        # And the heartbeats of the attempts it holds with theirs (attempt_heartbeats.py).
+        self.attempt_heartbeats = attempt_heartbeats
         self._outbox: asyncio.Queue[list[t.Rollout]] = asyncio.Queue()
         # Set when the session stops taking work: a claim that lands later is handed back.
         self._stopped = False
