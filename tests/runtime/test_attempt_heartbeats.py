@@ -26,6 +26,7 @@ from agl_core.proto import types_pb2 as t
 from agl_core.store import LmdbStore
 from agl_server.process import ServerProcess
 from agl_server.runner_service.attempt_heartbeats import MAX_PER_WRITE, AttemptHeartbeats
+from agl_server.runner_service.coalesce import Coalescer
 
 
 @pytest.fixture
@@ -134,3 +135,30 @@ async def test_a_work_stream_heartbeat_refreshes_the_attempts_its_worker_holds(s
             call.cancel()
     finally:
         await backend.close()
+
+
+async def test_beats_linger_for_others_and_go_together(store: LmdbStore) -> None:
+    held = await held_attempts(store.backend, 5)
+    beats = Coalescer(store.backend.heartbeat_attempts, MAX_PER_WRITE, linger=0.2)
+    when = time.time_ns() + 3_000_000_000
+    started = time.monotonic()
+    await asyncio.gather(*(beats.submit((rid, aid, when), urgent=False) for rid, aid in held))
+    # Without the window the first would go alone and the other four in a second write.
+    assert beats.writes == 1 and beats.items == 5
+    assert time.monotonic() - started >= 0.2
+    assert await last_beat_ns(store.backend, held[4][0]) == when
+
+
+async def test_an_urgent_item_sends_what_lingers_at_once_in_order(store: LmdbStore) -> None:
+    (first, second) = await held_attempts(store.backend, 2)
+    beats = Coalescer(store.backend.heartbeat_attempts, MAX_PER_WRITE, linger=600.0)
+    when = time.time_ns() + 4_000_000_000
+    lingering = asyncio.ensure_future(beats.submit((first[0], first[1], when), urgent=False))
+    await asyncio.sleep(0)  # one turn of the loop: the lingering beat is queued and its window open
+    assert not lingering.done()
+    async with asyncio.timeout(30):  # the window is 600 s: only the urgent item can end it
+        await beats.submit((second[0], second[1], when + 1))
+    assert lingering.done() and lingering.exception() is None
+    assert beats.writes == 1 and beats.items == 2
+    assert await last_beat_ns(store.backend, first[0]) == when
+    assert await last_beat_ns(store.backend, second[0]) == when + 1

@@ -15,7 +15,7 @@ import asyncio
 
 from agl_core.proto import store_pb2 as s
 from agl_core.store.backend import StoreBackend
-from agl_server.runner_service.coalesce import Coalescer
+from agl_server.runner_service.coalesce import HEARTBEAT_LINGER, Coalescer
 
 # Beats per store operation: each costs the writer a lookup of its rollout and attempt and one put,
 # so that many keep the operation well under a millisecond next to the claims sharing its commit.
@@ -30,7 +30,9 @@ class AttemptHeartbeats:
     def __init__(self, backend: StoreBackend) -> None:
         self._backend = backend
         many = getattr(backend, "heartbeat_attempts", None)
-        self._coalescer: Coalescer[Beat] | None = Coalescer(many, MAX_PER_WRITE) if many is not None else None
+        self._coalescer: Coalescer[Beat] | None = None
+        if many is not None:
+            self._coalescer = Coalescer(many, MAX_PER_WRITE, HEARTBEAT_LINGER)
         self._direct = 0
 
     @property
@@ -44,10 +46,11 @@ class AttemptHeartbeats:
         return self._direct + (self._coalescer.items if self._coalescer else 0)
 
     async def beat(self, rollout_id: str, attempt_id: str, time_ns: int) -> None:
-        """Set the attempt's last heartbeat time; returns once durable, or raises what the store
-        raised for it (NotFoundError when the attempt is gone)."""
+        """Set the attempt's last heartbeat time; returns once durable (it may wait a moment for
+        other beats: see coalesce.py), or raises what the store raised for it (NotFoundError when
+        the attempt is gone)."""
         if self._coalescer is not None:
-            await self._coalescer.submit((rollout_id, attempt_id, time_ns))
+            await self._coalescer.submit((rollout_id, attempt_id, time_ns), urgent=False)
             return
         request = s.UpdateAttemptRequest(rollout_id=rollout_id, attempt_id=attempt_id)
         request.last_heartbeat_time.FromNanoseconds(time_ns)

@@ -65,6 +65,7 @@ class ReportProcessing:
     _frees_acked: asyncio.Event
 
     attempt_heartbeats: AttemptHeartbeats
+    _beating: asyncio.Task[None] | None
     update_worker: Callable[..., Awaitable[None]]
 
     async def _process(self) -> None:
@@ -75,25 +76,34 @@ class ReportProcessing:
                 batch.append(self._inbox.get_nowait())
             # Reports of different attempts are applied together (they share a group commit);
             # those of one attempt in the order they came (RUNNING before SUCCEEDED).
-            groups: dict[str, list[Any]] = {}
+            groups: dict[str, list[QueuedReport]] = {}
             for item in batch:
                 if item is STOP:
                     stopping = True
                 elif isinstance(item, QueuedReport):
                     groups.setdefault(item.report.attempt_id, []).append(item)
                 else:
-                    groups.setdefault("", []).append(item)
+                    self._heartbeat(item)
             await asyncio.gather(*(self._apply(items) for items in groups.values()))
+        # The heartbeat still being written lands before the stream's end is (close() follows).
+        if self._beating is not None:
+            await asyncio.gather(self._beating, return_exceptions=True)
 
-    async def _apply(self, items: list[Any]) -> None:
+    def _heartbeat(self, item: QueuedHeartbeat) -> None:
+        """Write the heartbeat apart from the reports: its writes may linger a moment for other
+        streams' (coalesce.py), and the reports that follow it need not wait for them. While one
+        is being written, another only updates the stats (the next heartbeat, or the end, writes them)."""
+        if item.stats is not None:
+            self._worker_stats = item.stats
+        if self._beating is None or self._beating.done():
+            self._beating = asyncio.ensure_future(self._apply_heartbeat())
+
+    async def _apply(self, items: list[QueuedReport]) -> None:
         for item in items:
             try:
-                if isinstance(item, QueuedReport):
-                    await self._apply_report(item)
-                else:
-                    await self._apply_heartbeat(item)
+                await self._apply_report(item)
             except Exception:
-                logger.exception("worker %s: applying %s failed", self.worker_id, type(item).__name__)
+                logger.exception("worker %s: applying a report failed", self.worker_id)
 
     async def _apply_report(self, item: QueuedReport) -> None:
         try:
@@ -147,16 +157,14 @@ class ReportProcessing:
                 "a worker reports only the attempts it was given"
             )
 
-    async def _apply_heartbeat(self, item: QueuedHeartbeat) -> None:
-        if item.stats is not None:
-            self._worker_stats = item.stats
+    async def _apply_heartbeat(self) -> None:
         # The worker record and the held attempts' beats are asked for together, so they share a
         # group commit: one sync per heartbeat, not one for the record and then one for the beats.
         beats = self.attempt_heartbeats.beat_all(dict(self.active), time.time_ns())
-        worker, results = await asyncio.gather(self.update_worker(), beats, return_exceptions=True)
+        worker, results = await asyncio.gather(self.update_worker(urgent=False), beats, return_exceptions=True)
         # An attempt finished meanwhile is no longer found (an AglError): nothing to say.
         for result in results if isinstance(results, list) else [results]:
             if isinstance(result, Exception) and not isinstance(result, AglError):
                 logger.warning("worker %s: attempt heartbeat failed: %s", self.worker_id, result)
-        if isinstance(worker, BaseException):
-            raise worker
+        if isinstance(worker, Exception):
+            logger.warning("worker %s: heartbeat's worker-record write failed: %s", self.worker_id, worker)

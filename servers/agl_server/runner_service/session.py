@@ -103,6 +103,8 @@ class WorkSession(ReportProcessing):
         self._worker_writes = worker_writes
         # And the heartbeats of the attempts it holds with theirs (attempt_heartbeats.py).
         self.attempt_heartbeats = attempt_heartbeats
+        # The heartbeat being written, apart from the reports (see reports.py), if any.
+        self._beating: asyncio.Task[None] | None = None
         self._outbox: asyncio.Queue[list[t.Rollout]] = asyncio.Queue()
         # Set when the session stops taking work: a claim that lands later is handed back.
         self._stopped = False
@@ -324,12 +326,12 @@ class WorkSession(ReportProcessing):
             "work_stream": True,
         }
 
-    async def update_worker(self, *, connected: bool = True, status: int | None = None) -> None:
+    async def update_worker(self, *, connected: bool = True, status: int | None = None, urgent: bool = True) -> None:
         request = s.UpdateWorkerRequest(worker_id=self.worker_id)
         request.heartbeat_stats.CopyFrom(to_struct(self.stats(connected), "heartbeat_stats"))
         if status is not None:
             request.status = status
-        await self._worker_writes.update(request)
+        await self._worker_writes.update(request, urgent=urgent)
 
     # --- the end -----------------------------------------------------------------------------------
 

@@ -20,7 +20,7 @@ import asyncio
 from agl_core.errors import InvalidArgumentError
 from agl_core.proto import store_pb2 as s
 from agl_core.store.backend import StoreBackend
-from agl_server.runner_service.coalesce import Coalescer
+from agl_server.runner_service.coalesce import HEARTBEAT_LINGER, Coalescer
 
 # One store operation holds at most this many updates, so it runs in well under a millisecond next
 # to the claims that share its commit. At 256, p99 in the same scenario was 7.4-13.6 ms.
@@ -33,7 +33,7 @@ class WorkerWrites:
     def __init__(self, backend: StoreBackend) -> None:
         self._backend = backend
         self._coalescer: Coalescer[s.UpdateWorkerRequest] | None = (
-            Coalescer(self._write, MAX_PER_WRITE) if hasattr(backend, "update_workers") else None
+            Coalescer(self._write, MAX_PER_WRITE, HEARTBEAT_LINGER) if hasattr(backend, "update_workers") else None
         )
         self._direct = 0  # updates of a backend without update_workers, one call each
 
@@ -47,13 +47,14 @@ class WorkerWrites:
         """Updates written (agl_worker_record_updates_total)."""
         return self._direct + (self._coalescer.items if self._coalescer else 0)
 
-    async def update(self, request: s.UpdateWorkerRequest) -> None:
-        """Write ``request``; returns once it is durable (or raises what the store raised for it)."""
+    async def update(self, request: s.UpdateWorkerRequest, *, urgent: bool = True) -> None:
+        """Write ``request``; returns once it is durable (or raises what the store raised for it).
+        ``urgent=False`` (a heartbeat's): it may wait a moment for others (see coalesce.py)."""
         if self._coalescer is None:
             await self._backend.update_worker(request)
             self._direct += 1
             return
-        await self._coalescer.submit(request)
+        await self._coalescer.submit(request, urgent=urgent)
 
     async def _write(self, requests: list[s.UpdateWorkerRequest]) -> list[BaseException | None]:
         """What became of each request: None when written."""
