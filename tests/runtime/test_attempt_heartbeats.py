@@ -66,7 +66,7 @@ async def test_beats_of_many_attempts_go_to_the_store_together(store: LmdbStore)
     for rollout_id, _ in (held[0], held[99], held[-1]):
         assert await last_beat_ns(store.backend, rollout_id) == when
     # One at a time, 200 operations; coalesced, the first alone and the rest in chunks.
-    assert beats.beats == 200
+    assert beats.items == 200
     assert beats.writes <= 1 + -(-199 // MAX_PER_WRITE), beats.writes
     assert store.backend.writer_counts[1] - ops_before == beats.writes
 
@@ -103,7 +103,7 @@ async def test_a_backend_without_heartbeat_attempts_gets_one_call_per_beat(serve
         when = time.time_ns() + 5_000_000_000
         results = await beats.beat_all({attempt_id: rollout_id for rollout_id, attempt_id in held}, when)
         assert results == [None] * 5
-        assert beats.writes == beats.beats == 5  # nothing coalesced: each its own UpdateAttempt call
+        assert beats.writes == beats.items == 5  # nothing coalesced: each its own UpdateAttempt call
         assert await last_beat_ns(backend, held[3][0]) == when
     finally:
         await backend.close()
@@ -137,9 +137,13 @@ async def test_a_work_stream_heartbeat_refreshes_the_attempts_its_worker_holds(s
         await backend.close()
 
 
+async def no_single_writes(beat: tuple[str, str, int]) -> None:
+    raise AssertionError(f"written alone: {beat}; the backend has heartbeat_attempts")
+
+
 async def test_beats_linger_for_others_and_go_together(store: LmdbStore) -> None:
     held = await held_attempts(store.backend, 5)
-    beats = Coalescer(store.backend.heartbeat_attempts, MAX_PER_WRITE, linger=0.2)
+    beats = Coalescer(store.backend.heartbeat_attempts, no_single_writes, MAX_PER_WRITE, linger=0.2)
     when = time.time_ns() + 3_000_000_000
     started = time.monotonic()
     await asyncio.gather(*(beats.submit((rid, aid, when), urgent=False) for rid, aid in held))
@@ -151,7 +155,7 @@ async def test_beats_linger_for_others_and_go_together(store: LmdbStore) -> None
 
 async def test_an_urgent_item_sends_what_lingers_at_once_in_order(store: LmdbStore) -> None:
     (first, second) = await held_attempts(store.backend, 2)
-    beats = Coalescer(store.backend.heartbeat_attempts, MAX_PER_WRITE, linger=600.0)
+    beats = Coalescer(store.backend.heartbeat_attempts, no_single_writes, MAX_PER_WRITE, linger=600.0)
     when = time.time_ns() + 4_000_000_000
     lingering = asyncio.ensure_future(beats.submit((first[0], first[1], when), urgent=False))
     await asyncio.sleep(0)  # one turn of the loop: the lingering beat is queued and its window open

@@ -44,7 +44,7 @@ async def test_updates_of_many_workers_go_to_the_store_together(store: LmdbStore
     for i in (0, 57, 199):
         assert (await stats_of(store, f"w-{i}"))["n"] == i
     # One at a time, 200 operations; coalesced, the first alone and the rest in chunks.
-    assert writes.updates == 200
+    assert writes.items == 200
     assert writes.writes <= 1 + -(-199 // MAX_PER_WRITE), writes.writes
     assert store.backend.writer_counts[1] - ops_before == writes.writes
 
@@ -88,7 +88,7 @@ async def test_a_backend_without_update_workers_gets_one_call_per_update(server:
         assert not hasattr(backend, "update_workers")
         writes = WorkerWrites(backend)
         await asyncio.gather(*(writes.update(update(f"w-remote-{i}", n=i)) for i in range(5)))
-        assert writes.writes == writes.updates == 5  # nothing coalesced: each its own UpdateWorker call
+        assert writes.writes == writes.items == 5  # nothing coalesced: each its own UpdateWorker call
         worker = (await backend.get_worker(s.GetWorkerRequest(worker_id="w-remote-3"))).worker
         assert from_struct(worker.heartbeat_stats) == {"n": 3}
     finally:

@@ -129,7 +129,7 @@ class ServerCollector(Collector):
         yield CounterMetricFamily(
             "agl_worker_record_updates",
             "Worker-record updates written for Work streams (welcomes, heartbeats, ends)",
-            writes.updates,
+            writes.items,
         )
         yield CounterMetricFamily(
             "agl_worker_record_writes",
@@ -140,7 +140,7 @@ class ServerCollector(Collector):
         yield CounterMetricFamily(
             "agl_attempt_heartbeats",
             "Heartbeats of attempts written for Work streams (each worker heartbeat refreshes the attempts it holds)",
-            beats.beats,
+            beats.items,
         )
         yield CounterMetricFamily(
             "agl_attempt_heartbeat_writes",

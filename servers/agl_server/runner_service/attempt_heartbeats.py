@@ -24,38 +24,21 @@ MAX_PER_WRITE = 64
 Beat = tuple[str, str, int]  # rollout id, attempt id, time (ns since the epoch)
 
 
-class AttemptHeartbeats:
-    """Coalesces attempts' heartbeats into ``heartbeat_attempts`` calls of the backend."""
+class AttemptHeartbeats(Coalescer[Beat]):
+    """Coalesces attempts' heartbeats into ``heartbeat_attempts`` calls of the backend. ``writes``:
+    the store operations made, ``items`` the beats written (/metrics:
+    agl_attempt_heartbeat_writes_total, agl_attempt_heartbeats_total)."""
 
     def __init__(self, backend: StoreBackend) -> None:
         self._backend = backend
         many = getattr(backend, "heartbeat_attempts", None)
-        self._coalescer: Coalescer[Beat] | None = None
-        if many is not None:
-            self._coalescer = Coalescer(many, MAX_PER_WRITE, HEARTBEAT_LINGER)
-        self._direct = 0
-
-    @property
-    def writes(self) -> int:
-        """Store operations made (/metrics: agl_attempt_heartbeat_writes_total)."""
-        return self._direct + (self._coalescer.writes if self._coalescer else 0)
-
-    @property
-    def beats(self) -> int:
-        """Beats written (agl_attempt_heartbeats_total)."""
-        return self._direct + (self._coalescer.items if self._coalescer else 0)
+        super().__init__(many, self._update_attempt, MAX_PER_WRITE, HEARTBEAT_LINGER)
 
     async def beat(self, rollout_id: str, attempt_id: str, time_ns: int) -> None:
         """Set the attempt's last heartbeat time; returns once durable (it may wait a moment for
         other beats: see coalesce.py), or raises what the store raised for it (NotFoundError when
         the attempt is gone)."""
-        if self._coalescer is not None:
-            await self._coalescer.submit((rollout_id, attempt_id, time_ns), urgent=False)
-            return
-        request = s.UpdateAttemptRequest(rollout_id=rollout_id, attempt_id=attempt_id)
-        request.last_heartbeat_time.FromNanoseconds(time_ns)
-        await self._backend.update_attempt(request)
-        self._direct += 1
+        await self.submit((rollout_id, attempt_id, time_ns), urgent=False)
 
     async def beat_all(self, attempts: dict[str, str], time_ns: int) -> list[BaseException | None]:
         """:meth:`beat` for each of ``attempts`` (attempt id -> rollout id) at once; what became of each."""
@@ -64,3 +47,10 @@ class AttemptHeartbeats:
             return_exceptions=True,
         )
         return [result if isinstance(result, BaseException) else None for result in results]
+
+    async def _update_attempt(self, beat: Beat) -> None:
+        """One beat through ``update_attempt``, for a backend without ``heartbeat_attempts``."""
+        rollout_id, attempt_id, time_ns = beat
+        request = s.UpdateAttemptRequest(rollout_id=rollout_id, attempt_id=attempt_id)
+        request.last_heartbeat_time.FromNanoseconds(time_ns)
+        await self._backend.update_attempt(request)

@@ -18,7 +18,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 from collections.abc import Awaitable, Callable
-from typing import Generic, TypeVar
+from typing import Any, Generic, TypeVar
 
 T = TypeVar("T")
 
@@ -30,15 +30,18 @@ HEARTBEAT_LINGER = 0.02
 class Coalescer(Generic[T]):
     """Writes items through ``write_many``, which stores a list of them and says what became of
     each, in order: None when written, else the exception for its caller. One call in flight at a
-    time, at most ``max_per_write`` items each."""
+    time, at most ``max_per_write`` items each. Without ``write_many`` (a backend that has no such
+    call, a plugin's), each item is written alone through ``write_one``, as it comes."""
 
     def __init__(
         self,
-        write_many: Callable[[list[T]], Awaitable[list[BaseException | None]]],
+        write_many: Callable[[list[T]], Awaitable[list[BaseException | None]]] | None,
+        write_one: Callable[[T], Awaitable[Any]],
         max_per_write: int,
         linger: float = 0.0,
     ):
         self._write_many = write_many
+        self._write_one = write_one
         self._max = max_per_write
         self._linger = linger
         self._waiting: list[tuple[T, asyncio.Future[None], bool]] = []
@@ -50,6 +53,11 @@ class Coalescer(Generic[T]):
     async def submit(self, item: T, *, urgent: bool = True) -> None:
         """Write ``item``; returns once it is durable (or raises what the store raised for it).
         ``urgent=False``: it may wait up to ``linger`` seconds for others to go with it."""
+        if self._write_many is None:
+            await self._write_one(item)
+            self.writes += 1
+            self.items += 1
+            return
         future = asyncio.get_running_loop().create_future()
         self._waiting.append((item, future, urgent))
         if urgent or len(self._waiting) >= self._max:
@@ -69,6 +77,7 @@ class Coalescer(Generic[T]):
                 batch, self._waiting = self._waiting[: self._max], self._waiting[self._max :]
                 if not any(urgent for _, _, urgent in self._waiting) and len(self._waiting) < self._max:
                     self._hurry.clear()
+                assert self._write_many is not None
                 try:
                     outcomes = await self._write_many([item for item, _, _ in batch])
                 except Exception as exc:  # the store is closing, the disk failed: every caller hears of it

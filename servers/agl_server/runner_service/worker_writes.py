@@ -27,34 +27,20 @@ from agl_server.runner_service.coalesce import HEARTBEAT_LINGER, Coalescer
 MAX_PER_WRITE = 32
 
 
-class WorkerWrites:
-    """Coalesces ``UpdateWorker`` requests into ``update_workers`` calls of the backend."""
+class WorkerWrites(Coalescer[s.UpdateWorkerRequest]):
+    """Coalesces ``UpdateWorker`` requests into ``update_workers`` calls of the backend. ``writes``:
+    the store operations made, ``items`` the updates written (/metrics:
+    agl_worker_record_writes_total, agl_worker_record_updates_total)."""
 
     def __init__(self, backend: StoreBackend) -> None:
         self._backend = backend
-        self._coalescer: Coalescer[s.UpdateWorkerRequest] | None = (
-            Coalescer(self._write, MAX_PER_WRITE, HEARTBEAT_LINGER) if hasattr(backend, "update_workers") else None
-        )
-        self._direct = 0  # updates of a backend without update_workers, one call each
-
-    @property
-    def writes(self) -> int:
-        """Store operations made (/metrics: agl_worker_record_writes_total)."""
-        return self._direct + (self._coalescer.writes if self._coalescer else 0)
-
-    @property
-    def updates(self) -> int:
-        """Updates written (agl_worker_record_updates_total)."""
-        return self._direct + (self._coalescer.items if self._coalescer else 0)
+        many = self._write if hasattr(backend, "update_workers") else None
+        super().__init__(many, backend.update_worker, MAX_PER_WRITE, HEARTBEAT_LINGER)
 
     async def update(self, request: s.UpdateWorkerRequest, *, urgent: bool = True) -> None:
         """Write ``request``; returns once it is durable (or raises what the store raised for it).
         ``urgent=False`` (a heartbeat's): it may wait a moment for others (see coalesce.py)."""
-        if self._coalescer is None:
-            await self._backend.update_worker(request)
-            self._direct += 1
-            return
-        await self._coalescer.submit(request, urgent=urgent)
+        await self.submit(request, urgent=urgent)
 
     async def _write(self, requests: list[s.UpdateWorkerRequest]) -> list[BaseException | None]:
         """What became of each request: None when written."""
