@@ -9,6 +9,7 @@ import grpc
 import pytest
 from store_waits import wait_status
 from support.raw_worker import RawWorker
+from support.waits import until
 
 from agl_core.client import GrpcStore
 from agl_core.proto import runner_pb2 as r
@@ -140,11 +141,15 @@ async def test_heartbeats_refresh_the_worker_record(
     assignment = await worker.assignment()
     before = (await client.get_worker("beating")).last_heartbeat_time
     await worker.send(heartbeat=r.WorkerHeartbeat(stats=to_struct({"gpu_util": 0.5})))
-    # A report after the heartbeat is processed after it (one stream, in order): once it is acked,
-    # the heartbeat is in the store.
+    # The heartbeat is written apart from the reports, a moment later (it may wait for other
+    # streams' heartbeats: runner_service/coalesce.py), so a report sent after it is not held up.
     await worker.report(assignment, t.ATTEMPT_STATUS_RUNNING)
+
+    async def beaten() -> bool:
+        return (await client.get_worker("beating")).last_heartbeat_time > before
+
+    await until(beaten, timeout=30, what="the heartbeat written to the worker record")
     record = await client.get_worker("beating")
-    assert record.last_heartbeat_time > before
     assert record.heartbeat_stats["gpu_util"] == 0.5
     assert record.heartbeat_stats["capacity"] == 3 and record.heartbeat_stats["active_attempts"] == 1
     attempt = (await client.get_rollout(assignment.rollout.rollout_id)).attempt
