@@ -47,8 +47,8 @@ class Coalescer(Generic[T]):
         self._waiting: list[tuple[T, asyncio.Future[None], bool]] = []
         self._hurry = asyncio.Event()  # set when an urgent item, or a full write's worth, waits
         self._writing: asyncio.Task[None] | None = None
-        self.writes = 0  # calls of write_many made
-        self.items = 0  # items written through them
+        self.writes = 0  # store writes made: calls of write_many, or of write_one without it
+        self.items = 0  # items written
 
     async def submit(self, item: T, *, urgent: bool = True) -> None:
         """Write ``item``; returns once it is durable (or raises what the store raised for it).
