@@ -1,7 +1,8 @@
-"""The checks at agl-server's edge (issue 11, items 1-5), each against a real agl-server.
+"""The checks at agl-server's edge (issue 11, items 1, 4 and 5), each against a real agl-server;
+the span checks (items 2 and 3) are in test_edge_span_checks.py.
 
 Every bad request gets a precise status naming the field and what is valid, and leaves stored
-data as it was: the ``seeded`` fixture checks that after each test.
+data as it was: the ``seeded`` fixture (conftest.py) checks that after each test.
 """
 
 from __future__ import annotations
@@ -11,73 +12,16 @@ import math
 from collections.abc import AsyncIterator
 
 import grpc
-import pytest
+from edge_steps import INVALID, LONG_ID, STORE, Code, drain, expect, one_item, spec
 from google.protobuf import struct_pb2
 from grpc_health.v1 import health_pb2, health_pb2_grpc
-from opentelemetry.proto.collector.trace.v1 import trace_service_pb2, trace_service_pb2_grpc
-from opentelemetry.proto.common.v1 import common_pb2
-from opentelemetry.proto.trace.v1 import trace_pb2 as otlp_trace_pb2
 
-from agl_core import new_span
-from agl_core.client import GrpcStore
 from agl_core.proto import runner_pb2 as r
 from agl_core.proto import store_pb2 as s
-from agl_core.proto import store_pb2_grpc, trace_pb2
+from agl_core.proto import trace_pb2
 from agl_core.proto.runner_pb2_grpc import RunnerServiceStub
 from agl_core.store.wire import varint
 from agl_server.process import ServerProcess
-
-Code = grpc.StatusCode
-INVALID = Code.INVALID_ARGUMENT
-LONG_ID = "é" * 256  # 256 characters, 512 bytes: beyond LMDB's 511-byte keys
-STORE = "/agl.v1.LightningStoreService"
-
-
-@pytest.fixture
-async def channel(server: ServerProcess) -> AsyncIterator[grpc.aio.Channel]:
-    async with grpc.aio.insecure_channel(server.address) as channel:
-        yield channel
-
-
-@pytest.fixture
-def stub(channel: grpc.aio.Channel) -> store_pb2_grpc.LightningStoreServiceStub:
-    return store_pb2_grpc.LightningStoreServiceStub(channel)
-
-
-@pytest.fixture
-async def seeded(server: ServerProcess) -> AsyncIterator[tuple[GrpcStore, str, str]]:
-    """A running rollout (with an unresponsive_seconds policy) and three spans that must survive."""
-    async with GrpcStore(server.address) as store:
-        rollout = await store.start_rollout({"keep": "me"}, config={"unresponsive_seconds": 3600})
-        attempt_id = rollout.attempt.attempt_id  # type: ignore[union-attr]
-        await store.add_spans(
-            [new_span(f"s{i}", rollout_id=rollout.rollout_id, attempt_id=attempt_id) for i in range(3)]
-        )
-        yield store, rollout.rollout_id, attempt_id
-        assert server.alive(), server.log_tail()
-        after = await store.get_rollout(rollout.rollout_id)
-        assert after is not None and after.input == {"keep": "me"} and after.status == "running"
-        assert [sp.name for sp in await store.query_spans(rollout.rollout_id)][:3] == ["s0", "s1", "s2"]
-
-
-async def expect(call, code: grpc.StatusCode, *fragments: str) -> grpc.aio.AioRpcError:  # type: ignore[no-untyped-def]
-    with pytest.raises(grpc.aio.AioRpcError) as info:
-        await call
-    assert info.value.code() == code, info.value.details()
-    for fragment in fragments:
-        assert fragment in (info.value.details() or ""), info.value.details()
-    return info.value
-
-
-async def drain(stream) -> list:  # type: ignore[no-untyped-def]
-    return [item async for item in stream]
-
-
-def spec(**fields: object) -> s.RolloutSpec:
-    message = s.RolloutSpec(**fields)  # type: ignore[arg-type]
-    message.input.string_value = "task"
-    return message
-
 
 # --- 1. timestamps and durations ---------------------------------------------------------------
 
@@ -132,139 +76,6 @@ async def test_work_hello_with_a_huge_heartbeat_interval_is_refused(channel, see
     await expect(_work(channel, hello), INVALID, "hello.heartbeat_interval is", "292 years")
     hello.hello.heartbeat_interval.seconds = 7200
     await expect(_work(channel, hello), INVALID, "hello.heartbeat_interval must be positive and at most 3600")
-
-
-# --- 2. spans every client can read back -------------------------------------------------------
-
-
-def _raw_span(rollout_id: str, attempt_id: str, name: str, span_id: bytes) -> bytes:
-    return trace_pb2.Span(name=name, rollout_id=rollout_id, attempt_id=attempt_id, span_id=span_id).SerializeToString()
-
-
-def _bad_utf8(raw: bytes, marker: bytes) -> bytes:
-    """``raw`` with the 2-byte string ``marker`` replaced by the invalid UTF-8 bytes c3 28."""
-    assert len(marker) == 2 and raw.count(marker) == 1
-    return raw.replace(marker, b"\xc3\x28")
-
-
-def _nested_span(rollout_id: str, attempt_id: str, lists: int, arrays: int) -> trace_pb2.Span:
-    """Attributes nested 3 messages per kvlist and 2 per array level, to hit any depth."""
-    span = trace_pb2.Span(name="deep", rollout_id=rollout_id, attempt_id=attempt_id, span_id=b"deep0001")
-    value = span.attributes.add(key="k").value
-    for _ in range(lists):
-        value = value.kvlist_value.values.add(key="k").value
-    for _ in range(arrays):
-        value = value.array_value.values.add()
-    value.string_value = "leaf"
-    return span
-
-
-async def test_spans_with_invalid_utf8_are_rejected_alone(channel, seeded) -> None:  # type: ignore[no-untyped-def]
-    store, rollout_id, attempt_id = seeded
-    good = _raw_span(rollout_id, attempt_id, "good", b"good0001")
-    bad_name = _bad_utf8(_raw_span(rollout_id, attempt_id, "XY", b"bad00001"), b"XY")
-    attr = trace_pb2.Span(name="attr", rollout_id=rollout_id, attempt_id=attempt_id, span_id=b"bad00002")
-    attr.attributes.add(key="QZ").value.string_value = "v"
-    event = trace_pb2.Span(name="event", rollout_id=rollout_id, attempt_id=attempt_id, span_id=b"bad00003")
-    event.events.add(name="QZ")
-    resource = trace_pb2.Span(name="res", rollout_id=rollout_id, attempt_id=attempt_id, span_id=b"bad00004")
-    resource.resource.attributes.add(key="service.name").value.string_value = "QZ"
-    also_good = _raw_span(rollout_id, attempt_id, "good2", b"good0002")
-    raws = [
-        good,
-        bad_name,
-        _bad_utf8(attr.SerializeToString(), b"QZ"),
-        _bad_utf8(event.SerializeToString(), b"QZ"),
-        _bad_utf8(resource.SerializeToString(), b"QZ"),
-        also_good,
-    ]
-    # Nesting that parses as a Span but not inside the QuerySpansResponse a reader gets.
-    deep = next(
-        raw
-        for raw in (
-            _nested_span(rollout_id, attempt_id, n, m).SerializeToString() for n in range(28, 34) for m in (0, 1)
-        )
-        if _parses(raw, trace_pb2.Span) and not _parses(_wrapped(raw), s.QuerySpansResponse)
-    )
-    raws.append(deep)
-
-    call = channel.stream_stream(
-        f"{STORE}/IngestSpans", request_serializer=None, response_deserializer=s.IngestSpansResponse.FromString
-    )
-    responses = await drain(call(_one(raw_ingest_request(9, raws))))
-    (response,) = responses
-    assert response.batch_id == 9 and response.accepted == 2
-    assert [e.index for e in response.rejected] == [1, 2, 3, 4, 6]
-    assert all(e.code == INVALID.value[0] for e in response.rejected)
-    assert "UTF-8" in response.rejected[0].message and response.rejected[0].message.startswith("spans[1]")
-    # Everything acknowledged reads back, through the typed client too.
-    names = [sp.name for sp in await store.query_spans(rollout_id)]
-    assert names == ["s0", "s1", "s2", "good", "good2"]
-
-
-def _parses(raw: bytes, cls: type) -> bool:
-    try:
-        cls.FromString(raw)
-    except Exception:
-        return False
-    return True
-
-
-def _wrapped(raw: bytes) -> bytes:
-    return b"\x0a" + varint(len(raw)) + raw  # QuerySpansResponse.spans = 1
-
-
-def raw_ingest_request(batch_id: int, raws: list[bytes]) -> bytes:
-    body = b"\x08" + varint(batch_id)
-    return body + b"".join(b"\x12" + varint(len(raw)) + raw for raw in raws)
-
-
-async def _one(item: bytes) -> AsyncIterator[bytes]:
-    yield item
-
-
-async def test_otlp_export_with_invalid_utf8_is_refused_whole(channel, seeded) -> None:  # type: ignore[no-untyped-def]
-    _, rollout_id, _ = seeded
-    request = trace_service_pb2.ExportTraceServiceRequest()
-    spans = request.resource_spans.add().scope_spans.add()
-    span = spans.spans.add(name="XY", span_id=b"otlp0001", trace_id=b"t" * 16)
-    span.attributes.add(key="agl.rollout_id", value=common_pb2.AnyValue(string_value=rollout_id))
-    raw = _bad_utf8(request.SerializeToString(), b"XY")
-    export = channel.unary_unary("/opentelemetry.proto.collector.trace.v1.TraceService/Export", request_serializer=None)
-    await expect(export(raw), INVALID, "could not be decoded", "UTF-8")
-
-
-# --- 3. OTLP Export memory ---------------------------------------------------------------------
-
-
-def _export_request(rollout_id: str, resource_bytes: int, spans: int) -> trace_service_pb2.ExportTraceServiceRequest:
-    request = trace_service_pb2.ExportTraceServiceRequest()
-    resource_spans = request.resource_spans.add()
-    resource_spans.resource.attributes.add(key="agl.rollout_id", value=common_pb2.AnyValue(string_value=rollout_id))
-    resource_spans.resource.attributes.add(key="blob", value=common_pb2.AnyValue(string_value="r" * resource_bytes))
-    scope = resource_spans.scope_spans.add()
-    for i in range(spans):
-        scope.spans.append(otlp_trace_pb2.Span(name=f"e{i}", span_id=i.to_bytes(8, "big"), trace_id=b"t" * 16))
-    return request
-
-
-async def test_otlp_export_that_would_expand_too_far_is_resource_exhausted(channel, seeded) -> None:  # type: ignore[no-untyped-def]
-    store, rollout_id, _ = seeded
-    otlp = trace_service_pb2_grpc.TraceServiceStub(channel)
-    # The issue's request: a 1 MB resource shared by 5,000 spans (5 GB once copied into each).
-    huge = _export_request(rollout_id, 1_000_000, 5000)
-    error = await expect(otlp.Export(huge, timeout=60), Code.RESOURCE_EXHAUSTED, "MiB", "fewer spans per request")
-    assert error.code() != Code.UNAVAILABLE
-    assert len(await store.query_spans(rollout_id)) == 3  # nothing stored
-
-    # A large resource over many spans within the limit is stored in chunks, each span with it.
-    fine = _export_request(rollout_id, 40_000, 300)  # about 12 MB expanded: three chunks
-    response = await otlp.Export(fine, timeout=60)
-    assert not response.partial_success.rejected_spans
-    spans = await store.query_spans(rollout_id)
-    assert len(spans) == 3 + 300
-    blobs = {kv.value.string_value for sp in spans[3:] for kv in sp.resource.attributes if kv.key == "blob"}
-    assert blobs == {"r" * 40_000}
 
 
 # --- 4. ids by their UTF-8 length --------------------------------------------------------------
@@ -343,9 +154,9 @@ async def test_undecodable_bytes_are_invalid_argument_on_every_service(channel, 
     reflection = channel.stream_stream(
         "/grpc.reflection.v1alpha.ServerReflection/ServerReflectionInfo", request_serializer=None
     )
-    await expect(drain(reflection(_one(garbage))), INVALID, "could not be decoded")
+    await expect(drain(reflection(one_item(garbage))), INVALID, "could not be decoded")
     work = channel.stream_stream("/agl.v1.RunnerService/Work", request_serializer=None)
-    await expect(drain(work(_one(garbage), timeout=30)), INVALID, "could not be decoded as agl.v1.WorkRequest")
+    await expect(drain(work(one_item(garbage), timeout=30)), INVALID, "could not be decoded as agl.v1.WorkRequest")
 
 
 def _deep_value(levels: int) -> bytes:
@@ -363,7 +174,7 @@ async def test_work_messages_nested_too_deep_are_invalid_argument(channel, seede
     hello = b"\x10\x01" + b"\x2a" + varint(len(info)) + info  # capacity 1, info = 5
     request = b"\x0a" + varint(len(hello)) + hello  # WorkRequest.hello = 1
     work = channel.stream_stream("/agl.v1.RunnerService/Work", request_serializer=None)
-    await expect(drain(work(_one(request), timeout=30)), INVALID, "at most 100 levels")
+    await expect(drain(work(one_item(request), timeout=30)), INVALID, "at most 100 levels")
 
 
 async def test_non_finite_numbers_are_refused_by_every_update(stub, channel, seeded) -> None:  # type: ignore[no-untyped-def]
