@@ -157,11 +157,11 @@ async def test_an_urgent_item_sends_what_lingers_at_once_in_order(store: LmdbSto
     (first, second) = await held_attempts(store.backend, 2)
     beats = Coalescer(store.backend.heartbeat_attempts, no_single_writes, MAX_PER_WRITE, linger=600.0)
     when = time.time_ns() + 4_000_000_000
+    # Tasks start in the order they are made: the lingering beat is queued, its window open, first.
     lingering = asyncio.ensure_future(beats.submit((first[0], first[1], when), urgent=False))
-    await asyncio.sleep(0)  # one turn of the loop: the lingering beat is queued and its window open
-    assert not lingering.done()
+    urgent = asyncio.ensure_future(beats.submit((second[0], second[1], when + 1)))
     async with asyncio.timeout(30):  # the window is 600 s: only the urgent item can end it
-        await beats.submit((second[0], second[1], when + 1))
+        await urgent
     assert lingering.done() and lingering.exception() is None
     assert beats.writes == 1 and beats.items == 2
     assert await last_beat_ns(store.backend, first[0]) == when
