@@ -26,7 +26,7 @@ from agl_core.proto import types_pb2 as t
 from agl_core.store import LmdbStore
 from agl_server.process import ServerProcess
 from agl_server.runner_service.attempt_heartbeats import MAX_PER_WRITE, AttemptHeartbeats
-from agl_server.runner_service.coalesce import Coalescer
+from agl_server.runner_service.coalesce import Coalescer, outcomes
 
 
 @pytest.fixture
@@ -74,7 +74,7 @@ async def test_beats_of_many_attempts_go_to_the_store_together(store: LmdbStore)
 async def test_a_beat_whose_attempt_is_gone_fails_alone(store: LmdbStore) -> None:
     (first, second) = await held_attempts(store.backend, 2)
     when = time.time_ns() + 9_000_000_000
-    outcomes = await store.backend.heartbeat_attempts(
+    answered = await store.backend.heartbeat_attempts(
         [
             (first[0], first[1], when),
             (first[0], "no-such-attempt", when),
@@ -82,14 +82,14 @@ async def test_a_beat_whose_attempt_is_gone_fails_alone(store: LmdbStore) -> Non
             (second[0], second[1], when),
         ]
     )
-    assert outcomes[0] is None and outcomes[3] is None
-    assert isinstance(outcomes[1], NotFoundError) and "no-such-attempt" in outcomes[1].message
-    assert isinstance(outcomes[2], InvalidArgumentError) and "rollout_id" in outcomes[2].message
+    assert answered[0] is None and answered[3] is None
+    assert isinstance(answered[1], NotFoundError) and "no-such-attempt" in answered[1].message
+    assert isinstance(answered[2], InvalidArgumentError) and "rollout_id" in answered[2].message
     assert await last_beat_ns(store.backend, first[0]) == when
     assert await last_beat_ns(store.backend, second[0]) == when
     # Through the coalescer, each caller hears of its own beat only.
     beats = AttemptHeartbeats(store.backend)
-    results = await beats.beat_all({first[1]: first[0], "gone-attempt": second[0]}, when + 1)
+    results = await outcomes(beats.beat(first[0], first[1], when + 1), beats.beat(second[0], "gone-attempt", when + 1))
     assert results[0] is None and isinstance(results[1], NotFoundError)
     assert await last_beat_ns(store.backend, first[0]) == when + 1
 
@@ -101,7 +101,7 @@ async def test_a_backend_without_heartbeat_attempts_gets_one_call_per_beat(serve
         held = await held_attempts(backend, 5, worker_id="w-remote")
         beats = AttemptHeartbeats(backend)
         when = time.time_ns() + 5_000_000_000
-        results = await beats.beat_all({attempt_id: rollout_id for rollout_id, attempt_id in held}, when)
+        results = await outcomes(*(beats.beat(rollout_id, attempt_id, when) for rollout_id, attempt_id in held))
         assert results == [None] * 5
         assert beats.writes == beats.items == 5  # nothing coalesced: each its own UpdateAttempt call
         assert await last_beat_ns(backend, held[3][0]) == when

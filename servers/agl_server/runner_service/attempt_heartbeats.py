@@ -11,8 +11,6 @@ call per beat, as before.
 
 from __future__ import annotations
 
-import asyncio
-
 from agl_core.proto import store_pb2 as s
 from agl_core.store.backend import StoreBackend
 from agl_server.runner_service.coalesce import HEARTBEAT_LINGER, Coalescer
@@ -39,14 +37,6 @@ class AttemptHeartbeats(Coalescer[Beat]):
         other beats: see coalesce.py), or raises what the store raised for it (NotFoundError when
         the attempt is gone)."""
         await self.submit((rollout_id, attempt_id, time_ns), urgent=False)
-
-    async def beat_all(self, attempts: dict[str, str], time_ns: int) -> list[BaseException | None]:
-        """:meth:`beat` for each of ``attempts`` (attempt id -> rollout id) at once; what became of each."""
-        results = await asyncio.gather(
-            *(self.beat(rollout_id, attempt_id, time_ns) for attempt_id, rollout_id in attempts.items()),
-            return_exceptions=True,
-        )
-        return [result if isinstance(result, BaseException) else None for result in results]
 
     async def _update_attempt(self, beat: Beat) -> None:
         """One beat through ``update_attempt``, for a backend without ``heartbeat_attempts``."""

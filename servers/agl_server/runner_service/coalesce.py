@@ -27,6 +27,12 @@ T = TypeVar("T")
 HEARTBEAT_LINGER = 0.02
 
 
+async def outcomes(*writes: Awaitable[Any]) -> list[BaseException | None]:
+    """Run ``writes`` at once; what became of each, in order: None when it succeeded, else its error."""
+    results = await asyncio.gather(*writes, return_exceptions=True)
+    return [result if isinstance(result, BaseException) else None for result in results]
+
+
 class Coalescer(Generic[T]):
     """Writes items through ``write_many``, which stores a list of them and says what became of
     each, in order: None when written, else the exception for its caller. One call in flight at a

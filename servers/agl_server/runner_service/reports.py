@@ -19,6 +19,7 @@ from agl_core.proto import types_pb2 as t
 from agl_core.store import validation
 from agl_core.store.backend import StoreBackend
 from agl_server.runner_service.attempt_heartbeats import AttemptHeartbeats
+from agl_server.runner_service.coalesce import outcomes
 
 logger = logging.getLogger("agl_server")
 
@@ -160,10 +161,13 @@ class ReportProcessing:
     async def _apply_heartbeat(self) -> None:
         # The worker record and the held attempts' beats are asked for together, so they share a
         # group commit: one sync per heartbeat, not one for the record and then one for the beats.
-        beats = self.attempt_heartbeats.beat_all(dict(self.active), time.time_ns())
-        worker, results = await asyncio.gather(self.update_worker(urgent=False), beats, return_exceptions=True)
+        now = time.time_ns()
+        beat = self.attempt_heartbeats.beat
+        worker, *beats = await outcomes(
+            self.update_worker(urgent=False), *(beat(rollout_id, aid, now) for aid, rollout_id in self.active.items())
+        )
         # An attempt finished meanwhile is no longer found (an AglError): nothing to say.
-        for result in results if isinstance(results, list) else [results]:
+        for result in beats:
             if isinstance(result, Exception) and not isinstance(result, AglError):
                 logger.warning("worker %s: attempt heartbeat failed: %s", self.worker_id, result)
         if isinstance(worker, Exception):

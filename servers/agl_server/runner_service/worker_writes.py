@@ -15,12 +15,10 @@ after its heartbeats, as before. A backend without ``update_workers`` (a plugin'
 
 from __future__ import annotations
 
-import asyncio
-
 from agl_core.errors import InvalidArgumentError
 from agl_core.proto import store_pb2 as s
 from agl_core.store.backend import StoreBackend
-from agl_server.runner_service.coalesce import HEARTBEAT_LINGER, Coalescer
+from agl_server.runner_service.coalesce import HEARTBEAT_LINGER, Coalescer, outcomes
 
 # One store operation holds at most this many updates, so it runs in well under a millisecond next
 # to the claims that share its commit. At 256, p99 in the same scenario was 7.4-13.6 ms.
@@ -49,8 +47,5 @@ class WorkerWrites(Coalescer[s.UpdateWorkerRequest]):
         except InvalidArgumentError:
             # One of them is bad (the backend checks all before writing any): one by one, in order,
             # so that only the bad ones fail.
-            results = await asyncio.gather(
-                *(self._backend.update_worker(request) for request in requests), return_exceptions=True
-            )
-            return [result if isinstance(result, BaseException) else None for result in results]
+            return await outcomes(*(self._backend.update_worker(request) for request in requests))
         return [None] * len(requests)
