@@ -41,7 +41,6 @@ import sys
 import tempfile
 import threading
 import time
-import urllib.request
 from pathlib import Path
 from typing import Any
 
@@ -50,8 +49,7 @@ import psutil
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from common import ROOT, Report
 from loadgen import build_loadgen, loadgen_command, result_of
-from prometheus_client.parser import text_string_to_metric_families
-from writer_metrics import writer_totals
+from writer_metrics import scrape, writer_totals
 
 from agl_server.process import ServerProcess
 
@@ -214,10 +212,8 @@ def report_lifecycle(report: Report, r: dict[str, Any]) -> None:
 
 def store_writes(metrics_url: str) -> dict[str, float]:
     """The store writer's running totals and the attempt-heartbeat counters, from /metrics."""
-    totals = writer_totals(metrics_url)
-    with urllib.request.urlopen(metrics_url, timeout=10) as response:
-        families = text_string_to_metric_families(response.read().decode())
-        samples = {sample.name: sample.value for family in families for sample in family.samples}
+    samples = scrape(metrics_url)
+    totals = writer_totals(metrics_url, samples)
     wanted = ("agl_attempt_heartbeats_total", "agl_attempt_heartbeat_writes_total")
     # A server without these counters (before agl-server coalesced attempt heartbeats) leaves them out.
     return {"groups": totals.groups, "operations": totals.operations, **{k: samples[k] for k in wanted if k in samples}}

@@ -29,17 +29,19 @@ class WriterTotals:
     operations: float = 0.0
 
 
-def writer_totals(metrics_url: str) -> WriterTotals:
-    """The writer's running totals now, scraped from ``metrics_url`` (``http://host:port/metrics``)."""
+def scrape(metrics_url: str) -> dict[str, float]:
+    """Every sample of ``metrics_url`` (``http://host:port/metrics``) now, by name (labels left out)."""
     with urllib.request.urlopen(metrics_url, timeout=10) as response:
-        text = response.read().decode()
-    found: dict[str, float] = {}
-    for family in text_string_to_metric_families(text):
-        for sample in family.samples:
-            field = _WANTED.get(sample.name)
-            if field is not None:
-                found[field] = sample.value
-    return WriterTotals(**found)
+        families = text_string_to_metric_families(response.read().decode())
+        return {sample.name: sample.value for family in families for sample in family.samples}
+
+
+def writer_totals(metrics_url: str, samples: dict[str, float] | None = None) -> WriterTotals:
+    """The writer's running totals now, scraped from ``metrics_url``, or read from ``samples`` (a
+    :func:`scrape` of it) when given."""
+    if samples is None:
+        samples = scrape(metrics_url)
+    return WriterTotals(**{field: samples[name] for name, field in _WANTED.items() if name in samples})
 
 
 @dataclass(frozen=True)
