@@ -111,6 +111,15 @@ class Report:
         return path
 
 
+def saved_as(path: Path) -> str:
+    """``path`` for the "saved ..." line: relative to the repository where it lies inside it (``--out``
+    takes a name under bench/results, but an absolute one saves where it says)."""
+    try:
+        return str(path.relative_to(ROOT))
+    except ValueError:
+        return str(path)
+
+
 def _number(value: float) -> str:
     if value != value:
         return "n/a"

@@ -28,7 +28,7 @@ from pathlib import Path
 from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from common import ROOT, Report, percentile
+from common import ROOT, Report, percentile, saved_as
 
 from agl_core.client import GrpcStore
 from agl_server.process import ServerProcess
@@ -202,7 +202,7 @@ def main() -> int:
     print()
     print(report.table())
     path = report.save(args.out or ("dispatch_bench_plain" if args.plain else "dispatch_bench"))
-    print(f"\nsaved {path.relative_to(ROOT)}")
+    print(f"\nsaved {saved_as(path)}")
     return 0
 
 

@@ -47,7 +47,7 @@ from typing import Any
 import psutil
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from common import ROOT, Report
+from common import Report, saved_as
 from loadgen import build_loadgen, loadgen_command, result_of
 from writer_metrics import scrape, writer_totals
 
@@ -358,7 +358,7 @@ def main() -> int:
     print(f"load average (1/5/15 min): start {context['load_average_start']}, end {context['load_average_end']}")
     print(report.table())
     path = report.save(out)
-    print(f"\nsaved {path.relative_to(ROOT)}")
+    print(f"\nsaved {saved_as(path)}")
     return 0
 
 

@@ -19,7 +19,7 @@ from pathlib import Path
 from prometheus_client import CollectorRegistry
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from common import ROOT, Report
+from common import Report, saved_as
 
 from agl_core.store.lmdb.records import Effects
 from agl_core.store.span_outcomes import SpanOutcomes
@@ -71,7 +71,7 @@ def main() -> int:
     )
     print(report.table())
     path = report.save("metrics_overhead")
-    print(f"\nsaved {path.relative_to(ROOT)}")
+    print(f"\nsaved {saved_as(path)}")
     return 0
 
 

@@ -30,7 +30,7 @@ from typing import Any
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from bench_agents import parity
-from common import ROOT, Report
+from common import ROOT, Report, saved_as
 
 from agl_core.algorithm import algo
 from agl_core.trainer import Trainer
@@ -112,7 +112,7 @@ def main() -> int:
             f"{ray['rollouts_per_s']:.0f} |"
         )
     path = report.save("ray_strategy_bench" + (f"-{args.label}" if args.label else ""))
-    print(f"\nsaved {path.relative_to(ROOT)}")
+    print(f"\nsaved {saved_as(path)}")
     print(json.dumps(results))
     return 0
 

@@ -28,7 +28,7 @@ from pathlib import Path
 import psutil
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from common import ROOT, Report, llm_call_span
+from common import Report, llm_call_span, saved_as
 
 from agl_core.client import GrpcStore
 from agl_core.proto import trace_pb2
@@ -110,7 +110,7 @@ def main() -> int:
     print()
     print(report.table())
     path = report.save(args.out or ("span_query_bench_quick" if args.quick else "span_query_bench"))
-    print(f"\nsaved {path.relative_to(ROOT)}")
+    print(f"\nsaved {saved_as(path)}")
     return 0
 
 

@@ -26,7 +26,7 @@ import tempfile
 import time
 from pathlib import Path
 
-from common import ROOT, Report
+from common import ROOT, Report, saved_as
 
 SERVER_TARGET_S = 1.5
 HELP_TARGET_S = 0.5
@@ -129,7 +129,7 @@ def main() -> int:
     print()
     print(report.table())
     path = report.save("startup_bench" + (f"-{args.label}" if args.label else ""))
-    print(f"\nsaved {path.relative_to(ROOT)}")
+    print(f"\nsaved {saved_as(path)}")
     print(json.dumps({k: round(statistics.median(v), 3) for k, v in raw.items()}))
     print(json.dumps({f"{k} (CPU)": round(statistics.median(v), 3) for k, v in cpu.items()}))
     return 0

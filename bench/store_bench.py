@@ -37,7 +37,7 @@ import psutil
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from ack_floors import FLOORS, parse_floors
-from common import ROOT, Report, llm_call_span, percentile
+from common import Report, llm_call_span, percentile, saved_as
 from store_bench_ack import ack_only, report_ack_latency
 from store_bench_limits import raw_commit_latency, raw_grpc_stream, raw_lmdb_puts, raw_unary_rate, start_raw_server
 from store_bench_workloads import (
@@ -350,7 +350,7 @@ def main() -> int:
     print()
     print(report.table())
     path = report.save(args.out)
-    print(f"\nsaved {path.relative_to(ROOT)}")
+    print(f"\nsaved {saved_as(path)}")
     return 0
 
 

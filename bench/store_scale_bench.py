@@ -27,7 +27,7 @@ from pathlib import Path
 from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from common import ROOT, Report, llm_call_span, percentile
+from common import Report, llm_call_span, percentile, saved_as
 from store_bench import ingest, targets
 
 from agl_core.client import GrpcStore
@@ -279,7 +279,7 @@ def main() -> int:
     print(f"load average (1/5/15 min): start {context['load_average_start']}, end {context['load_average_end']}")
     print(report.table())
     path = report.save(args.out)
-    print(f"\nsaved {path.relative_to(ROOT)}")
+    print(f"\nsaved {saved_as(path)}")
     return 0
 
 
