@@ -12,6 +12,12 @@ Two pieces, one on disk and one in memory:
   searching the attempt's log. A filter takes about 2 bytes per id, so a fixed budget covers tens
   of millions of ids; filters beyond it are dropped (least recently used) and rebuilt from the log
   when needed.
+- **A full filter grows a few chunks at a time.** Once an attempt's ids pass its filter's size, a
+  filter four times larger is filled from the log by the attempt's next writes, ``GROW_ENTRIES``
+  entries each (and the new ids go into both), then takes over. Filling it at once held the writer
+  and the GIL for about 1 us per id: 2 ms at 2,000 ids, 15 ms at 16,000, 130 ms at 131,000, and
+  every acknowledgement waiting behind the writer waited that long (the tail of
+  ``bench/store_bench.py --ack-only``, whose writers fill 64 attempts at once).
 
 Bits set for a write that was later rolled back only cause an extra exact check, never a wrong
 answer, so nothing has to be invalidated when a transaction aborts. Only the writer thread touches
@@ -33,6 +39,9 @@ CHUNK_KEY = struct.Struct(">QII")
 BITS_PER_ID = 16
 HASHES = 3  # with 16 bits per id: about 0.5% false positives
 MIN_BITS = 1 << 12
+# Log entries a write reads into a growing filter (at least, see SpanIdIndex._fill): about 0.1 ms.
+# The old filter answers meanwhile, a few percent over its size at the end (10-span writes).
+GROW_ENTRIES = 128
 
 
 def log_entry(span_id: bytes) -> bytes:
@@ -42,7 +51,7 @@ def log_entry(span_id: bytes) -> bytes:
 class _Filter:
     """A Bloom filter over 17-byte log entries (3 hashes, a power-of-two number of bits)."""
 
-    __slots__ = ("bits", "count", "mask", "pending")
+    __slots__ = ("bits", "count", "last_chunk", "mask", "next_chunk", "pending", "successor")
 
     def __init__(self, nbits: int) -> None:
         self.bits = bytearray(nbits >> 3)
@@ -50,10 +59,19 @@ class _Filter:
         self.count = 0
         # Entries added by operations of the current write transaction but not yet in the log.
         self.pending: set[bytes] = set()
+        # While growing: the larger filter being filled, and the log chunks still to read into it.
+        self.successor: _Filter | None = None
+        self.next_chunk = 0
+        self.last_chunk = -1
 
     @property
     def size(self) -> int:
         return self.mask + 1
+
+    @property
+    def held(self) -> int:
+        """Bits held in memory, a growing filter's successor included."""
+        return self.size + (self.successor.size if self.successor is not None else 0)
 
     def add(self, entry: bytes) -> bool:
         """Set the entry's bits; returns whether they were all set already ("maybe present")."""
@@ -86,7 +104,9 @@ class SpanIdIndex:
         # write does not grow with the number of attempts whose filters are cached.
         self._dirty: dict[tuple[int, int], _Filter] = {}
         self._bits = 0
-        self.rebuilds = 0
+        self.rebuilds = 0  # filters made from a whole log at once
+        self.grows = 0  # filters that outgrew their size (each then filled a few chunks per write)
+        self.filled = 0  # log entries read into growing filters
         self.exact_checks = 0
         # Attempts' logs appended to by flush(): one per attempt a write touched, never more.
         self.appends = 0
@@ -108,6 +128,8 @@ class SpanIdIndex:
             if self._in_log(txn, log_db, num, seq, entry):
                 return False
         flt.count += 1
+        if flt.successor is not None:
+            flt.successor.add(entry)
         if not pending:
             self._dirty[key] = flt
         pending.add(entry)
@@ -121,11 +143,17 @@ class SpanIdIndex:
             if not flt.pending:
                 continue
             self._filters.move_to_end((num, seq))  # least recently used first, for _evict
-            _append(txn, log_db, num, seq, list(flt.pending))
+            appended = len(flt.pending)
+            last_chunk = _append(txn, log_db, num, seq, list(flt.pending))
             self.appends += 1
             flt.pending.clear()
-            if flt.count * BITS_PER_ID > flt.size:
-                self._rebuild(txn, log_db, num, seq, grow=True)
+            if flt.successor is None and flt.count * BITS_PER_ID > flt.size:
+                flt.successor = _Filter(_next_power_of_two(4 * (flt.count + 64) * BITS_PER_ID))
+                flt.next_chunk, flt.last_chunk = 0, last_chunk
+                self._bits += flt.successor.size
+                self.grows += 1
+            if flt.successor is not None:
+                self._fill(txn, log_db, (num, seq), flt, flt.successor, max(GROW_ENTRIES, 2 * appended))
         self._dirty.clear()
         self._evict()
 
@@ -140,22 +168,17 @@ class SpanIdIndex:
         for seq in range(1, attempts + 1):
             flt = self._filters.pop((num, seq), None)
             if flt is not None:
-                self._bits -= flt.size
+                self._bits -= flt.held
             self._dirty.pop((num, seq), None)
 
     # --- internals -----------------------------------------------------------------------------------
 
-    def _rebuild(
-        self, txn: lmdb.Transaction, log_db: lmdb._Database, num: int, seq: int, grow: bool = False
-    ) -> _Filter:
+    def _rebuild(self, txn: lmdb.Transaction, log_db: lmdb._Database, num: int, seq: int) -> _Filter:
+        """The attempt's filter made from its whole log: its first write since start-up or eviction."""
         entries = [
             chunk[i : i + ENTRY] for chunk in _chunks(txn, log_db, num, seq) for i in range(0, len(chunk), ENTRY)
         ]
-        old = self._filters.pop((num, seq), None)
-        if old is not None:
-            self._bits -= old.size
-        wanted = max(MIN_BITS, (4 if grow else 1) * (len(entries) + 64) * BITS_PER_ID)
-        flt = _Filter(1 << (wanted - 1).bit_length())  # the next power of two
+        flt = _Filter(_next_power_of_two((len(entries) + 64) * BITS_PER_ID))
         for entry in entries:
             flt.add(entry)
         flt.count = len(entries)
@@ -163,6 +186,34 @@ class SpanIdIndex:
         self._bits += flt.size
         self.rebuilds += 1
         return flt
+
+    def _fill(
+        self,
+        txn: lmdb.Transaction,
+        log_db: lmdb._Database,
+        key: tuple[int, int],
+        flt: _Filter,
+        successor: _Filter,
+        entries: int,
+    ) -> None:
+        """Read about ``entries`` more log entries into ``successor``, the larger filter replacing
+        ``flt``; once it has every chunk that existed when it was started (later ids were added to
+        it directly), it takes over."""
+        num, seq = key
+        read = 0
+        while read < entries and flt.next_chunk <= flt.last_chunk:
+            chunk = txn.get(CHUNK_KEY.pack(num, seq, flt.next_chunk), db=log_db)
+            flt.next_chunk += 1
+            if chunk is None:
+                continue  # appended by a write that was rolled back
+            for i in range(0, len(chunk), ENTRY):
+                successor.add(chunk[i : i + ENTRY])
+            read += len(chunk) // ENTRY
+        self.filled += read
+        if flt.next_chunk > flt.last_chunk:
+            successor.count = flt.count
+            self._filters[key] = successor
+            self._bits -= flt.size
 
     def _in_log(self, txn: lmdb.Transaction, log_db: lmdb._Database, num: int, seq: int, entry: bytes) -> bool:
         for chunk in _chunks(txn, log_db, num, seq):
@@ -179,7 +230,7 @@ class SpanIdIndex:
             if flt.pending:
                 break  # in use by the running operation
             del self._filters[key]
-            self._bits -= flt.size
+            self._bits -= flt.held
 
 
 def _chunks(txn: lmdb.Transaction, log_db: lmdb._Database, num: int, seq: int):  # type: ignore[no-untyped-def]
@@ -193,7 +244,12 @@ def _chunks(txn: lmdb.Transaction, log_db: lmdb._Database, num: int, seq: int): 
         yield value
 
 
-def _append(txn: lmdb.Transaction, log_db: lmdb._Database, num: int, seq: int, entries: list[bytes]) -> None:
+def _next_power_of_two(bits: int) -> int:
+    return 1 << (max(MIN_BITS, bits) - 1).bit_length()
+
+
+def _append(txn: lmdb.Transaction, log_db: lmdb._Database, num: int, seq: int, entries: list[bytes]) -> int:
+    """Append ``entries`` to the attempt's log; returns the number of its last chunk."""
     prefix = ATTEMPT_KEY.pack(num, seq)
     cursor = txn.cursor(db=log_db)
     chunk_no, chunk = 0, b""
@@ -213,3 +269,4 @@ def _append(txn: lmdb.Transaction, log_db: lmdb._Database, num: int, seq: int, e
         chunk += pending[:room]
         pending = pending[room:]
         txn.put(CHUNK_KEY.pack(num, seq, chunk_no), chunk, db=log_db)
+    return chunk_no
