@@ -14,17 +14,21 @@ def open_lmdb(
     map_size: int | None = None,
     sync: bool = True,
     resident_budget: int | None = None,
+    span_id_filter_budget: int | None = None,
     **unknown: Any,
 ) -> LmdbBackend:
     if unknown:
         raise TypeError(
-            f"the lmdb store takes the options map_size, sync and resident_budget, not {', '.join(sorted(unknown))}"
+            "the lmdb store takes the options map_size, sync, resident_budget and span_id_filter_budget, "
+            f"not {', '.join(sorted(unknown))}"
         )
     options: dict[str, Any] = {"sync": sync}
     if map_size:
         options["map_size"] = int(map_size)
     if resident_budget is not None:
         options["resident_budget"] = int(resident_budget)
+    if span_id_filter_budget is not None:
+        options["span_id_filter_budget"] = int(span_id_filter_budget)
     return LmdbBackend(path, **options)
 
 

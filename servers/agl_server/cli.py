@@ -74,6 +74,14 @@ def build_parser() -> argparse.ArgumentParser:
         "cache (keeps RSS flat as data grows; 0: never release; env AGL_MAP_RESIDENT_MB)",
     )
     parser.add_argument(
+        "--span-id-filter-mb",
+        type=float,
+        default=float(_env("AGL_SPAN_ID_FILTER_MB", "32")),
+        help="MiB of memory for the attempts' span-id filters, which recognise resent spans; beyond it the "
+        "least recently written attempts' filters are rebuilt from disk when written again (about 2 bytes per "
+        "span id; env AGL_SPAN_ID_FILTER_MB)",
+    )
+    parser.add_argument(
         "--store", default=_env("AGL_STORE", "lmdb"), help="store backend, by plugin name (env AGL_STORE; default lmdb)"
     )
     parser.add_argument(
@@ -136,6 +144,8 @@ def config_from_args(args: argparse.Namespace) -> ServerConfig:
         raise SystemExit("agl-server: --tls-cert and --tls-key go together")
     if args.ingest_budget_mb <= 0:
         raise SystemExit("agl-server: --ingest-budget-mb must be positive")
+    if args.span_id_filter_mb <= 0:
+        raise SystemExit("agl-server: --span-id-filter-mb must be positive (AGL_SPAN_ID_FILTER_MB)")
     retention = None
     if args.retention:
         try:
@@ -166,6 +176,7 @@ def open_backend(args: argparse.Namespace, pm: AglPluginManager) -> StoreBackend
             "map_size": args.map_size,
             "sync": args.durability == "sync",
             "resident_budget": int(args.map_resident_mb * 2**20),
+            "span_id_filter_budget": int(args.span_id_filter_mb * 2**20),
         }
     for item in args.store_option:
         key, sep, value = item.partition("=")

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import asyncio
+import re
+from pathlib import Path
 
 import aiohttp
 import grpc
@@ -150,3 +152,14 @@ async def test_openmetrics_is_served_when_asked(http_server: ServerProcess, http
     async with http.get(f"{http_server.http_url}/metrics", headers=headers) as response:
         assert response.headers["Content-Type"].startswith("application/openmetrics-text")
         assert (await response.text()).rstrip().endswith("# EOF")
+
+
+async def test_every_agl_metric_is_listed_in_the_operations_guide(
+    http_server: ServerProcess, http: aiohttp.ClientSession
+) -> None:
+    guide = (Path(__file__).resolve().parents[2] / "docs" / "operations.md").read_text()
+    families = {name.split("{")[0] for name in await scrape(http, http_server)}
+    # A sample's family: counters' samples end in _total, histograms' in _bucket, _sum and _count.
+    families = {re.sub(r"_(total|bucket|sum|count)$", "", name) for name in families if name.startswith("agl_")}
+    assert {"agl_span_id_filters", "agl_rollouts", "agl_store_commit_seconds"} <= families
+    assert sorted(name for name in families if name not in guide) == []

@@ -5,7 +5,13 @@ from __future__ import annotations
 import os
 
 from agl_core.store.base import LightningStore
-from agl_core.store.lmdb.backend import DEFAULT_MAP_SIZE, DEFAULT_RESIDENT_BUDGET, LmdbBackend, default_data_dir
+from agl_core.store.lmdb.backend import (
+    DEFAULT_MAP_SIZE,
+    DEFAULT_RESIDENT_BUDGET,
+    DEFAULT_SPAN_ID_FILTER_BUDGET,
+    LmdbBackend,
+    default_data_dir,
+)
 
 
 class LmdbStore(LightningStore):
@@ -16,6 +22,7 @@ class LmdbStore(LightningStore):
     :param sync: fsync every commit (default). Without it a commit survives a crash of the process
         but not of the machine.
     :param resident_budget: bytes of the data file kept mapped before they are released.
+    :param span_id_filter_budget: bytes of memory for the span-id filters of all attempts.
     """
 
     backend: LmdbBackend
@@ -27,8 +34,17 @@ class LmdbStore(LightningStore):
         map_size: int = DEFAULT_MAP_SIZE,
         sync: bool = True,
         resident_budget: int = DEFAULT_RESIDENT_BUDGET,
+        span_id_filter_budget: int = DEFAULT_SPAN_ID_FILTER_BUDGET,
     ) -> None:
-        super().__init__(LmdbBackend(path, map_size=map_size, sync=sync, resident_budget=resident_budget))
+        super().__init__(
+            LmdbBackend(
+                path,
+                map_size=map_size,
+                sync=sync,
+                resident_budget=resident_budget,
+                span_id_filter_budget=span_id_filter_budget,
+            )
+        )
 
     @property
     def path(self) -> str:

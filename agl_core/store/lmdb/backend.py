@@ -15,7 +15,13 @@ this class only puts them together.
 from __future__ import annotations
 
 from agl_core.store.lmdb.backup import BackupMixin
-from agl_core.store.lmdb.core import DEFAULT_MAP_SIZE, DEFAULT_RESIDENT_BUDGET, LmdbCore, default_data_dir
+from agl_core.store.lmdb.core import (
+    DEFAULT_MAP_SIZE,
+    DEFAULT_RESIDENT_BUDGET,
+    DEFAULT_SPAN_ID_FILTER_BUDGET,
+    LmdbCore,
+    default_data_dir,
+)
 from agl_core.store.lmdb.deletion import DeletionMixin
 from agl_core.store.lmdb.lifecycle import LifecycleMixin
 from agl_core.store.lmdb.queueing import QueueMixin
@@ -25,7 +31,13 @@ from agl_core.store.lmdb.stats import StatsMixin
 from agl_core.store.lmdb.waiting import WaitingMixin
 from agl_core.store.lmdb.workers import WorkersMixin
 
-__all__ = ["DEFAULT_MAP_SIZE", "DEFAULT_RESIDENT_BUDGET", "LmdbBackend", "default_data_dir"]
+__all__ = [
+    "DEFAULT_MAP_SIZE",
+    "DEFAULT_RESIDENT_BUDGET",
+    "DEFAULT_SPAN_ID_FILTER_BUDGET",
+    "LmdbBackend",
+    "default_data_dir",
+]
 
 
 class LmdbBackend(
@@ -48,4 +60,7 @@ class LmdbBackend(
         process but not of the machine.
     :param resident_budget: bytes of the data file the process may keep mapped before it releases
         them (see ``resident.py``); 0 never releases.
+    :param span_id_filter_budget: bytes of memory for the attempts' span-id filters, which recognise
+        resent spans (see ``span_ids.py``); beyond it the least recently written attempts' filters
+        are dropped and rebuilt from their logs when written again.
     """

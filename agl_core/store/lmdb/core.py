@@ -24,6 +24,7 @@ from agl_core.store.lmdb.reads import ReadGate, ReadTransaction, begin_read, rea
 from agl_core.store.lmdb.records import Effects, Tx
 from agl_core.store.lmdb.resident import ResidentTrimmer
 from agl_core.store.lmdb.schema import open_environment
+from agl_core.store.lmdb.span_ids import DEFAULT_BUDGET_BYTES as DEFAULT_SPAN_ID_FILTER_BUDGET
 from agl_core.store.lmdb.span_ids import SpanIdIndex
 from agl_core.store.lmdb.watchdog import Watchdog
 from agl_core.store.lmdb.writer import Writer
@@ -59,6 +60,7 @@ class LmdbCore:
         map_size: int = DEFAULT_MAP_SIZE,
         sync: bool = True,
         resident_budget: int = DEFAULT_RESIDENT_BUDGET,
+        span_id_filter_budget: int = DEFAULT_SPAN_ID_FILTER_BUDGET,
     ):
         self.path = os.fspath(path) if path is not None else default_data_dir()
         self.env, self.dbs = open_environment(self.path, map_size=map_size, sync=sync)
@@ -77,7 +79,7 @@ class LmdbCore:
         self._listeners: list[Listener] = []
         self._commit_observers: list[Callable[[int, float, float], None]] = []
         # Used only by the writer thread.
-        self._span_ids = SpanIdIndex()
+        self._span_ids = SpanIdIndex(budget_bits=span_id_filter_budget * 8)
         self._closed = False
         self.start_time = time.time()
 
@@ -163,6 +165,11 @@ class LmdbCore:
         """(groups, operations) committed by the writer so far."""
         writer = self._writer
         return (writer.groups, writer.ops) if writer is not None else (0, 0)
+
+    @property
+    def span_id_index(self) -> SpanIdIndex:
+        """The writer's span-id index, for its counters (/metrics); only the writer changes it."""
+        return self._span_ids
 
     def _write(self, op: Callable[[Tx], Any]) -> asyncio.Future[Any]:
         writer = self._ensure_started()

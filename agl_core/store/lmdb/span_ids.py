@@ -9,9 +9,9 @@ Two pieces, one on disk and one in memory:
   random page, one dirty 4 KiB page per 20-byte entry: measured as the largest part of a commit.)
 - **A Bloom filter per attempt** in front of it: "certainly new" is answered in memory; "maybe
   present" (a resent span, or a false positive about 0.5% of the time) is settled exactly by
-  searching the attempt's log. A filter takes about 2 bytes per id, so a fixed budget covers tens
-  of millions of ids; filters beyond it are dropped (least recently used) and rebuilt from the log
-  when needed.
+  searching the attempt's log. A filter takes about 2 bytes per id, so a fixed budget
+  (``agl-server --span-id-filter-mb``, 32 MiB by default) covers tens of millions of ids; filters
+  beyond it are dropped (least recently used) and rebuilt from the log when needed.
 - **A full filter grows a few chunks at a time.** Once an attempt's ids pass its filter's size, a
   filter four times larger is filled from the log by the attempt's next writes, ``GROW_ENTRIES``
   entries each (and the new ids go into both), then takes over. Filling it at once held the writer
@@ -40,6 +40,7 @@ CHUNK_KEY = struct.Struct(">QII")
 BITS_PER_ID = 16
 HASHES = 3  # with 16 bits per id: about 0.5% false positives
 MIN_BITS = 1 << 12
+DEFAULT_BUDGET_BYTES = 32 << 20  # filters of all attempts together
 # Log entries a write reads into a growing filter (at least, see SpanIdIndex._fill): about 0.1 ms.
 # The old filter answers meanwhile, a few percent over its size at the end (10-span writes).
 GROW_ENTRIES = 128
@@ -97,7 +98,7 @@ class _Filter:
 class SpanIdIndex:
     """Answers "is this span id new for this attempt?" exactly; records the new ones."""
 
-    def __init__(self, budget_bits: int = 256 << 20) -> None:
+    def __init__(self, budget_bits: int = DEFAULT_BUDGET_BYTES * 8) -> None:
         """:param budget_bits: filter bits kept in memory across attempts (default 32 MiB)."""
         self._budget = budget_bits
         self._filters: OrderedDict[tuple[int, int], _Filter] = OrderedDict()
@@ -111,6 +112,22 @@ class SpanIdIndex:
         self.exact_checks = 0
         # Attempts' logs appended to by flush(): one per attempt a write touched, never more.
         self.appends = 0
+
+    # --- what /metrics reads (plain numbers: any thread may read them) ---------------------------------
+
+    @property
+    def filters(self) -> int:
+        """Attempts whose filter is in memory."""
+        return len(self._filters)
+
+    @property
+    def bytes_held(self) -> int:
+        """Memory the filters hold, growing filters' successors included."""
+        return self._bits // 8
+
+    @property
+    def budget_bytes(self) -> int:
+        return self._budget // 8
 
     # --- the writer's calls --------------------------------------------------------------------------
 

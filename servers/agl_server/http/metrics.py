@@ -40,6 +40,7 @@ class ServerCollector(Collector):
         yield from self._store()
         yield from self._writer()
         yield from self._spans()
+        yield from self._span_ids()
         yield from self._runner()
         yield from self._budget()
 
@@ -107,6 +108,36 @@ class ServerCollector(Collector):
             for reason, count in sorted(outcomes.rejected.items()):
                 rejected.add_metric([outcomes.transport, reason], count)
         yield from (accepted, duplicate, rejected)
+
+    def _span_ids(self) -> Iterator[Metric]:
+        index = getattr(self.ctx.store, "span_id_index", None)
+        if index is None:
+            return
+        yield GaugeMetricFamily("agl_span_id_filters", "Attempts whose span-id filter is in memory", index.filters)
+        yield GaugeMetricFamily(
+            "agl_span_id_filter_bytes", "Memory the span-id filters hold (growing ones included)", index.bytes_held
+        )
+        yield GaugeMetricFamily(
+            "agl_span_id_filter_budget_bytes",
+            "Memory allowed for span-id filters (--span-id-filter-mb)",
+            index.budget_bytes,
+        )
+        yield CounterMetricFamily(
+            "agl_span_id_filter_rebuilds",
+            "Span-id filters read from an attempt's whole log at once: its first write since start-up, or since "
+            "its filter was dropped to stay within the budget",
+            index.rebuilds,
+        )
+        yield CounterMetricFamily(
+            "agl_span_id_filter_grows",
+            "Span-id filters outgrown by their attempt (a larger one is then filled a few log chunks per write)",
+            index.grows,
+        )
+        yield CounterMetricFamily(
+            "agl_span_id_exact_checks",
+            "Span ids a filter could not rule out, looked up in the attempt's log (resends and false positives)",
+            index.exact_checks,
+        )
 
     def _runner(self) -> Iterator[Metric]:
         runner = self.ctx.runner
