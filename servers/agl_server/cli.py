@@ -78,7 +78,7 @@ def build_parser() -> argparse.ArgumentParser:
         type=float,
         default=float(_env("AGL_SPAN_ID_FILTER_MB", "32")),
         help="MiB of memory for the attempts' span-id filters, which recognise resent spans; beyond it the "
-        "least recently written attempts' filters are rebuilt from disk when written again (about 2 bytes per "
+        "least recently written attempts' filters are rebuilt from disk when written again (2-4 bytes per "
         "span id; env AGL_SPAN_ID_FILTER_MB)",
     )
     parser.add_argument(

@@ -85,3 +85,17 @@ def test_growth_begun_in_a_rolled_back_write_stays_exact(log) -> None:  # type: 
         assert not any(index.add_if_new(txn, db, 1, 1, span_id) for span_id in kept + more)
         txn.abort()
     index.discard_pending()
+
+
+def test_large_attempts_get_more_bits_per_id(log) -> None:  # type: ignore[no-untyped-def]
+    """A false positive costs a read of the attempt's whole log, so those get rarer as it grows."""
+    env, db = log
+    index = SpanIdIndex()
+    write(index, env, db, [os.urandom(8) for _ in range(200)])
+    small = index._filters[(1, 1)]
+    assert small.size // small.capacity == 16
+    for _ in range(20):  # 20,200 ids; the filter last grew at 8,200, sized for 33,056
+        write(index, env, db, [os.urandom(8) for _ in range(1_000)])
+    large = index._filters[(1, 1)]
+    assert large.successor is None and large.count == 20_200
+    assert large.size // large.capacity == 24

@@ -9,9 +9,10 @@ Two pieces, one on disk and one in memory:
   random page, one dirty 4 KiB page per 20-byte entry: measured as the largest part of a commit.)
 - **A Bloom filter per attempt** in front of it: "certainly new" is answered in memory; "maybe
   present" (a resent span, or a false positive about 0.5% of the time) is settled exactly by
-  searching the attempt's log. A filter takes about 2 bytes per id, so a fixed budget
-  (``agl-server --span-id-filter-mb``, 32 MiB by default) covers tens of millions of ids; filters
-  beyond it are dropped (least recently used) and rebuilt from the log when needed.
+  searching the attempt's log. A filter takes about 2 bytes per id when full (up to 4 in large
+  attempts, see ``LARGER_BITS_PER_ID``), so a fixed budget (``agl-server --span-id-filter-mb``,
+  32 MiB by default) covers millions of ids; filters beyond it are dropped (least recently used)
+  and rebuilt from the log when needed.
 - **A full filter grows a few chunks at a time.** Once an attempt's ids pass its filter's size, a
   filter four times larger is filled from the log by the attempt's next writes, ``GROW_ENTRIES``
   entries each (and the new ids go into both), then takes over. Filling it at once held the writer
@@ -39,6 +40,11 @@ CHUNK_ENTRIES = 32  # a small chunk: appending rewrites at most 544 bytes per at
 CHUNK_KEY = struct.Struct(">QII")
 BITS_PER_ID = 16
 HASHES = 3  # with 16 bits per id: about 0.5% false positives
+# A false positive costs a read of the attempt's whole log, so a filter sized for more ids takes more
+# bits per id: 24 (0.16% false positives when full) from 16,384 ids, 32 (0.07%) from 65,536. With
+# 16 bits, an attempt of 100,000 ids had a 3-7 ms read in about 5% of 10-span writes
+# (bench/span_growth_bench.py).
+LARGER_BITS_PER_ID = ((1 << 16, 32), (1 << 14, 24))
 MIN_BITS = 1 << 12
 DEFAULT_BUDGET_BYTES = 32 << 20  # filters of all attempts together
 # Log entries a write reads into a growing filter (at least, see SpanIdIndex._fill): about 0.1 ms.
@@ -53,11 +59,12 @@ def log_entry(span_id: bytes) -> bytes:
 class _Filter:
     """A Bloom filter over 17-byte log entries (3 hashes, a power-of-two number of bits)."""
 
-    __slots__ = ("bits", "count", "last_chunk", "mask", "next_chunk", "pending", "successor")
+    __slots__ = ("bits", "capacity", "count", "last_chunk", "mask", "next_chunk", "pending", "successor")
 
-    def __init__(self, nbits: int) -> None:
+    def __init__(self, nbits: int, bits_per_id: int = BITS_PER_ID) -> None:
         self.bits = bytearray(nbits >> 3)
         self.mask = nbits - 1
+        self.capacity = nbits // bits_per_id  # ids it takes before it grows
         self.count = 0
         # Entries added by operations of the current write transaction but not yet in the log.
         self.pending: set[bytes] = set()
@@ -165,8 +172,8 @@ class SpanIdIndex:
             last_chunk = _append(txn, log_db, num, seq, list(flt.pending))
             self.appends += 1
             flt.pending.clear()
-            if flt.successor is None and flt.count * BITS_PER_ID > flt.size:
-                flt.successor = _Filter(_next_power_of_two(4 * (flt.count + 64) * BITS_PER_ID))
+            if flt.successor is None and flt.count > flt.capacity:
+                flt.successor = _sized(4 * (flt.count + 64))
                 flt.next_chunk, flt.last_chunk = 0, last_chunk
                 self._bits += flt.successor.size
                 self.grows += 1
@@ -196,7 +203,7 @@ class SpanIdIndex:
         entries = [
             chunk[i : i + ENTRY] for chunk in _chunks(txn, log_db, num, seq) for i in range(0, len(chunk), ENTRY)
         ]
-        flt = _Filter(_next_power_of_two((len(entries) + 64) * BITS_PER_ID))
+        flt = _sized(len(entries) + 64)
         for entry in entries:
             flt.add(entry)
         flt.count = len(entries)
@@ -262,8 +269,11 @@ def _chunks(txn: lmdb.Transaction, log_db: lmdb._Database, num: int, seq: int): 
         yield value
 
 
-def _next_power_of_two(bits: int) -> int:
-    return 1 << (max(MIN_BITS, bits) - 1).bit_length()
+def _sized(ids: int) -> _Filter:
+    """An empty filter for ``ids`` ids: a power of two bits, at least MIN_BITS."""
+    per_id = next((bits for least, bits in LARGER_BITS_PER_ID if ids >= least), BITS_PER_ID)
+    nbits = 1 << (max(MIN_BITS, ids * per_id) - 1).bit_length()
+    return _Filter(nbits, per_id)
 
 
 def _append(txn: lmdb.Transaction, log_db: lmdb._Database, num: int, seq: int, entries: list[bytes]) -> int:
