@@ -8,7 +8,7 @@ from pathlib import Path
 
 import aiohttp
 import pytest
-from support.http_listener import TOKEN
+from support.http_listener import TOKEN, listening_server
 
 from agl_core.client import GrpcStore
 from agl_server.process import ServerProcess
@@ -16,31 +16,15 @@ from agl_server.process import ServerProcess
 
 @pytest.fixture
 def http_server(tmp_path: Path) -> Iterator[ServerProcess]:
-    """agl-server with the HTTP listener on a free port (nosync: these tests are not about fsync)."""
-    process = ServerProcess(
-        tmp_path / "data", args=["--http-port", "0", "--durability", "nosync"], log_path=tmp_path / "server.log"
-    )
-    process.start()
-    try:
+    with listening_server(tmp_path) as process:
         yield process
-    finally:
-        process.stop()
 
 
 @pytest.fixture
 def token_server(tmp_path: Path) -> Iterator[ServerProcess]:
     """agl-server with a token: the HTTP listener must ask for it too."""
-    process = ServerProcess(
-        tmp_path / "data",
-        args=["--http-port", "0", "--durability", "nosync"],
-        env={**os.environ, "AGL_TOKEN": TOKEN},
-        log_path=tmp_path / "server.log",
-    )
-    process.start()
-    try:
+    with listening_server(tmp_path, env={**os.environ, "AGL_TOKEN": TOKEN}) as process:
         yield process
-    finally:
-        process.stop()
 
 
 @pytest.fixture

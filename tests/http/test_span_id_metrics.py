@@ -11,7 +11,7 @@ from pathlib import Path
 
 import aiohttp
 import pytest
-from support.http_listener import scrape
+from support.http_listener import listening_server, scrape
 
 from agl_core.client import GrpcStore
 from agl_core.types import new_span
@@ -23,16 +23,8 @@ BUDGET_MB = 1200 / 2**20
 
 @pytest.fixture
 def small_budget_server(tmp_path: Path) -> Iterator[ServerProcess]:
-    process = ServerProcess(
-        tmp_path / "data",
-        args=["--http-port", "0", "--durability", "nosync", "--span-id-filter-mb", repr(BUDGET_MB)],
-        log_path=tmp_path / "server.log",
-    )
-    process.start()
-    try:
+    with listening_server(tmp_path, "--span-id-filter-mb", repr(BUDGET_MB)) as process:
         yield process
-    finally:
-        process.stop()
 
 
 async def test_filters_stay_within_the_budget_and_are_rebuilt_when_written_again(

@@ -1,6 +1,8 @@
-"""Reading a real agl-server's HTTP listener in tests: the token the fixtures use, a /metrics scrape."""
+"""A real agl-server's HTTP listener in tests: starting one, the token the fixtures use, a /metrics scrape."""
 
 from __future__ import annotations
+
+from pathlib import Path
 
 import aiohttp
 from prometheus_client.parser import text_string_to_metric_families
@@ -8,6 +10,17 @@ from prometheus_client.parser import text_string_to_metric_families
 from agl_server.process import ServerProcess
 
 TOKEN = "http-test-token"
+
+
+def listening_server(tmp_path: Path, *args: str, env: dict[str, str] | None = None) -> ServerProcess:
+    """agl-server with the HTTP listener on a free port (nosync: these tests are not about fsync),
+    with ``args`` added; start it with ``with``."""
+    return ServerProcess(
+        tmp_path / "data",
+        args=["--http-port", "0", "--durability", "nosync", *args],
+        env=env,
+        log_path=tmp_path / "server.log",
+    )
 
 
 async def scrape(http: aiohttp.ClientSession, server: ServerProcess, **headers: str) -> dict[str, float]:
