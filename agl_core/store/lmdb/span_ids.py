@@ -30,6 +30,7 @@ from __future__ import annotations
 
 import struct
 from collections import OrderedDict
+from collections.abc import Iterator
 
 import lmdb
 
@@ -200,9 +201,7 @@ class SpanIdIndex:
 
     def _rebuild(self, txn: lmdb.Transaction, log_db: lmdb._Database, num: int, seq: int) -> _Filter:
         """The attempt's filter made from its whole log: its first write since start-up or eviction."""
-        entries = [
-            chunk[i : i + ENTRY] for chunk in _chunks(txn, log_db, num, seq) for i in range(0, len(chunk), ENTRY)
-        ]
+        entries = [entry for chunk in _chunks(txn, log_db, num, seq) for entry in _entries(chunk)]
         flt = _sized(len(entries) + 64)
         for entry in entries:
             flt.add(entry)
@@ -231,8 +230,8 @@ class SpanIdIndex:
             flt.next_chunk += 1
             if chunk is None:
                 continue  # appended by a write that was rolled back
-            for i in range(0, len(chunk), ENTRY):
-                successor.add(chunk[i : i + ENTRY])
+            for entry in _entries(chunk):
+                successor.add(entry)
             read += len(chunk) // ENTRY
         self.filled += read
         if flt.next_chunk > flt.last_chunk:
@@ -267,6 +266,11 @@ def _chunks(txn: lmdb.Transaction, log_db: lmdb._Database, num: int, seq: int): 
         if not key.startswith(prefix):
             return
         yield value
+
+
+def _entries(chunk: bytes) -> Iterator[bytes]:
+    """The log entries of one chunk of an attempt's log."""
+    return (chunk[i : i + ENTRY] for i in range(0, len(chunk), ENTRY))
 
 
 def _sized(ids: int) -> _Filter:
