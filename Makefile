@@ -141,6 +141,7 @@ bench: setup
 	$(PY) bench/store_bench.py
 	$(PY) bench/store_scale_bench.py
 	$(PY) bench/span_growth_bench.py
+	$(PY) bench/span_storage_bench.py
 	$(PY) bench/tracing_bench.py
 	$(PY) bench/runner_bench.py
 	$(PY) bench/llm_proxy_bench.py
