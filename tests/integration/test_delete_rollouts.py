@@ -17,6 +17,7 @@ from agl_core.proto import store_pb2 as s
 from agl_core.proto import store_pb2_grpc
 from agl_core.store import LightningStore, LmdbStore
 from agl_core.store.lmdb.schema import DATABASES, U64
+from agl_core.store.lmdb.span_chunks import REF, is_ref
 from agl_core.types import Rollout
 from agl_server.process import ServerProcess
 
@@ -27,8 +28,12 @@ async def _finished(store: LightningStore, name: str, status: str = "succeeded",
     """A rollout that ran one attempt with ``spans`` spans and ended with ``status``."""
     rollout = await store.start_rollout(name, worker_id=f"w-{name}")
     attempt_id = rollout.attempt.attempt_id  # type: ignore[union-attr]
+    # Spans over 700 bytes, so that they are stored packed in span chunks (span_chunks.py).
     await store.add_spans(
-        [new_span(f"{name}-{i}", rollout_id=rollout.rollout_id, attempt_id=attempt_id) for i in range(spans)]
+        [
+            new_span(f"{name}-{i}", rollout_id=rollout.rollout_id, attempt_id=attempt_id, attributes={"p": "x" * 800})
+            for i in range(spans)
+        ]
     )
     if status == "cancelled":
         await store.update_rollout(rollout.rollout_id, status="cancelled")
@@ -109,6 +114,12 @@ async def test_no_sub_database_keeps_an_entry_of_a_deleted_rollout(data_dir: Pat
                     assert bytes(key).decode(errors="replace") not in deleted_ids, (name, key)
                     if name == "attempt_ids":
                         assert int.from_bytes(value[:8], "big") not in deleted_nums
+            # Span chunks are numbered in write order, not by rollout: the ones left are exactly those
+            # the spans left refer to.
+            values = txn.cursor(db=dbs.spans).iternext(keys=False)
+            referred = {REF.unpack(value)[1] for value in values if is_ref(value)}
+            assert {U64.unpack(key)[0] for key in txn.cursor(db=dbs.span_chunks).iternext(values=False)} == referred
+            assert referred
             for name in ("rollout_nums", "attempts", "spans", "span_id_log", "span_seqs", "rollout_events"):
                 for key in txn.cursor(db=getattr(dbs, name)).iternext(values=False):
                     assert int.from_bytes(key[:8], "big") not in deleted_nums, (name, key)
@@ -193,6 +204,8 @@ async def test_a_rollout_with_more_spans_than_one_write_takes(data_dir: Path, mo
         assert store.backend._writer.ops - writes >= 50 // 7  # type: ignore[union-attr]
         assert await store.get_rollout(big.rollout_id) is None and await store.get_rollout(small.rollout_id) is None
         assert (await store.stats())["spans"] == 0
+        with store.backend.env.begin() as txn:
+            assert txn.stat(store.backend.dbs.span_chunks)["entries"] == 0
     finally:
         await store.close()
 

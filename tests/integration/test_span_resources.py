@@ -14,7 +14,7 @@ from support.store_surgery import surgery
 from agl_core import new_span, semconv
 from agl_core.client import GrpcStore
 from agl_core.proto import trace_pb2
-from agl_core.store.lmdb.schema import U32, MetaKey, span_key
+from agl_core.store.lmdb.schema import SCHEMA_VERSION, U32, U64, MetaKey, span_key
 from agl_core.types import span_attributes
 from agl_server.process import ServerProcess
 
@@ -88,5 +88,40 @@ async def test_spans_stored_before_sharing_still_read(tmp_path: Path) -> None:
             [back] = await store.query_spans(rollout.rollout_id)
             assert back == old
             assert isinstance(back, trace_pb2.Span)
+    finally:
+        server.stop()
+
+
+async def test_spans_stored_whole_by_schema_3_read_beside_packed_ones(tmp_path: Path) -> None:
+    """Schema 4 packs spans into chunks; a data directory of schema 3 (each span stored whole) is
+    upgraded in place and its spans read beside the ones stored after."""
+    data = tmp_path / "data"
+    server = ServerProcess(data, log_path=tmp_path / "server.log").start()
+    try:
+        async with GrpcStore(server.address) as store:
+            rollout = await store.start_rollout("old")
+        attempt_id = rollout.attempt.attempt_id  # type: ignore[union-attr]
+        server.stop()
+        old = new_span("stored-whole", rollout_id=rollout.rollout_id, attempt_id=attempt_id)
+        old.sequence_id = 1
+        with surgery(data) as tx:
+            record = tx.rollout(rollout.rollout_id)
+            tx.txn.put(span_key(record.num, 1, 1, old.span_id), old.SerializeToString(), db=tx.dbs.spans)
+            tx.txn.put(U64.pack(record.num), U64.pack(1), db=tx.dbs.span_seqs)  # the last sequence id issued
+            tx.txn.put(MetaKey.SCHEMA_VERSION, U32.pack(3), db=tx.dbs.meta)
+        server.restart()
+        async with GrpcStore(server.address) as store:
+            packed = new_span(
+                "packed", rollout_id=rollout.rollout_id, attempt_id=attempt_id, attributes={"p": "x" * 1000}
+            )
+            await store.add_spans([packed])  # over 700 bytes: stored in a span chunk
+            assert [(span.name, span.sequence_id) for span in await store.query_spans(rollout.rollout_id)] == [
+                ("stored-whole", 1),
+                ("packed", 2),
+            ]
+        server.stop()
+        with surgery(data) as tx:
+            assert U32.unpack(tx.txn.get(MetaKey.SCHEMA_VERSION, db=tx.dbs.meta))[0] == SCHEMA_VERSION == 4
+            assert tx.txn.stat(tx.dbs.span_chunks)["entries"] == 1
     finally:
         server.stop()

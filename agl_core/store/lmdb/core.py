@@ -24,6 +24,7 @@ from agl_core.store.lmdb.reads import ReadGate, ReadTransaction, begin_read, rea
 from agl_core.store.lmdb.records import Effects, Tx
 from agl_core.store.lmdb.resident import ResidentTrimmer
 from agl_core.store.lmdb.schema import open_environment
+from agl_core.store.lmdb.span_chunks import ChunkNumbers
 from agl_core.store.lmdb.span_ids import DEFAULT_BUDGET_BYTES as DEFAULT_SPAN_ID_FILTER_BUDGET
 from agl_core.store.lmdb.span_ids import SpanIdIndex
 from agl_core.store.lmdb.watchdog import Watchdog
@@ -64,6 +65,7 @@ class LmdbCore:
     ):
         self.path = os.fspath(path) if path is not None else default_data_dir()
         self.env, self.dbs = open_environment(self.path, map_size=map_size, sync=sync)
+        self.page_size: int = self.env.stat()["psize"]
         rollout_index.ensure(self.env, self.dbs)
         self._dispatch = dispatch.rebuild(self.env, self.dbs)
         self._read_gate = ReadGate()
@@ -80,6 +82,7 @@ class LmdbCore:
         self._commit_observers: list[Callable[[int, float, float], None]] = []
         # Used only by the writer thread.
         self._span_ids = SpanIdIndex(budget_bits=span_id_filter_budget * 8)
+        self._chunk_numbers = ChunkNumbers()
         self._closed = False
         self.start_time = time.time()
 

@@ -13,8 +13,9 @@ long nor blocks the event loop:
   so a rollout that changed between the read and the write is judged by what it is now.
 
 Pages freed this way are reused by later writes (LMDB's free list): the data file stops growing
-but does not shrink; a compacted backup (``backup.py``) is the smaller copy. Span resources
-(``span_resources``) are shared by many rollouts' spans and stay.
+but does not shrink; a compacted backup (``backup.py``) is the smaller copy. A rollout's span
+chunks (``span_chunks``) go with its spans; span resources (``span_resources``) are shared by many
+rollouts' spans and stay.
 """
 
 from __future__ import annotations
@@ -32,6 +33,7 @@ from agl_core.store.deletion import Selection
 from agl_core.store.lmdb.core import LmdbCore
 from agl_core.store.lmdb.records import RolloutRecord, Tx
 from agl_core.store.lmdb.schema import EVENT_OF_ROLLOUT, STATUS_KEY, U64, Databases, attempt_key
+from agl_core.store.lmdb.span_chunks import delete_spans
 
 # Keys one write operation deletes at most (spans mostly): about 20-60 ms of a transaction.
 DELETE_BUDGET = 20_000
@@ -119,7 +121,7 @@ class DeletionMixin(LmdbCore):
             if Selection.active(record.pb) and not sel.force:
                 part.skipped_active += 1
                 continue
-            spans, finished = _delete_prefix(tx.txn, self.dbs.spans, U64.pack(num), budget)
+            spans, finished = delete_spans(tx.txn, self.dbs, U64.pack(num), budget)
             part.spans += spans
             budget -= spans
             if not finished:

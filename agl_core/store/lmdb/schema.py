@@ -18,8 +18,13 @@ queue               queue sequence                        rollout_id (dispatch o
                                                           memory, rebuilt from this at open)
 attempts            num + attempt sequence (4 bytes)      Attempt
 attempt_ids         attempt_id                            num + attempt sequence
-spans               num + attempt seq + span seq + id     Span, as received; its resource replaced by a
-                                                          hash (span_resources.py)
+spans               num + attempt seq + span seq + id     where the span is in span_chunks (1 + chunk
+                                                          number + offset; span_chunks.py), or the span
+                                                          itself as span_resources.py stores it (spans
+                                                          of up to 700 bytes; all spans of schema 2, 3)
+span_chunks         chunk number (write order)            the spans one write added to one rollout,
+                                                          each as received with its resource replaced
+                                                          by a hash (span_resources.py), length-prefixed
 span_resources      blake2b-128 of a resource             SpanResource bytes, stored once
 span_id_log         num + attempt seq + chunk no          the attempt's span ids, appended (span_ids.py)
 span_seqs           num                                   last span sequence id issued
@@ -40,10 +45,11 @@ import lmdb
 
 from agl_core.store.lmdb.private import FILE_MODE, create_private_dir
 
-SCHEMA_VERSION = 3
-# Versions this release opens, upgrading them in place to SCHEMA_VERSION. Version 3 added
+SCHEMA_VERSION = 4
+# Versions this release opens, upgrading them in place to SCHEMA_VERSION. Version 4 packs spans
+# into span_chunks; spans stored whole by versions 2 and 3 read unchanged. Version 3 added
 # span_resources; version 2 spans (each with its own resource) read unchanged.
-UPGRADABLE_VERSIONS = (2,)
+UPGRADABLE_VERSIONS = (2, 3)
 
 DATABASES = (
     "meta",
@@ -57,6 +63,7 @@ DATABASES = (
     "attempts",
     "attempt_ids",
     "spans",
+    "span_chunks",
     "span_resources",
     "span_id_log",
     "span_seqs",
@@ -84,6 +91,9 @@ class MetaKey:
     NEXT_QUEUE_SEQ = b"next_queue_seq"
     LAST_EVENT_ID = b"last_event_id"
     NEXT_RESOURCES_NUM = b"next_resources_num"
+    # The highest span chunk number a deletion removed: new chunks are numbered past it
+    # (span_chunks.ChunkNumbers).
+    SPAN_CHUNK_DELETED = b"span_chunk_deleted"
     LATEST_RESOURCES = b"latest_resources_id"
     # The LAST_EVENT_ID the rollout index was last kept in step with (see rollout_index.py).
     ROLLOUT_INDEX_EVENT = b"rollout_index_event_id"
@@ -107,6 +117,7 @@ class Databases:
     attempts: lmdb._Database
     attempt_ids: lmdb._Database
     spans: lmdb._Database
+    span_chunks: lmdb._Database
     span_resources: lmdb._Database
     span_id_log: lmdb._Database
     span_seqs: lmdb._Database

@@ -21,6 +21,7 @@ from agl_core.store.lmdb.schema import (
     next_counter,
     read_counter,
 )
+from agl_core.store.lmdb.span_chunks import ChunkReader, ChunkWriter
 from agl_core.store.lmdb.span_resources import ResourceReader, ResourceWriter
 from agl_core.store.wire import SpanHeader, span_headers, with_sequence_id
 
@@ -81,7 +82,6 @@ class SpansMixin(LmdbCore):
         dbs = self.dbs
         txn = tx.txn
         put = txn.put
-        spans_db = dbs.spans
         log_db = dbs.span_id_log
         add_if_new = self._span_ids.add_if_new
         pack_prefix = SPAN_PREFIX.pack
@@ -93,6 +93,8 @@ class SpansMixin(LmdbCore):
         counters: dict[int, int] = {}
         touched: dict[tuple[str, str], tuple[RolloutRecord, t.Attempt, int, int]] = {}
         resources: ResourceWriter | None = None
+        chunks = ChunkWriter(txn, dbs, self._chunk_numbers, self.page_size)
+        pack = chunks.add
         for i, header, raw in spans:
             coords = (header.rollout_id, header.attempt_id)
             target = targets.get(coords)
@@ -127,9 +129,10 @@ class SpansMixin(LmdbCore):
                 if resources is None:
                     resources = ResourceWriter(txn, dbs.span_resources)
                 raw = resources.store(raw)
-            put(pack_prefix(num, seq, sequence_id) + span_id, raw, db=spans_db)
+            pack(num, pack_prefix(num, seq, sequence_id) + span_id, raw)
             touched[coords] = target
             accepted += 1
+        chunks.flush()
         self._span_ids.flush(txn, log_db)
         for num, last in counters.items():
             put(U64.pack(num), U64.pack(last), db=dbs.span_seqs)
@@ -268,6 +271,7 @@ class SpansMixin(LmdbCore):
             size = 0
             with self._begin() as txn:
                 restore = ResourceReader(txn, self.dbs.span_resources).span_bytes
+                unpack = ChunkReader(txn, self.dbs.span_chunks).span
                 cursor = txn.cursor(db=self.dbs.spans)
                 found = cursor.set_range(position)
                 while found:
@@ -281,7 +285,11 @@ class SpansMixin(LmdbCore):
                         position = key[:12] + U64.pack(after + 1)
                         found = cursor.set_range(position)
                         continue
-                    value = restore(cursor.value())
+                    packed = unpack(cursor.value())
+                    if packed is None:  # its rollout is being deleted
+                        found = cursor.next()
+                        continue
+                    value = restore(packed)
                     batch.append(value)
                     size += len(value)
                     if len(batch) >= SPANS_PER_CHUNK or size >= SPAN_BYTES_PER_CHUNK:
