@@ -54,6 +54,13 @@ def _references(store: LmdbStore) -> dict[int, set[int]]:
     return refs
 
 
+async def _attempt(store: LmdbStore, name: str) -> tuple[str, str]:
+    """A new rollout's id and its first attempt's."""
+    rollout = await store.start_rollout(name)
+    assert rollout.attempt is not None
+    return rollout.rollout_id, rollout.attempt.attempt_id
+
+
 def _num(store: LmdbStore, rollout_id: str) -> int:
     with store.backend.env.begin() as txn:
         return Tx(txn, store.backend.dbs).rollout(rollout_id).num
@@ -83,14 +90,13 @@ def opened(tmp_path: Path) -> Iterator[Opened]:
 @given(writes=st.lists(st.lists(st.integers(0, 12_000), min_size=1, max_size=12), min_size=1, max_size=4))
 def test_spans_of_any_size_read_back_byte_for_byte(opened: Opened, writes: list[list[int]]) -> None:
     async def check(store: LmdbStore) -> None:
-        rollout = await store.start_rollout("r")
-        attempt_id = rollout.attempt.attempt_id  # type: ignore[union-attr]
+        rollout_id, attempt_id = await _attempt(store, "r")
         sent: list[bytes] = []
         for payloads in writes:
-            raws = [_span(rollout.rollout_id, attempt_id, len(sent) + i + 1, p) for i, p in enumerate(payloads)]
+            raws = [_span(rollout_id, attempt_id, len(sent) + i + 1, p) for i, p in enumerate(payloads)]
             assert (await store.backend.ingest_span_bytes(raws)).accepted == len(raws)
             sent.extend(raws)
-        assert await _stored(store, rollout.rollout_id) == sent
+        assert await _stored(store, rollout_id) == sent
 
     opened.run(check)
 
@@ -156,12 +162,11 @@ def test_chunk_numbers_are_never_reused_even_after_a_restart(tmp_path: Path) -> 
     path = tmp_path / "s"
 
     async def write(store: LmdbStore, name: str) -> str:
-        rollout = await store.start_rollout(name)
-        attempt_id = rollout.attempt.attempt_id  # type: ignore[union-attr]
-        raws = [_span(rollout.rollout_id, attempt_id, i + 1, 2_000) for i in range(3)]
+        rollout_id, attempt_id = await _attempt(store, name)
+        raws = [_span(rollout_id, attempt_id, i + 1, 2_000) for i in range(3)]
         assert (await store.backend.ingest_span_bytes(raws)).accepted == 3
-        await store.update_attempt(rollout.rollout_id, attempt_id, status="succeeded")
-        return rollout.rollout_id
+        await store.update_attempt(rollout_id, attempt_id, status="succeeded")
+        return rollout_id
 
     async def check() -> None:
         store = LmdbStore(path, sync=False)
@@ -188,16 +193,15 @@ def test_spans_with_a_shared_resource_pack_and_read_back(opened: Opened) -> None
     before the span is packed; both forms read back as sent."""
 
     async def check(store: LmdbStore) -> None:
-        rollout = await store.start_rollout("r")
-        attempt_id = rollout.attempt.attempt_id  # type: ignore[union-attr]
+        rollout_id, attempt_id = await _attempt(store, "r")
         sent = []
         for sequence_id, payload in ((1, 10), (2, 3_000)):  # one stored whole, one packed
-            span = trace_pb2.Span.FromString(_span(rollout.rollout_id, attempt_id, sequence_id, payload))
+            span = trace_pb2.Span.FromString(_span(rollout_id, attempt_id, sequence_id, payload))
             span.resource.attributes.add(key="service.name").value.string_value = "svc" * 100
             sent.append(span)
         response = await store.backend.ingest_span_bytes([span.SerializeToString() for span in sent])
         assert response.accepted == 2
-        assert [trace_pb2.Span.FromString(raw) for raw in await _stored(store, rollout.rollout_id)] == sent
+        assert [trace_pb2.Span.FromString(raw) for raw in await _stored(store, rollout_id)] == sent
         with store.backend.env.begin() as txn:
             assert txn.stat(store.backend.dbs.span_resources)["entries"] == 1
         assert len(_references(store)) == 1
@@ -207,31 +211,29 @@ def test_spans_with_a_shared_resource_pack_and_read_back(opened: Opened) -> None
 
 def test_small_spans_are_stored_whole(opened: Opened) -> None:
     async def check(store: LmdbStore) -> None:
-        rollout = await store.start_rollout("r")
-        attempt_id = rollout.attempt.attempt_id  # type: ignore[union-attr]
-        small = _span(rollout.rollout_id, attempt_id, 1, 10)
-        large = _span(rollout.rollout_id, attempt_id, 2, WHOLE_BYTES)
+        rollout_id, attempt_id = await _attempt(store, "r")
+        small = _span(rollout_id, attempt_id, 1, 10)
+        large = _span(rollout_id, attempt_id, 2, WHOLE_BYTES)
         assert len(small) <= WHOLE_BYTES < len(large)
         assert (await store.backend.ingest_span_bytes([small, large])).accepted == 2
         with store.backend.env.begin() as txn:
             values = [bytes(value) for value in txn.cursor(db=store.backend.dbs.spans).iternext(keys=False)]
         assert values[0] == small and is_ref(values[1])
-        assert await _stored(store, rollout.rollout_id) == [small, large]
+        assert await _stored(store, rollout_id) == [small, large]
 
     opened.run(check)
 
 
 def test_spans_stored_whole_read_beside_packed_ones(opened: Opened) -> None:
     async def check(store: LmdbStore) -> None:
-        rollout = await store.start_rollout("r")
-        attempt_id = rollout.attempt.attempt_id  # type: ignore[union-attr]
-        old = _span(rollout.rollout_id, attempt_id, 1, 3_000)
-        num = _num(store, rollout.rollout_id)
+        rollout_id, attempt_id = await _attempt(store, "r")
+        old = _span(rollout_id, attempt_id, 1, 3_000)
+        num = _num(store, rollout_id)
         with store.backend.env.begin(write=True) as txn:  # as schema 3 stored it: the span itself
             txn.put(span_key(num, 1, 1, trace_pb2.Span.FromString(old).span_id), old, db=store.backend.dbs.spans)
-        new = [_span(rollout.rollout_id, attempt_id, i, 3_000) for i in (2, 3)]
+        new = [_span(rollout_id, attempt_id, i, 3_000) for i in (2, 3)]
         assert (await store.backend.ingest_span_bytes(new)).accepted == 2
-        assert await _stored(store, rollout.rollout_id) == [old, *new]
+        assert await _stored(store, rollout_id) == [old, *new]
 
     opened.run(check)
 
@@ -240,17 +242,16 @@ def test_a_span_whose_chunk_is_already_deleted_is_skipped(opened: Opened) -> Non
     """Between the operations of a large deletion, entries may outlive their chunk: reads skip them."""
 
     async def check(store: LmdbStore) -> None:
-        rollout = await store.start_rollout("r")
-        attempt_id = rollout.attempt.attempt_id  # type: ignore[union-attr]
-        first = [_span(rollout.rollout_id, attempt_id, i + 1, 1_000) for i in range(3)]
-        second = [_span(rollout.rollout_id, attempt_id, i + 4, 1_000) for i in range(2)]
+        rollout_id, attempt_id = await _attempt(store, "r")
+        first = [_span(rollout_id, attempt_id, i + 1, 1_000) for i in range(3)]
+        second = [_span(rollout_id, attempt_id, i + 4, 1_000) for i in range(2)]
         assert (await store.backend.ingest_span_bytes(first)).accepted == len(first)
         first_chunks = set(_chunks(store))
         assert (await store.backend.ingest_span_bytes(second)).accepted == len(second)
         with store.backend.env.begin(write=True) as txn:
             for number in first_chunks:
                 assert txn.delete(U64.pack(number), db=store.backend.dbs.span_chunks)
-        assert await _stored(store, rollout.rollout_id) == second
+        assert await _stored(store, rollout_id) == second
 
     opened.run(check)
 
