@@ -20,7 +20,7 @@ rollouts' spans and stay.
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass
 
 import lmdb
@@ -33,7 +33,7 @@ from agl_core.store.deletion import Selection
 from agl_core.store.lmdb.core import LmdbCore
 from agl_core.store.lmdb.records import RolloutRecord, Tx
 from agl_core.store.lmdb.schema import EVENT_OF_ROLLOUT, STATUS_KEY, U64, Databases, attempt_key
-from agl_core.store.lmdb.span_chunks import delete_spans
+from agl_core.store.lmdb.span_chunks import ChunkDeletion
 
 # Keys one write operation deletes at most (spans mostly): about 20-60 ms of a transaction.
 DELETE_BUDGET = 20_000
@@ -121,7 +121,9 @@ class DeletionMixin(LmdbCore):
             if Selection.active(record.pb) and not sel.force:
                 part.skipped_active += 1
                 continue
-            spans, finished = delete_spans(tx.txn, self.dbs, U64.pack(num), budget)
+            chunks = ChunkDeletion(tx.txn, self.dbs)
+            spans, finished = _delete_prefix(tx.txn, self.dbs.spans, U64.pack(num), budget, chunks)
+            chunks.finish()
             part.spans += spans
             budget -= spans
             if not finished:
@@ -164,8 +166,15 @@ class DeletionMixin(LmdbCore):
         return attempts
 
 
-def _delete_prefix(txn: lmdb.Transaction, db: lmdb._Database, prefix: bytes, budget: int | None) -> tuple[int, bool]:
-    """Delete keys starting with ``prefix``, at most ``budget``; returns (deleted, whether all are gone)."""
+def _delete_prefix(
+    txn: lmdb.Transaction,
+    db: lmdb._Database,
+    prefix: bytes,
+    budget: int | None,
+    on_value: Callable[[bytes], None] | None = None,
+) -> tuple[int, bool]:
+    """Delete keys starting with ``prefix``, at most ``budget``, handing each one's value to
+    ``on_value`` first; returns (deleted, whether all are gone)."""
     cursor = txn.cursor(db=db)
     deleted = 0
     if not cursor.set_range(prefix):
@@ -173,6 +182,8 @@ def _delete_prefix(txn: lmdb.Transaction, db: lmdb._Database, prefix: bytes, bud
     while cursor.key().startswith(prefix):
         if budget is not None and deleted >= budget:
             return deleted, False
+        if on_value is not None:
+            on_value(cursor.value())
         deleted += 1
         if not cursor.delete():  # moves to the next key; False past the last one
             break

@@ -19,12 +19,13 @@ queue               queue sequence                        rollout_id (dispatch o
 attempts            num + attempt sequence (4 bytes)      Attempt
 attempt_ids         attempt_id                            num + attempt sequence
 spans               num + attempt seq + span seq + id     where the span is in span_chunks (1 + chunk
-                                                          number + offset; span_chunks.py), or the span
-                                                          itself as span_resources.py stores it (spans
-                                                          of up to 700 bytes; all spans of schema 2, 3)
-span_chunks         chunk number (write order)            the spans one write added to one rollout,
-                                                          each as received with its resource replaced
-                                                          by a hash (span_resources.py), length-prefixed
+                                                          number + its index there; span_chunks.py), or
+                                                          the span itself as span_resources.py stores
+                                                          it (spans of up to 700 bytes; every span of
+                                                          schema 2 and 3)
+span_chunks         chunk number (write order, never      spans one write added to one rollout, each as
+                    reused)                               span_resources.py stores it: their count, a
+                                                          table of their bounds, then the spans
 span_resources      blake2b-128 of a resource             SpanResource bytes, stored once
 span_id_log         num + attempt seq + chunk no          the attempt's span ids, appended (span_ids.py)
 span_seqs           num                                   last span sequence id issued

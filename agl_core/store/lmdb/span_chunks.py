@@ -182,33 +182,28 @@ class ChunkReader:
         return self._chunk[self._data + start : self._data + end]
 
 
-def delete_spans(txn: lmdb.Transaction, dbs: Databases, prefix: bytes, budget: int | None) -> tuple[int, bool]:
-    """Delete the ``spans`` entries under ``prefix`` and the chunks they refer to, at most ``budget``
-    entries; returns (entries deleted, whether all are gone)."""
-    deleted, finished, highest = _delete_entries(txn, dbs, prefix, budget)
-    if highest > read_counter(txn, dbs.meta, MetaKey.SPAN_CHUNK_DELETED):
-        txn.put(MetaKey.SPAN_CHUNK_DELETED, U64.pack(highest), db=dbs.meta)  # see ChunkNumbers
-    return deleted, finished
+class ChunkDeletion:
+    """Deletes the chunks of the ``spans`` entries a deletion removes: call it with each entry's
+    value as the entry goes, then :meth:`finish` in the same transaction."""
 
+    def __init__(self, txn: lmdb.Transaction, dbs: Databases) -> None:
+        self._txn = txn
+        self._dbs = dbs
+        self._last = 0
+        self._highest = 0
 
-def _delete_entries(txn: lmdb.Transaction, dbs: Databases, prefix: bytes, budget: int | None) -> tuple[int, bool, int]:
-    """:func:`delete_spans`' entries and chunks, and the highest chunk number among them (0: none)."""
-    cursor = txn.cursor(db=dbs.spans)
-    deleted = last_chunk = highest = 0
-    if not cursor.set_range(prefix):
-        return 0, True, 0
-    while cursor.key().startswith(prefix):
-        if budget is not None and deleted >= budget:
-            return deleted, False, highest
-        value = cursor.value()
-        if is_ref(value):
-            number = REF.unpack(value)[1]
-            if number != last_chunk:
-                # Entries of one chunk are mostly adjacent; a chunk already deleted answers False.
-                txn.delete(U64.pack(number), db=dbs.span_chunks)
-                last_chunk = number
-                highest = max(highest, number)
-        deleted += 1
-        if not cursor.delete():  # moves to the next key; False past the last one
-            break
-    return deleted, True, highest
+    def __call__(self, value: bytes) -> None:
+        if not is_ref(value):
+            return
+        number = REF.unpack(value)[1]
+        if number != self._last:
+            # Entries of one chunk are mostly adjacent; a chunk already deleted answers False.
+            self._txn.delete(U64.pack(number), db=self._dbs.span_chunks)
+            self._last = number
+            self._highest = max(self._highest, number)
+
+    def finish(self) -> None:
+        """Record the highest chunk number deleted, so that no new chunk takes it (ChunkNumbers)."""
+        meta = self._dbs.meta
+        if self._highest > read_counter(self._txn, meta, MetaKey.SPAN_CHUNK_DELETED):
+            self._txn.put(MetaKey.SPAN_CHUNK_DELETED, U64.pack(self._highest), db=meta)
