@@ -6,8 +6,10 @@ attempt's span-id log (agl_core/store/lmdb/span_ids.py). A filter is sized for t
 an attempt that keeps growing outgrows it again and again. This bench has closed-loop writers send
 fresh 10-span batches into one attempt each until it holds ``--spans`` spans, times every ack, and
 reports the latency by how many spans the attempt held then: a writer held up by work that grows
-with the attempt shows in the max of the later bands. It ends by resending a sample of the batches:
-each of their spans must come back as a duplicate.
+with the attempt shows in the max of the later bands. It also reports, from the server's /metrics,
+how many fresh ids a filter could not rule out (false positives, each settled by reading the
+attempt's whole log). It ends by resending a sample of the batches: each of their spans must come
+back as a duplicate.
 
 Prints a table and saves bench/results/<--out>.json. ``--quick``: a smoke test of the bench itself.
 """
@@ -25,6 +27,7 @@ from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from common import Report, llm_call_span, percentile, saved_as
+from writer_metrics import scrape
 
 from agl_core.client import GrpcStore
 from agl_server.process import ServerProcess
@@ -86,7 +89,10 @@ def report_bands(report: Report, timings: list[tuple[int, float]]) -> None:
 
 async def main_async(args: argparse.Namespace, report: Report, workdir: str) -> None:
     spans = 12_000 if args.quick else args.spans  # quick: into the second band
-    server = ServerProcess(os.path.join(workdir, "data"), log_path=os.path.join(workdir, "server.log")).start()
+    server = ServerProcess(
+        os.path.join(workdir, "data"), args=["--http-port", "0"], log_path=os.path.join(workdir, "server.log")
+    ).start()
+    metrics_url = f"{server.http_url}/metrics"
     with server:
         async with GrpcStore(server.address) as store:
             await store.wait_ready()
@@ -101,6 +107,13 @@ async def main_async(args: argparse.Namespace, report: Report, workdir: str) -> 
         acks = [seconds for _, seconds in timings]
         report.add("ack p99, all batches", percentile(acks, 99) * 1e3, "ms")
         report.add("ack max, all batches", max(acks) * 1e3, "ms")
+        checks = scrape(metrics_url)["agl_span_id_exact_checks_total"]
+        report.add(
+            "fresh span ids looked up in the log (false positives)",
+            checks,
+            "ids",
+            note=f"{checks / (len(timings) * BATCH) * 1e6:.0f} per million fresh ids",
+        )
         missed = await resend(server.address, sent)
         report.add(
             "resent spans not found as duplicates",
