@@ -1,12 +1,16 @@
-"""Shared pieces of the benchmarks: payloads, percentiles, result tables and JSON files."""
+"""Shared pieces of the benchmarks: payloads, percentiles, result tables and JSON files, and the run
+of a bench's measures in a scratch directory."""
 
 from __future__ import annotations
 
+import asyncio
 import json
 import os
 import platform
 import sys
+import tempfile
 import time
+from collections.abc import Awaitable, Callable
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
@@ -118,6 +122,20 @@ def saved_as(path: Path) -> str:
         return str(path.relative_to(ROOT))
     except ValueError:
         return str(path)
+
+
+def run_and_save(
+    report: Report, out: str, measure: Callable[[str], Awaitable[None]], prefix: str = "agl-bench-"
+) -> int:
+    """A bench's main() after its options: ``measure(workdir)`` filling ``report``, in a directory
+    removed afterwards, then the table printed and saved as ``out`` (see :meth:`Report.save`).
+    Returns the exit status."""
+    with tempfile.TemporaryDirectory(prefix=prefix) as workdir:
+        asyncio.run(measure(workdir))
+    print()
+    print(report.table())
+    print(f"\nsaved {saved_as(report.save(out))}")
+    return 0
 
 
 def _number(value: float) -> str:

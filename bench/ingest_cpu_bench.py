@@ -17,7 +17,6 @@ import argparse
 import asyncio
 import os
 import sys
-import tempfile
 import threading
 import time
 from pathlib import Path
@@ -25,7 +24,7 @@ from pathlib import Path
 import psutil
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from common import Report, llm_call_span
+from common import Report, llm_call_span, run_and_save
 
 from agl_core.proto import store_pb2 as s
 from agl_core.store import LmdbStore
@@ -116,11 +115,7 @@ def main() -> int:
     parser.add_argument("--out", default="ingest_cpu_bench", help="result file name under bench/results")
     args = parser.parse_args()
     report = Report("embedded store ingest CPU by thread", context=vars(args))
-    with tempfile.TemporaryDirectory(prefix="agl-ingest-cpu-") as workdir:
-        asyncio.run(measure(args, workdir, report))
-    print(report.table())
-    print(f"\nsaved {report.save(args.out)}")
-    return 0
+    return run_and_save(report, args.out, lambda workdir: measure(args, workdir, report), prefix="agl-ingest-cpu-")
 
 
 if __name__ == "__main__":

@@ -13,15 +13,13 @@ end (a read whose transaction object outlives it keeps one: agl_core/store/lmdb/
 from __future__ import annotations
 
 import argparse
-import asyncio
 import os
 import sys
-import tempfile
 import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from common import Report
+from common import Report, run_and_save
 
 from agl_core.errors import NotFoundError
 from agl_core.proto import store_pb2 as s
@@ -96,11 +94,7 @@ def main() -> int:
     args = parser.parse_args()
     report = Report("embedded store read path")
     report.context.update(label=args.label, calls=args.calls, rounds=args.rounds)
-    with tempfile.TemporaryDirectory() as workdir:
-        asyncio.run(measure(workdir, args.calls, args.rounds, report))
-    print(report.table())
-    print(f"\nsaved {report.save(args.out)}")
-    return 0
+    return run_and_save(report, args.out, lambda workdir: measure(workdir, args.calls, args.rounds, report))
 
 
 if __name__ == "__main__":

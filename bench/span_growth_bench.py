@@ -20,13 +20,12 @@ import argparse
 import asyncio
 import os
 import sys
-import tempfile
 import time
 from pathlib import Path
 from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from common import Report, llm_call_span, percentile, saved_as
+from common import Report, llm_call_span, percentile, run_and_save
 from writer_metrics import scrape
 
 from agl_core.client import GrpcStore
@@ -133,12 +132,7 @@ def main() -> int:
     parser.add_argument("--out", default="span_growth_bench", help="result file name under bench/results")
     args = parser.parse_args()
     report = Report("agl span growth benchmark" + (" (quick)" if args.quick else ""))
-    with tempfile.TemporaryDirectory() as workdir:
-        asyncio.run(main_async(args, report, workdir))
-    print()
-    print(report.table())
-    print(f"\nsaved {saved_as(report.save(args.out))}")
-    return 0
+    return run_and_save(report, args.out, lambda workdir: main_async(args, report, workdir))
 
 
 if __name__ == "__main__":

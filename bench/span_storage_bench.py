@@ -19,14 +19,12 @@ Pages, not wall-clock time: the figures are the same on any machine.
 from __future__ import annotations
 
 import argparse
-import asyncio
 import os
 import sys
-import tempfile
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from common import Report, saved_as
+from common import Report, run_and_save
 
 from agl_core import LmdbStore, new_span
 
@@ -122,11 +120,7 @@ def main() -> int:
         args.spans, args.cycles = 2_000, 6
     report = Report("span storage: data file bytes per span", context=vars(args))
     print(report.title)
-    with tempfile.TemporaryDirectory(prefix="agl-span-storage-") as workdir:
-        asyncio.run(run(args, report, workdir))
-    print(report.table())
-    print(f"saved {saved_as(report.save(args.out))}")
-    return 0
+    return run_and_save(report, args.out, lambda workdir: run(args, report, workdir), prefix="agl-span-storage-")
 
 
 if __name__ == "__main__":
