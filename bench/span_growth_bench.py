@@ -8,8 +8,9 @@ fresh 10-span batches into one attempt each until it holds ``--spans`` spans, ti
 reports the latency by how many spans the attempt held then: a writer held up by work that grows
 with the attempt shows in the max of the later bands. It also reports, from the server's /metrics,
 how many fresh ids a filter could not rule out (false positives, each settled by reading the
-attempt's whole log). It ends by resending a sample of the batches: each of their spans must come
-back as a duplicate.
+attempt's whole log). It then resends a sample of the batches: each of their spans must come back
+as a duplicate. Last, it restarts agl-server on the same data and times the first write to each
+attempt (which reads the attempt's whole span-id log into a filter), and resends the sample again.
 
 Prints a table and saves bench/results/<--out>.json. ``--quick``: a smoke test of the bench itself.
 """
@@ -33,6 +34,7 @@ from agl_server.process import ServerProcess
 
 BATCH = 10
 # Spans an attempt held when a batch was sent, in bands: (upper bound, label).
+RESTARTS = 3  # restarts on the same data, each followed by a first write to every attempt
 BANDS = ((10_000, "0-10k"), (50_000, "10k-50k"), (100_000, "50k-100k"), (10**12, "100k+"))
 
 
@@ -86,6 +88,50 @@ def report_bands(report: Report, timings: list[tuple[int, float]]) -> None:
         report.add(f"ack max, attempt holding {label} spans", max(acks) * 1e3, "ms", note=f"{len(acks)} batches")
 
 
+async def first_writes(address: str, attempts: list[tuple[str, str]], held: int) -> list[float]:
+    """The ack seconds of one fresh batch into each of ``attempts``, one after the other: the first
+    write to an attempt after a restart reads its whole span-id log into a filter."""
+    acks = []
+    async with GrpcStore(address) as store:
+        await store.wait_ready()
+        for rollout_id, attempt_id in attempts:
+            batch = [llm_call_span(rollout_id, attempt_id, held + i) for i in range(BATCH)]
+            for span in batch:
+                span.span_id = os.urandom(8)
+            started = time.perf_counter()
+            result = await store.add_spans(batch)
+            acks.append(time.perf_counter() - started)
+            if result.accepted != BATCH:
+                raise SystemExit(f"a batch of fresh spans was not wholly accepted after the restart: {result}")
+    return acks
+
+
+async def after_restart(report: Report, data: str, log: str, sent: list[list[Any]], spans: int) -> None:
+    """Restart agl-server on the same data ``RESTARTS`` times: time each grown attempt's first write
+    each time, then resend the sample again (the filters rebuilt from the logs must still know
+    every span)."""
+    attempts = sorted({(batch[0].rollout_id, batch[0].attempt_id) for batch in sent})
+    acks: list[float] = []
+    missed = 0
+    for restart in range(RESTARTS):
+        with ServerProcess(data, log_path=log).start() as server:
+            acks += await first_writes(server.address, attempts, spans + restart * BATCH)
+            if restart == RESTARTS - 1:
+                missed = await resend(server.address, sent)
+    label = f"ack of the first write after a restart, attempt holding {spans} spans"
+    note = f"{len(acks)} first writes: {len(attempts)} attempt(s), {RESTARTS} restarts"
+    report.add(f"{label}, median", percentile(acks, 50) * 1e3, "ms", note=note)
+    report.add(f"{label}, max", max(acks) * 1e3, "ms")
+    report.add(
+        "resent spans not found as duplicates after a restart",
+        missed,
+        "spans",
+        target="0",
+        met=missed == 0,
+        note=f"{sum(map(len, sent))} resent",
+    )
+
+
 async def main_async(args: argparse.Namespace, report: Report, workdir: str) -> None:
     spans = 12_000 if args.quick else args.spans  # quick: into the second band
     server = ServerProcess(
@@ -122,6 +168,7 @@ async def main_async(args: argparse.Namespace, report: Report, workdir: str) -> 
             met=missed == 0,
             note=f"{sum(map(len, sent))} resent",
         )
+    await after_restart(report, os.path.join(workdir, "data"), os.path.join(workdir, "server2.log"), sent, spans)
 
 
 def main() -> int:
