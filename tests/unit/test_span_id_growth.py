@@ -1,15 +1,30 @@
 """An attempt's span-id filter outgrows its size without the writer reading the attempt's whole log
-at once: the larger filter is filled a few chunks per write, and answers stay exact throughout."""
+at once: the larger filter is filled a few chunks per write, and answers stay exact throughout. A
+filter filled from the log is the one the writer would have made id by id."""
 
 from __future__ import annotations
 
 import os
+import subprocess
+import sys
 from pathlib import Path
 
 import lmdb
+import numpy
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
-from agl_core.store.lmdb.span_ids import CHUNK_ENTRIES, GROW_ENTRIES, SpanIdIndex
+from agl_core.store.lmdb.span_ids import (
+    CHUNK_ENTRIES,
+    GROW_ENTRIES,
+    MIN_BITS,
+    SpanIdIndex,
+    _add_all,
+    _add_vectorized,
+    _Filter,
+    log_entry,
+)
 
 
 @pytest.fixture
@@ -99,3 +114,51 @@ def test_large_attempts_get_more_bits_per_id(log) -> None:  # type: ignore[no-un
     large = index._filters[(1, 1)]
     assert large.successor is None and large.count == 20_200
     assert large.size // large.capacity == 24
+
+
+@settings(max_examples=60, deadline=None)
+@given(
+    ids=st.lists(st.binary(min_size=1, max_size=16), max_size=300),
+    nbits=st.sampled_from([MIN_BITS, 1 << 13, 1 << 16]),
+)
+def test_filling_from_a_log_sets_exactly_the_bits_of_adding_each_id(ids: list[bytes], nbits: int) -> None:
+    """A filter filled from log entries at once (a rebuild, a growing filter), with numpy or
+    without, is bit for bit the one the writer's own add() makes, id by id: a bit it missed would
+    turn a resend into a new span."""
+    one_by_one, at_once, vectorized = _Filter(nbits), _Filter(nbits), _Filter(nbits)
+    for span_id in ids:
+        one_by_one.add(log_entry(span_id))
+    entries = b"".join(log_entry(span_id) for span_id in ids)
+    _add_all(at_once, entries)
+    _add_vectorized(vectorized, entries, numpy)
+    assert at_once.bits == one_by_one.bits
+    assert vectorized.bits == one_by_one.bits
+
+
+def test_numpy_is_loaded_only_by_a_large_fill() -> None:
+    """A server whose attempts stay small never imports numpy (15 MB, 60 ms); the first fill of
+    LARGE_FILL entries does, in a fresh interpreter."""
+    script = """
+import os, sys
+from agl_core.store.lmdb.span_ids import LARGE_FILL, _add_all, _sized, log_entry
+small = b"".join(log_entry(os.urandom(8)) for _ in range(LARGE_FILL - 1))
+_add_all(_sized(LARGE_FILL), small)
+print("numpy" in sys.modules)
+_add_all(_sized(LARGE_FILL), small + log_entry(b"one more"))
+print("numpy" in sys.modules)
+"""
+    done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=120, check=True)
+    assert done.stdout.split() == ["False", "True"], done.stderr
+
+
+def test_an_attempt_read_back_from_its_log_knows_every_id(log) -> None:  # type: ignore[no-untyped-def]
+    """After a restart (a new index over the same log), the first write rebuilds the attempt's
+    filter from the log: every id written before is a duplicate, and fresh ones are new."""
+    env, db = log
+    written = [os.urandom(8) for _ in range(3_000)]
+    write(SpanIdIndex(), env, db, written)
+    index = SpanIdIndex()  # what a restarted server starts with
+    with env.begin(write=True) as txn:
+        assert not any(index.add_if_new(txn, db, 1, 1, span_id) for span_id in written)
+        assert index.rebuilds == 1
+        assert all(index.add_if_new(txn, db, 1, 1, os.urandom(9)) for _ in range(100))
