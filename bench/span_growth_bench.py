@@ -33,9 +33,17 @@ from agl_core.client import GrpcStore
 from agl_server.process import ServerProcess
 
 BATCH = 10
-# Spans an attempt held when a batch was sent, in bands: (upper bound, label).
 RESTARTS = 3  # restarts on the same data, each followed by a first write to every attempt
+# Spans an attempt held when a batch was sent, in bands: (upper bound, label).
 BANDS = ((10_000, "0-10k"), (50_000, "10k-50k"), (100_000, "50k-100k"), (10**12, "100k+"))
+
+
+def fresh_batch(rollout_id: str, attempt_id: str, held: int) -> list[Any]:
+    """``BATCH`` spans for an attempt that holds ``held``, each with a random id (so all are new)."""
+    batch = [llm_call_span(rollout_id, attempt_id, held + i) for i in range(BATCH)]
+    for span in batch:
+        span.span_id = os.urandom(8)
+    return batch
 
 
 async def grow(address: str, writers: int, spans: int) -> tuple[list[tuple[int, float]], list[list[Any]]]:
@@ -50,9 +58,7 @@ async def grow(address: str, writers: int, spans: int) -> tuple[list[tuple[int, 
             attempt_id = rollout.attempt.attempt_id  # type: ignore[union-attr]
             held = 0
             while held < spans:
-                batch = [llm_call_span(rollout.rollout_id, attempt_id, held + i) for i in range(BATCH)]
-                for span in batch:
-                    span.span_id = os.urandom(8)
+                batch = fresh_batch(rollout.rollout_id, attempt_id, held)
                 started = time.perf_counter()
                 result = await store.add_spans(batch)
                 timings.append((held, time.perf_counter() - started))
@@ -95,9 +101,7 @@ async def first_writes(address: str, attempts: list[tuple[str, str]], held: int)
     async with GrpcStore(address) as store:
         await store.wait_ready()
         for rollout_id, attempt_id in attempts:
-            batch = [llm_call_span(rollout_id, attempt_id, held + i) for i in range(BATCH)]
-            for span in batch:
-                span.span_id = os.urandom(8)
+            batch = fresh_batch(rollout_id, attempt_id, held)
             started = time.perf_counter()
             result = await store.add_spans(batch)
             acks.append(time.perf_counter() - started)

@@ -244,9 +244,10 @@ class SpanIdIndex:
     def _rebuild(self, txn: lmdb.Transaction, log_db: lmdb._Database, num: int, seq: int) -> _Filter:
         """The attempt's filter made from its whole log: its first write since start-up or eviction."""
         entries = b"".join(_chunks(txn, log_db, num, seq))
-        flt = _sized(len(entries) // ENTRY + 64)
+        count = len(entries) // ENTRY
+        flt = _sized(count + 64)
         _add_all(flt, entries)
-        flt.count = len(entries) // ENTRY
+        flt.count = count
         self._filters[(num, seq)] = flt
         self._bits += flt.size
         self.rebuilds += 1
