@@ -24,6 +24,7 @@ import lmdb
 from common import ROOT
 from cpu_split import spawning_on
 from loadgen import BIN_DIR, build_go_command
+from split_ingest_floor import split_spans_added
 
 RUST_CRATE = ROOT / "bench" / "floors" / "rust-ackfloor"
 CARGO_TARGET = BIN_DIR / "cargo"  # under bench/.bin, ignored by git
@@ -37,9 +38,10 @@ class FloorUnavailable(Exception):
 class Floor:
     name: str  # as given to --floors
     label: str  # in the rows' names
-    # The server's command line, given its port file and its data directory (see ``stores``); builds it first.
+    # The server's command line, given its port file and its data directory; builds it first.
     command: Callable[[str, str], list[str]]
-    stores: bool = False  # puts every span into an LMDB environment in its data directory (its sub-database "spans")
+    # For a floor that stores spans: how many it stored, counted in its data directory once it has stopped.
+    stored: Callable[[str], int] | None = None
 
     def data_dir(self, workdir: str) -> str:
         return os.path.join(workdir, f"{self.name}-data")
@@ -63,6 +65,10 @@ def _rust_tonic_lmdb(port_file: str, data: str) -> list[str]:
 
 def _rust_tonic_lmdb_nosync(port_file: str, data: str) -> list[str]:
     return [str(_build_rust_floor()), port_file, "--lmdb-nosync", data]
+
+
+def _agl_split(port_file: str, data: str) -> list[str]:
+    return [sys.executable, str(ROOT / "bench" / "split_ingest_floor.py"), port_file, data]
 
 
 def _build_rust_floor() -> Path:
@@ -90,14 +96,22 @@ def _protoc() -> Path:
     return wrapper
 
 
+def _lmdb_spans(data: str) -> int:
+    """The spans the Rust floor put into its environment: one entry each in its sub-database "spans"."""
+    with lmdb.open(data, readonly=True, lock=False, max_dbs=1) as env:
+        with env.begin() as txn:
+            return int(txn.stat(env.open_db(b"spans", txn=txn, create=False))["entries"])
+
+
 FLOORS = {
     floor.name: floor
     for floor in (
         Floor("grpc.aio", "bare grpc.aio (no store)", _grpc_aio),
         Floor("grpc-go", "bare grpc-go (no store)", _grpc_go),
         Floor("rust-tonic", "bare Rust tonic (no store)", _rust_tonic),
-        Floor("rust-tonic-lmdb", "Rust tonic, spans durably into LMDB", _rust_tonic_lmdb, stores=True),
-        Floor("rust-tonic-lmdb-nosync", "Rust tonic, spans into LMDB unsynced", _rust_tonic_lmdb_nosync, stores=True),
+        Floor("rust-tonic-lmdb", "Rust tonic, spans durably into LMDB", _rust_tonic_lmdb, _lmdb_spans),
+        Floor("rust-tonic-lmdb-nosync", "Rust tonic, spans into LMDB unsynced", _rust_tonic_lmdb_nosync, _lmdb_spans),
+        Floor("agl-split", "grpc.aio edge + agl store in another process", _agl_split, split_spans_added),
     )
 }
 
@@ -115,13 +129,6 @@ def start_floor(floor: Floor, workdir: str, cpus: frozenset[int] | None = None) 
             raise RuntimeError(f"the {floor.label} server did not start: {' '.join(command)}")
         time.sleep(0.02)
     return process, f"127.0.0.1:{Path(port_file).read_text()}"
-
-
-def spans_stored(floor: Floor, workdir: str) -> int:
-    """How many spans a floor that ``stores`` holds in its environment (read once it has stopped)."""
-    with lmdb.open(floor.data_dir(workdir), readonly=True, lock=False, max_dbs=1) as env:
-        with env.begin() as txn:
-            return int(txn.stat(env.open_db(b"spans", txn=txn, create=False))["entries"])
 
 
 def parse_floors(value: str) -> list[Floor]:

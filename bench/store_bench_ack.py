@@ -16,7 +16,7 @@ from pathlib import Path
 from typing import Any
 
 import psutil
-from ack_floors import Floor, FloorUnavailable, spans_stored, start_floor
+from ack_floors import Floor, FloorUnavailable, start_floor
 from common import Report, llm_call_span, percentile
 from cpu_split import spawning_on, split
 from loadgen import build_loadgen, run_span_ack, write_span_batches
@@ -106,10 +106,14 @@ def _children_cpu_seconds() -> float:
 
 
 def _cpu_seconds(process: psutil.Process | None) -> float:
+    """The CPU of ``process`` and of its live children (a floor may run as several processes)."""
     if process is None:
         return 0.0
-    times = process.cpu_times()
-    return float(times.user + times.system)
+    total = 0.0
+    for member in (process, *process.children(recursive=True)):
+        times = member.cpu_times()
+        total += times.user + times.system
+    return total
 
 
 @dataclass(frozen=True)
@@ -183,7 +187,7 @@ def report_go_ack_floors(
     server_cpus: frozenset[int] | None = None,
 ) -> None:
     """The same Go writers and batches against each handler of ``floors``, which parses each batch
-    whole (as agl-server's edge check does) and acks it, storing nothing or (``Floor.stores``) only
+    whole (as agl-server's edge check does) and acks it, storing nothing or (``Floor.stored``) only
     its spans, in LMDB: what is left of agl's latency once the grpc.aio floor is taken off is agl's
     own, the compiled stacks' floors show what a front end in Go or Rust would leave for the store,
     and the storing ones what any durable store costs here."""
@@ -217,9 +221,9 @@ def report_go_ack_floors(
         finally:
             process.terminate()
             process.wait(timeout=30)
-        if floor.stores:
-            # Every acked batch's spans must be in its environment, or its latency is no floor.
-            stored, wanted = spans_stored(floor, workdir), acked * SPANS_PER_BATCH
+        if floor.stored is not None:
+            # Every acked batch's spans must be in its store, or its latency is no floor.
+            stored, wanted = floor.stored(floor.data_dir(workdir)), acked * SPANS_PER_BATCH
             report.add(
                 f"  floor: spans stored, {floor.label}", stored, "spans", target=f">= {wanted}", met=stored >= wanted
             )

@@ -91,6 +91,22 @@ def test_ack_floors_of_rust_tonic_with_split_cpus() -> None:
     assert row["met"] and row["value"] >= acked > 0, row
 
 
+def test_ack_floor_of_agl_split_stores_every_acked_span() -> None:
+    """bench/split_ingest_floor.py: a grpc.aio edge process hands each batch to agl's own store in
+    a second process. Its acks say every span was accepted (which agl's store says only of spans
+    placed in running attempts: those of agl-server's data it copied), and after it stops the
+    store holds at least ten new spans per acked batch, counted by agl's store itself."""
+    flags = ["--quick", "--ack-only", "--go-client", "--floors", "agl-split"]
+    saved = run_bench("store_bench.py", flags, "store_bench_ack_split_quick", timeout=180)
+    rows = values(saved)
+    floor = "grpc.aio edge + agl store in another process"
+    for writers in (1, 8):
+        check_floor_rows(rows, f"{writers} writer(s), 10 spans/batch, Go client, {floor}")
+    row = rows_by_name(saved)[f"floor: spans stored, {floor}"]
+    acked = int(row["target"].removeprefix(">= "))
+    assert row["met"] and row["value"] >= acked > 0, row
+
+
 def test_rollouts_only_reports_every_rate() -> None:
     rows = run_section(["--rollouts-only"], "store_bench_rollouts_smoke_quick")
     names = [
