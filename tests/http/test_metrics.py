@@ -8,11 +8,13 @@ from pathlib import Path
 
 import aiohttp
 import grpc
+import pytest
 from opentelemetry.proto.collector.trace.v1 import trace_service_pb2, trace_service_pb2_grpc
 from support.http_listener import scrape
 from support.waits import until
 
 from agl_core.client import GrpcStore
+from agl_core.errors import NotFoundError
 from agl_core.proto import runner_pb2 as r
 from agl_core.proto import runner_pb2_grpc
 from agl_core.proto import types_pb2 as t
@@ -50,6 +52,10 @@ async def test_metrics_follow_rollouts_spans_attempts_and_workers(
         answer = await trace_service_pb2_grpc.TraceServiceStub(channel).Export(export, timeout=60)
     assert answer.partial_success.rejected_spans == 1
 
+    # A write whose operation fails in the store's writer: rolled back alone, its group run again.
+    with pytest.raises(NotFoundError):
+        await grpc_store.update_rollout("ro-missing", status="succeeded")
+
     async def retried_once() -> bool:
         samples = await scrape(http, http_server)
         return samples.get("agl_attempts_retried_total", 0) >= 1
@@ -76,6 +82,7 @@ async def test_metrics_follow_rollouts_spans_attempts_and_workers(
     assert after["agl_ingest_ack_seconds_count"] == 3
     assert after["agl_store_commit_seconds_count"] >= 5
     assert after["agl_store_commit_groups_total"] >= after["agl_store_commit_seconds_count"]
+    assert after["agl_store_group_reruns_total"] >= 1
     # Every group's commit is timed as a part of the group's time.
     assert after["agl_store_commit_flush_seconds_count"] == after["agl_store_commit_seconds_count"]
     assert 0 < after["agl_store_commit_flush_seconds_sum"] <= after["agl_store_commit_seconds_sum"]

@@ -170,6 +170,12 @@ class LmdbCore:
         return (writer.groups, writer.ops) if writer is not None else (0, 0)
 
     @property
+    def writer_reruns(self) -> int:
+        """Groups run a second time, with a nested transaction per operation, because one failed."""
+        writer = self._writer
+        return writer.reruns if writer is not None else 0
+
+    @property
     def span_id_index(self) -> SpanIdIndex:
         """The writer's span-id index, for its counters (/metrics); only the writer changes it."""
         return self._span_ids

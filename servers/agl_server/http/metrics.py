@@ -91,6 +91,13 @@ class ServerCollector(Collector):
         groups, ops = counts
         yield CounterMetricFamily("agl_store_commit_groups", "Group commits of the store's writer", groups)
         yield CounterMetricFamily("agl_store_write_operations", "Write operations committed by the store's writer", ops)
+        reruns = getattr(self.ctx.store, "writer_reruns", None)
+        if reruns is not None:
+            yield CounterMetricFamily(
+                "agl_store_group_reruns",
+                "Groups the writer ran again, each operation in a nested transaction, because one operation failed",
+                reruns,
+            )
 
     def _spans(self) -> Iterator[Metric]:
         accepted = CounterMetricFamily("agl_spans_accepted", "Spans stored, by entry point", labels=["transport"])
