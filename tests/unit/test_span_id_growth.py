@@ -162,3 +162,33 @@ def test_an_attempt_read_back_from_its_log_knows_every_id(log) -> None:  # type:
         assert not any(index.add_if_new(txn, db, 1, 1, span_id) for span_id in written)
         assert index.rebuilds == 1
         assert all(index.add_if_new(txn, db, 1, 1, os.urandom(9)) for _ in range(100))
+
+
+def test_a_filter_growing_past_large_fill_loads_numpy_in_the_background() -> None:
+    """The fills of a growing filter are small (GROW_ENTRIES) and would run in Python; once a
+    filter grows past LARGE_FILL ids, numpy is imported on a thread of its own, not on the writer.
+    Below that size nothing loads it. In a fresh interpreter, against a real LMDB log."""
+    script = """
+import os, sys, tempfile, threading
+import lmdb
+from agl_core.store.lmdb import span_ids
+from agl_core.store.lmdb.span_ids import LARGE_FILL, SpanIdIndex
+
+env = lmdb.open(tempfile.mkdtemp(), max_dbs=2, map_size=1 << 28)
+log = env.open_db(b"log")
+index = SpanIdIndex()
+with env.begin(write=True) as txn:
+    for _ in range(LARGE_FILL):  # it grows past 256 ids, to a filter for LARGE_FILL: no numpy yet
+        assert index.add_if_new(txn, log, 1, 1, os.urandom(8))
+        index.flush(txn, log)
+    print(span_ids._importer is None, "numpy" in sys.modules)
+    assert index.add_if_new(txn, log, 1, 1, os.urandom(8))  # past LARGE_FILL: it grows again
+    index.flush(txn, log)
+    importer = span_ids._importer
+    print(importer is not None and importer.name, importer is not threading.current_thread())
+    importer.join(60)
+    print(span_ids._loaded_numpy() is not None)
+"""
+    done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.split("\n")[:3] == ["True False", "agl-numpy-import True", "True"], done.stdout

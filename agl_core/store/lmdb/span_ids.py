@@ -8,11 +8,12 @@ Two pieces, one on disk and one in memory:
   costs almost nothing to write. (A B-tree index keyed by span id would land every insert on a
   random page, one dirty 4 KiB page per 20-byte entry: measured as the largest part of a commit.)
 - **A Bloom filter per attempt** in front of it: "certainly new" is answered in memory; "maybe
-  present" (a resent span, or a false positive about 0.5% of the time) is settled exactly by
-  searching the attempt's log. A filter takes about 2 bytes per id when full (up to 4 in large
-  attempts, see ``LARGER_BITS_PER_ID``), so a fixed budget (``agl-server --span-id-filter-mb``,
-  32 MiB by default) covers millions of ids; filters beyond it are dropped (least recently used)
-  and rebuilt from the log when needed (``_add_all``: about 0.17 us per id, with numpy).
+  present" (a resent span, or a false positive: up to 0.5% of the time in a full filter of a small
+  attempt, 0.16% from 2,048 ids) is settled exactly by searching the attempt's log. A filter takes
+  about 2 bytes per id when full (3 from 2,048 ids, 4 from 65,536: see ``LARGER_BITS_PER_ID``),
+  so a fixed budget (``agl-server --span-id-filter-mb``, 32 MiB by default) covers millions of ids;
+  filters beyond it are dropped (least recently used) and rebuilt from the log when needed
+  (``_add_all``: about 0.17 us per id, with numpy).
 - **A full filter grows a few chunks at a time.** Once an attempt's ids pass its filter's size, a
   filter four times larger is filled from the log by the attempt's next writes, ``GROW_ENTRIES``
   entries each (and the new ids go into both), then takes over. Filling it at once held the writer
@@ -30,6 +31,7 @@ from __future__ import annotations
 
 import struct
 import sys
+import threading
 from collections import OrderedDict
 from operator import itemgetter
 from typing import Any
@@ -45,10 +47,12 @@ CHUNK_KEY = struct.Struct(">QII")
 BITS_PER_ID = 16
 HASHES = 3  # with 16 bits per id: about 0.5% false positives
 # A false positive costs a read of the attempt's whole log, so a filter sized for more ids takes more
-# bits per id: 24 (0.16% false positives when full) from 16,384 ids, 32 (0.07%) from 65,536. With
-# 16 bits, an attempt of 100,000 ids had a 3-7 ms read in about 5% of 10-span writes
-# (bench/span_growth_bench.py).
-LARGER_BITS_PER_ID = ((1 << 16, 32), (1 << 14, 24))
+# bits per id: 24 (0.16% false positives when full) from 2,048 ids, 32 (0.07%) from 65,536. With
+# 16 bits, an attempt of 100,000 ids had a 3-7 ms read in about 5% of 10-span writes; and eight
+# writers, each on an attempt nearing 16,384 ids (0.5% when full, a 0.4 ms read each), lost a
+# quarter of their batches per second for two seconds until their filters had grown
+# (bench/span_growth_bench.py, bench/store_bench.py --ack-only --go-client).
+LARGER_BITS_PER_ID = ((1 << 15, 32), (1 << 11, 24))
 MIN_BITS = 1 << 12
 DEFAULT_BUDGET_BYTES = 32 << 20  # filters of all attempts together
 # Log entries a write reads into a growing filter (at least, see SpanIdIndex._fill): about 0.1 ms
@@ -115,17 +119,44 @@ def _add_all(flt: _Filter, entries: bytes) -> None:
 
     Filling a filter from an attempt's log (its first write after start-up or eviction, and a
     growing filter) in Python takes about 1.1 us per id, all of it holding the writer: 160 ms at
-    150,000 ids. With numpy it takes about 0.17 us. numpy is imported only by the first fill of
-    ``LARGE_FILL`` entries or more (about 60 ms and 15 MB, once per process), so a server whose
+    150,000 ids. With numpy it takes about 0.17 us. numpy (about 60 ms and 15 MB, once per
+    process) is imported by the first fill of ``LARGE_FILL`` entries or more, or in the background
+    once a filter grows past that many ids (:func:`load_numpy_in_background`), so a server whose
     attempts stay small starts and runs without it; once loaded, every fill uses it."""
-    np = sys.modules.get("numpy")
+    np = _loaded_numpy()
     if np is None and len(entries) >= LARGE_FILL * ENTRY:
-        import numpy as np
+        import numpy as np  # waits for a background import under way (the import system's lock)
     if np is None:
         for (entry,) in _ENTRIES.iter_unpack(entries):
             flt.add(entry)
     else:
         _add_vectorized(flt, entries, np)
+
+
+def _loaded_numpy() -> Any:
+    """numpy once wholly imported (by this module or anyone else), else None: a module still being
+    initialised is in ``sys.modules`` already and must not be used yet."""
+    module = sys.modules.get("numpy")
+    if module is None or getattr(getattr(module, "__spec__", None), "_initializing", False):
+        return None
+    return module
+
+
+_importer: threading.Thread | None = None
+
+
+def load_numpy_in_background() -> None:
+    """Import numpy on a thread of its own, once. A filter that starts growing past ``LARGE_FILL``
+    ids calls this: its fills then take 40 us a write instead of 90 (``GROW_ENTRIES``), and the
+    writer does not wait for the import (about 60 ms), which a first large fill otherwise pays."""
+    global _importer
+    if _importer is None and _loaded_numpy() is None:
+        _importer = threading.Thread(target=_import_numpy, name="agl-numpy-import", daemon=True)
+        _importer.start()
+
+
+def _import_numpy() -> None:
+    import numpy  # noqa: F401
 
 
 def _add_vectorized(flt: _Filter, entries: bytes, np: Any) -> None:
@@ -217,6 +248,8 @@ class SpanIdIndex:
             flt.pending.clear()
             if flt.successor is None and flt.count > flt.capacity:
                 flt.successor = _sized(4 * (flt.count + 64))
+                if flt.count > LARGE_FILL:
+                    load_numpy_in_background()
                 flt.next_chunk, flt.last_chunk = 0, last_chunk
                 self._bits += flt.successor.size
                 self.grows += 1
@@ -283,12 +316,14 @@ class SpanIdIndex:
             self._bits -= flt.size
 
     def _in_log(self, txn: lmdb.Transaction, log_db: lmdb._Database, num: int, seq: int, entry: bytes) -> bool:
-        for chunk in _chunks(txn, log_db, num, seq):
-            at = chunk.find(entry)
-            while at != -1:
-                if at % ENTRY == 0:
-                    return True
-                at = chunk.find(entry, at + 1)
+        # One search of the joined log instead of one per chunk: a third less time at 16,384 ids.
+        # Chunks hold whole entries, so entries stay aligned to ENTRY in the joined log.
+        log = b"".join(_chunks(txn, log_db, num, seq))
+        at = log.find(entry)
+        while at != -1:
+            if at % ENTRY == 0:
+                return True
+            at = log.find(entry, at + 1)
         return False
 
     def _evict(self) -> None:
