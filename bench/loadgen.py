@@ -55,10 +55,13 @@ def write_span_batches(path: Path, batches: Sequence[bytes]) -> Path:
     return path
 
 
-def run_span_ack(binary: Path, address: str, batches: Path, writers: int, seconds: float) -> dict[str, Any]:
+def run_span_ack(
+    binary: Path, address: str, batches: Path, writers: int, seconds: float, latencies: Path | None = None
+) -> dict[str, Any]:
     """One span-ack run: ``writers`` closed-loop IngestSpans writers for ``seconds`` after a second
-    of warm-up, on one connection (as the Python writers of store_bench share one)."""
-    options = {
+    of warm-up, on one connection (as the Python writers of store_bench share one). ``latencies``:
+    where agl-loadgen writes each batch of the window (bench/ack_timeline.py reads it)."""
+    options: dict[str, Any] = {
         "scenario": "span-ack",
         "writers": writers,
         "conns": 1,
@@ -66,6 +69,8 @@ def run_span_ack(binary: Path, address: str, batches: Path, writers: int, second
         "duration": f"{seconds}s",
         "warmup": "1s",
     }
+    if latencies is not None:
+        options["latencies"] = latencies
     command = loadgen_command(binary, address, options)
     done = subprocess.run(command, capture_output=True, text=True, timeout=seconds + 120, check=False)
     if done.returncode != 0:

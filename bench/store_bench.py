@@ -332,6 +332,12 @@ def main() -> int:
         "synced, with none of agl's checks, and rust-tonic-lmdb-nosync the same unsynced)",
     )
     parser.add_argument(
+        "--go-latencies",
+        action="store_true",
+        help="with --go-client: write every batch of the eight Go writers' window to bench/results/<out>.latencies.txt "
+        "and print the window in half seconds (bench/ack_timeline.py): bunched slow acks show as slow steps",
+    )
+    parser.add_argument(
         "--split-cpus",
         action="store_true",
         help="with --ack-only: agl-server and the floors on CPU 0, this process and the Go writers on the "

@@ -17,7 +17,8 @@ from typing import Any
 
 import psutil
 from ack_floors import Floor, FloorUnavailable, start_floor
-from common import Report, llm_call_span, percentile
+from ack_timeline import read_samples, render, timeline
+from common import RESULTS, Report, llm_call_span, percentile, saved_as
 from cpu_split import spawning_on, split
 from loadgen import build_loadgen, run_span_ack, write_span_batches
 from store_bench_workloads import ack_latency, targets
@@ -28,6 +29,7 @@ from agl_core.proto import store_pb2 as s
 from agl_server.process import ServerProcess
 
 SPANS_PER_BATCH = 10
+TIMELINE_STEP_S = 0.5  # --go-latencies: the eight Go writers' window in steps this long
 
 
 async def report_ack_latency(
@@ -127,10 +129,16 @@ class GoWritersRun:
 
 
 def run_go_writers(
-    binary: Path, address: str, batches: Path, writers: int, quick: bool, server: psutil.Process | None
+    binary: Path,
+    address: str,
+    batches: Path,
+    writers: int,
+    quick: bool,
+    server: psutil.Process | None,
+    latencies: Path | None = None,
 ) -> GoWritersRun:
     server_cpu, client_cpu = _cpu_seconds(server), _children_cpu_seconds()
-    result = run_span_ack(binary, address, batches, writers, 1.0 if quick else 5.0)
+    result = run_span_ack(binary, address, batches, writers, 1.0 if quick else 5.0, latencies)
     count = max(1, result["batches_total"])
     server_us = (_cpu_seconds(server) - server_cpu) / count * 1e6
     return GoWritersRun(result, count, server_us, (_children_cpu_seconds() - client_cpu) / count * 1e6)
@@ -149,15 +157,23 @@ def go_writers(coords: list[tuple[str, str]], workdir: str) -> tuple[Path, Path]
 
 
 def report_go_ack_latency(
-    binary: Path, path: Path, address: str, report: Report, quick: bool, server_pid: int | None
+    binary: Path,
+    path: Path,
+    address: str,
+    report: Report,
+    quick: bool,
+    server_pid: int | None,
+    latencies: Path | None = None,
 ) -> None:
     """The same closed-loop writers, spans and targets as goroutines of agl-loadgen (Go client): a
-    client far cheaper than this process, so what remains is the server's latency."""
+    client far cheaper than this process, so what remains is the server's latency. ``latencies``:
+    where the eight writers' batches go, one line each, for their timeline (bench/ack_timeline.py)."""
     print("ack latency, Go client (agl-loadgen span-ack)", flush=True)
     server = psutil.Process(server_pid) if server_pid is not None else None
     for writers, target in ((1, 2.0), (8, 5.0)):
         threads = _thread_cpu(server)
-        run = run_go_writers(binary, address, path, writers, quick, server)
+        logged = latencies if writers == 8 else None
+        run = run_go_writers(binary, address, path, writers, quick, server, logged)
         result, batches_total = run.result, run.batches
         label = f"{writers} writer(s), 10 spans/batch, Go client"
         p99 = result["ack_p99_ms"]
@@ -175,6 +191,36 @@ def report_go_ack_latency(
         report.add(f"  client CPU per batch (agl-loadgen), {label}", run.client_us, "us", note=CLIENT_NOTE)
         bad = result["bad_acks"]
         report.add(f"  batches not wholly stored, {label}", bad, "batches", target="0", met=bad == 0)
+        if logged is not None:
+            report_timeline(report, label, logged, result["batches_acked"])
+
+
+def report_timeline(report: Report, label: str, path: Path, acked: int) -> None:
+    """The window in half seconds: its slowest and fastest, to tell a steady p99 from stretches in
+    which every writer was slow; the whole table printed."""
+    samples = read_samples(path)
+    if len(samples) != acked:
+        raise SystemExit(f"{path}: {len(samples)} batches logged, {acked} acked in the window")
+    steps = timeline(samples, TIMELINE_STEP_S)
+    print(render(steps), flush=True)
+    whole = [step for step in steps if step.start_s + TIMELINE_STEP_S <= (samples[-1][1] - samples[0][1]) / 1e9]
+    if not whole:
+        return
+    slowest = min(whole, key=lambda step: step.batches_per_s)
+    fastest = max(whole, key=lambda step: step.batches_per_s)
+    note = f"{path.name}: python bench/ack_timeline.py {saved_as(path)}"
+    report.add(
+        f"  batches per second, slowest half second, {label}",
+        slowest.batches_per_s,
+        "batches/s",
+        note=f"from {slowest.start_s:.1f} s: ack p99 {slowest.p99_ms:.2f} ms",
+    )
+    report.add(
+        f"  batches per second, fastest half second, {label}",
+        fastest.batches_per_s,
+        "batches/s",
+        note=f"from {fastest.start_s:.1f} s: ack p99 {fastest.p99_ms:.2f} ms; {note}",
+    )
 
 
 def report_go_ack_floors(
@@ -244,5 +290,6 @@ async def ack_only(args: argparse.Namespace, report: Report, workdir: str) -> No
         if not args.go_client:
             return
         binary, batches = go_writers(coords, workdir)
-        report_go_ack_latency(binary, batches, server.address, report, args.quick, pid)
+        latencies = RESULTS / f"{args.out}.latencies.txt" if args.go_latencies else None
+        report_go_ack_latency(binary, batches, server.address, report, args.quick, pid, latencies)
     report_go_ack_floors(binary, batches, report, args.quick, workdir, args.floors, server_cpus)

@@ -9,7 +9,7 @@ import shutil
 from typing import Any
 
 import pytest
-from support.bench_runs import rows_by_name, run_bench
+from support.bench_runs import ROOT, rows_by_name, run_bench
 
 
 def run_section(flags: list[str], out: str) -> dict[str, tuple[float, str]]:
@@ -24,7 +24,8 @@ def values(saved: dict[str, Any]) -> dict[str, tuple[float, str]]:
 
 def test_ack_only_reports_latency_and_cpu_per_batch() -> None:
     # The grpc.aio and grpc-go floors here; Rust's in test_ack_floors_of_rust_tonic_with_split_cpus.
-    rows = run_section(["--ack-only", "--go-client", "--floors", "grpc.aio,grpc-go"], "store_bench_ack_smoke_quick")
+    flags = ["--ack-only", "--go-client", "--floors", "grpc.aio,grpc-go", "--go-latencies"]
+    rows = run_section(flags, "store_bench_ack_smoke_quick")
     for writers in (1, 8):
         p50 = rows[f"ack latency p50, {writers} writer(s), 10 spans/batch"]
         p99 = rows[f"ack latency p99, {writers} writer(s), 10 spans/batch"]
@@ -54,6 +55,18 @@ def test_ack_only_reports_latency_and_cpu_per_batch() -> None:
         assert rows[f"client CPU per batch (agl-loadgen), {label}"][0] > 0
         for stack in ("grpc.aio", "grpc-go"):
             check_floor_rows(rows, f"{label}, bare {stack} (no store)")
+    # --go-latencies: every batch of the eight Go writers' window, from each writer, one line each
+    # (the bench itself checks their number against the batches acked), and its half seconds.
+    lines = (ROOT / "bench" / "results" / "store_bench_ack_smoke_quick.latencies.txt").read_text().splitlines()
+    samples = [tuple(map(int, line.split())) for line in lines]
+    assert samples and all(len(sample) == 3 for sample in samples)
+    assert {sample[0] for sample in samples} == set(range(8))
+    assert all(sample[2] > 0 for sample in samples)
+    assert [sample[1] for sample in samples] == sorted(sample[1] for sample in samples)
+    label = "8 writer(s), 10 spans/batch, Go client"
+    slowest = rows[f"batches per second, slowest half second, {label}"]
+    fastest = rows[f"batches per second, fastest half second, {label}"]
+    assert slowest[1] == fastest[1] == "batches/s" and 0 < slowest[0] <= fastest[0]
 
 
 def check_floor_rows(rows: dict[str, tuple[float, str]], floor: str) -> None:

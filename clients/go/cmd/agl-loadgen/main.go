@@ -27,7 +27,8 @@
 //	             completed rollouts/s and the report-ack latency of RUNNING and final reports.
 //	span-ack     -writers closed-loop span writers, an IngestSpans stream each, send the batches of
 //	             -batches (fresh span ids each time) for -duration after -warmup; the ack latency
-//	             of each batch, from its send to its ack, and batches/s.
+//	             of each batch, from its send to its ack, and batches/s. -latencies FILE also
+//	             writes each one (writer, send time, latency), to see when the slow ones came.
 //
 // Each run uses a namespace of its own (-namespace), so runs against one server do not mix.
 // Progress goes to stderr; with -json, one JSON object with the figures goes to stdout.
@@ -67,6 +68,7 @@ type config struct {
 	json           bool
 	writers        int
 	batches        string
+	latencies      string
 }
 
 func main() {
@@ -95,6 +97,8 @@ func main() {
 	flag.DurationVar(&cfg.hold, "hold", 0, "how long the agent works on each attempt, on average, before its final report (default: no work)")
 	flag.IntVar(&cfg.writers, "writers", 8, "span-ack: closed-loop span writers (an IngestSpans stream each)")
 	flag.StringVar(&cfg.batches, "batches", "", "span-ack: JSON list of base64 IngestSpansRequest messages; writer i sends the (i mod n)th")
+	flag.StringVar(&cfg.latencies, "latencies", "",
+		"span-ack: write each batch acked in the window to this file, one line each: writer, send time (unix ns), latency (ns)")
 	flag.BoolVar(&cfg.json, "json", false, "print one JSON object with the figures on stdout")
 	flag.Parse()
 	if cfg.workers < 1 || cfg.capacity < 1 || cfg.conns < 1 || cfg.batch < 1 || cfg.writers < 1 {

@@ -1,6 +1,7 @@
 package main
 
 import (
+	"cmp"
 	"context"
 	"encoding/base64"
 	"encoding/binary"
@@ -8,6 +9,8 @@ import (
 	"fmt"
 	"math/rand/v2"
 	"os"
+	"slices"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -69,6 +72,7 @@ func runSpanAck(ctx context.Context, f *fleet) (map[string]any, error) {
 		bad       atomic.Int64 // acks that did not store every span, any time
 		mu        sync.Mutex
 		latencies []float64
+		timeline  []sample // with -latencies
 	)
 	errs := make(chan error, f.cfg.writers)
 	var wg sync.WaitGroup
@@ -89,12 +93,13 @@ func runSpanAck(ctx context.Context, f *fleet) (map[string]any, error) {
 				return
 			}
 			mine := make([]float64, 0, 4096)
+			var sent []sample
 			for id := int64(1); !stop.Load(); id++ {
 				batch.BatchId = id
 				for _, span := range batch.Spans {
 					span.SpanId = binary.BigEndian.AppendUint64(span.SpanId[:0], ids.Uint64()|1) // never all zero
 				}
-				sent := time.Now()
+				at := time.Now()
 				if err := stream.Send(batch); err != nil {
 					errs <- fmt.Errorf("writer %d: send: %w", w, err)
 					return
@@ -104,7 +109,7 @@ func runSpanAck(ctx context.Context, f *fleet) (map[string]any, error) {
 					errs <- fmt.Errorf("writer %d: ack: %w", w, err)
 					return
 				}
-				took := time.Since(sent).Seconds()
+				took := time.Since(at)
 				if ack.GetBatchId() != id || int(ack.GetAccepted()) != len(batch.Spans) {
 					if bad.Add(1) <= 3 {
 						logf("writer %d: batch %d acked as %d with %d of %d spans stored (%d rejected)",
@@ -115,12 +120,16 @@ func runSpanAck(ctx context.Context, f *fleet) (map[string]any, error) {
 				total.Add(1)
 				if measuring.Load() {
 					acked.Add(1)
-					mine = append(mine, took)
+					mine = append(mine, took.Seconds())
+					if f.cfg.latencies != "" {
+						sent = append(sent, sample{w, at.UnixNano(), took.Nanoseconds()})
+					}
 				}
 			}
 			_ = stream.CloseSend()
 			mu.Lock()
 			latencies = append(latencies, mine...)
+			timeline = append(timeline, sent...)
 			mu.Unlock()
 		}()
 	}
@@ -137,6 +146,11 @@ func runSpanAck(ctx context.Context, f *fleet) (map[string]any, error) {
 	if err := <-errs; err != nil {
 		return nil, err
 	}
+	if f.cfg.latencies != "" {
+		if err := writeSamples(f.cfg.latencies, timeline); err != nil {
+			return nil, err
+		}
+	}
 	out := map[string]any{
 		"writers":         f.cfg.writers,
 		"spans_per_batch": len(batches[0].GetSpans()),
@@ -148,4 +162,24 @@ func runSpanAck(ctx context.Context, f *fleet) (map[string]any, error) {
 	}
 	addPercentiles(out, "ack", latencies)
 	return out, nil
+}
+
+// sample is one batch acked in the measured window, for -latencies: when latency rose and for
+// whom (all writers at once points at the server, one writer at its stream).
+type sample struct {
+	writer  int
+	sentNs  int64
+	latency int64
+}
+
+func writeSamples(path string, samples []sample) error {
+	slices.SortFunc(samples, func(a, b sample) int { return cmp.Compare(a.sentNs, b.sentNs) })
+	var text strings.Builder
+	for _, s := range samples {
+		fmt.Fprintf(&text, "%d %d %d\n", s.writer, s.sentNs, s.latency)
+	}
+	if err := os.WriteFile(path, []byte(text.String()), 0o644); err != nil {
+		return fmt.Errorf("cannot write -latencies: %w", err)
+	}
+	return nil
 }
