@@ -29,6 +29,7 @@ an instance.
 
 from __future__ import annotations
 
+import os
 import struct
 import sys
 import threading
@@ -125,7 +126,7 @@ def _add_all(flt: _Filter, entries: bytes) -> None:
     attempts stay small starts and runs without it; once loaded, every fill uses it."""
     np = _loaded_numpy()
     if np is None and len(entries) >= LARGE_FILL * ENTRY:
-        import numpy as np  # waits for a background import under way (the import system's lock)
+        np = _import_numpy()  # waits for a background import under way (the import system's lock)
     if np is None:
         for (entry,) in _ENTRIES.iter_unpack(entries):
             flt.add(entry)
@@ -155,8 +156,13 @@ def load_numpy_in_background() -> None:
         _importer.start()
 
 
-def _import_numpy() -> None:
-    import numpy  # noqa: F401
+def _import_numpy() -> Any:
+    # numpy's OpenBLAS starts a thread per core when imported, which the filters (bit operations, no
+    # linear algebra) never use; one thread keeps it from starting any, unless the operator set it.
+    os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")
+    import numpy
+
+    return numpy
 
 
 def _add_vectorized(flt: _Filter, entries: bytes, np: Any) -> None:
