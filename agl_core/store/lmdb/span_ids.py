@@ -10,7 +10,7 @@ Two pieces, one on disk and one in memory:
 - **A Bloom filter per attempt** in front of it: "certainly new" is answered in memory; "maybe
   present" (a resent span, or a false positive: up to 0.5% of the time in a full filter of a small
   attempt, 0.16% from 2,048 ids) is settled exactly by searching the attempt's log. A filter takes
-  about 2 bytes per id when full (3 from 2,048 ids, 4 from 65,536: see ``LARGER_BITS_PER_ID``),
+  about 2 bytes per id when full (3 from 2,048 ids, 4 from 32,768: see ``LARGER_BITS_PER_ID``),
   so a fixed budget (``agl-server --span-id-filter-mb``, 32 MiB by default) covers millions of ids;
   filters beyond it are dropped (least recently used) and rebuilt from the log when needed
   (``_add_all``: about 0.17 us per id, with numpy).
@@ -48,7 +48,7 @@ CHUNK_KEY = struct.Struct(">QII")
 BITS_PER_ID = 16
 HASHES = 3  # with 16 bits per id: about 0.5% false positives
 # A false positive costs a read of the attempt's whole log, so a filter sized for more ids takes more
-# bits per id: 24 (0.16% false positives when full) from 2,048 ids, 32 (0.07%) from 65,536. With
+# bits per id: 24 (0.16% false positives when full) from 2,048 ids, 32 (0.07%) from 32,768. With
 # 16 bits, an attempt of 100,000 ids had a 3-7 ms read in about 5% of 10-span writes; and eight
 # writers, each on an attempt nearing 16,384 ids (0.5% when full, a 0.4 ms read each), lost a
 # quarter of their batches per second for two seconds until their filters had grown
