@@ -258,6 +258,9 @@ async def serve(args: argparse.Namespace) -> None:
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     args.data_dir = os.path.abspath(args.data_dir)
+    # The store imports numpy once an attempt's span-id filter grows large (span_ids), for bit
+    # operations only; its OpenBLAS would start a thread per core, unpinned, that nothing here uses.
+    os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")
     setup_logging(args.log_format, args.log_level)
     try:
         import uvloop

@@ -188,10 +188,7 @@ with env.begin(write=True) as txn:
     print(importer is not None and importer.name, importer is not threading.current_thread())
     importer.join(60)
     print(span_ids._loaded_numpy() is not None)
-    # numpy's OpenBLAS started no threads of its own: only this one is left.
-    print(len(os.listdir("/proc/self/task")) if sys.platform.startswith("linux") else 1)
 """
-    env = {name: value for name, value in os.environ.items() if name != "OPENBLAS_NUM_THREADS"}
-    done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=120, env=env)
+    done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=120)
     assert done.returncode == 0, done.stderr
-    assert done.stdout.split("\n")[:4] == ["True False", "agl-numpy-import True", "True", "1"], done.stdout
+    assert done.stdout.split("\n")[:3] == ["True False", "agl-numpy-import True", "True"], done.stdout

@@ -29,7 +29,6 @@ an instance.
 
 from __future__ import annotations
 
-import os
 import struct
 import sys
 import threading
@@ -157,9 +156,8 @@ def load_numpy_in_background() -> None:
 
 
 def _import_numpy() -> Any:
-    # numpy's OpenBLAS starts a thread per core when imported, which the filters (bit operations, no
-    # linear algebra) never use; one thread keeps it from starting any, unless the operator set it.
-    os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")
+    # agl-server imports it with OPENBLAS_NUM_THREADS=1 (cli.main); a process embedding the store
+    # keeps its own setting, which its own use of numpy may depend on.
     import numpy
 
     return numpy
