@@ -191,29 +191,23 @@ class Writer(Generic[E]):
                     outcomes.append((False, None))
                     continue
                 op_effects = self._effects_factory()
-                if not nested:
-                    try:
-                        result = op(txn, op_effects)
-                    except lmdb.MapFullError:
-                        raise
-                    except Exception as exc:
-                        raise _OperationFailed from exc
-                    outcomes.append((True, result))
-                    effects.append(op_effects)
-                    continue
                 try:
-                    with self._env.begin(write=True, parent=txn) as child:
-                        result = op(child, op_effects)
+                    if nested:
+                        with self._env.begin(write=True, parent=txn) as child:
+                            result = op(child, op_effects)
+                    else:
+                        result = op(txn, op_effects)
                 except lmdb.MapFullError:
                     raise
-                except AglError as exc:
-                    self._on_abort()
-                    outcomes.append((False, exc))
-                    continue
                 except Exception as exc:
+                    if not nested:
+                        raise _OperationFailed from exc
                     self._on_abort()
-                    logger.exception("store operation failed")
-                    outcomes.append((False, InternalError(f"store operation failed: {type(exc).__name__}: {exc}")))
+                    if isinstance(exc, AglError):
+                        outcomes.append((False, exc))
+                    else:
+                        logger.exception("store operation failed")
+                        outcomes.append((False, InternalError(f"store operation failed: {type(exc).__name__}: {exc}")))
                     continue
                 outcomes.append((True, result))
                 effects.append(op_effects)
