@@ -48,6 +48,8 @@ for path in (ROOT, ROOT / "servers"):
     if str(path) not in sys.path:
         sys.path.insert(0, str(path))
 
+from raw_grpc_server import write_port  # noqa: E402
+
 from agl_core.proto import store_pb2 as s  # noqa: E402
 from agl_core.store import LmdbStore  # noqa: E402
 from agl_core.store.wire import IngestSpansRequestView  # noqa: E402
@@ -223,12 +225,6 @@ def split_spans_added(data: str) -> int:
             thread.submit(asyncio.run, spans(data)).result()
             - thread.submit(asyncio.run, spans(agl_server_data(data))).result()
         )
-
-
-def write_port(port_file: str, port: int) -> None:
-    with open(port_file + ".tmp", "w") as f:
-        f.write(str(port))
-    os.replace(port_file + ".tmp", port_file)
 
 
 def run(main: Any) -> None:

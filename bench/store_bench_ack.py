@@ -203,7 +203,8 @@ def report_timeline(report: Report, label: str, path: Path, acked: int) -> None:
         raise SystemExit(f"{path}: {len(samples)} batches logged, {acked} acked in the window")
     steps = timeline(samples, TIMELINE_STEP_S)
     print(render(steps), flush=True)
-    whole = [step for step in steps if step.start_s + TIMELINE_STEP_S <= (samples[-1][1] - samples[0][1]) / 1e9]
+    window_s = (samples[-1][1] - samples[0][1]) / 1e9
+    whole = [step for step in steps if step.start_s + TIMELINE_STEP_S <= window_s]
     if not whole:
         return
     slowest = min(whole, key=lambda step: step.batches_per_s)
