@@ -29,21 +29,35 @@ class IngestBudget:
         # Times a stream had to wait for room: shows the budget was reached.
         self.waits = 0
         self._freed = asyncio.Event()
+        self._waiting = 0  # streams waiting for room: only then does a release wake anyone
+
+    def try_acquire(self, size: int) -> bool:
+        """Hold ``size`` bytes if they fit now (no coroutine: the common case of every batch)."""
+        if not self._fits(size):
+            return False
+        self.held += size
+        self.peak = max(self.peak, self.held)
+        return True
 
     async def acquire(self, size: int) -> None:
         """Wait until ``size`` bytes fit, then hold them (event-loop only, so no lock is needed)."""
         if not self._fits(size):
             self.waits += 1
-            while not self._fits(size):
-                await self._freed.wait()
+            self._waiting += 1
+            try:
+                while not self._fits(size):
+                    await self._freed.wait()
+            finally:
+                self._waiting -= 1
         self.held += size
         self.peak = max(self.peak, self.held)
 
     def release(self, size: int) -> None:
         """Give ``size`` bytes back; synchronous, so it is safe in ``finally`` of a cancelled task."""
         self.held -= size
-        freed, self._freed = self._freed, asyncio.Event()
-        freed.set()
+        if self._waiting:
+            freed, self._freed = self._freed, asyncio.Event()
+            freed.set()
 
     def _fits(self, size: int) -> bool:
         return self.held == 0 or self.held + size <= self.limit

@@ -47,7 +47,7 @@ def span_problem(raw: bytes, where: str) -> str | None:
     return None
 
 
-def _all_readable(raws: Sequence[bytes], whole: bytes | None = None) -> bool:
+def all_readable(raws: Sequence[bytes], whole: bytes | None = None) -> bool:
     """Whether every span parses the way readers parse it (see the module's docstring), at once.
 
     ``whole``: the IngestSpansRequest the spans arrived in, parsed as it is. Without it the spans
@@ -94,7 +94,7 @@ async def ingest_checked(
     """Check each span, hand the good ones to ``store`` and answer for all, by their own indices.
     ``whole``: the serialized IngestSpansRequest that carried exactly these spans, if at hand;
     ``store`` gets it with the spans when they all go on (the store reads their ids from it)."""
-    if _all_readable(raws, whole):
+    if all_readable(raws, whole):
         return await store(list(raws), whole)
     response = s.IngestSpansResponse()
     good: list[int] = []

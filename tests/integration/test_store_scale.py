@@ -178,7 +178,10 @@ async def test_ingest_budget_is_shared_and_a_stream_ignoring_its_acks_blocks_no_
             # large and the writes cheap.
             batch = _spans_batch("no-such-rollout", "latest", 250)  # ~270 KB: four fill the budget
             batch_bytes = sum(len(raw) for raw in (sp.SerializeToString() for sp in batch.spans))
-            channels = [grpc.aio.insecure_channel(server.address) for _ in range(3)]
+            # Without BDP probing the clients' windows for acks stay small (64 KB a stream), so the
+            # server's sends of acks stall once a few are unread, as with a slow or stuck client.
+            small_windows = [("grpc.http2.bdp_probe", 0)]
+            channels = [grpc.aio.insecure_channel(server.address, options=small_windows) for _ in range(3)]
             calls = [store_pb2_grpc.LightningStoreServiceStub(ch).IngestSpans() for ch in channels]
             sent = [0, 0, 0]
 
@@ -202,6 +205,12 @@ async def test_ingest_budget_is_shared_and_a_stream_ignoring_its_acks_blocks_no_
                 assert 0 < gauges["agl-ingest-peak-bytes"] <= budget + batch_bytes
                 # The streams that ignore their acks are no longer read once their windows are full.
                 assert not all(task.done() for task in ignoring)
+                # What they sent is written, so they hold nothing of the budget while they stay open:
+                # its bytes are given back when a batch is written, not when its ack is read.
+                deadline = asyncio.get_running_loop().time() + BOUND
+                while (held := await _ingest_gauges(server.address))["agl-ingest-held-bytes"]:
+                    assert asyncio.get_running_loop().time() < deadline, held
+                    await asyncio.sleep(0.05)
             finally:
                 for task in ignoring:
                     task.cancel()

@@ -32,6 +32,30 @@ FAILED_PRECONDITION = grpc.StatusCode.FAILED_PRECONDITION.value[0]
 SPAN_BYTES_PER_CHUNK = 1 << 20
 
 
+class PendingSpans:
+    """A batch of spans handed to the store: its answer so far (the spans rejected before the
+    write) and the write of the others (None when there are none)."""
+
+    __slots__ = ("response", "write")
+
+    def __init__(self, response: s.IngestSpansResponse, write: asyncio.Future[Any] | None) -> None:
+        self.response = response
+        self.write = write
+
+    def answer(self) -> s.IngestSpansResponse:
+        """The batch's answer, once ``write`` is done; raises what the write raised."""
+        response = self.response
+        if self.write is not None:
+            accepted, duplicates, rejected = self.write.result()
+            response.accepted = accepted
+            response.duplicate_indices.extend(duplicates)
+            if rejected:
+                for i, code, message in rejected:
+                    response.rejected.add(index=i, code=code, message=message)
+                response.rejected.sort(key=lambda e: e.index)
+        return response
+
+
 class SpansMixin(LmdbCore):
     """Ingest and read spans; reserve sequence ids."""
 
@@ -43,6 +67,16 @@ class SpansMixin(LmdbCore):
     async def ingest_span_bytes(self, raws: Sequence[bytes], whole: bytes | None = None) -> s.IngestSpansResponse:
         """:meth:`ingest_spans` for serialized spans: each is stored as received (see ``wire``).
         ``whole``: the serialized IngestSpansRequest that carried exactly ``raws``, when at hand."""
+        pending = self.submit_span_bytes(raws, whole)
+        if pending.write is not None:
+            await pending.write
+        return pending.answer()
+
+    def submit_span_bytes(self, raws: Sequence[bytes], whole: bytes | None = None) -> PendingSpans:
+        """:meth:`ingest_span_bytes` without the coroutine: checks the spans' ids and hands the good
+        ones to the writer at once. For agl-server's IngestSpans, which awaits ``write`` itself:
+        a coroutine (or task) per batch between it and the writer cost the event loop a hop and a
+        task per batch. Call it on the event loop thread."""
         response = s.IngestSpansResponse()
         valid: list[tuple[int, Any, bytes]] = []
         parse = SpanHeader.FromString
@@ -65,14 +99,8 @@ class SpansMixin(LmdbCore):
                     response.rejected.add(index=i, code=3, message=str(exc))
                     continue
             valid.append((i, header, raw))
-        if valid:
-            accepted, duplicates, rejected = await self._write(lambda tx: self._ingest_op(tx, valid))
-            response.accepted = accepted
-            response.duplicate_indices.extend(duplicates)
-            for i, code, message in rejected:
-                response.rejected.add(index=i, code=code, message=message)
-            response.rejected.sort(key=lambda e: e.index)
-        return response
+        write = self._write(lambda tx: self._ingest_op(tx, valid)) if valid else None
+        return PendingSpans(response, write)
 
     def _ingest_op(
         self, tx: Tx, spans: list[tuple[int, Any, bytes]]
