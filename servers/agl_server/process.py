@@ -9,11 +9,13 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import signal
 import subprocess
 import sys
 import tempfile
 import time
+import weakref
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 
@@ -36,7 +38,8 @@ class ServerProcess:
     :param data_dir: the LMDB data directory.
     :param port: 0 picks a free port (the default).
     :param args: further ``agl-server`` arguments (``--durability nosync``, ``--token ...``).
-    :param log_path: where its log goes (default: a file next to the ready file).
+    :param log_path: where its log goes (default: a file next to the ready file, in a scratch
+        directory removed when this object is, or at exit).
     :param die_with_parent: the server gets SIGTERM when the thread that started it ends (Linux
         ``PR_SET_PDEATHSIG``): for a parent that may be SIGKILLed, like a Ray actor, so that no
         server outlives it.
@@ -59,7 +62,10 @@ class ServerProcess:
         self.port = port
         self.args = list(args)
         self.env = dict(env) if env is not None else None
+        # The ready file, and the log unless log_path says where: removed with this object (or at
+        # exit), so that the servers of a long-lived process or of a test run leave no directories.
         self._scratch = Path(tempfile.mkdtemp(prefix="agl-server-"))
+        self._remove_scratch = weakref.finalize(self, shutil.rmtree, self._scratch, ignore_errors=True)
         self.log_path = Path(log_path) if log_path else self._scratch / "server.log"
         self.python = python
         self.die_with_parent = die_with_parent

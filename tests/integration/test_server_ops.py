@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import gc
 import json
 import os
 import socket
@@ -150,6 +151,24 @@ def test_port_in_use_is_reported(tmp_path: Path) -> None:
             ServerProcess(tmp_path / "data", port=port).start(timeout=30)
         assert f"agl-server: could not bind 127.0.0.1:{port}: the port is in use" in str(info.value)
         assert "Traceback" not in str(info.value)
+
+
+def test_a_server_process_leaves_no_scratch_directory(tmp_path: Path) -> None:
+    server = ServerProcess(tmp_path / "data").start()
+    scratch = server.log_path.parent
+    assert (scratch / "ready.json").exists() and server.log_path.exists()
+    server.stop()
+    assert "agl-server" in server.log_tail()  # the log is readable while the object lives
+    del server
+    gc.collect()
+    assert not scratch.exists()
+    # A log the caller placed is the caller's, and stays.
+    kept = tmp_path / "kept.log"
+    with ServerProcess(tmp_path / "data", log_path=kept).start() as other:
+        pass
+    del other
+    gc.collect()
+    assert "agl-server" in kept.read_text()
 
 
 @pytest.mark.parametrize(
