@@ -6,6 +6,7 @@ from __future__ import annotations
 import asyncio
 import io
 import os
+import shutil
 import signal
 import tempfile
 from pathlib import Path
@@ -115,6 +116,7 @@ async def leave_a_stuck_attempt(*, store: Any) -> str:
         return started.exists()
 
     await until(agent_started, timeout=120, what="the stuck agent's start")
+    shutil.rmtree(started.parent, ignore_errors=True)  # the agent wrote it once, at its start
     return rollout.rollout_id
 
 

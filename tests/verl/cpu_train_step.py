@@ -23,6 +23,7 @@ Usage: ``python cpu_train_step.py MODEL_DIR RESULT_JSON``
 from __future__ import annotations
 
 import json
+import shutil
 import sys
 import tempfile
 import time
@@ -62,7 +63,8 @@ def main(model_dir: str, result_path: str) -> None:
     from agl_plugins.verl.trainer import AglPPOTrainer
     from agl_server.process import ServerProcess
 
-    server = ServerProcess(Path(tempfile.mkdtemp(prefix="agl-cpu-step-")) / "data").start()
+    scratch = Path(tempfile.mkdtemp(prefix="agl-cpu-step-"))
+    server = ServerProcess(scratch / "data").start()
     backend = OpenAIServer().start()
     config = load_config(
         [*tiny_grpo.overrides(model_dir), "trainer.save_freq=-1"],
@@ -120,6 +122,7 @@ def main(model_dir: str, result_path: str) -> None:
         trainer.rollouts.close()
         backend.stop()
         server.stop()
+        shutil.rmtree(scratch, ignore_errors=True)
     changed = sum(not torch.equal(before[name], p.detach()) for name, p in module.named_parameters())
     finite = all(
         bool(torch.isfinite(p.detach().full_tensor() if hasattr(p, "full_tensor") else p).all())

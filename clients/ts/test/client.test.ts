@@ -1,6 +1,6 @@
 import assert from "node:assert/strict";
 import { execFileSync } from "node:child_process";
-import { mkdtempSync, readFileSync } from "node:fs";
+import { mkdtempSync, readFileSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { after, before, describe, it } from "node:test";
@@ -367,6 +367,7 @@ describe("AglClient security", () => {
       await assert.rejects(pool.make({ address: server.address, retryDeadlineMs: 1000, timeoutMs: 2000 }).getResources());
     } finally {
       await server.dispose();
+      rmSync(dir, { recursive: true, force: true });
     }
   });
 });
