@@ -152,6 +152,14 @@ class ServerProcess:
             self.process.kill()
             return self.process.wait()
 
+    def close(self, timeout: float = 15.0) -> int | None:
+        """:meth:`stop`, then remove the scratch directory at once (the ready file, and the default
+        log with it), for a process that may not exit normally: a Ray actor is killed, so the
+        removal that otherwise happens when this object goes or at exit would never run."""
+        code = self.stop(timeout)
+        self._remove_scratch()
+        return code
+
     def kill(self) -> None:
         """SIGKILL: a crash, with no chance to flush anything."""
         if self.process is not None and self.process.poll() is None:

@@ -169,6 +169,10 @@ def test_a_server_process_leaves_no_scratch_directory(tmp_path: Path) -> None:
     del other
     gc.collect()
     assert "agl-server" in kept.read_text()
+    # close() removes it at once, for an owner that may be killed (a Ray actor) before it could.
+    third = ServerProcess(tmp_path / "data").start()
+    assert third.close() == 0
+    assert not third.log_path.parent.exists() and not third.alive()
 
 
 @pytest.mark.parametrize(

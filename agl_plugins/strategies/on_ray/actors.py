@@ -85,7 +85,9 @@ class ServerActor:
 
     def stop(self) -> int | None:
         """Stop the server (SIGTERM, then SIGKILL); returns its exit code."""
-        code = self.server.stop() if self.server is not None else None
+        # close, not stop: Ray kills the actor's process, so nothing would remove the server's
+        # scratch directory at exit.
+        code = self.server.close() if self.server is not None else None
         if self.temporary is not None and not self.keep_data:
             shutil.rmtree(self.temporary, ignore_errors=True)
         return code
