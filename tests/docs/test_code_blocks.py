@@ -19,8 +19,10 @@ from __future__ import annotations
 
 import os
 import re
+import shutil
 import subprocess
 import sys
+import tempfile
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -59,6 +61,11 @@ def test_code_block_runs(code: str, tmp_path: Path) -> None:
     env = dict(os.environ)
     env["PYTHONPATH"] = os.pathsep.join([str(ROOT), str(ROOT / "servers"), env.get("PYTHONPATH", "")])
     env.pop("AGL_TOKEN", None)
+    # A block's tempfile.mkdtemp() (a reader's scratch store) lands in a directory removed after the
+    # block. Not under tmp_path: Ray puts its sockets under TMPDIR, and a socket's path must stay
+    # within 107 bytes.
+    scratch = tempfile.mkdtemp(prefix="agl-doc-")
+    env["TMPDIR"] = scratch
     server = None
     if NEEDS_SERVER in code:
         server = ServerProcess(tmp_path / "server-data", args=["--durability", "nosync"]).start()
@@ -84,7 +91,8 @@ def test_code_block_runs(code: str, tmp_path: Path) -> None:
         )
     finally:
         if server is not None:
-            server.stop()
+            server.close()
         if models is not None:
             models.stop()
+        shutil.rmtree(scratch, ignore_errors=True)
     assert done.returncode == 0, f"the block exited with {done.returncode}:\n{done.stdout}\n{done.stderr}"

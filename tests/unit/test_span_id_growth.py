@@ -164,17 +164,17 @@ def test_an_attempt_read_back_from_its_log_knows_every_id(log) -> None:  # type:
         assert all(index.add_if_new(txn, db, 1, 1, os.urandom(9)) for _ in range(100))
 
 
-def test_a_filter_growing_past_large_fill_loads_numpy_in_the_background() -> None:
+def test_a_filter_growing_past_large_fill_loads_numpy_in_the_background(tmp_path: Path) -> None:
     """The fills of a growing filter are small (GROW_ENTRIES) and would run in Python; once a
     filter grows past LARGE_FILL ids, numpy is imported on a thread of its own, not on the writer.
     Below that size nothing loads it. In a fresh interpreter, against a real LMDB log."""
     script = """
-import os, sys, tempfile, threading
+import os, sys, threading
 import lmdb
 from agl_core.store.lmdb import span_ids
 from agl_core.store.lmdb.span_ids import LARGE_FILL, SpanIdIndex
 
-env = lmdb.open(tempfile.mkdtemp(), max_dbs=2, map_size=1 << 28)
+env = lmdb.open(sys.argv[1], max_dbs=2, map_size=1 << 28)
 log = env.open_db(b"log")
 index = SpanIdIndex()
 with env.begin(write=True) as txn:
@@ -189,6 +189,8 @@ with env.begin(write=True) as txn:
     importer.join(60)
     print(span_ids._loaded_numpy() is not None)
 """
-    done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=120)
+    done = subprocess.run(
+        [sys.executable, "-c", script, str(tmp_path / "log")], capture_output=True, text=True, timeout=120
+    )
     assert done.returncode == 0, done.stderr
     assert done.stdout.split("\n")[:3] == ["True False", "agl-numpy-import True", "True"], done.stdout
