@@ -48,8 +48,8 @@ async def report_ack_latency(
     rounds = 200 if quick else 1_500
     server = psutil.Process(server_pid) if server_pid is not None else None
     for writers, target in ((1, 2.0), (8, 5.0)):
-        # This process alone: agl-server is one of its children, whose CPU is the row above.
-        server_cpu, client_cpu = _cpu_seconds(server), _cpu_seconds(psutil.Process(), children=False)
+        # This process alone (time.process_time): agl-server is one of its children.
+        server_cpu, client_cpu = _cpu_seconds(server), time.process_time()
         totals = writer_totals(metrics_url) if metrics_url else None
         started = time.perf_counter()
         latencies = await ack_latency(address, coords, writers, rounds // writers if writers > 1 else rounds)
@@ -66,7 +66,7 @@ async def report_ack_latency(
         if server is not None:
             per_batch = (_cpu_seconds(server) - server_cpu) / len(latencies) * 1e6
             report.add(f"  server CPU per batch, {writers} writer(s)", per_batch, "us")
-        per_batch = (_cpu_seconds(psutil.Process(), children=False) - client_cpu) / len(latencies) * 1e6
+        per_batch = (time.process_time() - client_cpu) / len(latencies) * 1e6
         report.add(f"  client CPU per batch, {writers} writer(s)", per_batch, "us")
         if metrics_url and totals is not None:
             share = WriterShare.between(totals, writer_totals(metrics_url), wall)
@@ -108,13 +108,12 @@ def _children_cpu_seconds() -> float:
     return usage.ru_utime + usage.ru_stime
 
 
-def _cpu_seconds(process: psutil.Process | None, children: bool = True) -> float:
-    """The CPU of ``process`` and, with ``children``, of its live children (a floor may run as
-    several processes)."""
+def _cpu_seconds(process: psutil.Process | None) -> float:
+    """The CPU of ``process`` and of its live children (a floor may run as several processes)."""
     if process is None:
         return 0.0
     total = 0.0
-    for member in (process, *(process.children(recursive=True) if children else ())):
+    for member in (process, *process.children(recursive=True)):
         times = member.cpu_times()
         total += times.user + times.system
     return total

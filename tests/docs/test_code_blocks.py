@@ -19,7 +19,6 @@ from __future__ import annotations
 
 import os
 import re
-import shutil
 import subprocess
 import sys
 import tempfile
@@ -61,11 +60,6 @@ def test_code_block_runs(code: str, tmp_path: Path) -> None:
     env = dict(os.environ)
     env["PYTHONPATH"] = os.pathsep.join([str(ROOT), str(ROOT / "servers"), env.get("PYTHONPATH", "")])
     env.pop("AGL_TOKEN", None)
-    # A block's tempfile.mkdtemp() (a reader's scratch store) lands in a directory removed after the
-    # block. Not under tmp_path: Ray puts its sockets under TMPDIR, and a socket's path must stay
-    # within 107 bytes.
-    scratch = tempfile.mkdtemp(prefix="agl-doc-")
-    env["TMPDIR"] = scratch
     server = None
     if NEEDS_SERVER in code:
         server = ServerProcess(tmp_path / "server-data", args=["--durability", "nosync"]).start()
@@ -86,13 +80,21 @@ def test_code_block_runs(code: str, tmp_path: Path) -> None:
     work = tmp_path / "work"
     work.mkdir()
     try:
-        done = subprocess.run(
-            [sys.executable, str(script)], cwd=work, env=env, capture_output=True, text=True, timeout=TIMEOUT_S
-        )
+        # A block's tempfile.mkdtemp() (a reader's scratch store) lands in a directory removed after the
+        # block. Not under tmp_path: Ray puts its sockets under TMPDIR, and a socket's path must stay
+        # within 107 bytes.
+        with tempfile.TemporaryDirectory(prefix="agl-doc-", ignore_cleanup_errors=True) as scratch:
+            done = subprocess.run(
+                [sys.executable, str(script)],
+                cwd=work,
+                env={**env, "TMPDIR": scratch},
+                capture_output=True,
+                text=True,
+                timeout=TIMEOUT_S,
+            )
     finally:
         if server is not None:
             server.close()
         if models is not None:
             models.stop()
-        shutil.rmtree(scratch, ignore_errors=True)
     assert done.returncode == 0, f"the block exited with {done.returncode}:\n{done.stdout}\n{done.stderr}"
