@@ -26,7 +26,7 @@ _REPEATED = descriptor_pb2.FieldDescriptorProto.LABEL_REPEATED
 _MESSAGE = descriptor_pb2.FieldDescriptorProto.TYPE_MESSAGE
 
 
-def _build() -> tuple[type, type]:
+def _build() -> tuple[Any, Any, Any]:
     file = descriptor_pb2.FileDescriptorProto(name="agl/v1/internal_wire.proto", package="agl.v1.wire", syntax="proto3")
     request = file.message_type.add(name="IngestSpansRequestView")
     request.field.add(name="batch_id", number=1, type=_INT64, label=_OPTIONAL)

@@ -20,6 +20,7 @@ from __future__ import annotations
 import functools
 import struct
 from itertools import accumulate
+from typing import cast
 
 import lmdb
 
@@ -118,7 +119,8 @@ class ChunkWriter:
         self._txn = txn
         self._dbs = dbs
         self._numbers = numbers
-        self._inline = inline_bytes(page_size)
+        # (Not ``_inline``: mypyc names the C field after the attribute, and ``__inline`` is a keyword to gcc.)
+        self._inline_limit = inline_bytes(page_size)
         self._pending: dict[int, tuple[list[bytes], list[bytes]]] = {}  # num -> (spans keys, spans)
 
     def add(self, num: int, key: bytes, raw: bytes) -> None:
@@ -136,7 +138,7 @@ class ChunkWriter:
         each chunk goes after the tree's last key (as ``MDB_APPEND`` needs)."""
         if not self._pending:
             return
-        inline = self._inline
+        inline = self._inline_limit
         plans = [(keys, raws, partition(list(map(len, raws)), inline)) for keys, raws in self._pending.values()]
         dbs = self._dbs
         number = self._numbers.take(self._txn, dbs, sum(len(ends) for *_, ends in plans))
@@ -173,7 +175,7 @@ class ChunkReader:
             return value  # stored whole
         _, number, index = REF.unpack(value)
         if number != self._number:
-            chunk = self._txn.get(U64.pack(number), db=self._db)
+            chunk = cast("bytes | None", self._txn.get(U64.pack(number), db=self._db))
             if chunk is None:
                 return None
             self._number, self._chunk = number, chunk

@@ -34,7 +34,7 @@ import sys
 import threading
 from collections import OrderedDict
 from operator import itemgetter
-from typing import Any
+from typing import Any, cast
 
 import lmdb
 
@@ -345,7 +345,7 @@ def _chunks(txn: lmdb.Transaction, log_db: lmdb._Database, num: int, seq: int): 
     if not cursor.set_range(prefix):
         return
     for key, value in cursor:
-        if not key.startswith(prefix):
+        if not cast(bytes, key).startswith(prefix):
             return
         yield value
 
@@ -367,8 +367,8 @@ def _append(txn: lmdb.Transaction, log_db: lmdb._Database, num: int, seq: int, e
         found = cursor.prev()
     else:
         found = cursor.last()
-    if found and cursor.key().startswith(prefix):
-        chunk_no, chunk = CHUNK_KEY.unpack(cursor.key())[2], cursor.value()
+    if found and cast(bytes, cursor.key()).startswith(prefix):
+        chunk_no, chunk = CHUNK_KEY.unpack(cursor.key())[2], cast(bytes, cursor.value())
     pending = b"".join(entries)
     while pending:
         room = CHUNK_ENTRIES * ENTRY - len(chunk)

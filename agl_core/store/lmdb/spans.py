@@ -6,29 +6,24 @@ import asyncio
 from collections.abc import AsyncIterator, Callable, Sequence
 from typing import Any
 
-import grpc
-
 from agl_core.errors import FailedPreconditionError, InvalidArgumentError, NotFoundError
 from agl_core.proto import store_pb2 as s
 from agl_core.proto import trace_pb2
-from agl_core.proto import types_pb2 as t
 from agl_core.store import filters, validation
+from agl_core.store.lmdb import span_write
 from agl_core.store.lmdb.core import LmdbCore
-from agl_core.store.lmdb.records import RolloutRecord, Tx
+from agl_core.store.lmdb.records import Tx
 from agl_core.store.lmdb.schema import (
-    SPAN_PREFIX,
     U64,
     next_counter,
     read_counter,
 )
-from agl_core.store.lmdb.span_chunks import ChunkReader, ChunkWriter
-from agl_core.store.lmdb.span_resources import ResourceReader, ResourceWriter
-from agl_core.store.wire import SpanHeader, span_headers, with_sequence_id
+from agl_core.store.lmdb.span_chunks import ChunkReader
+from agl_core.store.lmdb.span_resources import ResourceReader
+from agl_core.store.lmdb.span_write import MAX_SEQUENCE_ID, exhausted
+from agl_core.store.wire import SpanHeader, span_headers
 
 SPANS_PER_CHUNK = 256
-# Sequence ids are int64 on the wire: the next one after this would wrap to -2^63.
-MAX_SEQUENCE_ID = (1 << 63) - 1
-FAILED_PRECONDITION = grpc.StatusCode.FAILED_PRECONDITION.value[0]
 SPAN_BYTES_PER_CHUNK = 1 << 20
 
 
@@ -105,81 +100,7 @@ class SpansMixin(LmdbCore):
     def _ingest_op(
         self, tx: Tx, spans: list[tuple[int, Any, bytes]]
     ) -> tuple[int, list[int], list[tuple[int, int, str]]]:
-        # The writer's hot path: every span of every batch passes here, on the one writer thread, so
-        # what is used per span is bound to locals and each header field is read once.
-        dbs = self.dbs
-        txn = tx.txn
-        put = txn.put
-        log_db = dbs.span_id_log
-        add_if_new = self._span_ids.add_if_new
-        pack_prefix = SPAN_PREFIX.pack
-        accepted = 0
-        duplicates: list[int] = []
-        rejected: list[tuple[int, int, str]] = []
-        # (record, attempt, rollout num, attempt seq) by (rollout id, attempt id), or why not found.
-        targets: dict[tuple[str, str], tuple[RolloutRecord, t.Attempt, int, int] | str] = {}
-        counters: dict[int, int] = {}
-        touched: dict[tuple[str, str], tuple[RolloutRecord, t.Attempt, int, int]] = {}
-        resources: ResourceWriter | None = None
-        chunks = ChunkWriter(txn, dbs, self._chunk_numbers, self.page_size)
-        pack = chunks.add
-        for i, header, raw in spans:
-            coords = (header.rollout_id, header.attempt_id)
-            target = targets.get(coords)
-            if target is None:
-                target = self._ingest_target(tx, header.rollout_id, header.attempt_id)
-                targets[coords] = target
-            if type(target) is str:
-                rejected.append((i, 5, f"spans[{i}]: {target}"))
-                continue
-            num, seq = target[2], target[3]
-            span_id = header.span_id
-            sequence_id = header.sequence_id
-            last = counters.get(num)
-            if last is None:
-                last = read_counter(txn, dbs.span_seqs, U64.pack(num))
-            if sequence_id == 0 and last >= MAX_SEQUENCE_ID:
-                # Checked before the span id is recorded, so the span can be sent again with an id.
-                rejected.append((i, FAILED_PRECONDITION, f"spans[{i}]: {_exhausted(header.rollout_id, last)}"))
-                continue
-            if not add_if_new(txn, log_db, num, seq, span_id):
-                duplicates.append(i)
-                continue
-            if sequence_id == 0:
-                last += 1
-                sequence_id = last
-                raw = with_sequence_id(raw, sequence_id)
-            elif sequence_id > last:
-                last = sequence_id
-            counters[num] = last
-            # The header parsed the resource field: spans without one skip the resource code entirely.
-            if header.resource:
-                if resources is None:
-                    resources = ResourceWriter(txn, dbs.span_resources)
-                raw = resources.store(raw)
-            pack(num, pack_prefix(num, seq, sequence_id) + span_id, raw)
-            touched[coords] = target
-            accepted += 1
-        chunks.flush()
-        self._span_ids.flush(txn, log_db)
-        for num, last in counters.items():
-            put(U64.pack(num), U64.pack(last), db=dbs.span_seqs)
-        for record, attempt, _, _ in touched.values():
-            tx.heartbeat(record, attempt)
-        tx.effects.spans += accepted  # type: ignore[union-attr]
-        return accepted, duplicates, rejected
-
-    @staticmethod
-    def _ingest_target(tx: Tx, rollout_id: str, attempt_id: str) -> tuple[RolloutRecord, t.Attempt, int, int] | str:
-        """Where the spans of ``(rollout_id, attempt_id)`` go, or why they cannot be placed."""
-        record = tx.find_rollout(rollout_id)
-        if record is None:
-            return f"rollout {rollout_id!r} not found"
-        try:
-            attempt = tx.find_attempt(record, attempt_id)
-        except NotFoundError as exc:
-            return str(exc)
-        return record, attempt, record.num, attempt.sequence_id
+        return span_write.ingest(tx, spans, self._span_ids, self._chunk_numbers, self.page_size)
 
     async def query_spans(self, request: s.QuerySpansRequest) -> AsyncIterator[s.QuerySpansResponse]:
         """Stream the spans of a rollout in chunks; each chunk is read in its own short transaction.
@@ -340,19 +261,12 @@ class SpansMixin(LmdbCore):
             last = read_counter(tx.txn, self.dbs.span_seqs, U64.pack(record.num))
             if last + count > MAX_SEQUENCE_ID:
                 raise FailedPreconditionError(
-                    f"{_exhausted(rollout_id, last)}; {max(0, MAX_SEQUENCE_ID - last)} are left, {count} were asked for"
+                    f"{exhausted(rollout_id, last)}; {max(0, MAX_SEQUENCE_ID - last)} are left, {count} were asked for"
                 )
             first = next_counter(tx.txn, self.dbs.span_seqs, U64.pack(record.num), count)
             return s.NextSequenceIdsResponse(first=first, count=count)
 
         return await self._write(op)
-
-
-def _exhausted(rollout_id: str, last: int) -> str:
-    return (
-        f"rollout {rollout_id!r} has used sequence ids up to {last}, and they end at {MAX_SEQUENCE_ID} (2^63-1, "
-        "the largest int64); send spans with sequence ids you choose below that, or start a new rollout"
-    )
 
 
 def _span_filter(request: s.QuerySpansRequest) -> Callable[[trace_pb2.Span], bool] | None:

@@ -1,0 +1,118 @@
+"""The store writer's span operation: a batch's spans placed in the write transaction.
+
+Every span of every batch passes through :func:`ingest`, on the one writer thread, and the commit
+waits for it: it is the Python the writer runs per span. It is a module of plain functions over
+the transaction (no store object) so that it can be compiled as it is, with the modules it calls
+per span (``span_ids``, ``span_chunks``, ``wire``): ``bench/compiled_floor.py`` builds them with
+mypyc and measures agl-server with them compiled (``--floors agl-mypyc`` of
+``bench/store_bench.py``).
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import grpc
+
+from agl_core.errors import NotFoundError
+from agl_core.proto import types_pb2 as t
+from agl_core.store.lmdb.records import RolloutRecord, Tx
+from agl_core.store.lmdb.schema import SPAN_PREFIX, U64, read_counter
+from agl_core.store.lmdb.span_chunks import ChunkNumbers, ChunkWriter
+from agl_core.store.lmdb.span_ids import SpanIdIndex
+from agl_core.store.lmdb.span_resources import ResourceWriter
+from agl_core.store.wire import with_sequence_id
+
+# Sequence ids are int64 on the wire: the next one after this would wrap to -2^63.
+MAX_SEQUENCE_ID = (1 << 63) - 1
+FAILED_PRECONDITION = grpc.StatusCode.FAILED_PRECONDITION.value[0]
+
+
+def ingest(
+    tx: Tx, spans: list[tuple[int, Any, bytes]], span_ids: SpanIdIndex, chunk_numbers: ChunkNumbers, page_size: int
+) -> tuple[int, list[int], list[tuple[int, int, str]]]:
+    """Place ``spans`` (index in the batch, parsed header, bytes as received): the number
+    accepted, the indices of duplicates, and (index, gRPC code, message) of those rejected."""
+    # The writer's hot path: every span of every batch passes here, on the one writer thread, so
+    # what is used per span is bound to locals and each header field is read once.
+    dbs = tx.dbs
+    txn = tx.txn
+    put = txn.put
+    log_db = dbs.span_id_log
+    add_if_new = span_ids.add_if_new
+    pack_prefix = SPAN_PREFIX.pack
+    accepted = 0
+    duplicates: list[int] = []
+    rejected: list[tuple[int, int, str]] = []
+    # (record, attempt, rollout num, attempt seq) by (rollout id, attempt id), or why not found.
+    targets: dict[tuple[str, str], tuple[RolloutRecord, t.Attempt, int, int] | str] = {}
+    counters: dict[int, int] = {}
+    touched: dict[tuple[str, str], tuple[RolloutRecord, t.Attempt, int, int]] = {}
+    resources: ResourceWriter | None = None
+    chunks = ChunkWriter(txn, dbs, chunk_numbers, page_size)
+    pack = chunks.add
+    for i, header, raw in spans:
+        coords = (header.rollout_id, header.attempt_id)
+        target = targets.get(coords)
+        if target is None:
+            target = ingest_target(tx, header.rollout_id, header.attempt_id)
+            targets[coords] = target
+        if isinstance(target, str):
+            rejected.append((i, 5, f"spans[{i}]: {target}"))
+            continue
+        num, seq = target[2], target[3]
+        span_id = header.span_id
+        sequence_id = header.sequence_id
+        last = counters.get(num)
+        if last is None:
+            last = read_counter(txn, dbs.span_seqs, U64.pack(num))
+        if sequence_id == 0 and last >= MAX_SEQUENCE_ID:
+            # Checked before the span id is recorded, so the span can be sent again with an id.
+            rejected.append((i, FAILED_PRECONDITION, f"spans[{i}]: {exhausted(header.rollout_id, last)}"))
+            continue
+        if not add_if_new(txn, log_db, num, seq, span_id):
+            duplicates.append(i)
+            continue
+        if sequence_id == 0:
+            last += 1
+            sequence_id = last
+            raw = with_sequence_id(raw, sequence_id)
+        elif sequence_id > last:
+            last = sequence_id
+        counters[num] = last
+        # The header parsed the resource field: spans without one skip the resource code entirely.
+        if header.resource:
+            if resources is None:
+                resources = ResourceWriter(txn, dbs.span_resources)
+            raw = resources.store(raw)
+        pack(num, pack_prefix(num, seq, sequence_id) + span_id, raw)
+        touched[coords] = target
+        accepted += 1
+    chunks.flush()
+    span_ids.flush(txn, log_db)
+    for num, last in counters.items():
+        put(U64.pack(num), U64.pack(last), db=dbs.span_seqs)
+    for record, attempt, _, _ in touched.values():
+        tx.heartbeat(record, attempt)
+    tx.effects.spans += accepted  # type: ignore[union-attr]
+    return accepted, duplicates, rejected
+
+
+def ingest_target(tx: Tx, rollout_id: str, attempt_id: str) -> tuple[RolloutRecord, t.Attempt, int, int] | str:
+    """Where the spans of ``(rollout_id, attempt_id)`` go, or why they cannot be placed."""
+    record = tx.find_rollout(rollout_id)
+    if record is None:
+        return f"rollout {rollout_id!r} not found"
+    try:
+        attempt = tx.find_attempt(record, attempt_id)
+    except NotFoundError as exc:
+        return str(exc)
+    return record, attempt, record.num, attempt.sequence_id
+
+
+def exhausted(rollout_id: str, last: int) -> str:
+    """Why a rollout takes no more sequence ids from the store."""
+    return (
+        f"rollout {rollout_id!r} has used sequence ids up to {last}, and they end at {MAX_SEQUENCE_ID} (2^63-1, "
+        "the largest int64); send spans with sequence ids you choose below that, or start a new rollout"
+    )
