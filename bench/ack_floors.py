@@ -7,7 +7,9 @@ machine before any store work: whether a compiled front end would leave room for
 Two more store: ``rust-tonic-lmdb`` is the tonic handler putting every span into LMDB before its
 ack (group commits, a sync each, none of agl's checks or indexes), the floor under any durable
 store on this machine however it were compiled; ``rust-tonic-lmdb-nosync`` the same without syncs,
-so the difference between the two is the disk's."""
+so the difference between the two is the disk's. And two are agl's own store: ``agl-split`` serves
+the stream in one process and stores in another (bench/split_ingest_floor.py), ``agl-mypyc`` is
+agl-server with the writer's span path compiled by mypyc (bench/compiled_floor.py)."""
 
 from __future__ import annotations
 
@@ -20,6 +22,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
+import compiled_floor
 import lmdb
 from common import ROOT
 from cpu_split import spawning_on
@@ -71,6 +74,14 @@ def _agl_split(port_file: str, data: str) -> list[str]:
     return [sys.executable, str(ROOT / "bench" / "split_ingest_floor.py"), port_file, data]
 
 
+def _agl_mypyc(port_file: str, data: str) -> list[str]:
+    try:
+        build = compiled_floor.build()
+    except compiled_floor.CompilerMissing as exc:
+        raise FloorUnavailable(str(exc)) from exc
+    return [sys.executable, str(ROOT / "bench" / "compiled_floor.py"), port_file, data, str(build)]
+
+
 def _build_rust_floor() -> Path:
     cargo = shutil.which("cargo")
     if cargo is None:
@@ -112,6 +123,7 @@ FLOORS = {
         Floor("rust-tonic-lmdb", "Rust tonic, spans durably into LMDB", _rust_tonic_lmdb, _lmdb_spans),
         Floor("rust-tonic-lmdb-nosync", "Rust tonic, spans into LMDB unsynced", _rust_tonic_lmdb_nosync, _lmdb_spans),
         Floor("agl-split", "grpc.aio edge + agl store in another process", _agl_split, split_spans_added),
+        Floor("agl-mypyc", "agl-server, writer's span path compiled (mypyc)", _agl_mypyc, split_spans_added),
     )
 }
 

@@ -120,6 +120,22 @@ def test_ack_floor_of_agl_split_stores_every_acked_span() -> None:
     assert row["met"] and row["value"] >= acked > 0, row
 
 
+def test_ack_floor_of_agl_with_its_span_path_compiled_stores_every_acked_span() -> None:
+    """bench/compiled_floor.py: agl-server from a copy of agl_core whose writer's span path mypyc
+    compiled (the floor fails unless the server has the compiled modules loaded). It answers the
+    Go writers as agl-server does, and after it stops its store holds ten new spans per acked batch."""
+    flags = ["--quick", "--ack-only", "--go-client", "--floors", "agl-mypyc"]
+    saved = run_bench("store_bench.py", flags, "store_bench_ack_mypyc_quick", timeout=900)
+    assert not any(key.startswith("floor skipped") for key in saved["context"]), saved["context"]
+    rows = values(saved)
+    floor = "agl-server, writer's span path compiled (mypyc)"
+    for writers in (1, 8):
+        check_floor_rows(rows, f"{writers} writer(s), 10 spans/batch, Go client, {floor}")
+    row = rows_by_name(saved)[f"floor: spans stored, {floor}"]
+    acked = int(row["target"].removeprefix(">= "))
+    assert row["met"] and row["value"] >= acked > 0, row
+
+
 def test_rollouts_only_reports_every_rate() -> None:
     rows = run_section(["--rollouts-only"], "store_bench_rollouts_smoke_quick")
     names = [
