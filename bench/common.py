@@ -17,7 +17,10 @@ from typing import Any
 
 ROOT = Path(__file__).resolve().parent.parent
 RESULTS = ROOT / "bench" / "results"
-sys.path.insert(0, str(ROOT))  # run as a script from anywhere
+# Run as a script from anywhere. Where this checkout is on the path already it stays where it is: a
+# bench may have put a build of agl_core before it (ingest_cpu_bench.py --compiled).
+if str(ROOT) not in sys.path:
+    sys.path.insert(0, str(ROOT))
 
 from agl_core import semconv  # noqa: E402
 from agl_core.types import new_span  # noqa: E402

@@ -38,11 +38,6 @@ for path in (ROOT, ROOT / "servers", ROOT / "bench"):
     if str(path) not in sys.path:
         sys.path.insert(0, str(path))
 
-from raw_grpc_server import write_port  # noqa: E402
-from split_ingest_floor import copy_agl_server_data  # noqa: E402
-
-from agl_server.process import ServerProcess  # noqa: E402
-
 MODULES = (
     "agl_core/store/lmdb/span_write.py",
     "agl_core/store/lmdb/span_ids.py",
@@ -88,6 +83,13 @@ def compiled_in(pid: int, build_dir: Path) -> list[str]:
 
 
 def main(port_file: str, data: str, build_dir: str) -> None:
+    # Imported here, not above: build() is also used before anything imports agl_core
+    # (ingest_cpu_bench.py --compiled), which must then come from the build.
+    from raw_grpc_server import write_port
+    from split_ingest_floor import copy_agl_server_data
+
+    from agl_server.process import ServerProcess
+
     copy_agl_server_data(data)
     build = Path(build_dir).resolve()
     # agl_core from the build (first on the path, and the working directory `python -m` puts before

@@ -8,7 +8,11 @@ another process or the disk in the measure (the store runs without sync unless `
 CPU time of each thread is a steadier figure on a noisy machine than a latency: it is what a
 change to the writer's or the loop's Python costs or saves. Best of ``--rounds``.
 
-    python bench/ingest_cpu_bench.py [--batches 4000] [--inflight 4] [--rounds 3] [--sync] [--out ingest_cpu_bench]
+``--compiled``: the same with the writer's span path compiled by mypyc (``bench/compiled_floor.py``
+builds it), agl_core imported from that build.
+
+    python bench/ingest_cpu_bench.py [--batches 4000] [--inflight 4] [--rounds 3] [--sync] [--compiled]
+                                     [--out ingest_cpu_bench]
 """
 
 from __future__ import annotations
@@ -24,10 +28,15 @@ from pathlib import Path
 import psutil
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
+if "--compiled" in sys.argv:  # before anything imports agl_core: from the compiled build, not this checkout
+    import compiled_floor
+
+    sys.path.insert(0, str(compiled_floor.build()))
 from common import Report, llm_call_span, run_and_save
 
 from agl_core.proto import store_pb2 as s
 from agl_core.store import LmdbStore
+from agl_core.store.lmdb import span_write
 
 SPANS_PER_BATCH = 10
 ATTEMPTS = 64
@@ -112,9 +121,15 @@ def main() -> int:
     parser.add_argument("--inflight", type=int, default=4, help="batches submitted at once (default 4)")
     parser.add_argument("--rounds", type=int, default=3, help="rounds; the best is reported (default 3)")
     parser.add_argument("--sync", action="store_true", help="durable commits (fsync), as agl-server's default")
+    parser.add_argument(
+        "--compiled", action="store_true", help="the writer's span path compiled by mypyc (bench/compiled_floor.py)"
+    )
     parser.add_argument("--out", default="ingest_cpu_bench", help="result file name under bench/results")
     args = parser.parse_args()
-    report = Report("embedded store ingest CPU by thread", context=vars(args))
+    compiled = span_write.__file__.endswith(".so")
+    if compiled != args.compiled:
+        raise SystemExit(f"--compiled is {args.compiled}, but the span path is {span_write.__file__}")
+    report = Report("embedded store ingest CPU by thread", context={**vars(args), "span_write": span_write.__file__})
     return run_and_save(report, args.out, lambda workdir: measure(args, workdir, report), prefix="agl-ingest-cpu-")
 
 

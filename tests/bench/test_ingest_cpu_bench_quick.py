@@ -4,13 +4,18 @@ table, never asserted)."""
 
 from __future__ import annotations
 
+import pytest
 from support.bench_runs import rows_by_name, run_bench
 
 
-def test_ingest_cpu_bench_quick_runs_and_reports_each_thread() -> None:
-    saved = run_bench(
-        "ingest_cpu_bench.py", ["--batches", "300", "--rounds", "1"], "ingest_cpu_bench_smoke_quick", timeout=180
-    )
+@pytest.mark.parametrize("compiled", [False, True], ids=["python", "mypyc"])
+def test_ingest_cpu_bench_quick_runs_and_reports_each_thread(compiled: bool) -> None:
+    """With --compiled, the store's span path is the mypyc build's (bench/compiled_floor.py): the
+    bench refuses to run if agl_core's span_write is not the compiled module, and every batch is
+    still stored whole."""
+    flags = ["--batches", "300", "--rounds", "1", *(["--compiled"] if compiled else [])]
+    saved = run_bench("ingest_cpu_bench.py", flags, f"ingest_cpu_bench_smoke_{compiled}_quick", timeout=900)
+    assert saved["context"]["span_write"].endswith(".so") == compiled
     rows = rows_by_name(saved)
     for name in ("store writer thread, CPU per batch", "event loop thread, CPU per batch"):
         assert rows[name]["unit"] == "us" and rows[name]["value"] >= 0
