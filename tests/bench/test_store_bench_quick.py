@@ -80,6 +80,17 @@ def check_floor_rows(rows: dict[str, tuple[float, str]], floor: str) -> None:
     assert rows[f"floor: acks not for the whole batch, {floor}"] == (0, "batches"), floor
 
 
+def check_storing_floor(saved: dict[str, Any], floor: str) -> None:
+    """A floor that stores spans: its rows for one and eight writers, and, counted in its store once
+    it stopped, at least ten spans for every batch it acked."""
+    rows = values(saved)
+    for writers in (1, 8):
+        check_floor_rows(rows, f"{writers} writer(s), 10 spans/batch, Go client, {floor}")
+    row = rows_by_name(saved)[f"floor: spans stored, {floor}"]
+    acked = int(row["target"].removeprefix(">= "))
+    assert row["met"] and row["value"] >= acked > 0, row
+
+
 def test_ack_floors_of_rust_tonic_with_split_cpus() -> None:
     """bench/floors/rust-ackfloor, built with cargo from the committed Cargo.lock (the first build
     fetches and compiles its crates: about two minutes here), answers the Go writers as agl-server
@@ -111,13 +122,7 @@ def test_ack_floor_of_agl_split_stores_every_acked_span() -> None:
     store holds at least ten new spans per acked batch, counted by agl's store itself."""
     flags = ["--quick", "--ack-only", "--go-client", "--floors", "agl-split"]
     saved = run_bench("store_bench.py", flags, "store_bench_ack_split_quick", timeout=180)
-    rows = values(saved)
-    floor = "grpc.aio edge + agl store in another process"
-    for writers in (1, 8):
-        check_floor_rows(rows, f"{writers} writer(s), 10 spans/batch, Go client, {floor}")
-    row = rows_by_name(saved)[f"floor: spans stored, {floor}"]
-    acked = int(row["target"].removeprefix(">= "))
-    assert row["met"] and row["value"] >= acked > 0, row
+    check_storing_floor(saved, "grpc.aio edge + agl store in another process")
 
 
 def test_ack_floor_of_agl_with_its_span_path_compiled_stores_every_acked_span() -> None:
@@ -127,13 +132,7 @@ def test_ack_floor_of_agl_with_its_span_path_compiled_stores_every_acked_span() 
     flags = ["--quick", "--ack-only", "--go-client", "--floors", "agl-mypyc"]
     saved = run_bench("store_bench.py", flags, "store_bench_ack_mypyc_quick", timeout=900)
     assert not any(key.startswith("floor skipped") for key in saved["context"]), saved["context"]
-    rows = values(saved)
-    floor = "agl-server, writer's span path compiled (mypyc)"
-    for writers in (1, 8):
-        check_floor_rows(rows, f"{writers} writer(s), 10 spans/batch, Go client, {floor}")
-    row = rows_by_name(saved)[f"floor: spans stored, {floor}"]
-    acked = int(row["target"].removeprefix(">= "))
-    assert row["met"] and row["value"] >= acked > 0, row
+    check_storing_floor(saved, "agl-server, writer's span path compiled (mypyc)")
 
 
 def test_rollouts_only_reports_every_rate() -> None:
