@@ -25,6 +25,7 @@ from agl_core.store.wire import with_sequence_id
 
 # Sequence ids are int64 on the wire: the next one after this would wrap to -2^63.
 MAX_SEQUENCE_ID = (1 << 63) - 1
+NOT_FOUND = grpc.StatusCode.NOT_FOUND.value[0]
 FAILED_PRECONDITION = grpc.StatusCode.FAILED_PRECONDITION.value[0]
 
 
@@ -58,7 +59,7 @@ def ingest(
             target = ingest_target(tx, header.rollout_id, header.attempt_id)
             targets[coords] = target
         if isinstance(target, str):
-            rejected.append((i, 5, f"spans[{i}]: {target}"))
+            rejected.append((i, NOT_FOUND, f"spans[{i}]: {target}"))
             continue
         num, seq = target[2], target[3]
         span_id = header.span_id
