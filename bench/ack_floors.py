@@ -27,7 +27,7 @@ import lmdb
 from common import ROOT
 from cpu_split import spawning_on
 from loadgen import BIN_DIR, build_go_command
-from split_ingest_floor import split_spans_added
+from split_ingest_floor import agl_spans_added
 
 RUST_CRATE = ROOT / "bench" / "floors" / "rust-ackfloor"
 CARGO_TARGET = BIN_DIR / "cargo"  # under bench/.bin, ignored by git
@@ -122,8 +122,8 @@ FLOORS = {
         Floor("rust-tonic", "bare Rust tonic (no store)", _rust_tonic),
         Floor("rust-tonic-lmdb", "Rust tonic, spans durably into LMDB", _rust_tonic_lmdb, _lmdb_spans),
         Floor("rust-tonic-lmdb-nosync", "Rust tonic, spans into LMDB unsynced", _rust_tonic_lmdb_nosync, _lmdb_spans),
-        Floor("agl-split", "grpc.aio edge + agl store in another process", _agl_split, split_spans_added),
-        Floor("agl-mypyc", "agl-server, writer's span path compiled (mypyc)", _agl_mypyc, split_spans_added),
+        Floor("agl-split", "grpc.aio edge + agl store in another process", _agl_split, agl_spans_added),
+        Floor("agl-mypyc", "agl-server, writer's span path compiled (mypyc)", _agl_mypyc, agl_spans_added),
     )
 }
 

@@ -209,7 +209,7 @@ def copy_agl_server_data(data: str) -> None:
     shutil.copytree(source, data, ignore=shutil.ignore_patterns("lock.mdb"), dirs_exist_ok=True)
 
 
-def split_spans_added(data: str) -> int:
+def agl_spans_added(data: str) -> int:
     """The spans the floor's store holds beyond those of the copy it started from, counted by agl's
     store once the floor has stopped. (In a thread: the bench calls it from inside its event loop.)"""
 
