@@ -42,7 +42,12 @@ class RecordingHook(Hook):
             and rollout.mode.value == "train"
             and metadata.get("step") == self.kill_at_step
         ):
-            Path(self.directory, "killed").write_text(rollout.rollout_id)
+            # Written aside and renamed: the other runner of this process may be starting a rollout of
+            # the same step, and a plain write_text of it (which truncates first) could be cut short by
+            # this kill, leaving the file empty. The rename leaves one runner's whole id.
+            aside = Path(self.directory, f"killed.{rollout.rollout_id}")
+            aside.write_text(rollout.rollout_id)
+            os.replace(aside, Path(self.directory, "killed"))
             os.kill(os.getpid(), signal.SIGKILL)
 
     async def on_rollout_end(self, *, rollout: Any, status: Any, **_: Any) -> None:
