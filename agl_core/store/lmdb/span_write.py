@@ -25,6 +25,7 @@ from agl_core.store.wire import with_sequence_id
 
 # Sequence ids are int64 on the wire: the next one after this would wrap to -2^63.
 MAX_SEQUENCE_ID = (1 << 63) - 1
+INVALID_ARGUMENT = grpc.StatusCode.INVALID_ARGUMENT.value[0]
 NOT_FOUND = grpc.StatusCode.NOT_FOUND.value[0]
 FAILED_PRECONDITION = grpc.StatusCode.FAILED_PRECONDITION.value[0]
 

@@ -85,13 +85,13 @@ class SpansMixin(LmdbCore):
                     header = parse(raw)
                 except Exception as exc:
                     message = f"spans[{i}] could not be decoded as agl.v1.Span ({exc})"
-                    response.rejected.add(index=i, code=3, message=message)
+                    response.rejected.add(index=i, code=span_write.INVALID_ARGUMENT, message=message)
                     continue
             if not well_formed(header):
                 try:
                     validation.check_span(header, f"spans[{i}]")
                 except InvalidArgumentError as exc:
-                    response.rejected.add(index=i, code=3, message=str(exc))
+                    response.rejected.add(index=i, code=span_write.INVALID_ARGUMENT, message=str(exc))
                     continue
             valid.append((i, header, raw))
         write = self._write(lambda tx: self._ingest_op(tx, valid)) if valid else None
