@@ -1,0 +1,213 @@
+"""Which thread's CPU eight closed-loop span writers wait for: their ack latency with CPU added to one
+of agl-server's threads, and (a what-if) without the store writer's span-id de-duplication and
+sequence ids.
+
+Why: with eight Go writers agl-server's Python threads keep one core busy, and every microsecond
+of it shows in the acks. What matters is which microseconds. This bench adds a fixed amount of
+CPU per batch to one thread at a time (bench/probes/sitecustomize.py, loaded into the server it
+starts) and measures the eight writers again, in rounds, so that each probe runs next to the
+others on a VM whose speed drifts. The slope says what a change on that thread is worth before it
+is built (docs/server.md, "Many workers").
+
+    python bench/ack_sensitivity.py                                  # none, writer:60, writer:120, loop:60
+    python bench/ack_sensitivity.py --probes none,no-dedup --rounds 4
+
+Probes: ``none``; ``writer:US`` (the store writer spins US microseconds after each batch's write);
+``loop:US`` (the event loop spins before each batch's edge check); ``no-dedup`` (the what-if). A run
+fails when its probe did not take effect in the server (the spinning thread spent less than the
+spin per batch, or span-id filters exist without de-duplication): a figure then measures nothing.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import statistics
+import time
+import urllib.request
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import psutil
+from common import ROOT, Report, run_and_save
+from loadgen import run_span_ack
+from store_bench_ack import _cpu_seconds, _thread_cpu, go_writers
+from store_bench_workloads import targets
+from writer_metrics import WriterShare, writer_totals
+
+from agl_core.client import GrpcStore
+from agl_server.process import ServerProcess
+
+PROBES = ROOT / "bench" / "probes"
+WRITERS = 8
+TARGETS = 64
+LOOP_THREAD = "event loop thread"
+WRITER_THREADS = "other threads (store writer, poller)"
+
+
+@dataclass(frozen=True)
+class Probe:
+    name: str
+    env: dict[str, str]
+    writer_us: float = 0.0
+    loop_us: float = 0.0
+    skip_dedup: bool = False
+
+
+def parse_probe(text: str) -> Probe:
+    kind, _, amount = text.partition(":")
+    if kind == "none" and not amount:
+        return Probe(text, {})
+    if kind == "no-dedup" and not amount:
+        return Probe(text, {"AGL_PROBE_SKIP_DEDUP": "1"}, skip_dedup=True)
+    if kind in ("writer", "loop") and amount:
+        try:
+            us = float(amount)
+        except ValueError:
+            us = -1.0
+        if us > 0:
+            if kind == "writer":
+                return Probe(text, {"AGL_PROBE_WRITER_US": amount}, writer_us=us)
+            return Probe(text, {"AGL_PROBE_LOOP_US": amount}, loop_us=us)
+    raise argparse.ArgumentTypeError(
+        f"probe {text!r}: use none, no-dedup, writer:US or loop:US with US a positive number of microseconds"
+    )
+
+
+@dataclass(frozen=True)
+class Run:
+    p50_ms: float
+    p99_ms: float
+    batches_per_s: float
+    server_us: float  # the server's CPU per batch, warm-up included
+    loop_us: float  # of it, the event loop thread's
+    writer_us: float  # of it, the store writer's and grpc.aio's poller's
+    run_ms_per_group: float  # a group's operations, wall time (the server's /metrics)
+    filters: float  # span-id filters in memory at the end
+
+
+def _metric(url: str, name: str) -> float:
+    """One unlabelled sample of agl-server's /metrics at ``url``."""
+    with urllib.request.urlopen(url, timeout=30) as response:
+        text = response.read().decode()
+    for line in text.splitlines():
+        if line.startswith(name + " "):
+            return float(line.split()[1])
+    raise LookupError(f"{name} is not in agl-server's /metrics")
+
+
+def _spent(before: dict[str, tuple[float, float]], after: dict[str, tuple[float, float]], group: str) -> float:
+    user, system = after.get(group, (0.0, 0.0))
+    user_before, system_before = before.get(group, (0.0, 0.0))
+    return user + system - user_before - system_before
+
+
+async def run_one(probe: Probe, workdir: Path, seconds: float) -> Run:
+    """A fresh agl-server with ``probe``, eight Go writers for ``seconds`` (after agl-loadgen's second
+    of warm-up), and what the run cost the server."""
+    env = dict(os.environ)
+    env["PYTHONPATH"] = os.pathsep.join([str(PROBES), *filter(None, [env.get("PYTHONPATH")])])
+    env.update(probe.env)
+    data = workdir / "data"
+    server = ServerProcess(data, args=["--http-port", "0"], env=env, log_path=workdir / "server.log").start()
+    with server:
+        async with GrpcStore(server.address) as store:
+            await store.wait_ready()
+            coords = await targets(store, TARGETS)
+        binary, batches = go_writers(coords, str(workdir))
+        assert server.process is not None
+        process = psutil.Process(server.process.pid)
+        url = f"{server.http_url}/metrics"
+        totals, threads, cpu = writer_totals(url), _thread_cpu(process), _cpu_seconds(process)
+        started = time.monotonic()
+        result = run_span_ack(binary, server.address, batches, WRITERS, seconds)
+        share = WriterShare.between(totals, writer_totals(url), time.monotonic() - started)
+        after = _thread_cpu(process)
+        count = max(1, result["batches_total"])
+        filters = _metric(url, "agl_span_id_filters")
+        return Run(
+            result["ack_p50_ms"],
+            result["ack_p99_ms"],
+            result["batches_per_s"],
+            (_cpu_seconds(process) - cpu) / count * 1e6,
+            _spent(threads, after, LOOP_THREAD) / count * 1e6,
+            _spent(threads, after, WRITER_THREADS) / count * 1e6,
+            share.run_ms_per_group,
+            filters,
+        )
+
+
+def check_took_effect(probe: Probe, run: Run) -> None:
+    """Fail rather than report a probe the server did not run (a server that did not load
+    bench/probes measures the code as shipped under the probe's name)."""
+    problems = []
+    if probe.writer_us and run.writer_us < probe.writer_us:
+        problems.append(f"its writer threads spent {run.writer_us:.0f} us per batch, less than the spin")
+    if probe.loop_us and run.loop_us < probe.loop_us:
+        problems.append(f"its event loop spent {run.loop_us:.0f} us per batch, less than the spin")
+    if probe.skip_dedup and run.filters:
+        problems.append(f"it holds {run.filters:.0f} span-id filters, so it still de-duplicated")
+    if not probe.skip_dedup and not run.filters:
+        problems.append("it holds no span-id filter after storing spans")
+    if problems:
+        raise SystemExit(f"probe {probe.name}: {'; '.join(problems)}; is {PROBES} first on the server's PYTHONPATH?")
+
+
+async def measure(args: argparse.Namespace, workdir: str, report: Report) -> None:
+    runs: dict[str, list[Run]] = {probe.name: [] for probe in args.probes}
+    for round_no in range(1, args.rounds + 1):
+        for probe in args.probes:
+            where = Path(workdir) / f"{probe.name.replace(':', '-')}-{round_no}"
+            where.mkdir()
+            run = await run_one(probe, where, args.seconds)
+            check_took_effect(probe, run)
+            runs[probe.name].append(run)
+            print(
+                f"round {round_no}, {probe.name}: p50 {run.p50_ms:.2f} p99 {run.p99_ms:.2f} ms, "
+                f"{run.batches_per_s:.0f} batches/s, {run.server_us:.0f} us per batch "
+                f"(loop {run.loop_us:.0f}, writer and poller {run.writer_us:.0f}), "
+                f"a group's operations {run.run_ms_per_group:.3f} ms",
+                flush=True,
+            )
+    for probe in args.probes:
+        done = runs[probe.name]
+
+        def add(what: str, unit: str, values: list[float], digits: int = 2, probe: Probe = probe) -> None:
+            each = ", ".join(f"{v:.{digits}f}" for v in values)
+            report.add(f"{what}, {probe.name}", statistics.median(values), unit, note=f"median of: {each}")
+
+        add("ack latency p50", "ms", [r.p50_ms for r in done])
+        add("ack latency p99", "ms", [r.p99_ms for r in done])
+        add("  batches acked per second", "batches/s", [r.batches_per_s for r in done], 0)
+        add("  server CPU per batch", "us", [r.server_us for r in done], 0)
+        add("    of it the event loop", "us", [r.loop_us for r in done], 0)
+        add("    of it the store writer and grpc's poller", "us", [r.writer_us for r in done], 0)
+        add("  a group's operations (wall)", "ms", [r.run_ms_per_group for r in done], 3)
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument(
+        "--probes",
+        type=lambda text: [parse_probe(part.strip()) for part in text.split(",")],
+        default=[parse_probe(p) for p in ("none", "writer:60", "writer:120", "loop:60")],
+        help="probes separated by commas (default none,writer:60,writer:120,loop:60; see the module's docstring)",
+    )
+    parser.add_argument("--rounds", type=int, default=3, help="rounds; each runs every probe once (default 3)")
+    parser.add_argument("--seconds", type=float, default=12.0, help="each run's window, after 1 s of warm-up")
+    parser.add_argument("--quick", action="store_true", help="one round of 1 s: a smoke test of the bench itself")
+    parser.add_argument("--out", default="ack_sensitivity", help="result file name under bench/results")
+    args = parser.parse_args()
+    if args.quick:
+        args.rounds, args.seconds = 1, 1.0
+    names = [probe.name for probe in args.probes]
+    if len(set(names)) != len(names):
+        parser.error(f"--probes names a probe twice: {','.join(names)}")
+    context: dict[str, Any] = {"probes": names, "rounds": args.rounds, "seconds": args.seconds, "writers": WRITERS}
+    report = Report("eight Go span writers with CPU added to one server thread", context=context)
+    return run_and_save(report, args.out, lambda workdir: measure(args, workdir, report), prefix="agl-sensitivity-")
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

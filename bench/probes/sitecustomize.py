@@ -1,0 +1,60 @@
+"""Probes for bench/ack_sensitivity.py, loaded into the agl-server processes it starts (Python imports
+``sitecustomize`` at start-up from the first folder on its path that has one; the bench puts this
+folder first in the server's PYTHONPATH). Without the variables below nothing is changed.
+
+- ``AGL_PROBE_WRITER_US``: after each span batch's write, the store writer spins that many
+  microseconds of its own CPU (``span_write.ingest``, once per batch).
+- ``AGL_PROBE_LOOP_US``: before each batch's edge check, the event loop spins that many
+  microseconds (``span_streams.all_readable``, once per batch).
+- ``AGL_PROBE_SKIP_DEDUP=1``: a what-if, never a setting. The writer records no span ids, so a
+  resent span is stored twice. It also writes no sequence ids into the spans. What is left is what
+  the writer costs without those two steps.
+"""
+
+from __future__ import annotations
+
+import os
+import time
+from typing import Any
+
+
+def _spin(microseconds: float) -> None:
+    end = time.thread_time() + microseconds / 1e6
+    while time.thread_time() < end:
+        pass
+
+
+def _install() -> None:
+    writer_us = float(os.environ.get("AGL_PROBE_WRITER_US") or 0)
+    loop_us = float(os.environ.get("AGL_PROBE_LOOP_US") or 0)
+    skip_dedup = os.environ.get("AGL_PROBE_SKIP_DEDUP") == "1"
+    if not (writer_us or loop_us or skip_dedup):
+        return
+    from agl_core.store.lmdb import span_write
+    from agl_core.store.lmdb.span_ids import SpanIdIndex
+
+    if writer_us:
+        ingest = span_write.ingest
+
+        def spinning_ingest(*args: Any, **kwargs: Any) -> Any:
+            result = ingest(*args, **kwargs)
+            _spin(writer_us)
+            return result
+
+        span_write.ingest = spinning_ingest
+    if skip_dedup:
+        SpanIdIndex.add_if_new = lambda self, txn, log_db, num, seq, span_id: True  # type: ignore[method-assign]
+        span_write.with_sequence_id = lambda raw, sequence_id: raw
+    if loop_us:
+        from agl_server import span_streams
+
+        readable = span_streams.all_readable
+
+        def spinning_check(*args: Any, **kwargs: Any) -> Any:
+            _spin(loop_us)
+            return readable(*args, **kwargs)
+
+        span_streams.all_readable = spinning_check
+
+
+_install()
