@@ -14,8 +14,9 @@ is built (docs/server.md, "Many workers").
 
 Probes: ``none``; ``writer:US`` (the store writer spins US microseconds after each batch's write);
 ``loop:US`` (the event loop spins before each batch's edge check); ``no-dedup`` (the what-if). A run
-fails when its probe did not take effect in the server (the spinning thread spent less than the
-spin per batch, or span-id filters exist without de-duplication): a figure then measures nothing.
+fails when its probe did not take effect in the server: the server reported fewer spins than
+batches, or the spinning thread spent less than the spin per batch, or span-id filters exist
+without de-duplication. A figure would then measure nothing.
 """
 
 from __future__ import annotations
@@ -40,6 +41,7 @@ from agl_core.client import GrpcStore
 from agl_server.process import ServerProcess
 
 PROBES = ROOT / "bench" / "probes"
+SPINS_EVERY = 64  # bench/probes/sitecustomize.py writes its count of spins this often
 WRITERS = 8
 TARGETS = 64
 LOOP_THREAD = "event loop thread"
@@ -85,6 +87,8 @@ class Run:
     writer_us: float  # of it, the store writer's and grpc.aio's poller's
     run_ms_per_group: float  # a group's operations, wall time (the server's /metrics)
     filters: float  # span-id filters in memory at the end
+    batches: int  # batches acked, warm-up included
+    spins: int  # spins the probe reported (bench/probes: written every SPINS_EVERY)
 
 
 def _metric(url: str, name: str) -> float:
@@ -109,6 +113,8 @@ async def run_one(probe: Probe, workdir: Path, seconds: float) -> Run:
     env = dict(os.environ)
     env["PYTHONPATH"] = os.pathsep.join([str(PROBES), *filter(None, [env.get("PYTHONPATH")])])
     env.update(probe.env)
+    spins_file = workdir / "probe-spins"
+    env["AGL_PROBE_SPINS"] = str(spins_file)
     data = workdir / "data"
     server = ServerProcess(data, args=["--http-port", "0"], env=env, log_path=workdir / "server.log").start()
     with server:
@@ -126,6 +132,7 @@ async def run_one(probe: Probe, workdir: Path, seconds: float) -> Run:
         after = _thread_cpu(process)
         count = max(1, result["batches_total"])
         filters = _metric(url, "agl_span_id_filters")
+        spins = int(spins_file.read_text()) if spins_file.exists() else 0
         return Run(
             result["ack_p50_ms"],
             result["ack_p99_ms"],
@@ -135,6 +142,8 @@ async def run_one(probe: Probe, workdir: Path, seconds: float) -> Run:
             _spent(threads, after, WRITER_THREADS) / count * 1e6,
             share.run_ms_per_group,
             filters,
+            count,
+            spins,
         )
 
 
@@ -142,6 +151,12 @@ def check_took_effect(probe: Probe, run: Run) -> None:
     """Fail rather than report a probe the server did not run (a server that did not load
     bench/probes measures the code as shipped under the probe's name)."""
     problems = []
+    spinning = probe.writer_us or probe.loop_us
+    # Each batch spins once (its write, or its edge check); the count is written every SPINS_EVERY.
+    if spinning and run.spins < run.batches - SPINS_EVERY:
+        problems.append(f"it reported {run.spins} spins for {run.batches} batches")
+    if not spinning and run.spins:
+        problems.append(f"it reported {run.spins} spins, with no spin asked for")
     if probe.writer_us and run.writer_us < probe.writer_us:
         problems.append(f"its writer threads spent {run.writer_us:.0f} us per batch, less than the spin")
     if probe.loop_us and run.loop_us < probe.loop_us:

@@ -9,6 +9,8 @@ folder first in the server's PYTHONPATH). Without the variables below nothing is
 - ``AGL_PROBE_SKIP_DEDUP=1``: a what-if, never a setting. The writer records no span ids, so a
   resent span is stored twice. It also writes no sequence ids into the spans. What is left is what
   the writer costs without those two steps.
+- ``AGL_PROBE_SPINS``: a file where the number of spins so far is written, every ``SPINS_EVERY``
+  spins, so that the bench can tell that the spin ran for its batches.
 """
 
 from __future__ import annotations
@@ -17,11 +19,20 @@ import os
 import time
 from typing import Any
 
+SPINS_EVERY = 64
+_spins = 0
+
 
 def _spin(microseconds: float) -> None:
+    global _spins
     end = time.thread_time() + microseconds / 1e6
     while time.thread_time() < end:
         pass
+    _spins += 1
+    path = os.environ.get("AGL_PROBE_SPINS")
+    if path and _spins % SPINS_EVERY == 0:
+        with open(path, "w") as out:
+            out.write(str(_spins))
 
 
 def _install() -> None:
