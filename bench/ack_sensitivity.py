@@ -25,7 +25,6 @@ import argparse
 import os
 import statistics
 import time
-import urllib.request
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -33,15 +32,15 @@ from typing import Any
 import psutil
 from common import ROOT, Report, run_and_save
 from loadgen import run_span_ack
-from store_bench_ack import _cpu_seconds, _thread_cpu, go_writers
+from store_bench_ack import _cpu_seconds, _thread_cpu, go_writers, thread_cpu_spent
 from store_bench_workloads import targets
-from writer_metrics import WriterShare, writer_totals
+from writer_metrics import WriterShare, scrape, writer_totals
 
 from agl_core.client import GrpcStore
 from agl_server.process import ServerProcess
 
 PROBES = ROOT / "bench" / "probes"
-SPINS_EVERY = 64  # bench/probes/sitecustomize.py writes its count of spins this often
+SPINS_EVERY = 64  # how often bench/probes/sitecustomize.py writes its count of spins
 WRITERS = 8
 TARGETS = 64
 LOOP_THREAD = "event loop thread"
@@ -91,22 +90,6 @@ class Run:
     spins: int  # spins the probe reported (bench/probes: written every SPINS_EVERY)
 
 
-def _metric(url: str, name: str) -> float:
-    """One unlabelled sample of agl-server's /metrics at ``url``."""
-    with urllib.request.urlopen(url, timeout=30) as response:
-        text = response.read().decode()
-    for line in text.splitlines():
-        if line.startswith(name + " "):
-            return float(line.split()[1])
-    raise LookupError(f"{name} is not in agl-server's /metrics")
-
-
-def _spent(before: dict[str, tuple[float, float]], after: dict[str, tuple[float, float]], group: str) -> float:
-    user, system = after.get(group, (0.0, 0.0))
-    user_before, system_before = before.get(group, (0.0, 0.0))
-    return user + system - user_before - system_before
-
-
 async def run_one(probe: Probe, workdir: Path, seconds: float) -> Run:
     """A fresh agl-server with ``probe``, eight Go writers for ``seconds`` (after agl-loadgen's second
     of warm-up), and what the run cost the server."""
@@ -115,6 +98,7 @@ async def run_one(probe: Probe, workdir: Path, seconds: float) -> Run:
     env.update(probe.env)
     spins_file = workdir / "probe-spins"
     env["AGL_PROBE_SPINS"] = str(spins_file)
+    env["AGL_PROBE_SPINS_EVERY"] = str(SPINS_EVERY)
     data = workdir / "data"
     server = ServerProcess(data, args=["--http-port", "0"], env=env, log_path=workdir / "server.log").start()
     with server:
@@ -128,20 +112,22 @@ async def run_one(probe: Probe, workdir: Path, seconds: float) -> Run:
         totals, threads, cpu = writer_totals(url), _thread_cpu(process), _cpu_seconds(process)
         started = time.monotonic()
         result = run_span_ack(binary, server.address, batches, WRITERS, seconds)
-        share = WriterShare.between(totals, writer_totals(url), time.monotonic() - started)
-        after = _thread_cpu(process)
+        wall = time.monotonic() - started
+        after, samples = _thread_cpu(process), scrape(url)
+        share = WriterShare.between(totals, writer_totals(url, samples), wall)
         count = max(1, result["batches_total"])
-        filters = _metric(url, "agl_span_id_filters")
+        if "agl_span_id_filters" not in samples:
+            raise LookupError("agl_span_id_filters is not in agl-server's /metrics")
         spins = int(spins_file.read_text()) if spins_file.exists() else 0
         return Run(
             result["ack_p50_ms"],
             result["ack_p99_ms"],
             result["batches_per_s"],
             (_cpu_seconds(process) - cpu) / count * 1e6,
-            _spent(threads, after, LOOP_THREAD) / count * 1e6,
-            _spent(threads, after, WRITER_THREADS) / count * 1e6,
+            thread_cpu_spent(threads, after, LOOP_THREAD)[0] / count * 1e6,
+            thread_cpu_spent(threads, after, WRITER_THREADS)[0] / count * 1e6,
             share.run_ms_per_group,
-            filters,
+            samples["agl_span_id_filters"],
             count,
             spins,
         )

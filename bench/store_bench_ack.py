@@ -97,6 +97,15 @@ def _thread_cpu(process: psutil.Process | None) -> dict[str, tuple[float, float]
     return groups
 
 
+def thread_cpu_spent(
+    before: dict[str, tuple[float, float]], after: dict[str, tuple[float, float]], group: str
+) -> tuple[float, float]:
+    """CPU seconds a group of :func:`_thread_cpu` spent between two readings: (in all, in the kernel)."""
+    user, system = after.get(group, (0.0, 0.0))
+    before_user, before_system = before.get(group, (0.0, 0.0))
+    return user + system - before_user - before_system, system - before_system
+
+
 # The Go writers share this machine's CPUs with the server: what they spend is not the server's.
 CLIENT_NOTE = "the Go writers' process, start and warm-up included"
 
@@ -184,10 +193,9 @@ def report_go_ack_latency(
         report.add(f"ack latency p99, {label}", p99, "ms", target=f"<= {target:g} ms", met=p99 <= target)
         if server is not None:
             report.add(f"  server CPU per batch, {label}", run.server_us, "us", note="warm-up included")
-            for group, (user, system) in _thread_cpu(server).items():
-                before_user, before_system = threads.get(group, (0.0, 0.0))
-                spent = (user + system - before_user - before_system) / batches_total * 1e6
-                kernel = (system - before_system) / batches_total * 1e6
+            after = _thread_cpu(server)
+            for group in after:
+                spent, kernel = (seconds / batches_total * 1e6 for seconds in thread_cpu_spent(threads, after, group))
                 report.add(f"    of it {group}, {label}", spent, "us", note=f"{kernel:.0f} us in the kernel")
         report.add(f"  client CPU per batch (agl-loadgen), {label}", run.client_us, "us", note=CLIENT_NOTE)
         bad = result["bad_acks"]

@@ -9,8 +9,8 @@ folder first in the server's PYTHONPATH). Without the variables below nothing is
 - ``AGL_PROBE_SKIP_DEDUP=1``: a what-if, never a setting. The writer records no span ids, so a
   resent span is stored twice. It also writes no sequence ids into the spans. What is left is what
   the writer costs without those two steps.
-- ``AGL_PROBE_SPINS``: a file where the number of spins so far is written, every ``SPINS_EVERY``
-  spins, so that the bench can tell that the spin ran for its batches.
+- ``AGL_PROBE_SPINS``, ``AGL_PROBE_SPINS_EVERY``: a file where the number of spins so far is
+  written, every that many spins, so that the bench can tell that the spin ran for its batches.
 """
 
 from __future__ import annotations
@@ -19,8 +19,10 @@ import os
 import time
 from typing import Any
 
-SPINS_EVERY = 64
 _spins = 0
+# Read once here, not per spin: the spin runs once per batch on the thread it measures.
+_SPINS_PATH = os.environ.get("AGL_PROBE_SPINS")
+_SPINS_EVERY = int(os.environ.get("AGL_PROBE_SPINS_EVERY") or 64)
 
 
 def _spin(microseconds: float) -> None:
@@ -29,9 +31,8 @@ def _spin(microseconds: float) -> None:
     while time.thread_time() < end:
         pass
     _spins += 1
-    path = os.environ.get("AGL_PROBE_SPINS")
-    if path and _spins % SPINS_EVERY == 0:
-        with open(path, "w") as out:
+    if _SPINS_PATH and _spins % _SPINS_EVERY == 0:
+        with open(_SPINS_PATH, "w") as out:
             out.write(str(_spins))
 
 
