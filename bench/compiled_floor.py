@@ -66,7 +66,10 @@ def build() -> Path:
     if (target / "built").exists():
         return target
     shutil.rmtree(BUILDS, ignore_errors=True)  # builds of older sources
-    shutil.copytree(ROOT / "agl_core", target / "agl_core", ignore=shutil.ignore_patterns("__pycache__"))
+    # Without the Cython span loop (span_loop.pyx, built in place by pip install -e): this build
+    # measures agl's Python as mypyc compiles it, so the store must run span_write.ingest.
+    ignore = shutil.ignore_patterns("__pycache__", "*.so", "span_loop.c")
+    shutil.copytree(ROOT / "agl_core", target / "agl_core", ignore=ignore)
     # protobuf ships no type stubs: its messages are Any to mypy, as they are to this code.
     command = [sys.executable, "-m", "mypyc", "--ignore-missing-imports", *MODULES]
     done = subprocess.run(command, cwd=target, capture_output=True, text=True, timeout=900, check=False)
@@ -95,7 +98,7 @@ def main(port_file: str, data: str, build_dir: str) -> None:
     # agl_core from the build (first on the path, and the working directory `python -m` puts before
     # it), agl_server from this checkout.
     os.chdir(build)
-    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(build), str(ROOT / "servers")])}
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(build), str(ROOT / "servers")]), "AGL_SPAN_LOOP": "python"}
     server = ServerProcess(data, env=env, log_path=os.path.join(os.path.dirname(data), "agl-mypyc-server.log"))
     stop = threading.Event()  # set by the bench's SIGTERM (or a Ctrl-C), to stop the server
     for signum in (signal.SIGTERM, signal.SIGINT):

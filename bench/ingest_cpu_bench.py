@@ -32,11 +32,12 @@ if "--compiled" in sys.argv:  # before anything imports agl_core: from the compi
     import compiled_floor
 
     sys.path.insert(0, str(compiled_floor.build()))
+    os.environ["AGL_SPAN_LOOP"] = "python"  # the mypyc-compiled span_write, not the Cython loop
 from common import Report, llm_call_span, run_and_save
 
 from agl_core.proto import store_pb2 as s
 from agl_core.store import LmdbStore
-from agl_core.store.lmdb import span_write
+from agl_core.store.lmdb import span_path, span_write
 
 SPANS_PER_BATCH = 10
 ATTEMPTS = 64
@@ -129,7 +130,10 @@ def main() -> int:
     compiled = span_write.__file__.endswith(".so")
     if compiled != args.compiled:
         raise SystemExit(f"--compiled is {args.compiled}, but the span path is {span_write.__file__}")
-    report = Report("embedded store ingest CPU by thread", context={**vars(args), "span_write": span_write.__file__})
+    report = Report(
+        "embedded store ingest CPU by thread",
+        context={**vars(args), "span_write": span_write.__file__, "span_loop": span_path.choose()[0]},
+    )
     return run_and_save(report, args.out, lambda workdir: measure(args, workdir, report), prefix="agl-ingest-cpu-")
 
 

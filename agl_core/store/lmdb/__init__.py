@@ -23,6 +23,8 @@ class LmdbStore(LightningStore):
         but not of the machine.
     :param resident_budget: bytes of the data file kept mapped before they are released.
     :param span_id_filter_budget: bytes of memory for the span-id filters of all attempts.
+    :param span_loop: the store writer's span loop, ``"compiled"`` or ``"python"`` (default:
+        ``$AGL_SPAN_LOOP``, else compiled where the extension was built; see ``span_path.py``).
     """
 
     backend: LmdbBackend
@@ -35,6 +37,7 @@ class LmdbStore(LightningStore):
         sync: bool = True,
         resident_budget: int = DEFAULT_RESIDENT_BUDGET,
         span_id_filter_budget: int = DEFAULT_SPAN_ID_FILTER_BUDGET,
+        span_loop: str | None = None,
     ) -> None:
         super().__init__(
             LmdbBackend(
@@ -43,6 +46,7 @@ class LmdbStore(LightningStore):
                 sync=sync,
                 resident_budget=resident_budget,
                 span_id_filter_budget=span_id_filter_budget,
+                span_loop=span_loop,
             )
         )
 

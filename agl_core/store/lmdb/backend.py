@@ -63,4 +63,6 @@ class LmdbBackend(
     :param span_id_filter_budget: bytes of memory for the attempts' span-id filters, which recognise
         resent spans (see ``span_ids.py``); beyond it the least recently written attempts' filters
         are dropped and rebuilt from their logs when written again.
+    :param span_loop: ``"compiled"`` or ``"python"``: which span loop the writer runs
+        (``span_path.py``; default ``$AGL_SPAN_LOOP``, else compiled where built).
     """

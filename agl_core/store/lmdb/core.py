@@ -19,7 +19,7 @@ import lmdb
 
 from agl_core.errors import FailedPreconditionError
 from agl_core.store import rules
-from agl_core.store.lmdb import dispatch, expiry, rollout_index
+from agl_core.store.lmdb import dispatch, expiry, rollout_index, span_path
 from agl_core.store.lmdb.reads import ReadGate, ReadTransaction, begin_read, read_pool
 from agl_core.store.lmdb.records import Effects, Tx
 from agl_core.store.lmdb.resident import ResidentTrimmer
@@ -62,6 +62,7 @@ class LmdbCore:
         sync: bool = True,
         resident_budget: int = DEFAULT_RESIDENT_BUDGET,
         span_id_filter_budget: int = DEFAULT_SPAN_ID_FILTER_BUDGET,
+        span_loop: str | None = None,
     ):
         self.path = os.fspath(path) if path is not None else default_data_dir()
         self.env, self.dbs = open_environment(self.path, map_size=map_size, sync=sync)
@@ -83,6 +84,8 @@ class LmdbCore:
         # Used only by the writer thread.
         self._span_ids = SpanIdIndex(budget_bits=span_id_filter_budget * 8)
         self._chunk_numbers = ChunkNumbers()
+        # The writer's span loop: compiled where built, else Python (span_path; AGL_SPAN_LOOP).
+        self.span_loop, self._span_ingest = span_path.choose(span_loop)
         self._closed = False
         self.start_time = time.time()
 

@@ -39,7 +39,6 @@ def ingest(
     # what is used per span is bound to locals and each header field is read once.
     dbs = tx.dbs
     txn = tx.txn
-    put = txn.put
     log_db = dbs.span_id_log
     add_if_new = span_ids.add_if_new
     pack_prefix = SPAN_PREFIX.pack
@@ -90,14 +89,28 @@ def ingest(
         pack(num, pack_prefix(num, seq, sequence_id) + span_id, raw)
         touched[coords] = target
         accepted += 1
+    finish(tx, chunks, span_ids, counters, touched, accepted)
+    return accepted, duplicates, rejected
+
+
+def finish(
+    tx: Tx,
+    chunks: ChunkWriter,
+    span_ids: SpanIdIndex,
+    counters: dict[int, int],
+    touched: dict[tuple[str, str], tuple[RolloutRecord, t.Attempt, int, int]],
+    accepted: int,
+) -> None:
+    """After a batch's spans are placed (here or in ``span_loop``): the chunks and the span-id
+    logs written, each rollout's last sequence id, the attempts' heartbeats."""
+    txn, dbs = tx.txn, tx.dbs
     chunks.flush()
-    span_ids.flush(txn, log_db)
+    span_ids.flush(txn, dbs.span_id_log)
     for num, last in counters.items():
-        put(U64.pack(num), U64.pack(last), db=dbs.span_seqs)
+        txn.put(U64.pack(num), U64.pack(last), db=dbs.span_seqs)
     for record, attempt, _, _ in touched.values():
         tx.heartbeat(record, attempt)
     tx.effects.spans += accepted  # type: ignore[union-attr]
-    return accepted, duplicates, rejected
 
 
 def ingest_target(tx: Tx, rollout_id: str, attempt_id: str) -> tuple[RolloutRecord, t.Attempt, int, int] | str:

@@ -100,7 +100,7 @@ class SpansMixin(LmdbCore):
     def _ingest_op(
         self, tx: Tx, spans: list[tuple[int, Any, bytes]]
     ) -> tuple[int, list[int], list[tuple[int, int, str]]]:
-        return span_write.ingest(tx, spans, self._span_ids, self._chunk_numbers, self.page_size)
+        return self._span_ingest(tx, spans, self._span_ids, self._chunk_numbers, self.page_size)
 
     async def query_spans(self, request: s.QuerySpansRequest) -> AsyncIterator[s.QuerySpansResponse]:
         """Stream the spans of a rollout in chunks; each chunk is read in its own short transaction.

@@ -1,0 +1,46 @@
+"""Which span loop the store writer runs: the compiled one (``span_loop``, a Cython extension that
+``pip install`` builds) or the Python reference (``span_write.ingest``). Both take the same
+arguments and store the same bytes (``tests/store/test_span_loop_twin.py``).
+
+The compiled loop is the default wherever it was built. ``AGL_SPAN_LOOP=python`` (or
+``LmdbStore(span_loop="python")``) runs the Python one: to compare the two (``bench/``), or to
+rule the extension out when diagnosing the store.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Callable
+from typing import Any
+
+from agl_core.store.lmdb import span_write
+
+try:  # built by setup.py; optional, so an install without a C compiler still works
+    from agl_core.store.lmdb import span_loop as _compiled  # type: ignore[attr-defined]
+except ImportError:
+    _compiled = None
+
+LOOPS = ("compiled", "python")
+ENV = "AGL_SPAN_LOOP"
+
+
+def compiled_available() -> bool:
+    return _compiled is not None
+
+
+def choose(name: str | None = None) -> tuple[str, Callable[..., Any]]:
+    """The loop named (``compiled`` or ``python``; None: ``$AGL_SPAN_LOOP``, else compiled where
+    built), as (its name, its ``ingest``)."""
+    if name is None:
+        name = os.environ.get(ENV) or ("compiled" if _compiled is not None else "python")
+    if name not in LOOPS:
+        raise ValueError(f"span loop {name!r} is not one of {', '.join(LOOPS)} (from {ENV} or span_loop=)")
+    if name == "python":
+        return name, span_write.ingest
+    if _compiled is None:
+        raise ValueError(
+            "the compiled span loop (agl_core.store.lmdb.span_loop) is not built in this install: "
+            "reinstall agl with a C compiler present (pip install -e .), or use the Python loop "
+            f"({ENV}=python)"
+        )
+    return name, _compiled.ingest
