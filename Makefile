@@ -26,7 +26,8 @@ help:
 	@echo "make test-loaded - the Python, Go and TypeScript tests beside a CPU hog (HOG_PER_CORE busy processes per core)"
 	@echo "make bench  - run the benchmarks (tables printed, results saved under bench/results)"
 
-$(VENV)/.installed: pyproject.toml
+# setup.py and the .pyx: a changed span loop is compiled again (pip builds it in place).
+$(VENV)/.installed: pyproject.toml setup.py agl_core/store/lmdb/span_loop.pyx
 	$(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install --quiet --upgrade pip
 	$(PY) -m pip install --quiet -e '.[dev]'

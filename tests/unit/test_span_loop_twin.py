@@ -40,6 +40,15 @@ def test_the_compiled_loop_is_built_where_a_compiler_is() -> None:
     if shutil.which("cc") is None:
         pytest.skip("no C compiler on PATH: the install goes on without the compiled loop")
     assert span_path.compiled_available(), "pip install -e . should have built agl_core/store/lmdb/span_loop"
+    # An editable install builds it in place; a failed rebuild (the extension is optional) would
+    # leave the last one, and these tests would compare the Python loop with old code.
+    from agl_core.store.lmdb import span_loop  # type: ignore[attr-defined]
+
+    source = Path(span_path.__file__).with_name("span_loop.pyx")
+    if source.exists() and Path(span_loop.__file__).parent == source.parent:
+        assert Path(span_loop.__file__).stat().st_mtime >= source.stat().st_mtime, (
+            f"{span_loop.__file__} is older than {source}: run pip install -e . (make setup) again"
+        )
     assert span_path.choose()[0] == "compiled"
     assert span_path.choose("python")[0] == "python"
 
@@ -150,19 +159,29 @@ def test_generated_batches_give_the_same_answers_and_bytes(template: Path, specs
 @needs_compiled
 @pytest.mark.parametrize("budget", [32 << 20, 600])
 def test_growing_and_evicted_filters_agree(template: Path, tmp_path: Path, budget: int) -> None:
-    """Hundreds of ids per attempt: filters outgrow their size (their successors filled a few
-    chunks per write), or with a small budget are evicted and rebuilt at each write; every batch
-    also resends five ids its attempt took three batches earlier."""
+    """Thousands of ids per attempt: filters outgrow their size (their successors filled a few
+    chunks per write while new ids keep coming), or with a small budget are evicted and rebuilt
+    at each write. Every batch also resends five ids its attempt took in its previous batch, and at
+    the end every id is sent again: ids written while a filter grew must be found by the filter
+    that took over, which they reached only through the successor's own bits."""
     coords = _coords(template)[:ROLLOUTS]
+    per_batch, writes = 30, 150  # 1,500 ids an attempt: each filter grows past 256 ids
+
+    def span_id(n: int, k: int) -> bytes:
+        return (n * per_batch + k).to_bytes(8, "big")
+
     raw_batches = []
-    for n in range(120):
-        ids = [(n * 10 + k).to_bytes(8, "big") for k in range(10)]
-        resent = [((n - ROLLOUTS) * 10 + k).to_bytes(8, "big") for k in range(5)] if n >= ROLLOUTS else []
+    for n in range(writes):
+        ids = [span_id(n, k) for k in range(per_batch)]
+        resent = [span_id(n - ROLLOUTS, k) for k in range(5)] if n >= ROLLOUTS else []
         batch = [_span(coords[n % ROLLOUTS], i, 0, 900 if k % 2 else 0, False) for k, i in enumerate(ids + resent)]
         raw_batches.append(batch)
+    for n in range(0, writes, 2):
+        again = [_span(coords[m % ROLLOUTS], span_id(m, k), 0, 0, False) for m in (n, n + 1) for k in range(per_batch)]
+        raw_batches.append(again)
     counters = _run_twins(template, tmp_path, raw_batches, budget)
-    assert counters["exact_checks"] >= 117 * 5  # every resent id is settled against the log
+    assert counters["exact_checks"] >= (writes - ROLLOUTS) * 5 + writes * per_batch  # each resent id
     if budget >= MIN_BITS // 4:
-        assert counters["grows"] == ROLLOUTS and counters["filled"] > 0  # 400 ids an attempt: past 256
+        assert counters["grows"] == ROLLOUTS and counters["filled"] > 0
     else:
-        assert counters["rebuilds"] > 100  # room for one filter: each write rebuilds its attempt's
+        assert counters["rebuilds"] > writes  # room for one filter: each write rebuilds its attempt's

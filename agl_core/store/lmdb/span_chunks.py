@@ -121,26 +121,25 @@ class ChunkWriter:
         self._numbers = numbers
         # (Not ``_inline``: mypyc names the C field after the attribute, and ``__inline`` is a keyword to gcc.)
         self._inline_limit = inline_bytes(page_size)
-        # num -> (spans keys, spans): what add() keeps for flush(); span_loop fills it directly.
-        self.pending: dict[int, tuple[list[bytes], list[bytes]]] = {}
+        self._pending: dict[int, tuple[list[bytes], list[bytes]]] = {}  # num -> (spans keys, spans)
 
     def add(self, num: int, key: bytes, raw: bytes) -> None:
         if len(raw) <= WHOLE_BYTES:
             self._txn.put(key, raw, db=self._dbs.spans)
             return
-        pending = self.pending.get(num)
+        pending = self._pending.get(num)
         if pending is None:
-            pending = self.pending[num] = ([], [])
+            pending = self._pending[num] = ([], [])
         pending[0].append(key)
         pending[1].append(raw)
 
     def flush(self) -> None:
         """Write the chunks and the ``spans`` entries that refer to them. Chunk numbers only grow, so
         each chunk goes after the tree's last key (as ``MDB_APPEND`` needs)."""
-        if not self.pending:
+        if not self._pending:
             return
         inline = self._inline_limit
-        plans = [(keys, raws, partition(list(map(len, raws)), inline)) for keys, raws in self.pending.values()]
+        plans = [(keys, raws, partition(list(map(len, raws)), inline)) for keys, raws in self._pending.values()]
         dbs = self._dbs
         number = self._numbers.take(self._txn, dbs, sum(len(ends) for *_, ends in plans))
         cursor = self._txn.cursor(db=dbs.span_chunks)
@@ -155,7 +154,7 @@ class ChunkWriter:
                 cursor.put(U64.pack(number), encode(raws[start:end]), append=True)
                 number += 1
                 start = end
-        self.pending.clear()
+        self._pending.clear()
 
 
 class ChunkReader:

@@ -8,15 +8,18 @@ reference: this does the same, in the same order, with the same results and the 
 stored, and ``tests/store/test_span_loop_twin.py`` holds the two to that on generated batches.
 What it does in C instead of Python objects per span:
 
-- the span-id filter's entry, probes and bits (``span_ids._Filter.add``), the Bloom filter's bits
-  read and set through the filter's bytearray;
+- the span-id filter's entry, probes and bits (``span_ids._Filter.add``, also on a growing filter's
+  successor), read and set through the filter's bytearray;
 - the ``spans`` key (``SPAN_PREFIX`` and the span id) and the sequence id appended to the span's
   bytes (``wire.with_sequence_id``), each built in one allocation;
-- the per-attempt lookups (target, filter, pending set), resolved once per attempt per call.
+- the per-attempt lookups (target, filter, pending set), resolved once per attempt per call;
+- after the loop, the chunks (``span_chunks.encode``) and their references in ``spans``
+  (``ChunkWriter.flush``), each built in one allocation.
 
 What stays Python, called from here: the first lookup of each attempt (``span_write.ingest_target``,
 ``SpanIdIndex`` rebuilding a filter), the exact check of a "maybe present" id, a growing filter's
-successor, the resource code, LMDB's puts, and the flushes after the loop (``span_write.finish``).
+the resource code, where chunks are cut (``span_chunks.partition``), the span-id logs'
+appends (``SpanIdIndex.flush``), the heartbeats, and LMDB's puts.
 
 Built by ``pip install`` (setup.py, Cython); where it is not built, ``span_path`` uses the Python.
 """
@@ -29,7 +32,7 @@ from libc.string cimport memcpy, memset
 
 from agl_core.store.lmdb import span_write
 from agl_core.store.lmdb.schema import U64, read_counter
-from agl_core.store.lmdb.span_chunks import WHOLE_BYTES, ChunkWriter
+from agl_core.store.lmdb.span_chunks import REF_MARKER, WHOLE_BYTES, inline_bytes, partition
 from agl_core.store.lmdb.span_ids import ENTRY, log_entry
 from agl_core.store.lmdb.span_resources import ResourceWriter
 
@@ -39,7 +42,6 @@ cdef object NOT_FOUND = span_write.NOT_FOUND
 cdef object FAILED_PRECONDITION = span_write.FAILED_PRECONDITION
 cdef object ingest_target = span_write.ingest_target
 cdef object exhausted = span_write.exhausted
-cdef object finish = span_write.finish
 cdef object U64_pack = U64.pack
 
 # An entry is a length byte and the id padded to 16 bytes; span ids are 1 to 16 bytes (validation).
@@ -65,6 +67,13 @@ cdef inline void _put_be64(unsigned char* p, uint64_t v) noexcept:
         p[k] = <unsigned char>(v >> (56 - 8 * k))
 
 
+cdef inline void _put_be32(unsigned char* p, uint32_t v) noexcept:
+    p[0] = <unsigned char>(v >> 24)
+    p[1] = <unsigned char>(v >> 16)
+    p[2] = <unsigned char>(v >> 8)
+    p[3] = <unsigned char>v
+
+
 cdef inline bint _probe(unsigned char* bits, uint64_t p) noexcept:
     """Set bit ``p``; whether it was set already."""
     cdef unsigned char m = <unsigned char>(1 << (p & 7))
@@ -75,19 +84,19 @@ cdef inline bint _probe(unsigned char* bits, uint64_t p) noexcept:
     return False
 
 
-cdef bint _filter_add(_Attempt a, object entry) except -1:
-    """``_Filter.add(entry)`` of the attempt's filter: the same hash, probes and bits."""
-    cdef uint64_t h = <uint64_t>PyObject_Hash(entry)
+cdef inline bint _set_bits(object bits, uint64_t mask, uint64_t h) noexcept:
+    """``_Filter.add`` on a filter's ``bits`` for an entry of hash ``h``: the same probes, in its order;
+    whether all three bits were set already."""
     cdef uint64_t h1 = h & 0xFFFFFFFF
     cdef uint64_t h2 = ((h >> 32) & 0xFFFFFFFF) | 1
-    cdef unsigned char* bits = <unsigned char*>PyByteArray_AS_STRING(a.bits)
+    cdef unsigned char* b = <unsigned char*>PyByteArray_AS_STRING(bits)
     cdef bint present = True
     # Each probe must run (it sets the bit), so no short-circuit.
-    if not _probe(bits, h1 & a.mask):
+    if not _probe(b, h1 & mask):
         present = False
-    if not _probe(bits, (h1 + h2) & a.mask):
+    if not _probe(b, (h1 + h2) & mask):
         present = False
-    if not _probe(bits, (h1 + 2 * h2) & a.mask):
+    if not _probe(b, (h1 + 2 * h2) & mask):
         present = False
     return present
 
@@ -173,11 +182,11 @@ def ingest(tx, list spans, span_ids, chunk_numbers, Py_ssize_t page_size):
     cdef dict counters = {}
     cdef dict touched = {}
     resources = None
-    chunks = ChunkWriter(txn, dbs, chunk_numbers, page_size)
-    cdef dict chunk_pending = chunks.pending
+    cdef dict chunk_pending = {}  # num -> (spans keys, spans), as ChunkWriter keeps them
     cdef _Attempt a
     cdef int64_t sequence_id, last
     cdef bytes span_id, raw, entry
+    cdef uint64_t h
     for item in spans:
         i, header, raw = item
         rollout_id = header.rollout_id
@@ -207,15 +216,16 @@ def ingest(tx, list spans, span_ids, chunk_numbers, Py_ssize_t page_size):
         if entry in a.pending:
             duplicates.append(i)
             continue
-        if _filter_add(a, entry):
+        h = <uint64_t>PyObject_Hash(entry)  # the hash _Filter.add takes (bytes cache it)
+        if _set_bits(a.bits, a.mask, h):
             span_ids.exact_checks += 1
             if span_ids._in_log(txn, log_db, a.num, a.key[1], entry):
                 duplicates.append(i)
                 continue
         a.flt.count += 1
         successor = a.flt.successor
-        if successor is not None:
-            successor.add(entry)
+        if successor is not None:  # a growing filter: its successor takes the id too
+            _set_bits(successor.bits, successor.mask, h)
         if not a.pending:
             dirty[a.key] = a.flt
         a.pending.add(entry)
@@ -241,5 +251,68 @@ def ingest(tx, list spans, span_ids, chunk_numbers, Py_ssize_t page_size):
             (<list>pending[1]).append(raw)
         touched[coords] = a.target
         accepted += 1
-    finish(tx, chunks, span_ids, counters, touched, accepted)
+    # span_write.finish, with ChunkWriter.flush's work here.
+    _flush_chunks(txn, dbs, chunk_numbers, chunk_pending, inline_bytes(page_size))
+    span_ids.flush(txn, log_db)
+    for num, last_id in counters.items():
+        put(U64_pack(num), U64_pack(last_id), True, True, False, span_seqs)
+    for target in touched.values():
+        tx.heartbeat(target[0], target[1])
+    tx.effects.spans += accepted
     return accepted, duplicates, rejected
+
+
+cdef bytes _ref(uint64_t number, uint32_t index):
+    """``REF.pack(REF_MARKER, number, index)``: a span's place in a chunk."""
+    ref = PyBytes_FromStringAndSize(NULL, 13)
+    cdef unsigned char* out = <unsigned char*>PyBytes_AS_STRING(ref)
+    out[0] = REF_MARKER
+    _put_be64(out + 1, number)
+    _put_be32(out + 9, index)
+    return ref
+
+
+cdef bytes _u64(uint64_t value):
+    key = PyBytes_FromStringAndSize(NULL, 8)
+    _put_be64(<unsigned char*>PyBytes_AS_STRING(key), value)
+    return key
+
+
+cdef bytes _encode(list raws, Py_ssize_t start, Py_ssize_t end):
+    """``span_chunks.encode(raws[start:end])``: the count, the table of bounds, the spans."""
+    cdef Py_ssize_t count = end - start, size = 4 * (count + 2), i, n
+    for i in range(start, end):
+        size += PyBytes_GET_SIZE(<bytes>raws[i])
+    chunk = PyBytes_FromStringAndSize(NULL, size)
+    cdef unsigned char* out = <unsigned char*>PyBytes_AS_STRING(chunk)
+    cdef unsigned char* data = out + 4 * (count + 2)
+    cdef uint32_t offset = 0
+    _put_be32(out, <uint32_t>count)
+    _put_be32(out + 4, 0)
+    for i in range(start, end):
+        raw = <bytes>raws[i]
+        n = PyBytes_GET_SIZE(raw)
+        memcpy(data + offset, PyBytes_AS_STRING(raw), n)
+        offset += <uint32_t>n
+        _put_be32(out + 4 * (i - start + 2), offset)
+    return chunk
+
+
+cdef _flush_chunks(txn, dbs, chunk_numbers, dict pending, Py_ssize_t inline):
+    """``ChunkWriter.flush``: the chunks, each after the tree's last key, and the references."""
+    if not pending:
+        return
+    plans = [(keys, raws, partition([len(raw) for raw in raws], inline)) for keys, raws in pending.values()]
+    cdef uint64_t number = chunk_numbers.take(txn, dbs, sum([len(plan[2]) for plan in plans]))
+    cdef Py_ssize_t start, end, i
+    put = txn.put
+    spans_db = dbs.spans
+    append = txn.cursor(db=dbs.span_chunks).put
+    for keys, raws, ends in plans:
+        start = 0
+        for end in ends:
+            for i in range(start, end):
+                put((<list>keys)[i], _ref(number, <uint32_t>(i - start)), True, True, False, spans_db)
+            append(_u64(number), _encode(raws, start, end), True, True, True)
+            number += 1
+            start = end
