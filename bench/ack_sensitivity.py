@@ -11,12 +11,15 @@ is built (docs/server.md, "Many workers").
 
     python bench/ack_sensitivity.py                                  # none, writer:60, writer:120, loop:60
     python bench/ack_sensitivity.py --probes none,no-dedup --rounds 4
+    python bench/ack_sensitivity.py --probes none,python-loop --rounds 4    # the compiled span loop's worth
 
 Probes: ``none``; ``writer:US`` (the store writer spins US microseconds after each batch's write);
-``loop:US`` (the event loop spins before each batch's edge check); ``no-dedup`` (the what-if). A run
-fails when its probe did not take effect in the server: the server reported fewer spins than
-batches, or the spinning thread spent less than the spin per batch, or span-id filters exist
-without de-duplication. A figure would then measure nothing.
+``loop:US`` (the event loop spins before each batch's edge check); ``python-loop`` (the store writer
+runs its Python span loop, ``AGL_SPAN_LOOP=python``, instead of the compiled one); ``no-dedup`` (the
+what-if, on the Python loop). A run fails when its probe did not take effect in the server: the
+server reported fewer spins than batches, or the spinning thread spent less than the spin per
+batch, or span-id filters exist without de-duplication, or /metrics names another span loop than
+the probe's. A figure would then measure nothing.
 """
 
 from __future__ import annotations
@@ -37,6 +40,7 @@ from store_bench_workloads import targets
 from writer_metrics import WriterShare, scrape, writer_totals
 
 from agl_core.client import GrpcStore
+from agl_core.store.lmdb import span_path
 from agl_server.process import ServerProcess
 
 PROBES = ROOT / "bench" / "probes"
@@ -54,6 +58,11 @@ class Probe:
     writer_us: float = 0.0
     loop_us: float = 0.0
     skip_dedup: bool = False
+    span_loop: str = ""  # the span loop the server must run; "": the one it runs by default
+
+    def expected_loop(self) -> str:
+        # The servers get this process's environment (AGL_SPAN_LOOP included) and installation.
+        return self.span_loop or span_path.choose()[0]
 
 
 def parse_probe(text: str) -> Probe:
@@ -61,7 +70,10 @@ def parse_probe(text: str) -> Probe:
     if kind == "none" and not amount:
         return Probe(text, {})
     if kind == "no-dedup" and not amount:
-        return Probe(text, {"AGL_PROBE_SKIP_DEDUP": "1"}, skip_dedup=True)
+        python = {"AGL_SPAN_LOOP": "python"}
+        return Probe(text, {"AGL_PROBE_SKIP_DEDUP": "1", **python}, skip_dedup=True, span_loop="python")
+    if kind == "python-loop" and not amount:
+        return Probe(text, {"AGL_SPAN_LOOP": "python"}, span_loop="python")
     if kind in ("writer", "loop") and amount:
         try:
             us = float(amount)
@@ -72,7 +84,8 @@ def parse_probe(text: str) -> Probe:
                 return Probe(text, {"AGL_PROBE_WRITER_US": amount}, writer_us=us)
             return Probe(text, {"AGL_PROBE_LOOP_US": amount}, loop_us=us)
     raise argparse.ArgumentTypeError(
-        f"probe {text!r}: use none, no-dedup, writer:US or loop:US with US a positive number of microseconds"
+        f"probe {text!r}: use none, python-loop, no-dedup, writer:US or loop:US with US a positive number of "
+        "microseconds"
     )
 
 
@@ -88,6 +101,7 @@ class Run:
     filters: float  # span-id filters in memory at the end
     batches: int  # batches acked, warm-up included
     spins: int  # spins the probe reported (bench/probes: written every SPINS_EVERY)
+    span_loops: tuple[str, ...]  # the span loop(s) the server's /metrics named
 
 
 async def run_one(probe: Probe, workdir: Path, seconds: float) -> Run:
@@ -130,6 +144,7 @@ async def run_one(probe: Probe, workdir: Path, seconds: float) -> Run:
             samples["agl_span_id_filters"],
             count,
             spins,
+            tuple(loop for loop in span_path.LOOPS if samples.get(f"agl_store_span_loop_info{{loop={loop}}}") == 1),
         )
 
 
@@ -151,6 +166,8 @@ def check_took_effect(probe: Probe, run: Run) -> None:
         problems.append(f"it holds {run.filters:.0f} span-id filters, so it still de-duplicated")
     if not probe.skip_dedup and not run.filters:
         problems.append("it holds no span-id filter after storing spans")
+    if run.span_loops != (probe.expected_loop(),):
+        problems.append(f"its /metrics names the span loop(s) {run.span_loops}, not {probe.expected_loop()!r}")
     if problems:
         raise SystemExit(f"probe {probe.name}: {'; '.join(problems)}; is {PROBES} first on the server's PYTHONPATH?")
 

@@ -30,10 +30,18 @@ class WriterTotals:
 
 
 def scrape(metrics_url: str) -> dict[str, float]:
-    """Every sample of ``metrics_url`` (``http://host:port/metrics``) now, by name (labels left out)."""
+    """Every sample of ``metrics_url`` (``http://host:port/metrics``) now, by name (labels left out:
+    the family's last sample), and those with labels also as ``name{label=value,...}``."""
     with urllib.request.urlopen(metrics_url, timeout=10) as response:
         families = text_string_to_metric_families(response.read().decode())
-        return {sample.name: sample.value for family in families for sample in family.samples}
+        samples: dict[str, float] = {}
+        for family in families:
+            for sample in family.samples:
+                samples[sample.name] = sample.value
+                if sample.labels:
+                    labels = ",".join(f"{key}={value}" for key, value in sorted(sample.labels.items()))
+                    samples[f"{sample.name}{{{labels}}}"] = sample.value
+        return samples
 
 
 def writer_totals(metrics_url: str, samples: dict[str, float] | None = None) -> WriterTotals:

@@ -3,12 +3,14 @@
 folder first in the server's PYTHONPATH). Without the variables below nothing is changed.
 
 - ``AGL_PROBE_WRITER_US``: after each span batch's write, the store writer spins that many
-  microseconds of its own CPU (``span_write.ingest``, once per batch).
+  microseconds of its own CPU (the span loop ``span_path.choose`` gives the store, compiled or
+  Python, once per batch).
 - ``AGL_PROBE_LOOP_US``: before each batch's edge check, the event loop spins that many
   microseconds (``span_streams.all_readable``, once per batch).
 - ``AGL_PROBE_SKIP_DEDUP=1``: a what-if, never a setting. The writer records no span ids, so a
   resent span is stored twice. It also writes no sequence ids into the spans. What is left is what
-  the writer costs without those two steps.
+  the writer costs without those two steps. It changes the Python span loop (the bench runs that
+  one for it, ``AGL_SPAN_LOOP=python``).
 - ``AGL_PROBE_SPINS``, ``AGL_PROBE_SPINS_EVERY``: a file where the number of spins so far is
   written, every that many spins, so that the bench can tell that the spin ran for its batches.
 """
@@ -42,18 +44,23 @@ def _install() -> None:
     skip_dedup = os.environ.get("AGL_PROBE_SKIP_DEDUP") == "1"
     if not (writer_us or loop_us or skip_dedup):
         return
-    from agl_core.store.lmdb import span_write
+    from agl_core.store.lmdb import span_path, span_write
     from agl_core.store.lmdb.span_ids import SpanIdIndex
 
     if writer_us:
-        ingest = span_write.ingest
+        choose = span_path.choose
 
-        def spinning_ingest(*args: Any, **kwargs: Any) -> Any:
-            result = ingest(*args, **kwargs)
-            _spin(writer_us)
-            return result
+        def choose_spinning(name: str | None = None) -> Any:
+            loop, ingest = choose(name)
 
-        span_write.ingest = spinning_ingest
+            def spinning_ingest(*args: Any, **kwargs: Any) -> Any:
+                result = ingest(*args, **kwargs)
+                _spin(writer_us)
+                return result
+
+            return loop, spinning_ingest
+
+        span_path.choose = choose_spinning
     if skip_dedup:
         SpanIdIndex.add_if_new = lambda self, txn, log_db, num, seq, span_id: True  # type: ignore[method-assign]
         span_write.with_sequence_id = lambda raw, sequence_id: raw

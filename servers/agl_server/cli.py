@@ -208,7 +208,7 @@ async def serve(args: argparse.Namespace) -> None:
         logger.error("%s; agl-server runs without it", failure)
     try:
         backend = open_backend(args, pm)
-    except PluginError as exc:
+    except (PluginError, ValueError) as exc:  # ValueError: a backend's option (AGL_SPAN_LOOP for lmdb)
         raise SystemExit(f"agl-server: {exc}") from None
     config.extra_services = extra_services(pm, backend)
     server = AglServer(backend, config)
@@ -223,6 +223,8 @@ async def serve(args: argparse.Namespace) -> None:
             "durability": args.durability,
             "tls": bool(config.tls_cert),
             "auth": bool(config.token),
+            # The LMDB store's span loop ("compiled" or "python", span_path.py); other backends have none.
+            "span_loop": getattr(backend, "span_loop", None),
         },
     )
     warning = exposure_warning(

@@ -11,7 +11,7 @@ from support.bench_runs import ROOT, rows_by_name, run_bench
 
 
 def test_each_probe_runs_in_the_server_and_is_reported() -> None:
-    probes = "none,writer:40,loop:40,no-dedup"
+    probes = "none,writer:40,loop:40,no-dedup,python-loop"
     saved = run_bench("ack_sensitivity.py", ["--quick", "--probes", probes], "ack_sensitivity_smoke_quick", timeout=600)
     assert saved["context"]["probes"] == probes.split(",")
     rows = rows_by_name(saved)

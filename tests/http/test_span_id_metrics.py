@@ -4,6 +4,7 @@ are dropped and read from the log again when written."""
 
 from __future__ import annotations
 
+import os
 import subprocess
 import sys
 from collections.abc import Iterator
@@ -14,6 +15,7 @@ import pytest
 from support.http_listener import listening_server, scrape
 
 from agl_core.client import GrpcStore
+from agl_core.store.lmdb import span_path
 from agl_core.types import new_span
 from agl_server.process import ServerProcess
 
@@ -66,3 +68,21 @@ def test_a_budget_that_is_not_positive_is_refused(tmp_path: Path, value: str) ->
     )
     assert result.returncode != 0
     assert "agl-server: --span-id-filter-mb must be positive" in result.stderr
+
+
+@pytest.mark.parametrize("loop", ["compiled", "python"])
+async def test_metrics_say_which_span_loop_the_writer_runs(
+    tmp_path: Path, http: aiohttp.ClientSession, loop: str
+) -> None:
+    # AGL_SPAN_LOOP picks the store writer's span loop (agl_core/store/lmdb/span_path.py); an
+    # operator comparing two servers, or a bench comparing the loops, reads which one runs here.
+    if loop == "compiled" and not span_path.compiled_available():
+        pytest.skip("the compiled span loop is not built in this install (no C compiler at pip install)")
+    with listening_server(tmp_path, env={**os.environ, "AGL_SPAN_LOOP": loop}) as server:
+        samples = await scrape(http, server)
+        assert samples[f"agl_store_span_loop_info{{loop={loop}}}"] == 1
+        async with GrpcStore(server.address) as store:  # and it stores spans
+            rollout = await store.start_rollout({"n": 1})
+            span = new_span("step", rollout_id=rollout.rollout_id, attempt_id=rollout.attempt.attempt_id)  # type: ignore[union-attr]
+            assert (await store.add_spans([span, span])).accepted == 1
+            assert [s.sequence_id for s in await store.query_spans(rollout.rollout_id)] == [1]

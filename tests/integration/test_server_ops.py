@@ -184,6 +184,7 @@ def test_a_server_process_leaves_no_scratch_directory(tmp_path: Path) -> None:
         ("AGL_SERVER_SWITCH_INTERVAL_MS", "nan", "give milliseconds between 0.01 and 100"),
         ("AGL_SERVER_PYTHON_CPU", "first", "give 'auto', 'off' or "),
         ("AGL_SERVER_PYTHON_CPU", "4096", "give 'auto', 'off' or "),
+        ("AGL_SPAN_LOOP", "fast", "give 'compiled' or 'python' (the store writer's span loop)"),
     ],
 )
 def test_interpreter_settings_are_checked_before_start(tmp_path: Path, name: str, value: str, advice: str) -> None:

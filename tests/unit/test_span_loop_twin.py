@@ -54,7 +54,7 @@ def test_the_compiled_loop_is_built_where_a_compiler_is() -> None:
 
 
 def test_an_unknown_loop_is_refused_with_the_choices() -> None:
-    with pytest.raises(ValueError, match="'fast' is not one of compiled, python"):
+    with pytest.raises(ValueError, match="span_loop='fast': give 'compiled' or 'python'"):
         span_path.choose("fast")
 
 

@@ -64,6 +64,9 @@ class LmdbCore:
         span_id_filter_budget: int = DEFAULT_SPAN_ID_FILTER_BUDGET,
         span_loop: str | None = None,
     ):
+        # The writer's span loop: compiled where built, else Python (span_path; AGL_SPAN_LOOP).
+        # Chosen first: a bad choice opens (creates) nothing.
+        self.span_loop, self._span_ingest = span_path.choose(span_loop)
         self.path = os.fspath(path) if path is not None else default_data_dir()
         self.env, self.dbs = open_environment(self.path, map_size=map_size, sync=sync)
         self.page_size: int = self.env.stat()["psize"]
@@ -84,8 +87,6 @@ class LmdbCore:
         # Used only by the writer thread.
         self._span_ids = SpanIdIndex(budget_bits=span_id_filter_budget * 8)
         self._chunk_numbers = ChunkNumbers()
-        # The writer's span loop: compiled where built, else Python (span_path; AGL_SPAN_LOOP).
-        self.span_loop, self._span_ingest = span_path.choose(span_loop)
         self._closed = False
         self.start_time = time.time()
 

@@ -30,17 +30,19 @@ def compiled_available() -> bool:
 
 def choose(name: str | None = None) -> tuple[str, Callable[..., Any]]:
     """The loop named (``compiled`` or ``python``; None: ``$AGL_SPAN_LOOP``, else compiled where
-    built), as (its name, its ``ingest``)."""
+    built), as (its name, its ``ingest``). ValueError says what to give instead."""
+    given = "span_loop"
+    if name is None and os.environ.get(ENV):
+        name, given = os.environ[ENV], ENV
     if name is None:
-        name = os.environ.get(ENV) or ("compiled" if _compiled is not None else "python")
+        name = "compiled" if _compiled is not None else "python"
     if name not in LOOPS:
-        raise ValueError(f"span loop {name!r} is not one of {', '.join(LOOPS)} (from {ENV} or span_loop=)")
+        raise ValueError(f"{given}={name!r}: give 'compiled' or 'python' (the store writer's span loop)")
     if name == "python":
         return name, span_write.ingest
     if _compiled is None:
         raise ValueError(
-            "the compiled span loop (agl_core.store.lmdb.span_loop) is not built in this install: "
-            "reinstall agl with a C compiler present (pip install -e .), or use the Python loop "
-            f"({ENV}=python)"
+            f"{given}='compiled': the compiled span loop (agl_core.store.lmdb.span_loop) is not built in this "
+            "install; reinstall agl with a C compiler present (pip install -e .), or give 'python'"
         )
     return name, _compiled.ingest

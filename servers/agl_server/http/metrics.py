@@ -15,7 +15,7 @@ from typing import Any
 
 from aiohttp import web
 from prometheus_client import PlatformCollector, ProcessCollector, disable_created_metrics
-from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
+from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, InfoMetricFamily, Metric
 from prometheus_client.exposition import choose_encoder
 from prometheus_client.registry import Collector
 
@@ -117,6 +117,13 @@ class ServerCollector(Collector):
         yield from (accepted, duplicate, rejected)
 
     def _span_ids(self) -> Iterator[Metric]:
+        loop = getattr(self.ctx.store, "span_loop", None)
+        if loop is not None:
+            yield InfoMetricFamily(
+                "agl_store_span_loop",
+                "The store writer's span loop: compiled (the Cython extension) or python (AGL_SPAN_LOOP, or not built)",
+                value={"loop": loop},
+            )
         index = getattr(self.ctx.store, "span_id_index", None)
         if index is None:
             return
