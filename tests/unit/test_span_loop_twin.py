@@ -79,8 +79,10 @@ def template() -> Path:
 
 def _coords(template: Path) -> list[tuple[str, str]]:
     coords = [tuple(line.split()) for line in (template / "coords").read_text().splitlines()]
-    # An unknown rollout, and a known rollout with an unknown attempt: rejected as NOT_FOUND.
-    return [*coords, ("no-such-rollout", "a"), (coords[0][0], "no-such-attempt")]  # type: ignore[list-item]
+    # "latest" for a known rollout (the same attempt as coords[0] under another name), an unknown
+    # rollout, and a known rollout with an unknown attempt: the last two rejected as NOT_FOUND.
+    named = [(coords[0][0], "latest"), ("no-such-rollout", "a"), (coords[0][0], "no-such-attempt")]
+    return [*coords, *named]  # type: ignore[list-item]
 
 
 span_ids = st.one_of(
@@ -88,7 +90,7 @@ span_ids = st.one_of(
     st.binary(min_size=1, max_size=16),
 )
 span_specs = st.tuples(
-    st.integers(0, ROLLOUTS + 1),  # which coords
+    st.integers(0, ROLLOUTS + 2),  # which coords
     span_ids,
     st.one_of(st.just(0), st.integers(1, 40), st.integers(1, 2**53 - 1)),  # 0: the store assigns
     st.sampled_from([0, 50, 900, 5000]),  # payload: whole (<= 700 bytes) or in a chunk

@@ -5,8 +5,11 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import pytest
+
 from agl_core import LmdbStore, new_span
 from agl_core.proto import trace_pb2
+from agl_core.store.lmdb import span_path
 from agl_core.store.lmdb.span_ids import SpanIdIndex
 from agl_core.store.wire import SpanHeader, with_sequence_id
 
@@ -140,5 +143,30 @@ async def test_mapped_pages_are_released_over_budget(tmp_path: Path) -> None:
         trimmer.budget = 1 << 40
         assert len(await store.query_spans(rollout.rollout_id)) == 8000  # and the data is all still there
         assert mapped_rss(data_file) > 16 << 20  # read through the map again
+    finally:
+        await store.close()
+
+
+@pytest.mark.parametrize("loop", span_path.LOOPS)
+async def test_an_attempt_named_by_its_id_and_as_latest_in_one_batch(tmp_path: Path, loop: str) -> None:
+    # Each name once resolved to its own copy of the rollout and the attempt, and both copies moved
+    # the rollout from PREPARING to RUNNING: the second took the rollout index's PREPARING count
+    # below zero and the whole batch failed with INTERNAL (found by test_span_loop_twin's fuzzing).
+    if loop == "compiled" and not span_path.compiled_available():
+        pytest.skip("the compiled span loop is not built in this install")
+    store = LmdbStore(tmp_path / "s", span_loop=loop)
+    try:
+        rollout = await store.start_rollout("x")
+        attempt_id = rollout.attempt.attempt_id  # type: ignore[union-attr]
+        assert rollout.status == "preparing"
+        spans = [
+            new_span("by id", rollout_id=rollout.rollout_id, attempt_id=attempt_id),
+            new_span("as latest", rollout_id=rollout.rollout_id, attempt_id="latest"),
+        ]
+        assert (await store.add_spans(spans)).accepted == 2
+        assert [s.name for s in await store.query_spans(rollout.rollout_id, attempt_id)] == ["by id", "as latest"]
+        running = await store.query_rollouts(status_in=["running"])
+        assert running.total == 1 and [r.rollout_id for r in running.items] == [rollout.rollout_id]
+        assert (await store.query_rollouts(status_in=["preparing"])).total == 0
     finally:
         await store.close()

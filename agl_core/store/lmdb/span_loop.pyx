@@ -2,11 +2,10 @@
 """The store writer's span loop, compiled: :func:`span_write.ingest` with the per-span work in C.
 
 Every span of every batch passes through this loop on the one writer thread, and every batch's
-acknowledgement waits for it; a microsecond of the writer's CPU per batch cost eight concurrent
-writers about 19 us of ack p99 (``bench/ack_sensitivity.py``). ``span_write.ingest`` is the
-reference: this does the same, in the same order, with the same results and the same bytes
-stored, and ``tests/store/test_span_loop_twin.py`` holds the two to that on generated batches.
-What it does in C instead of Python objects per span:
+acknowledgement waits for it (docs/server.md, "Many workers": the writer's CPU per 10-span batch
+fell by about a third). ``span_write.ingest`` is the reference: this does the same, in the same
+order, with the same results and the same bytes stored, and ``tests/unit/test_span_loop_twin.py``
+holds the two to that on generated batches. What it does in C instead of Python objects per span:
 
 - the span-id filter's entry, probes and bits (``span_ids._Filter.add``, also on a growing filter's
   successor), read and set through the filter's bytearray;
@@ -17,9 +16,11 @@ What it does in C instead of Python objects per span:
   (``ChunkWriter.flush``), each built in one allocation.
 
 What stays Python, called from here: the first lookup of each attempt (``span_write.ingest_target``,
-``SpanIdIndex`` rebuilding a filter), the exact check of a "maybe present" id, a growing filter's
-the resource code, where chunks are cut (``span_chunks.partition``), the span-id logs'
-appends (``SpanIdIndex.flush``), the heartbeats, and LMDB's puts.
+``SpanIdIndex`` rebuilding a filter), the exact check of a "maybe present" id, the resource code,
+where chunks are cut (``span_chunks.partition``), the span-id logs' appends
+(``SpanIdIndex.flush``), the heartbeats, and LMDB's puts. It reads the private state of
+``SpanIdIndex`` and ``_Filter`` (their filters, pending sets and bits): a change there is a change
+here, and the twin test fails until both agree.
 
 Built by ``pip install`` (setup.py, Cython); where it is not built, ``span_path`` uses the Python.
 """
@@ -46,6 +47,7 @@ cdef object U64_pack = U64.pack
 
 # An entry is a length byte and the id padded to 16 bytes; span ids are 1 to 16 bytes (validation).
 assert ENTRY == 17
+cdef Py_ssize_t ENTRY_BYTES = ENTRY
 
 
 cdef class _Attempt:
@@ -57,7 +59,7 @@ cdef class _Attempt:
     cdef object key         # (num, seq): the filter's key in SpanIdIndex
     cdef object flt         # the attempt's span_ids._Filter
     cdef set pending        # flt.pending
-    cdef object bits        # flt.bits (a bytearray; its buffer is read and set in place)
+    cdef bytearray bits     # flt.bits (its buffer is read and set in place)
     cdef uint64_t mask
 
 
@@ -84,7 +86,7 @@ cdef inline bint _probe(unsigned char* bits, uint64_t p) noexcept:
     return False
 
 
-cdef inline bint _set_bits(object bits, uint64_t mask, uint64_t h) noexcept:
+cdef inline bint _set_bits(bytearray bits, uint64_t mask, uint64_t h) noexcept:
     """``_Filter.add`` on a filter's ``bits`` for an entry of hash ``h``: the same probes, in its order;
     whether all three bits were set already."""
     cdef uint64_t h1 = h & 0xFFFFFFFF
@@ -101,8 +103,8 @@ cdef inline bint _set_bits(object bits, uint64_t mask, uint64_t h) noexcept:
     return present
 
 
-cdef _Attempt _attempt(object tx, object txn, object log_db, object span_ids, str rollout_id, str attempt_id):
-    target = ingest_target(tx, rollout_id, attempt_id)
+cdef _Attempt _attempt(object tx, object txn, object log_db, object span_ids, str rollout_id, str attempt_id, dict known):
+    target = ingest_target(tx, rollout_id, attempt_id, known)
     cdef _Attempt a = _Attempt()
     a.target = target
     if isinstance(target, str):
@@ -123,9 +125,9 @@ cdef _Attempt _attempt(object tx, object txn, object log_db, object span_ids, st
 
 cdef bytes _entry(bytes span_id):
     cdef Py_ssize_t n = PyBytes_GET_SIZE(span_id)
-    entry = PyBytes_FromStringAndSize(NULL, ENTRY)
+    entry = PyBytes_FromStringAndSize(NULL, ENTRY_BYTES)
     cdef unsigned char* out = <unsigned char*>PyBytes_AS_STRING(entry)
-    memset(out, 0, ENTRY)
+    memset(out, 0, ENTRY_BYTES)
     out[0] = <unsigned char>n
     memcpy(out + 1, PyBytes_AS_STRING(span_id), n)
     return entry
@@ -181,6 +183,7 @@ def ingest(tx, list spans, span_ids, chunk_numbers, Py_ssize_t page_size):
     cdef dict attempts = {}
     cdef dict counters = {}
     cdef dict touched = {}
+    cdef dict resolved = {}  # span_write.ingest_target's: each attempt resolved once, however named
     resources = None
     cdef dict chunk_pending = {}  # num -> (spans keys, spans), as ChunkWriter keeps them
     cdef _Attempt a
@@ -194,7 +197,7 @@ def ingest(tx, list spans, span_ids, chunk_numbers, Py_ssize_t page_size):
         coords = (rollout_id, attempt_id)
         found = attempts.get(coords)
         if found is None:
-            a = _attempt(tx, txn, log_db, span_ids, rollout_id, attempt_id)
+            a = _attempt(tx, txn, log_db, span_ids, rollout_id, attempt_id, resolved)
             attempts[coords] = a
         else:
             a = <_Attempt>found
@@ -249,7 +252,7 @@ def ingest(tx, list spans, span_ids, chunk_numbers, Py_ssize_t page_size):
                 pending = chunk_pending[a.num] = ([], [])
             (<list>pending[0]).append(key)
             (<list>pending[1]).append(raw)
-        touched[coords] = a.target
+        touched[a.key] = a.target
         accepted += 1
     # span_write.finish, with ChunkWriter.flush's work here.
     _flush_chunks(txn, dbs, chunk_numbers, chunk_pending, inline_bytes(page_size))

@@ -23,6 +23,8 @@ from agl_core.store.lmdb.span_ids import SpanIdIndex
 from agl_core.store.lmdb.span_resources import ResourceWriter
 from agl_core.store.wire import with_sequence_id
 
+# Where a batch's spans go: the rollout's record, the attempt, the rollout's number, the attempt's.
+Target = tuple[RolloutRecord, t.Attempt, int, int]
 # Sequence ids are int64 on the wire: the next one after this would wrap to -2^63.
 MAX_SEQUENCE_ID = (1 << 63) - 1
 INVALID_ARGUMENT = grpc.StatusCode.INVALID_ARGUMENT.value[0]
@@ -46,9 +48,11 @@ def ingest(
     duplicates: list[int] = []
     rejected: list[tuple[int, int, str]] = []
     # (record, attempt, rollout num, attempt seq) by (rollout id, attempt id), or why not found.
-    targets: dict[tuple[str, str], tuple[RolloutRecord, t.Attempt, int, int] | str] = {}
+    targets: dict[tuple[str, str], Target | str] = {}
+    # By (rollout num, attempt seq): each attempt resolved once, however the spans name it.
+    known: dict[tuple[int, int], Target] = {}
     counters: dict[int, int] = {}
-    touched: dict[tuple[str, str], tuple[RolloutRecord, t.Attempt, int, int]] = {}
+    touched: dict[tuple[int, int], Target] = {}
     resources: ResourceWriter | None = None
     chunks = ChunkWriter(txn, dbs, chunk_numbers, page_size)
     pack = chunks.add
@@ -56,7 +60,7 @@ def ingest(
         coords = (header.rollout_id, header.attempt_id)
         target = targets.get(coords)
         if target is None:
-            target = ingest_target(tx, header.rollout_id, header.attempt_id)
+            target = ingest_target(tx, header.rollout_id, header.attempt_id, known)
             targets[coords] = target
         if isinstance(target, str):
             rejected.append((i, NOT_FOUND, f"spans[{i}]: {target}"))
@@ -87,7 +91,7 @@ def ingest(
                 resources = ResourceWriter(txn, dbs.span_resources)
             raw = resources.store(raw)
         pack(num, pack_prefix(num, seq, sequence_id) + span_id, raw)
-        touched[coords] = target
+        touched[num, seq] = target
         accepted += 1
     finish(tx, chunks, span_ids, counters, touched, accepted)
     return accepted, duplicates, rejected
@@ -98,7 +102,7 @@ def finish(
     chunks: ChunkWriter,
     span_ids: SpanIdIndex,
     counters: dict[int, int],
-    touched: dict[tuple[str, str], tuple[RolloutRecord, t.Attempt, int, int]],
+    touched: dict[tuple[int, int], Target],
     accepted: int,
 ) -> None:
     """After a batch's spans are placed (here or in ``span_loop``): the chunks and the span-id
@@ -113,8 +117,14 @@ def finish(
     tx.effects.spans += accepted  # type: ignore[union-attr]
 
 
-def ingest_target(tx: Tx, rollout_id: str, attempt_id: str) -> tuple[RolloutRecord, t.Attempt, int, int] | str:
-    """Where the spans of ``(rollout_id, attempt_id)`` go, or why they cannot be placed."""
+def ingest_target(tx: Tx, rollout_id: str, attempt_id: str, known: dict[tuple[int, int], Target]) -> Target | str:
+    """Where the spans of ``(rollout_id, attempt_id)`` go, or why they cannot be placed.
+
+    ``known``: the targets the batch resolved so far, by (rollout num, attempt seq), to which this
+    one is added. An attempt the batch names twice (by its id and as "latest") resolves to the same
+    objects, and attempts of one rollout share its record: a heartbeat that moves the attempt and
+    the rollout to RUNNING then does so once. (With a copy each, the second moved the rollout out of
+    a status the first had already taken it out of, and the rollout index's count went below zero.)"""
     record = tx.find_rollout(rollout_id)
     if record is None:
         return f"rollout {rollout_id!r} not found"
@@ -122,7 +132,14 @@ def ingest_target(tx: Tx, rollout_id: str, attempt_id: str) -> tuple[RolloutReco
         attempt = tx.find_attempt(record, attempt_id)
     except NotFoundError as exc:
         return str(exc)
-    return record, attempt, record.num, attempt.sequence_id
+    key = (record.num, attempt.sequence_id)
+    target = known.get(key)
+    if target is None:
+        sibling = next((other for other in known.values() if other[2] == record.num), None)
+        if sibling is not None:
+            record = sibling[0]
+        target = known[key] = (record, attempt, record.num, attempt.sequence_id)
+    return target
 
 
 def exhausted(rollout_id: str, last: int) -> str:
