@@ -1,6 +1,6 @@
 """Which span loop the store writer runs: the compiled one (``span_loop``, a Cython extension that
 ``pip install`` builds) or the Python reference (``span_write.ingest``). Both take the same
-arguments and store the same bytes (``tests/store/test_span_loop_twin.py``).
+arguments and store the same bytes (``tests/unit/test_span_loop_twin.py``).
 
 The compiled loop is the default wherever it was built. ``AGL_SPAN_LOOP=python`` (or
 ``LmdbStore(span_loop="python")``) runs the Python one: to compare the two (``bench/``), or to

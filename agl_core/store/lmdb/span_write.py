@@ -1,11 +1,13 @@
 """The store writer's span operation: a batch's spans placed in the write transaction.
 
 Every span of every batch passes through :func:`ingest`, on the one writer thread, and the commit
-waits for it: it is the Python the writer runs per span. It is a module of plain functions over
-the transaction (no store object) so that it can be compiled as it is, with the modules it calls
-per span (``span_ids``, ``span_chunks``, ``wire``): ``bench/compiled_floor.py`` builds them with
-mypyc and measures agl-server with them compiled (``--floors agl-mypyc`` of
-``bench/store_bench.py``).
+waits for it. This is the reference span loop: ``span_loop.pyx`` does the same with its per-span
+work in C and is what the store runs where it was built (``span_path``); the two are held to the
+same answers and stored bytes by ``tests/unit/test_span_loop_twin.py``, so a change here is made
+there too. It is a module of plain functions over the transaction (no store object), which mypyc
+also compiles as it is, with the modules it calls per span (``span_ids``, ``span_chunks``,
+``wire``): ``bench/compiled_floor.py`` measures agl-server with them compiled (``--floors
+agl-mypyc`` of ``bench/store_bench.py``).
 """
 
 from __future__ import annotations
