@@ -13,8 +13,9 @@ settings, with the four modules every span goes through on the writer compiled:
 
 The build is a copy of ``agl_core`` under ``bench/.bin/agl-mypyc/<hash of its sources>``, compiled
 there once (about 40 s; again after any change to agl_core). The server runs from that copy (its
-``agl_server`` from this checkout); before it is reported ready, the compiled modules must be
-mapped in its memory, or the floor fails rather than measure plain Python under this name. Its
+``agl_server`` from this checkout) with ``AGL_SPAN_LOOP=python``; before it is reported ready,
+mypyc's library of this build must be mapped in its memory (``compiled_in``), or the floor fails
+rather than measure plain Python under this name. Its
 data directory is a copy of agl-server's in the same bench run (the rollouts and attempts the
 batches name), as for ``agl-split``.
 
@@ -80,9 +81,21 @@ def build() -> Path:
 
 
 def compiled_in(pid: int, build_dir: Path) -> list[str]:
-    """The compiled modules of ``build_dir`` that process ``pid`` has loaded (mapped)."""
+    """The compiled modules of ``build_dir`` that process ``pid`` runs.
+
+    mypyc compiles ``MODULES`` into one library (``<hash>__mypyc...so``) with a small shim per
+    module. A module imported first by another compiled one is made by that library without its
+    shim being loaded (span_path imports span_write before anything imports span_ids or
+    span_chunks), so the library mapped from this build counts for every module whose shim the
+    build holds; a module imported as Python would have neither."""
     maps = Path(f"/proc/{pid}/maps").read_text()
-    return [module for module in MODULES if str(build_dir / module.removesuffix(".py")) + ".cpython" in maps]
+    library = any(str(build_dir) in line and "__mypyc.cpython" in line for line in maps.splitlines())
+    compiled = []
+    for module in MODULES:
+        shim = str(build_dir / module.removesuffix(".py")) + ".cpython"
+        if shim in maps or (library and any((build_dir / module).parent.glob(Path(module).stem + ".cpython*.so"))):
+            compiled.append(module)
+    return compiled
 
 
 def main(port_file: str, data: str, build_dir: str) -> None:
