@@ -17,10 +17,10 @@ holds the two to that on generated batches. What it does in C instead of Python 
 
 What stays Python, called from here: the first lookup of each attempt (``span_write.ingest_target``,
 ``SpanIdIndex`` rebuilding a filter), the exact check of a "maybe present" id, the resource code,
-where chunks are cut (``span_chunks.partition``), the span-id logs' appends
-(``SpanIdIndex.flush``), the heartbeats, and LMDB's puts. It reads the private state of
-``SpanIdIndex`` and ``_Filter`` (their filters, pending sets and bits): a change there is a change
-here, and the twin test fails until both agree.
+where chunks are cut (``span_chunks.partition``), what follows the chunks (``span_write.finish``:
+the span-id log appends, the sequence counters, the heartbeats), and LMDB's puts. It reads the
+private state of ``SpanIdIndex`` and ``_Filter`` (their filters, pending sets and bits): a change
+there is a change here, and the twin test fails until both agree.
 
 Built by ``pip install`` (setup.py, Cython); where it is not built, ``span_path`` uses the Python.
 """
@@ -43,6 +43,7 @@ cdef object NOT_FOUND = span_write.NOT_FOUND
 cdef object FAILED_PRECONDITION = span_write.FAILED_PRECONDITION
 cdef object ingest_target = span_write.ingest_target
 cdef object exhausted = span_write.exhausted
+cdef object finish = span_write.finish
 cdef object U64_pack = U64.pack
 
 # An entry is a length byte and the id padded to 16 bytes; span ids are 1 to 16 bytes (validation).
@@ -139,10 +140,7 @@ cdef bytes _key(uint64_t num, uint32_t seq, uint64_t sequence_id, bytes span_id)
     key = PyBytes_FromStringAndSize(NULL, 20 + n)
     cdef unsigned char* out = <unsigned char*>PyBytes_AS_STRING(key)
     _put_be64(out, num)
-    out[8] = <unsigned char>(seq >> 24)
-    out[9] = <unsigned char>(seq >> 16)
-    out[10] = <unsigned char>(seq >> 8)
-    out[11] = <unsigned char>seq
+    _put_be32(out + 8, seq)
     _put_be64(out + 12, sequence_id)
     memcpy(out + 20, PyBytes_AS_STRING(span_id), n)
     return key
@@ -206,11 +204,11 @@ def ingest(tx, list spans, span_ids, chunk_numbers, Py_ssize_t page_size):
             continue
         span_id = header.span_id
         sequence_id = header.sequence_id
-        known = counters.get(a.num)
-        if known is None:
+        counted = counters.get(a.num)
+        if counted is None:
             last = read_counter(txn, span_seqs, U64_pack(a.num))
         else:
-            last = known
+            last = counted
         if sequence_id == 0 and last >= MAX_SEQUENCE_ID:
             rejected.append((i, FAILED_PRECONDITION, f"spans[{i}]: {exhausted(rollout_id, last)}"))
             continue
@@ -254,14 +252,8 @@ def ingest(tx, list spans, span_ids, chunk_numbers, Py_ssize_t page_size):
             (<list>pending[1]).append(raw)
         touched[a.key] = a.target
         accepted += 1
-    # span_write.finish, with ChunkWriter.flush's work here.
     _flush_chunks(txn, dbs, chunk_numbers, chunk_pending, inline_bytes(page_size))
-    span_ids.flush(txn, log_db)
-    for num, last_id in counters.items():
-        put(U64_pack(num), U64_pack(last_id), True, True, False, span_seqs)
-    for target in touched.values():
-        tx.heartbeat(target[0], target[1])
-    tx.effects.spans += accepted
+    finish(tx, span_ids, counters, touched, accepted)
     return accepted, duplicates, rejected
 
 

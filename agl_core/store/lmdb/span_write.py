@@ -95,22 +95,17 @@ def ingest(
         pack(num, pack_prefix(num, seq, sequence_id) + span_id, raw)
         touched[num, seq] = target
         accepted += 1
-    finish(tx, chunks, span_ids, counters, touched, accepted)
+    chunks.flush()
+    finish(tx, span_ids, counters, touched, accepted)
     return accepted, duplicates, rejected
 
 
 def finish(
-    tx: Tx,
-    chunks: ChunkWriter,
-    span_ids: SpanIdIndex,
-    counters: dict[int, int],
-    touched: dict[tuple[int, int], Target],
-    accepted: int,
+    tx: Tx, span_ids: SpanIdIndex, counters: dict[int, int], touched: dict[tuple[int, int], Target], accepted: int
 ) -> None:
-    """After a batch's spans are placed (here or in ``span_loop``): the chunks and the span-id
-    logs written, each rollout's last sequence id, the attempts' heartbeats."""
+    """After a batch's spans and chunks are written (here or in ``span_loop``): the span-id logs,
+    each rollout's last sequence id, the attempts' heartbeats."""
     txn, dbs = tx.txn, tx.dbs
-    chunks.flush()
     span_ids.flush(txn, dbs.span_id_log)
     for num, last in counters.items():
         txn.put(U64.pack(num), U64.pack(last), db=dbs.span_seqs)
