@@ -5,7 +5,8 @@ serializing every span again, the server reads the request through a wire-compat
 ``spans`` field is ``repeated bytes`` (a length-delimited field has the same encoding whether it
 holds a message or bytes), and parses each span only far enough to place it (:class:`SpanHeader`:
 ids, sequence id, and the OTLP resource if the span has one). A sequence id the store assigns is
-appended to the stored bytes as one more field 62: protobuf parsers take the last value of a
+appended to the stored bytes as one more field 62, and a span sent to the attempt "latest" gets
+the attempt's real id appended as one more field 61: protobuf parsers take the last value of a
 repeated scalar field.
 
 The views are built from descriptors at import time, so no extra .proto file drifts from the API.
@@ -74,6 +75,7 @@ def span_headers(raws: Sequence[bytes], whole: bytes | None = None) -> Sequence[
 
 
 _SEQUENCE_TAG = bytes([(62 << 3) & 0x7F | 0x80, (62 << 3) >> 7])  # field 62, varint
+_ATTEMPT_TAG = bytes([(61 << 3 | 2) & 0x7F | 0x80, (61 << 3 | 2) >> 7])  # field 61, length-delimited
 
 
 def varint(value: int) -> bytes:
@@ -83,6 +85,13 @@ def varint(value: int) -> bytes:
         value >>= 7
     out.append(value)
     return bytes(out)
+
+
+def attempt_id_field(attempt_id: str) -> bytes:
+    """A span's ``attempt_id`` field (61) holding ``attempt_id``: appended to a span's bytes, it
+    replaces the id the span was sent with (last value wins), as for a span sent as "latest"."""
+    text = attempt_id.encode()
+    return _ATTEMPT_TAG + varint(len(text)) + text
 
 
 def with_sequence_id(raw_span: bytes, sequence_id: int) -> bytes:

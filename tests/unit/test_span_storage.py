@@ -1,5 +1,6 @@
-"""Spans are stored as received: sequence ids appended, unknown fields kept, resends ignored even
-after the writer's id cache was evicted or the store reopened."""
+"""Spans are stored as received: sequence ids appended (and the real attempt id, for a span sent
+to "latest"), unknown fields kept, resends ignored even after the writer's id cache was evicted or
+the store reopened."""
 
 from __future__ import annotations
 
@@ -11,7 +12,7 @@ from agl_core import LmdbStore, new_span
 from agl_core.proto import trace_pb2
 from agl_core.store.lmdb import span_path
 from agl_core.store.lmdb.span_ids import SpanIdIndex
-from agl_core.store.wire import SpanHeader, with_sequence_id
+from agl_core.store.wire import SpanHeader, attempt_id_field, with_sequence_id
 
 
 def test_appended_sequence_id_wins() -> None:
@@ -20,6 +21,13 @@ def test_appended_sequence_id_wins() -> None:
     assert trace_pb2.Span.FromString(raw).sequence_id == 300
     assert SpanHeader.FromString(raw).sequence_id == 300
     assert trace_pb2.Span.FromString(with_sequence_id(raw, 5)).sequence_id == 5
+
+
+def test_appended_attempt_id_wins() -> None:
+    raw = new_span("x", rollout_id="r", attempt_id="latest").SerializeToString() + attempt_id_field("at-é" * 40)
+    assert trace_pb2.Span.FromString(raw).attempt_id == "at-é" * 40  # a length over one varint byte
+    assert SpanHeader.FromString(raw).attempt_id == "at-é" * 40
+    assert trace_pb2.Span.FromString(with_sequence_id(raw, 7)).attempt_id == "at-é" * 40
 
 
 async def test_unknown_fields_survive_storage(tmp_path: Path) -> None:
@@ -164,9 +172,36 @@ async def test_an_attempt_named_by_its_id_and_as_latest_in_one_batch(tmp_path: P
             new_span("as latest", rollout_id=rollout.rollout_id, attempt_id="latest"),
         ]
         assert (await store.add_spans(spans)).accepted == 2
-        assert [s.name for s in await store.query_spans(rollout.rollout_id, attempt_id)] == ["by id", "as latest"]
+        stored = await store.query_spans(rollout.rollout_id, attempt_id)
+        assert [s.name for s in stored] == ["by id", "as latest"]
+        assert [s.attempt_id for s in stored] == [attempt_id, attempt_id]  # not "latest"
         running = await store.query_rollouts(status_in=["running"])
         assert running.total == 1 and [r.rollout_id for r in running.items] == [rollout.rollout_id]
         assert (await store.query_rollouts(status_in=["preparing"])).total == 0
+    finally:
+        await store.close()
+
+
+@pytest.mark.parametrize("loop", span_path.LOOPS)
+async def test_spans_sent_as_latest_carry_the_attempt_they_went_to(tmp_path: Path, loop: str) -> None:
+    # "latest" is resolved when the span is written: a reader must see that attempt's id, not the
+    # word, or spans of a retried rollout could not be told apart by their own attempt_id.
+    if loop == "compiled" and not span_path.compiled_available():
+        pytest.skip("the compiled span loop is not built in this install")
+    store = LmdbStore(tmp_path / "s", span_loop=loop)
+    try:
+        rollout = await store.start_rollout("x")
+        first = rollout.attempt.attempt_id  # type: ignore[union-attr]
+        await store.add_spans([new_span("one", rollout_id=rollout.rollout_id, attempt_id="latest")])
+        second = (await store.start_attempt(rollout.rollout_id)).attempt.attempt_id  # type: ignore[union-attr]
+        # Sent with a sequence id of its own too: the store appends no sequence id to this one.
+        two = new_span("two", rollout_id=rollout.rollout_id, attempt_id="latest")
+        two.sequence_id = 99
+        await store.add_spans([two])
+        by_attempt = {s.name: s.attempt_id for s in await store.query_spans(rollout.rollout_id)}
+        assert by_attempt == {"one": first, "two": second}
+        assert [s.attempt_id for s in await store.query_spans(rollout.rollout_id, "latest")] == [second]
+        (again,) = await store.query_spans(rollout.rollout_id, second)
+        assert again.name == "two" and again.sequence_id == 99
     finally:
         await store.close()

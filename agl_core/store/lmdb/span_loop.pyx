@@ -36,6 +36,7 @@ from agl_core.store.lmdb.schema import U64, read_counter
 from agl_core.store.lmdb.span_chunks import REF_MARKER, WHOLE_BYTES, inline_bytes, partition
 from agl_core.store.lmdb.span_ids import ENTRY, log_entry
 from agl_core.store.lmdb.span_resources import ResourceWriter
+from agl_core.store.wire import attempt_id_field
 
 cdef int64_t MAX_SEQUENCE_ID = span_write.MAX_SEQUENCE_ID
 cdef Py_ssize_t WHOLE = WHOLE_BYTES
@@ -62,6 +63,7 @@ cdef class _Attempt:
     cdef set pending        # flt.pending
     cdef bytearray bits     # flt.bits (its buffer is read and set in place)
     cdef uint64_t mask
+    cdef bytes renamed      # wire.attempt_id_field of the real id, for spans named "latest"; or None
 
 
 cdef inline void _put_be64(unsigned char* p, uint64_t v) noexcept:
@@ -121,6 +123,9 @@ cdef _Attempt _attempt(object tx, object txn, object log_db, object span_ids, st
     a.pending = flt.pending
     a.bits = flt.bits
     a.mask = flt.mask
+    real_id = target[1].attempt_id
+    if attempt_id != real_id:
+        a.renamed = attempt_id_field(real_id)
     return a
 
 
@@ -230,6 +235,8 @@ def ingest(tx, list spans, span_ids, chunk_numbers, Py_ssize_t page_size):
         if not a.pending:
             dirty[a.key] = a.flt
         a.pending.add(entry)
+        if a.renamed is not None:
+            raw = raw + a.renamed
         if sequence_id == 0:
             last += 1
             sequence_id = last

@@ -23,7 +23,7 @@ from agl_core.store.lmdb.schema import SPAN_PREFIX, U64, read_counter
 from agl_core.store.lmdb.span_chunks import ChunkNumbers, ChunkWriter
 from agl_core.store.lmdb.span_ids import SpanIdIndex
 from agl_core.store.lmdb.span_resources import ResourceWriter
-from agl_core.store.wire import with_sequence_id
+from agl_core.store.wire import attempt_id_field, with_sequence_id
 
 # Where a batch's spans go: the rollout's record, the attempt, the rollout's number, the attempt's.
 Target = tuple[RolloutRecord, t.Attempt, int, int]
@@ -59,10 +59,11 @@ def ingest(
     chunks = ChunkWriter(txn, dbs, chunk_numbers, page_size)
     pack = chunks.add
     for i, header, raw in spans:
-        coords = (header.rollout_id, header.attempt_id)
+        attempt_id = header.attempt_id
+        coords = (header.rollout_id, attempt_id)
         target = targets.get(coords)
         if target is None:
-            target = ingest_target(tx, header.rollout_id, header.attempt_id, known)
+            target = ingest_target(tx, header.rollout_id, attempt_id, known)
             targets[coords] = target
         if isinstance(target, str):
             rejected.append((i, NOT_FOUND, f"spans[{i}]: {target}"))
@@ -80,6 +81,9 @@ def ingest(
         if not add_if_new(txn, log_db, num, seq, span_id):
             duplicates.append(i)
             continue
+        if attempt_id != target[1].attempt_id:
+            # Sent as "latest": stored with the id it resolved to, so readers see which attempt.
+            raw += attempt_id_field(target[1].attempt_id)
         if sequence_id == 0:
             last += 1
             sequence_id = last

@@ -786,7 +786,9 @@ type Span struct {
 	Scope    *InstrumentationScope `protobuf:"bytes,51,opt,name=scope,proto3" json:"scope,omitempty"`
 	// The rollout the span belongs to. MUST be set.
 	RolloutId string `protobuf:"bytes,60,opt,name=rollout_id,json=rolloutId,proto3" json:"rollout_id,omitempty"`
-	// The attempt the span belongs to. MUST be set.
+	// The attempt the span belongs to. MUST be set: an attempt id, or "latest"
+	// for the rollout's latest attempt when the span is written (the span is
+	// then stored with that attempt's id).
 	AttemptId string `protobuf:"bytes,61,opt,name=attempt_id,json=attemptId,proto3" json:"attempt_id,omitempty"`
 	// Orders spans within a rollout. 0 on ingestion: the store assigns the next
 	// one. A client MAY reserve ids with NextSequenceIds and set them itself.

@@ -396,7 +396,9 @@ export type Span = Message<"agl.v1.Span"> & {
   rolloutId: string;
 
   /**
-   * The attempt the span belongs to. MUST be set.
+   * The attempt the span belongs to. MUST be set: an attempt id, or "latest"
+   * for the rollout's latest attempt when the span is written (the span is
+   * then stored with that attempt's id).
    *
    * @generated from field: string attempt_id = 61;
    */
