@@ -21,8 +21,10 @@ import os
 from pathlib import Path
 
 import grpc
+from google.protobuf import message_factory
+from google.protobuf.message import DecodeError
 from hypothesis import HealthCheck, given, settings
-from support.fuzz_requests import SEED_PREFIX, Method, all_methods, calls
+from support.fuzz_requests import LIVE_ATTEMPTS, SEED_PREFIX, Method, all_methods, calls, remember_attempts
 
 from agl_core import new_span
 from agl_core.client import GrpcStore
@@ -114,6 +116,20 @@ async def _snapshot(channel: grpc.aio.Channel) -> dict[str, bytes]:
     return out
 
 
+# Span batches the server answered with spans stored: reached only through attempts the fuzz had
+# created (IngestSpans needs a real rollout and attempt), so the count shows the live pool at work.
+PLACED: collections.Counter[str] = collections.Counter()
+
+
+def _remember(method: Method, answer: bytes) -> None:
+    """Feed the attempts an answer holds to the fuzz (support/fuzz_requests.remember_attempts)."""
+    with contextlib.suppress(DecodeError):
+        message = message_factory.GetMessageClass(method.response).FromString(answer)
+        remember_attempts(message)
+        if method.path.endswith("/IngestSpans") and message.accepted:
+            PLACED["span batches"] += 1
+
+
 async def _call(channel: grpc.aio.Channel, method: Method, raws: list[bytes]) -> grpc.StatusCode:
     """Make one call with the given request bytes; the status the server ended it with."""
     timeout = (
@@ -132,21 +148,21 @@ async def _call(channel: grpc.aio.Channel, method: Method, raws: list[bytes]) ->
             if await call.code() == grpc.StatusCode.INTERNAL and await call.details() == _CLIENT_WRITE_FAILED:
                 return grpc.StatusCode.ABORTED
         with contextlib.suppress(grpc.aio.AioRpcError):
-            async for _ in call:
-                pass
+            async for answer in call:
+                _remember(method, answer)
     elif method.server_streaming:
         call = channel.unary_stream(method.path, request_serializer=None, response_deserializer=None)(
             raws[0], timeout=timeout
         )
         with contextlib.suppress(grpc.aio.AioRpcError):
-            async for _ in call:
-                pass
+            async for answer in call:
+                _remember(method, answer)
     else:
         call = channel.unary_unary(method.path, request_serializer=None, response_deserializer=None)(
             raws[0], timeout=timeout
         )
         with contextlib.suppress(grpc.aio.AioRpcError):
-            await call
+            _remember(method, await call)
     code = await call.code()
     if code in FORBIDDEN or (code == grpc.StatusCode.DEADLINE_EXCEEDED and not method.waits):
         raise AssertionError(f"{method.path} answered {code.name}: {await call.details()} to {raws!r}")
@@ -190,9 +206,12 @@ def test_fuzzed_requests_never_harm_the_server_or_its_data(tmp_path: Path) -> No
         # The fuzz reached every method, and the store answered both yes and no.
         reached = {name for name, _ in outcomes}
         assert reached == {m.path.rsplit("/", 1)[-1] for m in methods}, reached
+        # It named attempts it had created (support/fuzz_requests.remember_attempts), none seeded.
+        assert LIVE_ATTEMPTS and not any(r.startswith(SEED_PREFIX) for r, _ in LIVE_ATTEMPTS), LIVE_ATTEMPTS
+        assert PLACED["span batches"] > 0, PLACED
         codes = collections.Counter(code for _, code in outcomes.elements())
         assert codes["OK"] > EXAMPLES // 10 and codes["INVALID_ARGUMENT"] > EXAMPLES // 10, codes
-        print(f"\n{sum(outcomes.values())} calls: {dict(codes)}\n{sorted(outcomes.items())}")
+        print(f"\n{sum(outcomes.values())} calls: {dict(codes)}, {dict(PLACED)}\n{sorted(outcomes.items())}")
 
         assert server.stop() == 0, server.log_tail()
         server.start()
