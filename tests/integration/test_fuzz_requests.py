@@ -24,7 +24,8 @@ import grpc
 from google.protobuf import message_factory
 from google.protobuf.message import DecodeError
 from hypothesis import HealthCheck, given, settings
-from support.fuzz_requests import LIVE_ATTEMPTS, SEED_PREFIX, Method, all_methods, calls, remember_attempts
+from support.fuzz_live import LIVE_ATTEMPTS, SEED_PREFIX, remember_attempts
+from support.fuzz_requests import Method, all_methods, calls
 
 from agl_core import new_span
 from agl_core.client import GrpcStore

@@ -6,11 +6,9 @@ timestamps and durations at and past their ranges, integers at every width's lim
 doubles in JSON values, JSON nested past protobuf's depth limit. Serialized requests are also
 mutated (truncated, bytes flipped, invalid UTF-8 spliced in) and replaced by random bytes.
 
-Ids come from :data:`ID_POOL` or start with ``fz-``: never with :data:`SEED_PREFIX`, so the fuzz
-never targets the data a test seeds before it. Attempt ids are the server's to make, so no pool
-could hold them: the test hands each answer to :func:`remember_attempts`, and messages naming a
-rollout and an attempt (spans, reports, heartbeats, attempt updates) then often name an attempt the
-fuzz created, by its id and as "latest", in the same request too.
+Ids come from :data:`ID_POOL` or start with ``fz-``: never with ``fuzz_live.SEED_PREFIX``, so the fuzz
+never targets the data a test seeds before it. Attempt ids are the server's to make: messages
+naming a rollout and an attempt also take them from the server's answers (``fuzz_live``).
 """
 
 from __future__ import annotations
@@ -28,8 +26,8 @@ from opentelemetry.proto.collector.trace.v1 import trace_service_pb2
 
 from agl_core.proto import runner_pb2, store_pb2
 from agl_core.store.wire import varint
+from support.fuzz_live import name_live_attempt
 
-SEED_PREFIX = "seed-"
 ID_POOL = (
     "fz-r1",
     "fz-r2",
@@ -84,51 +82,6 @@ LABEL_VALUE_POOL = ("go", "ts", "", "spaced value", "v" * 63, "v" * 64, "ü", "a
 
 F = descriptor.FieldDescriptor
 _MAX_DEPTH = 3
-
-# (rollout id, attempt id) of attempts the server created for the fuzz, from its answers; the most
-# recent LIVE_LIMIT, so that attempts of rollouts the fuzz since deleted drop out.
-LIVE_ATTEMPTS: list[tuple[str, str]] = []
-LIVE_LIMIT = 48
-
-
-def remember_attempts(message: Any) -> None:
-    """Add every (rollout id, attempt id) that ``message`` (an answer) holds to LIVE_ATTEMPTS, except
-    those of seeded rollouts."""
-    fields = message.DESCRIPTOR.fields_by_name
-    if "rollout_id" in fields and "attempt_id" in fields and fields["attempt_id"].type == F.TYPE_STRING:
-        pair = (message.rollout_id, message.attempt_id)
-        if all(pair) and not pair[0].startswith(SEED_PREFIX) and pair not in LIVE_ATTEMPTS:
-            LIVE_ATTEMPTS.append(pair)
-            del LIVE_ATTEMPTS[:-LIVE_LIMIT]
-    for field, value in message.ListFields():
-        if field.type != F.TYPE_MESSAGE or field.message_type.GetOptions().map_entry:
-            continue
-        for item in value if field.is_repeated else (value,):
-            remember_attempts(item)
-
-
-# Often one of the newest few, so that the messages of one request (a batch's spans, a heartbeat's
-# attempts) name the same attempt in both ways.
-_LIVE_INDEX = st.one_of(st.integers(0, 2), st.integers(0, 1 << 16))
-_LIVE_NAME = st.sampled_from(("id", "id", "latest"))
-_SPAN_IDS = st.tuples(st.binary(min_size=15, max_size=15), st.binary(min_size=0, max_size=7))
-
-
-def _name_live_attempt(draw: st.DrawFn, message: Any) -> None:
-    """Point ``message`` (with rollout_id and attempt_id fields) at an attempt the fuzz created."""
-    # Every draw is made whatever the pool holds: hypothesis refuses a test whose draws depend on
-    # outside state.
-    choice, index, name = draw(_CHOICE), draw(_LIVE_INDEX), draw(_LIVE_NAME)
-    is_span = message.DESCRIPTOR.full_name == "agl.v1.Span"
-    ids = draw(_SPAN_IDS) if is_span else None
-    if not LIVE_ATTEMPTS or choice >= 4:
-        return
-    rollout_id, attempt_id = LIVE_ATTEMPTS[-1 - index % len(LIVE_ATTEMPTS)]
-    message.rollout_id = rollout_id
-    message.attempt_id = attempt_id if name == "id" else "latest"
-    if ids is not None and choice < 3:
-        # Valid trace and span ids too, so that the span is stored, not refused at the edge.
-        message.trace_id, message.span_id = b"\x01" + ids[0], b"\x01" + ids[1]
 
 
 def ids() -> st.SearchStrategy[str]:
@@ -274,7 +227,7 @@ def messages(draw: st.DrawFn, message_descriptor: descriptor.Descriptor, depth: 
         else:
             setattr(message, field.name, draw(_scalar(field)))
     if "attempt_id" in message_descriptor.fields_by_name and "rollout_id" in message_descriptor.fields_by_name:
-        _name_live_attempt(draw, message)
+        name_live_attempt(draw, message)
     return message
 
 
