@@ -209,7 +209,8 @@ def test_fuzzed_requests_never_harm_the_server_or_its_data(tmp_path: Path) -> No
         assert reached == {m.path.rsplit("/", 1)[-1] for m in methods}, reached
         # It named attempts it had created (support/fuzz_requests.remember_attempts), none seeded.
         assert LIVE_ATTEMPTS and not any(r.startswith(SEED_PREFIX) for r, _ in LIVE_ATTEMPTS), LIVE_ATTEMPTS
-        assert PLACED["span batches"] > 0, PLACED
+        # About 1 in 100 calls stores spans that way (11-65 per 2,500-8,000 calls measured).
+        assert PLACED["span batches"] > 0 or EXAMPLES < 1_000, PLACED
         codes = collections.Counter(code for _, code in outcomes.elements())
         assert codes["OK"] > EXAMPLES // 10 and codes["INVALID_ARGUMENT"] > EXAMPLES // 10, codes
         print(f"\n{sum(outcomes.values())} calls: {dict(codes)}, {dict(PLACED)}\n{sorted(outcomes.items())}")
