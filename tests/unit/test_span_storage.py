@@ -4,6 +4,7 @@ the store reopened."""
 
 from __future__ import annotations
 
+from collections.abc import AsyncIterator
 from pathlib import Path
 
 import pytest
@@ -155,53 +156,52 @@ async def test_mapped_pages_are_released_over_budget(tmp_path: Path) -> None:
         await store.close()
 
 
-@pytest.mark.parametrize("loop", span_path.LOOPS)
-async def test_an_attempt_named_by_its_id_and_as_latest_in_one_batch(tmp_path: Path, loop: str) -> None:
+@pytest.fixture(params=span_path.LOOPS)
+async def store(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIterator[LmdbStore]:
+    """A store writing spans with each span loop in turn (``span_path``): this module's own
+    ``store``, one per span loop, in place of conftest's one per backend."""
+    if request.param == "compiled" and not span_path.compiled_available():
+        pytest.skip("the compiled span loop is not built in this install")
+    store = LmdbStore(tmp_path / "s", span_loop=request.param)
+    try:
+        yield store
+    finally:
+        await store.close()
+
+
+async def test_an_attempt_named_by_its_id_and_as_latest_in_one_batch(store: LmdbStore) -> None:
     # Each name once resolved to its own copy of the rollout and the attempt, and both copies moved
     # the rollout from PREPARING to RUNNING: the second took the rollout index's PREPARING count
     # below zero and the whole batch failed with INTERNAL (found by test_span_loop_twin's fuzzing).
-    if loop == "compiled" and not span_path.compiled_available():
-        pytest.skip("the compiled span loop is not built in this install")
-    store = LmdbStore(tmp_path / "s", span_loop=loop)
-    try:
-        rollout = await store.start_rollout("x")
-        attempt_id = rollout.attempt.attempt_id  # type: ignore[union-attr]
-        assert rollout.status == "preparing"
-        spans = [
-            new_span("by id", rollout_id=rollout.rollout_id, attempt_id=attempt_id),
-            new_span("as latest", rollout_id=rollout.rollout_id, attempt_id="latest"),
-        ]
-        assert (await store.add_spans(spans)).accepted == 2
-        stored = await store.query_spans(rollout.rollout_id, attempt_id)
-        assert [s.name for s in stored] == ["by id", "as latest"]
-        assert [s.attempt_id for s in stored] == [attempt_id, attempt_id]  # not "latest"
-        running = await store.query_rollouts(status_in=["running"])
-        assert running.total == 1 and [r.rollout_id for r in running.items] == [rollout.rollout_id]
-        assert (await store.query_rollouts(status_in=["preparing"])).total == 0
-    finally:
-        await store.close()
+    rollout = await store.start_rollout("x")
+    attempt_id = rollout.attempt.attempt_id  # type: ignore[union-attr]
+    assert rollout.status == "preparing"
+    spans = [
+        new_span("by id", rollout_id=rollout.rollout_id, attempt_id=attempt_id),
+        new_span("as latest", rollout_id=rollout.rollout_id, attempt_id="latest"),
+    ]
+    assert (await store.add_spans(spans)).accepted == 2
+    stored = await store.query_spans(rollout.rollout_id, attempt_id)
+    assert [s.name for s in stored] == ["by id", "as latest"]
+    assert [s.attempt_id for s in stored] == [attempt_id, attempt_id]  # not "latest"
+    running = await store.query_rollouts(status_in=["running"])
+    assert running.total == 1 and [r.rollout_id for r in running.items] == [rollout.rollout_id]
+    assert (await store.query_rollouts(status_in=["preparing"])).total == 0
 
 
-@pytest.mark.parametrize("loop", span_path.LOOPS)
-async def test_spans_sent_as_latest_carry_the_attempt_they_went_to(tmp_path: Path, loop: str) -> None:
+async def test_spans_sent_as_latest_carry_the_attempt_they_went_to(store: LmdbStore) -> None:
     # "latest" is resolved when the span is written: a reader must see that attempt's id, not the
     # word, or spans of a retried rollout could not be told apart by their own attempt_id.
-    if loop == "compiled" and not span_path.compiled_available():
-        pytest.skip("the compiled span loop is not built in this install")
-    store = LmdbStore(tmp_path / "s", span_loop=loop)
-    try:
-        rollout = await store.start_rollout("x")
-        first = rollout.attempt.attempt_id  # type: ignore[union-attr]
-        await store.add_spans([new_span("one", rollout_id=rollout.rollout_id, attempt_id="latest")])
-        second = (await store.start_attempt(rollout.rollout_id)).attempt.attempt_id  # type: ignore[union-attr]
-        # Sent with a sequence id of its own too: the store appends no sequence id to this one.
-        two = new_span("two", rollout_id=rollout.rollout_id, attempt_id="latest")
-        two.sequence_id = 99
-        await store.add_spans([two])
-        by_attempt = {s.name: s.attempt_id for s in await store.query_spans(rollout.rollout_id)}
-        assert by_attempt == {"one": first, "two": second}
-        assert [s.attempt_id for s in await store.query_spans(rollout.rollout_id, "latest")] == [second]
-        (again,) = await store.query_spans(rollout.rollout_id, second)
-        assert again.name == "two" and again.sequence_id == 99
-    finally:
-        await store.close()
+    rollout = await store.start_rollout("x")
+    first = rollout.attempt.attempt_id  # type: ignore[union-attr]
+    await store.add_spans([new_span("one", rollout_id=rollout.rollout_id, attempt_id="latest")])
+    second = (await store.start_attempt(rollout.rollout_id)).attempt.attempt_id  # type: ignore[union-attr]
+    # Sent with a sequence id of its own too: the store appends no sequence id to this one.
+    two = new_span("two", rollout_id=rollout.rollout_id, attempt_id="latest")
+    two.sequence_id = 99
+    await store.add_spans([two])
+    by_attempt = {s.name: s.attempt_id for s in await store.query_spans(rollout.rollout_id)}
+    assert by_attempt == {"one": first, "two": second}
+    assert [s.attempt_id for s in await store.query_spans(rollout.rollout_id, "latest")] == [second]
+    (again,) = await store.query_spans(rollout.rollout_id, second)
+    assert again.name == "two" and again.sequence_id == 99
