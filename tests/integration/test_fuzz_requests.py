@@ -1,6 +1,6 @@
 """Property-based fuzz of a real agl-server: every RPC of LightningStoreService, the RunnerService
 Work stream and OTLP Export, with generated requests (valid-ish messages, boundary values,
-damaged and random bytes; see ``support/fuzz_requests.py``).
+damaged and random bytes; see ``support/fuzz_requests.py`` and the modules it uses).
 
 The properties:
 - no call is answered UNKNOWN, INTERNAL or UNAVAILABLE (every refusal is a precise status);
@@ -123,7 +123,7 @@ PLACED: collections.Counter[str] = collections.Counter()
 
 
 def _remember(method: Method, answer: bytes) -> None:
-    """Feed the attempts an answer holds to the fuzz (support/fuzz_requests.remember_attempts)."""
+    """Feed the attempts an answer holds to the fuzz (support/fuzz_live.remember_attempts)."""
     with contextlib.suppress(DecodeError):
         message = message_factory.GetMessageClass(method.response).FromString(answer)
         remember_attempts(message)
@@ -207,7 +207,7 @@ def test_fuzzed_requests_never_harm_the_server_or_its_data(tmp_path: Path) -> No
         # The fuzz reached every method, and the store answered both yes and no.
         reached = {name for name, _ in outcomes}
         assert reached == {m.path.rsplit("/", 1)[-1] for m in methods}, reached
-        # It named attempts it had created (support/fuzz_requests.remember_attempts), none seeded.
+        # It named attempts it had created (support/fuzz_live.remember_attempts), none seeded.
         assert LIVE_ATTEMPTS and not any(r.startswith(SEED_PREFIX) for r, _ in LIVE_ATTEMPTS), LIVE_ATTEMPTS
         # About 1 in 100 calls stores spans that way (11-65 per 2,500-8,000 calls measured).
         assert PLACED["span batches"] > 0 or EXAMPLES < 1_000, PLACED

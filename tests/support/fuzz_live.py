@@ -1,4 +1,4 @@
-"""Attempts the fuzz created, for its requests to name (``support/fuzz_requests.py``).
+"""Attempts the fuzz created, for its requests to name (``support/fuzz_messages.py``).
 
 Attempt ids are made by the server, so no pool of ids could hold them, and without them the paths
 that take an attempt (spans, reports, heartbeats, attempt updates) would be reached only up to
