@@ -55,12 +55,25 @@ def write_span_batches(path: Path, batches: Sequence[bytes]) -> Path:
     return path
 
 
+# How agl-loadgen's span writers serialize a batch: "each" (marshalled for every send, as a client
+# building its spans would) or "once" (its bytes kept, new span ids written in: the writers cost
+# the machine a third of the CPU, and leave the server all the more of it).
+ENCODINGS = ("each", "once")
+
+
 def run_span_ack(
-    binary: Path, address: str, batches: Path, writers: int, seconds: float, latencies: Path | None = None
+    binary: Path,
+    address: str,
+    batches: Path,
+    writers: int,
+    seconds: float,
+    latencies: Path | None = None,
+    encode: str = "each",
 ) -> dict[str, Any]:
     """One span-ack run: ``writers`` closed-loop IngestSpans writers for ``seconds`` after a second
     of warm-up, on one connection (as the Python writers of store_bench share one). ``latencies``:
-    where agl-loadgen writes each batch of the window (bench/ack_timeline.py reads it)."""
+    where agl-loadgen writes each batch of the window (bench/ack_timeline.py reads it); ``encode``:
+    one of :data:`ENCODINGS`."""
     options: dict[str, Any] = {
         "scenario": "span-ack",
         "writers": writers,
@@ -68,6 +81,7 @@ def run_span_ack(
         "batches": batches,
         "duration": f"{seconds}s",
         "warmup": "1s",
+        "encode": encode,
     }
     if latencies is not None:
         options["latencies"] = latencies

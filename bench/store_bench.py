@@ -38,6 +38,7 @@ import psutil
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from ack_floors import FLOORS, parse_floors
 from common import Report, llm_call_span, percentile, saved_as
+from loadgen import ENCODINGS
 from store_bench_ack import ack_only, report_ack_latency
 from store_bench_limits import raw_commit_latency, raw_grpc_stream, raw_lmdb_puts, raw_unary_rate, start_raw_server
 from store_bench_workloads import (
@@ -336,6 +337,13 @@ def main() -> int:
         action="store_true",
         help="with --go-client: write every batch of the eight Go writers' window to bench/results/<out>.latencies.txt "
         "and print the window in half seconds (bench/ack_timeline.py): bunched slow acks show as slow steps",
+    )
+    parser.add_argument(
+        "--go-encode",
+        choices=ENCODINGS,
+        default="each",
+        help="with --go-client: the Go writers marshal each batch for every send (each, the default) or serialize "
+        "it once and write new span ids into its bytes (once: they cost the machine a third of the CPU)",
     )
     parser.add_argument(
         "--split-cpus",

@@ -146,9 +146,10 @@ def run_go_writers(
     quick: bool,
     server: psutil.Process | None,
     latencies: Path | None = None,
+    encode: str = "each",
 ) -> GoWritersRun:
     server_cpu, client_cpu = _cpu_seconds(server), _children_cpu_seconds()
-    result = run_span_ack(binary, address, batches, writers, 1.0 if quick else 5.0, latencies)
+    result = run_span_ack(binary, address, batches, writers, 1.0 if quick else 5.0, latencies, encode)
     count = max(1, result["batches_total"])
     server_us = (_cpu_seconds(server) - server_cpu) / count * 1e6
     return GoWritersRun(result, count, server_us, (_children_cpu_seconds() - client_cpu) / count * 1e6)
@@ -174,16 +175,18 @@ def report_go_ack_latency(
     quick: bool,
     server_pid: int | None,
     latencies: Path | None = None,
+    encode: str = "each",
 ) -> None:
     """The same closed-loop writers, spans and targets as goroutines of agl-loadgen (Go client): a
-    client far cheaper than this process, so what remains is the server's latency. ``latencies``:
+    client far cheaper than this process, so what remains is the server's latency (``encode``: how
+    they serialize a batch, see loadgen.ENCODINGS). ``latencies``:
     where the eight writers' batches go, one line each, for their timeline (bench/ack_timeline.py)."""
     print("ack latency, Go client (agl-loadgen span-ack)", flush=True)
     server = psutil.Process(server_pid) if server_pid is not None else None
     for writers, target in ((1, 2.0), (8, 5.0)):
         threads = _thread_cpu(server)
         logged = latencies if writers == 8 else None
-        run = run_go_writers(binary, address, path, writers, quick, server, logged)
+        run = run_go_writers(binary, address, path, writers, quick, server, logged, encode)
         result, batches_total = run.result, run.batches
         label = f"{writers} writer(s), 10 spans/batch, Go client"
         p99 = result["ack_p99_ms"]
@@ -241,6 +244,7 @@ def report_go_ack_floors(
     workdir: str,
     floors: list[Floor],
     server_cpus: frozenset[int] | None = None,
+    encode: str = "each",
 ) -> None:
     """The same Go writers and batches against each handler of ``floors``, which parses each batch
     whole (as agl-server's edge check does) and acks it, storing nothing or (``Floor.stored``) only
@@ -259,7 +263,7 @@ def report_go_ack_floors(
         try:
             server = psutil.Process(process.pid)
             for writers in (1, 8):
-                run = run_go_writers(binary, address, batches, writers, quick, server)
+                run = run_go_writers(binary, address, batches, writers, quick, server, encode=encode)
                 result = run.result
                 label = f"{writers} writer(s), 10 spans/batch, Go client, {floor.label}"
                 acked += result["batches_total"]
@@ -300,6 +304,7 @@ async def ack_only(args: argparse.Namespace, report: Report, workdir: str) -> No
         if not args.go_client:
             return
         binary, batches = go_writers(coords, workdir)
+        report.context["go_writers_encode"] = args.go_encode
         latencies = RESULTS / f"{args.out}.latencies.txt" if args.go_latencies else None
-        report_go_ack_latency(binary, batches, server.address, report, args.quick, pid, latencies)
-    report_go_ack_floors(binary, batches, report, args.quick, workdir, args.floors, server_cpus)
+        report_go_ack_latency(binary, batches, server.address, report, args.quick, pid, latencies, args.go_encode)
+    report_go_ack_floors(binary, batches, report, args.quick, workdir, args.floors, server_cpus, args.go_encode)

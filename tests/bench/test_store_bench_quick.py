@@ -116,9 +116,17 @@ def test_ack_floor_of_agl_split_stores_every_acked_span() -> None:
     """bench/split_ingest_floor.py: a grpc.aio edge process hands each batch to agl's own store in
     a second process. Its acks say every span was accepted (which agl's store says only of spans
     placed in running attempts: those of agl-server's data it copied), and after it stops the
-    store holds at least ten new spans per acked batch, counted by agl's store itself."""
-    flags = ["--quick", "--ack-only", "--go-client", "--floors", "agl-split"]
+    store holds at least ten new spans per acked batch, counted by agl's store itself.
+
+    The Go writers send their batches serialized once (--go-encode once), with new span ids
+    written into the bytes for every send: that every span of every batch is stored anew, by
+    agl-server as by the floor, shows the ids are new each time and the bytes still a valid batch."""
+    flags = ["--quick", "--ack-only", "--go-client", "--floors", "agl-split", "--go-encode", "once"]
     saved = run_bench("store_bench.py", flags, "store_bench_ack_split_quick", timeout=180)
+    assert saved["context"]["go_writers_encode"] == "once"
+    rows = values(saved)
+    for writers in (1, 8):
+        assert rows[f"batches not wholly stored, {writers} writer(s), 10 spans/batch, Go client"] == (0, "batches")
     check_storing_floor(saved, "grpc.aio edge + agl store in another process")
 
 

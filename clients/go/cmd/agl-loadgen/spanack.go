@@ -16,6 +16,7 @@ import (
 	"time"
 
 	aglv1 "github.com/agl-dev/agl/clients/go/gen/agl/v1"
+	"google.golang.org/grpc"
 	"google.golang.org/protobuf/proto"
 )
 
@@ -80,27 +81,26 @@ func runSpanAck(ctx context.Context, f *fleet) (map[string]any, error) {
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
-			// This writer's own copy, sent again and again with new span ids: cloning the spans for
-			// every batch cost more CPU than the rest of the client.
-			batch := proto.Clone(batches[w%len(batches)]).(*aglv1.IngestSpansRequest)
 			ids := rand.New(rand.NewPCG(uint64(w), uint64(time.Now().UnixNano())))
 			client := aglv1.NewLightningStoreServiceClient(f.conns[w%len(f.conns)])
 			streamCtx, cancel := context.WithCancel(ctx)
 			defer cancel()
-			stream, err := client.IngestSpans(streamCtx)
+			stream, err := client.IngestSpans(streamCtx, grpc.ForceCodec(rawCodec{}))
 			if err != nil {
 				errs <- fmt.Errorf("writer %d: IngestSpans: %w", w, err)
+				return
+			}
+			next, spans, err := batchMaker(batches[w%len(batches)], f.cfg.encode, ids)
+			if err != nil {
+				errs <- fmt.Errorf("writer %d: %w", w, err)
 				return
 			}
 			mine := make([]float64, 0, 4096)
 			var sent []sample
 			for id := int64(1); !stop.Load(); id++ {
-				batch.BatchId = id
-				for _, span := range batch.Spans {
-					span.SpanId = binary.BigEndian.AppendUint64(span.SpanId[:0], ids.Uint64()|1) // never all zero
-				}
+				message := next(id)
 				at := time.Now()
-				if err := stream.Send(batch); err != nil {
+				if err := stream.SendMsg(message); err != nil {
 					errs <- fmt.Errorf("writer %d: send: %w", w, err)
 					return
 				}
@@ -110,10 +110,10 @@ func runSpanAck(ctx context.Context, f *fleet) (map[string]any, error) {
 					return
 				}
 				took := time.Since(at)
-				if ack.GetBatchId() != id || int(ack.GetAccepted()) != len(batch.Spans) {
+				if ack.GetBatchId() != id || int(ack.GetAccepted()) != spans {
 					if bad.Add(1) <= 3 {
 						logf("writer %d: batch %d acked as %d with %d of %d spans stored (%d rejected)",
-							w, id, ack.GetBatchId(), ack.GetAccepted(), len(batch.Spans), len(ack.GetRejected()))
+							w, id, ack.GetBatchId(), ack.GetAccepted(), spans, len(ack.GetRejected()))
 					}
 					continue
 				}
@@ -159,9 +159,39 @@ func runSpanAck(ctx context.Context, f *fleet) (map[string]any, error) {
 		"batches_per_s":   float64(acked.Load()) / window.Seconds(),
 		"batches_total":   total.Load(),
 		"bad_acks":        bad.Load(),
+		"encode":          f.cfg.encode,
 	}
 	addPercentiles(out, "ack", latencies)
 	return out, nil
+}
+
+// batchMaker gives the message a writer sends as its batch batchID (the spans of batch with new span
+// ids), and how many spans it holds. encode "once": batch serialized once, the ids written into its
+// bytes (encodedBatch); "each": this writer's copy of batch, its ids set and marshalled for each send,
+// as a client building its spans anew would.
+func batchMaker(batch *aglv1.IngestSpansRequest, encode string, ids *rand.Rand) (func(int64) any, int, error) {
+	spans := len(batch.GetSpans())
+	switch encode {
+	case "once":
+		encoded, err := encodeBatch(batch)
+		if err != nil {
+			return nil, 0, err
+		}
+		spanID := func(_ int, dst []byte) { binary.BigEndian.PutUint64(dst, ids.Uint64()|1) } // never all zero
+		return func(batchID int64) any { return encoded.next(batchID, spanID) }, spans, nil
+	case "each":
+		// This writer's own copy, sent again and again with new span ids: cloning the spans for
+		// every batch cost more CPU than the rest of the client.
+		mine := proto.Clone(batch).(*aglv1.IngestSpansRequest)
+		return func(batchID int64) any {
+			mine.BatchId = batchID
+			for _, span := range mine.Spans {
+				span.SpanId = binary.BigEndian.AppendUint64(span.SpanId[:0], ids.Uint64()|1) // never all zero
+			}
+			return mine
+		}, spans, nil
+	}
+	return nil, 0, fmt.Errorf("-encode %q: give once or each", encode)
 }
 
 // sample is one batch acked in the measured window, for -latencies: when latency rose and for
