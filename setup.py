@@ -1,7 +1,9 @@
-"""The one compiled module of agl: the store writer's span loop (agl_core/store/lmdb/span_loop.pyx).
+"""The compiled modules of agl: the store writer's span loop (agl_core/store/lmdb/span_loop.pyx)
+and the edge check's wire walk (agl_core/store/wire_check.pyx).
 
-Everything else is in pyproject.toml. The extension is optional: where it cannot be compiled (no C
-compiler), the install goes on without it and the store runs its Python twin (span_path.py).
+Everything else is in pyproject.toml. The extensions are optional: where they cannot be compiled
+(no C compiler), the install goes on without them; the store runs its Python twin of the span loop
+(span_path.py) and the edge check parses every batch (agl_server/span_checks.py).
 """
 
 from Cython.Build import cythonize
@@ -9,7 +11,10 @@ from setuptools import Extension, setup
 
 setup(
     ext_modules=cythonize(
-        [Extension("agl_core.store.lmdb.span_loop", ["agl_core/store/lmdb/span_loop.pyx"], optional=True)],
+        [
+            Extension("agl_core.store.lmdb.span_loop", ["agl_core/store/lmdb/span_loop.pyx"], optional=True),
+            Extension("agl_core.store.wire_check", ["agl_core/store/wire_check.pyx"], optional=True),
+        ],
         compiler_directives={"language_level": "3"},
     )
 )

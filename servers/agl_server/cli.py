@@ -16,7 +16,7 @@ from agl_core.plugins import AglPluginManager, PluginError, get_plugin_manager
 from agl_core.secrets import exposure_warning, read_token
 from agl_core.store.backend import StoreBackend
 from agl_core.store.lmdb.backend import DEFAULT_MAP_SIZE, default_data_dir
-from agl_server import tuning
+from agl_server import span_checks, tuning
 from agl_server.app import DEFAULT_PORT, AglServer, ServerConfig
 from agl_server.logs import setup_logging
 from agl_server.retention import RetentionPolicy
@@ -201,6 +201,7 @@ async def serve(args: argparse.Namespace) -> None:
     config = config_from_args(args)
     try:
         interpreter = tuning.Tuning.from_env()
+        edge_check = span_checks.use_edge_check()  # AGL_EDGE_CHECK
     except ValueError as exc:
         raise SystemExit(f"agl-server: {exc}") from None
     pm = get_plugin_manager()
@@ -225,6 +226,8 @@ async def serve(args: argparse.Namespace) -> None:
             "auth": bool(config.token),
             # The LMDB store's span loop ("compiled" or "python", span_path.py); other backends have none.
             "span_loop": getattr(backend, "span_loop", None),
+            # How span batches are checked at the edge ("wire" or "parse", span_checks.py).
+            "edge_check": edge_check,
         },
     )
     warning = exposure_warning(

@@ -185,6 +185,7 @@ def test_a_server_process_leaves_no_scratch_directory(tmp_path: Path) -> None:
         ("AGL_SERVER_PYTHON_CPU", "first", "give 'auto', 'off' or "),
         ("AGL_SERVER_PYTHON_CPU", "4096", "give 'auto', 'off' or "),
         ("AGL_SPAN_LOOP", "fast", "give 'compiled' or 'python' (the store writer's span loop)"),
+        ("AGL_EDGE_CHECK", "fast", "give 'wire' or 'parse' (how agl-server checks a batch of spans)"),
     ],
 )
 def test_interpreter_settings_are_checked_before_start(tmp_path: Path, name: str, value: str, advice: str) -> None:

@@ -20,6 +20,7 @@ from prometheus_client.exposition import choose_encoder
 from prometheus_client.registry import Collector
 
 from agl_core.proto import store_pb2 as s
+from agl_server import span_checks
 from agl_server.http.context import HttpContext
 
 logger = logging.getLogger("agl_server.http")
@@ -115,6 +116,12 @@ class ServerCollector(Collector):
             for reason, count in sorted(outcomes.rejected.items()):
                 rejected.add_metric([outcomes.transport, reason], count)
         yield from (accepted, duplicate, rejected)
+        yield InfoMetricFamily(
+            "agl_span_edge_check",
+            "How span batches are checked before they are stored: wire (the compiled walk first) or parse "
+            "(AGL_EDGE_CHECK, or not built)",
+            value={"check": span_checks.edge_check_in_use()},
+        )
 
     def _span_ids(self) -> Iterator[Metric]:
         loop = getattr(self.ctx.store, "span_loop", None)
