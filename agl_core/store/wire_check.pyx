@@ -1,6 +1,7 @@
 # cython: language_level=3, boundscheck=False, wraparound=False, cdivision=True, initializedcheck=False
 """Whether a serialized message parses, decided on its wire bytes in C: the fast path of the edge
-check that every span agl-server acknowledges can be read back (``agl_server.span_checks``).
+check that every span agl-server acknowledges can be read back (``agl_server.span_checks``);
+and (:class:`SpanIdCheck`) whether a batch's spans all have ids the store can place.
 
 Parsing a 10-span batch with the protobuf runtime to find out took 25 us on the event loop, most
 of it building the hundreds of ``AnyValue`` messages of the token-id arrays, only to drop them.
@@ -258,6 +259,110 @@ cdef bint _packed(const unsigned char* p, Py_ssize_t n, unsigned char kind) noex
         if not read_varint(p, n, &pos, &value, 10):
             return False
     return True
+
+
+cdef inline bint skip(const unsigned char* p, Py_ssize_t n, Py_ssize_t* pos, int wire) noexcept nogil:
+    """Past the value of a field of wire type ``wire`` at ``p[pos]``; False when it is cut short or
+    of a wire type not followed here (groups, and the types that do not exist)."""
+    cdef uint64_t value
+    if wire == 0:
+        return read_varint(p, n, pos, &value, 10)
+    if wire == 1 or wire == 5:
+        if n - pos[0] < (8 if wire == 1 else 4):
+            return False
+        pos[0] += 8 if wire == 1 else 4
+        return True
+    if wire == 2:
+        if not read_varint(p, n, pos, &value, 5) or value > <uint64_t>(n - pos[0]):
+            return False
+        pos[0] += <Py_ssize_t>value
+        return True
+    return False
+
+
+cdef class SpanIdCheck:
+    """``check(whole)``: True when every span of the serialized IngestSpansRequest ``whole`` has ids
+    the store can place, as ``validation.span_ids_well_formed`` decides for its ``SpanHeader``:
+    rollout and attempt ids of 1 to ``max_id_bytes`` bytes, a span id of 1 to ``max_span_id_bytes``,
+    a trace id of at most ``max_trace_id_bytes``, a sequence id from 0 to ``max_sequence_id``, the
+    last value of each field counting (as protobuf parses it). False when not or not sure (a field
+    of those with another wire type, a group): the caller checks each span's header in Python.
+
+    For bytes that parse as ``SpanHeader``s (their strings valid UTF-8): it reads lengths and the
+    sequence id only. Ten spans take 1 us here against 12 us of Python over their headers."""
+
+    cdef uint64_t spans_field, trace_id, span_id, rollout_id, attempt_id, sequence_id
+    cdef Py_ssize_t max_id, max_span_id, max_trace_id
+    cdef uint64_t max_sequence_id
+
+    def __init__(self, request_descriptor, span_descriptor, *, max_id_bytes, max_span_id_bytes,
+                 max_trace_id_bytes, max_sequence_id):
+        self.spans_field = request_descriptor.fields_by_name["spans"].number
+        fields = span_descriptor.fields_by_name
+        self.trace_id = fields["trace_id"].number
+        self.span_id = fields["span_id"].number
+        self.rollout_id = fields["rollout_id"].number
+        self.attempt_id = fields["attempt_id"].number
+        self.sequence_id = fields["sequence_id"].number
+        self.max_id, self.max_span_id, self.max_trace_id = max_id_bytes, max_span_id_bytes, max_trace_id_bytes
+        self.max_sequence_id = max_sequence_id
+
+    def check(self, bytes whole) -> bool:
+        cdef const unsigned char* p = <const unsigned char*>PyBytes_AS_STRING(whole)
+        cdef Py_ssize_t n = PyBytes_GET_SIZE(whole)
+        cdef Py_ssize_t pos = 0
+        cdef uint64_t tag, length
+        cdef int wire
+        while pos < n:
+            if not read_varint(p, n, &pos, &tag, 5):
+                return False
+            wire = tag & 7
+            if tag >> 3 != self.spans_field:
+                if not skip(p, n, &pos, wire):
+                    return False
+                continue
+            if wire != 2 or not read_varint(p, n, &pos, &length, 5) or length > <uint64_t>(n - pos):
+                return False
+            if not self._span(p + pos, <Py_ssize_t>length):
+                return False
+            pos += <Py_ssize_t>length
+        return True
+
+    cdef bint _span(self, const unsigned char* p, Py_ssize_t n) noexcept:
+        cdef Py_ssize_t pos = 0
+        cdef Py_ssize_t start
+        cdef uint64_t tag, number, value
+        cdef Py_ssize_t trace = 0, span = 0, rollout = 0, attempt = 0
+        cdef uint64_t sequence = 0
+        cdef int wire
+        while pos < n:
+            if not read_varint(p, n, &pos, &tag, 5):
+                return False
+            number, wire = tag >> 3, tag & 7
+            if number == self.sequence_id:
+                if wire != 0 or not read_varint(p, n, &pos, &sequence, 10):
+                    return False
+            elif number == self.trace_id or number == self.span_id or number == self.rollout_id or number == self.attempt_id:
+                if wire != 2:
+                    return False
+                start = pos
+                if not skip(p, n, &pos, wire):
+                    return False
+                read_varint(p, n, &start, &value, 5)  # the length again: read whole by skip
+                if number == self.trace_id:
+                    trace = <Py_ssize_t>value
+                elif number == self.span_id:
+                    span = <Py_ssize_t>value
+                elif number == self.rollout_id:
+                    rollout = <Py_ssize_t>value
+                else:
+                    attempt = <Py_ssize_t>value
+            elif not skip(p, n, &pos, wire):
+                return False
+        return (
+            0 < rollout <= self.max_id and 0 < attempt <= self.max_id and 0 < span <= self.max_span_id
+            and trace <= self.max_trace_id and sequence <= self.max_sequence_id
+        )
 
 
 def _repeated(field) -> bool:

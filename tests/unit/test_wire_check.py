@@ -25,7 +25,8 @@ from support.fuzz_payloads import length_delimited, payload_strategy
 
 from agl_core.proto import store_pb2 as s
 from agl_core.proto import trace_pb2 as tr
-from agl_core.store.wire import varint
+from agl_core.store import validation
+from agl_core.store.wire import span_headers, varint
 from agl_server import span_checks
 from agl_server.span_checks import all_readable
 
@@ -297,3 +298,56 @@ def test_the_parse_alone_answers_the_same() -> None:
     finally:
         assert span_checks.use_edge_check("wire") == "wire" == span_checks.edge_check_in_use()
     assert all_readable([], batch) and not all_readable([bad])
+
+
+# --- SpanIdCheck: whether every span of a batch has ids the store can place -------------------
+
+_ID = st.one_of(
+    st.sampled_from(["", "a", "r" * 200, "r" * 201, "é" * 100, "é" * 101, "latest", "\U0001f642" * 50]),
+    st.text(max_size=60),
+)
+_BYTES_ID = st.one_of(st.sampled_from([b"", b"\x01", b"\x01" * 16, b"\x01" * 17]), st.binary(max_size=20))
+_SEQUENCE = st.one_of(st.sampled_from([0, 1, -1, 2**53 - 1, 2**53, 2**63 - 1, -(2**63)]), st.integers(0, 10))
+
+
+@st.composite
+def span_bytes(draw: st.DrawFn) -> bytes:
+    """A span with any ids, sometimes a field sent twice (the last value counts) or with a field
+    the header does not read."""
+    raw = tr.Span(
+        rollout_id=draw(_ID),
+        attempt_id=draw(_ID),
+        span_id=draw(_BYTES_ID),
+        trace_id=draw(_BYTES_ID),
+        sequence_id=draw(_SEQUENCE),
+        name=draw(st.text(max_size=5)),
+    ).SerializeToString()
+    for _ in range(draw(st.integers(0, 2))):
+        again = tr.Span(rollout_id=draw(_ID), span_id=draw(_BYTES_ID), sequence_id=draw(_SEQUENCE)).SerializeToString()
+        raw += again
+    return raw
+
+
+@SETTINGS
+@given(spans=st.lists(span_bytes(), max_size=6), batch_id=st.integers(0, 2**40))
+def test_batch_ids_check_agrees_with_each_headers_check(spans: list[bytes], batch_id: int) -> None:
+    whole = s.IngestSpansRequest(batch_id=batch_id).SerializeToString()
+    whole += b"".join(length_delimited(2, raw) for raw in spans)
+    headers = span_headers(spans, whole)
+    assert headers is not None and len(headers) == len(spans)
+    each = all(validation.span_ids_well_formed(header) for header in headers)
+    assert validation.batch_span_ids_well_formed(whole) == each
+
+
+@pytest.mark.parametrize(
+    ("what", "extra"),
+    [
+        ("the sequence id as fixed64", varint(62 << 3 | 1) + b"\0" * 8),
+        ("the rollout id as a varint", varint(60 << 3) + varint(1)),
+        ("a group", varint(1000 << 3 | 3) + varint(1000 << 3 | 4)),
+    ],
+)
+def test_batch_ids_check_leaves_odd_wire_forms_to_the_headers(what: str, extra: bytes) -> None:
+    raw = span().SerializeToString() + extra
+    whole = length_delimited(2, raw)
+    assert not validation.batch_span_ids_well_formed(whole), what
