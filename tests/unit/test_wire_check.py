@@ -351,3 +351,13 @@ def test_batch_ids_check_leaves_odd_wire_forms_to_the_headers(what: str, extra: 
     raw = span().SerializeToString() + extra
     whole = length_delimited(2, raw)
     assert not validation.batch_span_ids_well_formed(whole), what
+
+
+@SETTINGS
+@given(data=st.data())
+def test_batch_ids_check_on_any_bytes_says_yes_only_where_every_header_passes(data: st.DataObject) -> None:
+    raw = data.draw(payload_strategy(s.IngestSpansRequest.DESCRIPTOR))  # generated, damaged or random
+    if validation.batch_span_ids_well_formed(raw):
+        headers = span_headers([], raw)
+        if headers is not None:  # bytes that do not parse never reach it in the store
+            assert all(validation.span_ids_well_formed(header) for header in headers), raw
