@@ -191,7 +191,7 @@ cdef class WireCheck:
         cdef Table* table = &self.tables[message]
         cdef Py_ssize_t pos = 0
         cdef Py_ssize_t end
-        cdef uint64_t tag, value, length
+        cdef uint64_t tag, length
         cdef uint64_t number
         cdef int wire
         cdef Field field
@@ -207,23 +207,11 @@ cdef class WireCheck:
             else:
                 field.kind = UNKNOWN
                 field.packable = 0
-            if wire == 0:
-                if field.kind != UNKNOWN and field.kind != VARINT:
+            if wire == 0 or wire == 1 or wire == 5:
+                if field.kind != UNKNOWN and field.kind != (VARINT if wire == 0 else FIXED64 if wire == 1 else FIXED32):
                     return False
-                if not read_varint(p, n, &pos, &value, 10):
+                if not skip(p, n, &pos, wire):
                     return False
-            elif wire == 1:
-                if field.kind != UNKNOWN and field.kind != FIXED64:
-                    return False
-                if n - pos < 8:
-                    return False
-                pos += 8
-            elif wire == 5:
-                if field.kind != UNKNOWN and field.kind != FIXED32:
-                    return False
-                if n - pos < 4:
-                    return False
-                pos += 4
             elif wire == 2:
                 if not read_varint(p, n, &pos, &length, 5) or length > <uint64_t>(n - pos):
                     return False
