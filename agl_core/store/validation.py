@@ -126,8 +126,9 @@ except ImportError:
 
 def batch_span_ids_well_formed(whole: bytes) -> bool:
     """:func:`span_ids_well_formed` of every span of the serialized IngestSpansRequest ``whole``
-    (whose spans parse as headers), read from its bytes in C: 1 us for ten spans against 12 us of
-    Python over their headers. False where not built or not sure: then check each header."""
+    (whose spans parse as headers), read from its bytes in C: 0.6 us for ten spans against 7-12 us
+    of Python over their headers (``bench/edge_check_bench.py``). False where not built or not
+    sure: then check each header."""
     return _BATCH_IDS is not None and bool(_BATCH_IDS(whole))
 
 

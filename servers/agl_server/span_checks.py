@@ -11,14 +11,14 @@ protobuf's limit of 100 levels counted from the response. A span that fails is r
 This is on the hot path of ingestion, so a batch is first checked as a whole: almost every batch
 is all good, and per-span work in Python (a parse call, wrapping each span in a response, checking
 its ids) cost about a third of the server's CPU per span. Where the extension is built, a compiled
-walk of the batch's bytes (``agl_core.store.wire_check``) answers first: 6 us for a 10-span batch
-where the protobuf runtime's parse took 25, most of it building the token-id arrays' hundreds of
-messages only to drop them. It says yes only where the parse would succeed; otherwise (or with
-``AGL_EDGE_CHECK=parse``) the batch is parsed whole, in one call into the protobuf runtime's C
-code. Only a batch that fails the whole-batch parse is checked span by span, to say which spans
-fail and why. The ids and sequence ids of a good batch are checked by the store itself, with the
-same :func:`~agl_core.store.validation.check_span` (it parses each span's ids to place it anyway),
-so rejections carry the same messages either way.
+walk of the batch's bytes (``agl_core.store.wire_check``) answers first: 5-6 us for a 10-span
+batch where the protobuf runtime's parse took 16-27 (``bench/edge_check_bench.py``), most of it
+building the token-id arrays' hundreds of messages only to drop them. It says yes only where the
+parse would succeed; otherwise (or with ``AGL_EDGE_CHECK=parse``) the batch is parsed whole, in one
+call into the protobuf runtime's C code. Only a batch that fails the whole-batch parse is checked
+span by span, to say which spans fail and why. The ids and sequence ids of a good batch are checked
+by the store itself, with the same :func:`~agl_core.store.validation.check_span` (it parses each
+span's ids to place it anyway), so rejections carry the same messages either way.
 """
 
 from __future__ import annotations
