@@ -14,6 +14,9 @@ GO ?= go
 # and installed from the Go module proxy into .tools/bin, where buf.gen.yaml looks for them.
 PROTOC_GEN_GO := google.golang.org/protobuf/cmd/protoc-gen-go@v1.36.12
 PROTOC_GEN_GO_GRPC := google.golang.org/grpc/cmd/protoc-gen-go-grpc@v1.6.2
+# Reflection-free marshalling for the Go client (clients/go/internal/wirecodec); the version grpc's
+# own module graph already requires, so that adding it moves no other module.
+PROTOC_GEN_GO_VTPROTO := github.com/planetscale/vtprotobuf/cmd/protoc-gen-go-vtproto@v0.6.1-0.20240319094008-0393e58bdf10
 GO_TOOLS := .tools/bin
 TS := clients/ts
 
@@ -50,6 +53,7 @@ setup: $(VENV)/.installed node_modules/.installed
 $(GO_TOOLS)/.installed: Makefile
 	GOBIN=$(abspath $(GO_TOOLS)) $(GO) install $(PROTOC_GEN_GO)
 	GOBIN=$(abspath $(GO_TOOLS)) $(GO) install $(PROTOC_GEN_GO_GRPC)
+	GOBIN=$(abspath $(GO_TOOLS)) $(GO) install $(PROTOC_GEN_GO_VTPROTO)
 	touch $@
 
 tools-go: $(GO_TOOLS)/.installed

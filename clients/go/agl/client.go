@@ -16,6 +16,7 @@ import (
 	"google.golang.org/grpc/keepalive"
 
 	aglv1 "github.com/agl-dev/agl/clients/go/gen/agl/v1"
+	"github.com/agl-dev/agl/clients/go/internal/wirecodec"
 )
 
 const (
@@ -131,6 +132,8 @@ func NewClient(address string, opts ...Option) (*Client, error) {
 		grpc.WithDefaultCallOptions(
 			grpc.MaxCallRecvMsgSize(maxMessageBytes),
 			grpc.MaxCallSendMsgSize(maxMessageBytes),
+			// Generated marshalling, not protobuf's reflection: a sixth of the CPU per span batch.
+			wirecodec.CallOption(),
 		),
 		// Keepalive pings notice a dead server on an idle stream (a long poll, the span stream).
 		grpc.WithKeepaliveParams(keepalive.ClientParameters{Time: 30 * time.Second, Timeout: 10 * time.Second}),

@@ -362,6 +362,19 @@ func TestErrorsCarryStatusAndAdvice(t *testing.T) {
 		t.Fatalf("oversized span: %+v, %v", ack, err)
 	}
 
+	// A name that is not UTF-8 goes out as it is (the client's generated marshalling does not check
+	// strings, see internal/wirecodec): the server rejects that span alone and stores the other.
+	fine, notUTF8 := agl.NewSpan("fine"), agl.NewSpan("bad \xff name")
+	for _, s := range []*aglv1.Span{fine, notUTF8} {
+		s.TraceId, s.RolloutId, s.AttemptId = agl.NewTraceID(), "ro-ok", claimed.GetAttempt().GetAttemptId()
+	}
+	ack, err = small.Spans().Send(ctx, fine, notUTF8)
+	if err != nil || ack.Accepted != 1 || len(ack.Rejected) != 1 || ack.Rejected[0].GetIndex() != 1 ||
+		codes.Code(ack.Rejected[0].GetCode()) != codes.InvalidArgument ||
+		!strings.Contains(ack.Rejected[0].GetMessage(), "UTF-8") {
+		t.Fatalf("a span named with invalid UTF-8: %+v, %v", ack, err)
+	}
+
 	server.Stop()
 	down := newClient(t, server.Address, agl.WithRetryDeadline(time.Second), agl.WithTimeout(2*time.Second))
 	_, err = down.GetResources(ctx, "")

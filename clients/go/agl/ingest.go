@@ -7,9 +7,9 @@ import (
 
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/status"
-	"google.golang.org/protobuf/proto"
 
 	aglv1 "github.com/agl-dev/agl/clients/go/gen/agl/v1"
+	"github.com/agl-dev/agl/clients/go/internal/wirecodec"
 )
 
 type spanStreamOptions struct {
@@ -165,7 +165,7 @@ func (s *SpanStream) Enqueue(ctx context.Context, spans ...*aglv1.Span) (*Pendin
 	pending := &Pending{done: make(chan struct{})}
 	items := make([]queuedSpan, 0, len(spans))
 	for i, span := range spans {
-		size := proto.Size(span)
+		size := wirecodec.Size(span)
 		if size > s.o.maxSpanBytes {
 			pending.ack.Rejected = append(pending.ack.Rejected, &aglv1.ItemError{
 				Index: int32(i), Code: int32(codes.ResourceExhausted),

@@ -7,6 +7,7 @@ package interop
 import (
 	"bytes"
 	"encoding/json"
+	"fmt"
 	"os"
 	"path/filepath"
 	"strings"
@@ -18,6 +19,7 @@ import (
 	"google.golang.org/protobuf/reflect/protoregistry"
 
 	_ "github.com/agl-dev/agl/clients/go/gen/agl/v1" // registers the agl.v1 messages
+	"github.com/agl-dev/agl/clients/go/internal/wirecodec"
 )
 
 var languages = []string{"python", "go", "ts"}
@@ -80,6 +82,12 @@ func TestVectors(t *testing.T) {
 				t.Fatalf("%s is stale or missing (%v); run `make interop-vectors`", mine, err)
 			}
 
+			// The client's codec (generated marshalling) writes what protobuf reads back as the
+			// same message, and its size is the size of those bytes.
+			if err := checkCodec(message, ours); err != nil {
+				t.Fatal(err)
+			}
+
 			// The description survives a round trip through Go's JSON writer and parser.
 			text, err := protojson.Marshal(message)
 			if err != nil {
@@ -102,6 +110,11 @@ func TestVectors(t *testing.T) {
 				if err := proto.Unmarshal(theirs, decoded); err != nil {
 					t.Fatalf("decode %s's encoding: %v", language, err)
 				}
+				// The client's codec reads the other language's bytes as protobuf does.
+				viaCodec := mt.New().Interface()
+				if err := (wirecodec.Codec{}).Unmarshal(theirs, viaCodec); err != nil || !proto.Equal(viaCodec, decoded) {
+					t.Fatalf("the client's codec decodes %s's encoding otherwise (%v):\n%v\nwant\n%v", language, err, viaCodec, decoded)
+				}
 				// proto.Equal compares values (NaN equals NaN); no unknown fields means nothing was lost.
 				if !proto.Equal(decoded, message) {
 					t.Fatalf("%s's encoding decodes to a different value in Go:\n%v\nwant\n%v", language, decoded, message)
@@ -115,4 +128,24 @@ func TestVectors(t *testing.T) {
 			}
 		})
 	}
+}
+
+// checkCodec: wirecodec encodes message to bytes protobuf parses back to an equal message, with
+// no unknown fields, of the size wirecodec.Size says; protobuf's own encoding has that size too.
+func checkCodec(message proto.Message, protobufs []byte) error {
+	encoded, err := (wirecodec.Codec{}).Marshal(message)
+	if err != nil {
+		return fmt.Errorf("the client's codec cannot encode it: %w", err)
+	}
+	back := message.ProtoReflect().New().Interface()
+	if err := proto.Unmarshal(encoded, back); err != nil || !proto.Equal(back, message) {
+		return fmt.Errorf("the client's codec encodes it otherwise (%v):\n%v\nwant\n%v", err, back, message)
+	}
+	if len(back.ProtoReflect().GetUnknown()) > 0 {
+		return fmt.Errorf("the client's codec writes fields protobuf does not know")
+	}
+	if size := wirecodec.Size(message); size != len(encoded) || size != len(protobufs) {
+		return fmt.Errorf("size %d, encoded %d bytes, protobuf %d bytes", size, len(encoded), len(protobufs))
+	}
+	return nil
 }

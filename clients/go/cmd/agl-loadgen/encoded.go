@@ -4,6 +4,7 @@ import (
 	"fmt"
 
 	aglv1 "github.com/agl-dev/agl/clients/go/gen/agl/v1"
+	"github.com/agl-dev/agl/clients/go/internal/wirecodec"
 	"google.golang.org/protobuf/encoding/protowire"
 	"google.golang.org/protobuf/proto"
 )
@@ -90,28 +91,14 @@ func (b *encodedBatch) next(batchID int64, ids func(i int, dst []byte)) rawMessa
 // rawMessage is a message already serialized; rawCodec sends it as it is.
 type rawMessage []byte
 
-// rawCodec sends rawMessage values as they are and (un)marshals anything else as protobuf, so the
-// stream's acks are still parsed messages. Its name is "proto": the server sees the usual
-// content-type.
-type rawCodec struct{}
+// rawCodec sends rawMessage values as they are and everything else as the agl client does
+// (wirecodec), so the stream's acks are still parsed messages. Its name is "proto": the server
+// sees the usual content-type.
+type rawCodec struct{ wirecodec.Codec }
 
-func (rawCodec) Marshal(v any) ([]byte, error) {
+func (c rawCodec) Marshal(v any) ([]byte, error) {
 	if raw, ok := v.(rawMessage); ok {
 		return raw, nil
 	}
-	message, ok := v.(proto.Message)
-	if !ok {
-		return nil, fmt.Errorf("rawCodec: cannot marshal %T", v)
-	}
-	return proto.Marshal(message)
+	return c.Codec.Marshal(v)
 }
-
-func (rawCodec) Unmarshal(data []byte, v any) error {
-	message, ok := v.(proto.Message)
-	if !ok {
-		return fmt.Errorf("rawCodec: cannot unmarshal into %T", v)
-	}
-	return proto.Unmarshal(data, message)
-}
-
-func (rawCodec) Name() string { return "proto" }

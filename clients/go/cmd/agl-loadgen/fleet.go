@@ -10,6 +10,7 @@ import (
 	"time"
 
 	aglv1 "github.com/agl-dev/agl/clients/go/gen/agl/v1"
+	"github.com/agl-dev/agl/clients/go/internal/wirecodec"
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/connectivity"
 	"google.golang.org/grpc/credentials/insecure"
@@ -67,7 +68,10 @@ func newFleet(cfg config) (*fleet, error) {
 	dial := []grpc.DialOption{
 		grpc.WithTransportCredentials(insecure.NewCredentials()),
 		grpc.WithDisableRetry(),
-		grpc.WithDefaultCallOptions(grpc.MaxCallRecvMsgSize(maxMessageBytes), grpc.MaxCallSendMsgSize(maxMessageBytes)),
+		grpc.WithDefaultCallOptions(
+			grpc.MaxCallRecvMsgSize(maxMessageBytes), grpc.MaxCallSendMsgSize(maxMessageBytes),
+			wirecodec.CallOption(), // as the agl client encodes: generated code, no reflection
+		),
 	}
 	if cfg.token != "" {
 		dial = append(dial, grpc.WithPerRPCCredentials(bearer{cfg.token}))
