@@ -13,7 +13,8 @@ Measures, in one run:
   and ack each batch without storing it, in grpc.aio, grpc-go and Rust's tonic (``--floors``,
   bench/ack_floors.py): the floor each transport alone sets, and Rust's with every span put into
   LMDB, synced (the floor of any durable store) and not; ``--split-cpus`` puts the servers on
-  CPU 0 and the writers on the other CPUs);
+  CPU 0 and the writers on the other CPUs; ``--go-encode once`` has the Go writers send each
+  batch serialized once, new span ids written into its bytes);
 - the full rollout lifecycle (enqueue, dequeue, 10 spans, succeed, query spans) with 1 and 8
   worker processes;
 - server memory (RSS and private) as 1M spans accumulate.
