@@ -56,8 +56,8 @@ def write_span_batches(path: Path, batches: Sequence[bytes]) -> Path:
 
 
 # How agl-loadgen's span writers serialize a batch: "each" (marshalled for every send, as a client
-# building its spans would) or "once" (its bytes kept, new span ids written in: the writers cost
-# the machine a third of the CPU, and leave the server all the more of it).
+# building its spans would) or "once" (its bytes kept, new span ids written in: 77-112 us of the
+# writers' CPU per 10-span batch against 125-132 for "each", left to the server they share with).
 ENCODINGS = ("each", "once")
 
 

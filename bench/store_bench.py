@@ -344,7 +344,7 @@ def main() -> int:
         choices=ENCODINGS,
         default="each",
         help="with --go-client: the Go writers marshal each batch for every send (each, the default) or serialize "
-        "it once and write new span ids into its bytes (once: they cost the machine a third of the CPU)",
+        "it once and write new span ids into its bytes (once: less of the writers' CPU per batch)",
     )
     parser.add_argument(
         "--split-cpus",

@@ -232,9 +232,6 @@ cdef class WireCheck:
                 return False
         return True
 
-    def __reduce__(self):
-        raise TypeError("WireCheck is not picklable; build one from the descriptor")
-
 
 cdef bint _packed(const unsigned char* p, Py_ssize_t n, unsigned char kind) noexcept nogil:
     cdef Py_ssize_t pos = 0
@@ -318,7 +315,6 @@ cdef class SpanIdCheck:
 
     cdef bint _span(self, const unsigned char* p, Py_ssize_t n) noexcept:
         cdef Py_ssize_t pos = 0
-        cdef Py_ssize_t start
         cdef uint64_t tag, number, value
         cdef Py_ssize_t trace = 0, span = 0, rollout = 0, attempt = 0
         cdef uint64_t sequence = 0
@@ -331,12 +327,9 @@ cdef class SpanIdCheck:
                 if wire != 0 or not read_varint(p, n, &pos, &sequence, 10):
                     return False
             elif number == self.trace_id or number == self.span_id or number == self.rollout_id or number == self.attempt_id:
-                if wire != 2:
+                if wire != 2 or not read_varint(p, n, &pos, &value, 5) or value > <uint64_t>(n - pos):
                     return False
-                start = pos
-                if not skip(p, n, &pos, wire):
-                    return False
-                read_varint(p, n, &start, &value, 5)  # the length again: read whole by skip
+                pos += <Py_ssize_t>value
                 if number == self.trace_id:
                     trace = <Py_ssize_t>value
                 elif number == self.span_id:

@@ -64,24 +64,22 @@ def edge_check(name: str | None = None) -> str:
 
 _REQUEST_WALK: Any = None
 _SPAN_WALK: Any = None
-_IN_USE = "parse"
 
 
 def use_edge_check(name: str | None = None) -> str:
     """Check whole batches this way from now on, in this process (:func:`edge_check` reads
     ``name``); the name chosen. agl-server calls it at start; until then the default holds."""
-    global _REQUEST_WALK, _SPAN_WALK, _IN_USE
+    global _REQUEST_WALK, _SPAN_WALK
     name = edge_check(name)
     if name == "wire":
         _REQUEST_WALK, _SPAN_WALK = WireCheck(s.IngestSpansRequest.DESCRIPTOR), WireCheck(trace_pb2.Span.DESCRIPTOR)
     else:
         _REQUEST_WALK = _SPAN_WALK = None
-    _IN_USE = name
     return name
 
 
 def edge_check_in_use() -> str:
-    return _IN_USE
+    return "wire" if _REQUEST_WALK is not None else "parse"
 
 
 use_edge_check("wire" if WireCheck is not None else "parse")

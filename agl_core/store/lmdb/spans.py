@@ -51,6 +51,32 @@ class PendingSpans:
         return response
 
 
+def _placeable_one_by_one(
+    raws: Sequence[bytes], headers: Sequence[Any] | None, response: s.IngestSpansResponse
+) -> list[tuple[int, Any, bytes]]:
+    """(index, header, bytes) of the spans whose ids can be placed, each header parsed (unless
+    ``headers`` has them) and checked in Python; the others are added to ``response.rejected``."""
+    valid: list[tuple[int, Any, bytes]] = []
+    for i, raw in enumerate(raws):
+        if headers is not None:
+            header = headers[i]
+        else:
+            try:
+                header = SpanHeader.FromString(raw)
+            except Exception as exc:
+                message = f"spans[{i}] could not be decoded as agl.v1.Span ({exc})"
+                response.rejected.add(index=i, code=span_write.INVALID_ARGUMENT, message=message)
+                continue
+        if not validation.span_ids_well_formed(header):
+            try:
+                validation.check_span(header, f"spans[{i}]")
+            except InvalidArgumentError as exc:
+                response.rejected.add(index=i, code=span_write.INVALID_ARGUMENT, message=str(exc))
+                continue
+        valid.append((i, header, raw))
+    return valid
+
+
 class SpansMixin(LmdbCore):
     """Ingest and read spans; reserve sequence ids."""
 
@@ -73,30 +99,11 @@ class SpansMixin(LmdbCore):
         a coroutine (or task) per batch between it and the writer cost the event loop a hop and a
         task per batch. Call it on the event loop thread."""
         response = s.IngestSpansResponse()
-        valid: list[tuple[int, Any, bytes]] = []
-        parse = SpanHeader.FromString
-        well_formed = validation.span_ids_well_formed
         headers = span_headers(raws, whole)
         if headers is not None and whole is not None and validation.batch_span_ids_well_formed(whole):
             valid = list(zip(range(len(raws)), headers, raws, strict=True))  # all placeable: no Python per header
-            return PendingSpans(response, self._write(lambda tx: self._ingest_op(tx, valid)) if valid else None)
-        for i, raw in enumerate(raws):
-            if headers is not None:
-                header = headers[i]
-            else:
-                try:
-                    header = parse(raw)
-                except Exception as exc:
-                    message = f"spans[{i}] could not be decoded as agl.v1.Span ({exc})"
-                    response.rejected.add(index=i, code=span_write.INVALID_ARGUMENT, message=message)
-                    continue
-            if not well_formed(header):
-                try:
-                    validation.check_span(header, f"spans[{i}]")
-                except InvalidArgumentError as exc:
-                    response.rejected.add(index=i, code=span_write.INVALID_ARGUMENT, message=str(exc))
-                    continue
-            valid.append((i, header, raw))
+        else:
+            valid = _placeable_one_by_one(raws, headers, response)
         write = self._write(lambda tx: self._ingest_op(tx, valid)) if valid else None
         return PendingSpans(response, write)
 

@@ -30,7 +30,7 @@
 //	             of each batch, from its send to its ack, and batches/s. -latencies FILE also
 //	             writes each one (writer, send time, latency), to see when the slow ones came.
 //	             -encode once serializes each writer's batch once and writes the new ids into its
-//	             bytes (a third of the client's CPU); each (the default) marshals every send.
+//	             bytes (less client CPU per batch); each (the default) marshals every send.
 //
 // Each run uses a namespace of its own (-namespace), so runs against one server do not mix.
 // Progress goes to stderr; with -json, one JSON object with the figures goes to stdout.
