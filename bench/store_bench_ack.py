@@ -201,10 +201,21 @@ def report_go_ack_latency(
                 spent, kernel = (seconds / batches_total * 1e6 for seconds in thread_cpu_spent(threads, after, group))
                 report.add(f"    of it {group}, {label}", spent, "us", note=f"{kernel:.0f} us in the kernel")
         report.add(f"  client CPU per batch (agl-loadgen), {label}", run.client_us, "us", note=CLIENT_NOTE)
+        report_client_garbage(report, label, result)
         bad = result["bad_acks"]
         report.add(f"  batches not wholly stored, {label}", bad, "batches", target="0", met=bad == 0)
         if logged is not None:
             report_timeline(report, label, logged, result["batches_acked"])
+
+
+def report_client_garbage(report: Report, label: str, result: dict[str, Any]) -> None:
+    """What the Go writers allocated per batch and how often their garbage collector ran in the
+    window: its marking takes CPU from the server on this machine and delays the writers' own
+    receives, so a writer that makes much garbage shows in the latencies it measures."""
+    if "alloc_bytes_per_batch" not in result:  # an agl-loadgen from before it reported them
+        return
+    report.add(f"  client allocated per batch (agl-loadgen), {label}", result["alloc_bytes_per_batch"], "bytes")
+    report.add(f"  client garbage collections (agl-loadgen), {label}", result["gc_cycles"], "in the window")
 
 
 def report_timeline(report: Report, label: str, path: Path, acked: int) -> None:

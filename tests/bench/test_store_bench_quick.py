@@ -53,6 +53,11 @@ def test_ack_only_reports_latency_and_cpu_per_batch() -> None:
         assert rows[f"batches not wholly stored, {label}"] == (0, "batches")
         # The Go writers' own CPU, which shares the machine with the server's.
         assert rows[f"client CPU per batch (agl-loadgen), {label}"][0] > 0
+        # And their garbage: every batch sent and acked allocates something (the ack at least).
+        allocated, unit = rows[f"client allocated per batch (agl-loadgen), {label}"]
+        assert unit == "bytes" and allocated > 0
+        collections, unit = rows[f"client garbage collections (agl-loadgen), {label}"]
+        assert unit == "in the window" and collections >= 0 and collections == int(collections)
         for stack in ("grpc.aio", "grpc-go"):
             check_floor_rows(rows, f"{label}, bare {stack} (no store)")
     # --go-latencies: every batch of the eight Go writers' window, from each writer, one line each

@@ -112,7 +112,7 @@ func TestVectors(t *testing.T) {
 				}
 				// The client's codec reads the other language's bytes as protobuf does.
 				viaCodec := mt.New().Interface()
-				if err := (wirecodec.Codec{}).Unmarshal(theirs, viaCodec); err != nil || !proto.Equal(viaCodec, decoded) {
+				if err := wirecodec.Decode(theirs, viaCodec); err != nil || !proto.Equal(viaCodec, decoded) {
 					t.Fatalf("the client's codec decodes %s's encoding otherwise (%v):\n%v\nwant\n%v", language, err, viaCodec, decoded)
 				}
 				// proto.Equal compares values (NaN equals NaN); no unknown fields means nothing was lost.
@@ -133,7 +133,7 @@ func TestVectors(t *testing.T) {
 // checkCodec: wirecodec encodes message to bytes protobuf parses back to an equal message, with
 // no unknown fields, of the size wirecodec.Size says; protobuf's own encoding has that size too.
 func checkCodec(message proto.Message, protobufs []byte) error {
-	encoded, err := (wirecodec.Codec{}).Marshal(message)
+	encoded, err := wirecodec.Encode(message)
 	if err != nil {
 		return fmt.Errorf("the client's codec cannot encode it: %w", err)
 	}

@@ -5,6 +5,7 @@ import (
 
 	aglv1 "github.com/agl-dev/agl/clients/go/gen/agl/v1"
 	"github.com/agl-dev/agl/clients/go/internal/wirecodec"
+	"google.golang.org/grpc/mem"
 	"google.golang.org/protobuf/encoding/protowire"
 	"google.golang.org/protobuf/proto"
 )
@@ -96,9 +97,9 @@ type rawMessage []byte
 // sees the usual content-type.
 type rawCodec struct{ wirecodec.Codec }
 
-func (c rawCodec) Marshal(v any) ([]byte, error) {
+func (c rawCodec) Marshal(v any) (mem.BufferSlice, error) {
 	if raw, ok := v.(rawMessage); ok {
-		return raw, nil
+		return mem.BufferSlice{mem.SliceBuffer(raw)}, nil
 	}
 	return c.Codec.Marshal(v)
 }
