@@ -113,13 +113,11 @@ func TestPooledBuffersCarryNothingOver(t *testing.T) {
 	long, short := llmBatch(), llmBatch()
 	short.Spans = short.Spans[:7]
 	for _, message := range []*aglv1.IngestSpansRequest{long, short, long, short} {
-		data, err := Codec{}.Marshal(message)
+		raw, err := Encode(message) // through a pooled buffer, freed
 		if err != nil {
 			t.Fatal(err)
 		}
 		// As gRPC hands a large message over: in several buffers.
-		raw := data.Materialize()
-		data.Free()
 		third := len(raw) / 3
 		parts := mem.BufferSlice{
 			mem.SliceBuffer(raw[:third]), mem.SliceBuffer(raw[third : 2*third]), mem.SliceBuffer(raw[2*third:]),
