@@ -108,14 +108,19 @@ class Report:
             "time": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
             "machine": {"cpus": os.cpu_count(), "python": platform.python_version(), "platform": platform.platform()},
             "context": self.context,
-            # Overrides its servers inherited: interpreter settings (agl_server.tuning) and durability.
+            # Overrides its servers inherited: interpreter settings (agl_server.tuning), durability and
+            # the store's compiled paths (which span loop, edge check and meta page sync ran).
             "server_settings": {
-                k: v for k, v in sorted(os.environ.items()) if k.startswith("AGL_SERVER_") or k == "AGL_DURABILITY"
+                k: v for k, v in sorted(os.environ.items()) if k.startswith("AGL_SERVER_") or k in SETTINGS
             },
             "rows": [asdict(row) for row in self.rows],
         }
         path.write_text(json.dumps(payload, indent=2) + "\n")
         return path
+
+
+# The environment's settings of agl-server and its store recorded with each result (besides AGL_SERVER_*).
+SETTINGS = ("AGL_DURABILITY", "AGL_META_SYNC", "AGL_SPAN_LOOP", "AGL_EDGE_CHECK")
 
 
 def saved_as(path: Path) -> str:
