@@ -15,6 +15,7 @@ from typing import Any
 
 import lmdb
 import pytest
+from support.writer_hold import writer_held
 
 from agl_core.errors import InternalError
 from agl_core.store.lmdb import LmdbStore, meta_sync
@@ -108,16 +109,8 @@ async def write_while_held(writer: Writer[list[str]], keys: list[bytes]) -> list
     """Queue one write per key while the writer is held inside an earlier one, so that its group
     commits with more writes waiting (its sync goes to the syncer thread); the outcomes of the
     holding write and of the keys' writes."""
-    held, release = threading.Event(), threading.Event()
-
-    def hold(txn: lmdb.Transaction, effects: list[str]) -> None:
-        held.set()
-        assert release.wait(30), "the test never released the writer"
-
-    blocker = writer.submit(hold)
-    assert await asyncio.to_thread(held.wait, 30)
-    futures = [writer.submit(put(key)) for key in keys]
-    release.set()
+    async with writer_held(writer) as blocker:
+        futures = [writer.submit(put(key)) for key in keys]
     return await asyncio.gather(blocker, *futures, return_exceptions=True)
 
 

@@ -5,12 +5,12 @@ others commit once, and only the effects of those that succeeded are published."
 from __future__ import annotations
 
 import asyncio
-import threading
 from pathlib import Path
 from typing import Any
 
 import lmdb
 import pytest
+from support.writer_hold import writer_held
 
 from agl_core.errors import AglError, InternalError, NotFoundError
 from agl_core.store.lmdb.writer import NESTED_AFTER_FAILURE, Writer
@@ -46,17 +46,9 @@ def put(key: bytes, fail: BaseException | None = None) -> Any:
 async def run_as_one_group(writer: Writer[list[str]], ops: list[Any]) -> list[Any]:
     """Submit ``ops`` while the writer is held inside an earlier operation, so that they all wait
     and the writer takes them as one group; their outcomes (results or exceptions)."""
-    held, release = threading.Event(), threading.Event()
-
-    def hold(txn: lmdb.Transaction, effects: list[str]) -> None:
-        held.set()
-        assert release.wait(30), "the test never released the writer"
-
-    blocker = writer.submit(hold)
-    assert await asyncio.to_thread(held.wait, 30)
-    futures = [writer.submit(op) for op in ops]
-    groups = writer.groups
-    release.set()
+    async with writer_held(writer) as blocker:
+        futures = [writer.submit(op) for op in ops]
+        groups = writer.groups
     await blocker
     outcomes = await asyncio.gather(*futures, return_exceptions=True)
     assert writer.groups == groups + 2, "the operations did not run as one group"
