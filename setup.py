@@ -1,11 +1,9 @@
-"""The compiled modules of agl: the store writer's span loop (agl_core/store/lmdb/span_loop.pyx),
-the store's data syncer (agl_core/store/lmdb/data_sync.pyx) and the edge check's wire walk
-(agl_core/store/wire_check.pyx).
+"""The compiled modules of agl: the store writer's span loop (agl_core/store/lmdb/span_loop.pyx)
+and the edge check's wire walk (agl_core/store/wire_check.pyx).
 
 Everything else is in pyproject.toml. The extensions are optional: where they cannot be compiled
 (no C compiler), the install goes on without them; the store runs its Python twin of the span loop
-(span_path.py), AGL_META_SYNC=deferred is refused (meta_sync.py) and the edge check parses
-every batch (agl_server/span_checks.py).
+(span_path.py) and the edge check parses every batch (agl_server/span_checks.py).
 """
 
 from Cython.Build import cythonize
@@ -15,7 +13,6 @@ setup(
     ext_modules=cythonize(
         [
             Extension("agl_core.store.lmdb.span_loop", ["agl_core/store/lmdb/span_loop.pyx"], optional=True),
-            Extension("agl_core.store.lmdb.data_sync", ["agl_core/store/lmdb/data_sync.pyx"], optional=True),
             Extension("agl_core.store.wire_check", ["agl_core/store/wire_check.pyx"], optional=True),
         ],
         compiler_directives={"language_level": "3"},

@@ -209,7 +209,7 @@ async def serve(args: argparse.Namespace) -> None:
         logger.error("%s; agl-server runs without it", failure)
     try:
         backend = open_backend(args, pm)
-    except (PluginError, ValueError) as exc:  # ValueError: a backend's option (AGL_SPAN_LOOP, AGL_META_SYNC for lmdb)
+    except (PluginError, ValueError) as exc:  # ValueError: a backend's option (AGL_SPAN_LOOP for lmdb)
         raise SystemExit(f"agl-server: {exc}") from None
     config.extra_services = extra_services(pm, backend)
     server = AglServer(backend, config)
@@ -226,8 +226,6 @@ async def serve(args: argparse.Namespace) -> None:
             "auth": bool(config.token),
             # The LMDB store's span loop ("compiled" or "python", span_path.py); other backends have none.
             "span_loop": getattr(backend, "span_loop", None),
-            # When a durable commit's meta page is synced ("deferred" or "commit", meta_sync.py).
-            "meta_sync": getattr(backend, "meta_sync", None),
             # How span batches are checked at the edge ("wire" or "parse", span_checks.py).
             "edge_check": edge_check,
         },

@@ -20,8 +20,6 @@ import threading
 import time
 from collections.abc import Callable
 
-from agl_core.threads import GilFreeThread
-
 BUSY_CORES = 0.5  # pin at or above this much CPU per second of wall time
 IDLE_CORES = 0.25  # spread again at or below this
 SAMPLE_SECONDS = 1.0
@@ -50,12 +48,8 @@ def current_cpu() -> int | None:
 
 
 def pin_python_threads(cpu: int) -> None:
-    """Pin every running Python thread (and so the threads they start later) to ``cpu``, but those
-    that never take the GIL (:class:`~agl_core.threads.GilFreeThread`: the store's data syncer),
-    which would only take that core's time from the others."""
+    """Pin every running Python thread (and so the threads they start later) to ``cpu``."""
     for thread in threading.enumerate():
-        if isinstance(thread, GilFreeThread):
-            continue
         if thread.native_id is not None and thread.is_alive():
             _set(thread.native_id, {cpu})
 

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import os
 import re
 from pathlib import Path
 
@@ -11,7 +10,7 @@ import aiohttp
 import grpc
 import pytest
 from opentelemetry.proto.collector.trace.v1 import trace_service_pb2, trace_service_pb2_grpc
-from support.http_listener import listening_server, scrape
+from support.http_listener import scrape
 from support.waits import until
 
 from agl_core.client import GrpcStore
@@ -19,7 +18,6 @@ from agl_core.errors import NotFoundError
 from agl_core.proto import runner_pb2 as r
 from agl_core.proto import runner_pb2_grpc
 from agl_core.proto import types_pb2 as t
-from agl_core.store.lmdb import meta_sync
 from agl_core.types import new_span
 from agl_server.process import ServerProcess
 
@@ -85,8 +83,6 @@ async def test_metrics_follow_rollouts_spans_attempts_and_workers(
     assert after["agl_store_commit_seconds_count"] >= 5
     assert after["agl_store_commit_groups_total"] >= after["agl_store_commit_seconds_count"]
     assert after["agl_store_group_reruns_total"] >= 1
-    assert after["agl_store_meta_sync_info{sync=none}"] == 1  # this server runs --durability nosync
-    assert "agl_store_data_syncs_total{thread=writer}" not in after
     # Every group's commit is timed as a part of the group's time.
     assert after["agl_store_commit_flush_seconds_count"] == after["agl_store_commit_seconds_count"]
     assert 0 < after["agl_store_commit_flush_seconds_sum"] <= after["agl_store_commit_seconds_sum"]
@@ -95,28 +91,6 @@ async def test_metrics_follow_rollouts_spans_attempts_and_workers(
     assert after["agl_lmdb_file_bytes"] > 0
     assert after["process_resident_memory_bytes"] > 0
     assert after["agl_work_streams_open"] == 0
-
-
-@pytest.mark.parametrize("mode", ["commit", "deferred"])
-async def test_a_durable_server_says_when_it_syncs_its_commits(
-    tmp_path: Path, http: aiohttp.ClientSession, mode: str
-) -> None:
-    # AGL_META_SYNC (agl_core/store/lmdb/meta_sync.py): the meta page synced in the commit, or after
-    # it, each group's commit then synced by the writer or the syncer thread.
-    if mode == "deferred" and not meta_sync.deferred_available():
-        pytest.skip("the data syncer (data_sync.pyx) is not built in this install (no C compiler at pip install)")
-    env = {**os.environ, meta_sync.ENV: mode}
-    with listening_server(tmp_path, "--durability", "sync", env=env) as server:
-        async with GrpcStore(server.address) as store:
-            await asyncio.gather(*(store.enqueue_rollout({"n": n}) for n in range(40)))
-        samples = await scrape(http, server)
-    assert samples[f"agl_store_meta_sync_info{{sync={mode}}}"] == 1
-    if mode == "commit":
-        assert "agl_store_data_syncs_total{thread=writer}" not in samples
-    else:
-        writer = samples["agl_store_data_syncs_total{thread=writer}"]
-        syncer = samples["agl_store_data_syncs_total{thread=syncer}"]
-        assert writer >= 1 and writer + syncer == samples["agl_store_commit_groups_total"]
 
 
 async def test_work_streams_and_unresponsive_attempts(

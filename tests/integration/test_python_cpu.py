@@ -21,7 +21,6 @@ from support.waits import until
 from agl_core import new_span
 from agl_core.client import GrpcStore
 from agl_core.proto import store_pb2 as s
-from agl_core.store.lmdb import meta_sync
 from agl_server.process import ServerProcess
 
 pytestmark = pytest.mark.skipif(
@@ -42,9 +41,8 @@ def _cpu_list(text: str) -> set[int]:
 
 
 def _threads(pid: int) -> tuple[list[set[int]], list[set[int]]]:
-    """The CPUs each Python thread of process ``pid`` may run on, and each thread that never takes
-    the GIL. Python threads keep the process's name; grpc names its own (event_engine,
-    grpc_global_timer), and the store its data syncer (agl-data-sync)."""
+    """The CPUs each Python thread of process ``pid`` may run on, and each of grpc's C++ threads.
+    Python threads keep the process's name; grpc names its own (event_engine, grpc_global_timer)."""
     found = []
     for tid in os.listdir(f"/proc/{pid}/task"):
         with contextlib.suppress(FileNotFoundError):  # it ended meanwhile
@@ -54,21 +52,8 @@ def _threads(pid: int) -> tuple[list[set[int]], list[set[int]]]:
             found.append((int(tid), name, _cpu_list(cpus)))
     main_name = next(name for tid, name, _ in found if tid == pid)
     python = [cpus for _, name, cpus in found if name == main_name]
-    # grpc's, and the store's data syncer (compiled, it never takes the GIL: meta_sync.py).
-    native = [cpus for _, name, cpus in found if name.startswith(("event_engine", "grpc", "agl-data-sync"))]
+    native = [cpus for _, name, cpus in found if name.startswith(("event_engine", "grpc"))]
     return python, native
-
-
-def _syncer_cpus(pid: int) -> list[set[int]]:
-    """The CPUs each thread named agl-data-sync (the store's data syncer) may run on."""
-    found = []
-    for tid in os.listdir(f"/proc/{pid}/task"):
-        with contextlib.suppress(FileNotFoundError):
-            status = Path(f"/proc/{pid}/task/{tid}/status").read_text()
-            if re.search(r"^Name:\tagl-data-sync$", status, re.M):
-                cpus = re.search(r"^Cpus_allowed_list:\t(.*)$", status, re.M).group(1)  # type: ignore[union-attr]
-                found.append(_cpu_list(cpus))
-    return found
 
 
 @contextlib.asynccontextmanager
@@ -126,9 +111,7 @@ def _pinned_to(server: ServerProcess) -> list[int]:
 
 
 async def test_busy_pins_the_python_threads_and_idle_spreads_them_again(tmp_path: Path) -> None:
-    # With the meta page's sync deferred where built, so that the data syncer runs too.
-    env = {**os.environ, meta_sync.ENV: "deferred" if meta_sync.deferred_available() else "commit"}
-    with ServerProcess(tmp_path / "data", args=["--http-port", "0"], env=env) as server:
+    with ServerProcess(tmp_path / "data", args=["--http-port", "0"]) as server:
         async with aiohttp.ClientSession() as http:
             await _busy_then_idle(server, http)
 
@@ -152,8 +135,6 @@ async def _busy_then_idle(server: ServerProcess, http: aiohttp.ClientSession) ->
         # The event loop, grpc's poller and the store's writer at least; grpc's C++ threads not.
         assert len(python) >= 3 and all(cpus == {cpu} for cpus in python), python
         assert native and all(cpus == ALLOWED for cpus in native), native
-        if meta_sync.deferred_available():  # the data syncer runs, and it was left on every CPU
-            assert _syncer_cpus(pid) == [ALLOWED]
         assert (await scrape(http, server))["agl_server_python_cpu"] == cpu
 
     async def spread() -> bool:

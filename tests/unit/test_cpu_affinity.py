@@ -8,7 +8,6 @@ import threading
 
 import pytest
 
-from agl_core.threads import GilFreeThread
 from agl_server.cpu_affinity import LoadPinning, spread_threads
 
 pytestmark = pytest.mark.skipif(
@@ -46,27 +45,3 @@ def test_pins_at_half_a_core_spreads_at_a_quarter_and_holds_in_between() -> None
         release.set()
         if late.is_alive():
             late.join(30)
-
-
-def test_a_thread_that_never_takes_the_gil_is_left_on_every_cpu() -> None:
-    # The store's data syncer (meta_sync.py) spends its time in fdatasync, without the GIL: pinned
-    # with the Python threads it would only take their core's time.
-    allowed = os.sched_getaffinity(0)
-    cpu = max(allowed)
-    started, release = threading.Event(), threading.Event()
-    free = GilFreeThread(target=lambda: (started.set(), release.wait(30)), name="test-gil-free")
-    plain = threading.Thread(target=lambda: release.wait(30))
-    free.start()
-    plain.start()
-    pinning = LoadPinning(cpu)
-    try:
-        assert started.wait(30)
-        pinning.observe(1.0)
-        assert free.native_id is not None and plain.native_id is not None
-        assert os.sched_getaffinity(plain.native_id) == {cpu}
-        assert os.sched_getaffinity(free.native_id) == allowed
-    finally:
-        spread_threads(cpu, allowed)
-        release.set()
-        free.join(30)
-        plain.join(30)

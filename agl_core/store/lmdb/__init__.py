@@ -25,8 +25,6 @@ class LmdbStore(LightningStore):
     :param span_id_filter_budget: bytes of memory for the span-id filters of all attempts.
     :param span_loop: the store writer's span loop, ``"compiled"`` or ``"python"`` (default:
         ``$AGL_SPAN_LOOP``, else compiled where the extension was built; see ``span_path.py``).
-    :param meta_sync: ``"deferred"`` or ``"commit"``: when a durable commit's meta page is synced
-        (default: ``$AGL_META_SYNC``, else commit; deferred needs the extension built; see ``meta_sync.py``).
     """
 
     backend: LmdbBackend
@@ -40,7 +38,6 @@ class LmdbStore(LightningStore):
         resident_budget: int = DEFAULT_RESIDENT_BUDGET,
         span_id_filter_budget: int = DEFAULT_SPAN_ID_FILTER_BUDGET,
         span_loop: str | None = None,
-        meta_sync: str | None = None,
     ) -> None:
         super().__init__(
             LmdbBackend(
@@ -50,7 +47,6 @@ class LmdbStore(LightningStore):
                 resident_budget=resident_budget,
                 span_id_filter_budget=span_id_filter_budget,
                 span_loop=span_loop,
-                meta_sync=meta_sync,
             )
         )
 

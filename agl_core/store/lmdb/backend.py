@@ -65,7 +65,4 @@ class LmdbBackend(
         are dropped and rebuilt from their logs when written again.
     :param span_loop: ``"compiled"`` or ``"python"``: which span loop the writer runs
         (``span_path.py``; default ``$AGL_SPAN_LOOP``, else compiled where built).
-    :param meta_sync: ``"deferred"`` or ``"commit"``: when a durable commit's meta page is synced,
-        after the commit off the writer's path or in it (``meta_sync.py``; default
-        ``$AGL_META_SYNC``, else commit). Acknowledged writes are durable either way.
     """

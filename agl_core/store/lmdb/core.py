@@ -20,7 +20,6 @@ import lmdb
 from agl_core.errors import FailedPreconditionError
 from agl_core.store import rules
 from agl_core.store.lmdb import dispatch, expiry, rollout_index, span_path
-from agl_core.store.lmdb.meta_sync import choose as choose_meta_sync
 from agl_core.store.lmdb.reads import ReadGate, ReadTransaction, begin_read, read_pool
 from agl_core.store.lmdb.records import Effects, Tx
 from agl_core.store.lmdb.resident import ResidentTrimmer
@@ -64,22 +63,15 @@ class LmdbCore:
         resident_budget: int = DEFAULT_RESIDENT_BUDGET,
         span_id_filter_budget: int = DEFAULT_SPAN_ID_FILTER_BUDGET,
         span_loop: str | None = None,
-        meta_sync: str | None = None,
     ):
         # The writer's span loop: compiled where built, else Python (span_path; AGL_SPAN_LOOP).
         # Chosen first: a bad choice opens (creates) nothing.
         self.span_loop, self._span_ingest = span_path.choose(span_loop)
-        # When a durable commit's meta page is synced (meta_sync.py; AGL_META_SYNC): None without sync.
-        self.meta_sync = choose_meta_sync(sync, meta_sync)
         self.path = os.fspath(path) if path is not None else default_data_dir()
-        self.env, self.dbs = open_environment(
-            self.path, map_size=map_size, sync=sync, metasync=self.meta_sync == "commit"
-        )
+        self.env, self.dbs = open_environment(self.path, map_size=map_size, sync=sync)
         self.page_size: int = self.env.stat()["psize"]
         rollout_index.ensure(self.env, self.dbs)
         self._dispatch = dispatch.rebuild(self.env, self.dbs)
-        if self.meta_sync == "deferred":
-            self.env.sync(True)  # what opening wrote, before anything reads it
         self._read_gate = ReadGate()
         self._read_pool = read_pool()
         self.sync = sync
@@ -125,7 +117,6 @@ class LmdbCore:
             on_abort=self._on_abort,
             pause_readers=self._read_gate.exclusive,
             observers=self._commit_observers,
-            deferred_sync=os.path.join(self.path, "data.mdb") if self.meta_sync == "deferred" else None,
         )
         self._watchdog = Watchdog(loop, self._expire)
         self._rearm_watchdog()
@@ -154,7 +145,6 @@ class LmdbCore:
             await asyncio.get_running_loop().run_in_executor(None, self._writer.close)
             # Let the final group's results reach their callers before the environment goes away.
             await asyncio.sleep(0)
-            self._writer.detach()
         for waiters in self._terminal_waiters.values():
             for waiter in waiters:
                 if not waiter.done():
@@ -188,13 +178,6 @@ class LmdbCore:
         """Groups run a second time, with a nested transaction per operation, because one failed."""
         writer = self._writer
         return writer.reruns if writer is not None else 0
-
-    @property
-    def meta_syncs(self) -> tuple[int, int] | None:
-        """With the meta page's sync deferred (meta_sync.py): the commits synced on the writer thread
-        and on the syncer thread so far; None otherwise."""
-        writer = self._writer
-        return writer.syncs if writer is not None else None
 
     @property
     def span_id_index(self) -> SpanIdIndex:

@@ -129,13 +129,8 @@ class Databases:
     rollout_events: lmdb._Database
 
 
-def open_environment(
-    path: str, *, map_size: int, sync: bool, metasync: bool | None = None
-) -> tuple[lmdb.Environment, Databases]:
-    """Open (creating if needed) the environment under ``path`` and all its sub-databases.
-
-    ``metasync``: whether a synced commit also syncs its meta page (default: as ``sync``); False
-    when the writer syncs after the commit instead (``meta_sync.py``)."""
+def open_environment(path: str, *, map_size: int, sync: bool) -> tuple[lmdb.Environment, Databases]:
+    """Open (creating if needed) the environment under ``path`` and all its sub-databases."""
     create_private_dir(path)
     env = lmdb.open(
         path,
@@ -145,7 +140,7 @@ def open_environment(
         # Durable commits by default. Without sync a commit still survives a kill -9 of the process
         # (the pages are in the OS page cache), but not a crash of the machine.
         sync=sync,
-        metasync=sync if metasync is None else metasync,
+        metasync=sync,
         # Reads happen on the event loop thread and writes on the writer thread, so transactions
         # must not be tied to threads (py-lmdb passes MDB_NOTLS whenever lock is on).
         lock=True,

@@ -14,10 +14,6 @@ copies every page its operation touches that the group had already changed). Aft
 next groups take the nested way straight away for a while, so that a workload whose operations
 often fail does not run its groups twice.
 
-With the meta page's sync deferred (``meta_sync.py``, ``AGL_META_SYNC=deferred``) the commit ends
-once the meta page is written, and the callers are answered after a sync of the data file that
-follows it: on another thread while the writer runs the next group, or here when none waits.
-
 When the map is full the group is aborted, the map is doubled on the event loop thread (where
 no read transaction can be open at that moment, since reads never span an ``await``) and the
 group runs again.
@@ -37,7 +33,6 @@ from typing import Any, Generic, TypeVar
 import lmdb
 
 from agl_core.errors import AglError, InternalError, ResourceExhaustedError
-from agl_core.store.lmdb.meta_sync import DeferredSync
 
 logger = logging.getLogger(__name__)
 
@@ -72,7 +67,6 @@ class Writer(Generic[E]):
         on_abort: Callable[[], None] = lambda: None,
         pause_readers: Callable[[], contextlib.AbstractContextManager[Any]] = contextlib.nullcontext,
         observers: list[Callable[[int, float, float], None]] | None = None,
-        deferred_sync: str | None = None,
     ) -> None:
         """:param on_abort: called on the writer thread whenever writes are rolled back (an operation
         failed, or a whole group), so caches of what is on disk can be dropped.
@@ -81,10 +75,7 @@ class Writer(Generic[E]):
         :param observers: called on the writer thread after each group with its number of operations,
             the seconds it took to run and commit, and of those the seconds the commit itself took
             (writing the pages and, when durable, syncing them: agl-server's metrics); a list the
-            owner may add to later.
-        :param deferred_sync: the environment's data file, when ``env`` was opened with the meta
-            page's sync left out of commits (``meta_sync.py``): each group's callers then hear of it
-            once a sync of that file begun after its commit has finished."""
+            owner may add to later."""
         self._pause_readers = pause_readers
         self._env = env
         self._loop = loop
@@ -95,7 +86,6 @@ class Writer(Generic[E]):
         self._pending: deque[tuple[Op, asyncio.Future[Any]]] = deque()
         self._cond = threading.Condition()
         self._closing = False
-        self._deferred = DeferredSync(deferred_sync, loop, self._deliver) if deferred_sync is not None else None
         self._thread = threading.Thread(target=self._run, name=name, daemon=True)
         self.groups = 0
         self.ops = 0
@@ -117,26 +107,11 @@ class Writer(Generic[E]):
         return future
 
     def close(self) -> None:
-        """Run what is queued, then stop the thread (and the syncer's)."""
+        """Run what is queued, then stop the thread."""
         with self._cond:
             self._closing = True
             self._cond.notify()
         self._thread.join()
-        if self._deferred is not None:
-            self._deferred.stop()
-
-    @property
-    def syncs(self) -> tuple[int, int] | None:
-        """With the meta page's sync deferred: the commits synced by this thread (nothing else
-        waited) and by the syncer thread; None otherwise."""
-        deferred = self._deferred
-        return (deferred.inline, deferred.handed_off) if deferred is not None else None
-
-    def detach(self) -> None:
-        """On the event loop, after :meth:`close`: deliver what the last syncs covered and let go of
-        the syncer's files."""
-        if self._deferred is not None:
-            self._deferred.detach()
 
     # --- writer thread -----------------------------------------------------------------------------
 
@@ -182,11 +157,6 @@ class Writer(Generic[E]):
                     observe(len(group), elapsed, flush)
                 except Exception:
                     logger.exception("a commit observer failed")
-        if self._deferred is not None:
-            # The queue read without its lock: an operation queued just after this check waits for
-            # the inline sync, as every operation waited for the commit's own sync before.
-            self._deferred.committed(group, outcomes, effects, others_waiting=bool(self._pending) and not self._closing)
-            return
         try:
             self._loop.call_soon_threadsafe(self._deliver, group, outcomes, effects)
         except RuntimeError:

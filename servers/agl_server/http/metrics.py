@@ -99,25 +99,6 @@ class ServerCollector(Collector):
                 "Groups the writer ran again, each operation in a nested transaction, because one operation failed",
                 reruns,
             )
-        mode = getattr(self.ctx.store, "meta_sync", "")
-        if mode != "":  # an LMDB store: deferred, commit, or None (commits not synced)
-            yield InfoMetricFamily(
-                "agl_store_meta_sync",
-                "When a durable commit's meta page is synced: commit (in it, the default), deferred (after it, off the "
-                "writer's path: AGL_META_SYNC=deferred) or none (--durability nosync)",
-                value={"sync": mode or "none"},
-            )
-        syncs = getattr(self.ctx.store, "meta_syncs", None)
-        if syncs is not None:
-            where = CounterMetricFamily(
-                "agl_store_data_syncs",
-                "Commits made durable after the fact (AGL_META_SYNC=deferred), by the thread that synced them: "
-                "writer (nothing else waited) or syncer (the writer went on with the next group)",
-                labels=["thread"],
-            )
-            where.add_metric(["writer"], syncs[0])
-            where.add_metric(["syncer"], syncs[1])
-            yield where
 
     def _spans(self) -> Iterator[Metric]:
         accepted = CounterMetricFamily("agl_spans_accepted", "Spans stored, by entry point", labels=["transport"])
