@@ -109,7 +109,7 @@ class Report:
             "machine": {"cpus": os.cpu_count(), "python": platform.python_version(), "platform": platform.platform()},
             "context": self.context,
             # Overrides its servers inherited: interpreter settings (agl_server.tuning), durability and
-            # the store's compiled paths (which span loop, edge check and meta page sync ran).
+            # the store's compiled paths (which span loop and edge check ran).
             "server_settings": {
                 k: v for k, v in sorted(os.environ.items()) if k.startswith("AGL_SERVER_") or k in SETTINGS
             },
@@ -120,7 +120,7 @@ class Report:
 
 
 # The environment's settings of agl-server and its store recorded with each result (besides AGL_SERVER_*).
-SETTINGS = ("AGL_DURABILITY", "AGL_META_SYNC", "AGL_SPAN_LOOP", "AGL_EDGE_CHECK")
+SETTINGS = ("AGL_DURABILITY", "AGL_SPAN_LOOP", "AGL_EDGE_CHECK")
 
 
 def saved_as(path: Path) -> str:

@@ -1,5 +1,5 @@
 """Holding the store's writer inside an operation, so that the writes queued meanwhile wait and
-the writer takes them together as its next group (tests/unit: group commit, deferred syncs)."""
+the writer takes them together as its next group (tests/unit/test_writer_groups.py)."""
 
 from __future__ import annotations
 
