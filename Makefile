@@ -29,7 +29,7 @@ help:
 	@echo "make test-loaded - the Python, Go and TypeScript tests beside a CPU hog (HOG_PER_CORE busy processes per core)"
 	@echo "make bench  - run the benchmarks (tables printed, results saved under bench/results)"
 
-# setup.py and the .pyx: a changed span loop is compiled again (pip builds it in place).
+# setup.py and the .pyx: a changed span loop or wire check is compiled again (pip builds it in place).
 $(VENV)/.installed: pyproject.toml setup.py $(wildcard agl_core/store/*.pyx agl_core/store/lmdb/*.pyx)
 	$(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install --quiet --upgrade pip
