@@ -10,15 +10,20 @@ through a descriptor opened with ``O_DSYNC``. This times the same calls on a fil
 - pages written into blocks already allocated with ``fallocate`` (their extents still need to be
   marked written, in the journal);
 - pages overwritten in blocks already written and synced: the data alone;
-- a 120-byte ``O_DSYNC`` write over the start of the file, as LMDB writes its meta page.
+- a 120-byte ``O_DSYNC`` write over the start of the file, as LMDB writes its meta page;
+- 4 to 40 pages over written blocks, in one run or each page in a run of its own at a random place
+  (``--runs``): LMDB writes each run of consecutive dirty pages with one call, and a commit's pages
+  are mostly scattered (``bench/commit_pages_bench.py`` counts them); a disk that serves each
+  separate write as a round trip of its own syncs such a commit many times slower.
 
-    python bench/fsync_bench.py [--dir /tmp] [--syncs 400] [--pages 6] [--out fsync_bench]
+    python bench/fsync_bench.py [--dir /tmp] [--syncs 400] [--pages 6] [--runs 4,8,20,40] [--out fsync_bench]
 """
 
 from __future__ import annotations
 
 import argparse
 import os
+import random
 import sys
 import tempfile
 import time
@@ -62,6 +67,35 @@ def time_syncs(directory: str, syncs: int, pages: int, prepare: Callable[[int, i
         os.unlink(path)
 
 
+def time_runs(directory: str, syncs: int, counts: list[int]) -> dict[tuple[int, bool], list[float]]:
+    """Seconds of each ``fdatasync`` after writing so many pages (each of ``counts``) over written
+    blocks of a 64 MiB file, ``syncs`` times: as one run at a random place, or scattered, each at a
+    random place of its own and written in order of place, as LMDB writes a commit's pages."""
+    fd, path = tempfile.mkstemp(prefix="agl-fsync-", dir=directory)
+    try:
+        places = (64 << 20) // PAGE
+        _zero_fill(fd, places * PAGE)
+        os.fsync(fd)
+        chooser = random.Random(0)
+        timings: dict[tuple[int, bool], list[float]] = {}
+        for pages in counts:
+            for scattered in (False, True):
+                taken = timings[pages, scattered] = []
+                for _ in range(syncs):
+                    if scattered:
+                        for place in sorted(chooser.sample(range(places), pages)):
+                            os.pwrite(fd, os.urandom(PAGE), place * PAGE)
+                    else:
+                        os.pwrite(fd, os.urandom(pages * PAGE), chooser.randrange(places - pages) * PAGE)
+                    started = time.perf_counter()
+                    os.fdatasync(fd)
+                    taken.append(time.perf_counter() - started)
+        return timings
+    finally:
+        os.close(fd)
+        os.unlink(path)
+
+
 def time_meta_writes(directory: str, syncs: int) -> list[float]:
     """Seconds of each 120-byte ``O_DSYNC`` overwrite at offset 32 of a synced two-page file."""
     fd, path = tempfile.mkstemp(prefix="agl-fsync-", dir=directory)
@@ -89,6 +123,9 @@ def main() -> int:
     parser.add_argument("--dir", default=tempfile.gettempdir(), help="a directory on the disk to measure")
     parser.add_argument("--syncs", type=int, default=400, help="syncs per way of writing (default 400)")
     parser.add_argument("--pages", type=int, default=6, help="4 KiB pages written before each sync (default 6)")
+    parser.add_argument(
+        "--runs", default="4,8,20,40", help="page counts synced in one run and scattered (default 4,8,20,40)"
+    )
     parser.add_argument("--out", default="fsync_bench", help="result file name under bench/results")
     args = parser.parse_args()
     if not hasattr(os, "fdatasync"):
@@ -107,6 +144,9 @@ def main() -> int:
     timings = time_meta_writes(args.dir, args.syncs)
     report.add("O_DSYNC 120-byte overwrite (a meta page): p50", percentile(timings, 50) * 1e6, "us")
     report.add("O_DSYNC 120-byte overwrite (a meta page): p99", percentile(timings, 99) * 1e6, "us")
+    for (pages, scattered), timings in time_runs(args.dir, args.syncs, [int(n) for n in args.runs.split(",")]).items():
+        how = f"{pages} runs (scattered)" if scattered else "one run"
+        report.add(f"fdatasync, {pages} pages over written blocks, {how}: p50", percentile(timings, 50) * 1e6, "us")
     print(report.table())
     print(f"\nsaved {report.save(args.out)}")
     return 0

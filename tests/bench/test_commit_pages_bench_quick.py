@@ -1,0 +1,27 @@
+"""bench/commit_pages_bench.py with a small store: every group of span batches commits as one group
+(the bench checks the writer's count of groups), and the pages each commit wrote are where the
+spans go. The counts are read from the data file, so some follow from the store's layout alone."""
+
+from __future__ import annotations
+
+from support.bench_runs import rows_by_name, run_bench
+
+
+def test_commit_pages_bench_quick_counts_each_groups_pages_by_tree() -> None:
+    saved = run_bench(
+        "commit_pages_bench.py", ["--spans-before", "3000", "--commits", "4"], "commit_pages_bench_smoke_quick", 300
+    )
+    rows = rows_by_name(saved)
+    for size, label in ((1, "1 batch of 10 spans"), (4, "4 batches of 10 spans"), (8, "8 batches of 10 spans")):
+        pages = rows[f"pages written per commit, {label}"]["value"]
+        runs = rows[f"runs of them (separate writes), {label}"]["value"]
+        assert 1 <= runs <= pages
+        by_tree = {name.rsplit(", ", 1)[0]: row["value"] for name, row in rows.items() if name.endswith(f", {label}")}
+        # Every batch puts chunks and references, appends to its attempt's span-id log and moves the
+        # attempt's heartbeat; every commit rewrites the main tree's page naming the trees' new roots.
+        for tree in ("span_chunks", "spans", "span_id_log", "attempts"):
+            assert by_tree[tree] >= 1, (tree, by_tree)
+        assert by_tree["(main)"] == 1
+        # A 10-span batch (about 10 KB) needs at least its chunk's pages: more batches, more pages.
+        assert by_tree["span_chunks"] >= 3 * size
+    assert saved["context"]["commits"] == 4
