@@ -27,7 +27,7 @@ from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from common import Report, run_and_save
-from ingest_cpu_bench import ATTEMPTS, SPANS_PER_BATCH, make_batches
+from ingest_cpu_bench import SPANS_PER_BATCH, make_batches, running_attempts
 from lmdb_pages import page_owners, runs, written_pages
 
 from agl_core.store import LmdbStore
@@ -71,11 +71,7 @@ async def one_commit(store: LmdbStore, batches: list[tuple[list[bytes], bytes]])
 async def measure(args: argparse.Namespace, workdir: str, report: Report) -> None:
     store = LmdbStore(os.path.join(workdir, "data"), sync=False)
     try:
-        coords = []
-        for i in range(ATTEMPTS):
-            rollout = await store.start_rollout({"target": i})
-            assert rollout.attempt is not None
-            coords.append((rollout.rollout_id, rollout.attempt.attempt_id))
+        coords = await running_attempts(store)
         backend = store.backend
         # A store of realistic depth first: its trees' branch pages are part of every commit.
         for raws, whole in make_batches(coords, args.spans_before // SPANS_PER_BATCH):

@@ -22,12 +22,13 @@ through a descriptor opened with ``O_DSYNC``. This times the same calls on a fil
 from __future__ import annotations
 
 import argparse
+import contextlib
 import os
 import random
 import sys
 import tempfile
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
@@ -42,37 +43,44 @@ def _zero_fill(fd: int, size: int) -> None:
         os.pwrite(fd, zeros, offset)
 
 
-def time_syncs(directory: str, syncs: int, pages: int, prepare: Callable[[int, int], None] | None) -> list[float]:
-    """Seconds of each ``fdatasync`` after writing ``pages`` new pages, ``syncs`` times, into a file
-    made ready by ``prepare(fd, size)`` (None: the file grows with each write)."""
+@contextlib.contextmanager
+def _scratch_file(directory: str) -> Iterator[tuple[int, str]]:
+    """A new file in ``directory``, open for writing: its descriptor and path; removed afterwards."""
     fd, path = tempfile.mkstemp(prefix="agl-fsync-", dir=directory)
     try:
-        size = syncs * pages * PAGE
-        if prepare is not None:
-            prepare(fd, size)
-        os.fsync(fd)
-        page = os.urandom(PAGE)
-        timings = []
-        offset = 0
-        for _ in range(syncs):
-            for _ in range(pages):
-                os.pwrite(fd, page, offset)
-                offset += PAGE
-            started = time.perf_counter()
-            os.fdatasync(fd)
-            timings.append(time.perf_counter() - started)
-        return timings
+        yield fd, path
     finally:
         os.close(fd)
         os.unlink(path)
+
+
+def _timed_sync(fd: int) -> float:
+    started = time.perf_counter()
+    os.fdatasync(fd)
+    return time.perf_counter() - started
+
+
+def time_syncs(directory: str, syncs: int, pages: int, prepare: Callable[[int, int], None] | None) -> list[float]:
+    """Seconds of each ``fdatasync`` after writing ``pages`` new pages, ``syncs`` times, into a file
+    made ready by ``prepare(fd, size)`` (None: the file grows with each write)."""
+    with _scratch_file(directory) as (fd, _):
+        if prepare is not None:
+            prepare(fd, syncs * pages * PAGE)
+        os.fsync(fd)
+        page = os.urandom(PAGE)
+        timings = []
+        for n in range(syncs):
+            for k in range(pages):
+                os.pwrite(fd, page, (n * pages + k) * PAGE)
+            timings.append(_timed_sync(fd))
+        return timings
 
 
 def time_runs(directory: str, syncs: int, counts: list[int]) -> dict[tuple[int, bool], list[float]]:
     """Seconds of each ``fdatasync`` after writing so many pages (each of ``counts``) over written
     blocks of a 64 MiB file, ``syncs`` times: as one run at a random place, or scattered, each at a
     random place of its own and written in order of place, as LMDB writes a commit's pages."""
-    fd, path = tempfile.mkstemp(prefix="agl-fsync-", dir=directory)
-    try:
+    with _scratch_file(directory) as (fd, _):
         places = (64 << 20) // PAGE
         _zero_fill(fd, places * PAGE)
         os.fsync(fd)
@@ -87,19 +95,13 @@ def time_runs(directory: str, syncs: int, counts: list[int]) -> dict[tuple[int, 
                             os.pwrite(fd, os.urandom(PAGE), place * PAGE)
                     else:
                         os.pwrite(fd, os.urandom(pages * PAGE), chooser.randrange(places - pages) * PAGE)
-                    started = time.perf_counter()
-                    os.fdatasync(fd)
-                    taken.append(time.perf_counter() - started)
+                    taken.append(_timed_sync(fd))
         return timings
-    finally:
-        os.close(fd)
-        os.unlink(path)
 
 
 def time_meta_writes(directory: str, syncs: int) -> list[float]:
     """Seconds of each 120-byte ``O_DSYNC`` overwrite at offset 32 of a synced two-page file."""
-    fd, path = tempfile.mkstemp(prefix="agl-fsync-", dir=directory)
-    try:
+    with _scratch_file(directory) as (fd, path):
         os.pwrite(fd, bytes(2 * PAGE), 0)
         os.fsync(fd)
         meta = os.open(path, os.O_WRONLY | os.O_DSYNC)
@@ -113,9 +115,6 @@ def time_meta_writes(directory: str, syncs: int) -> list[float]:
             return timings
         finally:
             os.close(meta)
-    finally:
-        os.close(fd)
-        os.unlink(path)
 
 
 def main() -> int:

@@ -65,6 +65,16 @@ def make_batches(coords: list[tuple[str, str]], count: int) -> list[tuple[list[b
     return batches
 
 
+async def running_attempts(store: LmdbStore) -> list[tuple[str, str]]:
+    """(rollout id, attempt id) of ``ATTEMPTS`` rollouts started in ``store``."""
+    coords = []
+    for i in range(ATTEMPTS):
+        rollout = await store.start_rollout({"target": i})
+        assert rollout.attempt is not None
+        coords.append((rollout.rollout_id, rollout.attempt.attempt_id))
+    return coords
+
+
 async def one_round(store: LmdbStore, batches: list[tuple[list[bytes], bytes]], inflight: int) -> tuple[float, float]:
     """Writer and loop CPU seconds per batch for storing ``batches`` once."""
     backend = store.backend
@@ -89,11 +99,7 @@ async def one_round(store: LmdbStore, batches: list[tuple[list[bytes], bytes]], 
 async def measure(args: argparse.Namespace, workdir: str, report: Report) -> None:
     store = LmdbStore(os.path.join(workdir, "data"), sync=args.sync)
     try:
-        coords = []
-        for i in range(ATTEMPTS):
-            rollout = await store.start_rollout({"target": i})
-            assert rollout.attempt is not None
-            coords.append((rollout.rollout_id, rollout.attempt.attempt_id))
+        coords = await running_attempts(store)
         # Fresh span ids every round: a resent id would be a duplicate, stored once.
         rounds = [make_batches(coords, args.batches) for _ in range(args.rounds)]
         await one_round(store, make_batches(coords, min(200, args.batches)), args.inflight)  # warm-up
