@@ -1,6 +1,6 @@
 """Running agl-server as a child process: for examples, tests and the client-server strategy.
 
-``ServerProcess(data_dir).start()`` launches ``python -m agl_server`` on a free port, waits until
+``ServerProcess(data_dir).start()`` launches ``python -P -m agl_server`` on a free port, waits until
 it serves (it writes a ready file once the store is open and the port bound) and knows its
 address. ``stop()`` sends SIGTERM and escalates to SIGKILL; ``kill()`` is a crash on purpose.
 """
@@ -95,6 +95,10 @@ class ServerProcess:
         ready.unlink(missing_ok=True)
         command = [
             self.python,
+            # The server's code is the interpreter's agl (installed, or on PYTHONPATH), as the agl-server
+            # command runs it: without -P, "-m" would first import agl_server and agl_core from the
+            # caller's working directory, such as a checkout of another version.
+            "-P",
             "-m",
             "agl_server",
             "--host",

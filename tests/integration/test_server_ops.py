@@ -175,6 +175,22 @@ def test_a_server_process_leaves_no_scratch_directory(tmp_path: Path) -> None:
     assert not third.log_path.parent.exists() and not third.alive()
 
 
+def test_a_server_process_runs_the_installed_agl_whatever_the_callers_directory(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # The caller works in a directory holding another agl_server (a checkout of another version, say).
+    other = tmp_path / "elsewhere" / "agl_server"
+    other.mkdir(parents=True)
+    (other / "__init__.py").write_text("")
+    (other / "__main__.py").write_text("raise SystemExit('the agl_server of the working directory ran')\n")
+    monkeypatch.chdir(other.parent)
+    log = tmp_path / "server.log"
+    with ServerProcess(tmp_path / "data", log_path=log) as server, grpc.insecure_channel(server.address) as channel:
+        reply = health_pb2_grpc.HealthStub(channel).Check(health_pb2.HealthCheckRequest(), timeout=30)
+        assert reply.status == health_pb2.HealthCheckResponse.SERVING
+    assert "working directory ran" not in log.read_text()
+
+
 @pytest.mark.parametrize(
     ("name", "value", "advice"),
     [
