@@ -35,8 +35,9 @@ from agl_core.store import LmdbStore
 GROUPS = (1, 4, 8)
 
 
-def data_file(backend: Any) -> Path:
-    return Path(backend.env.path()) / "data.mdb"
+def owners(backend: Any) -> dict[int, str]:
+    """The owner of each page of the store's data file, as it is now (see ``lmdb_pages``)."""
+    return page_owners(Path(backend.env.path()) / "data.mdb", backend.page_size)
 
 
 async def one_commit(store: LmdbStore, batches: list[tuple[list[bytes], bytes]]) -> dict[str, list[int]]:
@@ -55,7 +56,7 @@ async def one_commit(store: LmdbStore, batches: list[tuple[list[bytes], bytes]])
             raise RuntimeError("the store's writer never ran the holding operation")
         groups = writer.groups
         pending = [backend.submit_span_bytes(raws, whole) for raws, whole in batches]
-        before = page_owners(data_file(backend))
+        before = owners(backend)
     finally:
         release.set()
     await blocker
@@ -65,7 +66,7 @@ async def one_commit(store: LmdbStore, batches: list[tuple[list[bytes], bytes]])
         assert item.answer().accepted == SPANS_PER_BATCH
     if writer.groups != groups + 2:  # the holding operation's group, then the batches'
         raise RuntimeError(f"expected the batches in one group commit, the writer ran {writer.groups - groups - 1}")
-    return written_pages(before, page_owners(data_file(backend)))
+    return written_pages(before, owners(backend))
 
 
 async def measure(args: argparse.Namespace, workdir: str, report: Report) -> None:

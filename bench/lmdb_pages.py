@@ -20,7 +20,7 @@ import struct
 from pathlib import Path
 
 PAGE_HEADER = 16  # pgno (8), pad (2), flags (2), lower and upper (2 + 2) or overflow pages (4)
-P_BRANCH, P_LEAF, P_OVERFLOW, P_META, P_LEAF2 = 0x01, 0x02, 0x04, 0x08, 0x20
+P_BRANCH, P_LEAF2 = 0x01, 0x20
 F_BIGDATA, F_SUBDATA, F_DUPDATA = 0x01, 0x02, 0x04
 P_INVALID = (1 << 64) - 1
 # MDB_db: pad (4), flags (2), depth (2), branch, leaf and overflow page counts, entries, root (8 each)
@@ -32,10 +32,11 @@ DATA_VERSION = 1  # MDB_DATA_VERSION of LMDB 0.9
 FREE, MAIN = "(free pages)", "(main)"
 
 
-def page_owners(data_file: str | Path, page_size: int = 4096) -> dict[int, str]:
+def page_owners(data_file: str | Path, page_size: int) -> dict[int, str]:
     """Page number -> the name of the tree that owns it in the newest committed snapshot:
     ``FREE`` (LMDB's record of free pages), ``MAIN`` (the names of the databases) or a database's
-    name. Pages in no tree (free, or past the last page) are absent."""
+    name. Pages in no tree (free, or past the last page) are absent. ``page_size``: the
+    environment's (``env.stat()["psize"]``, the OS page size LMDB 0.9 takes)."""
     with open(data_file, "rb") as file, mmap.mmap(file.fileno(), 0, access=mmap.ACCESS_READ) as data:
         free_root, main_root = _newest_roots(data, page_size)
         owners: dict[int, str] = {}

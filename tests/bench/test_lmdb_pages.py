@@ -51,7 +51,7 @@ def test_every_tree_has_the_pages_lmdb_counts_for_it(tmp_path_factory, entries, 
             with env.begin(write=True) as txn:
                 for name, key, size in entries[part::commits]:
                     txn.put(key, key * (size // len(key) + 1), db=dbs[name])
-        owners = lmdb_pages.page_owners(path / "data.mdb")
+        owners = lmdb_pages.page_owners(path / "data.mdb", env.stat()["psize"])
         with env.begin() as txn:
             expected = {name: _stat_pages(txn.stat(db)) for name, db in dbs.items()}
         expected[lmdb_pages.MAIN] = _stat_pages(env.stat())
@@ -69,11 +69,11 @@ def test_a_commit_is_found_in_the_pages_it_wrote(tmp_path: Path) -> None:
             for i in range(5_000):
                 txn.put(i.to_bytes(4, "big"), b"v" * 100, db=dbs["alpha"])
                 txn.put(i.to_bytes(4, "big"), b"w" * 100, db=dbs["beta"])
-        before = lmdb_pages.page_owners(tmp_path / "data.mdb")
+        before = lmdb_pages.page_owners(tmp_path / "data.mdb", env.stat()["psize"])
         with env.begin(write=True) as txn:
             txn.put((2_500).to_bytes(4, "big"), b"x" * 100, db=dbs["alpha"])  # one key in the middle
             depth = txn.stat(dbs["alpha"])["depth"]
-        written = lmdb_pages.written_pages(before, lmdb_pages.page_owners(tmp_path / "data.mdb"))
+        written = lmdb_pages.written_pages(before, lmdb_pages.page_owners(tmp_path / "data.mdb", env.stat()["psize"]))
         # The path from alpha's root to the key's leaf, the main tree's page naming alpha's new root,
         # and the free-page tree's record of what the commit freed; beta and gamma untouched.
         assert depth >= 2
