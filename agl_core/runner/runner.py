@@ -26,6 +26,7 @@ import pluggy
 from agl_core.emitter.reward import find_final_reward
 from agl_core.litagent.litagent import LitAgent
 from agl_core.plugins.lifecycle import call_accepting, notify
+from agl_core.runner.client_finalizers import guard_client_finalizers
 from agl_core.runner.hooks import Hook
 from agl_core.runner.results import deliver, exception_span
 from agl_core.runner.work import Assignment, ReportOutcome, WorkSource
@@ -94,6 +95,9 @@ class Runner:
             may hand it work), e.g. to tell a parent process that this runner is ready.
         """
         self.agent.set_runner(self)
+        # Before any agent makes a client: a collected LLM client must not cut a connection of
+        # this loop or of another runner's (client_finalizers says how).
+        guard_client_finalizers()
         if not self.agent.is_async():
             self._executor = ThreadPoolExecutor(
                 max_workers=max(1, self.source.capacity), thread_name_prefix="agl-agent"

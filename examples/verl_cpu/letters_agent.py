@@ -31,12 +31,12 @@ def tasks(count: int, offset: int = 0) -> list[dict[str, Any]]:
 
 @llm_rollout
 async def letters(task: dict[str, Any], llm: LLM) -> float:
-    client = openai.AsyncOpenAI(base_url=llm.endpoint, api_key=llm.api_key or "none", max_retries=0)
-    reply = await client.chat.completions.create(
-        model=llm.model,
-        messages=[{"role": "user", "content": task["prompt"]}],
-        max_tokens=MAX_TOKENS,
-        temperature=float(llm.sampling_parameters.get("temperature", 1.0)),
-        top_p=float(llm.sampling_parameters.get("top_p", 1.0)),
-    )
+    async with openai.AsyncOpenAI(base_url=llm.endpoint, api_key=llm.api_key or "none", max_retries=0) as client:
+        reply = await client.chat.completions.create(
+            model=llm.model,
+            messages=[{"role": "user", "content": task["prompt"]}],
+            max_tokens=MAX_TOKENS,
+            temperature=float(llm.sampling_parameters.get("temperature", 1.0)),
+            top_p=float(llm.sampling_parameters.get("top_p", 1.0)),
+        )
     return letter_share(reply.choices[0].message.content or "")

@@ -95,28 +95,29 @@ async def math_agent(rollout: Rollout, llm: LLM) -> float:
     ]
     sampling = dict(llm.sampling_parameters)
     answer: str | None = None
-    for _ in range(MAX_TURNS):
-        reply = await client.chat.completions.create(
-            model=llm.model,
-            messages=messages,
-            tools=TOOLS,
-            **sampling,  # type: ignore[arg-type]
-        )
-        message = reply.choices[0].message
-        calls = message.tool_calls or []
-        messages.append(message.model_dump(exclude_none=True))
-        if not calls:
-            answer = message.content
-            break
-        for call in calls:
-            try:
-                expression = json.loads(call.function.arguments)["expression"]  # type: ignore[union-attr]
-                result = calculate(str(expression))
-            except (json.JSONDecodeError, KeyError, TypeError, AttributeError):
-                result = 'error: arguments must be {"expression": "..."}'
-            messages.append({"role": "tool", "tool_call_id": call.id, "content": result})
-        if any(not m["content"].startswith("error") for m in messages[-len(calls) :]):
-            emit_reward(TOOL_REWARD, response_id=reply.id)
+    async with client:  # closed when the rollout ends: one connection per rollout, not one left behind
+        for _ in range(MAX_TURNS):
+            reply = await client.chat.completions.create(
+                model=llm.model,
+                messages=messages,
+                tools=TOOLS,
+                **sampling,  # type: ignore[arg-type]
+            )
+            message = reply.choices[0].message
+            calls = message.tool_calls or []
+            messages.append(message.model_dump(exclude_none=True))
+            if not calls:
+                answer = message.content
+                break
+            for call in calls:
+                try:
+                    expression = json.loads(call.function.arguments)["expression"]  # type: ignore[union-attr]
+                    result = calculate(str(expression))
+                except (json.JSONDecodeError, KeyError, TypeError, AttributeError):
+                    result = 'error: arguments must be {"expression": "..."}'
+                messages.append({"role": "tool", "tool_call_id": call.id, "content": result})
+            if any(not m["content"].startswith("error") for m in messages[-len(calls) :]):
+                emit_reward(TOOL_REWARD, response_id=reply.id)
     reward = 1.0 if final_number(answer) == float(task["answer"]) else 0.0
     emit_reward(reward)
     return reward

@@ -61,6 +61,8 @@ async def llm_quiz_agent(task: dict[str, Any], llm: Any) -> None:
 
     from agl_core.emitter import emit_reward
 
+    # A client per rollout, never closed, as many agents do: the runner's finalizer guard
+    # (agl_core/runner/client_finalizers.py) is what keeps a run of these from hanging.
     client = openai.AsyncOpenAI(base_url=llm.endpoint, api_key=llm.api_key or "unused")
     reply = await client.chat.completions.create(
         model=llm.model,
