@@ -13,6 +13,7 @@ from __future__ import annotations
 import asyncio
 import gc
 import json
+import os
 import subprocess
 import sys
 import threading
@@ -50,7 +51,9 @@ class LoopThread:
 def loops() -> Iterator[tuple[LoopThread, LoopThread]]:
     a, b = LoopThread("loop-a"), LoopThread("loop-b")
     # Collection only where the test says: a collection on its own would run the finalizer at a
-    # moment the test does not control.
+    # moment the test does not control. Earlier tests' garbage goes first, so that the test's own
+    # collection frees client 1 alone.
+    gc.collect()
     gc.disable()
     try:
         yield a, b
@@ -58,6 +61,16 @@ def loops() -> Iterator[tuple[LoopThread, LoopThread]]:
         gc.enable()
         a.close()
         b.close()
+
+
+def _hold_below(descriptor: int) -> list[int]:
+    """Occupy every free descriptor below ``descriptor``, so that the next socket gets it: the
+    lowest free number is the one a new file gets, and earlier tests may have left lower ones free."""
+    held = []
+    while (new := os.open(os.devnull, os.O_RDONLY)) < descriptor:
+        held.append(new)
+    os.close(new)
+    return held
 
 
 def _open_transports(loop: asyncio.AbstractEventLoop, port: int) -> list[asyncio.Transport]:
@@ -118,12 +131,17 @@ def test_a_client_collected_on_another_loop_leaves_the_new_connection_reading(
         assert collected.wait(DEADLINE)
 
         client2 = openai.AsyncOpenAI(base_url=llm.base_url, api_key="unused", max_retries=0)
-        answer = a.run(ask(client2))
-        assert arrived.wait(DEADLINE)
+        held = _hold_below(descriptor)
+        try:
+            answer = a.run(ask(client2))
+            assert arrived.wait(DEADLINE)
+        finally:
+            for fd in held:
+                os.close(fd)
         transports = _open_transports(a.loop, llm.port)
         assert len(transports) == 1
         (transport,) = transports
-        # The race needs the new connection on the old descriptor number; the lowest free one is it.
+        # The race needs the new connection on the old descriptor number.
         assert transport.get_extra_info("socket").fileno() == descriptor
 
         async def reading() -> bool:
