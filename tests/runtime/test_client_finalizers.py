@@ -11,6 +11,7 @@ server answer client 2.
 from __future__ import annotations
 
 import asyncio
+import concurrent.futures
 import gc
 import json
 import os
@@ -26,30 +27,19 @@ from support.openai_server import OpenAIServer
 from support.waits import until
 
 from agl_core.runner.client_finalizers import FINALIZING_CLIENTS, guard_client_finalizers, is_guarded
+from agl_core.store.sync import _LoopThread
 
 DEADLINE = 30.0
 
 
-class LoopThread:
-    """An event loop in a thread of its own, as each runner of the shm strategy has."""
-
-    def __init__(self, name: str) -> None:
-        self.loop = asyncio.new_event_loop()
-        self.thread = threading.Thread(target=self.loop.run_forever, name=name, daemon=True)
-        self.thread.start()
-
-    def run(self, coro: Any) -> Any:
-        return asyncio.run_coroutine_threadsafe(coro, self.loop)
-
-    def close(self) -> None:
-        self.loop.call_soon_threadsafe(self.loop.stop)
-        self.thread.join(DEADLINE)
-        self.loop.close()
+def _on(thread: _LoopThread, coro: Any) -> concurrent.futures.Future[Any]:
+    """Run ``coro`` on the thread's loop (each runner of the shm strategy has a loop of its own)."""
+    return asyncio.run_coroutine_threadsafe(coro, thread.loop)
 
 
 @pytest.fixture
-def loops() -> Iterator[tuple[LoopThread, LoopThread]]:
-    a, b = LoopThread("loop-a"), LoopThread("loop-b")
+def loops() -> Iterator[tuple[_LoopThread, _LoopThread]]:
+    a, b = _LoopThread("loop-a"), _LoopThread("loop-b")
     # Collection only where the test says: a collection on its own would run the finalizer at a
     # moment the test does not control. Earlier tests' garbage goes first, so that the test's own
     # collection frees client 1 alone.
@@ -59,8 +49,8 @@ def loops() -> Iterator[tuple[LoopThread, LoopThread]]:
         yield a, b
     finally:
         gc.enable()
-        a.close()
-        b.close()
+        a.stop()
+        b.stop()
 
 
 def _hold_below(descriptor: int) -> list[int]:
@@ -86,7 +76,7 @@ def _open_transports(loop: asyncio.AbstractEventLoop, port: int) -> list[asyncio
 
 
 def test_a_client_collected_on_another_loop_leaves_the_new_connection_reading(
-    loops: tuple[LoopThread, LoopThread],
+    loops: tuple[_LoopThread, _LoopThread],
 ) -> None:
     guard_client_finalizers()
     a, b = loops
@@ -114,7 +104,7 @@ def test_a_client_collected_on_another_loop_leaves_the_new_connection_reading(
             return transport.get_extra_info("socket").fileno()  # type: ignore[no-any-return]
 
         # Client 1 is garbage once first_client returns (only its own cycles hold it).
-        descriptor = a.run(first_client()).result(DEADLINE)
+        descriptor = _on(a, first_client()).result(DEADLINE)
 
         proceed, collected = threading.Event(), threading.Event()
 
@@ -127,13 +117,13 @@ def test_a_client_collected_on_another_loop_leaves_the_new_connection_reading(
             others = asyncio.all_tasks() - {asyncio.current_task()}
             await asyncio.gather(*others, return_exceptions=True)
 
-        aftermath = b.run(collect_elsewhere())
+        aftermath = _on(b, collect_elsewhere())
         assert collected.wait(DEADLINE)
 
         client2 = openai.AsyncOpenAI(base_url=llm.base_url, api_key="unused", max_retries=0)
         held = _hold_below(descriptor)
         try:
-            answer = a.run(ask(client2))
+            answer = _on(a, ask(client2))
             assert arrived.wait(DEADLINE)
         finally:
             for fd in held:
@@ -147,7 +137,7 @@ def test_a_client_collected_on_another_loop_leaves_the_new_connection_reading(
         async def reading() -> bool:
             return transport.is_reading()
 
-        a.run(until(reading, timeout=DEADLINE, what="client 2 waiting for its response")).result(DEADLINE)
+        _on(a, until(reading, timeout=DEADLINE, what="client 2 waiting for its response")).result(DEADLINE)
 
         proceed.set()
         aftermath.result(DEADLINE)
@@ -155,7 +145,7 @@ def test_a_client_collected_on_another_loop_leaves_the_new_connection_reading(
         # Unguarded, openai's finalizer closes client 1's transport from loop B, which unregisters
         # client 2's descriptor from loop A: the response is never read and this times out.
         assert answer.result(DEADLINE) == "answer"
-        a.run(client2.close()).result(DEADLINE)
+        _on(a, client2.close()).result(DEADLINE)
 
 
 RUNNER_SCRIPT = """
