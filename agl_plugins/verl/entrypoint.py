@@ -16,6 +16,7 @@ from typing import Any
 from omegaconf import DictConfig, OmegaConf
 
 from agl_core.execution.keeper import init_in_keeper_thread
+from agl_core.execution.ray_priority import at_driver_priority
 
 logger = logging.getLogger(__name__)
 
@@ -51,7 +52,9 @@ def _container(config: Mapping[str, Any] | DictConfig) -> Any:
 
 def ray_init_kwargs(config: DictConfig) -> dict[str, Any]:
     """The ``ray.init`` arguments verl's config asks for: ``ray_kwargs.ray_init`` with verl's
-    runtime environment (its workers' environment variables) merged in.
+    runtime environment (its workers' environment variables) merged in, and the workers at this
+    process's CPU priority unless the config sets ``RAY_worker_niceness``
+    (:mod:`agl_core.execution.ray_priority`).
 
     Where Ray is connected before verl runs (the ``ray`` strategy connects first), these are what
     the strategy should connect with: ``strategy={"type": "ray", "init_args": VERL(...).ray_init_args()}``.
@@ -67,7 +70,7 @@ def ray_init_kwargs(config: DictConfig) -> dict[str, Any]:
     init = {
         k: v for k, v in OmegaConf.to_container(config.ray_kwargs.get("ray_init", {})).items() if k != "runtime_env"
     }
-    return {"runtime_env": OmegaConf.to_container(runtime_env), **init}
+    return at_driver_priority({"runtime_env": OmegaConf.to_container(runtime_env), **init})
 
 
 def init_ray(config: DictConfig) -> None:

@@ -7,6 +7,7 @@ from __future__ import annotations
 import asyncio
 import json
 import math
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -213,6 +214,19 @@ def test_ray_workers_build_in_process_as_verls_task_runner_sets_them_up(tiny_mod
     assert Role.ActorRollout in trainer.role_worker_mapping and not trainer.use_critic  # GRPO: no critic
     assert trainer.resource_pool_manager.resource_pool_spec == {"global_pool": [2]}
     assert len(trainer.train_dataloader) == 1 and trainer.agl.workers == "ray"
+
+
+def test_ray_init_args_run_verls_workers_at_the_drivers_priority(monkeypatch: pytest.MonkeyPatch) -> None:
+    from agl_plugins.verl.algorithm import VERL
+
+    monkeypatch.delenv("RAY_worker_niceness", raising=False)
+    env_vars = VERL().ray_init_args()["runtime_env"]["env_vars"]
+    assert env_vars["RAY_worker_niceness"] == str(os.nice(0))  # not Ray's 15 (tests/ray: what workers get)
+    assert env_vars["TOKENIZERS_PARALLELISM"] == "true"  # verl's own runtime environment is kept
+    chosen = {"ray_kwargs": {"ray_init": {"runtime_env": {"env_vars": {"RAY_worker_niceness": "9"}}}}}
+    assert VERL(config=chosen).ray_init_args()["runtime_env"]["env_vars"]["RAY_worker_niceness"] == "9"
+    monkeypatch.setenv("RAY_worker_niceness", "12")
+    assert VERL().ray_init_args()["runtime_env"]["env_vars"]["RAY_worker_niceness"] == "12"
 
 
 def test_agl_store_must_stay_unset_under_the_trainer(tmp_path: Path) -> None:

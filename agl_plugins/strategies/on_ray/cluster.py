@@ -16,6 +16,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from agl_core.execution.keeper import init_in_keeper_thread
+from agl_core.execution.ray_priority import at_driver_priority
 
 logger = logging.getLogger(__name__)
 
@@ -61,14 +62,15 @@ class RayConnection:
 
 def connect(address: str | None, init_args: Mapping[str, Any] | None = None) -> RayConnection:
     """Connect to Ray unless connected: ``address`` (``"auto"``, ``"ray://host:10001"``,
-    ``"host:6379"``), else ``RAY_ADDRESS``, else a new local cluster."""
+    ``"host:6379"``), else ``RAY_ADDRESS``, else a new local cluster; the job's workers run at this
+    process's CPU priority (:mod:`agl_core.execution.ray_priority`)."""
     ray = require_ray()
     if ray.is_initialized():
         if address:
             logger.info("Ray is connected already; the ray strategy uses that cluster, not %s", address)
         return RayConnection(owned=False)
     connection = RayConnection(owned=True)
-    args = dict(init_args or {})
+    args = at_driver_priority(init_args or {})  # the runners and the server are the work, not background
     args.setdefault("log_to_driver", True)
     init_in_keeper_thread(lambda: ray.init(address=address, **args), connection._release, "agl-ray-strategy")
     context = ray.get_runtime_context()
