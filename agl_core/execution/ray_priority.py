@@ -12,7 +12,8 @@ So when agl connects Ray, the job's runtime environment sets ``RAY_worker_nicene
 driver's niceness: start the trainer with ``nice -n 10`` and its workers run at 10 too. A value
 the caller gave, in the runtime environment or in this process's environment, is used instead, so
 ``RAY_worker_niceness=15`` restores Ray's default. A connection made before agl's (``ray.init`` by
-the caller) keeps what it was made with.
+the caller) keeps what it was made with. A script run by ``ray job submit`` gets it too: Ray merges
+``ray.init``'s runtime environment into the job's (the job manager removes its own value there).
 """
 
 from __future__ import annotations
