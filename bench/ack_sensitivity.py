@@ -19,21 +19,29 @@ runs its Python span loop, ``AGL_SPAN_LOOP=python``, instead of the compiled one
 what-if, on the Python loop). A run fails when its probe did not take effect in the server: the
 server reported fewer spins than batches, or the spinning thread spent less than the spin per
 batch, or span-id filters exist without de-duplication, or /metrics names another span loop than
-the probe's. A figure would then measure nothing.
+the probe's, or (``reserve:MB``) the server made no reserve or used all of it. A figure would then
+measure nothing.
+
+``reserve:MB`` is a what-if bound, never a setting: the server's LMDB free list starts with one
+contiguous run of MB MiB of free pages, so every commit writes its pages as one run until that is
+used up (bench/probes/sitecustomize.py; docs/server.md, "What a durable commit writes"). Give it
+room for the whole run: eight writers write some 40-60 MB of pages a second.
 """
 
 from __future__ import annotations
 
 import argparse
+import mmap
 import os
 import statistics
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
 import psutil
 from common import ROOT, Report, run_and_save
+from lmdb_pages import unreached_reserve
 from loadgen import run_span_ack
 from store_bench_ack import _cpu_seconds, _thread_cpu, go_writers, thread_cpu_spent
 from store_bench_workloads import targets
@@ -45,6 +53,9 @@ from agl_server.process import ServerProcess
 
 PROBES = ROOT / "bench" / "probes"
 SPINS_EVERY = 64  # how often bench/probes/sitecustomize.py writes its count of spins
+# A reserve must end the run with at least this many pages never reached (1 MiB: a few dozen
+# commits' worth), or the run's last commits may have written scattered pages again.
+RESERVE_LEFT_PAGES = 256
 WRITERS = 8
 TARGETS = 64
 LOOP_THREAD = "event loop thread"
@@ -59,6 +70,7 @@ class Probe:
     loop_us: float = 0.0
     skip_dedup: bool = False
     span_loop: str = ""  # the span loop the server must run; "": the one it runs by default
+    reserve_mb: int = 0
 
     def expected_loop(self) -> str:
         # The servers get this process's environment (AGL_SPAN_LOOP included) and installation.
@@ -74,6 +86,8 @@ def parse_probe(text: str) -> Probe:
         return Probe(text, {"AGL_PROBE_SKIP_DEDUP": "1", **python}, skip_dedup=True, span_loop="python")
     if kind == "python-loop" and not amount:
         return Probe(text, {"AGL_SPAN_LOOP": "python"}, span_loop="python")
+    if kind == "reserve" and amount.isdigit() and int(amount) > 0:
+        return Probe(text, {"AGL_PROBE_RESERVE_MB": amount}, reserve_mb=int(amount))
     if kind in ("writer", "loop") and amount:
         try:
             us = float(amount)
@@ -85,7 +99,7 @@ def parse_probe(text: str) -> Probe:
             return Probe(text, {"AGL_PROBE_LOOP_US": amount}, loop_us=us)
     raise argparse.ArgumentTypeError(
         f"probe {text!r}: use none, python-loop, no-dedup, writer:US or loop:US with US a positive number of "
-        "microseconds"
+        "microseconds, or reserve:MB with MB a positive whole number of MiB"
     )
 
 
@@ -98,10 +112,14 @@ class Run:
     loop_us: float  # of it, the event loop thread's
     writer_us: float  # of it, the store writer's and grpc.aio's poller's
     run_ms_per_group: float  # a group's operations, wall time (the server's /metrics)
+    commit_ms_per_group: float  # a group's commit: writing and syncing its pages
+    operations_per_group: float
     filters: float  # span-id filters in memory at the end
     batches: int  # batches acked, warm-up included
     spins: int  # spins the probe reported (bench/probes: written every SPINS_EVERY)
     span_loops: tuple[str, ...]  # the span loop(s) the server's /metrics named
+    reserve_size: int  # the data file's bytes once the probe's reserve was freed (0: none made)
+    reserve_unused: int  # pages at the top of the reserve that no tree holds after the run
 
 
 async def run_one(probe: Probe, workdir: Path, seconds: float) -> Run:
@@ -113,6 +131,8 @@ async def run_one(probe: Probe, workdir: Path, seconds: float) -> Run:
     spins_file = workdir / "probe-spins"
     env["AGL_PROBE_SPINS"] = str(spins_file)
     env["AGL_PROBE_SPINS_EVERY"] = str(SPINS_EVERY)
+    reserve_file = workdir / "probe-reserve-size"
+    env["AGL_PROBE_RESERVE_SIZE"] = str(reserve_file)
     data = workdir / "data"
     server = ServerProcess(data, args=["--http-port", "0"], env=env, log_path=workdir / "server.log").start()
     with server:
@@ -133,7 +153,7 @@ async def run_one(probe: Probe, workdir: Path, seconds: float) -> Run:
         if "agl_span_id_filters" not in samples:
             raise LookupError("agl_span_id_filters is not in agl-server's /metrics")
         spins = int(spins_file.read_text()) if spins_file.exists() else 0
-        return Run(
+        run = Run(
             result["ack_p50_ms"],
             result["ack_p99_ms"],
             result["batches_per_s"],
@@ -141,11 +161,18 @@ async def run_one(probe: Probe, workdir: Path, seconds: float) -> Run:
             thread_cpu_spent(threads, after, LOOP_THREAD)[0] / count * 1e6,
             thread_cpu_spent(threads, after, WRITER_THREADS)[0] / count * 1e6,
             share.run_ms_per_group,
+            share.commit_ms_per_group,
+            share.operations_per_group,
             samples["agl_span_id_filters"],
             count,
             spins,
             tuple(loop for loop in span_path.LOOPS if samples.get(f"agl_store_span_loop_info{{loop={loop}}}") == 1),
+            int(reserve_file.read_text()) if reserve_file.exists() else 0,
+            0,
         )
+    if run.reserve_size:
+        run = replace(run, reserve_unused=unreached_reserve(data / "data.mdb", mmap.PAGESIZE, run.reserve_size))
+    return run
 
 
 def check_took_effect(probe: Probe, run: Run) -> None:
@@ -166,6 +193,12 @@ def check_took_effect(probe: Probe, run: Run) -> None:
         problems.append(f"it holds {run.filters:.0f} span-id filters, so it still de-duplicated")
     if not probe.skip_dedup and not run.filters:
         problems.append("it holds no span-id filter after storing spans")
+    if probe.reserve_mb and run.reserve_size < probe.reserve_mb << 20:
+        problems.append(f"its data file held {run.reserve_size} bytes once the reserve was freed")
+    if probe.reserve_mb and run.reserve_unused < RESERVE_LEFT_PAGES:
+        problems.append(f"it left {run.reserve_unused} pages of its reserve unused: it may have used it up, give more")
+    if not probe.reserve_mb and run.reserve_size:
+        problems.append("it made a reserve, with none asked for")
     if run.span_loops != (probe.expected_loop(),):
         problems.append(f"its /metrics names the span loop(s) {run.span_loops}, not {probe.expected_loop()!r}")
     if problems:
@@ -185,7 +218,9 @@ async def measure(args: argparse.Namespace, workdir: str, report: Report) -> Non
                 f"round {round_no}, {probe.name}: p50 {run.p50_ms:.2f} p99 {run.p99_ms:.2f} ms, "
                 f"{run.batches_per_s:.0f} batches/s, {run.server_us:.0f} us per batch "
                 f"(loop {run.loop_us:.0f}, writer and poller {run.writer_us:.0f}), "
-                f"a group's operations {run.run_ms_per_group:.3f} ms",
+                f"a group's operations {run.run_ms_per_group:.3f} ms, its commit {run.commit_ms_per_group:.3f} ms "
+                f"({run.operations_per_group:.2f} operations)"
+                + (f", {run.reserve_unused} reserve pages unused" if run.reserve_size else ""),
                 flush=True,
             )
     for probe in args.probes:
@@ -202,6 +237,10 @@ async def measure(args: argparse.Namespace, workdir: str, report: Report) -> Non
         add("    of it the event loop", "us", [r.loop_us for r in done], 0)
         add("    of it the store writer and grpc's poller", "us", [r.writer_us for r in done], 0)
         add("  a group's operations (wall)", "ms", [r.run_ms_per_group for r in done], 3)
+        add("  a group's commit (wall)", "ms", [r.commit_ms_per_group for r in done], 3)
+        add("  operations per group", "operations", [r.operations_per_group for r in done])
+        if probe.reserve_mb:
+            add("  reserve pages never reached", "pages", [float(r.reserve_unused) for r in done], 0)
 
 
 def main() -> int:

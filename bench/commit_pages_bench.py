@@ -11,6 +11,7 @@ counts do not depend on the machine's load: they are what a change to the store'
 The store is not synced (the pages written are the same either way).
 
     python bench/commit_pages_bench.py [--spans-before 100000] [--commits 30] [--out commit_pages_bench]
+    python bench/commit_pages_bench.py --reserve-mb 200    # a what-if: see --reserve-mb
 """
 
 from __future__ import annotations
@@ -28,7 +29,7 @@ from typing import Any
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from common import Report, run_and_save
 from ingest_cpu_bench import SPANS_PER_BATCH, make_batches, running_attempts
-from lmdb_pages import page_owners, runs, written_pages
+from lmdb_pages import page_owners, runs, unreached_reserve, written_pages
 
 from agl_core.store import LmdbStore
 
@@ -69,14 +70,29 @@ async def one_commit(store: LmdbStore, batches: list[tuple[list[bytes], bytes]])
     return written_pages(before, owners(backend))
 
 
+def make_reserve(env: Any, megabytes: int) -> int:
+    """Store a value of ``megabytes`` MiB and delete it: LMDB's free list then starts with one
+    contiguous run of pages, which it uses lowest first before any page freed later. Returns the
+    data file's size, where the run ends."""
+    with env.begin(write=True) as txn:
+        txn.put(b"~bench-reserve", bytes(megabytes << 20))
+    with env.begin(write=True) as txn:
+        txn.delete(b"~bench-reserve")
+    return os.path.getsize(Path(env.path()) / "data.mdb")
+
+
 async def measure(args: argparse.Namespace, workdir: str, report: Report) -> None:
-    store = LmdbStore(os.path.join(workdir, "data"), sync=False)
+    # Room for the reserve (a what-if) beside the store.
+    store = LmdbStore(os.path.join(workdir, "data"), sync=False, map_size=(1 << 30) + 2 * (args.reserve_mb << 20))
     try:
         coords = await running_attempts(store)
         backend = store.backend
         # A store of realistic depth first: its trees' branch pages are part of every commit.
         for raws, whole in make_batches(coords, args.spans_before // SPANS_PER_BATCH):
             await backend.ingest_span_bytes(raws, whole)
+        reserve_end = 0
+        if args.reserve_mb:
+            reserve_end = await asyncio.to_thread(make_reserve, backend.env, args.reserve_mb)
         chooser = random.Random(0)
         for size in GROUPS:
             by_tree: Counter[str] = Counter()
@@ -92,6 +108,11 @@ async def measure(args: argparse.Namespace, workdir: str, report: Report) -> Non
             report.add(f"  runs of them (separate writes), {label}", total_runs / args.commits, "runs")
             for tree, count in by_tree.most_common():
                 report.add(f"    {tree}, {label}", count / args.commits, "pages")
+        if reserve_end:
+            unreached = unreached_reserve(Path(backend.env.path()) / "data.mdb", backend.page_size, reserve_end)
+            if unreached < 256:
+                raise SystemExit(f"the commits left {unreached} pages of the {args.reserve_mb} MiB reserve: give more")
+            report.add("reserve pages never reached", unreached, "pages")
     finally:
         await store.close()
 
@@ -100,6 +121,14 @@ def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--spans-before", type=int, default=100_000, help="spans stored before (default 100000)")
     parser.add_argument("--commits", type=int, default=30, help="commits measured per group size (default 30)")
+    parser.add_argument(
+        "--reserve-mb",
+        type=int,
+        default=0,
+        help="a what-if, never a setting: free a contiguous run of this many MiB before measuring, so that the "
+        "commits take their pages from it (the reserve probe of bench/ack_sensitivity.py, docs/server.md); the "
+        "bench fails if they use it up (the default commits write about 14 MiB)",
+    )
     parser.add_argument("--out", default="commit_pages_bench", help="result file name under bench/results")
     args = parser.parse_args()
     report = Report("pages a group commit of span batches writes", context=vars(args))

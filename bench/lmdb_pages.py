@@ -111,3 +111,18 @@ def runs(pages: list[int]) -> int:
     """Runs of consecutive page numbers in ``pages`` (sorted): LMDB writes each run with one call,
     and each is a separate request to the disk."""
     return sum(1 for i, pgno in enumerate(pages) if i == 0 or pages[i - 1] != pgno - 1)
+
+
+def unreached_reserve(data_file: str | Path, page_size: int, reserve_end: int) -> int:
+    """How many pages just below ``reserve_end`` (bytes) no tree holds: for a reserve freed as the
+    file's last pages (a what-if of ``bench/ack_sensitivity.py`` and ``bench/commit_pages_bench.py``),
+    the pages never reached. LMDB takes a run of free pages lowest first and reads pages freed later
+    only once it is used up, so pages at its top that no tree holds were never written. (Once it is
+    used up, LMDB reuses the pages freed meanwhile, and the reserve's top pages hold what was
+    written then.) Read it with no writer running."""
+    owned = page_owners(data_file, page_size)
+    last = reserve_end // page_size - 1
+    top = last
+    while top >= 2 and top not in owned:
+        top -= 1
+    return last - top

@@ -11,6 +11,15 @@ folder first in the server's PYTHONPATH). Without the variables below nothing is
   resent span is stored twice. It also writes no sequence ids into the spans. What is left is what
   the writer costs without those two steps. It changes the Python span loop (the bench runs that
   one for it, ``AGL_SPAN_LOOP=python``).
+- ``AGL_PROBE_RESERVE_MB``: a what-if, never a setting. Right after the store opens its
+  environment, one write transaction stores a value of that many MiB and the next deletes it, so
+  LMDB's free list starts with one contiguous run of free pages over blocks already written. LMDB
+  takes free pages lowest first and reads the free list's later records only once that run is
+  used up, so until then every commit's pages are consecutive: one write to the disk where a
+  commit otherwise makes 14-37. It bounds what the locality of a commit's pages is worth; it does
+  not last (the run is used up, and the pages freed meanwhile are scattered again). The data
+  file's size once the run is freed is written to ``AGL_PROBE_RESERVE_SIZE``: a data file that
+  grew past it took pages from the end of the file, so the run was used up.
 - ``AGL_PROBE_SPINS``, ``AGL_PROBE_SPINS_EVERY``: a file where the number of spins so far is
   written, every that many spins, so that the bench can tell that the spin ran for its batches.
 """
@@ -38,7 +47,31 @@ def _spin(microseconds: float) -> None:
             out.write(str(_spins))
 
 
+def _reserve(megabytes: int) -> None:
+    from agl_core.store.lmdb import core
+
+    opener = core.open_environment
+
+    def opening(path: str, *, map_size: int, sync: bool) -> Any:
+        size = megabytes << 20
+        env, dbs = opener(path, map_size=max(map_size, 4 * size), sync=sync)
+        with env.begin(write=True) as txn:
+            txn.put(b"~probe-reserve", bytes(size))
+        with env.begin(write=True) as txn:
+            txn.delete(b"~probe-reserve")
+        target = os.environ.get("AGL_PROBE_RESERVE_SIZE")
+        if target:
+            with open(target, "w") as out:
+                out.write(str(os.path.getsize(os.path.join(path, "data.mdb"))))
+        return env, dbs
+
+    core.open_environment = opening
+
+
 def _install() -> None:
+    reserve_mb = int(os.environ.get("AGL_PROBE_RESERVE_MB") or 0)
+    if reserve_mb:
+        _reserve(reserve_mb)
     writer_us = float(os.environ.get("AGL_PROBE_WRITER_US") or 0)
     loop_us = float(os.environ.get("AGL_PROBE_LOOP_US") or 0)
     skip_dedup = os.environ.get("AGL_PROBE_SKIP_DEDUP") == "1"

@@ -4,7 +4,11 @@ spans go. The counts are read from the data file, so some follow from the store'
 
 from __future__ import annotations
 
-from support.bench_runs import rows_by_name, run_bench
+import os
+import subprocess
+import sys
+
+from support.bench_runs import ROOT, rows_by_name, run_bench
 
 
 def test_commit_pages_bench_quick_counts_each_groups_pages_by_tree() -> None:
@@ -25,3 +29,46 @@ def test_commit_pages_bench_quick_counts_each_groups_pages_by_tree() -> None:
         # A 10-span batch (about 10 KB) needs at least its chunk's pages: more batches, more pages.
         assert by_tree["span_chunks"] >= 3 * size
     assert saved["context"]["commits"] == 4
+
+
+def test_a_reserve_makes_each_commit_one_run_until_used_up() -> None:
+    """The what-if of --reserve-mb: with a contiguous run of free pages, a commit's pages are
+    consecutive (the first commits may still use pages freed before it, lower in the file)."""
+    saved = run_bench(
+        "commit_pages_bench.py",
+        ["--spans-before", "3000", "--commits", "4", "--reserve-mb", "32"],
+        "commit_pages_bench_reserve_quick",
+        300,
+    )
+    rows = rows_by_name(saved)
+    for label in ("4 batches of 10 spans", "8 batches of 10 spans"):
+        assert rows[f"runs of them (separate writes), {label}"]["value"] == 1.0
+        assert rows[f"pages written per commit, {label}"]["value"] > 1
+    assert rows["reserve pages never reached"]["value"] >= 256
+
+
+def test_a_reserve_the_commits_use_up_fails_the_bench() -> None:
+    env = dict(os.environ)
+    env["PYTHONPATH"] = os.pathsep.join([str(ROOT), str(ROOT / "servers"), env.get("PYTHONPATH", "")])
+    done = subprocess.run(
+        [
+            sys.executable,
+            "bench/commit_pages_bench.py",
+            "--spans-before",
+            "3000",
+            "--commits",
+            "4",
+            "--reserve-mb",
+            "1",
+            "--out",
+            "commit_pages_bench_small_quick",
+        ],
+        cwd=ROOT,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=300,
+        check=False,
+    )
+    assert done.returncode != 0
+    assert "pages of the 1 MiB reserve: give more" in done.stderr, done.stderr[-2000:]
