@@ -134,9 +134,12 @@ test-loaded: setup setup-go setup-ts setup-browser $(VENV)/.verl-installed
 demo: setup
 	$(PY) examples/quickstart.py
 
-# Span streaming through the Python, Go and TypeScript clients, same server, same run.
+# Span streaming through the Python, Go and TypeScript clients, same server, same run; then what
+# encoding a span batch costs the Go and TypeScript clients.
 bench-clients: setup setup-go setup-ts
 	$(PY) bench/clients_bench.py
+	$(PY) bench/go_codec_bench.py
+	$(PY) bench/ts_codec_bench.py
 
 # 1,000 goroutine workers on their own Work streams against one agl-server (bench/fleet_bench.py).
 bench-fleet: setup setup-go
