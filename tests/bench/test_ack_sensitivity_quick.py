@@ -4,11 +4,10 @@ themselves are read from its table, never asserted."""
 
 from __future__ import annotations
 
-import os
 import subprocess
 import sys
 
-from support.bench_runs import ROOT, rows_by_name, run_bench
+from support.bench_runs import ROOT, rows_by_name, run_bench, run_bench_failing
 
 
 def test_each_probe_runs_in_the_server_and_is_reported() -> None:
@@ -32,22 +31,10 @@ def test_each_probe_runs_in_the_server_and_is_reported() -> None:
 
 def test_a_reserve_the_run_uses_up_fails_the_run() -> None:
     """A reserve too small for the run would report scattered commits under its name."""
-    saved = ROOT / "bench" / "results" / "ack_sensitivity_small_quick.json"
-    saved.unlink(missing_ok=True)
-    env = dict(os.environ)
-    env["PYTHONPATH"] = os.pathsep.join([str(ROOT), str(ROOT / "servers"), env.get("PYTHONPATH", "")])
-    done = subprocess.run(
-        [sys.executable, "bench/ack_sensitivity.py", "--quick", "--probes", "reserve:4", "--out", saved.stem],
-        cwd=ROOT,
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=300,
-        check=False,
+    stderr = run_bench_failing(
+        "ack_sensitivity.py", ["--quick", "--probes", "reserve:4"], "ack_sensitivity_small_quick", 300
     )
-    assert done.returncode != 0
-    assert "probe reserve:4: it left" in done.stderr and "give more" in done.stderr, done.stderr[-2000:]
-    assert not saved.exists()
+    assert "probe reserve:4: it left" in stderr and "give more" in stderr, stderr[-2000:]
 
 
 def test_a_probe_it_cannot_run_is_refused_before_any_server_starts() -> None:

@@ -4,11 +4,7 @@ spans go. The counts are read from the data file, so some follow from the store'
 
 from __future__ import annotations
 
-import os
-import subprocess
-import sys
-
-from support.bench_runs import ROOT, rows_by_name, run_bench
+from support.bench_runs import rows_by_name, run_bench, run_bench_failing
 
 
 def test_commit_pages_bench_quick_counts_each_groups_pages_by_tree() -> None:
@@ -48,27 +44,6 @@ def test_a_reserve_makes_each_commit_one_run_until_used_up() -> None:
 
 
 def test_a_reserve_the_commits_use_up_fails_the_bench() -> None:
-    env = dict(os.environ)
-    env["PYTHONPATH"] = os.pathsep.join([str(ROOT), str(ROOT / "servers"), env.get("PYTHONPATH", "")])
-    done = subprocess.run(
-        [
-            sys.executable,
-            "bench/commit_pages_bench.py",
-            "--spans-before",
-            "3000",
-            "--commits",
-            "4",
-            "--reserve-mb",
-            "1",
-            "--out",
-            "commit_pages_bench_small_quick",
-        ],
-        cwd=ROOT,
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=300,
-        check=False,
-    )
-    assert done.returncode != 0
-    assert "pages of the 1 MiB reserve: give more" in done.stderr, done.stderr[-2000:]
+    args = ["--spans-before", "3000", "--commits", "4", "--reserve-mb", "1"]
+    stderr = run_bench_failing("commit_pages_bench.py", args, "commit_pages_bench_small_quick", 300)
+    assert "pages of the 1 MiB reserve: give more" in stderr, stderr[-2000:]

@@ -12,14 +12,11 @@ from typing import Any
 ROOT = Path(__file__).resolve().parents[2]
 
 
-def run_bench(script: str, args: list[str], out: str, timeout: float) -> dict[str, Any]:
-    """Run ``bench/<script> *args --out <out>`` and return the result file it saved (asserting that
-    it exited 0 and printed its table). ``out`` should end in ``_quick`` (ignored by git)."""
+def _run(script: str, args: list[str], out: str, path: Path, timeout: float) -> subprocess.CompletedProcess[str]:
     env = dict(os.environ)
     env["PYTHONPATH"] = os.pathsep.join([str(ROOT), str(ROOT / "servers"), env.get("PYTHONPATH", "")])
-    path = ROOT / "bench" / "results" / f"{out}.json"
     path.unlink(missing_ok=True)
-    done = subprocess.run(
+    return subprocess.run(
         [sys.executable, f"bench/{script}", *args, "--out", out],
         cwd=ROOT,
         env=env,
@@ -28,6 +25,13 @@ def run_bench(script: str, args: list[str], out: str, timeout: float) -> dict[st
         timeout=timeout,
         check=False,
     )
+
+
+def run_bench(script: str, args: list[str], out: str, timeout: float) -> dict[str, Any]:
+    """Run ``bench/<script> *args --out <out>`` and return the result file it saved (asserting that
+    it exited 0 and printed its table). ``out`` should end in ``_quick`` (ignored by git)."""
+    path = ROOT / "bench" / "results" / f"{out}.json"
+    done = _run(script, args, out, path, timeout)
     assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
     assert "| measure" in done.stdout  # the table was printed
     saved: dict[str, Any] = json.loads(path.read_text())
@@ -37,3 +41,13 @@ def run_bench(script: str, args: list[str], out: str, timeout: float) -> dict[st
 def rows_by_name(saved: dict[str, Any]) -> dict[str, dict[str, Any]]:
     """The saved rows by their name (without the indentation of sub-rows)."""
     return {row["name"].strip(): row for row in saved["rows"]}
+
+
+def run_bench_failing(script: str, args: list[str], out: str, timeout: float) -> str:
+    """Run ``bench/<script> *args --out <out>`` expecting it to fail; return its stderr (asserting
+    that it exited non-zero and saved no result)."""
+    path = ROOT / "bench" / "results" / f"{out}.json"
+    done = _run(script, args, out, path, timeout)
+    assert done.returncode != 0, done.stdout[-3000:]
+    assert not path.exists()
+    return done.stderr
