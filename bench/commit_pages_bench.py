@@ -29,7 +29,7 @@ from typing import Any
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from common import Report, run_and_save
 from ingest_cpu_bench import SPANS_PER_BATCH, make_batches, running_attempts
-from lmdb_pages import page_owners, runs, unreached_reserve, written_pages
+from lmdb_pages import RESERVE_LEFT_PAGES, make_reserve, page_owners, runs, unreached_reserve, written_pages
 
 from agl_core.store import LmdbStore
 
@@ -70,17 +70,6 @@ async def one_commit(store: LmdbStore, batches: list[tuple[list[bytes], bytes]])
     return written_pages(before, owners(backend))
 
 
-def make_reserve(env: Any, megabytes: int) -> int:
-    """Store a value of ``megabytes`` MiB and delete it: LMDB's free list then starts with one
-    contiguous run of pages, which it uses lowest first before any page freed later. Returns the
-    data file's size, where the run ends."""
-    with env.begin(write=True) as txn:
-        txn.put(b"~bench-reserve", bytes(megabytes << 20))
-    with env.begin(write=True) as txn:
-        txn.delete(b"~bench-reserve")
-    return os.path.getsize(Path(env.path()) / "data.mdb")
-
-
 async def measure(args: argparse.Namespace, workdir: str, report: Report) -> None:
     # Room for the reserve (a what-if) beside the store.
     store = LmdbStore(os.path.join(workdir, "data"), sync=False, map_size=(1 << 30) + 2 * (args.reserve_mb << 20))
@@ -110,7 +99,7 @@ async def measure(args: argparse.Namespace, workdir: str, report: Report) -> Non
                 report.add(f"    {tree}, {label}", count / args.commits, "pages")
         if reserve_end:
             unreached = unreached_reserve(Path(backend.env.path()) / "data.mdb", backend.page_size, reserve_end)
-            if unreached < 256:
+            if unreached < RESERVE_LEFT_PAGES:
                 raise SystemExit(f"the commits left {unreached} pages of the {args.reserve_mb} MiB reserve: give more")
             report.add("reserve pages never reached", unreached, "pages")
     finally:

@@ -16,8 +16,10 @@ page live in overflow pages (``F_BIGDATA``), owned by the tree whose leaf points
 from __future__ import annotations
 
 import mmap
+import os
 import struct
 from pathlib import Path
+from typing import Any
 
 PAGE_HEADER = 16  # pgno (8), pad (2), flags (2), lower and upper (2 + 2) or overflow pages (4)
 P_BRANCH, P_LEAF2 = 0x01, 0x20
@@ -27,6 +29,9 @@ P_INVALID = (1 << 64) - 1
 _DB = struct.Struct("<IHHQQQQQ")
 _META = struct.Struct("<IIQQ")  # magic, version, address, map size; then the two MDB_db, last page, txnid
 _NODE = struct.Struct("<HHHH")  # lo, hi, flags, key size
+# A reserve must end a run with at least this many pages never reached (1 MiB: a few dozen commits'
+# worth), or the run's last commits may have written scattered pages again.
+RESERVE_LEFT_PAGES = 256
 MAGIC = 0xBEEFC0DE
 DATA_VERSION = 1  # MDB_DATA_VERSION of LMDB 0.9
 FREE, MAIN = "(free pages)", "(main)"
@@ -111,6 +116,18 @@ def runs(pages: list[int]) -> int:
     """Runs of consecutive page numbers in ``pages`` (sorted): LMDB writes each run with one call,
     and each is a separate request to the disk."""
     return sum(1 for i, pgno in enumerate(pages) if i == 0 or pages[i - 1] != pgno - 1)
+
+
+def make_reserve(env: Any, megabytes: int) -> int:
+    """Store a value of ``megabytes`` MiB in ``env`` (py-lmdb's environment) and delete it: LMDB's
+    free list then starts with one contiguous run of pages over blocks already written, which it
+    uses lowest first before any page freed later (a what-if, never a setting). Returns the data
+    file's size, where the run ends. The map must have room for it."""
+    with env.begin(write=True) as txn:
+        txn.put(b"~bench-reserve", bytes(megabytes << 20))
+    with env.begin(write=True) as txn:
+        txn.delete(b"~bench-reserve")
+    return os.path.getsize(Path(env.path()) / "data.mdb")
 
 
 def unreached_reserve(data_file: str | Path, page_size: int, reserve_end: int) -> int:

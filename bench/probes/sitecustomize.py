@@ -18,8 +18,9 @@ folder first in the server's PYTHONPATH). Without the variables below nothing is
   used up, so until then every commit's pages are consecutive: one write to the disk where a
   commit otherwise makes 14-37. It bounds what the locality of a commit's pages is worth; it does
   not last (the run is used up, and the pages freed meanwhile are scattered again). The data
-  file's size once the run is freed is written to ``AGL_PROBE_RESERVE_SIZE``: a data file that
-  grew past it took pages from the end of the file, so the run was used up.
+  file's size once the run is freed (where the run ends) is written to ``AGL_PROBE_RESERVE_SIZE``,
+  so that the bench can read, once the server is gone, how much of the run was never reached
+  (``lmdb_pages.unreached_reserve``).
 - ``AGL_PROBE_SPINS``, ``AGL_PROBE_SPINS_EVERY``: a file where the number of spins so far is
   written, every that many spins, so that the bench can tell that the spin ran for its batches.
 """
@@ -27,7 +28,9 @@ folder first in the server's PYTHONPATH). Without the variables below nothing is
 from __future__ import annotations
 
 import os
+import sys
 import time
+from pathlib import Path
 from typing import Any
 
 _spins = 0
@@ -50,19 +53,18 @@ def _spin(microseconds: float) -> None:
 def _reserve(megabytes: int) -> None:
     from agl_core.store.lmdb import core
 
+    sys.path.append(str(Path(__file__).resolve().parent.parent))  # bench/, for lmdb_pages
+    from lmdb_pages import make_reserve
+
     opener = core.open_environment
 
     def opening(path: str, *, map_size: int, sync: bool) -> Any:
-        size = megabytes << 20
-        env, dbs = opener(path, map_size=max(map_size, 4 * size), sync=sync)
-        with env.begin(write=True) as txn:
-            txn.put(b"~probe-reserve", bytes(size))
-        with env.begin(write=True) as txn:
-            txn.delete(b"~probe-reserve")
+        env, dbs = opener(path, map_size=max(map_size, 4 * (megabytes << 20)), sync=sync)
+        end = make_reserve(env, megabytes)
         target = os.environ.get("AGL_PROBE_RESERVE_SIZE")
         if target:
             with open(target, "w") as out:
-                out.write(str(os.path.getsize(os.path.join(path, "data.mdb"))))
+                out.write(str(end))
         return env, dbs
 
     core.open_environment = opening

@@ -12,11 +12,13 @@ from typing import Any
 ROOT = Path(__file__).resolve().parents[2]
 
 
-def _run(script: str, args: list[str], out: str, path: Path, timeout: float) -> subprocess.CompletedProcess[str]:
+def _run(script: str, args: list[str], out: str, timeout: float) -> tuple[subprocess.CompletedProcess[str], Path]:
+    """Run the bench with ``--out out``; what it did and where its result file goes (removed first)."""
+    path = ROOT / "bench" / "results" / f"{out}.json"
     env = dict(os.environ)
     env["PYTHONPATH"] = os.pathsep.join([str(ROOT), str(ROOT / "servers"), env.get("PYTHONPATH", "")])
     path.unlink(missing_ok=True)
-    return subprocess.run(
+    done = subprocess.run(
         [sys.executable, f"bench/{script}", *args, "--out", out],
         cwd=ROOT,
         env=env,
@@ -25,13 +27,13 @@ def _run(script: str, args: list[str], out: str, path: Path, timeout: float) -> 
         timeout=timeout,
         check=False,
     )
+    return done, path
 
 
 def run_bench(script: str, args: list[str], out: str, timeout: float) -> dict[str, Any]:
     """Run ``bench/<script> *args --out <out>`` and return the result file it saved (asserting that
     it exited 0 and printed its table). ``out`` should end in ``_quick`` (ignored by git)."""
-    path = ROOT / "bench" / "results" / f"{out}.json"
-    done = _run(script, args, out, path, timeout)
+    done, path = _run(script, args, out, timeout)
     assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
     assert "| measure" in done.stdout  # the table was printed
     saved: dict[str, Any] = json.loads(path.read_text())
@@ -46,8 +48,7 @@ def rows_by_name(saved: dict[str, Any]) -> dict[str, dict[str, Any]]:
 def run_bench_failing(script: str, args: list[str], out: str, timeout: float) -> str:
     """Run ``bench/<script> *args --out <out>`` expecting it to fail; return its stderr (asserting
     that it exited non-zero and saved no result)."""
-    path = ROOT / "bench" / "results" / f"{out}.json"
-    done = _run(script, args, out, path, timeout)
+    done, path = _run(script, args, out, timeout)
     assert done.returncode != 0, done.stdout[-3000:]
     assert not path.exists()
     return done.stderr
