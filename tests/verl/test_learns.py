@@ -22,7 +22,9 @@ EXAMPLE = Path(__file__).parents[2] / "examples" / "verl_cpu" / "train.py"
 # Four steps past the example's 12. Most runs are at 0.92-0.96 by step 8 and 1.0 by 12, but a run
 # can start slowly: in one CI run the training reward first fell (0.13 to 0.04 by step 4) while the
 # policy drifted toward digits, and validation reached only 0.50 at step 12, still climbing. The
-# steps give such a run room; the bar it must clear at the end stays the same.
+# steps give such a run room; the bar it must clear at the end stays the same. Validation asks
+# about numbers held out from training but of the same size: with numbers from 10,000 on, one CI
+# run at training reward 1.0 scored 0.72 at step 16 (0.96 at step 12) after a grad-norm spike.
 STEPS = 16
 
 
