@@ -8,7 +8,8 @@ Two more store: ``rust-tonic-lmdb`` is the tonic handler putting every span into
 ack (group commits, a sync each, none of agl's checks or indexes), the floor under any durable
 store on this machine however it were compiled; ``rust-tonic-lmdb-nosync`` the same without syncs,
 so the difference between the two is the disk's. And two are agl's own store: ``agl-split`` serves
-the stream in one process and stores in another (bench/split_ingest_floor.py), ``agl-mypyc`` is
+the stream in one process and stores in another (bench/split_ingest_floor.py), ``agl-rust-edge``
+the same with the stream served by the tonic handler (bench/rust_edge_floor.py), ``agl-mypyc`` is
 agl-server with the writer's span path compiled by mypyc (bench/compiled_floor.py)."""
 
 from __future__ import annotations
@@ -74,6 +75,10 @@ def _agl_split(port_file: str, data: str) -> list[str]:
     return [sys.executable, str(ROOT / "bench" / "split_ingest_floor.py"), port_file, data]
 
 
+def _agl_rust_edge(port_file: str, data: str) -> list[str]:
+    return [sys.executable, str(ROOT / "bench" / "rust_edge_floor.py"), port_file, data, str(_build_rust_floor())]
+
+
 def _agl_mypyc(port_file: str, data: str) -> list[str]:
     try:
         build = compiled_floor.build()
@@ -123,6 +128,7 @@ FLOORS = {
         Floor("rust-tonic-lmdb", "Rust tonic, spans durably into LMDB", _rust_tonic_lmdb, _lmdb_spans),
         Floor("rust-tonic-lmdb-nosync", "Rust tonic, spans into LMDB unsynced", _rust_tonic_lmdb_nosync, _lmdb_spans),
         Floor("agl-split", "grpc.aio edge + agl store in another process", _agl_split, agl_spans_added),
+        Floor("agl-rust-edge", "Rust tonic edge + agl store in another process", _agl_rust_edge, agl_spans_added),
         Floor("agl-mypyc", "agl-server, writer's span path compiled (mypyc)", _agl_mypyc, agl_spans_added),
     )
 }

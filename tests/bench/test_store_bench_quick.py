@@ -99,13 +99,16 @@ def check_storing_floor(saved: dict[str, Any], floor: str) -> None:
 def test_ack_floors_of_rust_tonic_with_split_cpus() -> None:
     """bench/floors/rust-ackfloor, built with cargo from the committed Cargo.lock (the first build
     fetches and compiles its crates: about two minutes here), answers the Go writers as agl-server
-    does, bare and storing every span durably in LMDB (all of them there once it stops); with
-    --split-cpus, agl-server and the floors run on CPU 0 and the writers on the others."""
+    does, bare, storing every span durably in LMDB (all of them there once it stops), and as the
+    edge of agl's own store in another process (bench/rust_edge_floor.py: every acked span there
+    once it stops, counted by agl's store); with --split-cpus, agl-server and the floors run on
+    CPU 0 and the writers on the others."""
     if shutil.which("cargo") is None:
         pytest.skip("cargo is not on PATH: the Rust floor cannot be built (install Rust with rustup)")
     if len(os.sched_getaffinity(0)) < 2 or 0 not in os.sched_getaffinity(0):
         pytest.skip("--split-cpus needs CPU 0 and another CPU")
-    flags = ["--quick", "--ack-only", "--go-client", "--floors", "rust-tonic,rust-tonic-lmdb", "--split-cpus"]
+    floors = "rust-tonic,rust-tonic-lmdb,agl-rust-edge"
+    flags = ["--quick", "--ack-only", "--go-client", "--floors", floors, "--split-cpus"]
     saved = run_bench("store_bench.py", flags, "store_bench_ack_rust_smoke_quick", timeout=900)
     others = sorted(os.sched_getaffinity(0) - {0})
     assert saved["context"]["cpus"] == f"servers on [0], the bench and its load generators on {others}"
@@ -115,6 +118,7 @@ def test_ack_floors_of_rust_tonic_with_split_cpus() -> None:
         assert rows[f"batches not wholly stored, {label}"] == (0, "batches")
         check_floor_rows(rows, f"{label}, bare Rust tonic (no store)")
     check_storing_floor(saved, "Rust tonic, spans durably into LMDB")
+    check_storing_floor(saved, "Rust tonic edge + agl store in another process")
 
 
 def test_ack_floor_of_agl_split_stores_every_acked_span() -> None:

@@ -6,12 +6,16 @@
 //!
 //! With `--lmdb DIR` it also stores every span durably in an LMDB environment under DIR before
 //! acking its batch (src/durable.rs): the floor of a durable store behind the same front end.
-//! `--lmdb-nosync DIR` stores them without syncing.
+//! `--lmdb-nosync DIR` stores them without syncing. With `--forward SOCKET` it hands each batch to
+//! agl's own store in another process and acks with its answer (src/forward.rs): a compiled edge in
+//! front of agl's Python store.
 //!
-//! Usage: agl-rust-ackfloor PORT_FILE [--lmdb DIR | --lmdb-nosync DIR] (listens on 127.0.0.1, a
-//! free port, written to PORT_FILE). TOKIO_WORKER_THREADS sets the runtime's threads.
+//! Usage: agl-rust-ackfloor PORT_FILE [--lmdb DIR | --lmdb-nosync DIR | --forward SOCKET] (listens
+//! on 127.0.0.1, a free port, written to PORT_FILE; with --forward, once the store has connected).
+//! TOKIO_WORKER_THREADS sets the runtime's threads.
 
 mod durable;
+mod forward;
 
 use std::pin::Pin;
 
@@ -31,8 +35,15 @@ use pb::{IngestSpansRequest, IngestSpansResponse};
 // holds the client back), as agl-server's in-flight bound does.
 const INFLIGHT: usize = 32;
 
+#[derive(Clone)]
+enum Store {
+    None,
+    Lmdb(durable::Store),
+    Forward(forward::Link),
+}
+
 struct AckOnly {
-    store: Option<durable::Store>,
+    store: Store,
 }
 
 type AckStream = Pin<Box<dyn Stream<Item = Result<IngestSpansResponse, Status>> + Send + 'static>>;
@@ -50,16 +61,26 @@ impl LightningStoreService for AckOnly {
             while let Some(batch) = batches.next().await {
                 let ack = match (batch, &store) {
                     (Err(status), _) => Err(status),
-                    (Ok(b), None) => Ok(ack_of(&b)),
+                    (Ok(b), Store::None) => Ok(ack_of(&b)),
                     // One batch of a stream stored at a time: the bench's writers are closed-loop,
                     // each waiting for its ack before sending the next batch, so nothing is lost.
-                    (Ok(b), Some(store)) => {
+                    (Ok(b), Store::Lmdb(store)) => {
                         let spans = b.spans.iter().map(|span| span.encode_to_vec()).collect();
                         match store.write(spans).await {
                             Ok(()) => Ok(ack_of(&b)),
                             Err(message) => Err(Status::unavailable(message)),
                         }
                     }
+                    // Re-encoded from the decoded batch: the same bytes for every field agl knows.
+                    (Ok(b), Store::Forward(link)) => match link.store(&b.encode_to_vec()).await {
+                        Ok(answer) => IngestSpansResponse::decode(answer.as_slice())
+                            .map(|mut response| {
+                                response.batch_id = b.batch_id;
+                                response
+                            })
+                            .map_err(|err| Status::internal(format!("the store's answer: {err}"))),
+                        Err(message) => Err(Status::unavailable(message)),
+                    },
                 };
                 if acks.send(ack).await.is_err() {
                     break; // the client went away
@@ -80,17 +101,20 @@ fn ack_of(batch: &IngestSpansRequest) -> IngestSpansResponse {
 
 #[tokio::main]
 async fn main() -> Result<(), Box<dyn std::error::Error>> {
-    const USAGE: &str = "usage: agl-rust-ackfloor PORT_FILE [--lmdb DIR | --lmdb-nosync DIR]";
+    const USAGE: &str =
+        "usage: agl-rust-ackfloor PORT_FILE [--lmdb DIR | --lmdb-nosync DIR | --forward SOCKET]";
     let args: Vec<String> = std::env::args().skip(1).collect();
     let (port_file, store) = match args.as_slice() {
-        [port_file] => (port_file.clone(), None),
+        [port_file] => (port_file.clone(), Store::None),
         [port_file, flag, dir] if flag == "--lmdb" || flag == "--lmdb-nosync" => {
             let sync = flag == "--lmdb";
-            (
-                port_file.clone(),
-                Some(durable::Store::open(std::path::Path::new(dir), sync)?),
-            )
+            let store = durable::Store::open(std::path::Path::new(dir), sync)?;
+            (port_file.clone(), Store::Lmdb(store))
         }
+        [port_file, flag, socket] if flag == "--forward" => (
+            port_file.clone(),
+            Store::Forward(forward::Link::accept(socket).await?),
+        ),
         _ => return Err(USAGE.into()),
     };
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
