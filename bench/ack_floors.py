@@ -9,7 +9,8 @@ ack (group commits, a sync each, none of agl's checks or indexes), the floor und
 store on this machine however it were compiled; ``rust-tonic-lmdb-nosync`` the same without syncs,
 so the difference between the two is the disk's. And two are agl's own store: ``agl-split`` serves
 the stream in one process and stores in another (bench/split_ingest_floor.py), ``agl-rust-edge``
-the same with the stream served by the tonic handler (bench/rust_edge_floor.py), ``agl-mypyc`` is
+the same with the stream served by the tonic handler (bench/rust_edge_floor.py), ``agl-native-edge``
+serves it with tonic inside the store's process (bench/native_edge_floor.py), ``agl-mypyc`` is
 agl-server with the writer's span path compiled by mypyc (bench/compiled_floor.py)."""
 
 from __future__ import annotations
@@ -31,6 +32,7 @@ from loadgen import BIN_DIR, build_go_command
 from split_ingest_floor import agl_spans_added
 
 RUST_CRATE = ROOT / "bench" / "floors" / "rust-ackfloor"
+NATIVE_EDGE_CRATE = ROOT / "bench" / "floors" / "native-edge"
 CARGO_TARGET = BIN_DIR / "cargo"  # under bench/.bin, ignored by git
 
 
@@ -79,6 +81,11 @@ def _agl_rust_edge(port_file: str, data: str) -> list[str]:
     return [sys.executable, str(ROOT / "bench" / "rust_edge_floor.py"), port_file, data, str(_build_rust_floor())]
 
 
+def _agl_native_edge(port_file: str, data: str) -> list[str]:
+    module_dir = _build_native_edge()
+    return [sys.executable, str(ROOT / "bench" / "native_edge_floor.py"), port_file, data, str(module_dir)]
+
+
 def _agl_mypyc(port_file: str, data: str) -> list[str]:
     try:
         build = compiled_floor.build()
@@ -88,15 +95,36 @@ def _agl_mypyc(port_file: str, data: str) -> list[str]:
 
 
 def _build_rust_floor() -> Path:
+    _cargo_build(RUST_CRATE)
+    return CARGO_TARGET / "release" / "agl-rust-ackfloor"
+
+
+def _build_native_edge() -> Path:
+    """The PyO3 extension ``agl_native_edge`` (for this Python, abi3), in a directory of its own to
+    put on ``sys.path``."""
+    _cargo_build(NATIVE_EDGE_CRATE)
+    module_dir = BIN_DIR / "native-edge"
+    module_dir.mkdir(parents=True, exist_ok=True)
+    # Replaced whole (a new inode), so a process that still maps the old library is not disturbed.
+    staged = module_dir / "agl_native_edge.abi3.so.tmp"
+    shutil.copyfile(CARGO_TARGET / "release" / "libagl_native_edge.so", staged)
+    os.replace(staged, module_dir / "agl_native_edge.abi3.so")
+    return module_dir
+
+
+def _cargo_build(crate: Path) -> None:
     cargo = shutil.which("cargo")
     if cargo is None:
-        raise FloorUnavailable("cargo is not on PATH; install Rust (rustup) to build bench/floors/rust-ackfloor")
-    env = {**os.environ, "CARGO_TARGET_DIR": str(CARGO_TARGET), "PROTOC": str(_protoc())}
-    manifest = RUST_CRATE / "Cargo.toml"
+        raise FloorUnavailable(f"cargo is not on PATH; install Rust (rustup) to build {crate.relative_to(ROOT)}")
+    env = {
+        **os.environ,
+        "CARGO_TARGET_DIR": str(CARGO_TARGET),
+        "PROTOC": str(_protoc()),
+        "PYO3_PYTHON": sys.executable,  # the interpreter a PyO3 crate is built for
+    }
     # --locked: the crates of the committed Cargo.lock, so every run measures the same code.
-    command = [cargo, "build", "--release", "--locked", "--manifest-path", str(manifest)]
+    command = [cargo, "build", "--release", "--locked", "--manifest-path", str(crate / "Cargo.toml")]
     subprocess.run(command, env=env, check=True, timeout=1200)
-    return CARGO_TARGET / "release" / "agl-rust-ackfloor"
 
 
 def _protoc() -> Path:
@@ -129,6 +157,7 @@ FLOORS = {
         Floor("rust-tonic-lmdb-nosync", "Rust tonic, spans into LMDB unsynced", _rust_tonic_lmdb_nosync, _lmdb_spans),
         Floor("agl-split", "grpc.aio edge + agl store in another process", _agl_split, agl_spans_added),
         Floor("agl-rust-edge", "Rust tonic edge + agl store in another process", _agl_rust_edge, agl_spans_added),
+        Floor("agl-native-edge", "tonic edge inside agl's store process", _agl_native_edge, agl_spans_added),
         Floor("agl-mypyc", "agl-server, writer's span path compiled (mypyc)", _agl_mypyc, agl_spans_added),
     )
 }

@@ -100,14 +100,15 @@ def test_ack_floors_of_rust_tonic_with_split_cpus() -> None:
     """bench/floors/rust-ackfloor, built with cargo from the committed Cargo.lock (the first build
     fetches and compiles its crates: about two minutes here), answers the Go writers as agl-server
     does, bare, storing every span durably in LMDB (all of them there once it stops), and as the
-    edge of agl's own store in another process (bench/rust_edge_floor.py: every acked span there
-    once it stops, counted by agl's store); with --split-cpus, agl-server and the floors run on
-    CPU 0 and the writers on the others."""
+    edge of agl's own store, in another process (bench/rust_edge_floor.py) and inside the store's
+    process (bench/native_edge_floor.py, a PyO3 extension built the same way): every acked span
+    there once it stops, counted by agl's store. With --split-cpus, agl-server and the floors run
+    on CPU 0 and the writers on the others."""
     if shutil.which("cargo") is None:
         pytest.skip("cargo is not on PATH: the Rust floor cannot be built (install Rust with rustup)")
     if len(os.sched_getaffinity(0)) < 2 or 0 not in os.sched_getaffinity(0):
         pytest.skip("--split-cpus needs CPU 0 and another CPU")
-    floors = "rust-tonic,rust-tonic-lmdb,agl-rust-edge"
+    floors = "rust-tonic,rust-tonic-lmdb,agl-rust-edge,agl-native-edge"
     flags = ["--quick", "--ack-only", "--go-client", "--floors", floors, "--split-cpus"]
     saved = run_bench("store_bench.py", flags, "store_bench_ack_rust_smoke_quick", timeout=900)
     others = sorted(os.sched_getaffinity(0) - {0})
@@ -119,6 +120,7 @@ def test_ack_floors_of_rust_tonic_with_split_cpus() -> None:
         check_floor_rows(rows, f"{label}, bare Rust tonic (no store)")
     check_storing_floor(saved, "Rust tonic, spans durably into LMDB")
     check_storing_floor(saved, "Rust tonic edge + agl store in another process")
+    check_storing_floor(saved, "tonic edge inside agl's store process")
 
 
 def test_ack_floor_of_agl_split_stores_every_acked_span() -> None:
