@@ -31,6 +31,7 @@ from cpu_split import spawning_on
 from loadgen import BIN_DIR, build_go_command
 from split_ingest_floor import agl_spans_added
 
+# Crates of one workspace (bench/floors/Cargo.toml, one Cargo.lock); bench/floors/common is theirs.
 RUST_CRATE = ROOT / "bench" / "floors" / "rust-ackfloor"
 NATIVE_EDGE_CRATE = ROOT / "bench" / "floors" / "native-edge"
 CARGO_TARGET = BIN_DIR / "cargo"  # under bench/.bin, ignored by git

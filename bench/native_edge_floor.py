@@ -44,7 +44,7 @@ from agl_core.errors import AglError  # noqa: E402
 from agl_core.proto import store_pb2 as s  # noqa: E402
 from agl_core.store import LmdbStore, validation  # noqa: E402
 from agl_core.store.lmdb.records import Tx  # noqa: E402
-from agl_core.store.lmdb.spans import _placeable_one_by_one  # noqa: E402
+from agl_core.store.lmdb.spans import _placeable_one_by_one, complete_answer  # noqa: E402
 from agl_core.store.wire import IngestSpansRequestView, span_headers  # noqa: E402
 from agl_server.tuning import Tuning  # noqa: E402
 
@@ -81,16 +81,8 @@ class Completion:
         return True
 
     def set_result(self, result: tuple[int, list[int], list[tuple[int, int, str]]]) -> None:
-        accepted, duplicates, rejected = result  # as PendingSpans.answer reads the write's result
-        response = self.response
-        response.accepted = accepted
-        response.duplicate_indices.extend(duplicates)
-        if rejected:
-            for i, code, message in rejected:
-                response.rejected.add(index=i, code=code, message=message)
-            response.rejected.sort(key=lambda e: e.index)
         self.acked = True
-        self.edge.ack(self.ticket, response.SerializeToString())
+        self.edge.ack(self.ticket, complete_answer(self.response, result).SerializeToString())
 
     def set_exception(self, error: BaseException) -> None:
         if isinstance(error, AglError):

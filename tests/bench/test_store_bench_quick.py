@@ -97,7 +97,7 @@ def check_storing_floor(saved: dict[str, Any], floor: str) -> None:
 
 
 def test_ack_floors_of_rust_tonic_with_split_cpus() -> None:
-    """bench/floors/rust-ackfloor, built with cargo from the committed Cargo.lock (the first build
+    """bench/floors/rust-ackfloor, built with cargo from the workspace's committed Cargo.lock (the first build
     fetches and compiles its crates: about two minutes here), answers the Go writers as agl-server
     does, bare, storing every span durably in LMDB (all of them there once it stops), and as the
     edge of agl's own store, in another process (bench/rust_edge_floor.py) and inside the store's

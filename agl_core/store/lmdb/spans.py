@@ -39,16 +39,24 @@ class PendingSpans:
 
     def answer(self) -> s.IngestSpansResponse:
         """The batch's answer, once ``write`` is done; raises what the write raised."""
-        response = self.response
         if self.write is not None:
-            accepted, duplicates, rejected = self.write.result()
-            response.accepted = accepted
-            response.duplicate_indices.extend(duplicates)
-            if rejected:
-                for i, code, message in rejected:
-                    response.rejected.add(index=i, code=code, message=message)
-                response.rejected.sort(key=lambda e: e.index)
-        return response
+            return complete_answer(self.response, self.write.result())
+        return self.response
+
+
+def complete_answer(
+    response: s.IngestSpansResponse, result: tuple[int, list[int], list[tuple[int, int, str]]]
+) -> s.IngestSpansResponse:
+    """``response`` (the spans rejected before the write) completed with the span write's result:
+    how many it accepted, which were duplicates and which it rejected."""
+    accepted, duplicates, rejected = result
+    response.accepted = accepted
+    response.duplicate_indices.extend(duplicates)
+    if rejected:
+        for i, code, message in rejected:
+            response.rejected.add(index=i, code=code, message=message)
+        response.rejected.sort(key=lambda e: e.index)
+    return response
 
 
 def _placeable_one_by_one(

@@ -10,29 +10,19 @@
 //! Every method but IngestSpans answers UNIMPLEMENTED (tonic's default stubs).
 
 use std::collections::{HashMap, VecDeque};
-use std::pin::Pin;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Condvar, Mutex};
 use std::time::Duration;
 
+use agl_floor_common::pb::lightning_store_service_server::LightningStoreService;
+use agl_floor_common::pb::{IngestSpansRequest, IngestSpansResponse};
+use agl_floor_common::{ack_each, answer_of, nodelay, service, AckStream};
 use prost::Message;
 use pyo3::exceptions::PyRuntimeError;
 use pyo3::prelude::*;
 use pyo3::types::PyBytes;
 use tokio::sync::oneshot;
-use tokio_stream::{wrappers::ReceiverStream, wrappers::TcpListenerStream, Stream, StreamExt};
 use tonic::{Code, Request, Response, Status, Streaming};
-
-pub mod pb {
-    tonic::include_proto!("agl.v1");
-}
-
-use pb::lightning_store_service_server::{LightningStoreService, LightningStoreServiceServer};
-use pb::{IngestSpansRequest, IngestSpansResponse};
-
-// Acks a stream may have queued before its reader waits (HTTP/2 flow control then holds the client
-// back), as agl-server's in-flight bound does.
-const INFLIGHT: usize = 32;
 
 type Answer = Result<Vec<u8>, Status>;
 
@@ -68,33 +58,22 @@ struct Service {
     shared: Arc<Shared>,
 }
 
-type AckStream = Pin<Box<dyn Stream<Item = Result<IngestSpansResponse, Status>> + Send + 'static>>;
-
 #[tonic::async_trait]
 impl LightningStoreService for Service {
     async fn ingest_spans(
         &self,
         request: Request<Streaming<IngestSpansRequest>>,
     ) -> Result<Response<AckStream>, Status> {
-        let mut batches = request.into_inner();
-        let (acks, out) = tokio::sync::mpsc::channel(INFLIGHT);
         let shared = self.shared.clone();
-        tokio::spawn(async move {
-            while let Some(batch) = batches.next().await {
-                let ack = match batch {
-                    Err(status) => Err(status),
-                    Ok(batch) => store(&shared, batch).await,
-                };
-                if acks.send(ack).await.is_err() {
-                    break; // the client went away
-                }
-            }
+        let acks = ack_each(request.into_inner(), move |batch| {
+            let shared = shared.clone();
+            async move { store(&shared, batch).await }
         });
-        Ok(Response::new(Box::pin(ReceiverStream::new(out))))
+        Ok(Response::new(acks))
     }
 }
 
-/// One batch through Python's store. One at a time per stream: the bench's writers are closed-loop.
+/// One batch through Python's store.
 async fn store(shared: &Shared, batch: IngestSpansRequest) -> Result<IngestSpansResponse, Status> {
     if shared.closed.load(Ordering::Relaxed) {
         return Err(Status::unavailable("the server is stopping"));
@@ -104,10 +83,7 @@ async fn store(shared: &Shared, batch: IngestSpansRequest) -> Result<IngestSpans
     let bytes = answer
         .await
         .map_err(|_| Status::unavailable("the store stopped before answering"))??;
-    let mut response = IngestSpansResponse::decode(bytes.as_slice())
-        .map_err(|err| Status::internal(format!("the store's answer: {err}")))?;
-    response.batch_id = batch.batch_id;
-    Ok(response)
+    answer_of(&batch, &bytes)
 }
 
 /// The edge: a tonic server on its own runtime, listening from construction on.
@@ -134,22 +110,13 @@ impl Edge {
             .block_on(tokio::net::TcpListener::bind((host, 0)))
             .map_err(|err| PyRuntimeError::new_err(format!("listening on {host}: {err}")))?;
         let port = listener.local_addr()?.port();
-        // Without TCP_NODELAY each small ack waits for the peer's delayed ACK.
-        let incoming = TcpListenerStream::new(listener).map(|socket| {
-            socket.and_then(|s| {
-                s.set_nodelay(true)?;
-                Ok(s)
-            })
-        });
-        let service = Service {
+        let service = service(Service {
             shared: shared.clone(),
-        };
+        });
         runtime.spawn(
             tonic::transport::Server::builder()
-                .add_service(
-                    LightningStoreServiceServer::new(service).max_decoding_message_size(64 << 20),
-                )
-                .serve_with_incoming(incoming),
+                .add_service(service)
+                .serve_with_incoming(nodelay(listener)),
         );
         Ok(Edge {
             shared,

@@ -17,23 +17,11 @@
 mod durable;
 mod forward;
 
-use std::pin::Pin;
-
+use agl_floor_common::pb::lightning_store_service_server::LightningStoreService;
+use agl_floor_common::pb::{IngestSpansRequest, IngestSpansResponse};
+use agl_floor_common::{ack_each, answer_of, nodelay, service, AckStream};
 use prost::Message;
-
-use tokio_stream::{wrappers::ReceiverStream, wrappers::TcpListenerStream, Stream, StreamExt};
 use tonic::{Request, Response, Status, Streaming};
-
-pub mod pb {
-    tonic::include_proto!("agl.v1");
-}
-
-use pb::lightning_store_service_server::{LightningStoreService, LightningStoreServiceServer};
-use pb::{IngestSpansRequest, IngestSpansResponse};
-
-// Acks a stream may have queued before the reader waits for the writer (HTTP/2 flow control then
-// holds the client back), as agl-server's in-flight bound does.
-const INFLIGHT: usize = 32;
 
 #[derive(Clone)]
 enum Store {
@@ -42,11 +30,34 @@ enum Store {
     Forward(forward::Link),
 }
 
+impl Store {
+    /// The ack of `batch`, once stored (if this floor stores).
+    async fn answer(&self, batch: IngestSpansRequest) -> Result<IngestSpansResponse, Status> {
+        match self {
+            Store::None => Ok(ack_of(&batch)),
+            Store::Lmdb(store) => {
+                let spans = batch
+                    .spans
+                    .iter()
+                    .map(|span| span.encode_to_vec())
+                    .collect();
+                match store.write(spans).await {
+                    Ok(()) => Ok(ack_of(&batch)),
+                    Err(message) => Err(Status::unavailable(message)),
+                }
+            }
+            // Re-encoded from the decoded batch: the same bytes for every field agl knows.
+            Store::Forward(link) => match link.store(&batch.encode_to_vec()).await {
+                Ok(answer) => answer_of(&batch, &answer),
+                Err(message) => Err(Status::unavailable(message)),
+            },
+        }
+    }
+}
+
 struct AckOnly {
     store: Store,
 }
-
-type AckStream = Pin<Box<dyn Stream<Item = Result<IngestSpansResponse, Status>> + Send + 'static>>;
 
 #[tonic::async_trait]
 impl LightningStoreService for AckOnly {
@@ -54,40 +65,12 @@ impl LightningStoreService for AckOnly {
         &self,
         request: Request<Streaming<IngestSpansRequest>>,
     ) -> Result<Response<AckStream>, Status> {
-        let mut batches = request.into_inner();
-        let (acks, out) = tokio::sync::mpsc::channel(INFLIGHT);
         let store = self.store.clone();
-        tokio::spawn(async move {
-            while let Some(batch) = batches.next().await {
-                let ack = match (batch, &store) {
-                    (Err(status), _) => Err(status),
-                    (Ok(b), Store::None) => Ok(ack_of(&b)),
-                    // One batch of a stream stored at a time: the bench's writers are closed-loop,
-                    // each waiting for its ack before sending the next batch, so nothing is lost.
-                    (Ok(b), Store::Lmdb(store)) => {
-                        let spans = b.spans.iter().map(|span| span.encode_to_vec()).collect();
-                        match store.write(spans).await {
-                            Ok(()) => Ok(ack_of(&b)),
-                            Err(message) => Err(Status::unavailable(message)),
-                        }
-                    }
-                    // Re-encoded from the decoded batch: the same bytes for every field agl knows.
-                    (Ok(b), Store::Forward(link)) => match link.store(&b.encode_to_vec()).await {
-                        Ok(answer) => IngestSpansResponse::decode(answer.as_slice())
-                            .map(|mut response| {
-                                response.batch_id = b.batch_id;
-                                response
-                            })
-                            .map_err(|err| Status::internal(format!("the store's answer: {err}"))),
-                        Err(message) => Err(Status::unavailable(message)),
-                    },
-                };
-                if acks.send(ack).await.is_err() {
-                    break; // the client went away
-                }
-            }
+        let acks = ack_each(request.into_inner(), move |batch| {
+            let store = store.clone();
+            async move { store.answer(batch).await }
         });
-        Ok(Response::new(Box::pin(ReceiverStream::new(out))))
+        Ok(Response::new(acks))
     }
 }
 
@@ -122,18 +105,9 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     // Written whole and renamed, so a reader polling the file never sees half a number.
     std::fs::write(format!("{port_file}.tmp"), port.to_string())?;
     std::fs::rename(format!("{port_file}.tmp"), &port_file)?;
-    // Without TCP_NODELAY each small ack waits for the peer's delayed ACK: p99 was 44 ms.
-    let incoming = TcpListenerStream::new(listener).map(|socket| {
-        socket.and_then(|s| {
-            s.set_nodelay(true)?;
-            Ok(s)
-        })
-    });
     tonic::transport::Server::builder()
-        .add_service(
-            LightningStoreServiceServer::new(AckOnly { store }).max_decoding_message_size(64 << 20),
-        )
-        .serve_with_incoming(incoming)
+        .add_service(service(AckOnly { store }))
+        .serve_with_incoming(nodelay(listener))
         .await?;
     Ok(())
 }
