@@ -14,7 +14,8 @@ agl-server runs them.
   agl-server ran on in the same bench run. It does per batch what agl-server's IngestSpans does after
   the edge check: ``submit_span_bytes`` on the event loop, the answer sent from the write's done
   callback (no task per batch), under agl-server's interpreter settings (``Tuning``: garbage
-  collector, switch interval, Python threads pinned while busy).
+  collector, switch interval, Python threads pinned to one CPU while busy; the Rust edge's threads
+  are not Python's and keep every CPU).
 
 Frames as in ``split_ingest_floor`` (a length, a request number, the bytes).
 
@@ -81,10 +82,14 @@ async def serve_store(socket_path: str, data: str) -> None:
             if time.monotonic() > deadline:
                 raise
             await asyncio.sleep(0.02)
-    Tuning.from_env().apply_after_start()
+    tuning = Tuning.from_env()
+    tuning.apply_after_start()
+    pinning = tuning.start_pinning()  # AGL_SERVER_PYTHON_CPU=off leaves the threads spread
     try:
         await link.closed  # the edge's socket closes when it stops
     finally:
+        if pinning is not None:
+            pinning.cancel()
         await store.close()
 
 
