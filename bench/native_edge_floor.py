@@ -28,9 +28,10 @@ import os
 import signal
 import sys
 import threading
-import time
 from pathlib import Path
 from typing import Any
+
+import psutil
 
 ROOT = Path(__file__).resolve().parent.parent
 for path in (ROOT, ROOT / "servers", ROOT / "bench"):
@@ -42,10 +43,9 @@ from split_ingest_floor import copy_agl_server_data, run  # noqa: E402
 
 from agl_core.errors import AglError  # noqa: E402
 from agl_core.proto import store_pb2 as s  # noqa: E402
-from agl_core.store import LmdbStore, validation  # noqa: E402
-from agl_core.store.lmdb.records import Tx  # noqa: E402
-from agl_core.store.lmdb.spans import _placeable_one_by_one, complete_answer  # noqa: E402
-from agl_core.store.wire import IngestSpansRequestView, span_headers  # noqa: E402
+from agl_core.store import LmdbStore  # noqa: E402
+from agl_core.store.lmdb.spans import complete_answer, placeable_spans  # noqa: E402
+from agl_core.store.wire import IngestSpansRequestView  # noqa: E402
 from agl_server.tuning import Tuning  # noqa: E402
 
 # tonic's runtime threads: one stays off the Python threads' CPU, the kernel places it.
@@ -97,31 +97,15 @@ def intake(edge: Any, store: LmdbStore) -> None:
     backend = store.backend
     writer = backend._writer
     assert writer is not None
-    dbs = backend.dbs
-
-    def operation(valid: list[tuple[int, Any, bytes]]) -> Any:
-        def run(txn: Any, effects: Any) -> Any:  # what LmdbCore._write wraps every operation in
-            tx = Tx(txn, dbs, effects, time.time_ns())
-            result = backend._ingest_op(tx, valid)
-            tx.flush()
-            return result
-
-        return run
-
     while (batches := edge.take(1.0)) is not None:
         handed = []
         for ticket, whole in batches:
-            raws = list(IngestSpansRequestView.FromString(whole).spans)
-            response = s.IngestSpansResponse()
-            headers = span_headers(raws, whole)
-            if headers is not None and validation.batch_span_ids_well_formed(whole):
-                valid = list(zip(range(len(raws)), headers, raws, strict=True))
-            else:
-                valid = _placeable_one_by_one(raws, headers, response)
+            response, valid = placeable_spans(list(IngestSpansRequestView.FromString(whole).spans), whole)
             if not valid:
                 edge.ack(ticket, response.SerializeToString())
                 continue
-            handed.append((operation(valid), Completion(edge, ticket, response)))
+            operation = backend._operation(lambda tx, valid=valid: backend._ingest_op(tx, valid))
+            handed.append((operation, Completion(edge, ticket, response)))
         if handed:
             with writer._cond:  # Writer.submit's queue, for every batch taken at once
                 writer._pending.extend(handed)
@@ -176,19 +160,18 @@ async def serve(port_file: str, data: str) -> None:
 
 
 def thread_cpu() -> str:
-    """Each thread's CPU seconds so far (user and system, from /proc), summed by thread name: Python's
-    name for Python's threads, the kernel's for the others (tonic's are "agl-native-edg")."""
-    ticks = os.sysconf("SC_CLK_TCK")
+    """Each thread's CPU seconds so far (user and system), summed by thread name: Python's name for
+    Python's threads, the kernel's for the others (tonic's are "agl-native-edg")."""
     python_names = {thread.native_id: thread.name for thread in threading.enumerate()}
     by_name: dict[str, float] = {}
-    for task in Path("/proc/self/task").iterdir():
-        try:
-            stat = (task / "stat").read_text()
-        except OSError:
-            continue  # the thread ended meanwhile
-        name = python_names.get(int(task.name)) or stat[stat.index("(") + 1 : stat.rindex(")")]
-        fields = stat[stat.rindex(")") + 2 :].split()
-        by_name[name] = by_name.get(name, 0.0) + (int(fields[11]) + int(fields[12])) / ticks
+    for thread in psutil.Process().threads():
+        name = python_names.get(thread.id)
+        if name is None:
+            try:
+                name = Path(f"/proc/self/task/{thread.id}/comm").read_text().strip()
+            except OSError:  # the thread ended meanwhile
+                continue
+        by_name[name] = by_name.get(name, 0.0) + thread.user_time + thread.system_time
     return ", ".join(f"{name} {seconds:.2f} s" for name, seconds in sorted(by_name.items(), key=lambda kv: -kv[1]))
 
 

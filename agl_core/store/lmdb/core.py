@@ -185,7 +185,10 @@ class LmdbCore:
         return self._span_ids
 
     def _write(self, op: Callable[[Tx], Any]) -> asyncio.Future[Any]:
-        writer = self._ensure_started()
+        return self._ensure_started().submit(self._operation(op))
+
+    def _operation(self, op: Callable[[Tx], Any]) -> Callable[[lmdb.Transaction, Effects], Any]:
+        """``op`` as the writer runs it: on a :class:`Tx` over the group's transaction, flushed after."""
 
         def run(txn: lmdb.Transaction, effects: Effects) -> Any:
             tx = Tx(txn, self.dbs, effects, time.time_ns())
@@ -193,7 +196,7 @@ class LmdbCore:
             tx.flush()
             return result
 
-        return writer.submit(run)
+        return run
 
     def _begin(self) -> ReadTransaction:
         """A read transaction. Use it in a ``with`` block that holds no ``await``: reads never span a

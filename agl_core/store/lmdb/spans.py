@@ -59,6 +59,18 @@ def complete_answer(
     return response
 
 
+def placeable_spans(
+    raws: Sequence[bytes], whole: bytes | None
+) -> tuple[s.IngestSpansResponse, list[tuple[int, Any, bytes]]]:
+    """The spans of a batch the writer can place, as (index, header, bytes), and an answer holding
+    those it cannot (ids malformed, or not a span at all)."""
+    response = s.IngestSpansResponse()
+    headers = span_headers(raws, whole)
+    if headers is not None and whole is not None and validation.batch_span_ids_well_formed(whole):
+        return response, list(zip(range(len(raws)), headers, raws, strict=True))  # no Python per header
+    return response, _placeable_one_by_one(raws, headers, response)
+
+
 def _placeable_one_by_one(
     raws: Sequence[bytes], headers: Sequence[Any] | None, response: s.IngestSpansResponse
 ) -> list[tuple[int, Any, bytes]]:
@@ -106,12 +118,7 @@ class SpansMixin(LmdbCore):
         ones to the writer at once. For agl-server's IngestSpans, which awaits ``write`` itself:
         a coroutine (or task) per batch between it and the writer cost the event loop a hop and a
         task per batch. Call it on the event loop thread."""
-        response = s.IngestSpansResponse()
-        headers = span_headers(raws, whole)
-        if headers is not None and whole is not None and validation.batch_span_ids_well_formed(whole):
-            valid = list(zip(range(len(raws)), headers, raws, strict=True))  # all placeable: no Python per header
-        else:
-            valid = _placeable_one_by_one(raws, headers, response)
+        response, valid = placeable_spans(raws, whole)
         write = self._write(lambda tx: self._ingest_op(tx, valid)) if valid else None
         return PendingSpans(response, write)
 
