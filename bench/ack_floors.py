@@ -11,7 +11,10 @@ so the difference between the two is the disk's. And two are agl's own store: ``
 the stream in one process and stores in another (bench/split_ingest_floor.py), ``agl-rust-edge``
 the same with the stream served by the tonic handler (bench/rust_edge_floor.py), ``agl-native-edge``
 serves it with tonic inside the store's process (bench/native_edge_floor.py), ``agl-mypyc`` is
-agl-server with the writer's span path compiled by mypyc (bench/compiled_floor.py)."""
+agl-server with the writer's span path compiled by mypyc (bench/compiled_floor.py). Two bound a
+native span operation: ``agl-bare-op`` is agl-server with the writer's span operation reduced to
+its puts (bench/bare_op_floor.py, bench/bare_span_op.py), ``agl-native-edge-bare`` the native
+edge floor with the same bare operation."""
 
 from __future__ import annotations
 
@@ -21,11 +24,12 @@ import subprocess
 import sys
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import compiled_floor
 import lmdb
+from bare_op_floor import bare_spans
 from common import ROOT
 from cpu_split import spawning_on
 from loadgen import BIN_DIR, build_go_command
@@ -49,6 +53,8 @@ class Floor:
     command: Callable[[str, str], list[str]]
     # For a floor that stores spans: how many it stored, counted in its data directory once it has stopped.
     stored: Callable[[str], int] | None = None
+    # Set in the server's environment, on top of the bench's.
+    env: dict[str, str] = field(default_factory=dict)
 
     def data_dir(self, workdir: str) -> str:
         return os.path.join(workdir, f"{self.name}-data")
@@ -85,6 +91,16 @@ def _agl_rust_edge(port_file: str, data: str) -> list[str]:
 def _agl_native_edge(port_file: str, data: str) -> list[str]:
     module_dir = _build_native_edge()
     return [sys.executable, str(ROOT / "bench" / "native_edge_floor.py"), port_file, data, str(module_dir)]
+
+
+def _agl_native_edge_bare(port_file: str, data: str) -> list[str]:
+    # The same floor with the writer's span operation bare (bench/bare_span_op.py), set in its
+    # environment by start_floor.
+    return _agl_native_edge(port_file, data)
+
+
+def _agl_bare_op(port_file: str, data: str) -> list[str]:
+    return [sys.executable, str(ROOT / "bench" / "bare_op_floor.py"), port_file, data]
 
 
 def _agl_mypyc(port_file: str, data: str) -> list[str]:
@@ -160,6 +176,14 @@ FLOORS = {
         Floor("agl-rust-edge", "Rust tonic edge + agl store in another process", _agl_rust_edge, agl_spans_added),
         Floor("agl-native-edge", "tonic edge inside agl's store process", _agl_native_edge, agl_spans_added),
         Floor("agl-mypyc", "agl-server, writer's span path compiled (mypyc)", _agl_mypyc, agl_spans_added),
+        Floor("agl-bare-op", "agl-server, writer's span operation bare", _agl_bare_op, bare_spans),
+        Floor(
+            "agl-native-edge-bare",
+            "tonic edge inside agl's store process, writer's span operation bare",
+            _agl_native_edge_bare,
+            bare_spans,
+            {"AGL_NATIVE_EDGE_SPAN_OP": "bare"},
+        ),
     )
 }
 
@@ -169,7 +193,7 @@ def start_floor(floor: Floor, workdir: str, cpus: frozenset[int] | None = None) 
     port_file = os.path.join(workdir, f"{floor.name}-port")
     command = floor.command(port_file, floor.data_dir(workdir))
     with spawning_on(cpus):
-        process = subprocess.Popen(command)
+        process = subprocess.Popen(command, env={**os.environ, **floor.env} if floor.env else None)
     deadline = time.monotonic() + 30
     while not os.path.exists(port_file):
         if time.monotonic() > deadline or process.poll() is not None:

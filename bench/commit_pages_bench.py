@@ -12,6 +12,7 @@ The store is not synced (the pages written are the same either way).
 
     python bench/commit_pages_bench.py [--spans-before 100000] [--commits 30] [--out commit_pages_bench]
     python bench/commit_pages_bench.py --reserve-mb 200    # a what-if: see --reserve-mb
+    python bench/commit_pages_bench.py --bare-op           # a what-if: the span operation bare
 """
 
 from __future__ import annotations
@@ -27,6 +28,7 @@ from pathlib import Path
 from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
+import bare_span_op
 from common import Report, run_and_save
 from ingest_cpu_bench import SPANS_PER_BATCH, make_batches, running_attempts
 from lmdb_pages import RESERVE_LEFT_PAGES, make_reserve, page_owners, runs, unreached_reserve, written_pages
@@ -119,7 +121,14 @@ def main() -> int:
         "bench fails if they use it up (the default commits write about 14 MiB)",
     )
     parser.add_argument("--out", default="commit_pages_bench", help="result file name under bench/results")
+    parser.add_argument(
+        "--bare-op",
+        action="store_true",
+        help="a what-if: the writer's span operation bare (bench/bare_span_op.py: the spans' puts and nothing else)",
+    )
     args = parser.parse_args()
+    if args.bare_op:
+        bare_span_op.install()
     report = Report("pages a group commit of span batches writes", context=vars(args))
     return run_and_save(report, args.out, lambda workdir: measure(args, workdir, report), prefix="agl-commit-pages-")
 

@@ -9,9 +9,10 @@ CPU time of each thread is a steadier figure on a noisy machine than a latency: 
 change to the writer's or the loop's Python costs or saves. Best of ``--rounds``.
 
 ``--compiled``: the same with the writer's span path compiled by mypyc (``bench/compiled_floor.py``
-builds it), agl_core imported from that build.
+builds it), agl_core imported from that build. ``--bare-op``: a what-if, the writer's span operation
+reduced to the spans' puts (``bench/bare_span_op.py``): what agl's operation costs is the difference.
 
-    python bench/ingest_cpu_bench.py [--batches 4000] [--inflight 4] [--rounds 3] [--sync] [--compiled]
+    python bench/ingest_cpu_bench.py [--batches 4000] [--inflight 4] [--rounds 3] [--sync] [--compiled] [--bare-op]
                                      [--out ingest_cpu_bench]
 """
 
@@ -33,6 +34,7 @@ if "--compiled" in sys.argv:  # before anything imports agl_core: from the compi
 
     sys.path.insert(0, str(compiled_floor.build()))
     os.environ["AGL_SPAN_LOOP"] = "python"  # the mypyc-compiled span_write, not the Cython loop
+import bare_span_op
 from common import Report, llm_call_span, run_and_save
 
 from agl_core.proto import store_pb2 as s
@@ -132,7 +134,14 @@ def main() -> int:
         "--compiled", action="store_true", help="the writer's span path compiled by mypyc (bench/compiled_floor.py)"
     )
     parser.add_argument("--out", default="ingest_cpu_bench", help="result file name under bench/results")
+    parser.add_argument(
+        "--bare-op",
+        action="store_true",
+        help="a what-if: the writer's span operation bare (bench/bare_span_op.py: the spans' puts and nothing else)",
+    )
     args = parser.parse_args()
+    if args.bare_op:
+        bare_span_op.install()
     compiled = span_write.__file__.endswith(".so")
     if compiled != args.compiled:
         raise SystemExit(f"--compiled is {args.compiled}, but the span path is {span_write.__file__}")

@@ -54,6 +54,9 @@ EDGE_THREADS = int(os.environ.get("AGL_NATIVE_EDGE_THREADS", "1"))
 # a group's effects are published before any caller hears of it), or "writer", on the writer thread
 # right after the commit (a what-if: one hand-over less per group, effects published after the ack).
 ACK_ON = os.environ.get("AGL_NATIVE_EDGE_ACK", "loop")
+# The writer's span operation: agl's ("agl"), or the bare one of bench/bare_span_op.py ("bare", the
+# floor agl-native-edge-bare): a native edge and a native span operation at no CPU together.
+SPAN_OP = os.environ.get("AGL_NATIVE_EDGE_SPAN_OP", "agl")
 INTERNAL = 13  # gRPC's INTERNAL
 
 
@@ -134,6 +137,12 @@ class AckOnWriter:
 async def serve(port_file: str, data: str) -> None:
     import agl_native_edge
 
+    if SPAN_OP == "bare":
+        import bare_span_op
+
+        bare_span_op.install()
+    elif SPAN_OP != "agl":
+        raise SystemExit(f"AGL_NATIVE_EDGE_SPAN_OP={SPAN_OP!r}: give agl or bare")
     store = LmdbStore(data)  # synced commits, as agl-server's default durability
     writer = store.backend._ensure_started()  # the writer, delivering on this loop
     if ACK_ON == "writer":

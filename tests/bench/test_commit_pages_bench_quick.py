@@ -47,3 +47,23 @@ def test_a_reserve_the_commits_use_up_fails_the_bench() -> None:
     args = ["--spans-before", "3000", "--commits", "4", "--reserve-mb", "1"]
     stderr = run_bench_failing("commit_pages_bench.py", args, "commit_pages_bench_small_quick", 300)
     assert "pages of the 1 MiB reserve: give more" in stderr, stderr[-2000:]
+
+
+def test_the_bare_span_operation_writes_only_the_spans() -> None:
+    """The what-if of --bare-op (bench/bare_span_op.py, the floor that bounds a native span
+    operation): its commits write the spans' tree and the main tree's page, none of the trees agl's
+    own operation adds to (chunks, span-id logs, heartbeats)."""
+    saved = run_bench(
+        "commit_pages_bench.py",
+        ["--spans-before", "3000", "--commits", "4", "--bare-op"],
+        "commit_pages_bench_bare_quick",
+        300,
+    )
+    assert saved["context"]["bare_op"] is True
+    rows = rows_by_name(saved)
+    for size, label in ((1, "1 batch of 10 spans"), (8, "8 batches of 10 spans")):
+        by_tree = {name.rsplit(", ", 1)[0]: row["value"] for name, row in rows.items() if name.endswith(f", {label}")}
+        trees = set(by_tree) - {"pages written per commit", "runs of them (separate writes)"}
+        assert trees <= {"spans", "(main)", "(free pages)"}, by_tree
+        # Ten spans of about 1 KB each, two or three to a leaf page.
+        assert by_tree["spans"] >= 3 * size, by_tree

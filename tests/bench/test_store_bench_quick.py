@@ -102,13 +102,14 @@ def test_ack_floors_of_rust_tonic_with_split_cpus() -> None:
     does, bare, storing every span durably in LMDB (all of them there once it stops), and as the
     edge of agl's own store, in another process (bench/rust_edge_floor.py) and inside the store's
     process (bench/native_edge_floor.py, a PyO3 extension built the same way): every acked span
-    there once it stops, counted by agl's store. With --split-cpus, agl-server and the floors run
+    there once it stops, counted by agl's store, also with the writer's span operation bare
+    (bench/bare_span_op.py). With --split-cpus, agl-server and the floors run
     on CPU 0 and the writers on the others."""
     if shutil.which("cargo") is None:
         pytest.skip("cargo is not on PATH: the Rust floor cannot be built (install Rust with rustup)")
     if len(os.sched_getaffinity(0)) < 2 or 0 not in os.sched_getaffinity(0):
         pytest.skip("--split-cpus needs CPU 0 and another CPU")
-    floors = "rust-tonic,rust-tonic-lmdb,agl-rust-edge,agl-native-edge"
+    floors = "rust-tonic,rust-tonic-lmdb,agl-rust-edge,agl-native-edge,agl-native-edge-bare"
     flags = ["--quick", "--ack-only", "--go-client", "--floors", floors, "--split-cpus"]
     saved = run_bench("store_bench.py", flags, "store_bench_ack_rust_smoke_quick", timeout=900)
     others = sorted(os.sched_getaffinity(0) - {0})
@@ -121,6 +122,8 @@ def test_ack_floors_of_rust_tonic_with_split_cpus() -> None:
     check_storing_floor(saved, "Rust tonic, spans durably into LMDB")
     check_storing_floor(saved, "Rust tonic edge + agl store in another process")
     check_storing_floor(saved, "tonic edge inside agl's store process")
+    # Counted under the bare operation's keys only: with agl's own operation it would have none.
+    check_storing_floor(saved, "tonic edge inside agl's store process, writer's span operation bare")
 
 
 def test_ack_floor_of_agl_split_stores_every_acked_span() -> None:
@@ -149,6 +152,16 @@ def test_ack_floor_of_agl_with_its_span_path_compiled_stores_every_acked_span() 
     saved = run_bench("store_bench.py", flags, "store_bench_ack_mypyc_quick", timeout=900)
     assert not any(key.startswith("floor skipped") for key in saved["context"]), saved["context"]
     check_storing_floor(saved, "agl-server, writer's span path compiled (mypyc)")
+
+
+def test_ack_floor_of_agl_with_a_bare_span_operation_stores_every_acked_span() -> None:
+    """bench/bare_op_floor.py: agl-server with its writer's span operation replaced in the server's
+    process by bench/bare_span_op.py's. It answers the Go writers as agl-server does, and after it
+    stops its store holds ten spans per acked batch under the bare operation's keys, which agl's own
+    operation never writes: the replacement took effect in the server that answered."""
+    flags = ["--quick", "--ack-only", "--go-client", "--floors", "agl-bare-op"]
+    saved = run_bench("store_bench.py", flags, "store_bench_ack_bare_op_quick", timeout=300)
+    check_storing_floor(saved, "agl-server, writer's span operation bare")
 
 
 def test_rollouts_only_reports_every_rate() -> None:
