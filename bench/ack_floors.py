@@ -93,12 +93,6 @@ def _agl_native_edge(port_file: str, data: str) -> list[str]:
     return [sys.executable, str(ROOT / "bench" / "native_edge_floor.py"), port_file, data, str(module_dir)]
 
 
-def _agl_native_edge_bare(port_file: str, data: str) -> list[str]:
-    # The same floor with the writer's span operation bare (bench/bare_span_op.py), set in its
-    # environment by start_floor.
-    return _agl_native_edge(port_file, data)
-
-
 def _agl_bare_op(port_file: str, data: str) -> list[str]:
     return [sys.executable, str(ROOT / "bench" / "bare_op_floor.py"), port_file, data]
 
@@ -180,9 +174,9 @@ FLOORS = {
         Floor(
             "agl-native-edge-bare",
             "tonic edge inside agl's store process, writer's span operation bare",
-            _agl_native_edge_bare,
+            _agl_native_edge,
             bare_spans,
-            {"AGL_NATIVE_EDGE_SPAN_OP": "bare"},
+            {"AGL_NATIVE_EDGE_SPAN_OP": "bare"},  # native_edge_floor.py with bench/bare_span_op.py's operation
         ),
     )
 }

@@ -14,10 +14,8 @@ agl's own operation instead stored none of them, and the floor's row says so.
 from __future__ import annotations
 
 import os
-import signal
 import sys
 import tempfile
-import threading
 from pathlib import Path
 
 import lmdb
@@ -28,6 +26,8 @@ for path in (ROOT, ROOT / "servers", ROOT / "bench"):
         sys.path.insert(0, str(path))
 
 from bare_span_op import PREFIX  # noqa: E402
+
+from agl_core.store.lmdb.compact_copy import MAX_DBS  # noqa: E402
 
 # Run by the server's interpreter at start-up (site imports ``sitecustomize`` from its path).
 SITECUSTOMIZE = f"""\
@@ -40,7 +40,7 @@ bare_span_op.install()
 
 def bare_spans(data: str) -> int:
     """Spans stored under the bare operation's keys in ``data`` (the floor's server has stopped)."""
-    with lmdb.open(data, readonly=True, lock=False, max_dbs=64) as env:
+    with lmdb.open(data, readonly=True, lock=False, max_dbs=MAX_DBS) as env:
         db = env.open_db(b"spans", create=False)
         with env.begin(db=db) as txn:
             cursor = txn.cursor()
@@ -50,31 +50,12 @@ def bare_spans(data: str) -> int:
 
 
 def main(port_file: str, data: str) -> None:
-    from raw_grpc_server import write_port
-    from split_ingest_floor import copy_agl_server_data
+    from split_ingest_floor import serve_agl_server_floor
 
-    from agl_server.process import ServerProcess
-
-    copy_agl_server_data(data)
     with tempfile.TemporaryDirectory(prefix="agl-bare-op-site-") as site:
         Path(site, "sitecustomize.py").write_text(SITECUSTOMIZE)
         path = os.pathsep.join(filter(None, [site, os.environ.get("PYTHONPATH", "")]))
-        server = ServerProcess(
-            data,
-            env={**os.environ, "PYTHONPATH": path},
-            log_path=os.path.join(os.path.dirname(data), "agl-bare-op-server.log"),
-        )
-        stop = threading.Event()  # set by the bench's SIGTERM (or a Ctrl-C), to stop the server
-        for signum in (signal.SIGTERM, signal.SIGINT):
-            signal.signal(signum, lambda *_: stop.set())
-        server.start()
-        try:
-            assert server.bound_port is not None
-            write_port(port_file, server.bound_port)
-            stop.wait()
-        finally:
-            # Only once the server has stopped is its data complete for the bench to count.
-            server.close(timeout=60)
+        serve_agl_server_floor(port_file, data, {**os.environ, "PYTHONPATH": path}, "agl-bare-op-server.log")
 
 
 if __name__ == "__main__":

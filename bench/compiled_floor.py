@@ -28,11 +28,10 @@ import hashlib
 import importlib.util
 import os
 import shutil
-import signal
 import subprocess
 import sys
-import threading
 from pathlib import Path
+from typing import Any
 
 ROOT = Path(__file__).resolve().parent.parent
 for path in (ROOT, ROOT / "servers", ROOT / "bench"):
@@ -101,33 +100,21 @@ def compiled_in(pid: int, build_dir: Path) -> list[str]:
 def main(port_file: str, data: str, build_dir: str) -> None:
     # Imported here, not above: build() is also used before anything imports agl_core
     # (ingest_cpu_bench.py --compiled), which must then come from the build.
-    from raw_grpc_server import write_port
-    from split_ingest_floor import copy_agl_server_data
+    from split_ingest_floor import serve_agl_server_floor
 
-    from agl_server.process import ServerProcess
-
-    copy_agl_server_data(data)
     build = Path(build_dir).resolve()
     # agl_core from the build (first on the path, and the working directory `python -m` puts before
     # it), agl_server from this checkout.
     os.chdir(build)
     env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(build), str(ROOT / "servers")]), "AGL_SPAN_LOOP": "python"}
-    server = ServerProcess(data, env=env, log_path=os.path.join(os.path.dirname(data), "agl-mypyc-server.log"))
-    stop = threading.Event()  # set by the bench's SIGTERM (or a Ctrl-C), to stop the server
-    for signum in (signal.SIGTERM, signal.SIGINT):
-        signal.signal(signum, lambda *_: stop.set())
-    server.start()
-    try:
-        assert server.process is not None and server.bound_port is not None
+
+    def runs_compiled(server: Any) -> None:
         loaded = compiled_in(server.process.pid, build)
         if len(loaded) != len(MODULES):
             missing = sorted(set(MODULES) - set(loaded))
             raise SystemExit(f"agl-server runs without the compiled {', '.join(missing)}: see {server.log_path}")
-        write_port(port_file, server.bound_port)
-        stop.wait()
-    finally:
-        # Only once the server has stopped is its data complete for the bench to count.
-        server.close(timeout=60)
+
+    serve_agl_server_floor(port_file, data, env, "agl-mypyc-server.log", runs_compiled)
 
 
 if __name__ == "__main__":

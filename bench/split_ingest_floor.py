@@ -36,6 +36,7 @@ import socket
 import struct
 import subprocess
 import sys
+import threading
 from collections.abc import AsyncIterator, Callable
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
@@ -207,6 +208,32 @@ def copy_agl_server_data(data: str) -> None:
     if not os.path.isdir(source):
         raise SystemExit(f"{source}: no agl-server data to copy; this floor runs after agl-server in store_bench")
     shutil.copytree(source, data, ignore=shutil.ignore_patterns("lock.mdb"), dirs_exist_ok=True)
+
+
+def serve_agl_server_floor(
+    port_file: str, data: str, env: dict[str, str], log_name: str, check: Callable[[Any], None] | None = None
+) -> None:
+    """Run agl-server itself as a floor (``agl-mypyc``, ``agl-bare-op``): on a copy of agl-server's
+    data, with ``env``, logging to ``log_name`` beside ``data``. Once it serves, ``check(server)``
+    (a :class:`ServerProcess`) may refuse it by raising; then its port is written and it runs until
+    the bench's SIGTERM (or a Ctrl-C), and it is stopped before this returns, so that its data is
+    complete for the bench to count."""
+    from agl_server.process import ServerProcess
+
+    copy_agl_server_data(data)
+    server = ServerProcess(data, env=env, log_path=os.path.join(os.path.dirname(data), log_name))
+    stop = threading.Event()
+    for signum in (signal.SIGTERM, signal.SIGINT):
+        signal.signal(signum, lambda *_: stop.set())
+    server.start()
+    try:
+        assert server.process is not None and server.bound_port is not None
+        if check is not None:
+            check(server)
+        write_port(port_file, server.bound_port)
+        stop.wait()
+    finally:
+        server.close(timeout=60)
 
 
 def agl_spans_added(data: str) -> int:
