@@ -5,7 +5,9 @@ Two checks run on the event loop for every batch before its write: that every sp
 readers parse it (``span_checks.all_readable``: the protobuf runtime's parse of the whole request,
 or first the compiled walk of its bytes, ``agl_core/store/wire_check.pyx``), and that every span's
 ids can be placed (``validation.span_ids_well_formed`` over each span's header, or first the
-compiled read of the ids from the request's bytes). Microseconds per batch, best of ``--rounds``,
+compiled read of the ids from the request's bytes); and what the store's writer is handed to place
+each span (the headers parsed, or read with the ids from the request's bytes by
+``validation.batch_span_places``). Microseconds per batch, best of ``--rounds``,
 in one process (no gRPC, no store): the batches of ``bench/store_bench.py`` (realistic LLM-call
 spans with token-id arrays).
 
@@ -79,6 +81,21 @@ async def measure(calls: int, rounds: int, report: Report) -> None:
         )
     else:
         report.context["skipped: compiled ids"] = "agl_core.store.wire_check is not built here"
+        return
+    # What the store's writer reads of each span to place it, handed over with the batch: the
+    # headers parsed and their ids checked, or both read from the batch's bytes at once.
+    places = validation.batch_span_places(whole)
+    assert places is not None and [p.span_id for p in places] == [h.span_id for h in headers]
+    report.add(
+        "places: headers parsed, ids read from the bytes",
+        per_call_us(calls, rounds, lambda: span_headers(raws, whole) is not None and wire_ids()),
+        "us/batch",
+    )
+    report.add(
+        "places: read from the batch's bytes (compiled)",
+        per_call_us(calls, rounds, lambda: validation.batch_span_places(whole)),
+        "us/batch",
+    )
 
 
 def main() -> int:

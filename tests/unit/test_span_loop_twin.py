@@ -1,6 +1,8 @@
 """The compiled span loop (``span_loop.pyx``) against its Python reference (``span_write.ingest``).
 
-Two copies of one store, one running each loop, take the same generated batches: the answers
+Copies of one store, running each loop, take the same generated batches, each loop given the
+spans' headers parsed or (as agl-server gives them, from the request's bytes) read by
+``validation.batch_span_places``; against the Python loop given parsed headers, the answers
 (accepted, duplicates, rejected with their codes and messages) and every byte of the span
 sub-databases (spans, chunks, span-id logs, sequence counters, resources) must be the same. Batches
 mix known and unknown attempts, resent and repeated ids, store-assigned and client-set sequence
@@ -24,6 +26,7 @@ from agl_core import LmdbStore
 from agl_core.proto import trace_pb2 as tr
 from agl_core.store.lmdb import span_path
 from agl_core.store.lmdb.span_ids import MIN_BITS
+from agl_core.store.wire import IngestSpansRequestView
 
 # The sub-databases the span loop writes; the others hold heartbeat times, which differ by run.
 SPAN_DATABASES = (b"spans", b"span_chunks", b"span_id_log", b"span_seqs", b"span_resources")
@@ -130,21 +133,27 @@ def _contents(path: Path) -> dict[bytes, list[tuple[bytes, bytes]]]:
 def _run_twins(template: Path, work: Path, raw_batches: list[list[bytes]], budget: int) -> dict[str, int]:
     """Feed both loops; returns the span-id index's counters (the same for both)."""
 
-    async def feed(loop: str) -> tuple[list[bytes], dict[str, int]]:
-        path = work / loop
+    async def feed(loop: str, whole: bool) -> tuple[list[bytes], dict[str, int]]:
+        path = work / f"{loop}-{whole}"
         shutil.copytree(template / "store", path)
         store = LmdbStore(path, sync=False, span_loop=loop, span_id_filter_budget=budget)
         assert store.backend.span_loop == loop
         try:
-            answers = [(await store.backend.ingest_span_bytes(raws)).SerializeToString() for raws in raw_batches]
+            answers = []
+            for raws in raw_batches:
+                # With the request's bytes (as agl-server passes them) the spans' places are read from
+                # them in C (validation.batch_span_places); without, from the parsed headers.
+                request = IngestSpansRequestView(spans=raws).SerializeToString() if whole else None
+                answers.append((await store.backend.ingest_span_bytes(raws, request)).SerializeToString())
             index = store.backend._span_ids
             return answers, {name: getattr(index, name) for name in INDEX_COUNTERS}
         finally:
             await store.close()
 
-    python, compiled = asyncio.run(feed("python")), asyncio.run(feed("compiled"))
-    assert compiled == python
-    assert _contents(work / "compiled") == _contents(work / "python")
+    python = asyncio.run(feed("python", False))
+    for loop, whole in (("compiled", False), ("compiled", True), ("python", True)):
+        assert asyncio.run(feed(loop, whole)) == python, (loop, whole)
+        assert _contents(work / f"{loop}-{whole}") == _contents(work / "python-False"), (loop, whole)
     return python[1]
 
 

@@ -65,6 +65,12 @@ def placeable_spans(
     """The spans of a batch the writer can place, as (index, header, bytes), and an answer holding
     those it cannot (ids malformed, or not a span at all)."""
     response = s.IngestSpansResponse()
+    if whole is not None:
+        # Read from the request's bytes in C: no parse of the headers, and the span loop reads
+        # plain attributes instead of making an object at each read of a parsed header's field.
+        places = validation.batch_span_places(whole)
+        if places is not None:
+            return response, list(zip(range(len(raws)), places, raws, strict=True))
     headers = span_headers(raws, whole)
     if headers is not None and whole is not None and validation.batch_span_ids_well_formed(whole):
         return response, list(zip(range(len(raws)), headers, raws, strict=True))  # no Python per header
