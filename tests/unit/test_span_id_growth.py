@@ -5,6 +5,7 @@ filter filled from the log is the one the writer would have made id by id."""
 from __future__ import annotations
 
 import os
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -15,6 +16,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from agl_core.store.lmdb import span_path
 from agl_core.store.lmdb.span_ids import (
     CHUNK_ENTRIES,
     GROW_ENTRIES,
@@ -125,7 +127,7 @@ def test_filling_from_a_log_sets_exactly_the_bits_of_adding_each_id(ids: list[by
     """A filter filled from log entries at once (a rebuild, a growing filter), with numpy or
     without, is bit for bit the one the writer's own add() makes, id by id: a bit it missed would
     turn a resend into a new span."""
-    one_by_one, at_once, vectorized = _Filter(nbits), _Filter(nbits), _Filter(nbits)
+    one_by_one, at_once, vectorized, compiled = _Filter(nbits), _Filter(nbits), _Filter(nbits), _Filter(nbits)
     for span_id in ids:
         one_by_one.add(log_entry(span_id))
     entries = b"".join(log_entry(span_id) for span_id in ids)
@@ -133,6 +135,57 @@ def test_filling_from_a_log_sets_exactly_the_bits_of_adding_each_id(ids: list[by
     _add_vectorized(vectorized, entries, numpy)
     assert at_once.bits == one_by_one.bits
     assert vectorized.bits == one_by_one.bits
+    if span_path.compiled_available():  # the compiled span loop's fill, which the store uses with it
+        span_path.filter_fill("compiled")(compiled, entries)
+        assert compiled.bits == one_by_one.bits
+
+
+def test_the_store_fills_filters_the_way_of_its_span_loop() -> None:
+    assert span_path.filter_fill("python") is _add_all
+    if not span_path.compiled_available():
+        if shutil.which("cc") is not None:
+            raise AssertionError("pip install -e . should have built the compiled span loop (a C compiler is here)")
+        pytest.skip("no C compiler here, so there is no compiled fill")
+    fill = span_path.filter_fill("compiled")
+    assert fill is not _add_all
+    with pytest.raises(ValueError, match="whole 17-byte entries"):
+        fill(_Filter(MIN_BITS), log_entry(b"id") + b"\x01")  # a log never holds part of an entry
+
+
+def test_the_compiled_fill_grows_and_rebuilds_filters_without_numpy(tmp_path: Path) -> None:
+    """With the compiled span loop the store never imports numpy (15 MB, 60 ms) for its filters:
+    an attempt grows past LARGE_FILL ids and is then rebuilt whole from its log, in a fresh
+    interpreter, against a real LMDB log; every id stays known."""
+    if not span_path.compiled_available():
+        pytest.skip("no compiled span loop here")
+    script = """
+import os, sys
+import lmdb
+from agl_core.store.lmdb import span_ids, span_path
+from agl_core.store.lmdb.span_ids import LARGE_FILL, SpanIdIndex
+
+env = lmdb.open(sys.argv[1], max_dbs=2, map_size=1 << 28)
+log = env.open_db(b"log")
+fill = span_path.filter_fill("compiled")
+index = SpanIdIndex(add_all=fill)
+written = []
+with env.begin(write=True) as txn:
+    for _ in range(3 * LARGE_FILL // 8):  # 8 ids a write: grows past LARGE_FILL, filled 128 entries a write
+        ids = [os.urandom(8) for _ in range(8)]
+        assert all(index.add_if_new(txn, log, 1, 1, span_id) for span_id in ids)
+        index.flush(txn, log)
+        written += ids
+print(index.grows == 2, span_ids._importer is None, "numpy" in sys.modules)  # 256, then 2,048 ids
+again = SpanIdIndex(add_all=fill)  # a restarted server: the filter is rebuilt from the whole log
+with env.begin() as txn:
+    print(not any(again.add_if_new(txn, log, 1, 1, span_id) for span_id in written), again.rebuilds)
+print("numpy" in sys.modules)
+"""
+    done = subprocess.run(
+        [sys.executable, "-c", script, str(tmp_path / "log")], capture_output=True, text=True, timeout=120
+    )
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.split("\n")[:3] == ["True True False", "True 1", "False"], done.stdout
 
 
 def test_numpy_is_loaded_only_by_a_large_fill() -> None:

@@ -85,7 +85,9 @@ class LmdbCore:
         self._listeners: list[Listener] = []
         self._commit_observers: list[Callable[[int, float, float], None]] = []
         # Used only by the writer thread.
-        self._span_ids = SpanIdIndex(budget_bits=span_id_filter_budget * 8)
+        self._span_ids = SpanIdIndex(
+            budget_bits=span_id_filter_budget * 8, add_all=span_path.filter_fill(self.span_loop)
+        )
         self._chunk_numbers = ChunkNumbers()
         self._closed = False
         self.start_time = time.time()

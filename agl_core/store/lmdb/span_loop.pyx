@@ -13,11 +13,13 @@ holds the two to that on generated batches. What it does in C instead of Python 
   bytes (``wire.with_sequence_id``), each built in one allocation;
 - the per-attempt lookups (target, filter, pending set), resolved once per attempt per call;
 - after the loop, the chunks (``span_chunks.encode``) and their references in ``spans``
-  (``ChunkWriter.flush``), each built in one allocation.
+  (``ChunkWriter.flush``), each built in one allocation;
+- a filter's bits set from log entries, when the index rebuilds or grows one (:func:`add_all`,
+  which the store gives the index with this loop).
 
 What stays Python, called from here: the first lookup of each attempt (``span_write.ingest_target``,
-``SpanIdIndex`` rebuilding a filter), the exact check of a "maybe present" id, the resource code,
-where chunks are cut (``span_chunks.partition``), what follows the chunks (``span_write.finish``:
+``SpanIdIndex`` reading a log to rebuild a filter), the exact check of a "maybe present" id, the
+resource code, where chunks are cut (``span_chunks.partition``), what follows the chunks (``span_write.finish``:
 the span-id log appends, the sequence counters, the heartbeats), and LMDB's puts. It reads the
 private state of ``SpanIdIndex`` and ``_Filter`` (their filters, pending sets and bits): a change
 there is a change here, and the twin test fails until both agree.
@@ -104,6 +106,24 @@ cdef inline bint _set_bits(bytearray bits, uint64_t mask, uint64_t h) noexcept:
     if not _probe(b, (h1 + 2 * h2) & mask):
         present = False
     return present
+
+
+def add_all(flt, bytes entries):
+    """``span_ids._add_all``, compiled: the bits of every log entry in ``entries`` (whole entries,
+    joined) set in the filter ``flt``, exactly as ``_Filter.add`` sets them one by one (the same
+    salted hash of each entry's bytes, the same probes). The store uses it with this loop
+    (``span_path.filter_fill``): a filter made or grown from an attempt's log then costs the writer
+    about 0.07 us per id, against 1.1 in Python and 0.17 with numpy, which it no longer imports."""
+    cdef Py_ssize_t n = PyBytes_GET_SIZE(entries)
+    if n % ENTRY_BYTES:
+        raise ValueError(f"a span-id log holds whole {ENTRY_BYTES}-byte entries, not {n} bytes")
+    cdef bytearray bits = flt.bits
+    cdef uint64_t mask = flt.mask
+    cdef const char* p = PyBytes_AS_STRING(entries)
+    cdef Py_ssize_t at
+    for at in range(0, n, ENTRY_BYTES):
+        entry = PyBytes_FromStringAndSize(p + at, ENTRY_BYTES)
+        _set_bits(bits, mask, <uint64_t>PyObject_Hash(entry))
 
 
 cdef _Attempt _attempt(object tx, object txn, object log_db, object span_ids, str rollout_id, str attempt_id, dict known):

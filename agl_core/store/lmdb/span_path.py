@@ -1,6 +1,7 @@
 """Which span loop the store writer runs: the compiled one (``span_loop``, a Cython extension that
 ``pip install`` builds) or the Python reference (``span_write.ingest``). Both take the same
-arguments and store the same bytes (``tests/unit/test_span_loop_twin.py``).
+arguments and store the same bytes (``tests/unit/test_span_loop_twin.py``); with each goes its way
+of filling a span-id filter from the log (:func:`filter_fill`).
 
 The compiled loop is the default wherever it was built. ``AGL_SPAN_LOOP=python`` (or
 ``LmdbStore(span_loop="python")``) runs the Python one: to compare the two (``bench/``), or to
@@ -13,7 +14,7 @@ import os
 from collections.abc import Callable
 from typing import Any
 
-from agl_core.store.lmdb import span_write
+from agl_core.store.lmdb import span_ids, span_write
 
 try:  # built by setup.py; optional, so an install without a C compiler still works
     from agl_core.store.lmdb import span_loop as _compiled  # type: ignore[attr-defined]
@@ -46,3 +47,12 @@ def choose(name: str | None = None) -> tuple[str, Callable[..., Any]]:
             "install; reinstall agl with a C compiler present (pip install -e .), or give 'python'"
         )
     return name, _compiled.ingest
+
+
+def filter_fill(name: str) -> Callable[..., Any]:
+    """How the span-id index sets a filter's bits from log entries, for the loop ``name`` (as
+    :func:`choose` gave it): the compiled loop's ``add_all``, or ``span_ids._add_all`` (Python, and
+    numpy for large fills) with the Python loop. Both set the same bits."""
+    if name == "compiled" and _compiled is not None:
+        return _compiled.add_all  # type: ignore[no-any-return]
+    return span_ids._add_all
