@@ -14,7 +14,12 @@ def test_edge_check_bench_quick_times_every_check() -> None:
     rows = rows_by_name(saved)
     names = ["spans readable: parse", "ids placeable: each span's header (Python)"]
     if span_checks.WireCheck is not None:
-        names += ["spans readable: compiled walk first", "ids placeable: read from the batch's bytes (compiled)"]
+        names += [
+            "spans readable: compiled walk first",
+            "ids placeable: read from the batch's bytes (compiled)",
+            "places: headers parsed, ids read from the bytes",
+            "places: read from the batch's bytes (compiled)",
+        ]
     else:
         assert "skipped: wire" in saved["context"]
     for name in names:
