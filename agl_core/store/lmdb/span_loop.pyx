@@ -34,6 +34,7 @@ from libc.stdint cimport int64_t, uint32_t, uint64_t
 from libc.string cimport memcpy, memset
 
 from agl_core.store.lmdb import span_write
+from agl_core.store.lmdb.attempt_beat import beat_target
 from agl_core.store.lmdb.schema import U64, read_counter
 from agl_core.store.lmdb.span_chunks import REF_MARKER, WHOLE_BYTES, inline_bytes, partition
 from agl_core.store.lmdb.span_ids import ENTRY, log_entry
@@ -127,7 +128,11 @@ def add_all(flt, bytes entries):
 
 
 cdef _Attempt _attempt(object tx, object txn, object log_db, object span_ids, str rollout_id, str attempt_id, dict known):
-    target = ingest_target(tx, rollout_id, attempt_id, known)
+    # Most attempts resolve from their records' bytes, heartbeat included (attempt_beat); the
+    # others (new to RUNNING, "latest", not found) take span_write's way.
+    target = beat_target(tx, rollout_id, attempt_id)
+    if target is None:
+        target = ingest_target(tx, rollout_id, attempt_id, known)
     cdef _Attempt a = _Attempt()
     a.target = target
     if isinstance(target, str):
@@ -143,9 +148,10 @@ cdef _Attempt _attempt(object tx, object txn, object log_db, object span_ids, st
     a.pending = flt.pending
     a.bits = flt.bits
     a.mask = flt.mask
-    real_id = target[1].attempt_id
-    if attempt_id != real_id:
-        a.renamed = attempt_id_field(real_id)
+    if target[0] is not None:  # beat_target's attempts are named by their own id
+        real_id = target[1].attempt_id
+        if attempt_id != real_id:
+            a.renamed = attempt_id_field(real_id)
     return a
 
 

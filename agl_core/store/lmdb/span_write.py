@@ -19,13 +19,15 @@ import grpc
 from agl_core.errors import NotFoundError
 from agl_core.proto import types_pb2 as t
 from agl_core.store.lmdb.records import RolloutRecord, Tx
-from agl_core.store.lmdb.schema import SPAN_PREFIX, U64, read_counter
+from agl_core.store.lmdb.schema import SPAN_PREFIX, U64, attempt_key, read_counter
 from agl_core.store.lmdb.span_chunks import ChunkNumbers, ChunkWriter
 from agl_core.store.lmdb.span_ids import SpanIdIndex
 from agl_core.store.lmdb.span_resources import ResourceWriter
 from agl_core.store.wire import attempt_id_field, with_sequence_id
 
 # Where a batch's spans go: the rollout's record, the attempt, the rollout's number, the attempt's.
+# (The compiled loop's attempt_beat gives None and the attempt's serialized record, its heartbeat
+# set, for an attempt whose spans change no status: ``finish`` puts that record back as it is.)
 Target = tuple[RolloutRecord, t.Attempt, int, int]
 # Sequence ids are int64 on the wire: the next one after this would wrap to -2^63.
 MAX_SEQUENCE_ID = (1 << 63) - 1
@@ -113,8 +115,11 @@ def finish(
     span_ids.flush(txn, dbs.span_id_log)
     for num, last in counters.items():
         txn.put(U64.pack(num), U64.pack(last), db=dbs.span_seqs)
-    for record, attempt, _, _ in touched.values():
-        tx.heartbeat(record, attempt)
+    for record, attempt, num, seq in touched.values():
+        if record is None:  # from the compiled loop's attempt_beat: the record, its heartbeat set
+            txn.put(attempt_key(num, seq), attempt, db=dbs.attempts)
+        else:
+            tx.heartbeat(record, attempt)
     tx.effects.spans += accepted  # type: ignore[union-attr]
 
 
