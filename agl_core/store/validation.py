@@ -109,8 +109,8 @@ def span_ids_well_formed(span: trace_pb2.Span) -> bool:
     )
 
 
-try:  # compiled with the span loop where a C compiler is present (agl_core/store/wire_check.pyx)
-    from agl_core.store.wire_check import SpanIdCheck  # type: ignore[import-not-found]
+try:  # compiled with the span loop where a C compiler is present (agl_core/store/span_id_check.pyx)
+    from agl_core.store.span_id_check import SpanIdCheck  # type: ignore[import-not-found]
 
     _ID_CHECK: Any = SpanIdCheck(
         store_pb2.IngestSpansRequest.DESCRIPTOR,

@@ -27,6 +27,8 @@ from cpython.bytes cimport PyBytes_AS_STRING, PyBytes_FromStringAndSize, PyBytes
 from libc.stdint cimport int64_t, uint32_t, uint64_t
 from libc.string cimport memcpy
 
+from agl_core.store.wire_read cimport read_varint, skip
+
 # agl.v1.Attempt's field numbers (types.proto) and the statuses whose first span starts the attempt.
 cdef enum:
     STATUS_FIELD = 6
@@ -43,40 +45,6 @@ cdef inline uint64_t _be(const unsigned char* p, int n) noexcept:
     for k in range(n):
         v = (v << 8) | p[k]
     return v
-
-
-cdef inline bint _varint(const unsigned char* p, Py_ssize_t n, Py_ssize_t* pos, uint64_t* out) noexcept:
-    cdef uint64_t value = 0
-    cdef int shift = 0
-    cdef unsigned char byte
-    while shift < 64:
-        if pos[0] >= n:
-            return False
-        byte = p[pos[0]]
-        pos[0] += 1
-        value |= (<uint64_t>(byte & 0x7F)) << shift
-        if byte < 0x80:
-            out[0] = value
-            return True
-        shift += 7
-    return False
-
-
-cdef inline bint _skip(const unsigned char* p, Py_ssize_t n, Py_ssize_t* pos, int wire) noexcept:
-    cdef uint64_t value
-    if wire == 0:
-        return _varint(p, n, pos, &value)
-    if wire == 1 or wire == 5:
-        if n - pos[0] < (8 if wire == 1 else 4):
-            return False
-        pos[0] += 8 if wire == 1 else 4
-        return True
-    if wire == 2:
-        if not _varint(p, n, pos, &value) or value > <uint64_t>(n - pos[0]):
-            return False
-        pos[0] += <Py_ssize_t>value
-        return True
-    return False  # groups and the wire types that do not exist
 
 
 cdef Py_ssize_t _put_varint(unsigned char* out, uint64_t value) noexcept:
@@ -117,13 +85,13 @@ def with_heartbeat(bytes attempt, int64_t now_ns):
     # First pass: the status (its last value), where the new field goes, the bytes kept.
     while pos < n:
         start = pos
-        if not _varint(p, n, &pos, &tag) or tag >> 3 == 0 or tag > 0xFFFFFFFF:
+        if not read_varint(p, n, &pos, &tag, 5) or tag >> 3 == 0 or tag > 0xFFFFFFFF:
             return None
         number, wire = tag >> 3, tag & 7
         if number == STATUS_FIELD and wire == 0:
-            if not _varint(p, n, &pos, &status):
+            if not read_varint(p, n, &pos, &status, 10):
                 return None
-        elif not _skip(p, n, &pos, wire):
+        elif not skip(p, n, &pos, wire):
             return None
         if number == HEARTBEAT_FIELD:
             if wire != 2:
@@ -147,8 +115,8 @@ def with_heartbeat(bytes attempt, int64_t now_ns):
             w += f
             at = -2  # written
         start = pos
-        _varint(p, n, &pos, &tag)
-        _skip(p, n, &pos, tag & 7)
+        read_varint(p, n, &pos, &tag, 5)
+        skip(p, n, &pos, tag & 7)
         if tag >> 3 != HEARTBEAT_FIELD:
             memcpy(o + w, p + start, pos - start)
             w += pos - start
