@@ -86,7 +86,9 @@ class LmdbCore:
         self._commit_observers: list[Callable[[int, float, float], None]] = []
         # Used only by the writer thread.
         self._span_ids = SpanIdIndex(
-            budget_bits=span_id_filter_budget * 8, add_all=span_path.filter_fill(self.span_loop)
+            budget_bits=span_id_filter_budget * 8,
+            add_all=span_path.filter_fill(self.span_loop),
+            append=span_path.log_append(self.span_loop),
         )
         self._chunk_numbers = ChunkNumbers()
         self._closed = False

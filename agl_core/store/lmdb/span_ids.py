@@ -34,7 +34,7 @@ import struct
 import sys
 import threading
 from collections import OrderedDict
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from operator import itemgetter
 from typing import Any, cast
 
@@ -63,6 +63,8 @@ DEFAULT_BUDGET_BYTES = 32 << 20  # filters of all attempts together
 GROW_ENTRIES = 128
 # Entries from which a fill loads numpy, if no earlier one did (Python: about 2 ms here).
 LARGE_FILL = 2_048
+# How the index appends to a log (see _append): txn, log db, rollout num, attempt seq, entries, tail.
+Append = Callable[[lmdb.Transaction, Any, int, int, Iterable[bytes], int], int]
 
 
 def log_entry(span_id: bytes) -> bytes:
@@ -72,7 +74,7 @@ def log_entry(span_id: bytes) -> bytes:
 class _Filter:
     """A Bloom filter over 17-byte log entries (3 hashes, a power-of-two number of bits)."""
 
-    __slots__ = ("bits", "capacity", "count", "last_chunk", "mask", "next_chunk", "pending", "successor")
+    __slots__ = ("bits", "capacity", "count", "last_chunk", "mask", "next_chunk", "pending", "successor", "tail")
 
     def __init__(self, nbits: int, bits_per_id: int = BITS_PER_ID) -> None:
         self.bits = bytearray(nbits >> 3)
@@ -85,6 +87,9 @@ class _Filter:
         self.successor: _Filter | None = None
         self.next_chunk = 0
         self.last_chunk = -1
+        # The number of the attempt's last log chunk as this index's last append left it, or -1:
+        # the next append reads that chunk by its key instead of seeking the log's end (see _append).
+        self.tail = -1
 
     @property
     def size(self) -> int:
@@ -188,13 +193,19 @@ class SpanIdIndex:
     """Answers "is this span id new for this attempt?" exactly; records the new ones."""
 
     def __init__(
-        self, budget_bits: int = DEFAULT_BUDGET_BYTES * 8, add_all: Callable[[_Filter, bytes], None] | None = None
+        self,
+        budget_bits: int = DEFAULT_BUDGET_BYTES * 8,
+        add_all: Callable[[_Filter, bytes], None] | None = None,
+        append: Append | None = None,
     ) -> None:
         """:param budget_bits: filter bits kept in memory across attempts (default 32 MiB).
         :param add_all: sets a filter's bits for log entries, as :func:`_add_all` does (the default);
-            the store passes the compiled span loop's where it runs that loop (``span_path``)."""
+            the store passes the compiled span loop's where it runs that loop (``span_path``).
+        :param append: appends entries to an attempt's log, as :func:`_append` does (the default);
+            likewise the compiled loop's where the store runs it."""
         self._budget = budget_bits
         self._add_all = add_all or _add_all
+        self._append = append or _append
         self._filters: OrderedDict[tuple[int, int], _Filter] = OrderedDict()
         # Filters with pending entries: flush and discard_pending visit only these, so the cost of a
         # write does not grow with the number of attempts whose filters are cached.
@@ -256,7 +267,7 @@ class SpanIdIndex:
                 continue
             self._filters.move_to_end((num, seq))  # least recently used first, for _evict
             appended = len(flt.pending)
-            last_chunk = _append(txn, log_db, num, seq, list(flt.pending))
+            last_chunk = flt.tail = self._append(txn, log_db, num, seq, flt.pending, flt.tail)
             self.appends += 1
             flt.pending.clear()
             if flt.successor is None and flt.count > flt.capacity:
@@ -325,6 +336,7 @@ class SpanIdIndex:
         self.filled += read
         if flt.next_chunk > flt.last_chunk:
             successor.count = flt.count
+            successor.tail = flt.tail
             self._filters[key] = successor
             self._bits -= flt.size
 
@@ -366,18 +378,22 @@ def _sized(ids: int) -> _Filter:
     return _Filter(nbits, per_id)
 
 
-def _append(txn: lmdb.Transaction, log_db: lmdb._Database, num: int, seq: int, entries: list[bytes]) -> int:
-    """Append ``entries`` to the attempt's log; returns the number of its last chunk."""
-    prefix = ATTEMPT_KEY.pack(num, seq)
-    cursor = txn.cursor(db=log_db)
-    chunk_no, chunk = 0, b""
-    # The last chunk of this attempt: position after the prefix's range, step back.
-    if cursor.set_range(CHUNK_KEY.pack(num, seq, 0xFFFFFFFF)):
-        found = cursor.prev()
+def _append(
+    txn: lmdb.Transaction, log_db: lmdb._Database, num: int, seq: int, entries: Iterable[bytes], tail: int = -1
+) -> int:
+    """Append ``entries`` (in their order) to the attempt's log; returns the number of its last chunk.
+
+    ``tail``: the last chunk's number as the previous append returned it, or -1 (not known). A chunk
+    is only ever added by an append, right after the last one, and an append that is rolled back
+    takes the chunks it added with it. So where chunk ``tail`` exists it is still the last one (with
+    its content as stored now), and where it does not (a rolled-back append added it) the end is
+    sought as without a tail. That saves a cursor, its seek, step back and reads: a 10-entry append
+    took 2.4 us instead of 3.1 here, and 1.7 compiled (``span_loop.append``)."""
+    found = txn.get(CHUNK_KEY.pack(num, seq, tail), db=log_db) if tail >= 0 else None
+    if found is not None:
+        chunk_no, chunk = tail, cast(bytes, found)
     else:
-        found = cursor.last()
-    if found and cast(bytes, cursor.key()).startswith(prefix):
-        chunk_no, chunk = CHUNK_KEY.unpack(cursor.key())[2], cast(bytes, cursor.value())
+        chunk_no, chunk = last_chunk(txn, log_db, num, seq)
     pending = b"".join(entries)
     while pending:
         room = CHUNK_ENTRIES * ENTRY - len(chunk)
@@ -388,3 +404,17 @@ def _append(txn: lmdb.Transaction, log_db: lmdb._Database, num: int, seq: int, e
         pending = pending[room:]
         txn.put(CHUNK_KEY.pack(num, seq, chunk_no), chunk, db=log_db)
     return chunk_no
+
+
+def last_chunk(txn: lmdb.Transaction, log_db: lmdb._Database, num: int, seq: int) -> tuple[int, bytes]:
+    """The number and content of the attempt's last log chunk; (0, b"") for an empty log."""
+    prefix = ATTEMPT_KEY.pack(num, seq)
+    cursor = txn.cursor(db=log_db)
+    # Position after the prefix's range, step back.
+    if cursor.set_range(CHUNK_KEY.pack(num, seq, 0xFFFFFFFF)):
+        found = cursor.prev()
+    else:
+        found = cursor.last()
+    if found and cast(bytes, cursor.key()).startswith(prefix):
+        return CHUNK_KEY.unpack(cursor.key())[2], cast(bytes, cursor.value())
+    return 0, b""

@@ -15,14 +15,17 @@ holds the two to that on generated batches. What it does in C instead of Python 
 - after the loop, the chunks (``span_chunks.encode``) and their references in ``spans``
   (``ChunkWriter.flush``), each built in one allocation;
 - a filter's bits set from log entries, when the index rebuilds or grows one (:func:`add_all`,
-  which the store gives the index with this loop).
+  which the store gives the index with this loop);
+- after the chunks, ``span_write.finish``: the sequence counters' and the attempts' puts, and the
+  span-id logs' appends (:func:`append`, which the store gives the index with this loop).
 
 What stays Python, called from here: the first lookup of each attempt (``span_write.ingest_target``,
 ``SpanIdIndex`` reading a log to rebuild a filter), the exact check of a "maybe present" id, the
-resource code, where chunks are cut (``span_chunks.partition``), what follows the chunks (``span_write.finish``:
-the span-id log appends, the sequence counters, the heartbeats), and LMDB's puts. It reads the
-private state of ``SpanIdIndex`` and ``_Filter`` (their filters, pending sets and bits): a change
-there is a change here, and the twin test fails until both agree.
+resource code, where chunks are cut (``span_chunks.partition``), the span-id index's flush (which
+logs to append to, a filter's growth), a heartbeat that changes an attempt's status
+(``Tx.heartbeat``), and LMDB's puts. It reads the private state of ``SpanIdIndex`` and
+``_Filter`` (their filters, pending sets and bits): a change there is a change here, and the twin
+test fails until both agree.
 
 Built by ``pip install`` (setup.py, Cython); where it is not built, ``span_path`` uses the Python.
 """
@@ -37,7 +40,7 @@ from agl_core.store.lmdb import span_write
 from agl_core.store.lmdb.attempt_beat import beat_target
 from agl_core.store.lmdb.schema import U64, read_counter
 from agl_core.store.lmdb.span_chunks import REF_MARKER, WHOLE_BYTES, inline_bytes, partition
-from agl_core.store.lmdb.span_ids import ENTRY, log_entry
+from agl_core.store.lmdb.span_ids import CHUNK_ENTRIES, ENTRY, last_chunk, log_entry
 from agl_core.store.lmdb.span_resources import ResourceWriter
 from agl_core.store.wire import attempt_id_field
 
@@ -47,12 +50,12 @@ cdef object NOT_FOUND = span_write.NOT_FOUND
 cdef object FAILED_PRECONDITION = span_write.FAILED_PRECONDITION
 cdef object ingest_target = span_write.ingest_target
 cdef object exhausted = span_write.exhausted
-cdef object finish = span_write.finish
 cdef object U64_pack = U64.pack
 
 # An entry is a length byte and the id padded to 16 bytes; span ids are 1 to 16 bytes (validation).
 assert ENTRY == 17
 cdef Py_ssize_t ENTRY_BYTES = ENTRY
+cdef Py_ssize_t CHUNK_BYTES = CHUNK_ENTRIES * ENTRY
 
 
 cdef class _Attempt:
@@ -286,8 +289,75 @@ def ingest(tx, list spans, span_ids, chunk_numbers, Py_ssize_t page_size):
         touched[a.key] = a.target
         accepted += 1
     _flush_chunks(txn, dbs, chunk_numbers, chunk_pending, inline_bytes(page_size))
-    finish(tx, span_ids, counters, touched, accepted)
+    _finish(tx, txn, dbs, span_ids, counters, touched, accepted)
     return accepted, duplicates, rejected
+
+
+cdef _finish(tx, txn, dbs, span_ids, dict counters, dict touched, Py_ssize_t accepted):
+    """``span_write.finish``: the span-id logs (through ``SpanIdIndex.flush``, which appends with
+    :func:`append` where the store runs this loop), each rollout's last sequence id, the heartbeats."""
+    span_ids.flush(txn, dbs.span_id_log)
+    put = txn.put
+    span_seqs = dbs.span_seqs
+    for num, last in counters.items():
+        put(_u64(num), _u64(last), True, True, False, span_seqs)
+    attempts_db = dbs.attempts
+    for target in touched.values():
+        record, attempt, num, seq = target
+        if record is None:  # from attempt_beat: the record's bytes, its heartbeat set
+            put(_attempt_key(num, seq), attempt, True, True, False, attempts_db)
+        else:
+            tx.heartbeat(record, attempt)
+    tx.effects.spans += accepted
+
+
+def append(txn, log_db, uint64_t num, uint32_t seq, entries, long long tail):
+    """``span_ids._append``, compiled: ``entries`` (17-byte log entries, in their order) appended to
+    the attempt's log, the last chunk read by its key where ``tail`` names it; the same chunks
+    and bytes. Returns the number of the last chunk."""
+    found = txn.get(_chunk_key(num, seq, <uint32_t>tail), None, log_db) if tail >= 0 else None
+    cdef bytes chunk
+    cdef uint32_t chunk_no
+    if found is not None:
+        chunk, chunk_no = <bytes?>found, <uint32_t>tail
+    else:
+        number, chunk = last_chunk(txn, log_db, num, seq)
+        chunk_no = number
+    cdef bytes joined = b"".join(entries)
+    cdef Py_ssize_t total = PyBytes_GET_SIZE(joined), at = 0, have = PyBytes_GET_SIZE(chunk), n
+    while at < total:
+        if have >= CHUNK_BYTES:
+            chunk_no += 1
+            have = 0
+            continue
+        n = min(CHUNK_BYTES - have, total - at)
+        grown = PyBytes_FromStringAndSize(NULL, have + n)
+        memcpy(PyBytes_AS_STRING(grown), PyBytes_AS_STRING(chunk), have)
+        memcpy(PyBytes_AS_STRING(grown) + have, PyBytes_AS_STRING(joined) + at, n)
+        txn.put(_chunk_key(num, seq, chunk_no), grown, True, True, False, log_db)
+        chunk = grown
+        have += n
+        at += n
+    return chunk_no
+
+
+cdef bytes _chunk_key(uint64_t num, uint32_t seq, uint32_t chunk_no):
+    """``span_ids.CHUNK_KEY.pack(num, seq, chunk_no)``."""
+    key = PyBytes_FromStringAndSize(NULL, 16)
+    cdef unsigned char* out = <unsigned char*>PyBytes_AS_STRING(key)
+    _put_be64(out, num)
+    _put_be32(out + 8, seq)
+    _put_be32(out + 12, chunk_no)
+    return key
+
+
+cdef bytes _attempt_key(uint64_t num, uint32_t seq):
+    """``schema.attempt_key(num, seq)``."""
+    key = PyBytes_FromStringAndSize(NULL, 12)
+    cdef unsigned char* out = <unsigned char*>PyBytes_AS_STRING(key)
+    _put_be64(out, num)
+    _put_be32(out + 8, seq)
+    return key
 
 
 cdef bytes _ref(uint64_t number, uint32_t index):

@@ -1,7 +1,8 @@
 """Which span loop the store writer runs: the compiled one (``span_loop``, a Cython extension that
 ``pip install`` builds) or the Python reference (``span_write.ingest``). Both take the same
-arguments and store the same bytes (``tests/unit/test_span_loop_twin.py``); with each goes its way
-of filling a span-id filter from the log (:func:`filter_fill`).
+arguments and store the same bytes (``tests/unit/test_span_loop_twin.py``); with each go its ways
+of filling a span-id filter from the log (:func:`filter_fill`) and of appending to the log
+(:func:`log_append`).
 
 The compiled loop is the default wherever it was built. ``AGL_SPAN_LOOP=python`` (or
 ``LmdbStore(span_loop="python")``) runs the Python one: to compare the two (``bench/``), or to
@@ -56,3 +57,11 @@ def filter_fill(name: str) -> Callable[..., Any]:
     if name == "compiled" and _compiled is not None:
         return _compiled.add_all  # type: ignore[no-any-return]
     return span_ids._add_all
+
+
+def log_append(name: str) -> span_ids.Append:
+    """How the span-id index appends to an attempt's log, for the loop ``name``: the compiled loop's
+    ``append`` or ``span_ids._append``. Both store the same chunks."""
+    if name == "compiled" and _compiled is not None:
+        return _compiled.append  # type: ignore[no-any-return]
+    return span_ids._append
