@@ -7,7 +7,7 @@ of it shows in the acks. What matters is which microseconds. This bench adds a f
 CPU per batch to one thread at a time (bench/probes/sitecustomize.py, loaded into the server it
 starts) and measures the eight writers again, in rounds, so that each probe runs next to the
 others on a VM whose speed drifts. The slope says what a change on that thread is worth before it
-is built (docs/server.md, "Many workers").
+is built (docs/span-acks.md).
 
     python bench/ack_sensitivity.py                                  # none, writer:60, writer:120, loop:60
     python bench/ack_sensitivity.py --probes none,no-dedup --rounds 4
@@ -24,7 +24,7 @@ measure nothing.
 
 ``reserve:MB`` is a what-if bound, never a setting: the server's LMDB free list starts with one
 contiguous run of MB MiB of free pages, so every commit writes its pages as one run until that is
-used up (bench/probes/sitecustomize.py; docs/server.md, "What a durable commit writes"). Give it
+used up (bench/probes/sitecustomize.py; docs/span-acks.md, "What a durable commit writes"). Give it
 room for the whole run: eight writers used 1.4-1.6 GiB of it in a run of ``--seconds 5``.
 """
 

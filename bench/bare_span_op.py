@@ -2,7 +2,7 @@
 ``agl-native-edge-bare``: what a native span operation that cost no CPU at all would leave.
 
 Why: the plan for issue 16's durable ack targets after the native edge floor was a native span
-operation (docs/server.md): agl's placement, span-id filter, sequence ids, chunks and heartbeats done
+operation (docs/span-acks.md): agl's placement, span-id filter, sequence ids, chunks and heartbeats done
 in the writer at a fraction of their CPU. Before building it, this bounds what it can buy. With
 :func:`install`, the writer's span operation puts each span's bytes under a key of its own in the
 ``spans`` database (as many puts as agl's operation makes for these spans, none of its reads,

@@ -117,7 +117,7 @@ def main() -> int:
         type=int,
         default=0,
         help="a what-if, never a setting: free a contiguous run of this many MiB before measuring, so that the "
-        "commits take their pages from it (the reserve probe of bench/ack_sensitivity.py, docs/server.md); the "
+        "commits take their pages from it (the reserve probe of bench/ack_sensitivity.py, docs/span-acks.md); the "
         "bench fails if they use it up (the default commits write about 14 MiB)",
     )
     parser.add_argument("--out", default="commit_pages_bench", help="result file name under bench/results")

@@ -4,7 +4,7 @@ no event loop in between.
 
 Why: the ``agl-rust-edge`` floor (a compiled edge, agl's store in another process) showed that
 taking a batch off a socket in Python costs as much as grpc.aio's share of agl-server
-(docs/server.md). What a native front end can still save is Python per batch before the writer:
+(docs/span-acks.md). What a native front end can still save is Python per batch before the writer:
 this floor has none. ``agl_native_edge`` (bench/floors/native-edge, a PyO3 extension built with
 cargo) decodes each batch (prost, UTF-8 included) and queues its bytes; one Python thread takes
 whatever is queued (blocking with the GIL released) and does what agl-server's IngestSpans does

@@ -1,5 +1,5 @@
 """Can native code write inside py-lmdb's own write transaction? A feasibility probe for a native
-span operation (issue 16, docs/server.md: the writer's span work is what remains once the edge is
+span operation (issue 16, docs/span-acks.md: the writer's span work is what remains once the edge is
 native).
 
 Why it is a question: LMDB forbids opening one environment twice in a process, so a native span

@@ -2,10 +2,11 @@
 """The store writer's span loop, compiled: :func:`span_write.ingest` with the per-span work in C.
 
 Every span of every batch passes through this loop on the one writer thread, and every batch's
-acknowledgement waits for it (docs/server.md, "Many workers": the writer's CPU per 10-span batch
-fell by about a third). ``span_write.ingest`` is the reference: this does the same, in the same
-order, with the same results and the same bytes stored, and ``tests/unit/test_span_loop_twin.py``
-holds the two to that on generated batches. What it does in C instead of Python objects per span:
+acknowledgement waits for it (docs/span-acks.md, "The compiled span loop": the writer's CPU per
+10-span batch fell by about a third). ``span_write.ingest`` is the reference: this does the same,
+in the same order, with the same results and the same bytes stored, and
+``tests/unit/test_span_loop_twin.py`` holds the two to that on generated batches. What it does in C
+instead of Python objects per span:
 
 - the span-id filter's entry, probes and bits (``span_ids._Filter.add``, also on a growing filter's
   successor), read and set through the filter's bytearray;
