@@ -30,7 +30,7 @@ help:
 	@echo "make bench  - run the benchmarks (tables printed, results saved under bench/results)"
 
 # setup.py and the .pyx: a changed span loop or wire check is compiled again (pip builds it in place).
-$(VENV)/.installed: pyproject.toml setup.py $(wildcard agl_core/store/*.pyx agl_core/store/*.pxd agl_core/store/lmdb/*.pyx)
+$(VENV)/.installed: pyproject.toml setup.py $(wildcard agl_core/store/*.pyx agl_core/store/*.pxd agl_core/store/lmdb/*.pyx agl_core/store/lmdb/*.pxd)
 	$(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install --quiet --upgrade pip
 	$(PY) -m pip install --quiet -e '.[dev]'

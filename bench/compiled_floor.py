@@ -4,10 +4,11 @@ Why: with eight closed-loop span writers, agl's store writer runs about 12 us of
 (notes of issue 16), and the issue allows "a compiled hot path where a well-kept library offers
 one". mypyc, mypy's compiler for type-annotated Python (black and mypy ship compiled with it),
 compiles modules as they are written. This floor is agl-server itself, the same code and
-settings, with the four modules every span goes through on the writer compiled:
+settings, with the five modules every span goes through on the writer compiled:
 
 - ``agl_core/store/lmdb/span_write.py``: the writer's span operation (placement, sequence ids);
-- ``agl_core/store/lmdb/span_ids.py``: the span-id filters and logs (resent spans);
+- ``agl_core/store/lmdb/span_ids.py``: the span-id filters (resent spans);
+- ``agl_core/store/lmdb/span_id_log.py``: the span-id logs behind them;
 - ``agl_core/store/lmdb/span_chunks.py``: packing spans into chunks;
 - ``agl_core/store/wire.py``: the header views and the sequence-id field.
 
@@ -41,6 +42,7 @@ for path in (ROOT, ROOT / "servers", ROOT / "bench"):
 MODULES = (
     "agl_core/store/lmdb/span_write.py",
     "agl_core/store/lmdb/span_ids.py",
+    "agl_core/store/lmdb/span_id_log.py",
     "agl_core/store/lmdb/span_chunks.py",
     "agl_core/store/wire.py",
 )

@@ -17,15 +17,14 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from agl_core.store.lmdb import span_path
+from agl_core.store.lmdb.span_id_log import CHUNK_ENTRIES, log_entry
 from agl_core.store.lmdb.span_ids import (
-    CHUNK_ENTRIES,
     GROW_ENTRIES,
     MIN_BITS,
     SpanIdIndex,
     _add_all,
     _add_vectorized,
     _Filter,
-    log_entry,
 )
 
 
@@ -193,7 +192,8 @@ def test_numpy_is_loaded_only_by_a_large_fill() -> None:
     LARGE_FILL entries does, in a fresh interpreter."""
     script = """
 import os, sys
-from agl_core.store.lmdb.span_ids import LARGE_FILL, _add_all, _sized, log_entry
+from agl_core.store.lmdb.span_id_log import log_entry
+from agl_core.store.lmdb.span_ids import LARGE_FILL, _add_all, _sized
 small = b"".join(log_entry(os.urandom(8)) for _ in range(LARGE_FILL - 1))
 _add_all(_sized(LARGE_FILL), small)
 print("numpy" in sys.modules)

@@ -4,7 +4,7 @@ The index keeps the number of each attempt's last chunk as its last append left 
 and reads that chunk by its key instead of seeking the log's end. An append that is rolled back may
 leave that number pointing at a chunk that is gone, or at one whose content went back to what it
 was: the appends after it must store exactly the chunks that seeking the end stores, in Python
-(``span_ids._append``) and compiled (``span_loop.append``) alike."""
+(``span_id_log.append``) and compiled (``span_loop.append``) alike."""
 
 from __future__ import annotations
 
@@ -18,10 +18,11 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from agl_core.store.lmdb import span_path
-from agl_core.store.lmdb.span_ids import CHUNK_ENTRIES, CHUNK_KEY, ENTRY, SpanIdIndex, _append, log_entry
+from agl_core.store.lmdb import span_id_log, span_path
+from agl_core.store.lmdb.span_id_log import CHUNK_ENTRIES, CHUNK_KEY, ENTRY, log_entry
+from agl_core.store.lmdb.span_ids import SpanIdIndex
 
-WAYS: dict[str, Callable[..., int]] = {"python": _append}
+WAYS: dict[str, Callable[..., int]] = {"python": span_id_log.append}
 if span_path.compiled_available():
     WAYS["compiled"] = span_path.log_append("compiled")
 
@@ -64,7 +65,7 @@ def test_appends_from_a_remembered_tail_store_what_seeking_the_end_stores(way: s
                     continue
                 txn.commit()
                 with ref_env.begin(write=True, db=ref_db) as ref:
-                    last = _append(ref, ref_db, 7, seq, entries)  # no tail: the end sought
+                    last = span_id_log.append(ref, ref_db, 7, seq, entries)  # no tail: the end sought
                 assert tails[seq] == last
                 assert contents(env, db) == contents(ref_env, ref_db)
         finally:

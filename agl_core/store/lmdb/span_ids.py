@@ -2,11 +2,8 @@
 
 Two pieces, one on disk and one in memory:
 
-- **The span-id log** (sub-database ``span_id_log``): per attempt, its span ids appended in chunks
-  (key ``rollout num | attempt seq | chunk no``, value: fixed 17-byte entries, a length byte and the
-  id padded to 16 bytes). Appends touch one page per attempt per commit, in key order, so the log
-  costs almost nothing to write. (A B-tree index keyed by span id would land every insert on a
-  random page, one dirty 4 KiB page per 20-byte entry: measured as the largest part of a commit.)
+- **The span-id log** (:mod:`span_id_log`): per attempt, its span ids appended in chunks, one page
+  per attempt per commit.
 - **A Bloom filter per attempt** in front of it: "certainly new" is answered in memory; "maybe
   present" (a resent span, or a false positive: up to 0.5% of the time in a full filter of a small
   attempt, 0.16% from 2,048 ids) is settled exactly by searching the attempt's log. A filter takes
@@ -34,18 +31,16 @@ import struct
 import sys
 import threading
 from collections import OrderedDict
-from collections.abc import Callable, Iterable
+from collections.abc import Callable
 from operator import itemgetter
-from typing import Any, cast
+from typing import Any
 
 import lmdb
 
-from agl_core.store.lmdb.schema import ATTEMPT_KEY
+from agl_core.store.lmdb.span_id_log import CHUNK_KEY, ENTRY, Append, chunks, log_entry
+from agl_core.store.lmdb.span_id_log import append as append_to_log
 
-ENTRY = 17  # length byte + id padded to 16 bytes
 _ENTRIES = struct.Struct(f"{ENTRY}s")  # iter_unpack: a log's entries, split in C
-CHUNK_ENTRIES = 32  # a small chunk: appending rewrites at most 544 bytes per attempt
-CHUNK_KEY = struct.Struct(">QII")
 BITS_PER_ID = 16
 HASHES = 3  # with 16 bits per id: about 0.5% false positives
 # A false positive costs a read of the attempt's whole log, so a filter sized for more ids takes more
@@ -63,12 +58,6 @@ DEFAULT_BUDGET_BYTES = 32 << 20  # filters of all attempts together
 GROW_ENTRIES = 128
 # Entries from which a fill loads numpy, if no earlier one did (Python: about 2 ms here).
 LARGE_FILL = 2_048
-# How the index appends to a log (see _append): txn, log db, rollout num, attempt seq, entries, tail.
-Append = Callable[[lmdb.Transaction, Any, int, int, Iterable[bytes], int], int]
-
-
-def log_entry(span_id: bytes) -> bytes:
-    return bytes([len(span_id)]) + span_id.ljust(16, b"\0")
 
 
 class _Filter:
@@ -88,7 +77,7 @@ class _Filter:
         self.next_chunk = 0
         self.last_chunk = -1
         # The number of the attempt's last log chunk as this index's last append left it, or -1:
-        # the next append reads that chunk by its key instead of seeking the log's end (see _append).
+        # the next append reads that chunk by its key instead of seeking the log's end (see ``span_id_log.append``).
         self.tail = -1
 
     @property
@@ -201,11 +190,11 @@ class SpanIdIndex:
         """:param budget_bits: filter bits kept in memory across attempts (default 32 MiB).
         :param add_all: sets a filter's bits for log entries, as :func:`_add_all` does (the default);
             the store passes the compiled span loop's where it runs that loop (``span_path``).
-        :param append: appends entries to an attempt's log, as :func:`_append` does (the default);
+        :param append: appends entries to an attempt's log, as ``span_id_log.append`` does (the default);
             likewise the compiled loop's where the store runs it."""
         self._budget = budget_bits
         self._add_all = add_all or _add_all
-        self._append = append or _append
+        self._append = append or append_to_log
         self._filters: OrderedDict[tuple[int, int], _Filter] = OrderedDict()
         # Filters with pending entries: flush and discard_pending visit only these, so the cost of a
         # write does not grow with the number of attempts whose filters are cached.
@@ -300,7 +289,7 @@ class SpanIdIndex:
 
     def _rebuild(self, txn: lmdb.Transaction, log_db: lmdb._Database, num: int, seq: int) -> _Filter:
         """The attempt's filter made from its whole log: its first write since start-up or eviction."""
-        entries = b"".join(_chunks(txn, log_db, num, seq))
+        entries = b"".join(chunks(txn, log_db, num, seq))
         count = len(entries) // ENTRY
         flt = _sized(count + 64)
         self._add_all(flt, entries)
@@ -343,7 +332,7 @@ class SpanIdIndex:
     def _in_log(self, txn: lmdb.Transaction, log_db: lmdb._Database, num: int, seq: int, entry: bytes) -> bool:
         # One search of the joined log instead of one per chunk: a third less time at 16,384 ids.
         # Chunks hold whole entries, so entries stay aligned to ENTRY in the joined log.
-        log = b"".join(_chunks(txn, log_db, num, seq))
+        log = b"".join(chunks(txn, log_db, num, seq))
         at = log.find(entry)
         while at != -1:
             if at % ENTRY == 0:
@@ -360,61 +349,8 @@ class SpanIdIndex:
             self._bits -= flt.held
 
 
-def _chunks(txn: lmdb.Transaction, log_db: lmdb._Database, num: int, seq: int):  # type: ignore[no-untyped-def]
-    prefix = ATTEMPT_KEY.pack(num, seq)
-    cursor = txn.cursor(db=log_db)
-    if not cursor.set_range(prefix):
-        return
-    for key, value in cursor:
-        if not cast(bytes, key).startswith(prefix):
-            return
-        yield value
-
-
 def _sized(ids: int) -> _Filter:
     """An empty filter for ``ids`` ids: a power of two bits, at least MIN_BITS."""
     per_id = next((bits for least, bits in LARGER_BITS_PER_ID if ids >= least), BITS_PER_ID)
     nbits = 1 << (max(MIN_BITS, ids * per_id) - 1).bit_length()
     return _Filter(nbits, per_id)
-
-
-def _append(
-    txn: lmdb.Transaction, log_db: lmdb._Database, num: int, seq: int, entries: Iterable[bytes], tail: int = -1
-) -> int:
-    """Append ``entries`` (in their order) to the attempt's log; returns the number of its last chunk.
-
-    ``tail``: the last chunk's number as the previous append returned it, or -1 (not known). A chunk
-    is only ever added by an append, right after the last one, and an append that is rolled back
-    takes the chunks it added with it. So where chunk ``tail`` exists it is still the last one (with
-    its content as stored now), and where it does not (a rolled-back append added it) the end is
-    sought as without a tail. That saves a cursor, its seek, step back and reads: a 10-entry append
-    took 2.4 us instead of 3.1 here, and 1.7 compiled (``span_loop.append``)."""
-    found = txn.get(CHUNK_KEY.pack(num, seq, tail), db=log_db) if tail >= 0 else None
-    if found is not None:
-        chunk_no, chunk = tail, cast(bytes, found)
-    else:
-        chunk_no, chunk = last_chunk(txn, log_db, num, seq)
-    pending = b"".join(entries)
-    while pending:
-        room = CHUNK_ENTRIES * ENTRY - len(chunk)
-        if room <= 0:
-            chunk_no, chunk = chunk_no + 1, b""
-            continue
-        chunk += pending[:room]
-        pending = pending[room:]
-        txn.put(CHUNK_KEY.pack(num, seq, chunk_no), chunk, db=log_db)
-    return chunk_no
-
-
-def last_chunk(txn: lmdb.Transaction, log_db: lmdb._Database, num: int, seq: int) -> tuple[int, bytes]:
-    """The number and content of the attempt's last log chunk; (0, b"") for an empty log."""
-    prefix = ATTEMPT_KEY.pack(num, seq)
-    cursor = txn.cursor(db=log_db)
-    # Position after the prefix's range, step back.
-    if cursor.set_range(CHUNK_KEY.pack(num, seq, 0xFFFFFFFF)):
-        found = cursor.prev()
-    else:
-        found = cursor.last()
-    if found and cast(bytes, cursor.key()).startswith(prefix):
-        return CHUNK_KEY.unpack(cursor.key())[2], cast(bytes, cursor.value())
-    return 0, b""

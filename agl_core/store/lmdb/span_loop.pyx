@@ -11,7 +11,8 @@ instead of Python objects per span:
 - the span-id filter's entry, probes and bits (``span_ids._Filter.add``, also on a growing filter's
   successor), read and set through the filter's bytearray;
 - the ``spans`` key (``SPAN_PREFIX`` and the span id) and the sequence id appended to the span's
-  bytes (``wire.with_sequence_id``), each built in one allocation;
+  bytes (``wire.with_sequence_id``), each built in one allocation (``span_bytes.pxd``, with the
+  other keys it writes);
 - the per-attempt lookups (target, filter, pending set), resolved once per attempt per call;
 - after the loop, the chunks (``span_chunks.encode``) and their references in ``spans``
   (``ChunkWriter.flush``), each built in one allocation;
@@ -35,13 +36,25 @@ from cpython.bytearray cimport PyByteArray_AS_STRING
 from cpython.bytes cimport PyBytes_AS_STRING, PyBytes_FromStringAndSize, PyBytes_GET_SIZE
 from cpython.object cimport PyObject_Hash
 from libc.stdint cimport int64_t, uint32_t, uint64_t
-from libc.string cimport memcpy, memset
+from libc.string cimport memcpy
+
+from agl_core.store.lmdb.span_bytes cimport (
+    ENTRY_SIZE,
+    attempt_key,
+    chunk_key,
+    entry_bytes,
+    put_be32,
+    put_be64,
+    span_key,
+    u64,
+    with_sequence_id,
+)
 
 from agl_core.store.lmdb import span_write
 from agl_core.store.lmdb.attempt_beat import beat_target
 from agl_core.store.lmdb.schema import U64, read_counter
 from agl_core.store.lmdb.span_chunks import REF_MARKER, WHOLE_BYTES, inline_bytes, partition
-from agl_core.store.lmdb.span_ids import CHUNK_ENTRIES, ENTRY, last_chunk, log_entry
+from agl_core.store.lmdb.span_id_log import CHUNK_ENTRIES, ENTRY, last_chunk, log_entry
 from agl_core.store.lmdb.span_resources import ResourceWriter
 from agl_core.store.wire import attempt_id_field
 
@@ -54,7 +67,7 @@ cdef object exhausted = span_write.exhausted
 cdef object U64_pack = U64.pack
 
 # An entry is a length byte and the id padded to 16 bytes; span ids are 1 to 16 bytes (validation).
-assert ENTRY == 17
+assert ENTRY == ENTRY_SIZE
 cdef Py_ssize_t ENTRY_BYTES = ENTRY
 cdef Py_ssize_t CHUNK_BYTES = CHUNK_ENTRIES * ENTRY
 
@@ -71,19 +84,6 @@ cdef class _Attempt:
     cdef bytearray bits     # flt.bits (its buffer is read and set in place)
     cdef uint64_t mask
     cdef bytes renamed      # wire.attempt_id_field of the real id, for spans named "latest"; or None
-
-
-cdef inline void _put_be64(unsigned char* p, uint64_t v) noexcept:
-    cdef int k
-    for k in range(8):
-        p[k] = <unsigned char>(v >> (56 - 8 * k))
-
-
-cdef inline void _put_be32(unsigned char* p, uint32_t v) noexcept:
-    p[0] = <unsigned char>(v >> 24)
-    p[1] = <unsigned char>(v >> 16)
-    p[2] = <unsigned char>(v >> 8)
-    p[3] = <unsigned char>v
 
 
 cdef inline bint _probe(unsigned char* bits, uint64_t p) noexcept:
@@ -159,48 +159,6 @@ cdef _Attempt _attempt(object tx, object txn, object log_db, object span_ids, st
     return a
 
 
-cdef bytes _entry(bytes span_id):
-    cdef Py_ssize_t n = PyBytes_GET_SIZE(span_id)
-    entry = PyBytes_FromStringAndSize(NULL, ENTRY_BYTES)
-    cdef unsigned char* out = <unsigned char*>PyBytes_AS_STRING(entry)
-    memset(out, 0, ENTRY_BYTES)
-    out[0] = <unsigned char>n
-    memcpy(out + 1, PyBytes_AS_STRING(span_id), n)
-    return entry
-
-
-cdef bytes _key(uint64_t num, uint32_t seq, uint64_t sequence_id, bytes span_id):
-    """``SPAN_PREFIX.pack(num, seq, sequence_id) + span_id``."""
-    cdef Py_ssize_t n = PyBytes_GET_SIZE(span_id)
-    key = PyBytes_FromStringAndSize(NULL, 20 + n)
-    cdef unsigned char* out = <unsigned char*>PyBytes_AS_STRING(key)
-    _put_be64(out, num)
-    _put_be32(out + 8, seq)
-    _put_be64(out + 12, sequence_id)
-    memcpy(out + 20, PyBytes_AS_STRING(span_id), n)
-    return key
-
-
-cdef bytes _with_sequence_id(bytes raw, uint64_t sequence_id):
-    """``wire.with_sequence_id``: field 62 (tag 0xF0 0x03) and the id's varint appended."""
-    cdef unsigned char tail[12]
-    cdef Py_ssize_t t = 2
-    tail[0] = 0xF0
-    tail[1] = 0x03
-    while sequence_id > 0x7F:
-        tail[t] = <unsigned char>((sequence_id & 0x7F) | 0x80)
-        sequence_id >>= 7
-        t += 1
-    tail[t] = <unsigned char>sequence_id
-    t += 1
-    cdef Py_ssize_t n = PyBytes_GET_SIZE(raw)
-    out = PyBytes_FromStringAndSize(NULL, n + t)
-    cdef char* p = PyBytes_AS_STRING(out)
-    memcpy(p, PyBytes_AS_STRING(raw), n)
-    memcpy(p + n, tail, t)
-    return out
-
-
 def ingest(tx, list spans, span_ids, chunk_numbers, Py_ssize_t page_size):
     """:func:`span_write.ingest`, compiled: the same arguments, results and stored bytes."""
     dbs = tx.dbs
@@ -248,7 +206,7 @@ def ingest(tx, list spans, span_ids, chunk_numbers, Py_ssize_t page_size):
             rejected.append((i, FAILED_PRECONDITION, f"spans[{i}]: {exhausted(rollout_id, last)}"))
             continue
         # span_ids.add_if_new, with the attempt's filter at hand.
-        entry = _entry(span_id) if PyBytes_GET_SIZE(span_id) <= 16 else log_entry(span_id)
+        entry = entry_bytes(span_id) if PyBytes_GET_SIZE(span_id) <= 16 else log_entry(span_id)
         if entry in a.pending:
             duplicates.append(i)
             continue
@@ -270,7 +228,7 @@ def ingest(tx, list spans, span_ids, chunk_numbers, Py_ssize_t page_size):
         if sequence_id == 0:
             last += 1
             sequence_id = last
-            raw = _with_sequence_id(raw, <uint64_t>sequence_id)
+            raw = with_sequence_id(raw, <uint64_t>sequence_id)
         elif sequence_id > last:
             last = sequence_id
         counters[a.num] = last
@@ -278,7 +236,7 @@ def ingest(tx, list spans, span_ids, chunk_numbers, Py_ssize_t page_size):
             if resources is None:
                 resources = ResourceWriter(txn, dbs.span_resources)
             raw = resources.store(raw)
-        key = _key(a.num_c, a.seq_c, <uint64_t>sequence_id, span_id)
+        key = span_key(a.num_c, a.seq_c, <uint64_t>sequence_id, span_id)
         if PyBytes_GET_SIZE(raw) <= WHOLE:
             put(key, raw, True, True, False, spans_db)
         else:
@@ -301,22 +259,22 @@ cdef _finish(tx, txn, dbs, span_ids, dict counters, dict touched, Py_ssize_t acc
     put = txn.put
     span_seqs = dbs.span_seqs
     for num, last in counters.items():
-        put(_u64(num), _u64(last), True, True, False, span_seqs)
+        put(u64(num), u64(last), True, True, False, span_seqs)
     attempts_db = dbs.attempts
     for target in touched.values():
         record, attempt, num, seq = target
         if record is None:  # from attempt_beat: the record's bytes, its heartbeat set
-            put(_attempt_key(num, seq), attempt, True, True, False, attempts_db)
+            put(attempt_key(num, seq), attempt, True, True, False, attempts_db)
         else:
             tx.heartbeat(record, attempt)
     tx.effects.spans += accepted
 
 
 def append(txn, log_db, uint64_t num, uint32_t seq, entries, long long tail):
-    """``span_ids._append``, compiled: ``entries`` (17-byte log entries, in their order) appended to
+    """``span_id_log.append``, compiled: ``entries`` (17-byte log entries, in their order) appended to
     the attempt's log, the last chunk read by its key where ``tail`` names it; the same chunks
     and bytes. Returns the number of the last chunk."""
-    found = txn.get(_chunk_key(num, seq, <uint32_t>tail), None, log_db) if tail >= 0 else None
+    found = txn.get(chunk_key(num, seq, <uint32_t>tail), None, log_db) if tail >= 0 else None
     cdef bytes chunk
     cdef uint32_t chunk_no
     if found is not None:
@@ -335,30 +293,11 @@ def append(txn, log_db, uint64_t num, uint32_t seq, entries, long long tail):
         grown = PyBytes_FromStringAndSize(NULL, have + n)
         memcpy(PyBytes_AS_STRING(grown), PyBytes_AS_STRING(chunk), have)
         memcpy(PyBytes_AS_STRING(grown) + have, PyBytes_AS_STRING(joined) + at, n)
-        txn.put(_chunk_key(num, seq, chunk_no), grown, True, True, False, log_db)
+        txn.put(chunk_key(num, seq, chunk_no), grown, True, True, False, log_db)
         chunk = grown
         have += n
         at += n
     return chunk_no
-
-
-cdef bytes _chunk_key(uint64_t num, uint32_t seq, uint32_t chunk_no):
-    """``span_ids.CHUNK_KEY.pack(num, seq, chunk_no)``."""
-    key = PyBytes_FromStringAndSize(NULL, 16)
-    cdef unsigned char* out = <unsigned char*>PyBytes_AS_STRING(key)
-    _put_be64(out, num)
-    _put_be32(out + 8, seq)
-    _put_be32(out + 12, chunk_no)
-    return key
-
-
-cdef bytes _attempt_key(uint64_t num, uint32_t seq):
-    """``schema.attempt_key(num, seq)``."""
-    key = PyBytes_FromStringAndSize(NULL, 12)
-    cdef unsigned char* out = <unsigned char*>PyBytes_AS_STRING(key)
-    _put_be64(out, num)
-    _put_be32(out + 8, seq)
-    return key
 
 
 cdef bytes _ref(uint64_t number, uint32_t index):
@@ -366,15 +305,9 @@ cdef bytes _ref(uint64_t number, uint32_t index):
     ref = PyBytes_FromStringAndSize(NULL, 13)
     cdef unsigned char* out = <unsigned char*>PyBytes_AS_STRING(ref)
     out[0] = REF_MARKER
-    _put_be64(out + 1, number)
-    _put_be32(out + 9, index)
+    put_be64(out + 1, number)
+    put_be32(out + 9, index)
     return ref
-
-
-cdef bytes _u64(uint64_t value):
-    key = PyBytes_FromStringAndSize(NULL, 8)
-    _put_be64(<unsigned char*>PyBytes_AS_STRING(key), value)
-    return key
 
 
 cdef bytes _encode(list raws, Py_ssize_t start, Py_ssize_t end):
@@ -386,14 +319,14 @@ cdef bytes _encode(list raws, Py_ssize_t start, Py_ssize_t end):
     cdef unsigned char* out = <unsigned char*>PyBytes_AS_STRING(chunk)
     cdef unsigned char* data = out + 4 * (count + 2)
     cdef uint32_t offset = 0
-    _put_be32(out, <uint32_t>count)
-    _put_be32(out + 4, 0)
+    put_be32(out, <uint32_t>count)
+    put_be32(out + 4, 0)
     for i in range(start, end):
         raw = <bytes>raws[i]
         n = PyBytes_GET_SIZE(raw)
         memcpy(data + offset, PyBytes_AS_STRING(raw), n)
         offset += <uint32_t>n
-        _put_be32(out + 4 * (i - start + 2), offset)
+        put_be32(out + 4 * (i - start + 2), offset)
     return chunk
 
 
@@ -412,6 +345,6 @@ cdef _flush_chunks(txn, dbs, chunk_numbers, dict pending, Py_ssize_t inline):
         for end in ends:
             for i in range(start, end):
                 put((<list>keys)[i], _ref(number, <uint32_t>(i - start)), True, True, False, spans_db)
-            append(_u64(number), _encode(raws, start, end), True, True, True)
+            append(u64(number), _encode(raws, start, end), True, True, True)
             number += 1
             start = end

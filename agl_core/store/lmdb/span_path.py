@@ -15,7 +15,7 @@ import os
 from collections.abc import Callable
 from typing import Any
 
-from agl_core.store.lmdb import span_ids, span_write
+from agl_core.store.lmdb import span_id_log, span_ids, span_write
 
 try:  # built by setup.py; optional, so an install without a C compiler still works
     from agl_core.store.lmdb import span_loop as _compiled  # type: ignore[attr-defined]
@@ -59,9 +59,9 @@ def filter_fill(name: str) -> Callable[..., Any]:
     return span_ids._add_all
 
 
-def log_append(name: str) -> span_ids.Append:
+def log_append(name: str) -> span_id_log.Append:
     """How the span-id index appends to an attempt's log, for the loop ``name``: the compiled loop's
-    ``append`` or ``span_ids._append``. Both store the same chunks."""
+    ``append`` or ``span_id_log.append``. Both store the same chunks."""
     if name == "compiled" and _compiled is not None:
         return _compiled.append  # type: ignore[no-any-return]
-    return span_ids._append
+    return span_id_log.append
