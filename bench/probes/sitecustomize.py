@@ -21,6 +21,14 @@ folder first in the server's PYTHONPATH). Without the variables below nothing is
   file's size once the run is freed (where the run ends) is written to ``AGL_PROBE_RESERVE_SIZE``,
   so that the bench can read, once the server is gone, how much of the run was never reached
   (``lmdb_pages.unreached_reserve``).
+- ``AGL_PROBE_HOPS``: a file where, when the server exits, the times (``perf_counter_ns``) of each
+  span batch's hops are written as JSON (bench/ack_hops.py): read on the event loop (before its
+  edge check), queued for the writer, its group begun and committed on the writer, delivered on
+  the event loop, its ack built. Writes before the first batch (the bench's set-up) are dropped.
+  The wrappers cost each hop well under a microsecond.
+- ``AGL_PROBE_YIELD_TO_WRITER=1``: a what-if, never a setting. When a write is queued for an idle
+  writer (nothing else queued), the event loop gives up its CPU at once (``os.sched_yield``, which
+  releases the GIL), so that the writer starts the write before the loop finishes its turn.
 - ``AGL_PROBE_SPINS``, ``AGL_PROBE_SPINS_EVERY``: a file where the number of spins so far is
   written, every that many spins, so that the bench can tell that the spin ran for its batches.
 """
@@ -70,7 +78,92 @@ def _reserve(megabytes: int) -> None:
     core.open_environment = opening
 
 
+HOPS = ("read", "queued", "begun", "committed", "delivered", "acked")
+
+
+def _record_hops(path: str) -> None:
+    """``AGL_PROBE_HOPS``: each hop's times in lists of their own, written at exit. With one closed-loop
+    writer every list holds one entry per batch, in order (bench/ack_hops.py checks that)."""
+    import atexit
+    import json
+
+    from agl_core.store import span_outcomes
+    from agl_core.store.lmdb import writer
+    from agl_server import span_streams
+
+    now = time.perf_counter_ns
+    times: dict[str, list[int]] = {hop: [] for hop in HOPS}
+    group_sizes: list[int] = []
+    started = False
+
+    readable = span_streams.all_readable
+
+    def reading(*args: Any, **kwargs: Any) -> Any:
+        nonlocal started
+        if not started:  # what the writer did before the first batch was the set-up's
+            started = True
+            for hop in HOPS:
+                times[hop].clear()
+            group_sizes.clear()
+        times["read"].append(now())
+        return readable(*args, **kwargs)
+
+    submit, execute, deliver = writer.Writer.submit, writer.Writer._execute, writer.Writer._deliver
+
+    def submitting(self: Any, op: Any) -> Any:
+        future = submit(self, op)
+        times["queued"].append(now())
+        return future
+
+    def executing(self: Any, group: Any) -> Any:
+        times["begun"].append(now())
+        result = execute(self, group)
+        times["committed"].append(now())
+        group_sizes.append(len(group))
+        return result
+
+    def delivering(self: Any, *args: Any) -> Any:
+        times["delivered"].append(now())
+        return deliver(self, *args)
+
+    stored = span_outcomes.SpanOutcomes.stored
+
+    def acking(self: Any, *args: Any) -> Any:
+        times["acked"].append(now())
+        return stored(self, *args)
+
+    def save() -> None:
+        with open(path, "w") as out:
+            json.dump({"times": times, "group_sizes": group_sizes}, out)
+
+    span_streams.all_readable = reading
+    writer.Writer.submit = submitting  # type: ignore[method-assign]
+    writer.Writer._execute = executing  # type: ignore[method-assign]
+    writer.Writer._deliver = delivering  # type: ignore[method-assign]
+    span_outcomes.SpanOutcomes.stored = acking  # type: ignore[method-assign]
+    atexit.register(save)
+
+
+def _yield_to_writer() -> None:
+    from agl_core.store.lmdb import writer
+
+    submit = writer.Writer.submit
+
+    def submitting(self: Any, op: Any) -> Any:
+        future = submit(self, op)
+        if len(self._pending) == 1:  # the writer was waiting for work (or is finishing a group)
+            os.sched_yield()
+        return future
+
+    writer.Writer.submit = submitting  # type: ignore[method-assign]
+
+
 def _install() -> None:
+    hops = os.environ.get("AGL_PROBE_HOPS")
+    if hops:
+        _record_hops(hops)
+    if os.environ.get("AGL_PROBE_YIELD_TO_WRITER") == "1":
+        _yield_to_writer()  # after the hops' wrapper, so that "queued" is timed before the yield
     reserve_mb = int(os.environ.get("AGL_PROBE_RESERVE_MB") or 0)
     if reserve_mb:
         _reserve(reserve_mb)
