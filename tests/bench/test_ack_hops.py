@@ -4,22 +4,10 @@ hop of both variants measured and reported. The figures are read from its table,
 
 from __future__ import annotations
 
-import importlib.util
-from types import ModuleType
-
 import pytest
-from support.bench_runs import ROOT, rows_by_name, run_bench
+from support.bench_runs import load_bench_module, rows_by_name, run_bench
 
-
-def _load() -> ModuleType:
-    spec = importlib.util.spec_from_file_location("hops", ROOT / "bench" / "hops.py")
-    assert spec is not None and spec.loader is not None
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
-
-
-hops = _load()
+hops = load_bench_module("hops")
 
 
 def _times(batches: int, start_ns: int = 0) -> dict[str, list[int]]:

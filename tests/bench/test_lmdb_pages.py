@@ -4,25 +4,14 @@ overflow pages), and the pages a commit wrote are found where the commit wrote t
 
 from __future__ import annotations
 
-import importlib.util
 from pathlib import Path
-from types import ModuleType
 
 import lmdb
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
-from support.bench_runs import ROOT
+from support.bench_runs import load_bench_module
 
-
-def _load() -> ModuleType:
-    spec = importlib.util.spec_from_file_location("lmdb_pages", ROOT / "bench" / "lmdb_pages.py")
-    assert spec is not None and spec.loader is not None
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
-
-
-lmdb_pages = _load()
+lmdb_pages = load_bench_module("lmdb_pages")
 NAMES = ("alpha", "beta", "gamma")
 # Values from a few bytes to several pages: small ones share leaf pages, large ones get overflow pages.
 ENTRIES = st.lists(

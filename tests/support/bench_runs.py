@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import importlib.util
 import json
 import os
 import subprocess
 import sys
 from pathlib import Path
+from types import ModuleType
 from typing import Any
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -52,3 +54,13 @@ def run_bench_failing(script: str, args: list[str], out: str, timeout: float) ->
     assert done.returncode != 0, done.stdout[-3000:]
     assert not path.exists()
     return done.stderr
+
+
+def load_bench_module(name: str) -> ModuleType:
+    """``bench/<name>.py`` imported as a module of that name (bench/ is not a package); for benches'
+    modules that import nothing else of bench/."""
+    spec = importlib.util.spec_from_file_location(name, ROOT / "bench" / f"{name}.py")
+    assert spec is not None and spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
