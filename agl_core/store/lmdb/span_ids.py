@@ -313,15 +313,15 @@ class SpanIdIndex:
         it directly), it takes over."""
         num, seq = key
         read = 0
-        chunks = []
+        found = []
         while read < entries and flt.next_chunk <= flt.last_chunk:
             chunk = txn.get(CHUNK_KEY.pack(num, seq, flt.next_chunk), db=log_db)
             flt.next_chunk += 1
             if chunk is None:
                 continue  # appended by a write that was rolled back
-            chunks.append(chunk)
+            found.append(chunk)
             read += len(chunk) // ENTRY
-        self._add_all(successor, b"".join(chunks))
+        self._add_all(successor, b"".join(found))
         self.filled += read
         if flt.next_chunk > flt.last_chunk:
             successor.count = flt.count
