@@ -209,7 +209,7 @@ async def serve(args: argparse.Namespace) -> None:
         logger.error("%s; agl-server runs without it", failure)
     try:
         backend = open_backend(args, pm)
-    except (PluginError, ValueError) as exc:  # ValueError: a backend's option (AGL_SPAN_LOOP for lmdb)
+    except (PluginError, ValueError) as exc:  # ValueError: a backend's option (AGL_SPAN_LOOP, AGL_INLINE_COMMITS)
         raise SystemExit(f"agl-server: {exc}") from None
     config.extra_services = extra_services(pm, backend)
     server = AglServer(backend, config)
@@ -226,6 +226,8 @@ async def serve(args: argparse.Namespace) -> None:
             "auth": bool(config.token),
             # The LMDB store's span loop ("compiled" or "python", span_path.py); other backends have none.
             "span_loop": getattr(backend, "span_loop", None),
+            # Whether a lone stream's writes commit on the event loop (AGL_INLINE_COMMITS, writer.py).
+            "inline_commits": getattr(backend, "inline_commits", None),
             # How span batches are checked at the edge ("wire" or "parse", span_checks.py).
             "edge_check": edge_check,
         },

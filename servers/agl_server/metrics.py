@@ -100,7 +100,8 @@ class ServerMetrics:
         self.python_cpu.set(-1 if cpu is None else cpu)
 
     def observe_commit(self, operations: int, seconds: float, flush_seconds: float) -> None:
-        """A commit observer of the store's writer (runs on the writer thread; histograms are thread-safe)."""
+        """A commit observer of the store's writer (runs on the writer thread, or the event loop for an inline
+        commit; histograms are thread-safe)."""
         self.commit_seconds.observe(seconds)
         self.commit_flush_seconds.observe(flush_seconds)
         self.commit_group_ops.observe(operations)

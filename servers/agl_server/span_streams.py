@@ -78,7 +78,10 @@ class SpanStreams:
             check, or the backend has no synchronous submit) a task checking span by span."""
             # Only spans every client can read back reach the store (see span_checks).
             if submit is not None and all_readable(raws, whole):
-                return submit(raws, whole)
+                # With no other batch of this stream in flight, the stream is the source of its
+                # write: a lone stream's batch then commits at once on this loop (Writer.submit).
+                lone = current is None and inflight.empty()
+                return submit(raws, whole, inflight if lone else None)
             return _Checked(asyncio.ensure_future(ingest_checked(raws, store, whole=whole)))
 
         async def read() -> None:
@@ -112,8 +115,8 @@ class SpanStreams:
             finally:
                 await inflight.put(None)
 
+        current: _InFlight | None = None  # the batch being acked; start() reads it
         reader = asyncio.ensure_future(read())
-        current: _InFlight | None = None
         try:
             while True:
                 current = await inflight.get() if inflight.empty() else inflight.get_nowait()

@@ -202,6 +202,7 @@ def test_a_server_process_runs_the_installed_agl_whatever_the_callers_directory(
         ("AGL_SERVER_PYTHON_CPU", "4096", "give 'auto', 'off' or "),
         ("AGL_SPAN_LOOP", "fast", "give 'compiled' or 'python' (the store writer's span loop)"),
         ("AGL_EDGE_CHECK", "fast", "give 'wire' or 'parse' (how agl-server checks a batch of spans)"),
+        ("AGL_INLINE_COMMITS", "yes", "give 'on' (a lone stream's writes commit on the event loop) or 'off'"),
     ],
 )
 def test_interpreter_settings_are_checked_before_start(tmp_path: Path, name: str, value: str, advice: str) -> None:

@@ -25,6 +25,9 @@ class LmdbStore(LightningStore):
     :param span_id_filter_budget: bytes of memory for the span-id filters of all attempts.
     :param span_loop: the store writer's span loop, ``"compiled"`` or ``"python"`` (default:
         ``$AGL_SPAN_LOOP``, else compiled where the extension was built; see ``span_path.py``).
+    :param inline_commits: let a lone stream's writes commit on the event loop, without the hand-over
+        to the writer thread (default: ``$AGL_INLINE_COMMITS``, ``on`` or ``off``, else on; see
+        ``writer.py``).
     """
 
     backend: LmdbBackend
@@ -38,6 +41,7 @@ class LmdbStore(LightningStore):
         resident_budget: int = DEFAULT_RESIDENT_BUDGET,
         span_id_filter_budget: int = DEFAULT_SPAN_ID_FILTER_BUDGET,
         span_loop: str | None = None,
+        inline_commits: bool | None = None,
     ) -> None:
         super().__init__(
             LmdbBackend(
@@ -47,6 +51,7 @@ class LmdbStore(LightningStore):
                 resident_budget=resident_budget,
                 span_id_filter_budget=span_id_filter_budget,
                 span_loop=span_loop,
+                inline_commits=inline_commits,
             )
         )
 

@@ -65,4 +65,6 @@ class LmdbBackend(
         are dropped and rebuilt from their logs when written again.
     :param span_loop: ``"compiled"`` or ``"python"``: which span loop the writer runs
         (``span_path.py``; default ``$AGL_SPAN_LOOP``, else compiled where built).
+    :param inline_commits: a lone stream's writes commit on the event loop (``writer.py``; default
+        ``$AGL_INLINE_COMMITS``, else on).
     """

@@ -28,7 +28,7 @@ from agl_core.store.lmdb.span_chunks import ChunkNumbers
 from agl_core.store.lmdb.span_ids import DEFAULT_BUDGET_BYTES as DEFAULT_SPAN_ID_FILTER_BUDGET
 from agl_core.store.lmdb.span_ids import SpanIdIndex
 from agl_core.store.lmdb.watchdog import Watchdog
-from agl_core.store.lmdb.writer import Writer
+from agl_core.store.lmdb.writer import Writer, inline_setting
 
 logger = logging.getLogger(__name__)
 
@@ -63,10 +63,12 @@ class LmdbCore:
         resident_budget: int = DEFAULT_RESIDENT_BUDGET,
         span_id_filter_budget: int = DEFAULT_SPAN_ID_FILTER_BUDGET,
         span_loop: str | None = None,
+        inline_commits: bool | None = None,
     ):
         # The writer's span loop: compiled where built, else Python (span_path; AGL_SPAN_LOOP).
-        # Chosen first: a bad choice opens (creates) nothing.
+        # Chosen first, with the writer's inline commits: a bad choice opens (creates) nothing.
         self.span_loop, self._span_ingest = span_path.choose(span_loop)
+        self.inline_commits = inline_setting(inline_commits)
         self.path = os.fspath(path) if path is not None else default_data_dir()
         self.env, self.dbs = open_environment(self.path, map_size=map_size, sync=sync)
         self.page_size: int = self.env.stat()["psize"]
@@ -84,7 +86,8 @@ class LmdbCore:
         self._terminal_waiters: dict[str, set[asyncio.Future[None]]] = {}
         self._listeners: list[Listener] = []
         self._commit_observers: list[Callable[[int, float, float], None]] = []
-        # Used only by the writer thread.
+        # Used only by the thread running a write group (the writer's, or the loop's for an inline
+        # commit; never both at once, see writer.py).
         self._span_ids = SpanIdIndex(
             budget_bits=span_id_filter_budget * 8,
             add_all=span_path.filter_fill(self.span_loop),
@@ -121,6 +124,7 @@ class LmdbCore:
             on_abort=self._on_abort,
             pause_readers=self._read_gate.exclusive,
             observers=self._commit_observers,
+            inline=self.inline_commits,
         )
         self._watchdog = Watchdog(loop, self._expire)
         self._rearm_watchdog()
@@ -167,8 +171,8 @@ class LmdbCore:
         self._listeners.append(listener)
 
     def add_commit_observer(self, observer: Callable[[int, float, float], None]) -> None:
-        """Call ``observer(operations, seconds, commit_seconds)`` on the writer thread after each group
-        commit: the group's size, the seconds it took to run and commit, and of those the commit's."""
+        """Call ``observer(operations, seconds, commit_seconds)`` after each group commit, on the thread
+        that ran the group: its size, the seconds it took to run and commit, and of those the commit's."""
         self._commit_observers.append(observer)
 
     @property
@@ -176,6 +180,12 @@ class LmdbCore:
         """(groups, operations) committed by the writer so far."""
         writer = self._writer
         return (writer.groups, writer.ops) if writer is not None else (0, 0)
+
+    @property
+    def writer_inline_groups(self) -> int:
+        """Groups committed on the event loop: a lone stream's writes (see ``writer.py``)."""
+        writer = self._writer
+        return writer.inline_groups if writer is not None else 0
 
     @property
     def writer_reruns(self) -> int:
@@ -188,8 +198,9 @@ class LmdbCore:
         """The writer's span-id index, for its counters (/metrics); only the writer changes it."""
         return self._span_ids
 
-    def _write(self, op: Callable[[Tx], Any]) -> asyncio.Future[Any]:
-        return self._ensure_started().submit(self._operation(op))
+    def _write(self, op: Callable[[Tx], Any], source: object = None) -> asyncio.Future[Any]:
+        """``op`` queued for the writer; ``source``: see :meth:`Writer.submit`."""
+        return self._ensure_started().submit(self._operation(op), source)
 
     def _operation(self, op: Callable[[Tx], Any]) -> Callable[[lmdb.Transaction, Effects], Any]:
         """``op`` as the writer runs it: on a :class:`Tx` over the group's transaction, flushed after."""
@@ -231,7 +242,7 @@ class LmdbCore:
                 return fn(txn)
 
     def _on_abort(self) -> None:
-        """On the writer thread, whenever writes are rolled back."""
+        """On the thread running the writes (the writer's, or the loop's), whenever they are rolled back."""
         self._span_ids.discard_pending()
         self._dispatch.restore()
 

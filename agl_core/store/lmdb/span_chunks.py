@@ -91,7 +91,7 @@ def _index(i: int) -> bytes:
 
 
 class ChunkNumbers:
-    """Issues chunk numbers on the writer thread, in order and never twice: entries of a rollout
+    """Issues chunk numbers on the thread running writes, in order and never twice: entries of a rollout
     whose deletion spans several writes may still refer to a deleted chunk's number, and a new
     chunk under that number would be read (and then deleted) in its place. Within a process the
     count only goes up (numbers of a write rolled back are skipped); at start it resumes past both

@@ -21,8 +21,9 @@ Two pieces, one on disk and one in memory:
   run; their ack p99 fell from 6.1-6.7 to 4.5-4.6 ms.
 
 Bits set for a write that was later rolled back only cause an extra exact check, never a wrong
-answer, so nothing has to be invalidated when a transaction aborts. Only the writer thread touches
-an instance.
+answer, so nothing has to be invalidated when a transaction aborts. Only the thread running a write
+group touches an instance: the store's writer, or the event loop for an inline commit (``writer.py``),
+never both at once.
 """
 
 from __future__ import annotations

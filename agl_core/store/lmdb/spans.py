@@ -119,13 +119,18 @@ class SpansMixin(LmdbCore):
             await pending.write
         return pending.answer()
 
-    def submit_span_bytes(self, raws: Sequence[bytes], whole: bytes | None = None) -> PendingSpans:
+    def submit_span_bytes(
+        self, raws: Sequence[bytes], whole: bytes | None = None, source: object = None
+    ) -> PendingSpans:
         """:meth:`ingest_span_bytes` without the coroutine: checks the spans' ids and hands the good
         ones to the writer at once. For agl-server's IngestSpans, which awaits ``write`` itself:
         a coroutine (or task) per batch between it and the writer cost the event loop a hop and a
-        task per batch. Call it on the event loop thread."""
+        task per batch. Call it on the event loop thread.
+
+        :param source: the stream's token while it has no other batch in flight: a lone stream's
+            batch may then commit before this returns (``Writer.submit``)."""
         response, valid = placeable_spans(raws, whole)
-        write = self._write(lambda tx: self._ingest_op(tx, valid)) if valid else None
+        write = self._write(lambda tx: self._ingest_op(tx, valid), source) if valid else None
         return PendingSpans(response, write)
 
     def _ingest_op(

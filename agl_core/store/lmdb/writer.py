@@ -17,6 +17,17 @@ often fail does not run its groups twice.
 When the map is full the group is aborted, the map is doubled on the event loop thread (where
 no read transaction can be open at that moment, since reads never span an ``await``) and the
 group runs again.
+
+A lone stream's writes run on the event loop itself. When a write comes from the same source
+(a stream with nothing else in flight) as the write before it, the writer is idle, nothing is
+queued and every earlier group has been delivered, it runs and commits at once on the calling
+thread, a group of one, and is delivered before ``submit`` returns. Such a stream's writes gain
+nothing from group commit, and the hand-over to the writer thread and back cost two thread wake-ups
+on the core the server's Python threads share: a quarter of one closed-loop span writer's ack
+(docs/span-acks.md). Any other write in between, a second stream, or a stream with a write in flight
+sends the next write the usual way, so concurrent writers still share group commits. The loop is
+busy for that one commit (py-lmdb releases the GIL for its syncs, but the loop thread waits in
+them); ``inline=False`` turns it off.
 """
 
 from __future__ import annotations
@@ -24,6 +35,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import os
 import threading
 import time
 from collections import deque
@@ -43,6 +55,21 @@ MAX_GROUP = 4096
 MAX_MAP_SIZE = 1 << 40
 # Groups run with a nested transaction per operation after one whose operation failed.
 NESTED_AFTER_FAILURE = 64
+INLINE_ENV = "AGL_INLINE_COMMITS"
+
+
+def inline_setting(value: bool | None = None) -> bool:
+    """Whether a lone source's writes run on the event loop: ``value``, else ``$AGL_INLINE_COMMITS``
+    (``on``, the default, or ``off``). ValueError says what to give instead."""
+    if value is not None:
+        return value
+    given = os.environ.get(INLINE_ENV, "on")
+    if given not in ("on", "off"):
+        raise ValueError(
+            f"{INLINE_ENV}={given!r}: give 'on' (a lone stream's writes commit on the event loop) or 'off' "
+            "(every write goes through the store's writer thread)"
+        )
+    return given == "on"
 
 
 class _OperationFailed(Exception):
@@ -67,15 +94,17 @@ class Writer(Generic[E]):
         on_abort: Callable[[], None] = lambda: None,
         pause_readers: Callable[[], contextlib.AbstractContextManager[Any]] = contextlib.nullcontext,
         observers: list[Callable[[int, float, float], None]] | None = None,
+        inline: bool = True,
     ) -> None:
         """:param on_abort: called on the writer thread whenever writes are rolled back (an operation
         failed, or a whole group), so caches of what is on disk can be dropped.
         :param pause_readers: held while the map grows: waits for read transactions running off the
             event loop to end and holds new ones back (those on the loop cannot be open then).
-        :param observers: called on the writer thread after each group with its number of operations,
-            the seconds it took to run and commit, and of those the seconds the commit itself took
-            (writing the pages and, when durable, syncing them: agl-server's metrics); a list the
-            owner may add to later."""
+        :param observers: called after each group, on the thread that ran it, with its number of
+            operations, the seconds it took to run and commit, and of those the seconds the commit
+            itself took (writing the pages and, when durable, syncing them: agl-server's metrics); a
+            list the owner may add to later.
+        :param inline: run a lone source's writes on the calling thread (see the module's doc)."""
         self._pause_readers = pause_readers
         self._env = env
         self._loop = loop
@@ -91,20 +120,62 @@ class Writer(Generic[E]):
         self.ops = 0
         self.reruns = 0  # groups run again with nested transactions because an operation failed
         self._nested_until = 0  # self.groups below which groups go the nested way straight away
+        self._inline = inline
+        self._last_source: object = None
+        # Groups the writer thread has taken and those delivered on the loop: equal when no group
+        # is running or waiting for its delivery, which an inline write must not overtake (effects
+        # are published in commit order).
+        self._taken = 0
+        self._delivered = 0
+        self.inline_groups = 0  # groups run on the calling thread
         self._thread.start()
 
-    def submit(self, op: Op) -> asyncio.Future[Any]:
+    def submit(self, op: Op, source: object = None) -> asyncio.Future[Any]:
         """Queue ``op``; the future resolves with its result once the group it ran in is durable.
 
         Must be called on the event loop thread.
+
+        :param source: a token of the caller's stream, given only while that stream has no other
+            write in flight; a lone source's write may run at once on this thread (see the module's
+            doc), its future then done when this returns.
         """
         future = self._loop.create_future()
         with self._cond:
             if self._closing:
                 raise ResourceExhaustedError("the store is closing; no more writes are accepted")
-            self._pending.append((op, future))
-            self._cond.notify()
+            inline = (
+                self._inline
+                and source is not None
+                and source is self._last_source
+                and not self._pending
+                and self._taken == self._delivered
+            )
+            self._last_source = source
+            if not inline:
+                self._pending.append((op, future))
+                self._cond.notify()
+        if inline:
+            self._run_inline(op, future)
         return future
+
+    def _run_inline(self, op: Op, future: asyncio.Future[Any]) -> None:
+        """Run ``op`` as a group of its own on this thread and deliver it. The writer thread cannot
+        start a group meanwhile: only this thread queues writes, and it is busy here."""
+        group = [(op, future)]
+        started = time.perf_counter()
+        try:
+            outcomes, effects, flush = self._execute(group)
+        except Exception:
+            # The map is full or the commit failed: the writer thread deals with both as always
+            # (it grows the map through this loop, which must not be waiting in a write then).
+            self._on_abort()
+            with self._cond:
+                self._pending.append((op, future))
+                self._cond.notify()
+            return
+        self.inline_groups += 1
+        self._count(group, started, flush)
+        self._deliver(group, outcomes, effects)
 
     def close(self) -> None:
         """Run what is queued, then stop the thread."""
@@ -124,6 +195,7 @@ class Writer(Generic[E]):
                     return
                 count = min(len(self._pending), MAX_GROUP)
                 group = [self._pending.popleft() for _ in range(count)]
+                self._taken += 1
             self._run_group(group)
 
     def _run_group(self, group: list[tuple[Op, asyncio.Future[Any]]]) -> None:
@@ -148,6 +220,13 @@ class Writer(Generic[E]):
                 error = InternalError(f"the store could not commit a write: {exc}; check the data directory's disk")
                 outcomes, effects = [(False, error)] * len(group), []
                 break
+        self._count(group, started, flush)
+        try:
+            self._loop.call_soon_threadsafe(self._delivered_from_thread, group, outcomes, effects)
+        except RuntimeError:
+            pass  # the loop is closed: nobody is waiting any more
+
+    def _count(self, group: list[tuple[Op, asyncio.Future[Any]]], started: float, flush: float) -> None:
         self.groups += 1
         self.ops += len(group)
         if self._observers:
@@ -157,10 +236,6 @@ class Writer(Generic[E]):
                     observe(len(group), elapsed, flush)
                 except Exception:
                     logger.exception("a commit observer failed")
-        try:
-            self._loop.call_soon_threadsafe(self._deliver, group, outcomes, effects)
-        except RuntimeError:
-            pass  # the loop is closed: nobody is waiting any more
 
     def _execute(self, group: list[tuple[Op, asyncio.Future[Any]]]) -> tuple[list[tuple[bool, Any]], list[E], float]:
         """Run the group in one transaction and commit it: the outcomes, the effects of the operations
@@ -249,6 +324,14 @@ class Writer(Generic[E]):
         return True
 
     # --- event loop thread -------------------------------------------------------------------------
+
+    def _delivered_from_thread(
+        self, group: list[tuple[Op, asyncio.Future[Any]]], outcomes: list[tuple[bool, Any]], effects: list[E]
+    ) -> None:
+        try:
+            self._deliver(group, outcomes, effects)
+        finally:
+            self._delivered += 1
 
     def _deliver(
         self, group: list[tuple[Op, asyncio.Future[Any]]], outcomes: list[tuple[bool, Any]], effects: list[E]

@@ -92,6 +92,13 @@ class ServerCollector(Collector):
         groups, ops = counts
         yield CounterMetricFamily("agl_store_commit_groups", "Group commits of the store's writer", groups)
         yield CounterMetricFamily("agl_store_write_operations", "Write operations committed by the store's writer", ops)
+        inline = getattr(self.ctx.store, "writer_inline_groups", None)
+        if inline is not None:
+            yield CounterMetricFamily(
+                "agl_store_inline_commits",
+                "Group commits run on the event loop: a lone stream's writes, the writer idle (AGL_INLINE_COMMITS)",
+                inline,
+            )
         reruns = getattr(self.ctx.store, "writer_reruns", None)
         if reruns is not None:
             yield CounterMetricFamily(
