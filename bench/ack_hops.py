@@ -8,12 +8,15 @@ span-ack) sends 10-span batches, and prints each hop's p50, p90 and p99 beside t
 writer saw (docs/span-acks.md, "Where one writer's ack goes").
 
     python bench/ack_hops.py                       # three rounds of 8 s
+    python bench/ack_hops.py --inline-off          # each round also runs agl-server with AGL_INLINE_COMMITS=off
     python bench/ack_hops.py --yield-to-writer     # each round also runs that what-if (below)
 
 The hops, per batch:
 
 - read -> queued: the event loop checks the batch (the edge check, the ids) and queues its write;
 - queued -> begun: the writer wakes and takes it (the loop's turn ends first on a shared core);
+  with agl-server's inline commits (``AGL_INLINE_COMMITS``, on by default) a lone stream's write
+  begins at once on the event loop, so this hop and the next but one are nearly nothing;
 - begun -> committed: the span operation, the commit and its syncs;
 - committed -> delivered: the event loop wakes for the result;
 - delivered -> acked: the waiting stream resumes and builds the ack;
@@ -24,8 +27,11 @@ With one writer nothing else is written, so every group holds one batch and the 
 are the i-th entries of each hop's list; a run where that does not hold (a group of more than one
 write, hops out of order, lists of different lengths) fails rather than pair the wrong times.
 
-``--yield-to-writer`` is a what-if, never a setting: the event loop gives up its CPU as soon as it
-has queued a write for an idle writer, so that the write begins before the loop finishes its turn.
+``--inline-off`` runs each round's server also with every write through the store's writer thread,
+as before inline commits (``AGL_INLINE_COMMITS=off``): the hand-overs those commits save.
+``--yield-to-writer`` is a what-if, never a setting, of that thread path: the event loop gives up its
+CPU as soon as it has queued a write for an idle writer, so that the write begins before the loop
+finishes its turn.
 """
 
 from __future__ import annotations
@@ -49,7 +55,11 @@ from agl_core.client import GrpcStore
 from agl_server.process import ServerProcess
 
 PROBES = ROOT / "bench" / "probes"
-VARIANTS = {"as shipped": {}, "yield-to-writer": {"AGL_PROBE_YIELD_TO_WRITER": "1"}}
+VARIANTS = {
+    "as shipped": {},
+    "inline commits off": {"AGL_INLINE_COMMITS": "off"},
+    "yield-to-writer": {"AGL_INLINE_COMMITS": "off", "AGL_PROBE_YIELD_TO_WRITER": "1"},
+}
 
 
 @dataclass
@@ -87,7 +97,11 @@ async def run_one(env_extra: dict[str, str], workdir: Path, seconds: float) -> R
 
 
 async def measure(args: argparse.Namespace, workdir: str, report: Report) -> None:
-    variants = ["as shipped", "yield-to-writer"] if args.yield_to_writer else ["as shipped"]
+    variants = ["as shipped"]
+    if args.inline_off:
+        variants.append("inline commits off")
+    if args.yield_to_writer:
+        variants.append("yield-to-writer")
     runs: dict[str, list[Run]] = {name: [] for name in variants}
     for round_number in range(1, args.rounds + 1):
         for name in variants:
@@ -130,7 +144,12 @@ def main() -> int:
     parser.add_argument("--rounds", type=int, default=3, help="rounds (default 3)")
     parser.add_argument("--seconds", type=float, default=8.0, help="each run's window, after 1 s of warm-up")
     parser.add_argument(
-        "--yield-to-writer", action="store_true", help="each round also runs that what-if (module docstring)"
+        "--inline-off", action="store_true", help="each round also runs agl-server with AGL_INLINE_COMMITS=off"
+    )
+    parser.add_argument(
+        "--yield-to-writer",
+        action="store_true",
+        help="each round also runs that what-if of the writer thread's path (module docstring)",
     )
     parser.add_argument("--quick", action="store_true", help="one round of 1 s: a smoke test of the bench itself")
     parser.add_argument("--out", default="ack_hops", help="result file name under bench/results")
