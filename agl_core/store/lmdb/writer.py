@@ -23,7 +23,7 @@ A lone stream's writes run on the event loop itself. When a write comes from the
 queued and every earlier group has been delivered, it runs and commits at once on the calling
 thread, a group of one, and is delivered before ``submit`` returns. Such a stream's writes gain
 nothing from group commit, and the hand-over to the writer thread and back cost two thread wake-ups
-on the core the server's Python threads share: a quarter of one closed-loop span writer's ack
+on the core the server's Python threads share: about a sixth of one closed-loop span writer's ack
 (docs/span-acks.md). Any other write in between, a second stream, or a stream with a write in flight
 sends the next write the usual way, so concurrent writers still share group commits. The loop is
 busy for that one commit (py-lmdb releases the GIL for its syncs, but the loop thread waits in
