@@ -17,18 +17,15 @@ from agl_core.types import new_span
 BATCHES = 30
 
 
-async def send_one_at_a_time(store: GrpcStore, streams: int) -> list[str]:
-    """``streams`` rollouts, each sent BATCHES two-span batches, every batch awaited before the next;
-    with several, their batches are sent concurrently. The rollout ids."""
-
-    async def one(rollout_id: str, attempt_id: str) -> None:
-        for i in range(BATCHES):
-            spans = [new_span(f"step-{i}-{j}", rollout_id=rollout_id, attempt_id=attempt_id) for j in range(2)]
-            assert (await store.add_spans(spans)).accepted == 2
-
-    rollouts = [await store.start_rollout({"n": n}) for n in range(streams)]
-    await asyncio.gather(*(one(r.rollout_id, r.attempt.attempt_id) for r in rollouts))  # type: ignore[union-attr]
-    return [r.rollout_id for r in rollouts]
+async def send_one_at_a_time(store: GrpcStore) -> str:
+    """A new rollout sent BATCHES two-span batches on ``store``'s span stream, each awaited before the
+    next; its id."""
+    rollout = await store.start_rollout({"n": 1})
+    attempt_id = rollout.attempt.attempt_id  # type: ignore[union-attr]
+    for i in range(BATCHES):
+        spans = [new_span(f"step-{i}-{j}", rollout_id=rollout.rollout_id, attempt_id=attempt_id) for j in range(2)]
+        assert (await store.add_spans(spans)).accepted == 2
+    return rollout.rollout_id
 
 
 @pytest.mark.parametrize("setting", ["on", "off"])
@@ -38,7 +35,7 @@ async def test_a_lone_streams_batches_commit_on_the_loop_and_are_all_stored(
     with listening_server(tmp_path, env={**os.environ, "AGL_INLINE_COMMITS": setting}) as server:
         before = await scrape(http, server)
         async with GrpcStore(server.address) as store:
-            (rollout_id,) = await send_one_at_a_time(store, 1)
+            rollout_id = await send_one_at_a_time(store)
             stored = await store.query_spans(rollout_id)
         after = await scrape(http, server)
     assert [s.sequence_id for s in stored] == list(range(1, 2 * BATCHES + 1))
@@ -59,9 +56,7 @@ async def test_concurrent_streams_still_share_group_commits(tmp_path: Path, http
             stores = [GrpcStore(server.address) for _ in range(4)]
             try:
                 before = await scrape(http, server)
-                rollout_ids = [
-                    ids[0] for ids in await asyncio.gather(*(send_one_at_a_time(each, 1) for each in stores))
-                ]
+                rollout_ids = await asyncio.gather(*(send_one_at_a_time(each) for each in stores))
                 after = await scrape(http, server)
             finally:
                 for each in stores:
