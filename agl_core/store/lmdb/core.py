@@ -195,7 +195,7 @@ class LmdbCore:
 
     @property
     def span_id_index(self) -> SpanIdIndex:
-        """The writer's span-id index, for its counters (/metrics); only the writer changes it."""
+        """The writer's span-id index, for its counters (/metrics); only the thread running writes changes it."""
         return self._span_ids
 
     def _write(self, op: Callable[[Tx], Any], source: object = None) -> asyncio.Future[Any]:
