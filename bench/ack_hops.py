@@ -1,4 +1,4 @@
-"""Where one closed-loop span writer's ack goes, hop by hop inside agl-server.
+"""Where a closed-loop span writer's ack goes, hop by hop inside agl-server.
 
 Why: one writer's batch crosses agl-server's threads one after the other (grpc's poller, the event
 loop, the store's writer, the event loop again), so its ack latency is the sum of those hops, the
@@ -10,6 +10,7 @@ writer saw (docs/span-acks.md, "Where one writer's ack goes").
     python bench/ack_hops.py                       # three rounds of 8 s
     python bench/ack_hops.py --inline-off          # each round also runs agl-server with AGL_INLINE_COMMITS=off
     python bench/ack_hops.py --yield-to-writer     # each round also runs that what-if (below)
+    python bench/ack_hops.py --writers 8           # eight writers, each batch's hops kept by batch
 
 The hops, per batch:
 
@@ -23,9 +24,20 @@ The hops, per batch:
 - acked -> next read: grpc.aio sends the ack, the client sends the next batch, grpc.aio and its
   poller hand it to the event loop (the client's own time is in it too).
 
+The hops are those of the batches the writers measure: those read in the writers' first second
+(their warm-up, which their latencies leave out too) are left out.
+
 With one writer nothing else is written, so every group holds one batch and the hops of batch i
 are the i-th entries of each hop's list; a run where that does not hold (a group of more than one
 write, hops out of order, lists of different lengths) fails rather than pair the wrong times.
+
+With ``--writers`` above one, the writes share group commits, so each batch's hops are kept with
+the batch itself (``AGL_PROBE_BATCH_HOPS``), and two hops are also split in two. "queued -> begun":
+the rest of the group that was running when the write was queued, then the time from that group's
+end to the start of the write's own group. "begun -> committed": the group's operations, then
+LMDB's commit with its syncs. Besides each hop's percentiles the bench reports what the slowest
+1% of batches (by the server's part, read -> acked) spent in each hop, on average: what the tail is
+made of. The round trip is not paired by stream there, so it is not reported.
 
 ``--inline-off`` runs each round's server also with every write through the store's writer thread,
 as before inline commits (``AGL_INLINE_COMMITS=off``): the hand-overs those commits save.
@@ -46,8 +58,22 @@ from typing import Any
 
 import psutil
 from common import ROOT, Report, percentile, run_and_save
-from hops import ROUND_TRIP, SPANS, hop_durations
-from loadgen import run_span_ack
+from hops import (
+    AFTER,
+    BEHIND,
+    COMMIT,
+    GROUP_WRITES,
+    OPERATIONS,
+    ROUND_TRIP,
+    SERVER_TOTAL,
+    SPANS,
+    batch_hops,
+    hop_durations,
+    lists_past,
+    records_past,
+    slowest,
+)
+from loadgen import SPAN_ACK_WARM_UP_S, run_span_ack
 from store_bench_ack import _cpu_seconds, go_writers
 from store_bench_workloads import targets
 
@@ -65,35 +91,45 @@ VARIANTS = {
 @dataclass
 class Run:
     hops: dict[str, list[float]]  # microseconds per batch, by hop
+    group_sizes: list[int]  # writes per group
     ack_ms: tuple[float, float]  # the writer's ack latency p50, p99
     batches_per_s: float
     server_us: float  # the server's CPU per batch, warm-up included
 
 
-async def run_one(env_extra: dict[str, str], workdir: Path, seconds: float) -> Run:
-    """A fresh agl-server recording its hops, one Go writer for ``seconds`` after a second of warm-up."""
+async def run_one(env_extra: dict[str, str], workdir: Path, seconds: float, writers: int) -> Run:
+    """A fresh agl-server recording its hops, ``writers`` Go writers for ``seconds`` after a second of
+    warm-up: one writer to one attempt, several to 64 attempts in turn (as store_bench's)."""
     hops_file = workdir / "hops.json"
     hops_file.unlink(missing_ok=True)
     env = dict(os.environ)
     env["PYTHONPATH"] = os.pathsep.join([str(PROBES), *filter(None, [env.get("PYTHONPATH")])])
-    env["AGL_PROBE_HOPS"] = str(hops_file)
+    env["AGL_PROBE_HOPS" if writers == 1 else "AGL_PROBE_BATCH_HOPS"] = str(hops_file)
     env.update(env_extra)
     server = ServerProcess(workdir / "data", env=env, log_path=workdir / "server.log").start()
     with server:
         async with GrpcStore(server.address) as store:
             await store.wait_ready()
-            coords = await targets(store, 1)
+            coords = await targets(store, 1 if writers == 1 else 64)
         binary, batches = go_writers(coords, str(workdir))
         assert server.process is not None
         process = psutil.Process(server.process.pid)
         cpu = _cpu_seconds(process)
-        result = run_span_ack(binary, server.address, batches, 1, seconds)
+        result = run_span_ack(binary, server.address, batches, writers, seconds)
         server_us = (_cpu_seconds(process) - cpu) / max(1, result["batches_total"]) * 1e6
     if not hops_file.exists():
         raise SystemExit(f"agl-server wrote no hops to {hops_file}: is {PROBES} first on its PYTHONPATH?")
     recorded = json.loads(hops_file.read_text())
-    hops = hop_durations(recorded["times"], recorded["group_sizes"])
-    return Run(hops, (result["ack_p50_ms"], result["ack_p99_ms"]), result["batches_per_s"], server_us)
+    # The hops of the window the writers measure: the batches of their warm-up are left out.
+    warm_up_ns = int(SPAN_ACK_WARM_UP_S * 1e9)
+    if writers == 1:
+        times, sizes = lists_past(recorded["times"], recorded["group_sizes"], warm_up_ns)
+        hops = hop_durations(times, sizes)
+    else:
+        kept = records_past(recorded["batches"], warm_up_ns)
+        hops = batch_hops(kept, recorded["groups"])
+        sizes = [recorded["groups"][index][2] for index in sorted({batch["group"] for batch in kept})]
+    return Run(hops, sizes, (result["ack_p50_ms"], result["ack_p99_ms"]), result["batches_per_s"], server_us)
 
 
 async def measure(args: argparse.Namespace, workdir: str, report: Report) -> None:
@@ -107,7 +143,7 @@ async def measure(args: argparse.Namespace, workdir: str, report: Report) -> Non
         for name in variants:
             run_dir = Path(workdir) / f"{name.replace(' ', '-')}-{round_number}"
             run_dir.mkdir()
-            run = await run_one(VARIANTS[name], run_dir, args.seconds)
+            run = await run_one(VARIANTS[name], run_dir, args.seconds, args.writers)
             runs[name].append(run)
             print(
                 f"round {round_number}, {name}: ack p50 {run.ack_ms[0]:.2f} ms, p99 {run.ack_ms[1]:.2f} ms, "
@@ -115,11 +151,12 @@ async def measure(args: argparse.Namespace, workdir: str, report: Report) -> Non
                 flush=True,
             )
     for name in variants:
-        report_variant(report, name, runs[name])
+        report_variant(report, name, runs[name], args.writers)
 
 
-def report_variant(report: Report, name: str, runs: list[Run]) -> None:
-    """Each hop's percentiles over the batches of all rounds; the writer's figures, the median of the rounds."""
+def report_variant(report: Report, name: str, runs: list[Run], writers: int) -> None:
+    """Each hop's percentiles over the batches of all rounds; the writers' figures, the median of the
+    rounds; with several writers, the groups' sizes and what the slowest 1% of batches spent where."""
     for label, unit, values in (
         ("ack latency p50", "ms", [run.ack_ms[0] for run in runs]),
         ("ack latency p99", "ms", [run.ack_ms[1] for run in runs]),
@@ -129,14 +166,30 @@ def report_variant(report: Report, name: str, runs: list[Run]) -> None:
         rounds = ", ".join(f"{value:.2f}" if unit == "ms" else f"{value:.0f}" for value in values)
         report.add(f"{label}, {name}", statistics.median(values), unit, note=f"median of rounds: {rounds}")
     inside = 0.0
-    for hop in [span[2] for span in SPANS] + [ROUND_TRIP]:
+    names = [span[2] for span in SPANS]
+    if writers == 1:
+        shown = [*names, ROUND_TRIP]
+    else:
+        shown = [names[0], names[1], BEHIND, AFTER, names[2], OPERATIONS, COMMIT, *names[3:], SERVER_TOTAL]
+    for hop in shown:
         values = [value for run in runs for value in run.hops[hop]]
         p50 = percentile(values, 50)
-        if hop != ROUND_TRIP:
+        if hop in names:
             inside += p50
         note = f"p90 {percentile(values, 90):.0f}, p99 {percentile(values, 99):.0f} us; {len(values)} batches"
         report.add(f"  {hop}, {name}", p50, "us p50", note=note)
     report.add(f"  read -> acked, the hops' p50s added, {name}", inside, "us")
+    if writers == 1:
+        return
+    sizes = [size for run in runs for size in run.group_sizes]
+    report.add(f"  writes per group, {name}", statistics.mean(sizes), "mean", note=f"{len(sizes)} groups")
+    # The tail by round: a slow round's batches would otherwise make the whole tail.
+    tails = [slowest(run.hops)[1] for run in runs]
+    for hop in [*shown, GROUP_WRITES]:
+        means = [tail[hop] for tail in tails]
+        unit, digits = ("writes, mean", 1) if hop == GROUP_WRITES else ("us mean", 0)
+        rounds = ", ".join(f"{value:.{digits}f}" for value in means)
+        report.add(f"  slowest 1%: {hop}, {name}", statistics.median(means), unit, note=f"by round: {rounds}")
 
 
 def main() -> int:
@@ -151,15 +204,22 @@ def main() -> int:
         action="store_true",
         help="each round also runs that what-if of the writer thread's path (module docstring)",
     )
+    parser.add_argument("--writers", type=int, default=1, help="closed-loop Go writers (default 1)")
     parser.add_argument("--quick", action="store_true", help="one round of 1 s: a smoke test of the bench itself")
     parser.add_argument("--out", default="ack_hops", help="result file name under bench/results")
     args = parser.parse_args()
     if args.quick:
         args.rounds, args.seconds = 1, 1.0
-    if args.rounds < 1 or args.seconds <= 0:
-        parser.error("--rounds must be at least 1 and --seconds more than 0")
-    context: dict[str, Any] = {"rounds": args.rounds, "seconds": args.seconds, "writers": 1, "spans_per_batch": 10}
-    report = Report("one Go span writer's ack, hop by hop inside agl-server", context=context)
+    if args.rounds < 1 or args.seconds <= 0 or args.writers < 1:
+        parser.error("--rounds and --writers must be at least 1 and --seconds more than 0")
+    context: dict[str, Any] = {
+        "rounds": args.rounds,
+        "seconds": args.seconds,
+        "writers": args.writers,
+        "spans_per_batch": 10,
+    }
+    title = "one Go span writer's" if args.writers == 1 else f"{args.writers} Go span writers'"
+    report = Report(f"{title} ack, hop by hop inside agl-server", context=context)
     return run_and_save(report, args.out, lambda workdir: measure(args, workdir, report), prefix="agl-hops-")
 
 

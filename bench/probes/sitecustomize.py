@@ -25,7 +25,13 @@ folder first in the server's PYTHONPATH). Without the variables below nothing is
   span batch's hops are written as JSON (bench/ack_hops.py): read on the event loop (before its
   edge check), queued for the writer, its group begun and committed on the writer, delivered on
   the event loop, its ack built. Writes before the first batch (the bench's set-up) are dropped.
-  The wrappers cost each hop well under a microsecond.
+  The wrappers cost each hop well under a microsecond. With one writer only: the lists pair up
+  by position.
+- ``AGL_PROBE_BATCH_HOPS``: the same hops kept batch by batch, for any number of span streams
+  (bench/ack_hops.py --writers), and each group's start, end, size and commit time. A write is
+  known by its operation from the queue to its delivery and by its future from there to its ack,
+  which is timed where the stream reads the write's answer (``PendingSpans.answer``), just before
+  the ack is built.
 - ``AGL_PROBE_YIELD_TO_WRITER=1``: a what-if, never a setting. When a write is queued for an idle
   writer (nothing else queued), the event loop gives up its CPU at once (``os.sched_yield``, which
   releases the GIL), so that the writer starts the write before the loop finishes its turn.
@@ -144,6 +150,76 @@ def _record_hops(path: str) -> None:
     atexit.register(save)
 
 
+def _record_batch_hops(path: str) -> None:
+    """``AGL_PROBE_BATCH_HOPS``: each span batch's hop times and its group, written at exit."""
+    import atexit
+    import json
+
+    from agl_core.store.lmdb import spans, writer
+    from agl_server import span_streams
+
+    now = time.perf_counter_ns
+    read_at: list[int] = []  # the batch the loop is checking: it queues its write right after
+    by_op: dict[Any, dict[str, int]] = {}
+    by_future: dict[Any, dict[str, int]] = {}
+    batches: list[dict[str, int]] = []
+    groups: list[tuple[int, int, int, int]] = []  # begun, committed, writes, the commit's ns
+
+    readable = span_streams.all_readable
+
+    def reading(*args: Any, **kwargs: Any) -> Any:
+        read_at[:] = [now()]
+        return readable(*args, **kwargs)
+
+    submit, execute, deliver = writer.Writer.submit, writer.Writer._execute, writer.Writer._deliver
+
+    def submitting(self: Any, op: Any, source: Any = None) -> Any:
+        if read_at:  # a span batch's write (the bench's set-up writes were read by no stream)
+            by_op[op] = {"read": read_at.pop(), "queued": now()}
+        return submit(self, op, source)
+
+    def executing(self: Any, group: Any) -> Any:
+        begun = now()
+        result = execute(self, group)  # a group retried (the map grown) is timed by its last run
+        committed = now()
+        commit = int(result[2] * 1e9)  # the seconds LMDB's commit took, its syncs included
+        groups.append((begun, committed, len(group), commit))
+        for op, _ in group:
+            record = by_op.get(op)
+            if record is not None:
+                record.update(begun=begun, committed=committed, group=len(groups) - 1)
+        return result
+
+    def delivering(self: Any, group: Any, *args: Any) -> Any:
+        at = now()
+        for op, future in group:
+            record = by_op.pop(op, None)
+            if record is not None and "begun" in record:
+                record["delivered"] = at
+                by_future[future] = record
+        return deliver(self, group, *args)
+
+    answer = spans.PendingSpans.answer
+
+    def answering(self: Any) -> Any:
+        record = by_future.pop(self.write, None) if self.write is not None else None
+        if record is not None:
+            record["acked"] = now()
+            batches.append(record)
+        return answer(self)
+
+    def save() -> None:
+        with open(path, "w") as out:
+            json.dump({"batches": batches, "groups": groups}, out)
+
+    span_streams.all_readable = reading
+    writer.Writer.submit = submitting  # type: ignore[method-assign]
+    writer.Writer._execute = executing  # type: ignore[method-assign]
+    writer.Writer._deliver = delivering  # type: ignore[method-assign]
+    spans.PendingSpans.answer = answering  # type: ignore[method-assign]
+    atexit.register(save)
+
+
 def _yield_to_writer() -> None:
     from agl_core.store.lmdb import writer
 
@@ -162,6 +238,9 @@ def _install() -> None:
     hops = os.environ.get("AGL_PROBE_HOPS")
     if hops:
         _record_hops(hops)
+    batch_hops = os.environ.get("AGL_PROBE_BATCH_HOPS")
+    if batch_hops:
+        _record_batch_hops(batch_hops)
     if os.environ.get("AGL_PROBE_YIELD_TO_WRITER") == "1":
         _yield_to_writer()  # after the hops' wrapper, so that "queued" is timed before the yield
     reserve_mb = int(os.environ.get("AGL_PROBE_RESERVE_MB") or 0)
