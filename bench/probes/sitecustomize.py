@@ -90,9 +90,6 @@ HOPS = ("read", "queued", "begun", "committed", "delivered", "acked")
 def _record_hops(path: str) -> None:
     """``AGL_PROBE_HOPS``: each hop's times in lists of their own, written at exit. With one closed-loop
     writer every list holds one entry per batch, in order (bench/ack_hops.py checks that)."""
-    import atexit
-    import json
-
     from agl_core.store import span_outcomes
     from agl_core.store.lmdb import writer
     from agl_server import span_streams
@@ -138,23 +135,13 @@ def _record_hops(path: str) -> None:
         times["acked"].append(now())
         return stored(self, *args)
 
-    def save() -> None:
-        with open(path, "w") as out:
-            json.dump({"times": times, "group_sizes": group_sizes}, out)
-
-    span_streams.all_readable = reading
-    writer.Writer.submit = submitting  # type: ignore[method-assign]
-    writer.Writer._execute = executing  # type: ignore[method-assign]
-    writer.Writer._deliver = delivering  # type: ignore[method-assign]
     span_outcomes.SpanOutcomes.stored = acking  # type: ignore[method-assign]
-    atexit.register(save)
+    payload = {"times": times, "group_sizes": group_sizes}
+    _install_hops(path, lambda: payload, reading, submitting, executing, delivering)
 
 
 def _record_batch_hops(path: str) -> None:
     """``AGL_PROBE_BATCH_HOPS``: each span batch's hop times and its group, written at exit."""
-    import atexit
-    import json
-
     from agl_core.store.lmdb import spans, writer
     from agl_server import span_streams
 
@@ -208,15 +195,28 @@ def _record_batch_hops(path: str) -> None:
             batches.append(record)
         return answer(self)
 
+    spans.PendingSpans.answer = answering  # type: ignore[method-assign]
+    payload = {"batches": batches, "groups": groups}
+    _install_hops(path, lambda: payload, reading, submitting, executing, delivering)
+
+
+def _install_hops(path: str, payload: Any, reading: Any, submitting: Any, executing: Any, delivering: Any) -> None:
+    """The wrappers both hop recorders put on the loop's edge check and the writer, and ``payload()``
+    written to ``path`` as JSON when the server exits."""
+    import atexit
+    import json
+
+    from agl_core.store.lmdb import writer
+    from agl_server import span_streams
+
     def save() -> None:
         with open(path, "w") as out:
-            json.dump({"batches": batches, "groups": groups}, out)
+            json.dump(payload(), out)
 
     span_streams.all_readable = reading
     writer.Writer.submit = submitting  # type: ignore[method-assign]
     writer.Writer._execute = executing  # type: ignore[method-assign]
     writer.Writer._deliver = delivering  # type: ignore[method-assign]
-    spans.PendingSpans.answer = answering  # type: ignore[method-assign]
     atexit.register(save)
 
 
