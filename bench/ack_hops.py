@@ -195,7 +195,9 @@ def report_variant(report: Report, name: str, runs: list[Run], writers: int) -> 
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--rounds", type=int, default=3, help="rounds (default 3)")
-    parser.add_argument("--seconds", type=float, default=8.0, help="each run's window, after 1 s of warm-up")
+    parser.add_argument(
+        "--seconds", type=float, default=8.0, help=f"each run's window, after {SPAN_ACK_WARM_UP_S:g} s of warm-up"
+    )
     parser.add_argument(
         "--inline-off", action="store_true", help="each round also runs agl-server with AGL_INLINE_COMMITS=off"
     )

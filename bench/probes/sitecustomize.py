@@ -136,8 +136,7 @@ def _record_hops(path: str) -> None:
         return stored(self, *args)
 
     span_outcomes.SpanOutcomes.stored = acking  # type: ignore[method-assign]
-    payload = {"times": times, "group_sizes": group_sizes}
-    _install_hops(path, lambda: payload, reading, submitting, executing, delivering)
+    _install_hops(path, {"times": times, "group_sizes": group_sizes}, reading, submitting, executing, delivering)
 
 
 def _record_batch_hops(path: str) -> None:
@@ -196,13 +195,14 @@ def _record_batch_hops(path: str) -> None:
         return answer(self)
 
     spans.PendingSpans.answer = answering  # type: ignore[method-assign]
-    payload = {"batches": batches, "groups": groups}
-    _install_hops(path, lambda: payload, reading, submitting, executing, delivering)
+    _install_hops(path, {"batches": batches, "groups": groups}, reading, submitting, executing, delivering)
 
 
-def _install_hops(path: str, payload: Any, reading: Any, submitting: Any, executing: Any, delivering: Any) -> None:
-    """The wrappers both hop recorders put on the loop's edge check and the writer, and ``payload()``
-    written to ``path`` as JSON when the server exits."""
+def _install_hops(
+    path: str, payload: dict[str, Any], reading: Any, submitting: Any, executing: Any, delivering: Any
+) -> None:
+    """The wrappers both hop recorders put on the loop's edge check and the writer, and ``payload``
+    (lists the wrappers fill in place) written to ``path`` as JSON when the server exits."""
     import atexit
     import json
 
@@ -211,7 +211,7 @@ def _install_hops(path: str, payload: Any, reading: Any, submitting: Any, execut
 
     def save() -> None:
         with open(path, "w") as out:
-            json.dump(payload(), out)
+            json.dump(payload, out)
 
     span_streams.all_readable = reading
     writer.Writer.submit = submitting  # type: ignore[method-assign]
